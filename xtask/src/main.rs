@@ -1,1 +1,70 @@
-fn main(){}
+//! `cargo xtask`: every bosun build step that cargo alone cannot do.
+//!
+//! `setup` installs the machine's prerequisites, `images` builds the OCI test images,
+//! `test` runs the whole check (fmt, clippy, images, tests) and `bench` runs a benchmark.
+//! This file only parses the command line and dispatches; each verb lives in its module.
+
+#[allow(
+    dead_code,
+    reason = "Row, write_results and percentiles are for the benchmarks still to be written"
+)]
+mod bench;
+mod images;
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "bosun build, test and benchmark tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Install missing Debian packages and rustfmt/clippy (idempotent; needs root to install).
+    Setup,
+    /// Build the OCI test images under target/images/.
+    Images {
+        /// Rebuild even if the outputs are newer than busybox and xtask.
+        #[arg(long)]
+        force: bool,
+    },
+    /// fmt check, clippy, images, then `cargo test --workspace` (as root).
+    Test {
+        /// Extra arguments for `cargo test`, after `--`.
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// Run one benchmark and write target/bench/NAME.json.
+    Bench {
+        /// The benchmark to run.
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.verb {
+        Verb::Setup => setup::run(),
+        Verb::Images { force } => images::run(force).map(drop),
+        Verb::Test { cargo_test_args } => test::run(&cargo_test_args),
+        Verb::Bench { name } => bench::run(&name),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

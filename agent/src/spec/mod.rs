@@ -1,1 +1,36 @@
-//! Pod manifests (being written).
+//! Pod manifests: Kubernetes `v1.Pod` YAML/JSON accepted verbatim (unknown fields ignored),
+//! validated with errors that name the field, plus the pure rules the agent derives from a
+//! spec: the command a container runs, its QoS class, the pod's stable uid and spec hash.
+//! This module never touches the filesystem, the network or the kernel.
+
+mod command;
+mod error;
+mod identity;
+mod names;
+mod parse;
+mod pod;
+mod probe;
+mod qos;
+mod quantity;
+mod validate;
+
+pub use command::{expand_vars, resolve_command, resolve_command_with_env, resolve_env};
+pub use error::SpecError;
+pub use identity::{manifest_hash, pod_uid};
+pub use names::{
+    dns1123_label_error, dns1123_subdomain_error, iana_svc_name_error, label_key_error,
+    label_value_error,
+};
+pub use parse::{parse_manifests, parse_pod, Manifest};
+pub use pod::{
+    resolve_port, Capabilities, Container, ContainerPort, EnvVar, ObjectMeta, Pod,
+    PodSecurityContext, PodSpec, Protocol, PullPolicy, ResourceRequirements, RestartPolicy,
+    SecurityContext, VolumeMount,
+};
+pub use probe::{
+    ExecAction, GrpcAction, HttpGetAction, HttpHeader, IntOrString, Probe, ProbeHandler,
+    TcpSocketAction, UriScheme,
+};
+pub use qos::{qos_class, QosClass};
+pub use quantity::Quantity;
+pub use validate::validate;

@@ -1,0 +1,166 @@
+//! Reading manifests: one Pod (`parse_pod`) or a multi-document YAML/JSON stream of any kinds
+//! (`parse_manifests`). Every document goes through a JSON value first, so YAML and JSON
+//! behave alike, and type errors name the field path (`spec.containers[0].ports[0].
+//! containerPort`). It never reads files and never interprets kinds other than Pod.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::SpecError;
+use super::pod::Pod;
+use super::validate::validate;
+
+/// One document of a manifest stream.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // a handful per file; boxing would only add noise
+pub enum Manifest {
+    Pod(Pod),
+    /// Any other kind (Service, EndpointSlice, ...), kept raw for the modules that will
+    /// interpret it. `name` is `metadata.name`, empty when absent.
+    Other {
+        kind: String,
+        name: String,
+        value: Value,
+    },
+}
+
+/// Parses and validates a single-document Pod manifest (YAML or JSON).
+pub fn parse_pod(yaml: &str) -> Result<Pod, SpecError> {
+    let document: serde_yaml::Value =
+        serde_yaml::from_str(yaml).map_err(|e| SpecError::new("", e.to_string()))?;
+    let value = to_json(document)?;
+    if value.is_null() {
+        return Err(SpecError::new("", "the manifest is empty"));
+    }
+    pod_from_value(value)
+}
+
+/// Parses a stream of manifests: YAML documents separated by `---`, or concatenated JSON
+/// objects. Empty documents are skipped; `kind: List` documents contribute their `items`.
+/// Pods are validated. Errors carry the 0-based index of the document they come from.
+pub fn parse_manifests(text: &str) -> Result<Vec<Manifest>, SpecError> {
+    let documents = if text.trim_start().starts_with('{') {
+        json_documents(text)?
+    } else {
+        yaml_documents(text)?
+    };
+    let mut manifests = Vec::new();
+    for (index, value) in documents {
+        if value.is_null() {
+            continue;
+        }
+        manifests.extend(manifests_from_value(value).map_err(|e| e.in_document(index))?);
+    }
+    Ok(manifests)
+}
+
+fn yaml_documents(text: &str) -> Result<Vec<(usize, Value)>, SpecError> {
+    let mut documents = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let syntax_error =
+            |e: serde_yaml::Error| SpecError::new("", e.to_string()).in_document(index);
+        let value = serde_yaml::Value::deserialize(document).map_err(syntax_error)?;
+        documents.push((index, to_json(value).map_err(|e| e.in_document(index))?));
+    }
+    Ok(documents)
+}
+
+fn json_documents(text: &str) -> Result<Vec<(usize, Value)>, SpecError> {
+    let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut documents = Vec::new();
+    for (index, value) in stream.enumerate() {
+        let value = value.map_err(|e| SpecError::new("", e.to_string()).in_document(index))?;
+        documents.push((index, value));
+    }
+    Ok(documents)
+}
+
+/// Applies YAML merge keys (`<<: *anchor`) and converts to JSON (non-string keys become
+/// strings).
+fn to_json(mut value: serde_yaml::Value) -> Result<Value, SpecError> {
+    value
+        .apply_merge()
+        .map_err(|e| SpecError::new("", e.to_string()))?;
+    serde_json::to_value(value).map_err(|e| SpecError::new("", e.to_string()))
+}
+
+fn manifests_from_value(value: Value) -> Result<Vec<Manifest>, SpecError> {
+    let kind = kind_of(&value)?;
+    if kind == "List" {
+        let Some(Value::Array(items)) = value.get("items") else {
+            return Err(SpecError::new("items", "a List must have an `items` array"));
+        };
+        let mut manifests = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = |e: SpecError| e.at(&format!("items[{i}]"));
+            manifests.extend(manifests_from_value(item.clone()).map_err(at)?);
+        }
+        return Ok(manifests);
+    }
+    if kind == "Pod" {
+        return Ok(vec![Manifest::Pod(pod_from_value(value)?)]);
+    }
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok(vec![Manifest::Other { kind, name, value }])
+}
+
+fn kind_of(value: &Value) -> Result<String, SpecError> {
+    if !value.is_object() {
+        let message = format!("a manifest must be an object, got {}", json_type(value));
+        return Err(SpecError::new("", message));
+    }
+    match value.get("kind") {
+        Some(Value::String(kind)) if !kind.is_empty() => Ok(kind.clone()),
+        None | Some(Value::Null) => Err(SpecError::new("kind", "must be set")),
+        Some(other) => Err(SpecError::new(
+            "kind",
+            format!("must be a non-empty string, got {other}"),
+        )),
+    }
+}
+
+fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
+    let kind = kind_of(&value)?;
+    if kind != "Pod" {
+        return Err(SpecError::new(
+            "kind",
+            format!("must be \"Pod\", got {kind:?}"),
+        ));
+    }
+    match value.get("apiVersion") {
+        Some(Value::String(v)) if v == "v1" => {}
+        Some(other) => {
+            return Err(SpecError::new(
+                "apiVersion",
+                format!("must be \"v1\" for a Pod, got {other}"),
+            ))
+        }
+        None => return Err(SpecError::new("apiVersion", "must be \"v1\" for a Pod")),
+    }
+    let pod: Pod = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        SpecError::new(field, e.into_inner().to_string())
+    })?;
+    validate(&pod)?;
+    Ok(pod)
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

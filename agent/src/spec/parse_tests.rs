@@ -1,0 +1,234 @@
+//! Tests for `parse_pod` and `parse_manifests`: accepted shapes, field-named type errors and
+//! document indexes.
+
+use super::*;
+use crate::spec::pod::RestartPolicy;
+use crate::spec::probe::IntOrString;
+
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\n\
+                   spec: {containers: [{name: c, image: nginx}]}\n";
+
+#[test]
+fn a_minimal_pod_parses_with_defaults() {
+    let pod = parse_pod(POD).unwrap();
+    assert_eq!(pod.metadata.name, "web");
+    assert_eq!(pod.metadata.namespace, "default");
+    assert_eq!(pod.spec.restart_policy, RestartPolicy::Always);
+    assert_eq!(pod.spec.containers[0].image, "nginx");
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    let yaml = format!("{POD}status: {{phase: Running}}\nextra: 1\n");
+    let yaml = yaml.replace("image: nginx", "image: nginx, futureField: {a: 1}");
+    assert_eq!(parse_pod(&yaml).unwrap().spec.containers[0].name, "c");
+}
+
+#[test]
+fn a_full_kubectl_style_pod_parses() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  namespace: team-a
+  uid: 0b9e5c1e-1111-2222-3333-444455556666
+  labels: {app: app}
+spec:
+  hostNetwork: true
+  hostPID: true
+  shareProcessNamespace: true
+  securityContext: {runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000, supplementalGroups: [3000]}
+  containers:
+  - name: app
+    image: registry.local:5000/app@sha256:0123
+    imagePullPolicy: IfNotPresent
+    workingDir: /srv
+    stdin: true
+    tty: true
+    securityContext:
+      privileged: false
+      readOnlyRootFilesystem: true
+      capabilities: {add: [NET_ADMIN], drop: [ALL]}
+    lifecycle: {preStop: {exec: {command: [sleep, "5"]}}}
+    livenessProbe:
+      httpGet: {port: 8080, scheme: HTTPS, httpHeaders: [{name: A, value: b}]}
+      terminationGracePeriodSeconds: 3
+"#;
+    let pod = parse_pod(yaml).unwrap();
+    let c = &pod.spec.containers[0];
+    assert!(pod.spec.host_network && pod.spec.host_pid);
+    assert_eq!(
+        pod.spec.security_context.as_ref().unwrap().fs_group,
+        Some(2000)
+    );
+    assert_eq!(
+        c.security_context
+            .as_ref()
+            .unwrap()
+            .capabilities
+            .as_ref()
+            .unwrap()
+            .drop,
+        ["ALL"]
+    );
+    assert!(c.lifecycle.is_some() && c.stdin && c.tty);
+    let get = c
+        .liveness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(get.port, IntOrString::Int(8080));
+    assert_eq!(
+        pod.metadata.uid.as_deref(),
+        Some("0b9e5c1e-1111-2222-3333-444455556666")
+    );
+}
+
+#[test]
+fn json_pods_parse_too() {
+    let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"},
+                   "spec":{"containers":[{"name":"c","image":"i","resources":{"limits":{"cpu":0.5}}}]}}"#;
+    let pod = parse_pod(json).unwrap();
+    assert_eq!(
+        pod.spec.containers[0].resources.limits["cpu"].millicores(),
+        Ok(500)
+    );
+}
+
+#[test]
+fn yaml_anchors_and_merge_keys_work() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: m}
+spec:
+  containers:
+  - &base {name: a, image: busybox, command: [sleep, "1"]}
+  - <<: *base
+    name: b
+"#;
+    let pod = parse_pod(yaml).unwrap();
+    assert_eq!(pod.spec.containers[1].name, "b");
+    assert_eq!(pod.spec.containers[1].command, ["sleep", "1"]);
+}
+
+#[test]
+fn the_kind_must_be_pod() {
+    let err = parse_pod(&POD.replace("kind: Pod", "kind: Service")).unwrap_err();
+    assert_eq!(err.field, "kind");
+    assert!(err.message.contains("Service"), "{err}");
+    assert_eq!(
+        parse_pod(&POD.replace("kind: Pod\n", ""))
+            .unwrap_err()
+            .field,
+        "kind"
+    );
+    let err = parse_pod(&POD.replace("apiVersion: v1", "apiVersion: v2")).unwrap_err();
+    assert_eq!(err.field, "apiVersion");
+}
+
+#[test]
+fn type_errors_name_the_field_path() {
+    let table = [
+        (
+            "image: nginx",
+            "image: nginx, resources: {limits: {memory: [1]}}",
+            "spec.containers[0].resources.limits.memory",
+        ),
+        (
+            "image: nginx",
+            "image: nginx, ports: [{containerPort: http}]",
+            "spec.containers[0].ports[0].containerPort",
+        ),
+        (
+            "image: nginx",
+            "image: nginx, env: [{name: A, value: 1}]",
+            "spec.containers[0].env[0].value",
+        ),
+        (
+            "image: nginx",
+            "image: nginx, livenessProbe: {httpGet: {path: /}}",
+            "spec.containers[0].livenessProbe.httpGet",
+        ),
+        (
+            "spec: {",
+            "spec: {restartPolicy: Sometimes, ",
+            "spec.restartPolicy",
+        ),
+        ("spec: {", "spec: {hostNetwork: maybe, ", "spec.hostNetwork"),
+        ("name: web", "name: [web]", "metadata.name"),
+    ];
+    for (from, to, field) in table {
+        let yaml = POD.replace(from, to);
+        let err = parse_pod(&yaml).unwrap_err();
+        assert_eq!(err.field, field, "{yaml}\n{err}");
+    }
+}
+
+#[test]
+fn validation_runs_after_parsing() {
+    let err = parse_pod(&POD.replace("name: c", "name: C")).unwrap_err();
+    assert_eq!(err.field, "spec.containers[0].name");
+    assert_eq!(err.document, None);
+}
+
+#[test]
+fn syntax_errors_and_empty_input_are_reported() {
+    assert!(parse_pod("a: [").is_err());
+    assert!(parse_pod("").is_err());
+    assert!(parse_pod(&format!("{POD}---\n{POD}")).is_err());
+    assert_eq!(parse_pod("- 1").unwrap_err().field, "");
+}
+
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n\
+                       spec: {selector: {app: web}, ports: [{port: 80}]}\n";
+
+#[test]
+fn multi_document_streams_keep_other_kinds_raw() {
+    let text = format!("# leading comment\n---\n{POD}---\n{SERVICE}---\n---\n");
+    let manifests = parse_manifests(&text).unwrap();
+    assert_eq!(manifests.len(), 2);
+    assert!(matches!(&manifests[0], Manifest::Pod(p) if p.metadata.name == "web"));
+    let Manifest::Other { kind, name, value } = &manifests[1] else {
+        panic!("expected the Service as Other: {manifests:?}");
+    };
+    assert_eq!((kind.as_str(), name.as_str()), ("Service", "web"));
+    assert_eq!(value["spec"]["ports"][0]["port"], 80);
+}
+
+#[test]
+fn errors_name_the_document_index_and_field() {
+    let bad = POD.replace("image: nginx", "image: nginx, ports: [{containerPort: 0}]");
+    let err = parse_manifests(&format!("{SERVICE}---\n{bad}")).unwrap_err();
+    assert_eq!(err.document, Some(1));
+    assert_eq!(err.field, "spec.containers[0].ports[0].containerPort");
+    assert!(
+        err.to_string()
+            .starts_with("document 1: spec.containers[0].ports[0]"),
+        "{err}"
+    );
+    let err = parse_manifests(&format!("{POD}---\nmetadata: {{name: x}}\n")).unwrap_err();
+    assert_eq!((err.document, err.field.as_str()), (Some(1), "kind"));
+    let err = parse_manifests(&format!("{POD}---\na: [\n")).unwrap_err();
+    assert_eq!(err.document, Some(1), "{err}");
+}
+
+#[test]
+fn json_streams_and_lists_are_accepted() {
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
+    let svc = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}}"#;
+    let manifests = parse_manifests(&format!("{pod}\n{svc}")).unwrap();
+    assert_eq!(manifests.len(), 2);
+    let list = format!(r#"{{"apiVersion":"v1","kind":"List","items":[{svc},{pod}]}}"#);
+    let manifests = parse_manifests(&list).unwrap();
+    assert!(matches!(&manifests[1], Manifest::Pod(_)));
+    let bad_list = list.replace(r#""name":"c""#, r#""name":"C""#);
+    let err = parse_manifests(&bad_list).unwrap_err();
+    assert_eq!(
+        (err.document, err.field.as_str()),
+        (Some(0), "items[1].spec.containers[0].name")
+    );
+}

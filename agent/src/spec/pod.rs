@@ -1,0 +1,354 @@
+//! The Pod manifest as bosun reads it: serde mirrors of the Kubernetes `v1.Pod` fields the
+//! agent acts on, with Kubernetes' defaults. Unknown fields are ignored (the API server's
+//! non-strict mode); fields a later issue will interpret are kept as raw JSON values. These
+//! types never validate themselves: `validate` does.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::probe::{IntOrString, Probe};
+use super::quantity::Quantity;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Pod {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: PodSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ObjectMeta {
+    pub name: String,
+    pub namespace: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for ObjectMeta {
+    fn default() -> Self {
+        ObjectMeta {
+            name: String::new(),
+            namespace: "default".to_string(),
+            uid: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodSpec {
+    pub containers: Vec<Container>,
+    pub init_containers: Vec<Container>,
+    pub restart_policy: RestartPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    pub host_network: bool,
+    #[serde(rename = "hostPID")]
+    pub host_pid: bool,
+    #[serde(rename = "hostIPC")]
+    pub host_ipc: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_process_namespace: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_policy: Option<String>,
+    /// `dnsConfig`, uninterpreted for now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<serde_json::Value>,
+    /// `hostAliases`, uninterpreted for now.
+    pub host_aliases: Vec<serde_json::Value>,
+    /// Volume sources, uninterpreted for now; `validate` only checks their `name`s.
+    pub volumes: Vec<serde_json::Value>,
+}
+
+impl PodSpec {
+    /// Seconds between SIGTERM and SIGKILL on pod deletion (Kubernetes default 30).
+    pub fn termination_grace_period_seconds(&self) -> i64 {
+        self.termination_grace_period_seconds.unwrap_or(30)
+    }
+
+    /// Init containers then app containers, with the field path of each
+    /// (`spec.initContainers[0]`, `spec.containers[2]`).
+    pub fn all_containers(&self) -> impl Iterator<Item = (String, &Container)> {
+        let init = self.init_containers.iter().enumerate();
+        let app = self.containers.iter().enumerate();
+        init.map(|(i, c)| (format!("spec.initContainers[{i}]"), c))
+            .chain(app.map(|(i, c)| (format!("spec.containers[{i}]"), c)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodSecurityContext {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+    pub supplemental_groups: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    pub env: Vec<EnvVar>,
+    pub ports: Vec<ContainerPort>,
+    pub resources: ResourceRequirements,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+    /// `postStart`/`preStop` hooks, uninterpreted for now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<serde_json::Value>,
+    pub stdin: bool,
+    pub tty: bool,
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+impl Container {
+    /// The pull policy Kubernetes would default to: `Always` for `:latest` or untagged images,
+    /// `IfNotPresent` for any other tag or a digest.
+    pub fn pull_policy(&self) -> PullPolicy {
+        if let Some(policy) = self.image_pull_policy {
+            return policy;
+        }
+        let last_component = self.image.rsplit('/').next().unwrap_or("");
+        if last_component.contains('@') {
+            return PullPolicy::IfNotPresent;
+        }
+        match last_component.split_once(':') {
+            Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
+            _ => PullPolicy::Always,
+        }
+    }
+
+    /// The number of the container port called `name` (for probes with named ports).
+    pub fn named_port(&self, name: &str) -> Option<i32> {
+        let port = self.ports.iter().find(|p| p.name.as_deref() == Some(name));
+        port.map(|p| p.container_port)
+    }
+
+    /// The probes that are set, with their field names.
+    pub fn probes(&self) -> impl Iterator<Item = (&'static str, &Probe)> {
+        [
+            ("livenessProbe", &self.liveness_probe),
+            ("readinessProbe", &self.readiness_probe),
+            ("startupProbe", &self.startup_probe),
+        ]
+        .into_iter()
+        .filter_map(|(name, probe)| probe.as_ref().map(|p| (name, p)))
+    }
+}
+
+/// Resolves a probe port (number or container port name) to a number.
+pub fn resolve_port(port: &IntOrString, container: &Container) -> Option<i32> {
+    match port {
+        IntOrString::Int(n) => Some(*n),
+        IntOrString::String(s) => container.named_port(s).or_else(|| s.parse().ok()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EnvVar {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `valueFrom` (field/resource/secret refs), uninterpreted for now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerPort {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub container_port: i32,
+    pub protocol: Protocol,
+    /// `0` and unset both mean "no host port".
+    #[serde(rename = "hostIP", skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceRequirements {
+    pub requests: BTreeMap<String, Quantity>,
+    pub limits: BTreeMap<String, Quantity>,
+}
+
+impl ResourceRequirements {
+    /// The request for `resource`, falling back to its limit as Kubernetes defaulting does.
+    pub fn effective_request(&self, resource: &str) -> Option<&Quantity> {
+        self.requests
+            .get(resource)
+            .or_else(|| self.limits.get(resource))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecurityContext {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_privilege_escalation: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Capabilities {
+    pub add: Vec<String>,
+    pub drop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VolumeMount {
+    pub name: String,
+    pub mount_path: String,
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(image: &str) -> Container {
+        Container {
+            name: "c".into(),
+            image: image.into(),
+            ..Container::default()
+        }
+    }
+
+    #[test]
+    fn pull_policy_defaults_like_kubernetes() {
+        let table = [
+            ("nginx", PullPolicy::Always),
+            ("nginx:latest", PullPolicy::Always),
+            ("nginx:1.25", PullPolicy::IfNotPresent),
+            ("localhost:5000/nginx", PullPolicy::Always),
+            ("localhost:5000/nginx:1", PullPolicy::IfNotPresent),
+            ("nginx@sha256:abcd", PullPolicy::IfNotPresent),
+        ];
+        for (image, want) in table {
+            assert_eq!(container(image).pull_policy(), want, "{image}");
+        }
+        let mut explicit = container("nginx");
+        explicit.image_pull_policy = Some(PullPolicy::Never);
+        assert_eq!(explicit.pull_policy(), PullPolicy::Never);
+    }
+
+    #[test]
+    fn named_probe_ports_resolve_through_container_ports() {
+        let mut c = container("nginx");
+        c.ports.push(ContainerPort {
+            name: Some("http".into()),
+            container_port: 8080,
+            ..ContainerPort::default()
+        });
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &c),
+            Some(8080)
+        );
+        assert_eq!(resolve_port(&IntOrString::Int(81), &c), Some(81));
+        assert_eq!(resolve_port(&IntOrString::String("nope".into()), &c), None);
+    }
+
+    #[test]
+    fn missing_fields_take_kubernetes_defaults() {
+        let pod: Pod = serde_yaml::from_str("metadata: {name: a}").unwrap();
+        assert_eq!(pod.metadata.namespace, "default");
+        assert_eq!(pod.spec.restart_policy, RestartPolicy::Always);
+        assert_eq!(pod.spec.termination_grace_period_seconds(), 30);
+        let port: ContainerPort = serde_yaml::from_str("containerPort: 80").unwrap();
+        assert_eq!(port.protocol, Protocol::Tcp);
+    }
+
+    #[test]
+    fn pods_round_trip_through_json() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {x: y}}\nspec:\n  \
+                    containers: [{name: c, image: busybox, resources: {limits: {cpu: 1}}}]";
+        let pod: Pod = serde_yaml::from_str(yaml).unwrap();
+        let json = serde_json::to_string(&pod).unwrap();
+        assert_eq!(serde_json::from_str::<Pod>(&json).unwrap(), pod);
+    }
+}

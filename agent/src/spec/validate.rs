@@ -1,0 +1,295 @@
+//! Pod validation: the API server's checks that matter to a node agent, each failure naming
+//! the offending field (`spec.containers[1].ports[0].containerPort`). Validation stops at the
+//! first problem. It never mutates or defaults the pod.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::error::SpecError;
+use super::names::{
+    dns1123_label_error, dns1123_subdomain_error, iana_svc_name_error, label_key_error,
+    label_value_error,
+};
+use super::pod::{Container, ObjectMeta, Pod, PodSpec, ResourceRequirements};
+use super::probe::{IntOrString, Probe, ProbeHandler};
+use super::quantity::Quantity;
+
+/// Checks `pod` as the API server would before it reaches a node.
+pub fn validate(pod: &Pod) -> Result<(), SpecError> {
+    validate_metadata(&pod.metadata)?;
+    validate_spec(&pod.spec)
+}
+
+/// Turns a name-format check into a field error.
+fn check(field: impl Into<String>, problem: Option<String>) -> Result<(), SpecError> {
+    match problem {
+        None => Ok(()),
+        Some(message) => Err(SpecError::new(field, message)),
+    }
+}
+
+fn validate_metadata(meta: &ObjectMeta) -> Result<(), SpecError> {
+    check("metadata.name", dns1123_subdomain_error(&meta.name))?;
+    check("metadata.namespace", dns1123_label_error(&meta.namespace))?;
+    for (key, value) in &meta.labels {
+        check(format!("metadata.labels[{key}]"), label_key_error(key))?;
+        check(format!("metadata.labels[{key}]"), label_value_error(value))?;
+    }
+    for key in meta.annotations.keys() {
+        check(format!("metadata.annotations[{key}]"), label_key_error(key))?;
+    }
+    Ok(())
+}
+
+fn validate_spec(spec: &PodSpec) -> Result<(), SpecError> {
+    if spec.containers.is_empty() {
+        return Err(SpecError::new(
+            "spec.containers",
+            "must have at least one container",
+        ));
+    }
+    if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
+        let field = "spec.terminationGracePeriodSeconds";
+        return Err(SpecError::new(field, "must be greater than or equal to 0"));
+    }
+    if spec.active_deadline_seconds.is_some_and(|s| s < 1) {
+        let field = "spec.activeDeadlineSeconds";
+        return Err(SpecError::new(field, "must be greater than or equal to 1"));
+    }
+    if let Some(hostname) = &spec.hostname {
+        check("spec.hostname", dns1123_label_error(hostname))?;
+    }
+    if let Some(subdomain) = &spec.subdomain {
+        check("spec.subdomain", dns1123_label_error(subdomain))?;
+    }
+    let volumes = volume_names(spec)?;
+    let mut names = BTreeSet::new();
+    for (path, container) in spec.all_containers() {
+        validate_container(&path, container, &volumes)?;
+        if !names.insert(container.name.as_str()) {
+            let message = format!("duplicate container name {:?}", container.name);
+            return Err(SpecError::new(format!("{path}.name"), message));
+        }
+    }
+    Ok(())
+}
+
+/// The names of `spec.volumes`, which must be unique DNS-1123 labels.
+fn volume_names(spec: &PodSpec) -> Result<BTreeSet<&str>, SpecError> {
+    let mut names = BTreeSet::new();
+    for (i, volume) in spec.volumes.iter().enumerate() {
+        let field = format!("spec.volumes[{i}].name");
+        let name = volume.get("name").and_then(|n| n.as_str()).unwrap_or("");
+        check(&field, dns1123_label_error(name))?;
+        if !names.insert(name) {
+            return Err(SpecError::new(
+                field,
+                format!("duplicate volume name {name:?}"),
+            ));
+        }
+    }
+    Ok(names)
+}
+
+fn validate_container(
+    path: &str,
+    c: &Container,
+    volumes: &BTreeSet<&str>,
+) -> Result<(), SpecError> {
+    check(format!("{path}.name"), dns1123_label_error(&c.name))?;
+    if c.image.is_empty() {
+        return Err(SpecError::new(format!("{path}.image"), "must be non-empty"));
+    }
+    if c.image.trim() != c.image {
+        let message = "must not have leading or trailing whitespace";
+        return Err(SpecError::new(format!("{path}.image"), message));
+    }
+    validate_env(path, c)?;
+    validate_ports(path, c)?;
+    validate_resources(&format!("{path}.resources"), &c.resources)?;
+    for (name, probe) in c.probes() {
+        validate_probe(&format!("{path}.{name}"), name, probe)?;
+    }
+    validate_volume_mounts(path, c, volumes)
+}
+
+fn validate_env(path: &str, c: &Container) -> Result<(), SpecError> {
+    for (i, var) in c.env.iter().enumerate() {
+        let field = format!("{path}.env[{i}]");
+        if var.name.is_empty() {
+            return Err(SpecError::new(format!("{field}.name"), "must be non-empty"));
+        }
+        if var.name.contains('=') {
+            return Err(SpecError::new(
+                format!("{field}.name"),
+                "must not contain '='",
+            ));
+        }
+        if var.value.as_deref().is_some_and(|v| !v.is_empty()) && var.value_from.is_some() {
+            let message = "may not be specified when `value` is not empty";
+            return Err(SpecError::new(format!("{field}.valueFrom"), message));
+        }
+    }
+    Ok(())
+}
+
+fn validate_ports(path: &str, c: &Container) -> Result<(), SpecError> {
+    let mut names = BTreeSet::new();
+    for (i, port) in c.ports.iter().enumerate() {
+        let field = format!("{path}.ports[{i}]");
+        check_port_number(&format!("{field}.containerPort"), port.container_port)?;
+        if let Some(host_port) = port.host_port.filter(|&p| p != 0) {
+            check_port_number(&format!("{field}.hostPort"), host_port)?;
+        }
+        if let Some(name) = &port.name {
+            check(format!("{field}.name"), iana_svc_name_error(name))?;
+            if !names.insert(name) {
+                let message = format!("duplicate port name {name:?}");
+                return Err(SpecError::new(format!("{field}.name"), message));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_port_number(field: &str, port: i32) -> Result<(), SpecError> {
+    if !(1..=65535).contains(&port) {
+        let message = format!("{port} must be between 1 and 65535, inclusive");
+        return Err(SpecError::new(field, message));
+    }
+    Ok(())
+}
+
+fn validate_resources(path: &str, resources: &ResourceRequirements) -> Result<(), SpecError> {
+    let requests = parse_quantities(&format!("{path}.requests"), &resources.requests)?;
+    let limits = parse_quantities(&format!("{path}.limits"), &resources.limits)?;
+    for (name, request) in &requests {
+        let Some(limit) = limits.get(name) else {
+            continue;
+        };
+        if request > limit {
+            let message = format!(
+                "{} must be less than or equal to {name} limit of {}",
+                resources.requests[*name], resources.limits[*name]
+            );
+            return Err(SpecError::new(format!("{path}.requests.{name}"), message));
+        }
+    }
+    Ok(())
+}
+
+/// Parses each quantity in its resource's unit and returns them all in milli-units.
+fn parse_quantities<'a>(
+    path: &str,
+    quantities: &'a BTreeMap<String, Quantity>,
+) -> Result<BTreeMap<&'a str, u128>, SpecError> {
+    let mut parsed = BTreeMap::new();
+    for (name, quantity) in quantities {
+        let at = |e: SpecError| e.at(&format!("{path}.{name}"));
+        match name.as_str() {
+            "cpu" => quantity.millicores().map(drop).map_err(at)?,
+            "memory" | "ephemeral-storage" => quantity.bytes().map(drop).map_err(at)?,
+            n if n.starts_with("hugepages-") => quantity.bytes().map(drop).map_err(at)?,
+            _ => {}
+        }
+        parsed.insert(name.as_str(), quantity.milli_value().map_err(at)?);
+    }
+    Ok(parsed)
+}
+
+fn validate_probe(path: &str, kind: &str, probe: &Probe) -> Result<(), SpecError> {
+    let handlers = probe.handlers();
+    let [handler] = handlers.as_slice() else {
+        let message = format!(
+            "must specify exactly one handler (exec, httpGet, tcpSocket or grpc), found {}",
+            handlers.len()
+        );
+        return Err(SpecError::new(path, message));
+    };
+    match handler {
+        ProbeHandler::Exec(exec) if exec.command.is_empty() => {
+            return Err(SpecError::new(
+                format!("{path}.exec.command"),
+                "must be non-empty",
+            ));
+        }
+        ProbeHandler::Exec(_) => {}
+        ProbeHandler::HttpGet(get) => check_probe_port(&format!("{path}.httpGet.port"), &get.port)?,
+        ProbeHandler::TcpSocket(tcp) => {
+            check_probe_port(&format!("{path}.tcpSocket.port"), &tcp.port)?
+        }
+        ProbeHandler::Grpc(grpc) => check_port_number(&format!("{path}.grpc.port"), grpc.port)?,
+    }
+    let counters = [
+        ("initialDelaySeconds", probe.initial_delay_seconds),
+        ("periodSeconds", probe.period_seconds),
+        ("timeoutSeconds", probe.timeout_seconds),
+        ("successThreshold", probe.success_threshold),
+        ("failureThreshold", probe.failure_threshold),
+    ];
+    for (name, value) in counters {
+        if value.is_some_and(|v| v < 0) {
+            let message = "must be greater than or equal to 0";
+            return Err(SpecError::new(format!("{path}.{name}"), message));
+        }
+    }
+    if kind != "readinessProbe" && probe.success_threshold() != 1 {
+        let message = format!("must be 1 for a {kind}");
+        return Err(SpecError::new(format!("{path}.successThreshold"), message));
+    }
+    match probe.termination_grace_period_seconds {
+        Some(_) if kind == "readinessProbe" => {
+            let message = "must not be set for a readinessProbe";
+            Err(SpecError::new(
+                format!("{path}.terminationGracePeriodSeconds"),
+                message,
+            ))
+        }
+        Some(s) if s < 1 => {
+            let message = "must be greater than 0";
+            Err(SpecError::new(
+                format!("{path}.terminationGracePeriodSeconds"),
+                message,
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_probe_port(field: &str, port: &IntOrString) -> Result<(), SpecError> {
+    match port {
+        IntOrString::Int(n) => check_port_number(field, *n),
+        IntOrString::String(name) => check(field, iana_svc_name_error(name)),
+    }
+}
+
+fn validate_volume_mounts(
+    path: &str,
+    c: &Container,
+    volumes: &BTreeSet<&str>,
+) -> Result<(), SpecError> {
+    let mut paths = BTreeSet::new();
+    for (i, mount) in c.volume_mounts.iter().enumerate() {
+        let field = format!("{path}.volumeMounts[{i}]");
+        if !volumes.contains(mount.name.as_str()) {
+            let message = format!("no volume named {:?} in spec.volumes", mount.name);
+            return Err(SpecError::new(format!("{field}.name"), message));
+        }
+        if mount.mount_path.is_empty() {
+            return Err(SpecError::new(
+                format!("{field}.mountPath"),
+                "must be non-empty",
+            ));
+        }
+        if !paths.insert(mount.mount_path.as_str()) {
+            return Err(SpecError::new(
+                format!("{field}.mountPath"),
+                "must be unique",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
