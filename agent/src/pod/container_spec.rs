@@ -1,0 +1,313 @@
+//! Translates a Kubernetes container (plus its image and pod) into what the runtime needs: the
+//! process description ([`InitSpec`]) and cgroup settings. Pure apart from reading the image's
+//! /etc/passwd and /etc/group for a named `User`.
+
+use std::path::{Path, PathBuf};
+
+use crate::image::ResolvedImage;
+use crate::runtime::cgroup::{CgroupResources, CPU_PERIOD_US};
+use crate::runtime::init_spec::DEFAULT_CAPABILITIES;
+use crate::runtime::{BindMount, InitSpec};
+use crate::spec::{resolve_command_with_env, resolve_env, Container, Pod, SpecError};
+
+/// Where the container's writable layer, FIFOs and rootfs mountpoint live.
+pub struct ContainerPaths {
+    pub dir: PathBuf,
+    pub stdout_fifo: PathBuf,
+    pub stderr_fifo: PathBuf,
+}
+
+/// Builds the process description of `container` of `pod`.
+pub fn init_spec(
+    id: String,
+    pod: &Pod,
+    container: &Container,
+    field: &str,
+    image: &ResolvedImage,
+    paths: &ContainerPaths,
+    pod_files: &[BindMount],
+) -> Result<InitSpec, SpecError> {
+    let mut env: Vec<(String, String)> = image
+        .config
+        .env
+        .iter()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let hostname = pod.spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone());
+    set_env(&mut env, "HOSTNAME", &hostname);
+    for (k, v) in resolve_env(&container.env) {
+        set_env(&mut env, &k, &v);
+    }
+    let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let argv = resolve_command_with_env(
+        &image.config.entrypoint,
+        &image.config.cmd,
+        &container.command,
+        &container.args,
+        &lookup,
+    );
+    if argv.is_empty() {
+        return Err(SpecError::new(
+            format!("{field}.command"),
+            format!("neither the container nor image {} gives a command", image.reference),
+        ));
+    }
+    let (uid, gid) = identity(pod, container, field, image)?;
+    let sc = container.security_context.as_ref();
+    let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
+    let mut caps: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+    if let Some(c) = sc.and_then(|s| s.capabilities.as_ref()) {
+        let norm = |n: &String| {
+            let up = n.to_ascii_uppercase();
+            if up.starts_with("CAP_") { up } else { format!("CAP_{up}") }
+        };
+        let drop: Vec<String> = c.drop.iter().map(norm).collect();
+        if drop.iter().any(|d| d == "CAP_ALL") {
+            caps.clear();
+        }
+        caps.retain(|x| !drop.contains(x));
+        for a in c.add.iter().map(norm) {
+            if !caps.contains(&a) {
+                caps.push(a);
+            }
+        }
+    }
+    if privileged {
+        caps = caps::all().iter().map(|c| c.to_string()).collect();
+    }
+    let supplemental = pod
+        .spec
+        .security_context
+        .as_ref()
+        .map(|s| s.supplemental_groups.iter().filter_map(|g| u32::try_from(*g).ok()).collect())
+        .unwrap_or_default();
+    Ok(InitSpec {
+        id,
+        lower_dirs: image.layers.clone(),
+        upper_dir: paths.dir.join("upper"),
+        work_dir: paths.dir.join("work"),
+        rootfs: paths.dir.join("rootfs"),
+        readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        namespaces: Vec::new(),
+        cgroup_procs: Vec::new(),
+        argv,
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd: container
+            .working_dir
+            .clone()
+            .or_else(|| image.config.working_dir.clone().filter(|w| !w.is_empty()))
+            .unwrap_or_else(|| "/".into()),
+        uid,
+        gid,
+        additional_gids: supplemental,
+        capabilities: caps,
+        no_new_privs: !privileged
+            && !sc.and_then(|s| s.allow_privilege_escalation).unwrap_or(false),
+        stdout_fifo: paths.stdout_fifo.clone(),
+        stderr_fifo: paths.stderr_fifo.clone(),
+        mounts: pod_files.to_vec(),
+    })
+}
+
+fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    match env.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value.to_string(),
+        None => env.push((key.to_string(), value.to_string())),
+    }
+}
+
+/// runAsUser/runAsGroup (container over pod), else the image's `User`.
+fn identity(
+    pod: &Pod,
+    c: &Container,
+    field: &str,
+    image: &ResolvedImage,
+) -> Result<(u32, u32), SpecError> {
+    let psc = pod.spec.security_context.as_ref();
+    let csc = c.security_context.as_ref();
+    let user = csc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user));
+    let group = csc.and_then(|s| s.run_as_group).or(psc.and_then(|s| s.run_as_group));
+    let (img_uid, img_gid) = image_user(image, field)?;
+    let uid = match user {
+        Some(u) => u32::try_from(u).map_err(|_| {
+            SpecError::new(format!("{field}.securityContext.runAsUser"), "out of range")
+        })?,
+        None => img_uid,
+    };
+    let gid = match group {
+        Some(g) => u32::try_from(g).map_err(|_| {
+            SpecError::new(format!("{field}.securityContext.runAsGroup"), "out of range")
+        })?,
+        None if user.is_some() && image.config.user.is_none() => 0,
+        None => img_gid,
+    };
+    let non_root = csc.and_then(|s| s.run_as_non_root).or(psc.and_then(|s| s.run_as_non_root));
+    if non_root == Some(true) && uid == 0 {
+        return Err(SpecError::new(
+            format!("{field}.securityContext.runAsNonRoot"),
+            "container would run as root (uid 0)",
+        ));
+    }
+    Ok((uid, gid))
+}
+
+/// The image's `User` ("", "uid", "uid:gid", "name", "name:group") as numbers.
+fn image_user(image: &ResolvedImage, field: &str) -> Result<(u32, u32), SpecError> {
+    let Some(user) = image.config.user.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok((0, 0));
+    };
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let bad = |what: &str| {
+        SpecError::new(
+            format!("{field}.image"),
+            format!("image {} user {user:?}: {what}", image.reference),
+        )
+    };
+    let passwd = read_image_file(&image.layers, "etc/passwd");
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (n, lookup_db(&passwd, 2, |f| f[2] == u).and_then(|f| f[3].parse().ok())),
+        Err(_) => {
+            let f = lookup_db(&passwd, 0, |f| f[0] == u).ok_or_else(|| bad("no such user"))?;
+            (
+                f[2].parse().map_err(|_| bad("bad /etc/passwd"))?,
+                f[3].parse().ok(),
+            )
+        }
+    };
+    let gid = match g {
+        None => primary.unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let group = read_image_file(&image.layers, "etc/group");
+                let f = lookup_db(&group, 0, |f| f[0] == g).ok_or_else(|| bad("no such group"))?;
+                f[2].parse().map_err(|_| bad("bad /etc/group"))?
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+fn lookup_db<'a>(
+    text: &'a str,
+    _key: usize,
+    pred: impl Fn(&[&'a str]) -> bool,
+) -> Option<Vec<&'a str>> {
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && pred(f))
+}
+
+/// A file from the topmost layer that has it (whiteouts ignored: good enough for passwd).
+fn read_image_file(layers: &[PathBuf], rel: &str) -> String {
+    layers
+        .iter()
+        .rev()
+        .map(|l| l.join(rel))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+}
+
+/// cgroup settings of one container from its requests/limits.
+pub fn container_resources(c: &Container, field: &str) -> Result<CgroupResources, SpecError> {
+    let r = &c.resources;
+    let cpu_req = match r.effective_request("cpu") {
+        Some(q) => Some(q.millicores().map_err(|e| e.at(&format!("{field}.resources.requests.cpu")))?),
+        None => None,
+    };
+    let cpu_lim = match r.limits.get("cpu") {
+        Some(q) => Some(q.millicores().map_err(|e| e.at(&format!("{field}.resources.limits.cpu")))?),
+        None => None,
+    };
+    let mem_lim = match r.limits.get("memory") {
+        Some(q) => Some(q.bytes().map_err(|e| e.at(&format!("{field}.resources.limits.memory")))?),
+        None => None,
+    };
+    Ok(CgroupResources {
+        cpu_shares: Some(shares_from_millis(cpu_req.unwrap_or(0))),
+        cpu_quota_us: cpu_lim.map(quota_from_millis),
+        memory_limit_bytes: mem_lim.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+        pids_limit: None,
+        restrict_devices: true,
+    })
+}
+
+/// The pod cgroup: sums of the app containers (limits only if every container has one), and
+/// the node's pod pids limit.
+pub fn pod_resources(pod: &Pod, pids_limit: Option<i64>) -> Result<CgroupResources, SpecError> {
+    let mut shares = 0u64;
+    let mut quota: Option<i64> = Some(0);
+    let mut mem: Option<i64> = Some(0);
+    for (i, c) in pod.spec.containers.iter().enumerate() {
+        let r = container_resources(c, &format!("spec.containers[{i}]"))?;
+        shares += r.cpu_shares.unwrap_or(2);
+        quota = quota.zip(r.cpu_quota_us).map(|(a, b)| a + b);
+        mem = mem.zip(r.memory_limit_bytes).map(|(a, b)| a.saturating_add(b));
+    }
+    Ok(CgroupResources {
+        cpu_shares: Some(shares.max(2)),
+        cpu_quota_us: quota,
+        memory_limit_bytes: mem,
+        pids_limit,
+        restrict_devices: false,
+    })
+}
+
+/// kubelet's MilliCPUToShares: 1 core = 1024 shares, at least 2.
+pub fn shares_from_millis(millis: u64) -> u64 {
+    (millis * 1024 / 1000).max(2)
+}
+
+/// kubelet's MilliCPUToQuota over a 100 ms period, at least 1 ms.
+pub fn quota_from_millis(millis: u64) -> i64 {
+    let q = millis * CPU_PERIOD_US / 1000;
+    i64::try_from(q.max(1000)).unwrap_or(i64::MAX)
+}
+
+/// The pod-level files bind-mounted into every container (/etc/hosts, /etc/hostname).
+pub fn pod_files(dir: &Path, hostname: &str) -> std::io::Result<Vec<BindMount>> {
+    std::fs::create_dir_all(dir)?;
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+        ),
+    )?;
+    let hn = dir.join("hostname");
+    std::fs::write(&hn, format!("{hostname}\n"))?;
+    Ok(vec![
+        BindMount { source: hosts, destination: "/etc/hosts".into(), readonly: false },
+        BindMount { source: hn, destination: "/etc/hostname".into(), readonly: false },
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_translation_matches_kubelet() {
+        assert_eq!(shares_from_millis(0), 2);
+        assert_eq!(shares_from_millis(1000), 1024);
+        assert_eq!(shares_from_millis(250), 256);
+        assert_eq!(quota_from_millis(500), 50_000);
+        assert_eq!(quota_from_millis(1), 1000);
+    }
+
+    #[test]
+    fn pod_limits_sum_only_when_every_container_has_one() {
+        let pod = crate::spec::parse_pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: x, resources: {limits: {memory: 64Mi, cpu: 500m}}}\n  - {name: b, image: x, resources: {limits: {memory: 32Mi}}}\n",
+        )
+        .expect("valid pod");
+        let r = pod_resources(&pod, Some(100)).expect("resources");
+        assert_eq!(r.memory_limit_bytes, Some(96 * 1024 * 1024));
+        assert_eq!(r.cpu_quota_us, None);
+        assert_eq!(r.pids_limit, Some(100));
+    }
+}

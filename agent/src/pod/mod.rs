@@ -1,0 +1,18 @@
+//! Pods on this node: the per-pod worker (lifecycle, restarts, teardown), status, logs, and
+//! the records that let a restarted agent adopt its containers. Translates Kubernetes specs into
+//! runtime calls; never calls the kernel directly.
+
+pub mod backoff;
+pub mod container_spec;
+pub mod logs;
+pub mod node;
+pub mod persist;
+mod running;
+mod start;
+pub mod status;
+mod stop;
+pub mod worker;
+
+pub use node::{NodeConfig, NodeContext};
+pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus};
+pub use worker::{PodCommand, PodWorker};

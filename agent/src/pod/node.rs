@@ -1,0 +1,58 @@
+//! What every pod worker shares: the agent's directories, the image store, the host's cgroup
+//! layout and tunables. Also the one place that names where a pod's files live.
+
+use std::path::{Path, PathBuf};
+
+use super::backoff::BackoffPolicy;
+use crate::image::ImageStore;
+use crate::runtime::cgroup::CgroupHost;
+use crate::spec::QosClass;
+
+/// Agent settings that shape how pods run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub root: PathBuf,
+    pub run_dir: PathBuf,
+    pub cgroup_root: String,
+    /// The binary re-executed as each container's intermediate (`__container-init`).
+    pub agent_exe: PathBuf,
+    /// kubelet's podPidsLimit; None = unlimited.
+    pub pod_pids_limit: Option<i64>,
+    pub backoff: BackoffPolicy,
+}
+
+/// Shared by all pod workers.
+pub struct NodeContext {
+    pub config: NodeConfig,
+    pub images: ImageStore,
+    pub cgroups: CgroupHost,
+}
+
+impl NodeContext {
+    pub fn pod_state_dir(&self, uid: &str) -> PathBuf {
+        self.config.root.join("pods").join(uid)
+    }
+    pub fn container_dir(&self, uid: &str, container: &str) -> PathBuf {
+        self.pod_state_dir(uid).join("containers").join(container)
+    }
+    pub fn sandbox_dir(&self, uid: &str) -> PathBuf {
+        self.config.run_dir.join("pods").join(uid)
+    }
+    pub fn pod_cgroup(&self, uid: &str, qos: QosClass) -> PathBuf {
+        let root = Path::new(&self.config.cgroup_root);
+        match qos {
+            QosClass::Guaranteed => root.join(format!("pod{uid}")),
+            QosClass::Burstable => root.join("burstable").join(format!("pod{uid}")),
+            QosClass::BestEffort => root.join("besteffort").join(format!("pod{uid}")),
+        }
+    }
+}
+
+/// `<root>/logs/<namespace>_<name>_<uid>/<container>/<restart>.log`, kubelet's layout.
+pub fn log_file(root: &Path, ns: &str, name: &str, uid: &str, container: &str, n: u32) -> PathBuf {
+    log_dir(root, ns, name, uid).join(container).join(format!("{n}.log"))
+}
+
+pub fn log_dir(root: &Path, ns: &str, name: &str, uid: &str) -> PathBuf {
+    root.join("logs").join(format!("{ns}_{name}_{uid}"))
+}

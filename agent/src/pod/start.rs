@@ -1,0 +1,217 @@
+//! Pod and container start: the sandbox and pod cgroup once per pod, then one container
+//! instance at a time (image → spec → cgroup → FIFOs → runtime). A container that cannot be
+//! created is reported in its status with Kubernetes' reason and retried with backoff.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::container_spec::{container_resources, init_spec, pod_files, pod_resources, ContainerPaths};
+use super::logs::{open_fifo, Stream};
+use super::node::log_file;
+use super::running::{spawn_log_copiers, watch_exit, RunningContainer};
+use super::status::ContainerState;
+use super::worker::PodWorker;
+use crate::runtime::sandbox::PodSandbox;
+use crate::runtime::spawn::{prepare_container_dir, start_container};
+use crate::runtime::RuntimeError;
+use crate::spec::qos_class;
+
+/// Why a container did not start.
+enum StartFailure {
+    /// Before a process existed: stay Waiting with this reason, retry later.
+    Waiting { reason: &'static str, message: String },
+    /// The process could not exec: Terminated with StartError, exit 128.
+    StartError(String),
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
+}
+
+impl PodWorker {
+    /// Creates the sandbox namespaces and the pod cgroup.
+    pub(super) async fn setup_pod(&mut self) -> Result<(), RuntimeError> {
+        let dir = self.ctx.sandbox_dir(&self.uid);
+        let hostname = self.pod.spec.hostname.clone().unwrap_or_else(|| self.pod.metadata.name.clone());
+        let ctx = self.ctx.clone();
+        let pod = self.pod.clone();
+        let uid = self.uid.clone();
+        let exists = self.sandbox.exists();
+        let (sandbox, cgroup) = tokio::task::spawn_blocking(move || {
+            let sandbox = if exists { PodSandbox::at(dir) } else { PodSandbox::create(dir, &hostname)? };
+            let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(|e| RuntimeError::Start {
+                id: uid.clone(),
+                message: e.to_string(),
+            })?;
+            let cgroup = ctx.cgroups.create(&ctx.pod_cgroup(&uid, qos_class(&pod.spec)), &res)?;
+            Ok::<_, RuntimeError>((sandbox, cgroup))
+        })
+        .await
+        .map_err(|e| RuntimeError::Start { id: self.uid.clone(), message: e.to_string() })??;
+        self.sandbox = sandbox;
+        self.pod_cgroup = Some(cgroup);
+        Ok(())
+    }
+
+    /// Starts one instance of container `name`, updating its status either way.
+    pub(super) async fn start(&mut self, name: &str) {
+        let Some((field, container, _init)) = self.container_spec(name) else { return };
+        let restart_count = {
+            let mut st = self.lock_status();
+            let Some(c) = st.container_mut(name) else { return };
+            if matches!(c.state, ContainerState::Terminated { .. }) {
+                c.restart_count += 1;
+                let last = std::mem::replace(&mut c.state, ContainerState::waiting("ContainerCreating", ""));
+                c.last_state = Some(last);
+            }
+            c.restart_count
+        };
+        match self.create_instance(name, &field, &container, restart_count).await {
+            Ok(running) => {
+                let pid = running.pid;
+                let mut st = self.lock_status();
+                if let Some(c) = st.container_mut(name) {
+                    c.state = ContainerState::Running { started_at: now_rfc3339() };
+                    c.pid = Some(pid);
+                }
+                drop(st);
+                tracing::info!(pod = %self.pod.metadata.name, container = name, pid, "container started");
+                self.running.insert(name.to_string(), running);
+            }
+            Err(StartFailure::Waiting { reason, message }) => {
+                tracing::warn!(pod = %self.pod.metadata.name, container = name, reason, %message, "container not created");
+                {
+                    let mut st = self.lock_status();
+                    if let Some(c) = st.container_mut(name) {
+                        c.state = ContainerState::waiting(reason, message);
+                    }
+                }
+                self.schedule_retry(name);
+            }
+            Err(StartFailure::StartError(message)) => {
+                tracing::warn!(pod = %self.pod.metadata.name, container = name, %message, "container failed to start");
+                let now = now_rfc3339();
+                {
+                    let mut st = self.lock_status();
+                    if let Some(c) = st.container_mut(name) {
+                        c.state = ContainerState::Terminated {
+                            exit_code: 128,
+                            reason: "StartError".into(),
+                            message,
+                            started_at: now.clone(),
+                            finished_at: now,
+                        };
+                        c.pid = None;
+                    }
+                }
+                self.after_start_error(name);
+            }
+        }
+        self.persist();
+    }
+
+    /// A container stuck before creation (missing image, bad config) is retried with backoff
+    /// while staying Waiting.
+    fn schedule_retry(&mut self, name: &str) {
+        let count = self.crashes.get(name).copied().unwrap_or(0).saturating_add(1);
+        self.crashes.insert(name.to_string(), count);
+        let delay = self.ctx.config.backoff.delay(count);
+        self.pending_restarts.insert(name.to_string(), ());
+        let tx = self.events_tx.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(super::worker::PodEvent::Restart { name });
+        });
+    }
+
+    async fn create_instance(
+        &mut self,
+        name: &str,
+        field: &str,
+        container: &crate::spec::Container,
+        restart_count: u32,
+    ) -> Result<RunningContainer, StartFailure> {
+        let waiting = |reason: &'static str| move |e: String| StartFailure::Waiting { reason, message: e };
+        let images = &self.ctx.images;
+        let image = images.resolve(&container.image).map_err(|e| waiting("ErrImagePull")(e.to_string()))?;
+        let res = container_resources(container, field).map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
+        let dir = self.ctx.container_dir(&self.uid, name);
+        let hostname = self.pod.spec.hostname.clone().unwrap_or_else(|| self.pod.metadata.name.clone());
+        let files = pod_files(&self.ctx.pod_state_dir(&self.uid).join("etc"), &hostname)
+            .map_err(|e| waiting("CreateContainerError")(format!("writing /etc/hosts: {e}")))?;
+        let (stdout_fifo, stderr_fifo) =
+            prepare_container_dir(&dir).map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
+        let paths = ContainerPaths { dir: dir.clone(), stdout_fifo, stderr_fifo };
+        let id = format!("{}_{}", self.uid, name);
+        let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &files)
+            .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
+        spec.namespaces = self.sandbox.namespaces();
+        let pod_rel = self.ctx.pod_cgroup(&self.uid, qos_class(&self.pod.spec));
+        let cgroup = self
+            .ctx
+            .cgroups
+            .create(&pod_rel.join(name), &res)
+            .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
+        spec.cgroup_procs = cgroup.self_join_files();
+        let oom_before = cgroup.oom_kills();
+        let out = open_fifo(&paths.stdout_fifo).map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
+        let err = open_fifo(&paths.stderr_fifo).map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
+        let md = &self.pod.metadata;
+        let log = log_file(&self.ctx.config.root, &md.namespace, &md.name, &self.uid, name, restart_count);
+        prune_old_logs(&log, restart_count);
+        let (exited, log_tasks) = spawn_log_copiers([(out, Stream::Stdout), (err, Stream::Stderr)], log, &self.tee);
+
+        let exe = self.ctx.config.agent_exe.clone();
+        let (spawned, cgroup) = tokio::task::spawn_blocking(move || {
+            let r = start_container(&exe, &spec, &cgroup);
+            (r, cgroup)
+        })
+        .await
+        .map_err(|e| StartFailure::StartError(e.to_string()))?;
+        let mut running = RunningContainer {
+            pid: 0,
+            pidfd: Arc::new(match std::fs::File::open("/dev/null") {
+                Ok(f) => f.into(),
+                Err(e) => return Err(StartFailure::StartError(e.to_string())),
+            }),
+            start_time: 0,
+            started: SystemTime::now(),
+            cgroup,
+            oom_before,
+            exited,
+            log_tasks,
+        };
+        match spawned {
+            Ok(p) => {
+                running.pid = p.pid;
+                running.start_time = p.start_time;
+                running.pidfd = Arc::new(p.pidfd);
+                watch_exit(running.pidfd.clone(), p.pid, name.to_string(), self.events_tx.clone());
+                Ok(running)
+            }
+            Err(e) => {
+                running.finish_logs().await;
+                let _ = tokio::task::spawn_blocking(move || running.cgroup.remove()).await;
+                Err(match e {
+                    RuntimeError::Start { message, .. } => StartFailure::StartError(message),
+                    other => StartFailure::Waiting { reason: "CreateContainerError", message: other.to_string() },
+                })
+            }
+        }
+    }
+}
+
+/// Keeps the current and the previous log of a container (what `logs --previous` shows).
+fn prune_old_logs(current: &std::path::Path, restart_count: u32) {
+    let Some(dir) = current.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let n: Option<u32> = e.file_name().to_str().and_then(|s| s.strip_suffix(".log")).and_then(|s| s.parse().ok());
+        if let Some(n) = n {
+            if n + 1 < restart_count {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Pod and container status as Kubernetes reports it (phase, container states with reasons,
+//! restart counts, times). Pure data plus the phase rule; shown by `bosun-agent ps`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::RestartPolicy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum PodPhase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One container's state, as in `containerStatuses[].state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ContainerState {
+    Waiting {
+        reason: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
+    Running {
+        started_at: String,
+    },
+    Terminated {
+        exit_code: i32,
+        reason: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+        started_at: String,
+        finished_at: String,
+    },
+}
+
+impl ContainerState {
+    pub fn waiting(reason: &str, message: impl Into<String>) -> Self {
+        ContainerState::Waiting {
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+    pub fn is_running(&self) -> bool {
+        matches!(self, ContainerState::Running { .. })
+    }
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            ContainerState::Terminated { exit_code, .. } => Some(*exit_code),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    pub name: String,
+    pub image: String,
+    pub init: bool,
+    pub state: ContainerState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_state: Option<ContainerState>,
+    pub restart_count: u32,
+    pub ready: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub phase: PodPhase,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub ready: bool,
+    pub init_container_statuses: Vec<ContainerStatus>,
+    pub container_statuses: Vec<ContainerStatus>,
+}
+
+impl PodStatus {
+    pub fn container_mut(&mut self, name: &str) -> Option<&mut ContainerStatus> {
+        self.init_container_statuses
+            .iter_mut()
+            .chain(self.container_statuses.iter_mut())
+            .find(|c| c.name == name)
+    }
+    pub fn container(&self, name: &str) -> Option<&ContainerStatus> {
+        self.init_container_statuses
+            .iter()
+            .chain(self.container_statuses.iter())
+            .find(|c| c.name == name)
+    }
+}
+
+/// Whether a container that ended with `exit_code` is started again under `policy`.
+pub fn should_restart(policy: RestartPolicy, exit_code: i32) -> bool {
+    match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => exit_code != 0,
+        RestartPolicy::Never => false,
+    }
+}
+
+/// The phase of a pod whose init containers are done, from its app containers' states and
+/// whether any of them will be restarted.
+pub fn app_phase(containers: &[ContainerStatus], restart_pending: bool) -> PodPhase {
+    if containers.iter().any(|c| c.state.is_running()) || restart_pending {
+        return PodPhase::Running;
+    }
+    let codes: Vec<Option<i32>> = containers.iter().map(|c| c.state.exit_code()).collect();
+    if codes.iter().any(Option::is_none) {
+        return PodPhase::Pending;
+    }
+    if codes.iter().all(|c| *c == Some(0)) {
+        PodPhase::Succeeded
+    } else {
+        PodPhase::Failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: ContainerState) -> ContainerStatus {
+        ContainerStatus {
+            name: "c".into(),
+            image: "i".into(),
+            init: false,
+            state,
+            last_state: None,
+            restart_count: 0,
+            ready: false,
+            pid: None,
+        }
+    }
+    fn done(code: i32) -> ContainerState {
+        ContainerState::Terminated {
+            exit_code: code,
+            reason: String::new(),
+            message: String::new(),
+            started_at: String::new(),
+            finished_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn restart_policy_table() {
+        assert!(should_restart(RestartPolicy::Always, 0));
+        assert!(should_restart(RestartPolicy::OnFailure, 1));
+        assert!(!should_restart(RestartPolicy::OnFailure, 0));
+        assert!(!should_restart(RestartPolicy::Never, 1));
+    }
+
+    #[test]
+    fn phase_follows_container_states() {
+        let running = ContainerState::Running {
+            started_at: String::new(),
+        };
+        assert_eq!(app_phase(&[status(running), status(done(1))], false), PodPhase::Running);
+        assert_eq!(app_phase(&[status(done(0)), status(done(0))], false), PodPhase::Succeeded);
+        assert_eq!(app_phase(&[status(done(0)), status(done(2))], false), PodPhase::Failed);
+        assert_eq!(app_phase(&[status(done(2))], true), PodPhase::Running);
+        let waiting = ContainerState::waiting("ContainerCreating", "");
+        assert_eq!(app_phase(&[status(waiting)], false), PodPhase::Pending);
+    }
+}

@@ -1,0 +1,129 @@
+//! Container exit and pod teardown: records how a container ended (Completed, Error,
+//! OOMKilled, with times), and on delete stops every container — SIGTERM, the grace period,
+//! then SIGKILL — and removes cgroups, the sandbox and the pod's directories.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+
+use super::node::log_dir;
+use super::status::ContainerState;
+use super::worker::{PodEvent, PodWorker};
+use crate::sys::pidfd::{pidfd_send_signal, ProcessExit};
+
+/// How long to wait for SIGKILLed processes to be reaped before giving up on them.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+impl PodWorker {
+    /// Turns a running container into a terminated one; returns its exit code.
+    pub(super) async fn record_exit(&mut self, name: &str, exit: ProcessExit) -> i32 {
+        let Some(mut running) = self.running.remove(name) else { return exit.exit_code() };
+        running.finish_logs().await;
+        let oom = running.cgroup.oom_kills() > running.oom_before;
+        let code = exit.exit_code();
+        let reason = match exit {
+            _ if oom => "OOMKilled",
+            ProcessExit::Code(0) => "Completed",
+            ProcessExit::Unknown => "ContainerStatusUnknown",
+            _ => "Error",
+        };
+        let started_at = humantime::format_rfc3339_nanos(running.started).to_string();
+        let finished_at = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
+        tracing::info!(pod = %self.pod.metadata.name, container = name, code, reason, "container exited");
+        {
+            let mut st = self.lock_status();
+            if let Some(c) = st.container_mut(name) {
+                c.state = ContainerState::Terminated {
+                    exit_code: code,
+                    reason: reason.to_string(),
+                    message: String::new(),
+                    started_at,
+                    finished_at,
+                };
+                c.pid = None;
+                c.ready = false;
+            }
+        }
+        let cgroup = running.cgroup;
+        let removed = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+        if let Ok(Err(e)) = removed {
+            tracing::warn!(container = name, error = %e, "removing container cgroup");
+        }
+        code
+    }
+
+    pub(super) fn after_start_error(&mut self, name: &str) {
+        let _ = self.events_tx.send(PodEvent::StartFailed { name: name.to_string() });
+    }
+
+    /// Stops all containers gracefully and removes everything the pod owns on this node.
+    pub(super) async fn teardown(&mut self, remove_logs: bool) {
+        self.stopping = true;
+        self.pending_restarts.clear();
+        let grace = Duration::from_secs(self.pod.spec.termination_grace_period_seconds().max(0) as u64);
+        self.signal_all(Signal::SIGTERM);
+        if !self.wait_all_exited(grace).await {
+            tracing::info!(pod = %self.pod.metadata.name, "grace period over, sending SIGKILL");
+            self.signal_all(Signal::SIGKILL);
+            self.wait_all_exited(KILL_WAIT).await;
+        }
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for n in names {
+            self.record_exit(&n, ProcessExit::Signal(9)).await;
+        }
+        let pod_cgroup = self.pod_cgroup.take();
+        let sandbox = self.sandbox.clone();
+        let state_dir = self.ctx.pod_state_dir(&self.uid);
+        let md = &self.pod.metadata;
+        let logs = remove_logs.then(|| log_dir(&self.ctx.config.root, &md.namespace, &md.name, &self.uid));
+        let name = md.name.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            if let Some(cg) = pod_cgroup {
+                if let Err(e) = cg.remove() {
+                    tracing::warn!(pod = %name, error = %e, "removing pod cgroup");
+                }
+            }
+            if let Err(e) = sandbox.remove() {
+                tracing::warn!(pod = %name, error = %e, "removing pod sandbox");
+            }
+            if let Err(e) = std::fs::remove_dir_all(&state_dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(pod = %name, error = %e, "removing pod directory");
+                }
+            }
+            if let Some(dir) = logs {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        })
+        .await;
+        if result.is_err() {
+            tracing::warn!(pod = %self.pod.metadata.name, "pod cleanup task failed");
+        }
+    }
+
+    fn signal_all(&self, sig: Signal) {
+        for (name, r) in &self.running {
+            if let Err(e) = pidfd_send_signal(&*r.pidfd, sig) {
+                tracing::debug!(container = %name, error = %e, "signal");
+            }
+        }
+    }
+
+    /// Processes exit events until no container runs or `limit` passes; true if all exited.
+    async fn wait_all_exited(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.running.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.events_rx.recv()).await {
+                Ok(Some(PodEvent::Exited { name, pid, exit })) => {
+                    if self.running.get(&name).map(|r| r.pid) == Some(pid) {
+                        self.record_exit(&name, exit).await;
+                    }
+                }
+                Ok(Some(PodEvent::Restart { .. } | PodEvent::StartFailed { .. })) => {}
+                Ok(None) | Err(_) => return self.running.is_empty(),
+            }
+        }
+        true
+    }
+}

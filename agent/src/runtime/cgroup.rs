@@ -1,0 +1,235 @@
+//! Pod and container cgroups through `libcgroups`, under the agent's `--cgroup-root`:
+//! `<root>/pod<uid>` (Guaranteed) or `<root>/<burstable|besteffort>/pod<uid>`, and one child per
+//! container. Works on v1, hybrid (v1 controllers + a v2 hierarchy that only serves BPF hooks:
+//! containers are placed there too, never with controllers enabled) and unified v2.
+//! Must never touch a cgroup outside the agent's root.
+
+use std::path::{Path, PathBuf};
+
+use libcgroups::common::{
+    create_cgroup_manager, get_cgroup_setup, AnyCgroupManager, CgroupConfig, CgroupManager,
+    CgroupSetup, ControllerOpt,
+};
+use nix::unistd::Pid;
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+};
+
+use super::devices::device_rules;
+use super::RuntimeError;
+
+const CGROUP_FS: &str = "/sys/fs/cgroup";
+const HYBRID_UNIFIED: &str = "/sys/fs/cgroup/unified";
+/// CFS period used for CPU limits, as kubelet does.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// Resource settings of one cgroup, already translated from Kubernetes quantities.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgroupResources {
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota_us: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    pub pids_limit: Option<i64>,
+    /// Apply the default device allow list (containers yes, pods no).
+    pub restrict_devices: bool,
+}
+
+/// The host's cgroup layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupLayout {
+    /// Controllers in v1 hierarchies only.
+    Legacy,
+    /// Controllers in v1, plus a v2 hierarchy at /sys/fs/cgroup/unified (BPF hooks only).
+    Hybrid,
+    /// Everything in one v2 hierarchy.
+    Unified,
+}
+
+/// Which cgroup layout this host has, found once at agent start.
+#[derive(Debug, Clone)]
+pub struct CgroupHost {
+    pub setup: CgroupLayout,
+}
+
+impl CgroupHost {
+    pub fn detect() -> Result<Self, RuntimeError> {
+        let setup = get_cgroup_setup().map_err(|e| RuntimeError::Cgroup {
+            path: CGROUP_FS.into(),
+            message: format!("detecting cgroup layout: {e}"),
+        })?;
+        let setup = match setup {
+            CgroupSetup::Legacy => CgroupLayout::Legacy,
+            CgroupSetup::Hybrid => CgroupLayout::Hybrid,
+            CgroupSetup::Unified => CgroupLayout::Unified,
+        };
+        Ok(CgroupHost { setup })
+    }
+
+    /// The v2 hierarchy containers must also join when controllers live in v1 (hybrid).
+    fn hybrid_unified(&self) -> Option<&'static Path> {
+        match self.setup {
+            CgroupLayout::Hybrid => Some(Path::new(HYBRID_UNIFIED)),
+            _ => None,
+        }
+    }
+
+    /// Creates (or reopens) the cgroup at `rel` (relative to the hierarchy roots) and applies
+    /// `res`.
+    pub fn create(&self, rel: &Path, res: &CgroupResources) -> Result<CgroupHandle, RuntimeError> {
+        let handle = self.open(rel)?;
+        let resources = to_oci(res)?;
+        let opt = ControllerOpt {
+            resources: &resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        };
+        handle.manager.apply(&opt).map_err(|e| handle.err(format!("apply: {e}")))?;
+        if let Some(unified) = self.hybrid_unified() {
+            let dir = unified.join(rel);
+            std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("mkdir", &dir, e))?;
+        }
+        Ok(handle)
+    }
+
+    /// A handle on an existing cgroup (adoption after restart, removal).
+    pub fn open(&self, rel: &Path) -> Result<CgroupHandle, RuntimeError> {
+        let manager = create_cgroup_manager(CgroupConfig {
+            cgroup_path: rel.to_path_buf(),
+            systemd_cgroup: false,
+            container_name: String::new(),
+        })
+        .map_err(|e| RuntimeError::Cgroup {
+            path: rel.to_path_buf(),
+            message: format!("opening: {e}"),
+        })?;
+        Ok(CgroupHandle {
+            rel: rel.to_path_buf(),
+            manager,
+            unified: self.hybrid_unified().map(|u| u.join(rel)),
+            setup: self.setup,
+        })
+    }
+}
+
+/// One cgroup the agent owns.
+pub struct CgroupHandle {
+    pub rel: PathBuf,
+    manager: AnyCgroupManager,
+    unified: Option<PathBuf>,
+    setup: CgroupLayout,
+}
+
+impl CgroupHandle {
+    fn err(&self, message: String) -> RuntimeError {
+        RuntimeError::Cgroup {
+            path: self.rel.clone(),
+            message,
+        }
+    }
+
+    /// Moves `pid` into this cgroup in every controller hierarchy.
+    pub fn add_task(&self, pid: i32) -> Result<(), RuntimeError> {
+        self.manager
+            .add_task(Pid::from_raw(pid))
+            .map_err(|e| self.err(format!("adding pid {pid}: {e}")))
+    }
+
+    /// cgroup.procs files a process writes itself into, beyond what `add_task` covers.
+    pub fn self_join_files(&self) -> Vec<PathBuf> {
+        self.unified.iter().map(|u| u.join("cgroup.procs")).collect()
+    }
+
+    /// How many times the kernel's OOM killer fired in this cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let (file, key) = match self.setup {
+            CgroupLayout::Unified => (
+                Path::new(CGROUP_FS).join(&self.rel).join("memory.events"),
+                "oom_kill",
+            ),
+            _ => (
+                Path::new(CGROUP_FS)
+                    .join("memory")
+                    .join(&self.rel)
+                    .join("memory.oom_control"),
+                "oom_kill",
+            ),
+        };
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    (k == key).then(|| v.trim().parse().ok()).flatten()
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// Pids currently in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        self.manager
+            .get_all_pids()
+            .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kills whatever is left inside and removes the cgroup everywhere; idempotent.
+    pub fn remove(&self) -> Result<(), RuntimeError> {
+        self.manager.remove().map_err(|e| self.err(format!("remove: {e}")))?;
+        if let Some(u) = &self.unified {
+            remove_dir_retrying(u)?;
+        }
+        Ok(())
+    }
+}
+
+fn remove_dir_retrying(dir: &Path) -> Result<(), RuntimeError> {
+    for attempt in 0..50 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 49 => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => return Err(RuntimeError::io("rmdir", dir, e)),
+        }
+    }
+    Ok(())
+}
+
+fn to_oci(res: &CgroupResources) -> Result<LinuxResources, RuntimeError> {
+    let bad = |what: &str, e: String| RuntimeError::Cgroup {
+        path: PathBuf::new(),
+        message: format!("building {what} settings: {e}"),
+    };
+    let mut b = LinuxResourcesBuilder::default();
+    if res.cpu_shares.is_some() || res.cpu_quota_us.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(s) = res.cpu_shares {
+            cpu = cpu.shares(s);
+        }
+        if let Some(q) = res.cpu_quota_us {
+            cpu = cpu.quota(q).period(CPU_PERIOD_US);
+        }
+        b = b.cpu(cpu.build().map_err(|e| bad("cpu", e.to_string()))?);
+    }
+    if let Some(limit) = res.memory_limit_bytes {
+        let mem = LinuxMemoryBuilder::default()
+            .limit(limit)
+            .build()
+            .map_err(|e| bad("memory", e.to_string()))?;
+        b = b.memory(mem);
+    }
+    if let Some(limit) = res.pids_limit {
+        let pids = LinuxPidsBuilder::default()
+            .limit(limit)
+            .build()
+            .map_err(|e| bad("pids", e.to_string()))?;
+        b = b.pids(pids);
+    }
+    if res.restrict_devices {
+        b = b.devices(device_rules());
+    }
+    b.build().map_err(|e| bad("resources", e.to_string()))
+}

@@ -1,0 +1,86 @@
+//! What the agent tells the container's intermediate process: a plain, serialisable
+//! description of one container process. Built by the pod module, read by [`super::init`].
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A bind mount into the container's rootfs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BindMount {
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub readonly: bool,
+}
+
+/// Everything needed to create one container process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InitSpec {
+    pub id: String,
+    /// Unpacked image layers, bottom first.
+    pub lower_dirs: Vec<PathBuf>,
+    pub upper_dir: PathBuf,
+    pub work_dir: PathBuf,
+    /// Where the overlay is mounted (inside the container's own mount namespace only).
+    pub rootfs: PathBuf,
+    pub readonly_rootfs: bool,
+    /// Namespace files of the pod sandbox to join: ("net" | "ipc" | "uts", path).
+    pub namespaces: Vec<(String, PathBuf)>,
+    /// cgroup.procs files the intermediate writes itself into (v2 / hybrid unified hierarchy).
+    pub cgroup_procs: Vec<PathBuf>,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    /// Capability names ("CAP_CHOWN", ...) kept in the bounding set, and effective for root.
+    pub capabilities: Vec<String>,
+    pub no_new_privs: bool,
+    pub stdout_fifo: PathBuf,
+    pub stderr_fifo: PathBuf,
+    pub mounts: Vec<BindMount>,
+}
+
+/// runc's default capability set (the one Docker and containerd give a container).
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Paths hidden from the container like runc's defaults (files get /dev/null, dirs a ro tmpfs).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths made read-only like runc's defaults.
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];

@@ -1,0 +1,15 @@
+//! The container runtime: pod sandboxes (held namespaces), container cgroups, and the
+//! two-step process creation (an intermediate that joins the pod and forks PID 1, then exits).
+//! Knows nothing of Kubernetes objects: the pod module translates specs into [`InitSpec`]s.
+
+pub mod cgroup;
+pub mod devices;
+pub mod error;
+pub mod init;
+pub mod init_mounts;
+pub mod init_spec;
+pub mod sandbox;
+pub mod spawn;
+
+pub use error::RuntimeError;
+pub use init_spec::{BindMount, InitSpec};

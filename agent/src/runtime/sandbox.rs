@@ -1,0 +1,112 @@
+//! Pod sandboxes: the net, ipc and uts namespaces a pod's containers share, held by bind
+//! mounts of the namespace files under `<run-dir>/pods/<uid>/ns/` — no pause process.
+//! Must never leave a bind mount behind on delete, and never enter the agent's own namespaces.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+use super::RuntimeError;
+use crate::sys::loopback::bring_up_loopback;
+
+/// The namespace kinds a sandbox holds.
+pub const SANDBOX_NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
+
+/// A pod's held namespaces.
+#[derive(Debug, Clone)]
+pub struct PodSandbox {
+    pub dir: PathBuf,
+}
+
+impl PodSandbox {
+    /// The sandbox at `dir` (`<run-dir>/pods/<uid>`), whether or not it exists yet.
+    pub fn at(dir: PathBuf) -> Self {
+        PodSandbox { dir }
+    }
+
+    pub fn ns_path(&self, kind: &str) -> PathBuf {
+        self.dir.join("ns").join(kind)
+    }
+
+    /// The namespace files, as [`super::InitSpec::namespaces`] wants them.
+    pub fn namespaces(&self) -> Vec<(String, PathBuf)> {
+        SANDBOX_NAMESPACES
+            .iter()
+            .map(|k| (k.to_string(), self.ns_path(k)))
+            .collect()
+    }
+
+    /// Whether all namespace files are still held (e.g. after an agent restart).
+    pub fn exists(&self) -> bool {
+        SANDBOX_NAMESPACES.iter().all(|k| is_nsfs(&self.ns_path(k)))
+    }
+
+    /// Creates the namespaces on a short-lived thread (unshare affects only that thread), sets
+    /// the pod hostname, brings up `lo` and pins the namespaces with bind mounts.
+    pub fn create(dir: PathBuf, hostname: &str) -> Result<Self, RuntimeError> {
+        let sandbox = PodSandbox { dir };
+        let ns_dir = sandbox.dir.join("ns");
+        std::fs::create_dir_all(&ns_dir).map_err(|e| RuntimeError::io("mkdir", &ns_dir, e))?;
+        for k in SANDBOX_NAMESPACES {
+            let p = sandbox.ns_path(k);
+            std::fs::File::create(&p).map_err(|e| RuntimeError::io("create", &p, e))?;
+        }
+        let targets: Vec<(&'static str, PathBuf)> = SANDBOX_NAMESPACES
+            .iter()
+            .map(|k| (*k, sandbox.ns_path(k)))
+            .collect();
+        let hostname = hostname.to_string();
+        let result = std::thread::spawn(move || -> Result<(), RuntimeError> {
+            unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
+                .map_err(|e| RuntimeError::sys("unshare(net|ipc|uts)", e))?;
+            nix::unistd::sethostname(&hostname).map_err(|e| RuntimeError::sys("sethostname", e))?;
+            bring_up_loopback()
+                .map_err(|e| RuntimeError::io("bring up lo in", "pod netns", e))?;
+            for (kind, target) in &targets {
+                let src = format!("/proc/thread-self/ns/{kind}");
+                mount(Some(src.as_str()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(|e| RuntimeError::sys("bind-mount namespace file", e))?;
+            }
+            Ok(())
+        })
+        .join();
+        match result {
+            Ok(Ok(())) => Ok(sandbox),
+            Ok(Err(e)) => {
+                let _ = sandbox.remove();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = sandbox.remove();
+                Err(RuntimeError::Start {
+                    id: sandbox.dir.display().to_string(),
+                    message: "sandbox thread panicked".into(),
+                })
+            }
+        }
+    }
+
+    /// Unmounts the namespace files and removes the directory; idempotent.
+    pub fn remove(&self) -> Result<(), RuntimeError> {
+        for k in SANDBOX_NAMESPACES {
+            let p = self.ns_path(k);
+            if is_nsfs(&p) {
+                umount2(&p, MntFlags::MNT_DETACH).map_err(|e| RuntimeError::sys("umount ns", e))?;
+            }
+        }
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::io("remove", &self.dir, e)),
+        }
+    }
+}
+
+/// Whether `path` is a mounted namespace file (nsfs), not the empty placeholder under it.
+fn is_nsfs(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e736673;
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .unwrap_or(false)
+}

@@ -1,0 +1,104 @@
+//! Agent side of container creation: prepares the per-container directories and FIFOs, runs the
+//! intermediate (`<agent exe> __container-init`), places it in the container cgroup, and returns
+//! the container's PID 1 with a pidfd once it has exec'd. Blocking; call from a blocking task.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::cgroup::CgroupHandle;
+use super::init::parse_status;
+use super::{InitSpec, RuntimeError};
+use crate::sys::pidfd::{pidfd_open, start_time, try_reap};
+
+/// A started container process.
+#[derive(Debug)]
+pub struct StartedProcess {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// From /proc/PID/stat; identifies the process across agent restarts.
+    pub start_time: u64,
+}
+
+/// Creates `dir/{upper,work,rootfs}` and the two log FIFOs; returns (stdout, stderr) FIFOs.
+pub fn prepare_container_dir(dir: &Path) -> Result<(PathBuf, PathBuf), RuntimeError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| RuntimeError::io("clean", dir, e))?;
+    }
+    for sub in ["upper", "work", "rootfs"] {
+        let p = dir.join(sub);
+        std::fs::create_dir_all(&p).map_err(|e| RuntimeError::io("mkdir", &p, e))?;
+    }
+    let out = dir.join("stdout.fifo");
+    let err = dir.join("stderr.fifo");
+    for f in [&out, &err] {
+        nix::unistd::mkfifo(f.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(|e| RuntimeError::io("mkfifo", f, std::io::Error::from(e)))?;
+    }
+    Ok((out, err))
+}
+
+/// Runs the intermediate and returns PID 1 after it exec'd the workload. A workload that cannot
+/// start (missing binary, bad workingDir, …) gives `RuntimeError::Start` with the reason.
+pub fn start_container(
+    agent_exe: &Path,
+    spec: &InitSpec,
+    cgroup: &CgroupHandle,
+) -> Result<StartedProcess, RuntimeError> {
+    let start_err = |message: String| RuntimeError::Start {
+        id: spec.id.clone(),
+        message,
+    };
+    let payload = serde_json::to_vec(spec)?;
+    let mut child = Command::new(agent_exe)
+        .arg("__container-init")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env_clear()
+        .spawn()
+        .map_err(|e| RuntimeError::io("spawn", agent_exe, e))?;
+    let joined = cgroup.add_task(child.id() as i32);
+    if let Err(e) = joined {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| start_err("intermediate has no stdin".into()))?;
+    stdin
+        .write_all(&payload)
+        .map_err(|e| start_err(format!("sending spec: {e}")))?;
+    drop(stdin);
+    let mut status = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut status)
+            .map_err(|e| start_err(format!("reading status: {e}")))?;
+    }
+    let _ = child.wait();
+    let (pid, error) = parse_status(&status);
+    let Some(pid) = pid else {
+        return Err(start_err(
+            error.unwrap_or_else(|| "intermediate exited without a pid".into()),
+        ));
+    };
+    let pidfd = pidfd_open(pid).map_err(|e| start_err(format!("pidfd_open {pid}: {e}")))?;
+    if let Some(message) = error {
+        // PID 1 reported why it could not exec and exited 127; reap it.
+        for _ in 0..200 {
+            if matches!(try_reap(&pidfd, pid), Ok(Some(_)) | Err(_)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        return Err(start_err(message));
+    }
+    Ok(StartedProcess {
+        pid,
+        start_time: start_time(pid).unwrap_or(0),
+        pidfd,
+    })
+}
