@@ -3,5 +3,10 @@
 //! one event loop and keeps their logs. It never touches the host outside its `--root`,
 //! `--run-dir` and `--cgroup-root`.
 
+pub mod daemon;
+pub mod foreground;
 pub mod image;
+pub mod pod;
+pub mod runtime;
 pub mod spec;
+pub mod sys;

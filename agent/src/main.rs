@@ -1,1 +1,25 @@
-fn main(){}
+//! `bosun-agent`: the node agent's command line. Parses flags, then hands over to the library:
+//! the daemon (`--manifests DIR`), one foreground pod (`run`), image store commands, and the
+//! client commands (`ps`, `logs`). The hidden `__container-init` is the container intermediate
+//! and must be dispatched before any thread exists.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("__container-init") {
+        bosun_agent::runtime::init::container_init_main();
+    }
+    let args = cli::Args::parse();
+    cli::init_tracing(&args.log_level);
+    match cli::dispatch(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -31,9 +31,16 @@ pub fn init_spec(
         .config
         .env
         .iter()
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
-    let hostname = pod.spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone());
+    let hostname = pod
+        .spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| pod.metadata.name.clone());
     set_env(&mut env, "HOSTNAME", &hostname);
     for (k, v) in resolve_env(&container.env) {
         set_env(&mut env, &k, &v);
@@ -49,7 +56,10 @@ pub fn init_spec(
     if argv.is_empty() {
         return Err(SpecError::new(
             format!("{field}.command"),
-            format!("neither the container nor image {} gives a command", image.reference),
+            format!(
+                "neither the container nor image {} gives a command",
+                image.reference
+            ),
         ));
     }
     let (uid, gid) = identity(pod, container, field, image)?;
@@ -59,7 +69,11 @@ pub fn init_spec(
     if let Some(c) = sc.and_then(|s| s.capabilities.as_ref()) {
         let norm = |n: &String| {
             let up = n.to_ascii_uppercase();
-            if up.starts_with("CAP_") { up } else { format!("CAP_{up}") }
+            if up.starts_with("CAP_") {
+                up
+            } else {
+                format!("CAP_{up}")
+            }
         };
         let drop: Vec<String> = c.drop.iter().map(norm).collect();
         if drop.iter().any(|d| d == "CAP_ALL") {
@@ -79,7 +93,12 @@ pub fn init_spec(
         .spec
         .security_context
         .as_ref()
-        .map(|s| s.supplemental_groups.iter().filter_map(|g| u32::try_from(*g).ok()).collect())
+        .map(|s| {
+            s.supplemental_groups
+                .iter()
+                .filter_map(|g| u32::try_from(*g).ok())
+                .collect()
+        })
         .unwrap_or_default();
     Ok(InitSpec {
         id,
@@ -87,7 +106,9 @@ pub fn init_spec(
         upper_dir: paths.dir.join("upper"),
         work_dir: paths.dir.join("work"),
         rootfs: paths.dir.join("rootfs"),
-        readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        readonly_rootfs: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
         namespaces: Vec::new(),
         cgroup_procs: Vec::new(),
         argv,
@@ -102,7 +123,9 @@ pub fn init_spec(
         additional_gids: supplemental,
         capabilities: caps,
         no_new_privs: !privileged
-            && !sc.and_then(|s| s.allow_privilege_escalation).unwrap_or(false),
+            && !sc
+                .and_then(|s| s.allow_privilege_escalation)
+                .unwrap_or(false),
         stdout_fifo: paths.stdout_fifo.clone(),
         stderr_fifo: paths.stderr_fifo.clone(),
         mounts: pod_files.to_vec(),
@@ -125,8 +148,12 @@ fn identity(
 ) -> Result<(u32, u32), SpecError> {
     let psc = pod.spec.security_context.as_ref();
     let csc = c.security_context.as_ref();
-    let user = csc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user));
-    let group = csc.and_then(|s| s.run_as_group).or(psc.and_then(|s| s.run_as_group));
+    let user = csc
+        .and_then(|s| s.run_as_user)
+        .or(psc.and_then(|s| s.run_as_user));
+    let group = csc
+        .and_then(|s| s.run_as_group)
+        .or(psc.and_then(|s| s.run_as_group));
     let (img_uid, img_gid) = image_user(image, field)?;
     let uid = match user {
         Some(u) => u32::try_from(u).map_err(|_| {
@@ -136,12 +163,17 @@ fn identity(
     };
     let gid = match group {
         Some(g) => u32::try_from(g).map_err(|_| {
-            SpecError::new(format!("{field}.securityContext.runAsGroup"), "out of range")
+            SpecError::new(
+                format!("{field}.securityContext.runAsGroup"),
+                "out of range",
+            )
         })?,
         None if user.is_some() && image.config.user.is_none() => 0,
         None => img_gid,
     };
-    let non_root = csc.and_then(|s| s.run_as_non_root).or(psc.and_then(|s| s.run_as_non_root));
+    let non_root = csc
+        .and_then(|s| s.run_as_non_root)
+        .or(psc.and_then(|s| s.run_as_non_root));
     if non_root == Some(true) && uid == 0 {
         return Err(SpecError::new(
             format!("{field}.securityContext.runAsNonRoot"),
@@ -168,9 +200,12 @@ fn image_user(image: &ResolvedImage, field: &str) -> Result<(u32, u32), SpecErro
     };
     let passwd = read_image_file(&image.layers, "etc/passwd");
     let (uid, primary) = match u.parse::<u32>() {
-        Ok(n) => (n, lookup_db(&passwd, 2, |f| f[2] == u).and_then(|f| f[3].parse().ok())),
+        Ok(n) => (
+            n,
+            lookup_db(&passwd, |f| f[2] == u).and_then(|f| f[3].parse().ok()),
+        ),
         Err(_) => {
-            let f = lookup_db(&passwd, 0, |f| f[0] == u).ok_or_else(|| bad("no such user"))?;
+            let f = lookup_db(&passwd, |f| f[0] == u).ok_or_else(|| bad("no such user"))?;
             (
                 f[2].parse().map_err(|_| bad("bad /etc/passwd"))?,
                 f[3].parse().ok(),
@@ -183,7 +218,7 @@ fn image_user(image: &ResolvedImage, field: &str) -> Result<(u32, u32), SpecErro
             Ok(n) => n,
             Err(_) => {
                 let group = read_image_file(&image.layers, "etc/group");
-                let f = lookup_db(&group, 0, |f| f[0] == g).ok_or_else(|| bad("no such group"))?;
+                let f = lookup_db(&group, |f| f[0] == g).ok_or_else(|| bad("no such group"))?;
                 f[2].parse().map_err(|_| bad("bad /etc/group"))?
             }
         },
@@ -191,11 +226,8 @@ fn image_user(image: &ResolvedImage, field: &str) -> Result<(u32, u32), SpecErro
     Ok((uid, gid))
 }
 
-fn lookup_db<'a>(
-    text: &'a str,
-    _key: usize,
-    pred: impl Fn(&[&'a str]) -> bool,
-) -> Option<Vec<&'a str>> {
+/// The first `name:x:id:...` line of a passwd/group file matching `pred`.
+fn lookup_db<'a>(text: &'a str, pred: impl Fn(&[&'a str]) -> bool) -> Option<Vec<&'a str>> {
     text.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && pred(f))
@@ -216,15 +248,24 @@ fn read_image_file(layers: &[PathBuf], rel: &str) -> String {
 pub fn container_resources(c: &Container, field: &str) -> Result<CgroupResources, SpecError> {
     let r = &c.resources;
     let cpu_req = match r.effective_request("cpu") {
-        Some(q) => Some(q.millicores().map_err(|e| e.at(&format!("{field}.resources.requests.cpu")))?),
+        Some(q) => Some(
+            q.millicores()
+                .map_err(|e| e.at(&format!("{field}.resources.requests.cpu")))?,
+        ),
         None => None,
     };
     let cpu_lim = match r.limits.get("cpu") {
-        Some(q) => Some(q.millicores().map_err(|e| e.at(&format!("{field}.resources.limits.cpu")))?),
+        Some(q) => Some(
+            q.millicores()
+                .map_err(|e| e.at(&format!("{field}.resources.limits.cpu")))?,
+        ),
         None => None,
     };
     let mem_lim = match r.limits.get("memory") {
-        Some(q) => Some(q.bytes().map_err(|e| e.at(&format!("{field}.resources.limits.memory")))?),
+        Some(q) => Some(
+            q.bytes()
+                .map_err(|e| e.at(&format!("{field}.resources.limits.memory")))?,
+        ),
         None => None,
     };
     Ok(CgroupResources {
@@ -246,7 +287,9 @@ pub fn pod_resources(pod: &Pod, pids_limit: Option<i64>) -> Result<CgroupResourc
         let r = container_resources(c, &format!("spec.containers[{i}]"))?;
         shares += r.cpu_shares.unwrap_or(2);
         quota = quota.zip(r.cpu_quota_us).map(|(a, b)| a + b);
-        mem = mem.zip(r.memory_limit_bytes).map(|(a, b)| a.saturating_add(b));
+        mem = mem
+            .zip(r.memory_limit_bytes)
+            .map(|(a, b)| a.saturating_add(b));
     }
     Ok(CgroupResources {
         cpu_shares: Some(shares.max(2)),
@@ -281,8 +324,16 @@ pub fn pod_files(dir: &Path, hostname: &str) -> std::io::Result<Vec<BindMount>> 
     let hn = dir.join("hostname");
     std::fs::write(&hn, format!("{hostname}\n"))?;
     Ok(vec![
-        BindMount { source: hosts, destination: "/etc/hosts".into(), readonly: false },
-        BindMount { source: hn, destination: "/etc/hostname".into(), readonly: false },
+        BindMount {
+            source: hosts,
+            destination: "/etc/hosts".into(),
+            readonly: false,
+        },
+        BindMount {
+            source: hn,
+            destination: "/etc/hostname".into(),
+            readonly: false,
+        },
     ])
 }
 

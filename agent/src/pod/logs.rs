@@ -64,7 +64,9 @@ fn push_record(out: &mut Vec<u8>, now: &str, stream: Stream, full: bool, text: &
 
 /// Opens the FIFO for reading (read-write, non-blocking), before the container starts.
 pub fn open_fifo(path: &Path) -> std::io::Result<pipe::Receiver> {
-    pipe::OpenOptions::new().read_write(true).open_receiver(path)
+    pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(path)
 }
 
 /// Copies one stream until `exited` fires, then drains what is left and returns.
@@ -88,10 +90,7 @@ pub async fn copy_stream(
     let mut done = false;
     loop {
         let n = if done {
-            match fifo.try_read(&mut chunk) {
-                Ok(n) => n,
-                Err(_) => 0,
-            }
+            fifo.try_read(&mut chunk).unwrap_or_default()
         } else {
             tokio::select! {
                 r = fifo.readable() => {

@@ -50,7 +50,9 @@ impl NodeContext {
 
 /// `<root>/logs/<namespace>_<name>_<uid>/<container>/<restart>.log`, kubelet's layout.
 pub fn log_file(root: &Path, ns: &str, name: &str, uid: &str, container: &str, n: u32) -> PathBuf {
-    log_dir(root, ns, name, uid).join(container).join(format!("{n}.log"))
+    log_dir(root, ns, name, uid)
+        .join(container)
+        .join(format!("{n}.log"))
 }
 
 pub fn log_dir(root: &Path, ns: &str, name: &str, uid: &str) -> PathBuf {

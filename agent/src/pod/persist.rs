@@ -54,7 +54,9 @@ pub fn load_all(pods_dir: &Path) -> Vec<PodRecord> {
     for e in entries.flatten() {
         match load(&e.path()) {
             Ok(r) => out.push(r),
-            Err(err) => tracing::warn!(dir = %e.path().display(), error = %err, "skipping unreadable pod record"),
+            Err(err) => {
+                tracing::warn!(dir = %e.path().display(), error = %err, "skipping unreadable pod record")
+            }
         }
     }
     out

@@ -90,7 +90,13 @@ pub(super) fn spawn_log_copiers(
     for (fifo, stream) in fifos {
         let (tx, rx) = oneshot::channel();
         senders.push(tx);
-        tasks.push(tokio::spawn(copy_stream(fifo, stream, log_path.clone(), tee.clone(), rx)));
+        tasks.push(tokio::spawn(copy_stream(
+            fifo,
+            stream,
+            log_path.clone(),
+            tee.clone(),
+            rx,
+        )));
     }
     (senders, tasks)
 }
@@ -98,12 +104,18 @@ pub(super) fn spawn_log_copiers(
 impl PodWorker {
     /// Re-attaches to the processes in `record` that are still alive.
     pub(super) fn adopt_processes(&mut self, record: &PodRecord) {
-        let Some(qos) = Some(crate::spec::qos_class(&self.pod.spec)) else { return };
+        let Some(qos) = Some(crate::spec::qos_class(&self.pod.spec)) else {
+            return;
+        };
         let pod_rel = self.ctx.pod_cgroup(&self.uid, qos);
         self.pod_cgroup = self.ctx.cgroups.open(&pod_rel).ok();
         for (name, proc_rec) in &record.processes {
             let alive = start_time(proc_rec.pid) == Some(proc_rec.start_time);
-            let pidfd = if alive { pidfd_open(proc_rec.pid).ok() } else { None };
+            let pidfd = if alive {
+                pidfd_open(proc_rec.pid).ok()
+            } else {
+                None
+            };
             let Some(pidfd) = pidfd else {
                 tracing::info!(container = %name, pid = proc_rec.pid, "recorded container is gone");
                 let _ = self.events_tx.send(PodEvent::Exited {
@@ -114,17 +126,40 @@ impl PodWorker {
                 self.insert_placeholder(name, proc_rec);
                 continue;
             };
-            let Ok(cgroup) = self.ctx.cgroups.open(&pod_rel.join(name)) else { continue };
+            let Ok(cgroup) = self.ctx.cgroups.open(&pod_rel.join(name)) else {
+                continue;
+            };
             let dir = self.ctx.container_dir(&self.uid, name);
-            let restarts = self.lock_status().container(name).map(|c| c.restart_count).unwrap_or(0);
+            let restarts = self
+                .lock_status()
+                .container(name)
+                .map(|c| c.restart_count)
+                .unwrap_or(0);
             let md = &self.pod.metadata;
-            let log = log_file(&self.ctx.config.root, &md.namespace, &md.name, &self.uid, name, restarts);
-            let (exited, log_tasks) = match (open_fifo(&dir.join("stdout.fifo")), open_fifo(&dir.join("stderr.fifo"))) {
-                (Ok(o), Ok(e)) => spawn_log_copiers([(o, Stream::Stdout), (e, Stream::Stderr)], log, &None),
+            let log = log_file(
+                &self.ctx.config.root,
+                &md.namespace,
+                &md.name,
+                &self.uid,
+                name,
+                restarts,
+            );
+            let (exited, log_tasks) = match (
+                open_fifo(&dir.join("stdout.fifo")),
+                open_fifo(&dir.join("stderr.fifo")),
+            ) {
+                (Ok(o), Ok(e)) => {
+                    spawn_log_copiers([(o, Stream::Stdout), (e, Stream::Stderr)], log, &None)
+                }
                 _ => (Vec::new(), Vec::new()),
             };
             let pidfd = Arc::new(pidfd);
-            watch_exit(pidfd.clone(), proc_rec.pid, name.clone(), self.events_tx.clone());
+            watch_exit(
+                pidfd.clone(),
+                proc_rec.pid,
+                name.clone(),
+                self.events_tx.clone(),
+            );
             tracing::info!(pod = %md.name, container = %name, pid = proc_rec.pid, "adopted running container");
             self.running.insert(
                 name.clone(),
@@ -132,7 +167,8 @@ impl PodWorker {
                     pid: proc_rec.pid,
                     pidfd,
                     start_time: proc_rec.start_time,
-                    started: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(proc_rec.started_unix_ms),
+                    started: SystemTime::UNIX_EPOCH
+                        + std::time::Duration::from_millis(proc_rec.started_unix_ms),
                     cgroup,
                     oom_before: proc_rec.oom_before,
                     exited,
@@ -144,17 +180,22 @@ impl PodWorker {
 
     /// A dead recorded process still needs a slot so its exit event is processed normally.
     fn insert_placeholder(&mut self, name: &str, rec: &ProcessRecord) {
-        let Ok(fd) = pidfd_open(std::process::id() as i32) else { return };
+        let Ok(fd) = pidfd_open(std::process::id() as i32) else {
+            return;
+        };
         let qos = crate::spec::qos_class(&self.pod.spec);
         let rel = self.ctx.pod_cgroup(&self.uid, qos).join(name);
-        let Ok(cgroup) = self.ctx.cgroups.open(&rel) else { return };
+        let Ok(cgroup) = self.ctx.cgroups.open(&rel) else {
+            return;
+        };
         self.running.insert(
             name.to_string(),
             RunningContainer {
                 pid: rec.pid,
                 pidfd: Arc::new(fd),
                 start_time: rec.start_time,
-                started: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(rec.started_unix_ms),
+                started: SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_millis(rec.started_unix_ms),
                 cgroup,
                 oom_before: rec.oom_before,
                 exited: Vec::new(),

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::container_spec::{container_resources, init_spec, pod_files, pod_resources, ContainerPaths};
+use super::container_spec::{
+    container_resources, init_spec, pod_files, pod_resources, ContainerPaths,
+};
 use super::logs::{open_fifo, Stream};
 use super::node::log_file;
 use super::running::{spawn_log_copiers, watch_exit, RunningContainer};
@@ -19,7 +21,10 @@ use crate::spec::qos_class;
 /// Why a container did not start.
 enum StartFailure {
     /// Before a process existed: stay Waiting with this reason, retry later.
-    Waiting { reason: &'static str, message: String },
+    Waiting {
+        reason: &'static str,
+        message: String,
+    },
     /// The process could not exec: Terminated with StartError, exit 128.
     StartError(String),
 }
@@ -32,22 +37,38 @@ impl PodWorker {
     /// Creates the sandbox namespaces and the pod cgroup.
     pub(super) async fn setup_pod(&mut self) -> Result<(), RuntimeError> {
         let dir = self.ctx.sandbox_dir(&self.uid);
-        let hostname = self.pod.spec.hostname.clone().unwrap_or_else(|| self.pod.metadata.name.clone());
+        let hostname = self
+            .pod
+            .spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| self.pod.metadata.name.clone());
         let ctx = self.ctx.clone();
         let pod = self.pod.clone();
         let uid = self.uid.clone();
         let exists = self.sandbox.exists();
         let (sandbox, cgroup) = tokio::task::spawn_blocking(move || {
-            let sandbox = if exists { PodSandbox::at(dir) } else { PodSandbox::create(dir, &hostname)? };
-            let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(|e| RuntimeError::Start {
-                id: uid.clone(),
-                message: e.to_string(),
+            let sandbox = if exists {
+                PodSandbox::at(dir)
+            } else {
+                PodSandbox::create(dir, &hostname)?
+            };
+            let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(|e| {
+                RuntimeError::Start {
+                    id: uid.clone(),
+                    message: e.to_string(),
+                }
             })?;
-            let cgroup = ctx.cgroups.create(&ctx.pod_cgroup(&uid, qos_class(&pod.spec)), &res)?;
+            let cgroup = ctx
+                .cgroups
+                .create(&ctx.pod_cgroup(&uid, qos_class(&pod.spec)), &res)?;
             Ok::<_, RuntimeError>((sandbox, cgroup))
         })
         .await
-        .map_err(|e| RuntimeError::Start { id: self.uid.clone(), message: e.to_string() })??;
+        .map_err(|e| RuntimeError::Start {
+            id: self.uid.clone(),
+            message: e.to_string(),
+        })??;
         self.sandbox = sandbox;
         self.pod_cgroup = Some(cgroup);
         Ok(())
@@ -55,23 +76,42 @@ impl PodWorker {
 
     /// Starts one instance of container `name`, updating its status either way.
     pub(super) async fn start(&mut self, name: &str) {
-        let Some((field, container, _init)) = self.container_spec(name) else { return };
+        let Some((field, container, _init)) = self.container_spec(name) else {
+            return;
+        };
         let restart_count = {
             let mut st = self.lock_status();
-            let Some(c) = st.container_mut(name) else { return };
-            if matches!(c.state, ContainerState::Terminated { .. }) {
+            let Some(c) = st.container_mut(name) else {
+                return;
+            };
+            let crashed = match &c.state {
+                ContainerState::Terminated { .. } => true,
+                ContainerState::Waiting { reason, .. } => reason == "CrashLoopBackOff",
+                ContainerState::Running { .. } => false,
+            };
+            if crashed {
                 c.restart_count += 1;
-                let last = std::mem::replace(&mut c.state, ContainerState::waiting("ContainerCreating", ""));
-                c.last_state = Some(last);
+                let prev = std::mem::replace(
+                    &mut c.state,
+                    ContainerState::waiting("ContainerCreating", ""),
+                );
+                if matches!(prev, ContainerState::Terminated { .. }) {
+                    c.last_state = Some(prev);
+                }
             }
             c.restart_count
         };
-        match self.create_instance(name, &field, &container, restart_count).await {
+        match self
+            .create_instance(name, &field, &container, restart_count)
+            .await
+        {
             Ok(running) => {
                 let pid = running.pid;
                 let mut st = self.lock_status();
                 if let Some(c) = st.container_mut(name) {
-                    c.state = ContainerState::Running { started_at: now_rfc3339() };
+                    c.state = ContainerState::Running {
+                        started_at: now_rfc3339(),
+                    };
                     c.pid = Some(pid);
                 }
                 drop(st);
@@ -113,7 +153,12 @@ impl PodWorker {
     /// A container stuck before creation (missing image, bad config) is retried with backoff
     /// while staying Waiting.
     fn schedule_retry(&mut self, name: &str) {
-        let count = self.crashes.get(name).copied().unwrap_or(0).saturating_add(1);
+        let count = self
+            .crashes
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(1);
         self.crashes.insert(name.to_string(), count);
         let delay = self.ctx.config.backoff.delay(count);
         self.pending_restarts.insert(name.to_string(), ());
@@ -132,17 +177,30 @@ impl PodWorker {
         container: &crate::spec::Container,
         restart_count: u32,
     ) -> Result<RunningContainer, StartFailure> {
-        let waiting = |reason: &'static str| move |e: String| StartFailure::Waiting { reason, message: e };
+        let waiting =
+            |reason: &'static str| move |e: String| StartFailure::Waiting { reason, message: e };
         let images = &self.ctx.images;
-        let image = images.resolve(&container.image).map_err(|e| waiting("ErrImagePull")(e.to_string()))?;
-        let res = container_resources(container, field).map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
+        let image = images
+            .resolve(&container.image)
+            .map_err(|e| waiting("ErrImagePull")(e.to_string()))?;
+        let res = container_resources(container, field)
+            .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         let dir = self.ctx.container_dir(&self.uid, name);
-        let hostname = self.pod.spec.hostname.clone().unwrap_or_else(|| self.pod.metadata.name.clone());
+        let hostname = self
+            .pod
+            .spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| self.pod.metadata.name.clone());
         let files = pod_files(&self.ctx.pod_state_dir(&self.uid).join("etc"), &hostname)
             .map_err(|e| waiting("CreateContainerError")(format!("writing /etc/hosts: {e}")))?;
-        let (stdout_fifo, stderr_fifo) =
-            prepare_container_dir(&dir).map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
-        let paths = ContainerPaths { dir: dir.clone(), stdout_fifo, stderr_fifo };
+        let (stdout_fifo, stderr_fifo) = prepare_container_dir(&dir)
+            .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
+        let paths = ContainerPaths {
+            dir: dir.clone(),
+            stdout_fifo,
+            stderr_fifo,
+        };
         let id = format!("{}_{}", self.uid, name);
         let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &files)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
@@ -155,12 +213,25 @@ impl PodWorker {
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
         spec.cgroup_procs = cgroup.self_join_files();
         let oom_before = cgroup.oom_kills();
-        let out = open_fifo(&paths.stdout_fifo).map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
-        let err = open_fifo(&paths.stderr_fifo).map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
+        let out = open_fifo(&paths.stdout_fifo)
+            .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
+        let err = open_fifo(&paths.stderr_fifo)
+            .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
         let md = &self.pod.metadata;
-        let log = log_file(&self.ctx.config.root, &md.namespace, &md.name, &self.uid, name, restart_count);
+        let log = log_file(
+            &self.ctx.config.root,
+            &md.namespace,
+            &md.name,
+            &self.uid,
+            name,
+            restart_count,
+        );
         prune_old_logs(&log, restart_count);
-        let (exited, log_tasks) = spawn_log_copiers([(out, Stream::Stdout), (err, Stream::Stderr)], log, &self.tee);
+        let (exited, log_tasks) = spawn_log_copiers(
+            [(out, Stream::Stdout), (err, Stream::Stderr)],
+            log,
+            &self.tee,
+        );
 
         let exe = self.ctx.config.agent_exe.clone();
         let (spawned, cgroup) = tokio::task::spawn_blocking(move || {
@@ -187,7 +258,12 @@ impl PodWorker {
                 running.pid = p.pid;
                 running.start_time = p.start_time;
                 running.pidfd = Arc::new(p.pidfd);
-                watch_exit(running.pidfd.clone(), p.pid, name.to_string(), self.events_tx.clone());
+                watch_exit(
+                    running.pidfd.clone(),
+                    p.pid,
+                    name.to_string(),
+                    self.events_tx.clone(),
+                );
                 Ok(running)
             }
             Err(e) => {
@@ -195,7 +271,10 @@ impl PodWorker {
                 let _ = tokio::task::spawn_blocking(move || running.cgroup.remove()).await;
                 Err(match e {
                     RuntimeError::Start { message, .. } => StartFailure::StartError(message),
-                    other => StartFailure::Waiting { reason: "CreateContainerError", message: other.to_string() },
+                    other => StartFailure::Waiting {
+                        reason: "CreateContainerError",
+                        message: other.to_string(),
+                    },
                 })
             }
         }
@@ -205,9 +284,15 @@ impl PodWorker {
 /// Keeps the current and the previous log of a container (what `logs --previous` shows).
 fn prune_old_logs(current: &std::path::Path, restart_count: u32) {
     let Some(dir) = current.parent() else { return };
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
-        let n: Option<u32> = e.file_name().to_str().and_then(|s| s.strip_suffix(".log")).and_then(|s| s.parse().ok());
+        let n: Option<u32> = e
+            .file_name()
+            .to_str()
+            .and_then(|s| s.strip_suffix(".log"))
+            .and_then(|s| s.parse().ok());
         if let Some(n) = n {
             if n + 1 < restart_count {
                 let _ = std::fs::remove_file(e.path());

@@ -16,7 +16,7 @@ pub enum PodPhase {
 
 /// One container's state, as in `containerStatuses[].state`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ContainerState {
     Waiting {
         reason: String,
@@ -163,9 +163,18 @@ mod tests {
         let running = ContainerState::Running {
             started_at: String::new(),
         };
-        assert_eq!(app_phase(&[status(running), status(done(1))], false), PodPhase::Running);
-        assert_eq!(app_phase(&[status(done(0)), status(done(0))], false), PodPhase::Succeeded);
-        assert_eq!(app_phase(&[status(done(0)), status(done(2))], false), PodPhase::Failed);
+        assert_eq!(
+            app_phase(&[status(running), status(done(1))], false),
+            PodPhase::Running
+        );
+        assert_eq!(
+            app_phase(&[status(done(0)), status(done(0))], false),
+            PodPhase::Succeeded
+        );
+        assert_eq!(
+            app_phase(&[status(done(0)), status(done(2))], false),
+            PodPhase::Failed
+        );
         assert_eq!(app_phase(&[status(done(2))], true), PodPhase::Running);
         let waiting = ContainerState::waiting("ContainerCreating", "");
         assert_eq!(app_phase(&[status(waiting)], false), PodPhase::Pending);

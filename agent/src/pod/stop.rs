@@ -17,7 +17,9 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 impl PodWorker {
     /// Turns a running container into a terminated one; returns its exit code.
     pub(super) async fn record_exit(&mut self, name: &str, exit: ProcessExit) -> i32 {
-        let Some(mut running) = self.running.remove(name) else { return exit.exit_code() };
+        let Some(mut running) = self.running.remove(name) else {
+            return exit.exit_code();
+        };
         running.finish_logs().await;
         let oom = running.cgroup.oom_kills() > running.oom_before;
         let code = exit.exit_code();
@@ -53,14 +55,20 @@ impl PodWorker {
     }
 
     pub(super) fn after_start_error(&mut self, name: &str) {
-        let _ = self.events_tx.send(PodEvent::StartFailed { name: name.to_string() });
+        let _ = self.events_tx.send(PodEvent::StartFailed {
+            name: name.to_string(),
+        });
     }
 
     /// Stops all containers gracefully and removes everything the pod owns on this node.
     pub(super) async fn teardown(&mut self, remove_logs: bool) {
         self.stopping = true;
         self.pending_restarts.clear();
-        let grace = Duration::from_secs(self.pod.spec.termination_grace_period_seconds().max(0) as u64);
+        let grace =
+            Duration::from_secs(self.pod.spec.termination_grace_period_seconds().max(0) as u64);
+        if !self.running.is_empty() {
+            self.lock_status().message = format!("Terminating (grace period {}s)", grace.as_secs());
+        }
         self.signal_all(Signal::SIGTERM);
         if !self.wait_all_exited(grace).await {
             tracing::info!(pod = %self.pod.metadata.name, "grace period over, sending SIGKILL");
@@ -75,7 +83,8 @@ impl PodWorker {
         let sandbox = self.sandbox.clone();
         let state_dir = self.ctx.pod_state_dir(&self.uid);
         let md = &self.pod.metadata;
-        let logs = remove_logs.then(|| log_dir(&self.ctx.config.root, &md.namespace, &md.name, &self.uid));
+        let logs =
+            remove_logs.then(|| log_dir(&self.ctx.config.root, &md.namespace, &md.name, &self.uid));
         let name = md.name.clone();
         let result = tokio::task::spawn_blocking(move || {
             if let Some(cg) = pod_cgroup {

@@ -13,7 +13,9 @@ use super::logs::Tee;
 use super::node::NodeContext;
 use super::persist::{self, PodRecord};
 use super::running::RunningContainer;
-use super::status::{app_phase, should_restart, ContainerState, ContainerStatus, PodPhase, PodStatus};
+use super::status::{
+    app_phase, should_restart, ContainerState, ContainerStatus, PodPhase, PodStatus,
+};
 use crate::runtime::cgroup::CgroupHandle;
 use crate::runtime::sandbox::PodSandbox;
 use crate::spec::{manifest_hash, pod_uid, Container, Pod, RestartPolicy};
@@ -24,16 +26,26 @@ use crate::sys::pidfd::ProcessExit;
 pub enum PodCommand {
     Run,
     /// Stop the containers gracefully and remove the pod's resources (and logs if `true`).
-    Delete { remove_logs: bool },
+    Delete {
+        remove_logs: bool,
+    },
 }
 
 /// Events the worker reacts to.
 #[derive(Debug)]
 pub(super) enum PodEvent {
-    Exited { name: String, pid: i32, exit: ProcessExit },
-    Restart { name: String },
+    Exited {
+        name: String,
+        pid: i32,
+        exit: ProcessExit,
+    },
+    Restart {
+        name: String,
+    },
     /// The container could not exec (StartError): handled like an exit with code 128.
-    StartFailed { name: String },
+    StartFailed {
+        name: String,
+    },
 }
 
 /// The running pod task's state.
@@ -63,7 +75,14 @@ fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
         name: c.name.clone(),
         image: c.image.clone(),
         init,
-        state: ContainerState::waiting(if init { "PodInitializing" } else { "ContainerCreating" }, ""),
+        state: ContainerState::waiting(
+            if init {
+                "PodInitializing"
+            } else {
+                "ContainerCreating"
+            },
+            "",
+        ),
         last_state: None,
         restart_count: 0,
         ready: false,
@@ -76,8 +95,18 @@ fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
         phase: PodPhase::Pending,
         message: String::new(),
         ready: false,
-        init_container_statuses: pod.spec.init_containers.iter().map(|c| waiting(c, true)).collect(),
-        container_statuses: pod.spec.containers.iter().map(|c| waiting(c, false)).collect(),
+        init_container_statuses: pod
+            .spec
+            .init_containers
+            .iter()
+            .map(|c| waiting(c, true))
+            .collect(),
+        container_statuses: pod
+            .spec
+            .containers
+            .iter()
+            .map(|c| waiting(c, false))
+            .collect(),
     }
 }
 
@@ -136,10 +165,19 @@ impl PodWorker {
 
     pub(super) fn container_spec(&self, name: &str) -> Option<(String, Container, bool)> {
         let spec = &self.pod.spec;
-        if let Some((i, c)) = spec.init_containers.iter().enumerate().find(|(_, c)| c.name == name) {
+        if let Some((i, c)) = spec
+            .init_containers
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
+        {
             return Some((format!("spec.initContainers[{i}]"), c.clone(), true));
         }
-        let (i, c) = spec.containers.iter().enumerate().find(|(_, c)| c.name == name)?;
+        let (i, c) = spec
+            .containers
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)?;
         Some((format!("spec.containers[{i}]"), c.clone(), false))
     }
 
@@ -150,7 +188,11 @@ impl PodWorker {
             init_done: self.init_done,
             init_index: self.init_index,
             crashes: self.crashes.clone(),
-            processes: self.running.iter().map(|(n, r)| (n.clone(), r.record())).collect(),
+            processes: self
+                .running
+                .iter()
+                .map(|(n, r)| (n.clone(), r.record()))
+                .collect(),
             status: self.lock_status().clone(),
         };
         if let Err(e) = persist::save(&self.ctx.pod_state_dir(&self.uid), &record) {
@@ -171,9 +213,9 @@ impl PodWorker {
                 st.message = e.to_string();
             }
         }
-        if self.lock_status().phase != PodPhase::Failed && !adopted {
-            self.advance().await;
-        } else if adopted && self.running.is_empty() {
+        // A fresh pod starts its first container; an adopted one only what is not running.
+        let failed = self.lock_status().phase == PodPhase::Failed;
+        if (!failed && !adopted) || (adopted && self.running.is_empty()) {
             self.advance().await;
         }
         self.refresh_phase();
@@ -211,11 +253,20 @@ impl PodWorker {
             }
             self.init_done = true;
         }
-        let names: Vec<String> = self.pod.spec.containers.iter().map(|c| c.name.clone()).collect();
+        let names: Vec<String> = self
+            .pod
+            .spec
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
         for n in names {
             let started = self.running.contains_key(&n)
                 || self.pending_restarts.contains_key(&n)
-                || !matches!(self.lock_status().container(&n).map(|c| &c.state), Some(ContainerState::Waiting { .. }));
+                || !matches!(
+                    self.lock_status().container(&n).map(|c| &c.state),
+                    Some(ContainerState::Waiting { .. })
+                );
             if !started {
                 self.start(&n).await;
             }
@@ -250,7 +301,9 @@ impl PodWorker {
 
     /// Decides what follows a container's exit: next init container, restart, or nothing.
     pub(super) async fn after_exit(&mut self, name: &str, code: i32) {
-        let Some((_, _, init)) = self.container_spec(name) else { return };
+        let Some((_, _, init)) = self.container_spec(name) else {
+            return;
+        };
         let policy = self.pod.spec.restart_policy;
         if init {
             if code == 0 {
@@ -276,7 +329,11 @@ impl PodWorker {
         let ran_for = {
             let st = self.lock_status();
             match st.container(name).map(|c| &c.state) {
-                Some(ContainerState::Terminated { started_at, finished_at, .. }) => {
+                Some(ContainerState::Terminated {
+                    started_at,
+                    finished_at,
+                    ..
+                }) => {
                     let parse = |s: &str| humantime::parse_rfc3339(s).ok();
                     match (parse(started_at), parse(finished_at)) {
                         (Some(a), Some(b)) => b.duration_since(a).unwrap_or_default(),
@@ -293,7 +350,16 @@ impl PodWorker {
         if !delay.is_zero() {
             let mut st = self.lock_status();
             if let Some(c) = st.container_mut(name) {
-                let last = std::mem::replace(&mut c.state, ContainerState::waiting("CrashLoopBackOff", format!("back-off {}s restarting failed container", delay.as_secs_f64())));
+                let last = std::mem::replace(
+                    &mut c.state,
+                    ContainerState::waiting(
+                        "CrashLoopBackOff",
+                        format!(
+                            "back-off {}s restarting failed container",
+                            delay.as_secs_f64()
+                        ),
+                    ),
+                );
                 c.last_state = Some(last);
             }
         }
@@ -307,8 +373,10 @@ impl PodWorker {
     }
 
     fn is_finished(&self) -> bool {
-        matches!(self.lock_status().phase, PodPhase::Succeeded | PodPhase::Failed)
-            && self.running.is_empty()
+        matches!(
+            self.lock_status().phase,
+            PodPhase::Succeeded | PodPhase::Failed
+        ) && self.running.is_empty()
             && self.pending_restarts.is_empty()
     }
 
@@ -333,5 +401,7 @@ impl PodWorker {
 
 /// Milliseconds since the epoch.
 pub(super) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

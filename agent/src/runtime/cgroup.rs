@@ -76,6 +76,7 @@ impl CgroupHost {
     /// Creates (or reopens) the cgroup at `rel` (relative to the hierarchy roots) and applies
     /// `res`.
     pub fn create(&self, rel: &Path, res: &CgroupResources) -> Result<CgroupHandle, RuntimeError> {
+        self.create_dirs(rel)?;
         let handle = self.open(rel)?;
         let resources = to_oci(res)?;
         let opt = ControllerOpt {
@@ -84,12 +85,34 @@ impl CgroupHost {
             oom_score_adj: None,
             freezer_state: None,
         };
-        handle.manager.apply(&opt).map_err(|e| handle.err(format!("apply: {e}")))?;
+        handle
+            .manager
+            .apply(&opt)
+            .map_err(|e| handle.err(format!("apply: {e}")))?;
         if let Some(unified) = self.hybrid_unified() {
             let dir = unified.join(rel);
             std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("mkdir", &dir, e))?;
         }
         Ok(handle)
+    }
+
+    /// Creates the cgroup directory in every hierarchy (libcgroups' v1 `apply` expects them).
+    fn create_dirs(&self, rel: &Path) -> Result<(), RuntimeError> {
+        let dirs: Vec<PathBuf> = match self.setup {
+            CgroupLayout::Unified => vec![Path::new(CGROUP_FS).join(rel)],
+            _ => libcgroups::v1::util::list_supported_mount_points()
+                .map_err(|e| RuntimeError::Cgroup {
+                    path: rel.to_path_buf(),
+                    message: format!("listing v1 hierarchies: {e}"),
+                })?
+                .into_values()
+                .map(|mount| mount.join(rel))
+                .collect(),
+        };
+        for d in dirs {
+            std::fs::create_dir_all(&d).map_err(|e| RuntimeError::io("mkdir", &d, e))?;
+        }
+        Ok(())
     }
 
     /// A handle on an existing cgroup (adoption after restart, removal).
@@ -137,7 +160,10 @@ impl CgroupHandle {
 
     /// cgroup.procs files a process writes itself into, beyond what `add_task` covers.
     pub fn self_join_files(&self) -> Vec<PathBuf> {
-        self.unified.iter().map(|u| u.join("cgroup.procs")).collect()
+        self.unified
+            .iter()
+            .map(|u| u.join("cgroup.procs"))
+            .collect()
     }
 
     /// How many times the kernel's OOM killer fired in this cgroup.
@@ -176,7 +202,9 @@ impl CgroupHandle {
 
     /// Kills whatever is left inside and removes the cgroup everywhere; idempotent.
     pub fn remove(&self) -> Result<(), RuntimeError> {
-        self.manager.remove().map_err(|e| self.err(format!("remove: {e}")))?;
+        self.manager
+            .remove()
+            .map_err(|e| self.err(format!("remove: {e}")))?;
         if let Some(u) = &self.unified {
             remove_dir_retrying(u)?;
         }

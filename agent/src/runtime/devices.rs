@@ -22,8 +22,14 @@ pub fn populate_dev(root: &Path) -> Result<(), String> {
     let dev = root.join("dev");
     std::fs::create_dir_all(&dev).map_err(|e| format!("creating /dev: {e}"))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
-    mount(Some("tmpfs"), &dev, Some("tmpfs"), flags, Some("mode=755,size=65536k"))
-        .map_err(|e| format!("mount /dev tmpfs: {e}"))?;
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(|e| format!("mount /dev tmpfs: {e}"))?;
     for (name, major, minor) in DEVICES {
         let path = dev.join(name);
         let mode = Mode::from_bits_truncate(0o666);
@@ -75,8 +81,15 @@ pub fn populate_dev(root: &Path) -> Result<(), String> {
 /// The device cgroup rules matching [`populate_dev`]: deny all, then allow those nodes, ptys,
 /// and mknod (but not use) of any device.
 pub fn device_rules() -> Vec<LinuxDeviceCgroup> {
-    let rule = |allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).typ(typ).access(access);
+    let rule = |allow: bool,
+                typ: LinuxDeviceType,
+                major: Option<i64>,
+                minor: Option<i64>,
+                access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .typ(typ)
+            .access(access);
         if let Some(m) = major {
             b = b.major(m);
         }
@@ -93,7 +106,13 @@ pub fn device_rules() -> Vec<LinuxDeviceCgroup> {
         rule(true, LinuxDeviceType::C, Some(5), Some(2), "rwm"),
     ];
     for (_, major, minor) in DEVICES {
-        rules.push(rule(true, LinuxDeviceType::C, Some(*major as i64), Some(*minor as i64), "rwm"));
+        rules.push(rule(
+            true,
+            LinuxDeviceType::C,
+            Some(*major as i64),
+            Some(*minor as i64),
+            "rwm",
+        ));
     }
     rules.into_iter().filter_map(Result::ok).collect()
 }

@@ -44,7 +44,8 @@ fn intermediate(status: &mut File) -> Result<(), String> {
     let spec: InitSpec = serde_json::from_str(&raw).map_err(|e| format!("decoding spec: {e}"))?;
 
     for procs in &spec.cgroup_procs {
-        std::fs::write(procs, "0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+        std::fs::write(procs, "0")
+            .map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
     }
     for (kind, path) in &spec.namespaces {
         let flag = match kind.as_str() {
@@ -241,7 +242,10 @@ mod tests {
 
     #[test]
     fn program_lookup_follows_path_and_keeps_slashes() {
-        assert_eq!(resolve_program("sh", "/nonexistent:/bin"), Some("/bin/sh".into()));
+        assert_eq!(
+            resolve_program("sh", "/nonexistent:/bin"),
+            Some("/bin/sh".into())
+        );
         assert_eq!(resolve_program("./x", "/bin"), Some("./x".into()));
         assert_eq!(resolve_program("no-such-binary-xyz", "/bin:/usr/bin"), None);
     }

@@ -32,7 +32,13 @@ fn do_mount(
 
 /// Builds the rootfs and pivots into it. On return the process's `/` is the container's.
 pub fn build_rootfs(spec: &InitSpec) -> R {
-    do_mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    do_mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
     let lower: Vec<String> = spec
         .lower_dirs
         .iter()
@@ -46,14 +52,26 @@ pub fn build_rootfs(spec: &InitSpec) -> R {
         spec.work_dir.display()
     );
     let root = spec.rootfs.as_path();
-    do_mount(Some("overlay"), root, Some("overlay"), MsFlags::empty(), Some(&opts))?;
+    do_mount(
+        Some("overlay"),
+        root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
 
     for m in &spec.mounts {
         let target = inside_rootfs(root, &m.destination)?;
         let is_dir = m.source.is_dir();
         ensure_mountpoint(&target, is_dir)?;
         let src = m.source.display().to_string();
-        do_mount(Some(&src), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        do_mount(
+            Some(&src),
+            &target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
         if m.readonly {
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
             do_mount(None, &target, None, flags, None)?;
@@ -63,7 +81,13 @@ pub fn build_rootfs(spec: &InitSpec) -> R {
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc_dir = root.join("proc");
     ensure_mountpoint(&proc_dir, true)?;
-    do_mount(Some("proc"), &proc_dir, Some("proc"), nosuid_nodev_noexec, None)?;
+    do_mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        nosuid_nodev_noexec,
+        None,
+    )?;
     let sys_dir = root.join("sys");
     ensure_mountpoint(&sys_dir, true)?;
     let ro = nosuid_nodev_noexec | MsFlags::MS_RDONLY;
@@ -105,7 +129,13 @@ fn mask_paths() -> R {
         if std::fs::symlink_metadata(path).is_err() {
             continue;
         }
-        do_mount(Some(p), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        do_mount(
+            Some(p),
+            path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
         let flags = MsFlags::MS_BIND
             | MsFlags::MS_REMOUNT
             | MsFlags::MS_RDONLY
@@ -169,7 +199,10 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("etc")).expect("mkdir");
         std::os::unix::fs::symlink("/", root.join("escape")).expect("symlink");
-        assert_eq!(inside_rootfs(root, "/etc/hosts"), Ok(root.join("etc/hosts")));
+        assert_eq!(
+            inside_rootfs(root, "/etc/hosts"),
+            Ok(root.join("etc/hosts"))
+        );
         assert!(inside_rootfs(root, "/escape/etc").is_err());
         assert!(inside_rootfs(root, "/etc/../../x").is_err());
         assert!(inside_rootfs(root, "relative").is_err());

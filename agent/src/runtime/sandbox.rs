@@ -61,12 +61,17 @@ impl PodSandbox {
             unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
                 .map_err(|e| RuntimeError::sys("unshare(net|ipc|uts)", e))?;
             nix::unistd::sethostname(&hostname).map_err(|e| RuntimeError::sys("sethostname", e))?;
-            bring_up_loopback()
-                .map_err(|e| RuntimeError::io("bring up lo in", "pod netns", e))?;
+            bring_up_loopback().map_err(|e| RuntimeError::io("bring up lo in", "pod netns", e))?;
             for (kind, target) in &targets {
                 let src = format!("/proc/thread-self/ns/{kind}");
-                mount(Some(src.as_str()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(|e| RuntimeError::sys("bind-mount namespace file", e))?;
+                mount(
+                    Some(src.as_str()),
+                    target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| RuntimeError::sys("bind-mount namespace file", e))?;
             }
             Ok(())
         })
@@ -107,6 +112,6 @@ impl PodSandbox {
 fn is_nsfs(path: &Path) -> bool {
     const NSFS_MAGIC: i64 = 0x6e736673;
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .map(|s| s.filesystem_type().0 == NSFS_MAGIC)
         .unwrap_or(false)
 }

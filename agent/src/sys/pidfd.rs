@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn reaps_own_child_with_its_exit_code() {
-        let child = Command::new("sh").args(["-c", "exit 7"]).spawn().expect("spawn sh");
+        let mut child = Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .expect("spawn sh");
         let pid = child.id() as i32;
         let fd = pidfd_open(pid).expect("pidfd_open");
         let exit = loop {
@@ -141,12 +144,19 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         };
         assert_eq!(exit, ProcessExit::Code(7));
+        assert!(
+            child.try_wait().is_err(),
+            "already reaped through the pidfd"
+        );
         assert_eq!(exit.exit_code(), 7);
     }
 
     #[test]
     fn signal_through_pidfd_kills() {
-        let child = Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
         let pid = child.id() as i32;
         let fd = pidfd_open(pid).expect("pidfd_open");
         assert!(start_time(pid).is_some());
@@ -158,6 +168,10 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         };
         assert_eq!(exit, ProcessExit::Signal(9));
+        assert!(
+            child.try_wait().is_err(),
+            "already reaped through the pidfd"
+        );
         assert_eq!(exit.exit_code(), 137);
     }
 }

@@ -1,0 +1,57 @@
+//! `bosun-agent image import|ls|rm`: the local image store from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use bosun_agent::image::ImageStore;
+
+use super::Args;
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import an OCI image layout directory, OCI tarball or docker-archive tarball.
+    Import { path: PathBuf },
+    /// List images.
+    Ls,
+    /// Remove an image reference (and layers nothing else uses).
+    Rm { reference: String },
+}
+
+pub fn run(args: &Args, cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
+    let store = ImageStore::open(&args.root.join("images")).context("opening the image store")?;
+    match cmd {
+        ImageCommand::Import { path } => {
+            for img in store
+                .import(path)
+                .with_context(|| format!("importing {}", path.display()))?
+            {
+                println!("imported {} {}", img.reference, img.digest);
+            }
+        }
+        ImageCommand::Ls => {
+            println!("{:<48} {:<20} {:>10}", "REFERENCE", "DIGEST", "SIZE");
+            for img in store.list()? {
+                let short: String = img
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect();
+                println!(
+                    "{:<48} sha256:{:<13} {:>10}",
+                    img.reference, short, img.size
+                );
+            }
+        }
+        ImageCommand::Rm { reference } => {
+            store
+                .remove(reference)
+                .with_context(|| format!("removing {reference}"))?;
+            println!("removed {reference}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,140 @@
+//! `bosun-agent logs POD [-c C] [--previous] [-f]`: reads the CRI log files under the root
+//! directly (no daemon needed) and prints their text.
+
+use std::io::{BufRead, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args as ClapArgs;
+
+use bosun_agent::pod::logs::record_text;
+
+use super::Args;
+
+#[derive(ClapArgs, Debug)]
+pub struct LogsArgs {
+    pub pod: String,
+    /// Container name (needed when the pod has several).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// The previous instance's logs (before the last restart).
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+    /// Keep printing new lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+fn pod_log_dir(root: &Path, ns: &str, pod: &str) -> anyhow::Result<PathBuf> {
+    let prefix = format!("{ns}_{pod}_");
+    let dir = root.join("logs");
+    let found = std::fs::read_dir(&dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+    match found {
+        Some(e) => Ok(e.path()),
+        None => bail!("no logs for pod {ns}/{pod} under {}", dir.display()),
+    }
+}
+
+/// Log files of a container, by instance number.
+fn instances(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut v: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.strip_suffix(".log")?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn run(args: &Args, l: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let pod_dir = pod_log_dir(&args.root, &l.namespace, &l.pod)?;
+    let container = match &l.container {
+        Some(c) => c.clone(),
+        None => {
+            let names: Vec<String> = std::fs::read_dir(&pod_dir)?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            match names.as_slice() {
+                [one] => one.clone(),
+                _ => bail!(
+                    "pod {} has several containers ({}); choose one with -c",
+                    l.pod,
+                    names.join(", ")
+                ),
+            }
+        }
+    };
+    let cdir = pod_dir.join(&container);
+    let files = instances(&cdir);
+    if files.is_empty() {
+        bail!("no logs for container {container} of pod {}", l.pod);
+    }
+    let pick = if l.previous {
+        files.len().checked_sub(2).map(|i| files[i].1.clone())
+    } else {
+        files.last().map(|f| f.1.clone())
+    };
+    let Some(path) = pick else {
+        bail!("container {container} has no previous instance")
+    };
+    let mut out = std::io::stdout().lock();
+    let mut file =
+        std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut pos = print_from(&mut file, 0, &mut out)?;
+    if l.follow && !l.previous {
+        let mut current = path;
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            pos = print_from(&mut file, pos, &mut out)?;
+            if let Some((_, newest)) = instances(&cdir).last() {
+                if *newest != current {
+                    current = newest.clone();
+                    file = std::fs::File::open(&current)?;
+                    pos = print_from(&mut file, 0, &mut out)?;
+                }
+            } else {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints complete records from byte `pos`; returns the new position.
+fn print_from(file: &mut std::fs::File, pos: u64, out: &mut impl Write) -> anyhow::Result<u64> {
+    file.seek(std::io::SeekFrom::Start(pos))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut consumed = pos;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 || !line.ends_with('\n') {
+            break;
+        }
+        consumed += n as u64;
+        if let Some((text, full)) = record_text(line.trim_end_matches('\n')) {
+            out.write_all(text.as_bytes())?;
+            if full {
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(consumed)
+}

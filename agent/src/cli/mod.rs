@@ -1,0 +1,172 @@
+//! Flags and subcommands of `bosun-agent`, and their dispatch.
+
+mod images;
+mod logs;
+mod ps;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use bosun_agent::image::ImageStore;
+use bosun_agent::pod::backoff::BackoffPolicy;
+use bosun_agent::pod::{NodeConfig, NodeContext};
+use bosun_agent::runtime::cgroup::CgroupHost;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bosun-agent",
+    version,
+    about = "bosun node agent: pods without a shim"
+)]
+pub struct Args {
+    /// Persistent state: images, pod records, logs.
+    #[arg(long, global = true, default_value = "/var/lib/bosun")]
+    pub root: PathBuf,
+    /// Runtime state: namespace handles, sockets.
+    #[arg(long, global = true, default_value = "/run/bosun")]
+    pub run_dir: PathBuf,
+    /// cgroup (relative to each hierarchy's root) under which all pods live.
+    #[arg(long, global = true, default_value = "bosun")]
+    pub cgroup_root: String,
+    /// Run the Pod manifests in DIR as static pods (the node daemon).
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// Maximum number of processes per pod (kubelet's podPidsLimit); unset = unlimited.
+    #[arg(long, global = true)]
+    pub pod_pids_limit: Option<i64>,
+    /// CrashLoopBackOff base delay in milliseconds (kubelet: 10000).
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub backoff_base_ms: u64,
+    /// CrashLoopBackOff maximum delay in milliseconds (kubelet: 300000).
+    #[arg(long, global = true, default_value_t = 300_000)]
+    pub backoff_max_ms: u64,
+    /// A container running this long (ms) resets its backoff (kubelet: 600000).
+    #[arg(long, global = true, default_value_t = 600_000)]
+    pub backoff_reset_ms: u64,
+    /// tracing filter, e.g. info or bosun_agent=debug.
+    #[arg(long, global = true, default_value = "info", env = "BOSUN_LOG")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage the local image store.
+    Image {
+        #[command(subcommand)]
+        action: images::ImageCommand,
+    },
+    /// Run one pod in the foreground; exit with its last container's exit code.
+    Run { file: PathBuf },
+    /// List the daemon's pods and containers.
+    Ps {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a container's logs.
+    Logs(logs::LogsArgs),
+}
+
+pub fn init_tracing(filter: &str) {
+    // libcgroups logs every unsupported v1 controller at warn level on each cgroup it opens.
+    let filter = format!("libcgroups=error,{filter}");
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        Some(Command::Image { action }) => images::run(&args, action),
+        Some(Command::Ps { json }) => ps::run(&args, *json),
+        Some(Command::Logs(l)) => logs::run(&args, l),
+        Some(Command::Run { file }) => run_foreground(&args, file),
+        None => match &args.manifests {
+            Some(dir) => run_daemon(&args, dir),
+            None => bail!("nothing to do: give --manifests DIR or a subcommand (see --help)"),
+        },
+    }
+}
+
+fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
+    for d in [&args.root, &args.run_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    if let Err(e) = bosun_agent::sys::pidfd::become_subreaper() {
+        tracing::warn!(error = %e, "cannot become child subreaper");
+    }
+    let images = ImageStore::open(&args.root.join("images")).context("opening the image store")?;
+    let cgroups = CgroupHost::detect().context("detecting cgroups")?;
+    let agent_exe = std::env::current_exe().context("locating the agent binary")?;
+    Ok(Arc::new(NodeContext {
+        config: NodeConfig {
+            root: args.root.clone(),
+            run_dir: args.run_dir.clone(),
+            cgroup_root: args.cgroup_root.clone(),
+            agent_exe,
+            pod_pids_limit: args.pod_pids_limit,
+            backoff: BackoffPolicy {
+                base: Duration::from_millis(args.backoff_base_ms),
+                max: Duration::from_millis(args.backoff_max_ms),
+                reset_after: Duration::from_millis(args.backoff_reset_ms),
+            },
+        },
+        images,
+        cgroups,
+    }))
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop")
+}
+
+fn run_foreground(args: &Args, file: &Path) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let pod = bosun_agent::spec::parse_pod(&text).with_context(|| format!("{}", file.display()))?;
+    let ctx = node_context(args)?;
+    for (field, c) in pod.spec.all_containers() {
+        ctx.images
+            .resolve(&c.image)
+            .with_context(|| format!("{field}.image: image {} is not in the store (import it with `bosun-agent image import`)", c.image))?;
+    }
+    let status = tokio_runtime()?.block_on(bosun_agent::foreground::run_pod(ctx, pod))?;
+    eprint!("{}", bosun_agent::foreground::summary(&status));
+    let code = bosun_agent::foreground::exit_code(&status);
+    Ok(ExitCode::from(
+        u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+    ))
+}
+
+fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!("--manifests {}: not a directory", dir.display());
+    }
+    let ctx = node_context(args)?;
+    let rt = tokio_runtime()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            r = bosun_agent::daemon::run(ctx, dir.to_path_buf()) => r,
+            _ = term.recv() => Ok(()),
+            _ = int.recv() => Ok(()),
+        }
+    })?;
+    tracing::info!("agent stopping; pods keep running for the next agent to adopt");
+    Ok(ExitCode::SUCCESS)
+}

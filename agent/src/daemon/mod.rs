@@ -1,0 +1,127 @@
+//! The node daemon (`bosun-agent --manifests DIR`): keeps the pods of the manifest directory
+//! running as static pods (added → created, changed → replaced, removed → deleted), adopts the
+//! containers a previous agent left running, and serves the local API. Stopping the daemon
+//! leaves pods running for the next agent to adopt; only a manifest's removal deletes a pod.
+
+pub mod api;
+pub mod manifests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::pod::persist::load_all;
+use crate::pod::{NodeContext, PodCommand, PodStatus, PodWorker};
+use manifests::ManifestDir;
+
+/// How often the manifest directory is re-read.
+pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A pod worker as the daemon holds it.
+struct PodEntry {
+    hash: String,
+    status: Arc<Mutex<PodStatus>>,
+    commands: watch::Sender<PodCommand>,
+    task: JoinHandle<PodStatus>,
+}
+
+/// Live pods by uid, plus pods being deleted (still shown by `ps` until gone).
+#[derive(Default)]
+pub struct PodTable {
+    pods: BTreeMap<String, PodEntry>,
+    terminating: BTreeMap<String, PodEntry>,
+}
+
+impl PodTable {
+    pub fn statuses(&self) -> Vec<PodStatus> {
+        self.pods
+            .values()
+            .chain(self.terminating.values())
+            .map(|e| e.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    fn start(&mut self, worker: PodWorker) {
+        let (tx, rx) = watch::channel(PodCommand::Run);
+        let uid = worker.uid().to_string();
+        let entry = PodEntry {
+            hash: worker.hash().to_string(),
+            status: worker.status_handle(),
+            commands: tx,
+            task: tokio::spawn(worker.run(rx)),
+        };
+        self.pods.insert(uid, entry);
+    }
+
+    fn delete(&mut self, uid: &str) {
+        if let Some(entry) = self.pods.remove(uid) {
+            let _ = entry
+                .commands
+                .send(PodCommand::Delete { remove_logs: true });
+            self.terminating.insert(uid.to_string(), entry);
+        }
+    }
+
+    fn reap_terminated(&mut self) {
+        self.terminating.retain(|_, e| !e.task.is_finished());
+    }
+}
+
+/// Runs the daemon until the process is asked to stop.
+pub async fn run(ctx: Arc<NodeContext>, manifest_dir: PathBuf) -> std::io::Result<()> {
+    let run_dir = ctx.config.run_dir.clone();
+    std::fs::create_dir_all(&run_dir)?;
+    let sock = run_dir.join(api::SOCKET);
+    let _ = std::fs::remove_file(&sock);
+    let listener = tokio::net::UnixListener::bind(&sock)?;
+    let table = Arc::new(Mutex::new(PodTable::default()));
+    tokio::spawn(api::serve(listener, table.clone()));
+
+    let mut dir = ManifestDir::default();
+    let desired = dir.scan(&manifest_dir);
+    {
+        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        for record in load_all(&ctx.config.root.join("pods")) {
+            let uid = crate::spec::pod_uid(&record.pod);
+            let keep = desired
+                .get(&uid)
+                .map(|d| d.hash == record.hash)
+                .unwrap_or(false);
+            tracing::info!(pod = %record.pod.metadata.name, keep, "adopting pod from a previous agent");
+            t.start(PodWorker::adopt(ctx.clone(), record));
+            if !keep {
+                t.delete(&uid);
+            }
+        }
+    }
+    tracing::info!(dir = %manifest_dir.display(), "watching manifests");
+    let mut tick = tokio::time::interval(SCAN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let desired = dir.scan(&manifest_dir);
+        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        t.reap_terminated();
+        let gone: Vec<String> = t
+            .pods
+            .iter()
+            .filter(|(uid, e)| desired.get(*uid).map(|d| d.hash != e.hash).unwrap_or(true))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in gone {
+            tracing::info!(%uid, "pod removed or changed; deleting");
+            t.delete(&uid);
+        }
+        for (uid, d) in desired {
+            if t.pods.contains_key(&uid) || t.terminating.contains_key(&uid) {
+                continue;
+            }
+            tracing::info!(pod = %d.pod.metadata.name, file = %d.file.display(), "starting pod");
+            t.start(PodWorker::new(ctx.clone(), d.pod, None, false));
+        }
+    }
+}
