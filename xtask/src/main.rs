@@ -4,11 +4,8 @@
 //! `test` runs the whole check (fmt, clippy, images, tests) and `bench` runs a benchmark.
 //! This file only parses the command line and dispatches; each verb lives in its module.
 
-#[allow(
-    dead_code,
-    reason = "Row, write_results and percentiles are for the benchmarks still to be written"
-)]
 mod bench;
+mod demo;
 mod images;
 mod setup;
 mod test;
@@ -31,6 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Verb {
+    /// Set up, build, and run the demo pod (examples/demo-pod.yaml) with bosun-agent.
+    Demo,
     /// Install missing Debian packages and rustfmt/clippy (idempotent; needs root to install).
     Setup,
     /// Build the OCI test images under target/images/.
@@ -49,16 +48,20 @@ enum Verb {
     Bench {
         /// The benchmark to run.
         name: String,
+        /// Few iterations: a fast check that the benchmark works, not a measurement.
+        #[arg(long)]
+        quick: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.verb {
+        Verb::Demo => demo::run(),
         Verb::Setup => setup::run(),
         Verb::Images { force } => images::run(force).map(drop),
         Verb::Test { cargo_test_args } => test::run(&cargo_test_args),
-        Verb::Bench { name } => bench::run(&name),
+        Verb::Bench { name, quick } => bench::run(&name, &bench::Options { quick }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
