@@ -6,7 +6,9 @@
 pub mod daemon;
 pub mod foreground;
 pub mod image;
+pub mod metrics;
 pub mod pod;
+pub mod probe;
 pub mod runtime;
 pub mod spec;
 pub mod sys;

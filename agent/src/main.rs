@@ -1,7 +1,7 @@
 //! `bosun-agent`: the node agent's command line. Parses flags, then hands over to the library:
 //! the daemon (`--manifests DIR`), one foreground pod (`run`), image store commands, and the
-//! client commands (`ps`, `logs`). The hidden `__container-init` is the container intermediate
-//! and must be dispatched before any thread exists.
+//! client commands (`ps`, `logs`). The hidden `__container-init` (container intermediate) and
+//! `__exec` (exec helper) must be dispatched before any thread exists.
 
 mod cli;
 
@@ -10,8 +10,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("__container-init") {
-        bosun_agent::runtime::init::container_init_main();
+    match std::env::args().nth(1).as_deref() {
+        Some("__container-init") => bosun_agent::runtime::init::container_init_main(),
+        Some("__exec") => bosun_agent::runtime::exec::exec_main(),
+        _ => {}
     }
     let args = cli::Args::parse();
     cli::init_tracing(&args.log_level);

@@ -198,10 +198,30 @@ fn deleting_a_pod_removes_its_cgroups_mounts_namespaces_and_processes() {
         .filter_map(|c| c["pid"].as_i64())
         .collect();
     assert_eq!(pids.len(), 2);
-    assert!(
-        !node.pod_cgroups().is_empty(),
-        "pod cgroups exist while running"
+    assert_eq!(p["qosClass"], "Burstable", "{p:#}");
+    let cgroups = node.pod_cgroups();
+    let mem = cgroups
+        .iter()
+        .find(|d| d.starts_with("/sys/fs/cgroup/memory"))
+        .expect("memory cgroup of the pod");
+    assert!(mem.to_string_lossy().contains("/burstable/pod"), "{mem:?}");
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{p:?}: {e}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        read(mem.join("a/memory.limit_in_bytes")),
+        (64u64 << 20).to_string()
     );
+    let cpu = cgroups
+        .iter()
+        .find(|d| d.starts_with("/sys/fs/cgroup/cpu/"))
+        .expect("cpu cgroup of the pod");
+    assert_eq!(read(cpu.join("a/cpu.cfs_quota_us")), "25000");
+    assert_eq!(read(cpu.join("a/cpu.shares")), "256");
+    assert_eq!(read(cpu.join("b/cpu.shares")), "2");
     assert_eq!(
         node.mounts().len(),
         3,

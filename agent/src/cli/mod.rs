@@ -108,22 +108,19 @@ fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
     let images = ImageStore::open(&args.root.join("images")).context("opening the image store")?;
     let cgroups = CgroupHost::detect().context("detecting cgroups")?;
     let agent_exe = std::env::current_exe().context("locating the agent binary")?;
-    Ok(Arc::new(NodeContext {
-        config: NodeConfig {
-            root: args.root.clone(),
-            run_dir: args.run_dir.clone(),
-            cgroup_root: args.cgroup_root.clone(),
-            agent_exe,
-            pod_pids_limit: args.pod_pids_limit,
-            backoff: BackoffPolicy {
-                base: Duration::from_millis(args.backoff_base_ms),
-                max: Duration::from_millis(args.backoff_max_ms),
-                reset_after: Duration::from_millis(args.backoff_reset_ms),
-            },
+    let config = NodeConfig {
+        root: args.root.clone(),
+        run_dir: args.run_dir.clone(),
+        cgroup_root: args.cgroup_root.clone(),
+        agent_exe,
+        pod_pids_limit: args.pod_pids_limit,
+        backoff: BackoffPolicy {
+            base: Duration::from_millis(args.backoff_base_ms),
+            max: Duration::from_millis(args.backoff_max_ms),
+            reset_after: Duration::from_millis(args.backoff_reset_ms),
         },
-        images,
-        cgroups,
-    }))
+    };
+    Ok(Arc::new(NodeContext::new(config, images, cgroups)))
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

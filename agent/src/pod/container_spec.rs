@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::image::ResolvedImage;
 use crate::runtime::cgroup::{CgroupResources, CPU_PERIOD_US};
 use crate::runtime::init_spec::DEFAULT_CAPABILITIES;
-use crate::runtime::{BindMount, InitSpec};
+use crate::runtime::{BindMount, InitSpec, ProcessSpec};
 use crate::spec::{resolve_command_with_env, resolve_env, Container, Pod, SpecError};
 
 /// Where the container's writable layer, FIFOs and rootfs mountpoint live.
@@ -111,21 +111,23 @@ pub fn init_spec(
             .unwrap_or(false),
         namespaces: Vec::new(),
         cgroup_procs: Vec::new(),
-        argv,
-        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        cwd: container
-            .working_dir
-            .clone()
-            .or_else(|| image.config.working_dir.clone().filter(|w| !w.is_empty()))
-            .unwrap_or_else(|| "/".into()),
-        uid,
-        gid,
-        additional_gids: supplemental,
-        capabilities: caps,
-        no_new_privs: !privileged
-            && !sc
-                .and_then(|s| s.allow_privilege_escalation)
-                .unwrap_or(false),
+        process: ProcessSpec {
+            argv,
+            env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: container
+                .working_dir
+                .clone()
+                .or_else(|| image.config.working_dir.clone().filter(|w| !w.is_empty()))
+                .unwrap_or_else(|| "/".into()),
+            uid,
+            gid,
+            additional_gids: supplemental,
+            capabilities: caps,
+            no_new_privs: !privileged
+                && !sc
+                    .and_then(|s| s.allow_privilege_escalation)
+                    .unwrap_or(false),
+        },
         stdout_fifo: paths.stdout_fifo.clone(),
         stderr_fifo: paths.stderr_fifo.clone(),
         mounts: pod_files.to_vec(),

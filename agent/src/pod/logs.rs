@@ -14,6 +14,8 @@ use tokio::sync::oneshot;
 
 /// A line longer than this is split into partial (`P`) records, as CRI does.
 const MAX_LINE: usize = 16 * 1024;
+/// Bytes read from a FIFO at a time.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Where a stream's bytes go besides the log file.
 pub type Tee = Option<tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>>;
@@ -85,25 +87,22 @@ pub async fn copy_stream(
         }
     };
     let mut pending = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
     tokio::pin!(exited);
     let mut done = false;
     loop {
-        let n = if done {
-            fifo.try_read(&mut chunk).unwrap_or_default()
-        } else {
+        if !done {
             tokio::select! {
-                r = fifo.readable() => {
-                    if r.is_err() { 0 } else {
-                        match fifo.try_read(&mut chunk) {
-                            Ok(n) => n,
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                            Err(_) => 0,
-                        }
-                    }
-                }
-                _ = &mut exited => { done = true; continue; }
+                r = fifo.readable() => if r.is_err() { done = true },
+                _ = &mut exited => done = true,
             }
+        }
+        // Read buffer allocated per wakeup, not held per container: a dense node has
+        // thousands of mostly idle streams.
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let n = match fifo.try_read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !done => continue,
+            Err(_) => 0,
         };
         if n == 0 {
             write_records(&mut file, &mut pending, stream, true);

@@ -7,6 +7,7 @@ pub mod container_spec;
 pub mod logs;
 pub mod node;
 pub mod persist;
+mod probes;
 mod running;
 mod start;
 pub mod status;

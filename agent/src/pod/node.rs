@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::backoff::BackoffPolicy;
 use crate::image::ImageStore;
+use crate::probe::ProbeScheduler;
 use crate::runtime::cgroup::CgroupHost;
 use crate::spec::QosClass;
 
@@ -26,9 +27,25 @@ pub struct NodeContext {
     pub config: NodeConfig,
     pub images: ImageStore,
     pub cgroups: CgroupHost,
+    /// Started on first use, inside the agent's runtime.
+    pub probes: std::sync::OnceLock<ProbeScheduler>,
 }
 
 impl NodeContext {
+    pub fn new(config: NodeConfig, images: ImageStore, cgroups: CgroupHost) -> Self {
+        NodeContext {
+            config,
+            images,
+            cgroups,
+            probes: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The node's probe scheduler (call from within the runtime).
+    pub fn probes(&self) -> &ProbeScheduler {
+        self.probes.get_or_init(ProbeScheduler::start)
+    }
+
     pub fn pod_state_dir(&self, uid: &str) -> PathBuf {
         self.config.root.join("pods").join(uid)
     }

@@ -25,6 +25,14 @@ pub struct RunningContainer {
     pub oom_before: u64,
     pub exited: Vec<oneshot::Sender<()>>,
     pub log_tasks: Vec<JoinHandle<()>>,
+    /// Registered probes of this instance.
+    pub probes: Option<crate::probe::ProbeHandle>,
+    /// Readiness verdict (true when the container has no readiness probe).
+    pub ready: bool,
+    /// Startup verdict (true when the container has no startup probe).
+    pub startup_passed: bool,
+    /// Why the agent killed it (a failed liveness/startup probe), for its terminated state.
+    pub kill_reason: Option<String>,
 }
 
 impl RunningContainer {
@@ -173,8 +181,13 @@ impl PodWorker {
                     oom_before: proc_rec.oom_before,
                     exited,
                     log_tasks,
+                    probes: None,
+                    ready: false,
+                    startup_passed: false,
+                    kill_reason: None,
                 },
             );
+            self.register_probes(name);
         }
     }
 
@@ -200,6 +213,10 @@ impl PodWorker {
                 oom_before: rec.oom_before,
                 exited: Vec::new(),
                 log_tasks: Vec::new(),
+                probes: None,
+                ready: false,
+                startup_passed: false,
+                kill_reason: None,
             },
         );
     }

@@ -117,6 +117,7 @@ impl PodWorker {
                 drop(st);
                 tracing::info!(pod = %self.pod.metadata.name, container = name, pid, "container started");
                 self.running.insert(name.to_string(), running);
+                self.register_probes(name);
             }
             Err(StartFailure::Waiting { reason, message }) => {
                 tracing::warn!(pod = %self.pod.metadata.name, container = name, reason, %message, "container not created");
@@ -252,6 +253,10 @@ impl PodWorker {
             oom_before,
             exited,
             log_tasks,
+            probes: None,
+            ready: false,
+            startup_passed: false,
+            kill_reason: None,
         };
         match spawned {
             Ok(p) => {

@@ -76,6 +76,9 @@ pub struct PodStatus {
     pub name: String,
     pub uid: String,
     pub phase: PodPhase,
+    /// Guaranteed, Burstable or BestEffort.
+    #[serde(default)]
+    pub qos_class: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     pub ready: bool,

@@ -20,6 +20,9 @@ impl PodWorker {
         let Some(mut running) = self.running.remove(name) else {
             return exit.exit_code();
         };
+        if let Some(h) = running.probes.take() {
+            self.ctx.probes().remove(h);
+        }
         running.finish_logs().await;
         let oom = running.cgroup.oom_kills() > running.oom_before;
         let code = exit.exit_code();
@@ -38,7 +41,7 @@ impl PodWorker {
                 c.state = ContainerState::Terminated {
                     exit_code: code,
                     reason: reason.to_string(),
-                    message: String::new(),
+                    message: running.kill_reason.take().unwrap_or_default(),
                     started_at,
                     finished_at,
                 };
@@ -129,7 +132,7 @@ impl PodWorker {
                         self.record_exit(&name, exit).await;
                     }
                 }
-                Ok(Some(PodEvent::Restart { .. } | PodEvent::StartFailed { .. })) => {}
+                Ok(Some(_)) => {}
                 Ok(None) | Err(_) => return self.running.is_empty(),
             }
         }

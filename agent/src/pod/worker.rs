@@ -46,6 +46,8 @@ pub(super) enum PodEvent {
     StartFailed {
         name: String,
     },
+    /// A probe verdict changed.
+    Probe(crate::probe::ProbeUpdate),
 }
 
 /// The running pod task's state.
@@ -93,6 +95,7 @@ fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
         name: pod.metadata.name.clone(),
         uid: uid.to_string(),
         phase: PodPhase::Pending,
+        qos_class: format!("{:?}", crate::spec::qos_class(&pod.spec)),
         message: String::new(),
         ready: false,
         init_container_statuses: pod
@@ -285,6 +288,7 @@ impl PodWorker {
                 }
                 self.after_exit(&name, code).await;
             }
+            PodEvent::Probe(update) => self.on_probe(update),
             PodEvent::StartFailed { name } => {
                 if !self.stopping && !self.running.contains_key(&name) {
                     self.after_exit(&name, 128).await;
@@ -393,7 +397,7 @@ impl PodWorker {
         let phase = app_phase(&st.container_statuses, !self.pending_restarts.is_empty());
         st.phase = phase;
         for c in st.container_statuses.iter_mut() {
-            c.ready = c.state.is_running();
+            c.ready = c.state.is_running() && self.probe_ready(&c.name);
         }
         st.ready = phase == PodPhase::Running && st.container_statuses.iter().all(|c| c.ready);
     }

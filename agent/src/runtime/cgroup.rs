@@ -49,6 +49,8 @@ pub enum CgroupLayout {
 #[derive(Debug, Clone)]
 pub struct CgroupHost {
     pub setup: CgroupLayout,
+    /// Mount points of the v1 hierarchies (empty on unified hosts).
+    v1_mounts: Vec<PathBuf>,
 }
 
 impl CgroupHost {
@@ -62,7 +64,16 @@ impl CgroupHost {
             CgroupSetup::Hybrid => CgroupLayout::Hybrid,
             CgroupSetup::Unified => CgroupLayout::Unified,
         };
-        Ok(CgroupHost { setup })
+        let v1_mounts = match setup {
+            CgroupLayout::Unified => Vec::new(),
+            _ => libcgroups::v1::util::list_supported_mount_points()
+                .map(|m| m.into_values().collect())
+                .map_err(|e| RuntimeError::Cgroup {
+                    path: CGROUP_FS.into(),
+                    message: format!("listing v1 hierarchies: {e}"),
+                })?,
+        };
+        Ok(CgroupHost { setup, v1_mounts })
     }
 
     /// The v2 hierarchy containers must also join when controllers live in v1 (hybrid).
@@ -96,20 +107,29 @@ impl CgroupHost {
         Ok(handle)
     }
 
+    /// The directories of cgroup `rel` in every hierarchy.
+    fn dirs(&self, rel: &Path) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = match self.setup {
+            CgroupLayout::Unified => vec![Path::new(CGROUP_FS).join(rel)],
+            _ => self.v1_mounts.iter().map(|m| m.join(rel)).collect(),
+        };
+        if let Some(u) = self.hybrid_unified() {
+            dirs.push(u.join(rel));
+        }
+        dirs
+    }
+
+    /// Every cgroup.procs file of cgroup `rel`: a process writing "0" to each joins it fully.
+    pub fn procs_files(&self, rel: &Path) -> Vec<PathBuf> {
+        self.dirs(rel)
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
+    }
+
     /// Creates the cgroup directory in every hierarchy (libcgroups' v1 `apply` expects them).
     fn create_dirs(&self, rel: &Path) -> Result<(), RuntimeError> {
-        let dirs: Vec<PathBuf> = match self.setup {
-            CgroupLayout::Unified => vec![Path::new(CGROUP_FS).join(rel)],
-            _ => libcgroups::v1::util::list_supported_mount_points()
-                .map_err(|e| RuntimeError::Cgroup {
-                    path: rel.to_path_buf(),
-                    message: format!("listing v1 hierarchies: {e}"),
-                })?
-                .into_values()
-                .map(|mount| mount.join(rel))
-                .collect(),
-        };
-        for d in dirs {
+        for d in self.dirs(rel) {
             std::fs::create_dir_all(&d).map_err(|e| RuntimeError::io("mkdir", &d, e))?;
         }
         Ok(())

@@ -17,6 +17,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd::{dup2, fork, ForkResult};
 
 use super::init_mounts::build_rootfs;
+use super::init_spec::ProcessSpec;
 use super::InitSpec;
 
 /// Entry point of `bosun-agent __container-init`. Never returns.
@@ -117,7 +118,7 @@ fn container_pid1(spec: &InitSpec, stdio: ContainerStdio, status: &File) -> Stri
     if let Err(e) = build_rootfs(spec) {
         return e;
     }
-    if let Err(e) = drop_privileges(spec) {
+    if let Err(e) = drop_privileges(&spec.process) {
         return e;
     }
     for (fd, target) in [(&stdio.stdin, 0), (&stdio.stdout, 1), (&stdio.stderr, 2)] {
@@ -125,7 +126,7 @@ fn container_pid1(spec: &InitSpec, stdio: ContainerStdio, status: &File) -> Stri
             return format!("dup2 stdio: {e}");
         }
     }
-    exec_workload(spec)
+    exec_program(&spec.process)
 }
 
 fn set_cloexec(f: &File) -> Result<(), nix::errno::Errno> {
@@ -133,7 +134,8 @@ fn set_cloexec(f: &File) -> Result<(), nix::errno::Errno> {
     fcntl(f.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(|_| ())
 }
 
-fn drop_privileges(spec: &InitSpec) -> Result<(), String> {
+/// Bounding set, groups, uid/gid, effective capabilities (root only) and no_new_privs.
+pub(crate) fn drop_privileges(spec: &ProcessSpec) -> Result<(), String> {
     use caps::{CapSet, Capability};
     use std::collections::HashSet;
     use std::str::FromStr;
@@ -169,7 +171,8 @@ fn drop_privileges(spec: &InitSpec) -> Result<(), String> {
     Ok(())
 }
 
-fn exec_workload(spec: &InitSpec) -> String {
+/// Execs `spec.argv` with `spec.env`; returns only on failure, with the reason.
+pub(crate) fn exec_program(spec: &ProcessSpec) -> String {
     let Some(arg0) = spec.argv.first() else {
         return "no command: neither the pod nor the image gives one".to_string();
     };

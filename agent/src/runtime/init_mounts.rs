@@ -105,11 +105,12 @@ pub fn build_rootfs(spec: &InitSpec) -> R {
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
 
     mask_paths()?;
-    let cwd = Path::new(&spec.cwd);
+    let cwd = Path::new(&spec.process.cwd);
     if !cwd.is_dir() {
-        std::fs::create_dir_all(cwd).map_err(|e| format!("workingDir {}: {e}", spec.cwd))?;
+        std::fs::create_dir_all(cwd)
+            .map_err(|e| format!("workingDir {}: {e}", spec.process.cwd))?;
     }
-    std::env::set_current_dir(cwd).map_err(|e| format!("workingDir {}: {e}", spec.cwd))
+    std::env::set_current_dir(cwd).map_err(|e| format!("workingDir {}: {e}", spec.process.cwd))
 }
 
 fn mask_paths() -> R {

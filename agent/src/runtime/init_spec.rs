@@ -14,6 +14,20 @@ pub struct BindMount {
     pub readonly: bool,
 }
 
+/// The process a container (or an exec into it) runs, and with which identity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ProcessSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    /// Capability names ("CAP_CHOWN", ...) kept in the bounding set, and effective for root.
+    pub capabilities: Vec<String>,
+    pub no_new_privs: bool,
+}
+
 /// Everything needed to create one container process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InitSpec {
@@ -29,15 +43,7 @@ pub struct InitSpec {
     pub namespaces: Vec<(String, PathBuf)>,
     /// cgroup.procs files the intermediate writes itself into (v2 / hybrid unified hierarchy).
     pub cgroup_procs: Vec<PathBuf>,
-    pub argv: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
-    /// Capability names ("CAP_CHOWN", ...) kept in the bounding set, and effective for root.
-    pub capabilities: Vec<String>,
-    pub no_new_privs: bool,
+    pub process: ProcessSpec,
     pub stdout_fifo: PathBuf,
     pub stderr_fifo: PathBuf,
     pub mounts: Vec<BindMount>,

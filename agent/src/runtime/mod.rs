@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod devices;
 pub mod error;
+pub mod exec;
 pub mod init;
 pub mod init_mounts;
 pub mod init_spec;
@@ -12,4 +13,4 @@ pub mod sandbox;
 pub mod spawn;
 
 pub use error::RuntimeError;
-pub use init_spec::{BindMount, InitSpec};
+pub use init_spec::{BindMount, InitSpec, ProcessSpec};

@@ -12,19 +12,35 @@ use serde::Serialize;
 
 use crate::util;
 
+mod pods;
+mod pods_cleanup;
+mod pods_density;
+mod pods_mountns;
+mod pods_peers;
+
+/// How a benchmark should run, from the command line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Few iterations: a fast check that the benchmark works, not a measurement.
+    pub quick: bool,
+}
+
 /// A named benchmark: runs, writes its results, and returns.
 struct Bench {
     name: &'static str,
-    run: fn() -> Result<()>,
+    run: fn(&Options) -> Result<()>,
 }
 
-/// Every benchmark, by name. Add new ones here (`pods`, `routing`, `probes`).
-const BENCHES: &[Bench] = &[];
+/// Every benchmark, by name. Add new ones here (`routing`, `probes`).
+const BENCHES: &[Bench] = &[Bench {
+    name: "pods",
+    run: pods::run,
+}];
 
 /// Runs the benchmark called `name`.
-pub fn run(name: &str) -> Result<()> {
+pub fn run(name: &str, options: &Options) -> Result<()> {
     match BENCHES.iter().find(|bench| bench.name == name) {
-        Some(bench) => (bench.run)(),
+        Some(bench) => (bench.run)(options),
         None => bail!("unknown bench {name} (available: {})", available()),
     }
 }

@@ -33,7 +33,7 @@ fn percentile_bounds_are_min_and_max() {
 
 #[test]
 fn unknown_bench_names_the_available_ones() {
-    let err = run("nope").unwrap_err().to_string();
+    let err = run("nope", &Options::default()).unwrap_err().to_string();
     assert!(err.starts_with("unknown bench nope (available: "), "{err}");
 }
 

@@ -1,0 +1,156 @@
+//! The pod worker's side of probes: registers a container's probes when it starts (or is
+//! adopted), turns readiness into the container's `ready`, and kills a container whose liveness
+//! or startup probe failed (SIGTERM, the probe's or pod's grace period, SIGKILL) so restartPolicy
+//! applies, with the probe's message recorded in its terminated state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::container_spec::{init_spec, ContainerPaths};
+use super::worker::{PodEvent, PodWorker};
+use crate::probe::exec::ExecTarget;
+use crate::probe::net::NetTarget;
+use crate::probe::spec::container_probes;
+use crate::probe::{ContainerProbes, ProbeKind, ProbeTargets, ProbeUpdate};
+use crate::spec::qos_class;
+use crate::sys::pidfd::pidfd_send_signal;
+
+impl PodWorker {
+    /// Registers the probes of running container `name` (none: it is ready once running).
+    pub(super) fn register_probes(&mut self, name: &str) {
+        let Some((field, container, init)) = self.container_spec(name) else {
+            return;
+        };
+        let Some(pid) = self.running.get(name).map(|r| r.pid) else {
+            return;
+        };
+        let specs = match container_probes(&container) {
+            Ok(s) if !init => s,
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(pod = %self.pod.metadata.name, container = name, error = %e, "probes ignored");
+                Vec::new()
+            }
+        };
+        let has = |k: ProbeKind| specs.iter().any(|s| s.kind == k);
+        let (has_ready, has_startup) = (has(ProbeKind::Readiness), has(ProbeKind::Startup));
+        if let Some(r) = self.running.get_mut(name) {
+            r.ready = !has_ready;
+            r.startup_passed = !has_startup;
+        }
+        if specs.is_empty() {
+            return;
+        }
+        let process = match self.ctx.images.resolve(&container.image) {
+            Ok(image) => {
+                let dir = self.ctx.container_dir(&self.uid, name);
+                let paths = ContainerPaths {
+                    stdout_fifo: dir.join("stdout.fifo"),
+                    stderr_fifo: dir.join("stderr.fifo"),
+                    dir,
+                };
+                match init_spec(
+                    String::new(),
+                    &self.pod,
+                    &container,
+                    &field,
+                    &image,
+                    &paths,
+                    &[],
+                ) {
+                    Ok(spec) => spec.process,
+                    Err(_) => Default::default(),
+                }
+            }
+            Err(_) => Default::default(),
+        };
+        let rel = self
+            .ctx
+            .pod_cgroup(&self.uid, qos_class(&self.pod.spec))
+            .join(name);
+        let targets = Arc::new(ProbeTargets {
+            net: NetTarget {
+                pod_ip: self.pod_ip(),
+                netns: self.sandbox.ns_path("net"),
+            },
+            exec: ExecTarget {
+                agent_exe: self.ctx.config.agent_exe.clone(),
+                pid,
+                cgroup_procs: self.ctx.cgroups.procs_files(&rel),
+                process,
+            },
+        });
+        let tx = self.events_tx.clone();
+        let handle = self.ctx.probes().add(ContainerProbes {
+            container: name.to_string(),
+            pid,
+            probes: specs,
+            targets,
+            updates: Arc::new(move |u| {
+                let _ = tx.send(PodEvent::Probe(u));
+            }),
+        });
+        if let Some(r) = self.running.get_mut(name) {
+            r.probes = Some(handle);
+        }
+    }
+
+    /// The pod IP probes should dial from the node (none yet: they dial inside the netns).
+    pub(super) fn pod_ip(&self) -> Option<std::net::IpAddr> {
+        None
+    }
+
+    /// Whether container `name` passes its readiness and startup probes.
+    pub(super) fn probe_ready(&self, name: &str) -> bool {
+        self.running
+            .get(name)
+            .is_some_and(|r| r.ready && r.startup_passed)
+    }
+
+    pub(super) fn on_probe(&mut self, u: ProbeUpdate) {
+        let pod = self.pod.metadata.name.clone();
+        let grace = self.probe_grace(&u.container, u.kind);
+        let Some(r) = self.running.get_mut(&u.container) else {
+            return;
+        };
+        if r.pid != u.pid {
+            return;
+        }
+        tracing::info!(pod = %pod, container = %u.container, probe = u.kind.name(), healthy = u.healthy, message = %u.message, "probe verdict");
+        match (u.kind, u.healthy) {
+            (ProbeKind::Readiness, ready) => r.ready = ready,
+            (ProbeKind::Startup, true) => r.startup_passed = true,
+            (ProbeKind::Liveness | ProbeKind::Startup, false) => {
+                if r.kill_reason.is_some() {
+                    return;
+                }
+                r.kill_reason = Some(format!("{}; container will be restarted", u.message));
+                r.ready = false;
+                let pidfd = r.pidfd.clone();
+                let _ = pidfd_send_signal(&*pidfd, Signal::SIGTERM);
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    // The pidfd still names the same process; if it exited, this is a no-op.
+                    let _ = pidfd_send_signal(&*pidfd, Signal::SIGKILL);
+                });
+            }
+            (ProbeKind::Liveness, true) => {}
+        }
+    }
+
+    /// Probe-level terminationGracePeriodSeconds, else the pod's.
+    fn probe_grace(&self, name: &str, kind: ProbeKind) -> Duration {
+        let probe_level = self.container_spec(name).and_then(|(_, c, _)| {
+            let p = match kind {
+                ProbeKind::Liveness => c.liveness_probe,
+                ProbeKind::Startup => c.startup_probe,
+                ProbeKind::Readiness => None,
+            };
+            p.and_then(|p| p.termination_grace_period_seconds)
+        });
+        let secs = probe_level.unwrap_or_else(|| self.pod.spec.termination_grace_period_seconds());
+        Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+    }
+}

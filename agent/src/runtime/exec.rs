@@ -1,0 +1,94 @@
+//! Running a command inside a running container (exec probes, later `bosun exec`): the
+//! agent starts `bosun-agent __exec`, moves it into the container's cgroup, and sends an
+//! [`ExecSpec`]; the helper joins the container's namespaces, forks the command (so it is inside
+//! the container's pid namespace), relays its output and exits with its status. The command dies
+//! with the helper (PDEATHSIG), so killing the helper enforces a timeout.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use serde::{Deserialize, Serialize};
+
+use super::init::{drop_privileges, exec_program};
+use super::ProcessSpec;
+
+/// An exec into the container whose PID 1 is `pid`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub pid: i32,
+    /// cgroup.procs files the helper writes itself into (v2 / hybrid unified hierarchy).
+    pub cgroup_procs: Vec<PathBuf>,
+    pub process: ProcessSpec,
+}
+
+/// Namespaces joined, in order: the mount namespace last, since it changes the root.
+const JOIN: &[(&str, CloneFlags)] = &[
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Entry point of `bosun-agent __exec`. Never returns.
+pub fn exec_main() -> ! {
+    match run_exec() {
+        Ok(code) => std::process::exit(code),
+        Err(msg) => {
+            eprintln!("exec: {msg}");
+            std::process::exit(126);
+        }
+    }
+}
+
+fn run_exec() -> Result<i32, String> {
+    let mut raw = String::new();
+    std::io::stdin()
+        .read_to_string(&mut raw)
+        .map_err(|e| format!("reading spec: {e}"))?;
+    let spec: ExecSpec = serde_json::from_str(&raw).map_err(|e| format!("decoding spec: {e}"))?;
+    for procs in &spec.cgroup_procs {
+        std::fs::write(procs, "0")
+            .map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+    }
+    let mut handles = Vec::new();
+    for (name, flag) in JOIN {
+        let path = format!("/proc/{}/ns/{name}", spec.pid);
+        let f = File::open(&path).map_err(|e| format!("container is gone ({path}: {e})"))?;
+        handles.push((f, *flag, *name));
+    }
+    for (f, flag, name) in &handles {
+        setns(f.as_fd(), *flag).map_err(|e| format!("setns {name}: {e}"))?;
+    }
+    drop(handles);
+    // SAFETY: this helper is single-threaded (no runtime was started), so the child may run
+    // arbitrary code after fork.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            let err = std::env::set_current_dir(&spec.process.cwd)
+                .map_err(|e| format!("workingDir {}: {e}", spec.process.cwd))
+                .and_then(|()| drop_privileges(&spec.process))
+                .err()
+                .unwrap_or_else(|| exec_program(&spec.process));
+            eprintln!("exec: {err}");
+            // SAFETY: _exit is always sound; it skips the parent's atexit handlers.
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(format!("waitpid: {e}")),
+            }
+        },
+    }
+}
