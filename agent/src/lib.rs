@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod foreground;
 pub mod image;
 pub mod metrics;
+pub mod network;
 pub mod pod;
 pub mod probe;
 pub mod runtime;

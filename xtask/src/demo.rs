@@ -36,7 +36,14 @@ pub fn run() -> Result<()> {
     util::run(
         util::cmd(
             &agent,
-            ["--log-level", "warn", "run", &pod.to_string_lossy()],
+            [
+                "--log-level",
+                "warn",
+                "--network",
+                "none",
+                "run",
+                &pod.to_string_lossy(),
+            ],
         )
         .current_dir(&root),
     )?;

@@ -51,6 +51,9 @@ enum Verb {
         /// Few iterations: a fast check that the benchmark works, not a measurement.
         #[arg(long)]
         quick: bool,
+        /// Service counts for benchmarks that scale with them (routing), e.g. 1,1000,10000,50000.
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<u32>,
     },
 }
 
@@ -61,7 +64,17 @@ fn main() -> ExitCode {
         Verb::Setup => setup::run(),
         Verb::Images { force } => images::run(force).map(drop),
         Verb::Test { cargo_test_args } => test::run(&cargo_test_args),
-        Verb::Bench { name, quick } => bench::run(&name, &bench::Options { quick }),
+        Verb::Bench {
+            name,
+            quick,
+            services,
+        } => bench::run(
+            &name,
+            &bench::Options {
+                quick,
+                services: services.leak(),
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

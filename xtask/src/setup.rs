@@ -33,6 +33,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "docker-registry",
     // Benchmarks and scripts.
     "hyperfine",
+    "wrk",
     "jq",
 ];
 

@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use bosun_agent::image::ImageStore;
+use bosun_agent::network::{NetworkConfig, PodNetwork};
 use bosun_agent::pod::backoff::BackoffPolicy;
 use bosun_agent::pod::{NodeConfig, NodeContext};
 use bosun_agent::runtime::cgroup::CgroupHost;
@@ -48,6 +49,27 @@ pub struct Args {
     /// A container running this long (ms) resets its backoff (kubelet: 600000).
     #[arg(long, global = true, default_value_t = 600_000)]
     pub backoff_reset_ms: u64,
+    /// Pod networking: `cni` (plugins from --cni-conf-dir) or `none` (pods get only lo).
+    #[arg(long, global = true, default_value = "cni", value_parser = ["cni", "none"])]
+    pub network: String,
+    /// CNI network configuration directory (a default bosun-cni conflist is written if empty).
+    #[arg(long, global = true, default_value = "/etc/bosun/cni")]
+    pub cni_conf_dir: PathBuf,
+    /// Directories searched for CNI plugins (default: next to bosun-agent, /usr/lib/cni, /opt/cni/bin).
+    #[arg(long, global = true)]
+    pub cni_bin_dir: Vec<PathBuf>,
+    /// This node's pod CIDR.
+    #[arg(long, global = true, default_value = "10.244.0.0/24")]
+    pub pod_cidr: String,
+    /// The cluster's service CIDR (blackholed on the node).
+    #[arg(long, global = true, default_value = "10.96.0.0/16")]
+    pub service_cidr: String,
+    /// The node's network namespace, when it is not the agent's own (tests, demos).
+    #[arg(long, global = true)]
+    pub node_netns: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, global = true)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// tracing filter, e.g. info or bosun_agent=debug.
     #[arg(long, global = true, default_value = "info", env = "BOSUN_LOG")]
     pub log_level: String,
@@ -108,6 +130,7 @@ fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
     let images = ImageStore::open(&args.root.join("images")).context("opening the image store")?;
     let cgroups = CgroupHost::detect().context("detecting cgroups")?;
     let agent_exe = std::env::current_exe().context("locating the agent binary")?;
+    let network = pod_network(args, &agent_exe)?;
     let config = NodeConfig {
         root: args.root.clone(),
         run_dir: args.run_dir.clone(),
@@ -119,8 +142,36 @@ fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
             max: Duration::from_millis(args.backoff_max_ms),
             reset_after: Duration::from_millis(args.backoff_reset_ms),
         },
+        node_netns: args.node_netns.clone(),
     };
-    Ok(Arc::new(NodeContext::new(config, images, cgroups)))
+    Ok(Arc::new(NodeContext::new(config, images, cgroups, network)))
+}
+
+/// Loads the CNI network and sets up node routing (blackholes for the pod and service CIDRs).
+fn pod_network(args: &Args, agent_exe: &Path) -> anyhow::Result<Option<PodNetwork>> {
+    if args.network == "none" {
+        return Ok(None);
+    }
+    let mut bins = args.cni_bin_dir.clone();
+    if bins.is_empty() {
+        bins.extend(agent_exe.parent().map(Path::to_path_buf));
+        bins.push("/usr/lib/cni".into());
+        bins.push("/opt/cni/bin".into());
+    }
+    let mut cfg = NetworkConfig::new(args.cni_conf_dir.clone(), bins, args.root.join("cni"));
+    cfg.pod_cidr = args
+        .pod_cidr
+        .parse()
+        .with_context(|| format!("--pod-cidr {}", args.pod_cidr))?;
+    cfg.service_cidr = args
+        .service_cidr
+        .parse()
+        .with_context(|| format!("--service-cidr {}", args.service_cidr))?;
+    let net = PodNetwork::load(cfg).context("loading the CNI network")?;
+    bosun_agent::sys::netns_exec::in_netns(args.node_netns.as_deref(), || net.setup_node())
+        .context("entering --node-netns")?
+        .context("setting up node routes")?;
+    Ok(Some(net))
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -156,6 +207,10 @@ fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
     let rt = tokio_runtime()?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
+        if let Some(addr) = args.metrics_addr {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tokio::spawn(bosun_agent::metrics::serve(listener));
+        }
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {

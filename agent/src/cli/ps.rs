@@ -34,8 +34,8 @@ fn state_text(s: &ContainerState) -> String {
 
 fn table(pods: &[PodStatus]) -> String {
     let mut out = format!(
-        "{:<12} {:<28} {:<10} {:<6} {:<16} {:<34} {:>8} {:<6}\n",
-        "NAMESPACE", "POD", "PHASE", "READY", "CONTAINER", "STATE", "RESTARTS", "CREADY"
+        "{:<12} {:<28} {:<10} {:<6} {:<15} {:<16} {:<34} {:>8} {:<6}\n",
+        "NAMESPACE", "POD", "PHASE", "READY", "IP", "CONTAINER", "STATE", "RESTARTS", "CREADY"
     );
     for p in pods {
         let all = p
@@ -43,15 +43,16 @@ fn table(pods: &[PodStatus]) -> String {
             .iter()
             .chain(p.container_statuses.iter());
         for (i, c) in all.enumerate() {
-            let (ns, name, phase, ready) = if i == 0 {
+            let (ns, name, phase, ready, ip) = if i == 0 {
                 (
                     p.namespace.as_str(),
                     p.name.as_str(),
                     format!("{:?}", p.phase),
                     p.ready.to_string(),
+                    p.pod_ip.as_deref().unwrap_or("-"),
                 )
             } else {
-                ("", "", String::new(), String::new())
+                ("", "", String::new(), String::new(), "")
             };
             let cname = if c.init {
                 format!("{} (init)", c.name)
@@ -59,11 +60,12 @@ fn table(pods: &[PodStatus]) -> String {
                 c.name.clone()
             };
             out.push_str(&format!(
-                "{:<12} {:<28} {:<10} {:<6} {:<16} {:<34} {:>8} {:<6}\n",
+                "{:<12} {:<28} {:<10} {:<6} {:<15} {:<16} {:<34} {:>8} {:<6}\n",
                 ns,
                 name,
                 phase,
                 ready,
+                ip,
                 cname,
                 state_text(&c.state),
                 c.restart_count,

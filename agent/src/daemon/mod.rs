@@ -71,6 +71,17 @@ impl PodTable {
     }
 }
 
+/// Releases network attachments (IPs, veths) of pods that no longer exist on this node.
+fn gc_network(ctx: &NodeContext, live: &[crate::network::PodNetworkRef]) {
+    let Some(net) = &ctx.network else { return };
+    let node = ctx.config.node_netns.as_deref();
+    match crate::sys::netns_exec::in_netns(node, || net.gc(live)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "CNI garbage collection"),
+        Err(e) => tracing::warn!(error = %e, "entering the node netns"),
+    }
+}
+
 /// Runs the daemon until the process is asked to stop.
 pub async fn run(ctx: Arc<NodeContext>, manifest_dir: PathBuf) -> std::io::Result<()> {
     let run_dir = ctx.config.run_dir.clone();
@@ -85,6 +96,7 @@ pub async fn run(ctx: Arc<NodeContext>, manifest_dir: PathBuf) -> std::io::Resul
     let desired = dir.scan(&manifest_dir);
     {
         let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = Vec::new();
         for record in load_all(&ctx.config.root.join("pods")) {
             let uid = crate::spec::pod_uid(&record.pod);
             let keep = desired
@@ -92,11 +104,14 @@ pub async fn run(ctx: Arc<NodeContext>, manifest_dir: PathBuf) -> std::io::Resul
                 .map(|d| d.hash == record.hash)
                 .unwrap_or(false);
             tracing::info!(pod = %record.pod.metadata.name, keep, "adopting pod from a previous agent");
-            t.start(PodWorker::adopt(ctx.clone(), record));
+            let worker = PodWorker::adopt(ctx.clone(), record);
+            live.push(worker.network_ref());
+            t.start(worker);
             if !keep {
                 t.delete(&uid);
             }
         }
+        gc_network(&ctx, &live);
     }
     tracing::info!(dir = %manifest_dir.display(), "watching manifests");
     let mut tick = tokio::time::interval(SCAN_INTERVAL);

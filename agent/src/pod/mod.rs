@@ -5,8 +5,10 @@
 pub mod backoff;
 pub mod container_spec;
 pub mod logs;
+mod network;
 pub mod node;
 pub mod persist;
+mod phase;
 mod probes;
 mod running;
 mod start;

@@ -20,6 +20,8 @@ pub struct NodeConfig {
     /// kubelet's podPidsLimit; None = unlimited.
     pub pod_pids_limit: Option<i64>,
     pub backoff: BackoffPolicy,
+    /// The node's network namespace when it is not the agent's own (`--node-netns`).
+    pub node_netns: Option<PathBuf>,
 }
 
 /// Shared by all pod workers.
@@ -27,16 +29,24 @@ pub struct NodeContext {
     pub config: NodeConfig,
     pub images: ImageStore,
     pub cgroups: CgroupHost,
+    /// Pod networking through CNI; None with `--network none`.
+    pub network: Option<std::sync::Arc<crate::network::PodNetwork>>,
     /// Started on first use, inside the agent's runtime.
     pub probes: std::sync::OnceLock<ProbeScheduler>,
 }
 
 impl NodeContext {
-    pub fn new(config: NodeConfig, images: ImageStore, cgroups: CgroupHost) -> Self {
+    pub fn new(
+        config: NodeConfig,
+        images: ImageStore,
+        cgroups: CgroupHost,
+        network: Option<crate::network::PodNetwork>,
+    ) -> Self {
         NodeContext {
             config,
             images,
             cgroups,
+            network: network.map(std::sync::Arc::new),
             probes: std::sync::OnceLock::new(),
         }
     }

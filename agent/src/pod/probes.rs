@@ -74,6 +74,7 @@ impl PodWorker {
             net: NetTarget {
                 pod_ip: self.pod_ip(),
                 netns: self.sandbox.ns_path("net"),
+                node_netns: self.ctx.config.node_netns.clone(),
             },
             exec: ExecTarget {
                 agent_exe: self.ctx.config.agent_exe.clone(),
@@ -97,9 +98,13 @@ impl PodWorker {
         }
     }
 
-    /// The pod IP probes should dial from the node (none yet: they dial inside the netns).
+    /// The pod IP probes dial from the node (none without pod networking: they then dial
+    /// 127.0.0.1 inside the pod's netns).
     pub(super) fn pod_ip(&self) -> Option<std::net::IpAddr> {
-        None
+        self.lock_status()
+            .pod_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
     }
 
     /// Whether container `name` passes its readiness and startup probes.

@@ -116,7 +116,7 @@ impl PodWorker {
             return;
         };
         let pod_rel = self.ctx.pod_cgroup(&self.uid, qos);
-        self.pod_cgroup = self.ctx.cgroups.open(&pod_rel).ok();
+        self.pod_cgroup = Some(self.ctx.cgroups.open(&pod_rel));
         for (name, proc_rec) in &record.processes {
             let alive = start_time(proc_rec.pid) == Some(proc_rec.start_time);
             let pidfd = if alive {
@@ -134,9 +134,7 @@ impl PodWorker {
                 self.insert_placeholder(name, proc_rec);
                 continue;
             };
-            let Ok(cgroup) = self.ctx.cgroups.open(&pod_rel.join(name)) else {
-                continue;
-            };
+            let cgroup = self.ctx.cgroups.open(&pod_rel.join(name));
             let dir = self.ctx.container_dir(&self.uid, name);
             let restarts = self
                 .lock_status()
@@ -198,9 +196,7 @@ impl PodWorker {
         };
         let qos = crate::spec::qos_class(&self.pod.spec);
         let rel = self.ctx.pod_cgroup(&self.uid, qos).join(name);
-        let Ok(cgroup) = self.ctx.cgroups.open(&rel) else {
-            return;
-        };
+        let cgroup = self.ctx.cgroups.open(&rel);
         self.running.insert(
             name.to_string(),
             RunningContainer {

@@ -47,12 +47,15 @@ impl PodWorker {
         let pod = self.pod.clone();
         let uid = self.uid.clone();
         let exists = self.sandbox.exists();
-        let (sandbox, cgroup) = tokio::task::spawn_blocking(move || {
+        let net_ref = self.network_ref();
+        let (sandbox, cgroup, ips) = tokio::task::spawn_blocking(move || {
+            let mut t = super::phase::PhaseTimer::new("pod");
             let sandbox = if exists {
                 PodSandbox::at(dir)
             } else {
                 PodSandbox::create(dir, &hostname)?
             };
+            t.mark("sandbox");
             let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(|e| {
                 RuntimeError::Start {
                     id: uid.clone(),
@@ -62,7 +65,15 @@ impl PodWorker {
             let cgroup = ctx
                 .cgroups
                 .create(&ctx.pod_cgroup(&uid, qos_class(&pod.spec)), &res)?;
-            Ok::<_, RuntimeError>((sandbox, cgroup))
+            t.mark("pod-cgroup");
+            let ips = super::network::network_add(&ctx, &net_ref).map_err(|message| {
+                RuntimeError::Start {
+                    id: uid.clone(),
+                    message,
+                }
+            })?;
+            t.mark("network");
+            Ok::<_, RuntimeError>((sandbox, cgroup, ips))
         })
         .await
         .map_err(|e| RuntimeError::Start {
@@ -71,6 +82,9 @@ impl PodWorker {
         })??;
         self.sandbox = sandbox;
         self.pod_cgroup = Some(cgroup);
+        let mut st = self.lock_status();
+        st.pod_ip = ips.first().map(|ip| ip.to_string());
+        st.pod_ips = ips.iter().map(|ip| ip.to_string()).collect();
         Ok(())
     }
 
@@ -180,10 +194,12 @@ impl PodWorker {
     ) -> Result<RunningContainer, StartFailure> {
         let waiting =
             |reason: &'static str| move |e: String| StartFailure::Waiting { reason, message: e };
+        let mut t = super::phase::PhaseTimer::new(name);
         let images = &self.ctx.images;
         let image = images
             .resolve(&container.image)
             .map_err(|e| waiting("ErrImagePull")(e.to_string()))?;
+        t.mark("image");
         let res = container_resources(container, field)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         let dir = self.ctx.container_dir(&self.uid, name);
@@ -195,8 +211,10 @@ impl PodWorker {
             .unwrap_or_else(|| self.pod.metadata.name.clone());
         let files = pod_files(&self.ctx.pod_state_dir(&self.uid).join("etc"), &hostname)
             .map_err(|e| waiting("CreateContainerError")(format!("writing /etc/hosts: {e}")))?;
+        t.mark("pod-files");
         let (stdout_fifo, stderr_fifo) = prepare_container_dir(&dir)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
+        t.mark("container-dir");
         let paths = ContainerPaths {
             dir: dir.clone(),
             stdout_fifo,
@@ -212,7 +230,8 @@ impl PodWorker {
             .cgroups
             .create(&pod_rel.join(name), &res)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
-        spec.cgroup_procs = cgroup.self_join_files();
+        spec.cgroup_procs = cgroup.procs_files();
+        t.mark("cgroup");
         let oom_before = cgroup.oom_kills();
         let out = open_fifo(&paths.stdout_fifo)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
@@ -235,12 +254,9 @@ impl PodWorker {
         );
 
         let exe = self.ctx.config.agent_exe.clone();
-        let (spawned, cgroup) = tokio::task::spawn_blocking(move || {
-            let r = start_container(&exe, &spec, &cgroup);
-            (r, cgroup)
-        })
-        .await
-        .map_err(|e| StartFailure::StartError(e.to_string()))?;
+        let spawned = tokio::task::spawn_blocking(move || start_container(&exe, &spec))
+            .await
+            .map_err(|e| StartFailure::StartError(e.to_string()))?;
         let mut running = RunningContainer {
             pid: 0,
             pidfd: Arc::new(match std::fs::File::open("/dev/null") {
@@ -260,6 +276,7 @@ impl PodWorker {
         };
         match spawned {
             Ok(p) => {
+                t.mark("runtime-start");
                 running.pid = p.pid;
                 running.start_time = p.start_time;
                 running.pidfd = Arc::new(p.pidfd);

@@ -76,6 +76,10 @@ pub struct PodStatus {
     pub name: String,
     pub uid: String,
     pub phase: PodPhase,
+    #[serde(default, rename = "podIP", skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<String>,
+    #[serde(default, rename = "podIPs", skip_serializing_if = "Vec::is_empty")]
+    pub pod_ips: Vec<String>,
     /// Guaranteed, Burstable or BestEffort.
     #[serde(default)]
     pub qos_class: String,

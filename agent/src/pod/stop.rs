@@ -50,7 +50,13 @@ impl PodWorker {
             }
         }
         let cgroup = running.cgroup;
-        let removed = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+        let removed = tokio::task::spawn_blocking(move || {
+            let mut t = super::phase::PhaseTimer::new("container-exit");
+            let r = cgroup.remove();
+            t.mark("cgroup-removed");
+            r
+        })
+        .await;
         if let Ok(Err(e)) = removed {
             tracing::warn!(container = name, error = %e, "removing container cgroup");
         }
@@ -83,6 +89,8 @@ impl PodWorker {
             self.record_exit(&n, ProcessExit::Signal(9)).await;
         }
         let pod_cgroup = self.pod_cgroup.take();
+        let net_ctx = self.ctx.clone();
+        let net_ref = self.network_ref();
         let sandbox = self.sandbox.clone();
         let state_dir = self.ctx.pod_state_dir(&self.uid);
         let md = &self.pod.metadata;
@@ -90,14 +98,19 @@ impl PodWorker {
             remove_logs.then(|| log_dir(&self.ctx.config.root, &md.namespace, &md.name, &self.uid));
         let name = md.name.clone();
         let result = tokio::task::spawn_blocking(move || {
+            let mut t = super::phase::PhaseTimer::new("pod-teardown");
+            super::network::network_del(&net_ctx, &net_ref);
+            t.mark("network");
             if let Some(cg) = pod_cgroup {
                 if let Err(e) = cg.remove() {
                     tracing::warn!(pod = %name, error = %e, "removing pod cgroup");
                 }
             }
+            t.mark("pod-cgroup-removed");
             if let Err(e) = sandbox.remove() {
                 tracing::warn!(pod = %name, error = %e, "removing pod sandbox");
             }
+            t.mark("sandbox-removed");
             if let Err(e) = std::fs::remove_dir_all(&state_dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(pod = %name, error = %e, "removing pod directory");
@@ -106,6 +119,7 @@ impl PodWorker {
             if let Some(dir) = logs {
                 let _ = std::fs::remove_dir_all(dir);
             }
+            t.mark("dirs-removed");
         })
         .await;
         if result.is_err() {

@@ -95,6 +95,8 @@ fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
         name: pod.metadata.name.clone(),
         uid: uid.to_string(),
         phase: PodPhase::Pending,
+        pod_ip: None,
+        pod_ips: Vec::new(),
         qos_class: format!("{:?}", crate::spec::qos_class(&pod.spec)),
         message: String::new(),
         ready: false,

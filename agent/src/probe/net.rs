@@ -16,7 +16,10 @@ use crate::sys::netns_socket::tcp_socket_in;
 #[derive(Debug, Clone)]
 pub struct NetTarget {
     pub pod_ip: Option<IpAddr>,
+    /// The pod's netns (used when it has no IP).
     pub netns: PathBuf,
+    /// The node's netns when it is not the agent's own: pod IPs are dialed from there.
+    pub node_netns: Option<PathBuf>,
 }
 
 /// Connects to `port` on the probe host: `host` if given, else the pod IP, else 127.0.0.1
@@ -31,14 +34,22 @@ pub async fn dial(target: &NetTarget, host: Option<&str>, port: u16) -> io::Resu
             })?;
         return TcpStream::connect(addr).await;
     }
-    if let Some(ip) = target.pod_ip {
-        return TcpStream::connect(SocketAddr::new(ip, port)).await;
-    }
-    let sock = tcp_socket_in(target.netns.clone(), socket2::Domain::IPV4).await?;
+    let (netns, addr) = match (target.pod_ip, &target.node_netns) {
+        (Some(ip), None) => return TcpStream::connect(SocketAddr::new(ip, port)).await,
+        (Some(ip), Some(node)) => (node.clone(), SocketAddr::new(ip, port)),
+        (None, _) => (
+            target.netns.clone(),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        ),
+    };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock = tcp_socket_in(netns, domain).await?;
     let std_stream: std::net::TcpStream = sock.into();
-    TcpSocket::from_std_stream(std_stream)
-        .connect(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
-        .await
+    TcpSocket::from_std_stream(std_stream).connect(addr).await
 }
 
 /// tcpSocket: passes when the connection is established.
@@ -177,6 +188,7 @@ mod tests {
         let target = NetTarget {
             pod_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             netns: PathBuf::new(),
+            node_netns: None,
         };
         let req = HttpRequest {
             host: None,

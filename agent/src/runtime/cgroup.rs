@@ -1,4 +1,5 @@
-//! Pod and container cgroups through `libcgroups`, under the agent's `--cgroup-root`:
+//! Pod and container cgroups (layout detection and v2 through `libcgroups`, v1 settings in
+//! [`super::cgroup_v1`]), under the agent's `--cgroup-root`:
 //! `<root>/pod<uid>` (Guaranteed) or `<root>/<burstable|besteffort>/pod<uid>`, and one child per
 //! container. Works on v1, hybrid (v1 controllers + a v2 hierarchy that only serves BPF hooks:
 //! containers are placed there too, never with controllers enabled) and unified v2.
@@ -6,10 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use libcgroups::common::{
-    create_cgroup_manager, get_cgroup_setup, AnyCgroupManager, CgroupConfig, CgroupManager,
-    CgroupSetup, ControllerOpt,
-};
+use libcgroups::common::{get_cgroup_setup, CgroupManager, CgroupSetup, ControllerOpt};
 use nix::unistd::Pid;
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
@@ -84,25 +82,14 @@ impl CgroupHost {
         }
     }
 
-    /// Creates (or reopens) the cgroup at `rel` (relative to the hierarchy roots) and applies
-    /// `res`.
+    /// Creates (or reopens) the cgroup at `rel` (relative to the hierarchy roots) in every
+    /// hierarchy and applies `res` through libcgroups.
     pub fn create(&self, rel: &Path, res: &CgroupResources) -> Result<CgroupHandle, RuntimeError> {
         self.create_dirs(rel)?;
-        let handle = self.open(rel)?;
-        let resources = to_oci(res)?;
-        let opt = ControllerOpt {
-            resources: &resources,
-            disable_oom_killer: false,
-            oom_score_adj: None,
-            freezer_state: None,
-        };
-        handle
-            .manager
-            .apply(&opt)
-            .map_err(|e| handle.err(format!("apply: {e}")))?;
-        if let Some(unified) = self.hybrid_unified() {
-            let dir = unified.join(rel);
-            std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("mkdir", &dir, e))?;
+        let handle = self.open(rel);
+        match self.setup {
+            CgroupLayout::Unified => apply_v2(rel, res)?,
+            _ => super::cgroup_v1::apply(&self.v1_mounts, rel, res)?,
         }
         Ok(handle)
     }
@@ -127,86 +114,78 @@ impl CgroupHost {
             .collect()
     }
 
-    /// Creates the cgroup directory in every hierarchy (libcgroups' v1 `apply` expects them).
+    /// Creates the cgroup directory in every hierarchy (libcgroups' v1 `apply` expects them),
+    /// with the v1 cpuset filled from the parent so processes may join.
     fn create_dirs(&self, rel: &Path) -> Result<(), RuntimeError> {
         for d in self.dirs(rel) {
             std::fs::create_dir_all(&d).map_err(|e| RuntimeError::io("mkdir", &d, e))?;
         }
+        if let Some(cpuset) = self.v1_mounts.iter().find(|m| m.ends_with("cpuset")) {
+            let mut dir = cpuset.clone();
+            for comp in rel.components() {
+                let parent = dir.clone();
+                dir.push(comp);
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    let current = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+                    if current.trim().is_empty() {
+                        let value = std::fs::read_to_string(parent.join(file))
+                            .map_err(|e| RuntimeError::io("read", parent.join(file), e))?;
+                        std::fs::write(dir.join(file), value.trim())
+                            .map_err(|e| RuntimeError::io("write", dir.join(file), e))?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
-    /// A handle on an existing cgroup (adoption after restart, removal).
-    pub fn open(&self, rel: &Path) -> Result<CgroupHandle, RuntimeError> {
-        let manager = create_cgroup_manager(CgroupConfig {
-            cgroup_path: rel.to_path_buf(),
-            systemd_cgroup: false,
-            container_name: String::new(),
-        })
-        .map_err(|e| RuntimeError::Cgroup {
-            path: rel.to_path_buf(),
-            message: format!("opening: {e}"),
-        })?;
-        Ok(CgroupHandle {
+    /// A handle on the cgroup at `rel` (it may or may not exist).
+    pub fn open(&self, rel: &Path) -> CgroupHandle {
+        CgroupHandle {
             rel: rel.to_path_buf(),
-            manager,
-            unified: self.hybrid_unified().map(|u| u.join(rel)),
+            dirs: self.dirs(rel),
             setup: self.setup,
-        })
+        }
     }
 }
 
-/// One cgroup the agent owns.
+/// One cgroup the agent owns, in every hierarchy.
+#[derive(Debug, Clone)]
 pub struct CgroupHandle {
     pub rel: PathBuf,
-    manager: AnyCgroupManager,
-    unified: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
     setup: CgroupLayout,
 }
 
 impl CgroupHandle {
-    fn err(&self, message: String) -> RuntimeError {
-        RuntimeError::Cgroup {
-            path: self.rel.clone(),
-            message,
-        }
-    }
-
-    /// Moves `pid` into this cgroup in every controller hierarchy.
+    /// Moves `pid` into this cgroup in every hierarchy.
     pub fn add_task(&self, pid: i32) -> Result<(), RuntimeError> {
-        self.manager
-            .add_task(Pid::from_raw(pid))
-            .map_err(|e| self.err(format!("adding pid {pid}: {e}")))
+        for f in self.procs_files() {
+            std::fs::write(&f, pid.to_string()).map_err(|e| RuntimeError::io("write", &f, e))?;
+        }
+        Ok(())
     }
 
-    /// cgroup.procs files a process writes itself into, beyond what `add_task` covers.
-    pub fn self_join_files(&self) -> Vec<PathBuf> {
-        self.unified
-            .iter()
-            .map(|u| u.join("cgroup.procs"))
-            .collect()
+    /// The cgroup.procs file of every hierarchy: a process joins by writing "0" to each.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     /// How many times the kernel's OOM killer fired in this cgroup.
     pub fn oom_kills(&self) -> u64 {
-        let (file, key) = match self.setup {
-            CgroupLayout::Unified => (
-                Path::new(CGROUP_FS).join(&self.rel).join("memory.events"),
-                "oom_kill",
-            ),
-            _ => (
-                Path::new(CGROUP_FS)
-                    .join("memory")
-                    .join(&self.rel)
-                    .join("memory.oom_control"),
-                "oom_kill",
-            ),
+        let file = match self.setup {
+            CgroupLayout::Unified => Path::new(CGROUP_FS).join(&self.rel).join("memory.events"),
+            _ => Path::new(CGROUP_FS)
+                .join("memory")
+                .join(&self.rel)
+                .join("memory.oom_control"),
         };
         std::fs::read_to_string(file)
             .ok()
             .and_then(|text| {
                 text.lines().find_map(|l| {
                     let (k, v) = l.split_once(' ')?;
-                    (k == key).then(|| v.trim().parse().ok()).flatten()
+                    (k == "oom_kill").then(|| v.trim().parse().ok()).flatten()
                 })
             })
             .unwrap_or(0)
@@ -214,19 +193,25 @@ impl CgroupHandle {
 
     /// Pids currently in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
-        self.manager
-            .get_all_pids()
-            .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
-            .unwrap_or_default()
+        let mut out: Vec<i32> = Vec::new();
+        for f in self.procs_files() {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            for pid in text.lines().filter_map(|l| l.trim().parse().ok()) {
+                if !out.contains(&pid) {
+                    out.push(pid);
+                }
+            }
+        }
+        out
     }
 
     /// Kills whatever is left inside and removes the cgroup everywhere; idempotent.
     pub fn remove(&self) -> Result<(), RuntimeError> {
-        self.manager
-            .remove()
-            .map_err(|e| self.err(format!("remove: {e}")))?;
-        if let Some(u) = &self.unified {
-            remove_dir_retrying(u)?;
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+        for d in &self.dirs {
+            remove_dir_retrying(d)?;
         }
         Ok(())
     }
@@ -244,6 +229,25 @@ fn remove_dir_retrying(dir: &Path) -> Result<(), RuntimeError> {
         }
     }
     Ok(())
+}
+
+/// Applies `res` through libcgroups' v2 manager (unified hosts).
+fn apply_v2(rel: &Path, res: &CgroupResources) -> Result<(), RuntimeError> {
+    let err = |message: String| RuntimeError::Cgroup {
+        path: rel.to_path_buf(),
+        message,
+    };
+    let resources = to_oci(res)?;
+    let opt = ControllerOpt {
+        resources: &resources,
+        disable_oom_killer: false,
+        oom_score_adj: None,
+        freezer_state: None,
+    };
+    libcgroups::v2::manager::Manager::new(CGROUP_FS.into(), rel.to_path_buf())
+        .map_err(|e| err(format!("opening: {e}")))?
+        .apply(&opt)
+        .map_err(|e| err(format!("apply: {e}")))
 }
 
 fn to_oci(res: &CgroupResources) -> Result<LinuxResources, RuntimeError> {

@@ -78,8 +78,22 @@ pub fn populate_dev(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The device cgroup rules matching [`populate_dev`]: deny all, then allow those nodes, ptys,
-/// and mknod (but not use) of any device.
+/// The device cgroup allow list matching [`populate_dev`] (after denying everything): those
+/// nodes, ptys, and mknod (but not use) of any device — runc's defaults.
+pub fn device_allow_list() -> Vec<String> {
+    let mut rules = vec![
+        "c *:* m".to_string(),
+        "b *:* m".to_string(),
+        "c 136:* rwm".to_string(),
+        "c 5:2 rwm".to_string(),
+    ];
+    for (_, major, minor) in DEVICES {
+        rules.push(format!("c {major}:{minor} rwm"));
+    }
+    rules
+}
+
+/// The same rules as OCI device entries, for libcgroups (unified hosts).
 pub fn device_rules() -> Vec<LinuxDeviceCgroup> {
     let rule = |allow: bool,
                 typ: LinuxDeviceType,

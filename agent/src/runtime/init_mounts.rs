@@ -46,7 +46,7 @@ pub fn build_rootfs(spec: &InitSpec) -> R {
         .map(|p| p.display().to_string())
         .collect();
     let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={},volatile",
         lower.join(":"),
         spec.upper_dir.display(),
         spec.work_dir.display()

@@ -1,5 +1,5 @@
 //! Agent side of container creation: prepares the per-container directories and FIFOs, runs the
-//! intermediate (`<agent exe> __container-init`), places it in the container cgroup, and returns
+//! intermediate (`<agent exe> __container-init`), which joins the container cgroup itself, and returns
 //! the container's PID 1 with a pidfd once it has exec'd. Blocking; call from a blocking task.
 
 use std::io::{Read, Write};
@@ -7,7 +7,6 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::cgroup::CgroupHandle;
 use super::init::parse_status;
 use super::{InitSpec, RuntimeError};
 use crate::sys::pidfd::{pidfd_open, start_time, try_reap};
@@ -41,15 +40,13 @@ pub fn prepare_container_dir(dir: &Path) -> Result<(PathBuf, PathBuf), RuntimeEr
 
 /// Runs the intermediate and returns PID 1 after it exec'd the workload. A workload that cannot
 /// start (missing binary, bad workingDir, …) gives `RuntimeError::Start` with the reason.
-pub fn start_container(
-    agent_exe: &Path,
-    spec: &InitSpec,
-    cgroup: &CgroupHandle,
-) -> Result<StartedProcess, RuntimeError> {
+pub fn start_container(agent_exe: &Path, spec: &InitSpec) -> Result<StartedProcess, RuntimeError> {
     let start_err = |message: String| RuntimeError::Start {
         id: spec.id.clone(),
         message,
     };
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| tracing::debug!(target: "bosun_agent::phase", what = %spec.id, phase = what, total_us = t0.elapsed().as_micros() as u64, "runtime");
     let payload = serde_json::to_vec(spec)?;
     let mut child = Command::new(agent_exe)
         .arg("__container-init")
@@ -59,12 +56,7 @@ pub fn start_container(
         .env_clear()
         .spawn()
         .map_err(|e| RuntimeError::io("spawn", agent_exe, e))?;
-    let joined = cgroup.add_task(child.id() as i32);
-    if let Err(e) = joined {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(e);
-    }
+    lap("intermediate-spawned");
     let mut stdin = child
         .stdin
         .take()
@@ -78,6 +70,7 @@ pub fn start_container(
         out.read_to_string(&mut status)
             .map_err(|e| start_err(format!("reading status: {e}")))?;
     }
+    lap("pid1-exec");
     let _ = child.wait();
     let (pid, error) = parse_status(&status);
     let Some(pid) = pid else {

@@ -2,5 +2,6 @@
 //! lives here, each small and commented; everything above this module is safe code.
 
 pub mod loopback;
+pub mod netns_exec;
 pub mod netns_socket;
 pub mod pidfd;

@@ -82,6 +82,11 @@ impl Node {
             .arg(&self.root)
             .arg("--run-dir")
             .arg(&self.run_dir);
+        // No CNI by default: pods get a private netns with only lo, and the host's network is
+        // never touched. Network tests run agents with --node-netns.
+        if !self.extra_flags.iter().any(|f| f == "--network") {
+            c.arg("--network").arg("none");
+        }
         c.arg("--cgroup-root")
             .arg(&self.cgroup_root)
             .arg("--log-level")

@@ -12,17 +12,27 @@ use serde::Serialize;
 
 use crate::util;
 
+mod cni;
 mod pods;
 mod pods_cleanup;
 mod pods_density;
 mod pods_mountns;
 mod pods_peers;
+mod routing;
+mod routing_bosun;
+mod routing_client;
+mod routing_env;
+mod routing_iptables;
+mod routing_nft;
 
 /// How a benchmark should run, from the command line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// Few iterations: a fast check that the benchmark works, not a measurement.
     pub quick: bool,
+    /// Service counts (`--services 1,1000`) for benchmarks that scale with them; empty means
+    /// the benchmark's default.
+    pub services: &'static [u32],
 }
 
 /// A named benchmark: runs, writes its results, and returns.
@@ -32,10 +42,20 @@ struct Bench {
 }
 
 /// Every benchmark, by name. Add new ones here (`routing`, `probes`).
-const BENCHES: &[Bench] = &[Bench {
-    name: "pods",
-    run: pods::run,
-}];
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "pods",
+        run: pods::run,
+    },
+    Bench {
+        name: "cni",
+        run: cni::run,
+    },
+    Bench {
+        name: "routing",
+        run: routing::run,
+    },
+];
 
 /// Runs the benchmark called `name`.
 pub fn run(name: &str, options: &Options) -> Result<()> {

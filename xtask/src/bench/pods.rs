@@ -73,7 +73,14 @@ impl Agent {
             .arg(&self.root)
             .arg("--run-dir")
             .arg(&self.run_dir)
-            .args(["--cgroup-root", CGROUP_ROOT, "--log-level", "warn"]);
+            .args([
+                "--cgroup-root",
+                CGROUP_ROOT,
+                "--log-level",
+                "warn",
+                "--network",
+                "none",
+            ]);
         command
     }
 }
