@@ -1,9 +1,11 @@
 //! bosun-agent: the node agent. It turns Kubernetes Pod manifests into real containers made
 //! directly with namespaces and cgroups (no containerd, no shim per pod), supervises them from
-//! one event loop and keeps their logs. It never touches the host outside its `--root`,
-//! `--run-dir` and `--cgroup-root`.
+//! one event loop and keeps their logs; its dataplane programs Services into pinned eBPF maps.
+//! It never touches the host outside its `--root`, `--run-dir`, `--cgroup-root` and
+//! `--bpffs-dir` (plus the node routes its network needs).
 
 pub mod daemon;
+pub mod dataplane;
 pub mod foreground;
 pub mod image;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the agent, kept in atomics and rendered in the text exposition format
-//! on `--metrics-addr` (`GET /metrics`). Probe latency histograms and failure counters for now.
+//! on `--metrics-addr` (`GET /metrics`): probe latency histograms and failure counters, and the
+//! service dataplane's per-service counters (read from the eBPF maps at scrape time).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,12 +50,30 @@ pub const PROBE_TYPES: [&str; 4] = ["exec", "httpGet", "tcpSocket", "grpc"];
 /// Probe kinds, as metric labels.
 pub const PROBE_KINDS: [&str; 3] = ["liveness", "readiness", "startup"];
 
+/// One (VIP, port, protocol) of a Service and its counters, summed over CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSample {
+    pub namespace: String,
+    pub name: String,
+    pub port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub backends: u64,
+    pub connections: u64,
+    pub datagrams: u64,
+    pub refused: u64,
+}
+
+/// Reads the services' counters when metrics are scraped (set by the dataplane).
+pub type ServiceSource = Box<dyn Fn() -> Vec<ServiceSample> + Send + Sync>;
+
 #[derive(Default)]
 pub struct AgentMetrics {
     pub probe_latency: [Histogram; 4],
     /// Failed probe runs by [kind][type].
     pub probe_failures: [[AtomicU64; 4]; 3],
     pub probe_runs: [[AtomicU64; 4]; 3],
+    services: OnceLock<ServiceSource>,
 }
 
 pub fn metrics() -> &'static AgentMetrics {
@@ -63,6 +82,11 @@ pub fn metrics() -> &'static AgentMetrics {
 }
 
 impl AgentMetrics {
+    /// Registers where service counters come from (once; later calls are ignored).
+    pub fn set_service_source(&self, source: ServiceSource) {
+        let _ = self.services.set(source);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str("# HELP bosun_probe_duration_seconds Time one probe run took.\n# TYPE bosun_probe_duration_seconds histogram\n");
@@ -89,7 +113,59 @@ impl AgentMetrics {
                 }
             }
         }
+        if let Some(source) = self.services.get() {
+            render_services(&mut out, &source());
+        }
         out
+    }
+}
+
+/// The per-service section; a Service with several ClusterIPs is summed per port.
+fn render_services(out: &mut String, samples: &[ServiceSample]) {
+    type Key<'a> = (&'a str, &'a str, u16, &'a str);
+    let mut rows: std::collections::BTreeMap<Key, [u64; 4]> = Default::default();
+    for s in samples {
+        let key = (
+            s.namespace.as_str(),
+            s.name.as_str(),
+            s.port,
+            s.protocol.as_str(),
+        );
+        let row = rows.entry(key).or_default();
+        for (v, add) in row
+            .iter_mut()
+            .zip([s.connections, s.datagrams, s.refused, s.backends])
+        {
+            *v += add;
+        }
+    }
+    let metrics = [
+        (
+            "bosun_service_connections_total",
+            "counter",
+            "connect() calls translated to a backend.",
+        ),
+        (
+            "bosun_service_datagrams_total",
+            "counter",
+            "Unconnected UDP sends translated to a backend.",
+        ),
+        (
+            "bosun_service_refused_total",
+            "counter",
+            "Connections refused for lack of a backend.",
+        ),
+        ("bosun_service_backends", "gauge", "Backends installed."),
+    ];
+    for (i, (name, kind, help)) in metrics.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for ((ns, svc, port, proto), v) in &rows {
+            let _ = writeln!(
+                out,
+                "{name}{{namespace=\"{ns}\",name=\"{svc}\",port=\"{port}\",protocol=\"{proto}\"}} {}",
+                v[i]
+            );
+        }
     }
 }
 
@@ -133,5 +209,31 @@ mod tests {
         assert!(out.contains("x_bucket{a=\"b\",le=\"0.0005\"} 1\n"), "{out}");
         assert!(out.contains("x_bucket{a=\"b\",le=\"0.005\"} 2\n"), "{out}");
         assert!(out.contains("x_count{a=\"b\"} 2\n"), "{out}");
+    }
+
+    #[test]
+    fn services_are_rendered_per_port_summed_over_cluster_ips() {
+        let sample = ServiceSample {
+            namespace: "default".into(),
+            name: "web".into(),
+            port: 80,
+            protocol: "tcp".into(),
+            backends: 3,
+            connections: 5,
+            datagrams: 0,
+            refused: 1,
+        };
+        let mut out = String::new();
+        render_services(&mut out, &[sample.clone(), sample]);
+        let labels = "namespace=\"default\",name=\"web\",port=\"80\",protocol=\"tcp\"";
+        assert!(
+            out.contains(&format!("bosun_service_connections_total{{{labels}}} 10\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("bosun_service_refused_total{{{labels}}} 2\n")),
+            "{out}"
+        );
+        assert!(out.contains("# TYPE bosun_service_backends gauge"), "{out}");
     }
 }

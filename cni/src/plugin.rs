@@ -144,6 +144,9 @@ fn attach(
     write_sysctl(&format!("net/ipv4/neigh/{host_if}/proxy_delay"), "0")?;
     if conf.ip_forward.unwrap_or(true) {
         write_sysctl("net/ipv4/ip_forward", "1")?;
+        // A veth created while another ADD flips ip_forward can miss the change: set it on
+        // this interface explicitly.
+        write_sysctl(&format!("net/ipv4/conf/{host_if}/forwarding"), "1")?;
     }
     nl.replace_route(&pod_route(ip, host.index))?;
     let ifname = env.ifname.clone();

@@ -193,17 +193,18 @@ fn client_ip_affinity_sticks_until_the_timeout() {
     let k = key(vip(7), 80, Protocol::Tcp);
     let target = SocketAddrV4::new(vip(7), 80);
     let spec = ServiceSpec {
-        affinity_timeout: Some(Duration::from_secs(1)),
+        // Long enough that the first burst finishes inside it even on a loaded machine.
+        affinity_timeout: Some(Duration::from_secs(3)),
         ..spec_for(&servers)
     };
     fx.lb().upsert_service(k, spec).expect("upsert");
-    let first = spread(&client::run(&fx, Plan::new(Mode::Tcp, target, 40)));
+    let first = spread(&client::run(&fx, Plan::new(Mode::Tcp, target, 20)));
     assert_eq!(first.len(), 1, "affinity must pin one backend: {first:?}");
     let sticky = first.keys().next().cloned().expect("one backend");
     // After the timeout a new choice is made; with 4 backends it soon differs.
     let mut moved = false;
     for _ in 0..8 {
-        std::thread::sleep(Duration::from_millis(1300));
+        std::thread::sleep(Duration::from_millis(3300));
         let again = client::run(&fx, Plan::new(Mode::Tcp, target, 1));
         if again[0].backend() != Some(sticky.as_str()) {
             moved = true;

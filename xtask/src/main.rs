@@ -1,6 +1,7 @@
 //! `cargo xtask`: every bosun build step that cargo alone cannot do.
 //!
-//! `setup` installs the machine's prerequisites, `images` builds the OCI test images,
+//! `up`/`down` start and remove a standalone node with a ClusterIP Service (the README's first
+//! command), `setup` installs the machine's prerequisites, `images` builds the OCI test images,
 //! `test` runs the whole check (fmt, clippy, images, tests) and `bench` runs a benchmark.
 //! This file only parses the command line and dispatches; each verb lives in its module.
 
@@ -9,6 +10,8 @@ mod demo;
 mod images;
 mod setup;
 mod test;
+mod up;
+mod up_down;
 mod util;
 
 use std::process::ExitCode;
@@ -28,6 +31,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Verb {
+    /// Set up, build, and start one agent with 3 web pods behind a ClusterIP Service and a
+    /// client; show how its requests spread (node network in netns bosun-up).
+    Up,
+    /// Remove everything `up` made: processes, mounts, cgroups, netns, pinned maps, dirs.
+    Down,
     /// Set up, build, and run the demo pod (examples/demo-pod.yaml) with bosun-agent.
     Demo,
     /// Install missing Debian packages and rustfmt/clippy (idempotent; needs root to install).
@@ -60,6 +68,8 @@ enum Verb {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.verb {
+        Verb::Up => up::run(),
+        Verb::Down => up_down::run(),
         Verb::Demo => demo::run(),
         Verb::Setup => setup::run(),
         Verb::Images { force } => images::run(force).map(drop),

@@ -6,12 +6,13 @@ mod ps;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+use bosun_agent::dataplane::{Dataplane, DataplaneConfig};
 use bosun_agent::image::ImageStore;
 use bosun_agent::network::{NetworkConfig, PodNetwork};
 use bosun_agent::pod::backoff::BackoffPolicy;
@@ -64,6 +65,18 @@ pub struct Args {
     /// The cluster's service CIDR (blackholed on the node).
     #[arg(long, global = true, default_value = "10.96.0.0/16")]
     pub service_cidr: String,
+    /// Service dataplane: `ebpf` (socket-level ClusterIP load balancing) or `none`.
+    /// Default: ebpf with --network cni, none with --network none.
+    #[arg(long, global = true, value_parser = ["ebpf", "none"])]
+    pub dataplane: Option<String>,
+    /// Pins of the dataplane's eBPF programs, maps and links (bpffs is mounted at /sys/fs/bpf
+    /// if needed).
+    #[arg(long, global = true, default_value = "/sys/fs/bpf/bosun")]
+    pub bpffs_dir: PathBuf,
+    /// Attach the service hooks at the cgroup v2 root, so host processes get ClusterIPs too
+    /// (default: only the pods under --cgroup-root).
+    #[arg(long, global = true)]
+    pub attach_host_cgroup: bool,
     /// The node's network namespace, when it is not the agent's own (tests, demos).
     #[arg(long, global = true)]
     pub node_netns: Option<PathBuf>,
@@ -104,6 +117,7 @@ pub fn init_tracing(filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -128,6 +142,7 @@ fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
         tracing::warn!(error = %e, "cannot become child subreaper");
     }
     let images = ImageStore::open(&args.root.join("images")).context("opening the image store")?;
+    bosun_agent::runtime::trash::empty_in_background(&args.root);
     let cgroups = CgroupHost::detect().context("detecting cgroups")?;
     let agent_exe = std::env::current_exe().context("locating the agent binary")?;
     let network = pod_network(args, &agent_exe)?;
@@ -199,11 +214,48 @@ fn run_foreground(args: &Args, file: &Path) -> anyhow::Result<ExitCode> {
     ))
 }
 
+/// Starts the eBPF service dataplane unless `--dataplane none` (or `--network none` without
+/// `--dataplane ebpf`), and registers its counters with the metrics endpoint.
+fn dataplane(args: &Args, ctx: &NodeContext) -> anyhow::Result<Option<Arc<Mutex<Dataplane>>>> {
+    let wanted = args
+        .dataplane
+        .as_deref()
+        .unwrap_or(if args.network == "cni" {
+            "ebpf"
+        } else {
+            "none"
+        });
+    if wanted == "none" {
+        return Ok(None);
+    }
+    let service_cidr = match args.service_cidr.parse::<ipnet::IpNet>() {
+        Ok(ipnet::IpNet::V4(net)) => net.trunc(),
+        _ => bail!("--service-cidr {}: not an IPv4 CIDR", args.service_cidr),
+    };
+    let cfg = DataplaneConfig {
+        bpffs_dir: args.bpffs_dir.clone(),
+        cgroup_root: args.cgroup_root.clone(),
+        cgroup_layout: ctx.cgroups.setup,
+        attach_host_cgroup: args.attach_host_cgroup,
+        service_cidr,
+        node_netns: args.node_netns.clone(),
+        map_sizes: bosun_ebpf::MapSizes::default(),
+    };
+    let dp = Dataplane::start(&cfg).context("starting the eBPF service dataplane")?;
+    let dp = Arc::new(Mutex::new(dp));
+    let source = dp.clone();
+    bosun_agent::metrics::metrics().set_service_source(Box::new(move || {
+        source.lock().unwrap_or_else(|p| p.into_inner()).samples()
+    }));
+    Ok(Some(dp))
+}
+
 fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
     if !dir.is_dir() {
         bail!("--manifests {}: not a directory", dir.display());
     }
     let ctx = node_context(args)?;
+    let dataplane = dataplane(args, &ctx)?;
     let rt = tokio_runtime()?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
@@ -214,7 +266,7 @@ fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
-            r = bosun_agent::daemon::run(ctx, dir.to_path_buf()) => r,
+            r = bosun_agent::daemon::run(ctx, dir.to_path_buf(), dataplane) => r,
             _ = term.recv() => Ok(()),
             _ = int.recv() => Ok(()),
         }

@@ -1,12 +1,12 @@
 //! The static-pod manifest directory: which pods the files in it ask for. A file that stops
-//! parsing keeps the pods it last described (and its error is logged), so one bad edit never
-//! deletes running pods or stops the others.
+//! parsing keeps the pods, Services and EndpointSlices it last described (and its error is
+//! logged), so one bad edit never deletes running pods or stops the others.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::spec::{manifest_hash, parse_manifests, pod_uid, Manifest, Pod};
+use crate::spec::{manifest_hash, parse_manifests, pod_uid, EndpointSlice, Manifest, Pod, Service};
 
 /// A pod wanted by a manifest file.
 #[derive(Debug, Clone)]
@@ -16,11 +16,21 @@ pub struct DesiredPod {
     pub file: PathBuf,
 }
 
+/// What one file asks for.
+#[derive(Debug, Clone, Default)]
+struct FileContent {
+    pods: Vec<DesiredPod>,
+    services: Vec<Service>,
+    slices: Vec<EndpointSlice>,
+}
+
 /// Remembers each file's last good content.
 #[derive(Default)]
 pub struct ManifestDir {
-    files: HashMap<PathBuf, (SystemTime, u64, Vec<DesiredPod>)>,
+    files: HashMap<PathBuf, (SystemTime, u64, FileContent)>,
     errors: HashMap<PathBuf, String>,
+    /// Bumped whenever a file's content is replaced or a file goes away.
+    generation: u64,
 }
 
 fn is_manifest(p: &Path) -> bool {
@@ -50,9 +60,10 @@ impl ManifestDir {
                     continue;
                 }
                 match read_file(&path) {
-                    Ok(pods) => {
+                    Ok(content) => {
                         self.errors.remove(&path);
-                        self.files.insert(path, (stamp.0, stamp.1, pods));
+                        self.files.insert(path, (stamp.0, stamp.1, content));
+                        self.generation += 1;
                     }
                     Err(msg) => {
                         if self.errors.get(&path) != Some(&msg) {
@@ -69,13 +80,15 @@ impl ManifestDir {
                 }
             }
         }
+        let before = self.files.len();
         self.files.retain(|p, _| seen.contains(p));
         self.errors.retain(|p, _| seen.contains(p));
+        if self.files.len() != before {
+            self.generation += 1;
+        }
         let mut out = BTreeMap::new();
-        let mut files: Vec<&PathBuf> = self.files.keys().collect();
-        files.sort();
-        for f in files {
-            for d in &self.files[f].2 {
+        for f in self.sorted_files() {
+            for d in &self.files[f].2.pods {
                 let uid = pod_uid(&d.pod);
                 if let Some(existing) = out.get(&uid) {
                     let existing: &DesiredPod = existing;
@@ -88,26 +101,56 @@ impl ManifestDir {
         out
     }
 
+    fn sorted_files(&self) -> Vec<&PathBuf> {
+        let mut files: Vec<&PathBuf> = self.files.keys().collect();
+        files.sort();
+        files
+    }
+
+    /// Changes whenever the Services or EndpointSlices may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The Services of all files, in file order (as of the last scan).
+    pub fn services(&self) -> Vec<Service> {
+        let files = self.sorted_files().into_iter();
+        files
+            .flat_map(|f| self.files[f].2.services.iter().cloned())
+            .collect()
+    }
+
+    /// The EndpointSlices of all files, in file order (as of the last scan).
+    pub fn endpoint_slices(&self) -> Vec<EndpointSlice> {
+        let files = self.sorted_files().into_iter();
+        files
+            .flat_map(|f| self.files[f].2.slices.iter().cloned())
+            .collect()
+    }
+
     /// The current error of each invalid file.
     pub fn errors(&self) -> &HashMap<PathBuf, String> {
         &self.errors
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<DesiredPod>, String> {
+fn read_file(path: &Path) -> Result<FileContent, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("reading: {e}"))?;
     let docs = parse_manifests(&text).map_err(|e| e.to_string())?;
-    Ok(docs
-        .into_iter()
-        .filter_map(|m| match m {
-            Manifest::Pod(pod) => Some(DesiredPod {
+    let mut content = FileContent::default();
+    for m in docs {
+        match m {
+            Manifest::Pod(pod) => content.pods.push(DesiredPod {
                 hash: manifest_hash(&pod),
                 pod,
                 file: path.to_path_buf(),
             }),
-            Manifest::Other { .. } => None,
-        })
-        .collect())
+            Manifest::Service(s) => content.services.push(s),
+            Manifest::EndpointSlice(s) => content.slices.push(s),
+            Manifest::Other { .. } => {}
+        }
+    }
+    Ok(content)
 }
 
 #[cfg(test)]
@@ -136,5 +179,31 @@ mod tests {
         assert!(err.contains("spec.containers[0].image"), "{err}");
         std::fs::remove_file(&f).expect("rm");
         assert!(md.scan(dir.path()).is_empty());
+    }
+
+    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n";
+
+    #[test]
+    fn services_are_kept_per_file_like_pods() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("svc.yaml");
+        std::fs::write(&f, format!("{SVC}---\n{POD}")).expect("write");
+        let mut md = ManifestDir::default();
+        assert_eq!(md.scan(dir.path()).len(), 1);
+        let g = md.generation();
+        assert_eq!(md.services().len(), 1);
+        md.scan(dir.path());
+        assert_eq!(md.generation(), g, "unchanged files are not re-read");
+        std::fs::write(&f, "kind: Service\n").expect("write");
+        md.scan(dir.path());
+        assert_eq!(
+            md.services().len(),
+            1,
+            "a broken edit keeps the last good Service"
+        );
+        std::fs::remove_file(&f).expect("rm");
+        md.scan(dir.path());
+        assert!(md.services().is_empty());
+        assert!(md.generation() > g);
     }
 }

@@ -1,10 +1,13 @@
 //! The node daemon (`bosun-agent --manifests DIR`): keeps the pods of the manifest directory
 //! running as static pods (added → created, changed → replaced, removed → deleted), adopts the
-//! containers a previous agent left running, and serves the local API. Stopping the daemon
-//! leaves pods running for the next agent to adopt; only a manifest's removal deletes a pod.
+//! containers a previous agent left running, and serves the local API. With a dataplane, each
+//! tick also syncs the manifests' Services with the pods (`services.rs`). Stopping the daemon
+//! leaves pods (and the pinned dataplane) running for the next agent to adopt; only a
+//! manifest's removal deletes a pod.
 
 pub mod api;
 pub mod manifests;
+pub mod services;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,15 +17,19 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::dataplane::{Dataplane, LocalPod};
 use crate::pod::persist::load_all;
 use crate::pod::{NodeContext, PodCommand, PodStatus, PodWorker};
+use crate::spec::Pod;
 use manifests::ManifestDir;
+use services::ServiceSync;
 
 /// How often the manifest directory is re-read.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A pod worker as the daemon holds it.
 struct PodEntry {
+    pod: Pod,
     hash: String,
     status: Arc<Mutex<PodStatus>>,
     commands: watch::Sender<PodCommand>,
@@ -45,10 +52,23 @@ impl PodTable {
             .collect()
     }
 
-    fn start(&mut self, worker: PodWorker) {
+    /// What the dataplane needs of every pod, terminating ones included.
+    pub fn local_pods(&self) -> Vec<LocalPod> {
+        let live = self.pods.values().map(|e| (e, false));
+        let leaving = self.terminating.values().map(|e| (e, true));
+        live.chain(leaving)
+            .map(|(e, terminating)| {
+                let status = e.status.lock().unwrap_or_else(|p| p.into_inner());
+                LocalPod::new(&e.pod, &status, terminating)
+            })
+            .collect()
+    }
+
+    fn start(&mut self, worker: PodWorker, pod: Pod) {
         let (tx, rx) = watch::channel(PodCommand::Run);
         let uid = worker.uid().to_string();
         let entry = PodEntry {
+            pod,
             hash: worker.hash().to_string(),
             status: worker.status_handle(),
             commands: tx,
@@ -83,7 +103,11 @@ fn gc_network(ctx: &NodeContext, live: &[crate::network::PodNetworkRef]) {
 }
 
 /// Runs the daemon until the process is asked to stop.
-pub async fn run(ctx: Arc<NodeContext>, manifest_dir: PathBuf) -> std::io::Result<()> {
+pub async fn run(
+    ctx: Arc<NodeContext>,
+    manifest_dir: PathBuf,
+    dataplane: Option<Arc<Mutex<Dataplane>>>,
+) -> std::io::Result<()> {
     let run_dir = ctx.config.run_dir.clone();
     std::fs::create_dir_all(&run_dir)?;
     let sock = run_dir.join(api::SOCKET);
@@ -104,14 +128,20 @@ pub async fn run(ctx: Arc<NodeContext>, manifest_dir: PathBuf) -> std::io::Resul
                 .map(|d| d.hash == record.hash)
                 .unwrap_or(false);
             tracing::info!(pod = %record.pod.metadata.name, keep, "adopting pod from a previous agent");
+            let pod = record.pod.clone();
             let worker = PodWorker::adopt(ctx.clone(), record);
             live.push(worker.network_ref());
-            t.start(worker);
+            t.start(worker, pod);
             if !keep {
                 t.delete(&uid);
             }
         }
         gc_network(&ctx, &live);
+    }
+    let mut services = dataplane.map(ServiceSync::new);
+    if let Some(s) = &mut services {
+        let pods = table.lock().unwrap_or_else(|p| p.into_inner()).local_pods();
+        s.tick(&dir, pods).await;
     }
     tracing::info!(dir = %manifest_dir.display(), "watching manifests");
     let mut tick = tokio::time::interval(SCAN_INTERVAL);
@@ -119,24 +149,38 @@ pub async fn run(ctx: Arc<NodeContext>, manifest_dir: PathBuf) -> std::io::Resul
     loop {
         tick.tick().await;
         let desired = dir.scan(&manifest_dir);
-        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-        t.reap_terminated();
-        let gone: Vec<String> = t
-            .pods
-            .iter()
-            .filter(|(uid, e)| desired.get(*uid).map(|d| d.hash != e.hash).unwrap_or(true))
-            .map(|(uid, _)| uid.clone())
-            .collect();
-        for uid in gone {
-            tracing::info!(%uid, "pod removed or changed; deleting");
-            t.delete(&uid);
+        reconcile_pods(&ctx, &table, desired);
+        if let Some(s) = &mut services {
+            let pods = table.lock().unwrap_or_else(|p| p.into_inner()).local_pods();
+            s.tick(&dir, pods).await;
         }
-        for (uid, d) in desired {
-            if t.pods.contains_key(&uid) || t.terminating.contains_key(&uid) {
-                continue;
-            }
-            tracing::info!(pod = %d.pod.metadata.name, file = %d.file.display(), "starting pod");
-            t.start(PodWorker::new(ctx.clone(), d.pod, None, false));
+    }
+}
+
+/// Deletes pods whose manifest went away or changed, starts the new ones.
+fn reconcile_pods(
+    ctx: &Arc<NodeContext>,
+    table: &Mutex<PodTable>,
+    desired: BTreeMap<String, manifests::DesiredPod>,
+) {
+    let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+    t.reap_terminated();
+    let gone: Vec<String> = t
+        .pods
+        .iter()
+        .filter(|(uid, e)| desired.get(*uid).map(|d| d.hash != e.hash).unwrap_or(true))
+        .map(|(uid, _)| uid.clone())
+        .collect();
+    for uid in gone {
+        tracing::info!(%uid, "pod removed or changed; deleting");
+        t.delete(&uid);
+    }
+    for (uid, d) in desired {
+        if t.pods.contains_key(&uid) || t.terminating.contains_key(&uid) {
+            continue;
         }
+        tracing::info!(pod = %d.pod.metadata.name, file = %d.file.display(), "starting pod");
+        let pod = d.pod.clone();
+        t.start(PodWorker::new(ctx.clone(), d.pod, None, false), pod);
     }
 }

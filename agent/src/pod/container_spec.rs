@@ -110,7 +110,8 @@ pub fn init_spec(
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
         namespaces: Vec::new(),
-        cgroup_procs: Vec::new(),
+        cgroup_tasks: Vec::new(),
+        cgroup_v2_dir: None,
         process: ProcessSpec {
             argv,
             env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),

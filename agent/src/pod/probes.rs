@@ -70,6 +70,7 @@ impl PodWorker {
             .ctx
             .pod_cgroup(&self.uid, qos_class(&self.pod.spec))
             .join(name);
+        let cgroup = self.ctx.cgroups.open(&rel);
         let targets = Arc::new(ProbeTargets {
             net: NetTarget {
                 pod_ip: self.pod_ip(),
@@ -79,7 +80,8 @@ impl PodWorker {
             exec: ExecTarget {
                 agent_exe: self.ctx.config.agent_exe.clone(),
                 pid,
-                cgroup_procs: self.ctx.cgroups.procs_files(&rel),
+                cgroup_tasks: cgroup.v1_task_files(),
+                cgroup_v2_dir: cgroup.v2_dir(),
                 process,
             },
         });

@@ -36,6 +36,30 @@ pub struct RunningContainer {
 }
 
 impl RunningContainer {
+    /// A running instance with its log copiers; probe state starts unset.
+    pub fn new(
+        process: ProcessRecord,
+        pidfd: Arc<OwnedFd>,
+        cgroup: CgroupHandle,
+        logs: (Vec<oneshot::Sender<()>>, Vec<JoinHandle<()>>),
+    ) -> Self {
+        RunningContainer {
+            pid: process.pid,
+            pidfd,
+            start_time: process.start_time,
+            started: SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_millis(process.started_unix_ms),
+            cgroup,
+            oom_before: process.oom_before,
+            exited: logs.0,
+            log_tasks: logs.1,
+            probes: None,
+            ready: false,
+            startup_passed: false,
+            kill_reason: None,
+        }
+    }
+
     pub fn record(&self) -> ProcessRecord {
         ProcessRecord {
             pid: self.pid,
@@ -169,23 +193,16 @@ impl PodWorker {
             tracing::info!(pod = %md.name, container = %name, pid = proc_rec.pid, "adopted running container");
             self.running.insert(
                 name.clone(),
-                RunningContainer {
-                    pid: proc_rec.pid,
-                    pidfd,
-                    start_time: proc_rec.start_time,
-                    started: SystemTime::UNIX_EPOCH
-                        + std::time::Duration::from_millis(proc_rec.started_unix_ms),
-                    cgroup,
-                    oom_before: proc_rec.oom_before,
-                    exited,
-                    log_tasks,
-                    probes: None,
-                    ready: false,
-                    startup_passed: false,
-                    kill_reason: None,
-                },
+                RunningContainer::new(proc_rec.clone(), pidfd, cgroup, (exited, log_tasks)),
             );
             self.register_probes(name);
+            // Until its probes report again, an adopted container keeps the readiness it had:
+            // an agent restart must not take endpoints out of service.
+            let was_ready = record.status.container(name).is_some_and(|c| c.ready);
+            if let Some(r) = self.running.get_mut(name) {
+                r.ready |= was_ready;
+                r.startup_passed |= was_ready;
+            }
         }
     }
 
@@ -199,21 +216,7 @@ impl PodWorker {
         let cgroup = self.ctx.cgroups.open(&rel);
         self.running.insert(
             name.to_string(),
-            RunningContainer {
-                pid: rec.pid,
-                pidfd: Arc::new(fd),
-                start_time: rec.start_time,
-                started: SystemTime::UNIX_EPOCH
-                    + std::time::Duration::from_millis(rec.started_unix_ms),
-                cgroup,
-                oom_before: rec.oom_before,
-                exited: Vec::new(),
-                log_tasks: Vec::new(),
-                probes: None,
-                ready: false,
-                startup_passed: false,
-                kill_reason: None,
-            },
+            RunningContainer::new(rec.clone(), Arc::new(fd), cgroup, (Vec::new(), Vec::new())),
         );
     }
 }

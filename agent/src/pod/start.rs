@@ -10,8 +10,10 @@ use super::container_spec::{
 };
 use super::logs::{open_fifo, Stream};
 use super::node::log_file;
+use super::persist::ProcessRecord;
 use super::running::{spawn_log_copiers, watch_exit, RunningContainer};
 use super::status::ContainerState;
+use super::worker::unix_ms;
 use super::worker::PodWorker;
 use crate::runtime::sandbox::PodSandbox;
 use crate::runtime::spawn::{prepare_container_dir, start_container};
@@ -37,12 +39,7 @@ impl PodWorker {
     /// Creates the sandbox namespaces and the pod cgroup.
     pub(super) async fn setup_pod(&mut self) -> Result<(), RuntimeError> {
         let dir = self.ctx.sandbox_dir(&self.uid);
-        let hostname = self
-            .pod
-            .spec
-            .hostname
-            .clone()
-            .unwrap_or_else(|| self.pod.metadata.name.clone());
+        let hostname = self.hostname();
         let ctx = self.ctx.clone();
         let pod = self.pod.clone();
         let uid = self.uid.clone();
@@ -203,16 +200,11 @@ impl PodWorker {
         let res = container_resources(container, field)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         let dir = self.ctx.container_dir(&self.uid, name);
-        let hostname = self
-            .pod
-            .spec
-            .hostname
-            .clone()
-            .unwrap_or_else(|| self.pod.metadata.name.clone());
+        let hostname = self.hostname();
         let files = pod_files(&self.ctx.pod_state_dir(&self.uid).join("etc"), &hostname)
             .map_err(|e| waiting("CreateContainerError")(format!("writing /etc/hosts: {e}")))?;
         t.mark("pod-files");
-        let (stdout_fifo, stderr_fifo) = prepare_container_dir(&dir)
+        let (stdout_fifo, stderr_fifo) = prepare_container_dir(&self.ctx.config.root, &dir)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
         t.mark("container-dir");
         let paths = ContainerPaths {
@@ -230,7 +222,8 @@ impl PodWorker {
             .cgroups
             .create(&pod_rel.join(name), &res)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
-        spec.cgroup_procs = cgroup.procs_files();
+        spec.cgroup_tasks = cgroup.v1_task_files();
+        spec.cgroup_v2_dir = cgroup.v2_dir();
         t.mark("cgroup");
         let oom_before = cgroup.oom_kills();
         let out = open_fifo(&paths.stdout_fifo)
@@ -257,40 +250,37 @@ impl PodWorker {
         let spawned = tokio::task::spawn_blocking(move || start_container(&exe, &spec))
             .await
             .map_err(|e| StartFailure::StartError(e.to_string()))?;
-        let mut running = RunningContainer {
-            pid: 0,
-            pidfd: Arc::new(match std::fs::File::open("/dev/null") {
-                Ok(f) => f.into(),
-                Err(e) => return Err(StartFailure::StartError(e.to_string())),
-            }),
-            start_time: 0,
-            started: SystemTime::now(),
-            cgroup,
-            oom_before,
-            exited,
-            log_tasks,
-            probes: None,
-            ready: false,
-            startup_passed: false,
-            kill_reason: None,
-        };
         match spawned {
             Ok(p) => {
                 t.mark("runtime-start");
-                running.pid = p.pid;
-                running.start_time = p.start_time;
-                running.pidfd = Arc::new(p.pidfd);
+                let record = ProcessRecord {
+                    pid: p.pid,
+                    start_time: p.start_time,
+                    started_unix_ms: unix_ms(SystemTime::now()),
+                    oom_before,
+                };
+                let pidfd = Arc::new(p.pidfd);
                 watch_exit(
-                    running.pidfd.clone(),
+                    pidfd.clone(),
                     p.pid,
                     name.to_string(),
                     self.events_tx.clone(),
                 );
-                Ok(running)
+                Ok(RunningContainer::new(
+                    record,
+                    pidfd,
+                    cgroup,
+                    (exited, log_tasks),
+                ))
             }
             Err(e) => {
-                running.finish_logs().await;
-                let _ = tokio::task::spawn_blocking(move || running.cgroup.remove()).await;
+                for tx in exited {
+                    let _ = tx.send(());
+                }
+                for task in log_tasks {
+                    let _ = task.await;
+                }
+                let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
                 Err(match e {
                     RuntimeError::Start { message, .. } => StartFailure::StartError(message),
                     other => StartFailure::Waiting {

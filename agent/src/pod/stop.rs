@@ -93,6 +93,7 @@ impl PodWorker {
         let net_ref = self.network_ref();
         let sandbox = self.sandbox.clone();
         let state_dir = self.ctx.pod_state_dir(&self.uid);
+        let root = self.ctx.config.root.clone();
         let md = &self.pod.metadata;
         let logs =
             remove_logs.then(|| log_dir(&self.ctx.config.root, &md.namespace, &md.name, &self.uid));
@@ -111,10 +112,8 @@ impl PodWorker {
                 tracing::warn!(pod = %name, error = %e, "removing pod sandbox");
             }
             t.mark("sandbox-removed");
-            if let Err(e) = std::fs::remove_dir_all(&state_dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(pod = %name, error = %e, "removing pod directory");
-                }
+            if let Err(e) = crate::runtime::trash::discard(&root, &state_dir) {
+                tracing::warn!(pod = %name, error = %e, "removing pod directory");
             }
             if let Some(dir) = logs {
                 let _ = std::fs::remove_dir_all(dir);

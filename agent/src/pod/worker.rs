@@ -154,6 +154,15 @@ impl PodWorker {
         w
     }
 
+    /// spec.hostname, else the pod name (Kubernetes' rule).
+    pub(super) fn hostname(&self) -> String {
+        self.pod
+            .spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| self.pod.metadata.name.clone())
+    }
+
     pub fn uid(&self) -> &str {
         &self.uid
     }

@@ -16,7 +16,9 @@ use crate::runtime::ProcessSpec;
 pub struct ExecTarget {
     pub agent_exe: PathBuf,
     pub pid: i32,
-    pub cgroup_procs: Vec<PathBuf>,
+    /// cgroup v1 `tasks` files to join and the v2 directory to fork into.
+    pub cgroup_tasks: Vec<PathBuf>,
+    pub cgroup_v2_dir: Option<PathBuf>,
     /// The container's process identity (env, cwd, uid, capabilities); argv is replaced.
     pub process: ProcessSpec,
 }
@@ -31,7 +33,8 @@ pub async fn exec_probe(
 ) -> Result<(), String> {
     let spec = ExecSpec {
         pid: t.pid,
-        cgroup_procs: t.cgroup_procs.clone(),
+        cgroup_tasks: t.cgroup_tasks.clone(),
+        cgroup_v2_dir: t.cgroup_v2_dir.clone(),
         process: ProcessSpec {
             argv: command.to_vec(),
             ..t.process.clone()

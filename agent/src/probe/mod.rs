@@ -4,6 +4,7 @@
 //! this module never restarts or kills anything itself.
 
 pub mod exec;
+pub mod grpc;
 pub mod net;
 pub mod scheduler;
 pub mod spec;

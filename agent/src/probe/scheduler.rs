@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::exec::{exec_probe, ExecTarget};
+use super::grpc::grpc_probe;
 use super::net::{http_probe, tcp_probe, HttpRequest, NetTarget};
 use super::state::{ProbeKind, ProbeState};
 use crate::metrics::metrics;
@@ -22,6 +23,7 @@ pub enum ProbeAction {
     Exec(Vec<String>),
     Http(HttpRequest),
     Tcp { host: Option<String>, port: u16 },
+    Grpc { port: u16, service: String },
 }
 
 impl ProbeAction {
@@ -30,6 +32,7 @@ impl ProbeAction {
             ProbeAction::Exec(_) => 0,
             ProbeAction::Http(_) => 1,
             ProbeAction::Tcp { .. } => 2,
+            ProbeAction::Grpc { .. } => 3,
         }
     }
 }
@@ -261,6 +264,7 @@ async fn run_action(
         ProbeAction::Exec(cmd) => exec_probe(&t.exec, cmd, timeout).await,
         ProbeAction::Http(req) => http_probe(&t.net, req).await,
         ProbeAction::Tcp { host, port } => tcp_probe(&t.net, host.as_deref(), *port).await,
+        ProbeAction::Grpc { port, service } => grpc_probe(&t.net, *port, service).await,
     }
 }
 

@@ -59,9 +59,10 @@ fn one(field: &str, kind: ProbeKind, p: &Probe, c: &Container) -> Result<ProbeSp
             host: t.host.clone(),
             port: port(resolve_port(&t.port, c), &format!("{field}.tcpSocket"))?,
         },
-        Some(ProbeHandler::Grpc(_)) => {
-            return Err(format!("{field}.grpc: gRPC probes are not supported yet"))
-        }
+        Some(ProbeHandler::Grpc(g)) => ProbeAction::Grpc {
+            port: port(Some(g.port), &format!("{field}.grpc"))?,
+            service: g.service.clone().unwrap_or_default(),
+        },
         None => return Err(format!("{field}: exactly one handler is required")),
     };
     Ok(ProbeSpec {

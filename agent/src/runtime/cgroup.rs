@@ -106,14 +106,6 @@ impl CgroupHost {
         dirs
     }
 
-    /// Every cgroup.procs file of cgroup `rel`: a process writing "0" to each joins it fully.
-    pub fn procs_files(&self, rel: &Path) -> Vec<PathBuf> {
-        self.dirs(rel)
-            .into_iter()
-            .map(|d| d.join("cgroup.procs"))
-            .collect()
-    }
-
     /// Creates the cgroup directory in every hierarchy (libcgroups' v1 `apply` expects them),
     /// with the v1 cpuset filled from the parent so processes may join.
     fn create_dirs(&self, rel: &Path) -> Result<(), RuntimeError> {
@@ -141,9 +133,16 @@ impl CgroupHost {
 
     /// A handle on the cgroup at `rel` (it may or may not exist).
     pub fn open(&self, rel: &Path) -> CgroupHandle {
+        let v2_dir = match self.setup {
+            CgroupLayout::Unified => Some(Path::new(CGROUP_FS).join(rel)),
+            CgroupLayout::Hybrid => Some(Path::new(HYBRID_UNIFIED).join(rel)),
+            CgroupLayout::Legacy => None,
+        };
         CgroupHandle {
             rel: rel.to_path_buf(),
             dirs: self.dirs(rel),
+            v1_dirs: self.v1_mounts.iter().map(|m| m.join(rel)).collect(),
+            v2_dir,
             setup: self.setup,
         }
     }
@@ -154,6 +153,8 @@ impl CgroupHost {
 pub struct CgroupHandle {
     pub rel: PathBuf,
     dirs: Vec<PathBuf>,
+    v1_dirs: Vec<PathBuf>,
+    v2_dir: Option<PathBuf>,
     setup: CgroupLayout,
 }
 
@@ -166,7 +167,18 @@ impl CgroupHandle {
         Ok(())
     }
 
-    /// The cgroup.procs file of every hierarchy: a process joins by writing "0" to each.
+    /// The v1 `tasks` files: a single-threaded process joins by writing "0" to each, which
+    /// (unlike cgroup.procs) needs no global lock and no RCU grace period.
+    pub fn v1_task_files(&self) -> Vec<PathBuf> {
+        self.v1_dirs.iter().map(|d| d.join("tasks")).collect()
+    }
+
+    /// The v2 directory children are created in with CLONE_INTO_CGROUP.
+    pub fn v2_dir(&self) -> Option<PathBuf> {
+        self.v2_dir.clone()
+    }
+
+    /// The cgroup.procs file of every hierarchy.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }

@@ -11,18 +11,19 @@ use std::path::PathBuf;
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
 use serde::{Deserialize, Serialize};
 
-use super::init::{drop_privileges, exec_program};
+use super::init::{drop_privileges, exec_program, join_cgroups, open_cgroup_dir};
 use super::ProcessSpec;
+use crate::sys::clone3::{fork_into, Forked};
 
 /// An exec into the container whose PID 1 is `pid`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecSpec {
     pub pid: i32,
-    /// cgroup.procs files the helper writes itself into (v2 / hybrid unified hierarchy).
-    pub cgroup_procs: Vec<PathBuf>,
+    /// cgroup v1 `tasks` files the helper joins, and the v2 directory the command is forked into.
+    pub cgroup_tasks: Vec<PathBuf>,
+    pub cgroup_v2_dir: Option<PathBuf>,
     pub process: ProcessSpec,
 }
 
@@ -53,10 +54,8 @@ fn run_exec() -> Result<i32, String> {
         .read_to_string(&mut raw)
         .map_err(|e| format!("reading spec: {e}"))?;
     let spec: ExecSpec = serde_json::from_str(&raw).map_err(|e| format!("decoding spec: {e}"))?;
-    for procs in &spec.cgroup_procs {
-        std::fs::write(procs, "0")
-            .map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
-    }
+    join_cgroups(&spec.cgroup_tasks)?;
+    let v2_dir = open_cgroup_dir(spec.cgroup_v2_dir.as_deref())?;
     let mut handles = Vec::new();
     for (name, flag) in JOIN {
         let path = format!("/proc/{}/ns/{name}", spec.pid);
@@ -68,9 +67,11 @@ fn run_exec() -> Result<i32, String> {
     }
     drop(handles);
     // SAFETY: this helper is single-threaded (no runtime was started), so the child may run
-    // arbitrary code after fork.
-    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
+    // arbitrary code after the fork.
+    match unsafe { fork_into(v2_dir.as_ref().map(|f| f.as_fd())) }
+        .map_err(|e| format!("clone3: {e}"))?
+    {
+        Forked::Child => {
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
             let err = std::env::set_current_dir(&spec.process.cwd)
                 .map_err(|e| format!("workingDir {}: {e}", spec.process.cwd))
@@ -81,7 +82,8 @@ fn run_exec() -> Result<i32, String> {
             // SAFETY: _exit is always sound; it skips the parent's atexit handlers.
             unsafe { libc::_exit(127) }
         }
-        ForkResult::Parent { child } => loop {
+        Forked::Parent { pid } => loop {
+            let child = nix::unistd::Pid::from_raw(pid);
             match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, code)) => return Ok(code),
                 Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),

@@ -14,7 +14,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::sched::{setns, unshare, CloneFlags};
-use nix::unistd::{dup2, fork, ForkResult};
+use nix::unistd::dup2;
+
+use crate::sys::clone3::{fork_into, Forked};
 
 use super::init_mounts::build_rootfs;
 use super::init_spec::ProcessSpec;
@@ -44,10 +46,8 @@ fn intermediate(status: &mut File) -> Result<(), String> {
         .map_err(|e| format!("reading spec: {e}"))?;
     let spec: InitSpec = serde_json::from_str(&raw).map_err(|e| format!("decoding spec: {e}"))?;
 
-    for procs in &spec.cgroup_procs {
-        std::fs::write(procs, "0")
-            .map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
-    }
+    join_cgroups(&spec.cgroup_tasks)?;
+    let v2_dir = open_cgroup_dir(spec.cgroup_v2_dir.as_deref())?;
     for (kind, path) in &spec.namespaces {
         let flag = match kind.as_str() {
             "net" => CloneFlags::CLONE_NEWNET,
@@ -59,23 +59,46 @@ fn intermediate(status: &mut File) -> Result<(), String> {
         setns(f.as_fd(), flag).map_err(|e| format!("setns {kind} {}: {e}", path.display()))?;
     }
     let stdio = ContainerStdio::open(&spec)?;
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| format!("unshare mount/pid/cgroup namespaces: {e}"))?;
+    // The cgroup namespace is unshared by PID 1 itself, once it is in its cgroups.
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("unshare mount/pid namespaces: {e}"))?;
 
     // SAFETY: this process is single-threaded (no runtime has started), so the child may run
-    // arbitrary code after fork.
-    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Parent { child } => {
-            writeln!(status, "pid {child}").map_err(|e| format!("reporting pid: {e}"))?;
+    // arbitrary code after the fork.
+    match unsafe { fork_into(v2_dir.as_ref().map(|f| f.as_fd())) }
+        .map_err(|e| format!("clone3: {e}"))?
+    {
+        Forked::Parent { pid } => {
+            writeln!(status, "pid {pid}").map_err(|e| format!("reporting pid: {e}"))?;
             Ok(())
         }
-        ForkResult::Child => {
+        Forked::Child => {
             let err = container_pid1(&spec, stdio, status);
             let _ = writeln!(status, "error: {err}");
             // SAFETY: _exit skips atexit handlers and buffers of the parent's copy; always sound.
             unsafe { libc::_exit(127) }
         }
     }
+}
+
+/// Moves this (single-threaded) process into cgroup v1 hierarchies through their `tasks` files.
+pub(crate) fn join_cgroups(tasks: &[std::path::PathBuf]) -> Result<(), String> {
+    for f in tasks {
+        std::fs::write(f, "0").map_err(|e| format!("joining cgroup {}: {e}", f.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens the cgroup v2 directory a child is to be created in.
+pub(crate) fn open_cgroup_dir(dir: Option<&Path>) -> Result<Option<File>, String> {
+    dir.map(|d| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(d)
+            .map_err(|e| format!("opening cgroup {}: {e}", d.display()))
+    })
+    .transpose()
 }
 
 /// The container's stdin (/dev/null) and its stdout/stderr FIFOs. The FIFOs are opened
@@ -114,6 +137,9 @@ fn container_pid1(spec: &InitSpec, stdio: ContainerStdio, status: &File) -> Stri
     // Keep the status channel open only until exec succeeds.
     if let Err(e) = set_cloexec(status) {
         return format!("status channel: {e}");
+    }
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWCGROUP) {
+        return format!("unshare cgroup namespace: {e}");
     }
     if let Err(e) = build_rootfs(spec) {
         return e;

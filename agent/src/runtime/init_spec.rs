@@ -41,8 +41,11 @@ pub struct InitSpec {
     pub readonly_rootfs: bool,
     /// Namespace files of the pod sandbox to join: ("net" | "ipc" | "uts", path).
     pub namespaces: Vec<(String, PathBuf)>,
-    /// cgroup.procs files the intermediate writes itself into (v2 / hybrid unified hierarchy).
-    pub cgroup_procs: Vec<PathBuf>,
+    /// cgroup v1 `tasks` files the intermediate writes "0" into (moving just itself, which
+    /// needs no global lock).
+    pub cgroup_tasks: Vec<PathBuf>,
+    /// The cgroup v2 directory PID 1 is created in (CLONE_INTO_CGROUP).
+    pub cgroup_v2_dir: Option<PathBuf>,
     pub process: ProcessSpec,
     pub stdout_fifo: PathBuf,
     pub stderr_fifo: PathBuf,

@@ -12,6 +12,7 @@ pub mod init_mounts;
 pub mod init_spec;
 pub mod sandbox;
 pub mod spawn;
+pub mod trash;
 
 pub use error::RuntimeError;
 pub use init_spec::{BindMount, InitSpec, ProcessSpec};

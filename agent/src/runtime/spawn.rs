@@ -20,11 +20,10 @@ pub struct StartedProcess {
     pub start_time: u64,
 }
 
-/// Creates `dir/{upper,work,rootfs}` and the two log FIFOs; returns (stdout, stderr) FIFOs.
-pub fn prepare_container_dir(dir: &Path) -> Result<(PathBuf, PathBuf), RuntimeError> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| RuntimeError::io("clean", dir, e))?;
-    }
+/// Creates `dir/{upper,work,rootfs}` (a previous instance's go to the trash under `root`) and
+/// the two log FIFOs; returns (stdout, stderr) FIFOs.
+pub fn prepare_container_dir(root: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), RuntimeError> {
+    super::trash::discard(root, dir).map_err(|e| RuntimeError::io("clean", dir, e))?;
     for sub in ["upper", "work", "rootfs"] {
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(|e| RuntimeError::io("mkdir", &p, e))?;

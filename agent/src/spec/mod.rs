@@ -1,4 +1,4 @@
-//! Pod manifests: Kubernetes `v1.Pod` YAML/JSON accepted verbatim (unknown fields ignored),
+//! Pod, Service and EndpointSlice manifests: Kubernetes `v1.Pod` YAML/JSON accepted verbatim (unknown fields ignored),
 //! validated with errors that name the field, plus the pure rules the agent derives from a
 //! spec: the command a container runs, its QoS class, the pod's stable uid and spec hash.
 //! This module never touches the filesystem, the network or the kernel.
@@ -12,6 +12,7 @@ mod pod;
 mod probe;
 mod qos;
 mod quantity;
+mod service;
 mod validate;
 
 pub use command::{expand_vars, resolve_command, resolve_command_with_env, resolve_env};
@@ -33,4 +34,9 @@ pub use probe::{
 };
 pub use qos::{qos_class, QosClass};
 pub use quantity::Quantity;
+pub use service::{
+    ClientIpConfig, Endpoint, EndpointConditions, EndpointPort, EndpointSlice, Service,
+    ServicePort, ServiceSpec, ServiceVips, SessionAffinityConfig, DEFAULT_AFFINITY_TIMEOUT_SECONDS,
+    HEADLESS, SERVICE_NAME_LABEL,
+};
 pub use validate::validate;

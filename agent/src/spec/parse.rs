@@ -1,13 +1,15 @@
 //! Reading manifests: one Pod (`parse_pod`) or a multi-document YAML/JSON stream of any kinds
 //! (`parse_manifests`). Every document goes through a JSON value first, so YAML and JSON
 //! behave alike, and type errors name the field path (`spec.containers[0].ports[0].
-//! containerPort`). It never reads files and never interprets kinds other than Pod.
+//! containerPort`). Services and EndpointSlices are typed here but validated by their users
+//! (one bad Service must not reject its file). It never reads files.
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::SpecError;
 use super::pod::Pod;
+use super::service::{EndpointSlice, Service};
 use super::validate::validate;
 
 /// One document of a manifest stream.
@@ -15,7 +17,11 @@ use super::validate::validate;
 #[allow(clippy::large_enum_variant)] // a handful per file; boxing would only add noise
 pub enum Manifest {
     Pod(Pod),
-    /// Any other kind (Service, EndpointSlice, ...), kept raw for the modules that will
+    /// `v1.Service` (typed, not yet validated: see [`Service::validate`]).
+    Service(Service),
+    /// `discovery.k8s.io/v1.EndpointSlice` (typed, not yet validated).
+    EndpointSlice(EndpointSlice),
+    /// Any other kind (ConfigMap, Deployment, ...), kept raw for the modules that will
     /// interpret it. `name` is `metadata.name`, empty when absent.
     Other {
         kind: String,
@@ -100,6 +106,13 @@ fn manifests_from_value(value: Value) -> Result<Vec<Manifest>, SpecError> {
     if kind == "Pod" {
         return Ok(vec![Manifest::Pod(pod_from_value(value)?)]);
     }
+    if kind == "Service" {
+        return Ok(vec![Manifest::Service(typed(value, "Service", "v1")?)]);
+    }
+    if kind == "EndpointSlice" {
+        let slice = typed(value, "EndpointSlice", "discovery.k8s.io/v1")?;
+        return Ok(vec![Manifest::EndpointSlice(slice)]);
+    }
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -121,6 +134,27 @@ fn kind_of(value: &Value) -> Result<String, SpecError> {
             format!("must be a non-empty string, got {other}"),
         )),
     }
+}
+
+/// Deserializes a document of `kind` that must have `apiVersion: api_version`.
+fn typed<T: serde::de::DeserializeOwned>(
+    value: Value,
+    kind: &str,
+    api_version: &str,
+) -> Result<T, SpecError> {
+    match value.get("apiVersion") {
+        Some(Value::String(v)) if v == api_version => {}
+        other => {
+            let got = other.map(|v| format!(", got {v}")).unwrap_or_default();
+            let msg = format!("must be {api_version:?} for a {kind}{got}");
+            return Err(SpecError::new("apiVersion", msg));
+        }
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        SpecError::new(field, e.into_inner().to_string())
+    })
 }
 
 fn pod_from_value(value: Value) -> Result<Pod, SpecError> {

@@ -187,16 +187,36 @@ const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n\
                        spec: {selector: {app: web}, ports: [{port: 80}]}\n";
 
 #[test]
-fn multi_document_streams_keep_other_kinds_raw() {
-    let text = format!("# leading comment\n---\n{POD}---\n{SERVICE}---\n---\n");
+fn multi_document_streams_type_services_and_keep_other_kinds_raw() {
+    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n";
+    let text = format!("# leading comment\n---\n{POD}---\n{SERVICE}---\n---\n{config}");
     let manifests = parse_manifests(&text).unwrap();
-    assert_eq!(manifests.len(), 2);
+    assert_eq!(manifests.len(), 3);
     assert!(matches!(&manifests[0], Manifest::Pod(p) if p.metadata.name == "web"));
-    let Manifest::Other { kind, name, value } = &manifests[1] else {
-        panic!("expected the Service as Other: {manifests:?}");
+    let Manifest::Service(svc) = &manifests[1] else {
+        panic!("expected a Service: {manifests:?}");
     };
-    assert_eq!((kind.as_str(), name.as_str()), ("Service", "web"));
-    assert_eq!(value["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc.spec.ports[0].port, 80);
+    let Manifest::Other { kind, name, value } = &manifests[2] else {
+        panic!("expected the ConfigMap as Other: {manifests:?}");
+    };
+    assert_eq!((kind.as_str(), name.as_str()), ("ConfigMap", "cfg"));
+    assert_eq!(value["data"]["a"], "b");
+}
+
+#[test]
+fn services_and_slices_need_their_api_version() {
+    let bad = SERVICE.replace("apiVersion: v1", "apiVersion: apps/v1");
+    let err = parse_manifests(&bad).unwrap_err();
+    assert_eq!(err.field, "apiVersion", "{err}");
+    let slice = "apiVersion: v1\nkind: EndpointSlice\naddressType: IPv4\n";
+    let err = parse_manifests(slice).unwrap_err();
+    assert!(err.to_string().contains("discovery.k8s.io/v1"), "{err}");
+    let ok = slice.replace("apiVersion: v1", "apiVersion: discovery.k8s.io/v1");
+    assert!(matches!(
+        &parse_manifests(&ok).unwrap()[0],
+        Manifest::EndpointSlice(_)
+    ));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Test harness for the agent's kernel tests: each test gets its own root, run dir and cgroup
-//! root (so tests run in parallel without sharing kernel state), the test images imported, and
-//! helpers to run pods in the foreground or drive a daemon. Everything is cleaned on drop.
+//! root and bpffs pin dir (so tests run in parallel without sharing kernel state), the test
+//! images imported, and helpers to run pods in the foreground or drive a daemon. Everything
+//! is cleaned on drop.
 //! These tests need root and a kernel with namespaces, overlayfs and cgroups; they use the
 //! real `bosun-agent` binary and real containers.
 
@@ -35,6 +36,8 @@ pub struct Node {
     pub run_dir: PathBuf,
     pub manifests: PathBuf,
     pub cgroup_root: String,
+    /// The dataplane's pins (used when the agent runs with --network cni or --dataplane ebpf).
+    pub bpffs: PathBuf,
     pub extra_flags: Vec<String>,
     daemon: Option<Child>,
 }
@@ -50,6 +53,10 @@ impl Node {
             run_dir: base.join("run"),
             manifests: base.join("manifests"),
             cgroup_root: format!("bosun-test-{name}"),
+            bpffs: PathBuf::from(format!(
+                "/sys/fs/bpf/bosun-test-{name}-{}",
+                std::process::id()
+            )),
             base,
             extra_flags: Vec::new(),
             daemon: None,
@@ -86,6 +93,9 @@ impl Node {
         // never touched. Network tests run agents with --node-netns.
         if !self.extra_flags.iter().any(|f| f == "--network") {
             c.arg("--network").arg("none");
+        }
+        if !self.extra_flags.iter().any(|f| f == "--bpffs-dir") {
+            c.arg("--bpffs-dir").arg(&self.bpffs);
         }
         c.arg("--cgroup-root")
             .arg(&self.cgroup_root)
@@ -295,6 +305,8 @@ impl Drop for Node {
             }
             self.stop_daemon();
         }
+        // Links first (unpin_all's order), so the hooks leave the cgroups before they go.
+        let _ = bosun_ebpf::unpin_all(&self.bpffs);
         force_clean(self);
     }
 }
