@@ -9,6 +9,7 @@ pub mod net;
 pub mod scheduler;
 pub mod spec;
 pub mod state;
+pub mod tls;
 
 pub use scheduler::{
     ContainerProbes, ProbeHandle, ProbeScheduler, ProbeSpec, ProbeTargets, ProbeUpdate,

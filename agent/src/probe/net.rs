@@ -72,12 +72,32 @@ pub struct HttpRequest {
 
 /// httpGet: passes on a 2xx/3xx status.
 pub async fn http_probe(target: &NetTarget, req: &HttpRequest) -> Result<(), String> {
-    if req.https {
-        return Err("HTTPS probes are not supported yet".into());
-    }
-    let mut stream = dial(target, req.host.as_deref(), req.port)
+    let stream = dial(target, req.host.as_deref(), req.port)
         .await
         .map_err(|e| format!("dial port {}: {e}", req.port))?;
+    if req.https {
+        let name = rustls::pki_types::ServerName::try_from(
+            req.host.clone().unwrap_or_else(|| "localhost".into()),
+        )
+        .map_err(|e| format!("TLS server name: {e}"))?;
+        let tls = super::tls::connector()?
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        return http_exchange(tls, target, req).await;
+    }
+    http_exchange(stream, target, req).await
+}
+
+/// Sends the GET and reads the status line over any stream (plain TCP or TLS).
+async fn http_exchange<S>(
+    mut stream: S,
+    target: &NetTarget,
+    req: &HttpRequest,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let host_header = req
         .headers
         .iter()
@@ -119,7 +139,7 @@ pub async fn http_probe(target: &NetTarget, req: &HttpRequest) -> Result<(), Str
     }
 }
 
-async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
+async fn read_status<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Result<u16, String> {
     let mut buf = [0u8; 256];
     let mut got = 0;
     loop {
