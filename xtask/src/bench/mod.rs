@@ -12,18 +12,25 @@ use serde::Serialize;
 
 use crate::util;
 
+mod agent_daemon;
 mod cni;
 mod pods;
 mod pods_cleanup;
 mod pods_density;
 mod pods_mountns;
 mod pods_peers;
+mod probes;
+mod probes_case;
+mod probes_crun;
+mod probes_metrics;
 mod routing;
+mod routing_backends;
 mod routing_bosun;
 mod routing_client;
 mod routing_env;
 mod routing_iptables;
 mod routing_nft;
+mod routing_report;
 
 /// How a benchmark should run, from the command line.
 #[derive(Clone, Copy, Debug, Default)]
@@ -54,6 +61,10 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "routing",
         run: routing::run,
+    },
+    Bench {
+        name: "probes",
+        run: probes::run,
     },
 ];
 

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::agent_daemon::Agent;
 use super::pods_peers::{Peer, Peers};
 use super::{percentiles, pods_density, write_results, Options, Row};
 use crate::{images, util};
@@ -57,34 +58,6 @@ impl Plan {
     }
 }
 
-/// The release agent with its bench-only state directories.
-pub struct Agent {
-    pub bin: PathBuf,
-    pub root: PathBuf,
-    pub run_dir: PathBuf,
-}
-
-impl Agent {
-    /// `bosun-agent` with the global flags that keep it inside the bench's directories.
-    pub fn command(&self) -> Command {
-        let mut command = Command::new(&self.bin);
-        command
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--run-dir")
-            .arg(&self.run_dir)
-            .args([
-                "--cgroup-root",
-                CGROUP_ROOT,
-                "--log-level",
-                "warn",
-                "--network",
-                "none",
-            ]);
-        command
-    }
-}
-
 /// The bench's scratch directory, `target/bench-work/pods`.
 pub fn work_dir() -> PathBuf {
     util::target_dir().join("bench-work").join("pods")
@@ -102,6 +75,7 @@ pub fn run(options: &Options) -> Result<()> {
         bin: util::target_dir().join("release").join("bosun-agent"),
         root: work.join("root"),
         run_dir: work.join("run"),
+        cgroup_root: CGROUP_ROOT,
     };
     let mut rows = Vec::new();
     let mut notes = Vec::new();

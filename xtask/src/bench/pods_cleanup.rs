@@ -1,5 +1,6 @@
 //! Finding and removing what the pods benchmark leaves behind: processes and cgroups named
-//! `bosun-bench*`, crun/runc container state, mounts under the work dir, the work dir.
+//! `bosun-bench*`, crun/runc container state, mounts under the work dir, the work dir. The
+//! `_in` variants do the same for another cgroup prefix (the probes bench's).
 //!
 //! [`report_leftovers`] only looks (what the agent failed to clean up is a finding worth
 //! printing); [`cleanup`] removes everything, bounded in time, and only warns on failure.
@@ -21,6 +22,11 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(20);
 /// Notes what the agent left after `phase`: mounts under `work`, pod cgroups under the
 /// agent's cgroup root, files under its run dir's `pods/`, live processes in bench cgroups.
 pub fn report_leftovers(phase: &str, work: &Path, notes: &mut Vec<String>) {
+    report_leftovers_in(phase, work, CGROUP_ROOT, notes);
+}
+
+/// [`report_leftovers`] for an agent whose cgroup root is `root` (also the cgroup prefix).
+pub fn report_leftovers_in(phase: &str, work: &Path, root: &str, notes: &mut Vec<String>) {
     let mounts = mounts_under(work);
     if !mounts.is_empty() {
         notes.push(format!(
@@ -31,10 +37,10 @@ pub fn report_leftovers(phase: &str, work: &Path, notes: &mut Vec<String>) {
         ));
     }
     // The agent keeps its QoS-tier cgroups (besteffort, burstable); pods must go.
-    let pod_cgroups: Vec<PathBuf> = bench_cgroups()
+    let pod_cgroups: Vec<PathBuf> = bench_cgroups(root)
         .into_iter()
         .filter(|dir| {
-            dir.components().any(|c| c.as_os_str() == CGROUP_ROOT)
+            dir.components().any(|c| c.as_os_str() == root)
                 && dir
                     .file_name()
                     .is_some_and(|name| name.to_string_lossy().starts_with("pod"))
@@ -42,7 +48,7 @@ pub fn report_leftovers(phase: &str, work: &Path, notes: &mut Vec<String>) {
         .collect();
     if !pod_cgroups.is_empty() {
         notes.push(format!(
-            "after {phase}: {} pod cgroups left below {CGROUP_ROOT} (e.g. {})",
+            "after {phase}: {} pod cgroups left below {root} (e.g. {})",
             pod_cgroups.len(),
             pod_cgroups[0].display()
         ));
@@ -55,10 +61,10 @@ pub fn report_leftovers(phase: &str, work: &Path, notes: &mut Vec<String>) {
             pods_dir.display()
         ));
     }
-    let procs = bench_processes();
+    let procs = bench_processes(root);
     if !procs.is_empty() {
         notes.push(format!(
-            "after {phase}: {} processes still in {CGROUP_ROOT}* cgroups",
+            "after {phase}: {} processes still in {root}* cgroups",
             procs.len()
         ));
     }
@@ -66,13 +72,18 @@ pub fn report_leftovers(phase: &str, work: &Path, notes: &mut Vec<String>) {
 
 /// Removes everything the bench made (see the module doc); `verbose` prints what it did.
 pub fn cleanup(work: &Path, verbose: bool) {
+    cleanup_in(work, CGROUP_ROOT, verbose);
+}
+
+/// [`cleanup`] of the cgroups (and their processes) whose top-level name starts with `prefix`.
+pub fn cleanup_in(work: &Path, prefix: &str, verbose: bool) {
     let deadline = Instant::now() + CLEANUP_LIMIT;
     for peer in [Peer::Crun, Peer::Runc] {
         delete_containers(work, peer, deadline);
     }
     let mut killed = 0;
     while Instant::now() < deadline {
-        let procs = bench_processes();
+        let procs = bench_processes(prefix);
         if procs.is_empty() {
             break;
         }
@@ -82,14 +93,14 @@ pub fn cleanup(work: &Path, verbose: bool) {
         sleep(Duration::from_millis(100));
     }
     let unmounted = unmount_under(work);
-    let mut cgroups = bench_cgroups();
+    let mut cgroups = bench_cgroups(prefix);
     while !cgroups.is_empty() && Instant::now() < deadline {
         // Deepest first: a cgroup cannot go before its children.
         cgroups.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
         for dir in &cgroups {
             let _ = std::fs::remove_dir(dir);
         }
-        cgroups = bench_cgroups();
+        cgroups = bench_cgroups(prefix);
         if !cgroups.is_empty() {
             sleep(Duration::from_millis(100));
         }
@@ -183,9 +194,9 @@ fn unescape(field: &str) -> PathBuf {
     PathBuf::from(out)
 }
 
-/// Every cgroup directory, at any depth, under a top-level `bosun-bench*` cgroup of any
+/// Every cgroup directory, at any depth, under a top-level `PREFIX*` cgroup of any
 /// hierarchy (those top-level directories included).
-fn bench_cgroups() -> Vec<PathBuf> {
+fn bench_cgroups(prefix: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Ok(hierarchies) = std::fs::read_dir(CGROUP_FS) else {
         return found;
@@ -195,7 +206,7 @@ fn bench_cgroups() -> Vec<PathBuf> {
             continue;
         };
         for top in tops.flatten() {
-            let is_bench = top.file_name().to_string_lossy().starts_with(CGROUP_ROOT);
+            let is_bench = top.file_name().to_string_lossy().starts_with(prefix);
             if is_bench && top.path().is_dir() {
                 walk_dirs(&top.path(), &mut found);
             }
@@ -216,9 +227,9 @@ fn walk_dirs(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// Pids in any `bosun-bench*` cgroup.
-fn bench_processes() -> Vec<i32> {
-    let mut pids: Vec<i32> = bench_cgroups()
+/// Pids in any `PREFIX*` cgroup.
+fn bench_processes(prefix: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = bench_cgroups(prefix)
         .iter()
         .filter_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
         .flat_map(|procs| {

@@ -6,25 +6,18 @@
 //! core) are measured. The manifests are then removed, the pods waited for (bounded) and the
 //! daemon stopped with SIGTERM. Goals, printed not asserted: RSS < 64 MB, idle CPU < 2 %.
 
-use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use serde_json::Value;
+use anyhow::{Context, Result};
 
-use super::pods::Agent;
+use super::agent_daemon::{clock_ticks, cpu_ticks, status_field, Agent, Daemon};
 use super::Row;
-use crate::util;
 
 const START_LIMIT: Duration = Duration::from_secs(180);
 const STOP_LIMIT: Duration = Duration::from_secs(120);
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(500);
 const RSS_GOAL_MB: f64 = 64.0;
 const CPU_GOAL_PCT: f64 = 2.0;
 
@@ -39,40 +32,27 @@ pub fn run(
     let manifests = work.join("manifests");
     std::fs::create_dir_all(&manifests)?;
     let log_path = work.join("daemon.log");
-    let log = File::create(&log_path)?;
-    let mut daemon = agent
-        .command()
-        .arg("--manifests")
-        .arg(&manifests)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting the agent daemon")?;
+    let mut daemon = Daemon::start(agent, &manifests, &[], &log_path)?;
     println!(
         "density: daemon pid {} with {count} pods (log {})",
-        daemon.id(),
+        daemon.pid(),
         log_path.display()
     );
     let measured = measure(agent, &mut daemon, &manifests, count, rows, notes);
-    let stopped = stop(agent, &mut daemon, &manifests, notes);
+    let stopped = daemon.stop(agent, &manifests, STOP_LIMIT, "density", notes);
     super::pods_cleanup::report_leftovers("the density run", work, notes);
     measured.and(stopped)
 }
 
 fn measure(
     agent: &Agent,
-    daemon: &mut Child,
+    daemon: &mut Daemon,
     manifests: &Path,
     count: usize,
     rows: &mut Vec<Row>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
     let case = format!("density{count}");
-    wait_for(daemon, Duration::from_secs(30), || {
-        Ok(pods(agent).is_ok().then_some(()))
-    })
-    .context("the daemon's socket never answered")?;
     let start = Instant::now();
     for i in 0..count {
         let path = manifests.join(format!("d-{i}.yaml"));
@@ -80,8 +60,9 @@ fn measure(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let mut running = 0;
-    let all = wait_for(daemon, START_LIMIT, || {
-        running = pods(agent)?
+    let all = daemon.wait_for(START_LIMIT, || {
+        running = agent
+            .pods()?
             .iter()
             .filter(|pod| pod["phase"] == "Running")
             .count();
@@ -96,7 +77,7 @@ fn measure(
     rows.push(Row::new(&case, "bosun", "start_all_s", start_all));
     rows.push(Row::new(&case, "bosun", "pods_running", running as f64));
     sleep(Duration::from_secs(2));
-    let pid = daemon.id();
+    let pid = daemon.pid();
     let cpu_before = cpu_ticks(pid)?;
     let window = Instant::now();
     sleep(IDLE_WINDOW);
@@ -121,80 +102,6 @@ fn measure(
     Ok(())
 }
 
-/// Removes the manifests, waits for the pods to go, then SIGTERMs the daemon (bounded).
-fn stop(
-    agent: &Agent,
-    daemon: &mut Child,
-    manifests: &Path,
-    notes: &mut Vec<String>,
-) -> Result<()> {
-    let removed = std::fs::remove_dir_all(manifests)
-        .and_then(|()| std::fs::create_dir(manifests))
-        .context("removing the manifests");
-    let start = Instant::now();
-    let mut left = usize::MAX;
-    let gone = removed.and_then(|()| {
-        wait_for(daemon, STOP_LIMIT, || {
-            left = pods(agent)?.len();
-            Ok((left == 0).then_some(()))
-        })
-    });
-    match &gone {
-        Ok(()) => notes.push(format!(
-            "density: all pods gone {:.1} s after their manifests were removed",
-            start.elapsed().as_secs_f64()
-        )),
-        Err(error) => notes.push(format!(
-            "density: pods not all gone ({left} left): {error:#}"
-        )),
-    }
-    let _ = kill(Pid::from_raw(daemon.id() as i32), Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while daemon.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = daemon.kill();
-            let _ = daemon.wait();
-            notes.push("density: the daemon ignored SIGTERM for 20 s and was killed".into());
-            break;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    gone
-}
-
-/// Polls `check` until it yields, the daemon exits, or `limit` passes.
-fn wait_for<T>(
-    daemon: &mut Child,
-    limit: Duration,
-    mut check: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let start = Instant::now();
-    let mut last_error = None;
-    loop {
-        if let Some(status) = daemon.try_wait()? {
-            bail!("the daemon exited: {status}");
-        }
-        match check() {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(error) => last_error = Some(error),
-        }
-        if start.elapsed() > limit {
-            match last_error {
-                Some(error) => bail!("timed out after {limit:?}; last error: {error:#}"),
-                None => bail!("timed out after {limit:?}"),
-            }
-        }
-        sleep(POLL);
-    }
-}
-
-/// The daemon's pods, from `ps --json`.
-fn pods(agent: &Agent) -> Result<Vec<Value>> {
-    let out = util::output(agent.command().args(["ps", "--json"]))?;
-    serde_json::from_str(&out).context("parsing `ps --json`")
-}
-
 /// A pod that idles: `sleep 3600`, no limits, a short grace period for the teardown.
 fn sleep_pod(name: &str) -> String {
     format!(
@@ -202,34 +109,4 @@ fn sleep_pod(name: &str) -> String {
          terminationGracePeriodSeconds: 2\n  containers:\n  - name: c\n    \
          image: bosun.test/busybox:1\n    command: [\"sleep\", \"3600\"]\n"
     )
-}
-
-/// utime + stime of process `pid` (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised comm; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').context("odd /proc/PID/stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> Result<u64> {
-        Ok(fields.get(n - 3).context("short /proc/PID/stat")?.parse()?)
-    };
-    Ok(field(14)? + field(15)?)
-}
-
-/// The number in field `name` of /proc/`pid`/status (VmRSS in kB, Threads).
-fn status_field(pid: u32, name: &str) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.split(':').next() == Some(name))
-        .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
-    let value = line.split_whitespace().nth(1).context("odd status line")?;
-    Ok(value.parse()?)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`).
-fn clock_ticks() -> Result<f64> {
-    Ok(util::output(&mut util::cmd("getconf", ["CLK_TCK"]))?
-        .trim()
-        .parse()?)
 }

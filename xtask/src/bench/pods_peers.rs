@@ -46,20 +46,7 @@ impl Peers {
     /// Unpacks `image` (an OCI layout) under `work`, builds the base config and makes sure
     /// both runtimes run it.
     pub fn prepare(image: &Path, work: &Path) -> Result<Self> {
-        let unpacked = work.join("peer-image");
-        let spec_dir = work.join("peer-spec");
-        std::fs::create_dir_all(&spec_dir)?;
-        let image_ref = format!("{}:bosun.test/busybox:1", image.display());
-        util::output(
-            util::cmd("umoci", ["unpack", "--image"])
-                .args([&image_ref])
-                .arg(&unpacked),
-        )?;
-        util::output(util::cmd("crun", ["spec"]).current_dir(&spec_dir))?;
-        let path = spec_dir.join("config.json");
-        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let mut base: Value = serde_json::from_slice(&text).context("parsing `crun spec`")?;
-        edit_config(&mut base, &unpacked.join("rootfs"))?;
+        let base = base_config(image, work)?;
         let mut peers = Self {
             work: work.to_owned(),
             base,
@@ -114,6 +101,27 @@ impl Peers {
         let id = format!("bosun-bench-probe-{}", peer.name());
         util::output(&mut self.command(peer, &id)?).map(drop)
     }
+}
+
+/// Unpacks `image` (an OCI layout of bosun.test/busybox:1) under `work` with umoci and
+/// returns `crun spec`'s config edited to run `true` from it with the bench pod's namespaces
+/// and limits.
+pub fn base_config(image: &Path, work: &Path) -> Result<Value> {
+    let unpacked = work.join("peer-image");
+    let spec_dir = work.join("peer-spec");
+    std::fs::create_dir_all(&spec_dir)?;
+    let image_ref = format!("{}:bosun.test/busybox:1", image.display());
+    util::output(
+        util::cmd("umoci", ["unpack", "--image"])
+            .args([&image_ref])
+            .arg(&unpacked),
+    )?;
+    util::output(util::cmd("crun", ["spec"]).current_dir(&spec_dir))?;
+    let path = spec_dir.join("config.json");
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut base: Value = serde_json::from_slice(&text).context("parsing `crun spec`")?;
+    edit_config(&mut base, &unpacked.join("rootfs"))?;
+    Ok(base)
 }
 
 /// Sets the process, rootfs, namespaces and limits the bench pod has.
