@@ -150,7 +150,7 @@ fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
         root: args.root.clone(),
         run_dir: args.run_dir.clone(),
         cgroup_root: args.cgroup_root.clone(),
-        agent_exe,
+        init_exe: init_exe(&agent_exe),
         pod_pids_limit: args.pod_pids_limit,
         backoff: BackoffPolicy {
             base: Duration::from_millis(args.backoff_base_ms),
@@ -163,6 +163,16 @@ fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
 }
 
 /// Loads the CNI network and sets up node routing (blackholes for the pod and service CIDRs).
+/// The per-container helper: `bosun-init` next to the agent (small, quick to start), else the
+/// agent binary itself (it has the same hidden subcommands).
+fn init_exe(agent_exe: &Path) -> PathBuf {
+    agent_exe
+        .parent()
+        .map(|d| d.join("bosun-init"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| agent_exe.to_path_buf())
+}
+
 fn pod_network(args: &Args, agent_exe: &Path) -> anyhow::Result<Option<PodNetwork>> {
     if args.network == "none" {
         return Ok(None);

@@ -15,8 +15,9 @@ pub struct NodeConfig {
     pub root: PathBuf,
     pub run_dir: PathBuf,
     pub cgroup_root: String,
-    /// The binary re-executed as each container's intermediate (`__container-init`).
-    pub agent_exe: PathBuf,
+    /// The helper run as each container's intermediate (`__container-init`) and for execs
+    /// (`__exec`): `bosun-init`, or the agent binary itself.
+    pub init_exe: PathBuf,
     /// kubelet's podPidsLimit; None = unlimited.
     pub pod_pids_limit: Option<i64>,
     pub backoff: BackoffPolicy,

@@ -78,7 +78,7 @@ impl PodWorker {
                 node_netns: self.ctx.config.node_netns.clone(),
             },
             exec: ExecTarget {
-                agent_exe: self.ctx.config.agent_exe.clone(),
+                init_exe: self.ctx.config.init_exe.clone(),
                 pid,
                 cgroup_tasks: cgroup.v1_task_files(),
                 cgroup_v2_dir: cgroup.v2_dir(),

@@ -246,7 +246,7 @@ impl PodWorker {
             &self.tee,
         );
 
-        let exe = self.ctx.config.agent_exe.clone();
+        let exe = self.ctx.config.init_exe.clone();
         let spawned = tokio::task::spawn_blocking(move || start_container(&exe, &spec))
             .await
             .map_err(|e| StartFailure::StartError(e.to_string()))?;

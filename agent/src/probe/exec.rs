@@ -14,7 +14,7 @@ use crate::runtime::ProcessSpec;
 /// What an exec probe needs to enter a container.
 #[derive(Debug, Clone)]
 pub struct ExecTarget {
-    pub agent_exe: PathBuf,
+    pub init_exe: PathBuf,
     pub pid: i32,
     /// cgroup v1 `tasks` files to join and the v2 directory to fork into.
     pub cgroup_tasks: Vec<PathBuf>,
@@ -41,7 +41,7 @@ pub async fn exec_probe(
         },
     };
     let payload = serde_json::to_vec(&spec).map_err(|e| format!("encoding exec spec: {e}"))?;
-    let mut child = tokio::process::Command::new(&t.agent_exe)
+    let mut child = tokio::process::Command::new(&t.init_exe)
         .arg("__exec")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

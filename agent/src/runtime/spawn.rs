@@ -39,7 +39,7 @@ pub fn prepare_container_dir(root: &Path, dir: &Path) -> Result<(PathBuf, PathBu
 
 /// Runs the intermediate and returns PID 1 after it exec'd the workload. A workload that cannot
 /// start (missing binary, bad workingDir, …) gives `RuntimeError::Start` with the reason.
-pub fn start_container(agent_exe: &Path, spec: &InitSpec) -> Result<StartedProcess, RuntimeError> {
+pub fn start_container(init_exe: &Path, spec: &InitSpec) -> Result<StartedProcess, RuntimeError> {
     let start_err = |message: String| RuntimeError::Start {
         id: spec.id.clone(),
         message,
@@ -47,14 +47,14 @@ pub fn start_container(agent_exe: &Path, spec: &InitSpec) -> Result<StartedProce
     let t0 = std::time::Instant::now();
     let lap = |what: &str| tracing::debug!(target: "bosun_agent::phase", what = %spec.id, phase = what, total_us = t0.elapsed().as_micros() as u64, "runtime");
     let payload = serde_json::to_vec(spec)?;
-    let mut child = Command::new(agent_exe)
+    let mut child = Command::new(init_exe)
         .arg("__container-init")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .env_clear()
         .spawn()
-        .map_err(|e| RuntimeError::io("spawn", agent_exe, e))?;
+        .map_err(|e| RuntimeError::io("spawn", init_exe, e))?;
     lap("intermediate-spawned");
     let mut stdin = child
         .stdin
