@@ -4,20 +4,14 @@
 
 use anyhow::{bail, Result};
 
-use crate::{images, setup, util};
+use crate::{setup, util};
 
 pub fn run() -> Result<()> {
     if !util::is_root() {
         bail!("cargo xtask demo must run as root: containers need namespaces and cgroups");
     }
-    setup::run()?;
-    let images_dir = images::run(false)?;
+    let images_dir = setup::prepare_release(&["-p", "bosun-agent"])?;
     let root = util::workspace_root();
-    util::run(
-        util::cargo()
-            .current_dir(&root)
-            .args(["build", "--release", "-p", "bosun-agent"]),
-    )?;
     let agent = root.join("target/release/bosun-agent");
     let agent = agent.to_string_lossy();
     util::run(&mut util::cmd(

@@ -116,6 +116,20 @@ fn install_rust_components() -> Result<bool> {
     Ok(true)
 }
 
+/// What `demo` and `up` start with: setup, the test images, and a release build with
+/// `build_args` (e.g. `["-p", "bosun-agent"]`). Returns the images directory.
+pub fn prepare_release(build_args: &[&str]) -> Result<std::path::PathBuf> {
+    run()?;
+    let images_dir = crate::images::run(false)?;
+    util::run(
+        util::cargo()
+            .current_dir(util::workspace_root())
+            .args(["build", "--release"])
+            .args(build_args),
+    )?;
+    Ok(images_dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

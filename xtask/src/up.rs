@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{images, setup, up_down, util};
+use crate::{setup, up_down, util};
 
 pub const NETNS: &str = "bosun-up";
 pub const NODE_IP: &str = "192.168.200.1";
@@ -63,14 +63,8 @@ pub fn run() -> Result<()> {
     if !util::is_root() {
         bail!("cargo xtask up must run as root: pods need namespaces, cgroups and eBPF");
     }
-    setup::run()?;
-    let images_dir = images::run(false)?;
+    let images_dir = setup::prepare_release(&["--workspace"])?;
     let root = util::workspace_root();
-    util::run(
-        util::cargo()
-            .current_dir(&root)
-            .args(["build", "--release", "--workspace"]),
-    )?;
     if let Some(pid) = up_down::running_agent()? {
         println!(
             "\n==> bosun is already up (agent pid {pid}); `cargo xtask down` first to start over"

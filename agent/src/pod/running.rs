@@ -16,6 +16,9 @@ use super::worker::{unix_ms, PodEvent, PodWorker};
 use crate::runtime::cgroup::CgroupHandle;
 use crate::sys::pidfd::{async_pidfd, pidfd_open, start_time, try_reap, ProcessExit};
 
+/// The log copiers of one container instance: their stop signals and tasks.
+pub type LogCopiers = (Vec<oneshot::Sender<()>>, Vec<JoinHandle<()>>);
+
 pub struct RunningContainer {
     pub pid: i32,
     pub pidfd: Arc<OwnedFd>,
@@ -41,7 +44,7 @@ impl RunningContainer {
         process: ProcessRecord,
         pidfd: Arc<OwnedFd>,
         cgroup: CgroupHandle,
-        logs: (Vec<oneshot::Sender<()>>, Vec<JoinHandle<()>>),
+        logs: LogCopiers,
     ) -> Self {
         RunningContainer {
             pid: process.pid,
@@ -116,7 +119,7 @@ pub(super) fn spawn_log_copiers(
     fifos: [(tokio::net::unix::pipe::Receiver, Stream); 2],
     log_path: std::path::PathBuf,
     tee: &Tee,
-) -> (Vec<oneshot::Sender<()>>, Vec<JoinHandle<()>>) {
+) -> LogCopiers {
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
     for (fifo, stream) in fifos {
@@ -134,6 +137,34 @@ pub(super) fn spawn_log_copiers(
 }
 
 impl PodWorker {
+    /// Opens container `name`'s log FIFOs (under `dir`) and starts copying them into the log
+    /// file of instance `restart_count`, keeping the previous instance's log for `--previous`.
+    pub(super) fn start_log_copiers(
+        &self,
+        name: &str,
+        dir: &std::path::Path,
+        restart_count: u32,
+    ) -> std::io::Result<LogCopiers> {
+        let out = open_fifo(&dir.join("stdout.fifo"))?;
+        let err = open_fifo(&dir.join("stderr.fifo"))?;
+        let md = &self.pod.metadata;
+        let root = &self.ctx.config.root;
+        let log = log_file(
+            root,
+            &md.namespace,
+            &md.name,
+            &self.uid,
+            name,
+            restart_count,
+        );
+        prune_old_logs(&log, restart_count);
+        Ok(spawn_log_copiers(
+            [(out, Stream::Stdout), (err, Stream::Stderr)],
+            log,
+            &self.tee,
+        ))
+    }
+
     /// Re-attaches to the processes in `record` that are still alive.
     pub(super) fn adopt_processes(&mut self, record: &PodRecord) {
         let Some(qos) = Some(crate::spec::qos_class(&self.pod.spec)) else {
@@ -166,23 +197,9 @@ impl PodWorker {
                 .map(|c| c.restart_count)
                 .unwrap_or(0);
             let md = &self.pod.metadata;
-            let log = log_file(
-                &self.ctx.config.root,
-                &md.namespace,
-                &md.name,
-                &self.uid,
-                name,
-                restarts,
-            );
-            let (exited, log_tasks) = match (
-                open_fifo(&dir.join("stdout.fifo")),
-                open_fifo(&dir.join("stderr.fifo")),
-            ) {
-                (Ok(o), Ok(e)) => {
-                    spawn_log_copiers([(o, Stream::Stdout), (e, Stream::Stderr)], log, &None)
-                }
-                _ => (Vec::new(), Vec::new()),
-            };
+            let (exited, log_tasks) = self
+                .start_log_copiers(name, &dir, restarts)
+                .unwrap_or_default();
             let pidfd = Arc::new(pidfd);
             watch_exit(
                 pidfd.clone(),
@@ -218,5 +235,25 @@ impl PodWorker {
             name.to_string(),
             RunningContainer::new(rec.clone(), Arc::new(fd), cgroup, (Vec::new(), Vec::new())),
         );
+    }
+}
+
+/// Keeps the current and the previous log of a container (what `logs --previous` shows).
+fn prune_old_logs(current: &std::path::Path, restart_count: u32) {
+    let Some(dir) = current.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n: Option<u32> = e
+            .file_name()
+            .to_str()
+            .and_then(|s| s.strip_suffix(".log"))
+            .and_then(|s| s.parse().ok());
+        if let Some(n) = n {
+            if n + 1 < restart_count {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }

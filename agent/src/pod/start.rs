@@ -8,10 +8,8 @@ use std::time::SystemTime;
 use super::container_spec::{
     container_resources, init_spec, pod_files, pod_resources, ContainerPaths,
 };
-use super::logs::{open_fifo, Stream};
-use super::node::log_file;
 use super::persist::ProcessRecord;
-use super::running::{spawn_log_copiers, watch_exit, RunningContainer};
+use super::running::{watch_exit, RunningContainer};
 use super::status::ContainerState;
 use super::worker::unix_ms;
 use super::worker::PodWorker;
@@ -226,25 +224,9 @@ impl PodWorker {
         spec.cgroup_v2_dir = cgroup.v2_dir();
         t.mark("cgroup");
         let oom_before = cgroup.oom_kills();
-        let out = open_fifo(&paths.stdout_fifo)
+        let (exited, log_tasks) = self
+            .start_log_copiers(name, &dir, restart_count)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
-        let err = open_fifo(&paths.stderr_fifo)
-            .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
-        let md = &self.pod.metadata;
-        let log = log_file(
-            &self.ctx.config.root,
-            &md.namespace,
-            &md.name,
-            &self.uid,
-            name,
-            restart_count,
-        );
-        prune_old_logs(&log, restart_count);
-        let (exited, log_tasks) = spawn_log_copiers(
-            [(out, Stream::Stdout), (err, Stream::Stderr)],
-            log,
-            &self.tee,
-        );
 
         let exe = self.ctx.config.init_exe.clone();
         let spawned = tokio::task::spawn_blocking(move || start_container(&exe, &spec))
@@ -288,26 +270,6 @@ impl PodWorker {
                         message: other.to_string(),
                     },
                 })
-            }
-        }
-    }
-}
-
-/// Keeps the current and the previous log of a container (what `logs --previous` shows).
-fn prune_old_logs(current: &std::path::Path, restart_count: u32) {
-    let Some(dir) = current.parent() else { return };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let n: Option<u32> = e
-            .file_name()
-            .to_str()
-            .and_then(|s| s.strip_suffix(".log"))
-            .and_then(|s| s.parse().ok());
-        if let Some(n) = n {
-            if n + 1 < restart_count {
-                let _ = std::fs::remove_file(e.path());
             }
         }
     }
