@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         Some("__container-init") => bosun_agent::runtime::init::container_init_main(),
         Some("__exec") => bosun_agent::runtime::exec::exec_main(),
+        Some("__spawner") => bosun_agent::runtime::exec_spawner::spawner_main(),
         _ => {}
     }
     let args = cli::Args::parse();

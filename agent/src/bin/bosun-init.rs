@@ -7,8 +7,11 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("__container-init") => bosun_agent::runtime::init::container_init_main(),
         Some("__exec") => bosun_agent::runtime::exec::exec_main(),
+        Some("__spawner") => bosun_agent::runtime::exec_spawner::spawner_main(),
         _ => {
-            eprintln!("bosun-init is started by bosun-agent (__container-init | __exec)");
+            eprintln!(
+                "bosun-init is started by bosun-agent (__container-init | __exec | __spawner)"
+            );
             std::process::exit(2);
         }
     }

@@ -1,12 +1,9 @@
-//! exec probes: the command runs inside the container (its namespaces, cgroup and identity)
-//! through the `__exec` helper; the timeout is enforced by killing the helper, which takes the
-//! command with it. Exit status 0 passes.
+//! exec probes: the command runs inside the container (its namespaces, cgroup and identity),
+//! forked by the exec spawner ([`super::spawner`]), which kills it at the probe's timeout.
+//! Exit status 0 passes.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
-
-use tokio::io::AsyncWriteExt;
 
 use crate::runtime::exec::ExecSpec;
 use crate::runtime::ProcessSpec;
@@ -40,34 +37,18 @@ pub async fn exec_probe(
             ..t.process.clone()
         },
     };
-    let payload = serde_json::to_vec(&spec).map_err(|e| format!("encoding exec spec: {e}"))?;
-    let mut child = tokio::process::Command::new(&t.init_exe)
-        .arg("__exec")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_clear()
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("starting exec helper: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(&payload)
-            .await
-            .map_err(|e| format!("sending exec spec: {e}"))?;
-    }
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => Err(format!(
+    let reply = super::spawner::spawner()
+        .run(&t.init_exe, spec, timeout)
+        .await?;
+    match reply.code {
+        0 => Ok(()),
+        124 => Err(format!(
             "command {command:?} timed out after {}s",
             timeout.as_secs_f64()
         )),
-        Ok(Err(e)) => Err(format!("waiting for exec helper: {e}")),
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => {
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
+        code => {
+            let mut text = reply.output;
             text.truncate(MAX_OUTPUT);
-            let code = out.status.code().unwrap_or(-1);
             Err(format!(
                 "command {command:?} exited with {code}: {}",
                 text.trim()

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod grpc;
 pub mod net;
 pub mod scheduler;
+pub mod spawner;
 pub mod spec;
 pub mod state;
 pub mod tls;

@@ -54,6 +54,12 @@ fn run_exec() -> Result<i32, String> {
         .read_to_string(&mut raw)
         .map_err(|e| format!("reading spec: {e}"))?;
     let spec: ExecSpec = serde_json::from_str(&raw).map_err(|e| format!("decoding spec: {e}"))?;
+    exec_in_container(&spec)
+}
+
+/// Joins the container of `spec` and runs its command there; returns its exit code. The calling
+/// process must be single-threaded (it forks).
+pub(crate) fn exec_in_container(spec: &ExecSpec) -> Result<i32, String> {
     join_cgroups(&spec.cgroup_tasks)?;
     let v2_dir = open_cgroup_dir(spec.cgroup_v2_dir.as_deref())?;
     let mut handles = Vec::new();

@@ -7,6 +7,7 @@ mod cgroup_v1;
 pub mod devices;
 pub mod error;
 pub mod exec;
+pub mod exec_spawner;
 pub mod init;
 pub mod init_mounts;
 pub mod init_spec;

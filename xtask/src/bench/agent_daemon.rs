@@ -183,14 +183,24 @@ impl Drop for Daemon {
 pub struct CpuTicks {
     /// utime + stime of all its threads.
     pub own: u64,
-    /// cutime + cstime: its children (and their waited-for descendants) once reaped.
+    /// cutime + cstime: its children (and their waited-for descendants) once reaped, plus the
+    /// whole CPU (own + reaped children) of its live `bosun-init` helpers — the exec spawner
+    /// forks and reaps the exec helpers, so their CPU would otherwise not show up here.
     pub children: u64,
 }
 
 impl CpuTicks {
     pub fn read(pid: u32) -> Result<Self> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        Self::parse(&stat)
+        let mut ticks = Self::parse(&stat)?;
+        for helper in live_helpers(pid) {
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{helper}/stat")) {
+                if let Ok(h) = Self::parse(&stat) {
+                    ticks.children += h.own + h.children;
+                }
+            }
+        }
+        Ok(ticks)
     }
 
     fn parse(stat: &str) -> Result<Self> {
@@ -205,6 +215,27 @@ impl CpuTicks {
             children: field(16)? + field(17)?,
         })
     }
+}
+
+/// Live children of `pid` running `bosun-init` (the exec spawner); containers are not counted.
+fn live_helpers(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+            if comm.trim() == "bosun-init" {
+                out.push(child);
+            }
+        }
+    }
+    out
 }
 
 /// utime + stime of process `pid` (all its threads), in clock ticks.
