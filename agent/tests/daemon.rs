@@ -42,12 +42,12 @@ fn memory_limit_is_enforced_and_reported_as_oomkilled() {
 #[test]
 fn pod_pids_limit_caps_the_processes_of_a_pod() {
     // 40 parallel sleeps; the shell then counts processes with builtins only (a failed fork in
-    // PID 1's own shell would be fatal).
+    // PID 1's own shell would be fatal), until it sees 30 or a bounded number of tries.
     let forky = pod(
         "forky",
         "Never",
         BUSYBOX,
-        "    command: [sh, -c, 'seq 1 40 | xargs -P 40 -n 1 sleep 2 2>/dev/null & i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; set -- /proc/[0-9]*; echo procs=$#']\n",
+        "    command: [sh, -c, 'seq 1 40 | xargs -P 40 -n 1 sleep 10 2>/dev/null & i=0; while [ $i -lt 40000 ]; do set -- /proc/[0-9]*; [ $# -ge 30 ] && break; i=$((i+1)); done; set -- /proc/[0-9]*; echo procs=$#']\n",
     );
     let count = |node: &Node| -> u32 {
         let out = node.run_pod(&forky);
