@@ -54,6 +54,14 @@ pub fn run(command: &mut Command) -> Result<()> {
 /// Runs a command quietly and returns its stdout; fails if it exits non-zero.
 pub fn output(command: &mut Command) -> Result<String> {
     let line = display(command);
+    let out = output_raw(command)?;
+    String::from_utf8(out.stdout).with_context(|| format!("`{line}` printed non-UTF-8"))
+}
+
+/// Runs a command quietly and returns all it printed; fails with its stderr if it exits
+/// non-zero.
+pub fn output_raw(command: &mut Command) -> Result<std::process::Output> {
+    let line = display(command);
     let out = command
         .stdin(Stdio::null())
         .output()
@@ -65,7 +73,7 @@ pub fn output(command: &mut Command) -> Result<String> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    String::from_utf8(out.stdout).with_context(|| format!("`{line}` printed non-UTF-8"))
+    Ok(out)
 }
 
 /// Whether a command runs and exits zero, with all output discarded.

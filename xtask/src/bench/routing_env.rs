@@ -20,7 +20,7 @@ use std::{
         unix::process::CommandExt,
     },
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
@@ -222,23 +222,7 @@ impl Drop for Cgroup {
 
 /// Runs a command to completion; fails with its stderr if it exits non-zero.
 pub fn run_checked(command: &mut Command) -> Result<()> {
-    run_output(command).map(drop)
-}
-
-fn run_output(command: &mut Command) -> Result<Output> {
-    let line = crate::util::display(command);
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting `{line}`"))?;
-    if !out.status.success() {
-        bail!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out)
+    crate::util::output_raw(command).map(drop)
 }
 
 /// Runs a (programming) command for at most `limit`; returns its wall time and CPU time
