@@ -52,7 +52,7 @@ impl Node {
             root: base.join("root"),
             run_dir: base.join("run"),
             manifests: base.join("manifests"),
-            cgroup_root: format!("bosun-test-{name}"),
+            cgroup_root: format!("bosun-test-{name}-{}", std::process::id()),
             bpffs: PathBuf::from(format!(
                 "/sys/fs/bpf/bosun-test-{name}-{}",
                 std::process::id()
