@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bosun_agent::network::{NetworkConfig, PodNetwork, PodNetworkRef};
 use bosun_agent::runtime::sandbox::PodSandbox;
-use netns::{bosun_cni_dir, ping_from, NodeNetns};
+use netns::{bosun_cni_dir, node_netns, ping_from, Netns};
 
 struct Pod {
     sandbox: PodSandbox,
@@ -42,8 +42,8 @@ fn config(root: &Path, bin_dirs: Vec<PathBuf>, pod_cidr: &str) -> NetworkConfig 
     cfg
 }
 
-fn ip_of(net: &PodNetwork, node: &NodeNetns, pod: &Pod) -> String {
-    let status = node.run(|| net.add(&pod.net)).expect("CNI ADD");
+fn ip_of(net: &PodNetwork, node: &Netns, pod: &Pod) -> String {
+    let status = node.run_in(|| net.add(&pod.net)).expect("CNI ADD");
     assert_eq!(status.ips.len(), 1, "{}", status.result);
     status.ips[0].to_string()
 }
@@ -51,15 +51,15 @@ fn ip_of(net: &PodNetwork, node: &NodeNetns, pod: &Pod) -> String {
 #[test]
 fn default_bosun_cni_network_connects_pods_and_node_routes_blackhole_the_cidrs() {
     let root = tempfile::tempdir().unwrap();
-    let node = NodeNetns::new("10.97.0.1");
+    let node = node_netns("10.97.0.1");
     let net =
         PodNetwork::load(config(root.path(), vec![bosun_cni_dir()], "10.244.0.0/24")).unwrap();
     assert!(
         root.path().join("cni-conf/10-bosun.conflist").is_file(),
         "default conflist written"
     );
-    node.run(|| net.setup_node()).expect("setup_node");
-    node.run(|| net.setup_node())
+    node.run_in(|| net.setup_node()).expect("setup_node");
+    node.run_in(|| net.setup_node())
         .expect("setup_node is idempotent");
     let routes = String::from_utf8_lossy(&node.ip(&["route"]).stdout).into_owned();
     assert!(routes.contains("blackhole 10.244.0.0/24"), "{routes}");
@@ -74,17 +74,17 @@ fn default_bosun_cni_network_connects_pods_and_node_routes_blackhole_the_cidrs()
         ping_from(&node.path(), &ip_a),
         "node -> pod a (the /32 beats the blackhole)"
     );
-    node.run(|| net.check(&a.net)).expect("CHECK");
-    node.run(|| net.del(&a.net)).expect("DEL");
-    node.run(|| net.del(&a.net)).expect("second DEL");
-    node.run(|| net.del(&b.net)).expect("DEL b");
+    node.run_in(|| net.check(&a.net)).expect("CHECK");
+    node.run_in(|| net.del(&a.net)).expect("DEL");
+    node.run_in(|| net.del(&a.net)).expect("second DEL");
+    node.run_in(|| net.del(&b.net)).expect("DEL b");
 }
 
 #[test]
 fn pods_on_two_nodes_talk_through_peer_routes() {
     let root1 = tempfile::tempdir().unwrap();
     let root2 = tempfile::tempdir().unwrap();
-    let (n1, n2) = (NodeNetns::new("10.97.1.1"), NodeNetns::new("10.97.2.1"));
+    let (n1, n2) = (node_netns("10.97.1.1"), node_netns("10.97.2.1"));
     let link = netns::unique("bsn");
     let (l1, l2) = (format!("{link}a"), format!("{link}b"));
     n1.ip(&[
@@ -107,8 +107,8 @@ fn pods_on_two_nodes_talk_through_peer_routes() {
         "10.96.200.1".parse().unwrap(),
     )];
     let (net1, net2) = (PodNetwork::load(c1).unwrap(), PodNetwork::load(c2).unwrap());
-    n1.run(|| net1.setup_node()).unwrap();
-    n2.run(|| net2.setup_node()).unwrap();
+    n1.run_in(|| net1.setup_node()).unwrap();
+    n2.run_in(|| net2.setup_node()).unwrap();
     let a = Pod::new(root1.path(), "uid-a");
     let b = Pod::new(root2.path(), "uid-b");
     let (ip_a, ip_b) = (ip_of(&net1, &n1, &a), ip_of(&net2, &n2, &b));
@@ -121,14 +121,14 @@ fn pods_on_two_nodes_talk_through_peer_routes() {
         ping_from(&b.net.netns, &ip_a),
         "pod on node 2 -> pod on node 1"
     );
-    n1.run(|| net1.del(&a.net)).unwrap();
-    n2.run(|| net2.del(&b.net)).unwrap();
+    n1.run_in(|| net1.del(&a.net)).unwrap();
+    n2.run_in(|| net2.del(&b.net)).unwrap();
 }
 
 #[test]
 fn debian_bridge_and_host_local_chain_works_too() {
     let root = tempfile::tempdir().unwrap();
-    let node = NodeNetns::new("10.97.3.1");
+    let node = node_netns("10.97.3.1");
     let conf_dir = root.path().join("cni-conf");
     std::fs::create_dir_all(&conf_dir).unwrap();
     let bridge = netns::unique("bsnbr");
@@ -164,17 +164,17 @@ fn debian_bridge_and_host_local_chain_works_too() {
         "pod a -> pod b over the bridge"
     );
     assert!(ping_from(&node.path(), &ip_a), "node -> pod a");
-    node.run(|| net.check(&a.net))
+    node.run_in(|| net.check(&a.net))
         .expect("CHECK through the chain");
-    node.run(|| net.del(&a.net)).unwrap();
-    node.run(|| net.del(&a.net)).expect("second DEL");
-    node.run(|| net.del(&b.net)).unwrap();
+    node.run_in(|| net.del(&a.net)).unwrap();
+    node.run_in(|| net.del(&a.net)).expect("second DEL");
+    node.run_in(|| net.del(&b.net)).unwrap();
 }
 
 #[test]
 fn restarted_agent_finds_cached_results_and_gcs_leftovers() {
     let root = tempfile::tempdir().unwrap();
-    let node = NodeNetns::new("10.97.4.1");
+    let node = node_netns("10.97.4.1");
     let cfg = config(root.path(), vec![bosun_cni_dir()], "10.244.4.0/24");
     let (a, b) = (
         Pod::new(root.path(), "uid-a"),
@@ -187,19 +187,20 @@ fn restarted_agent_finds_cached_results_and_gcs_leftovers() {
     let second = PodNetwork::load(cfg).unwrap();
     let status = second.status(&a.net).expect("cached result survives");
     assert_eq!(status.ips[0].to_string(), ip_a);
-    node.run(|| second.check(&a.net))
+    node.run_in(|| second.check(&a.net))
         .expect("networking intact after restart");
     assert!(ping_from(&a.net.netns, &ip_b), "pods still talk");
-    node.run(|| second.gc(std::slice::from_ref(&a.net)))
+    node.run_in(|| second.gc(std::slice::from_ref(&a.net)))
         .expect("GC");
     assert!(
         second.status(&b.net).is_none(),
         "pod b was not live: DELeted"
     );
     assert!(!ping_from(&a.net.netns, &ip_b), "pod b's veth is gone");
-    node.run(|| second.check(&a.net))
+    node.run_in(|| second.check(&a.net))
         .expect("live pod untouched by GC");
-    node.run(|| second.del(&a.net)).expect("DEL after restart");
+    node.run_in(|| second.del(&a.net))
+        .expect("DEL after restart");
     let links = String::from_utf8_lossy(&node.ip(&["link"]).stdout).into_owned();
     assert!(!links.contains("bsn"), "{links}");
 }

@@ -8,11 +8,11 @@ mod netns;
 use std::time::Duration;
 
 use common::Node;
-use netns::{bosun_cni_dir, NodeNetns};
+use netns::{bosun_cni_dir, node_netns};
 
 #[test]
 fn pods_get_ips_reach_each_other_and_are_probed_by_pod_ip() {
-    let node_ns = NodeNetns::new("192.168.77.1");
+    let node_ns = node_netns("192.168.77.1");
     let mut node = Node::new("podnet");
     let conf = node.base.join("cni");
     let node_path = node_ns.path();

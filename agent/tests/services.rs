@@ -14,11 +14,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{stdout, Node};
-use netns::{bosun_cni_dir, NodeNetns};
+use netns::{bosun_cni_dir, node_netns, Netns};
 
 /// A node with its network in its own netns: subnet `n` gives 192.168.n.1 and 10.244.n.0/24.
-fn service_node(name: &str, n: u8, extra: &[&str]) -> (NodeNetns, Node) {
-    let node_ns = NodeNetns::new(&format!("192.168.{n}.1"));
+fn service_node(name: &str, n: u8, extra: &[&str]) -> (Netns, Node) {
+    let node_ns = node_netns(&format!("192.168.{n}.1"));
     // Forwarding on before any veth exists so each inherits it (bosun-cni enables it at the
     // first ADD, which can race with concurrent ADDs and leave later veths without it).
     netns::run(
@@ -78,7 +78,7 @@ fn v2_root(node: &Node) -> PathBuf {
 
 /// Starts a busybox `sh -c script` in the pods' cgroup tree (joined before entering the node
 /// netns) and in the node netns, where pod IPs are routed.
-fn spawn_client(node: &Node, ns: &NodeNetns, script: &str) -> Child {
+fn spawn_client(node: &Node, ns: &Netns, script: &str) -> Child {
     let cg = v2_root(node).join("test-client");
     std::fs::create_dir_all(&cg).expect("client cgroup");
     Command::new("/bin/busybox")
@@ -97,7 +97,7 @@ fn spawn_client(node: &Node, ns: &NodeNetns, script: &str) -> Child {
         .expect("spawn client")
 }
 
-fn run_client(node: &Node, ns: &NodeNetns, script: &str) -> Output {
+fn run_client(node: &Node, ns: &Netns, script: &str) -> Output {
     spawn_client(node, ns, script)
         .wait_with_output()
         .expect("client output")
@@ -109,7 +109,7 @@ fn requests(url: &str, n: u32) -> String {
 }
 
 /// Waits until a request through the VIP succeeds (the dataplane syncs once per second).
-fn wait_routed(node: &Node, ns: &NodeNetns, url: &str) {
+fn wait_routed(node: &Node, ns: &Netns, url: &str) {
     let script = format!("for i in $(seq 1 60); do timeout 2 wget -q -O /dev/null {url} && exit 0; sleep 0.2; done; exit 1");
     let out = run_client(node, ns, &script);
     assert!(
@@ -330,7 +330,7 @@ impl Drop for Servers {
 fn udp_cluster_ip_reaches_every_endpoint_and_replies_come_from_the_vip() {
     // No pods: a selector-less Service whose EndpointSlice names two UDP servers in the node
     // netns; the dataplane runs with --network none (it blackholes the service CIDR itself).
-    let node_ns = NodeNetns::new("192.168.84.1");
+    let node_ns = node_netns("192.168.84.1");
     node_ns.ip(&["addr", "add", "192.168.84.2/32", "dev", "lo"]);
     let mut node = Node::new("svcudp");
     node.extra_flags = vec![

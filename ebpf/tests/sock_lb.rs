@@ -15,14 +15,6 @@ use common::{
     Fixture,
 };
 
-/// Not a test: the client child process runs only this (see `common::client`).
-#[test]
-fn client_process_entry() {
-    if let Ok(plan) = std::env::var(client::ENV) {
-        client::client_main(&plan);
-    }
-}
-
 #[test]
 fn tcp_through_cluster_ip_reaches_all_backends_evenly_and_getpeername_shows_the_vip() {
     let mut fx = Fixture::new("tcp");

@@ -2,21 +2,17 @@
 //!
 //! `up`/`down` start and remove a standalone node with a ClusterIP Service (the README's first
 //! command), `setup` installs the machine's prerequisites, `images` builds the OCI test images,
-//! `test` runs the whole check (fmt, clippy, images, tests) and `bench` runs a benchmark.
+//! `test` runs the whole check (fmt, clippy, images, tests) and `bench` runs a benchmark (the
+//! `bosun-bench` crate, built only after `setup`).
 //! This file only parses the command line and dispatches; each verb lives in its module.
-
-mod bench;
-mod demo;
-mod images;
-mod setup;
-mod test;
-mod up;
-mod up_down;
-mod util;
+//!
+//! Building xtask must never need anything `setup` installs (clang, libbpf headers, protoc):
+//! it depends on no crate of ours that has such a build step. CI builds it with them hidden.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use xtask::{bench, demo, images, setup, test, up, up_down};
 
 #[derive(Parser)]
 #[command(
@@ -78,13 +74,7 @@ fn main() -> ExitCode {
             name,
             quick,
             services,
-        } => bench::run(
-            &name,
-            &bench::Options {
-                quick,
-                services: services.leak(),
-            },
-        ),
+        } => bench::run(&name, quick, &services),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

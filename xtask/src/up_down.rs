@@ -50,11 +50,16 @@ pub fn run() -> Result<()> {
     kill_cgroup_processes();
     unmount_under(&[ROOT, RUN_DIR]);
     remove_cgroups();
-    bosun_ebpf::unpin_all(Path::new(BPFFS)).with_context(|| format!("unpinning {BPFFS}"))?;
     if Path::new("/run/netns").join(NETNS).exists() {
         util::run(&mut util::cmd("ip", ["netns", "del", NETNS]))?;
     }
-    for dir in [PathBuf::from(ROOT), PathBuf::from(RUN_DIR), up::up_dir()] {
+    // Unlinking the pins (links, programs, maps) detaches the hooks and frees the maps.
+    for dir in [
+        PathBuf::from(BPFFS),
+        PathBuf::from(ROOT),
+        PathBuf::from(RUN_DIR),
+        up::up_dir(),
+    ] {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => println!("removed {}", dir.display()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -6,81 +6,17 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+// Not every test file uses every helper.
+#[allow(unused_imports)]
+pub use bosun_test_support::{run, unique, Netns};
 
-pub fn run(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A node: a named netns with `node_ip` on lo and forwarding on.
-pub struct NodeNetns {
-    pub name: String,
-}
-
-impl NodeNetns {
-    pub fn new(node_ip: &str) -> Self {
-        let name = unique("bsnta-");
-        run("ip", &["netns", "add", &name]);
-        let n = NodeNetns { name };
-        n.ip(&["link", "set", "lo", "up"]);
-        n.ip(&["addr", "add", &format!("{node_ip}/32"), "dev", "lo"]);
-        n
-    }
-
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
-    }
-
-    pub fn ip(&self, args: &[&str]) -> Output {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// Runs `f` on a thread inside this netns (so plugins it spawns run here too).
-    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        in_netns(&self.path(), f)
-    }
-}
-
-impl Drop for NodeNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Runs `f` on a fresh thread that has entered the netns at `path`.
-pub fn in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> T {
-    let ns = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
+/// A node: a netns (from `bosun-test-support`) with `node_ip` on lo.
+pub fn node_netns(node_ip: &str) -> Netns {
+    let node = Netns::new("bsnta-");
+    node.ip(&["addr", "add", &format!("{node_ip}/32"), "dev", "lo"]);
+    node
 }
 
 /// One ping from the netns at `netns` to `dst`.

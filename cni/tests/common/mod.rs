@@ -1,91 +1,16 @@
-//! Kernel test helpers for bosun-cni: throwaway network namespaces ("nodes" and "pods") made
-//! with `ip netns`, removed on drop, and a runner that executes the plugin inside a node
+//! Kernel test helpers for bosun-cni: throwaway network namespaces ("nodes" and "pods", from
+//! `bosun-test-support`), and a runner that executes the plugin inside a node
 //! netns. Traffic stays inside these namespaces; nothing is added to the host's root netns.
 
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 
+// Not every test file uses every helper.
+#[allow(unused_imports)]
+pub use bosun_test_support::{unique, Netns};
 use serde_json::Value;
-
-/// A unique short name: `prefix` + pid + counter (≤ 15 bytes for short prefixes).
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Runs a command, panicking with its output when it fails.
-pub fn run(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A named network namespace, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(prefix: &str) -> Self {
-        let name = unique(prefix);
-        run("ip", &["netns", "add", &name]);
-        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
-        Netns { name }
-    }
-
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
-    }
-
-    /// `ip -n NAME args...`
-    pub fn ip(&self, args: &[&str]) -> Output {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// Whether one ping from this netns to `dst` is answered.
-    pub fn ping(&self, dst: &str) -> bool {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.name,
-                "/bin/busybox",
-                "ping",
-                "-c1",
-                "-W2",
-                dst,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 /// A node netns with a node address on `lo` (so the node has a source address for pods).
 pub fn node(prefix: &str, node_ip: &str) -> Netns {
@@ -105,11 +30,7 @@ pub struct PluginOutput {
 pub fn plugin(node: Option<&Netns>, env: &[(&str, &str)], stdin: &str) -> PluginOutput {
     let bin = env!("CARGO_BIN_EXE_bosun-cni");
     let mut cmd = match node {
-        Some(n) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &n.name, bin]);
-            c
-        }
+        Some(n) => n.command(bin),
         None => Command::new(bin),
     };
     cmd.env_clear()

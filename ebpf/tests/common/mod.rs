@@ -1,6 +1,7 @@
 //! Kernel test fixtures: a network namespace with backends on `lo`, a cgroup v2 directory
-//! with the socket LB attached, a private bpffs pin directory, and a client process that
-//! joins the cgroup and the netns. Every packet stays inside the test's netns: it has only
+//! with the socket LB attached, a private bpffs pin directory (namespaces, cgroups and the
+//! client process come from `bosun-test-support`), and a client that joins the cgroup and
+//! the netns. Every packet stays inside the test's netns: it has only
 //! `lo` (backends 10.250.x.y/32) and a blackhole route for the service CIDR 10.96.0.0/16.
 //! Everything is removed on drop, also when the test fails.
 
@@ -13,39 +14,19 @@ pub mod svc;
 use std::{
     fs,
     net::Ipv4Addr,
-    os::fd::{AsRawFd, OwnedFd},
     path::{Path, PathBuf},
     process::Command,
-    sync::atomic::{AtomicU32, Ordering},
 };
 
 use bosun_ebpf::{MapSizes, SockLb};
+pub use bosun_test_support::{CgroupDir, Netns};
 
 pub const CGROUP2_ROOT: &str = "/sys/fs/cgroup/unified";
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A name unique to this process and call, short enough for a netns.
+/// A name unique to this process and call, for cgroups and pin directories.
 pub fn unique(tag: &str) -> String {
-    format!(
-        "bosun-t-{}-{}-{}",
-        tag,
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-fn run(cmd: &[&str]) {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bosun_test_support::unique(&format!("bosun-t-{tag}-"))
 }
 
 /// Makes sure a bpffs is mounted at /sys/fs/bpf.
@@ -61,84 +42,19 @@ pub fn ensure_bpffs() {
     }
 }
 
-/// A network namespace created by the test (deleted on drop).
-pub struct Netns {
-    pub name: String,
-    pub fd: OwnedFd,
+/// The test's network namespace: `lo` only, and a blackhole route for the service CIDR, so
+/// unhandled service traffic dies here; nothing in it leads anywhere else.
+pub fn test_netns(tag: &str) -> Netns {
+    let ns = Netns::new(&format!("bosun-t-{tag}-"));
+    ns.ip(&["route", "add", "blackhole", "10.96.0.0/16"]);
+    ns
 }
 
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        let name = unique(tag);
-        run(&["ip", "netns", "add", &name]);
-        let fd = fs::File::open(format!("/run/netns/{name}"))
-            .expect("open netns file")
-            .into();
-        let ns = Netns { name, fd };
-        ns.ip(&["link", "set", "lo", "up"]);
-        // Unhandled service traffic dies here; nothing in this netns leads anywhere else.
-        ns.ip(&["route", "add", "blackhole", "10.96.0.0/16"]);
-        ns
-    }
-
-    pub fn ip(&self, args: &[&str]) {
-        let mut cmd = vec!["ip", "-n", &self.name];
-        cmd.extend_from_slice(args);
-        run(&cmd);
-    }
-
-    /// Adds `10.250.<sub>.<host>/32` on lo and returns it.
-    pub fn add_backend_ip(&self, sub: u8, host: u8) -> Ipv4Addr {
-        let ip = Ipv4Addr::new(10, 250, sub, host);
-        self.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
-        ip
-    }
-
-    /// Runs `f` on a thread that entered this netns (setns is per thread).
-    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let fd = self.fd.as_raw_fd();
-        let handle = std::thread::spawn(move || {
-            // SAFETY: fd is a valid netns fd kept open by `self` for the thread's lifetime
-            // (we join before returning); setns(CLONE_NEWNET) affects only this thread.
-            let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        });
-        handle.join().expect("netns thread panicked")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// A cgroup v2 directory created by the test (removed on drop).
-pub struct Cgroup {
-    pub path: PathBuf,
-}
-
-impl Cgroup {
-    pub fn new(tag: &str) -> Cgroup {
-        let path = Path::new(CGROUP2_ROOT).join(unique(tag));
-        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        Cgroup { path }
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        eprintln!("warning: could not remove cgroup {}", self.path.display());
-    }
+/// Adds `10.250.<sub>.<host>/32` on the namespace's lo and returns it.
+pub fn add_backend_ip(ns: &Netns, sub: u8, host: u8) -> Ipv4Addr {
+    let ip = Ipv4Addr::new(10, 250, sub, host);
+    ns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+    ip
 }
 
 /// A private pin directory on bpffs; everything under it is unpinned on drop.
@@ -179,7 +95,7 @@ pub fn test_sizes() -> MapSizes {
 pub struct Fixture {
     pub lb: Option<SockLb>,
     pub pins: PinDir,
-    pub cgroup: Cgroup,
+    pub cgroup: CgroupDir,
     pub netns: Netns,
 }
 
@@ -189,8 +105,8 @@ impl Fixture {
     }
 
     pub fn with_sizes(tag: &str, sizes: MapSizes) -> Fixture {
-        let netns = Netns::new(tag);
-        let cgroup = Cgroup::new(tag);
+        let netns = test_netns(tag);
+        let cgroup = CgroupDir::new(Path::new(CGROUP2_ROOT), &unique(tag));
         let pins = PinDir::new(tag);
         let lb = SockLb::load_or_adopt(&pins.path, sizes).expect("load socket LB");
         lb.attach(&cgroup.path).expect("attach socket LB");

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use super::Netns;
+use super::{add_backend_ip, Netns};
 
 /// A listener thread; stops on drop.
 pub struct Server {
@@ -85,7 +85,7 @@ impl Server {
 pub fn backends(ns: &Netns, sub: u8, n: u8, port: u16, udp: bool) -> Vec<Server> {
     (1..=n)
         .map(|h| {
-            let ip = ns.add_backend_ip(sub, h);
+            let ip = add_backend_ip(ns, sub, h);
             if udp {
                 Server::udp(ns, ip, port)
             } else {

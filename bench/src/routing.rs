@@ -107,7 +107,7 @@ pub fn run(options: &Options) -> Result<()> {
     if let Ok(plan) = std::env::var(client::ENV) {
         return client::client_main(&plan);
     }
-    if !crate::util::is_root() {
+    if !xtask::util::is_root() {
         bail!("bench routing needs root (netns, cgroups, BPF, netfilter)");
     }
     let counts = service_counts(options)?;
@@ -182,7 +182,7 @@ fn measure(ctx: &Ctx, n: u32, imp: &str, rows: &mut Vec<Row>) -> Result<()> {
     match imp {
         "direct" => traffic(ctx, None, false, &mut push),
         "bosun" => {
-            let mut lb = Bosun::load(n, &ctx.cgroup.path)?;
+            let mut lb = Bosun::load(n, ctx.cgroup.path())?;
             let (wall, cpu) = lb.sync_full(n)?;
             push("sync_full_ms", wall);
             push("dataplane_cpu_ms", cpu);

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::pods_mountns::{NoV2MountNs, UNIFIED};
-use crate::util;
+use xtask::util;
 
 /// A peer runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

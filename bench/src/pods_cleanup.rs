@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use super::pods::CGROUP_ROOT;
 use super::pods_peers::{state_dir, Peer};
-use crate::util;
+use xtask::util;
 
 const CGROUP_FS: &str = "/sys/fs/cgroup";
 const CLEANUP_LIMIT: Duration = Duration::from_secs(20);

@@ -16,7 +16,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::util;
+use xtask::util;
 
 const POLL: Duration = Duration::from_millis(500);
 const TERM_LIMIT: Duration = Duration::from_secs(20);

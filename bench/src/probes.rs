@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use super::agent_daemon::Agent;
 use super::probes_case::{self, Case};
 use super::{pods_cleanup, probes_crun, write_results, Options, Row};
-use crate::{images, util};
+use xtask::{images, util};
 
 /// The agent's cgroup root; the crun peer's cgroups are `bosun-bench-probes-crun/...`.
 const CGROUP_ROOT: &str = "bosun-bench-probes";

@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 use super::agent_daemon::Agent;
 use super::pods_peers::{Peer, Peers};
 use super::{percentiles, pods_density, write_results, Options, Row};
-use crate::{images, util};
+use xtask::{images, util};
 
 /// The cgroup root the agent runs with; peers use `bosun-bench-<peer>`.
 pub const CGROUP_ROOT: &str = "bosun-bench";

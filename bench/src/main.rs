@@ -1,4 +1,9 @@
-//! `cargo xtask bench NAME`: the benchmark dispatcher and what every benchmark shares.
+//! `bosun-bench NAME` (run by `cargo xtask bench NAME` after `setup`): the benchmark
+//! dispatcher and what every benchmark shares.
+//!
+//! The benchmarks live in their own crate because they link the eBPF loader (`bosun-ebpf`),
+//! whose build needs clang and libbpf's headers: `xtask` must build on a fresh machine before
+//! `cargo xtask setup` has installed them.
 //!
 //! A benchmark measures bosun against a peer in the same run (DESIGN.md §6), returns
 //! [`Row`]s, and [`write_results`] prints them as a table and writes
@@ -6,11 +11,13 @@
 //! this module never measures anything itself.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use clap::Parser;
 use serde::Serialize;
 
-use crate::util;
+use xtask::util;
 
 mod agent_daemon;
 mod cni;
@@ -31,6 +38,38 @@ mod routing_env;
 mod routing_iptables;
 mod routing_nft;
 mod routing_report;
+
+/// `bosun-bench NAME [--quick] [--services 1,1000]`.
+#[derive(Parser)]
+#[command(
+    name = "bosun-bench",
+    about = "bosun benchmarks against peers measured in the same run"
+)]
+struct Cli {
+    /// The benchmark to run.
+    name: String,
+    /// Few iterations: a fast check that the benchmark works, not a measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Service counts for benchmarks that scale with them (routing), e.g. 1,1000,10000,50000.
+    #[arg(long, value_delimiter = ',')]
+    services: Vec<u32>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let options = Options {
+        quick: cli.quick,
+        services: cli.services.leak(),
+    };
+    match run(&cli.name, &options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// How a benchmark should run, from the command line.
 #[derive(Clone, Copy, Debug, Default)]

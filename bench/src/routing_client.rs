@@ -83,7 +83,7 @@ impl ConnPlan {
 pub fn run_conn(place: impl FnOnce(&mut Command), plan: &ConnPlan) -> Result<ConnResult> {
     let mut command = Command::new("/proc/self/exe");
     command
-        .args(["bench", "routing"])
+        .arg("routing")
         .env(ENV, plan.encode())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

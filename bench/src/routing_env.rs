@@ -19,13 +19,14 @@ use std::{
         fd::{AsRawFd, BorrowedFd},
         unix::process::CommandExt,
     },
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
+use bosun_test_support::CgroupDir;
 use nix::{
     sched::{setns, CloneFlags},
     sys::resource::{getrusage, UsageWho},
@@ -49,10 +50,9 @@ pub fn backend_ip(k: usize) -> Ipv4Addr {
 /// How many backend addresses (and endpoints per service) there are.
 pub const BACKENDS: usize = 10;
 
-/// The test network namespace (deleted on drop).
+/// The test network namespace (deleted on drop, after its nftables ruleset).
 pub struct Netns {
-    pub name: String,
-    fd: File,
+    ns: bosun_test_support::Netns,
     /// The last client source address index handed out by [`Netns::route_services`].
     phase: std::sync::atomic::AtomicU8,
 }
@@ -61,21 +61,11 @@ impl Netns {
     /// Creates the namespace with its addresses, the blackhole route and bench sysctls.
     pub fn create() -> Result<Netns> {
         let name = format!("bosun-bench-rt-{}", std::process::id());
-        run_checked(Command::new("ip").args(["netns", "add", &name]))?;
         // From here on, drop deletes the namespace whatever fails next.
-        let fd = match File::open(format!("/run/netns/{name}")) {
-            Ok(fd) => fd,
-            Err(e) => {
-                let _ = Command::new("ip").args(["netns", "del", &name]).status();
-                return Err(e).context("opening the bench netns");
-            }
-        };
         let ns = Netns {
-            name,
-            fd,
+            ns: bosun_test_support::Netns::create(&name)?,
             phase: std::sync::atomic::AtomicU8::new(0),
         };
-        ns.ip(&["link", "set", "lo", "up"])?;
         for k in 0..BACKENDS {
             ns.ip(&["addr", "add", &format!("{}/32", backend_ip(k)), "dev", "lo"])?;
         }
@@ -99,7 +89,8 @@ impl Netns {
 
     /// Runs `ip -n NAME ARGS`.
     pub fn ip(&self, args: &[&str]) -> Result<()> {
-        run_checked(Command::new("ip").arg("-n").arg(&self.name).args(args))
+        self.ns.try_ip(args)?;
+        Ok(())
     }
 
     fn sysctl(&self, key: &str, value: &str) -> Result<()> {
@@ -147,7 +138,7 @@ impl Netns {
     /// written through this process's view), then enter this namespace, just before exec.
     /// Both fds must stay open until the command is spawned.
     pub fn place(&self, command: &mut Command, procs: Option<&File>) {
-        let ns_fd = self.fd.as_raw_fd();
+        let ns_fd = self.ns.file().as_raw_fd();
         let procs_fd = procs.map(|f| f.as_raw_fd());
         // SAFETY: the closure runs in the forked child before exec and makes only raw,
         // async-signal-safe syscalls (write(2), setns(2)) on fds the parent keeps open until
@@ -166,41 +157,35 @@ impl Netns {
 
     /// Runs `f` on a thread that entered this namespace (setns is per thread).
     pub fn on_thread<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                setns(&self.fd, CloneFlags::CLONE_NEWNET).context("entering the bench netns")?;
-                f()
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("bench netns thread panicked"))?
-        })
+        self.ns.try_run_in(f)?
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // The namespace itself goes when `self.ns` drops, right after this.
         let _ = self.flush_ruleset();
-        if let Err(e) = run_checked(Command::new("ip").args(["netns", "del", &self.name])) {
-            eprintln!("warning: deleting netns {}: {e:#}", self.name);
-        }
     }
 }
 
 /// The client's cgroup v2 directory (removed on drop).
-pub struct Cgroup {
-    pub path: PathBuf,
-}
+pub struct Cgroup(CgroupDir);
 
 impl Cgroup {
     pub fn create() -> Result<Cgroup> {
-        let path = Path::new(CGROUP2_ROOT).join(format!("bosun-bench-rt-{}", std::process::id()));
-        std::fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?;
-        Ok(Cgroup { path })
+        let name = format!("bosun-bench-rt-{}", std::process::id());
+        CgroupDir::create(Path::new(CGROUP2_ROOT), &name)
+            .map(Cgroup)
+            .with_context(|| format!("mkdir {CGROUP2_ROOT}/{name}"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0.path
     }
 
     /// `cgroup.procs`, open for writing; pass it to [`Netns::place`].
     pub fn procs(&self) -> Result<File> {
-        let path = self.path.join("cgroup.procs");
+        let path = self.0.procs();
         OpenOptions::new()
             .write(true)
             .open(&path)
@@ -208,28 +193,16 @@ impl Cgroup {
     }
 }
 
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for _ in 0..100 {
-            if std::fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("warning: could not remove cgroup {}", self.path.display());
-    }
-}
-
 /// Runs a command to completion; fails with its stderr if it exits non-zero.
 pub fn run_checked(command: &mut Command) -> Result<()> {
-    crate::util::output_raw(command).map(drop)
+    xtask::util::output_raw(command).map(drop)
 }
 
 /// Runs a (programming) command for at most `limit`; returns its wall time and CPU time
 /// (user + system of the child, from getrusage(RUSAGE_CHILDREN)), both in ms, or `None`
 /// when it was killed at the limit.
 pub fn run_timed(command: &mut Command, limit: Duration) -> Result<Option<(f64, f64)>> {
-    let line = crate::util::display(command);
+    let line = xtask::util::display(command);
     let before = children_cpu()?;
     let start = Instant::now();
     let mut child = command

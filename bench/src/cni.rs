@@ -10,10 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use bosun_test_support::Netns;
 use serde_json::{json, Value};
 
 use super::{percentiles, write_results, Options, Row};
-use crate::util;
+use xtask::util;
 
 const DEBIAN_CNI: &str = "/usr/lib/cni";
 
@@ -22,34 +23,6 @@ struct Peer {
     name: &'static str,
     bin: PathBuf,
     conf: Value,
-}
-
-/// Netns named for the bench, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Result<Self> {
-        // A killed earlier run may have left it behind.
-        let _ = Command::new("ip")
-            .args(["netns", "del", name])
-            .stderr(Stdio::null())
-            .status();
-        util::output(&mut util::cmd("ip", ["netns", "add", name]))?;
-        util::output(&mut util::cmd(
-            "ip",
-            ["-n", name, "link", "set", "lo", "up"],
-        ))?;
-        Ok(Netns(name.to_owned()))
-    }
-    fn path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.0)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -75,8 +48,8 @@ pub fn run(options: &Options) -> Result<()> {
 }
 
 fn measure(work: &Path, iterations: usize) -> Result<Vec<Row>> {
-    let node = Netns::new("bsnbench-node")?;
-    let pod = Netns::new("bsnbench-pod")?;
+    let node = Netns::create("bsnbench-node")?;
+    let pod = Netns::create("bsnbench-pod")?;
     let peers = [
         Peer {
             name: "bosun",
@@ -103,34 +76,26 @@ fn measure(work: &Path, iterations: usize) -> Result<Vec<Row>> {
             peers[1].bin.display()
         );
     }
-    let node_ns = std::fs::File::open(node.path()).context("opening bench node netns")?;
     let pod_path = pod.path();
     // Every plugin runs from a thread that entered the node netns: the pod veth and routes
     // land there, never in the host's namespace.
-    let samples = std::thread::scope(|s| {
-        s.spawn(|| -> Result<Vec<[Vec<f64>; 3]>> {
-            nix::sched::setns(&node_ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .context("entering the bench node netns")?;
-            let mut samples: Vec<[Vec<f64>; 3]> =
-                peers.iter().map(|_| Default::default()).collect();
-            for i in 0..iterations {
-                for (peer, out) in peers.iter().zip(samples.iter_mut()) {
-                    let id = format!("bench{i}");
-                    let t0 = Instant::now();
-                    invoke(peer, "ADD", &id, &pod_path)?;
-                    let t1 = Instant::now();
-                    invoke(peer, "DEL", &id, &pod_path)?;
-                    let t2 = Instant::now();
-                    out[0].push((t2 - t0).as_secs_f64() * 1e3);
-                    out[1].push((t1 - t0).as_secs_f64() * 1e3);
-                    out[2].push((t2 - t1).as_secs_f64() * 1e3);
-                }
+    let samples = node.try_run_in(|| -> Result<Vec<[Vec<f64>; 3]>> {
+        let mut samples: Vec<[Vec<f64>; 3]> = peers.iter().map(|_| Default::default()).collect();
+        for i in 0..iterations {
+            for (peer, out) in peers.iter().zip(samples.iter_mut()) {
+                let id = format!("bench{i}");
+                let t0 = Instant::now();
+                invoke(peer, "ADD", &id, &pod_path)?;
+                let t1 = Instant::now();
+                invoke(peer, "DEL", &id, &pod_path)?;
+                let t2 = Instant::now();
+                out[0].push((t2 - t0).as_secs_f64() * 1e3);
+                out[1].push((t1 - t0).as_secs_f64() * 1e3);
+                out[2].push((t2 - t1).as_secs_f64() * 1e3);
             }
-            Ok(samples)
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("bench thread panicked"))?
-    })?;
+        }
+        Ok(samples)
+    })??;
     let mut rows = Vec::new();
     for (peer, [both, add, del]) in peers.iter().zip(samples) {
         for (case, sample) in [("add+del", both), ("add", add), ("del", del)] {
