@@ -8,7 +8,7 @@ mod common;
 mod netns;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -141,6 +141,51 @@ fn scrape(port: u16) -> String {
     body
 }
 
+/// The value of `name{namespace="default",name="<service>"}` in a metrics scrape.
+fn metric(text: &str, name: &str, service: &str) -> Option<f64> {
+    let service_label = format!("name=\"{service}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| l.contains("namespace=\"default\"") && l.contains(&service_label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A client's stdout lines, collected by a thread as they arrive.
+struct ClientLines {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl ClientLines {
+    fn follow(child: &mut Child) -> ClientLines {
+        let out = child.stdout.take().expect("client stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        ClientLines { lines, reader }
+    }
+
+    fn count(&self) -> usize {
+        self.lines.lock().expect("lines").len()
+    }
+
+    /// Every line, once the client closed its stdout.
+    fn finish(self) -> Vec<String> {
+        self.reader.join().expect("reader thread");
+        let lines = self.lines.lock().expect("lines");
+        lines.clone()
+    }
+
+    fn wait_for(&self, count: usize, what: &str) {
+        common::wait_until(what, Duration::from_secs(60), || self.count() >= count);
+    }
+}
+
 fn wait_ready(node: &Node, names: &[&str]) {
     for name in names {
         node.wait_pod(name, "ready", Duration::from_secs(60), |p| {
@@ -186,22 +231,19 @@ fn cluster_ip_spreads_over_ready_pods_skips_unready_and_deleted_ones_and_refuses
     assert_eq!(keys, ["web-1", "web-2", "web-3"], "{spread:?}");
 
     let metrics = scrape(port);
-    let line = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("bosun_service_connections_total{namespace=\"default\",name=\"web\"")
-        })
-        .unwrap_or_else(|| panic!("no service counter:\n{metrics}"));
-    let n: u64 = line
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    assert!(n >= 30, "{line}");
+    let connections = metric(&metrics, "bosun_service_connections_total", "web");
+    assert!(
+        connections.is_some_and(|n| n >= 30.0),
+        "{connections:?}\n{metrics}"
+    );
 
-    // A deleted pod gets no new connections (it is terminating, others are ready).
+    // A deleted pod gets no new connections: wait until it is gone and the dataplane shows
+    // the two remaining backends.
     node.remove("web-1.yaml");
-    std::thread::sleep(Duration::from_millis(1500));
+    node.wait_gone("web-1", Duration::from_secs(30));
+    common::wait_until("two backends for web", Duration::from_secs(10), || {
+        metric(&scrape(port), "bosun_service_backends", "web") == Some(2.0)
+    });
     let out = run_client(&node, &ns, &requests(url, 20));
     let spread = count_lines(&stdout(&out));
     assert!(
@@ -239,32 +281,36 @@ fn agent_restart_during_a_request_loop_fails_no_request() {
     let url = "http://10.96.82.10/";
     wait_routed(&node, &ns, url);
 
-    let n = 200;
+    // One line per request, read as it comes: the loop must serve requests before the stop,
+    // while no agent runs, and after the new agent adopted the dataplane.
+    let n = 400;
     let script = format!(
-        "ok=0; fail=0; for i in $(seq 1 {n}); do if timeout 3 wget -q -O /dev/null {url}; then ok=$((ok+1)); else fail=$((fail+1)); fi; sleep 0.03; done; echo ok=$ok fail=$fail"
+        "for i in $(seq 1 {n}); do if timeout 3 wget -q -O /dev/null {url}; then echo ok; else echo fail; fi; sleep 0.03; done"
     );
     let mut client = spawn_client(&node, &ns, &script);
-    std::thread::sleep(Duration::from_secs(1));
+    let lines = ClientLines::follow(&mut client);
+    lines.wait_for(20, "requests before the stop");
     node.stop_daemon();
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        client.try_wait().expect("client").is_none(),
-        "the loop must outlast the agent's downtime"
-    );
+    let at_stop = lines.count();
+    lines.wait_for(at_stop + 20, "requests while no agent runs");
     node.start_daemon();
-    std::thread::sleep(Duration::from_secs(2));
-    let restarted_mid_loop = client.try_wait().expect("client").is_none();
-    let out = client.wait_with_output().expect("client output");
-    let text = stdout(&out);
-    println!("request loop across an agent restart: {text}");
+    common::wait_until("the new agent to adopt", Duration::from_secs(20), || {
+        node.daemon_log().contains("adopted=true")
+    });
+    let at_adoption = lines.count();
+    lines.wait_for(at_adoption + 20, "requests after the adoption");
     assert!(
-        restarted_mid_loop,
-        "the loop ended before the new agent synced"
+        at_adoption < n as usize,
+        "the loop ended before the new agent adopted the dataplane"
     );
+    let status = client.wait().expect("client");
+    assert!(status.success(), "{status}");
+    let results = lines.finish();
+    let failed = results.iter().filter(|l| l.as_str() != "ok").count();
     assert_eq!(
-        text.trim(),
-        format!("ok={n} fail=0"),
-        "{}",
+        (results.len(), failed),
+        (n as usize, 0),
+        "{results:?}\n{}",
         node.daemon_log()
     );
     assert!(
