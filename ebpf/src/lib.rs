@@ -14,11 +14,13 @@ pub mod layout;
 mod error;
 mod loader;
 mod maglev;
+mod maps;
 mod service;
 mod sys;
 mod table;
 
 pub use error::DataplaneError;
-pub use loader::{unpin_all, MapSizes, SockLb, SOCK_LB_OBJECT};
+pub use loader::{unpin_all, SockLb, SOCK_LB_OBJECT};
 pub use maglev::{is_prime, maglev_table};
+pub use maps::MapSizes;
 pub use service::{Backend, InstalledService, Protocol, ServiceCounters, ServiceKey, ServiceSpec};

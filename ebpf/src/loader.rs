@@ -6,6 +6,7 @@
 //! Never touches anything outside that directory and the cgroups it is asked to attach to.
 
 use std::{
+    collections::BTreeMap,
     fs,
     os::{fd::AsFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
@@ -19,8 +20,11 @@ use aya::{
 
 use crate::{
     error::DataplaneError,
-    layout::MAGLEV_CHUNK,
-    maglev::is_prime,
+    maps::{
+        MapSizes, MAPS, MAP_AFFINITY, MAP_BACKENDS, MAP_COUNTERS, MAP_MAGLEV, MAP_REVNAT,
+        MAP_SERVICES,
+    },
+    service::{InstalledService, ServiceCounters, ServiceKey, ServiceSpec},
     sys,
     table::{ServiceTable, TableMaps},
 };
@@ -28,21 +32,6 @@ use crate::{
 /// The compiled `sock_lb.c`, embedded at build time.
 pub static SOCK_LB_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sock_lb.o"));
-
-pub(crate) const MAP_SERVICES: &str = "bosun_svc_v1";
-pub(crate) const MAP_BACKENDS: &str = "bosun_be_v1";
-pub(crate) const MAP_MAGLEV: &str = "bosun_maglev_v1";
-pub(crate) const MAP_AFFINITY: &str = "bosun_aff_v1";
-pub(crate) const MAP_REVNAT: &str = "bosun_revnat_v1";
-pub(crate) const MAP_COUNTERS: &str = "bosun_cnt_v1";
-const MAPS: [&str; 6] = [
-    MAP_SERVICES,
-    MAP_BACKENDS,
-    MAP_MAGLEV,
-    MAP_AFFINITY,
-    MAP_REVNAT,
-    MAP_COUNTERS,
-];
 
 /// One cgroup hook: program name in the object, its pin, the attach type (uapi value).
 struct Hook {
@@ -78,70 +67,6 @@ const HOOKS: [Hook; 4] = [
         attach_uapi: 29, // BPF_CGROUP_INET4_GETPEERNAME
     },
 ];
-
-/// Map capacities, fixed when the maps are created (an adopted map keeps its size; see
-/// [`SockLb::map_sizes`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MapSizes {
-    /// Service entries (VIP, port, proto); also bounds service ids and the counters.
-    pub services: u32,
-    /// Backend slots over all services. A service uses up to twice its backend count (two
-    /// generations, so an update never shows a half-written service).
-    pub backend_slots: u32,
-    /// Services that may use Maglev at the same time.
-    pub maglev_services: u32,
-    /// Maglev table size M, a prime well above the backend count (16381; 1021 in tests).
-    pub maglev_table_size: u32,
-    /// ClientIP affinity entries (LRU).
-    pub affinity: u32,
-    /// Reverse translation entries, one per translated socket and backend (LRU).
-    pub revnat: u32,
-}
-
-impl Default for MapSizes {
-    fn default() -> Self {
-        MapSizes {
-            services: 65536,
-            backend_slots: 262144,
-            maglev_services: 64,
-            maglev_table_size: 16381,
-            affinity: 65536,
-            revnat: 262144,
-        }
-    }
-}
-
-impl MapSizes {
-    /// Maglev chunks per table (map values of `MAGLEV_CHUNK` entries).
-    pub(crate) fn maglev_chunks_per_table(&self) -> u32 {
-        self.maglev_table_size.div_ceil(MAGLEV_CHUNK as u32)
-    }
-
-    fn maglev_map_entries(&self) -> u32 {
-        (self.maglev_services.max(1) * 2).saturating_mul(self.maglev_chunks_per_table())
-    }
-
-    fn validate(&self) -> Result<(), DataplaneError> {
-        let bad = |what: String| Err(DataplaneError::InvalidSizes(what));
-        if !is_prime(self.maglev_table_size) || self.maglev_table_size > u16::MAX as u32 {
-            return bad(format!(
-                "maglev_table_size {} must be a prime below 65536",
-                self.maglev_table_size
-            ));
-        }
-        for (name, v) in [
-            ("services", self.services),
-            ("backend_slots", self.backend_slots),
-            ("affinity", self.affinity),
-            ("revnat", self.revnat),
-        ] {
-            if v == 0 {
-                return bad(format!("{name} must be at least 1"));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The loaded (or adopted) socket load balancer and its service table.
 pub struct SockLb {
@@ -294,6 +219,44 @@ impl SockLb {
     /// gone once this returns (and the maps once `self` is dropped here).
     pub fn detach_and_unpin(self) -> Result<(), DataplaneError> {
         unpin_all(&self.dir)
+    }
+}
+
+impl SockLb {
+    /// Installs or replaces a service: backend slots (and Maglev table) of the inactive
+    /// generation first, then the service entry, so readers see the old or the new service,
+    /// never a mix. A spec equal to what is installed is a no-op. Returns the service id.
+    pub fn upsert_service(
+        &mut self,
+        key: ServiceKey,
+        svc: ServiceSpec,
+    ) -> Result<u32, DataplaneError> {
+        self.table.upsert(key, &svc)
+    }
+
+    /// Installs or replaces many services (a full sync) with batched map writes: all backend
+    /// slots first, then all service entries. Each service gets its own result; a failure
+    /// leaves that service as it was.
+    pub fn upsert_services(
+        &mut self,
+        services: impl IntoIterator<Item = (ServiceKey, ServiceSpec)>,
+    ) -> Vec<(ServiceKey, Result<u32, DataplaneError>)> {
+        self.table.upsert_many(services.into_iter().collect())
+    }
+
+    /// Removes a service (its entry first, then its slots); false if it was not installed.
+    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<bool, DataplaneError> {
+        self.table.remove(key)
+    }
+
+    /// Installed services with their normalized specs, for diffing against desired state.
+    pub fn services(&self) -> BTreeMap<ServiceKey, InstalledService> {
+        self.table.services()
+    }
+
+    /// The counters of one service, summed over CPUs.
+    pub fn counters(&self, service_id: u32) -> Result<ServiceCounters, DataplaneError> {
+        self.table.counters(service_id)
     }
 }
 

@@ -21,8 +21,8 @@ use tar::EntryType;
 
 use super::digest::{digest_of, sha256_hex, HashingReader};
 use super::error::{io_err, ImageError};
-use super::layout::SourceImage;
 use super::reference::Reference;
+use super::source::SourceImage;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 

@@ -14,20 +14,13 @@ use super::archive::{docker_archive_to_oci, stage_tarball};
 use super::digest::sha256_hex;
 use super::error::{io_err, ImageError};
 use super::reference::{is_valid_tag, Reference};
+use super::source::SourceImage;
 use super::store::ScratchDir;
 
 /// Annotation holding a full reference or just a tag.
 pub(crate) const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// Annotation containerd and docker (>= 25) use for the full image name.
 pub(crate) const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
-
-/// One reference to import and the descriptor it names in the source.
-#[derive(Debug, Clone)]
-pub(crate) struct SourceImage {
-    /// Normalised reference.
-    pub reference: String,
-    pub descriptor: Descriptor,
-}
 
 /// An opened import source: a directory in OCI layout form plus the images it names.
 pub(crate) struct ImageSource {

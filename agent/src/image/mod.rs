@@ -15,6 +15,7 @@ mod gc;
 mod import;
 mod layout;
 mod reference;
+mod source;
 mod store;
 mod unpack;
 

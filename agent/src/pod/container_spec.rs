@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::image::ResolvedImage;
-use crate::runtime::cgroup::{CgroupResources, CPU_PERIOD_US};
+use crate::runtime::cgroup_resources::{CgroupResources, CPU_PERIOD_US};
 use crate::runtime::init_spec::DEFAULT_CAPABILITIES;
 use crate::runtime::{BindMount, InitSpec, ProcessSpec};
 use crate::spec::{resolve_command_with_env, resolve_env, Container, Pod, SpecError};

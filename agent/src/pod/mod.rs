@@ -2,8 +2,10 @@
 //! the records that let a restarted agent adopt its containers. Translates Kubernetes specs into
 //! runtime calls; never calls the kernel directly.
 
+mod adopt;
 pub mod backoff;
 pub mod container_spec;
+mod event;
 pub mod logs;
 mod network;
 pub mod node;

@@ -61,3 +61,10 @@ pub fn load_all(pods_dir: &Path) -> Vec<PodRecord> {
     }
     out
 }
+
+/// Milliseconds since the epoch (how records store instants).
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -9,7 +9,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::container_spec::{init_spec, ContainerPaths};
-use super::worker::{PodEvent, PodWorker};
+use super::event::PodEvent;
+use super::worker::PodWorker;
 use crate::probe::exec::ExecTarget;
 use crate::probe::net::NetTarget;
 use crate::probe::spec::container_probes;

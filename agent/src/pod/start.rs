@@ -8,10 +8,10 @@ use std::time::SystemTime;
 use super::container_spec::{
     container_resources, init_spec, pod_files, pod_resources, ContainerPaths,
 };
+use super::persist::unix_ms;
 use super::persist::ProcessRecord;
 use super::running::{watch_exit, RunningContainer};
 use super::status::ContainerState;
-use super::worker::unix_ms;
 use super::worker::PodWorker;
 use crate::runtime::sandbox::PodSandbox;
 use crate::runtime::spawn::{prepare_container_dir, start_container};
@@ -176,7 +176,7 @@ impl PodWorker {
         let name = name.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = tx.send(super::worker::PodEvent::Restart { name });
+            let _ = tx.send(super::event::PodEvent::Restart { name });
         });
     }
 

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 
+use super::event::PodEvent;
 use super::node::log_dir;
 use super::status::ContainerState;
-use super::worker::{PodEvent, PodWorker};
+use super::worker::PodWorker;
 use crate::sys::pidfd::{pidfd_send_signal, ProcessExit};
 
 /// How long to wait for SIGKILLed processes to be reaped before giving up on them.

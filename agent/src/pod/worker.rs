@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::event::PodEvent;
 use super::logs::Tee;
 use super::node::NodeContext;
 use super::persist::{self, PodRecord};
@@ -19,7 +20,6 @@ use super::status::{
 use crate::runtime::cgroup::CgroupHandle;
 use crate::runtime::sandbox::PodSandbox;
 use crate::spec::{manifest_hash, pod_uid, Container, Pod, RestartPolicy};
-use crate::sys::pidfd::ProcessExit;
 
 /// What the pod's owner asks of the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,25 +29,6 @@ pub enum PodCommand {
     Delete {
         remove_logs: bool,
     },
-}
-
-/// Events the worker reacts to.
-#[derive(Debug)]
-pub(super) enum PodEvent {
-    Exited {
-        name: String,
-        pid: i32,
-        exit: ProcessExit,
-    },
-    Restart {
-        name: String,
-    },
-    /// The container could not exec (StartError): handled like an exit with code 128.
-    StartFailed {
-        name: String,
-    },
-    /// A probe verdict changed.
-    Probe(crate::probe::ProbeUpdate),
 }
 
 /// The running pod task's state.
@@ -412,11 +393,4 @@ impl PodWorker {
         }
         st.ready = phase == PodPhase::Running && st.container_statuses.iter().all(|c| c.ready);
     }
-}
-
-/// Milliseconds since the epoch.
-pub(super) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -13,25 +13,12 @@ use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
 };
 
+use super::cgroup_resources::{CgroupResources, CPU_PERIOD_US};
 use super::devices::device_rules;
 use super::RuntimeError;
 
 const CGROUP_FS: &str = "/sys/fs/cgroup";
 const HYBRID_UNIFIED: &str = "/sys/fs/cgroup/unified";
-/// CFS period used for CPU limits, as kubelet does.
-pub const CPU_PERIOD_US: u64 = 100_000;
-
-/// Resource settings of one cgroup, already translated from Kubernetes quantities.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CgroupResources {
-    pub cpu_shares: Option<u64>,
-    pub cpu_quota_us: Option<i64>,
-    pub memory_limit_bytes: Option<i64>,
-    pub pids_limit: Option<i64>,
-    /// Apply the default device allow list (containers yes, pods no).
-    pub restrict_devices: bool,
-}
-
 /// The host's cgroup layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupLayout {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use libcgroups::common::write_cgroup_file_str;
 
-use super::cgroup::{CgroupResources, CPU_PERIOD_US};
+use super::cgroup_resources::{CgroupResources, CPU_PERIOD_US};
 use super::devices::device_allow_list;
 use super::RuntimeError;
 

@@ -3,6 +3,7 @@
 //! Knows nothing of Kubernetes objects: the pod module translates specs into [`InitSpec`]s.
 
 pub mod cgroup;
+pub mod cgroup_resources;
 mod cgroup_v1;
 pub mod devices;
 pub mod error;

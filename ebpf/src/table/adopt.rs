@@ -13,7 +13,7 @@ use crate::{
         Lb4BackendKey, Lb4MaglevKey, Lb4Service, Lb4ServiceKey, BE_F_TERMINATING, SVC_F_AFFINITY,
         SVC_F_MAGLEV,
     },
-    loader::{MapSizes, MAP_BACKENDS, MAP_MAGLEV, MAP_SERVICES},
+    maps::{MapSizes, MAP_BACKENDS, MAP_MAGLEV, MAP_SERVICES},
     service::{Backend, ServiceKey, ServiceSpec},
 };
 

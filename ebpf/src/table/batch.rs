@@ -11,7 +11,7 @@ use super::{map_key, slot_key, Installed, ServiceTable};
 use crate::{
     error::DataplaneError,
     layout::{Lb4Backend, Lb4BackendKey, Lb4Service, Lb4ServiceKey, BE_F_TERMINATING},
-    loader::{MAP_BACKENDS, MAP_SERVICES},
+    maps::{MAP_BACKENDS, MAP_SERVICES},
     service::{ServiceKey, ServiceSpec},
     sys,
 };

@@ -26,8 +26,8 @@ use crate::{
         Lb4Backend, Lb4BackendKey, Lb4Counters, Lb4MaglevChunk, Lb4MaglevKey, Lb4Service,
         Lb4ServiceKey, BE_F_TERMINATING, MAGLEV_CHUNK, SVC_F_AFFINITY, SVC_F_MAGLEV,
     },
-    loader::{MapSizes, SockLb, MAP_BACKENDS, MAP_COUNTERS, MAP_MAGLEV, MAP_SERVICES},
     maglev::maglev_table,
+    maps::{MapSizes, MAP_BACKENDS, MAP_COUNTERS, MAP_MAGLEV, MAP_SERVICES},
     service::{InstalledService, Protocol, ServiceCounters, ServiceKey, ServiceSpec},
 };
 
@@ -422,42 +422,4 @@ impl ServiceTable {
 
 fn nr_cpus() -> Result<usize, DataplaneError> {
     aya::util::nr_cpus().map_err(|(what, e)| DataplaneError::io("count CPUs from", what, e))
-}
-
-impl SockLb {
-    /// Installs or replaces a service: backend slots (and Maglev table) of the inactive
-    /// generation first, then the service entry, so readers see the old or the new service,
-    /// never a mix. A spec equal to what is installed is a no-op. Returns the service id.
-    pub fn upsert_service(
-        &mut self,
-        key: ServiceKey,
-        svc: ServiceSpec,
-    ) -> Result<u32, DataplaneError> {
-        self.table.upsert(key, &svc)
-    }
-
-    /// Installs or replaces many services (a full sync) with batched map writes: all backend
-    /// slots first, then all service entries. Each service gets its own result; a failure
-    /// leaves that service as it was.
-    pub fn upsert_services(
-        &mut self,
-        services: impl IntoIterator<Item = (ServiceKey, ServiceSpec)>,
-    ) -> Vec<(ServiceKey, Result<u32, DataplaneError>)> {
-        self.table.upsert_many(services.into_iter().collect())
-    }
-
-    /// Removes a service (its entry first, then its slots); false if it was not installed.
-    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<bool, DataplaneError> {
-        self.table.remove(key)
-    }
-
-    /// Installed services with their normalized specs, for diffing against desired state.
-    pub fn services(&self) -> BTreeMap<ServiceKey, InstalledService> {
-        self.table.services()
-    }
-
-    /// The counters of one service, summed over CPUs.
-    pub fn counters(&self, service_id: u32) -> Result<ServiceCounters, DataplaneError> {
-        self.table.counters(service_id)
-    }
 }
