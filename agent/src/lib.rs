@@ -3,6 +3,10 @@
 //! one event loop and keeps their logs; its dataplane programs Services into pinned eBPF maps.
 //! It never touches the host outside its `--root`, `--run-dir`, `--cgroup-root` and
 //! `--bpffs-dir` (plus the node routes its network needs).
+//!
+//! `unsafe` is denied everywhere but in [`sys`].
+
+#![deny(unsafe_code)]
 
 pub mod daemon;
 pub mod dataplane;
@@ -14,4 +18,5 @@ pub mod pod;
 pub mod probe;
 pub mod runtime;
 pub mod spec;
+#[allow(unsafe_code)]
 pub mod sys;

@@ -3,6 +3,8 @@
 //! client commands (`ps`, `logs`). The hidden `__container-init` (container intermediate) and
 //! `__exec` (exec helper) must be dispatched before any thread exists.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use std::process::ExitCode;

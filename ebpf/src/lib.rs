@@ -7,7 +7,9 @@
 //! table API. This crate never decides *which* services exist: the agent's dataplane module
 //! computes desired state and diffs it against [`SockLb::services`].
 //!
-//! `unsafe` lives only in the private `sys` module.
+//! `unsafe` lives only in the private `sys` module (the crate denies it everywhere else).
+
+#![deny(unsafe_code)]
 
 pub mod layout;
 
@@ -16,6 +18,7 @@ mod loader;
 mod maglev;
 mod maps;
 mod service;
+#[allow(unsafe_code)]
 mod sys;
 mod table;
 

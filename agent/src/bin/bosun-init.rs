@@ -3,6 +3,8 @@
 //! the same code as the agent's hidden subcommands, in a binary without the agent's runtime,
 //! so a process start costs a fraction of loading the whole agent.
 
+#![forbid(unsafe_code)]
+
 fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("__container-init") => bosun_agent::runtime::init::container_init_main(),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::init::{drop_privileges, exec_program, join_cgroups, open_cgroup_dir};
 use super::ProcessSpec;
-use crate::sys::clone3::{fork_into, Forked};
+use crate::sys::clone3::fork_child;
 
 /// An exec into the container whose PID 1 is `pid`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,31 +72,25 @@ pub(crate) fn exec_in_container(spec: &ExecSpec) -> Result<i32, String> {
         setns(f.as_fd(), *flag).map_err(|e| format!("setns {name}: {e}"))?;
     }
     drop(handles);
-    // SAFETY: this helper is single-threaded (no runtime was started), so the child may run
-    // arbitrary code after the fork.
-    match unsafe { fork_into(v2_dir.as_ref().map(|f| f.as_fd())) }
-        .map_err(|e| format!("clone3: {e}"))?
-    {
-        Forked::Child => {
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            let err = std::env::set_current_dir(&spec.process.cwd)
-                .map_err(|e| format!("workingDir {}: {e}", spec.process.cwd))
-                .and_then(|()| drop_privileges(&spec.process))
-                .err()
-                .unwrap_or_else(|| exec_program(&spec.process));
-            eprintln!("exec: {err}");
-            // SAFETY: _exit is always sound; it skips the parent's atexit handlers.
-            unsafe { libc::_exit(127) }
+    let child = fork_child(v2_dir.as_ref().map(|f| f.as_fd()), || {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        let err = std::env::set_current_dir(&spec.process.cwd)
+            .map_err(|e| format!("workingDir {}: {e}", spec.process.cwd))
+            .and_then(|()| drop_privileges(&spec.process))
+            .err()
+            .unwrap_or_else(|| exec_program(&spec.process));
+        eprintln!("exec: {err}");
+        127
+    })
+    .map_err(|e| format!("clone3: {e}"))?;
+    let child = nix::unistd::Pid::from_raw(child);
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waitpid: {e}")),
         }
-        Forked::Parent { pid } => loop {
-            let child = nix::unistd::Pid::from_raw(pid);
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(format!("waitpid: {e}")),
-            }
-        },
     }
 }

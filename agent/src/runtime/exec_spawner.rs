@@ -14,10 +14,11 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{dup2, fork, pipe2, ForkResult, Pid};
+use nix::unistd::{dup2, pipe2, Pid};
 use serde::{Deserialize, Serialize};
 
 use super::exec::{exec_in_container, ExecSpec};
+use crate::sys::clone3::fork_child;
 use crate::sys::pidfd::pidfd_open;
 
 /// Kept output per exec.
@@ -181,32 +182,30 @@ fn start(line: &str, running: &mut HashMap<i32, Running>, out: &mut impl Write) 
         Ok(p) => p,
         Err(e) => return fail(out, format!("pipe: {e}")),
     };
-    // SAFETY: the spawner is single-threaded, so the child may run arbitrary code after fork.
-    match unsafe { fork() } {
-        Err(e) => fail(out, format!("fork: {e}")),
-        Ok(ForkResult::Child) => {
-            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-            // stdout/stderr to the pipe (blocking), stdin from /dev/null.
-            let _ = nix::fcntl::fcntl(
-                write_end.as_raw_fd(),
-                nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()),
-            );
-            let _ = dup2(write_end.as_raw_fd(), 1);
-            let _ = dup2(write_end.as_raw_fd(), 2);
-            if let Ok(null) = std::fs::File::open("/dev/null") {
-                let _ = dup2(null.as_raw_fd(), 0);
-            }
-            let code = match exec_in_container(&req.spec) {
-                Ok(code) => code,
-                Err(msg) => {
-                    let _ = writeln!(std::io::stderr(), "exec: {msg}");
-                    126
-                }
-            };
-            // SAFETY: _exit is always sound; it skips the spawner's buffers and atexit handlers.
-            unsafe { libc::_exit(code) }
+    let forked = fork_child(None, || {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+        // stdout/stderr to the pipe (blocking), stdin from /dev/null.
+        let _ = nix::fcntl::fcntl(
+            write_end.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()),
+        );
+        let _ = dup2(write_end.as_raw_fd(), 1);
+        let _ = dup2(write_end.as_raw_fd(), 2);
+        if let Ok(null) = std::fs::File::open("/dev/null") {
+            let _ = dup2(null.as_raw_fd(), 0);
         }
-        Ok(ForkResult::Parent { child }) => {
+        match exec_in_container(&req.spec) {
+            Ok(code) => code,
+            Err(msg) => {
+                let _ = writeln!(std::io::stderr(), "exec: {msg}");
+                126
+            }
+        }
+    });
+    match forked {
+        Err(e) => fail(out, format!("fork: {e}")),
+        Ok(child) => {
+            let child = Pid::from_raw(child);
             drop(write_end);
             let pidfd = match pidfd_open(child.as_raw()) {
                 Ok(fd) => fd,

@@ -16,7 +16,7 @@ use std::path::Path;
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd::dup2;
 
-use crate::sys::clone3::{fork_into, Forked};
+use crate::sys::clone3::fork_child;
 
 use super::init_mounts::build_rootfs;
 use super::init_spec::ProcessSpec;
@@ -63,22 +63,14 @@ fn intermediate(status: &mut File) -> Result<(), String> {
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
         .map_err(|e| format!("unshare mount/pid namespaces: {e}"))?;
 
-    // SAFETY: this process is single-threaded (no runtime has started), so the child may run
-    // arbitrary code after the fork.
-    match unsafe { fork_into(v2_dir.as_ref().map(|f| f.as_fd())) }
-        .map_err(|e| format!("clone3: {e}"))?
-    {
-        Forked::Parent { pid } => {
-            writeln!(status, "pid {pid}").map_err(|e| format!("reporting pid: {e}"))?;
-            Ok(())
-        }
-        Forked::Child => {
-            let err = container_pid1(&spec, stdio, status);
-            let _ = writeln!(status, "error: {err}");
-            // SAFETY: _exit skips atexit handlers and buffers of the parent's copy; always sound.
-            unsafe { libc::_exit(127) }
-        }
-    }
+    let pid = fork_child(v2_dir.as_ref().map(|f| f.as_fd()), || {
+        let err = container_pid1(&spec, stdio, status);
+        let _ = writeln!(status, "error: {err}");
+        127
+    })
+    .map_err(|e| format!("clone3: {e}"))?;
+    writeln!(status, "pid {pid}").map_err(|e| format!("reporting pid: {e}"))?;
+    Ok(())
 }
 
 /// Moves this (single-threaded) process into cgroup v1 hierarchies through their `tasks` files.

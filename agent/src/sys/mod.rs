@@ -1,5 +1,7 @@
-//! The few kernel calls that std and nix do not wrap safely. Every `unsafe` block of the agent
-//! lives here, each small and commented; everything above this module is safe code.
+//! The few kernel calls that std, nix and rustix do not wrap safely, behind safe functions.
+//! Every `unsafe` block of the agent lives here, each small and with a `// SAFETY:` comment
+//! (the crate denies `unsafe_code` everywhere else); everything above this module is safe
+//! code.
 
 pub mod clone3;
 pub mod loopback;

@@ -1,9 +1,11 @@
 //! Process file descriptors: how the agent watches and signals containers without a shim.
 //! A pidfd stays bound to one process even after its pid is reused, so a signal can never hit a
 //! stranger. Must never reap a process it was not asked about (no `waitpid(-1)` anywhere).
+//! The syscalls go through rustix and nix; the one `unsafe` left is tokio's registration of
+//! the fd with the reactor.
 
 use std::io;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
@@ -32,33 +34,19 @@ impl ProcessExit {
 
 /// Opens a pidfd for `pid` (works for zombies too, until they are reaped).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("pid {pid}")))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// Sends `signal` to the process behind `pidfd`.
 pub fn pidfd_send_signal(pidfd: &impl AsFd, signal: Signal) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let raw = pidfd.as_fd().as_raw_fd();
-    // SAFETY: plain syscall with an fd we hold, a signal number, a null siginfo and no flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            raw,
-            signal as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let sig = rustix::process::Signal::from_named_raw(signal as i32)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("signal {signal}")))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
 }
 
 /// Reaps the process behind `pidfd` if it has exited. `Ok(None)`: still running.
@@ -116,12 +104,7 @@ pub fn start_time(pid: i32) -> Option<u64> {
 /// Makes the calling process a child subreaper: orphaned container processes are re-parented
 /// to it, so it can reap them with their exit status.
 pub fn become_subreaper() -> io::Result<()> {
-    // SAFETY: prctl with an integer option and value; no pointers.
-    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(nix::sys::prctl::set_child_subreaper(true)?)
 }
 
 #[cfg(test)]
