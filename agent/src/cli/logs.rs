@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
 
 use bosun_agent::pod::logs::record_text;
+use bosun_agent::pod::persist;
 
 use super::Args;
 
@@ -44,6 +45,43 @@ fn pod_log_dir(root: &Path, ns: &str, pod: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The containers of the pod whose log directory is `pod_dir` (`<ns>_<name>_<uid>`), from its
+/// record under the root; empty when the record cannot be read.
+fn spec_containers(root: &Path, pod_dir: &Path) -> Vec<String> {
+    let Some(uid) = pod_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit('_').next())
+    else {
+        return Vec::new();
+    };
+    match persist::load(&root.join("pods").join(uid)) {
+        Ok(record) => record
+            .pod
+            .spec
+            .all_containers()
+            .map(|(_, c)| c.name.clone())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The container to show when `-c` is not given: the only one with logs.
+fn choose_container(pod: &str, with_logs: &[String], in_spec: &[String]) -> anyhow::Result<String> {
+    match with_logs {
+        [one] => Ok(one.clone()),
+        [] if in_spec.is_empty() => bail!("pod {pod} has no container logs yet"),
+        [] => bail!(
+            "pod {pod} has no container logs yet (its containers: {})",
+            in_spec.join(", ")
+        ),
+        several => bail!(
+            "pod {pod} has several containers ({}); choose one with -c",
+            several.join(", ")
+        ),
+    }
+}
+
 /// Log files of a container, by instance number.
 fn instances(dir: &Path) -> Vec<(u32, PathBuf)> {
     let mut v: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
@@ -65,18 +103,15 @@ pub fn run(args: &Args, l: &LogsArgs) -> anyhow::Result<ExitCode> {
     let container = match &l.container {
         Some(c) => c.clone(),
         None => {
-            let names: Vec<String> = std::fs::read_dir(&pod_dir)?
+            let mut with_logs: Vec<String> = std::fs::read_dir(&pod_dir)
+                .with_context(|| format!("listing {}", pod_dir.display()))?
                 .flatten()
+                .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect();
-            match names.as_slice() {
-                [one] => one.clone(),
-                _ => bail!(
-                    "pod {} has several containers ({}); choose one with -c",
-                    l.pod,
-                    names.join(", ")
-                ),
-            }
+            with_logs.sort();
+            let label = format!("{}/{}", l.namespace, l.pod);
+            choose_container(&label, &with_logs, &spec_containers(&args.root, &pod_dir))?
         }
     };
     let cdir = pod_dir.join(&container);
@@ -137,4 +172,39 @@ fn print_from(file: &mut std::fs::File, pos: u64, out: &mut impl Write) -> anyho
     }
     out.flush()?;
     Ok(consumed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_pod_without_container_logs_says_so_and_names_its_containers() {
+        let err = choose_container("default/demo", &[], &names(&["init", "web"]))
+            .expect_err("nothing to show");
+        assert_eq!(
+            err.to_string(),
+            "pod default/demo has no container logs yet (its containers: init, web)"
+        );
+        let err = choose_container("default/demo", &[], &[]).expect_err("nothing to show");
+        assert_eq!(
+            err.to_string(),
+            "pod default/demo has no container logs yet"
+        );
+    }
+
+    #[test]
+    fn one_container_is_picked_and_several_are_listed() {
+        let one = choose_container("default/demo", &names(&["web"]), &[]).expect("one");
+        assert_eq!(one, "web");
+        let err = choose_container("default/demo", &names(&["a", "b"]), &[]).expect_err("two");
+        assert_eq!(
+            err.to_string(),
+            "pod default/demo has several containers (a, b); choose one with -c"
+        );
+    }
 }
