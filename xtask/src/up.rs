@@ -65,7 +65,7 @@ pub fn run() -> Result<()> {
     }
     let images_dir = setup::prepare_release(&["--workspace"])?;
     let root = util::workspace_root();
-    if let Some(pid) = up_down::running_agent()? {
+    if let Some(pid) = up_down::running_agents().first() {
         println!(
             "\n==> bosun is already up (agent pid {pid}); `cargo xtask down` first to start over"
         );

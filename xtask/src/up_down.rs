@@ -1,8 +1,11 @@
 //! `cargo xtask down`: undoes `cargo xtask up`, step by step, each step tolerating that its
 //! object is already gone (idempotent). The pods go through the agent first (manifests
-//! removed, bounded wait), then the agent gets SIGTERM; whatever is left in the `bosun-up`
-//! cgroups is killed, and the mounts, cgroups, pinned programs and maps, the netns (with its
-//! routes and veths) and the directories are removed. Touches nothing not named by `up`.
+//! removed, bounded wait), then every agent of `up`'s state gets SIGTERM (found by command
+//! lines naming `up`'s root or run dir and by who holds `up`'s API socket, so an agent
+//! restarted by hand goes too, not only the one in `up`'s pidfile); whatever is left in the
+//! `bosun-up` cgroups is killed, and the mounts, cgroups, pinned programs and maps, the netns
+//! (with its routes and veths) and the directories are removed. Touches nothing not named by
+//! `up`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,31 +24,149 @@ pub fn pidfile() -> PathBuf {
     up::up_dir().join("agent.pid")
 }
 
-/// The pid of the agent `up` started, if it still runs.
-pub fn running_agent() -> Result<Option<i32>> {
-    let Ok(text) = std::fs::read_to_string(pidfile()) else {
-        return Ok(None);
+/// Every running agent of `up`'s state, however it was started (the one `up` started and
+/// recorded in its pidfile, or one restarted by hand): any `bosun-agent` whose command line
+/// names `up`'s root or run dir, and whoever holds `up`'s API socket. Sorted, without
+/// duplicates, never this process.
+pub fn running_agents() -> Vec<i32> {
+    let mut pids = Vec::new();
+    for pid in all_pids() {
+        if let Some(argv) = cmdline(pid) {
+            if names_up_state(&argv, &cwd(pid)) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids.extend(socket_holders(&Path::new(RUN_DIR).join("agent.sock")));
+    let me = std::process::id() as i32;
+    pids.retain(|p| *p != me);
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn cmdline(pid: i32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+fn cwd(pid: i32) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| PathBuf::from("/"))
+}
+
+/// `path` made absolute against `cwd`, with `.`, `..` and trailing slashes resolved lexically.
+fn normalize(path: &str, cwd: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in cwd.join(path).components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether `argv` (run in `cwd`) is a `bosun-agent` using `up`'s root or run dir.
+fn names_up_state(argv: &[String], cwd: &Path) -> bool {
+    let is_agent = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|n| n == "bosun-agent");
+    if !is_agent {
+        return false;
+    }
+    let ours = |flag: &str, value: &str| {
+        let wanted = match flag {
+            "--root" => ROOT,
+            "--run-dir" => RUN_DIR,
+            _ => return false,
+        };
+        normalize(value, cwd) == Path::new(wanted)
     };
-    let pid: i32 = text.trim().parse().context("parsing target/up/agent.pid")?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let ours = String::from_utf8_lossy(&cmdline).contains("bosun-agent")
-        && String::from_utf8_lossy(&cmdline).contains(RUN_DIR);
-    Ok(ours.then_some(pid))
+    argv.iter()
+        .enumerate()
+        .skip(1)
+        .any(|(i, a)| match a.split_once('=') {
+            Some((flag, value)) => ours(flag, value),
+            None => argv.get(i + 1).is_some_and(|v| ours(a, v)),
+        })
+}
+
+/// Inodes of the unix sockets bound to `path`, from the text of /proc/net/unix
+/// (`Num RefCount Protocol Flags Type St Inode Path`).
+fn socket_inodes(proc_net_unix: &str, path: &Path) -> Vec<u64> {
+    proc_net_unix
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 8 && Path::new(f[7]) == path)
+                .then(|| f[6].parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Processes holding a unix socket bound to `path` (the agent serving its API there).
+fn socket_holders(path: &Path) -> Vec<i32> {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let wanted: Vec<String> = socket_inodes(&table, path)
+        .iter()
+        .map(|i| format!("socket:[{i}]"))
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|target| wanted.iter().any(|w| target == Path::new(w)))
+        })
+        .collect()
 }
 
 pub fn run() -> Result<()> {
     if !util::is_root() {
         anyhow::bail!("cargo xtask down must run as root");
     }
-    if let Some(pid) = running_agent()? {
+    let agents = running_agents();
+    if !agents.is_empty() {
         delete_pods_through_agent();
-        println!("stopping agent pid {pid}");
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        for pid in &agents {
+            println!("stopping agent pid {pid}");
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        }
         let deadline = Instant::now() + AGENT_EXIT_LIMIT;
-        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        let alive = |pid: &i32| Path::new(&format!("/proc/{pid}")).exists();
+        while agents.iter().any(alive) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        for pid in agents.iter().filter(|p| alive(p)) {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
     }
     kill_cgroup_processes();
     unmount_under(&[ROOT, RUN_DIR]);
@@ -175,5 +296,64 @@ fn unmount_under(dirs: &[&str]) {
         if nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH).is_ok() {
             println!("unmounted {t}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn agents_naming_ups_root_or_run_dir_are_found_however_spelled() {
+        let cwd = Path::new("/work/bosun");
+        for ours in [
+            "target/release/bosun-agent --root /var/lib/bosun-up --manifests m",
+            "/usr/local/bin/bosun-agent --run-dir /run/bosun-up/ ps",
+            "bosun-agent --run-dir=/run/bosun-up --manifests target/up/manifests",
+            "./bosun-agent --root=/var/lib/../lib/bosun-up run pod.yaml",
+        ] {
+            assert!(names_up_state(&argv(ours), cwd), "{ours}");
+        }
+        assert!(names_up_state(
+            &argv("bosun-agent --run-dir bosun-up"),
+            Path::new("/run")
+        ));
+        for other in [
+            "bosun-agent --root /var/lib/bosun --run-dir /run/bosun",
+            "bosun-agent --root /var/lib/bosun-up2",
+            "vim --root /var/lib/bosun-up",
+            "bosun-agent --manifests /run/bosun-up",
+            "bosun-agent --root",
+        ] {
+            assert!(!names_up_state(&argv(other), cwd), "{other}");
+        }
+    }
+
+    #[test]
+    fn socket_inodes_are_read_from_proc_net_unix() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path
+0000000032c205e7: 00000003 00000000 00000000 0001 03 133309
+00000000a5e9a811: 00000002 00000000 00010000 0001 01 4242 /run/bosun-up/agent.sock
+00000000a5e9a812: 00000002 00000000 00010000 0001 01 4243 /run/bosun-up/agent.sock.old
+00000000a5e9a813: 00000003 00000000 00000000 0001 03 4244 /run/bosun-up/agent.sock
+";
+        assert_eq!(
+            socket_inodes(table, Path::new("/run/bosun-up/agent.sock")),
+            vec![4242, 4244]
+        );
+    }
+
+    #[test]
+    fn the_holder_of_a_listening_socket_is_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let me = std::process::id() as i32;
+        assert_eq!(socket_holders(&path), vec![me]);
+        assert!(socket_holders(&dir.path().join("other.sock")).is_empty());
     }
 }
