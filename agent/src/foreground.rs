@@ -1,30 +1,53 @@
 //! `bosun-agent run FILE`: one pod in the foreground. Streams its containers' output to this
 //! process's stdout/stderr, stops the pod on SIGINT/SIGTERM, and returns the exit code of its
-//! last container. Leaves nothing behind but the pod's log files.
+//! last container. Leaves nothing behind but the pod's log files: by default the pod gets a
+//! private network; with `--network cni` the node routes this run added are removed again
+//! once the pod is gone (the caller holds them as `network::node::AddedRoutes`).
 
 use std::io::Write;
 use std::sync::Arc;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::pod::logs::Stream;
 use crate::pod::{NodeContext, PodCommand, PodStatus, PodWorker};
 use crate::spec::Pod;
 
-/// Runs `pod` to completion; returns its final status.
-pub async fn run_pod(ctx: Arc<NodeContext>, pod: Pod) -> std::io::Result<PodStatus> {
+/// SIGINT and SIGTERM, caught from the moment they are registered (so one that arrives while
+/// the node is being set up still stops the pod cleanly instead of killing the process).
+pub struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    /// Registers the handlers; call inside the runtime (or with it entered).
+    pub fn register() -> std::io::Result<Self> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+}
+
+/// Runs `pod` to completion, or until `stop` fires (then the pod is deleted: grace period,
+/// CNI DEL, cgroups, mounts); returns its final status.
+pub async fn run_pod(
+    ctx: Arc<NodeContext>,
+    pod: Pod,
+    mut stop: StopSignals,
+) -> std::io::Result<PodStatus> {
     let (tee_tx, mut tee_rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
     let worker = PodWorker::new(ctx, pod, Some(tee_tx), true);
     let (cmd_tx, cmd_rx) = watch::channel(PodCommand::Run);
     let mut task = tokio::spawn(worker.run(cmd_rx));
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let delete = PodCommand::Delete { remove_logs: false };
     loop {
         tokio::select! {
             Some((stream, bytes)) = tee_rx.recv() => write_out(stream, &bytes),
-            _ = sigint.recv() => { let _ = cmd_tx.send(PodCommand::Delete { remove_logs: false }); }
-            _ = sigterm.recv() => { let _ = cmd_tx.send(PodCommand::Delete { remove_logs: false }); }
+            _ = stop.interrupt.recv() => { let _ = cmd_tx.send(delete); }
+            _ = stop.terminate.recv() => { let _ = cmd_tx.send(delete); }
             done = &mut task => {
                 while let Ok((stream, bytes)) = tee_rx.try_recv() {
                     write_out(stream, &bytes);

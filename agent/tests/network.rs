@@ -58,9 +58,12 @@ fn default_bosun_cni_network_connects_pods_and_node_routes_blackhole_the_cidrs()
         root.path().join("cni-conf/10-bosun.conflist").is_file(),
         "default conflist written"
     );
-    node.run_in(|| net.setup_node()).expect("setup_node");
-    node.run_in(|| net.setup_node())
+    let added = node.run_in(|| net.setup_node()).expect("setup_node");
+    assert_eq!(added.len(), 2, "two blackholes added: {added:?}");
+    let again = node
+        .run_in(|| net.setup_node())
         .expect("setup_node is idempotent");
+    assert!(again.is_empty(), "nothing added the second time: {again:?}");
     let routes = String::from_utf8_lossy(&node.ip(&["route"]).stdout).into_owned();
     assert!(routes.contains("blackhole 10.244.0.0/24"), "{routes}");
     assert!(routes.contains("blackhole 10.96.0.0/16"), "{routes}");

@@ -41,7 +41,10 @@ fn nl_err(op: &'static str, object: impl ToString, e: rtnetlink::Error) -> Netli
     }
 }
 
-/// An IPv4 route as read back from the kernel (main table).
+/// `rtm_protocol` of the routes rtnetlink makes unless told otherwise (`proto static`).
+pub const PROTO_STATIC: u8 = 4;
+
+/// An IPv4 route of the main table (as written, or as read back from the kernel).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route4 {
     pub dst: Ipv4Addr,
@@ -49,6 +52,9 @@ pub struct Route4 {
     pub gateway: Option<Ipv4Addr>,
     pub oif: Option<u32>,
     pub kind: RouteType,
+    /// Who installed it (`rtm_protocol`: 2 kernel, 3 boot, 4 static, …); lets an owner find
+    /// and delete exactly its own routes.
+    pub protocol: u8,
 }
 
 /// A link's index, MAC and whether it is up.
@@ -135,6 +141,26 @@ impl Netlink {
             .map_err(|e| nl_err("add veth", format!("{host}/{peer}"), e))
     }
 
+    /// The name of link `index`, or `None` if there is none.
+    pub fn link_name(&self, index: u32) -> Result<Option<String>, NetlinkError> {
+        let mut req = std::pin::pin!(self.handle.link().get().match_index(index).execute());
+        match self.rt.block_on(req.try_next()) {
+            Ok(Some(msg)) => Ok(msg.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let err = nl_err("get link", index, e);
+                if err.errno == Some(ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
     /// Sets link `index` up.
     pub fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index).up().build();
@@ -200,7 +226,8 @@ impl Netlink {
         })
     }
 
-    /// Deletes an IPv4 route; a missing route is fine.
+    /// Deletes an IPv4 route (matched on destination, type and protocol, so only the owner's
+    /// route goes); a missing route is fine.
     pub fn del_route(&self, route: &Route4) -> Result<(), NetlinkError> {
         let msg = route_message(route);
         match self.rt.block_on(self.handle.route().del(msg).execute()) {
@@ -271,7 +298,8 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
 fn route_message(r: &Route4) -> RouteMessage {
     let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(r.dst, r.prefix)
-        .kind(r.kind);
+        .kind(r.kind)
+        .protocol(r.protocol.into());
     if let Some(oif) = r.oif {
         b = b.output_interface(oif);
     }
@@ -290,6 +318,7 @@ fn route4(m: &RouteMessage) -> Route4 {
         gateway: None,
         oif: None,
         kind: m.header.kind,
+        protocol: m.header.protocol.into(),
     };
     for a in &m.attributes {
         match a {

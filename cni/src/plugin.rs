@@ -13,7 +13,7 @@ use netlink_packet_route::route::RouteType;
 use serde_json::{json, Value};
 
 use crate::ipam::IpamStore;
-use crate::link::{format_mac, Netlink, NetlinkError, Route4};
+use crate::link::{format_mac, Netlink, NetlinkError, Route4, PROTO_STATIC};
 use crate::names::host_if_name;
 use crate::netns;
 use crate::spec::{
@@ -168,6 +168,7 @@ fn attach(
             gateway: None,
             oif: Some(pod.index),
             kind: RouteType::Unicast,
+            protocol: PROTO_STATIC,
         })?;
         nl.replace_route(&default_route(pod.index))?;
         nl.add_neighbour(pod.index, GATEWAY, &host_mac)?;
@@ -188,6 +189,7 @@ fn pod_route(ip: Ipv4Addr, host_index: u32) -> Route4 {
         gateway: None,
         oif: Some(host_index),
         kind: RouteType::Unicast,
+        protocol: PROTO_STATIC,
     }
 }
 
@@ -198,6 +200,7 @@ fn default_route(pod_index: u32) -> Route4 {
         gateway: Some(GATEWAY),
         oif: Some(pod_index),
         kind: RouteType::Unicast,
+        protocol: PROTO_STATIC,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod images;
 mod logs;
+mod network;
 mod ps;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use bosun_agent::dataplane::{Dataplane, DataplaneConfig};
+use bosun_agent::foreground::StopSignals;
 use bosun_agent::image::ImageStore;
+use bosun_agent::network::node::AddedRoutes;
 use bosun_agent::network::{NetworkConfig, PodNetwork};
 use bosun_agent::pod::backoff::BackoffPolicy;
 use bosun_agent::pod::{NodeConfig, NodeContext};
@@ -50,19 +53,25 @@ pub struct Args {
     /// A container running this long (ms) resets its backoff (kubelet: 600000).
     #[arg(long, global = true, default_value_t = 600_000)]
     pub backoff_reset_ms: u64,
-    /// Pod networking: `cni` (plugins from --cni-conf-dir) or `none` (pods get only lo).
-    #[arg(long, global = true, default_value = "cni", value_parser = ["cni", "none"])]
-    pub network: String,
-    /// CNI network configuration directory (a default bosun-cni conflist is written if empty).
-    #[arg(long, global = true, default_value = "/etc/bosun/cni")]
-    pub cni_conf_dir: PathBuf,
+    /// Pod networking: `cni` (plugins from --cni-conf-dir) or `none` (pods get a private netns
+    /// with only lo). Default: cni for the node daemon, none for `run` (a one-off pod leaves
+    /// the host's network as it found it).
+    #[arg(long, global = true, value_parser = ["cni", "none"])]
+    pub network: Option<String>,
+    /// CNI network configuration directory: its first config is used; if it holds none, the
+    /// daemon writes a default bosun-cni conflist for --pod-cidr there (`run` keeps it in
+    /// memory). Default: <run-dir>/cni.
+    #[arg(long, global = true)]
+    pub cni_conf_dir: Option<PathBuf>,
     /// Directories searched for CNI plugins (default: next to bosun-agent, /usr/lib/cni, /opt/cni/bin).
     #[arg(long, global = true)]
     pub cni_bin_dir: Vec<PathBuf>,
-    /// This node's pod CIDR.
+    /// This node's pod CIDR (blackholed on the node; refused if that would shadow a route the
+    /// node has).
     #[arg(long, global = true, default_value = "10.244.0.0/24")]
     pub pod_cidr: String,
-    /// The cluster's service CIDR (blackholed on the node).
+    /// The cluster's service CIDR (blackholed on the node; refused if that would shadow a
+    /// route the node has).
     #[arg(long, global = true, default_value = "10.96.0.0/16")]
     pub service_cidr: String,
     /// Service dataplane: `ebpf` (socket-level ClusterIP load balancing) or `none`.
@@ -107,6 +116,36 @@ pub enum Command {
     },
     /// Print a container's logs.
     Logs(logs::LogsArgs),
+    /// The node routes the daemon installs (blackholes for --pod-cidr and --service-cidr).
+    Network {
+        #[command(subcommand)]
+        action: network::NetworkCommand,
+    },
+}
+
+/// Which kind of process this is: the node daemon keeps what it sets up on the node, a
+/// one-off `run` leaves the node as it found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Daemon,
+    Run,
+}
+
+impl Args {
+    /// `--network`, defaulted by role.
+    fn network_mode(&self, role: Role) -> &str {
+        self.network.as_deref().unwrap_or(match role {
+            Role::Daemon => "cni",
+            Role::Run => "none",
+        })
+    }
+
+    /// `--cni-conf-dir`, default `<run-dir>/cni`.
+    fn cni_conf_dir(&self) -> PathBuf {
+        self.cni_conf_dir
+            .clone()
+            .unwrap_or_else(|| self.run_dir.join("cni"))
+    }
 }
 
 pub fn init_tracing(filter: &str) {
@@ -126,6 +165,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::Image { action }) => images::run(&args, action),
         Some(Command::Ps { json }) => ps::run(&args, *json),
         Some(Command::Logs(l)) => logs::run(&args, l),
+        Some(Command::Network { action }) => network::run(&args, action),
         Some(Command::Run { file }) => run_foreground(&args, file),
         None => match &args.manifests {
             Some(dir) => run_daemon(&args, dir),
@@ -134,7 +174,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
+fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<NodeContext>> {
     for d in [&args.root, &args.run_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
@@ -144,8 +184,7 @@ fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
     let images = ImageStore::open(&args.root.join("images")).context("opening the image store")?;
     bosun_agent::runtime::trash::empty_in_background(&args.root);
     let cgroups = CgroupHost::detect().context("detecting cgroups")?;
-    let agent_exe = std::env::current_exe().context("locating the agent binary")?;
-    let network = pod_network(args, &agent_exe)?;
+    let agent_exe = agent_exe()?;
     let config = NodeConfig {
         root: args.root.clone(),
         run_dir: args.run_dir.clone(),
@@ -162,7 +201,10 @@ fn node_context(args: &Args) -> anyhow::Result<Arc<NodeContext>> {
     Ok(Arc::new(NodeContext::new(config, images, cgroups, network)))
 }
 
-/// Loads the CNI network and sets up node routing (blackholes for the pod and service CIDRs).
+fn agent_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("locating the agent binary")
+}
+
 /// The per-container helper: `bosun-init` next to the agent (small, quick to start), else the
 /// agent binary itself (it has the same hidden subcommands).
 fn init_exe(agent_exe: &Path) -> PathBuf {
@@ -173,30 +215,47 @@ fn init_exe(agent_exe: &Path) -> PathBuf {
         .unwrap_or_else(|| agent_exe.to_path_buf())
 }
 
-fn pod_network(args: &Args, agent_exe: &Path) -> anyhow::Result<Option<PodNetwork>> {
-    if args.network == "none" {
-        return Ok(None);
+/// `--pod-cidr` and `--service-cidr`, parsed.
+fn cidrs(args: &Args) -> anyhow::Result<(ipnet::IpNet, ipnet::IpNet)> {
+    let pod = args
+        .pod_cidr
+        .parse()
+        .with_context(|| format!("--pod-cidr {}", args.pod_cidr))?;
+    let service = args
+        .service_cidr
+        .parse()
+        .with_context(|| format!("--service-cidr {}", args.service_cidr))?;
+    Ok((pod, service))
+}
+
+/// Loads the CNI network (none with `--network none`) and installs the node routes
+/// (blackholes for the pod and service CIDRs), refusing any that would shadow a route the
+/// node has. Returns the routes it added: the daemon keeps them, `run` removes them again.
+fn pod_network(args: &Args, role: Role) -> anyhow::Result<(Option<PodNetwork>, AddedRoutes)> {
+    let nothing = AddedRoutes::new(None, Vec::new());
+    if args.network_mode(role) == "none" {
+        return Ok((None, nothing));
     }
+    let agent_exe = agent_exe()?;
     let mut bins = args.cni_bin_dir.clone();
     if bins.is_empty() {
         bins.extend(agent_exe.parent().map(Path::to_path_buf));
         bins.push("/usr/lib/cni".into());
         bins.push("/opt/cni/bin".into());
     }
-    let mut cfg = NetworkConfig::new(args.cni_conf_dir.clone(), bins, args.root.join("cni"));
-    cfg.pod_cidr = args
-        .pod_cidr
-        .parse()
-        .with_context(|| format!("--pod-cidr {}", args.pod_cidr))?;
-    cfg.service_cidr = args
-        .service_cidr
-        .parse()
-        .with_context(|| format!("--service-cidr {}", args.service_cidr))?;
+    let mut cfg = NetworkConfig::new(args.cni_conf_dir(), bins, args.root.join("cni"));
+    (cfg.pod_cidr, cfg.service_cidr) = cidrs(args)?;
+    cfg.write_default = role == Role::Daemon;
+    cfg.default_ip_forward = role == Role::Daemon;
     let net = PodNetwork::load(cfg).context("loading the CNI network")?;
-    bosun_agent::sys::netns_exec::in_netns(args.node_netns.as_deref(), || net.setup_node())
-        .context("entering --node-netns")?
-        .context("setting up node routes")?;
-    Ok(Some(net))
+    let added =
+        bosun_agent::sys::netns_exec::in_netns(args.node_netns.as_deref(), || net.setup_node())
+            .context("entering --node-netns")?
+            .context("setting up node routes")?;
+    for r in &added {
+        tracing::info!(dst = %r.dst, prefix = r.prefix, kind = ?r.kind, "node route added");
+    }
+    Ok((Some(net), AddedRoutes::new(args.node_netns.clone(), added)))
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -210,14 +269,26 @@ fn run_foreground(args: &Args, file: &Path) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let pod = bosun_agent::spec::parse_pod(&text).with_context(|| format!("{}", file.display()))?;
-    let ctx = node_context(args)?;
+    let rt = tokio_runtime()?;
+    // From here on, Ctrl-C and SIGTERM stop the pod and undo what was set up instead of
+    // killing this process half-way.
+    let stop = {
+        let _in_runtime = rt.enter();
+        StopSignals::register().context("handling SIGINT/SIGTERM")?
+    };
+    let (network, added_routes) = pod_network(args, Role::Run)?;
+    let ctx = node_context(args, network)?;
     for (field, c) in pod.spec.all_containers() {
         ctx.images
             .resolve(&c.image)
             .with_context(|| format!("{field}.image: image {} is not in the store (import it with `bosun-agent image import`)", c.image))?;
     }
-    let status = tokio_runtime()?.block_on(bosun_agent::foreground::run_pod(ctx, pod))?;
+    let status = rt.block_on(bosun_agent::foreground::run_pod(ctx, pod, stop))?;
     eprint!("{}", bosun_agent::foreground::summary(&status));
+    // The pod is gone (its CNI DEL done): the node routes this run added go too.
+    added_routes
+        .remove()
+        .context("removing the node routes this run added")?;
     let code = bosun_agent::foreground::exit_code(&status);
     Ok(ExitCode::from(
         u8::try_from(code.clamp(0, 255)).unwrap_or(1),
@@ -230,7 +301,7 @@ fn dataplane(args: &Args, ctx: &NodeContext) -> anyhow::Result<Option<Arc<Mutex<
     let wanted = args
         .dataplane
         .as_deref()
-        .unwrap_or(if args.network == "cni" {
+        .unwrap_or(if args.network_mode(Role::Daemon) == "cni" {
             "ebpf"
         } else {
             "none"
@@ -264,7 +335,10 @@ fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
     if !dir.is_dir() {
         bail!("--manifests {}: not a directory", dir.display());
     }
-    let ctx = node_context(args)?;
+    let (network, added_routes) = pod_network(args, Role::Daemon)?;
+    // The daemon's node routes stay when it stops (`bosun-agent network teardown` removes them).
+    added_routes.keep();
+    let ctx = node_context(args, network)?;
     let dataplane = dataplane(args, &ctx)?;
     let rt = tokio_runtime()?;
     rt.block_on(async {

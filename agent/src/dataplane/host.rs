@@ -1,13 +1,14 @@
 //! What the dataplane needs from the host before it can load: a bpffs at /sys/fs/bpf, the
 //! v2 cgroup its hooks attach to, and the blackhole route for the service CIDR in the node
-//! netns (unhandled VIPs die on the node instead of leaking to a gateway). Idempotent.
+//! netns (unhandled VIPs die on the node instead of leaking to a gateway; installed through
+//! `network::node`, which refuses to shadow a route the node has). Idempotent.
 
 use std::path::{Path, PathBuf};
 
-use bosun_cni::link::{Netlink, Route4, RouteKind};
 use ipnet::Ipv4Net;
 
 use super::DataplaneStartError;
+use crate::network::node::{blackhole, install_routes, NodeRoute};
 use crate::runtime::cgroup::CgroupLayout;
 
 /// Where bpffs is mounted on every Linux host.
@@ -64,25 +65,23 @@ pub fn attach_cgroup(
     Ok(dir)
 }
 
-/// Replaces the blackhole route for `service_cidr` in the node netns (`None`: our own).
+/// Installs the blackhole route for `service_cidr` in the node netns (`None`: our own), unless
+/// it would shadow a route the node already has; kept when the agent stops (`bosun-agent
+/// network teardown` removes it).
 pub fn blackhole_service_cidr(
     node_netns: Option<&Path>,
     service_cidr: Ipv4Net,
 ) -> Result<(), DataplaneStartError> {
-    let route = Route4 {
-        dst: service_cidr.network(),
-        prefix: service_cidr.prefix_len(),
-        gateway: None,
-        oif: None,
-        kind: RouteKind::BlackHole,
+    let route = NodeRoute {
+        route: blackhole(service_cidr),
+        purpose: "service CIDR",
     };
     let err = |message: String| DataplaneStartError::Route {
         cidr: service_cidr,
         message,
     };
-    crate::sys::netns_exec::in_netns(node_netns, || {
-        Netlink::connect().and_then(|nl| nl.replace_route(&route))
-    })
-    .map_err(|e| err(format!("entering the node netns: {e}")))?
-    .map_err(|e| err(e.to_string()))
+    crate::sys::netns_exec::in_netns(node_netns, || install_routes(&[route]))
+        .map_err(|e| err(format!("entering the node netns: {e}")))?
+        .map_err(|e| err(e.to_string()))?;
+    Ok(())
 }

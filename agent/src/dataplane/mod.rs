@@ -110,15 +110,16 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// Mounts bpffs if needed, loads or adopts the pinned programs and maps, attaches them,
-    /// and blackholes the service CIDR on the node.
+    /// Blackholes the service CIDR on the node (first: refused if that would shadow a route
+    /// the node has), mounts bpffs if needed, loads or adopts the pinned programs and maps,
+    /// and attaches them.
     pub fn start(cfg: &DataplaneConfig) -> Result<Dataplane, DataplaneStartError> {
+        host::blackhole_service_cidr(cfg.node_netns.as_deref(), cfg.service_cidr)?;
         host::ensure_bpffs(&cfg.bpffs_dir)?;
         let cgroup =
             host::attach_cgroup(cfg.cgroup_layout, &cfg.cgroup_root, cfg.attach_host_cgroup)?;
         let lb = SockLb::load_or_adopt(&cfg.bpffs_dir, cfg.map_sizes)?;
         lb.attach(&cgroup)?;
-        host::blackhole_service_cidr(cfg.node_netns.as_deref(), cfg.service_cidr)?;
         let installed = lb.services().len();
         tracing::info!(
             bpffs = %cfg.bpffs_dir.display(),

@@ -1,6 +1,7 @@
 //! CNI network configuration: the first `*.conflist` / `*.conf` / `*.json` of the config
 //! directory in lexical order (as kubelet does), a `.conf` being wrapped into a one-plugin
-//! list; the default bosun conflist when the directory has none; and the per-plugin stdin
+//! list; the default bosun conflist when the directory has none (written there, or only kept
+//! in memory for a one-off `run`); and the per-plugin stdin
 //! config with `name`, `cniVersion`, `prevResult` and `runtimeConfig` injected. Pure data
 //! apart from reading and writing the directory.
 
@@ -144,30 +145,51 @@ fn config_files(dir: &Path) -> Result<Vec<PathBuf>, NetworkError> {
     Ok(files)
 }
 
-/// The first config of `dir`; when there is none, writes `default` as
-/// [`DEFAULT_CONFLIST`] and loads that. Returns the list and whether it was written.
-pub fn load_dir(dir: &Path, default: &Value) -> Result<(NetworkList, bool), NetworkError> {
+/// Where a loaded list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOrigin {
+    /// The first config file of the directory.
+    Found,
+    /// The default, written to the directory because it held none.
+    Written,
+    /// The default, kept in memory (the directory held none and writing was not wanted).
+    Default,
+}
+
+/// The first config of `dir`; when there is none, the `default` list: written to `dir` as
+/// [`DEFAULT_CONFLIST`] when `write` (`dir` is created), else only kept in memory.
+pub fn load_dir(
+    dir: &Path,
+    default: &Value,
+    write: bool,
+) -> Result<(NetworkList, ListOrigin), NetworkError> {
     if let Some(first) = config_files(dir)?.into_iter().next() {
         let bytes = std::fs::read(&first).map_err(|e| NetworkError::io("reading", &first, e))?;
-        return Ok((parse(&first, &bytes)?, false));
+        return Ok((parse(&first, &bytes)?, ListOrigin::Found));
     }
-    std::fs::create_dir_all(dir).map_err(|e| NetworkError::io("creating", dir, e))?;
     let path = dir.join(DEFAULT_CONFLIST);
     let bytes = serde_json::to_vec_pretty(default).unwrap_or_default();
+    if !write {
+        return Ok((parse(&path, &bytes)?, ListOrigin::Default));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| NetworkError::io("creating", dir, e))?;
     let tmp = dir.join(format!(".{DEFAULT_CONFLIST}.tmp"));
     std::fs::write(&tmp, &bytes).map_err(|e| NetworkError::io("writing", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| NetworkError::io("renaming", &path, e))?;
-    Ok((parse(&path, &bytes)?, true))
+    Ok((parse(&path, &bytes)?, ListOrigin::Written))
 }
 
-/// The default: bosun-cni in routed mode over the node's pod CIDR.
-pub fn default_conflist(pod_cidr: &str, ipam_dir: &Path) -> Value {
+/// The default: bosun-cni in routed mode over the node's pod CIDR; `ip_forward`: whether the
+/// plugin turns on net.ipv4.ip_forward in the node netns (pod-to-pod and off-node traffic
+/// need it; a one-off `run` leaves it as it is).
+pub fn default_conflist(pod_cidr: &str, ipam_dir: &Path, ip_forward: bool) -> Value {
     json!({
         "cniVersion": "1.1.0",
         "name": "bosun",
         "plugins": [{
             "type": "bosun-cni",
             "mtu": 1500,
+            "ipForward": ip_forward,
             "ipam": {"type": "bosun", "subnet": pod_cidr, "dataDir": ipam_dir},
         }],
     })
@@ -176,6 +198,22 @@ pub fn default_conflist(pod_cidr: &str, ipam_dir: &Path) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_is_written_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        let default = default_conflist("10.244.0.0/24", Path::new("/x/ipam"), false);
+        let (list, origin) = load_dir(&conf, &default, false).unwrap();
+        assert_eq!(origin, ListOrigin::Default);
+        assert_eq!(list.plugins[0]["ipForward"], false);
+        assert!(!conf.exists(), "nothing written");
+        let (_, origin) = load_dir(&conf, &default, true).unwrap();
+        assert_eq!(origin, ListOrigin::Written);
+        assert!(conf.join(DEFAULT_CONFLIST).is_file());
+        let (_, origin) = load_dir(&conf, &default, false).unwrap();
+        assert_eq!(origin, ListOrigin::Found);
+    }
 
     #[test]
     fn single_conf_is_wrapped() {

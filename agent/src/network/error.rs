@@ -52,6 +52,18 @@ pub enum NetworkError {
     NotAttached { container_id: String },
     #[error(transparent)]
     Netlink(#[from] bosun_cni::link::NetlinkError),
+    #[error("node route {ours} ({purpose}) would shadow {theirs}, already in the node's main routing table: choose another {purpose} or remove that route")]
+    ShadowsRoute {
+        purpose: &'static str,
+        ours: String,
+        theirs: String,
+    },
+    #[error("entering the node netns {path}: {source}")]
+    NodeNetns {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl NetworkError {

@@ -3,13 +3,14 @@
 //! runtimeConfig.portMappings, DEL in reverse order, CHECK, GC of leftovers), caches each
 //! result under its own cache dir, and sets up node routing. Any CNI plugin works (bosun-cni,
 //! Debian's bridge + host-local + portmap). Blocking: callers use spawn_blocking. Never
-//! changes the node's network itself except the routes of [`PodNetwork::setup_node`].
+//! changes the node's network itself except the routes of [`PodNetwork::setup_node`]
+//! (`node.rs`: marked as the agent's, never shadowing a route the node has).
 
 mod cache;
 mod conf;
 mod error;
 mod exec;
-mod node;
+pub mod node;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -19,15 +20,21 @@ use ipnet::IpNet;
 use serde_json::{json, Value};
 
 pub use cache::{CachedAttachment, ResultCache};
-pub use conf::{default_conflist, NetworkList, PortMapping, DEFAULT_CONFLIST};
+pub use conf::{default_conflist, ListOrigin, NetworkList, PortMapping, DEFAULT_CONFLIST};
 pub use error::NetworkError;
 pub use exec::{exec_plugin, find_plugin, PluginEnv};
 
 /// Where the network configuration and plugins are, and the node's addresses.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
-    /// `--cni-conf-dir` (default /etc/bosun/cni).
+    /// `--cni-conf-dir` (default `<run-dir>/cni`).
     pub cni_conf_dir: PathBuf,
+    /// Write the default conflist to the conf dir when it holds none (the daemon); else it
+    /// is only kept in memory (`run`, which leaves no file behind).
+    pub write_default: bool,
+    /// Whether the default conflist lets bosun-cni turn on net.ipv4.ip_forward in the node
+    /// netns (the daemon: pods reach each other and other nodes; `run`: host settings stay).
+    pub default_ip_forward: bool,
     /// `--cni-bin-dir`, searched in order.
     pub cni_bin_dirs: Vec<PathBuf>,
     /// `--pod-cidr` (default 10.244.0.0/24).
@@ -48,6 +55,8 @@ impl NetworkConfig {
     pub fn new(cni_conf_dir: PathBuf, cni_bin_dirs: Vec<PathBuf>, cni_cache_dir: PathBuf) -> Self {
         NetworkConfig {
             cni_conf_dir,
+            write_default: true,
+            default_ip_forward: true,
             cni_bin_dirs,
             pod_cidr: IpNet::V4(
                 ipnet::Ipv4Net::new([10, 244, 0, 0].into(), 24).unwrap_or_default(),
@@ -93,11 +102,24 @@ impl PodNetwork {
     /// Loads the first config of the conf dir (lexical order), or writes and loads the
     /// default bosun conflist when there is none; checks every plugin exists.
     pub fn load(cfg: NetworkConfig) -> Result<Self, NetworkError> {
-        let default = default_conflist(&cfg.pod_cidr.to_string(), &cfg.cni_cache_dir.join("ipam"));
-        let (list, written) = conf::load_dir(&cfg.cni_conf_dir, &default)?;
-        if written {
-            tracing::info!(path = %list.path.display(), pod_cidr = %cfg.pod_cidr,
-                "no CNI config found; wrote the default bosun-cni conflist");
+        let default = default_conflist(
+            &cfg.pod_cidr.to_string(),
+            &cfg.cni_cache_dir.join("ipam"),
+            cfg.default_ip_forward,
+        );
+        let (list, origin) = conf::load_dir(&cfg.cni_conf_dir, &default, cfg.write_default)?;
+        let what = match origin {
+            ListOrigin::Found => None,
+            ListOrigin::Written => {
+                Some("no CNI config found; wrote the default bosun-cni conflist")
+            }
+            ListOrigin::Default => {
+                Some("no CNI config found; using the default bosun-cni conflist")
+            }
+        };
+        if let Some(what) = what {
+            tracing::info!(path = %list.path.display(), pod_cidr = %cfg.pod_cidr, written =
+                origin == ListOrigin::Written, "{what}");
         }
         for p in &list.plugins {
             find_plugin(NetworkList::plugin_type(p), &cfg.cni_bin_dirs)?;
@@ -115,10 +137,16 @@ impl PodNetwork {
         &self.list
     }
 
-    /// Node routing in the current netns: blackholes for the pod and service CIDRs, routes
+    /// The node routes this network needs: blackholes for the pod and service CIDRs, routes
     /// to the peers' pod CIDRs.
-    pub fn setup_node(&self) -> Result<(), NetworkError> {
-        node::setup_routes(self.cfg.pod_cidr, self.cfg.service_cidr, &self.cfg.peers)
+    pub fn node_routes(&self) -> Result<Vec<node::NodeRoute>, NetworkError> {
+        node::node_routes(self.cfg.pod_cidr, self.cfg.service_cidr, &self.cfg.peers)
+    }
+
+    /// Installs the node routes in the current netns (refusing any that would shadow a route
+    /// already there); returns the ones that were not there before.
+    pub fn setup_node(&self) -> Result<Vec<bosun_cni::link::Route4>, NetworkError> {
+        node::install_routes(&self.node_routes()?)
     }
 
     fn cni_args(pod: &PodNetworkRef) -> String {
