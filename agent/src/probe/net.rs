@@ -1,13 +1,19 @@
-//! Network probes: tcpSocket (connect), httpGet (HTTP/1.1 GET, 200–399 passes) and the dialing
-//! they share — to the pod IP from the node, or from inside the pod's network namespace to
-//! 127.0.0.1 when the pod has no IP routable from the node. Never follows a redirect to another
-//! host and never reads more than a status line and headers.
+//! Network probes: tcpSocket (connect), httpGet (HTTP/1.1 GET through hyper's client, 200–399
+//! passes) and the dialing they share — to the pod IP from the node, or from inside the pod's
+//! network namespace to 127.0.0.1 when the pod has no IP routable from the node. Never follows
+//! a redirect and never reads a response body: the status is the verdict. The request is built
+//! from typed `http` values checked at validation time, so nothing is spliced by hand.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::pin;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http::header::{ACCEPT, CONNECTION, HOST, USER_AGENT};
+use http::uri::PathAndQuery;
+use http::{HeaderName, HeaderValue, Request};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::sys::netns_socket::tcp_socket_in;
@@ -60,18 +66,21 @@ pub async fn tcp_probe(target: &NetTarget, host: Option<&str>, port: u16) -> Res
         .map_err(|e| format!("dial tcp port {port}: {e}"))
 }
 
-/// The request of an httpGet probe.
+/// The request of an httpGet probe, from fields checked at validation time
+/// ([`crate::spec::HttpGetAction::validate_request`]).
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
     pub host: Option<String>,
     pub port: u16,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
+    pub target: PathAndQuery,
+    /// The manifest's `httpHeaders`, in order (a `Host` among them replaces the default).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     pub https: bool,
 }
 
 /// httpGet: passes on a 2xx/3xx status.
 pub async fn http_probe(target: &NetTarget, req: &HttpRequest) -> Result<(), String> {
+    let request = build_request(target, req)?;
     let stream = dial(target, req.host.as_deref(), req.port)
         .await
         .map_err(|e| format!("dial port {}: {e}", req.port))?;
@@ -84,54 +93,78 @@ pub async fn http_probe(target: &NetTarget, req: &HttpRequest) -> Result<(), Str
             .connect(name, stream)
             .await
             .map_err(|e| format!("TLS handshake: {e}"))?;
-        return http_exchange(tls, target, req).await;
+        return http_exchange(tls, request).await;
     }
-    http_exchange(stream, target, req).await
+    http_exchange(stream, request).await
 }
 
-/// Sends the GET and reads the status line over any stream (plain TCP or TLS).
-async fn http_exchange<S>(
-    mut stream: S,
+/// The GET with kubelet's default headers (`User-Agent: kube-probe/…`, `Accept: */*`) unless
+/// the manifest sets them, and `Connection: close`: one request per connection.
+fn build_request(
     target: &NetTarget,
     req: &HttpRequest,
-) -> Result<(), String>
+) -> Result<Request<Empty<&'static [u8]>>, String> {
+    let mut builder = Request::get(req.target.clone());
+    let headers = builder
+        .headers_mut()
+        .ok_or("building the request: bad request target")?;
+    for (name, value) in &req.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    if !headers.contains_key(HOST) {
+        let host = match (&req.host, target.pod_ip) {
+            (Some(h), _) => host_port(h, req.port),
+            (None, Some(ip)) => SocketAddr::new(ip, req.port).to_string(),
+            (None, None) => format!("127.0.0.1:{}", req.port),
+        };
+        let value = HeaderValue::try_from(host).map_err(|e| format!("Host header: {e}"))?;
+        headers.insert(HOST, value);
+    }
+    if !headers.contains_key(USER_AGENT) {
+        headers.insert(USER_AGENT, HeaderValue::from_static("kube-probe/bosun"));
+    }
+    if !headers.contains_key(ACCEPT) {
+        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    }
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    builder
+        .body(Empty::new())
+        .map_err(|e| format!("building the request: {e}"))
+}
+
+/// `host:port`, with brackets around an IPv6 address.
+fn host_port(host: &str, port: u16) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port).to_string(),
+        Err(_) => format!("{host}:{port}"),
+    }
+}
+
+/// Sends `request` over `stream` (plain TCP or TLS) with hyper's HTTP/1 client and judges the
+/// response status. The connection is driven in this task (no task spawned per probe) until
+/// the response head has arrived; then both are dropped, closing the socket.
+async fn http_exchange<S>(stream: S, request: Request<Empty<&'static [u8]>>) -> Result<(), String>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let host_header = req
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-        .map(|(_, v)| v.clone());
-    let host = host_header.unwrap_or_else(|| match (&req.host, target.pod_ip) {
-        (Some(h), _) => format!("{h}:{}", req.port),
-        (None, Some(ip)) => format!("{ip}:{}", req.port),
-        (None, None) => format!("127.0.0.1:{}", req.port),
-    });
-    let mut text = format!("GET {} HTTP/1.1\r\nHost: {host}\r\n", req.path);
-    let mut has_ua = false;
-    let mut has_accept = false;
-    for (k, v) in req
-        .headers
-        .iter()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-    {
-        has_ua |= k.eq_ignore_ascii_case("user-agent");
-        has_accept |= k.eq_ignore_ascii_case("accept");
-        text.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !has_ua {
-        text.push_str("User-Agent: kube-probe/bosun\r\n");
-    }
-    if !has_accept {
-        text.push_str("Accept: */*\r\n");
-    }
-    text.push_str("Connection: close\r\n\r\n");
-    stream
-        .write_all(text.as_bytes())
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake::<_, Empty<&'static [u8]>>(TokioIo::new(stream))
         .await
-        .map_err(|e| format!("write request: {e}"))?;
-    let status = read_status(&mut stream).await?;
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let mut response = pin!(sender.send_request(request));
+    let mut conn = pin!(conn);
+    let response = tokio::select! {
+        biased;
+        r = &mut response => r,
+        c = &mut conn => match c {
+            // The connection ended: the response (or why there is none) is in the channel.
+            Ok(()) => response.await,
+            Err(e) => return Err(format!("HTTP request: {e}")),
+        },
+    }
+    .map_err(|e| format!("HTTP request: {e}"))?;
+    let status = response.status().as_u16();
     if (200..400).contains(&status) {
         Ok(())
     } else {
@@ -139,90 +172,122 @@ where
     }
 }
 
-async fn read_status<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Result<u16, String> {
-    let mut buf = [0u8; 256];
-    let mut got = 0;
-    loop {
-        let n = stream
-            .read(&mut buf[got..])
-            .await
-            .map_err(|e| format!("read response: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-        if buf[..got].contains(&b'\n') || got == buf.len() {
-            break;
-        }
-    }
-    parse_status_line(&buf[..got])
-}
-
-/// The status code of an HTTP/1.x status line.
-pub fn parse_status_line(bytes: &[u8]) -> Result<u16, String> {
-    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-    let text = String::from_utf8_lossy(line);
-    let mut parts = text.split_whitespace();
-    match (parts.next(), parts.next()) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => code
-            .parse()
-            .map_err(|_| format!("bad status line {text:?}")),
-        _ => Err(format!("not an HTTP response: {text:?}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n"), Ok(200));
-        assert_eq!(
-            parse_status_line(b"HTTP/1.0 503 Service Unavailable\r\nX: y"),
-            Ok(503)
-        );
-        assert!(parse_status_line(b"SSH-2.0-OpenSSH\r\n").is_err());
-        assert!(parse_status_line(b"").is_err());
+    fn loopback() -> NetTarget {
+        NetTarget {
+            pod_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            netns: PathBuf::new(),
+            node_netns: None,
+        }
+    }
+
+    /// Serves one connection per entry of `replies` with that raw response; returns the
+    /// requests it read.
+    async fn serve_raw(
+        listener: tokio::net::TcpListener,
+        replies: Vec<&'static str>,
+    ) -> Vec<String> {
+        let mut seen = Vec::new();
+        for reply in replies {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            seen.push(String::from_utf8_lossy(&req).into_owned());
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+        seen
+    }
+
+    fn request(port: u16, headers: &[(&'static str, &'static str)]) -> HttpRequest {
+        HttpRequest {
+            host: None,
+            port,
+            target: PathAndQuery::from_static("/healthz?x=1"),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+                .collect(),
+            https: false,
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn http_probe_against_a_loopback_server() {
+    async fn http_probe_judges_the_status_and_sends_kubelets_headers() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        tokio::spawn(async move {
-            for code in [200u16, 500] {
-                let (mut s, _) = listener.accept().await.expect("accept");
-                let mut req = [0u8; 1024];
-                let n = s.read(&mut req).await.expect("read");
-                let text = String::from_utf8_lossy(&req[..n]).to_string();
-                assert!(text.starts_with("GET /healthz HTTP/1.1\r\n"), "{text}");
-                assert!(text.contains("X-Probe: yes\r\n"), "{text}");
-                let _ = s
-                    .write_all(format!("HTTP/1.1 {code} X\r\n\r\n").as_bytes())
-                    .await;
-            }
-        });
-        let target = NetTarget {
-            pod_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            netns: PathBuf::new(),
-            node_netns: None,
-        };
-        let req = HttpRequest {
-            host: None,
-            port,
-            path: "/healthz".into(),
-            headers: vec![("X-Probe".into(), "yes".into())],
-            https: false,
-        };
-        assert_eq!(http_probe(&target, &req).await, Ok(()));
-        let err = http_probe(&target, &req).await.expect_err("500 fails");
-        assert!(err.contains("500"), "{err}");
+        let server = tokio::spawn(serve_raw(
+            listener,
+            vec![
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                "HTTP/1.1 302 Found\r\nLocation: http://elsewhere/\r\n\r\n",
+                "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n",
+                "HTTP/1.0 404 Not Found\r\n\r\n",
+                "SSH-2.0-OpenSSH_9.2\r\n",
+            ],
+        ));
+        let req = request(port, &[("x-probe", "yes")]);
+        assert_eq!(http_probe(&loopback(), &req).await, Ok(()));
+        assert_eq!(http_probe(&loopback(), &req).await, Ok(()), "3xx passes");
+        let err = http_probe(&loopback(), &req).await.expect_err("500");
+        assert_eq!(err, "HTTP probe failed with statuscode: 500");
+        let err = http_probe(&loopback(), &req).await.expect_err("404");
+        assert_eq!(err, "HTTP probe failed with statuscode: 404");
+        let err = http_probe(&loopback(), &req).await.expect_err("not HTTP");
+        assert!(err.starts_with("HTTP request:"), "{err}");
+        let seen = server.await.expect("server");
+        let first = &seen[0];
         assert!(
-            tcp_probe(&target, None, port).await.is_err(),
+            first.starts_with("GET /healthz?x=1 HTTP/1.1\r\n"),
+            "{first}"
+        );
+        for line in [
+            format!("Host: 127.0.0.1:{port}\r\n"),
+            "X-Probe: yes\r\n".into(),
+            "User-Agent: kube-probe/bosun\r\n".into(),
+            "Accept: */*\r\n".into(),
+            "Connection: close\r\n".into(),
+        ] {
+            assert!(first.contains(&line), "{line:?} missing from {first}");
+        }
+        assert!(
+            tcp_probe(&loopback(), None, port).await.is_err(),
             "listener is gone"
         );
     }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn manifest_host_and_user_agent_headers_replace_the_defaults() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(serve_raw(listener, vec!["HTTP/1.1 204 No Content\r\n\r\n"]));
+        let req = request(port, &[("host", "app.test"), ("user-agent", "mine/1")]);
+        assert_eq!(http_probe(&loopback(), &req).await, Ok(()));
+        let seen = &server.await.expect("server")[0];
+        assert!(seen.contains("Host: app.test\r\n"), "{seen}");
+        assert!(seen.contains("User-Agent: mine/1\r\n"), "{seen}");
+        assert!(!seen.contains("kube-probe"), "{seen}");
+        assert_eq!(seen.matches("Host:").count(), 1, "{seen}");
+    }
+
+    #[test]
+    fn ipv6_hosts_get_brackets() {
+        assert_eq!(host_port("::1", 80), "[::1]:80");
+        assert_eq!(host_port("db.test", 5432), "db.test:5432");
+    }
 }
+

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::net::HttpRequest;
 use super::scheduler::{ProbeAction, ProbeSpec};
 use super::state::ProbeKind;
-use crate::spec::{resolve_port, Container, Probe, ProbeHandler, UriScheme};
+use crate::spec::{resolve_port, Container, Probe, ProbeHandler, SpecError, UriScheme};
 
 fn secs(n: i32) -> Duration {
     Duration::from_secs(u64::try_from(n).unwrap_or(0))
@@ -44,17 +44,16 @@ pub fn container_probes(container: &Container) -> Result<Vec<ProbeSpec>, String>
 fn one(field: &str, kind: ProbeKind, p: &Probe, c: &Container) -> Result<ProbeSpec, String> {
     let action = match p.handler() {
         Some(ProbeHandler::Exec(e)) => ProbeAction::Exec(e.command.clone()),
-        Some(ProbeHandler::HttpGet(h)) => ProbeAction::Http(HttpRequest {
-            host: h.host.clone(),
-            port: port(resolve_port(&h.port, c), &format!("{field}.httpGet"))?,
-            path: h.path().to_string(),
-            headers: h
-                .http_headers
-                .iter()
-                .map(|x| (x.name.clone(), x.value.clone()))
-                .collect(),
-            https: h.scheme() == UriScheme::Https,
-        }),
+        Some(ProbeHandler::HttpGet(h)) => {
+            let at = |e: SpecError| e.at(&format!("{field}.httpGet")).to_string();
+            ProbeAction::Http(HttpRequest {
+                host: h.host.clone(),
+                port: port(resolve_port(&h.port, c), &format!("{field}.httpGet"))?,
+                target: h.request_target().map_err(at)?,
+                headers: h.request_headers().map_err(at)?,
+                https: h.scheme() == UriScheme::Https,
+            })
+        }
         Some(ProbeHandler::TcpSocket(t)) => ProbeAction::Tcp {
             host: t.host.clone(),
             port: port(resolve_port(&t.port, c), &format!("{field}.tcpSocket"))?,
@@ -97,7 +96,7 @@ mod tests {
         match &ready.action {
             ProbeAction::Http(r) => {
                 assert_eq!(r.port, 8080);
-                assert_eq!(r.path, "/ready");
+                assert_eq!(r.target, "/ready");
             }
             other => panic!("{other:?}"),
         }

@@ -123,7 +123,7 @@ mod tests {
         let req = HttpRequest {
             host: None,
             port,
-            path: "/secure".into(),
+            target: http::uri::PathAndQuery::from_static("/secure"),
             headers: Vec::new(),
             https: true,
         };

@@ -213,7 +213,11 @@ fn validate_probe(path: &str, kind: &str, probe: &Probe) -> Result<(), SpecError
             ));
         }
         ProbeHandler::Exec(_) => {}
-        ProbeHandler::HttpGet(get) => check_probe_port(&format!("{path}.httpGet.port"), &get.port)?,
+        ProbeHandler::HttpGet(get) => {
+            check_probe_port(&format!("{path}.httpGet.port"), &get.port)?;
+            get.validate_request()
+                .map_err(|e| e.at(&format!("{path}.httpGet")))?;
+        }
         ProbeHandler::TcpSocket(tcp) => {
             check_probe_port(&format!("{path}.tcpSocket.port"), &tcp.port)?
         }
