@@ -1,6 +1,10 @@
 //! gRPC probes: `grpc.health.v1.Health/Check` over HTTP/2 (h2c, no TLS, as Kubernetes does);
-//! passes when the call returns grpc-status 0 with status SERVING (1). The protobuf request and
-//! response are one field each, so they are encoded by hand.
+//! passes when the call returns grpc-status 0 with status SERVING (1). h2 carries the call; the
+//! protobuf request and response are one field each, so they are encoded by hand. The call's
+//! status is read from the trailers or, in a trailers-only reply, the response headers; a
+//! reply without one fails. Messages follow kubelet's gRPC prober.
+
+use std::pin::pin;
 
 use bytes::{Buf, Bytes};
 use http::{Method, Request};
@@ -70,7 +74,8 @@ pub fn decode_status(frame: &[u8]) -> Result<u64, String> {
     Ok(status)
 }
 
-/// grpc: passes when the server reports SERVING.
+/// grpc: passes when the server reports SERVING. The connection is driven in this task, no
+/// task is spawned per probe.
 pub async fn grpc_probe(target: &NetTarget, port: u16, service: &str) -> Result<(), String> {
     let stream = dial(target, None, port)
         .await
@@ -78,12 +83,17 @@ pub async fn grpc_probe(target: &NetTarget, port: u16, service: &str) -> Result<
     let (client, conn) = h2::client::handshake(stream)
         .await
         .map_err(|e| format!("http2 handshake: {e}"))?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let result = check(client, port, service).await;
-    driver.abort();
-    result
+    let mut conn = pin!(conn);
+    let mut result = pin!(check(client, port, service));
+    tokio::select! {
+        biased;
+        r = &mut result => r,
+        c = &mut conn => match c {
+            // The server closed the connection: the call ends with what it got.
+            Ok(()) => result.await,
+            Err(e) => Err(format!("http2 connection: {e}")),
+        },
+    }
 }
 
 async fn check(
@@ -111,7 +121,7 @@ async fn check(
     if resp.status() != http::StatusCode::OK {
         return Err(format!("gRPC probe: HTTP status {}", resp.status()));
     }
-    let mut recv = resp.into_body();
+    let (head, mut recv) = resp.into_parts();
     let mut data = Vec::new();
     while let Some(chunk) = recv.data().await {
         let chunk = chunk.map_err(|e| format!("reading response: {e}"))?;
@@ -125,21 +135,97 @@ async fn check(
         .trailers()
         .await
         .map_err(|e| format!("reading trailers: {e}"))?;
-    let code = trailers
-        .as_ref()
-        .and_then(|t| t.get("grpc-status"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if code != "0" {
-        return Err(format!("gRPC probe: grpc-status {code:?}"));
+    // The status is in the trailers, or — a trailers-only reply, how errors such as
+    // UNIMPLEMENTED and NOT_FOUND come back — in the response headers.
+    let (code, message) = call_status(trailers.as_ref().unwrap_or(&head.headers))?;
+    match code {
+        0 => {}
+        12 => {
+            return Err(format!(
+                "this server does not implement the grpc health protocol (grpc.health.v1.Health): {message}"
+            ))
+        }
+        c => {
+            return Err(format!(
+                "error: health rpc probe failed: rpc error: code = {} desc = {message}",
+                code_name(c)
+            ))
+        }
     }
     match decode_status(&data)? {
         1 => Ok(()),
         s => Err(format!(
-            "service unhealthy (responded with {})",
+            "service unhealthy (responded with {:?})",
             status_name(s)
         )),
     }
+}
+
+/// `grpc-status` and the percent-decoded `grpc-message` of a reply; a reply without a status
+/// is an error, never success.
+fn call_status(fields: &http::HeaderMap) -> Result<(u32, String), String> {
+    let code = fields
+        .get("grpc-status")
+        .ok_or("gRPC response carries no grpc-status")?;
+    let code = code
+        .to_str()
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("gRPC response has a malformed grpc-status {code:?}"))?;
+    let message = fields
+        .get("grpc-message")
+        .map(|m| percent_decode(m.as_bytes()))
+        .unwrap_or_default();
+    Ok((code, message))
+}
+
+/// gRPC percent-encodes `grpc-message` (RFC 3986 style, `%XX`).
+fn percent_decode(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// gRPC status code names, as kubelet prints them.
+fn code_name(code: u32) -> String {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    NAMES
+        .get(code as usize)
+        .map_or_else(|| format!("Code({code})"), |n| n.to_string())
 }
 
 fn status_name(s: u64) -> &'static str {
@@ -153,10 +239,11 @@ fn status_name(s: u64) -> &'static str {
 }
 
 #[cfg(test)]
+mod against_servers;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
-    use std::path::PathBuf;
 
     #[test]
     fn request_and_response_encoding() {
@@ -171,50 +258,10 @@ mod tests {
         assert!(decode_status(&[1]).is_err());
     }
 
-    /// A minimal h2c health server answering `status` to every Check.
-    async fn serve(listener: tokio::net::TcpListener, status: u8) {
-        while let Ok((sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(sock).await else {
-                    return;
-                };
-                while let Some(Ok((req, mut respond))) = conn.accept().await {
-                    let mut body = req.into_body();
-                    while let Some(Ok(_)) = body.data().await {}
-                    let resp = http::Response::builder()
-                        .header("content-type", "application/grpc")
-                        .body(())
-                        .expect("response");
-                    let Ok(mut send) = respond.send_response(resp, false) else {
-                        return;
-                    };
-                    let _ = send.send_data(Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]), false);
-                    let mut trailers = http::HeaderMap::new();
-                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                    let _ = send.send_trailers(trailers);
-                }
-            });
-        }
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn serving_passes_and_not_serving_fails() {
-        let target = NetTarget {
-            pod_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            netns: PathBuf::new(),
-            node_netns: None,
-        };
-        for (status, ok) in [(1u8, true), (2, false)] {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let port = listener.local_addr().expect("addr").port();
-            tokio::spawn(serve(listener, status));
-            let r = grpc_probe(&target, port, "").await;
-            assert_eq!(r.is_ok(), ok, "{r:?}");
-            if let Err(e) = r {
-                assert!(e.contains("NOT_SERVING"), "{e}");
-            }
-        }
+    #[test]
+    fn grpc_messages_are_percent_decoded_and_codes_named() {
+        assert_eq!(percent_decode(b"no%20such%3Aservice%"), "no such:service%");
+        assert_eq!(code_name(5), "NotFound");
+        assert_eq!(code_name(99), "Code(99)");
     }
 }

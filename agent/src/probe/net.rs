@@ -290,4 +290,3 @@ mod tests {
         assert_eq!(host_port("db.test", 5432), "db.test:5432");
     }
 }
-
