@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod accept;
 pub mod daemon;
 pub mod dataplane;
 pub mod foreground;

@@ -335,6 +335,16 @@ fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
     if !dir.is_dir() {
         bail!("--manifests {}: not a directory", dir.display());
     }
+    // Bound before any directory, pod, route or map is touched: a taken address fails here.
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => Some(bosun_agent::metrics::http::bind(addr).map_err(|e| {
+            anyhow::anyhow!(
+                "--metrics-addr {addr}: {}",
+                bosun_agent::metrics::http::describe_bind_error(&e)
+            )
+        })?),
+        None => None,
+    };
     let (network, added_routes) = pod_network(args, Role::Daemon)?;
     // The daemon's node routes stay when it stops (`bosun-agent network teardown` removes them).
     added_routes.keep();
@@ -343,9 +353,9 @@ fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
     let rt = tokio_runtime()?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Some(addr) = args.metrics_addr {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            tokio::spawn(bosun_agent::metrics::serve(listener));
+        if let Some(listener) = metrics_listener {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tokio::spawn(bosun_agent::metrics::http::serve(listener));
         }
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;

@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 use super::PodTable;
+use crate::accept::AcceptBackoff;
 use crate::pod::PodStatus;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -26,11 +27,19 @@ pub enum Response {
 
 pub const SOCKET: &str = "agent.sock";
 
-/// Serves requests until the process ends.
+/// Serves requests until the process ends; accept errors (EMFILE) back off instead of spinning.
 pub async fn serve(listener: UnixListener, pods: Arc<Mutex<PodTable>>) {
+    let mut backoff = AcceptBackoff::new("api");
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                stream
+            }
+            Err(e) => {
+                backoff.failed(&e).await;
+                continue;
+            }
         };
         let pods = pods.clone();
         tokio::spawn(async move {

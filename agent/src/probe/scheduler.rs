@@ -15,7 +15,7 @@ use super::exec::{exec_probe, ExecTarget};
 use super::grpc::grpc_probe;
 use super::net::{http_probe, tcp_probe, HttpRequest, NetTarget};
 use super::state::{ProbeKind, ProbeState};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, ProbeType};
 
 /// What a probe does.
 #[derive(Debug, Clone)]
@@ -27,12 +27,12 @@ pub enum ProbeAction {
 }
 
 impl ProbeAction {
-    fn type_index(&self) -> usize {
+    fn probe_type(&self) -> ProbeType {
         match self {
-            ProbeAction::Exec(_) => 0,
-            ProbeAction::Http(_) => 1,
-            ProbeAction::Tcp { .. } => 2,
-            ProbeAction::Grpc { .. } => 3,
+            ProbeAction::Exec(_) => ProbeType::Exec,
+            ProbeAction::Http(_) => ProbeType::HttpGet,
+            ProbeAction::Tcp { .. } => ProbeType::TcpSocket,
+            ProbeAction::Grpc { .. } => ProbeType::Grpc,
         }
     }
 }
@@ -283,14 +283,12 @@ fn finish(
         return;
     };
     entry.inflight = false;
-    let m = metrics();
-    let t = entry.spec.action.type_index();
-    let k = entry.spec.kind as usize;
-    m.probe_latency[t].observe(took);
-    m.probe_runs[k][t].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if outcome.is_err() {
-        m.probe_failures[k][t].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
+    metrics().probe_ran(
+        entry.spec.kind,
+        entry.spec.action.probe_type(),
+        took,
+        outcome.is_ok(),
+    );
     let Some(healthy) = entry.state.observe(outcome.is_ok()) else {
         return;
     };
