@@ -1,12 +1,95 @@
 //! Kernel tests of liveness, readiness and startup probes on real containers (busybox httpd,
-//! nc and sh), through the node daemon.
+//! nc and sh), through the node daemon. What must not happen is asserted only after a positive
+//! event shows the probe in question ran: its verdict in the agent's log, or its run/failure
+//! counters on the metrics endpoint.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::Node;
+use common::{wait_until, Node};
 use serde_json::Value;
+
+/// A node whose daemon serves metrics on a port of its choosing (read back from its log).
+fn node_with_metrics(name: &str) -> Node {
+    let mut node = Node::new(name).with_flags(&["--metrics-addr", "127.0.0.1:0"]);
+    node.start_daemon();
+    node
+}
+
+/// The port the daemon's metrics endpoint is bound to.
+fn metrics_port(node: &Node) -> u16 {
+    let mut port = None;
+    wait_until(
+        "the metrics address in the log",
+        Duration::from_secs(10),
+        || {
+            port = node.daemon_log().lines().find_map(|l| {
+                let rest = &l[l.find("serving metrics")?..];
+                let addr = rest.split("addr=").nth(1)?.split_whitespace().next()?;
+                addr.rsplit_once(':')?.1.parse().ok()
+            });
+            port.is_some()
+        },
+    );
+    port.unwrap_or_default()
+}
+
+/// The value of the series `series` (name and labels, as rendered) on the metrics endpoint.
+fn metric(port: u16, series: &str) -> u64 {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .expect("metrics write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("metrics read");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// Waits until `series` reaches `at_least`; returns its value.
+fn wait_metric(node: &Node, port: u16, series: &str, at_least: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = metric(port, series);
+        if v >= at_least {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {series} >= {at_least} (at {v}); agent log:\n{}",
+            node.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for the agent to log a verdict of pod `pod`'s probe that `healthy` and whose message
+/// holds `message`; returns the log line.
+fn wait_verdict(node: &Node, pod: &str, healthy: bool, message: &str) -> String {
+    let mut found = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while found.is_none() {
+        found = node
+            .daemon_log()
+            .lines()
+            .find(|l| {
+                l.contains("probe verdict")
+                    && l.contains(&format!("pod={pod} "))
+                    && l.contains(&format!("healthy={healthy}"))
+                    && l.contains(message)
+            })
+            .map(str::to_string);
+        assert!(
+            found.is_some() || Instant::now() < deadline,
+            "pod {pod}: no verdict healthy={healthy} with {message:?}; agent log:\n{}",
+            node.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    found.unwrap_or_default()
+}
 
 fn pod(name: &str, command: &str, probes: &str) -> String {
     format!(
@@ -59,7 +142,13 @@ fn http_readiness_probe_makes_the_pod_ready_once_the_server_answers() {
     node.wait_pod("missing", "running", Duration::from_secs(20), |p| {
         c(p)["state"]["running"].is_object()
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // The probe ran and got its 404 (failureThreshold 3 reached): the pod is not ready.
+    wait_verdict(
+        &node,
+        "missing",
+        false,
+        "readiness probe failed: HTTP probe failed with statuscode: 404",
+    );
     assert_eq!(node.pod("missing").expect("pod")["ready"], false);
 }
 
@@ -111,8 +200,8 @@ fn failed_liveness_probe_restarts_the_container_with_the_reason() {
 
 #[test]
 fn startup_probe_holds_liveness_off_until_it_passes() {
-    let mut node = Node::new("startup");
-    node.start_daemon();
+    let node = node_with_metrics("startup");
+    let port = metrics_port(&node);
     // Liveness would kill at the first failure, but it only starts after the startup probe
     // passes (after ~3 s).
     node.apply(
@@ -123,14 +212,28 @@ fn startup_probe_holds_liveness_off_until_it_passes() {
             "    startupProbe: {exec: {command: [test, -f, /tmp/started]}, periodSeconds: 1, failureThreshold: 20}\n    livenessProbe: {exec: {command: [test, -f, /tmp/started]}, periodSeconds: 1, failureThreshold: 1}\n    readinessProbe: {tcpSocket: {port: 9}, periodSeconds: 1}\n",
         ),
     );
-    std::thread::sleep(Duration::from_secs(6));
+    wait_verdict(&node, "slow", true, "startup probe succeeded");
+    // Liveness runs only now, and passes; run before the startup probe passed, it would have
+    // failed (no /tmp/started) and killed the container.
+    let live_runs = "bosun_probe_runs_total{probe=\"liveness\",probe_type=\"exec\"}";
+    wait_metric(&node, port, live_runs, 3, Duration::from_secs(30));
+    let live_failures = "bosun_probe_failures_total{probe=\"liveness\",probe_type=\"exec\"}";
+    assert_eq!(
+        metric(port, live_failures),
+        0,
+        "liveness ran before startup passed"
+    );
+    // Nothing listens on port 9: the tcpSocket readiness probe fails.
+    wait_verdict(
+        &node,
+        "slow",
+        false,
+        "readiness probe failed: dial tcp port 9",
+    );
     let p = node.pod("slow").expect("pod");
     assert_eq!(c(&p)["restartCount"], 0, "{p:#}");
-    assert!(c(&p)["state"]["running"].is_object());
-    assert_eq!(
-        p["ready"], false,
-        "nothing listens on port 9: tcpSocket readiness fails"
-    );
+    assert!(c(&p)["state"]["running"].is_object(), "{p:#}");
+    assert_eq!(p["ready"], false, "{p:#}");
     // And a startup probe that never passes kills the container.
     node.apply(
         "never.yaml",
@@ -169,8 +272,8 @@ fn tcp_probe_and_success_threshold() {
 
 #[test]
 fn a_hanging_exec_probe_is_killed_at_its_timeout() {
-    let mut node = Node::new("probetimeout");
-    node.start_daemon();
+    let node = node_with_metrics("probetimeout");
+    let port = metrics_port(&node);
     node.apply(
         "hang.yaml",
         &pod("hang", "exec sleep 1000", "    readinessProbe: {exec: {command: [sleep, '300']}, periodSeconds: 1, timeoutSeconds: 1}\n"),
@@ -178,19 +281,24 @@ fn a_hanging_exec_probe_is_killed_at_its_timeout() {
     node.wait_pod("hang", "running", Duration::from_secs(20), |p| {
         c(p)["state"]["running"].is_object()
     });
-    std::thread::sleep(Duration::from_secs(4));
+    // Four runs have timed out (each a `sleep 300` that would still be alive if leaked)...
+    let failures = "bosun_probe_failures_total{probe=\"readiness\",probe_type=\"exec\"}";
+    wait_metric(&node, port, failures, 4, Duration::from_secs(30));
+    wait_verdict(&node, "hang", false, "timed out after 1s");
     let p = node.pod("hang").expect("pod");
-    assert_eq!(p["ready"], false);
-    // Each timed-out probe process was killed: at most one (the current run) is alive.
-    let cgroup = node
+    assert_eq!(p["ready"], false, "{p:#}");
+    // ...and were killed: besides the container's own process, at most the current run and one
+    // being reaped are in the container cgroup.
+    let procs = node
         .pod_cgroups()
         .into_iter()
-        .find(|d| d.starts_with("/sys/fs/cgroup/pids"))
-        .expect("pids cgroup");
-    let procs = std::fs::read_to_string(cgroup.join("c/cgroup.procs")).expect("procs");
+        .map(|d| d.join("c/cgroup.procs"))
+        .find(|f| f.exists())
+        .expect("container cgroup");
+    let procs = std::fs::read_to_string(procs).expect("procs");
     let n = procs.lines().count();
     assert!(
         n <= 3,
-        "probe processes leak: {n} processes in the container cgroup"
+        "probe processes leak: {n} processes in the container cgroup after 4 timeouts"
     );
 }
