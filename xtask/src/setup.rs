@@ -37,6 +37,13 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "jq",
 ];
 
+/// Packages installed only when their command is missing: a machine may already have the
+/// command from elsewhere (kubectl from a vendor repository), which must not be replaced.
+pub const COMMAND_PACKAGES: &[(&str, &str)] = &[
+    // The control plane's tests drive the API with the real kubectl.
+    ("kubectl", "kubernetes-client"),
+];
+
 /// Runs the setup verb.
 pub fn run() -> Result<()> {
     let installed = install_debian_packages()?;
@@ -49,11 +56,17 @@ pub fn run() -> Result<()> {
 
 /// Installs the missing Debian packages; returns whether anything was installed.
 fn install_debian_packages() -> Result<bool> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    let mut missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .copied()
         .filter(|package| !is_installed(package))
         .collect();
+    missing.extend(
+        COMMAND_PACKAGES
+            .iter()
+            .filter(|(command, package)| !command_exists(command) && !is_installed(package))
+            .map(|(_, package)| *package),
+    );
     if missing.is_empty() {
         println!(
             "setup: all {} Debian packages are installed",
@@ -86,6 +99,13 @@ fn install_debian_packages() -> Result<bool> {
     }
     println!("setup: Debian packages installed");
     Ok(true)
+}
+
+/// Whether `command` is found on the PATH.
+fn command_exists(command: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join(command).is_file())
+    })
 }
 
 /// Whether dpkg reports `package` as fully installed.

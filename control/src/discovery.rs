@@ -1,0 +1,237 @@
+//! API discovery, generated from the kinds table: the legacy documents (`/api`, `/apis`,
+//! `/api/v1`, `/apis/<group>/<version>`) that kube-rs and older clients read, and aggregated
+//! discovery (`apidiscovery.k8s.io/v2`), which kubectl 1.32 asks for first and which answers
+//! everything in two requests (DESIGN.md §8).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
+    ServerAddressByClientCIDR,
+};
+use serde_json::{json, Value};
+
+use crate::kinds::{self, Resource};
+
+/// The media type of aggregated discovery answers.
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery v2 (kubectl lists it first, with
+/// the plain JSON fallback after it).
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|item| {
+        let params: Vec<&str> = item.split(';').map(str::trim).collect();
+        params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+/// `/api`: the core group's versions.
+pub fn api_versions(server_address: &str) -> APIVersions {
+    APIVersions {
+        versions: vec!["v1".to_owned()],
+        server_address_by_client_cidrs: vec![ServerAddressByClientCIDR {
+            client_cidr: "0.0.0.0/0".to_owned(),
+            server_address: server_address.to_owned(),
+        }],
+    }
+}
+
+/// `/apis`: the named groups with their versions.
+pub fn api_group_list() -> APIGroupList {
+    APIGroupList {
+        groups: kinds::groups().iter().map(api_group).collect(),
+    }
+}
+
+/// `/apis/<group>`.
+pub fn api_group(group: &kinds::Group) -> APIGroup {
+    let versions: Vec<GroupVersionForDiscovery> = group
+        .versions
+        .iter()
+        .map(|v| GroupVersionForDiscovery {
+            group_version: format!("{}/{v}", group.name),
+            version: (*v).to_owned(),
+        })
+        .collect();
+    APIGroup {
+        name: group.name.to_owned(),
+        preferred_version: versions.first().cloned(),
+        versions,
+        server_address_by_client_cidrs: None,
+    }
+}
+
+/// `/api/v1` or `/apis/<group>/<version>`; `None` for a group/version we do not serve.
+pub fn api_resource_list(group: &str, version: &str) -> Option<APIResourceList> {
+    let mut resources = Vec::new();
+    for r in kinds::in_group_version(group, version) {
+        resources.push(APIResource {
+            name: r.plural.to_owned(),
+            singular_name: r.singular.to_owned(),
+            namespaced: r.namespaced(),
+            kind: r.kind.to_owned(),
+            verbs: strings(r.verbs()),
+            short_names: non_empty(r.short_names),
+            categories: non_empty(r.categories),
+            ..APIResource::default()
+        });
+        for sub in r.subresources {
+            resources.push(APIResource {
+                name: format!("{}/{}", r.plural, sub.name),
+                singular_name: String::new(),
+                namespaced: r.namespaced(),
+                group: Some(sub.group.to_owned()).filter(|g| !g.is_empty()),
+                version: Some(sub.version.to_owned()),
+                kind: sub.kind.to_owned(),
+                verbs: strings(sub.verbs),
+                ..APIResource::default()
+            });
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(APIResourceList {
+        group_version,
+        resources,
+    })
+}
+
+/// The aggregated discovery document of the core group (`/api`, `core == true`) or of the
+/// named groups (`/apis`).
+pub fn aggregated(core: bool) -> Value {
+    let items: Vec<Value> = if core {
+        vec![group_discovery("", &["v1"])]
+    } else {
+        kinds::groups()
+            .iter()
+            .map(|g| group_discovery(g.name, &g.versions))
+            .collect()
+    };
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
+fn group_discovery(group: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|version| {
+            let resources: Vec<Value> = kinds::in_group_version(group, version)
+                .map(resource_discovery)
+                .collect();
+            json!({"version": version, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    json!({"metadata": {"name": group}, "versions": versions})
+}
+
+fn resource_discovery(r: &Resource) -> Value {
+    let mut out = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced() { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs(),
+    });
+    if !r.short_names.is_empty() {
+        out["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        out["categories"] = json!(r.categories);
+    }
+    if !r.subresources.is_empty() {
+        let subs: Vec<Value> = r
+            .subresources
+            .iter()
+            .map(|s| {
+                json!({
+                    "subresource": s.name,
+                    "responseKind": {"group": s.group, "version": s.version, "kind": s.kind},
+                    "verbs": s.verbs,
+                })
+            })
+            .collect();
+        out["subresources"] = json!(subs);
+    }
+    out
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn non_empty(items: &[&str]) -> Option<Vec<String>> {
+    (!items.is_empty()).then(|| strings(items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectls_accept_header_selects_aggregated_discovery() {
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert!(wants_aggregated(kubectl));
+        assert!(!wants_aggregated("application/json"));
+        assert!(!wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+        ));
+    }
+
+    #[test]
+    fn legacy_lists_name_every_resource_of_a_group_version() {
+        let core = api_resource_list("", "v1").unwrap();
+        assert_eq!(core.group_version, "v1");
+        let pods = core.resources.iter().find(|r| r.name == "pods").unwrap();
+        assert!(pods.namespaced);
+        assert_eq!(pods.short_names.as_deref(), Some(&["po".to_owned()][..]));
+        let ns = core
+            .resources
+            .iter()
+            .find(|r| r.name == "namespaces")
+            .unwrap();
+        assert!(!ns.namespaced && !ns.verbs.contains(&"deletecollection".to_owned()));
+        assert!(api_resource_list("apps", "v2").is_none());
+        let groups = api_group_list();
+        let autoscaling = groups
+            .groups
+            .iter()
+            .find(|g| g.name == "autoscaling")
+            .unwrap();
+        assert_eq!(
+            autoscaling
+                .preferred_version
+                .as_ref()
+                .unwrap()
+                .group_version,
+            "autoscaling/v2"
+        );
+    }
+
+    #[test]
+    fn aggregated_documents_hold_the_core_and_the_named_groups() {
+        let core = aggregated(true);
+        assert_eq!(core["items"][0]["metadata"]["name"], "");
+        let apis = aggregated(false);
+        let names: Vec<&str> = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"apps") && names.contains(&"events.k8s.io"));
+        let deployments = &apis["items"][0]["versions"][0]["resources"][0];
+        assert_eq!(deployments["resource"], "deployments");
+        assert_eq!(deployments["scope"], "Namespaced");
+    }
+}

@@ -1,0 +1,216 @@
+//! The table of every resource the API serves: group, version, kind, plural and singular
+//! names, scope, short names, categories and the subresources that work. Discovery, routing and
+//! (later) validation and Table printing all read this one table, so a kind is added in one
+//! place (the "registry per kind" of STYLE.md).
+
+/// Whether objects live in a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Namespaced,
+    Cluster,
+}
+
+/// One served resource (one group/version/kind).
+#[derive(Clone, Copy, Debug)]
+pub struct Resource {
+    /// API group; `""` is the core group (`/api/v1`).
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The URL segment: `pods`, `deployments`.
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub scope: Scope,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources that are implemented (and only those are advertised).
+    pub subresources: &'static [Subresource],
+}
+
+/// A subresource and the kind its requests and answers carry.
+#[derive(Clone, Copy, Debug)]
+pub struct Subresource {
+    pub name: &'static str,
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+/// The verbs every collection resource supports.
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// Namespaces have no deletecollection (as in Kubernetes).
+pub const NAMESPACE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+
+impl Resource {
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn group_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn namespaced(&self) -> bool {
+        self.scope == Scope::Namespaced
+    }
+
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.group.is_empty() && self.plural == "namespaces" {
+            NAMESPACE_VERBS
+        } else {
+            VERBS
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn res(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    scope: Scope,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+) -> Resource {
+    Resource {
+        group,
+        version,
+        kind,
+        plural,
+        singular,
+        scope,
+        short_names,
+        categories,
+        subresources: &[],
+    }
+}
+
+use Scope::{Cluster, Namespaced};
+
+const ALL: &[&str] = &["all"];
+
+/// Every served resource, in discovery order.
+#[rustfmt::skip]
+pub const RESOURCES: &[Resource] = &[
+    // core/v1
+    res("", "v1", "Namespace", "namespaces", "namespace", Cluster, &["ns"], &[]),
+    res("", "v1", "Pod", "pods", "pod", Namespaced, &["po"], ALL),
+    res("", "v1", "Service", "services", "service", Namespaced, &["svc"], ALL),
+    res("", "v1", "Endpoints", "endpoints", "endpoints", Namespaced, &["ep"], &[]),
+    res("", "v1", "ConfigMap", "configmaps", "configmap", Namespaced, &["cm"], &[]),
+    res("", "v1", "Secret", "secrets", "secret", Namespaced, &[], &[]),
+    res("", "v1", "Node", "nodes", "node", Cluster, &["no"], &[]),
+    res("", "v1", "Event", "events", "event", Namespaced, &["ev"], &[]),
+    res("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", Cluster, &["pv"], &[]),
+    res("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", Namespaced, &["pvc"], &[]),
+    res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", Namespaced, &["sa"], &[]),
+    // apps/v1
+    res("apps", "v1", "Deployment", "deployments", "deployment", Namespaced, &["deploy"], ALL),
+    res("apps", "v1", "ReplicaSet", "replicasets", "replicaset", Namespaced, &["rs"], ALL),
+    res("apps", "v1", "StatefulSet", "statefulsets", "statefulset", Namespaced, &["sts"], ALL),
+    res("apps", "v1", "DaemonSet", "daemonsets", "daemonset", Namespaced, &["ds"], ALL),
+    // batch/v1
+    res("batch", "v1", "Job", "jobs", "job", Namespaced, &[], ALL),
+    // discovery.k8s.io/v1
+    res("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", Namespaced, &[], &[]),
+    // networking.k8s.io/v1
+    res("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", Namespaced, &["ing"], &[]),
+    res("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", Cluster, &[], &[]),
+    // storage.k8s.io/v1
+    res("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", Cluster, &["sc"], &[]),
+    res("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", Cluster, &[], &[]),
+    res("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", Cluster, &[], &[]),
+    // coordination.k8s.io/v1
+    res("coordination.k8s.io", "v1", "Lease", "leases", "lease", Namespaced, &[], &[]),
+    // autoscaling/v2 (preferred) and v1
+    res("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL),
+    res("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL),
+    // events.k8s.io/v1
+    res("events.k8s.io", "v1", "Event", "events", "event", Namespaced, &["ev"], &[]),
+];
+
+/// One API group with its versions, preferred first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub name: &'static str,
+    pub versions: Vec<&'static str>,
+}
+
+/// The named groups (not the core group), in first-seen order, each with its versions in the
+/// table's order (the first is the preferred one).
+pub fn groups() -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        match out.iter_mut().find(|g| g.name == r.group) {
+            Some(g) if !g.versions.contains(&r.version) => g.versions.push(r.version),
+            Some(_) => {}
+            None => out.push(Group {
+                name: r.group,
+                versions: vec![r.version],
+            }),
+        }
+    }
+    out
+}
+
+/// The resources of one group/version.
+pub fn in_group_version<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static Resource> + 'a {
+    RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+/// The resource served at `/api[s]/<group>/<version>/<plural>`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    in_group_version(group, version).find(|r| r.plural == plural)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_group_version_has_unique_plurals_and_kinds() {
+        for (i, a) in RESOURCES.iter().enumerate() {
+            for b in &RESOURCES[i + 1..] {
+                if a.group == b.group && a.version == b.version {
+                    assert_ne!(a.plural, b.plural);
+                    assert_ne!(a.kind, b.kind);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn groups_list_preferred_versions_first() {
+        let groups = groups();
+        let autoscaling = groups.iter().find(|g| g.name == "autoscaling").unwrap();
+        assert_eq!(autoscaling.versions, ["v2", "v1"]);
+        assert!(groups.iter().all(|g| !g.name.is_empty()));
+        assert_eq!(
+            find("apps", "v1", "deployments").unwrap().kind,
+            "Deployment"
+        );
+        assert_eq!(find("", "v1", "pods").unwrap().group_version(), "v1");
+        assert!(find("apps", "v1", "pods").is_none());
+    }
+}

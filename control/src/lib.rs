@@ -1,0 +1,17 @@
+//! bosun-control: a Kubernetes API server that the real `kubectl` drives unchanged (DESIGN.md
+//! §1, §8). Discovery and every path are generated from one table of kinds (`kinds`); TLS is
+//! always on, with a CA of our own (`pki`) and an admin kubeconfig written at start.
+//!
+//! This crate never touches the node: no namespaces, cgroups or routes.
+
+#![forbid(unsafe_code)]
+
+pub mod discovery;
+pub mod http_util;
+pub mod identity;
+pub mod kinds;
+pub mod kubeconfig;
+pub mod pki;
+pub mod router;
+pub mod server;
+pub mod status;

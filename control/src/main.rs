@@ -1,0 +1,117 @@
+//! `bosun-control`: the Kubernetes API server of bosun (see the crate docs).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bosun_control::{kubeconfig, pki, router::ServerInfo, server};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "bosun-control",
+    about = "bosun's Kubernetes API server",
+    version
+)]
+struct Args {
+    /// State: the CA and certificates (pki/), the admin kubeconfig.
+    #[arg(long, default_value = "/var/lib/bosun-control")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// HTTPS port (0: any free port; the kubeconfig names the one chosen).
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Address clients use to reach the server (written into the kubeconfig); defaults to the
+    /// bind address, or 127.0.0.1 when binding to all addresses.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+    /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let bind = SocketAddr::new(args.bind_address, args.secure_port);
+    // Bind first: a port in use fails before anything is written.
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("--bind-address/--secure-port {bind}"))?;
+    let port = listener.local_addr().context("listening address")?.port();
+    let advertise = args
+        .advertise_address
+        .unwrap_or(if args.bind_address.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            args.bind_address
+        });
+
+    let ca = pki::Ca::load_or_create(&args.data_dir.join("pki")).context("loading the CA")?;
+    let mut ips = vec![IpAddr::from([127, 0, 0, 1]), advertise];
+    if !args.bind_address.is_unspecified() {
+        ips.push(args.bind_address);
+    }
+    ips.dedup();
+    let dns: Vec<String> = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .map(String::from)
+    .to_vec();
+    let serving = ca
+        .issue_server(&dns, &ips)
+        .context("issuing the serving certificate")?;
+    let tls = server::tls_config(&ca.cert_pem, &serving).context("TLS configuration")?;
+
+    let address = SocketAddr::new(advertise, port).to_string();
+    let kubeconfig_path = args.data_dir.join("admin.kubeconfig");
+    let admin = ca.admin().context("the admin certificate")?;
+    let text = kubeconfig::render(
+        &format!("https://{address}"),
+        &ca.cert_pem,
+        &admin,
+        "bosun-admin",
+    );
+    kubeconfig::write(&kubeconfig_path, &text)
+        .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
+    tracing::info!(%address, kubeconfig = %kubeconfig_path.display(), "serving the Kubernetes API");
+    println!(
+        "kubectl --kubeconfig {} get namespaces",
+        kubeconfig_path.display()
+    );
+
+    let info = Arc::new(ServerInfo { address });
+    tokio::select! {
+        () = server::serve(listener, tls, info) => Ok(()),
+        signal = shutdown() => signal,
+    }
+}
+
+async fn shutdown() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+    Ok(())
+}

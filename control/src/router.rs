@@ -1,0 +1,121 @@
+//! Routes one request to its handler: public endpoints (`/version`, health), discovery, and
+//! (with the store) the resources of the kinds table. Every other path is a 404 `Status`;
+//! every non-public path needs an identity (401 otherwise).
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::discovery;
+use crate::http_util::{ok_json, typed_response, ResponseBody};
+use crate::identity::Identity;
+use crate::kinds;
+use crate::status::ApiError;
+
+/// The Kubernetes minor version we report: kubectl's dispatcher picks its 1.32 client by it.
+pub const KUBERNETES_MINOR: &str = "32";
+
+/// What every request needs to know about the server.
+pub struct ServerInfo {
+    /// `host:port` clients reach us at, for `/api`'s serverAddressByClientCIDRs.
+    pub address: String,
+}
+
+/// Answers one request.
+pub fn route<B>(
+    info: &ServerInfo,
+    identity: Option<&Identity>,
+    request: &Request<B>,
+) -> Response<ResponseBody> {
+    let path = request.uri().path();
+    match public(path) {
+        Some(response) => return response,
+        None if identity.is_none() => return ApiError::unauthorized().into_response(),
+        None => {}
+    }
+    if request.method() != Method::GET {
+        return ApiError::method_not_allowed(request.method(), path).into_response();
+    }
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    discovery_route(info, path, accept).unwrap_or_else(|| ApiError::no_route(path).into_response())
+}
+
+/// Endpoints anyone may read (Kubernetes' system:public-info-viewer).
+fn public(path: &str) -> Option<Response<ResponseBody>> {
+    match path {
+        "/version" => Some(ok_json(&json!({
+            "major": "1",
+            "minor": KUBERNETES_MINOR,
+            "gitVersion": format!("v1.{KUBERNETES_MINOR}.0"),
+            "gitCommit": "bosun",
+            "gitTreeState": "clean",
+            "buildDate": "1970-01-01T00:00:00Z",
+            "goVersion": concat!("bosun-control ", env!("CARGO_PKG_VERSION")),
+            "compiler": "rustc",
+            "platform": "linux/amd64",
+        }))),
+        "/healthz" | "/livez" | "/readyz" => Some(typed_response(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"ok"),
+        )),
+        _ => None,
+    }
+}
+
+fn discovery_route(info: &ServerInfo, path: &str, accept: &str) -> Option<Response<ResponseBody>> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let aggregated = discovery::wants_aggregated(accept);
+    match segments[..] {
+        ["api"] if aggregated => Some(aggregated_response(true)),
+        ["api"] => Some(ok_json(&with_kind(
+            discovery::api_versions(&info.address),
+            "APIVersions",
+            None,
+        ))),
+        ["apis"] if aggregated => Some(aggregated_response(false)),
+        ["apis"] => Some(ok_json(&with_kind(
+            discovery::api_group_list(),
+            "APIGroupList",
+            Some("v1"),
+        ))),
+        ["api", "v1"] => resource_list("", "v1"),
+        ["apis", group] => kinds::groups()
+            .iter()
+            .find(|g| g.name == group)
+            .map(|g| ok_json(&with_kind(discovery::api_group(g), "APIGroup", Some("v1")))),
+        ["apis", group, version] => resource_list(group, version),
+        _ => None,
+    }
+}
+
+fn resource_list(group: &str, version: &str) -> Option<Response<ResponseBody>> {
+    discovery::api_resource_list(group, version)
+        .map(|list| ok_json(&with_kind(list, "APIResourceList", Some("v1"))))
+}
+
+fn aggregated_response(core: bool) -> Response<ResponseBody> {
+    typed_response(
+        StatusCode::OK,
+        discovery::AGGREGATED_V2,
+        Bytes::from(discovery::aggregated(core).to_string()),
+    )
+}
+
+/// Discovery documents carry `kind` (and `apiVersion` except `APIVersions`).
+fn with_kind(
+    value: impl serde::Serialize,
+    kind: &str,
+    api_version: Option<&str>,
+) -> serde_json::Value {
+    let mut out = serde_json::to_value(value).unwrap_or_default();
+    out["kind"] = json!(kind);
+    if let Some(v) = api_version {
+        out["apiVersion"] = json!(v);
+    }
+    out
+}
