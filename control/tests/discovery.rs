@@ -78,7 +78,11 @@ except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())\n";
         .output()
         .expect("python3");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("401 ") && text.contains("\"reason\":\"Unauthorized\""), "{text}{}", stderr(&out));
+    assert!(
+        text.starts_with("401 ") && text.contains("\"reason\":\"Unauthorized\""),
+        "{text}{}",
+        stderr(&out)
+    );
     // A path we do not serve is a 404 Status for an authenticated caller.
     let out = control.kubectl(&["get", "--raw", "/apis/example.com/v1"]);
     assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));

@@ -103,9 +103,8 @@ fn install_debian_packages() -> Result<bool> {
 
 /// Whether `command` is found on the PATH.
 fn command_exists(command: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(command).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
 }
 
 /// Whether dpkg reports `package` as fully installed.
