@@ -1,6 +1,8 @@
 //! bosun-control: a Kubernetes API server that the real `kubectl` drives unchanged (DESIGN.md
 //! §1, §8). Discovery and every path are generated from one table of kinds (`kinds`); TLS is
-//! always on, with a CA of our own (`pki`) and an admin kubeconfig written at start.
+//! always on, with a CA of our own (`pki`) and an admin kubeconfig written at start. Objects
+//! persist in `store`: etcd's model (revisions, compare-and-swap, watch, compaction) on an
+//! embedded SQLite file or etcd; it knows nothing of Kubernetes.
 //!
 //! This crate never touches the node: no namespaces, cgroups or routes.
 
@@ -15,3 +17,4 @@ pub mod pki;
 pub mod router;
 pub mod server;
 pub mod status;
+pub mod store;
