@@ -118,7 +118,10 @@ mod tests {
 
     #[test]
     fn prefix_end_is_the_next_string_after_the_prefix_range() {
-        assert_eq!(prefix_end("/registry/pods/").as_deref(), Some("/registry/pods0"));
+        assert_eq!(
+            prefix_end("/registry/pods/").as_deref(),
+            Some("/registry/pods0")
+        );
         assert_eq!(prefix_end("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
         assert_eq!(prefix_end("a\u{10ffff}").as_deref(), Some("b"));
         assert_eq!(prefix_end(""), None);
@@ -140,12 +143,19 @@ mod tests {
             other => panic!("{key:?}: {other:?}"),
         };
         assert_eq!(reason(""), "the key is empty");
-        assert_eq!(reason("/123456789"), "the key is longer than the store's limit");
+        assert_eq!(
+            reason("/123456789"),
+            "the key is longer than the store's limit"
+        );
         assert_eq!(reason("/a\0b"), "the key contains a NUL character");
         assert!(limits.check_prefix(Op::List, "").is_ok());
         assert!(matches!(
             limits.check_write(Op::Create, "/k", b"12345"),
-            Err(Error::ValueTooLarge { size: 5, limit: 4, .. })
+            Err(Error::ValueTooLarge {
+                size: 5,
+                limit: 4,
+                ..
+            })
         ));
         assert!(limits.check_write(Op::Create, "/k", b"1234").is_ok());
         assert!(check_revision(Op::List, "/", -1).is_err());

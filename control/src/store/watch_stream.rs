@@ -75,7 +75,11 @@ impl WatchStream {
         match self.events.poll_recv(cx) {
             Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
             Poll::Ready(None) => {
-                let end = self.end.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let end = self
+                    .end
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
                 Poll::Ready(end.map(Err))
             }
             Poll::Pending => Poll::Pending,

@@ -23,8 +23,9 @@ use super::schema::Bounds;
 use crate::store::watch_stream::WatchSender;
 use crate::store::{Error, Event, Op};
 
-/// Events read from the table per replay query.
+/// Events read from the table per replay query, and values (bytes) beyond the first event.
 const REPLAY_PAGE: usize = 256;
+const REPLAY_PAGE_BYTES: usize = 4 << 20;
 
 /// Where the writer publishes what it committed.
 #[derive(Debug)]
@@ -148,24 +149,20 @@ impl Feeder {
     /// Delivers the table's events in `(cursor, upto]`.
     async fn replay(&mut self, upto: i64) -> Result<(), Stop> {
         while self.cursor < upto {
-            let page = self
+            let (page, complete) = self
                 .reader
                 .events(
                     &self.prefix,
                     self.bounds.clone(),
-                    self.cursor,
-                    upto,
+                    (self.cursor, upto),
                     REPLAY_PAGE,
+                    REPLAY_PAGE_BYTES,
                 )
                 .await
                 .map_err(Stop::End)?;
-            let complete = page.len() < REPLAY_PAGE;
             for event in page {
                 let revision = event.revision();
-                self.out
-                    .send(event)
-                    .await
-                    .map_err(|_| Stop::ConsumerGone)?;
+                self.out.send(event).await.map_err(|_| Stop::ConsumerGone)?;
                 self.cursor = revision;
             }
             if complete {

@@ -244,7 +244,14 @@ impl Store for SqliteStore {
         self.limits.check_write(Op::Update, key, &value)?;
         let key = key.to_owned();
         let expected = expected_mod_revision;
-        match self.write(WriteOp::Update { key, value, expected }).await? {
+        match self
+            .write(WriteOp::Update {
+                key,
+                value,
+                expected,
+            })
+            .await?
+        {
             Written::Put(kv) => Ok(kv),
             Written::Deleted(_) => unreachable!("an update answers with a put"),
         }

@@ -30,7 +30,11 @@ impl ReadPool {
     }
 
     fn take(&self) -> rusqlite::Result<Connection> {
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
         if let Some(conn) = idle {
             return Ok(conn);
         }
@@ -119,16 +123,18 @@ impl ReadPool {
         .await
     }
 
-    /// At most `page` events of keys in `bounds` with revisions in `(after, upto]`, oldest
-    /// first; `Error::Compacted` if part of that range is compacted.
+    /// The events of keys in `bounds` with revisions in `(after, upto]`, oldest first: at most
+    /// `page` of them and, past the first, at most `page_bytes` of values; `Error::Compacted`
+    /// if part of that range is compacted. The flag tells whether the range is exhausted.
     pub async fn events(
         self: &Arc<Self>,
         prefix: &str,
         bounds: Bounds,
-        after: i64,
-        upto: i64,
+        range: (i64, i64),
         page: usize,
-    ) -> Result<Vec<Event>> {
+        page_bytes: usize,
+    ) -> Result<(Vec<Event>, bool)> {
+        let (after, upto) = range;
         let owned = prefix.to_owned();
         self.run(Op::Watch, prefix, move |conn| {
             let sqlite = Error::sqlite(Op::Watch, &owned);
@@ -143,16 +149,22 @@ impl ReadPool {
                     compacted_revision: compacted,
                 });
             }
-            let limit = i64::try_from(page).unwrap_or(i64::MAX);
             let mut stmt = tx.prepare_cached(schema::EVENTS).map_err(&sqlite)?;
-            let rows = stmt
-                .query_map(
-                    params![bounds.start, bounds.end, after, upto, limit],
-                    Revision::from_row,
-                )
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            let mut rows = stmt
+                .query(params![bounds.start, bounds.end, after, upto])
                 .map_err(&sqlite)?;
-            Ok(rows.into_iter().map(Revision::into_event).collect())
+            let mut events = Vec::new();
+            let mut bytes = 0;
+            while events.len() < page && (events.is_empty() || bytes < page_bytes) {
+                let Some(row) = rows.next().map_err(&sqlite)? else {
+                    return Ok((events, true));
+                };
+                let row = Revision::from_row(row).map_err(&sqlite)?;
+                bytes += row.value.as_ref().map_or(0, Vec::len)
+                    + row.old_value.as_ref().map_or(0, Vec::len);
+                events.push(row.into_event());
+            }
+            Ok((events, false))
         })
         .await
     }

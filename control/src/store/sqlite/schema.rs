@@ -57,18 +57,17 @@ pub(super) const INSERT: &str = "
 INSERT INTO kine (id, name, created, deleted, create_revision, prev_revision, lease, value, old_value)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)";
 
-/// The live keys in `[?1, ?2)` after `?3` at revision `?4`, in key order, at most `?5`.
-/// The bounds are plain comparisons so that SQLite walks the name index over just the range;
-/// [`Bounds`] binds them (an open upper end is an empty BLOB, greater than any text).
+/// The live keys in `[?1, ?2)` after `?3` at revision `?4`, in key order, at most `?5`: the
+/// rows that are their key's newest at `?4` and not tombstones. SQLite walks the name index in
+/// order and stops at the limit, so a page costs its own size, not the whole range's. The
+/// bounds are plain comparisons so that the index covers just the range; [`Bounds`] binds
+/// them (an open upper end is an empty BLOB, greater than any text).
 pub(super) const LIST: &str = "
 SELECT kv.id, kv.name, kv.created, kv.deleted, kv.create_revision, kv.prev_revision, kv.value, kv.old_value
-FROM (
-    SELECT MAX(id) AS id FROM kine
-    WHERE name >= ?1 AND name < ?2 AND name > ?3 AND id <= ?4
-    GROUP BY name
-) AS newest
-JOIN kine AS kv ON kv.id = newest.id
-WHERE kv.deleted = 0
+FROM kine AS kv
+WHERE kv.name >= ?1 AND kv.name < ?2 AND kv.name > ?3 AND kv.id <= ?4
+    AND kv.id = (SELECT MAX(newest.id) FROM kine AS newest WHERE newest.name = kv.name AND newest.id <= ?4)
+    AND kv.deleted = 0
 ORDER BY kv.name
 LIMIT ?5";
 
@@ -79,13 +78,13 @@ FROM (SELECT MAX(id) AS id FROM kine WHERE name >= ?1 AND name < ?2 GROUP BY nam
 JOIN kine AS kv ON kv.id = newest.id
 WHERE kv.deleted = 0";
 
-/// The rows of keys in `[?1, ?2)` with revisions in `(?3, ?4]`, oldest first, at most `?5`.
+/// The rows of keys in `[?1, ?2)` with revisions in `(?3, ?4]`, oldest first (read as far
+/// as needed).
 pub(super) const EVENTS: &str = "
 SELECT id, name, created, deleted, create_revision, prev_revision, value, old_value
 FROM kine
 WHERE id > ?3 AND id <= ?4 AND name >= ?1 AND name < ?2
-ORDER BY id
-LIMIT ?5";
+ORDER BY id";
 
 /// Compaction of the revisions `(?1, ?2]`: the rows that a row in that range replaced, and
 /// the tombstones in it. The rows before `?1` were handled by earlier compactions.
@@ -195,5 +194,36 @@ impl Revision {
                 prev,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lists page through the name index in order and stop at the limit: no sort of the
+    /// whole range, no scan outside it.
+    #[test]
+    fn list_walks_the_name_index_without_sorting() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(CREATE).unwrap();
+        let bounds = Bounds::of_prefix("/registry/pods/");
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {LIST}")).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(
+                rusqlite::params![bounds.start, bounds.end, "", 10, 11],
+                |row| row.get(3),
+            )
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter().all(|step| !step.contains("TEMP B-TREE")),
+            "{plan:?}"
+        );
+        assert!(
+            plan[0].contains("INDEX") && plan[0].contains("name>? AND name<?"),
+            "{plan:?}"
+        );
     }
 }
