@@ -106,14 +106,13 @@ impl Writer {
                 }
             }
             Err(source) if ops.len() == 1 => {
-                let op = &ops[0];
-                let _ = replies.into_iter().next().map(|reply| {
-                    reply.send(Err(Error::Sqlite {
+                if let (Some(op), Some(reply)) = (ops.first(), replies.into_iter().next()) {
+                    let _ = reply.send(Err(Error::Sqlite {
                         op: op.op(),
                         key: op.key().to_owned(),
                         source,
-                    }))
-                });
+                    }));
+                }
             }
             Err(_) => {
                 for (op, reply) in ops.into_iter().zip(replies) {
@@ -329,5 +328,83 @@ fn apply(
             };
             Ok(Ok((Written::Deleted(Deleted { prev, revision }), event)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that SQLite fails is answered with its own error, and the writes batched with
+    /// it are committed anyway, at consecutive revisions.
+    #[test]
+    fn one_failing_write_does_not_fail_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        schema::configure(&conn, "FULL").unwrap();
+        conn.execute_batch(schema::CREATE).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON kine WHEN NEW.name = '/poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+        let lock = File::create(dir.path().join("state.lock")).unwrap();
+        let lock = Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+        let hub = Arc::new(Hub::new(0, 0, 16));
+        let (commands, queue) = mpsc::channel();
+        // Queued before the writer starts, so they form one batch.
+        let answers = ["/a", "/poison", "/b"].map(|key| {
+            let (reply, answer) = oneshot::channel();
+            let op = WriteOp::Create {
+                key: key.to_owned(),
+                value: Bytes::from_static(b"v"),
+            };
+            commands.send(Command::Write(op, reply)).unwrap();
+            answer
+        });
+        drop(commands);
+        let writer = Writer {
+            conn,
+            hub: Arc::clone(&hub),
+            revision: 0,
+            compacted: 0,
+            max_batch: 16,
+            lock,
+        };
+        writer.run(queue);
+
+        let [a, poison, b] = answers.map(|answer| answer.blocking_recv().unwrap());
+        assert!(
+            matches!(
+                a,
+                Ok(Written::Put(KeyValue {
+                    mod_revision: 1,
+                    ..
+                }))
+            ),
+            "{a:?}"
+        );
+        match poison {
+            Err(Error::Sqlite {
+                op: Op::Create,
+                key,
+                source,
+            }) => {
+                assert_eq!(key, "/poison");
+                assert!(source.to_string().contains("poisoned"), "{source}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(
+                b,
+                Ok(Written::Put(KeyValue {
+                    mod_revision: 2,
+                    ..
+                }))
+            ),
+            "{b:?}"
+        );
+        assert_eq!(hub.revision(), 2);
     }
 }
