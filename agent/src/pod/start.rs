@@ -199,8 +199,10 @@ impl PodWorker {
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         let dir = self.ctx.container_dir(&self.uid, name);
         let hostname = self.hostname();
-        let files = pod_files(&self.ctx.pod_state_dir(&self.uid).join("etc"), &hostname)
-            .map_err(|e| waiting("CreateContainerError")(format!("writing /etc/hosts: {e}")))?;
+        let etc = self.ctx.pod_state_dir(&self.uid).join("etc");
+        let files = pod_files(&etc, &self.pod, &hostname).map_err(|e| {
+            waiting("CreateContainerError")(format!("writing the pod's /etc files: {e}"))
+        })?;
         t.mark("pod-files");
         let (stdout_fifo, stderr_fifo) = prepare_container_dir(&self.ctx.config.root, &dir)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;

@@ -135,13 +135,9 @@ impl PodWorker {
         w
     }
 
-    /// spec.hostname, else the pod name (Kubernetes' rule).
+    /// The pod's hostname (see [`super::container_spec::pod_hostname`]).
     pub(super) fn hostname(&self) -> String {
-        self.pod
-            .spec
-            .hostname
-            .clone()
-            .unwrap_or_else(|| self.pod.metadata.name.clone())
+        super::container_spec::pod_hostname(&self.pod)
     }
 
     pub fn uid(&self) -> &str {

@@ -1,5 +1,6 @@
 //! Pod, Service and EndpointSlice manifests: Kubernetes `v1.Pod` YAML/JSON accepted verbatim (unknown fields ignored),
-//! validated with errors that name the field, plus the pure rules the agent derives from a
+//! validated with errors that name the field (a field the agent does not honour is refused,
+//! never dropped: `unsupported`), plus the pure rules the agent derives from a
 //! spec: the command a container runs, its QoS class, the pod's stable uid and spec hash.
 //! This module never touches the filesystem, the network or the kernel.
 
@@ -13,6 +14,7 @@ mod probe;
 mod qos;
 mod quantity;
 mod service;
+mod unsupported;
 mod validate;
 
 pub use command::{expand_vars, resolve_command, resolve_command_with_env, resolve_env};
@@ -24,7 +26,7 @@ pub use names::{
 };
 pub use parse::{parse_manifests, parse_pod, Manifest};
 pub use pod::{
-    resolve_port, Capabilities, Container, ContainerPort, EnvVar, ObjectMeta, Pod,
+    resolve_port, Capabilities, Container, ContainerPort, EnvVar, HostAlias, ObjectMeta, Pod,
     PodSecurityContext, PodSpec, Protocol, PullPolicy, ResourceRequirements, RestartPolicy,
     SecurityContext, VolumeMount,
 };
@@ -39,4 +41,5 @@ pub use service::{
     ServicePort, ServiceSpec, ServiceVips, SessionAffinityConfig, DEFAULT_AFFINITY_TIMEOUT_SECONDS,
     HEADLESS, SERVICE_NAME_LABEL,
 };
+pub use unsupported::{refuse_unhonoured, HONOURED_RESOURCES};
 pub use validate::validate;

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::error::SpecError;
 use super::pod::Pod;
 use super::service::{EndpointSlice, Service};
+use super::unsupported::refuse_unhonoured;
 use super::validate::validate;
 
 /// One document of a manifest stream.
@@ -180,6 +181,7 @@ fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
         let field = if path == "." { String::new() } else { path };
         SpecError::new(field, e.into_inner().to_string())
     })?;
+    refuse_unhonoured(&pod)?;
     validate(&pod)?;
     Ok(pod)
 }

@@ -35,29 +35,22 @@ metadata:
   uid: 0b9e5c1e-1111-2222-3333-444455556666
   labels: {app: app}
 spec:
-  hostNetwork: true
-  hostPID: true
-  shareProcessNamespace: true
   securityContext: {runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000, supplementalGroups: [3000]}
   containers:
   - name: app
     image: registry.local:5000/app@sha256:0123
     imagePullPolicy: IfNotPresent
     workingDir: /srv
-    stdin: true
-    tty: true
     securityContext:
       privileged: false
       readOnlyRootFilesystem: true
       capabilities: {add: [NET_ADMIN], drop: [ALL]}
-    lifecycle: {preStop: {exec: {command: [sleep, "5"]}}}
     livenessProbe:
       httpGet: {port: 8080, scheme: HTTPS, httpHeaders: [{name: A, value: b}]}
       terminationGracePeriodSeconds: 3
 "#;
     let pod = parse_pod(yaml).unwrap();
     let c = &pod.spec.containers[0];
-    assert!(pod.spec.host_network && pod.spec.host_pid);
     assert_eq!(
         pod.spec.security_context.as_ref().unwrap().fs_group,
         Some(2000)
@@ -72,7 +65,7 @@ spec:
             .drop,
         ["ALL"]
     );
-    assert!(c.lifecycle.is_some() && c.stdin && c.tty);
+    assert_eq!(c.working_dir.as_deref(), Some("/srv"));
     let get = c
         .liveness_probe
         .as_ref()
@@ -85,6 +78,40 @@ spec:
         pod.metadata.uid.as_deref(),
         Some("0b9e5c1e-1111-2222-3333-444455556666")
     );
+}
+
+#[test]
+fn fields_the_agent_does_not_honour_are_refused_by_name() {
+    let table = [
+        (
+            "image: nginx",
+            "image: nginx, lifecycle: {preStop: {exec: {command: [sleep, '5']}}}",
+            "spec.containers[0].lifecycle",
+        ),
+        (
+            "spec: {",
+            "spec: {shareProcessNamespace: true, ",
+            "spec.shareProcessNamespace",
+        ),
+        (
+            "image: nginx",
+            "image: nginx, stdin: true",
+            "spec.containers[0].stdin",
+        ),
+        (
+            "spec: {",
+            "spec: {volumes: [{name: d, emptyDir: {}}], ",
+            "spec.volumes",
+        ),
+    ];
+    for (from, to, field) in table {
+        let yaml = POD.replace(from, to);
+        let err = parse_pod(&yaml).unwrap_err();
+        assert_eq!(err.field, field, "{yaml}\n{err}");
+        assert!(err.message.contains("not supported"), "{err}");
+        let err = parse_manifests(&yaml).unwrap_err();
+        assert_eq!(err.field, field, "{yaml}\n{err}");
+    }
 }
 
 #[test]
