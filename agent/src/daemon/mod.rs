@@ -144,8 +144,11 @@ pub async fn run(
             });
             tracing::info!(pod = %record.pod.metadata.name, keep, "adopting pod from a previous agent");
             let pod = record.pod.clone();
+            let host_network = record.pod.spec.host_network;
             let worker = PodWorker::adopt(ctx.clone(), record);
-            live.push(worker.network_ref());
+            if !host_network {
+                live.push(worker.network_ref());
+            }
             t.start(worker, pod);
             if !keep {
                 t.delete(&uid);

@@ -105,6 +105,7 @@ pub fn init_spec(
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
         namespaces: Vec::new(),
+        host_pid: pod.spec.host_pid,
         cgroup_tasks: Vec::new(),
         cgroup_v2_dir: None,
         process: ProcessSpec {

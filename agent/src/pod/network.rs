@@ -1,8 +1,11 @@
 //! The pod worker's side of networking: CNI ADD when the sandbox is created (pod IPs into the
 //! status), DEL on teardown, always from the node's network namespace. With `--network none`
-//! pods keep a private netns with only `lo`.
+//! pods keep a private netns with only `lo`. A hostNetwork pod has no attachment: it lives in
+//! the node's netns and its IP is the node's (`--node-ip`, else the node's first global
+//! address, as kubelet reports it).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use super::node::NodeContext;
 use super::worker::PodWorker;
@@ -30,13 +33,59 @@ impl PodWorker {
             .collect();
         PodNetworkRef {
             container_id: self.uid.clone(),
-            netns: self.sandbox.ns_path("net"),
+            netns: self.pod_netns(),
             ifname: "eth0".into(),
             namespace: self.pod.metadata.namespace.clone(),
             name: self.pod.metadata.name.clone(),
             port_mappings,
         }
     }
+}
+
+impl PodWorker {
+    /// The network namespace the pod's containers live in.
+    pub(super) fn pod_netns(&self) -> PathBuf {
+        if !self.pod.spec.host_network {
+            return self.sandbox.ns_path("net");
+        }
+        let node = self.ctx.config.node_netns.clone();
+        node.unwrap_or_else(|| PathBuf::from("/proc/self/ns/net"))
+    }
+}
+
+/// The IPs of a hostNetwork pod: the node's (blocking; call from a blocking task).
+pub(super) fn node_ips(ctx: &NodeContext) -> Result<Vec<IpAddr>, String> {
+    if let Some(ip) = ctx.config.node_ip {
+        return Ok(vec![ip]);
+    }
+    let found = in_netns(ctx.config.node_netns.as_deref(), first_global_address)
+        .map_err(|e| format!("entering the node netns: {e}"))?
+        .map_err(|e| format!("listing the node's addresses: {e}"))?;
+    if found.is_none() {
+        tracing::warn!(
+            "the node has no global address: hostNetwork pods get no IP (set --node-ip)"
+        );
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// The node's first global IPv4 address, preferring interfaces other than `lo`.
+fn first_global_address() -> nix::Result<Option<IpAddr>> {
+    let mut on_lo = None;
+    for ifa in nix::ifaddrs::getifaddrs()? {
+        let Some(v4) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) else {
+            continue;
+        };
+        let ip = v4.ip();
+        if ip.is_loopback() || ip.is_link_local() || ip.is_unspecified() {
+            continue;
+        }
+        if ifa.interface_name != "lo" {
+            return Ok(Some(IpAddr::V4(ip)));
+        }
+        on_lo.get_or_insert(IpAddr::V4(ip));
+    }
+    Ok(on_lo)
 }
 
 /// CNI ADD (blocking; call from a blocking task). Returns the pod's IPs.

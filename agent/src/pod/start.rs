@@ -43,12 +43,13 @@ impl PodWorker {
         let uid = self.uid.clone();
         let exists = self.sandbox.exists();
         let net_ref = self.network_ref();
+        let kinds = super::worker::sandbox_namespaces(&self.pod);
         let (sandbox, cgroup, ips) = tokio::task::spawn_blocking(move || {
             let mut t = super::phase::PhaseTimer::new("pod");
             let sandbox = if exists {
-                PodSandbox::at(dir)
+                PodSandbox::with_kinds(dir, &kinds)
             } else {
-                PodSandbox::create(dir, &hostname)?
+                PodSandbox::create_with(dir, &hostname, &kinds)?
             };
             t.mark("sandbox");
             let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(|e| {
@@ -61,11 +62,14 @@ impl PodWorker {
                 .cgroups
                 .create(&ctx.pod_cgroup(&uid, qos_class(&pod.spec)), &res)?;
             t.mark("pod-cgroup");
-            let ips = super::network::network_add(&ctx, &net_ref).map_err(|message| {
-                RuntimeError::Start {
-                    id: uid.clone(),
-                    message,
-                }
+            let ips = if pod.spec.host_network {
+                super::network::node_ips(&ctx)
+            } else {
+                super::network::network_add(&ctx, &net_ref)
+            };
+            let ips = ips.map_err(|message| RuntimeError::Start {
+                id: uid.clone(),
+                message,
             })?;
             t.mark("network");
             Ok::<_, RuntimeError>((sandbox, cgroup, ips))
@@ -216,6 +220,12 @@ impl PodWorker {
         let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &files)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         spec.namespaces = self.sandbox.namespaces();
+        if self.pod.spec.host_network {
+            // The node's network: `--node-netns`, or the agent's own (inherited).
+            if let Some(node) = &self.ctx.config.node_netns {
+                spec.namespaces.push(("net".into(), node.clone()));
+            }
+        }
         let pod_rel = self.ctx.pod_cgroup(&self.uid, qos_class(&self.pod.spec));
         let cgroup = self
             .ctx

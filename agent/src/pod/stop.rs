@@ -10,6 +10,7 @@ use super::event::PodEvent;
 use super::node::log_dir;
 use super::status::ContainerState;
 use super::worker::PodWorker;
+use crate::runtime::leftovers::kill_and_reap;
 use crate::sys::pidfd::{pidfd_send_signal, ProcessExit};
 
 /// How long to wait for SIGKILLed processes to be reaped before giving up on them.
@@ -51,8 +52,17 @@ impl PodWorker {
             }
         }
         let cgroup = running.cgroup;
+        let host_pid = self.pod.spec.host_pid;
         let removed = tokio::task::spawn_blocking(move || {
             let mut t = super::phase::PhaseTimer::new("container-exit");
+            if host_pid {
+                // No PID namespace ended with the main process: its leftovers are ours.
+                let left = kill_and_reap(&cgroup.pids(), KILL_WAIT);
+                if left > 0 {
+                    tracing::warn!(left, "processes of a hostPID container not reaped");
+                }
+                t.mark("leftovers-reaped");
+            }
             let r = cgroup.remove();
             t.mark("cgroup-removed");
             r
@@ -91,7 +101,7 @@ impl PodWorker {
         }
         let pod_cgroup = self.pod_cgroup.take();
         let net_ctx = self.ctx.clone();
-        let net_ref = self.network_ref();
+        let net_ref = (!self.pod.spec.host_network).then(|| self.network_ref());
         let sandbox = self.sandbox.clone();
         let state_dir = self.ctx.pod_state_dir(&self.uid);
         let root = self.ctx.config.root.clone();
@@ -101,7 +111,9 @@ impl PodWorker {
         let name = md.name.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut t = super::phase::PhaseTimer::new("pod-teardown");
-            super::network::network_del(&net_ctx, &net_ref);
+            if let Some(net_ref) = &net_ref {
+                super::network::network_del(&net_ctx, net_ref);
+            }
             t.mark("network");
             if let Some(cg) = pod_cgroup {
                 if let Err(e) = cg.remove() {

@@ -53,6 +53,20 @@ pub struct PodWorker {
     exit_when_done: bool,
 }
 
+/// The namespaces a pod's sandbox holds: net and uts unless hostNetwork (the pod then shares
+/// the node's network and hostname), ipc unless hostIPC. hostPID is per container process.
+pub(super) fn sandbox_namespaces(pod: &Pod) -> Vec<&'static str> {
+    let spec = &pod.spec;
+    let mut kinds = Vec::new();
+    if !spec.host_network {
+        kinds.extend(["net", "uts"]);
+    }
+    if !spec.host_ipc {
+        kinds.push("ipc");
+    }
+    kinds
+}
+
 fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
     let waiting = |c: &Container, init: bool| ContainerStatus {
         name: c.name.clone(),
@@ -103,7 +117,7 @@ impl PodWorker {
         let status = Arc::new(Mutex::new(initial_status(&pod, &uid)));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         PodWorker {
-            sandbox: PodSandbox::at(ctx.sandbox_dir(&uid)),
+            sandbox: PodSandbox::with_kinds(ctx.sandbox_dir(&uid), &sandbox_namespaces(&pod)),
             hash: manifest_hash(&pod),
             ctx,
             pod,

@@ -30,16 +30,6 @@ fn refused(field: impl Into<String>, why: &str) -> Result<(), SpecError> {
 }
 
 fn refuse_pod_fields(spec: &PodSpec) -> Result<(), SpecError> {
-    let host_namespaces = [
-        ("spec.hostNetwork", spec.host_network),
-        ("spec.hostPID", spec.host_pid),
-        ("spec.hostIPC", spec.host_ipc),
-    ];
-    for (field, set) in host_namespaces {
-        if set {
-            return refused(field, "pods get their own namespaces");
-        }
-    }
     if spec.active_deadline_seconds.is_some() {
         return refused("spec.activeDeadlineSeconds", "pods run until they end");
     }

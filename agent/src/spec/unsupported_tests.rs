@@ -54,6 +54,9 @@ const HONOURED: &[&str] = &[
     "spec.restartPolicy",
     "spec.terminationGracePeriodSeconds",
     "spec.hostname",
+    "spec.hostNetwork",
+    "spec.hostPID",
+    "spec.hostIPC",
     "spec.securityContext",
     "spec.dnsPolicy",
     "spec.hostAliases",
@@ -62,9 +65,6 @@ const HONOURED: &[&str] = &[
 /// Fields refused until implemented: the path set in the maximal pod, and the field the error
 /// must name.
 const REFUSED: &[(&str, &str)] = &[
-    ("spec.hostNetwork", "spec.hostNetwork"),
-    ("spec.hostPID", "spec.hostPID"),
-    ("spec.hostIPC", "spec.hostIPC"),
     ("spec.activeDeadlineSeconds", "spec.activeDeadlineSeconds"),
     ("spec.volumes", "spec.volumes"),
     ("spec.subdomain", "spec.subdomain"),
@@ -328,9 +328,6 @@ fn without_refused() -> Pod {
         c.tty = false;
     }
     let s = &mut pod.spec;
-    s.host_network = false;
-    s.host_pid = false;
-    s.host_ipc = false;
     s.active_deadline_seconds = None;
     s.volumes.clear();
     s.subdomain = None;
