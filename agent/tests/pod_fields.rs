@@ -53,3 +53,45 @@ fn host_namespaces_are_the_nodes_and_host_pid_leftovers_are_reaped() {
         node.mounts()
     );
 }
+
+#[test]
+fn active_deadline_seconds_stops_the_pod_as_failed_deadline_exceeded() {
+    let mut node = Node::new("deadline");
+    node.start_daemon();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: late}}\nspec:\n  restartPolicy: Always\n  activeDeadlineSeconds: 2\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n"
+    );
+    node.apply("late.yaml", &yaml);
+    let running = node.wait_pod("late", "running", Duration::from_secs(20), |p| {
+        p["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let started = running["startTime"]
+        .as_str()
+        .expect("startTime")
+        .to_string();
+    let p = node.wait_pod("late", "DeadlineExceeded", Duration::from_secs(20), |p| {
+        p["reason"] == "DeadlineExceeded"
+            && p["containerStatuses"][0]["state"]["terminated"].is_object()
+    });
+    assert_eq!(p["phase"], "Failed", "{p:#}");
+    assert!(p["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("deadline")));
+    let c = &p["containerStatuses"][0];
+    assert_eq!(c["restartCount"], 0, "never restarted: {p:#}");
+    let finished = c["state"]["terminated"]["finishedAt"]
+        .as_str()
+        .expect("finishedAt");
+    let parse = |t: &str| humantime::parse_rfc3339_weak(t).expect("time");
+    let ran = parse(finished)
+        .duration_since(parse(&started))
+        .expect("order");
+    assert!(ran >= Duration::from_secs(2), "stopped after {ran:?}");
+    // A restarted agent keeps the verdict and the stopped container.
+    node.stop_daemon();
+    node.start_daemon();
+    let p = node.wait_pod("late", "adopted", Duration::from_secs(10), |_| true);
+    assert_eq!(p["reason"], "DeadlineExceeded", "{p:#}");
+    assert_eq!(p["startTime"].as_str(), Some(started.as_str()));
+    assert!(p["containerStatuses"][0]["state"]["terminated"].is_object());
+}

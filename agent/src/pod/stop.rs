@@ -80,15 +80,12 @@ impl PodWorker {
         });
     }
 
-    /// Stops all containers gracefully and removes everything the pod owns on this node.
-    pub(super) async fn teardown(&mut self, remove_logs: bool) {
+    /// Stops every container for good: no restart follows (SIGTERM, the grace period, SIGKILL).
+    pub(super) async fn stop_containers(&mut self) {
         self.stopping = true;
         self.pending_restarts.clear();
         let grace =
             Duration::from_secs(self.pod.spec.termination_grace_period_seconds().max(0) as u64);
-        if !self.running.is_empty() {
-            self.lock_status().message = format!("Terminating (grace period {}s)", grace.as_secs());
-        }
         self.signal_all(Signal::SIGTERM);
         if !self.wait_all_exited(grace).await {
             tracing::info!(pod = %self.pod.metadata.name, "grace period over, sending SIGKILL");
@@ -99,6 +96,15 @@ impl PodWorker {
         for n in names {
             self.record_exit(&n, ProcessExit::Signal(9)).await;
         }
+    }
+
+    /// Stops all containers gracefully and removes everything the pod owns on this node.
+    pub(super) async fn teardown(&mut self, remove_logs: bool) {
+        if !self.running.is_empty() {
+            let grace = self.pod.spec.termination_grace_period_seconds().max(0);
+            self.lock_status().message = format!("Terminating (grace period {grace}s)");
+        }
+        self.stop_containers().await;
         let pod_cgroup = self.pod_cgroup.take();
         let net_ctx = self.ctx.clone();
         let net_ref = (!self.pod.spec.host_network).then(|| self.network_ref());

@@ -30,9 +30,6 @@ fn refused(field: impl Into<String>, why: &str) -> Result<(), SpecError> {
 }
 
 fn refuse_pod_fields(spec: &PodSpec) -> Result<(), SpecError> {
-    if spec.active_deadline_seconds.is_some() {
-        return refused("spec.activeDeadlineSeconds", "pods run until they end");
-    }
     if !spec.volumes.is_empty() {
         return refused("spec.volumes", "volumes come with the storage issue");
     }

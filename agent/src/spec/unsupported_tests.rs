@@ -54,6 +54,7 @@ const HONOURED: &[&str] = &[
     "spec.restartPolicy",
     "spec.terminationGracePeriodSeconds",
     "spec.hostname",
+    "spec.activeDeadlineSeconds",
     "spec.hostNetwork",
     "spec.hostPID",
     "spec.hostIPC",
@@ -65,7 +66,6 @@ const HONOURED: &[&str] = &[
 /// Fields refused until implemented: the path set in the maximal pod, and the field the error
 /// must name.
 const REFUSED: &[(&str, &str)] = &[
-    ("spec.activeDeadlineSeconds", "spec.activeDeadlineSeconds"),
     ("spec.volumes", "spec.volumes"),
     ("spec.subdomain", "spec.subdomain"),
     ("spec.dnsConfig", "spec.dnsConfig"),
@@ -328,7 +328,6 @@ fn without_refused() -> Pod {
         c.tty = false;
     }
     let s = &mut pod.spec;
-    s.active_deadline_seconds = None;
     s.volumes.clear();
     s.subdomain = None;
     s.dns_config = None;
