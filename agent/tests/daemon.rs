@@ -362,3 +362,35 @@ fn a_manifest_directory_that_cannot_be_listed_keeps_its_pods() {
         "the ignored kind is reported once per file:\n{log}"
     );
 }
+
+#[test]
+fn a_pod_whose_record_cannot_be_read_is_left_alone() {
+    let mut node = Node::new("badrecord");
+    node.start_daemon();
+    node.apply(
+        "web.yaml",
+        &pod("web", "Always", BUSYBOX, "    command: [sleep, '3600']\n"),
+    );
+    let p = node.wait_pod("web", "running", Duration::from_secs(20), |p| {
+        container(p, 0)["state"]["running"].is_object()
+    });
+    let pid = container(&p, 0)["pid"].as_i64().expect("pid");
+    let uid = p["uid"].as_str().expect("uid").to_string();
+    node.stop_daemon();
+    let record = node.root.join("pods").join(&uid).join("state.json");
+    std::fs::write(&record, "{\"pod\": ").expect("corrupt the record");
+    node.start_daemon();
+    common::wait_until(
+        "the pod is reported and skipped",
+        Duration::from_secs(10),
+        || {
+            let log = node.daemon_log();
+            log.contains("cannot read the pod record") && log.contains("not starting the pod")
+        },
+    );
+    assert!(node.pod("web").is_none(), "no second instance was started");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the running container was not touched"
+    );
+}

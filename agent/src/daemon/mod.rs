@@ -128,13 +128,15 @@ pub async fn run(
     })?;
     {
         let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-        for (pod_dir, error) in found.unreadable {
+        for (pod_dir, error) in &found.unreadable {
             tracing::error!(dir = %pod_dir.display(), %error, "cannot read the pod record; leaving this pod alone (its containers may still run) until the record is fixed or the pod stopped by hand and its directory removed");
             let uid = pod_dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned());
             t.unreadable.insert(uid.unwrap_or_default(), false);
         }
+        // A pod whose record cannot be read may still have its network attachment in use.
+        let unknown_pods = !found.unreadable.is_empty();
         let mut live = Vec::new();
         for record in found.records {
             let uid = crate::spec::pod_uid(&record.pod);
@@ -154,7 +156,11 @@ pub async fn run(
                 t.delete(&uid);
             }
         }
-        gc_network(&ctx, &live);
+        if unknown_pods {
+            tracing::warn!("skipping CNI garbage collection: some pod records cannot be read");
+        } else {
+            gc_network(&ctx, &live);
+        }
     }
     let mut services = dataplane.map(ServiceSync::new);
     if let Some(s) = &mut services {
