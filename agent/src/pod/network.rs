@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use super::node::NodeContext;
 use super::worker::PodWorker;
 use crate::network::{PodNetworkRef, PortMapping};
+use crate::spec::{Pod, SpecError};
 use crate::sys::netns_exec::in_netns;
 
 impl PodWorker {
@@ -51,6 +52,26 @@ impl PodWorker {
         let node = self.ctx.config.node_netns.clone();
         node.unwrap_or_else(|| PathBuf::from("/proc/self/ns/net"))
     }
+}
+
+/// Refuses host ports when nothing would map them: without pod networking (`--network none`)
+/// no CNI portmap runs (a hostNetwork pod listens on the node itself and needs none).
+pub(super) fn check_host_ports(pod: &Pod, has_network: bool) -> Result<(), SpecError> {
+    if has_network || pod.spec.host_network {
+        return Ok(());
+    }
+    for (path, c) in pod.spec.all_containers() {
+        for (i, port) in c.ports.iter().enumerate() {
+            if port.host_port.is_some_and(|p| p != 0) {
+                let field = format!("{path}.ports[{i}].hostPort");
+                return Err(SpecError::new(
+                    field,
+                    "needs pod networking (--network cni)",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The IPs of a hostNetwork pod: the node's (blocking; call from a blocking task).
@@ -106,5 +127,22 @@ pub(super) fn network_del(ctx: &NodeContext, pod: &PodNetworkRef) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(pod = %pod.name, error = %e, "CNI DEL failed"),
         Err(e) => tracing::warn!(pod = %pod.name, error = %e, "entering the node netns"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports_need_pod_networking() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: x, ports: [{containerPort: 80}, {containerPort: 81, hostPort: 8081}]}]\n";
+        let mut pod = crate::spec::parse_pod(yaml).expect("valid pod");
+        let err = check_host_ports(&pod, false).expect_err("no network");
+        assert_eq!(err.field, "spec.containers[0].ports[1].hostPort");
+        assert_eq!(check_host_ports(&pod, true), Ok(()));
+        pod.spec.containers[0].ports[1].host_port = Some(81);
+        pod.spec.host_network = true;
+        assert_eq!(check_host_ports(&pod, false), Ok(()));
     }
 }

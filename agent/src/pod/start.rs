@@ -45,6 +45,11 @@ impl PodWorker {
         let net_ref = self.network_ref();
         let kinds = super::worker::sandbox_namespaces(&self.pod);
         let (sandbox, cgroup, ips) = tokio::task::spawn_blocking(move || {
+            let start_err = |e: crate::spec::SpecError| RuntimeError::Start {
+                id: uid.clone(),
+                message: e.to_string(),
+            };
+            super::network::check_host_ports(&pod, ctx.network.is_some()).map_err(start_err)?;
             let mut t = super::phase::PhaseTimer::new("pod");
             let sandbox = if exists {
                 PodSandbox::with_kinds(dir, &kinds)
@@ -52,12 +57,7 @@ impl PodWorker {
                 PodSandbox::create_with(dir, &hostname, &kinds)?
             };
             t.mark("sandbox");
-            let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(|e| {
-                RuntimeError::Start {
-                    id: uid.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(start_err)?;
             let cgroup = ctx
                 .cgroups
                 .create(&ctx.pod_cgroup(&uid, qos_class(&pod.spec)), &res)?;
