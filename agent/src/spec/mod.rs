@@ -1,7 +1,8 @@
-//! Pod, Service and EndpointSlice manifests: Kubernetes `v1.Pod` YAML/JSON accepted verbatim (unknown fields ignored),
-//! validated with errors that name the field (a field the agent does not honour is refused,
-//! never dropped: `unsupported`), plus the pure rules the agent derives from a
-//! spec: the command a container runs, its QoS class, the pod's stable uid and spec hash.
+//! Pod, Service and EndpointSlice manifests: Kubernetes `v1.Pod` YAML/JSON as the API server
+//! writes it, validated with errors that name the field. A Pod field the agent does not honour
+//! is refused, never dropped: parsed ones by `unsupported`, unknown ones by `unknown`. Plus the
+//! pure rules the agent derives from a spec: the command a container runs, its QoS class, the
+//! pod's stable uid and spec hash.
 //! This module never touches the filesystem, the network or the kernel.
 
 mod command;
@@ -14,6 +15,7 @@ mod probe;
 mod qos;
 mod quantity;
 mod service;
+mod unknown;
 mod unsupported;
 mod validate;
 

@@ -1,8 +1,9 @@
 //! Reading manifests: one Pod (`parse_pod`) or a multi-document YAML/JSON stream of any kinds
 //! (`parse_manifests`). Every document goes through a JSON value first, so YAML and JSON
 //! behave alike, and type errors name the field path (`spec.containers[0].ports[0].
-//! containerPort`). Services and EndpointSlices are typed here but validated by their users
-//! (one bad Service must not reject its file). It never reads files.
+//! containerPort`). A Pod's unknown and unhonoured fields are refused (`unknown`,
+//! `unsupported`) before it is validated. Services and EndpointSlices are typed here but
+//! validated by their users (one bad Service must not reject its file). It never reads files.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use super::error::SpecError;
 use super::pod::Pod;
 use super::service::{EndpointSlice, Service};
+use super::unknown::{k8s_path, refuse_unknown};
 use super::unsupported::refuse_unhonoured;
 use super::validate::validate;
 
@@ -176,11 +178,15 @@ fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
         }
         None => return Err(SpecError::new("apiVersion", "must be \"v1\" for a Pod")),
     }
-    let pod: Pod = serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut unknown = Vec::new();
+    let mut collect = |path: serde_ignored::Path<'_>| unknown.push(k8s_path(&path));
+    let fields = serde_ignored::Deserializer::new(&value, &mut collect);
+    let pod: Pod = serde_path_to_error::deserialize(fields).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { String::new() } else { path };
         SpecError::new(field, e.into_inner().to_string())
     })?;
+    refuse_unknown(&unknown, &value)?;
     refuse_unhonoured(&pod)?;
     validate(&pod)?;
     Ok(pod)

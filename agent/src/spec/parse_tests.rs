@@ -18,10 +18,55 @@ fn a_minimal_pod_parses_with_defaults() {
 }
 
 #[test]
-fn unknown_fields_are_ignored() {
-    let yaml = format!("{POD}status: {{phase: Running}}\nextra: 1\n");
-    let yaml = yaml.replace("image: nginx", "image: nginx, futureField: {a: 1}");
-    assert_eq!(parse_pod(&yaml).unwrap().spec.containers[0].name, "c");
+fn unknown_fields_are_refused_by_name() {
+    let yaml = POD.replace("image: nginx", "image: nginx, futureField: {a: 1}");
+    let err = parse_pod(&yaml).unwrap_err();
+    assert_eq!(err.field, "spec.containers[0].futureField", "{err}");
+    let err = parse_pod(&format!("{POD}extra: 1\n")).unwrap_err();
+    assert_eq!(err.field, "extra", "{err}");
+    let affinity = POD.replace("spec: {", "spec: {affinity: {nodeAffinity: {}}, ");
+    assert_eq!(parse_pod(&affinity).unwrap_err().field, "spec.affinity");
+}
+
+#[test]
+fn a_pod_as_kubectl_prints_it_is_accepted() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: default
+  creationTimestamp: "2026-01-01T00:00:00Z"
+  resourceVersion: "42"
+  managedFields: [{manager: kubectl}]
+spec:
+  containers:
+  - name: c
+    image: nginx
+    imagePullPolicy: IfNotPresent
+    resources: {}
+    terminationMessagePath: /dev/termination-log
+    terminationMessagePolicy: File
+  dnsPolicy: ClusterFirst
+  enableServiceLinks: true
+  preemptionPolicy: PreemptLowerPriority
+  priority: 0
+  restartPolicy: Always
+  schedulerName: default-scheduler
+  securityContext: {}
+  terminationGracePeriodSeconds: 30
+  tolerations:
+  - {effect: NoExecute, key: node.kubernetes.io/not-ready, operator: Exists, tolerationSeconds: 300}
+status: {phase: Running, podIP: 10.244.0.5}
+"#;
+    let pod = parse_pod(yaml).unwrap();
+    assert_eq!(pod.spec.containers[0].name, "c");
+    let custom = yaml.replace(
+        "MessagePolicy: File",
+        "MessagePolicy: FallbackToLogsOnError",
+    );
+    let err = parse_pod(&custom).unwrap_err();
+    assert_eq!(err.field, "spec.containers[0].terminationMessagePolicy");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The Pod manifest as bosun reads it: serde mirrors of the Kubernetes `v1.Pod` fields the
-//! agent acts on, with Kubernetes' defaults. Unknown fields are ignored (the API server's
-//! non-strict mode); fields a later issue will interpret are kept as raw JSON values and
-//! refused when set (`unsupported`). These types never validate themselves: `validate` does.
+//! agent acts on, with Kubernetes' defaults. Fields these types do not know are refused by
+//! `parse` (`unknown`: only bookkeeping, scheduler-only and defaulted ones pass); fields a later
+//! issue will interpret are kept as raw JSON values and refused when set (`unsupported`). These
+//! types never validate themselves: `validate` does.
 
 use std::collections::BTreeMap;
 
