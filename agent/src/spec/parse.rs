@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::error::SpecError;
 use super::pod::Pod;
 use super::service::{EndpointSlice, Service};
-use super::unknown::{k8s_path, refuse_unknown};
+use super::unknown::{deserialize_listing_unknown, refuse_unknown, Kind, UnknownField};
 use super::unsupported::refuse_unhonoured;
 use super::validate::validate;
 
@@ -110,10 +110,14 @@ fn manifests_from_value(value: Value) -> Result<Vec<Manifest>, SpecError> {
         return Ok(vec![Manifest::Pod(pod_from_value(value)?)]);
     }
     if kind == "Service" {
-        return Ok(vec![Manifest::Service(typed(value, "Service", "v1")?)]);
+        let (mut service, unknown): (Service, _) = typed(value, "Service", "v1")?;
+        service.unknown_fields = unknown;
+        return Ok(vec![Manifest::Service(service)]);
     }
     if kind == "EndpointSlice" {
-        let slice = typed(value, "EndpointSlice", "discovery.k8s.io/v1")?;
+        let (mut slice, unknown): (EndpointSlice, _) =
+            typed(value, "EndpointSlice", "discovery.k8s.io/v1")?;
+        slice.unknown_fields = unknown;
         return Ok(vec![Manifest::EndpointSlice(slice)]);
     }
     let name = value
@@ -139,12 +143,13 @@ fn kind_of(value: &Value) -> Result<String, SpecError> {
     }
 }
 
-/// Deserializes a document of `kind` that must have `apiVersion: api_version`.
+/// Deserializes a document of `kind` that must have `apiVersion: api_version`; also returns the
+/// fields its type does not know.
 fn typed<T: serde::de::DeserializeOwned>(
     value: Value,
     kind: &str,
     api_version: &str,
-) -> Result<T, SpecError> {
+) -> Result<(T, Vec<UnknownField>), SpecError> {
     match value.get("apiVersion") {
         Some(Value::String(v)) if v == api_version => {}
         other => {
@@ -153,11 +158,7 @@ fn typed<T: serde::de::DeserializeOwned>(
             return Err(SpecError::new("apiVersion", msg));
         }
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        SpecError::new(field, e.into_inner().to_string())
-    })
+    deserialize_listing_unknown(&value)
 }
 
 fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
@@ -178,15 +179,8 @@ fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
         }
         None => return Err(SpecError::new("apiVersion", "must be \"v1\" for a Pod")),
     }
-    let mut unknown = Vec::new();
-    let mut collect = |path: serde_ignored::Path<'_>| unknown.push(k8s_path(&path));
-    let fields = serde_ignored::Deserializer::new(&value, &mut collect);
-    let pod: Pod = serde_path_to_error::deserialize(fields).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        SpecError::new(field, e.into_inner().to_string())
-    })?;
-    refuse_unknown(&unknown, &value)?;
+    let (pod, unknown): (Pod, _) = deserialize_listing_unknown(&value)?;
+    refuse_unknown(Kind::Pod, &unknown)?;
     refuse_unhonoured(&pod)?;
     validate(&pod)?;
     Ok(pod)

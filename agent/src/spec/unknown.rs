@@ -1,8 +1,10 @@
-//! Fields of a Pod manifest that the spec types do not know. The rule of `unsupported` holds
-//! for them too: a field the agent does not honour is refused, never dropped. Only these are
-//! let through: output and server bookkeeping (`status`, `metadata.resourceVersion`, ...),
-//! fields that only a scheduler or an API client acts on, and fields set to the value
-//! Kubernetes defaults them to (which means the same as leaving them out). Pure.
+//! Fields of a manifest that the spec types do not know. The rule of `unsupported` holds for
+//! them too: a field the agent does not honour is refused, never dropped. Only these are let
+//! through: output and server bookkeeping (`status`, `metadata.resourceVersion`, ...), fields
+//! that only a scheduler, an API client or DNS acts on, and fields set to the value Kubernetes
+//! defaults them to (which means the same as leaving them out). Pods are refused at parse
+//! time; a Service or EndpointSlice carries its unknown fields to its own `validate`, so one
+//! bad object never rejects its file. Pure.
 
 use serde_json::Value;
 
@@ -16,9 +18,16 @@ enum Ignorable {
     Default(&'static str),
 }
 
-/// Ignorable unknown fields. `[]` stands for any container of `containers` or
-/// `initContainers`.
-const IGNORABLE: &[(&str, Ignorable)] = &[
+/// The kinds whose unknown fields are checked, each with its own ignorable fields.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Pod,
+    Service,
+    EndpointSlice,
+}
+
+/// Ignorable in every kind.
+const COMMON: &[(&str, Ignorable)] = &[
     ("status", Ignorable::Any),
     ("metadata.creationTimestamp", Ignorable::Any),
     ("metadata.resourceVersion", Ignorable::Any),
@@ -30,6 +39,10 @@ const IGNORABLE: &[(&str, Ignorable)] = &[
     ("metadata.generateName", Ignorable::Any),
     ("metadata.deletionTimestamp", Ignorable::Any),
     ("metadata.deletionGracePeriodSeconds", Ignorable::Any),
+];
+
+/// Ignorable in a Pod. `[]` stands for any container of `containers` or `initContainers`.
+const POD: &[(&str, Ignorable)] = &[
     // The scheduler's business: a static pod is not scheduled.
     ("spec.schedulerName", Ignorable::Any),
     ("spec.priority", Ignorable::Any),
@@ -53,17 +66,57 @@ const IGNORABLE: &[(&str, Ignorable)] = &[
     ),
 ];
 
-/// Refuses the first of `unknown` (paths in Kubernetes style, `spec.containers[0].x`) that may
-/// not be ignored, given the manifest `doc` they come from.
-pub fn refuse_unknown(unknown: &[String], doc: &Value) -> Result<(), SpecError> {
-    for path in unknown {
-        let pattern = container_pattern(path);
-        let allowed = IGNORABLE.iter().find(|(p, _)| under(&pattern, p));
+/// Ignorable in a Service.
+const SERVICE: &[(&str, Ignorable)] = &[
+    ("spec.ipFamilies", Ignorable::Default("[\"IPv4\"]")),
+    ("spec.ipFamilyPolicy", Ignorable::Default("\"SingleStack\"")),
+    (
+        "spec.internalTrafficPolicy",
+        Ignorable::Default("\"Cluster\""),
+    ),
+    (
+        "spec.externalTrafficPolicy",
+        Ignorable::Default("\"Cluster\""),
+    ),
+    ("spec.publishNotReadyAddresses", Ignorable::Default("false")),
+    // A hint for clients and meshes; the dataplane balances connections whatever the protocol.
+    ("spec.ports[].appProtocol", Ignorable::Any),
+];
+
+/// Ignorable in an EndpointSlice: what only DNS, topology hints or clients read.
+const ENDPOINT_SLICE: &[(&str, Ignorable)] = &[
+    ("endpoints[].targetRef", Ignorable::Any),
+    ("endpoints[].nodeName", Ignorable::Any),
+    ("endpoints[].zone", Ignorable::Any),
+    ("endpoints[].hostname", Ignorable::Any),
+    ("endpoints[].hints", Ignorable::Any),
+    ("ports[].appProtocol", Ignorable::Any),
+];
+
+impl Kind {
+    fn ignorable(self) -> impl Iterator<Item = &'static (&'static str, Ignorable)> {
+        let own = match self {
+            Kind::Pod => POD,
+            Kind::Service => SERVICE,
+            Kind::EndpointSlice => ENDPOINT_SLICE,
+        };
+        COMMON.iter().chain(own)
+    }
+}
+
+/// An unknown field: its path (`spec.containers[0].x`) and value.
+pub type UnknownField = (String, Value);
+
+/// Refuses the first of `unknown` that `kind` may not ignore.
+pub fn refuse_unknown(kind: Kind, unknown: &[UnknownField]) -> Result<(), SpecError> {
+    for (path, value) in unknown {
+        let pattern = list_pattern(path);
+        let allowed = kind.ignorable().find(|(p, _)| under(&pattern, p));
         let ok = match allowed {
             Some((_, Ignorable::Any)) => true,
             Some((p, Ignorable::Default(default))) => {
                 let default: Value = serde_json::from_str(default).unwrap_or(Value::Null);
-                *p == pattern && lookup(doc, path) == Some(&default)
+                *p == pattern && *value == default
             }
             None => false,
         };
@@ -80,12 +133,43 @@ pub fn refuse_unknown(unknown: &[String], doc: &Value) -> Result<(), SpecError> 
     Ok(())
 }
 
-/// `spec.initContainers[2].x` → `spec.containers[].x`.
-fn container_pattern(path: &str) -> String {
-    for list in ["spec.containers[", "spec.initContainers["] {
+/// Deserializes `value` as `T`, also returning the fields `T` does not know, with their values.
+/// Type errors name their field path.
+pub fn deserialize_listing_unknown<T: serde::de::DeserializeOwned>(
+    value: &Value,
+) -> Result<(T, Vec<UnknownField>), SpecError> {
+    let mut paths = Vec::new();
+    let mut collect = |path: serde_ignored::Path<'_>| paths.push(k8s_path(&path));
+    let fields = serde_ignored::Deserializer::new(value, &mut collect);
+    let typed = serde_path_to_error::deserialize(fields).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        SpecError::new(field, e.into_inner().to_string())
+    })?;
+    let unknown = paths
+        .into_iter()
+        .map(|p| {
+            let v = lookup(value, &p).cloned().unwrap_or(Value::Null);
+            (p, v)
+        })
+        .collect();
+    Ok((typed, unknown))
+}
+
+/// Indexes of the lists the tables name become `[]`, and init containers are containers:
+/// `spec.initContainers[2].x` → `spec.containers[].x`, `endpoints[3].zone` → `endpoints[].zone`.
+fn list_pattern(path: &str) -> String {
+    const LISTS: [(&str, &str); 5] = [
+        ("spec.containers[", "spec.containers[]"),
+        ("spec.initContainers[", "spec.containers[]"),
+        ("spec.ports[", "spec.ports[]"),
+        ("endpoints[", "endpoints[]"),
+        ("ports[", "ports[]"),
+    ];
+    for (list, pattern) in LISTS {
         if let Some(rest) = path.strip_prefix(list) {
             if let Some((_, tail)) = rest.split_once(']') {
-                return format!("spec.containers[]{tail}");
+                return format!("{pattern}{tail}");
             }
         }
     }
@@ -113,7 +197,7 @@ fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// Formats a path reported by `serde_ignored` Kubernetes style.
-pub fn k8s_path(path: &serde_ignored::Path<'_>) -> String {
+fn k8s_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
     match path {
         Path::Root => String::new(),
@@ -135,36 +219,65 @@ pub fn k8s_path(path: &serde_ignored::Path<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn check(paths: &[&str], doc: Value) -> Result<(), SpecError> {
-        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
-        refuse_unknown(&paths, &doc)
+    fn field(path: &str, value: Value) -> UnknownField {
+        (path.to_string(), value)
     }
 
     #[test]
     fn bookkeeping_scheduling_and_defaults_are_let_through() {
-        let doc = serde_json::json!({
-            "status": {"phase": "Running"},
-            "spec": {"tolerations": [], "initContainers": [{"terminationMessagePolicy": "File"}]}
-        });
-        let paths = [
-            "status",
-            "spec.tolerations",
-            "spec.initContainers[0].terminationMessagePolicy",
+        let unknown = [
+            field("status", json!({"phase": "Running"})),
+            field("spec.tolerations", json!([])),
+            field(
+                "spec.initContainers[0].terminationMessagePolicy",
+                json!("File"),
+            ),
         ];
-        assert_eq!(check(&paths, doc), Ok(()));
+        assert_eq!(refuse_unknown(Kind::Pod, &unknown), Ok(()));
+        let unknown = [
+            field("spec.ipFamilies", json!(["IPv4"])),
+            field("spec.ports[1].appProtocol", json!("http")),
+        ];
+        assert_eq!(refuse_unknown(Kind::Service, &unknown), Ok(()));
+        let unknown = [field("endpoints[2].targetRef", json!({"kind": "Pod"}))];
+        assert_eq!(refuse_unknown(Kind::EndpointSlice, &unknown), Ok(()));
     }
 
     #[test]
     fn anything_else_is_refused_by_name() {
-        let doc = serde_json::json!({
-            "spec": {"containers": [{}, {"terminationMessagePolicy": "FallbackToLogsOnError"}]}
-        });
-        let err = check(&["spec.containers[1].terminationMessagePolicy"], doc).unwrap_err();
-        assert_eq!(err.field, "spec.containers[1].terminationMessagePolicy");
+        let policy = "spec.containers[1].terminationMessagePolicy";
+        let err = refuse_unknown(Kind::Pod, &[field(policy, json!("FallbackToLogsOnError"))]);
+        let err = err.unwrap_err();
+        assert_eq!(err.field, policy);
         assert!(err.message.contains("\"File\""), "{err}");
-        let err = check(&["spec.affinity"], Value::Null).unwrap_err();
+        let err = refuse_unknown(Kind::Pod, &[field("spec.affinity", json!({}))]).unwrap_err();
         assert_eq!(err.field, "spec.affinity");
         assert!(err.message.contains("unknown"), "{err}");
+        let local = field("spec.internalTrafficPolicy", json!("Local"));
+        let err = refuse_unknown(Kind::Service, &[local]).unwrap_err();
+        assert_eq!(err.field, "spec.internalTrafficPolicy");
+        // A Pod-only allowance does not carry over to other kinds.
+        let err = refuse_unknown(Kind::Service, &[field("spec.tolerations", json!([]))]);
+        assert_eq!(err.unwrap_err().field, "spec.tolerations");
+    }
+
+    #[test]
+    fn unknown_fields_are_listed_with_their_values() {
+        #[derive(serde::Deserialize)]
+        struct Known {
+            #[allow(dead_code)]
+            a: u8,
+        }
+        let doc = json!({"a": 1, "b": {"c": [1, 2]}, "d": [{"e": true}]});
+        let (_, unknown): (Known, _) = deserialize_listing_unknown(&doc).expect("parses");
+        assert_eq!(
+            unknown,
+            vec![
+                field("b", json!({"c": [1, 2]})),
+                field("d", json!([{"e": true}]))
+            ]
+        );
     }
 }
