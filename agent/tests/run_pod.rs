@@ -159,16 +159,12 @@ fn two_containers_of_a_pod_share_localhost() {
 fn sigterm_then_sigkill_after_the_grace_period() {
     let node = Node::new("grace");
     // A workload that handles SIGTERM exits at once ...
-    let polite = pod("polite", "Never", BUSYBOX, "    command: [sh, -c, 'trap \"echo got TERM; exit 0\" TERM; while true; do sleep 0.05; done']\n");
-    let mut child = node.spawn_run(&polite);
-    std::thread::sleep(Duration::from_millis(700));
+    let polite = pod("polite", "Never", BUSYBOX, "    command: [sh, -c, 'trap \"echo got TERM; exit 0\" TERM; echo ready; while true; do sleep 0.05; done']\n");
+    let mut run = ForegroundRun::spawn(&node, &polite);
+    run.wait_line("ready");
     let t = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGTERM,
-    )
-    .expect("signal run");
-    let out = wait_output(&mut child);
+    run.signal(nix::sys::signal::SIGTERM);
+    let out = run.wait_output();
     assert!(
         t.elapsed() < Duration::from_secs(3),
         "took {:?}",
@@ -178,22 +174,81 @@ fn sigterm_then_sigkill_after_the_grace_period() {
     assert_eq!(out.status.code(), Some(0));
 
     // ... one that ignores it is killed when the grace period ends.
-    let stubborn = "apiVersion: v1\nkind: Pod\nmetadata: {name: stubborn}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 2\n  containers:\n  - {name: c, image: bosun.test/busybox:1, command: [sh, -c, 'trap \"\" TERM; while true; do sleep 0.05; done']}\n";
-    let mut child = node.spawn_run(stubborn);
-    std::thread::sleep(Duration::from_millis(700));
+    let stubborn = "apiVersion: v1\nkind: Pod\nmetadata: {name: stubborn}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 2\n  containers:\n  - {name: c, image: bosun.test/busybox:1, command: [sh, -c, 'trap \"\" TERM; echo ready; while true; do sleep 0.05; done']}\n";
+    let mut run = ForegroundRun::spawn(&node, stubborn);
+    run.wait_line("ready");
     let t = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGTERM,
-    )
-    .expect("signal run");
-    let out = wait_output(&mut child);
+    run.signal(nix::sys::signal::SIGTERM);
+    let out = run.wait_output();
     let took = t.elapsed();
     assert!(
         took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
         "killed after {took:?}"
     );
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+}
+
+/// `bosun-agent run` in the background, its stdout read line by line as it comes.
+struct ForegroundRun {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stdout: String,
+}
+
+impl ForegroundRun {
+    fn spawn(node: &Node, yaml: &str) -> ForegroundRun {
+        use std::io::BufRead;
+        let mut child = node.spawn_run(yaml);
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ForegroundRun {
+            child,
+            lines,
+            stdout: String::new(),
+        }
+    }
+
+    /// Waits until the pod printed `want` (so its signal handlers are installed).
+    fn wait_line(&mut self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push_str(&line);
+                    self.stdout.push('\n');
+                    if line == want {
+                        return;
+                    }
+                }
+                Err(e) => panic!("no line {want:?} from the pod ({e}); got {:?}", self.stdout),
+            }
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal run");
+    }
+
+    fn wait_output(mut self) -> std::process::Output {
+        let mut out = wait_output(&mut self.child);
+        // The reader thread ends at EOF, once the process is gone.
+        for line in self.lines.iter() {
+            self.stdout.push_str(&line);
+            self.stdout.push('\n');
+        }
+        out.stdout = self.stdout.into_bytes();
+        out
+    }
 }
 
 fn wait_output(child: &mut std::process::Child) -> std::process::Output {

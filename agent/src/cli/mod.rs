@@ -89,6 +89,10 @@ pub struct Args {
     /// The node's network namespace, when it is not the agent's own (tests, demos).
     #[arg(long, global = true)]
     pub node_netns: Option<PathBuf>,
+    /// The node's IP, reported as the IP of hostNetwork pods (default: the node's first
+    /// global IPv4 address).
+    #[arg(long, global = true)]
+    pub node_ip: Option<std::net::IpAddr>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long, global = true)]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -197,6 +201,7 @@ fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<
             reset_after: Duration::from_millis(args.backoff_reset_ms),
         },
         node_netns: args.node_netns.clone(),
+        node_ip: args.node_ip,
     };
     Ok(Arc::new(NodeContext::new(config, images, cgroups, network)))
 }

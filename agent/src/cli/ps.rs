@@ -141,6 +141,8 @@ mod tests {
             name: name.into(),
             uid: "u".into(),
             phase: PodPhase::Running,
+            reason: String::new(),
+            start_time: None,
             pod_ip: Some("10.244.0.17".into()),
             pod_ips: Vec::new(),
             qos_class: "BestEffort".into(),

@@ -41,6 +41,9 @@ struct PodEntry {
 pub struct PodTable {
     pods: BTreeMap<String, PodEntry>,
     terminating: BTreeMap<String, PodEntry>,
+    /// Pods whose record could not be read at start: their containers may still run, so this
+    /// agent neither starts nor deletes them (uid → whether a manifest for it was reported).
+    unreadable: BTreeMap<String, bool>,
 }
 
 impl PodTable {
@@ -118,25 +121,46 @@ pub async fn run(
 
     let mut dir = ManifestDir::default();
     let desired = dir.scan(&manifest_dir);
+    let pods_dir = ctx.config.root.join("pods");
+    let found = load_all(&pods_dir).map_err(|e| {
+        let message = format!("listing the pod records in {}: {e}", pods_dir.display());
+        std::io::Error::new(e.kind(), message)
+    })?;
     {
         let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        for (pod_dir, error) in &found.unreadable {
+            tracing::error!(dir = %pod_dir.display(), %error, "cannot read the pod record; leaving this pod alone (its containers may still run) until the record is fixed or the pod stopped by hand and its directory removed");
+            let uid = pod_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            t.unreadable.insert(uid.unwrap_or_default(), false);
+        }
+        // A pod whose record cannot be read may still have its network attachment in use.
+        let unknown_pods = !found.unreadable.is_empty();
         let mut live = Vec::new();
-        for record in load_all(&ctx.config.root.join("pods")) {
+        for record in found.records {
             let uid = crate::spec::pod_uid(&record.pod);
-            let keep = desired
-                .get(&uid)
-                .map(|d| d.hash == record.hash)
-                .unwrap_or(false);
+            // Until the manifest directory has been listed, every pod is kept as it is.
+            let keep = desired.as_ref().is_none_or(|desired| {
+                desired.get(&uid).map(|d| d.hash == record.hash) == Some(true)
+            });
             tracing::info!(pod = %record.pod.metadata.name, keep, "adopting pod from a previous agent");
             let pod = record.pod.clone();
+            let host_network = record.pod.spec.host_network;
             let worker = PodWorker::adopt(ctx.clone(), record);
-            live.push(worker.network_ref());
+            if !host_network {
+                live.push(worker.network_ref());
+            }
             t.start(worker, pod);
             if !keep {
                 t.delete(&uid);
             }
         }
-        gc_network(&ctx, &live);
+        if unknown_pods {
+            tracing::warn!("skipping CNI garbage collection: some pod records cannot be read");
+        } else {
+            gc_network(&ctx, &live);
+        }
     }
     let mut services = dataplane.map(ServiceSync::new);
     if let Some(s) = &mut services {
@@ -157,14 +181,16 @@ pub async fn run(
     }
 }
 
-/// Deletes pods whose manifest went away or changed, starts the new ones.
+/// Deletes pods whose manifest went away or changed, starts the new ones. `None` (the
+/// manifest directory was never listed) changes nothing.
 fn reconcile_pods(
     ctx: &Arc<NodeContext>,
     table: &Mutex<PodTable>,
-    desired: BTreeMap<String, manifests::DesiredPod>,
+    desired: Option<BTreeMap<String, manifests::DesiredPod>>,
 ) {
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
     t.reap_terminated();
+    let Some(desired) = desired else { return };
     let gone: Vec<String> = t
         .pods
         .iter()
@@ -177,6 +203,13 @@ fn reconcile_pods(
     }
     for (uid, d) in desired {
         if t.pods.contains_key(&uid) || t.terminating.contains_key(&uid) {
+            continue;
+        }
+        if let Some(reported) = t.unreadable.get_mut(&uid) {
+            if !*reported {
+                tracing::error!(pod = %d.pod.metadata.name, %uid, "not starting the pod: the record of a previous instance cannot be read");
+                *reported = true;
+            }
             continue;
         }
         tracing::info!(pod = %d.pod.metadata.name, file = %d.file.display(), "starting pod");

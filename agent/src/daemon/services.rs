@@ -32,7 +32,12 @@ impl ServiceSync {
     }
 
     /// Syncs when the manifests or the pods changed (or the dataplane asks to retry).
+    /// Does nothing until the manifest directory has been listed once: an unknown directory
+    /// is not one without Services.
     pub async fn tick(&mut self, dir: &ManifestDir, pods: Vec<LocalPod>) {
+        if !dir.is_known() {
+            return;
+        }
         let manifests_changed = self.generation != Some(dir.generation());
         if manifests_changed {
             self.services = Arc::new(dir.services());

@@ -36,12 +36,7 @@ pub fn init_spec(
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect();
-    let hostname = pod
-        .spec
-        .hostname
-        .clone()
-        .unwrap_or_else(|| pod.metadata.name.clone());
-    set_env(&mut env, "HOSTNAME", &hostname);
+    set_env(&mut env, "HOSTNAME", &pod_hostname(pod));
     for (k, v) in resolve_env(&container.env) {
         set_env(&mut env, &k, &v);
     }
@@ -89,15 +84,15 @@ pub fn init_spec(
     if privileged {
         caps = caps::all().iter().map(|c| c.to_string()).collect();
     }
+    // fsGroup joins the supplemental groups, as kubelet does (it also owns volumes, which are
+    // refused until the storage issue).
     let supplemental = pod
         .spec
         .security_context
         .as_ref()
         .map(|s| {
-            s.supplemental_groups
-                .iter()
-                .filter_map(|g| u32::try_from(*g).ok())
-                .collect()
+            let groups = s.supplemental_groups.iter().chain(&s.fs_group);
+            groups.filter_map(|g| u32::try_from(*g).ok()).collect()
         })
         .unwrap_or_default();
     Ok(InitSpec {
@@ -110,6 +105,7 @@ pub fn init_spec(
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
         namespaces: Vec::new(),
+        host_pid: pod.spec.host_pid,
         cgroup_tasks: Vec::new(),
         cgroup_v2_dir: None,
         process: ProcessSpec {
@@ -314,19 +310,51 @@ pub fn quota_from_millis(millis: u64) -> i64 {
     i64::try_from(q.max(1000)).unwrap_or(i64::MAX)
 }
 
-/// The pod-level files bind-mounted into every container (/etc/hosts, /etc/hostname).
-pub fn pod_files(dir: &Path, hostname: &str) -> std::io::Result<Vec<BindMount>> {
+/// The pod's hostname: the node's with hostNetwork (the pod shares the node's UTS namespace),
+/// else spec.hostname, else the pod name (Kubernetes' rule).
+pub fn pod_hostname(pod: &Pod) -> String {
+    if pod.spec.host_network {
+        let node = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned());
+        return node.unwrap_or_else(|_| "localhost".into());
+    }
+    pod.spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| pod.metadata.name.clone())
+}
+
+/// The node's resolver configuration, which every pod gets: kubelet's `Default` DNS policy, and
+/// what `ClusterFirst` falls back to while the node has no cluster DNS (`None` is refused).
+const NODE_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// The node's hosts file, the base of a hostNetwork pod's `/etc/hosts`.
+const NODE_HOSTS: &str = "/etc/hosts";
+
+/// The pod-level files bind-mounted into every container: /etc/hosts (the pod's names, or the
+/// node's file with hostNetwork, plus hostAliases), /etc/hostname and /etc/resolv.conf (the
+/// node's; left to the image when the node has none).
+pub fn pod_files(dir: &Path, pod: &Pod, hostname: &str) -> std::io::Result<Vec<BindMount>> {
     std::fs::create_dir_all(dir)?;
-    let hosts = dir.join("hosts");
-    std::fs::write(
-        &hosts,
+    let mut hosts_text = if pod.spec.host_network {
+        std::fs::read_to_string(NODE_HOSTS)?
+    } else {
         format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-        ),
-    )?;
+        )
+    };
+    if !pod.spec.host_aliases.is_empty() {
+        if !hosts_text.is_empty() && !hosts_text.ends_with('\n') {
+            hosts_text.push('\n');
+        }
+        hosts_text.push_str("# Entries added by HostAliases.\n");
+        for alias in &pod.spec.host_aliases {
+            hosts_text.push_str(&format!("{}\t{}\n", alias.ip, alias.hostnames.join("\t")));
+        }
+    }
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, hosts_text)?;
     let hn = dir.join("hostname");
     std::fs::write(&hn, format!("{hostname}\n"))?;
-    Ok(vec![
+    let mut files = vec![
         BindMount {
             source: hosts,
             destination: "/etc/hosts".into(),
@@ -337,12 +365,41 @@ pub fn pod_files(dir: &Path, hostname: &str) -> std::io::Result<Vec<BindMount>> 
             destination: "/etc/hostname".into(),
             readonly: false,
         },
-    ])
+    ];
+    match std::fs::read(NODE_RESOLV_CONF) {
+        Ok(text) => {
+            let resolv = dir.join("resolv.conf");
+            std::fs::write(&resolv, text)?;
+            files.push(BindMount {
+                source: resolv,
+                destination: "/etc/resolv.conf".into(),
+                readonly: false,
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(files)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_aliases_and_the_hostname_go_into_etc_hosts() {
+        let pod = crate::spec::parse_pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  hostAliases: [{ip: 10.1.2.3, hostnames: [db.local, db]}]\n  securityContext: {fsGroup: 2000, supplementalGroups: [3000]}\n  containers: [{name: a, image: x}]\n",
+        )
+        .expect("valid pod");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = pod_files(dir.path(), &pod, &pod_hostname(&pod)).expect("pod files");
+        let hosts = std::fs::read_to_string(&files[0].source).expect("hosts");
+        assert!(hosts.contains("127.0.1.1\tp\n"), "{hosts}");
+        assert!(hosts.ends_with("10.1.2.3\tdb.local\tdb\n"), "{hosts}");
+        let dests: Vec<&str> = files.iter().map(|f| f.destination.as_str()).collect();
+        assert_eq!(&dests[..2], ["/etc/hosts", "/etc/hostname"]);
+    }
 
     #[test]
     fn cpu_translation_matches_kubelet() {

@@ -5,6 +5,7 @@
 mod adopt;
 pub mod backoff;
 pub mod container_spec;
+mod deadline;
 mod event;
 pub mod logs;
 mod network;

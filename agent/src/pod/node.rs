@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub backoff: BackoffPolicy,
     /// The node's network namespace when it is not the agent's own (`--node-netns`).
     pub node_netns: Option<PathBuf>,
+    /// The node's IP (`--node-ip`): hostNetwork pods report it; None = detected.
+    pub node_ip: Option<std::net::IpAddr>,
 }
 
 /// Shared by all pod workers.

@@ -75,7 +75,7 @@ impl PodWorker {
         let targets = Arc::new(ProbeTargets {
             net: NetTarget {
                 pod_ip: self.pod_ip(),
-                netns: self.sandbox.ns_path("net"),
+                netns: self.pod_netns(),
                 node_netns: self.ctx.config.node_netns.clone(),
             },
             exec: ExecTarget {

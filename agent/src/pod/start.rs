@@ -43,29 +43,33 @@ impl PodWorker {
         let uid = self.uid.clone();
         let exists = self.sandbox.exists();
         let net_ref = self.network_ref();
+        let kinds = super::worker::sandbox_namespaces(&self.pod);
         let (sandbox, cgroup, ips) = tokio::task::spawn_blocking(move || {
+            let start_err = |e: crate::spec::SpecError| RuntimeError::Start {
+                id: uid.clone(),
+                message: e.to_string(),
+            };
+            super::network::check_host_ports(&pod, ctx.network.is_some()).map_err(start_err)?;
             let mut t = super::phase::PhaseTimer::new("pod");
             let sandbox = if exists {
-                PodSandbox::at(dir)
+                PodSandbox::with_kinds(dir, &kinds)
             } else {
-                PodSandbox::create(dir, &hostname)?
+                PodSandbox::create_with(dir, &hostname, &kinds)?
             };
             t.mark("sandbox");
-            let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(|e| {
-                RuntimeError::Start {
-                    id: uid.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(start_err)?;
             let cgroup = ctx
                 .cgroups
                 .create(&ctx.pod_cgroup(&uid, qos_class(&pod.spec)), &res)?;
             t.mark("pod-cgroup");
-            let ips = super::network::network_add(&ctx, &net_ref).map_err(|message| {
-                RuntimeError::Start {
-                    id: uid.clone(),
-                    message,
-                }
+            let ips = if pod.spec.host_network {
+                super::network::node_ips(&ctx)
+            } else {
+                super::network::network_add(&ctx, &net_ref)
+            };
+            let ips = ips.map_err(|message| RuntimeError::Start {
+                id: uid.clone(),
+                message,
             })?;
             t.mark("network");
             Ok::<_, RuntimeError>((sandbox, cgroup, ips))
@@ -199,8 +203,10 @@ impl PodWorker {
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         let dir = self.ctx.container_dir(&self.uid, name);
         let hostname = self.hostname();
-        let files = pod_files(&self.ctx.pod_state_dir(&self.uid).join("etc"), &hostname)
-            .map_err(|e| waiting("CreateContainerError")(format!("writing /etc/hosts: {e}")))?;
+        let etc = self.ctx.pod_state_dir(&self.uid).join("etc");
+        let files = pod_files(&etc, &self.pod, &hostname).map_err(|e| {
+            waiting("CreateContainerError")(format!("writing the pod's /etc files: {e}"))
+        })?;
         t.mark("pod-files");
         let (stdout_fifo, stderr_fifo) = prepare_container_dir(&self.ctx.config.root, &dir)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
@@ -214,6 +220,12 @@ impl PodWorker {
         let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &files)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         spec.namespaces = self.sandbox.namespaces();
+        if self.pod.spec.host_network {
+            // The node's network: `--node-netns`, or the agent's own (inherited).
+            if let Some(node) = &self.ctx.config.node_netns {
+                spec.namespaces.push(("net".into(), node.clone()));
+            }
+        }
         let pod_rel = self.ctx.pod_cgroup(&self.uid, qos_class(&self.pod.spec));
         let cgroup = self
             .ctx

@@ -76,6 +76,13 @@ pub struct PodStatus {
     pub name: String,
     pub uid: String,
     pub phase: PodPhase,
+    /// Why the pod is in its phase, when the agent decided it (`DeadlineExceeded`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// When the agent first started working on the pod (RFC 3339); activeDeadlineSeconds
+    /// counts from here, across agent restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
     #[serde(default, rename = "podIP", skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
     #[serde(default, rename = "podIPs", skip_serializing_if = "Vec::is_empty")]

@@ -10,6 +10,7 @@ use super::event::PodEvent;
 use super::node::log_dir;
 use super::status::ContainerState;
 use super::worker::PodWorker;
+use crate::runtime::leftovers::kill_and_reap;
 use crate::sys::pidfd::{pidfd_send_signal, ProcessExit};
 
 /// How long to wait for SIGKILLed processes to be reaped before giving up on them.
@@ -51,8 +52,17 @@ impl PodWorker {
             }
         }
         let cgroup = running.cgroup;
+        let host_pid = self.pod.spec.host_pid;
         let removed = tokio::task::spawn_blocking(move || {
             let mut t = super::phase::PhaseTimer::new("container-exit");
+            if host_pid {
+                // No PID namespace ended with the main process: its leftovers are ours.
+                let left = kill_and_reap(&cgroup.pids(), KILL_WAIT);
+                if left > 0 {
+                    tracing::warn!(left, "processes of a hostPID container not reaped");
+                }
+                t.mark("leftovers-reaped");
+            }
             let r = cgroup.remove();
             t.mark("cgroup-removed");
             r
@@ -70,15 +80,12 @@ impl PodWorker {
         });
     }
 
-    /// Stops all containers gracefully and removes everything the pod owns on this node.
-    pub(super) async fn teardown(&mut self, remove_logs: bool) {
+    /// Stops every container for good: no restart follows (SIGTERM, the grace period, SIGKILL).
+    pub(super) async fn stop_containers(&mut self) {
         self.stopping = true;
         self.pending_restarts.clear();
         let grace =
             Duration::from_secs(self.pod.spec.termination_grace_period_seconds().max(0) as u64);
-        if !self.running.is_empty() {
-            self.lock_status().message = format!("Terminating (grace period {}s)", grace.as_secs());
-        }
         self.signal_all(Signal::SIGTERM);
         if !self.wait_all_exited(grace).await {
             tracing::info!(pod = %self.pod.metadata.name, "grace period over, sending SIGKILL");
@@ -89,9 +96,18 @@ impl PodWorker {
         for n in names {
             self.record_exit(&n, ProcessExit::Signal(9)).await;
         }
+    }
+
+    /// Stops all containers gracefully and removes everything the pod owns on this node.
+    pub(super) async fn teardown(&mut self, remove_logs: bool) {
+        if !self.running.is_empty() {
+            let grace = self.pod.spec.termination_grace_period_seconds().max(0);
+            self.lock_status().message = format!("Terminating (grace period {grace}s)");
+        }
+        self.stop_containers().await;
         let pod_cgroup = self.pod_cgroup.take();
         let net_ctx = self.ctx.clone();
-        let net_ref = self.network_ref();
+        let net_ref = (!self.pod.spec.host_network).then(|| self.network_ref());
         let sandbox = self.sandbox.clone();
         let state_dir = self.ctx.pod_state_dir(&self.uid);
         let root = self.ctx.config.root.clone();
@@ -101,7 +117,9 @@ impl PodWorker {
         let name = md.name.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut t = super::phase::PhaseTimer::new("pod-teardown");
-            super::network::network_del(&net_ctx, &net_ref);
+            if let Some(net_ref) = &net_ref {
+                super::network::network_del(&net_ctx, net_ref);
+            }
             t.mark("network");
             if let Some(cg) = pod_cgroup {
                 if let Err(e) = cg.remove() {

@@ -53,6 +53,20 @@ pub struct PodWorker {
     exit_when_done: bool,
 }
 
+/// The namespaces a pod's sandbox holds: net and uts unless hostNetwork (the pod then shares
+/// the node's network and hostname), ipc unless hostIPC. hostPID is per container process.
+pub(super) fn sandbox_namespaces(pod: &Pod) -> Vec<&'static str> {
+    let spec = &pod.spec;
+    let mut kinds = Vec::new();
+    if !spec.host_network {
+        kinds.extend(["net", "uts"]);
+    }
+    if !spec.host_ipc {
+        kinds.push("ipc");
+    }
+    kinds
+}
+
 fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
     let waiting = |c: &Container, init: bool| ContainerStatus {
         name: c.name.clone(),
@@ -76,6 +90,8 @@ fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
         name: pod.metadata.name.clone(),
         uid: uid.to_string(),
         phase: PodPhase::Pending,
+        reason: String::new(),
+        start_time: None,
         pod_ip: None,
         pod_ips: Vec::new(),
         qos_class: format!("{:?}", crate::spec::qos_class(&pod.spec)),
@@ -103,7 +119,7 @@ impl PodWorker {
         let status = Arc::new(Mutex::new(initial_status(&pod, &uid)));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         PodWorker {
-            sandbox: PodSandbox::at(ctx.sandbox_dir(&uid)),
+            sandbox: PodSandbox::with_kinds(ctx.sandbox_dir(&uid), &sandbox_namespaces(&pod)),
             hash: manifest_hash(&pod),
             ctx,
             pod,
@@ -135,13 +151,9 @@ impl PodWorker {
         w
     }
 
-    /// spec.hostname, else the pod name (Kubernetes' rule).
+    /// The pod's hostname (see [`super::container_spec::pod_hostname`]).
     pub(super) fn hostname(&self) -> String {
-        self.pod
-            .spec
-            .hostname
-            .clone()
-            .unwrap_or_else(|| self.pod.metadata.name.clone())
+        super::container_spec::pod_hostname(&self.pod)
     }
 
     pub fn uid(&self) -> &str {
@@ -200,6 +212,7 @@ impl PodWorker {
     pub async fn run(mut self, mut commands: watch::Receiver<PodCommand>) -> PodStatus {
         let name = self.pod.metadata.name.clone();
         let adopted = !self.running.is_empty() || self.init_done;
+        self.mark_started();
         if !self.sandbox.exists() || self.pod_cgroup.is_none() {
             if let Err(e) = self.setup_pod().await {
                 tracing::error!(pod = %name, error = %e, "pod sandbox setup failed");
@@ -220,8 +233,11 @@ impl PodWorker {
                 self.teardown(false).await;
                 break;
             }
+            let deadline = self.deadline_in();
+            let deadline_passed = tokio::time::sleep(deadline.unwrap_or(Duration::MAX));
             tokio::select! {
                 Some(ev) = self.events_rx.recv() => self.handle_event(ev).await,
+                () = deadline_passed, if deadline.is_some() => self.deadline_exceeded().await,
                 changed = commands.changed() => {
                     let cmd = if changed.is_ok() { *commands.borrow() } else { PodCommand::Delete { remove_logs: false } };
                     if let PodCommand::Delete { remove_logs } = cmd {
@@ -372,8 +388,12 @@ impl PodWorker {
         matches!(
             self.lock_status().phase,
             PodPhase::Succeeded | PodPhase::Failed
-        ) && self.running.is_empty()
-            && self.pending_restarts.is_empty()
+        ) && self.is_idle()
+    }
+
+    /// No container runs and none is about to be restarted.
+    pub(super) fn is_idle(&self) -> bool {
+        self.running.is_empty() && self.pending_restarts.is_empty()
     }
 
     pub(super) fn refresh_phase(&self) {

@@ -60,8 +60,11 @@ fn intermediate(status: &mut File) -> Result<(), String> {
     }
     let stdio = ContainerStdio::open(&spec)?;
     // The cgroup namespace is unshared by PID 1 itself, once it is in its cgroups.
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
-        .map_err(|e| format!("unshare mount/pid namespaces: {e}"))?;
+    let mut flags = CloneFlags::CLONE_NEWNS;
+    if !spec.host_pid {
+        flags |= CloneFlags::CLONE_NEWPID;
+    }
+    unshare(flags).map_err(|e| format!("unshare mount/pid namespaces: {e}"))?;
 
     let pid = fork_child(v2_dir.as_ref().map(|f| f.as_fd()), || {
         let err = container_pid1(&spec, stdio, status);
@@ -132,6 +135,13 @@ fn container_pid1(spec: &InitSpec, stdio: ContainerStdio, status: &File) -> Stri
     }
     if let Err(e) = unshare(CloneFlags::CLONE_NEWCGROUP) {
         return format!("unshare cgroup namespace: {e}");
+    }
+    // In the host's PID namespace the workload's orphans would go to the agent while the
+    // workload runs; as a subreaper (kept across exec) it keeps them, as PID 1 would.
+    if spec.host_pid {
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            return format!("becoming a child subreaper: {e}");
+        }
     }
     if let Err(e) = build_rootfs(spec) {
         return e;

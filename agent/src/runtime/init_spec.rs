@@ -39,8 +39,13 @@ pub struct InitSpec {
     /// Where the overlay is mounted (inside the container's own mount namespace only).
     pub rootfs: PathBuf,
     pub readonly_rootfs: bool,
-    /// Namespace files of the pod sandbox to join: ("net" | "ipc" | "uts", path).
+    /// Namespace files of the pod sandbox to join: ("net" | "ipc" | "uts", path). A kind not
+    /// listed is the agent's own (hostIPC, hostNetwork without `--node-netns`).
     pub namespaces: Vec<(String, PathBuf)>,
+    /// Stay in the agent's PID namespace (hostPID) instead of unsharing one: the workload is
+    /// then not PID 1, so it is made a child subreaper to keep its orphans as PID 1 would.
+    #[serde(default)]
+    pub host_pid: bool,
     /// cgroup v1 `tasks` files the intermediate writes "0" into (moving just itself, which
     /// needs no global lock).
     pub cgroup_tasks: Vec<PathBuf>,

@@ -12,6 +12,7 @@ pub mod exec_spawner;
 pub mod init;
 pub mod init_mounts;
 pub mod init_spec;
+pub mod leftovers;
 pub mod sandbox;
 pub mod spawn;
 pub mod trash;

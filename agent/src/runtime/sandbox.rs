@@ -1,6 +1,8 @@
 //! Pod sandboxes: the net, ipc and uts namespaces a pod's containers share, held by bind
-//! mounts of the namespace files under `<run-dir>/pods/<uid>/ns/` — no pause process.
-//! Must never leave a bind mount behind on delete, and never enter the agent's own namespaces.
+//! mounts of the namespace files under `<run-dir>/pods/<uid>/ns/` — no pause process. A
+//! sandbox may hold only some of them (the pod shares the others with the node: hostNetwork,
+//! hostIPC). Must never leave a bind mount behind on delete, and never enter the agent's own
+//! namespaces.
 
 use std::path::{Path, PathBuf};
 
@@ -17,12 +19,24 @@ pub const SANDBOX_NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
 #[derive(Debug, Clone)]
 pub struct PodSandbox {
     pub dir: PathBuf,
+    /// The kinds this sandbox holds (a subset of [`SANDBOX_NAMESPACES`]).
+    kinds: Vec<&'static str>,
 }
 
 impl PodSandbox {
-    /// The sandbox at `dir` (`<run-dir>/pods/<uid>`), whether or not it exists yet.
+    /// The sandbox at `dir` (`<run-dir>/pods/<uid>`) holding every kind, whether or not it
+    /// exists yet.
     pub fn at(dir: PathBuf) -> Self {
-        PodSandbox { dir }
+        PodSandbox::with_kinds(dir, &SANDBOX_NAMESPACES)
+    }
+
+    /// The sandbox at `dir` holding only `kinds` (the pod shares the others with the node).
+    pub fn with_kinds(dir: PathBuf, kinds: &[&'static str]) -> Self {
+        let kinds = SANDBOX_NAMESPACES
+            .into_iter()
+            .filter(|k| kinds.contains(k))
+            .collect();
+        PodSandbox { dir, kinds }
     }
 
     pub fn ns_path(&self, kind: &str) -> PathBuf {
@@ -31,7 +45,7 @@ impl PodSandbox {
 
     /// The namespace files, as [`super::InitSpec::namespaces`] wants them.
     pub fn namespaces(&self) -> Vec<(String, PathBuf)> {
-        SANDBOX_NAMESPACES
+        self.kinds
             .iter()
             .map(|k| (k.to_string(), self.ns_path(k)))
             .collect()
@@ -39,29 +53,60 @@ impl PodSandbox {
 
     /// Whether all namespace files are still held (e.g. after an agent restart).
     pub fn exists(&self) -> bool {
-        SANDBOX_NAMESPACES.iter().all(|k| is_nsfs(&self.ns_path(k)))
+        self.kinds.iter().all(|k| is_nsfs(&self.ns_path(k)))
     }
 
-    /// Creates the namespaces on a short-lived thread (unshare affects only that thread), sets
-    /// the pod hostname, brings up `lo` and pins the namespaces with bind mounts.
+    /// Creates all the namespaces (see [`PodSandbox::create_with`]).
     pub fn create(dir: PathBuf, hostname: &str) -> Result<Self, RuntimeError> {
-        let sandbox = PodSandbox { dir };
+        PodSandbox::create_with(dir, hostname, &SANDBOX_NAMESPACES)
+    }
+
+    /// Creates the namespaces of `kinds` on a short-lived thread (unshare affects only that
+    /// thread), sets the pod hostname (with uts), brings up `lo` (with net) and pins the
+    /// namespaces with bind mounts.
+    pub fn create_with(
+        dir: PathBuf,
+        hostname: &str,
+        kinds: &[&'static str],
+    ) -> Result<Self, RuntimeError> {
+        let sandbox = PodSandbox::with_kinds(dir, kinds);
         let ns_dir = sandbox.dir.join("ns");
         std::fs::create_dir_all(&ns_dir).map_err(|e| RuntimeError::io("mkdir", &ns_dir, e))?;
-        for k in SANDBOX_NAMESPACES {
+        if sandbox.kinds.is_empty() {
+            return Ok(sandbox);
+        }
+        for k in &sandbox.kinds {
             let p = sandbox.ns_path(k);
             std::fs::File::create(&p).map_err(|e| RuntimeError::io("create", &p, e))?;
         }
-        let targets: Vec<(&'static str, PathBuf)> = SANDBOX_NAMESPACES
+        let targets: Vec<(&'static str, PathBuf)> = sandbox
+            .kinds
             .iter()
             .map(|k| (*k, sandbox.ns_path(k)))
             .collect();
+        let has = |kind: &str| sandbox.kinds.contains(&kind);
+        let (net, uts) = (has("net"), has("uts"));
+        let mut flags = CloneFlags::empty();
+        for (kind, flag) in [
+            ("net", CloneFlags::CLONE_NEWNET),
+            ("ipc", CloneFlags::CLONE_NEWIPC),
+            ("uts", CloneFlags::CLONE_NEWUTS),
+        ] {
+            if has(kind) {
+                flags |= flag;
+            }
+        }
         let hostname = hostname.to_string();
         let result = std::thread::spawn(move || -> Result<(), RuntimeError> {
-            unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
-                .map_err(|e| RuntimeError::sys("unshare(net|ipc|uts)", e))?;
-            nix::unistd::sethostname(&hostname).map_err(|e| RuntimeError::sys("sethostname", e))?;
-            bring_up_loopback().map_err(|e| RuntimeError::io("bring up lo in", "pod netns", e))?;
+            unshare(flags).map_err(|e| RuntimeError::sys("unshare(net|ipc|uts)", e))?;
+            if uts {
+                nix::unistd::sethostname(&hostname)
+                    .map_err(|e| RuntimeError::sys("sethostname", e))?;
+            }
+            if net {
+                bring_up_loopback()
+                    .map_err(|e| RuntimeError::io("bring up lo in", "pod netns", e))?;
+            }
             for (kind, target) in &targets {
                 let src = format!("/proc/thread-self/ns/{kind}");
                 mount(

@@ -1,6 +1,8 @@
-//! Pod, Service and EndpointSlice manifests: Kubernetes `v1.Pod` YAML/JSON accepted verbatim (unknown fields ignored),
-//! validated with errors that name the field, plus the pure rules the agent derives from a
-//! spec: the command a container runs, its QoS class, the pod's stable uid and spec hash.
+//! Pod, Service and EndpointSlice manifests: Kubernetes `v1.Pod` YAML/JSON as the API server
+//! writes it, validated with errors that name the field. A Pod field the agent does not honour
+//! is refused, never dropped: parsed ones by `unsupported`, unknown ones by `unknown`. Plus the
+//! pure rules the agent derives from a spec: the command a container runs, its QoS class, the
+//! pod's stable uid and spec hash.
 //! This module never touches the filesystem, the network or the kernel.
 
 mod command;
@@ -13,6 +15,8 @@ mod probe;
 mod qos;
 mod quantity;
 mod service;
+mod unknown;
+mod unsupported;
 mod validate;
 
 pub use command::{expand_vars, resolve_command, resolve_command_with_env, resolve_env};
@@ -24,7 +28,7 @@ pub use names::{
 };
 pub use parse::{parse_manifests, parse_pod, Manifest};
 pub use pod::{
-    resolve_port, Capabilities, Container, ContainerPort, EnvVar, ObjectMeta, Pod,
+    resolve_port, Capabilities, Container, ContainerPort, EnvVar, HostAlias, ObjectMeta, Pod,
     PodSecurityContext, PodSpec, Protocol, PullPolicy, ResourceRequirements, RestartPolicy,
     SecurityContext, VolumeMount,
 };
@@ -39,4 +43,5 @@ pub use service::{
     ServicePort, ServiceSpec, ServiceVips, SessionAffinityConfig, DEFAULT_AFFINITY_TIMEOUT_SECONDS,
     HEADLESS, SERVICE_NAME_LABEL,
 };
+pub use unsupported::{refuse_unhonoured, HONOURED_RESOURCES};
 pub use validate::validate;

@@ -1,8 +1,9 @@
 //! Reading manifests: one Pod (`parse_pod`) or a multi-document YAML/JSON stream of any kinds
 //! (`parse_manifests`). Every document goes through a JSON value first, so YAML and JSON
 //! behave alike, and type errors name the field path (`spec.containers[0].ports[0].
-//! containerPort`). Services and EndpointSlices are typed here but validated by their users
-//! (one bad Service must not reject its file). It never reads files.
+//! containerPort`). A Pod's unknown and unhonoured fields are refused (`unknown`,
+//! `unsupported`) before it is validated. Services and EndpointSlices are typed here but
+//! validated by their users (one bad Service must not reject its file). It never reads files.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -10,6 +11,8 @@ use serde_json::Value;
 use super::error::SpecError;
 use super::pod::Pod;
 use super::service::{EndpointSlice, Service};
+use super::unknown::{deserialize_listing_unknown, refuse_unknown, Kind, UnknownField};
+use super::unsupported::refuse_unhonoured;
 use super::validate::validate;
 
 /// One document of a manifest stream.
@@ -107,10 +110,14 @@ fn manifests_from_value(value: Value) -> Result<Vec<Manifest>, SpecError> {
         return Ok(vec![Manifest::Pod(pod_from_value(value)?)]);
     }
     if kind == "Service" {
-        return Ok(vec![Manifest::Service(typed(value, "Service", "v1")?)]);
+        let (mut service, unknown): (Service, _) = typed(value, "Service", "v1")?;
+        service.unknown_fields = unknown;
+        return Ok(vec![Manifest::Service(service)]);
     }
     if kind == "EndpointSlice" {
-        let slice = typed(value, "EndpointSlice", "discovery.k8s.io/v1")?;
+        let (mut slice, unknown): (EndpointSlice, _) =
+            typed(value, "EndpointSlice", "discovery.k8s.io/v1")?;
+        slice.unknown_fields = unknown;
         return Ok(vec![Manifest::EndpointSlice(slice)]);
     }
     let name = value
@@ -136,12 +143,13 @@ fn kind_of(value: &Value) -> Result<String, SpecError> {
     }
 }
 
-/// Deserializes a document of `kind` that must have `apiVersion: api_version`.
+/// Deserializes a document of `kind` that must have `apiVersion: api_version`; also returns the
+/// fields its type does not know.
 fn typed<T: serde::de::DeserializeOwned>(
     value: Value,
     kind: &str,
     api_version: &str,
-) -> Result<T, SpecError> {
+) -> Result<(T, Vec<UnknownField>), SpecError> {
     match value.get("apiVersion") {
         Some(Value::String(v)) if v == api_version => {}
         other => {
@@ -150,11 +158,7 @@ fn typed<T: serde::de::DeserializeOwned>(
             return Err(SpecError::new("apiVersion", msg));
         }
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        SpecError::new(field, e.into_inner().to_string())
-    })
+    deserialize_listing_unknown(&value)
 }
 
 fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
@@ -175,11 +179,9 @@ fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
         }
         None => return Err(SpecError::new("apiVersion", "must be \"v1\" for a Pod")),
     }
-    let pod: Pod = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        SpecError::new(field, e.into_inner().to_string())
-    })?;
+    let (pod, unknown): (Pod, _) = deserialize_listing_unknown(&value)?;
+    refuse_unknown(Kind::Pod, &unknown)?;
+    refuse_unhonoured(&pod)?;
     validate(&pod)?;
     Ok(pod)
 }

@@ -18,10 +18,55 @@ fn a_minimal_pod_parses_with_defaults() {
 }
 
 #[test]
-fn unknown_fields_are_ignored() {
-    let yaml = format!("{POD}status: {{phase: Running}}\nextra: 1\n");
-    let yaml = yaml.replace("image: nginx", "image: nginx, futureField: {a: 1}");
-    assert_eq!(parse_pod(&yaml).unwrap().spec.containers[0].name, "c");
+fn unknown_fields_are_refused_by_name() {
+    let yaml = POD.replace("image: nginx", "image: nginx, futureField: {a: 1}");
+    let err = parse_pod(&yaml).unwrap_err();
+    assert_eq!(err.field, "spec.containers[0].futureField", "{err}");
+    let err = parse_pod(&format!("{POD}extra: 1\n")).unwrap_err();
+    assert_eq!(err.field, "extra", "{err}");
+    let affinity = POD.replace("spec: {", "spec: {affinity: {nodeAffinity: {}}, ");
+    assert_eq!(parse_pod(&affinity).unwrap_err().field, "spec.affinity");
+}
+
+#[test]
+fn a_pod_as_kubectl_prints_it_is_accepted() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: default
+  creationTimestamp: "2026-01-01T00:00:00Z"
+  resourceVersion: "42"
+  managedFields: [{manager: kubectl}]
+spec:
+  containers:
+  - name: c
+    image: nginx
+    imagePullPolicy: IfNotPresent
+    resources: {}
+    terminationMessagePath: /dev/termination-log
+    terminationMessagePolicy: File
+  dnsPolicy: ClusterFirst
+  enableServiceLinks: true
+  preemptionPolicy: PreemptLowerPriority
+  priority: 0
+  restartPolicy: Always
+  schedulerName: default-scheduler
+  securityContext: {}
+  terminationGracePeriodSeconds: 30
+  tolerations:
+  - {effect: NoExecute, key: node.kubernetes.io/not-ready, operator: Exists, tolerationSeconds: 300}
+status: {phase: Running, podIP: 10.244.0.5}
+"#;
+    let pod = parse_pod(yaml).unwrap();
+    assert_eq!(pod.spec.containers[0].name, "c");
+    let custom = yaml.replace(
+        "MessagePolicy: File",
+        "MessagePolicy: FallbackToLogsOnError",
+    );
+    let err = parse_pod(&custom).unwrap_err();
+    assert_eq!(err.field, "spec.containers[0].terminationMessagePolicy");
 }
 
 #[test]
@@ -35,29 +80,22 @@ metadata:
   uid: 0b9e5c1e-1111-2222-3333-444455556666
   labels: {app: app}
 spec:
-  hostNetwork: true
-  hostPID: true
-  shareProcessNamespace: true
   securityContext: {runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000, supplementalGroups: [3000]}
   containers:
   - name: app
     image: registry.local:5000/app@sha256:0123
     imagePullPolicy: IfNotPresent
     workingDir: /srv
-    stdin: true
-    tty: true
     securityContext:
       privileged: false
       readOnlyRootFilesystem: true
       capabilities: {add: [NET_ADMIN], drop: [ALL]}
-    lifecycle: {preStop: {exec: {command: [sleep, "5"]}}}
     livenessProbe:
       httpGet: {port: 8080, scheme: HTTPS, httpHeaders: [{name: A, value: b}]}
       terminationGracePeriodSeconds: 3
 "#;
     let pod = parse_pod(yaml).unwrap();
     let c = &pod.spec.containers[0];
-    assert!(pod.spec.host_network && pod.spec.host_pid);
     assert_eq!(
         pod.spec.security_context.as_ref().unwrap().fs_group,
         Some(2000)
@@ -72,7 +110,7 @@ spec:
             .drop,
         ["ALL"]
     );
-    assert!(c.lifecycle.is_some() && c.stdin && c.tty);
+    assert_eq!(c.working_dir.as_deref(), Some("/srv"));
     let get = c
         .liveness_probe
         .as_ref()
@@ -85,6 +123,40 @@ spec:
         pod.metadata.uid.as_deref(),
         Some("0b9e5c1e-1111-2222-3333-444455556666")
     );
+}
+
+#[test]
+fn fields_the_agent_does_not_honour_are_refused_by_name() {
+    let table = [
+        (
+            "image: nginx",
+            "image: nginx, lifecycle: {preStop: {exec: {command: [sleep, '5']}}}",
+            "spec.containers[0].lifecycle",
+        ),
+        (
+            "spec: {",
+            "spec: {shareProcessNamespace: true, ",
+            "spec.shareProcessNamespace",
+        ),
+        (
+            "image: nginx",
+            "image: nginx, stdin: true",
+            "spec.containers[0].stdin",
+        ),
+        (
+            "spec: {",
+            "spec: {volumes: [{name: d, emptyDir: {}}], ",
+            "spec.volumes",
+        ),
+    ];
+    for (from, to, field) in table {
+        let yaml = POD.replace(from, to);
+        let err = parse_pod(&yaml).unwrap_err();
+        assert_eq!(err.field, field, "{yaml}\n{err}");
+        assert!(err.message.contains("not supported"), "{err}");
+        let err = parse_manifests(&yaml).unwrap_err();
+        assert_eq!(err.field, field, "{yaml}\n{err}");
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The Pod manifest as bosun reads it: serde mirrors of the Kubernetes `v1.Pod` fields the
-//! agent acts on, with Kubernetes' defaults. Unknown fields are ignored (the API server's
-//! non-strict mode); fields a later issue will interpret are kept as raw JSON values. These
+//! agent acts on, with Kubernetes' defaults. Fields these types do not know are refused by
+//! `parse` (`unknown`: only bookkeeping, scheduler-only and defaulted ones pass); fields a later
+//! issue will interpret are kept as raw JSON values and refused when set (`unsupported`). These
 //! types never validate themselves: `validate` does.
 
 use std::collections::BTreeMap;
@@ -72,12 +73,12 @@ pub struct PodSpec {
     pub security_context: Option<PodSecurityContext>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_policy: Option<String>,
-    /// `dnsConfig`, uninterpreted for now.
+    /// `dnsConfig`, refused for now (see `unsupported`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_config: Option<serde_json::Value>,
-    /// `hostAliases`, uninterpreted for now.
-    pub host_aliases: Vec<serde_json::Value>,
-    /// Volume sources, uninterpreted for now; `validate` only checks their `name`s.
+    /// Extra `/etc/hosts` entries.
+    pub host_aliases: Vec<HostAlias>,
+    /// Volume sources, refused for now (see `unsupported`); `validate` checks their `name`s.
     pub volumes: Vec<serde_json::Value>,
 }
 
@@ -95,6 +96,14 @@ impl PodSpec {
         init.map(|(i, c)| (format!("spec.initContainers[{i}]"), c))
             .chain(app.map(|(i, c)| (format!("spec.containers[{i}]"), c)))
     }
+}
+
+/// One `hostAliases` entry: `ip` followed by `hostnames` in the pod's `/etc/hosts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostAlias {
+    pub ip: String,
+    pub hostnames: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -141,7 +150,7 @@ pub struct Container {
     pub readiness_probe: Option<Probe>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<Probe>,
-    /// `postStart`/`preStop` hooks, uninterpreted for now.
+    /// `postStart`/`preStop` hooks, refused for now (see `unsupported`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<serde_json::Value>,
     pub stdin: bool,
@@ -205,7 +214,7 @@ pub struct EnvVar {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// `valueFrom` (field/resource/secret refs), uninterpreted for now.
+    /// `valueFrom` (field/resource/secret refs), refused for now (see `unsupported`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_from: Option<serde_json::Value>,
 }

@@ -1,5 +1,6 @@
-//! Kubernetes `v1.Service` and `discovery.k8s.io/v1.EndpointSlice`, accepted verbatim (unknown
-//! fields ignored), with the validation the dataplane needs: each error names the field
+//! Kubernetes `v1.Service` and `discovery.k8s.io/v1.EndpointSlice` as the API server writes
+//! them, with the validation the dataplane needs (unknown fields and node ports refused, see
+//! `unknown`): each error names the field
 //! (`spec.ports[1].port`). Validation is separate from parsing so one bad Service never stops
 //! the others in its file: the dataplane validates each Service and reports it alone. Pure
 //! data; it never decides which backends a service gets.
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::error::SpecError;
 use super::pod::{ObjectMeta, Protocol};
 use super::probe::IntOrString;
+use super::unknown::{refuse_unknown, Kind, UnknownField};
 
 /// `clusterIP: None`: a headless service, never programmed.
 pub const HEADLESS: &str = "None";
@@ -20,7 +22,7 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Kubernetes' default ClientIP affinity timeout (3 hours).
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10800;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
     pub api_version: String,
@@ -29,6 +31,10 @@ pub struct Service {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: ServiceSpec,
+    /// Fields of the manifest these types do not know (set by the parser), refused by
+    /// [`Service::validate`] unless ignorable.
+    #[serde(skip)]
+    pub unknown_fields: Vec<UnknownField>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,15 +122,21 @@ impl Service {
         if self.metadata.name.is_empty() {
             return Err(SpecError::new("metadata.name", "must be set"));
         }
+        refuse_unknown(Kind::Service, &self.unknown_fields)?;
         let type_ = spec.type_.as_deref().unwrap_or("ClusterIP");
-        if !matches!(
-            type_,
-            "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
-        ) {
-            return Err(SpecError::new(
-                "spec.type",
-                format!("unknown type {type_:?}"),
-            ));
+        match type_ {
+            "ClusterIP" | "ExternalName" => {}
+            "NodePort" | "LoadBalancer" => {
+                let message = format!(
+                    "{type_} is not supported yet (only ClusterIPs are programmed; node ports \
+                     come with the tc dataplane)"
+                );
+                return Err(SpecError::new("spec.type", message));
+            }
+            _ => {
+                let message = format!("unknown type {type_:?}");
+                return Err(SpecError::new("spec.type", message));
+            }
         }
         match spec.session_affinity.as_deref() {
             None | Some("None") | Some("ClientIP") => {}
@@ -192,7 +204,7 @@ fn validate_port(p: &ServicePort) -> Result<(), SpecError> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSlice {
     pub api_version: String,
@@ -205,6 +217,10 @@ pub struct EndpointSlice {
     pub endpoints: Vec<Endpoint>,
     #[serde(default)]
     pub ports: Vec<EndpointPort>,
+    /// Fields of the manifest these types do not know (set by the parser), refused by
+    /// [`EndpointSlice::validate`] unless ignorable.
+    #[serde(skip)]
+    pub unknown_fields: Vec<UnknownField>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +263,7 @@ impl EndpointSlice {
 
     /// Checks the fields the dataplane uses: the address type, endpoint addresses and ports.
     pub fn validate(&self) -> Result<(), SpecError> {
+        refuse_unknown(Kind::EndpointSlice, &self.unknown_fields)?;
         if self.address_type != "IPv4" {
             let msg = format!("{:?}: only IPv4 slices are programmed", self.address_type);
             return Err(SpecError::new("addressType", msg));

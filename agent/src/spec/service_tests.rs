@@ -130,3 +130,52 @@ fn endpoint_slice_errors_name_the_field() {
         .unwrap_err();
     assert_eq!(err.field, "addressType");
 }
+
+#[test]
+fn node_ports_and_unknown_fields_are_refused_per_service() {
+    let err = service(&WEB.replace("spec:\n", "spec:\n  type: NodePort\n"))
+        .validate()
+        .unwrap_err();
+    assert_eq!(err.field, "spec.type");
+    assert!(err.message.contains("not supported"), "{err}");
+    let external = WEB.replace("spec:\n", "spec:\n  externalIPs: [192.0.2.1]\n");
+    let err = service(&external).validate().unwrap_err();
+    assert_eq!(err.field, "spec.externalIPs");
+    let node_port = WEB.replace("port: 53,", "port: 53, nodePort: 30053,");
+    let err = service(&node_port).validate().unwrap_err();
+    assert_eq!(err.field, "spec.ports[1].nodePort");
+    // One bad Service does not reject its file: the other document still parses.
+    let both = format!("{external}---\n{WEB}");
+    assert_eq!(parse_manifests(&both).expect("file parses").len(), 2);
+}
+
+#[test]
+fn a_service_as_kubectl_prints_it_is_accepted() {
+    let printed = WEB.replace(
+        "spec:\n",
+        "spec:\n  ipFamilies: [IPv4]\n  ipFamilyPolicy: SingleStack\n  internalTrafficPolicy: Cluster\n",
+    ) + "status: {loadBalancer: {}}\n";
+    assert!(service(&printed).validate().is_ok());
+    let local = printed.replace("Policy: Cluster", "Policy: Local");
+    let err = service(&local).validate().unwrap_err();
+    assert_eq!(err.field, "spec.internalTrafficPolicy");
+}
+
+#[test]
+fn unknown_endpoint_slice_fields_are_refused_unless_informational() {
+    let parse = |yaml: &str| match parse_manifests(yaml).unwrap().pop() {
+        Some(Manifest::EndpointSlice(s)) => s,
+        other => panic!("{other:?}"),
+    };
+    let with_ref = SLICE.replace(
+        "- addresses: [10.1.0.1]\n",
+        "- addresses: [10.1.0.1]\n  targetRef: {kind: Pod, name: a}\n  nodeName: n1\n",
+    );
+    assert_eq!(parse(&with_ref).validate(), Ok(()));
+    let odd = SLICE.replace(
+        "- addresses: [10.1.0.1]\n",
+        "- addresses: [10.1.0.1]\n  weight: 3\n",
+    );
+    let err = parse(&odd).validate().unwrap_err();
+    assert_eq!(err.field, "endpoints[0].weight");
+}

@@ -61,10 +61,27 @@ fn validate_spec(spec: &PodSpec) -> Result<(), SpecError> {
     if let Some(subdomain) = &spec.subdomain {
         check("spec.subdomain", dns1123_label_error(subdomain))?;
     }
+    if let Some(policy) = &spec.dns_policy {
+        const POLICIES: [&str; 4] = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
+        if !POLICIES.contains(&policy.as_str()) {
+            let message = format!("{policy:?} must be one of {POLICIES:?}");
+            return Err(SpecError::new("spec.dnsPolicy", message));
+        }
+    }
+    for (i, alias) in spec.host_aliases.iter().enumerate() {
+        if alias.ip.parse::<std::net::IpAddr>().is_err() {
+            let message = format!("{:?} must be a valid IP address", alias.ip);
+            return Err(SpecError::new(format!("spec.hostAliases[{i}].ip"), message));
+        }
+        for (j, name) in alias.hostnames.iter().enumerate() {
+            let field = format!("spec.hostAliases[{i}].hostnames[{j}]");
+            check(field, dns1123_subdomain_error(name))?;
+        }
+    }
     let volumes = volume_names(spec)?;
     let mut names = BTreeSet::new();
     for (path, container) in spec.all_containers() {
-        validate_container(&path, container, &volumes)?;
+        validate_container(&path, container, &volumes, spec.host_network)?;
         if !names.insert(container.name.as_str()) {
             let message = format!("duplicate container name {:?}", container.name);
             return Err(SpecError::new(format!("{path}.name"), message));
@@ -94,6 +111,7 @@ fn validate_container(
     path: &str,
     c: &Container,
     volumes: &BTreeSet<&str>,
+    host_network: bool,
 ) -> Result<(), SpecError> {
     check(format!("{path}.name"), dns1123_label_error(&c.name))?;
     if c.image.is_empty() {
@@ -104,7 +122,7 @@ fn validate_container(
         return Err(SpecError::new(format!("{path}.image"), message));
     }
     validate_env(path, c)?;
-    validate_ports(path, c)?;
+    validate_ports(path, c, host_network)?;
     validate_resources(&format!("{path}.resources"), &c.resources)?;
     for (name, probe) in c.probes() {
         validate_probe(&format!("{path}.{name}"), name, probe)?;
@@ -132,13 +150,17 @@ fn validate_env(path: &str, c: &Container) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn validate_ports(path: &str, c: &Container) -> Result<(), SpecError> {
+fn validate_ports(path: &str, c: &Container, host_network: bool) -> Result<(), SpecError> {
     let mut names = BTreeSet::new();
     for (i, port) in c.ports.iter().enumerate() {
         let field = format!("{path}.ports[{i}]");
         check_port_number(&format!("{field}.containerPort"), port.container_port)?;
         if let Some(host_port) = port.host_port.filter(|&p| p != 0) {
             check_port_number(&format!("{field}.hostPort"), host_port)?;
+            if host_network && host_port != port.container_port {
+                let message = "must match containerPort when hostNetwork is true";
+                return Err(SpecError::new(format!("{field}.hostPort"), message));
+            }
         }
         if let Some(name) = &port.name {
             check(format!("{field}.name"), iana_svc_name_error(name))?;

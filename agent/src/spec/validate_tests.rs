@@ -2,7 +2,6 @@
 //! error must name.
 
 use super::*;
-use crate::spec::parse::parse_pod;
 use crate::spec::pod::{ContainerPort, EnvVar, VolumeMount};
 use crate::spec::probe::{ExecAction, GrpcAction, TcpSocketAction};
 
@@ -40,8 +39,11 @@ spec:
     livenessProbe: {grpc: {port: 9000}}
 "#;
 
+/// The reference pod, typed without `parse_pod` (which also refuses the fields the agent does
+/// not honour yet, like the volumes here: validation is tested on its own).
 fn valid_pod() -> Pod {
-    parse_pod(VALID).expect("the reference pod is valid")
+    let value: serde_json::Value = serde_yaml::from_str(VALID).expect("yaml");
+    serde_json::from_value(value).expect("the reference pod parses")
 }
 
 /// Applies `mutate` to the valid pod and returns the field the error names.
@@ -140,6 +142,35 @@ fn pod_level_numbers_and_names_are_checked() {
         error_field(|p| p.spec.subdomain = Some("-x".into())),
         "spec.subdomain"
     );
+    assert_eq!(
+        error_field(|p| p.spec.dns_policy = Some("Cluster".into())),
+        "spec.dnsPolicy"
+    );
+    let alias = |ip: &str, name: &str| crate::spec::pod::HostAlias {
+        ip: ip.into(),
+        hostnames: vec![name.into()],
+    };
+    assert_eq!(
+        error_field(|p| p.spec.host_aliases = vec![alias("10.0.0.300", "db")]),
+        "spec.hostAliases[0].ip"
+    );
+    assert_eq!(
+        error_field(|p| p.spec.host_aliases = vec![alias("10.0.0.3", "Db_1")]),
+        "spec.hostAliases[0].hostnames[0]"
+    );
+}
+
+#[test]
+fn with_host_network_a_host_port_must_equal_the_container_port() {
+    // The reference pod maps host port 5353 to container port 53.
+    assert_eq!(
+        error_field(|p| p.spec.host_network = true),
+        "spec.containers[0].ports[1].hostPort"
+    );
+    let mut pod = valid_pod();
+    pod.spec.host_network = true;
+    pod.spec.containers[0].ports[1].host_port = Some(53);
+    assert_eq!(validate(&pod), Ok(()));
 }
 
 #[test]

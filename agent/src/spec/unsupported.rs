@@ -1,0 +1,113 @@
+//! The rule that a pod never silently differs from its manifest: every field the spec types
+//! parse is either honoured by the agent or refused here, with an error naming the field and
+//! saying why. `unsupported_tests.rs` builds a pod with every parsed field set (an exhaustive
+//! struct literal, so a new field does not compile until it is classified) and checks each
+//! field is on one list or the other. Runs after `validate`; never touches the system.
+
+use super::error::SpecError;
+use super::pod::{Container, Pod, PodSpec};
+
+/// The resources the agent enforces (cgroup cpu and memory); any other is refused.
+pub const HONOURED_RESOURCES: [&str; 2] = ["cpu", "memory"];
+
+/// Refuses the first field of `pod` that the agent would not honour.
+pub fn refuse_unhonoured(pod: &Pod) -> Result<(), SpecError> {
+    refuse_pod_fields(&pod.spec)?;
+    for (path, c) in pod.spec.all_containers() {
+        if path.starts_with("spec.initContainers") {
+            if let Some((name, _)) = c.probes().next() {
+                let message = "may not be set for init containers";
+                return Err(SpecError::new(format!("{path}.{name}"), message));
+            }
+        }
+        refuse_container_fields(&path, c)?;
+    }
+    Ok(())
+}
+
+fn refused(field: impl Into<String>, why: &str) -> Result<(), SpecError> {
+    Err(SpecError::new(field, format!("not supported yet ({why})")))
+}
+
+fn refuse_pod_fields(spec: &PodSpec) -> Result<(), SpecError> {
+    if !spec.volumes.is_empty() {
+        return refused("spec.volumes", "volumes come with the storage issue");
+    }
+    if spec.subdomain.is_some() {
+        return refused(
+            "spec.subdomain",
+            "cluster DNS names come with the DNS issue",
+        );
+    }
+    if spec.dns_config.is_some() {
+        return refused("spec.dnsConfig", "pods get the node's resolv.conf");
+    }
+    if spec.dns_policy.as_deref() == Some("None") {
+        let why = "\"None\" needs dnsConfig; pods get the node's resolv.conf";
+        return refused("spec.dnsPolicy", why);
+    }
+    if spec.node_name.is_some() {
+        let why = "a static pod runs on the node whose manifest directory holds it";
+        return refused("spec.nodeName", why);
+    }
+    if !spec.node_selector.is_empty() {
+        return refused(
+            "spec.nodeSelector",
+            "node labels come with the control plane",
+        );
+    }
+    if spec.service_account_name.is_some() {
+        let why = "service account tokens come with the control plane";
+        return refused("spec.serviceAccountName", why);
+    }
+    if spec.share_process_namespace == Some(true) {
+        let why = "each container has its own PID namespace";
+        return refused("spec.shareProcessNamespace", why);
+    }
+    Ok(())
+}
+
+fn refuse_container_fields(path: &str, c: &Container) -> Result<(), SpecError> {
+    if !c.volume_mounts.is_empty() {
+        let why = "volumes come with the storage issue";
+        return refused(format!("{path}.volumeMounts"), why);
+    }
+    for (i, var) in c.env.iter().enumerate() {
+        if var.value_from.is_some() {
+            let why =
+                "field, resource, ConfigMap and Secret references come with the control plane";
+            return refused(format!("{path}.env[{i}].valueFrom"), why);
+        }
+    }
+    let resources = [
+        ("requests", &c.resources.requests),
+        ("limits", &c.resources.limits),
+    ];
+    for (kind, map) in resources {
+        if let Some(name) = map
+            .keys()
+            .find(|n| !HONOURED_RESOURCES.contains(&n.as_str()))
+        {
+            let why = "the agent enforces only cpu and memory";
+            return refused(format!("{path}.resources.{kind}.{name}"), why);
+        }
+    }
+    if c.security_context.as_ref().and_then(|s| s.privileged) == Some(true) {
+        let why = "a privileged container needs the host's devices and unmasked /proc and /sys";
+        return refused(format!("{path}.securityContext.privileged"), why);
+    }
+    if c.lifecycle.is_some() {
+        return refused(format!("{path}.lifecycle"), "postStart and preStop hooks");
+    }
+    if c.stdin {
+        return refused(format!("{path}.stdin"), "containers read /dev/null");
+    }
+    if c.tty {
+        return refused(format!("{path}.tty"), "containers write to their log files");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "unsupported_tests.rs"]
+mod tests;

@@ -1,0 +1,472 @@
+//! The rule, enumerated: a pod with every parsed field set (built with exhaustive struct
+//! literals: a field added to the spec types does not compile here until it is classified)
+//! is flattened into field paths, and each path must be either honoured (the pod without the
+//! refused fields is accepted) or refused (setting it alone is an error naming it).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::*;
+use crate::spec::pod::{
+    Capabilities, ContainerPort, EnvVar, HostAlias, ObjectMeta, PodSecurityContext, Protocol,
+    PullPolicy, ResourceRequirements, RestartPolicy, SecurityContext, VolumeMount,
+};
+use crate::spec::probe::{
+    ExecAction, GrpcAction, HttpGetAction, HttpHeader, IntOrString, Probe, TcpSocketAction,
+    UriScheme,
+};
+use crate::spec::quantity::Quantity;
+use crate::spec::validate::validate;
+
+/// Fields the agent acts on (a path matches an entry equal to it or below it).
+const HONOURED: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "metadata.labels",
+    "metadata.annotations",
+    "spec.containers[0].name",
+    "spec.containers[0].image",
+    "spec.containers[0].imagePullPolicy",
+    "spec.containers[0].command",
+    "spec.containers[0].args",
+    "spec.containers[0].workingDir",
+    "spec.containers[0].env[0]",
+    "spec.containers[0].env[1].name",
+    "spec.containers[0].env[1].value",
+    "spec.containers[0].ports",
+    "spec.containers[0].resources.requests.cpu",
+    "spec.containers[0].resources.requests.memory",
+    "spec.containers[0].resources.limits.cpu",
+    "spec.containers[0].resources.limits.memory",
+    "spec.containers[0].securityContext.runAsUser",
+    "spec.containers[0].securityContext.runAsGroup",
+    "spec.containers[0].securityContext.runAsNonRoot",
+    "spec.containers[0].securityContext.allowPrivilegeEscalation",
+    "spec.containers[0].securityContext.readOnlyRootFilesystem",
+    "spec.containers[0].securityContext.capabilities",
+    "spec.containers[0].livenessProbe",
+    "spec.containers[0].readinessProbe",
+    "spec.containers[0].startupProbe",
+    "spec.restartPolicy",
+    "spec.terminationGracePeriodSeconds",
+    "spec.hostname",
+    "spec.activeDeadlineSeconds",
+    "spec.hostNetwork",
+    "spec.hostPID",
+    "spec.hostIPC",
+    "spec.securityContext",
+    "spec.dnsPolicy",
+    "spec.hostAliases",
+];
+
+/// Fields refused until implemented: the path set in the maximal pod, and the field the error
+/// must name.
+const REFUSED: &[(&str, &str)] = &[
+    ("spec.volumes", "spec.volumes"),
+    ("spec.subdomain", "spec.subdomain"),
+    ("spec.dnsConfig", "spec.dnsConfig"),
+    ("spec.nodeName", "spec.nodeName"),
+    ("spec.nodeSelector", "spec.nodeSelector"),
+    ("spec.serviceAccountName", "spec.serviceAccountName"),
+    ("spec.shareProcessNamespace", "spec.shareProcessNamespace"),
+    (
+        "spec.containers[0].volumeMounts",
+        "spec.containers[0].volumeMounts",
+    ),
+    (
+        "spec.containers[0].env[1].valueFrom",
+        "spec.containers[0].env[1].valueFrom",
+    ),
+    (
+        "spec.containers[0].resources.requests.ephemeral-storage",
+        "spec.containers[0].resources.requests.ephemeral-storage",
+    ),
+    (
+        "spec.containers[0].resources.limits.nvidia.com/gpu",
+        "spec.containers[0].resources.limits.nvidia.com/gpu",
+    ),
+    (
+        "spec.containers[0].securityContext.privileged",
+        "spec.containers[0].securityContext.privileged",
+    ),
+    (
+        "spec.containers[0].lifecycle",
+        "spec.containers[0].lifecycle",
+    ),
+    ("spec.containers[0].stdin", "spec.containers[0].stdin"),
+    ("spec.containers[0].tty", "spec.containers[0].tty"),
+];
+
+fn q(s: &str) -> Quantity {
+    serde_json::from_value(Value::String(s.into())).expect("quantity")
+}
+
+fn probe(handler: impl FnOnce(&mut Probe)) -> Option<Probe> {
+    let mut p = Probe {
+        exec: None,
+        http_get: None,
+        tcp_socket: None,
+        grpc: None,
+        initial_delay_seconds: Some(1),
+        period_seconds: Some(2),
+        timeout_seconds: Some(1),
+        success_threshold: Some(1),
+        failure_threshold: Some(3),
+        termination_grace_period_seconds: None,
+    };
+    handler(&mut p);
+    Some(p)
+}
+
+/// Every field set, to a value that asks for something (true, non-empty).
+fn maximal_pod() -> Pod {
+    let app = Container {
+        name: "app".into(),
+        image: "bosun.test/busybox:1".into(),
+        image_pull_policy: Some(PullPolicy::IfNotPresent),
+        command: vec!["sh".into()],
+        args: vec!["-c".into(), "true".into()],
+        working_dir: Some("/srv".into()),
+        env: vec![
+            EnvVar {
+                name: "A".into(),
+                value: Some("b".into()),
+                value_from: None,
+            },
+            EnvVar {
+                name: "IP".into(),
+                value: None,
+                value_from: Some(serde_json::json!({"fieldRef": {"fieldPath": "status.podIP"}})),
+            },
+        ],
+        ports: vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: 8080,
+            protocol: Protocol::Tcp,
+            host_ip: Some("127.0.0.1".into()),
+            host_port: Some(8080),
+        }],
+        resources: ResourceRequirements {
+            requests: BTreeMap::from([
+                ("cpu".into(), q("100m")),
+                ("memory".into(), q("32Mi")),
+                ("ephemeral-storage".into(), q("1Gi")),
+            ]),
+            limits: BTreeMap::from([
+                ("cpu".into(), q("1")),
+                ("memory".into(), q("64Mi")),
+                ("nvidia.com/gpu".into(), q("1")),
+            ]),
+        },
+        security_context: Some(SecurityContext {
+            run_as_user: Some(1000),
+            run_as_group: Some(1000),
+            run_as_non_root: Some(true),
+            privileged: Some(true),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                add: vec!["NET_ADMIN".into()],
+                drop: vec!["ALL".into()],
+            }),
+        }),
+        liveness_probe: probe(|p| {
+            p.exec = Some(ExecAction {
+                command: vec!["true".into()],
+            });
+            p.termination_grace_period_seconds = Some(2);
+        }),
+        readiness_probe: probe(|p| {
+            p.http_get = Some(HttpGetAction {
+                path: Some("/healthz".into()),
+                port: IntOrString::String("http".into()),
+                host: Some("127.0.0.1".into()),
+                scheme: Some(UriScheme::Https),
+                http_headers: vec![HttpHeader {
+                    name: "X-A".into(),
+                    value: "b".into(),
+                }],
+            })
+        }),
+        startup_probe: probe(|p| {
+            p.tcp_socket = Some(TcpSocketAction {
+                port: IntOrString::Int(8080),
+                host: Some("127.0.0.1".into()),
+            })
+        }),
+        lifecycle: Some(serde_json::json!({"preStop": {"exec": {"command": ["true"]}}})),
+        stdin: true,
+        tty: true,
+        volume_mounts: vec![VolumeMount {
+            name: "data".into(),
+            mount_path: "/data".into(),
+            read_only: true,
+            sub_path: Some("x".into()),
+        }],
+    };
+    let sidecar = Container {
+        name: "sidecar".into(),
+        image: "bosun.test/busybox:1".into(),
+        liveness_probe: probe(|p| {
+            p.grpc = Some(GrpcAction {
+                port: 9000,
+                service: Some("health".into()),
+            })
+        }),
+        ..Container::default()
+    };
+    let init = Container {
+        name: "init".into(),
+        image: "bosun.test/busybox:1".into(),
+        command: vec!["true".into()],
+        ..Container::default()
+    };
+    Pod {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        metadata: ObjectMeta {
+            name: "everything".into(),
+            namespace: "team".into(),
+            uid: Some("0b9e5c1e-1111-2222-3333-444455556666".into()),
+            labels: BTreeMap::from([("app".into(), "web".into())]),
+            annotations: BTreeMap::from([("example.com/owner".into(), "me".into())]),
+        },
+        spec: PodSpec {
+            containers: vec![app, sidecar],
+            init_containers: vec![init],
+            restart_policy: RestartPolicy::OnFailure,
+            termination_grace_period_seconds: Some(5),
+            active_deadline_seconds: Some(60),
+            hostname: Some("web-0".into()),
+            subdomain: Some("web".into()),
+            node_name: Some("node-2".into()),
+            node_selector: BTreeMap::from([("disk".into(), "ssd".into())]),
+            service_account_name: Some("builder".into()),
+            host_network: true,
+            host_pid: true,
+            host_ipc: true,
+            share_process_namespace: Some(true),
+            security_context: Some(PodSecurityContext {
+                run_as_user: Some(1000),
+                run_as_group: Some(1000),
+                run_as_non_root: Some(true),
+                supplemental_groups: vec![3000],
+                fs_group: Some(2000),
+            }),
+            dns_policy: Some("ClusterFirstWithHostNet".into()),
+            dns_config: Some(serde_json::json!({"nameservers": ["10.96.0.10"]})),
+            host_aliases: vec![HostAlias {
+                ip: "10.1.2.3".into(),
+                hostnames: vec!["db.local".into()],
+            }],
+            volumes: vec![serde_json::json!({"name": "data", "emptyDir": {}})],
+        },
+    }
+}
+
+/// Leaf paths of a JSON value, Kubernetes style (`a.b[0].c`); empty objects and arrays set
+/// nothing and are skipped.
+/// Every container (init or app) is classified as `spec.containers[0]`: they share one type.
+fn leaves(value: &Value, at: &str, out: &mut Vec<String>) {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                leaves(v, &join(k), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let container = at == "spec.containers" || at == "spec.initContainers";
+                let path = match container {
+                    true => "spec.containers[0]".to_string(),
+                    false => format!("{at}[{i}]"),
+                };
+                leaves(v, &path, out);
+            }
+        }
+        _ => out.push(at.to_string()),
+    }
+}
+
+fn under(path: &str, entry: &str) -> bool {
+    path == entry
+        || path
+            .strip_prefix(entry)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// The maximal pod with the refused fields taken out (the second container's copies too).
+fn without_refused() -> Pod {
+    let mut pod = maximal_pod();
+    for c in pod.spec.containers.iter_mut() {
+        c.volume_mounts.clear();
+        for var in c.env.iter_mut() {
+            var.value_from = None;
+        }
+        c.resources
+            .requests
+            .retain(|k, _| HONOURED_RESOURCES.contains(&k.as_str()));
+        c.resources
+            .limits
+            .retain(|k, _| HONOURED_RESOURCES.contains(&k.as_str()));
+        if let Some(sc) = c.security_context.as_mut() {
+            sc.privileged = None;
+        }
+        c.lifecycle = None;
+        c.stdin = false;
+        c.tty = false;
+    }
+    let s = &mut pod.spec;
+    s.volumes.clear();
+    s.subdomain = None;
+    s.dns_config = None;
+    s.node_name = None;
+    s.node_selector.clear();
+    s.service_account_name = None;
+    s.share_process_namespace = None;
+    pod
+}
+
+/// What parsing does: refuse what is not honoured, then validate.
+fn check(pod: &Pod) -> Result<(), SpecError> {
+    refuse_unhonoured(pod)?;
+    validate(pod)
+}
+
+#[test]
+fn every_parsed_field_is_honoured_or_refused() {
+    let json = serde_json::to_value(maximal_pod()).expect("json");
+    let mut paths = Vec::new();
+    leaves(&json, "", &mut paths);
+    let unclassified: Vec<&String> = paths
+        .iter()
+        .filter(|p| {
+            !HONOURED.iter().any(|h| under(p, h)) && !REFUSED.iter().any(|(r, _)| under(p, r))
+        })
+        .collect();
+    assert!(
+        unclassified.is_empty(),
+        "classify these fields as honoured or refused: {unclassified:?}"
+    );
+    for (entry, _) in REFUSED {
+        assert!(
+            paths.iter().any(|p| under(p, entry)),
+            "the maximal pod must set {entry}"
+        );
+    }
+}
+
+#[test]
+fn the_honoured_fields_together_are_accepted() {
+    assert_eq!(check(&without_refused()), Ok(()));
+}
+
+#[test]
+fn each_refused_field_alone_is_an_error_naming_it() {
+    let maximal = serde_json::to_value(maximal_pod()).expect("json");
+    let base = serde_json::to_value(without_refused()).expect("json");
+    for (entry, field) in REFUSED {
+        // Copy the one refused field from the maximal pod into the accepted one.
+        let pointer = to_pointer(entry);
+        let value = maximal.pointer(&pointer).expect(entry).clone();
+        let mut pod = base.clone();
+        set(&mut pod, &pointer, value);
+        let pod: Pod = serde_json::from_value(pod).expect("pod");
+        let err = check(&pod).expect_err(entry);
+        assert_eq!(&err.field, field, "{err}");
+        assert!(err.message.contains("not supported"), "{err}");
+    }
+}
+
+#[test]
+fn probes_of_init_containers_are_refused() {
+    let mut pod = without_refused();
+    pod.spec.init_containers[0].readiness_probe = pod.spec.containers[0].readiness_probe.clone();
+    let err = check(&pod).expect_err("init probe");
+    assert_eq!(err.field, "spec.initContainers[0].readinessProbe");
+}
+
+#[test]
+fn dns_policy_none_is_refused() {
+    let mut pod = without_refused();
+    pod.spec.dns_policy = Some("None".into());
+    assert_eq!(check(&pod).expect_err("None").field, "spec.dnsPolicy");
+}
+
+/// `spec.containers[0].env[1].valueFrom` → `/spec/containers/0/env/1/valueFrom`; resource
+/// names keep their dots (`limits.nvidia.com/gpu`, with `/` escaped).
+fn to_pointer(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    for map in ["requests.", "limits."] {
+        if let Some((head, name)) = path.split_once(&format!("resources.{map}")) {
+            let escaped = name.replace('~', "~0").replace('/', "~1");
+            let head = to_pointer(head.trim_end_matches('.'));
+            return format!("{head}/resources/{}/{escaped}", map.trim_end_matches('.'));
+        }
+    }
+    while !rest.is_empty() {
+        let end = rest.find(['.', '[']).unwrap_or(rest.len());
+        let (key, tail) = rest.split_at(end);
+        if !key.is_empty() {
+            out.push('/');
+            out.push_str(key);
+        }
+        rest = tail.trim_start_matches('.');
+        if let Some(idx) = rest.strip_prefix('[') {
+            let close = idx.find(']').expect("closing bracket");
+            out.push('/');
+            out.push_str(&idx[..close]);
+            rest = idx[close + 1..].trim_start_matches('.');
+        }
+    }
+    out
+}
+
+/// Sets `pointer` in `doc`, creating objects and growing arrays on the way.
+fn set(doc: &mut Value, pointer: &str, value: Value) {
+    let mut cur = doc;
+    let parts: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let next = if last { value.clone() } else { Value::Null };
+        cur = match cur {
+            Value::Array(items) => {
+                let idx: usize = part.parse().expect("index");
+                while items.len() <= idx {
+                    items.push(Value::Object(Default::default()));
+                }
+                if last {
+                    items[idx] = next;
+                }
+                &mut items[idx]
+            }
+            other => {
+                if !other.is_object() {
+                    *other = Value::Object(Default::default());
+                }
+                let map = other.as_object_mut().expect("object");
+                let slot = map.entry(part.clone()).or_insert(Value::Null);
+                if last {
+                    *slot = next;
+                }
+                slot
+            }
+        };
+    }
+}
