@@ -312,17 +312,14 @@ impl Drop for Node {
 }
 
 fn force_clean(node: &Node) {
-    for dir in node.pod_cgroups() {
-        for procs in ["cgroup.procs"] {
-            if let Ok(pids) = std::fs::read_to_string(dir.join(procs)) {
-                for pid in pids.lines().filter_map(|p| p.parse::<i32>().ok()) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::SIGKILL,
-                    );
-                }
-            }
-        }
+    // Every process anywhere under the test's cgroup root (containers live in child cgroups of
+    // their pod's, e.g. a pod the agent refused to touch because its record was unreadable).
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        kill_tree(&h.path().join(&node.cgroup_root));
     }
     std::thread::sleep(Duration::from_millis(100));
     for h in std::fs::read_dir("/sys/fs/cgroup")
@@ -338,6 +335,21 @@ fn force_clean(node: &Node) {
         }
     }
     let _ = std::fs::remove_dir_all(&node.base);
+}
+
+/// SIGKILLs every process in the cgroup at `dir` and its descendants.
+fn kill_tree(dir: &Path) {
+    if let Ok(pids) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in pids.lines().filter_map(|p| p.parse::<i32>().ok()) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_dir() {
+            kill_tree(&entry.path());
+        }
+    }
 }
 
 fn rmdir_tree(dir: &Path) {
