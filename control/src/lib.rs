@@ -13,6 +13,7 @@ pub mod http_util;
 pub mod identity;
 pub mod kinds;
 pub mod kubeconfig;
+pub mod openapi;
 pub mod pki;
 pub mod router;
 pub mod server;

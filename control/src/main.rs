@@ -52,6 +52,10 @@ async fn run(args: Args) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("--bind-address/--secure-port {bind}"))?;
+    // Generate the OpenAPI documents now, off the runtime, rather than on kubectl's first apply.
+    std::thread::spawn(|| {
+        bosun_control::openapi::documents();
+    });
     let port = listener.local_addr().context("listening address")?.port();
     let advertise = args
         .advertise_address

@@ -41,7 +41,9 @@ pub fn route<B>(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    discovery_route(info, path, accept).unwrap_or_else(|| ApiError::no_route(path).into_response())
+    discovery_route(info, path, accept)
+        .or_else(|| crate::openapi::respond(path))
+        .unwrap_or_else(|| ApiError::no_route(path).into_response())
 }
 
 /// Endpoints anyone may read (Kubernetes' system:public-info-viewer).

@@ -1,0 +1,120 @@
+//! OpenAPI v3 documents, so `kubectl apply` (which reads the PATCH operation of a kind for its
+//! `fieldValidation` parameter) and `kubectl explain` (which reads `components.schemas`) work.
+//! `/openapi/v3` is the root document listing one URL per group-version (with a hash of its
+//! bytes, as kube-apiserver does); `/openapi/v3/api/v1` and `/openapi/v3/apis/<g>/<v>` are the
+//! group-version documents: schemas generated from the k8s-openapi types (`schemas`) and the
+//! standard operations of each resource of the kinds table (`paths`). Everything is generated
+//! once, on first use, and served from memory.
+
+mod paths;
+mod schemas;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::http_util::{typed_response, ResponseBody};
+use crate::kinds;
+
+pub use paths::PATCH_CONTENT_TYPES;
+
+/// The generated documents, serialised.
+pub struct Documents {
+    /// `/openapi/v3`.
+    pub root: Bytes,
+    /// Group-version documents by path below `/openapi/v3/`: `api/v1`, `apis/apps/v1`.
+    pub group_versions: BTreeMap<String, Bytes>,
+}
+
+/// The documents, generated on the first call.
+pub fn documents() -> &'static Documents {
+    static DOCUMENTS: OnceLock<Documents> = OnceLock::new();
+    DOCUMENTS.get_or_init(generate)
+}
+
+/// Answers `GET /openapi/v3[/…]`; None for any other path (the caller's 404). `/openapi/v2` is
+/// not served: kubectl 1.32 reads v3 first.
+pub fn respond(path: &str) -> Option<Response<ResponseBody>> {
+    let rest = path.strip_prefix("/openapi/v3")?;
+    let docs = documents();
+    let body = match rest.trim_matches('/') {
+        "" => docs.root.clone(),
+        gv => docs.group_versions.get(gv)?.clone(),
+    };
+    Some(typed_response(StatusCode::OK, "application/json", body))
+}
+
+/// The group-version document of `api/v1` or `apis/<group>/<version>`, parsed (for tests and
+/// tools).
+pub fn group_version_document(gv_path: &str) -> Option<Value> {
+    let bytes = documents().group_versions.get(gv_path)?;
+    serde_json::from_slice(bytes).ok()
+}
+
+fn generate() -> Documents {
+    let mut gvs: Vec<(&str, &str)> = Vec::new();
+    for r in kinds::RESOURCES {
+        if !gvs.contains(&(r.group, r.version)) {
+            gvs.push((r.group, r.version));
+        }
+    }
+    let mut group_versions = BTreeMap::new();
+    let mut root_paths = Map::new();
+    for (group, version) in gvs {
+        let key = if group.is_empty() {
+            format!("api/{version}")
+        } else {
+            format!("apis/{group}/{version}")
+        };
+        let doc = group_version(group, version);
+        let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+        let hash = hex(&Sha256::digest(&bytes));
+        root_paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+        );
+        group_versions.insert(key, bytes);
+    }
+    let root = json!({ "paths": root_paths });
+    Documents {
+        root: Bytes::from(serde_json::to_vec(&root).unwrap_or_default()),
+        group_versions,
+    }
+}
+
+fn group_version(group: &str, version: &str) -> Value {
+    let resources: Vec<&kinds::Resource> = kinds::in_group_version(group, version).collect();
+    let (schemas, names) = schemas::build(&resources);
+    let mut path_map = Map::new();
+    for (resource, name) in resources.iter().zip(&names) {
+        if let Some(name) = name {
+            paths::add(&mut path_map, resource, name);
+        }
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {
+            "title": "Kubernetes",
+            "version": format!("v1.{}.0", crate::router::KUBERNETES_MINOR),
+        },
+        "paths": path_map,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "BearerToken": {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header"},
+            },
+        },
+        "security": [{"BearerToken": []}],
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! `components.schemas` of one group-version document, generated from the k8s-openapi types'
+//! `schemars` implementations (named the Kubernetes way, `io.k8s.api.apps.v1.Deployment`, so
+//! `#/components/schemas/…` references resolve). Each kind of the kinds table maps to its Rust
+//! type here, in one table; its schema gets `x-kubernetes-group-version-kind`, and a `…List`
+//! schema is added beside it.
+
+use k8s_openapi::api::{
+    apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
+    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+    storage::v1 as storage,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use schemars::gen::{SchemaGenerator, SchemaSettings};
+use schemars::schema::Schema;
+use schemars::JsonSchema;
+use serde_json::{json, Map, Value};
+
+use crate::kinds::Resource;
+
+/// Adds the schema of one type (and everything it references) to the generator and returns
+/// its schema name.
+type AddSchema = fn(&mut SchemaGenerator) -> String;
+
+fn add<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
+    generator.subschema_for::<T>();
+    T::schema_name()
+}
+
+/// Every kind of the kinds table and its k8s-openapi type: (group, version, kind, adder).
+#[rustfmt::skip]
+const TYPES: &[(&str, &str, &str, AddSchema)] = &[
+    ("", "v1", "Namespace", add::<core::Namespace>),
+    ("", "v1", "Pod", add::<core::Pod>),
+    ("", "v1", "Service", add::<core::Service>),
+    ("", "v1", "Endpoints", add::<core::Endpoints>),
+    ("", "v1", "ConfigMap", add::<core::ConfigMap>),
+    ("", "v1", "Secret", add::<core::Secret>),
+    ("", "v1", "Node", add::<core::Node>),
+    ("", "v1", "Event", add::<core::Event>),
+    ("", "v1", "PersistentVolume", add::<core::PersistentVolume>),
+    ("", "v1", "PersistentVolumeClaim", add::<core::PersistentVolumeClaim>),
+    ("", "v1", "ServiceAccount", add::<core::ServiceAccount>),
+    ("apps", "v1", "Deployment", add::<apps::Deployment>),
+    ("apps", "v1", "ReplicaSet", add::<apps::ReplicaSet>),
+    ("apps", "v1", "StatefulSet", add::<apps::StatefulSet>),
+    ("apps", "v1", "DaemonSet", add::<apps::DaemonSet>),
+    ("batch", "v1", "Job", add::<batch::Job>),
+    ("discovery.k8s.io", "v1", "EndpointSlice", add::<discovery::EndpointSlice>),
+    ("networking.k8s.io", "v1", "Ingress", add::<networking::Ingress>),
+    ("networking.k8s.io", "v1", "IngressClass", add::<networking::IngressClass>),
+    ("storage.k8s.io", "v1", "StorageClass", add::<storage::StorageClass>),
+    ("storage.k8s.io", "v1", "CSIDriver", add::<storage::CSIDriver>),
+    ("storage.k8s.io", "v1", "CSINode", add::<storage::CSINode>),
+    ("coordination.k8s.io", "v1", "Lease", add::<coordination::Lease>),
+    ("autoscaling", "v2", "HorizontalPodAutoscaler", add::<autoscaling_v2::HorizontalPodAutoscaler>),
+    ("autoscaling", "v1", "HorizontalPodAutoscaler", add::<autoscaling_v1::HorizontalPodAutoscaler>),
+    ("events.k8s.io", "v1", "Event", add::<events::Event>),
+];
+
+/// The adder of a resource's kind, if the table has it.
+pub fn adder(resource: &Resource) -> Option<AddSchema> {
+    TYPES
+        .iter()
+        .find(|(g, v, k, _)| *g == resource.group && *v == resource.version && *k == resource.kind)
+        .map(|entry| entry.3)
+}
+
+/// Schema names of the shared types every document's operations reference.
+pub const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
+pub const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
+pub const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
+const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+
+/// Builds the schemas of one group-version document from `resources`; returns the schemas
+/// map and, per resource (same order), the name of its kind schema (None for a kind the type
+/// table lacks, which then gets no paths).
+pub fn build(resources: &[&Resource]) -> (Map<String, Value>, Vec<Option<String>>) {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    add::<meta::Status>(&mut generator);
+    add::<meta::DeleteOptions>(&mut generator);
+    add::<meta::ListMeta>(&mut generator);
+    add::<meta::Patch>(&mut generator);
+    let names: Vec<Option<String>> = resources
+        .iter()
+        .map(|r| adder(r).map(|f| f(&mut generator)))
+        .collect();
+    let mut definitions = generator.take_definitions();
+    // The settings' visitors (a `$ref` with siblings becomes `allOf: [$ref]`, as in
+    // Kubernetes' own documents) only run on root schemas: run them on every definition.
+    for schema in definitions.values_mut() {
+        for visitor in generator.visitors_mut() {
+            visitor.visit_schema(schema);
+        }
+    }
+    let mut schemas: Map<String, Value> = definitions
+        .into_iter()
+        .map(|(name, schema)| (name, schema_json(&schema)))
+        .collect();
+    for (resource, name) in resources.iter().zip(&names) {
+        let Some(name) = name else { continue };
+        if let Some(schema) = schemas.get_mut(name) {
+            schema["x-kubernetes-group-version-kind"] = json!([gvk(resource, resource.kind)]);
+        }
+        let list_kind = format!("{}List", resource.kind);
+        schemas.insert(
+            format!("{name}List"),
+            list_schema(resource, name, &list_kind),
+        );
+    }
+    (schemas, names)
+}
+
+/// `{group, version, kind}` as the `x-kubernetes-group-version-kind` extension spells it.
+pub fn gvk(resource: &Resource, kind: &str) -> Value {
+    json!({"group": resource.group, "version": resource.version, "kind": kind})
+}
+
+fn schema_json(schema: &Schema) -> Value {
+    serde_json::to_value(schema).unwrap_or_else(|_| json!({}))
+}
+
+fn list_schema(resource: &Resource, item: &str, list_kind: &str) -> Value {
+    json!({
+        "description": format!("{list_kind} is a list of {}.", resource.kind),
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
+            "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
+            "items": {
+                "type": "array",
+                "description": format!("List of {}.", resource.plural),
+                "items": {"default": {}, "allOf": [{"$ref": format!("#/components/schemas/{item}")}]},
+            },
+            "metadata": {
+                "default": {},
+                "description": "Standard list metadata.",
+                "allOf": [{"$ref": format!("#/components/schemas/{LIST_META}")}],
+            },
+        },
+        "x-kubernetes-group-version-kind": [gvk(resource, list_kind)],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::RESOURCES;
+
+    #[test]
+    fn every_kind_of_the_kinds_table_has_a_type() {
+        for r in RESOURCES {
+            assert!(
+                adder(r).is_some(),
+                "{} {} has no type",
+                r.group_version(),
+                r.kind
+            );
+        }
+    }
+
+    #[test]
+    fn refs_with_descriptions_become_all_of_and_all_resolve() {
+        let deployments = crate::kinds::find("apps", "v1", "deployments").unwrap();
+        let (schemas, names) = build(&[deployments]);
+        assert_eq!(names, [Some("io.k8s.api.apps.v1.Deployment".to_owned())]);
+        let spec = &schemas["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
+        assert_eq!(
+            spec["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"
+        );
+        let text = serde_json::to_string(&schemas).unwrap();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! What kubectl reads from the documents: the root's URLs, each kind's PATCH operation with its
+//! parameters, the kind schemas' group-version-kind.
+
+use super::*;
+
+fn gv_path(r: &kinds::Resource) -> String {
+    if r.group.is_empty() {
+        format!("api/{}", r.version)
+    } else {
+        format!("apis/{}/{}", r.group, r.version)
+    }
+}
+
+fn gvk_matches(ext: &Value, r: &kinds::Resource) -> bool {
+    let one = |v: &Value| v["group"] == r.group && v["version"] == r.version && v["kind"] == r.kind;
+    match ext {
+        Value::Array(items) => items.iter().any(one),
+        other => one(other),
+    }
+}
+
+#[test]
+fn root_lists_every_group_version_with_a_hash_of_its_document() {
+    let root: Value = serde_json::from_slice(&documents().root).unwrap();
+    for r in kinds::RESOURCES {
+        let key = gv_path(r);
+        let url = root["paths"][&key]["serverRelativeURL"].as_str().unwrap();
+        let hash = url.split("?hash=").nth(1).unwrap();
+        let doc = &documents().group_versions[&key];
+        assert_eq!(hash, hex(&Sha256::digest(doc)), "{url}");
+        assert!(respond(url.split('?').next().unwrap()).is_some());
+    }
+    assert!(respond("/openapi/v3/apis/nope/v1").is_none());
+    assert!(respond("/openapi/v2").is_none());
+}
+
+#[test]
+fn every_kind_has_a_patch_operation_with_field_validation_and_a_tagged_schema() {
+    for r in kinds::RESOURCES {
+        let doc = group_version_document(&gv_path(r)).unwrap();
+        let patch = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|p| p.get("patch"))
+            .find(|op| gvk_matches(&op["x-kubernetes-group-version-kind"], r))
+            .unwrap_or_else(|| panic!("no PATCH for {} {}", r.group_version(), r.kind));
+        assert_eq!(patch["x-kubernetes-action"], "patch");
+        let params: Vec<&str> = patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for name in ["fieldValidation", "dryRun", "fieldManager", "force"] {
+            assert!(params.contains(&name), "{} PATCH lacks {name}", r.kind);
+        }
+        let content = patch["requestBody"]["content"].as_object().unwrap();
+        assert!(content.contains_key("application/merge-patch+json"));
+        let tagged = doc["components"]["schemas"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|s| gvk_matches(&s["x-kubernetes-group-version-kind"], r))
+            .count();
+        assert_eq!(tagged, 1, "{} {} schema", r.group_version(), r.kind);
+    }
+}
+
+#[test]
+fn namespaced_and_cluster_paths_follow_kube_apiserver() {
+    let apps = group_version_document("apis/apps/v1").unwrap();
+    let paths = apps["paths"].as_object().unwrap();
+    let one = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"];
+    assert_eq!(
+        one["patch"]["operationId"],
+        "patchAppsV1NamespacedDeployment"
+    );
+    assert_eq!(one["get"]["x-kubernetes-action"], "get");
+    assert_eq!(
+        paths["/apis/apps/v1/deployments"]["get"]["operationId"],
+        "listAppsV1DeploymentForAllNamespaces"
+    );
+    let core = group_version_document("api/v1").unwrap();
+    let paths = core["paths"].as_object().unwrap();
+    assert_eq!(
+        paths["/api/v1/nodes/{name}"]["put"]["operationId"],
+        "replaceCoreV1Node"
+    );
+    assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods"));
+    let spec = &core["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"];
+    assert!(spec["properties"]["containers"]["description"]
+        .as_str()
+        .is_some_and(|d| d.contains("containers")));
+}
+
+#[test]
+fn generation_is_fast() {
+    let start = std::time::Instant::now();
+    let docs = generate();
+    let took = start.elapsed();
+    let bytes: usize = docs.group_versions.values().map(|b| b.len()).sum();
+    eprintln!("generated {bytes} bytes of OpenAPI in {took:?}");
+    assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+}
