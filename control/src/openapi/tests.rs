@@ -58,6 +58,9 @@ fn every_kind_has_a_patch_operation_with_field_validation_and_a_tagged_schema() 
         }
         let content = patch["requestBody"]["content"].as_object().unwrap();
         assert!(content.contains_key("application/merge-patch+json"));
+        // Listing strategic merge patch would make kubectl build its patches from our schemas,
+        // which lack the list merge keys: containers would be replaced, not merged.
+        assert!(!content.contains_key("application/strategic-merge-patch+json"));
         let tagged = doc["components"]["schemas"]
             .as_object()
             .unwrap()
