@@ -2,6 +2,15 @@
 //! names, scope, short names, categories and the subresources that work. Discovery, routing and
 //! (later) validation and Table printing all read this one table, so a kind is added in one
 //! place (the "registry per kind" of STYLE.md).
+//!
+//! Storage: an object lives under the key `/registry/<group>/<plural>/<namespace>/<name>`
+//! (`/registry/<group>/<plural>/<name>` when cluster-scoped), with `core` as the core group's
+//! name, e.g. `/registry/apps/deployments/default/web`; the value is the object's JSON without
+//! `metadata.resourceVersion`, which is the key's mod revision. Kinds served at two versions
+//! (HorizontalPodAutoscaler autoscaling/v2 and v1, Event v1 and events.k8s.io/v1) are one object
+//! in Kubernetes; until conversion exists only the preferred version reads and writes
+//! ([`Resource::served`]) and the other answers 404 "not served yet" rather than keeping a
+//! separate silent copy.
 
 /// Whether objects live in a namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +77,53 @@ impl Resource {
         self.scope == Scope::Namespaced
     }
 
+    /// Whether objects are read and written at this group/version (see the module docs).
+    pub fn served(&self) -> bool {
+        !matches!(
+            (self.group, self.version),
+            ("autoscaling", "v1") | ("events.k8s.io", "v1")
+        )
+    }
+
+    /// The store prefix of every object of this resource: `/registry/<group>/<plural>/`.
+    pub fn key_prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("/registry/{group}/{}/", self.plural)
+    }
+
+    /// Whether writes to the main resource leave `.status` alone (it has a `status`
+    /// subresource).
+    pub fn has_status(&self) -> bool {
+        self.subresources.iter().any(|s| s.name == "status")
+    }
+
+    /// `deployments.apps`, or `pods` for the core group (Kubernetes' group-resource).
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_owned()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Deployment.apps`, or `Pod` for the core group (Kubernetes' group-kind).
+    pub fn group_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.to_owned()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    const fn with(mut self, subresources: &'static [Subresource]) -> Resource {
+        self.subresources = subresources;
+        self
+    }
+
     pub fn verbs(&self) -> &'static [&'static str] {
         if self.group.is_empty() && self.plural == "namespaces" {
             NAMESPACE_VERBS
@@ -105,32 +161,58 @@ use Scope::{Cluster, Namespaced};
 
 const ALL: &[&str] = &["all"];
 
+const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+
+const fn status(group: &'static str, version: &'static str, kind: &'static str) -> Subresource {
+    Subresource {
+        name: "status",
+        group,
+        version,
+        kind,
+        verbs: STATUS_VERBS,
+    }
+}
+
+const NAMESPACE_SUB: &[Subresource] = &[status("", "v1", "Namespace")];
+const POD_SUB: &[Subresource] = &[status("", "v1", "Pod")];
+const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
+const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
+const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];
+const PVC_SUB: &[Subresource] = &[status("", "v1", "PersistentVolumeClaim")];
+const DEPLOYMENT_SUB: &[Subresource] = &[status("apps", "v1", "Deployment")];
+const REPLICASET_SUB: &[Subresource] = &[status("apps", "v1", "ReplicaSet")];
+const STATEFULSET_SUB: &[Subresource] = &[status("apps", "v1", "StatefulSet")];
+const DAEMONSET_SUB: &[Subresource] = &[status("apps", "v1", "DaemonSet")];
+const JOB_SUB: &[Subresource] = &[status("batch", "v1", "Job")];
+const INGRESS_SUB: &[Subresource] = &[status("networking.k8s.io", "v1", "Ingress")];
+const HPA_SUB: &[Subresource] = &[status("autoscaling", "v2", "HorizontalPodAutoscaler")];
+
 /// Every served resource, in discovery order.
 #[rustfmt::skip]
 pub const RESOURCES: &[Resource] = &[
     // core/v1
-    res("", "v1", "Namespace", "namespaces", "namespace", Cluster, &["ns"], &[]),
-    res("", "v1", "Pod", "pods", "pod", Namespaced, &["po"], ALL),
-    res("", "v1", "Service", "services", "service", Namespaced, &["svc"], ALL),
+    res("", "v1", "Namespace", "namespaces", "namespace", Cluster, &["ns"], &[]).with(NAMESPACE_SUB),
+    res("", "v1", "Pod", "pods", "pod", Namespaced, &["po"], ALL).with(POD_SUB),
+    res("", "v1", "Service", "services", "service", Namespaced, &["svc"], ALL).with(SERVICE_SUB),
     res("", "v1", "Endpoints", "endpoints", "endpoints", Namespaced, &["ep"], &[]),
     res("", "v1", "ConfigMap", "configmaps", "configmap", Namespaced, &["cm"], &[]),
     res("", "v1", "Secret", "secrets", "secret", Namespaced, &[], &[]),
-    res("", "v1", "Node", "nodes", "node", Cluster, &["no"], &[]),
+    res("", "v1", "Node", "nodes", "node", Cluster, &["no"], &[]).with(NODE_SUB),
     res("", "v1", "Event", "events", "event", Namespaced, &["ev"], &[]),
-    res("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", Cluster, &["pv"], &[]),
-    res("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", Namespaced, &["pvc"], &[]),
+    res("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", Cluster, &["pv"], &[]).with(PV_SUB),
+    res("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", Namespaced, &["pvc"], &[]).with(PVC_SUB),
     res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", Namespaced, &["sa"], &[]),
     // apps/v1
-    res("apps", "v1", "Deployment", "deployments", "deployment", Namespaced, &["deploy"], ALL),
-    res("apps", "v1", "ReplicaSet", "replicasets", "replicaset", Namespaced, &["rs"], ALL),
-    res("apps", "v1", "StatefulSet", "statefulsets", "statefulset", Namespaced, &["sts"], ALL),
-    res("apps", "v1", "DaemonSet", "daemonsets", "daemonset", Namespaced, &["ds"], ALL),
+    res("apps", "v1", "Deployment", "deployments", "deployment", Namespaced, &["deploy"], ALL).with(DEPLOYMENT_SUB),
+    res("apps", "v1", "ReplicaSet", "replicasets", "replicaset", Namespaced, &["rs"], ALL).with(REPLICASET_SUB),
+    res("apps", "v1", "StatefulSet", "statefulsets", "statefulset", Namespaced, &["sts"], ALL).with(STATEFULSET_SUB),
+    res("apps", "v1", "DaemonSet", "daemonsets", "daemonset", Namespaced, &["ds"], ALL).with(DAEMONSET_SUB),
     // batch/v1
-    res("batch", "v1", "Job", "jobs", "job", Namespaced, &[], ALL),
+    res("batch", "v1", "Job", "jobs", "job", Namespaced, &[], ALL).with(JOB_SUB),
     // discovery.k8s.io/v1
     res("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", Namespaced, &[], &[]),
     // networking.k8s.io/v1
-    res("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", Namespaced, &["ing"], &[]),
+    res("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", Namespaced, &["ing"], &[]).with(INGRESS_SUB),
     res("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", Cluster, &[], &[]),
     // storage.k8s.io/v1
     res("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", Cluster, &["sc"], &[]),
@@ -139,7 +221,7 @@ pub const RESOURCES: &[Resource] = &[
     // coordination.k8s.io/v1
     res("coordination.k8s.io", "v1", "Lease", "leases", "lease", Namespaced, &[], &[]),
     // autoscaling/v2 (preferred) and v1
-    res("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL),
+    res("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL).with(HPA_SUB),
     res("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL),
     // events.k8s.io/v1
     res("events.k8s.io", "v1", "Event", "events", "event", Namespaced, &["ev"], &[]),

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod discovery;
 pub mod http_util;
 pub mod identity;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use bosun_control::api::{self, ApiState};
+use bosun_control::store::{Compactor, CompactorConfig, SqliteConfig, SqliteStore, Store};
 use bosun_control::{kubeconfig, pki, router::ServerInfo, server};
 use clap::Parser;
 
@@ -15,7 +17,7 @@ use clap::Parser;
     version
 )]
 struct Args {
-    /// State: the CA and certificates (pki/), the admin kubeconfig.
+    /// State: the CA and certificates (pki/), the admin kubeconfig, the store (state.db).
     #[arg(long, default_value = "/var/lib/bosun-control")]
     data_dir: PathBuf,
     /// Address to listen on.
@@ -65,6 +67,14 @@ async fn run(args: Args) -> Result<()> {
             args.bind_address
         });
 
+    // The store and the built-in namespaces are ready before the kubeconfig says we are.
+    let data_dir = args.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(SqliteConfig::new(data_dir)))
+        .await
+        .context("opening the store")?
+        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let _compactor = Compactor::spawn(Arc::downgrade(&store), CompactorConfig::default());
     let ca = pki::Ca::load_or_create(&args.data_dir.join("pki")).context("loading the CA")?;
     let mut ips = vec![IpAddr::from([127, 0, 0, 1]), advertise];
     if !args.bind_address.is_unspecified() {
@@ -94,6 +104,16 @@ async fn run(args: Args) -> Result<()> {
         &admin,
         "bosun-admin",
     );
+    let state = ApiState::new(
+        store,
+        ServerInfo {
+            address: address.clone(),
+        },
+    );
+    api::bootstrap(&state)
+        .await
+        .context("creating the built-in namespaces")?;
+
     kubeconfig::write(&kubeconfig_path, &text)
         .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
     tracing::info!(%address, kubeconfig = %kubeconfig_path.display(), "serving the Kubernetes API");
@@ -102,9 +122,8 @@ async fn run(args: Args) -> Result<()> {
         kubeconfig_path.display()
     );
 
-    let info = Arc::new(ServerInfo { address });
     tokio::select! {
-        () = server::serve(listener, tls, info) => Ok(()),
+        () = server::serve(listener, tls, state) => Ok(()),
         signal = shutdown() => signal,
     }
 }

@@ -1,11 +1,14 @@
-//! Routes one request to its handler: public endpoints (`/version`, health), discovery, and
-//! (with the store) the resources of the kinds table. Every other path is a 404 `Status`;
-//! every non-public path needs an identity (401 otherwise).
+//! Routes one request to its handler: public endpoints (`/version`, health), discovery, the
+//! OpenAPI documents (`openapi`), and the resources of the kinds table (`api`). Every other
+//! path is a 404 `Status`; every non-public path needs an identity (401 otherwise).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::api::{self, ApiState};
 use crate::discovery;
 use crate::http_util::{ok_json, typed_response, ResponseBody};
 use crate::identity::Identity;
@@ -22,28 +25,36 @@ pub struct ServerInfo {
 }
 
 /// Answers one request.
-pub fn route<B>(
-    info: &ServerInfo,
+pub async fn route<B>(
+    state: &Arc<ApiState>,
     identity: Option<&Identity>,
-    request: &Request<B>,
-) -> Response<ResponseBody> {
-    let path = request.uri().path();
-    match public(path) {
+    request: Request<B>,
+) -> Response<ResponseBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = request.uri().path().to_owned();
+    match public(&path) {
         Some(response) => return response,
         None if identity.is_none() => return ApiError::unauthorized().into_response(),
         None => {}
     }
-    if request.method() != Method::GET {
-        return ApiError::method_not_allowed(request.method(), path).into_response();
+    if request.method() == Method::GET {
+        let accept = request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(response) =
+            discovery_route(&state.info, &path, accept).or_else(|| crate::openapi::respond(&path))
+        {
+            return response;
+        }
     }
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    discovery_route(info, path, accept)
-        .or_else(|| crate::openapi::respond(path))
-        .unwrap_or_else(|| ApiError::no_route(path).into_response())
+    api::handle(state, request)
+        .await
+        .unwrap_or_else(|| ApiError::no_route(&path).into_response())
 }
 
 /// Endpoints anyone may read (Kubernetes' system:public-info-viewer).

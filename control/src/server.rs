@@ -15,10 +15,11 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::api::ApiState;
 use crate::http_util::ResponseBody;
 use crate::identity::{self, Identity};
 use crate::pki::CertPair;
-use crate::router::{self, ServerInfo};
+use crate::router;
 
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,7 @@ pub fn tls_config(ca_pem: &str, serving: &CertPair) -> Result<Arc<ServerConfig>,
 }
 
 /// Serves `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, info: Arc<ServerInfo>) {
+pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, info: Arc<ApiState>) {
     let acceptor = TlsAcceptor::from(tls);
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -82,7 +83,7 @@ async fn connection(
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-    info: Arc<ServerInfo>,
+    info: Arc<ApiState>,
 ) {
     let _ = tcp.set_nodelay(true);
     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -107,7 +108,7 @@ async fn connection(
         let (info, identity) = (info.clone(), identity.clone());
         async move {
             let response: Response<ResponseBody> =
-                router::route(&info, identity.as_deref(), &request);
+                router::route(&info, identity.as_deref(), request).await;
             Ok::<_, std::convert::Infallible>(response)
         }
     });

@@ -1,0 +1,66 @@
+//! POST to a collection: decode and validate the body, fill the server-owned metadata, check
+//! that the namespace exists and is not terminating, and create the key (409 if it exists).
+//! `dryRun=All` does everything but the write.
+
+use http::{Response, StatusCode};
+use serde_json::Value;
+
+use super::meta::{self, name_of};
+use super::path::object_key;
+use super::{decode_stored, object_response, validate, Call};
+use crate::http_util::ResponseBody;
+use crate::kinds;
+use crate::status::ApiError;
+
+pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
+    let resource = call.resource();
+    let mut object = validate::decode_body(&call.content_type, body)?;
+    let warnings = validate::check_typed(&mut object, resource, call.query.field_validation)?;
+    meta::prepare_create(&mut object, resource, call.path.namespace.as_deref())?;
+    validate::check_semantics(&object, resource)?;
+    if let Some(ns) = call.path.namespace.as_deref() {
+        namespace_accepts_objects(call, ns).await?;
+    }
+    let name = name_of(&object).to_owned();
+    let key = object_key(resource, call.path.namespace.as_deref(), &name);
+    if call.query.dry_run {
+        return Ok(object_response(StatusCode::CREATED, &object, &warnings));
+    }
+    let kv = call
+        .state
+        .store
+        .create(&key, meta::to_stored(&object)?)
+        .await
+        .map_err(|e| call.store_error(&name, e))?;
+    Ok(object_response(
+        StatusCode::CREATED,
+        &decode_stored(&kv)?,
+        &warnings,
+    ))
+}
+
+/// 404 if the namespace does not exist, 403 while it is being deleted.
+async fn namespace_accepts_objects(call: &Call, ns: &str) -> Result<(), ApiError> {
+    let namespaces = kinds::find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("the kinds table has no namespaces"))?;
+    let kv = call
+        .state
+        .store
+        .get(&object_key(namespaces, None, ns))
+        .await
+        .map_err(super::map_store_error)?
+        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+    let namespace: Value = decode_stored(&kv)?;
+    if !namespace["metadata"]["deletionTimestamp"].is_null() {
+        return Err(ApiError::forbidden(format!(
+            "{} {:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            call.resource().group_resource(),
+            name_or_empty(call)
+        )));
+    }
+    Ok(())
+}
+
+fn name_or_empty(call: &Call) -> &str {
+    call.path.name.as_deref().unwrap_or("")
+}

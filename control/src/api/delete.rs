@@ -1,0 +1,147 @@
+//! DELETE of an object and of a collection. An object with finalizers gets a
+//! deletionTimestamp and stays until they are removed (the update that removes the last one
+//! deletes it); otherwise the key is deleted, compare-and-swap on the revision just read. The
+//! answer is the object (200). DeleteOptions in the body: `propagationPolicy` (accepted; the
+//! garbage collector that honours it comes with ownerReferences), `preconditions`, `dryRun`.
+//! Namespaces are deleted by `namespaces`.
+
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::get::list_page;
+use super::meta::{self, finalizers, name_of};
+use super::{decode_stored, map_store_error, namespaces, object_response, Call};
+use crate::http_util::ResponseBody;
+use crate::status::ApiError;
+use crate::store::{self, KeyValue, Store};
+
+/// What deleting one object did.
+pub enum Outcome {
+    /// The key is gone; the object's last state.
+    Deleted(Value),
+    /// It has finalizers: it now carries a deletionTimestamp.
+    Marked(Value),
+}
+
+/// Checks a DeleteOptions body; returns whether it asks for a dry run and its preconditions.
+fn options(body: &[u8]) -> Result<(bool, Value), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((false, Value::Null));
+    }
+    let options: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("DeleteOptions is not valid JSON: {e}")))?;
+    match options["propagationPolicy"].as_str() {
+        None | Some("Orphan" | "Background" | "Foreground") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )))
+        }
+    }
+    let dry_run = options["dryRun"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|v| v == "All"));
+    Ok((dry_run, options["preconditions"].clone()))
+}
+
+pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
+    let (dry_body, preconditions) = options(body)?;
+    let dry_run = dry_body || call.query.dry_run;
+    let name = call.path.name.clone().unwrap_or_default();
+    let key = call.path.key().unwrap_or_default();
+    let store = &call.state.store;
+    let kv = store
+        .get(&key)
+        .await
+        .map_err(|e| call.store_error(&name, e))?
+        .ok_or_else(|| call.not_found(&name))?;
+    let object = decode_stored(&kv)?;
+    for (field, what) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+        if let Some(want) = preconditions[field].as_str() {
+            let have = object["metadata"][field].as_str().unwrap_or("");
+            if want != have {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!("Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}"),
+                ));
+            }
+        }
+    }
+    if dry_run {
+        return Ok(object_response(StatusCode::OK, &object, &[]));
+    }
+    let r = call.resource();
+    if r.group.is_empty() && r.kind == "Namespace" {
+        let marked = namespaces::begin_delete(&call.state, &kv).await?;
+        return Ok(object_response(StatusCode::OK, &marked, &[]));
+    }
+    match delete_kv(store.as_ref(), &kv, |e| call.store_error(&name, e)).await? {
+        Outcome::Deleted(o) | Outcome::Marked(o) => Ok(object_response(StatusCode::OK, &o, &[])),
+    }
+}
+
+/// Deletes the object stored in `kv`, or marks it when it has finalizers.
+pub async fn delete_kv(
+    store: &dyn Store,
+    kv: &KeyValue,
+    map: impl Fn(store::Error) -> ApiError,
+) -> Result<Outcome, ApiError> {
+    let mut object = decode_stored(kv)?;
+    if finalizers(&object) > 0 {
+        if object["metadata"]["deletionTimestamp"].is_null() {
+            object["metadata"]["deletionTimestamp"] = json!(meta::now());
+            object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            let updated = store
+                .update(&kv.key, meta::to_stored(&object)?, kv.mod_revision)
+                .await
+                .map_err(&map)?;
+            object = decode_stored(&updated)?;
+        }
+        return Ok(Outcome::Marked(object));
+    }
+    let deleted = store
+        .delete(&kv.key, Some(kv.mod_revision))
+        .await
+        .map_err(&map)?;
+    meta::set_resource_version(&mut object, deleted.revision);
+    Ok(Outcome::Deleted(object))
+}
+
+/// DELETE of a collection: every object matching the selectors, answered as a list.
+pub async fn delete_collection(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
+    let page = list_page(call).await?;
+    let mut items = Vec::new();
+    for object in page.objects {
+        let name = name_of(&object).to_owned();
+        let key = super::path::object_key(
+            call.resource(),
+            object["metadata"]["namespace"].as_str(),
+            &name,
+        );
+        if call.query.dry_run {
+            items.push(object);
+            continue;
+        }
+        let Some(kv) = call.state.store.get(&key).await.map_err(map_store_error)? else {
+            continue; // deleted meanwhile
+        };
+        match delete_kv(call.state.store.as_ref(), &kv, |e| {
+            call.store_error(&name, e)
+        })
+        .await
+        {
+            Ok(Outcome::Deleted(o) | Outcome::Marked(o)) => items.push(o),
+            Err(e) if e.code == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let r = call.resource();
+    let list = json!({
+        "kind": format!("{}List", r.kind),
+        "apiVersion": r.group_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": items,
+    });
+    Ok(object_response(StatusCode::OK, &list, &[]))
+}

@@ -1,0 +1,220 @@
+//! The generic resource handler: one handler serves get, list, watch, create, update, patch and
+//! delete for every resource of the kinds table (STYLE.md "a registry per kind, one generic
+//! handler"). This module owns the dispatch by verb, the query parameters, request bodies and
+//! the mapping of store errors to `Status` answers; each verb lives in its own module. What
+//! differs per kind is read from `kinds` and `validate`, never branched on here.
+
+mod create;
+mod delete;
+mod get;
+mod meta;
+mod namespaces;
+mod patch;
+pub mod path;
+mod query;
+pub mod selector;
+pub mod table_default;
+mod update;
+mod validate;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::http_util::{json_response, ResponseBody};
+use crate::kinds::Resource;
+use crate::router::ServerInfo;
+use crate::status::ApiError;
+use crate::store::{self, KeyValue, Store};
+
+pub use namespaces::bootstrap;
+use path::{PathError, ResourcePath};
+use query::Query;
+
+/// The largest request body accepted (kube-apiserver's limit is 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What every API request shares: the store and the server's facts.
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub info: ServerInfo,
+    /// How often a watch asking for bookmarks gets one.
+    pub bookmark_interval: Duration,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn Store>, info: ServerInfo) -> Arc<ApiState> {
+        Arc::new(ApiState {
+            store,
+            info,
+            bookmark_interval: Duration::from_secs(10),
+        })
+    }
+}
+
+/// One request to a resource path, parsed.
+pub(crate) struct Call {
+    pub state: Arc<ApiState>,
+    pub path: ResourcePath,
+    pub query: Query,
+    pub accept: String,
+    pub content_type: String,
+}
+
+impl Call {
+    pub fn resource(&self) -> &'static Resource {
+        self.path.resource
+    }
+
+    /// 404 for the named object.
+    pub fn not_found(&self, name: &str) -> ApiError {
+        let r = self.resource();
+        ApiError::not_found(r.group, r.plural, name)
+    }
+
+    /// Maps a store error on the named object to its `Status`.
+    pub fn store_error(&self, name: &str, error: store::Error) -> ApiError {
+        let r = self.resource();
+        match error {
+            store::Error::NotFound { .. } => ApiError::not_found(r.group, r.plural, name),
+            store::Error::AlreadyExists { .. } => ApiError::already_exists(r.group, r.plural, name),
+            store::Error::Conflict { .. } => ApiError::conflict(r.group, r.plural, name),
+            other => map_store_error(other),
+        }
+    }
+}
+
+/// Maps a store error that names no object.
+pub(crate) fn map_store_error(error: store::Error) -> ApiError {
+    match error {
+        store::Error::Compacted { .. } => {
+            ApiError::gone(format!("too old resource version: {error}"))
+        }
+        store::Error::FutureRevision { requested, .. } => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!("Too large resource version: {requested}"),
+        ),
+        store::Error::ValueTooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            error.to_string(),
+        ),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// Answers a request to a resource path, or `None` when the path addresses no resource (the
+/// router then answers 404).
+pub async fn handle<B>(state: &Arc<ApiState>, request: Request<B>) -> Option<Response<ResponseBody>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = match path::parse(request.uri().path()) {
+        Ok(path) => path,
+        Err(PathError::NoRoute) => return None,
+        Err(PathError::NotServed(r)) => return Some(not_served(r).into_response()),
+    };
+    let header_text = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let query = match Query::parse(request.uri().query().unwrap_or(""), path.resource) {
+        Ok(q) => q,
+        Err(e) => return Some(e.into_response()),
+    };
+    let call = Call {
+        state: Arc::clone(state),
+        accept: header_text(header::ACCEPT),
+        content_type: header_text(header::CONTENT_TYPE),
+        path,
+        query,
+    };
+    let method = request.method().clone();
+    let uri_path = request.uri().path().to_owned();
+    let body = match read_body(request.into_body()).await {
+        Ok(body) => body,
+        Err(e) => return Some(e.into_response()),
+    };
+    let named = call.path.name.is_some();
+    let status = call.path.subresource.is_some();
+    let result = match (method, named) {
+        (Method::GET, true) => get::get(&call).await,
+        (Method::GET, false) if call.query.watch => return Some(watch::watch(call).await),
+        (Method::GET, false) => get::list(&call).await,
+        (Method::POST, false) if !call.resource().namespaced() || call.path.namespace.is_some() => {
+            create::create(&call, &body).await
+        }
+        (Method::PUT, true) => update::update(&call, &body).await,
+        (Method::PATCH, true) => patch::patch(&call, &body).await,
+        (Method::DELETE, true) if !status => delete::delete(&call, &body).await,
+        (Method::DELETE, false) if call.resource().verbs().contains(&"deletecollection") => {
+            delete::delete_collection(&call).await
+        }
+        (method, _) => Err(ApiError::method_not_allowed(&method, &uri_path)),
+    };
+    Some(result.unwrap_or_else(ApiError::into_response))
+}
+
+fn not_served(r: &Resource) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "{} {} are not served yet at this version (no conversion yet): use the preferred version of the group",
+            r.group_version(),
+            r.plural
+        ),
+    )
+}
+
+async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::too_large(MAX_BODY_BYTES))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "reading the request body: {e}"
+        ))),
+    }
+}
+
+/// The object stored in `kv`, with its resourceVersion.
+pub(crate) fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    meta::set_resource_version(&mut object, kv.mod_revision);
+    Ok(object)
+}
+
+/// A JSON answer, with `warnings` as `Warning` headers.
+pub(crate) fn object_response(
+    code: StatusCode,
+    object: &Value,
+    warnings: &[String],
+) -> Response<ResponseBody> {
+    let mut response = json_response(code, Bytes::from(object.to_string()));
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(value) = header::HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,158 @@
+//! PATCH of an object or its `status`: JSON merge patch (RFC 7386) and JSON patch (RFC 6902),
+//! both applied by the `json-patch` crate to the stored object, then written like an update.
+//! A patch that names a resourceVersion is conditional on it; otherwise a concurrent write
+//! makes it re-read and re-apply (up to five times), as kube-apiserver does. Strategic merge
+//! patch and server-side apply are refused with 415 until they exist.
+
+use http::{Response, StatusCode};
+use serde_json::Value;
+
+use super::meta;
+use super::update::{current, write};
+use super::{decode_stored, object_response, validate, Call};
+use crate::http_util::ResponseBody;
+use crate::status::ApiError;
+
+enum PatchKind {
+    Merge(Value),
+    Json(json_patch::Patch),
+}
+
+fn parse(content_type: &str, body: &[u8]) -> Result<PatchKind, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let json = |what: &str| -> Result<Value, ApiError> {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the {what} is not valid JSON: {e}")))
+    };
+    match media {
+        "application/merge-patch+json" => Ok(PatchKind::Merge(json("merge patch")?)),
+        "application/json-patch+json" => {
+            let value = json("JSON patch")?;
+            serde_json::from_value(value)
+                .map(PatchKind::Json)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))
+        }
+        "application/strategic-merge-patch+json" => Err(ApiError::unsupported_media(
+            media,
+            "strategic merge patch is not implemented yet; use --type merge or --type json",
+        )),
+        "application/apply-patch+yaml" => Err(ApiError::unsupported_media(
+            media,
+            "server-side apply is not implemented yet; use client-side kubectl apply",
+        )),
+        other => Err(ApiError::unsupported_media(
+            other,
+            "PATCH takes application/merge-patch+json or application/json-patch+json",
+        )),
+    }
+}
+
+/// `object` with `patch` applied.
+fn apply(mut object: Value, patch: &PatchKind) -> Result<Value, ApiError> {
+    match patch {
+        PatchKind::Merge(p) => json_patch::merge(&mut object, p),
+        PatchKind::Json(p) => json_patch::patch(&mut object, p).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("the JSON patch does not apply: {e}"),
+            )
+        })?,
+    }
+    if !object.is_object() {
+        return Err(ApiError::bad_request(
+            "the patched object is not a JSON object",
+        ));
+    }
+    Ok(object)
+}
+
+pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
+    let resource = call.resource();
+    let name = call.path.name.clone().unwrap_or_default();
+    let key = call.path.key().unwrap_or_default();
+    let patch = parse(&call.content_type, body)?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let kv = current(call, &key, &name).await?;
+        let old = decode_stored(&kv)?;
+        let mut patched = apply(old.clone(), &patch)?;
+        let pinned = patched["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"];
+        let expected = match patched["metadata"]["resourceVersion"].as_str() {
+            Some(rv) if pinned => rv
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+            _ => kv.mod_revision,
+        };
+        if expected != kv.mod_revision {
+            return Err(ApiError::conflict(resource.group, resource.plural, &name));
+        }
+        if patched["metadata"]["name"] != old["metadata"]["name"]
+            || patched["metadata"]["namespace"] != old["metadata"]["namespace"]
+        {
+            return Err(ApiError::bad_request(
+                "a patch may not change metadata.name or metadata.namespace",
+            ));
+        }
+        let warnings = validate::check_typed(&mut patched, resource, call.query.field_validation)?;
+        let new = meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
+        match write(call, &key, &name, expected, new).await {
+            Ok(stored) => return Ok(object_response(StatusCode::OK, &stored, &warnings)),
+            Err(e) if e.reason == "Conflict" && !pinned && tries < 5 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patches_follow_rfc_7386() {
+        let patch = parse(
+            "application/merge-patch+json",
+            br#"{"data":{"a":null,"b":"2"},"metadata":{"labels":{"x":"y"}}}"#,
+        )
+        .unwrap();
+        let out = apply(
+            json!({"metadata": {"name": "c"}, "data": {"a": "1", "c": "3"}}),
+            &patch,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"metadata": {"name": "c", "labels": {"x": "y"}}, "data": {"b": "2", "c": "3"}})
+        );
+    }
+
+    #[test]
+    fn json_patches_follow_rfc_6902_and_fail_whole() {
+        let patch = parse("application/json-patch+json", br#"[{"op":"replace","path":"/data/a","value":"9"},{"op":"add","path":"/data/b","value":"2"}]"#).unwrap();
+        let out = apply(json!({"data": {"a": "1"}}), &patch).unwrap();
+        assert_eq!(out, json!({"data": {"a": "9", "b": "2"}}));
+        let patch = parse(
+            "application/json-patch+json",
+            br#"[{"op":"test","path":"/data/a","value":"0"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            apply(json!({"data": {"a": "1"}}), &patch).unwrap_err().code,
+            422
+        );
+    }
+
+    #[test]
+    fn strategic_merge_and_apply_patches_are_unsupported_media() {
+        for media in [
+            "application/strategic-merge-patch+json",
+            "application/apply-patch+yaml",
+        ] {
+            let e = parse(media, b"{}").err().unwrap();
+            assert_eq!(e.code, 415);
+            assert!(e.message.contains(media), "{}", e.message);
+        }
+    }
+}

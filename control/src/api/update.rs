@@ -1,0 +1,100 @@
+//! PUT of an object or its `status`: the body replaces the object, compare-and-swap on its
+//! resourceVersion (a stale one is 409 Conflict; an empty one is unconditional), with the
+//! server-owned metadata kept (`meta::prepare_update`). An object being deleted whose last
+//! finalizer goes is deleted. Also the shared write path of `patch`.
+
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::meta::{self, finalizers};
+use super::{decode_stored, object_response, validate, Call};
+use crate::http_util::ResponseBody;
+use crate::status::ApiError;
+use crate::store::KeyValue;
+
+pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
+    let resource = call.resource();
+    let name = call.path.name.clone().unwrap_or_default();
+    let key = call.path.key().unwrap_or_default();
+    let mut object = validate::decode_body(&call.content_type, body)?;
+    let warnings = validate::check_typed(&mut object, resource, call.query.field_validation)?;
+    match object["metadata"]["name"].as_str() {
+        None | Some("") => object["metadata"]["name"] = json!(name),
+        Some(n) if n == name => {}
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+    }
+    if let Some(ns) = &call.path.namespace {
+        match object["metadata"]["namespace"].as_str() {
+            None | Some("") => object["metadata"]["namespace"] = json!(ns),
+            Some(n) if n == ns => {}
+            Some(n) => {
+                return Err(ApiError::bad_request(format!(
+                    "the namespace of the provided object ({n}) does not match the namespace sent on the request ({ns})"
+                )))
+            }
+        }
+    }
+    let current = current(call, &key, &name).await?;
+    let expected = match object["metadata"]["resourceVersion"].as_str() {
+        None | Some("") => current.mod_revision,
+        Some(rv) => rv
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+    };
+    if expected != current.mod_revision {
+        return Err(ApiError::conflict(resource.group, resource.plural, &name));
+    }
+    let old = decode_stored(&current)?;
+    let new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
+    let stored = write(call, &key, &name, expected, new).await?;
+    Ok(object_response(StatusCode::OK, &stored, &warnings))
+}
+
+/// The stored object, or 404.
+pub async fn current(call: &Call, key: &str, name: &str) -> Result<KeyValue, ApiError> {
+    call.state
+        .store
+        .get(key)
+        .await
+        .map_err(|e| call.store_error(name, e))?
+        .ok_or_else(|| call.not_found(name))
+}
+
+/// Validates and stores `object` over revision `expected`; an object being deleted with no
+/// finalizers left is deleted instead. Returns what is stored (or was, last).
+pub async fn write(
+    call: &Call,
+    key: &str,
+    name: &str,
+    expected: i64,
+    object: Value,
+) -> Result<Value, ApiError> {
+    validate::check_semantics(&object, call.resource())?;
+    if call.query.dry_run {
+        return Ok(object);
+    }
+    let store = &call.state.store;
+    let kv = store
+        .update(key, meta::to_stored(&object)?, expected)
+        .await
+        .map_err(|e| call.store_error(name, e))?;
+    let stored = decode_stored(&kv)?;
+    // A namespace's own deletion is finished by `namespaces`, once it is empty.
+    let r = call.resource();
+    let namespace = r.group.is_empty() && r.kind == "Namespace";
+    if !namespace && !stored["metadata"]["deletionTimestamp"].is_null() && finalizers(&stored) == 0
+    {
+        let deleted = store
+            .delete(key, Some(kv.mod_revision))
+            .await
+            .map_err(|e| call.store_error(name, e))?;
+        let mut last = decode_stored(&deleted.prev)?;
+        meta::set_resource_version(&mut last, deleted.revision);
+        return Ok(last);
+    }
+    Ok(stored)
+}

@@ -1,0 +1,398 @@
+//! What a written object must satisfy before it is stored: a body in an encoding we decode,
+//! kind and apiVersion matching the path, a value that decodes into the kind's `k8s-openapi`
+//! type (a type error names the field path), no unknown fields under
+//! `fieldValidation=Strict` (a `Warning` under `Warn`), and the basic semantic rules of
+//! Kubernetes' validation (names, required fields, selectors matching templates) as 422
+//! Invalid with field causes. Only reads JSON; never touches the store.
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{json, Value};
+
+use super::meta::name_problem;
+use super::query::FieldValidation;
+use crate::kinds::Resource;
+use crate::status::{ApiError, FieldCause};
+
+/// Decodes a request body holding an object: JSON (or YAML); protobuf is refused with 415.
+pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let value: Value = match media {
+        "application/vnd.kubernetes.protobuf" => {
+            return Err(ApiError::unsupported_media(
+                media,
+                "protobuf bodies are not decoded yet; send JSON (application/json)",
+            ))
+        }
+        "application/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))?,
+        "application/json" | "" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?,
+        other => {
+            return Err(ApiError::unsupported_media(
+                other,
+                "send application/json or application/yaml",
+            ))
+        }
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// Checks `object` as a `resource`, filling a missing kind/apiVersion; returns the warnings
+/// to send (unknown fields under `Warn`).
+pub fn check_typed(
+    object: &mut Value,
+    resource: &Resource,
+    validation: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
+    let gv = resource.group_version();
+    let cannot = |why: String| {
+        ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: {why}",
+            resource.kind, resource.version, resource.kind
+        ))
+    };
+    match object["apiVersion"].as_str() {
+        None | Some("") => object["apiVersion"] = json!(gv),
+        Some(v) if v == gv => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({gv})"
+            )))
+        }
+    }
+    match object["kind"].as_str() {
+        None | Some("") => object["kind"] = json!(resource.kind),
+        Some(k) if k == resource.kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                resource.kind
+            )))
+        }
+    }
+    let round = typed_roundtrip(resource, object).map_err(cannot)?;
+    let mut unknown = Vec::new();
+    unknown_fields(object, &round, "", &mut unknown);
+    unknown.sort();
+    if resource.group.is_empty() && resource.kind == "Secret" {
+        merge_string_data(object);
+    }
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let texts: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    match validation {
+        FieldValidation::Strict => Err(cannot(format!(
+            "strict decoding error: {}",
+            texts.join(", ")
+        ))),
+        FieldValidation::Warn => Ok(texts),
+        FieldValidation::Ignore => Ok(Vec::new()),
+    }
+}
+
+/// A Secret's write-only `stringData` goes into `data`, base64-encoded, as Kubernetes does.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(map) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = map.remove("stringData") else {
+        return;
+    };
+    if !map.get("data").is_some_and(Value::is_object) {
+        map.insert("data".into(), json!({}));
+    }
+    if let Some(Value::Object(data)) = map.get_mut("data") {
+        for (k, v) in strings {
+            let text = v.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(k, Value::String(encoded));
+        }
+    }
+}
+
+fn roundtrip<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, String> {
+    let typed: T = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })?;
+    serde_json::to_value(&typed).map_err(|e| e.to_string())
+}
+
+/// `value` decoded into the kind's type and encoded again.
+fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> {
+    use k8s_openapi::api::{
+        apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
+        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+        networking::v1 as networking, storage::v1 as storage,
+    };
+    macro_rules! by_kind {
+        ($($group:literal $kind:literal => $ty:ty,)*) => {
+            match (resource.group, resource.kind) {
+                $(($group, $kind) => roundtrip::<$ty>(value),)*
+                _ => Err(format!("no type is known for {}", resource.kind)),
+            }
+        };
+    }
+    by_kind! {
+        "" "Namespace" => core::Namespace,
+        "" "Pod" => core::Pod,
+        "" "Service" => core::Service,
+        "" "Endpoints" => core::Endpoints,
+        "" "ConfigMap" => core::ConfigMap,
+        "" "Secret" => core::Secret,
+        "" "Node" => core::Node,
+        "" "Event" => core::Event,
+        "" "PersistentVolume" => core::PersistentVolume,
+        "" "PersistentVolumeClaim" => core::PersistentVolumeClaim,
+        "" "ServiceAccount" => core::ServiceAccount,
+        "apps" "Deployment" => apps::Deployment,
+        "apps" "ReplicaSet" => apps::ReplicaSet,
+        "apps" "StatefulSet" => apps::StatefulSet,
+        "apps" "DaemonSet" => apps::DaemonSet,
+        "batch" "Job" => batch::Job,
+        "discovery.k8s.io" "EndpointSlice" => discovery::EndpointSlice,
+        "networking.k8s.io" "Ingress" => networking::Ingress,
+        "networking.k8s.io" "IngressClass" => networking::IngressClass,
+        "storage.k8s.io" "StorageClass" => storage::StorageClass,
+        "storage.k8s.io" "CSIDriver" => storage::CSIDriver,
+        "storage.k8s.io" "CSINode" => storage::CSINode,
+        "coordination.k8s.io" "Lease" => coordination::Lease,
+        "autoscaling" "HorizontalPodAutoscaler" => autoscaling::HorizontalPodAutoscaler,
+    }
+}
+
+/// Removes from `input` the fields the typed round trip dropped (the type does not know
+/// them, so Kubernetes would not store them) and names the non-null ones in `out`, as
+/// Kubernetes prints them: `spec.template.spec.containers[0].imagez`.
+fn unknown_fields(input: &mut Value, round: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, round) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.retain(|key, value| {
+                let known = b.contains_key(key);
+                if !known && !value.is_null() {
+                    out.push(if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    });
+                }
+                known
+            });
+            for (key, value) in a.iter_mut() {
+                if let Some(r) = b.get(key) {
+                    let here = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    unknown_fields(value, r, &here, out);
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter_mut().zip(b).enumerate() {
+                unknown_fields(x, y, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Kubernetes' basic semantic rules for `object` (already typed-checked and named).
+pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    let name = object["metadata"]["name"].as_str().unwrap_or("");
+    let label_only = resource.group.is_empty() && matches!(resource.kind, "Namespace" | "Service");
+    causes.extend(name_problem(name, label_only));
+    match (resource.group, resource.kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+            workload(object, &mut causes)
+        }
+        ("batch", "Job") => pod_spec(
+            &object["spec"]["template"]["spec"],
+            "spec.template.spec",
+            &mut causes,
+        ),
+        ("", "Pod") => pod_spec(&object["spec"], "spec", &mut causes),
+        ("", "Service") => {
+            let external = object["spec"]["type"] == "ExternalName";
+            let headless = object["spec"]["clusterIP"] == "None";
+            let no_ports = object["spec"]["ports"].as_array().is_none_or(Vec::is_empty);
+            if no_ports && !external && !headless {
+                causes.push(FieldCause::required("spec.ports"));
+            }
+        }
+        _ => {}
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        &resource.group_kind(),
+        resource.kind,
+        name,
+        &causes,
+    ))
+}
+
+fn workload(object: &Value, causes: &mut Vec<FieldCause>) {
+    let spec = &object["spec"];
+    if let Some(replicas) = spec["replicas"].as_i64().filter(|r| *r < 0) {
+        causes.push(FieldCause::invalid(
+            "spec.replicas",
+            &replicas.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    let selector = &spec["selector"];
+    let match_labels = selector["matchLabels"]
+        .as_object()
+        .filter(|m| !m.is_empty());
+    let expressions = selector["matchExpressions"]
+        .as_array()
+        .filter(|m| !m.is_empty());
+    if match_labels.is_none() && expressions.is_none() {
+        causes.push(FieldCause::required("spec.selector"));
+    } else if let Some(wanted) = match_labels {
+        let labels = &spec["template"]["metadata"]["labels"];
+        if wanted.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+            causes.push(FieldCause::invalid(
+                "spec.template.metadata.labels",
+                &go_map(labels),
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    pod_spec(&spec["template"]["spec"], "spec.template.spec", causes);
+}
+
+fn pod_spec(spec: &Value, at: &str, causes: &mut Vec<FieldCause>) {
+    let Some(containers) = spec["containers"].as_array().filter(|c| !c.is_empty()) else {
+        causes.push(FieldCause::required(&format!("{at}.containers")));
+        return;
+    };
+    for (i, c) in containers.iter().enumerate() {
+        for field in ["name", "image"] {
+            if c[field].as_str().is_none_or(str::is_empty) {
+                causes.push(FieldCause::required(&format!(
+                    "{at}.containers[{i}].{field}"
+                )));
+            }
+        }
+    }
+}
+
+/// A label map as Go prints `map[string]string{"app":"web"}`.
+fn go_map(labels: &Value) -> String {
+    let items: Vec<String> = labels
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k:?}:{v}")).collect())
+        .unwrap_or_default();
+    format!("map[string]string{{{}}}", items.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployments() -> &'static Resource {
+        crate::kinds::find("apps", "v1", "deployments").unwrap()
+    }
+
+    fn deployment() -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    }
+
+    #[test]
+    fn type_errors_name_the_field_path() {
+        let mut d = deployment();
+        d["spec"]["replicas"] = json!("x");
+        let e = check_typed(&mut d, deployments(), FieldValidation::Strict).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert!(
+            e.message
+                .contains("spec.replicas: invalid type: string \"x\""),
+            "{}",
+            e.message
+        );
+        let mut d = deployment();
+        d["kind"] = json!("ReplicaSet");
+        assert!(check_typed(&mut d, deployments(), FieldValidation::Strict).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_warned_or_ignored() {
+        let mut d = deployment();
+        d["spec"]["replicaz"] = json!(1);
+        d["spec"]["template"]["spec"]["containers"][0]["imagez"] = json!("x");
+        let e = check_typed(&mut d.clone(), deployments(), FieldValidation::Strict).unwrap_err();
+        assert!(
+            e.message.ends_with("strict decoding error: unknown field \"spec.replicaz\", unknown field \"spec.template.spec.containers[0].imagez\""),
+            "{}",
+            e.message
+        );
+        let mut warned = d.clone();
+        let warnings = check_typed(&mut warned, deployments(), FieldValidation::Warn).unwrap();
+        assert_eq!(warnings.len(), 2);
+        assert!(
+            warned["spec"].get("replicaz").is_none(),
+            "unknown fields are not stored"
+        );
+        assert!(check_typed(&mut d, deployments(), FieldValidation::Ignore)
+            .unwrap()
+            .is_empty());
+        let mut ok = deployment();
+        assert!(check_typed(&mut ok, deployments(), FieldValidation::Strict)
+            .unwrap()
+            .is_empty());
+        let secrets = crate::kinds::find("", "v1", "secrets").unwrap();
+        let mut s = json!({"metadata": {"name": "s"}, "data": {"k": "dmFsdWU="}, "stringData": {"a": "b"}, "type": "Opaque"});
+        assert!(check_typed(&mut s, secrets, FieldValidation::Strict)
+            .unwrap()
+            .is_empty());
+        assert_eq!(s["data"], json!({"k": "dmFsdWU=", "a": "Yg=="}));
+        assert!(s.get("stringData").is_none());
+    }
+
+    #[test]
+    fn semantic_errors_are_invalid_with_causes() {
+        assert!(check_semantics(&deployment(), deployments()).is_ok());
+        let mut d = deployment();
+        d["spec"]["selector"] = json!({});
+        let e = check_semantics(&d, deployments()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
+        );
+        let mut d = deployment();
+        d["spec"]["template"]["metadata"]["labels"] = json!({"app": "db"});
+        let e = check_semantics(&d, deployments()).unwrap_err();
+        assert!(
+            e.message
+                .contains("`selector` does not match template `labels`"),
+            "{}",
+            e.message
+        );
+        assert!(
+            decode_body("application/vnd.kubernetes.protobuf", b"k8s\0")
+                .unwrap_err()
+                .code
+                == 415
+        );
+    }
+}
