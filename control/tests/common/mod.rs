@@ -18,15 +18,23 @@ impl Control {
     /// Starts the server and waits (bounded) for the kubeconfig it writes once listening.
     pub fn start() -> Control {
         let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new(CONTROL)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--secure-port", "0", "--log-level", "debug"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("control.log")).expect("log"))
-            .spawn()
-            .expect("spawn bosun-control");
+        let child = spawn(dir.path());
         let control = Control { dir, child };
+        control.wait_ready();
+        control
+    }
+
+    /// Stops the server and starts a new one on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::remove_file(self.kubeconfig()).expect("remove the old kubeconfig");
+        self.child = spawn(self.dir.path());
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let control = self;
         let deadline = Instant::now() + Duration::from_secs(20);
         while !control.kubeconfig().exists() {
             assert!(
@@ -36,7 +44,6 @@ impl Control {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        control
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -63,6 +70,22 @@ impl Control {
     }
 }
 
+fn spawn(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("control.log"))
+        .expect("log");
+    Command::new(CONTROL)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--secure-port", "0", "--log-level", "debug"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn bosun-control")
+}
+
 impl Drop for Control {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -80,6 +103,64 @@ pub fn kubectl_with(kubeconfig: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run kubectl (cargo xtask setup installs it)")
+}
+
+/// A long-running kubectl (a watch) whose stdout lines arrive on a channel; killed on drop.
+pub struct Streaming {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    pub fn spawn(kubeconfig: &Path, args: &[&str]) -> Streaming {
+        let mut child = Command::new("kubectl")
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", kubeconfig.parent().unwrap_or(Path::new("/tmp")))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run kubectl");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    /// Waits (bounded) for a line containing `text`; returns every line seen until then.
+    pub fn wait_for(&self, text: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no line with {text:?} within {within:?}; saw {seen:#?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 pub fn stdout(out: &Output) -> String {
