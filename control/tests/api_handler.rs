@@ -1,0 +1,443 @@
+//! The resource handler driven in-process (no TLS, no kubectl) for what kubectl cannot show
+//! within a test's time: watch bookmarks, timeouts and 410 Gone after compaction, selector
+//! transitions in watches, the status subresource, finalizers, deletecollection, dry runs,
+//! generateName, body limits and refused encodings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_control::api::{self, ApiState};
+use bosun_control::router::ServerInfo;
+use bosun_control::store::{SqliteConfig, SqliteStore};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+
+struct Api {
+    _dir: tempfile::TempDir,
+    state: Arc<ApiState>,
+}
+
+async fn api() -> Api {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(SqliteConfig::new(dir.path())).expect("store");
+    let state = Arc::new(ApiState {
+        store: Arc::new(store),
+        info: ServerInfo {
+            address: "127.0.0.1:1".into(),
+        },
+        bookmark_interval: Duration::from_millis(200),
+    });
+    api::bootstrap(&state).await.expect("bootstrap");
+    Api { _dir: dir, state }
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> http::Response<bosun_control::http_util::ResponseBody> {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        api::handle(&self.state, request)
+            .await
+            .expect("a resource path")
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        self.call_typed(method, uri, "application/json", bytes)
+            .await
+    }
+
+    async fn call_typed(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let response = self.send(method, uri, content_type, body).await;
+        let code = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn create_cm(&self, ns: &str, name: &str, labels: Value) -> Value {
+        let (code, body) = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/namespaces/{ns}/configmaps"),
+                json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
+            )
+            .await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+        body
+    }
+}
+
+/// Reads watch events from a streaming body until `count` arrived or `within` passed.
+async fn events(
+    response: http::Response<bosun_control::http_util::ResponseBody>,
+    count: usize,
+    within: Duration,
+) -> Vec<Value> {
+    let mut body = response.into_body();
+    let mut buffer = Vec::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while out.len() < count {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            _ => break,
+        };
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
+        }
+        while let Some(at) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=at).collect();
+            out.push(serde_json::from_slice(&line).expect("a JSON watch event"));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watches_start_with_existing_objects_follow_selectors_and_bookmark() {
+    let api = api().await;
+    api.create_cm("default", "a", json!({"app": "web"})).await;
+    let watch = api
+        .send(Method::GET, "/api/v1/namespaces/default/configmaps?watch=1&labelSelector=app%3Dweb&allowWatchBookmarks=true&timeoutSeconds=2", "", Vec::new())
+        .await;
+    let writer = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        api.create_cm("default", "b", json!({"app": "db"})).await; // not selected: never seen
+        api.create_cm("default", "c", json!({"app": "web"})).await;
+    };
+    // The stream ends by itself after timeoutSeconds, well before the reader gives up.
+    let started = std::time::Instant::now();
+    let (seen, ()) = tokio::join!(events(watch, usize::MAX, Duration::from_secs(15)), writer);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the watch outlived its timeout"
+    );
+    let added: Vec<&str> = seen
+        .iter()
+        .filter(|e| e["type"] == "ADDED")
+        .map(|e| e["object"]["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(added, ["a", "c"], "{seen:#?}");
+    assert_eq!(seen[0]["type"], "ADDED", "existing objects come first");
+    let c_rv = seen
+        .iter()
+        .find(|e| e["object"]["metadata"]["name"] == "c")
+        .map(|e| e["object"]["metadata"]["resourceVersion"].clone())
+        .unwrap();
+    let last = seen.last().unwrap();
+    assert_eq!(last["type"], "BOOKMARK", "{seen:#?}");
+    assert_eq!(last["object"]["metadata"]["resourceVersion"], c_rv);
+    assert_eq!(last["object"]["kind"], "ConfigMap");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_leaving_a_watchs_selector_is_deleted_for_it() {
+    let api = api().await;
+    let a = api.create_cm("default", "a", json!({"app": "web"})).await;
+    let rv = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _) = api
+        .call_typed(
+            Method::PATCH,
+            "/api/v1/namespaces/default/configmaps/a",
+            "application/merge-patch+json",
+            br#"{"metadata":{"labels":{"app":"db"}}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let watch = api
+        .send(Method::GET, &format!("/api/v1/namespaces/default/configmaps?watch=true&labelSelector=app%3Dweb&resourceVersion={rv}&timeoutSeconds=1"), "", Vec::new())
+        .await;
+    let seen = events(watch, 1, Duration::from_secs(5)).await;
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0]["type"], "DELETED");
+    assert_eq!(seen[0]["object"]["metadata"]["labels"]["app"], "db");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compacted_resource_version_ends_the_watch_with_410() {
+    let api = api().await;
+    let a = api.create_cm("default", "a", json!({})).await;
+    let rv = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..3 {
+        api.create_cm("default", &format!("x{i}"), json!({})).await;
+    }
+    let now = api.state.store.revision().await.unwrap();
+    api.state.store.compact(now).await.unwrap();
+    let watch = api
+        .send(
+            Method::GET,
+            &format!("/api/v1/configmaps?watch=1&resourceVersion={rv}"),
+            "",
+            Vec::new(),
+        )
+        .await;
+    let seen = events(watch, 1, Duration::from_secs(5)).await;
+    assert_eq!(seen[0]["type"], "ERROR", "{seen:#?}");
+    assert_eq!(seen[0]["object"]["code"], 410);
+    assert!(seen[0]["object"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("too old resource version"));
+    // A list page at a compacted revision (a stale continue token) is 410 too.
+    use base64::Engine;
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv.parse::<i64>().unwrap(), "start": "/registry/core/configmaps/default/a"});
+    let token = base64::engine::general_purpose::URL_SAFE.encode(token.to_string());
+    let (code, status) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/configmaps?limit=1&continue={token}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::GONE, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_is_written_only_through_its_subresource() {
+    let api = api().await;
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+          "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+        "status": {"replicas": 7}});
+    let base = "/apis/apps/v1/namespaces/default/deployments";
+    let (code, created) = api.call(Method::POST, base, deployment).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert!(
+        created.get("status").is_none(),
+        "create drops status: {created}"
+    );
+    let (code, patched) = api
+        .call_typed(
+            Method::PATCH,
+            &format!("{base}/web/status"),
+            "application/merge-patch+json",
+            br#"{"status":{"replicas":2},"spec":{"replicas":9}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["status"]["replicas"], 2);
+    assert!(
+        patched["spec"].get("replicas").is_none(),
+        "a status write changes only status"
+    );
+    let (_, patched) = api
+        .call_typed(
+            Method::PATCH,
+            &format!("{base}/web"),
+            "application/merge-patch+json",
+            br#"{"status":{"replicas":5},"spec":{"replicas":4}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(
+        patched["status"]["replicas"], 2,
+        "a main write keeps status"
+    );
+    assert_eq!(patched["spec"]["replicas"], 4);
+    assert_eq!(patched["metadata"]["generation"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finalizers_hold_a_deleted_object_until_they_are_removed() {
+    let api = api().await;
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let uri = "/api/v1/namespaces/default/configmaps/held";
+    let (code, marked) = api
+        .call(
+            Method::DELETE,
+            uri,
+            json!({"propagationPolicy": "Background"}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    let (code, _) = api.call(Method::GET, uri, Value::Null).await;
+    assert_eq!(code, StatusCode::OK, "still there while finalized");
+    let (code, _) = api
+        .call_typed(
+            Method::PATCH,
+            uri,
+            "application/json-patch+json",
+            br#"[{"op":"remove","path":"/metadata/finalizers"}]"#.to_vec(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, gone) = api.call(Method::GET, uri, Value::Null).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{gone}");
+    assert_eq!(gone["details"]["name"], "held");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletecollection_dry_run_and_generate_name() {
+    let api = api().await;
+    for (name, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        api.create_cm("default", name, json!({"app": app})).await;
+    }
+    let base = "/api/v1/namespaces/default/configmaps";
+    let (code, dry) = api
+        .call(
+            Method::POST,
+            &format!("{base}?dryRun=All"),
+            json!({"metadata": {"generateName": "gen-"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let dry_name = dry["metadata"]["name"].as_str().unwrap().to_owned();
+    assert!(
+        dry_name.starts_with("gen-") && dry_name.len() == 9,
+        "{dry_name}"
+    );
+    let (code, _) = api
+        .call(Method::GET, &format!("{base}/{dry_name}"), Value::Null)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "a dry run stores nothing");
+    let (code, deleted) = api
+        .call(
+            Method::DELETE,
+            &format!("{base}?labelSelector=app%3Dweb"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        deleted["items"].as_array().map(Vec::len),
+        Some(2),
+        "{deleted}"
+    );
+    let (_, list) = api.call(Method::GET, base, Value::Null).await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c"]);
+    assert_eq!(list["kind"], "ConfigMapList");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_bodies_and_paths_answer_with_a_status() {
+    let api = api().await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let (code, status) = api
+        .call_typed(
+            Method::POST,
+            base,
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0".to_vec(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(status["reason"], "UnsupportedMediaType");
+    let big = vec![b' '; api::MAX_BODY_BYTES + 1];
+    let (code, _) = api
+        .call_typed(Method::POST, base, "application/json", big)
+        .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    let (code, status) = api
+        .call(
+            Method::POST,
+            base,
+            json!({"metadata": {"name": "x", "namespace": "other"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    api.create_cm("default", "x", json!({})).await;
+    let (code, status) = api
+        .call(Method::POST, base, json!({"metadata": {"name": "x"}}))
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(status["message"], r#"configmaps "x" already exists"#);
+    let (code, status) = api
+        .call(
+            Method::GET,
+            "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("not served yet"),
+        "{status}"
+    );
+    let (code, _) = api
+        .call(
+            Method::GET,
+            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = api
+        .call(Method::DELETE, "/api/v1/namespaces", Value::Null)
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "namespaces have no deletecollection"
+    );
+    let (code, status) = api
+        .call(
+            Method::GET,
+            "/api/v1/events?fieldSelector=involvedObject.name%3Dweb",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{status}");
+    let (code, status) = api
+        .call(
+            Method::GET,
+            "/api/v1/configmaps?fieldSelector=data.k%3Dv",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .contains("field label not supported: data.k"));
+}
