@@ -469,6 +469,24 @@ fn invalid_objects_are_refused_naming_the_field() {
     );
     let stored = json(&stdout(&out));
     assert!(stored["spec"].get("replicaz").is_none(), "{stored}");
+    // So are keys given twice.
+    let twice = write(
+        &control,
+        "twice.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"t"},"data":{"a":"1","a":"2"}}"#,
+    );
+    let out = control.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/v/configmaps?fieldValidation=Strict",
+        "-f",
+        twice.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains(r#"strict decoding error: duplicate field "data.a""#),
+        "{}",
+        stderr(&out)
+    );
     // A bad name is 422 with the DNS-1123 rule.
     let bad_name = write(
         &control,

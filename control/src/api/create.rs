@@ -14,8 +14,16 @@ use crate::status::ApiError;
 
 pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
     let resource = call.resource();
-    let mut object = validate::decode_body(&call.content_type, body)?;
-    let warnings = validate::check_typed(&mut object, resource, call.query.field_validation)?;
+    let validate::Body {
+        mut object,
+        duplicates,
+    } = validate::decode_body(&call.content_type, body)?;
+    let warnings = validate::check_typed(
+        &mut object,
+        &duplicates,
+        resource,
+        call.query.field_validation,
+    )?;
     meta::prepare_create(&mut object, resource, call.path.namespace.as_deref())?;
     validate::check_semantics(&object, resource)?;
     if let Some(ns) = call.path.namespace.as_deref() {

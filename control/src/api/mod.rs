@@ -6,6 +6,7 @@
 
 mod create;
 mod delete;
+mod duplicates;
 mod get;
 mod meta;
 mod namespaces;

@@ -95,7 +95,8 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
                 "a patch may not change metadata.name or metadata.namespace",
             ));
         }
-        let warnings = validate::check_typed(&mut patched, resource, call.query.field_validation)?;
+        let warnings =
+            validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
         let new = meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
         match write(call, &key, &name, expected, new).await {
             Ok(stored) => return Ok(object_response(StatusCode::OK, &stored, &warnings)),

@@ -16,8 +16,16 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     let resource = call.resource();
     let name = call.path.name.clone().unwrap_or_default();
     let key = call.path.key().unwrap_or_default();
-    let mut object = validate::decode_body(&call.content_type, body)?;
-    let warnings = validate::check_typed(&mut object, resource, call.query.field_validation)?;
+    let validate::Body {
+        mut object,
+        duplicates,
+    } = validate::decode_body(&call.content_type, body)?;
+    let warnings = validate::check_typed(
+        &mut object,
+        &duplicates,
+        resource,
+        call.query.field_validation,
+    )?;
     match object["metadata"]["name"].as_str() {
         None | Some("") => object["metadata"]["name"] = json!(name),
         Some(n) if n == name => {}

@@ -13,8 +13,15 @@ use super::query::FieldValidation;
 use crate::kinds::Resource;
 use crate::status::{ApiError, FieldCause};
 
+/// A decoded request body and the keys it repeats (JSON only; YAML refuses them itself).
+#[derive(Debug)]
+pub struct Body {
+    pub object: Value,
+    pub duplicates: Vec<String>,
+}
+
 /// Decodes a request body holding an object: JSON (or YAML); protobuf is refused with 415.
-pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Body, ApiError> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     let value: Value = match media {
         "application/vnd.kubernetes.protobuf" => {
@@ -37,13 +44,21 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     if !value.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
-    Ok(value)
+    let duplicates = match media {
+        "application/yaml" => Vec::new(),
+        _ => super::duplicates::duplicate_fields(body),
+    };
+    Ok(Body {
+        object: value,
+        duplicates,
+    })
 }
 
 /// Checks `object` as a `resource`, filling a missing kind/apiVersion; returns the warnings
-/// to send (unknown fields under `Warn`).
+/// to send (unknown and `duplicates` fields under `Warn`).
 pub fn check_typed(
     object: &mut Value,
+    duplicates: &[String],
     resource: &Resource,
     validation: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
@@ -80,13 +95,14 @@ pub fn check_typed(
     if resource.group.is_empty() && resource.kind == "Secret" {
         merge_string_data(object);
     }
-    if unknown.is_empty() {
+    let texts: Vec<String> = duplicates
+        .iter()
+        .map(|f| format!("duplicate field {f:?}"))
+        .chain(unknown.iter().map(|f| format!("unknown field {f:?}")))
+        .collect();
+    if texts.is_empty() {
         return Ok(Vec::new());
     }
-    let texts: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
     match validation {
         FieldValidation::Strict => Err(cannot(format!(
             "strict decoding error: {}",
@@ -311,6 +327,33 @@ mod tests {
         crate::kinds::find("apps", "v1", "deployments").unwrap()
     }
 
+    fn check_typed_t(
+        object: &mut Value,
+        resource: &Resource,
+        validation: FieldValidation,
+    ) -> Result<Vec<String>, ApiError> {
+        check_typed(object, &[], resource, validation)
+    }
+
+    #[test]
+    fn duplicate_fields_are_refused_under_strict() {
+        let body = br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","name":"web"}}"#;
+        let mut decoded = decode_body("application/json", body).unwrap();
+        let e = check_typed(
+            &mut decoded.object,
+            &decoded.duplicates,
+            deployments(),
+            FieldValidation::Strict,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .ends_with(r#"strict decoding error: duplicate field "metadata.name""#),
+            "{}",
+            e.message
+        );
+    }
+
     fn deployment() -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
@@ -322,7 +365,7 @@ mod tests {
     fn type_errors_name_the_field_path() {
         let mut d = deployment();
         d["spec"]["replicas"] = json!("x");
-        let e = check_typed(&mut d, deployments(), FieldValidation::Strict).unwrap_err();
+        let e = check_typed_t(&mut d, deployments(), FieldValidation::Strict).unwrap_err();
         assert_eq!(e.code, 400);
         assert!(
             e.message
@@ -332,7 +375,7 @@ mod tests {
         );
         let mut d = deployment();
         d["kind"] = json!("ReplicaSet");
-        assert!(check_typed(&mut d, deployments(), FieldValidation::Strict).is_err());
+        assert!(check_typed_t(&mut d, deployments(), FieldValidation::Strict).is_err());
     }
 
     #[test]
@@ -340,29 +383,33 @@ mod tests {
         let mut d = deployment();
         d["spec"]["replicaz"] = json!(1);
         d["spec"]["template"]["spec"]["containers"][0]["imagez"] = json!("x");
-        let e = check_typed(&mut d.clone(), deployments(), FieldValidation::Strict).unwrap_err();
+        let e = check_typed_t(&mut d.clone(), deployments(), FieldValidation::Strict).unwrap_err();
         assert!(
             e.message.ends_with("strict decoding error: unknown field \"spec.replicaz\", unknown field \"spec.template.spec.containers[0].imagez\""),
             "{}",
             e.message
         );
         let mut warned = d.clone();
-        let warnings = check_typed(&mut warned, deployments(), FieldValidation::Warn).unwrap();
+        let warnings = check_typed_t(&mut warned, deployments(), FieldValidation::Warn).unwrap();
         assert_eq!(warnings.len(), 2);
         assert!(
             warned["spec"].get("replicaz").is_none(),
             "unknown fields are not stored"
         );
-        assert!(check_typed(&mut d, deployments(), FieldValidation::Ignore)
-            .unwrap()
-            .is_empty());
+        assert!(
+            check_typed_t(&mut d, deployments(), FieldValidation::Ignore)
+                .unwrap()
+                .is_empty()
+        );
         let mut ok = deployment();
-        assert!(check_typed(&mut ok, deployments(), FieldValidation::Strict)
-            .unwrap()
-            .is_empty());
+        assert!(
+            check_typed_t(&mut ok, deployments(), FieldValidation::Strict)
+                .unwrap()
+                .is_empty()
+        );
         let secrets = crate::kinds::find("", "v1", "secrets").unwrap();
         let mut s = json!({"metadata": {"name": "s"}, "data": {"k": "dmFsdWU="}, "stringData": {"a": "b"}, "type": "Opaque"});
-        assert!(check_typed(&mut s, secrets, FieldValidation::Strict)
+        assert!(check_typed_t(&mut s, secrets, FieldValidation::Strict)
             .unwrap()
             .is_empty());
         assert_eq!(s["data"], json!({"k": "dmFsdWU=", "a": "Yg=="}));
