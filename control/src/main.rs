@@ -104,12 +104,12 @@ async fn run(args: Args) -> Result<()> {
         &admin,
         "bosun-admin",
     );
-    let state = ApiState::new(
+    let state = Arc::new(ApiState::new(
         store,
         ServerInfo {
             address: address.clone(),
         },
-    );
+    ));
     api::bootstrap(&state)
         .await
         .context("creating the built-in namespaces")?;

@@ -22,13 +22,14 @@ struct Api {
 async fn api() -> Api {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(SqliteConfig::new(dir.path())).expect("store");
-    let state = Arc::new(ApiState {
-        store: Arc::new(store),
-        info: ServerInfo {
+    let mut state = ApiState::new(
+        Arc::new(store),
+        ServerInfo {
             address: "127.0.0.1:1".into(),
         },
-        bookmark_interval: Duration::from_millis(200),
-    });
+    );
+    state.bookmark_interval = Duration::from_millis(200);
+    let state = Arc::new(state);
     api::bootstrap(&state).await.expect("bootstrap");
     Api { _dir: dir, state }
 }
@@ -440,4 +441,84 @@ async fn refused_bodies_and_paths_answer_with_a_status() {
         .as_str()
         .unwrap()
         .contains("field label not supported: data.k"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminating_namespace_refuses_new_objects_and_waits_for_finalizers() {
+    let api = api().await;
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "t"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/t/configmaps",
+            json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    api.create_cm("t", "plain", json!({})).await;
+    let (code, ns) = api
+        .call(Method::DELETE, "/api/v1/namespaces/t", Value::Null)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let (code, status) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/t/configmaps",
+            json!({"metadata": {"name": "new"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{status}");
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .contains("because it is being terminated"));
+    // The plain object goes; the held one (and so the namespace) stays until its finalizer does.
+    wait_for_code(
+        &api,
+        "/api/v1/namespaces/t/configmaps/plain",
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let (code, _) = api
+        .call(Method::GET, "/api/v1/namespaces/t", Value::Null)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = api
+        .call_typed(
+            Method::PATCH,
+            "/api/v1/namespaces/t/configmaps/held",
+            "application/merge-patch+json",
+            br#"{"metadata":{"finalizers":null}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    wait_for_code(&api, "/api/v1/namespaces/t", StatusCode::NOT_FOUND).await;
+    // The built-in namespaces stay.
+    let (code, _) = api
+        .call(Method::DELETE, "/api/v1/namespaces/default", Value::Null)
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+}
+
+async fn wait_for_code(api: &Api, uri: &str, want: StatusCode) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, body) = api.call(Method::GET, uri, Value::Null).await;
+        if code == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{uri}: still {code}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -73,6 +73,11 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     }
     let r = call.resource();
     if r.group.is_empty() && r.kind == "Namespace" {
+        if namespaces::UNDELETABLE.contains(&name.as_str()) {
+            return Err(ApiError::forbidden(format!(
+                "namespaces {name:?} is forbidden: this namespace may not be deleted"
+            )));
+        }
         let marked = namespaces::begin_delete(&call.state, &kv).await?;
         return Ok(object_response(StatusCode::OK, &marked, &[]));
     }

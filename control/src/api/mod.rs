@@ -19,7 +19,8 @@ mod update;
 mod validate;
 mod watch;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,15 +47,18 @@ pub struct ApiState {
     pub info: ServerInfo,
     /// How often a watch asking for bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// Namespaces whose deletion task runs (one task per namespace).
+    finalizing: Mutex<HashSet<String>>,
 }
 
 impl ApiState {
-    pub fn new(store: Arc<dyn Store>, info: ServerInfo) -> Arc<ApiState> {
-        Arc::new(ApiState {
+    pub fn new(store: Arc<dyn Store>, info: ServerInfo) -> ApiState {
+        ApiState {
             store,
             info,
             bookmark_interval: Duration::from_secs(10),
-        })
+            finalizing: Mutex::default(),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! background task deletes every namespaced object in it, of every kind, and finally the
 //! namespace itself; objects with finalizers are waited for, retried every second.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ use crate::store::{self, KeyValue, ListOptions, Store};
 
 /// The namespaces every cluster has.
 pub const BUILT_IN: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The namespaces Kubernetes refuses to delete.
+pub const UNDELETABLE: &[&str] = &["default", "kube-system", "kube-public"];
 
 fn namespaces() -> &'static Resource {
     match kinds::find("", "v1", "namespaces") {
@@ -83,7 +87,18 @@ pub async fn begin_delete(state: &Arc<ApiState>, kv: &KeyValue) -> Result<Value,
     Ok(ns)
 }
 
+fn running(state: &ApiState) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    state
+        .finalizing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn spawn_finalizer(state: &Arc<ApiState>, name: String) {
+    if !running(state).insert(name.clone()) {
+        return; // its task runs already
+    }
+    let state = Arc::clone(state);
     let store = Arc::clone(&state.store);
     tokio::spawn(async move {
         loop {
@@ -103,6 +118,7 @@ fn spawn_finalizer(state: &Arc<ApiState>, name: String) {
             }
             Err(error) => tracing::warn!(namespace = %name, %error, "deleting the namespace"),
         }
+        running(&state).remove(&name);
     });
 }
 

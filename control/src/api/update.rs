@@ -57,6 +57,18 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         return Err(ApiError::conflict(resource.group, resource.plural, &name));
     }
     let old = decode_stored(&current)?;
+    if let Some(uid) = object["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
+        let have = old["metadata"]["uid"].as_str().unwrap_or("");
+        if uid != have {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                ),
+            ));
+        }
+    }
     let new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
     let stored = write(call, &key, &name, expected, new).await?;
     Ok(object_response(StatusCode::OK, &stored, &warnings))
