@@ -522,3 +522,35 @@ async fn wait_for_code(api: &Api, uri: &str, want: StatusCode) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_pinned_to_a_name_returns_only_that_name() {
+    let api = api().await;
+    for name in ["a", "ab", "b"] {
+        api.create_cm("default", name, json!({})).await;
+    }
+    for uri in [
+        "/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Da",
+        "/api/v1/configmaps?fieldSelector=metadata.name%3Da",
+    ] {
+        let (code, list) = api.call(Method::GET, uri, Value::Null).await;
+        assert_eq!(code, StatusCode::OK);
+        let names: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a"], "{uri}");
+        assert!(list["metadata"]["resourceVersion"].is_string());
+    }
+    let (_, list) = api
+        .call(
+            Method::GET,
+            "/api/v1/namespaces?fieldSelector=metadata.name%3Ddefault",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(list["items"][0]["metadata"]["name"], "default");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}

@@ -51,7 +51,15 @@ pub struct Page {
 /// Lists the matching objects of the call's collection, one page (or all with `limit` 0).
 pub async fn list_page(call: &Call) -> Result<Page, ApiError> {
     let q = &call.query;
-    let prefix = call.path.prefix();
+    // A list pinned to one name (`rollout status`, `get NAME -w`) reads only the keys starting
+    // with it, still as one consistent list; the selector drops longer names.
+    let prefix = match (q.fields.name(), &call.path.namespace) {
+        (Some(name), Some(ns)) => super::path::object_key(call.resource(), Some(ns), name),
+        (Some(name), None) if !call.resource().namespaced() => {
+            super::path::object_key(call.resource(), None, name)
+        }
+        _ => call.path.prefix(),
+    };
     let (mut revision, mut after) = match &q.continue_token {
         Some(c) if c.start.starts_with(&prefix) => (Some(c.revision), Some(c.start.clone())),
         Some(_) => {
