@@ -554,3 +554,55 @@ async fn a_list_pinned_to_a_name_returns_only_that_name() {
     assert_eq!(list["items"][0]["metadata"]["name"], "default");
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_served_kind_round_trips_strictly() {
+    let api = api().await;
+    let pod_spec = json!({"containers": [{"name": "c", "image": "i"}]});
+    let template = json!({"metadata": {"labels": {"app": "x"}}, "spec": pod_spec});
+    let workload = json!({"selector": {"matchLabels": {"app": "x"}}, "template": template});
+    for r in bosun_control::kinds::RESOURCES
+        .iter()
+        .filter(|r| r.served())
+    {
+        let mut object = json!({"apiVersion": r.group_version(), "kind": r.kind,
+            "metadata": {"name": "x", "labels": {"a": "b"}, "annotations": {"c": "d"}}});
+        match r.kind {
+            "Pod" => object["spec"] = pod_spec.clone(),
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
+                object["spec"] = workload.clone()
+            }
+            "Job" => object["spec"] = json!({"template": template}),
+            "Service" => object["spec"] = json!({"ports": [{"port": 80, "targetPort": "http"}]}),
+            "ConfigMap" => object["data"] = json!({"k": "v"}),
+            "Lease" => object["spec"] = json!({"holderIdentity": "n1", "leaseDurationSeconds": 40}),
+            "EndpointSlice" => {
+                object["addressType"] = json!("IPv4");
+                object["endpoints"] = json!([{"addresses": ["10.0.0.1"]}]);
+            }
+            "StorageClass" => object["provisioner"] = json!("example.com/p"),
+            "Event" => object["involvedObject"] = json!({"kind": "Pod", "name": "x"}),
+            _ => {}
+        }
+        let collection = match (r.namespaced(), r.group) {
+            (true, "") => format!("/api/v1/namespaces/default/{}", r.plural),
+            (false, "") => format!("/api/v1/{}", r.plural),
+            (true, g) => format!("/apis/{g}/{}/namespaces/default/{}", r.version, r.plural),
+            (false, g) => format!("/apis/{g}/{}/{}", r.version, r.plural),
+        };
+        let (code, created) = api
+            .call(
+                Method::POST,
+                &format!("{collection}?fieldValidation=Strict"),
+                object.clone(),
+            )
+            .await;
+        assert_eq!(code, StatusCode::CREATED, "{}: {created}", r.kind);
+        let (code, read) = api
+            .call(Method::GET, &format!("{collection}/x"), Value::Null)
+            .await;
+        assert_eq!(code, StatusCode::OK, "{}: {read}", r.kind);
+        assert_eq!(read["metadata"]["labels"]["a"], "b", "{}", r.kind);
+        assert_eq!(read["kind"], r.kind);
+    }
+}
