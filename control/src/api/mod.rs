@@ -5,6 +5,7 @@
 //! differs per kind is read from `kinds` and `validate`, never branched on here.
 
 mod create;
+mod defaults;
 mod delete;
 mod duplicates;
 mod get;

@@ -1,4 +1,5 @@
-//! What a written object must satisfy before it is stored: a body in an encoding we decode,
+//! What a written object must satisfy before it is stored (and the defaults it then gets,
+//! `defaults`): a body in an encoding we decode,
 //! kind and apiVersion matching the path, a value that decodes into the kind's `k8s-openapi`
 //! type (a type error names the field path), no unknown fields under
 //! `fieldValidation=Strict` (a `Warning` under `Warn`), and the basic semantic rules of
@@ -95,6 +96,7 @@ pub fn check_typed(
     if resource.group.is_empty() && resource.kind == "Secret" {
         merge_string_data(object);
     }
+    super::defaults::apply(object, resource);
     let texts: Vec<String> = duplicates
         .iter()
         .map(|f| format!("duplicate field {f:?}"))

@@ -1,0 +1,208 @@
+//! The defaults Kubernetes fills in when it decodes an object (`pkg/apis/*/v1/defaults.go`):
+//! replicas, rollout strategies, history limits, the pod template's restart and DNS policies,
+//! container pull policies and termination-message settings, Service types and port
+//! protocols, the Secret type. Applied on every write, as Kubernetes does; a field already set
+//! is never changed. Pure functions on JSON.
+
+use serde_json::{json, Value};
+
+use crate::kinds::Resource;
+
+/// Sets `object[key]` to `value` when it is missing or null.
+fn default(object: &mut Value, key: &str, value: Value) {
+    if let Some(map) = object.as_object_mut() {
+        let slot = map.entry(key.to_owned()).or_insert(Value::Null);
+        if slot.is_null() {
+            *slot = value;
+        }
+    }
+}
+
+/// The object of `object[key]`, created when missing; `None` if it is not an object.
+fn child<'a>(object: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    default(object, key, json!({}));
+    object.get_mut(key).filter(|v| v.is_object())
+}
+
+/// Fills in the defaults of `object`, a `resource`.
+pub fn apply(object: &mut Value, resource: &Resource) {
+    match (resource.group, resource.kind) {
+        ("apps", "Deployment") => {
+            if let Some(spec) = child(object, "spec") {
+                default(spec, "replicas", json!(1));
+                default(spec, "revisionHistoryLimit", json!(10));
+                default(spec, "progressDeadlineSeconds", json!(600));
+                if let Some(strategy) = child(spec, "strategy") {
+                    default(strategy, "type", json!("RollingUpdate"));
+                    if strategy["type"] == "RollingUpdate" {
+                        let rolling = json!({"maxUnavailable": "25%", "maxSurge": "25%"});
+                        default(strategy, "rollingUpdate", rolling);
+                    }
+                }
+                template(spec);
+            }
+        }
+        ("apps", "ReplicaSet") => {
+            if let Some(spec) = child(object, "spec") {
+                default(spec, "replicas", json!(1));
+                template(spec);
+            }
+        }
+        ("apps", "StatefulSet") => {
+            if let Some(spec) = child(object, "spec") {
+                default(spec, "replicas", json!(1));
+                default(spec, "revisionHistoryLimit", json!(10));
+                default(spec, "podManagementPolicy", json!("OrderedReady"));
+                let retention = json!({"whenDeleted": "Retain", "whenScaled": "Retain"});
+                default(spec, "persistentVolumeClaimRetentionPolicy", retention);
+                if let Some(strategy) = child(spec, "updateStrategy") {
+                    default(strategy, "type", json!("RollingUpdate"));
+                    if strategy["type"] == "RollingUpdate" {
+                        default(strategy, "rollingUpdate", json!({"partition": 0}));
+                    }
+                }
+                template(spec);
+            }
+        }
+        ("apps", "DaemonSet") => {
+            if let Some(spec) = child(object, "spec") {
+                default(spec, "revisionHistoryLimit", json!(10));
+                if let Some(strategy) = child(spec, "updateStrategy") {
+                    default(strategy, "type", json!("RollingUpdate"));
+                    if strategy["type"] == "RollingUpdate" {
+                        let rolling = json!({"maxUnavailable": 1, "maxSurge": 0});
+                        default(strategy, "rollingUpdate", rolling);
+                    }
+                }
+                template(spec);
+            }
+        }
+        ("batch", "Job") => {
+            if let Some(spec) = child(object, "spec") {
+                if spec["completions"].is_null() && spec["parallelism"].is_null() {
+                    default(spec, "completions", json!(1));
+                }
+                default(spec, "parallelism", json!(1));
+                default(spec, "backoffLimit", json!(6));
+                default(spec, "completionMode", json!("NonIndexed"));
+                default(spec, "suspend", json!(false));
+                template(spec);
+            }
+        }
+        ("", "Pod") => {
+            if let Some(spec) = child(object, "spec") {
+                pod_spec(spec);
+            }
+        }
+        ("", "Service") => {
+            if let Some(spec) = child(object, "spec") {
+                service(spec);
+            }
+        }
+        ("", "Secret") => default(object, "type", json!("Opaque")),
+        _ => {}
+    }
+}
+
+fn template(workload_spec: &mut Value) {
+    if let Some(template) = child(workload_spec, "template") {
+        if let Some(spec) = child(template, "spec") {
+            pod_spec(spec);
+        }
+    }
+}
+
+fn pod_spec(spec: &mut Value) {
+    default(spec, "restartPolicy", json!("Always"));
+    default(spec, "dnsPolicy", json!("ClusterFirst"));
+    default(spec, "terminationGracePeriodSeconds", json!(30));
+    default(spec, "schedulerName", json!("default-scheduler"));
+    default(spec, "securityContext", json!({}));
+    default(spec, "enableServiceLinks", json!(true));
+    for list in ["initContainers", "containers"] {
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            containers.iter_mut().for_each(container);
+        }
+    }
+}
+
+fn container(c: &mut Value) {
+    let image = c["image"].as_str().unwrap_or("");
+    // `:latest` or no tag (and no digest) pulls always, as Kubernetes defaults it.
+    let last = image.rsplit('/').next().unwrap_or("");
+    let latest = !image.contains('@') && last.split_once(':').is_none_or(|(_, t)| t == "latest");
+    let policy = if latest { "Always" } else { "IfNotPresent" };
+    default(c, "imagePullPolicy", json!(policy));
+    default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default(c, "terminationMessagePolicy", json!("File"));
+    default(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports {
+            default(port, "protocol", json!("TCP"));
+        }
+    }
+}
+
+fn service(spec: &mut Value) {
+    default(spec, "type", json!("ClusterIP"));
+    default(spec, "sessionAffinity", json!("None"));
+    if spec["type"] != "ExternalName" {
+        default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports {
+            default(port, "protocol", json!("TCP"));
+            let number = port["port"].clone();
+            default(port, "targetPort", number);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(group: &str, plural: &str) -> &'static Resource {
+        crate::kinds::RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .unwrap()
+    }
+
+    #[test]
+    fn deployments_get_kubernetes_defaults_and_keep_what_is_set() {
+        let mut d = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [
+            {"name": "a", "image": "nginx"},
+            {"name": "b", "image": "nginx:1.27", "ports": [{"containerPort": 80}]},
+            {"name": "c", "image": "reg:5000/x", "imagePullPolicy": "Never"},
+        ]}}}});
+        apply(&mut d, find("apps", "deployments"));
+        let spec = &d["spec"];
+        assert_eq!(spec["replicas"], 3);
+        assert_eq!(spec["strategy"]["type"], "RollingUpdate");
+        assert_eq!(spec["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(spec["revisionHistoryLimit"], 10);
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Always");
+        assert_eq!(pod["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(pod["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(pod["containers"][1]["ports"][0]["protocol"], "TCP");
+        assert_eq!(pod["containers"][2]["imagePullPolicy"], "Never");
+        let mut recreate = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        apply(&mut recreate, find("apps", "deployments"));
+        assert!(recreate["spec"]["strategy"].get("rollingUpdate").is_none());
+    }
+
+    #[test]
+    fn services_and_secrets_get_their_defaults() {
+        let mut s =
+            json!({"spec": {"ports": [{"port": 80}, {"port": 443, "targetPort": "https"}]}});
+        apply(&mut s, find("", "services"));
+        assert_eq!(s["spec"]["type"], "ClusterIP");
+        assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(s["spec"]["ports"][1]["targetPort"], "https");
+        let mut secret = json!({});
+        apply(&mut secret, find("", "secrets"));
+        assert_eq!(secret["type"], "Opaque");
+    }
+}
