@@ -384,6 +384,15 @@ async fn refused_bodies_and_paths_answer_with_a_status() {
         )
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    let long = "a".repeat(5000);
+    let (code, status) = api
+        .call(Method::GET, &format!("{base}/{long}"), Value::Null)
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::BAD_REQUEST,
+        "a key the store refuses is the caller's error: {status}"
+    );
     api.create_cm("default", "x", json!({})).await;
     let (code, status) = api
         .call(Method::POST, base, json!({"metadata": {"name": "x"}}))

@@ -106,6 +106,7 @@ pub(crate) fn map_store_error(error: store::Error) -> ApiError {
             "Timeout",
             format!("Too large resource version: {requested}"),
         ),
+        store::Error::InvalidKey { .. } => ApiError::bad_request(error.to_string()),
         store::Error::ValueTooLarge { .. } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",

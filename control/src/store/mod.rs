@@ -11,7 +11,7 @@
 //! than a revision; asking for it afterwards gives [`Error::Compacted`].
 //!
 //! The store knows nothing of Kubernetes: the API layer chooses the keys
-//! (`/registry/<resource>/<namespace>/<name>`) and encodes the values.
+//! (`/registry/<group>/<plural>/<namespace>/<name>`, see `kinds`) and encodes the values.
 
 mod compactor;
 mod error;
