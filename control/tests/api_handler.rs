@@ -615,3 +615,106 @@ async fn every_served_kind_round_trips_strictly() {
         assert_eq!(read["kind"], r.kind);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_bodies_and_patches_are_client_errors_not_panics() {
+    let api = api().await;
+    api.create_cm("default", "x", json!({})).await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let uri = format!("{base}/x");
+    let merge = "application/merge-patch+json";
+    let json_patch = "application/json-patch+json";
+    let cases: &[(Method, &str, &str, &str)] = &[
+        (Method::POST, base, "application/json", "5"),
+        (Method::POST, base, "application/json", "{\"metadata\": 5}"),
+        (
+            Method::POST,
+            base,
+            "application/json",
+            "{\"metadata\": {\"labels\": \"x\"}}",
+        ),
+        (
+            Method::POST,
+            base,
+            "application/json",
+            "{\"kind\": 7, \"metadata\": {\"name\": \"k\"}}",
+        ),
+        (
+            Method::POST,
+            base,
+            "application/json",
+            "{\"metadata\":{\"name\":\"a\"},\"data\":[]}",
+        ),
+        (Method::POST, base, "text/plain", "{}"),
+        (Method::PUT, &uri, "application/json", "[]"),
+        (
+            Method::PUT,
+            &uri,
+            "application/json",
+            "{\"metadata\":{\"name\":\"y\"}}",
+        ),
+        (Method::PATCH, &uri, merge, "{\"metadata\": 5}"),
+        (
+            Method::PATCH,
+            &uri,
+            merge,
+            "{\"metadata\": {\"name\": \"other\"}}",
+        ),
+        (Method::PATCH, &uri, merge, "not json"),
+        (
+            Method::PATCH,
+            &uri,
+            json_patch,
+            "[{\"op\":\"replace\",\"path\":\"\",\"value\":5}]",
+        ),
+        (
+            Method::PATCH,
+            &uri,
+            json_patch,
+            "[{\"op\":\"replace\",\"path\":\"/metadata\",\"value\":[]}]",
+        ),
+        (Method::PATCH, &uri, json_patch, "[{\"op\":\"nope\"}]"),
+        (Method::PATCH, &uri, json_patch, "{}"),
+        (
+            Method::DELETE,
+            &uri,
+            "application/json",
+            "{\"propagationPolicy\": \"Sideways\"}",
+        ),
+        (Method::DELETE, &uri, "application/json", "[1"),
+        (
+            Method::GET,
+            "/api/v1/configmaps?labelSelector=a%20in%20(",
+            "",
+            "",
+        ),
+        (Method::GET, "/api/v1/configmaps?limit=-1", "", ""),
+        (Method::GET, "/api/v1/configmaps?continue=%%%", "", ""),
+        (
+            Method::GET,
+            "/api/v1/configmaps?watch=1&resourceVersion=abc",
+            "",
+            "",
+        ),
+    ];
+    for (method, uri, media, body) in cases {
+        let (code, status) = api
+            .call_typed(method.clone(), uri, media, body.as_bytes().to_vec())
+            .await;
+        if status["kind"] == "Status" || code != StatusCode::OK {
+            assert!(
+                code.is_client_error(),
+                "{method} {uri} {body}: {code} {status}"
+            );
+            assert_eq!(status["kind"], "Status", "{method} {uri} {body}");
+        } else {
+            // The bad watch resourceVersion is reported in the stream.
+            assert!(
+                uri.contains("watch=1"),
+                "{method} {uri} {body}: {code} {status}"
+            );
+        }
+    }
+    let (code, _) = api.call(Method::GET, &uri, Value::Null).await;
+    assert_eq!(code, StatusCode::OK, "the object is untouched");
+}

@@ -70,6 +70,11 @@ pub fn check_typed(
             resource.kind, resource.version, resource.kind
         ))
     };
+    for field in ["apiVersion", "kind"] {
+        if !object[field].is_null() && !object[field].is_string() {
+            return Err(cannot(format!("{field}: expected a string")));
+        }
+    }
     match object["apiVersion"].as_str() {
         None | Some("") => object["apiVersion"] = json!(gv),
         Some(v) if v == gv => {}
