@@ -1,229 +1,13 @@
-//! The resource handler driven in-process (no TLS, no kubectl) for what kubectl cannot show
-//! within a test's time: watch bookmarks, timeouts and 410 Gone after compaction, selector
-//! transitions in watches, the status subresource, finalizers, deletecollection, dry runs,
-//! generateName, body limits and refused encodings.
+//! Writes through the in-process resource handler: the status subresource, finalizers,
+//! deletecollection, dry runs, generateName, namespace termination, every kind's round trip,
+//! body limits, refused encodings and malformed input.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod handler;
 
-use bosun_control::api::{self, ApiState};
-use bosun_control::router::ServerInfo;
-use bosun_control::store::{SqliteConfig, SqliteStore};
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-struct Api {
-    _dir: tempfile::TempDir,
-    state: Arc<ApiState>,
-}
-
-async fn api() -> Api {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(SqliteConfig::new(dir.path())).expect("store");
-    let mut state = ApiState::new(
-        Arc::new(store),
-        ServerInfo {
-            address: "127.0.0.1:1".into(),
-        },
-    );
-    state.bookmark_interval = Duration::from_millis(200);
-    let state = Arc::new(state);
-    api::bootstrap(&state).await.expect("bootstrap");
-    Api { _dir: dir, state }
-}
-
-impl Api {
-    async fn send(
-        &self,
-        method: Method,
-        uri: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> http::Response<bosun_control::http_util::ResponseBody> {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
-        api::handle(&self.state, request)
-            .await
-            .expect("a resource path")
-    }
-
-    async fn call(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-        let bytes = if body.is_null() {
-            Vec::new()
-        } else {
-            body.to_string().into_bytes()
-        };
-        self.call_typed(method, uri, "application/json", bytes)
-            .await
-    }
-
-    async fn call_typed(
-        &self,
-        method: Method,
-        uri: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> (StatusCode, Value) {
-        let response = self.send(method, uri, content_type, body).await;
-        let code = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-
-    async fn create_cm(&self, ns: &str, name: &str, labels: Value) -> Value {
-        let (code, body) = self
-            .call(
-                Method::POST,
-                &format!("/api/v1/namespaces/{ns}/configmaps"),
-                json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
-            )
-            .await;
-        assert_eq!(code, StatusCode::CREATED, "{body}");
-        body
-    }
-}
-
-/// Reads watch events from a streaming body until `count` arrived or `within` passed.
-async fn events(
-    response: http::Response<bosun_control::http_util::ResponseBody>,
-    count: usize,
-    within: Duration,
-) -> Vec<Value> {
-    let mut body = response.into_body();
-    let mut buffer = Vec::new();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + within;
-    while out.len() < count {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(frame))) => frame,
-            _ => break,
-        };
-        if let Ok(data) = frame.into_data() {
-            buffer.extend_from_slice(&data);
-        }
-        while let Some(at) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=at).collect();
-            out.push(serde_json::from_slice(&line).expect("a JSON watch event"));
-        }
-    }
-    out
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn watches_start_with_existing_objects_follow_selectors_and_bookmark() {
-    let api = api().await;
-    api.create_cm("default", "a", json!({"app": "web"})).await;
-    let watch = api
-        .send(Method::GET, "/api/v1/namespaces/default/configmaps?watch=1&labelSelector=app%3Dweb&allowWatchBookmarks=true&timeoutSeconds=2", "", Vec::new())
-        .await;
-    let writer = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        api.create_cm("default", "b", json!({"app": "db"})).await; // not selected: never seen
-        api.create_cm("default", "c", json!({"app": "web"})).await;
-    };
-    // The stream ends by itself after timeoutSeconds, well before the reader gives up.
-    let started = std::time::Instant::now();
-    let (seen, ()) = tokio::join!(events(watch, usize::MAX, Duration::from_secs(15)), writer);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the watch outlived its timeout"
-    );
-    let added: Vec<&str> = seen
-        .iter()
-        .filter(|e| e["type"] == "ADDED")
-        .map(|e| e["object"]["metadata"]["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(added, ["a", "c"], "{seen:#?}");
-    assert_eq!(seen[0]["type"], "ADDED", "existing objects come first");
-    let c_rv = seen
-        .iter()
-        .find(|e| e["object"]["metadata"]["name"] == "c")
-        .map(|e| e["object"]["metadata"]["resourceVersion"].clone())
-        .unwrap();
-    let last = seen.last().unwrap();
-    assert_eq!(last["type"], "BOOKMARK", "{seen:#?}");
-    assert_eq!(last["object"]["metadata"]["resourceVersion"], c_rv);
-    assert_eq!(last["object"]["kind"], "ConfigMap");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_object_leaving_a_watchs_selector_is_deleted_for_it() {
-    let api = api().await;
-    let a = api.create_cm("default", "a", json!({"app": "web"})).await;
-    let rv = a["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (code, _) = api
-        .call_typed(
-            Method::PATCH,
-            "/api/v1/namespaces/default/configmaps/a",
-            "application/merge-patch+json",
-            br#"{"metadata":{"labels":{"app":"db"}}}"#.to_vec(),
-        )
-        .await;
-    assert_eq!(code, StatusCode::OK);
-    let watch = api
-        .send(Method::GET, &format!("/api/v1/namespaces/default/configmaps?watch=true&labelSelector=app%3Dweb&resourceVersion={rv}&timeoutSeconds=1"), "", Vec::new())
-        .await;
-    let seen = events(watch, 1, Duration::from_secs(5)).await;
-    assert_eq!(seen.len(), 1, "{seen:#?}");
-    assert_eq!(seen[0]["type"], "DELETED");
-    assert_eq!(seen[0]["object"]["metadata"]["labels"]["app"], "db");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_compacted_resource_version_ends_the_watch_with_410() {
-    let api = api().await;
-    let a = api.create_cm("default", "a", json!({})).await;
-    let rv = a["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for i in 0..3 {
-        api.create_cm("default", &format!("x{i}"), json!({})).await;
-    }
-    let now = api.state.store.revision().await.unwrap();
-    api.state.store.compact(now).await.unwrap();
-    let watch = api
-        .send(
-            Method::GET,
-            &format!("/api/v1/configmaps?watch=1&resourceVersion={rv}"),
-            "",
-            Vec::new(),
-        )
-        .await;
-    let seen = events(watch, 1, Duration::from_secs(5)).await;
-    assert_eq!(seen[0]["type"], "ERROR", "{seen:#?}");
-    assert_eq!(seen[0]["object"]["code"], 410);
-    assert!(seen[0]["object"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("too old resource version"));
-    // A list page at a compacted revision (a stale continue token) is 410 too.
-    use base64::Engine;
-    let token = json!({"v": "meta.k8s.io/v1", "rv": rv.parse::<i64>().unwrap(), "start": "/registry/core/configmaps/default/a"});
-    let token = base64::engine::general_purpose::URL_SAFE.encode(token.to_string());
-    let (code, status) = api
-        .call(
-            Method::GET,
-            &format!("/api/v1/configmaps?limit=1&continue={token}"),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(code, StatusCode::GONE, "{status}");
-}
+use handler::{api, wait_for_code};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_is_written_only_through_its_subresource() {
@@ -371,7 +155,7 @@ async fn refused_bodies_and_paths_answer_with_a_status() {
         .await;
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(status["reason"], "UnsupportedMediaType");
-    let big = vec![b' '; api::MAX_BODY_BYTES + 1];
+    let big = vec![b' '; bosun_control::api::MAX_BODY_BYTES + 1];
     let (code, _) = api
         .call_typed(Method::POST, base, "application/json", big)
         .await;
@@ -515,21 +299,6 @@ async fn a_terminating_namespace_refuses_new_objects_and_waits_for_finalizers() 
         .call(Method::DELETE, "/api/v1/namespaces/default", Value::Null)
         .await;
     assert_eq!(code, StatusCode::FORBIDDEN);
-}
-
-async fn wait_for_code(api: &Api, uri: &str, want: StatusCode) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let (code, body) = api.call(Method::GET, uri, Value::Null).await;
-        if code == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{uri}: still {code}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
