@@ -262,6 +262,16 @@ fn watch_sees_the_objects_then_merge_and_json_patches() {
         ],
     );
     watch.wait_for("ADDED web-config blue", Duration::from_secs(20));
+    // The default output watches one object as Table rows: one row now, one per change.
+    let rows = Streaming::spawn(
+        &control.kubeconfig(),
+        &["get", "cm", "web-config", "-n", "shop", "-w"],
+    );
+    let first = rows.wait_for("web-config", Duration::from_secs(20));
+    assert!(
+        first[0].starts_with("NAME") && first[0].contains("AGE"),
+        "{first:?}"
+    );
     ok(control.kubectl(&[
         "patch",
         "cm",
@@ -274,6 +284,7 @@ fn watch_sees_the_objects_then_merge_and_json_patches() {
         r#"{"data":{"color":"red"}}"#,
     ]));
     watch.wait_for("MODIFIED web-config red", Duration::from_secs(20));
+    rows.wait_for("web-config", Duration::from_secs(20));
     ok(control.kubectl(&[
         "patch",
         "cm",
