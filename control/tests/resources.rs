@@ -3,9 +3,8 @@
 //! stale resourceVersion, delete, namespace deletion, validation errors, and persistence
 //! across a restart.
 //!
-//! `create`/`replace` run with `--validate=false` until the OpenAPI documents are served
-//! (kubectl's client-side validation downloads them first); server-side strict validation is
-//! driven through `create --raw` with `fieldValidation=Strict`.
+//! kubectl finds `fieldValidation` in the OpenAPI documents and sends
+//! `fieldValidation=Strict` with `create`/`replace`; `create --raw` drives the other modes.
 
 mod common;
 
@@ -83,7 +82,7 @@ fn write(control: &Control, name: &str, text: &str) -> PathBuf {
 
 fn create_shop(control: &Control) -> PathBuf {
     let file = write(control, "shop.yaml", SHOP);
-    let out = ok(control.kubectl(&["create", "--validate=false", "-f", file.to_str().unwrap()]));
+    let out = ok(control.kubectl(&["create", "-f", file.to_str().unwrap()]));
     for made in [
         "namespace/shop",
         "configmap/web-config",
@@ -200,7 +199,7 @@ fn created_objects_are_read_back_in_every_output_and_by_selectors() {
         "json",
     ]);
     let file = write(&control, "ghost.json", &stdout(&out));
-    let out = control.kubectl(&["create", "--validate=false", "-f", file.to_str().unwrap()]);
+    let out = control.kubectl(&["create", "-f", file.to_str().unwrap()]);
     assert!(
         stderr(&out).contains(r#"namespaces "ghost" not found"#),
         "{}",
@@ -339,7 +338,7 @@ fn a_stale_replace_conflicts_and_a_fresh_one_bumps_the_generation() {
     deploy["spec"]["replicas"] = serde_json::json!(5);
     deploy["metadata"]["resourceVersion"] = rv;
     let file = write(&control, "stale.json", &deploy.to_string());
-    let out = control.kubectl(&["replace", "--validate=false", "-f", file.to_str().unwrap()]);
+    let out = control.kubectl(&["replace", "-f", file.to_str().unwrap()]);
     assert!(
         stderr(&out).contains(r#"Operation cannot be fulfilled on deployments.apps "web": the object has been modified; please apply your changes to the latest version and try again"#),
         "{}",
@@ -353,7 +352,7 @@ fn a_stale_replace_conflicts_and_a_fresh_one_bumps_the_generation() {
     assert_eq!(now["metadata"]["generation"], 2);
     deploy["metadata"]["resourceVersion"] = now["metadata"]["resourceVersion"].clone();
     let file = write(&control, "fresh.json", &deploy.to_string());
-    ok(control.kubectl(&["replace", "--validate=false", "-f", file.to_str().unwrap()]));
+    ok(control.kubectl(&["replace", "-f", file.to_str().unwrap()]));
     let now =
         json(&ok(control.kubectl(&[
             "get", "deploy", "web", "-n", "shop", "-o", "json",
@@ -391,12 +390,7 @@ fn delete_removes_objects_and_deleting_a_namespace_removes_its_content() {
 }
 
 fn create_shop_objects_again(control: &Control, objects: &std::path::Path) {
-    let out = ok(control.kubectl(&[
-        "create",
-        "--validate=false",
-        "-f",
-        objects.to_str().unwrap(),
-    ]));
+    let out = ok(control.kubectl(&["create", "-f", objects.to_str().unwrap()]));
     assert!(out.contains("configmap/web-config created"), "{out}");
 }
 
@@ -409,7 +403,7 @@ fn invalid_objects_are_refused_naming_the_field() {
         "ns.json",
         r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"v"}}"#,
     );
-    ok(control.kubectl(&["create", "--validate=false", "-f", ns.to_str().unwrap()]));
+    ok(control.kubectl(&["create", "-f", ns.to_str().unwrap()]));
     let deployment = |replicas: &str, selector: &str| {
         format!(
             r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"web","namespace":"v"}},
@@ -422,24 +416,14 @@ fn invalid_objects_are_refused_naming_the_field() {
         "type.json",
         &deployment(r#""replicas":"x","#, "web"),
     );
-    let out = control.kubectl(&[
-        "create",
-        "--validate=false",
-        "-f",
-        bad_type.to_str().unwrap(),
-    ]);
+    let out = control.kubectl(&["create", "-f", bad_type.to_str().unwrap()]);
     assert!(
         stderr(&out).contains("spec.replicas: invalid type: string \"x\""),
         "{}",
         stderr(&out)
     );
     let mismatch = write(&control, "mismatch.json", &deployment("", "db"));
-    let out = control.kubectl(&[
-        "create",
-        "--validate=false",
-        "-f",
-        mismatch.to_str().unwrap(),
-    ]);
+    let out = control.kubectl(&["create", "-f", mismatch.to_str().unwrap()]);
     assert!(
         stderr(&out).contains(
             r#"The Deployment "web" is invalid: spec.template.metadata.labels: Invalid value"#
@@ -454,6 +438,12 @@ fn invalid_objects_are_refused_naming_the_field() {
         &deployment(r#""replicaz":1,"#, "web"),
     );
     let path = "/apis/apps/v1/namespaces/v/deployments";
+    let out = control.kubectl(&["create", "-f", unknown.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains(r#"strict decoding error: unknown field "spec.replicaz""#),
+        "kubectl's own create is strict: {}",
+        stderr(&out)
+    );
     let out = control.kubectl(&[
         "create",
         "--raw",
@@ -504,12 +494,7 @@ fn invalid_objects_are_refused_naming_the_field() {
         "name.json",
         r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Web","namespace":"v"}}"#,
     );
-    let out = control.kubectl(&[
-        "create",
-        "--validate=false",
-        "-f",
-        bad_name.to_str().unwrap(),
-    ]);
+    let out = control.kubectl(&["create", "-f", bad_name.to_str().unwrap()]);
     assert!(
         stderr(&out)
             .contains("metadata.name: Invalid value: \"Web\": a lowercase RFC 1123 subdomain"),
