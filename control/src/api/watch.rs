@@ -56,12 +56,14 @@ async fn run(call: &Call, tx: &mpsc::Sender<Bytes>) -> Result<(), ApiError> {
     let store = &call.state.store;
     let prefix = call.path.prefix();
     let table = table_default::wants_table(&call.accept);
-    let encode = |object: Value| {
-        if table {
-            table_default::to_table(call.resource(), &[object], &q.include_object)
-        } else {
-            object
+    let mut first = true;
+    let mut encode = |object: Value| {
+        if !table {
+            return object;
         }
+        let row = table_default::to_event_table(call.resource(), object, &q.include_object, first);
+        first = false;
+        row
     };
     let mut last = match q.resource_version.as_deref() {
         None | Some("0") => {
