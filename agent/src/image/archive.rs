@@ -21,7 +21,7 @@ use tar::EntryType;
 
 use super::digest::{digest_of, sha256_hex, HashingReader};
 use super::error::{io_err, ImageError};
-use super::reference::Reference;
+use super::reference;
 use super::source::SourceImage;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -221,7 +221,7 @@ pub(crate) fn docker_archive_to_oci(
         }
         for tag in tags {
             images.push(SourceImage {
-                reference: Reference::parse(&tag)?.to_string(),
+                reference: reference::parse(&tag)?.whole(),
                 descriptor: descriptor.clone(),
             });
         }

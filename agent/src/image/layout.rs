@@ -13,7 +13,7 @@ use oci_spec::image::{Descriptor, ImageIndex};
 use super::archive::{docker_archive_to_oci, stage_tarball};
 use super::digest::sha256_hex;
 use super::error::{io_err, ImageError};
-use super::reference::{is_valid_tag, Reference};
+use super::reference::{self, is_valid_tag, repository_of};
 use super::source::SourceImage;
 use super::store::ScratchDir;
 
@@ -115,8 +115,8 @@ fn name_of(descriptor: &Descriptor, origin: &Path) -> Result<String, ImageError>
     let full_name = annotations.and_then(|a| a.get(CONTAINERD_NAME_ANNOTATION));
     let chosen = match (ref_name, full_name) {
         (Some(tag), Some(full)) if is_valid_tag(tag) => {
-            let base = Reference::parse(full)?;
-            format!("{}:{tag}", base.repository)
+            let base = reference::parse(full)?;
+            format!("{}:{tag}", repository_of(&base))
         }
         (Some(tag), None) if is_valid_tag(tag) => {
             return Err(problem(format!(
@@ -132,5 +132,5 @@ fn name_of(descriptor: &Descriptor, origin: &Path) -> Result<String, ImageError>
             )))
         }
     };
-    Ok(Reference::parse(&chosen)?.to_string())
+    Ok(reference::parse(&chosen)?.whole())
 }

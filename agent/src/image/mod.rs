@@ -35,7 +35,6 @@ pub use error::ImageError;
 pub use reference::normalize_reference;
 
 use layout::ImageSource;
-use reference::Reference;
 use store::{RefRecord, RefsFile, StoreDirs};
 
 /// An image store rooted at one directory (e.g. `/var/lib/bosun/images`).
@@ -192,15 +191,17 @@ impl ImageStore {
 /// Finds the stored key and record for `reference`: exact normalised match first; for
 /// `name@digest`, any reference of the same repository whose index or manifest has that digest.
 fn lookup(refs: &RefsFile, reference: &str) -> Result<(String, RefRecord), ImageError> {
-    let parsed = Reference::parse(reference)?;
-    let normalized = parsed.to_string();
+    let parsed = reference::parse(reference)?;
+    let normalized = parsed.whole();
     if let Some(record) = refs.refs.get(&normalized) {
         return Ok((normalized, record.clone()));
     }
-    if let Some(digest) = &parsed.digest {
+    if let Some(digest) = parsed.digest() {
         let found = refs.refs.iter().find(|(key, record)| {
-            (record.target == *digest || record.manifest == *digest)
-                && Reference::parse(key).is_ok_and(|k| k.repository == parsed.repository)
+            (record.target == digest || record.manifest == digest)
+                && reference::parse(key).is_ok_and(|k| {
+                    reference::repository_of(&k) == reference::repository_of(&parsed)
+                })
         });
         if let Some((key, record)) = found {
             return Ok((key.clone(), record.clone()));
