@@ -265,7 +265,7 @@ fn an_invalid_manifest_is_reported_and_other_pods_keep_running() {
         &pod(
             "noimage",
             "Always",
-            "bosun.test/missing:1",
+            "127.0.0.1:9/bosun/missing:1",
             "    command: ['true']\n",
         ),
     );
@@ -279,7 +279,7 @@ fn an_invalid_manifest_is_reported_and_other_pods_keep_running() {
         container(&p, 0)["state"]["waiting"]["message"]
             .as_str()
             .unwrap_or("")
-            .contains("bosun.test/missing:1"),
+            .contains("127.0.0.1:9/bosun/missing:1"),
         "{p:#}"
     );
     common::wait_until("error logged", Duration::from_secs(10), || {

@@ -292,7 +292,7 @@ fn a_missing_binary_is_a_start_error_and_bad_input_names_the_field() {
     let out = node.run_pod(&pod(
         "noimg",
         "Never",
-        "bosun.test/nope:1",
+        "127.0.0.1:9/bosun/nope:1",
         "    command: ['true']\n",
     ));
     assert_eq!(out.status.code(), Some(1));
@@ -302,7 +302,7 @@ fn a_missing_binary_is_a_start_error_and_bad_input_names_the_field() {
         stderr(&out)
     );
     assert!(
-        stderr(&out).contains("bosun.test/nope:1"),
+        stderr(&out).contains("127.0.0.1:9/bosun/nope:1"),
         "{}",
         stderr(&out)
     );

@@ -1,4 +1,4 @@
-//! `bosun-agent image import|ls|rm`: the local image store from the command line.
+//! `bosun-agent image import|pull|ls|rm`: the local image store from the command line.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
-use bosun_agent::image::ImageStore;
+use bosun_agent::image::{ImageStore, Puller};
 
 use super::Args;
 
@@ -14,6 +14,8 @@ use super::Args;
 pub enum ImageCommand {
     /// Import an OCI image layout directory, OCI tarball or docker-archive tarball.
     Import { path: PathBuf },
+    /// Pull an image from its registry (HTTPS, or plain HTTP for --insecure-registry).
+    Pull { reference: String },
     /// List images.
     Ls,
     /// Remove an image reference (and layers nothing else uses).
@@ -30,6 +32,12 @@ pub fn run(args: &Args, cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
             {
                 println!("imported {} {}", img.reference, img.digest);
             }
+        }
+        ImageCommand::Pull { reference } => {
+            let puller = Puller::new(&args.insecure_registries).context("registry client")?;
+            let rt = super::tokio_runtime()?;
+            let img = rt.block_on(puller.pull(&store, reference))?;
+            println!("pulled {} {}", img.reference, img.digest);
         }
         ImageCommand::Ls => {
             println!("{:<48} {:<20} {:>10}", "REFERENCE", "DIGEST", "SIZE");

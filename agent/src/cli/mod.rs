@@ -15,12 +15,13 @@ use clap::{Parser, Subcommand};
 
 use bosun_agent::dataplane::{Dataplane, DataplaneConfig};
 use bosun_agent::foreground::StopSignals;
-use bosun_agent::image::ImageStore;
+use bosun_agent::image::{ImageStore, Puller};
 use bosun_agent::network::node::AddedRoutes;
 use bosun_agent::network::{NetworkConfig, PodNetwork};
 use bosun_agent::pod::backoff::BackoffPolicy;
 use bosun_agent::pod::{NodeConfig, NodeContext};
 use bosun_agent::runtime::cgroup::CgroupHost;
+use bosun_agent::spec::PullPolicy;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -96,6 +97,10 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long, global = true)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// A registry (`HOST:PORT` as written in image references) spoken to over plain HTTP
+    /// instead of HTTPS; repeatable. Only for registries you trust on a trusted network.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT", global = true)]
+    pub insecure_registries: Vec<String>,
     /// tracing filter, e.g. info or bosun_agent=debug.
     #[arg(long, global = true, default_value = "info", env = "BOSUN_LOG")]
     pub log_level: String,
@@ -203,7 +208,16 @@ fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<
         node_netns: args.node_netns.clone(),
         node_ip: args.node_ip,
     };
-    Ok(Arc::new(NodeContext::new(config, images, cgroups, network)))
+    let puller = match Puller::new(&args.insecure_registries) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "no registry client: images must be imported");
+            None
+        }
+    };
+    Ok(Arc::new(NodeContext::new(
+        config, images, puller, cgroups, network,
+    )))
 }
 
 fn agent_exe() -> anyhow::Result<PathBuf> {
@@ -283,10 +297,21 @@ fn run_foreground(args: &Args, file: &Path) -> anyhow::Result<ExitCode> {
     };
     let (network, added_routes) = pod_network(args, Role::Run)?;
     let ctx = node_context(args, network)?;
+    // A one-off run fails fast on an image it cannot get, instead of backing off forever.
     for (field, c) in pod.spec.all_containers() {
-        ctx.images
-            .resolve(&c.image)
-            .with_context(|| format!("{field}.image: image {} is not in the store (import it with `bosun-agent image import`)", c.image))?;
+        let present = ctx.images.resolve(&c.image);
+        match (c.pull_policy(), present, &ctx.puller) {
+            (PullPolicy::IfNotPresent, Ok(_), _) => {}
+            (PullPolicy::Never, Ok(_), _) => {}
+            (PullPolicy::Never, Err(e), _) => Err(e).with_context(|| {
+                format!("{field}.image: ErrImageNeverPull: image {} is not in the store and imagePullPolicy is Never (import it with `bosun-agent image import`)", c.image)
+            })?,
+            (_, _, Some(puller)) => {
+                rt.block_on(puller.pull(&ctx.images, &c.image))
+                    .with_context(|| format!("{field}.image: ErrImagePull"))?;
+            }
+            (_, _, None) => bail!("{field}.image: image {} is not in the store and there is no registry client", c.image),
+        }
     }
     let status = rt.block_on(bosun_agent::foreground::run_pod(ctx, pod, stop))?;
     eprint!("{}", bosun_agent::foreground::summary(&status));

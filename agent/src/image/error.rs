@@ -131,6 +131,13 @@ pub enum ImageError {
         #[source]
         source: nix::Error,
     },
+    /// A registry request failed; `message` is the registry's (or the transport's) answer.
+    #[error("pulling {reference}: {action}: {message}")]
+    Registry {
+        action: String,
+        reference: String,
+        message: String,
+    },
     /// The store on disk is inconsistent (e.g. a referenced layer directory is gone).
     #[error("image store is inconsistent at {path}: {problem}")]
     StoreCorrupt { path: PathBuf, problem: String },

@@ -19,8 +19,9 @@ use super::layout::ImageSource;
 use super::store::{RefRecord, ScratchDir, StoreDirs};
 use super::unpack::{unpack_layer, Compression};
 
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const DOCKER_MANIFEST_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
@@ -104,7 +105,7 @@ fn select_manifest(
 }
 
 /// The linux/amd64 manifest of an index; a lone entry without a platform also qualifies.
-fn pick_platform(index: &ImageIndex) -> Option<&Descriptor> {
+pub(crate) fn pick_platform(index: &ImageIndex) -> Option<&Descriptor> {
     let manifests = index.manifests();
     let amd64 = manifests.iter().find(|d| {
         d.platform()

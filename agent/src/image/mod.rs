@@ -6,7 +6,8 @@
 //! This module owns everything under its root directory and must never write outside it:
 //! layer extraction refuses path traversal and never writes through a symlink (see
 //! `unpack.rs`). Mutations take an exclusive flock on `<root>/lock`, reads a shared one, so
-//! several processes may use one store. It never pulls from a registry.
+//! several processes may use one store. Registry pulls (`pull.rs`) download into the store's
+//! `downloads/` and are then imported like a layout.
 
 mod archive;
 mod digest;
@@ -14,6 +15,7 @@ mod error;
 mod gc;
 mod import;
 mod layout;
+mod pull;
 mod reference;
 mod source;
 mod store;
@@ -32,9 +34,11 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 
 pub use error::ImageError;
+pub use pull::Puller;
 pub use reference::normalize_reference;
 
 use layout::ImageSource;
+use source::SourceImage;
 use store::{RefRecord, RefsFile, StoreDirs};
 
 /// An image store rooted at one directory (e.g. `/var/lib/bosun/images`).
@@ -107,19 +111,57 @@ impl ImageStore {
         }
     }
 
+    /// Imports an image a registry pull staged in OCI layout form at `dir` (blobs only) under
+    /// `reference`, whose top-level descriptor is `top`.
+    fn import_staged(
+        &self,
+        dir: &Path,
+        reference: &str,
+        top: &oci_spec::image::Descriptor,
+    ) -> Result<ImageSummary, ImageError> {
+        let _lock = self.dirs.lock(true)?;
+        let mut refs = self.dirs.load_refs()?;
+        let source = ImageSource::staged(
+            dir,
+            SourceImage {
+                reference: reference.to_owned(),
+                descriptor: top.clone(),
+            },
+        );
+        let result = self.record_images(&source, &mut refs);
+        match result {
+            Ok(mut summaries) => summaries.pop().ok_or(ImageError::NotFound {
+                reference: reference.to_owned(),
+            }),
+            Err(e) => {
+                let _ = gc::collect_garbage(&self.dirs, &refs);
+                Err(e)
+            }
+        }
+    }
+
     fn import_locked(
         &self,
         path: &Path,
         refs: &mut RefsFile,
     ) -> Result<Vec<ImageSummary>, ImageError> {
         let source = ImageSource::open(path, &self.dirs.tmp_dir())?;
+        self.record_images(&source, refs)
+    }
+
+    /// Imports every image `source` names and records its reference (saving `refs.json`).
+    fn record_images(
+        &self,
+        source: &ImageSource,
+        refs: &mut RefsFile,
+    ) -> Result<Vec<ImageSummary>, ImageError> {
         let mut by_target: HashMap<String, RefRecord> = HashMap::new();
         let mut new_refs = Vec::new();
         for image in &source.images {
             let target = image.descriptor.digest().to_string();
             let record = match by_target.get(&target) {
                 Some(r) => r.clone(),
-                None => import::import_image(&self.dirs, &source, &image.descriptor)?,
+                None => import::import_image(&self.dirs, source, &image.descriptor)?,
             };
             by_target.insert(target, record.clone());
             new_refs.push((image.reference.clone(), record));

@@ -3,7 +3,7 @@
 //! ingestion; atomic writes of `refs.json`.
 //!
 //! Layout under the root: `blobs/sha256/<hex>`, `layers/<chainid-hex>/diff/`, `refs.json`,
-//! `tmp/` (scratch, same filesystem so renames are atomic), `lock`. This file must never place a
+//! `downloads/` (registry pulls in progress), `tmp/` (scratch, same filesystem so renames are atomic), `lock`. This file must never place a
 //! blob in `blobs/` before its digest and size were checked, and never build a path from a
 //! digest or chain id it has not validated.
 
@@ -40,6 +40,7 @@ impl StoreDirs {
             (dirs.layers_dir(), 0o711),
             (dirs.blobs_dir(), 0o700),
             (dirs.tmp_dir(), 0o700),
+            (dirs.downloads_dir(), 0o700),
         ];
         for (dir, mode) in skeleton {
             fs::DirBuilder::new()
@@ -65,6 +66,12 @@ impl StoreDirs {
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// Registry downloads in progress (one scratch directory per pull). Not `tmp/`: an
+    /// import clears that under the lock, while a pull downloads without holding it.
+    pub(crate) fn downloads_dir(&self) -> PathBuf {
+        self.root.join("downloads")
     }
 
     fn refs_path(&self) -> PathBuf {

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod container_spec;
 mod deadline;
 mod event;
+mod image_pull;
 pub mod logs;
 mod network;
 pub mod node;

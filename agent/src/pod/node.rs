@@ -1,10 +1,11 @@
-//! What every pod worker shares: the agent's directories, the image store, the host's cgroup
+//! What every pod worker shares: the agent's directories, the image store and registry
+//! client, the host's cgroup
 //! layout and tunables. Also the one place that names where a pod's files live.
 
 use std::path::{Path, PathBuf};
 
 use super::backoff::BackoffPolicy;
-use crate::image::ImageStore;
+use crate::image::{ImageStore, Puller};
 use crate::probe::ProbeScheduler;
 use crate::runtime::cgroup::CgroupHost;
 use crate::spec::QosClass;
@@ -31,6 +32,9 @@ pub struct NodeConfig {
 pub struct NodeContext {
     pub config: NodeConfig,
     pub images: ImageStore,
+    /// Pulls missing images from registries; None when the client could not be built (pulls
+    /// then fail with that error as ErrImagePull).
+    pub puller: Option<Puller>,
     pub cgroups: CgroupHost,
     /// Pod networking through CNI; None with `--network none`.
     pub network: Option<std::sync::Arc<crate::network::PodNetwork>>,
@@ -42,12 +46,14 @@ impl NodeContext {
     pub fn new(
         config: NodeConfig,
         images: ImageStore,
+        puller: Option<Puller>,
         cgroups: CgroupHost,
         network: Option<crate::network::PodNetwork>,
     ) -> Self {
         NodeContext {
             config,
             images,
+            puller,
             cgroups,
             network: network.map(std::sync::Arc::new),
             probes: std::sync::OnceLock::new(),

@@ -19,7 +19,7 @@ use crate::runtime::RuntimeError;
 use crate::spec::qos_class;
 
 /// Why a container did not start.
-enum StartFailure {
+pub(super) enum StartFailure {
     /// Before a process existed: stay Waiting with this reason, retry later.
     Waiting {
         reason: &'static str,
@@ -133,6 +133,17 @@ impl PodWorker {
                 self.register_probes(name);
             }
             Err(StartFailure::Waiting { reason, message }) => {
+                // A pull that failed before shows kubelet's ImagePullBackOff while retrying.
+                let (reason, message) =
+                    if reason == "ErrImagePull" && self.crashes.get(name).is_some_and(|n| *n > 0) {
+                        let message = format!(
+                            "Back-off pulling image \"{}\": ErrImagePull: {message}",
+                            container.image
+                        );
+                        ("ImagePullBackOff", message)
+                    } else {
+                        (reason, message)
+                    };
                 tracing::warn!(pod = %self.pod.metadata.name, container = name, reason, %message, "container not created");
                 {
                     let mut st = self.lock_status();
@@ -194,10 +205,7 @@ impl PodWorker {
         let waiting =
             |reason: &'static str| move |e: String| StartFailure::Waiting { reason, message: e };
         let mut t = super::phase::PhaseTimer::new(name);
-        let images = &self.ctx.images;
-        let image = images
-            .resolve(&container.image)
-            .map_err(|e| waiting("ErrImagePull")(e.to_string()))?;
+        let image = self.ensure_image(container).await?;
         t.mark("image");
         let res = container_resources(container, field)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
