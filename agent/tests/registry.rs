@@ -83,6 +83,30 @@ fn a_pod_runs_an_image_from_the_registry() {
         stderr(&out)
     );
     assert!(image_ls(&node).contains(&image));
+
+    // The daemon's pod worker pulls too: no tag means :latest, which defaults to Always.
+    reg.push("busybox", "bosun/busybox:latest");
+    let mut node = node;
+    node.start_daemon();
+    let untagged = format!("{}/bosun/busybox", reg.host);
+    node.apply(
+        "latest.yaml",
+        &pod(
+            "latest",
+            "Always",
+            &untagged,
+            "    command: [sleep, '3600']\n",
+        ),
+    );
+    node.wait_pod("latest", "running", Duration::from_secs(30), |p| {
+        container(p)["state"]["running"].is_object()
+    });
+    assert!(image_ls(&node).contains(&format!("{untagged}:latest")));
+    assert!(
+        reg.log().contains("GET /v2/bosun/busybox/manifests/latest"),
+        "{}",
+        reg.log()
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use super::{images_dir, unique, wait_until};
@@ -43,7 +43,8 @@ impl Registry {
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
-            .stdout(Stdio::null())
+            // Access lines go to stdout, everything else to stderr: keep both.
+            .stdout(log.try_clone().expect("clone registry log"))
             .stderr(log)
             .spawn()
             .expect("start docker-registry (install it with `cargo xtask setup`)");
