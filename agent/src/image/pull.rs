@@ -72,6 +72,10 @@ impl Puller {
         let image = reference::parse(reference)?;
         tracing::info!(image = %image.whole(), "pulling");
         let name = image.whole();
+        let stale = store.dirs.clear_stale_downloads()?;
+        if stale > 0 {
+            tracing::info!(stale, "removed downloads of pulls whose process is gone");
+        }
         let downloads = store.dirs.downloads_dir();
         let staging = ScratchDir::new(&downloads, "pull")?;
         let blobs = staging.path().join("blobs").join("sha256");

@@ -112,6 +112,27 @@ impl StoreDirs {
         Flock::lock(file, arg).map_err(|(_, source)| ImageError::Lock { path, source })
     }
 
+    /// Removes downloads left by pulls whose process is gone (scratch names carry the pid:
+    /// `<prefix>-<pid>-…`); downloads of live processes are left alone.
+    pub(crate) fn clear_stale_downloads(&self) -> Result<usize, ImageError> {
+        let dir = self.downloads_dir();
+        let mut removed = 0;
+        for entry in fs::read_dir(&dir).map_err(io_err("listing downloads", &dir))? {
+            let path = entry.map_err(io_err("listing downloads", &dir))?.path();
+            let pid = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('-').nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| Path::new("/proc").join(p.to_string()).exists());
+            if !alive {
+                remove_any(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Empties `tmp/`. Only call with the exclusive lock held: then nothing in it is in use.
     pub(crate) fn clear_scratch(&self) -> Result<(), ImageError> {
         let tmp = self.tmp_dir();

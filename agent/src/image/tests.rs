@@ -369,3 +369,19 @@ fn concurrent_imports_into_one_store_both_land() {
     });
     assert_eq!(fx.store.list().expect("list").len(), 2);
 }
+
+#[test]
+fn downloads_of_dead_processes_are_removed_and_live_ones_kept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(tmp.path()).expect("open");
+    let downloads = store.dirs.downloads_dir();
+    // pid 0 is never a process of ours; /proc/0 does not exist.
+    let dead = downloads.join("pull-0-1-1");
+    let live = downloads.join(format!("pull-{}-1-1", std::process::id()));
+    for d in [&dead, &live] {
+        fs::create_dir_all(d.join("blobs")).expect("mkdir");
+    }
+    assert_eq!(store.dirs.clear_stale_downloads().expect("sweep"), 1);
+    assert!(!dead.exists());
+    assert!(live.is_dir());
+}
