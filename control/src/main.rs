@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bosun_control::api::{self, ApiState};
-use bosun_control::store::{Compactor, CompactorConfig, SqliteConfig, SqliteStore, Store};
+use bosun_control::store::{Compactor, CompactorConfig};
 use bosun_control::{kubeconfig, pki, router::ServerInfo, server};
 use clap::Parser;
 
@@ -30,6 +30,8 @@ struct Args {
     /// bind address, or 127.0.0.1 when binding to all addresses.
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    #[command(flatten)]
+    store: bosun_control::store::StoreArgs,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -68,12 +70,11 @@ async fn run(args: Args) -> Result<()> {
         });
 
     // The store and the built-in namespaces are ready before the kubeconfig says we are.
-    let data_dir = args.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(SqliteConfig::new(data_dir)))
+    let store = args
+        .store
+        .open(&args.data_dir)
         .await
-        .context("opening the store")?
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+        .context("opening the store")?;
     let _compactor = Compactor::spawn(Arc::downgrade(&store), CompactorConfig::default());
     let ca = pki::Ca::load_or_create(&args.data_dir.join("pki")).context("loading the CA")?;
     let mut ips = vec![IpAddr::from([127, 0, 0, 1]), advertise];

@@ -35,6 +35,12 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "hyperfine",
     "wrk",
     "jq",
+    // protoc: etcd-client (bosun-control's etcd store backend) builds its protos with
+    // tonic-build. Only crates xtask does not depend on may need it (DESIGN.md §4).
+    "protobuf-compiler",
+    // etcd 3.4 (/usr/bin/etcd): the control store's etcd backend is tested against a real
+    // 3-member cluster on loopback.
+    "etcd-server",
 ];
 
 /// Packages installed only when their command is missing: a machine may already have the

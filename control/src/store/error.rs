@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What the store was asked to do when an error happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +124,26 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// etcd failed or refused the request.
+    #[error("{op} {key:?}: etcd at {endpoints}: {source}")]
+    Etcd {
+        op: Op,
+        key: String,
+        /// The cluster's endpoints, comma-separated.
+        endpoints: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+
+    /// No etcd member answered in time: the cluster is unreachable or has no quorum.
+    #[error("{op} {key:?}: etcd at {endpoints} did not answer within {waited:?} (unreachable, or no quorum)")]
+    EtcdUnavailable {
+        op: Op,
+        key: String,
+        endpoints: String,
+        waited: Duration,
+    },
+
     /// SQLite failed.
     #[error("{op} {key:?}: sqlite: {source}")]
     Sqlite {
@@ -147,6 +168,8 @@ impl Error {
             | Error::ValueTooLarge { op, .. }
             | Error::WatchTooSlow { op, .. }
             | Error::Closed { op, .. }
+            | Error::Etcd { op, .. }
+            | Error::EtcdUnavailable { op, .. }
             | Error::Sqlite { op, .. } => Some(*op),
             Error::Locked { .. } | Error::Io { .. } => Some(Op::Open),
         }

@@ -1,5 +1,5 @@
 //! The store: etcd's data model behind one small trait, [`Store`], with an embedded SQLite
-//! backend ([`SqliteStore`], the default) and, later, etcd v3 — the same semantics on both,
+//! backend ([`SqliteStore`], the default) and an etcd v3 one ([`EtcdStore`]) — the same semantics on both,
 //! checked by one shared test suite (`control/tests/store_suite`).
 //!
 //! The model: keys are strings, values are bytes. Every successful write (create, update,
@@ -13,8 +13,10 @@
 //! The store knows nothing of Kubernetes: the API layer chooses the keys
 //! (`/registry/<group>/<plural>/<namespace>/<name>`, see `kinds`) and encodes the values.
 
+mod choice;
 mod compactor;
 mod error;
+pub mod etcd;
 mod input;
 pub mod sqlite;
 mod watch_stream;
@@ -22,8 +24,10 @@ mod watch_stream;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use choice::StoreArgs;
 pub use compactor::{Compactor, CompactorConfig};
 pub use error::{Error, Op, Result};
+pub use etcd::{EtcdConfig, EtcdStore};
 pub use input::{prefix_end, Limits};
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
 pub use watch_stream::WatchStream;

@@ -54,6 +54,12 @@ impl WatchSender {
         self.events.send(event).await.map_err(|_| ConsumerGone)
     }
 
+    /// Waits for room for one event; fails only when the consumer is gone. Cancel-safe, so a
+    /// feeder can wait for room and for its source at once.
+    pub(crate) async fn reserve(&self) -> Result<mpsc::Permit<'_, Event>, ConsumerGone> {
+        self.events.reserve().await.map_err(|_| ConsumerGone)
+    }
+
     /// Resolves when the consumer drops its stream.
     pub(crate) async fn consumer_gone(&self) {
         self.events.closed().await

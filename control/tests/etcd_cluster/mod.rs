@@ -1,0 +1,210 @@
+//! Real etcd clusters for the etcd backend's tests: Debian's `/usr/bin/etcd` (package
+//! etcd-server) members on free loopback ports, with data under a temporary directory.
+//!
+//! Each member runs under a small `sh` wrapper whose stdin is a pipe from this process: when
+//! the pipe closes — the member is dropped, or the test process ends in any way, even killed —
+//! the wrapper SIGKILLs etcd and removes its data, so no etcd outlives its test. A member can
+//! also be killed keeping its data, and started again on the same ports.
+
+#![allow(dead_code)] // Each test crate uses part of the harness.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const ETCD: &str = "/usr/bin/etcd";
+
+/// How long a cluster may take to become healthy.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Kills etcd when its stdin closes; removes the data unless told `keep` first.
+const WRAPPER: &str = r#"
+data="$1"; shift
+"$@" >"$data.log" 2>&1 &
+pid=$!
+read -r command
+kill -9 "$pid"
+wait "$pid"
+[ "$command" = keep ] || rm -rf "$data" "$data.log"
+rmdir "$(dirname "$data")" 2>/dev/null
+exit 0
+"#;
+
+static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    data: PathBuf,
+    /// The wrapper and the write end of its stdin, while the member runs.
+    running: Option<(Child, ChildStdin)>,
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    initial_cluster: String,
+    token: String,
+    /// Removed by the last wrapper; kept here so a cluster dropped normally removes it too.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// `count` distinct free loopback ports.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("port").port())
+        .collect()
+}
+
+impl Cluster {
+    /// Starts `size` members and waits (bounded) until every one is healthy.
+    pub fn start(size: usize) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("bosun-etcd-")
+            .tempdir()
+            .expect("a temporary directory");
+        let ports = free_ports(size * 2);
+        let members: Vec<Member> = (0..size)
+            .map(|n| Member {
+                name: format!("m{}", n + 1),
+                client_port: ports[2 * n],
+                peer_port: ports[2 * n + 1],
+                data: dir.path().join(format!("m{}", n + 1)),
+                running: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!(
+            "bosun-test-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut cluster = Cluster {
+            members,
+            initial_cluster,
+            token,
+            _dir: Some(dir),
+        };
+        for n in 0..size {
+            cluster.spawn(n);
+        }
+        for n in 0..size {
+            cluster.wait_healthy(n);
+        }
+        cluster
+    }
+
+    /// Client URLs of every member, running or not.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    fn spawn(&mut self, n: usize) {
+        let member = &self.members[n];
+        let client = format!("http://127.0.0.1:{}", member.client_port);
+        let peer = format!("http://127.0.0.1:{}", member.peer_port);
+        let mut child = Command::new("sh")
+            .args(["-c", WRAPPER, "etcd-member"])
+            .arg(&member.data)
+            .arg(ETCD)
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(&member.data)
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--initial-cluster-state", "new"])
+            // Fast failure detection keeps the failover tests short.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sh for etcd");
+        let stdin = child.stdin.take().expect("the wrapper's stdin");
+        self.members[n].running = Some((child, stdin));
+    }
+
+    /// Waits until member `n` reports itself healthy (it has a leader and serves reads).
+    pub fn wait_healthy(&self, n: usize) {
+        let member = &self.members[n];
+        let deadline = Instant::now() + START_PATIENCE;
+        while !healthy(member.client_port) {
+            assert!(
+                Instant::now() < deadline,
+                "etcd {} not healthy after {START_PATIENCE:?}; log:\n{}",
+                member.name,
+                member.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILLs member `n`, keeping its data for [`Cluster::restart`].
+    pub fn kill(&mut self, n: usize) {
+        if let Some((mut child, mut stdin)) = self.members[n].running.take() {
+            let _ = stdin.write_all(b"keep\n");
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `n` again on its ports and data (without waiting for it).
+    pub fn restart(&mut self, n: usize) {
+        assert!(self.members[n].running.is_none(), "member {n} runs");
+        self.spawn(n);
+    }
+
+    pub fn is_running(&self, n: usize) -> bool {
+        self.members[n].running.is_some()
+    }
+}
+
+impl Member {
+    pub fn log(&self) -> String {
+        let mut path = self.data.clone().into_os_string();
+        path.push(".log");
+        std::fs::read_to_string(Path::new(&path)).unwrap_or_default()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some((mut child, stdin)) = self.running.take() {
+            drop(stdin); // EOF: the wrapper kills etcd and removes the data.
+            let _ = child.wait();
+        }
+    }
+}
+
+/// GET /health on a member's client port: `{"health":"true"}` once it has a leader.
+fn healthy(port: u16) -> bool {
+    let check = || -> std::io::Result<bool> {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response.contains(r#""health":"true""#))
+    };
+    check().unwrap_or(false)
+}

@@ -1,0 +1,242 @@
+//! The shared store suite against the etcd backend on a real 3-member etcd cluster, plus what
+//! only this backend has: surviving the loss of one member, failing clearly (and losing
+//! nothing) without quorum, and naming an unreachable cluster.
+//!
+//! The suite's cases share one cluster, each under its own key prefix, and run one at a time:
+//! etcd's revision and compaction are cluster-wide, and cases compare the store's revision
+//! with their own writes and compact.
+
+mod etcd_cluster;
+mod store_suite;
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bosun_control::store::{Error, EtcdConfig, EtcdStore, Limits, ListOptions, Store};
+use etcd_cluster::Cluster;
+
+use store_suite::{bytes, within, Backend};
+
+/// The cluster of the suite's cases, started by the first case; its members end with the
+/// test process (see `etcd_cluster`).
+static SHARED: Mutex<Option<Arc<Cluster>>> = Mutex::new(None);
+
+/// One suite case at a time: `true` while a case runs.
+static SERIAL: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// Held by a running suite case; released when the case ends, also by a panic.
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        let (running, free) = &SERIAL;
+        let mut running = running.lock().unwrap_or_else(PoisonError::into_inner);
+        while *running {
+            running = free.wait(running).unwrap_or_else(PoisonError::into_inner);
+        }
+        *running = true;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let (running, free) = &SERIAL;
+        *running.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        free.notify_one();
+    }
+}
+
+struct Etcd {
+    cluster: Arc<Cluster>,
+    _turn: Turn,
+}
+
+/// Waits for this case's turn, then for the shared cluster.
+fn etcd() -> Etcd {
+    let turn = Turn::take();
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    let cluster = shared.get_or_insert_with(|| Arc::new(Cluster::start(3)));
+    Etcd {
+        cluster: Arc::clone(cluster),
+        _turn: turn,
+    }
+}
+
+fn config(cluster: &Cluster, prefix: &str, limits: Limits) -> EtcdConfig {
+    EtcdConfig {
+        limits,
+        ..EtcdConfig::new(cluster.endpoints(), prefix)
+    }
+}
+
+impl Backend for Etcd {
+    async fn open(&self, case: &str, limits: Limits) -> Arc<dyn Store> {
+        let config = config(&self.cluster, &format!("/suite/{case}"), limits);
+        Arc::new(EtcdStore::connect(config).await.expect("connect to etcd"))
+    }
+}
+
+store_suite::store_cases!(etcd());
+
+/// The index of the member that leads the cluster.
+async fn leader(cluster: &Cluster) -> usize {
+    for endpoint in cluster.endpoints() {
+        let Ok(mut client) = etcd_client::Client::connect([&endpoint], None).await else {
+            continue;
+        };
+        let Ok(status) = client.status().await else {
+            continue;
+        };
+        let ids = client.member_list().await.expect("member list");
+        let leader = ids
+            .members()
+            .iter()
+            .find(|member| member.id() == status.leader())
+            .expect("the leader is a member");
+        let name = leader.name().to_owned();
+        return cluster
+            .members
+            .iter()
+            .position(|member| member.name == name)
+            .expect("a member of ours");
+    }
+    panic!("no member answered");
+}
+
+/// Killing the leader of three members: after at most one failed request (the one in flight
+/// on the dead member, or during the election), every write succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_on_when_one_of_three_members_dies() {
+    let mut cluster = Cluster::start(3);
+    let store = EtcdStore::connect(config(&cluster, "/ha", Limits::default()))
+        .await
+        .expect("connect");
+    let before = store.create("/k/before", bytes("1")).await.unwrap();
+    let dead = leader(&cluster).await;
+    cluster.kill(dead);
+
+    let mut failures = 0;
+    let mut written = Vec::new();
+    let started = Instant::now();
+    for n in 0..20 {
+        let key = format!("/k/after-{n:02}");
+        loop {
+            match store.create(&key, bytes("x")).await {
+                Ok(kv) => break written.push(kv),
+                // A write that timed out in the election may have been applied after all.
+                Err(Error::AlreadyExists { .. }) if failures > 0 => {
+                    break written.push(store.get(&key).await.unwrap().expect("the key"));
+                }
+                Err(error) => {
+                    failures += 1;
+                    eprintln!("write {n} during the election: {error}");
+                    assert!(failures <= 5, "writes keep failing: {error}");
+                    assert!(started.elapsed() < Duration::from_secs(20));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "20 writes with member {dead} dead in {:?}, {failures} retried",
+        started.elapsed()
+    );
+    assert!(written
+        .windows(2)
+        .all(|w| w[0].mod_revision < w[1].mod_revision));
+    assert!(written[0].mod_revision > before.mod_revision);
+    written.push(before);
+    written.sort_by(|a, b| a.key.cmp(&b.key));
+    let page = store.list("/k/", &ListOptions::default()).await.unwrap();
+    assert_eq!(page.items, written);
+}
+
+/// With two of three members dead, requests fail within the request timeout with an error
+/// naming the endpoints; once the members are back, every key is intact, the failed write
+/// left nothing, and revisions continue after the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_quorum_requests_fail_clearly_and_nothing_is_lost() {
+    let mut cluster = Cluster::start(3);
+    let timeout = Duration::from_secs(3);
+    let store = EtcdStore::connect(EtcdConfig {
+        request_timeout: timeout,
+        ..config(&cluster, "/quorum", Limits::default())
+    })
+    .await
+    .expect("connect");
+    let mut scribe = store_suite::Scribe::new(Arc::new(store.clone()), "/q/");
+    scribe.churn(30, 0).await;
+    let last = store.revision().await.unwrap();
+
+    cluster.kill(0);
+    cluster.kill(1);
+    let started = Instant::now();
+    // Reads fail as soon as the survivor sees it has no leader (an election timeout).
+    let error = within("a failing read", async {
+        loop {
+            match store.get("/q/k00001").await {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(error) => break error,
+            }
+        }
+    })
+    .await;
+    eprintln!("read without quorum after {:?}: {error}", started.elapsed());
+    let write_started = Instant::now();
+    let error = store
+        .create("/q/lost", bytes("x"))
+        .await
+        .expect_err("a write without quorum");
+    let waited = write_started.elapsed();
+    eprintln!("write without quorum after {waited:?}: {error}");
+    assert!(waited < timeout + Duration::from_secs(2), "{waited:?}");
+    let text = error.to_string();
+    let survivor = format!("127.0.0.1:{}", cluster.members[2].client_port);
+    assert!(
+        text.contains("etcd at") && text.contains(&survivor),
+        "{text}"
+    );
+
+    cluster.restart(0);
+    cluster.restart(1);
+    for n in 0..3 {
+        cluster.wait_healthy(n);
+    }
+    let (items, revision) = within("the list after recovery", async {
+        loop {
+            match store.list("/q/", &ListOptions::default()).await {
+                Ok(page) => break (page.items, page.revision),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(revision, last, "nothing was written while down");
+    assert_eq!(items, scribe.live.values().cloned().collect::<Vec<_>>());
+    let next = store.create("/q/after", bytes("y")).await.unwrap();
+    assert_eq!(next.mod_revision, last + 1);
+}
+
+/// A cluster nobody answers on fails to open within the timeouts, naming the endpoints.
+#[tokio::test]
+async fn an_unreachable_cluster_is_named_in_the_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let endpoints = vec![
+        format!("http://127.0.0.1:{port}"),
+        format!("http://127.0.0.2:{port}"),
+    ];
+    let started = Instant::now();
+    let error = EtcdStore::connect(EtcdConfig {
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        ..EtcdConfig::new(endpoints.clone(), "/x")
+    })
+    .await
+    .expect_err("nothing listens");
+    eprintln!("after {:?}: {error}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let text = error.to_string();
+    assert!(text.contains(&endpoints.join(",")), "{text}");
+}
