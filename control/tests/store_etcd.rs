@@ -240,3 +240,71 @@ async fn an_unreachable_cluster_is_named_in_the_error() {
     let text = error.to_string();
     assert!(text.contains(&endpoints.join(",")), "{text}");
 }
+
+const CONTROL: &str = env!("CARGO_BIN_EXE_bosun-control");
+
+/// A `bosun-control` process, killed on drop.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn control(data_dir: &std::path::Path, endpoints: &str) -> Process {
+    let log = std::fs::File::create(data_dir.join("control.log")).expect("log");
+    let child = std::process::Command::new(CONTROL)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--secure-port", "0", "--etcd-prefix", "/cli"])
+        .args(["--etcd-endpoints", endpoints])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn bosun-control");
+    Process(child)
+}
+
+/// `--etcd-endpoints` (all three members, comma-separated) replaces the embedded store: the
+/// server starts and writes its kubeconfig, and no `state.db` appears in its data dir.
+#[test]
+fn bosun_control_starts_on_the_etcd_cluster_it_is_given() {
+    let backend = etcd();
+    let dir = tempfile::tempdir().unwrap();
+    let _control = control(dir.path(), &backend.cluster.endpoints().join(","));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.path().join("admin.kubeconfig").exists() {
+        let log = std::fs::read_to_string(dir.path().join("control.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "not serving after 20 s:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!dir.path().join("state.db").exists());
+}
+
+/// With no etcd member reachable, `bosun-control` exits within its request timeout with an
+/// error naming the endpoints, instead of hanging or falling back to the embedded store.
+#[test]
+fn bosun_control_refuses_to_start_without_its_etcd() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let mut control = control(dir.path(), &endpoint);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = control.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running after 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(dir.path().join("control.log")).unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("opening the store") && log.contains(&endpoint),
+        "{log}"
+    );
+    assert!(!dir.path().join("state.db").exists());
+}

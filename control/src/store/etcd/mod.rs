@@ -91,6 +91,14 @@ fn never_sent(error: &etcd_client::Error) -> bool {
     status.code() == tonic::Code::Unavailable && status.message().contains("connect error")
 }
 
+/// The client's own deadline (the same request timeout) expired.
+fn timed_out(error: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(status) = error else {
+        return false;
+    };
+    status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired"
+}
+
 /// What etcd's refusal of a revision says.
 #[derive(PartialEq, Eq)]
 enum RevisionRefusal {
@@ -134,10 +142,12 @@ impl EtcdStore {
             config,
             endpoints,
         };
+        // Errors name the prefix, the store's "key" as a whole.
+        let prefix = store.config.prefix.clone();
         store
-            .header_revision(Op::Open, "")
+            .header_revision(Op::Open, &prefix)
             .await
-            .map_err(|failure| store.error(Op::Open, "", failure))?;
+            .map_err(|failure| store.error(Op::Open, &prefix, failure))?;
         Ok(store)
     }
 
@@ -172,6 +182,7 @@ impl EtcdStore {
             match tokio::time::timeout_at(deadline, call(self.client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(error)) if never_sent(&error) => unsent = Some(error),
+                Ok(Err(error)) if timed_out(&error) => return Err(Failure::Timeout),
                 Ok(Err(error)) => return Err(Failure::Etcd(error)),
                 Err(_) => return Err(unsent.map_or(Failure::Timeout, Failure::Etcd)),
             }
