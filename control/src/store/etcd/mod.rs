@@ -7,6 +7,9 @@
 //! 0) and read the current value in the same transaction when the comparison fails, so a
 //! conflict names the current revision. Lists range over `[prefix, prefix_end)` at one
 //! revision; watches (in [`watch`]) start at `after_revision + 1` with previous values.
+//! etcd reports its compacted revision only to a watch, so `Error::Compacted` carries the
+//! revision a probe watch learns (see [`watch::compacted_revision`]); a watch from revision 0
+//! on a compacted cluster cannot be refused up front and ends with `Compacted` instead.
 //!
 //! Every request carries etcd's `require-leader` flag and a deadline, so a cluster without
 //! quorum fails requests quickly with an error naming the endpoints instead of hanging.
@@ -19,7 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions,
-    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    KvClient, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
 };
 
 use super::input::{check_revision, prefix_end, Limits};
@@ -51,10 +54,17 @@ impl EtcdConfig {
     }
 }
 
+/// The largest answer accepted from etcd (gRPC's default is 4 MiB, less than a big list;
+/// kube-apiserver's etcd client accepts up to 2 GiB too).
+const MAX_ANSWER_BYTES: usize = i32::MAX as usize;
+
 /// A store on an etcd v3 cluster.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    kv: KvClient,
+    watcher: WatchClient,
+    /// Holds the endpoint set of the balanced channel the clients above share.
+    _client: Client,
     config: EtcdConfig,
     /// The endpoints as errors name them.
     endpoints: String,
@@ -138,14 +148,20 @@ impl EtcdStore {
                 source,
             })?;
         let store = EtcdStore {
-            client,
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_ANSWER_BYTES),
+            watcher: client
+                .watch_client()
+                .max_decoding_message_size(MAX_ANSWER_BYTES),
+            _client: client,
             config,
             endpoints,
         };
         // Errors name the prefix, the store's "key" as a whole.
         let prefix = store.config.prefix.clone();
         store
-            .header_revision(Op::Open, &prefix)
+            .header_revision()
             .await
             .map_err(|failure| store.error(Op::Open, &prefix, failure))?;
         Ok(store)
@@ -171,15 +187,16 @@ impl EtcdStore {
     /// Runs one etcd call under the request deadline. A request that never left this process
     /// (no connection to the member the balancer picked, e.g. a dead one) is sent again, to
     /// any member, until the deadline.
-    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Failure>
+    async fn call<C, T, F, Fut>(&self, client: &C, mut call: F) -> Result<T, Failure>
     where
-        F: FnMut(Client) -> Fut,
+        C: Clone,
+        F: FnMut(C) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let mut unsent = None;
         loop {
-            match tokio::time::timeout_at(deadline, call(self.client.clone())).await {
+            match tokio::time::timeout_at(deadline, call(client.clone())).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(error)) if never_sent(&error) => unsent = Some(error),
                 Ok(Err(error)) if timed_out(&error) => return Err(Failure::Timeout),
@@ -225,10 +242,10 @@ impl EtcdStore {
     }
 
     /// The cluster's newest revision, from a read of one key no store key can be.
-    async fn header_revision(&self, _op: Op, _key: &str) -> Result<i64, Failure> {
+    async fn header_revision(&self) -> Result<i64, Failure> {
         let probe = self.full("\0");
         let response = self
-            .call(|mut client| {
+            .call(&self.kv, |mut client| {
                 let probe = probe.clone();
                 async move {
                     client
@@ -241,7 +258,7 @@ impl EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, Failure> {
-        self.call(|mut client| {
+        self.call(&self.kv, |mut client| {
             let txn = txn.clone();
             async move { client.txn(txn).await }
         })
@@ -254,7 +271,7 @@ impl EtcdStore {
         start: Vec<u8>,
         options: GetOptions,
     ) -> Result<etcd_client::GetResponse, Failure> {
-        self.call(|mut client| {
+        self.call(&self.kv, |mut client| {
             let (start, options) = (start.clone(), options.clone());
             async move { client.get(start, Some(options)).await }
         })
@@ -296,7 +313,7 @@ impl EtcdStore {
     async fn revision_error(&self, op: Op, key: &str, requested: i64, failure: Failure) -> Error {
         match revision_refusal(&failure) {
             Some(RevisionRefusal::Compacted) => self.compacted(op, key, requested).await,
-            Some(RevisionRefusal::Future) => match self.header_revision(op, key).await {
+            Some(RevisionRefusal::Future) => match self.header_revision().await {
                 Ok(current) => Error::FutureRevision {
                     op,
                     key: key.to_owned(),
@@ -317,7 +334,7 @@ impl Store for EtcdStore {
     }
 
     async fn revision(&self) -> Result<i64> {
-        self.header_revision(Op::Revision, "")
+        self.header_revision()
             .await
             .map_err(|failure| self.error(Op::Revision, "", failure))
     }
@@ -335,6 +352,15 @@ impl Store for EtcdStore {
         self.config.limits.check_prefix(Op::List, prefix)?;
         if let Some(revision) = options.revision {
             check_revision(Op::List, prefix, revision)?;
+        }
+        if options.revision == Some(0) {
+            // Revision 0 is before every write (etcd's own first revision is 1); etcd would
+            // read 0 as "the newest".
+            return Ok(ListPage {
+                items: Vec::new(),
+                revision: 0,
+                more: false,
+            });
         }
         let (mut start, end) = self.bounds(prefix);
         if let Some(after) = &options.after_key {
@@ -498,7 +524,7 @@ impl Store for EtcdStore {
     async fn compact(&self, revision: i64) -> Result<i64> {
         check_revision(Op::Compact, "", revision)?;
         let current = self
-            .header_revision(Op::Compact, "")
+            .header_revision()
             .await
             .map_err(|failure| self.error(Op::Compact, "", failure))?;
         if revision > current {
@@ -512,11 +538,11 @@ impl Store for EtcdStore {
         if revision == 0 {
             return Ok(watch::compacted_revision(self).await);
         }
-        let compact = |mut client: Client| async move {
+        let compact = |mut client: KvClient| async move {
             let options = CompactionOptions::new().with_physical();
             client.compact(revision, Some(options)).await
         };
-        match self.call(compact).await {
+        match self.call(&self.kv, compact).await {
             Ok(_) => Ok(revision),
             Err(failure) if revision_refusal(&failure) == Some(RevisionRefusal::Compacted) => {
                 // Already compacted at or past `revision`.

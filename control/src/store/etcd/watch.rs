@@ -56,7 +56,7 @@ pub(super) async fn watch(
         .with_prev_key();
     let fail = |failure| store.error(Op::Watch, prefix, failure);
     let mut stream = store
-        .call(|mut client| {
+        .call(&store.watcher, |mut client| {
             let (start, options) = (start.clone(), options.clone());
             async move { client.watch(start, Some(options)).await }
         })
@@ -217,7 +217,7 @@ impl Feeder {
 /// the compacted revision when there is one.
 pub(super) async fn compacted_revision(store: &EtcdStore) -> i64 {
     let probe = async {
-        let mut client = store.client.watch_client();
+        let mut client = store.watcher.clone();
         let options = WatchOptions::new().with_start_revision(1);
         let mut stream = client.watch(store.full("\0"), Some(options)).await.ok()?;
         loop {
