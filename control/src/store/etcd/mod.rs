@@ -6,9 +6,9 @@
 //! `mod_revision` (and `create_revision > 0`, since a missing key's `mod_revision` compares as
 //! 0) and read the current value in the same transaction when the comparison fails, so a
 //! conflict names the current revision. Lists range over `[prefix, prefix_end)` at one
-//! revision; watches (in [`watch`]) start at `after_revision + 1` with previous values.
+//! revision; watches (in `watch.rs`) start at `after_revision + 1` with previous values.
 //! etcd reports its compacted revision only to a watch, so `Error::Compacted` carries the
-//! revision a probe watch learns (see [`watch::compacted_revision`]); a watch from revision 0
+//! revision a probe watch learns (see `watch::compacted_revision`); a watch from revision 0
 //! on a compacted cluster cannot be refused up front and ends with `Compacted` instead.
 //!
 //! Every request carries etcd's `require-leader` flag and a deadline, so a cluster without
