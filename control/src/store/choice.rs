@@ -14,8 +14,10 @@ pub struct StoreArgs {
     /// state in that etcd cluster instead of the embedded store under --data-dir.
     #[arg(long, value_delimiter = ',', value_name = "URL[,URL…]")]
     pub etcd_endpoints: Vec<String>,
-    /// Prefix of every key bosun-control writes to etcd.
-    #[arg(long, default_value = "/registry")]
+    /// Extra prefix before every key bosun-control writes to etcd. Keys already follow
+    /// kube-apiserver's layout (`/registry/<group|core>/<plural>/…`), so the default is none;
+    /// set one to share an etcd cluster between several control planes.
+    #[arg(long, default_value = "")]
     pub etcd_prefix: String,
 }
 
