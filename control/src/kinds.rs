@@ -173,15 +173,26 @@ const fn status(group: &'static str, version: &'static str, kind: &'static str) 
     }
 }
 
+/// `scale` (autoscaling/v1 Scale) of the kinds with `spec.replicas`.
+const fn scale() -> Subresource {
+    Subresource {
+        name: "scale",
+        group: "autoscaling",
+        version: "v1",
+        kind: "Scale",
+        verbs: STATUS_VERBS,
+    }
+}
+
 const NAMESPACE_SUB: &[Subresource] = &[status("", "v1", "Namespace")];
 const POD_SUB: &[Subresource] = &[status("", "v1", "Pod")];
 const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
 const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
 const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];
 const PVC_SUB: &[Subresource] = &[status("", "v1", "PersistentVolumeClaim")];
-const DEPLOYMENT_SUB: &[Subresource] = &[status("apps", "v1", "Deployment")];
-const REPLICASET_SUB: &[Subresource] = &[status("apps", "v1", "ReplicaSet")];
-const STATEFULSET_SUB: &[Subresource] = &[status("apps", "v1", "StatefulSet")];
+const DEPLOYMENT_SUB: &[Subresource] = &[status("apps", "v1", "Deployment"), scale()];
+const REPLICASET_SUB: &[Subresource] = &[status("apps", "v1", "ReplicaSet"), scale()];
+const STATEFULSET_SUB: &[Subresource] = &[status("apps", "v1", "StatefulSet"), scale()];
 const DAEMONSET_SUB: &[Subresource] = &[status("apps", "v1", "DaemonSet")];
 const JOB_SUB: &[Subresource] = &[status("batch", "v1", "Job")];
 const INGRESS_SUB: &[Subresource] = &[status("networking.k8s.io", "v1", "Ingress")];

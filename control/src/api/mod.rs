@@ -14,6 +14,7 @@ mod namespaces;
 mod patch;
 pub mod path;
 mod query;
+mod scale;
 pub mod selector;
 pub mod table_default;
 mod update;
@@ -155,7 +156,11 @@ where
     };
     let named = call.path.name.is_some();
     let status = call.path.subresource.is_some();
+    let scale = call.path.subresource.as_deref() == Some("scale");
     let result = match (method, named) {
+        (Method::GET, true) if scale => scale::get(&call).await,
+        (Method::PUT, true) if scale => scale::update(&call, &body).await,
+        (Method::PATCH, true) if scale => scale::patch(&call, &body).await,
         (Method::GET, true) => get::get(&call).await,
         (Method::GET, false) if call.query.watch => return Some(watch::watch(call).await),
         (Method::GET, false) => get::list(&call).await,

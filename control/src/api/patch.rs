@@ -13,12 +13,12 @@ use super::{decode_stored, object_response, validate, Call};
 use crate::http_util::ResponseBody;
 use crate::status::ApiError;
 
-enum PatchKind {
+pub(super) enum PatchKind {
     Merge(Value),
     Json(json_patch::Patch),
 }
 
-fn parse(content_type: &str, body: &[u8]) -> Result<PatchKind, ApiError> {
+pub(super) fn parse_patch(content_type: &str, body: &[u8]) -> Result<PatchKind, ApiError> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     let json = |what: &str| -> Result<Value, ApiError> {
         serde_json::from_slice(body)
@@ -48,7 +48,7 @@ fn parse(content_type: &str, body: &[u8]) -> Result<PatchKind, ApiError> {
 }
 
 /// `object` with `patch` applied.
-fn apply(mut object: Value, patch: &PatchKind) -> Result<Value, ApiError> {
+pub(super) fn apply_patch(mut object: Value, patch: &PatchKind) -> Result<Value, ApiError> {
     match patch {
         PatchKind::Merge(p) => json_patch::merge(&mut object, p),
         PatchKind::Json(p) => json_patch::patch(&mut object, p).map_err(|e| {
@@ -71,13 +71,13 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
     let resource = call.resource();
     let name = call.path.name.clone().unwrap_or_default();
     let key = call.path.key().unwrap_or_default();
-    let patch = parse(&call.content_type, body)?;
+    let patch = parse_patch(&call.content_type, body)?;
     let mut tries = 0;
     loop {
         tries += 1;
         let kv = current(call, &key, &name).await?;
         let old = decode_stored(&kv)?;
-        let mut patched = apply(old.clone(), &patch)?;
+        let mut patched = apply_patch(old.clone(), &patch)?;
         let pinned = patched["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"];
         let expected = match patched["metadata"]["resourceVersion"].as_str() {
             Some(rv) if pinned => rv
@@ -113,12 +113,12 @@ mod tests {
 
     #[test]
     fn merge_patches_follow_rfc_7386() {
-        let patch = parse(
+        let patch = parse_patch(
             "application/merge-patch+json",
             br#"{"data":{"a":null,"b":"2"},"metadata":{"labels":{"x":"y"}}}"#,
         )
         .unwrap();
-        let out = apply(
+        let out = apply_patch(
             json!({"metadata": {"name": "c"}, "data": {"a": "1", "c": "3"}}),
             &patch,
         )
@@ -131,16 +131,18 @@ mod tests {
 
     #[test]
     fn json_patches_follow_rfc_6902_and_fail_whole() {
-        let patch = parse("application/json-patch+json", br#"[{"op":"replace","path":"/data/a","value":"9"},{"op":"add","path":"/data/b","value":"2"}]"#).unwrap();
-        let out = apply(json!({"data": {"a": "1"}}), &patch).unwrap();
+        let patch = parse_patch("application/json-patch+json", br#"[{"op":"replace","path":"/data/a","value":"9"},{"op":"add","path":"/data/b","value":"2"}]"#).unwrap();
+        let out = apply_patch(json!({"data": {"a": "1"}}), &patch).unwrap();
         assert_eq!(out, json!({"data": {"a": "9", "b": "2"}}));
-        let patch = parse(
+        let patch = parse_patch(
             "application/json-patch+json",
             br#"[{"op":"test","path":"/data/a","value":"0"}]"#,
         )
         .unwrap();
         assert_eq!(
-            apply(json!({"data": {"a": "1"}}), &patch).unwrap_err().code,
+            apply_patch(json!({"data": {"a": "1"}}), &patch)
+                .unwrap_err()
+                .code,
             422
         );
     }
@@ -151,7 +153,7 @@ mod tests {
             "application/strategic-merge-patch+json",
             "application/apply-patch+yaml",
         ] {
-            let e = parse(media, b"{}").err().unwrap();
+            let e = parse_patch(media, b"{}").err().unwrap();
             assert_eq!(e.code, 415);
             assert!(e.message.contains(media), "{}", e.message);
         }

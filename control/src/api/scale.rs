@@ -1,0 +1,195 @@
+//! The `scale` subresource (autoscaling/v1 `Scale`) of Deployments, ReplicaSets and
+//! StatefulSets: GET shows `spec.replicas`, `status.replicas` and the selector as a string;
+//! PUT and PATCH (merge or JSON patch, what `kubectl scale` sends) change only the parent's
+//! `spec.replicas`, compare-and-swap on its resourceVersion, written like any update.
+
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::get::read;
+use super::meta;
+use super::patch::{apply_patch, parse_patch};
+use super::update::{current, write};
+use super::{decode_stored, object_response, Call};
+use crate::http_util::ResponseBody;
+use crate::status::ApiError;
+
+/// The Scale view of a workload object.
+pub fn to_scale(object: &Value) -> Value {
+    let metadata = &object["metadata"];
+    let mut scale_meta = json!({});
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if !metadata[field].is_null() {
+            scale_meta[field] = metadata[field].clone();
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_meta,
+        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {
+            "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": selector_string(&object["spec"]["selector"]),
+        },
+    })
+}
+
+/// A label selector in its string form (`app=web,tier in (a,b)`), keys sorted as
+/// Kubernetes prints them.
+fn selector_string(selector: &Value) -> String {
+    let mut terms: Vec<(String, String)> = Vec::new();
+    if let Some(labels) = selector["matchLabels"].as_object() {
+        for (k, v) in labels {
+            terms.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))));
+        }
+    }
+    for expr in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = expr["key"].as_str().unwrap_or("").to_owned();
+        let mut values: Vec<&str> = expr["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        values.sort_unstable();
+        let term = match expr["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.clone(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => continue,
+        };
+        terms.push((key, term));
+    }
+    terms.sort();
+    terms
+        .into_iter()
+        .map(|(_, term)| term)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub async fn get(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
+    Ok(object_response(
+        StatusCode::OK,
+        &to_scale(&read(call).await?),
+        &[],
+    ))
+}
+
+pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
+    let scale: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the Scale is not valid JSON: {e}")))?;
+    let pinned = scale["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|rv| !rv.is_empty())
+        .map(|rv| {
+            rv.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))
+        })
+        .transpose()?;
+    set_replicas(call, pinned, |_| Ok(scale.clone())).await
+}
+
+pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
+    let patch = parse_patch(&call.content_type, body)?;
+    set_replicas(call, None, |current| apply_patch(current, &patch)).await
+}
+
+/// Reads the parent, computes the wanted Scale from its current one with `wanted`, and writes
+/// the parent with the new `spec.replicas`; retried on a concurrent write unless `pinned`.
+async fn set_replicas(
+    call: &Call,
+    pinned: Option<i64>,
+    wanted: impl Fn(Value) -> Result<Value, ApiError>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let resource = call.resource();
+    let name = call.path.name.clone().unwrap_or_default();
+    let key = call.path.key().unwrap_or_default();
+    for _ in 0..5 {
+        let kv = current(call, &key, &name).await?;
+        let old = decode_stored(&kv)?;
+        let scale = wanted(to_scale(&old))?;
+        let replicas = replicas_of(&scale)?;
+        let expected = pinned.unwrap_or(kv.mod_revision);
+        if expected != kv.mod_revision {
+            return Err(ApiError::conflict(resource.group, resource.plural, &name));
+        }
+        let mut object = old.clone();
+        object["spec"]["replicas"] = json!(replicas);
+        let new = meta::prepare_update(&old, object, resource, false);
+        match write(call, &key, &name, expected, new).await {
+            Ok(stored) => return Ok(object_response(StatusCode::OK, &to_scale(&stored), &[])),
+            Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(resource.group, resource.plural, &name))
+}
+
+/// `spec.replicas` of a Scale: a whole number ≥ 0, or a 422 naming the field.
+fn replicas_of(scale: &Value) -> Result<i64, ApiError> {
+    match scale["spec"]["replicas"].as_i64() {
+        Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => Ok(n),
+        _ => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!(
+                "Scale.autoscaling \"{}\" is invalid: spec.replicas: Invalid value: {}: must be greater than or equal to 0",
+                scale["metadata"]["name"].as_str().unwrap_or(""),
+                scale["spec"]["replicas"]
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_shows_replicas_and_the_selector_string() {
+        let deployment = json!({
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "7", "labels": {"x": "y"}},
+            "spec": {"replicas": 3, "selector": {
+                "matchLabels": {"tier": "front", "app": "web"},
+                "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]},
+                                     {"key": "canary", "operator": "DoesNotExist"}]}},
+            "status": {"replicas": 2},
+        });
+        let scale = to_scale(&deployment);
+        assert_eq!(scale["kind"], "Scale");
+        assert_eq!(
+            scale["metadata"],
+            json!({"name": "web", "namespace": "shop", "resourceVersion": "7"})
+        );
+        assert_eq!(scale["spec"]["replicas"], 3);
+        assert_eq!(scale["status"]["replicas"], 2);
+        assert_eq!(
+            scale["status"]["selector"],
+            "app=web,!canary,env in (dev,prod),tier=front"
+        );
+    }
+
+    #[test]
+    fn replicas_must_be_a_non_negative_whole_number() {
+        assert_eq!(replicas_of(&json!({"spec": {"replicas": 0}})).unwrap(), 0);
+        for bad in [json!(-1), json!("3"), json!(null), json!(1.5)] {
+            let err = replicas_of(&json!({"metadata": {"name": "web"}, "spec": {"replicas": bad}}))
+                .unwrap_err();
+            assert_eq!(err.code, StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(err.message.contains("spec.replicas"), "{}", err.message);
+        }
+    }
+}
