@@ -13,6 +13,7 @@ use super::update::{current, write};
 use super::{decode_stored, object_response, Call};
 use crate::http_util::ResponseBody;
 use crate::status::ApiError;
+use crate::table::selector_string;
 
 /// The Scale view of a workload object.
 pub fn to_scale(object: &Value) -> Value {
@@ -39,45 +40,6 @@ pub fn to_scale(object: &Value) -> Value {
             "selector": selector_string(&object["spec"]["selector"]),
         },
     })
-}
-
-/// A label selector in its string form (`app=web,tier in (a,b)`), keys sorted as
-/// Kubernetes prints them.
-fn selector_string(selector: &Value) -> String {
-    let mut terms: Vec<(String, String)> = Vec::new();
-    if let Some(labels) = selector["matchLabels"].as_object() {
-        for (k, v) in labels {
-            terms.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))));
-        }
-    }
-    for expr in selector["matchExpressions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let key = expr["key"].as_str().unwrap_or("").to_owned();
-        let mut values: Vec<&str> = expr["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        values.sort_unstable();
-        let term = match expr["operator"].as_str().unwrap_or("") {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.clone(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => continue,
-        };
-        terms.push((key, term));
-    }
-    terms.sort();
-    terms
-        .into_iter()
-        .map(|(_, term)| term)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 pub async fn get(call: &Call) -> Result<Response<ResponseBody>, ApiError> {

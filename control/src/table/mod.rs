@@ -9,6 +9,9 @@
 //! would). Pure: no I/O, the caller passes `now`.
 
 mod cells;
+
+/// The string form of a LabelSelector (also what a Scale's `status.selector` holds).
+pub use cells::selector_string;
 mod cluster;
 mod config_storage;
 mod network;
