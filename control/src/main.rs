@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bosun_control::api::{self, ApiState};
-use bosun_control::store::{Compactor, CompactorConfig};
+use bosun_control::store::{Compactor, CompactorConfig, EncryptedStore, EncryptionKey, Store};
 use bosun_control::{kubeconfig, pki, router::ServerInfo, server};
 use clap::Parser;
 
@@ -75,6 +75,17 @@ async fn run(args: Args) -> Result<()> {
         .open(&args.data_dir)
         .await
         .context("opening the store")?;
+    // Secrets are encrypted at rest, in either backend, with a key kept in the data dir.
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let key_path = args.data_dir.join("secrets-encryption.key");
+    let key = EncryptionKey::load_or_create(&key_path)
+        .with_context(|| format!("the encryption key {}", key_path.display()))?;
+    let secrets: Vec<String> = bosun_control::kinds::find("", "v1", "secrets")
+        .map(|r| r.key_prefix())
+        .into_iter()
+        .collect();
+    let store: Arc<dyn Store> = Arc::new(EncryptedStore::new(store, key, secrets));
     let _compactor = Compactor::spawn(Arc::downgrade(&store), CompactorConfig::default());
     let ca = pki::Ca::load_or_create(&args.data_dir.join("pki")).context("loading the CA")?;
     let mut ips = vec![IpAddr::from([127, 0, 0, 1]), advertise];

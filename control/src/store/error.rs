@@ -116,6 +116,11 @@ pub enum Error {
     #[error("open {path}: the data directory is in use by another process")]
     Locked { path: PathBuf },
 
+    /// A value encrypted at rest could not be encrypted or decrypted (a wrong or lost key,
+    /// a damaged value).
+    #[error("{op} {key:?}: encryption at rest: {reason}")]
+    Encryption { op: Op, key: String, reason: String },
+
     /// A file-system failure while opening the store.
     #[error("open {path}: {source}")]
     Io {
@@ -170,6 +175,7 @@ impl Error {
             | Error::Closed { op, .. }
             | Error::Etcd { op, .. }
             | Error::EtcdUnavailable { op, .. }
+            | Error::Encryption { op, .. }
             | Error::Sqlite { op, .. } => Some(*op),
             Error::Locked { .. } | Error::Io { .. } => Some(Op::Open),
         }

@@ -15,6 +15,7 @@
 
 mod choice;
 mod compactor;
+mod encrypted;
 mod error;
 pub mod etcd;
 mod input;
@@ -26,6 +27,7 @@ use bytes::Bytes;
 
 pub use choice::StoreArgs;
 pub use compactor::{Compactor, CompactorConfig};
+pub use encrypted::{EncryptedStore, EncryptionKey};
 pub use error::{Error, Op, Result};
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use input::{prefix_end, Limits};
