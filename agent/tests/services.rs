@@ -412,7 +412,15 @@ fn udp_cluster_ip_reaches_every_endpoint_and_replies_come_from_the_vip() {
     });
     let routes = stdout(&node_ns.ip(&["route", "show"]));
     assert!(routes.contains("blackhole 10.96.0.0/16"), "{routes}");
-    std::thread::sleep(Duration::from_millis(300)); // servers bound
+    common::wait_until("both UDP servers bound", Duration::from_secs(10), || {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", node_ns.path().display()))
+            .args(["ss", "-Hunl"])
+            .output()
+            .expect("ss");
+        let sockets = String::from_utf8_lossy(&out.stdout);
+        sockets.contains("192.168.84.1:5353") && sockets.contains("192.168.84.2:5353")
+    });
     let script = format!("exec python3 {} 10.96.84.53 20", client_py.display());
     let out = run_client(&node, &node_ns, &script);
     let text = stdout(&out);
