@@ -46,6 +46,24 @@ impl AcceptBackoff {
         tokio::time::sleep(self.on_error(err)).await;
     }
 
+    /// Calls `accept` until it succeeds, backing off after each failure; returns what it
+    /// accepted. The one accept loop of every agent server.
+    pub async fn accept<T, F, Fut>(&mut self, mut accept: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = io::Result<T>>,
+    {
+        loop {
+            match accept().await {
+                Ok(accepted) => {
+                    self.succeeded();
+                    return accepted;
+                }
+                Err(e) => self.failed(&e).await,
+            }
+        }
+    }
+
     /// Records a successful accept, ending an episode of failures.
     pub fn succeeded(&mut self) {
         if self.failing {

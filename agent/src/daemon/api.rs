@@ -31,16 +31,7 @@ pub const SOCKET: &str = "agent.sock";
 pub async fn serve(listener: UnixListener, pods: Arc<Mutex<PodTable>>) {
     let mut backoff = AcceptBackoff::new("api");
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                backoff.succeeded();
-                stream
-            }
-            Err(e) => {
-                backoff.failed(&e).await;
-                continue;
-            }
-        };
+        let (stream, _) = backoff.accept(|| listener.accept()).await;
         let pods = pods.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();

@@ -35,16 +35,7 @@ pub async fn serve(listener: TcpListener) {
     }
     let mut backoff = AcceptBackoff::new("metrics");
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                backoff.succeeded();
-                stream
-            }
-            Err(e) => {
-                backoff.failed(&e).await;
-                continue;
-            }
-        };
+        let (stream, _) = backoff.accept(|| listener.accept()).await;
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -14,13 +14,9 @@ use crate::status::ApiError;
 
 pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
     let resource = call.resource();
-    let validate::Body {
-        mut object,
-        duplicates,
-    } = validate::decode_body(&call.content_type, body)?;
-    let warnings = validate::check_typed(
-        &mut object,
-        &duplicates,
+    let (mut object, warnings) = validate::decode_checked(
+        &call.content_type,
+        body,
         resource,
         call.query.field_validation,
     )?;

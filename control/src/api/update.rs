@@ -16,13 +16,9 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     let resource = call.resource();
     let name = call.path.name.clone().unwrap_or_default();
     let key = call.path.key().unwrap_or_default();
-    let validate::Body {
-        mut object,
-        duplicates,
-    } = validate::decode_body(&call.content_type, body)?;
-    let warnings = validate::check_typed(
-        &mut object,
-        &duplicates,
+    let (mut object, warnings) = validate::decode_checked(
+        &call.content_type,
+        body,
         resource,
         call.query.field_validation,
     )?;

@@ -21,6 +21,22 @@ pub struct Body {
     pub duplicates: Vec<String>,
 }
 
+/// A create or update body decoded and checked against its type: the object and the
+/// warnings for the client (`fieldValidation=Warn`).
+pub fn decode_checked(
+    content_type: &str,
+    body: &[u8],
+    resource: &Resource,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let Body {
+        mut object,
+        duplicates,
+    } = decode_body(content_type, body)?;
+    let warnings = check_typed(&mut object, &duplicates, resource, validation)?;
+    Ok((object, warnings))
+}
+
 /// Decodes a request body holding an object: JSON (or YAML); protobuf is refused with 415.
 pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Body, ApiError> {
     let media = content_type.split(';').next().unwrap_or("").trim();
