@@ -277,9 +277,34 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
     in_group_version(group, version).find(|r| r.plural == plural)
 }
 
+/// The served resource a store key belongs to, with the object's namespace and name.
+pub fn for_key(key: &str) -> Option<(&'static Resource, Option<&str>, &str)> {
+    RESOURCES.iter().filter(|r| r.served()).find_map(|r| {
+        let rest = key.strip_prefix(r.key_prefix().as_str())?;
+        if r.namespaced() {
+            let (namespace, name) = rest.split_once('/')?;
+            Some((r, Some(namespace), name))
+        } else {
+            Some((r, None, rest))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_map_back_to_their_resource() {
+        let (r, ns, name) = for_key("/registry/apps/deployments/default/web").unwrap();
+        assert_eq!((r.kind, ns, name), ("Deployment", Some("default"), "web"));
+        let (r, ns, name) = for_key("/registry/core/nodes/n1").unwrap();
+        assert_eq!((r.kind, ns, name), ("Node", None, "n1"));
+        let (r, _, _) = for_key("/registry/core/serviceaccounts/default/x").unwrap();
+        assert_eq!(r.kind, "ServiceAccount");
+        assert!(for_key("/registry/core/pods/no-name").is_none());
+        assert!(for_key("/elsewhere/x").is_none());
+    }
 
     #[test]
     fn every_group_version_has_unique_plurals_and_kinds() {

@@ -2,13 +2,15 @@
 //! §1, §8). Discovery and every path are generated from one table of kinds (`kinds`); TLS is
 //! always on, with a CA of our own (`pki`) and an admin kubeconfig written at start. Objects
 //! persist in `store`: etcd's model (revisions, compare-and-swap, watch, compaction) on an
-//! embedded SQLite file or etcd; it knows nothing of Kubernetes.
+//! embedded SQLite file or etcd; it knows nothing of Kubernetes. The `controllers` (today the
+//! garbage collector) run in the same process and write through the API's own path.
 //!
 //! This crate never touches the node: no namespaces, cgroups or routes.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod controllers;
 pub mod discovery;
 pub mod http_util;
 pub mod identity;

@@ -126,6 +126,8 @@ async fn run(args: Args) -> Result<()> {
         .await
         .context("creating the built-in namespaces")?;
 
+    let _controllers = bosun_control::controllers::spawn(&state);
+
     kubeconfig::write(&kubeconfig_path, &text)
         .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
     tracing::info!(%address, kubeconfig = %kubeconfig_path.display(), "serving the Kubernetes API");

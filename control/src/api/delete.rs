@@ -1,8 +1,10 @@
 //! DELETE of an object and of a collection. An object with finalizers gets a
 //! deletionTimestamp and stays until they are removed (the update that removes the last one
 //! deletes it); otherwise the key is deleted, compare-and-swap on the revision just read. The
-//! answer is the object (200). DeleteOptions in the body: `propagationPolicy` (accepted; the
-//! garbage collector that honours it comes with ownerReferences), `preconditions`, `dryRun`.
+//! answer is the object (200). DeleteOptions in the body: `propagationPolicy` (and the older
+//! `orphanDependents`), `preconditions`, `dryRun`. Foreground and Orphan propagation add the
+//! `foregroundDeletion` / `orphan` finalizer that the garbage collector (`controllers::gc`)
+//! works off and removes; Background deletes at once and leaves the dependents to it.
 //! Namespaces are deleted by `namespaces`.
 
 use http::{Response, StatusCode};
@@ -23,30 +25,86 @@ pub enum Outcome {
     Marked(Value),
 }
 
-/// Checks a DeleteOptions body; returns whether it asks for a dry run and its preconditions.
-fn options(body: &[u8]) -> Result<(bool, Value), ApiError> {
+/// What happens to an object's dependents (those naming it in `ownerReferences`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The object goes now; the garbage collector deletes the dependents afterwards.
+    #[default]
+    Background,
+    /// The object stays (finalizer `foregroundDeletion`) until its blocking dependents are gone.
+    Foreground,
+    /// The dependents lose their reference to it (finalizer `orphan`) and stay.
+    Orphan,
+}
+
+/// The finalizer through which the garbage collector deletes dependents first.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// The finalizer through which the garbage collector orphans dependents first.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
+impl Propagation {
+    fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Propagation::Background => None,
+            Propagation::Foreground => Some(FOREGROUND_FINALIZER),
+            Propagation::Orphan => Some(ORPHAN_FINALIZER),
+        }
+    }
+}
+
+/// A DeleteOptions body, checked.
+struct DeleteOptions {
+    dry_run: bool,
+    preconditions: Value,
+    propagation: Propagation,
+}
+
+/// Checks a DeleteOptions body.
+fn options(body: &[u8]) -> Result<DeleteOptions, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok((false, Value::Null));
+        return Ok(DeleteOptions {
+            dry_run: false,
+            preconditions: Value::Null,
+            propagation: Propagation::default(),
+        });
     }
     let options: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("DeleteOptions is not valid JSON: {e}")))?;
-    match options["propagationPolicy"].as_str() {
-        None | Some("Orphan" | "Background" | "Foreground") => {}
-        Some(other) => {
+    let propagation = match (
+        options["propagationPolicy"].as_str(),
+        options["orphanDependents"].as_bool(),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "orphanDependents: Invalid value: true: orphanDependents and propagationPolicy may not both be set",
+            ))
+        }
+        (Some("Background"), None) | (None, Some(false) | None) => Propagation::Background,
+        (Some("Foreground"), None) => Propagation::Foreground,
+        (Some("Orphan"), None) | (None, Some(true)) => Propagation::Orphan,
+        (Some(other), None) => {
             return Err(ApiError::bad_request(format!(
                 "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
             )))
         }
-    }
+    };
     let dry_run = options["dryRun"]
         .as_array()
         .is_some_and(|d| d.iter().any(|v| v == "All"));
-    Ok((dry_run, options["preconditions"].clone()))
+    Ok(DeleteOptions {
+        dry_run,
+        preconditions: options["preconditions"].clone(),
+        propagation,
+    })
 }
 
 pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
-    let (dry_body, preconditions) = options(body)?;
-    let dry_run = dry_body || call.query.dry_run;
+    let DeleteOptions {
+        dry_run,
+        preconditions,
+        propagation,
+    } = options(body)?;
+    let dry_run = dry_run || call.query.dry_run;
     let name = call.path.name.clone().unwrap_or_default();
     let key = call.path.key().unwrap_or_default();
     let store = &call.state.store;
@@ -81,22 +139,35 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         let marked = namespaces::begin_delete(&call.state, &kv).await?;
         return Ok(object_response(StatusCode::OK, &marked, &[]));
     }
-    match delete_kv(store.as_ref(), &kv, |e| call.store_error(&name, e)).await? {
+    match delete_kv(store.as_ref(), &kv, propagation, |e| {
+        call.store_error(&name, e)
+    })
+    .await?
+    {
         Outcome::Deleted(o) | Outcome::Marked(o) => Ok(object_response(StatusCode::OK, &o, &[])),
     }
 }
 
-/// Deletes the object stored in `kv`, or marks it when it has finalizers.
+/// Deletes the object stored in `kv`, or marks it when it has finalizers (including the one
+/// `propagation` adds).
 pub async fn delete_kv(
     store: &dyn Store,
     kv: &KeyValue,
+    propagation: Propagation,
     map: impl Fn(store::Error) -> ApiError,
 ) -> Result<Outcome, ApiError> {
     let mut object = decode_stored(kv)?;
+    let mut changed = false;
+    if let Some(finalizer) = propagation.finalizer() {
+        changed = set_gc_finalizer(&mut object, finalizer);
+    }
     if finalizers(&object) > 0 {
         if object["metadata"]["deletionTimestamp"].is_null() {
             object["metadata"]["deletionTimestamp"] = json!(meta::now());
             object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            changed = true;
+        }
+        if changed {
             let updated = store
                 .update(&kv.key, meta::to_stored(&object)?, kv.mod_revision)
                 .await
@@ -113,8 +184,32 @@ pub async fn delete_kv(
     Ok(Outcome::Deleted(object))
 }
 
+/// Gives the object the garbage collector's `finalizer` and drops the other one of the two
+/// (a later delete may change its mind, as in Kubernetes); whether anything changed.
+fn set_gc_finalizer(object: &mut Value, finalizer: &str) -> bool {
+    let list = &mut object["metadata"]["finalizers"];
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    let Some(items) = list.as_array_mut() else {
+        return false;
+    };
+    let before = items.len();
+    items.retain(|f| f == finalizer || (f != FOREGROUND_FINALIZER && f != ORPHAN_FINALIZER));
+    let mut changed = items.len() != before;
+    if !items.iter().any(|f| f == finalizer) {
+        items.push(json!(finalizer));
+        changed = true;
+    }
+    changed
+}
+
 /// DELETE of a collection: every object matching the selectors, answered as a list.
-pub async fn delete_collection(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn delete_collection(
+    call: &Call,
+    body: &[u8],
+) -> Result<Response<ResponseBody>, ApiError> {
+    let options = options(body)?;
     let page = list_page(call).await?;
     let mut items = Vec::new();
     for object in page.objects {
@@ -124,14 +219,14 @@ pub async fn delete_collection(call: &Call) -> Result<Response<ResponseBody>, Ap
             object["metadata"]["namespace"].as_str(),
             &name,
         );
-        if call.query.dry_run {
+        if call.query.dry_run || options.dry_run {
             items.push(object);
             continue;
         }
         let Some(kv) = call.state.store.get(&key).await.map_err(map_store_error)? else {
             continue; // deleted meanwhile
         };
-        match delete_kv(call.state.store.as_ref(), &kv, |e| {
+        match delete_kv(call.state.store.as_ref(), &kv, options.propagation, |e| {
             call.store_error(&name, e)
         })
         .await

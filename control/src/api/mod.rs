@@ -6,7 +6,7 @@
 
 mod create;
 mod defaults;
-mod delete;
+pub(crate) mod delete;
 mod duplicates;
 mod get;
 mod meta;
@@ -171,7 +171,7 @@ where
         (Method::PATCH, true) => patch::patch(&call, &body).await,
         (Method::DELETE, true) if !status => delete::delete(&call, &body).await,
         (Method::DELETE, false) if call.resource().verbs().contains(&"deletecollection") => {
-            delete::delete_collection(&call).await
+            delete::delete_collection(&call, &body).await
         }
         (method, _) => Err(ApiError::method_not_allowed(&method, &uri_path)),
     };
