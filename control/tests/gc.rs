@@ -59,8 +59,9 @@ fn wait_until(what: &str, control: &Control, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A Deployment, a ReplicaSet it owns and a Pod the ReplicaSet owns (made by hand: the
-/// controllers that make them come with the cluster).
+/// A Deployment, a ReplicaSet it owns and a Pod the ReplicaSet owns, made by hand. The
+/// ReplicaSet wants no replicas and the Pod is outside its selector with a non-controller
+/// reference, so the ReplicaSet controller leaves both alone and only the collector acts.
 fn deployment_tree(control: &Control) {
     let labels = json!({"app": "web"});
     let template = json!({"metadata": {"labels": labels},
@@ -76,14 +77,16 @@ fn deployment_tree(control: &Control) {
         &json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "metadata": {"name": "web-1", "labels": labels,
                              "ownerReferences": [owner("apps/v1", "Deployment", "web", &deployment, true)]},
-                "spec": {"selector": {"matchLabels": labels}, "template": template}}),
+                "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": template}}),
     );
     let rs = uid(control, "replicaset/web-1");
+    let mut reference = owner("apps/v1", "ReplicaSet", "web-1", &rs, true);
+    reference["controller"] = json!(false);
     create(
         control,
         &json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "web-1-a", "labels": labels,
-                             "ownerReferences": [owner("apps/v1", "ReplicaSet", "web-1", &rs, true)]},
+                "metadata": {"name": "web-1-a", "labels": {"app": "solo"},
+                             "ownerReferences": [reference]},
                 "spec": template["spec"]}),
     );
 }

@@ -9,7 +9,7 @@ mod defaults;
 pub(crate) mod delete;
 mod duplicates;
 mod get;
-mod meta;
+pub(crate) mod meta;
 mod namespaces;
 mod patch;
 pub mod path;

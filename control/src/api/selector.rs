@@ -69,6 +69,11 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
+    /// The selector a `metav1.LabelSelector` object (matchLabels, matchExpressions) means.
+    pub fn from_object(selector: &Value) -> Result<LabelSelector, String> {
+        LabelSelector::parse(&crate::table::selector_string(selector))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -25,12 +25,21 @@ pub struct ClientError {
 }
 
 impl ClientError {
+    pub fn is_already_exists(&self) -> bool {
+        self.code == StatusCode::CONFLICT && self.reason == "AlreadyExists"
+    }
+
     pub fn is_not_found(&self) -> bool {
         self.code == StatusCode::NOT_FOUND
     }
 
     pub fn is_conflict(&self) -> bool {
         self.code == StatusCode::CONFLICT
+    }
+
+    /// An error that only lacks the newest state: retry without a warning.
+    pub fn is_transient(&self) -> bool {
+        self.is_conflict() || self.is_not_found()
     }
 }
 
@@ -145,6 +154,36 @@ impl Loopback {
         .await
     }
 
+    /// POST of a new object.
+    pub async fn create(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        object: &Value,
+    ) -> Result<Value, ClientError> {
+        let path = resource_path(resource, namespace, None);
+        self.request(Method::POST, &path, "application/json", Some(object))
+            .await
+    }
+
+    /// A JSON merge patch of one object's `status` subresource.
+    pub async fn merge_patch_status(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, ClientError> {
+        let path = format!("{}/status", resource_path(resource, namespace, Some(name)));
+        self.request(
+            Method::PATCH,
+            &path,
+            "application/merge-patch+json",
+            Some(patch),
+        )
+        .await
+    }
+
     /// DELETE of one object with DeleteOptions `options`.
     pub async fn delete(
         &self,
@@ -157,6 +196,14 @@ impl Loopback {
         self.request(Method::DELETE, &path, "application/json", Some(options))
             .await
     }
+}
+
+/// The store revision an answer's `metadata.resourceVersion` names (0 if none).
+pub fn revision_of(object: &Value) -> i64 {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

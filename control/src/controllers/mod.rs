@@ -1,13 +1,21 @@
 //! The controllers behind the API, as kube-controller-manager runs them: each follows the
-//! store and writes through [`client::Loopback`] — the same validation and storage path as
-//! kubectl's requests, in process. Today: the garbage collector (`gc`).
+//! store through an `informer` cache and writes through [`client::Loopback`] — the same
+//! validation and storage path as kubectl's requests, in process — from a `queue` of keys.
+//! Today: the garbage collector (`gc`) and the ReplicaSet controller (`replicaset`).
 
 pub mod client;
+mod events;
 mod gc;
+mod informer;
+mod pods;
+mod queue;
+mod replicaset;
 
 use std::sync::Arc;
 
 use crate::api::ApiState;
+use crate::kinds;
+use informer::Informer;
 
 /// The user the controllers act as.
 pub const CONTROLLER_USER: &str = "system:kube-controller-manager";
@@ -25,10 +33,20 @@ impl Drop for Controllers {
     }
 }
 
+fn resource(group: &str, plural: &str) -> &'static kinds::Resource {
+    match kinds::find(group, "v1", plural) {
+        Some(r) => r,
+        None => unreachable!("the kinds table serves {group}/v1 {plural}"),
+    }
+}
+
 /// Starts every controller.
 pub fn spawn(state: &Arc<ApiState>) -> Controllers {
     let client = client::Loopback::new(Arc::clone(state), CONTROLLER_USER);
-    Controllers {
-        tasks: gc::spawn(Arc::clone(&state.store), client),
-    }
+    let store = &state.store;
+    let pods = Informer::spawn(Arc::clone(store), resource("", "pods"));
+    let replicasets = Informer::spawn(Arc::clone(store), resource("apps", "replicasets"));
+    let mut tasks = gc::spawn(Arc::clone(store), client.clone());
+    tasks.extend(replicaset::spawn(client, replicasets, pods));
+    Controllers { tasks }
 }

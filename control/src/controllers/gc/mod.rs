@@ -10,14 +10,13 @@
 mod graph;
 mod plan;
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::Notify;
 
 use super::client::{ClientError, Loopback};
+use super::queue::WorkQueue;
 use crate::store::{EventKind, ListOptions, Store};
 use graph::Graph;
 use plan::Step;
@@ -26,28 +25,12 @@ use plan::Step;
 const REGISTRY: &str = "/registry/";
 /// Page size of the (re)list.
 const PAGE: usize = 500;
-/// The longest wait before a failed object is tried again.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// State shared by the two tasks.
+/// State shared by the two tasks: the graph and the queue of uids to look at.
 #[derive(Default)]
 struct Shared {
     graph: Mutex<Graph>,
-    dirty: Mutex<BTreeSet<String>>,
-    wake: Notify,
-}
-
-impl Shared {
-    fn mark(&self, uids: BTreeSet<String>) {
-        if uids.is_empty() {
-            return;
-        }
-        self.dirty
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(uids);
-        self.wake.notify_one();
-    }
+    queue: Arc<WorkQueue>,
 }
 
 /// Runs the collector until the returned tasks are aborted.
@@ -66,7 +49,7 @@ async fn follow(store: Arc<dyn Store>, shared: Arc<Shared>) {
             Ok((graph, revision)) => {
                 let candidates = graph.all_candidates();
                 *shared.graph.lock().unwrap_or_else(PoisonError::into_inner) = graph;
-                shared.mark(candidates);
+                shared.queue.add(candidates);
                 revision
             }
             Err(error) => {
@@ -98,7 +81,7 @@ async fn follow(store: Arc<dyn Store>, shared: Arc<Shared>) {
                     EventKind::Delete => graph.remove(&event.kv.key),
                 }
             };
-            shared.mark(dirty);
+            shared.queue.add(dirty);
         }
     }
 }
@@ -125,36 +108,19 @@ async fn list(store: &dyn Store) -> Result<(Graph, i64), crate::store::Error> {
 
 /// Plans and carries out the work on every marked uid.
 async fn work(client: Loopback, shared: Arc<Shared>) {
-    let mut failures: HashMap<String, u32> = HashMap::new();
     loop {
-        let batch =
-            std::mem::take(&mut *shared.dirty.lock().unwrap_or_else(PoisonError::into_inner));
-        if batch.is_empty() {
-            shared.wake.notified().await;
-            continue;
-        }
-        for uid in batch {
+        for uid in shared.queue.next_batch().await {
             let steps = plan::plan(
                 &shared.graph.lock().unwrap_or_else(PoisonError::into_inner),
                 &uid,
             );
             match run(&client, &steps).await {
-                Ok(()) => {
-                    failures.remove(&uid);
-                }
+                Ok(()) => shared.queue.forget(&uid),
                 Err(error) => {
-                    let tries = failures.entry(uid.clone()).or_insert(0);
-                    *tries += 1;
-                    let wait =
-                        Duration::from_millis(200 * 2u64.pow((*tries).min(8))).min(MAX_BACKOFF);
-                    if *tries == 1 || !error.is_conflict() {
-                        tracing::warn!(%uid, %error, tries = *tries, "garbage collector: retrying");
+                    let tries = shared.queue.retry(&uid);
+                    if tries == 1 || !error.is_conflict() {
+                        tracing::warn!(%uid, %error, tries, "garbage collector: retrying");
                     }
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(wait).await;
-                        shared.mark(BTreeSet::from([uid]));
-                    });
                 }
             }
         }

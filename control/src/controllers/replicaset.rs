@@ -1,0 +1,353 @@
+//! The ReplicaSet controller, as kube-controller-manager's: keeps `spec.replicas` active pods
+//! made from the template, each owned by the ReplicaSet (controller reference, so the garbage
+//! collector removes them with it). Orphan pods matching the selector are adopted, owned pods
+//! that no longer match are released. Scale-down deletes the least valuable pods first
+//! (unscheduled, pending, not ready, most restarts, newest). `status` counts replicas,
+//! fully-labelled, ready and available (ready for `minReadySeconds`) pods and the observed
+//! generation. Every create and delete is recorded as an Event; after writing, the controller
+//! waits until its pod cache has seen its writes before it decides again (client-go's
+//! "expectations").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::client::{revision_of, ClientError, Loopback};
+use super::events::{record, EventType};
+use super::informer::Informer;
+use super::pods::{self, controller_of};
+use super::queue::WorkQueue;
+use crate::api::selector::LabelSelector;
+
+const COMPONENT: &str = "replicaset-controller";
+/// The most pods one pass creates or deletes (kube-controller-manager's burst).
+const BURST: usize = 500;
+
+/// Starts the controller over the two caches.
+pub fn spawn(
+    client: Loopback,
+    replicasets: Arc<Informer>,
+    pods: Arc<Informer>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let queue = WorkQueue::new();
+    let controller = Arc::new(Controller {
+        client,
+        replicasets,
+        pods,
+        queue,
+    });
+    vec![
+        tokio::spawn(Arc::clone(&controller).feed_from_replicasets()),
+        tokio::spawn(Arc::clone(&controller).feed_from_pods()),
+        tokio::spawn(controller.work()),
+    ]
+}
+
+struct Controller {
+    client: Loopback,
+    replicasets: Arc<Informer>,
+    pods: Arc<Informer>,
+    queue: Arc<WorkQueue>,
+}
+
+impl Controller {
+    async fn feed_from_replicasets(self: Arc<Self>) {
+        let mut changes = self.replicasets.subscribe();
+        self.replicasets.wait_for(1, Duration::MAX).await;
+        self.queue.add(self.replicasets.keys());
+        loop {
+            match changes.recv().await {
+                Ok(key) => self.queue.add([key]),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    self.queue.add(self.replicasets.keys())
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn feed_from_pods(self: Arc<Self>) {
+        let mut changes = self.pods.subscribe();
+        loop {
+            match changes.recv().await {
+                Ok(key) => self.queue.add(self.replicasets_for_pod(&key)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    self.queue.add(self.replicasets.keys())
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// The ReplicaSets a change of the pod at `key` concerns: its controller, or — for an
+    /// orphan or a pod that is gone — every ReplicaSet of its namespace.
+    fn replicasets_for_pod(&self, key: &str) -> Vec<String> {
+        let prefix = self.replicasets.resource.key_prefix();
+        if let Some(pod) = self.pods.get(key) {
+            let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("");
+            if let Some(owner) = controller_of(&pod) {
+                return if owner["kind"] == "ReplicaSet" {
+                    vec![format!(
+                        "{prefix}{namespace}/{}",
+                        owner["name"].as_str().unwrap_or("")
+                    )]
+                } else {
+                    Vec::new()
+                };
+            }
+        }
+        let namespace = crate::kinds::for_key(key)
+            .and_then(|(_, ns, _)| ns)
+            .unwrap_or("");
+        let in_namespace = format!("{prefix}{namespace}/");
+        self.replicasets
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(&in_namespace))
+            .collect()
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            for key in self.queue.next_batch().await {
+                match self.reconcile(&key).await {
+                    Ok(again) => {
+                        self.queue.forget(&key);
+                        if let Some(delay) = again {
+                            self.queue.add_after(key, delay);
+                        }
+                    }
+                    Err(error) => {
+                        let tries = self.queue.retry(&key);
+                        if tries == 1 || !error.is_transient() {
+                            tracing::warn!(%key, %error, tries, "replicaset controller: retrying");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass over the ReplicaSet at `key`; `Some(delay)` to look again after it.
+    async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ClientError> {
+        let Some(rs) = self.replicasets.get(key) else {
+            return Ok(None);
+        };
+        if !rs["metadata"]["deletionTimestamp"].is_null() {
+            return Ok(None); // the garbage collector takes its pods
+        }
+        let namespace = rs["metadata"]["namespace"].as_str().unwrap_or("default");
+        let uid = rs["metadata"]["uid"].as_str().unwrap_or("");
+        let selector = match LabelSelector::from_object(&rs["spec"]["selector"]) {
+            Ok(s) if !s.is_empty() => s,
+            _ => return Ok(None), // validation refuses these; nothing safe to do
+        };
+        let mut written = 0;
+        let mut owned = Vec::new();
+        for pod in self.pods.list(|p| p["metadata"]["namespace"] == namespace) {
+            let matches = selector.matches(&pod);
+            match controller_of(&pod) {
+                Some(owner) if owner["uid"] == uid => {
+                    if matches {
+                        owned.push(pod);
+                    } else {
+                        written = written.max(pods::release(&self.client, &pod, uid).await?);
+                    }
+                }
+                Some(_) => {}
+                None if matches && pods::is_active(&pod) => {
+                    let adopted = pods::adopt(&self.client, &pod, &owner_reference(&rs)).await?;
+                    written = written.max(revision_of(&adopted));
+                    owned.push(Arc::new(adopted));
+                }
+                None => {}
+            }
+        }
+        let mut active: Vec<Arc<Value>> =
+            owned.into_iter().filter(|p| pods::is_active(p)).collect();
+        let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
+        if active.len() < want {
+            for _ in 0..(want - active.len()).min(BURST) {
+                let created = self.create_pod(&rs, namespace).await?;
+                written = written.max(revision_of(&created));
+            }
+        } else if active.len() > want {
+            active.sort_by_key(|p| pods::deletion_rank(p));
+            for pod in active.iter().take((active.len() - want).min(BURST)) {
+                written = written.max(self.delete_pod(&rs, pod).await?);
+            }
+        }
+        if written > 0 && !self.pods.wait_for(written, Duration::from_secs(5)).await {
+            tracing::debug!(%key, written, "replicaset controller: the pod cache is behind");
+        }
+        self.update_status(&rs, &selector).await
+    }
+
+    async fn create_pod(&self, rs: &Value, namespace: &str) -> Result<Value, ClientError> {
+        let name = rs["metadata"]["name"].as_str().unwrap_or("");
+        let template = &rs["spec"]["template"];
+        let mut metadata = json!({
+            "generateName": format!("{}-", truncate(name, 57)),
+            "namespace": namespace,
+            "ownerReferences": [owner_reference(rs)],
+        });
+        for field in ["labels", "annotations", "finalizers"] {
+            if !template["metadata"][field].is_null() {
+                metadata[field] = template["metadata"][field].clone();
+            }
+        }
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+                         "spec": template["spec"]});
+        match self
+            .client
+            .create(self.pods.resource, Some(namespace), &pod)
+            .await
+        {
+            Ok(created) => {
+                let message = format!(
+                    "Created pod: {}",
+                    created["metadata"]["name"].as_str().unwrap_or("")
+                );
+                record(
+                    &self.client,
+                    COMPONENT,
+                    rs,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    &message,
+                )
+                .await;
+                Ok(created)
+            }
+            Err(error) => {
+                let message = format!("Error creating: {}", error.message);
+                record(
+                    &self.client,
+                    COMPONENT,
+                    rs,
+                    EventType::Warning,
+                    "FailedCreate",
+                    &message,
+                )
+                .await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Deletes `pod`; the revision of the delete (0 if it was gone already).
+    async fn delete_pod(&self, rs: &Value, pod: &Value) -> Result<i64, ClientError> {
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let namespace = pod["metadata"]["namespace"].as_str();
+        let options = json!({"preconditions": {"uid": pod["metadata"]["uid"]}});
+        match self
+            .client
+            .delete(self.pods.resource, namespace, name, &options)
+            .await
+        {
+            Ok(deleted) => {
+                let message = format!("Deleted pod: {name}");
+                record(
+                    &self.client,
+                    COMPONENT,
+                    rs,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    &message,
+                )
+                .await;
+                Ok(revision_of(&deleted))
+            }
+            Err(e) if e.is_not_found() => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn update_status(
+        &self,
+        rs: &Value,
+        selector: &LabelSelector,
+    ) -> Result<Option<Duration>, ClientError> {
+        let uid = &rs["metadata"]["uid"];
+        let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
+        let template_labels = &rs["spec"]["template"]["metadata"]["labels"];
+        let mine: Vec<Arc<Value>> = self.pods.list(|p| {
+            p["metadata"]["namespace"] == rs["metadata"]["namespace"]
+                && controller_of(p).is_some_and(|o| o["uid"] == *uid)
+                && selector.matches(p)
+                && pods::is_active(p)
+        });
+        let now = time::OffsetDateTime::now_utc();
+        let mut again: Option<Duration> = None;
+        let (mut labelled, mut ready, mut available) = (0, 0, 0);
+        for pod in &mine {
+            if labels_include(&pod["metadata"]["labels"], template_labels) {
+                labelled += 1;
+            }
+            if let Some(since) = pods::ready_since(pod) {
+                ready += 1;
+                let left = min_ready - (now - since).whole_seconds();
+                if left <= 0 {
+                    available += 1;
+                } else {
+                    let wait = Duration::from_secs(left as u64);
+                    again = Some(again.map_or(wait, |a| a.min(wait)));
+                }
+            }
+        }
+        let omit_zero = |n: usize| if n == 0 { Value::Null } else { json!(n) };
+        let status = json!({
+            "replicas": mine.len(),
+            "fullyLabeledReplicas": omit_zero(labelled),
+            "readyReplicas": omit_zero(ready),
+            "availableReplicas": omit_zero(available),
+            "observedGeneration": rs["metadata"]["generation"],
+        });
+        let current = &rs["status"];
+        let same = status
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(k, v)| current.get(k).unwrap_or(&Value::Null) == v);
+        if !same {
+            let name = rs["metadata"]["name"].as_str().unwrap_or("");
+            self.client
+                .merge_patch_status(
+                    self.replicasets.resource,
+                    rs["metadata"]["namespace"].as_str(),
+                    name,
+                    &json!({"status": status}),
+                )
+                .await?;
+        }
+        Ok(again)
+    }
+}
+
+/// The controller reference a ReplicaSet puts on its pods.
+fn owner_reference(rs: &Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": rs["metadata"]["name"],
+        "uid": rs["metadata"]["uid"],
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+fn labels_include(labels: &Value, wanted: &Value) -> bool {
+    wanted
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn truncate(name: &str, max: usize) -> &str {
+    match name.char_indices().nth(max) {
+        Some((at, _)) => &name[..at],
+        None => name,
+    }
+}
