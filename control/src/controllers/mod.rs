@@ -1,9 +1,11 @@
 //! The controllers behind the API, as kube-controller-manager runs them: each follows the
 //! store through an `informer` cache and writes through [`client::Loopback`] — the same
 //! validation and storage path as kubectl's requests, in process — from a `queue` of keys.
-//! Today: the garbage collector (`gc`) and the ReplicaSet controller (`replicaset`).
+//! Today: the garbage collector (`gc`), the Deployment controller (`deployment`) and the
+//! ReplicaSet controller (`replicaset`).
 
 pub mod client;
+mod deployment;
 mod events;
 mod gc;
 mod informer;
@@ -46,7 +48,13 @@ pub fn spawn(state: &Arc<ApiState>) -> Controllers {
     let store = &state.store;
     let pods = Informer::spawn(Arc::clone(store), resource("", "pods"));
     let replicasets = Informer::spawn(Arc::clone(store), resource("apps", "replicasets"));
+    let deployments = Informer::spawn(Arc::clone(store), resource("apps", "deployments"));
     let mut tasks = gc::spawn(Arc::clone(store), client.clone());
+    tasks.extend(deployment::spawn(
+        client.clone(),
+        deployments,
+        Arc::clone(&replicasets),
+    ));
     tasks.extend(replicaset::spawn(client, replicasets, pods));
     Controllers { tasks }
 }

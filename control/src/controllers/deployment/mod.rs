@@ -1,0 +1,266 @@
+//! The Deployment controller, as kube-controller-manager's: a Deployment owns ReplicaSets, one
+//! per pod template (named `<deployment>-<pod-template-hash>`, the hash label added to its
+//! selector and template). The ReplicaSet whose template equals the Deployment's is the new one;
+//! RollingUpdate grows it within maxSurge and shrinks the old ones within maxUnavailable
+//! (`rollout`), Recreate empties the old ones before the new one starts. Revisions live in the
+//! `deployment.kubernetes.io/revision` annotation (an old template coming back — `kubectl
+//! rollout undo` — gets the next revision), old empty ReplicaSets beyond
+//! `revisionHistoryLimit` are deleted, a paused Deployment only scales, and the status with its
+//! conditions comes from `status`. Scaling is recorded as `ScalingReplicaSet` events.
+
+mod hash;
+mod rollout;
+mod status;
+mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::client::{ClientError, Loopback};
+use super::informer::Informer;
+use super::pods::controller_of;
+use super::queue::WorkQueue;
+use crate::api::selector::LabelSelector;
+use hash::same_template;
+use rollout::Counts;
+use sync::Pass;
+
+const COMPONENT: &str = "deployment-controller";
+const REVISION: &str = "deployment.kubernetes.io/revision";
+const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
+const MAX: &str = "deployment.kubernetes.io/max-replicas";
+/// Annotations of the Deployment that are not copied to its ReplicaSets.
+const NOT_COPIED: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    DESIRED,
+    MAX,
+];
+
+/// Starts the controller over the two caches.
+pub fn spawn(
+    client: Loopback,
+    deployments: Arc<Informer>,
+    replicasets: Arc<Informer>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let controller = Arc::new(Controller {
+        client,
+        deployments,
+        replicasets,
+        queue: WorkQueue::new(),
+    });
+    vec![
+        tokio::spawn(Arc::clone(&controller).feed()),
+        tokio::spawn(controller.work()),
+    ]
+}
+
+struct Controller {
+    client: Loopback,
+    deployments: Arc<Informer>,
+    replicasets: Arc<Informer>,
+    queue: Arc<WorkQueue>,
+}
+
+impl Controller {
+    async fn feed(self: Arc<Self>) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut deployments = self.deployments.subscribe();
+        let mut replicasets = self.replicasets.subscribe();
+        self.deployments.wait_for(1, Duration::MAX).await;
+        self.queue.add(self.deployments.keys());
+        loop {
+            tokio::select! {
+                change = deployments.recv() => match change {
+                    Ok(key) => self.queue.add([key]),
+                    Err(RecvError::Lagged(_)) => self.queue.add(self.deployments.keys()),
+                    Err(RecvError::Closed) => return,
+                },
+                change = replicasets.recv() => match change {
+                    Ok(key) => self.queue.add(self.owner_key(&key)),
+                    Err(RecvError::Lagged(_)) => self.queue.add(self.deployments.keys()),
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    /// The Deployment a ReplicaSet change concerns (every one of its namespace when the
+    /// ReplicaSet is gone or an orphan that one may adopt).
+    fn owner_key(&self, rs_key: &str) -> Vec<String> {
+        let prefix = self.deployments.resource.key_prefix();
+        let namespace = crate::kinds::for_key(rs_key)
+            .and_then(|(_, ns, _)| ns)
+            .unwrap_or("");
+        if let Some(owner) = self
+            .replicasets
+            .get(rs_key)
+            .as_deref()
+            .and_then(controller_of)
+        {
+            return match owner["kind"].as_str() {
+                Some("Deployment") => vec![format!(
+                    "{prefix}{namespace}/{}",
+                    owner["name"].as_str().unwrap_or("")
+                )],
+                _ => Vec::new(),
+            };
+        }
+        let in_namespace = format!("{prefix}{namespace}/");
+        self.deployments
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(&in_namespace))
+            .collect()
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            for key in self.queue.next_batch().await {
+                match self.reconcile(&key).await {
+                    Ok(again) => {
+                        self.queue.forget(&key);
+                        if let Some(delay) = again {
+                            self.queue.add_after(key, delay);
+                        }
+                    }
+                    Err(error) => {
+                        let tries = self.queue.retry(&key);
+                        if tries == 1 || !error.is_transient() {
+                            tracing::warn!(%key, %error, tries, "deployment controller: retrying");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ClientError> {
+        let Some(d) = self.deployments.get(key) else {
+            return Ok(None);
+        };
+        if !d["metadata"]["deletionTimestamp"].is_null() {
+            return Ok(None);
+        }
+        let Ok(selector) = LabelSelector::from_object(&d["spec"]["selector"]) else {
+            return Ok(None);
+        };
+        if selector.is_empty() {
+            return Ok(None);
+        }
+        let mut pass = Pass {
+            c: self,
+            d: &d,
+            written: 0,
+            created: None,
+        };
+        let mut all = pass.owned_replicasets(&selector).await?;
+        all.sort_by(|a, b| {
+            let created = |rs: &Value| {
+                rs["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| rs_name(a).cmp(rs_name(b)))
+        });
+        let desired = d["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
+        let template = &d["spec"]["template"];
+        let new_index = all
+            .iter()
+            .position(|rs| same_template(&rs["spec"]["template"], template));
+        let recreate = d["spec"]["strategy"]["type"] == "Recreate";
+        let (surge, unavailable) = if recreate {
+            (0, desired)
+        } else {
+            rollout::surge_and_unavailable(&d["spec"]["strategy"]["rollingUpdate"], desired)
+        };
+        let paused = d["spec"]["paused"] == true;
+        let mut new = new_index.map(|i| all.remove(i));
+        let olds = all;
+        if !paused {
+            if recreate {
+                new = pass.recreate(new, &olds, desired).await?;
+            } else {
+                new = pass
+                    .rolling(new, &olds, desired, surge, unavailable)
+                    .await?;
+            }
+        } else if let Some(rs) = &new {
+            if olds
+                .iter()
+                .all(|o| o["spec"]["replicas"].as_i64().unwrap_or(0) == 0)
+            {
+                pass.scale(rs, desired, desired + surge).await?;
+            }
+        }
+        if let Some(rs) = &new {
+            pass.keep_revision(rs, &olds).await?;
+        }
+        pass.cleanup(&olds).await?;
+        if pass.written > 0 {
+            self.replicasets
+                .wait_for(pass.written, Duration::from_secs(5))
+                .await;
+        }
+        // The status reads the ReplicaSets as the cache has them now.
+        let fresh = |rs: &Value| {
+            let key = format!(
+                "{}{}/{}",
+                self.replicasets.resource.key_prefix(),
+                rs["metadata"]["namespace"].as_str().unwrap_or(""),
+                rs_name(rs)
+            );
+            self.replicasets.get(&key)
+        };
+        let new = new.and_then(|rs| fresh(&rs));
+        let mut current: Vec<Arc<Value>> = olds.iter().filter_map(|rs| fresh(rs)).collect();
+        current.extend(new.clone());
+        let (status, recheck) = status::compute(&status::Pass {
+            deployment: &d,
+            new: new.as_deref(),
+            all: &current,
+            max_unavailable: unavailable,
+            created: pass.created.clone(),
+            now: time::OffsetDateTime::now_utc(),
+        });
+        if status::differs(&d["status"], &status) {
+            self.client
+                .merge_patch_status(
+                    self.deployments.resource,
+                    d["metadata"]["namespace"].as_str(),
+                    rs_name(&d),
+                    &json!({ "status": status }),
+                )
+                .await?;
+        }
+        Ok(recheck)
+    }
+}
+
+fn rs_name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or("")
+}
+
+fn replicas(rs: &Value) -> i64 {
+    rs["spec"]["replicas"].as_i64().unwrap_or(0)
+}
+
+fn counts(rs: &Value) -> Counts {
+    Counts {
+        replicas: replicas(rs),
+        available: rs["status"]["availableReplicas"].as_i64().unwrap_or(0),
+    }
+}
+
+fn revision(rs: &Value) -> i64 {
+    rs["metadata"]["annotations"][REVISION]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
