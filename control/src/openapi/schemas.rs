@@ -111,6 +111,33 @@ pub fn build(resources: &[&Resource]) -> (Map<String, Value>, Vec<Option<String>
     (schemas, names)
 }
 
+/// Schema name of the `autoscaling/v1` Scale, the body of every `scale` subresource.
+pub const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
+
+/// The schema name of each kind, keyed by (group, version, kind).
+pub type KindSchemas =
+    std::collections::HashMap<(&'static str, &'static str, &'static str), String>;
+
+/// The schemas of every kind of the kinds table and of the Scale, and the name of each kind's
+/// schema keyed by (group, version, kind): what the strategic merge patch walks.
+pub fn catalog() -> (Map<String, Value>, KindSchemas) {
+    let all: Vec<&Resource> = crate::kinds::RESOURCES.iter().collect();
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    add::<autoscaling_v1::Scale>(&mut generator);
+    let mut names = std::collections::HashMap::new();
+    for r in &all {
+        if let Some(f) = adder(r) {
+            names.insert((r.group, r.version, r.kind), f(&mut generator));
+        }
+    }
+    let schemas = generator
+        .take_definitions()
+        .into_iter()
+        .map(|(name, schema)| (name, schema_json(&schema)))
+        .collect();
+    (schemas, names)
+}
+
 /// `{group, version, kind}` as the `x-kubernetes-group-version-kind` extension spells it.
 pub fn gvk(resource: &Resource, kind: &str) -> Value {
     json!({"group": resource.group, "version": resource.version, "kind": kind})
