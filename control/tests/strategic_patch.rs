@@ -2,7 +2,8 @@
 //! three-way patch from the last-applied annotation, with `$setElementOrder`), `set image`,
 //! `edit` with a scripted editor, `patch` (strategic by default) adding a container port and
 //! deleting a container with `$patch: delete`, `label`/`annotate`, and the `status` and
-//! `scale` subresources patched the same way. Every check reads the object back.
+//! `scale` subresources patched the same way. Every check reads the object back. `apply`
+//! builds its patch from the OpenAPI v3 document's `x-kubernetes-patch-merge-key`s.
 
 mod common;
 
@@ -72,8 +73,15 @@ fn applying_a_changed_file_patches_one_container_and_prunes_what_the_file_droppe
         .replace(", {name: B, value: b}", "")
         .replace("labels: {app: web, tier: front}", "labels: {app: web}");
     let file = write(&control, "web.yaml", &changed);
-    let out = ok(control.kubectl(&["apply", "-f", &file]));
-    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    // At -v=5 kubectl says when it cannot build the patch from the OpenAPI v3 document.
+    let out = control.kubectl(&["apply", "-f", &file, "-v=5"]);
+    let log = stderr(&out);
+    assert!(ok(out).contains("deployment.apps/web configured"));
+    assert!(
+        !log.contains("does not support strategic merge patch")
+            && !log.contains("error calculating patch"),
+        "kubectl built the patch from the OpenAPI merge keys: {log}"
+    );
 
     let second = get(&control);
     assert_eq!(container(&second, "c1")["image"], "nginx:1.27");

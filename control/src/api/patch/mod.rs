@@ -21,6 +21,12 @@ use crate::http_util::ResponseBody;
 use crate::status::ApiError;
 use shape::Shape;
 
+/// The (OpenAPI definition, JSON field, `patchStrategy`, `patchMergeKey`) of every field that
+/// has a patch strategy, for the OpenAPI documents' `x-kubernetes-patch-*` extensions.
+pub(crate) fn merge_tags() -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
+    merge_keys::FIELDS
+}
+
 pub(super) enum PatchKind {
     Merge(Value),
     Json(json_patch::Patch),
