@@ -28,9 +28,13 @@ spec:
         image: nginx:1.25
         ports: [{containerPort: 80}]
         env: [{name: A, value: a}, {name: B, value: b}]
+        volumeMounts: [{name: data, mountPath: /data}]
       - name: c2
         image: busybox:1.36
         args: [sleep, infinity]
+      volumes:
+      - name: data
+        emptyDir: {}
 ";
 
 fn write(control: &Control, name: &str, text: &str) -> String {
@@ -105,6 +109,21 @@ fn applying_a_changed_file_patches_one_container_and_prunes_what_the_file_droppe
     // A third apply of the same file changes nothing.
     let out = ok(control.kubectl(&["apply", "-f", &file]));
     assert!(out.contains("deployment.apps/web unchanged"), "{out}");
+
+    // Dropping a container deletes it by name; changing a volume's source sends
+    // `$retainKeys`, which drops the old source.
+    let start = changed.find("      - name: c2").expect("c2 in the file");
+    let end = changed.find("      volumes:").expect("volumes in the file");
+    let fewer = format!("{}{}", &changed[..start], &changed[end..])
+        .replace("emptyDir: {}", "configMap: {name: settings}");
+    ok(control.kubectl(&["apply", "-f", &write(&control, "web.yaml", &fewer)]));
+    let third = get(&control);
+    let names: Vec<&Value> = containers(&third).iter().map(|c| &c["name"]).collect();
+    assert_eq!(names, ["c1"]);
+    assert_eq!(
+        third["spec"]["template"]["spec"]["volumes"],
+        serde_json::json!([{"name": "data", "configMap": {"name": "settings"}}])
+    );
 }
 
 #[test]

@@ -319,3 +319,87 @@ fn large_lists_merge_in_linear_time() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// Sets `value` at the dotted `path` of `patch` (creating maps), `[]` wrapping a one-element
+/// list of containers.
+fn put(path: &[&str], value: Value) -> Value {
+    match path.split_first() {
+        None => value,
+        Some((&"[]", rest)) => {
+            let mut element = json!({"name": "c1"});
+            if let (Some(e), Value::Object(inner)) = (element.as_object_mut(), put(rest, value)) {
+                e.extend(inner);
+            }
+            json!([element])
+        }
+        Some((key, rest)) => {
+            let mut map = serde_json::Map::new();
+            map.insert((*key).to_owned(), put(rest, value));
+            Value::Object(map)
+        }
+    }
+}
+
+#[test]
+fn malformed_patches_anywhere_are_errors_or_merges_never_panics() {
+    let original = json!({
+        "metadata": {"name": "web", "labels": {"a": "1"}, "finalizers": ["f"],
+                     "ownerReferences": [{"uid": "u", "name": "o"}]},
+        "spec": {"replicas": 2, "strategy": {"type": "Recreate"}, "template": {"spec": {
+            "containers": [{"name": "c1", "ports": [{"containerPort": 80}], "env": [{"name": "A"}]},
+                           "stray", {"no": "name"}],
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "tolerations": [{"key": "k"}]}}}});
+    let values = [
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!([]),
+        json!([1, "x"]),
+        json!([null]),
+        json!([[]]),
+        json!([{}]),
+        json!([{"$patch": "delete"}]),
+        json!([{"$patch": "replace"}, 3]),
+        json!([{"name": "c1", "$patch": 5}]),
+        json!({}),
+        json!({"$patch": 5}),
+        json!({"$patch": "replace"}),
+        json!({"$retainKeys": [1]}),
+        json!({"$retainKeys": ["x"], "y": 1}),
+        json!({"$setElementOrder/containers": [1, {"name": 2}]}),
+        json!({"$setElementOrder/finalizers": [{"a": 1}]}),
+        json!({"$deleteFromPrimitiveList/finalizers": [{"a": 1}]}),
+        json!({"$deleteFromPrimitiveList/containers": ["c1"]}),
+        json!({"$setElementOrder/nothing": []}),
+    ];
+    let paths: [&[&str]; 14] = [
+        &[],
+        &["metadata"],
+        &["metadata", "labels"],
+        &["metadata", "finalizers"],
+        &["metadata", "ownerReferences"],
+        &["spec"],
+        &["spec", "strategy"],
+        &["spec", "template", "spec"],
+        &["spec", "template", "spec", "containers"],
+        &["spec", "template", "spec", "containers", "[]", "ports"],
+        &["spec", "template", "spec", "containers", "[]", "env"],
+        &["spec", "template", "spec", "containers", "[]"],
+        &["spec", "template", "spec", "volumes"],
+        &["spec", "template", "spec", "tolerations"],
+    ];
+    let mut outcomes = (0, 0);
+    for path in paths {
+        for value in &values {
+            match apply(original.clone(), &put(path, value.clone()), deployment()) {
+                Ok(_) => outcomes.0 += 1,
+                Err(e) => {
+                    assert!(!e.message.is_empty());
+                    outcomes.1 += 1;
+                }
+            }
+        }
+    }
+    assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
+}
