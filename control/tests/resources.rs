@@ -1,7 +1,7 @@
 //! The real kubectl against bosun-control's resource handler: create from a multi-document
-//! file, get in every output, selectors, paging, watch, merge and JSON patches, replace with a
-//! stale resourceVersion, delete, namespace deletion, validation errors, and persistence
-//! across a restart.
+//! file, get in every output, selectors, paging, watch, merge, JSON and strategic merge
+//! patches, replace with a stale resourceVersion, delete, namespace deletion, validation
+//! errors, and persistence across a restart.
 //!
 //! kubectl finds `fieldValidation` in the OpenAPI documents and sends
 //! `fieldValidation=Strict` with `create`/`replace`; `create --raw` drives the other modes.
@@ -298,21 +298,17 @@ fn watch_sees_the_objects_then_merge_and_json_patches() {
     watch.wait_for("MODIFIED web-config teal", Duration::from_secs(20));
     ok(control.kubectl(&["delete", "cm", "db-config", "-n", "shop"]));
     watch.wait_for("DELETED db-config", Duration::from_secs(20));
-    // Strategic merge patch is not built yet: a 415 naming it, not a silent merge.
-    let out = control.kubectl(&[
+    // kubectl patch's default type, strategic merge patch, is applied too.
+    ok(control.kubectl(&[
         "patch",
         "cm",
         "web-config",
         "-n",
         "shop",
         "-p",
-        r#"{"data":{"color":"x"}}"#,
-    ]);
-    assert!(
-        stderr(&out).contains("strategic-merge-patch+json"),
-        "{}",
-        stderr(&out)
-    );
+        r#"{"data":{"color":"green"}}"#,
+    ]));
+    watch.wait_for("MODIFIED web-config green", Duration::from_secs(20));
 }
 
 #[test]

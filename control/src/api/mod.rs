@@ -37,6 +37,7 @@ use crate::status::ApiError;
 use crate::store::{self, KeyValue, Store};
 
 pub use namespaces::bootstrap;
+pub(crate) use patch::merge_tags;
 use path::{PathError, ResourcePath};
 use query::Query;
 

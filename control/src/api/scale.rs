@@ -1,13 +1,15 @@
 //! The `scale` subresource (autoscaling/v1 `Scale`) of Deployments, ReplicaSets and
 //! StatefulSets: GET shows `spec.replicas`, `status.replicas` and the selector as a string;
-//! PUT and PATCH (merge or JSON patch, what `kubectl scale` sends) change only the parent's
-//! `spec.replicas`, compare-and-swap on its resourceVersion, written like any update.
+//! PUT and PATCH (merge, JSON or strategic merge patch; `kubectl scale` sends a merge patch)
+//! change only the parent's `spec.replicas`, compare-and-swap on its resourceVersion, written
+//! like any update.
 
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::get::read;
 use super::meta;
+use super::patch::shape::Shape;
 use super::patch::{apply_patch, parse_patch};
 use super::update::{current, write};
 use super::{decode_stored, object_response, Call};
@@ -66,7 +68,8 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
 
 pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
     let patch = parse_patch(&call.content_type, body)?;
-    set_replicas(call, None, |current| apply_patch(current, &patch)).await
+    let shape = Shape::named(crate::openapi::schemas::SCALE);
+    set_replicas(call, None, |current| apply_patch(current, &patch, shape)).await
 }
 
 /// Reads the parent, computes the wanted Scale from its current one with `wanted`, and writes

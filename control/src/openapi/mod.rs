@@ -7,7 +7,7 @@
 //! once, on first use, and served from memory.
 
 mod paths;
-mod schemas;
+pub(crate) mod schemas;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

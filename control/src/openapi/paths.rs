@@ -9,16 +9,14 @@ use serde_json::{json, Map, Value};
 use super::schemas::{gvk, DELETE_OPTIONS, PATCH, STATUS};
 use crate::kinds::Resource;
 
-/// The patch content types the PATCH operations accept. Strategic merge patch is deliberately
-/// absent: kubectl builds its strategic merge patch from the OpenAPI v3 document only when the
-/// PATCH operation lists it, and then takes the list merge keys from the schemas, which the
-/// k8s-openapi schemas do not carry (`x-kubernetes-patch-merge-key`); without it kubectl falls
-/// back to its compiled-in types, whose merge keys are right. It still sends
-/// `application/strategic-merge-patch+json` bodies, which the server accepts.
+/// The patch content types the PATCH operations accept, as kube-apiserver lists them. Listing
+/// strategic merge patch makes kubectl build its strategic merge patches from the OpenAPI v3
+/// schemas, whose `x-kubernetes-patch-merge-key` extensions `schemas` adds.
 pub const PATCH_CONTENT_TYPES: &[&str] = &[
+    "application/apply-patch+yaml",
     "application/json-patch+json",
     "application/merge-patch+json",
-    "application/apply-patch+yaml",
+    "application/strategic-merge-patch+json",
 ];
 
 /// Adds the paths of `resource` (whose kind schema is `schema`) to `paths`.

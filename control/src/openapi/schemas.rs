@@ -2,7 +2,9 @@
 //! `schemars` implementations (named the Kubernetes way, `io.k8s.api.apps.v1.Deployment`, so
 //! `#/components/schemas/…` references resolve). Each kind of the kinds table maps to its Rust
 //! type here, in one table; its schema gets `x-kubernetes-group-version-kind`, and a `…List`
-//! schema is added beside it.
+//! schema is added beside it. Fields with a patch strategy get `x-kubernetes-patch-strategy`
+//! and `x-kubernetes-patch-merge-key` from the strategic merge patch's table, as in
+//! Kubernetes' own documents: kubectl builds its strategic merge patches from them.
 
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
@@ -97,6 +99,7 @@ pub fn build(resources: &[&Resource]) -> (Map<String, Value>, Vec<Option<String>
         .into_iter()
         .map(|(name, schema)| (name, schema_json(&schema)))
         .collect();
+    add_patch_extensions(&mut schemas);
     for (resource, name) in resources.iter().zip(&names) {
         let Some(name) = name else { continue };
         if let Some(schema) = schemas.get_mut(name) {
@@ -108,6 +111,54 @@ pub fn build(resources: &[&Resource]) -> (Map<String, Value>, Vec<Option<String>
             list_schema(resource, name, &list_kind),
         );
     }
+    (schemas, names)
+}
+
+/// Tags each property that has a patch strategy the way kube-apiserver's documents do. A bare
+/// `$ref` property becomes `allOf: [$ref]` first (siblings of `$ref` are ignored in 3.0).
+fn add_patch_extensions(schemas: &mut Map<String, Value>) {
+    for (definition, field, strategy, key) in crate::api::merge_tags() {
+        let Some(Value::Object(property)) = schemas
+            .get_mut(*definition)
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|p| p.get_mut(*field))
+        else {
+            continue;
+        };
+        if let Some(reference) = property.remove("$ref") {
+            property.insert("allOf".to_owned(), json!([{"$ref": reference}]));
+        }
+        property.insert("x-kubernetes-patch-strategy".to_owned(), json!(strategy));
+        if !key.is_empty() {
+            property.insert("x-kubernetes-patch-merge-key".to_owned(), json!(key));
+        }
+    }
+}
+
+/// Schema name of the `autoscaling/v1` Scale, the body of every `scale` subresource.
+pub const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
+
+/// The schema name of each kind, keyed by (group, version, kind).
+pub type KindSchemas =
+    std::collections::HashMap<(&'static str, &'static str, &'static str), String>;
+
+/// The schemas of every kind of the kinds table and of the Scale, and the name of each kind's
+/// schema keyed by (group, version, kind): what the strategic merge patch walks.
+pub fn catalog() -> (Map<String, Value>, KindSchemas) {
+    let all: Vec<&Resource> = crate::kinds::RESOURCES.iter().collect();
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    add::<autoscaling_v1::Scale>(&mut generator);
+    let mut names = std::collections::HashMap::new();
+    for r in &all {
+        if let Some(f) = adder(r) {
+            names.insert((r.group, r.version, r.kind), f(&mut generator));
+        }
+    }
+    let schemas = generator
+        .take_definitions()
+        .into_iter()
+        .map(|(name, schema)| (name, schema_json(&schema)))
+        .collect();
     (schemas, names)
 }
 

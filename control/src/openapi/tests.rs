@@ -58,9 +58,7 @@ fn every_kind_has_a_patch_operation_with_field_validation_and_a_tagged_schema() 
         }
         let content = patch["requestBody"]["content"].as_object().unwrap();
         assert!(content.contains_key("application/merge-patch+json"));
-        // Listing strategic merge patch would make kubectl build its patches from our schemas,
-        // which lack the list merge keys: containers would be replaced, not merged.
-        assert!(!content.contains_key("application/strategic-merge-patch+json"));
+        assert!(content.contains_key("application/strategic-merge-patch+json"));
         let tagged = doc["components"]["schemas"]
             .as_object()
             .unwrap()
@@ -106,4 +104,25 @@ fn generation_is_fast() {
     let bytes: usize = docs.group_versions.values().map(|b| b.len()).sum();
     eprintln!("generated {bytes} bytes of OpenAPI in {took:?}");
     assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn fields_with_a_patch_strategy_carry_the_kubernetes_extensions() {
+    let apps = group_version_document("apis/apps/v1").unwrap();
+    let schemas = &apps["components"]["schemas"];
+    let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+    assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+    assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+    assert_eq!(containers["type"], "array");
+    let strategy = &schemas["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
+    assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
+    assert_eq!(
+        strategy["allOf"][0]["$ref"],
+        "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"
+    );
+    assert!(strategy.get("$ref").is_none());
+    let finalizers =
+        &schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["finalizers"];
+    assert_eq!(finalizers["x-kubernetes-patch-strategy"], "merge");
+    assert!(finalizers.get("x-kubernetes-patch-merge-key").is_none());
 }

@@ -68,6 +68,20 @@ impl Control {
     pub fn kubectl(&self, args: &[&str]) -> Output {
         kubectl_with(&self.kubeconfig(), args)
     }
+
+    /// Runs the real kubectl with the admin kubeconfig and extra environment (`EDITOR`).
+    pub fn kubectl_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let kubeconfig = self.kubeconfig();
+        Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", self.dir.path())
+            .envs(env.iter().copied())
+            .arg("--request-timeout=10s")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl (cargo xtask setup installs it)")
+    }
 }
 
 fn spawn(dir: &Path) -> Child {

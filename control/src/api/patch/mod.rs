@@ -1,8 +1,15 @@
 //! PATCH of an object or its `status`: JSON merge patch (RFC 7386) and JSON patch (RFC 6902),
-//! both applied by the `json-patch` crate to the stored object, then written like an update.
-//! A patch that names a resourceVersion is conditional on it; otherwise a concurrent write
-//! makes it re-read and re-apply (up to five times), as kube-apiserver does. Strategic merge
-//! patch and server-side apply are refused with 415 until they exist.
+//! both applied by the `json-patch` crate, and strategic merge patch (`strategic`, driven by
+//! the types' patch-merge keys in `merge_keys` through `shape`), applied to the stored object,
+//! then written like an update. A patch that names a resourceVersion is conditional on it;
+//! otherwise a concurrent write makes it re-read and re-apply (up to five times), as
+//! kube-apiserver does. Server-side apply is refused with 415 until it exists.
+
+#[cfg(test)]
+mod generate;
+mod merge_keys;
+pub(super) mod shape;
+mod strategic;
 
 use http::{Response, StatusCode};
 use serde_json::Value;
@@ -12,10 +19,18 @@ use super::update::{current, write};
 use super::{decode_stored, object_response, validate, Call};
 use crate::http_util::ResponseBody;
 use crate::status::ApiError;
+use shape::Shape;
+
+/// The (OpenAPI definition, JSON field, `patchStrategy`, `patchMergeKey`) of every field that
+/// has a patch strategy, for the OpenAPI documents' `x-kubernetes-patch-*` extensions.
+pub(crate) fn merge_tags() -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
+    merge_keys::FIELDS
+}
 
 pub(super) enum PatchKind {
     Merge(Value),
     Json(json_patch::Patch),
+    Strategic(Value),
 }
 
 pub(super) fn parse_patch(content_type: &str, body: &[u8]) -> Result<PatchKind, ApiError> {
@@ -32,24 +47,31 @@ pub(super) fn parse_patch(content_type: &str, body: &[u8]) -> Result<PatchKind, 
                 .map(PatchKind::Json)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))
         }
-        "application/strategic-merge-patch+json" => Err(ApiError::unsupported_media(
-            media,
-            "strategic merge patch is not implemented yet; use --type merge or --type json",
-        )),
+        "application/strategic-merge-patch+json" => {
+            Ok(PatchKind::Strategic(json("strategic merge patch")?))
+        }
         "application/apply-patch+yaml" => Err(ApiError::unsupported_media(
             media,
             "server-side apply is not implemented yet; use client-side kubectl apply",
         )),
         other => Err(ApiError::unsupported_media(
             other,
-            "PATCH takes application/merge-patch+json or application/json-patch+json",
+            "PATCH takes application/strategic-merge-patch+json, application/merge-patch+json or application/json-patch+json",
         )),
     }
 }
 
-/// `object` with `patch` applied.
-pub(super) fn apply_patch(mut object: Value, patch: &PatchKind) -> Result<Value, ApiError> {
+/// `object` (whose schema is `shape`) with `patch` applied.
+pub(super) fn apply_patch(
+    mut object: Value,
+    patch: &PatchKind,
+    shape: Shape,
+) -> Result<Value, ApiError> {
     match patch {
+        PatchKind::Strategic(p) => {
+            object = strategic::apply(object, p, shape)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
         PatchKind::Merge(p) => json_patch::merge(&mut object, p),
         PatchKind::Json(p) => json_patch::patch(&mut object, p).map_err(|e| {
             ApiError::new(
@@ -77,7 +99,8 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         tries += 1;
         let kv = current(call, &key, &name).await?;
         let old = decode_stored(&kv)?;
-        let mut patched = apply_patch(old.clone(), &patch)?;
+        let shape = Shape::of_kind(resource.group, resource.version, resource.kind);
+        let mut patched = apply_patch(old.clone(), &patch, shape)?;
         let pinned = patched["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"];
         let expected = match patched["metadata"]["resourceVersion"].as_str() {
             Some(rv) if pinned => rv
@@ -121,6 +144,7 @@ mod tests {
         let out = apply_patch(
             json!({"metadata": {"name": "c"}, "data": {"a": "1", "c": "3"}}),
             &patch,
+            Shape::unknown(),
         )
         .unwrap();
         assert_eq!(
@@ -132,7 +156,7 @@ mod tests {
     #[test]
     fn json_patches_follow_rfc_6902_and_fail_whole() {
         let patch = parse_patch("application/json-patch+json", br#"[{"op":"replace","path":"/data/a","value":"9"},{"op":"add","path":"/data/b","value":"2"}]"#).unwrap();
-        let out = apply_patch(json!({"data": {"a": "1"}}), &patch).unwrap();
+        let out = apply_patch(json!({"data": {"a": "1"}}), &patch, Shape::unknown()).unwrap();
         assert_eq!(out, json!({"data": {"a": "9", "b": "2"}}));
         let patch = parse_patch(
             "application/json-patch+json",
@@ -140,7 +164,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            apply_patch(json!({"data": {"a": "1"}}), &patch)
+            apply_patch(json!({"data": {"a": "1"}}), &patch, Shape::unknown())
                 .unwrap_err()
                 .code,
             422
@@ -148,11 +172,8 @@ mod tests {
     }
 
     #[test]
-    fn strategic_merge_and_apply_patches_are_unsupported_media() {
-        for media in [
-            "application/strategic-merge-patch+json",
-            "application/apply-patch+yaml",
-        ] {
+    fn apply_patches_are_unsupported_media() {
+        for media in ["application/apply-patch+yaml", "text/plain"] {
             let e = parse_patch(media, b"{}").err().unwrap();
             assert_eq!(e.code, 415);
             assert!(e.message.contains(media), "{}", e.message);
