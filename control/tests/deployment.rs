@@ -312,3 +312,53 @@ fn no_progress_ends_in_progress_deadline_exceeded() {
         "{conditions:#?}"
     );
 }
+
+#[test]
+fn pause_set_image_resume_and_restart() {
+    let control = Control::start();
+    let _kubelets = FakeKubelets::start(&control, "default");
+    apply(&control, "web.json", WEB);
+    rollout_status(&control);
+    ok(control.kubectl(&["rollout", "pause", "deployment/web"]));
+    ok(control.kubectl(&["set", "image", "deployment/web", "c=busybox:3"]));
+    wait_until(
+        "the paused deployment's change is observed",
+        &control,
+        || {
+            let d = json(&control, &["get", "deployment", "web"]);
+            d["status"]["observedGeneration"] == d["metadata"]["generation"]
+                && d["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["reason"] == "DeploymentPaused"))
+        },
+    );
+    assert_eq!(
+        replicasets(&control).len(),
+        1,
+        "a paused deployment does not roll out"
+    );
+
+    ok(control.kubectl(&["rollout", "resume", "deployment/web"]));
+    rollout_status(&control);
+    let images: Vec<Value> = items(&json(&control, &["get", "pods", "-l", "app=web"]))
+        .iter()
+        .map(|p| p["spec"]["containers"][0]["image"].clone())
+        .collect();
+    assert!(
+        images.len() == 3 && images.iter().all(|i| i == "busybox:3"),
+        "{images:?}"
+    );
+
+    ok(control.kubectl(&["rollout", "restart", "deployment/web"]));
+    rollout_status(&control);
+    let sets = replicasets(&control);
+    assert_eq!(sets.len(), 3, "{sets:#?}");
+    let newest = sets
+        .iter()
+        .find(|rs| revision(rs) == "3")
+        .expect("revision 3");
+    assert!(newest["spec"]["template"]["metadata"]["annotations"]
+        ["kubectl.kubernetes.io/restartedAt"]
+        .is_string());
+    assert_eq!(newest["status"]["availableReplicas"], 3);
+}

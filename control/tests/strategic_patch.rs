@@ -244,18 +244,22 @@ fn kubectl_edit_saves_the_editors_change() {
 fn status_and_scale_subresources_take_strategic_patches() {
     let control = Control::start();
     ok(control.kubectl(&["apply", "-f", &write(&control, "web.yaml", DEPLOYMENT)]));
+    // Conditions of a Pod's status (no controller writes a pod's status here; the Deployment
+    // controller owns a Deployment's).
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: solo}\nspec:\n  containers: [{name: c, image: busybox}]\n";
+    ok(control.kubectl(&["apply", "-f", &write(&control, "pod.yaml", POD)]));
     let condition = |kind: &str, status: &str| {
         format!(r#"{{"type":"{kind}","status":"{status}","reason":"Test","message":"m"}}"#)
     };
     for (kind, status) in [
-        ("Available", "False"),
-        ("Progressing", "True"),
-        ("Available", "True"),
+        ("Ready", "False"),
+        ("PodScheduled", "True"),
+        ("Ready", "True"),
     ] {
         ok(control.kubectl(&[
             "patch",
-            "deployment",
-            "web",
+            "pod",
+            "solo",
             "--subresource=status",
             "-p",
             &format!(
@@ -264,7 +268,9 @@ fn status_and_scale_subresources_take_strategic_patches() {
             ),
         ]));
     }
-    let object = get(&control);
+    let object: Value =
+        serde_json::from_str(&ok(control.kubectl(&["get", "pod", "solo", "-o", "json"])))
+            .expect("JSON");
     let conditions: Vec<(&Value, &Value)> = object["status"]["conditions"]
         .as_array()
         .expect("conditions")
@@ -275,8 +281,8 @@ fn status_and_scale_subresources_take_strategic_patches() {
         conditions,
         // A new element comes first (no `$setElementOrder`), as in Kubernetes.
         [
-            (&"Progressing".into(), &"True".into()),
-            (&"Available".into(), &"True".into())
+            (&"PodScheduled".into(), &"True".into()),
+            (&"Ready".into(), &"True".into())
         ],
         "conditions merge by type"
     );
