@@ -185,7 +185,15 @@ const fn scale() -> Subresource {
 }
 
 const NAMESPACE_SUB: &[Subresource] = &[status("", "v1", "Namespace")];
-const POD_SUB: &[Subresource] = &[status("", "v1", "Pod")];
+/// `pods/binding`: assigns a pod to a node (the scheduler's write).
+const BINDING: Subresource = Subresource {
+    name: "binding",
+    group: "",
+    version: "v1",
+    kind: "Binding",
+    verbs: &["create"],
+};
+const POD_SUB: &[Subresource] = &[status("", "v1", "Pod"), BINDING];
 const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
 const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
 const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];

@@ -244,9 +244,9 @@ fn kubectl_edit_saves_the_editors_change() {
 fn status_and_scale_subresources_take_strategic_patches() {
     let control = Control::start();
     ok(control.kubectl(&["apply", "-f", &write(&control, "web.yaml", DEPLOYMENT)]));
-    // Conditions of a Pod's status (no controller writes a pod's status here; the Deployment
-    // controller owns a Deployment's).
-    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: solo}\nspec:\n  containers: [{name: c, image: busybox}]\n";
+    // Conditions of a Pod's status: the pod names a scheduler nobody runs, so nothing but this
+    // test writes its status (the Deployment controller owns a Deployment's).
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: solo}\nspec:\n  schedulerName: nobody\n  containers: [{name: c, image: busybox}]\n";
     ok(control.kubectl(&["apply", "-f", &write(&control, "pod.yaml", POD)]));
     let condition = |kind: &str, status: &str| {
         format!(r#"{{"type":"{kind}","status":"{status}","reason":"Test","message":"m"}}"#)

@@ -4,6 +4,7 @@
 //! the mapping of store errors to `Status` answers; each verb lives in its own module. What
 //! differs per kind is read from `kinds` and `validate`, never branched on here.
 
+mod binding;
 mod create;
 mod defaults;
 pub(crate) mod delete;
@@ -158,7 +159,10 @@ where
     let named = call.path.name.is_some();
     let status = call.path.subresource.is_some();
     let scale = call.path.subresource.as_deref() == Some("scale");
+    let binding = call.path.subresource.as_deref() == Some("binding");
     let result = match (method, named) {
+        (Method::POST, true) if binding => binding::create(&call, &body).await,
+        (other, true) if binding => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if scale => scale::get(&call).await,
         (Method::PUT, true) if scale => scale::update(&call, &body).await,
         (Method::PATCH, true) if scale => scale::patch(&call, &body).await,

@@ -1,8 +1,8 @@
 //! The controllers behind the API, as kube-controller-manager runs them: each follows the
 //! store through an `informer` cache and writes through [`client::Loopback`] — the same
 //! validation and storage path as kubectl's requests, in process — from a `queue` of keys.
-//! Today: the garbage collector (`gc`), the Deployment controller (`deployment`) and the
-//! ReplicaSet controller (`replicaset`).
+//! Today: the garbage collector (`gc`), the Deployment controller (`deployment`), the
+//! ReplicaSet controller (`replicaset`) and the scheduler (`scheduler`).
 
 pub mod client;
 mod deployment;
@@ -12,6 +12,7 @@ mod informer;
 mod pods;
 mod queue;
 mod replicaset;
+mod scheduler;
 
 use std::sync::Arc;
 
@@ -55,6 +56,8 @@ pub fn spawn(state: &Arc<ApiState>) -> Controllers {
         deployments,
         Arc::clone(&replicasets),
     ));
+    let nodes = Informer::spawn(Arc::clone(store), resource("", "nodes"));
+    tasks.extend(scheduler::spawn(client.clone(), nodes, Arc::clone(&pods)));
     tasks.extend(replicaset::spawn(client, replicasets, pods));
     Controllers { tasks }
 }

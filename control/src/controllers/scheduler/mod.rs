@@ -1,0 +1,265 @@
+//! The scheduler (`default-scheduler`): assigns every pending pod that names it (or no
+//! scheduler) to a node through the pods' `binding` subresource, as kube-scheduler does.
+//! `placement` decides; this module keeps the queue and the writes. A pod that fits nowhere
+//! stays Pending with `PodScheduled=False` (reason Unschedulable) and a `FailedScheduling`
+//! event carrying kube-scheduler's message; it is tried again whenever a node or a placed pod
+//! changes, and every 10 s. Pods bound but not yet seen bound in the cache count as placed
+//! ("assumed"), so a burst never overcommits a node.
+
+mod placement;
+mod quantity;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::client::{resource_path, ClientError, Loopback};
+use super::events::{record, EventType};
+use super::informer::Informer;
+use super::pods::{controller_of, is_active};
+use super::queue::WorkQueue;
+use placement::{requests_of, Candidate, Requests};
+
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+const RETRY_EVERY: Duration = Duration::from_secs(10);
+
+/// Starts the scheduler over the node and pod caches.
+pub fn spawn(
+    client: Loopback,
+    nodes: Arc<Informer>,
+    pods: Arc<Informer>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let scheduler = Arc::new(Scheduler {
+        client,
+        nodes,
+        pods,
+        queue: WorkQueue::new(),
+        assumed: Mutex::default(),
+    });
+    vec![
+        tokio::spawn(Arc::clone(&scheduler).feed()),
+        tokio::spawn(Arc::clone(&scheduler).retry_pending()),
+        tokio::spawn(scheduler.work()),
+    ]
+}
+
+struct Scheduler {
+    client: Loopback,
+    nodes: Arc<Informer>,
+    pods: Arc<Informer>,
+    queue: Arc<WorkQueue>,
+    /// Pod key → node, for pods bound but not yet seen bound by the cache.
+    assumed: Mutex<HashMap<String, String>>,
+}
+
+/// Whether the scheduler is to place this pod.
+fn pending(pod: &Value) -> bool {
+    pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+        && matches!(
+            pod["spec"]["schedulerName"].as_str(),
+            None | Some(SCHEDULER_NAME)
+        )
+        && is_active(pod)
+}
+
+impl Scheduler {
+    fn pending_keys(&self) -> Vec<String> {
+        let prefix = self.pods.resource.key_prefix();
+        self.pods
+            .list(pending)
+            .iter()
+            .map(|p| {
+                format!(
+                    "{prefix}{}/{}",
+                    p["metadata"]["namespace"].as_str().unwrap_or(""),
+                    p["metadata"]["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    async fn feed(self: Arc<Self>) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut pods = self.pods.subscribe();
+        let mut nodes = self.nodes.subscribe();
+        self.pods.wait_for(1, Duration::MAX).await;
+        self.queue.add(self.pending_keys());
+        loop {
+            tokio::select! {
+                change = pods.recv() => match change {
+                    Ok(key) => match self.pods.get(&key) {
+                        Some(pod) if pending(&pod) => self.queue.add([key]),
+                        // A placed pod changed or went: room may have freed up.
+                        _ => self.queue.add(self.pending_keys()),
+                    },
+                    Err(RecvError::Lagged(_)) => self.queue.add(self.pending_keys()),
+                    Err(RecvError::Closed) => return,
+                },
+                change = nodes.recv() => match change {
+                    Ok(_) | Err(RecvError::Lagged(_)) => self.queue.add(self.pending_keys()),
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    async fn retry_pending(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(RETRY_EVERY).await;
+            self.queue.add(self.pending_keys());
+        }
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            for key in self.queue.next_batch().await {
+                if let Err(error) = self.schedule(&key).await {
+                    let tries = self.queue.retry(&key);
+                    if tries == 1 || !error.is_transient() {
+                        tracing::warn!(%key, %error, tries, "scheduler: retrying");
+                    }
+                } else {
+                    self.queue.forget(&key);
+                }
+            }
+        }
+    }
+
+    /// Nodes with what is placed on each, counting `pod`'s siblings (same controller).
+    fn candidates<'a>(&self, nodes: &'a [Arc<Value>], pod: &Value) -> Vec<Candidate<'a>> {
+        let owner = controller_of(pod).map(|o| o["uid"].clone());
+        let mut placed: HashMap<String, (Requests, usize, usize)> = HashMap::new();
+        let mut count = |node: &str, other: &Value| {
+            let entry = placed.entry(node.to_owned()).or_default();
+            entry.0 += requests_of(other);
+            entry.1 += 1;
+            if owner.is_some() && controller_of(other).map(|o| o["uid"].clone()) == owner {
+                entry.2 += 1;
+            }
+        };
+        let mut assumed = self.assumed.lock().unwrap_or_else(PoisonError::into_inner);
+        assumed.retain(|key, _| {
+            self.pods
+                .get(key)
+                .is_some_and(|p| p["spec"]["nodeName"].as_str().is_none_or(str::is_empty))
+        });
+        for (key, node) in assumed.iter() {
+            if let Some(p) = self.pods.get(key) {
+                count(node, &p);
+            }
+        }
+        for other in self.pods.list(is_active) {
+            if let Some(node) = other["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                count(node, &other);
+            }
+        }
+        nodes
+            .iter()
+            .map(|node| {
+                let name = node["metadata"]["name"].as_str().unwrap_or("");
+                let (requested, pods, siblings) = placed.get(name).copied().unwrap_or_default();
+                Candidate {
+                    node,
+                    requested,
+                    pods,
+                    siblings,
+                }
+            })
+            .collect()
+    }
+
+    async fn schedule(&self, key: &str) -> Result<(), ClientError> {
+        let Some(pod) = self.pods.get(key) else {
+            return Ok(());
+        };
+        if !pending(&pod)
+            || self
+                .assumed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(key)
+        {
+            return Ok(());
+        }
+        let nodes = self.nodes.list(|_| true);
+        let placed = placement::place(&pod, &self.candidates(&nodes, &pod));
+        let namespace = pod["metadata"]["namespace"].as_str();
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        match placed {
+            Ok(node) => {
+                let binding = json!({"apiVersion": "v1", "kind": "Binding",
+                    "metadata": {"name": name, "namespace": namespace, "uid": pod["metadata"]["uid"]},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+                let path = format!(
+                    "{}/binding",
+                    resource_path(self.pods.resource, namespace, Some(name))
+                );
+                self.client
+                    .request(
+                        http::Method::POST,
+                        &path,
+                        "application/json",
+                        Some(&binding),
+                    )
+                    .await?;
+                self.assumed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.to_owned(), node.clone());
+                let message = format!(
+                    "Successfully assigned {}/{name} to {node}",
+                    namespace.unwrap_or("")
+                );
+                record(
+                    &self.client,
+                    SCHEDULER_NAME,
+                    &pod,
+                    EventType::Normal,
+                    "Scheduled",
+                    &message,
+                )
+                .await;
+                Ok(())
+            }
+            Err(message) => self.unschedulable(&pod, &message).await,
+        }
+    }
+
+    /// PodScheduled=False with the message, and a FailedScheduling event, when it changed.
+    async fn unschedulable(&self, pod: &Value, message: &str) -> Result<(), ClientError> {
+        let mut conditions: Vec<Value> = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if conditions.iter().any(|c| {
+            c["type"] == "PodScheduled" && c["status"] == "False" && c["message"] == message
+        }) {
+            return Ok(());
+        }
+        conditions.retain(|c| c["type"] != "PodScheduled");
+        conditions.push(json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": message, "lastProbeTime": null, "lastTransitionTime": crate::api::meta::now()}));
+        let patch = json!({"metadata": {"resourceVersion": pod["metadata"]["resourceVersion"]},
+                           "status": {"phase": "Pending", "conditions": conditions}});
+        self.client
+            .merge_patch_status(
+                self.pods.resource,
+                pod["metadata"]["namespace"].as_str(),
+                pod["metadata"]["name"].as_str().unwrap_or(""),
+                &patch,
+            )
+            .await?;
+        record(
+            &self.client,
+            SCHEDULER_NAME,
+            pod,
+            EventType::Warning,
+            "FailedScheduling",
+            message,
+        )
+        .await;
+        Ok(())
+    }
+}
