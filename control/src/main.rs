@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use bosun_control::api::service_alloc::ServiceNetwork;
 use bosun_control::api::{self, ApiState};
 use bosun_control::store::{Compactor, CompactorConfig, EncryptedStore, EncryptionKey, Store};
 use bosun_control::{kubeconfig, pki, router::ServerInfo, server};
@@ -32,6 +33,12 @@ struct Args {
     advertise_address: Option<IpAddr>,
     #[command(flatten)]
     store: bosun_control::store::StoreArgs,
+    /// Where Services get their ClusterIPs (the first address is the `kubernetes` Service's).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// Where NodePort and LoadBalancer Services get their node ports.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -116,17 +123,24 @@ async fn run(args: Args) -> Result<()> {
         &admin,
         "bosun-admin",
     );
-    let state = Arc::new(ApiState::new(
+    let mut state = ApiState::new(
         store,
         ServerInfo {
             address: address.clone(),
         },
-    ));
+    );
+    state.service_network = ServiceNetwork::parse(
+        &args.service_cluster_ip_range,
+        &args.service_node_port_range,
+    )
+    .map_err(anyhow::Error::msg)
+    .context("--service-cluster-ip-range/--service-node-port-range")?;
+    let state = Arc::new(state);
     api::bootstrap(&state)
         .await
         .context("creating the built-in namespaces")?;
 
-    let _controllers = bosun_control::controllers::spawn(&state);
+    let _controllers = bosun_control::controllers::spawn(&state, SocketAddr::new(advertise, port));
 
     kubeconfig::write(&kubeconfig_path, &text)
         .with_context(|| format!("writing {}", kubeconfig_path.display()))?;

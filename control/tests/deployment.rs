@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{kubectl_with, ok, stderr, stdout, Control};
+use common::kubelets::FakeKubelets;
+use common::{ok, stderr, stdout, Control};
 use serde_json::Value;
 
 const WEB: &str = r#"{"apiVersion": "apps/v1", "kind": "Deployment",
@@ -50,74 +49,6 @@ fn wait_until(what: &str, control: &Control, mut done: impl FnMut() -> bool) {
             control.log()
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Stands in for the kubelets until dropped: every pod not yet ready is reported Running and
-/// Ready.
-struct FakeKubelets {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakeKubelets {
-    fn start(control: &Control, namespace: &str) -> FakeKubelets {
-        let stop = Arc::new(AtomicBool::new(false));
-        let kubeconfig = control.kubeconfig();
-        let namespace = namespace.to_owned();
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let out = kubectl_with(
-                    &kubeconfig,
-                    &["get", "pods", "-n", &namespace, "-o", "json"],
-                );
-                let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-                for pod in items(&list) {
-                    let ready = pod["status"]["conditions"].as_array().is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                    });
-                    if ready || !pod["metadata"]["deletionTimestamp"].is_null() {
-                        continue;
-                    }
-                    let name = pod["metadata"]["name"].as_str().unwrap_or("");
-                    let now = time::OffsetDateTime::now_utc()
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default();
-                    let patch = serde_json::json!({"status": {"phase": "Running", "conditions": [
-                        {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
-                    let _ = kubectl_with(
-                        &kubeconfig,
-                        &[
-                            "patch",
-                            "pod",
-                            name,
-                            "-n",
-                            &namespace,
-                            "--subresource=status",
-                            "--type=merge",
-                            "-p",
-                            &patch.to_string(),
-                        ],
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(150));
-            }
-        });
-        FakeKubelets {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FakeKubelets {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -381,7 +381,7 @@ fn delete_removes_objects_and_deleting_a_namespace_removes_its_content() {
         "{}",
         stderr(&out)
     );
-    let left = ok(control.kubectl(&["get", "cm,secret,deploy,svc", "-A", "-o", "name"]));
+    let left = ok(control.kubectl(&["get", "cm,secret,deploy,svc", "-n", "shop", "-o", "name"]));
     assert_eq!(left, "", "objects outlived their namespace");
 }
 

@@ -1,13 +1,14 @@
 //! POST to a collection: decode and validate the body, fill the server-owned metadata, check
 //! that the namespace exists and is not terminating, and create the key (409 if it exists).
-//! `dryRun=All` does everything but the write.
+//! A Service gets its ClusterIP and node ports (`service_alloc`), given back if the create
+//! fails. `dryRun=All` does everything but the write.
 
 use http::{Response, StatusCode};
 use serde_json::Value;
 
 use super::meta::{self, name_of};
 use super::path::object_key;
-use super::{decode_stored, object_response, validate, Call};
+use super::{decode_stored, object_response, service_alloc, validate, Call};
 use crate::http_util::ResponseBody;
 use crate::kinds;
 use crate::status::ApiError;
@@ -30,12 +31,26 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     if call.query.dry_run {
         return Ok(object_response(StatusCode::CREATED, &object, &warnings));
     }
-    let kv = call
-        .state
-        .store
-        .create(&key, meta::to_stored(&object)?)
-        .await
-        .map_err(|e| call.store_error(&name, e))?;
+    let store = call.state.store.as_ref();
+    let reserved = if service_alloc::is_service(&object) {
+        service_alloc::allocate(store, &call.state.service_network, &mut object, None).await?
+    } else {
+        service_alloc::Reserved::default()
+    };
+    let stored = match meta::to_stored(&object) {
+        Ok(bytes) => store
+            .create(&key, bytes)
+            .await
+            .map_err(|e| call.store_error(&name, e)),
+        Err(e) => Err(e),
+    };
+    let kv = match stored {
+        Ok(kv) => kv,
+        Err(e) => {
+            reserved.release(store).await;
+            return Err(e);
+        }
+    };
     Ok(object_response(
         StatusCode::CREATED,
         &decode_stored(&kv)?,

@@ -181,6 +181,9 @@ pub async fn delete_kv(
         .await
         .map_err(&map)?;
     meta::set_resource_version(&mut object, deleted.revision);
+    if super::service_alloc::is_service(&object) {
+        super::service_alloc::release(store, &object, None).await;
+    }
     Ok(Outcome::Deleted(object))
 }
 

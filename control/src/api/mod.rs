@@ -17,6 +17,7 @@ pub mod path;
 mod query;
 mod scale;
 pub mod selector;
+pub mod service_alloc;
 pub mod table_default;
 mod update;
 mod validate;
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub bookmark_interval: Duration,
     /// Namespaces whose deletion task runs (one task per namespace).
     finalizing: Mutex<HashSet<String>>,
+    /// Where Services get their ClusterIPs and node ports.
+    pub service_network: service_alloc::ServiceNetwork,
 }
 
 impl ApiState {
@@ -62,6 +65,7 @@ impl ApiState {
             info,
             bookmark_interval: Duration::from_secs(10),
             finalizing: Mutex::default(),
+            service_network: service_alloc::ServiceNetwork::default(),
         }
     }
 }

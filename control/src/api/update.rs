@@ -1,13 +1,14 @@
 //! PUT of an object or its `status`: the body replaces the object, compare-and-swap on its
 //! resourceVersion (a stale one is 409 Conflict; an empty one is unconditional), with the
 //! server-owned metadata kept (`meta::prepare_update`). An object being deleted whose last
-//! finalizer goes is deleted. Also the shared write path of `patch`.
+//! finalizer goes is deleted. A Service keeps its allocations (`service_alloc`). Also the
+//! shared write path of `patch`.
 
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::meta::{self, finalizers};
-use super::{decode_stored, object_response, validate, Call};
+use super::{decode_stored, object_response, service_alloc, validate, Call};
 use crate::http_util::ResponseBody;
 use crate::status::ApiError;
 use crate::store::KeyValue;
@@ -89,16 +90,44 @@ pub async fn write(
     expected: i64,
     object: Value,
 ) -> Result<Value, ApiError> {
+    let mut object = object;
     validate::check_semantics(&object, call.resource())?;
     if call.query.dry_run {
         return Ok(object);
     }
     let store = &call.state.store;
-    let kv = store
-        .update(key, meta::to_stored(&object)?, expected)
-        .await
-        .map_err(|e| call.store_error(name, e))?;
+    let service = service_alloc::is_service(&object);
+    let (old, reserved) = if service {
+        let old = decode_stored(&current(call, key, name).await?)?;
+        let reserved = service_alloc::allocate(
+            store.as_ref(),
+            &call.state.service_network,
+            &mut object,
+            Some(&old),
+        )
+        .await?;
+        (Some(old), reserved)
+    } else {
+        (None, service_alloc::Reserved::default())
+    };
+    let written = match meta::to_stored(&object) {
+        Ok(bytes) => store
+            .update(key, bytes, expected)
+            .await
+            .map_err(|e| call.store_error(name, e)),
+        Err(e) => Err(e),
+    };
+    let kv = match written {
+        Ok(kv) => kv,
+        Err(e) => {
+            reserved.release(store.as_ref()).await;
+            return Err(e);
+        }
+    };
     let stored = decode_stored(&kv)?;
+    if let Some(old) = &old {
+        service_alloc::release(store.as_ref(), old, Some(&stored)).await;
+    }
     // A namespace's own deletion is finished by `namespaces`, once it is empty.
     let r = call.resource();
     let namespace = r.group.is_empty() && r.kind == "Namespace";
@@ -110,6 +139,9 @@ pub async fn write(
             .map_err(|e| call.store_error(name, e))?;
         let mut last = decode_stored(&deleted.prev)?;
         meta::set_resource_version(&mut last, deleted.revision);
+        if service {
+            service_alloc::release(store.as_ref(), &last, None).await;
+        }
         return Ok(last);
     }
     Ok(stored)

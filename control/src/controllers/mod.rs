@@ -2,18 +2,22 @@
 //! store through an `informer` cache and writes through [`client::Loopback`] — the same
 //! validation and storage path as kubectl's requests, in process — from a `queue` of keys.
 //! Today: the garbage collector (`gc`), the Deployment controller (`deployment`), the
-//! ReplicaSet controller (`replicaset`) and the scheduler (`scheduler`).
+//! ReplicaSet controller (`replicaset`), the scheduler (`scheduler`), the EndpointSlice and
+//! Endpoints controllers (`endpoints`) and the `kubernetes` Service (`kubernetes_service`).
 
 pub mod client;
 mod deployment;
+mod endpoints;
 mod events;
 mod gc;
 mod informer;
+mod kubernetes_service;
 mod pods;
 mod queue;
 mod replicaset;
 mod scheduler;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::api::ApiState;
@@ -43,8 +47,8 @@ fn resource(group: &str, plural: &str) -> &'static kinds::Resource {
     }
 }
 
-/// Starts every controller.
-pub fn spawn(state: &Arc<ApiState>) -> Controllers {
+/// Starts every controller; `server` is where clients reach this API server.
+pub fn spawn(state: &Arc<ApiState>, server: SocketAddr) -> Controllers {
     let client = client::Loopback::new(Arc::clone(state), CONTROLLER_USER);
     let store = &state.store;
     let pods = Informer::spawn(Arc::clone(store), resource("", "pods"));
@@ -58,6 +62,20 @@ pub fn spawn(state: &Arc<ApiState>) -> Controllers {
     ));
     let nodes = Informer::spawn(Arc::clone(store), resource("", "nodes"));
     tasks.extend(scheduler::spawn(client.clone(), nodes, Arc::clone(&pods)));
+    tasks.extend(endpoints::spawn(
+        client.clone(),
+        endpoints::Caches {
+            services: Informer::spawn(Arc::clone(store), resource("", "services")),
+            pods: Arc::clone(&pods),
+            slices: Informer::spawn(
+                Arc::clone(store),
+                resource("discovery.k8s.io", "endpointslices"),
+            ),
+            endpoints: Informer::spawn(Arc::clone(store), resource("", "endpoints")),
+        },
+    ));
+    let first = state.service_network.first().to_string();
+    tasks.push(kubernetes_service::spawn(client.clone(), first, server));
     tasks.extend(replicaset::spawn(client, replicasets, pods));
     Controllers { tasks }
 }
