@@ -109,7 +109,7 @@ fn held_keys(object: &Value) -> Vec<String> {
         keys.push(format!("{IP_KEYS}{ip}"));
     }
     for port in spec["ports"].as_array().into_iter().flatten() {
-        if let Some(n) = port["nodePort"].as_u64() {
+        if let Some(n) = port["nodePort"].as_u64().filter(|n| *n != 0) {
             keys.push(format!("{PORT_KEYS}{n}"));
         }
     }
@@ -194,7 +194,7 @@ async fn allocate_into(
         let old_ports = old["spec"]["ports"].as_array().cloned().unwrap_or_default();
         if uses_node_ports(&object["spec"]) {
             for port in object["spec"]["ports"].as_array_mut().into_iter().flatten() {
-                if port["nodePort"].is_null() {
+                if port["nodePort"].as_u64().unwrap_or(0) == 0 {
                     if let Some(was) = old_ports
                         .iter()
                         .find(|o| o["port"] == port["port"] && o["protocol"] == port["protocol"])
@@ -262,7 +262,8 @@ async fn allocate_into(
     if uses_node_ports(&object["spec"]) {
         let count = object["spec"]["ports"].as_array().map_or(0, Vec::len);
         for i in 0..count {
-            let wanted = object["spec"]["ports"][i]["nodePort"].as_u64();
+            // 0 is unset (protobuf bodies carry it for every port).
+            let wanted = object["spec"]["ports"][i]["nodePort"].as_u64().filter(|n| *n != 0);
             let port = match wanted {
                 Some(n) => {
                     let key = format!("{PORT_KEYS}{n}");
