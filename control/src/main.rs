@@ -14,9 +14,12 @@ use clap::Parser;
 #[command(
     name = "bosun-control",
     about = "bosun's Kubernetes API server",
-    version
+    version,
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// State: the CA and certificates (pki/), the admin kubeconfig, the store (state.db).
     #[arg(long, default_value = "/var/lib/bosun-control")]
     data_dir: PathBuf,
@@ -37,8 +40,41 @@ struct Args {
     log_level: String,
 }
 
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Writes a kubeconfig for a node (user system:node:NAME, group system:nodes) with a
+    /// client certificate signed by the cluster CA (for tests and `cargo xtask up`).
+    Kubeconfig {
+        /// The data dir of the control process (its pki/ and admin.kubeconfig).
+        #[arg(long, default_value = "/var/lib/bosun-control")]
+        data_dir: PathBuf,
+        /// The node's name.
+        #[arg(long)]
+        node: String,
+        /// Where to write the kubeconfig (0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// The server URL; defaults to the one in `<data-dir>/admin.kubeconfig`.
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Command::Kubeconfig {
+        data_dir,
+        node,
+        out,
+        server,
+    }) = &args.command
+    {
+        let text = kubeconfig::for_node(data_dir, node, server.as_deref())
+            .with_context(|| format!("a kubeconfig for node {node}"))?;
+        kubeconfig::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+        println!("{}", out.display());
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
@@ -113,7 +149,7 @@ async fn run(args: Args) -> Result<()> {
     let text = kubeconfig::render(
         &format!("https://{address}"),
         &ca.cert_pem,
-        &admin,
+        kubeconfig::Credentials::Certificate(&admin),
         "bosun-admin",
     );
     let state = Arc::new(ApiState::new(

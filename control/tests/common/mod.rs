@@ -64,6 +64,29 @@ impl Control {
             .to_owned()
     }
 
+    /// A kubeconfig for node `name` (a CA-signed client certificate for `system:node:<name>`),
+    /// made by `bosun-control kubeconfig`.
+    pub fn node_kubeconfig(&self, name: &str) -> PathBuf {
+        let out = self.dir.path().join(format!("node-{name}.kubeconfig"));
+        let status = Command::new(CONTROL)
+            .arg("kubeconfig")
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(["--node", name])
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run bosun-control kubeconfig");
+        assert!(status.success(), "bosun-control kubeconfig --node {name}");
+        out
+    }
+
+    /// The bootstrap kubeconfig the server wrote (a bootstrap token).
+    pub fn bootstrap_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("bootstrap.kubeconfig")
+    }
+
     /// Runs the real kubectl with the admin kubeconfig.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         kubectl_with(&self.kubeconfig(), args)
