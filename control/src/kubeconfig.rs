@@ -221,7 +221,7 @@ mod tests {
             .unwrap();
         use rustls::pki_types::pem::PemObject;
         let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
-        let id = crate::identity::from_client_certificate(&der).unwrap();
+        let id = crate::authn::identity::from_client_certificate(&der).unwrap();
         assert_eq!(id.user, "system:node:n1");
         assert_eq!(id.groups, ["system:nodes"]);
     }

@@ -10,10 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod authn;
 pub mod controllers;
 pub mod discovery;
 pub mod http_util;
-pub mod identity;
 pub mod kinds;
 pub mod kubeconfig;
 pub mod openapi;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bosun_control::api::{self, ApiState};
+use bosun_control::authn::{bootstrap, TokenFile};
 use bosun_control::store::{Compactor, CompactorConfig, EncryptedStore, EncryptionKey, Store};
 use bosun_control::{kubeconfig, pki, router::ServerInfo, server};
 use clap::Parser;
@@ -35,6 +36,13 @@ struct Args {
     advertise_address: Option<IpAddr>,
     #[command(flatten)]
     store: bosun_control::store::StoreArgs,
+    /// Static bearer tokens, kube-apiserver's CSV format: `token,user,uid,"group1,group2"`.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Lifetime of the bootstrap token made at start (`<data-dir>/bootstrap.kubeconfig`), in
+    /// seconds; 0: it never expires.
+    #[arg(long, default_value_t = 24 * 3600)]
+    bootstrap_token_ttl_seconds: u64,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -152,17 +160,46 @@ async fn run(args: Args) -> Result<()> {
         kubeconfig::Credentials::Certificate(&admin),
         "bosun-admin",
     );
-    let state = Arc::new(ApiState::new(
+    let mut state = ApiState::new(
         store,
         ServerInfo {
             address: address.clone(),
         },
-    ));
+    );
+    if let Some(path) = &args.token_auth_file {
+        state.tokens = TokenFile::load(path).context("--token-auth-file")?;
+    }
+    let state = Arc::new(state);
     api::bootstrap(&state)
         .await
         .context("creating the built-in namespaces")?;
 
     let _controllers = bosun_control::controllers::spawn(&state);
+
+    // A bootstrap token for nodes joining: kept while it is valid, else a new one.
+    let bootstrap_path = args.data_dir.join("bootstrap.kubeconfig");
+    let ttl = (args.bootstrap_token_ttl_seconds > 0).then(|| {
+        time::Duration::seconds(i64::try_from(args.bootstrap_token_ttl_seconds).unwrap_or(i64::MAX))
+    });
+    let token = bootstrap::ensure(
+        state.store.as_ref(),
+        kubeconfig::token_of(&bootstrap_path).as_deref(),
+        ttl,
+    )
+    .await
+    .context("the bootstrap token")?;
+    let bootstrap_text = kubeconfig::render(
+        &format!("https://{address}"),
+        &ca.cert_pem,
+        kubeconfig::Credentials::Token(&token.text()),
+        &format!("system:bootstrap:{}", token.id),
+    );
+    kubeconfig::write(&bootstrap_path, &bootstrap_text)
+        .with_context(|| format!("writing {}", bootstrap_path.display()))?;
+    println!(
+        "bootstrap kubeconfig for nodes: {}",
+        bootstrap_path.display()
+    );
 
     kubeconfig::write(&kubeconfig_path, &text)
         .with_context(|| format!("writing {}", kubeconfig_path.display()))?;

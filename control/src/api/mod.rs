@@ -30,6 +30,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
+use crate::authn::{Identity, TokenFile};
 use crate::http_util::{json_response, ResponseBody};
 use crate::kinds::Resource;
 use crate::router::ServerInfo;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub info: ServerInfo,
     /// How often a watch asking for bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// Static bearer tokens (`--token-auth-file`).
+    pub tokens: TokenFile,
     /// Namespaces whose deletion task runs (one task per namespace).
     finalizing: Mutex<HashSet<String>>,
 }
@@ -60,6 +63,7 @@ impl ApiState {
             store,
             info,
             bookmark_interval: Duration::from_secs(10),
+            tokens: TokenFile::default(),
             finalizing: Mutex::default(),
         }
     }
@@ -120,7 +124,11 @@ pub(crate) fn map_store_error(error: store::Error) -> ApiError {
 
 /// Answers a request to a resource path, or `None` when the path addresses no resource (the
 /// router then answers 404).
-pub async fn handle<B>(state: &Arc<ApiState>, request: Request<B>) -> Option<Response<ResponseBody>>
+pub async fn handle<B>(
+    state: &Arc<ApiState>,
+    _identity: &Identity,
+    request: Request<B>,
+) -> Option<Response<ResponseBody>>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
