@@ -12,6 +12,7 @@
 pub mod api;
 pub mod authn;
 pub mod controllers;
+pub mod csr;
 pub mod discovery;
 pub mod http_util;
 pub mod kinds;

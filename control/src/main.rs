@@ -131,7 +131,8 @@ async fn run(args: Args) -> Result<()> {
         .collect();
     let store: Arc<dyn Store> = Arc::new(EncryptedStore::new(store, key, secrets));
     let _compactor = Compactor::spawn(Arc::downgrade(&store), CompactorConfig::default());
-    let ca = pki::Ca::load_or_create(&args.data_dir.join("pki")).context("loading the CA")?;
+    let ca =
+        Arc::new(pki::Ca::load_or_create(&args.data_dir.join("pki")).context("loading the CA")?);
     let mut ips = vec![IpAddr::from([127, 0, 0, 1]), advertise];
     if !args.bind_address.is_unspecified() {
         ips.push(args.bind_address);
@@ -166,6 +167,7 @@ async fn run(args: Args) -> Result<()> {
             address: address.clone(),
         },
     );
+    state.ca = Some(Arc::clone(&ca));
     if let Some(path) = &args.token_auth_file {
         state.tokens = TokenFile::load(path).context("--token-auth-file")?;
     }

@@ -4,6 +4,7 @@
 //! the mapping of store errors to `Status` answers; each verb lives in its own module. What
 //! differs per kind is read from `kinds` and `validate`, never branched on here.
 
+mod approval;
 mod create;
 mod defaults;
 pub(crate) mod delete;
@@ -33,6 +34,7 @@ use serde_json::Value;
 use crate::authn::{Identity, TokenFile};
 use crate::http_util::{json_response, ResponseBody};
 use crate::kinds::Resource;
+use crate::pki::Ca;
 use crate::router::ServerInfo;
 use crate::status::ApiError;
 use crate::store::{self, KeyValue, Store};
@@ -53,6 +55,9 @@ pub struct ApiState {
     pub bookmark_interval: Duration,
     /// Static bearer tokens (`--token-auth-file`).
     pub tokens: TokenFile,
+    /// The cluster CA, which signs approved CertificateSigningRequests (`None`: nothing is
+    /// signed).
+    pub ca: Option<Arc<Ca>>,
     /// Namespaces whose deletion task runs (one task per namespace).
     finalizing: Mutex<HashSet<String>>,
 }
@@ -64,6 +69,7 @@ impl ApiState {
             info,
             bookmark_interval: Duration::from_secs(10),
             tokens: TokenFile::default(),
+            ca: None,
             finalizing: Mutex::default(),
         }
     }
@@ -72,6 +78,8 @@ impl ApiState {
 /// One request to a resource path, parsed.
 pub(crate) struct Call {
     pub state: Arc<ApiState>,
+    /// Who is asking.
+    pub identity: Identity,
     pub path: ResourcePath,
     pub query: Query,
     pub accept: String,
@@ -126,7 +134,7 @@ pub(crate) fn map_store_error(error: store::Error) -> ApiError {
 /// router then answers 404).
 pub async fn handle<B>(
     state: &Arc<ApiState>,
-    _identity: &Identity,
+    identity: &Identity,
     request: Request<B>,
 ) -> Option<Response<ResponseBody>>
 where
@@ -152,6 +160,7 @@ where
     };
     let call = Call {
         state: Arc::clone(state),
+        identity: identity.clone(),
         accept: header_text(header::ACCEPT),
         content_type: header_text(header::CONTENT_TYPE),
         path,
@@ -166,10 +175,12 @@ where
     let named = call.path.name.is_some();
     let status = call.path.subresource.is_some();
     let scale = call.path.subresource.as_deref() == Some("scale");
+    let approval = call.path.subresource.as_deref() == Some("approval");
     let result = match (method, named) {
         (Method::GET, true) if scale => scale::get(&call).await,
         (Method::PUT, true) if scale => scale::update(&call, &body).await,
         (Method::PATCH, true) if scale => scale::patch(&call, &body).await,
+        (Method::PUT, true) if approval => approval::update(&call, &body).await,
         (Method::GET, true) => get::get(&call).await,
         (Method::GET, false) if call.query.watch => return Some(watch::watch(call).await),
         (Method::GET, false) => get::list(&call).await,
@@ -177,7 +188,7 @@ where
             create::create(&call, &body).await
         }
         (Method::PUT, true) => update::update(&call, &body).await,
-        (Method::PATCH, true) => patch::patch(&call, &body).await,
+        (Method::PATCH, true) if !approval => patch::patch(&call, &body).await,
         (Method::DELETE, true) if !status => delete::delete(&call, &body).await,
         (Method::DELETE, false) if call.resource().verbs().contains(&"deletecollection") => {
             delete::delete_collection(&call, &body).await
