@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod authn;
+pub mod authz;
 pub mod controllers;
 pub mod csr;
 pub mod discovery;

@@ -6,11 +6,93 @@ mod common;
 
 use common::{kubectl_with, ok, stderr, Control};
 
+/// Asserts kubectl was refused with 403 and printed `message`.
+fn forbidden(out: std::process::Output, message: &str) {
+    assert!(
+        !out.status.success(),
+        "kubectl succeeded: {}",
+        common::stdout(&out)
+    );
+    let err = stderr(&out);
+    assert!(err.contains("Error from server (Forbidden)"), "{err}");
+    assert!(err.contains(message), "wanted {message:?} in {err}");
+}
+
+/// Creates `objects` (JSON) as the administrator.
+fn admin_create(control: &Control, name: &str, objects: &[serde_json::Value]) {
+    let docs: Vec<String> = objects
+        .iter()
+        .map(|o| serde_yaml::to_string(o).expect("YAML"))
+        .collect();
+    let file = control.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&file, docs.join("\n---\n")).expect("write");
+    ok(control.kubectl(&["create", "-f", file.to_str().expect("utf-8")]));
+}
+
+/// Nodes n1 and other, Secrets used (by pod web on n1) and unused, a Deployment.
+fn cluster_objects(control: &Control) {
+    use serde_json::json;
+    let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+    let secret = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name}, "stringData": {"k": "v"}})
+    };
+    admin_create(
+        control,
+        "cluster",
+        &[
+            node("n1"),
+            node("other"),
+            secret("used"),
+            secret("unused"),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox",
+                "envFrom": [{"secretRef": {"name": "used"}}]}]}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+        ],
+    );
+}
+
 #[test]
-fn a_node_kubeconfig_authenticates_as_the_node() {
+fn a_node_may_do_what_a_kubelet_needs_and_nothing_more() {
     let control = Control::start();
+    cluster_objects(&control);
     let node = control.node_kubeconfig("n1");
-    ok(kubectl_with(&node, &["get", "pods"]));
+    let pods = ok(kubectl_with(&node, &["get", "pods"]));
+    assert!(pods.contains("web"), "{pods}");
+    ok(kubectl_with(
+        &node,
+        &["label", "node", "n1", "bosun.dev/ready=yes"],
+    ));
+    let labels = ok(control.kubectl(&["get", "node", "n1", "--show-labels"]));
+    assert!(labels.contains("bosun.dev/ready=yes"), "{labels}");
+    forbidden(
+        kubectl_with(&node, &["label", "node", "other", "bosun.dev/ready=yes"]),
+        "nodes \"other\" is forbidden: User \"system:node:n1\" cannot patch resource \"nodes\" in API group \"\" at the cluster scope",
+    );
+    forbidden(
+        kubectl_with(&node, &["get", "secret", "unused"]),
+        "secrets \"unused\" is forbidden: User \"system:node:n1\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\": no relationship found between node 'n1' and this object",
+    );
+    let secret = ok(kubectl_with(
+        &node,
+        &["get", "secret", "used", "-o", "jsonpath={.data.k}"],
+    ));
+    assert_eq!(secret, "dg==");
+    forbidden(
+        kubectl_with(&node, &["delete", "deployment", "web"]),
+        "deployments.apps \"web\" is forbidden: User \"system:node:n1\" cannot delete resource \"deployments\" in API group \"apps\" in the namespace \"default\"",
+    );
+    ok(control.kubectl(&["get", "deployment", "web"]));
+    // Another node's credentials cannot read n1's pod's Secret.
+    let other = control.node_kubeconfig("other");
+    forbidden(
+        kubectl_with(&other, &["get", "secret", "used"]),
+        "User \"system:node:other\" cannot get resource \"secrets\"",
+    );
 }
 
 /// A copy of the bootstrap kubeconfig carrying `token` instead.
@@ -40,7 +122,11 @@ fn garbage_malformed_and_expired_tokens_are_401() {
     let bootstrap = control.bootstrap_kubeconfig();
     let text = std::fs::read_to_string(&bootstrap).expect("bootstrap kubeconfig");
     assert!(text.contains("token:"), "{text}");
-    ok(kubectl_with(&bootstrap, &["get", "pods"]));
+    // The real token authenticates (403, not 401): a bootstrapper may not list pods.
+    forbidden(
+        kubectl_with(&bootstrap, &["get", "pods"]),
+        "pods is forbidden: User \"system:bootstrap:",
+    );
     for (name, token) in [
         ("garbage", "not-a-token-at-all"),
         ("unknown", "zzzzzz.0123456789abcdef"),
@@ -177,6 +263,18 @@ fn a_bootstrapper_gets_a_node_certificate_through_a_csr() {
     assert!(table.contains("system:bootstrap:"), "{table}");
     let node = kubeconfig_from_csr(&control, "node-csr-joiner", &key);
     ok(kubectl_with(&node, &["get", "pods"]));
+    // The issued certificate is the node's identity, under the node rule.
+    admin_create(
+        &control,
+        "joiner",
+        &[serde_json::json!(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}
+        )],
+    );
+    forbidden(
+        kubectl_with(&node, &["get", "secret", "s"]),
+        "User \"system:node:joiner\" cannot get resource \"secrets\"",
+    );
 }
 
 #[test]
@@ -215,11 +313,9 @@ fn other_csrs_wait_for_an_administrators_approval() {
     let table = ok(control.kubectl(&["get", "csr", "alice", "--no-headers"]));
     assert!(table.contains("Approved,Issued"), "{table}");
     let alice = kubeconfig_from_csr(&control, "alice", &key);
-    // alice is authenticated (not 401) but has no rights yet.
-    let out = kubectl_with(&alice, &["get", "csr", "alice"]);
-    assert!(
-        !stderr(&out).contains("You must be logged in"),
-        "{}",
-        stderr(&out)
+    // alice is authenticated by the issued certificate (403, not 401) and has no rights.
+    forbidden(
+        kubectl_with(&alice, &["get", "csr", "alice"]),
+        "certificatesigningrequests.certificates.k8s.io \"alice\" is forbidden: User \"alice\" cannot get resource \"certificatesigningrequests\" in API group \"certificates.k8s.io\" at the cluster scope",
     );
 }

@@ -32,6 +32,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use crate::authn::{Identity, TokenFile};
+use crate::authz;
 use crate::http_util::{json_response, ResponseBody};
 use crate::kinds::Resource;
 use crate::pki::Ca;
@@ -173,6 +174,9 @@ where
         Err(e) => return Some(e.into_response()),
     };
     let named = call.path.name.is_some();
+    if let Err(e) = authorize(&call, &method, &body).await {
+        return Some(e.into_response());
+    }
     let status = call.path.subresource.is_some();
     let scale = call.path.subresource.as_deref() == Some("scale");
     let approval = call.path.subresource.as_deref() == Some("approval");
@@ -196,6 +200,52 @@ where
         (method, _) => Err(ApiError::method_not_allowed(&method, &uri_path)),
     };
     Some(result.unwrap_or_else(ApiError::into_response))
+}
+
+/// Asks `authz` whether the caller may make this request (before anything is read or written
+/// for it).
+async fn authorize(call: &Call, method: &Method, body: &[u8]) -> Result<(), ApiError> {
+    if call.identity.is_admin() {
+        return Ok(());
+    }
+    let named = call.path.name.is_some();
+    let verb = match (method, named) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if call.query.watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        // Not a verb of the API: the dispatch answers 405.
+        _ => return Ok(()),
+    };
+    // The object a create names (a body that does not decode is refused by create itself).
+    let object = (verb == "create")
+        .then(|| validate::decode_body(&call.content_type, body).ok())
+        .flatten()
+        .map(|b| b.object);
+    let name = match verb {
+        "create" => object
+            .as_ref()
+            .and_then(|o| o["metadata"]["name"].as_str())
+            .map(str::to_owned),
+        "list" | "watch" => call.query.fields.name().map(str::to_owned),
+        _ => call.path.name.clone(),
+    };
+    let attrs = authz::Attributes {
+        verb,
+        resource: call.resource(),
+        subresource: call.path.subresource.as_deref(),
+        namespace: call.path.namespace.as_deref(),
+        name: name.as_deref(),
+        object: object.as_ref(),
+    };
+    let facts = authz::StoreFacts {
+        store: call.state.store.as_ref(),
+    };
+    authz::authorize(&call.identity, &attrs, &facts).await
 }
 
 fn not_served(r: &Resource) -> ApiError {
