@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bosun_control::api::{self, ApiState};
 use bosun_control::authn::{bootstrap, TokenFile};
+use bosun_control::limits::{Limits, LimitsConfig};
 use bosun_control::store::{Compactor, CompactorConfig, EncryptedStore, EncryptionKey, Store};
 use bosun_control::{kubeconfig, pki, router::ServerInfo, server};
 use clap::Parser;
@@ -43,6 +44,16 @@ struct Args {
     /// seconds; 0: it never expires.
     #[arg(long, default_value_t = 24 * 3600)]
     bootstrap_token_ttl_seconds: u64,
+    /// Sustained requests per second each client (user) may make; 0: no limit.
+    /// Administrators are exempt. Over it: 429 with Retry-After.
+    #[arg(long, default_value_t = 1000.0)]
+    max_requests_per_second_per_client: f64,
+    /// Requests a client may make at once above its sustained rate.
+    #[arg(long, default_value_t = 2000)]
+    max_request_burst_per_client: u32,
+    /// Concurrent watches each client may hold; 0: no limit. Administrators are exempt.
+    #[arg(long, default_value_t = 1000)]
+    max_watches_per_client: usize,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -168,6 +179,11 @@ async fn run(args: Args) -> Result<()> {
         },
     );
     state.ca = Some(Arc::clone(&ca));
+    state.limits = Limits::new(LimitsConfig {
+        requests_per_second: args.max_requests_per_second_per_client,
+        burst: args.max_request_burst_per_client,
+        max_watches: args.max_watches_per_client,
+    });
     if let Some(path) = &args.token_auth_file {
         state.tokens = TokenFile::load(path).context("--token-auth-file")?;
     }

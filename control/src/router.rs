@@ -49,6 +49,11 @@ where
         Authenticated::Yes(identity) => identity,
         Authenticated::No => return ApiError::unauthorized().into_response(),
     };
+    if !identity.is_admin() {
+        if let Err(e) = state.limits.request(&identity.user) {
+            return e.into_response();
+        }
+    }
     if request.method() == Method::GET {
         let accept = request
             .headers()

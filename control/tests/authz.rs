@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{kubectl_with, ok, stderr, Control};
+use std::time::{Duration, Instant};
+
+use common::{kubectl_with, ok, stderr, Control, Streaming};
 
 /// Asserts kubectl was refused with 403 and printed `message`.
 fn forbidden(out: std::process::Output, message: &str) {
@@ -318,4 +320,72 @@ fn other_csrs_wait_for_an_administrators_approval() {
         kubectl_with(&alice, &["get", "csr", "alice"]),
         "certificatesigningrequests.certificates.k8s.io \"alice\" is forbidden: User \"alice\" cannot get resource \"certificatesigningrequests\" in API group \"certificates.k8s.io\" at the cluster scope",
     );
+}
+
+#[test]
+fn a_client_over_its_rate_gets_429_and_succeeds_after_waiting() {
+    let control = Control::start_with(&[
+        "--max-requests-per-second-per-client",
+        "1",
+        "--max-request-burst-per-client",
+        "3",
+    ]);
+    let node = control.node_kubeconfig("n1");
+    let started = Instant::now();
+    let mut throttled = 0;
+    // Each `get --raw` is one request: the fourth within a second is over the burst, answered
+    // 429 with Retry-After, and client-go waits and retries it.
+    for _ in 0..5 {
+        let out = kubectl_with(
+            &node,
+            &["get", "--raw", "/api/v1/namespaces/default/pods", "-v=6"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        if stderr(&out).contains("429 Too Many Requests") {
+            throttled += 1;
+        }
+    }
+    assert!(throttled >= 1, "no request was throttled");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // The administrator is exempt (as APF's exempt level).
+    for _ in 0..5 {
+        let out = control.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods", "-v=6"]);
+        assert!(!stderr(&out).contains("429"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_client_over_its_watch_cap_gets_429() {
+    let control = Control::start_with(&["--max-watches-per-client", "2"]);
+    let node = control.node_kubeconfig("n1");
+    let first = Streaming::spawn(&node, &["get", "pods", "--watch"]);
+    let _second = Streaming::spawn(&node, &["get", "pods", "--watch"]);
+    let probe = || {
+        kubectl_with(
+            &node,
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/pods?watch=1&timeoutSeconds=1",
+                "-v=6",
+            ],
+        )
+    };
+    // Once both watches are up, a third is refused.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = probe();
+        if stderr(&out).contains("429 Too Many Requests") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 429 for a third watch: {}",
+            stderr(&out)
+        );
+    }
+    // One watch ends: a new one is served (client-go retries the 429 after Retry-After).
+    drop(first);
+    let out = probe();
+    assert!(out.status.success(), "{}", stderr(&out));
 }

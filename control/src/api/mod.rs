@@ -35,6 +35,7 @@ use crate::authn::{Identity, TokenFile};
 use crate::authz;
 use crate::http_util::{json_response, ResponseBody};
 use crate::kinds::Resource;
+use crate::limits::{Limits, LimitsConfig};
 use crate::pki::Ca;
 use crate::router::ServerInfo;
 use crate::status::ApiError;
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub bookmark_interval: Duration,
     /// Static bearer tokens (`--token-auth-file`).
     pub tokens: TokenFile,
+    /// Per-client request rate and watch limits.
+    pub limits: Limits,
     /// The cluster CA, which signs approved CertificateSigningRequests (`None`: nothing is
     /// signed).
     pub ca: Option<Arc<Ca>>,
@@ -71,6 +74,7 @@ impl ApiState {
             bookmark_interval: Duration::from_secs(10),
             tokens: TokenFile::default(),
             ca: None,
+            limits: Limits::new(LimitsConfig::default()),
             finalizing: Mutex::default(),
         }
     }
@@ -186,7 +190,16 @@ where
         (Method::PATCH, true) if scale => scale::patch(&call, &body).await,
         (Method::PUT, true) if approval => approval::update(&call, &body).await,
         (Method::GET, true) => get::get(&call).await,
-        (Method::GET, false) if call.query.watch => return Some(watch::watch(call).await),
+        (Method::GET, false) if call.query.watch => {
+            let slot = match call.identity.is_admin() {
+                true => None,
+                false => match state.limits.watch(&call.identity.user) {
+                    Ok(slot) => slot,
+                    Err(e) => return Some(e.into_response()),
+                },
+            };
+            return Some(watch::watch(call, slot).await);
+        }
         (Method::GET, false) => get::list(&call).await,
         (Method::POST, false) if !call.resource().namespaced() || call.path.namespace.is_some() => {
             create::create(&call, &body).await

@@ -12,14 +12,22 @@ pub const CONTROL: &str = env!("CARGO_BIN_EXE_bosun-control");
 pub struct Control {
     pub dir: tempfile::TempDir,
     child: Child,
+    /// Extra flags, kept across restarts.
+    flags: Vec<String>,
 }
 
 impl Control {
     /// Starts the server and waits (bounded) for the kubeconfig it writes once listening.
     pub fn start() -> Control {
+        Control::start_with(&[])
+    }
+
+    /// Starts the server with extra flags.
+    pub fn start_with(flags: &[&str]) -> Control {
         let dir = tempfile::tempdir().expect("temp dir");
-        let child = spawn(dir.path());
-        let control = Control { dir, child };
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let child = spawn(dir.path(), &flags);
+        let control = Control { dir, child, flags };
         control.wait_ready();
         control
     }
@@ -29,7 +37,7 @@ impl Control {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::fs::remove_file(self.kubeconfig()).expect("remove the old kubeconfig");
-        self.child = spawn(self.dir.path());
+        self.child = spawn(self.dir.path(), &self.flags);
         self.wait_ready();
     }
 
@@ -107,7 +115,7 @@ impl Control {
     }
 }
 
-fn spawn(dir: &Path) -> Child {
+fn spawn(dir: &Path, flags: &[String]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -117,6 +125,7 @@ fn spawn(dir: &Path) -> Child {
         .arg("--data-dir")
         .arg(dir)
         .args(["--secure-port", "0", "--log-level", "debug"])
+        .args(flags)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
