@@ -3,7 +3,8 @@
 //! pod's status may be written only while the stored pod is bound to the node, and a Secret,
 //! ConfigMap or PersistentVolumeClaim is readable only while a pod bound to the node in the
 //! same namespace references it (volumes, projected sources, env `valueFrom`, `envFrom`,
-//! `imagePullSecrets`).
+//! `imagePullSecrets`). A node may create only mirror pods bound to itself that reference none
+//! of those (nor a service account), so it cannot grant itself access.
 
 use serde_json::Value;
 
@@ -96,7 +97,19 @@ async fn pods(
     };
     let decision = match (attrs.verb, attrs.subresource) {
         ("update" | "patch", Some("status")) => stored().await?.is_some_and(|p| bound(&p)),
-        ("create", None) => attrs.object.is_some_and(|p| bound(p) && mirror(p)),
+        ("create", None) => {
+            let Some(pod) = attrs.object.filter(|p| bound(p) && mirror(p)) else {
+                return deny;
+            };
+            // A mirror pod that names a Secret (or ConfigMap, PVC, service account) would
+            // let the node grant itself access to it: NodeRestriction refuses it.
+            if let Some(what) = granted_access(pod) {
+                return Ok(Some(Denied(format!(
+                    "node {node:?} can not create pods that reference {what}"
+                ))));
+            }
+            true
+        }
         ("delete", None) => stored().await?.is_some_and(|p| bound(&p)),
         _ => false,
     };
@@ -107,11 +120,38 @@ async fn pods(
     }
 }
 
+/// What a pod references that a node may read because of it, if anything.
+fn granted_access(pod: &Value) -> Option<&'static str> {
+    for plural in ["secrets", "configmaps", "persistentvolumeclaims"] {
+        let mut names = Vec::new();
+        collect_references(pod, plural, &mut names);
+        if !names.is_empty() {
+            return Some(plural);
+        }
+    }
+    let account = pod["spec"]["serviceAccountName"].as_str().unwrap_or("");
+    (!account.is_empty()).then_some("serviceaccounts")
+}
+
 /// Whether `pod` references the `plural` object named `name`.
 pub fn references(pod: &Value, plural: &str, name: &str) -> bool {
     let mut names = Vec::new();
     collect_references(pod, plural, &mut names);
-    names.contains(&name)
+    names.contains(&name) || (plural == "persistentvolumeclaims" && ephemeral_claim(pod, name))
+}
+
+/// Whether `name` is the claim of one of the pod's generic ephemeral volumes
+/// (`<pod>-<volume>`).
+fn ephemeral_claim(pod: &Value, name: &str) -> bool {
+    let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+    pod["spec"]["volumes"].as_array().is_some_and(|volumes| {
+        volumes.iter().any(|v| {
+            v["ephemeral"].is_object()
+                && v["name"]
+                    .as_str()
+                    .is_some_and(|vol| format!("{pod_name}-{vol}") == name)
+        })
+    })
 }
 
 fn collect_references<'a>(pod: &'a Value, plural: &str, out: &mut Vec<&'a str>) {

@@ -19,6 +19,7 @@ fn pod_web() -> Value {
                 {"name": "a", "secret": {"secretName": "s1"}},
                 {"name": "b", "configMap": {"name": "c1"}},
                 {"name": "c", "persistentVolumeClaim": {"claimName": "v1"}},
+                {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
                 {"name": "d", "projected": {"sources": [{"secret": {"name": "proj"}}]}},
             ],
             "containers": [{"name": "c", "env": [
@@ -104,303 +105,129 @@ async fn check(who: &Identity, rows: Vec<Row>) {
     }
 }
 
+fn mirror_pod(node: &str) -> Value {
+    json!({"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"}},
+        "spec": {"nodeName": node}})
+}
+
+fn with(mut pod: Value, key: &str, value: Value) -> Value {
+    pod["spec"][key] = value;
+    pod
+}
+
+#[rustfmt::skip]
 #[tokio::test]
 async fn nodes_follow_the_node_rule() {
     let n1 = id("system:node:n1", &["system:nodes"]);
     let d = Some("default");
-    let mirror = json!({"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"}},
-        "spec": {"nodeName": "n1"}});
-    let mirror_elsewhere = json!({"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"}},
-        "spec": {"nodeName": "n2"}});
+    let lease_ns = Some("kube-node-lease");
+    let leases = "coordination.k8s.io/leases";
+    let csrs = "certificates.k8s.io/certificatesigningrequests";
     let plain_pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
-    check(
-        &n1,
-        vec![
-            // Reads of what a node runs and routes.
-            ("list", "pods", None, None, None, None, true),
-            ("watch", "pods", None, d, None, None, true),
-            ("get", "nodes", None, None, Some("n2"), None, true),
-            ("list", "services", None, None, None, None, true),
-            ("list", "endpoints", None, d, None, None, true),
-            (
-                "watch",
-                "discovery.k8s.io/endpointslices",
-                None,
-                None,
-                None,
-                None,
-                true,
-            ),
-            ("get", "namespaces", None, None, Some("default"), None, true),
-            // Its own Node and Lease, nobody else's.
-            ("create", "nodes", None, None, Some("n1"), None, true),
-            ("patch", "nodes", None, None, Some("n1"), None, true),
-            (
-                "update",
-                "nodes",
-                Some("status"),
-                None,
-                Some("n1"),
-                None,
-                true,
-            ),
-            ("patch", "nodes", None, None, Some("n2"), None, false),
-            (
-                "patch",
-                "nodes",
-                Some("status"),
-                None,
-                Some("n2"),
-                None,
-                false,
-            ),
-            ("delete", "nodes", None, None, Some("n1"), None, false),
-            (
-                "create",
-                "coordination.k8s.io/leases",
-                None,
-                Some("kube-node-lease"),
-                Some("n1"),
-                None,
-                true,
-            ),
-            (
-                "update",
-                "coordination.k8s.io/leases",
-                None,
-                Some("kube-node-lease"),
-                Some("n1"),
-                None,
-                true,
-            ),
-            (
-                "get",
-                "coordination.k8s.io/leases",
-                None,
-                Some("kube-node-lease"),
-                Some("n1"),
-                None,
-                true,
-            ),
-            (
-                "update",
-                "coordination.k8s.io/leases",
-                None,
-                Some("kube-node-lease"),
-                Some("n2"),
-                None,
-                false,
-            ),
-            (
-                "update",
-                "coordination.k8s.io/leases",
-                None,
-                Some("kube-system"),
-                Some("n1"),
-                None,
-                false,
-            ),
-            // Pod status only for pods bound to it (the stored pod decides).
-            ("patch", "pods", Some("status"), d, Some("web"), None, true),
-            ("update", "pods", Some("status"), d, Some("web"), None, true),
-            (
-                "patch",
-                "pods",
-                Some("status"),
-                d,
-                Some("other"),
-                None,
-                false,
-            ),
-            (
-                "patch",
-                "pods",
-                Some("status"),
-                d,
-                Some("missing"),
-                None,
-                false,
-            ),
-            ("patch", "pods", None, d, Some("web"), None, false),
-            ("update", "pods", None, d, Some("web"), None, false),
-            // Mirror pods bound to it; deleting pods bound to it.
-            ("create", "pods", None, d, Some("m"), Some(mirror), true),
-            (
-                "create",
-                "pods",
-                None,
-                d,
-                Some("m"),
-                Some(mirror_elsewhere),
-                false,
-            ),
-            ("create", "pods", None, d, Some("p"), Some(plain_pod), false),
-            ("delete", "pods", None, d, Some("web"), None, true),
-            ("delete", "pods", None, d, Some("other"), None, false),
-            ("deletecollection", "pods", None, d, None, None, false),
-            // Events.
-            ("create", "events", None, d, None, None, true),
-            (
-                "patch",
-                "events.k8s.io/events",
-                None,
-                d,
-                Some("e"),
-                None,
-                true,
-            ),
-            ("delete", "events", None, d, Some("e"), None, false),
-            // Secrets, ConfigMaps, PVCs its pods use, by name only.
-            ("get", "secrets", None, d, Some("s1"), None, true),
-            ("get", "secrets", None, d, Some("pull"), None, true),
-            ("get", "secrets", None, d, Some("proj"), None, true),
-            ("get", "secrets", None, d, Some("envsecret"), None, true),
-            ("get", "secrets", None, d, Some("fromsecret"), None, true),
-            ("watch", "secrets", None, d, Some("s1"), None, true),
-            ("get", "secrets", None, d, Some("s2"), None, false),
-            (
-                "get",
-                "secrets",
-                None,
-                Some("kube-system"),
-                Some("s1"),
-                None,
-                false,
-            ),
-            ("list", "secrets", None, d, None, None, false),
-            ("update", "secrets", None, d, Some("s1"), None, false),
-            ("get", "configmaps", None, d, Some("c1"), None, true),
-            ("get", "configmaps", None, d, Some("envcm"), None, true),
-            ("get", "configmaps", None, d, Some("initcm"), None, true),
-            ("get", "configmaps", None, d, Some("s1"), None, false),
-            (
-                "get",
-                "persistentvolumeclaims",
-                None,
-                d,
-                Some("v1"),
-                None,
-                true,
-            ),
-            (
-                "get",
-                "persistentvolumeclaims",
-                None,
-                d,
-                Some("v2"),
-                None,
-                false,
-            ),
-            // CSRs; nothing else.
-            (
-                "create",
-                "certificates.k8s.io/certificatesigningrequests",
-                None,
-                None,
-                Some("c"),
-                None,
-                true,
-            ),
-            (
-                "update",
-                "certificates.k8s.io/certificatesigningrequests",
-                Some("approval"),
-                None,
-                Some("c"),
-                None,
-                false,
-            ),
-            (
-                "delete",
-                "apps/deployments",
-                None,
-                d,
-                Some("web"),
-                None,
-                false,
-            ),
-            ("list", "apps/deployments", None, d, None, None, false),
-            ("create", "services", None, d, Some("x"), None, false),
-            ("list", "serviceaccounts", None, d, None, None, false),
-        ],
-    )
+    let mirror_with_secret = with(mirror_pod("n1"), "volumes", json!([{"name": "v", "secret": {"secretName": "s2"}}]));
+    let mirror_with_cm = with(mirror_pod("n1"), "containers", json!([{"name": "c", "envFrom": [{"configMapRef": {"name": "c9"}}]}]));
+    let mirror_with_sa = with(mirror_pod("n1"), "serviceAccountName", json!("admin"));
+    check(&n1, vec![
+        // Reads of what a node runs and routes.
+        ("list", "pods", None, None, None, None, true),
+        ("watch", "pods", None, d, None, None, true),
+        ("get", "nodes", None, None, Some("n2"), None, true),
+        ("list", "services", None, None, None, None, true),
+        ("list", "endpoints", None, d, None, None, true),
+        ("watch", "discovery.k8s.io/endpointslices", None, None, None, None, true),
+        ("get", "namespaces", None, None, Some("default"), None, true),
+        // Its own Node and Lease, nobody else's.
+        ("create", "nodes", None, None, Some("n1"), None, true),
+        ("patch", "nodes", None, None, Some("n1"), None, true),
+        ("update", "nodes", Some("status"), None, Some("n1"), None, true),
+        ("patch", "nodes", None, None, Some("n2"), None, false),
+        ("patch", "nodes", Some("status"), None, Some("n2"), None, false),
+        ("delete", "nodes", None, None, Some("n1"), None, false),
+        ("create", leases, None, lease_ns, Some("n1"), None, true),
+        ("update", leases, None, lease_ns, Some("n1"), None, true),
+        ("get", leases, None, lease_ns, Some("n1"), None, true),
+        ("update", leases, None, lease_ns, Some("n2"), None, false),
+        ("update", leases, None, Some("kube-system"), Some("n1"), None, false),
+        // Pod status only for pods bound to it (the stored pod decides).
+        ("patch", "pods", Some("status"), d, Some("web"), None, true),
+        ("update", "pods", Some("status"), d, Some("web"), None, true),
+        ("patch", "pods", Some("status"), d, Some("other"), None, false),
+        ("patch", "pods", Some("status"), d, Some("missing"), None, false),
+        ("patch", "pods", None, d, Some("web"), None, false),
+        ("update", "pods", None, d, Some("web"), None, false),
+        // Mirror pods bound to it that reference nothing it could then read; deleting pods
+        // bound to it.
+        ("create", "pods", None, d, Some("m"), Some(mirror_pod("n1")), true),
+        ("create", "pods", None, d, Some("m"), Some(mirror_pod("n2")), false),
+        ("create", "pods", None, d, Some("p"), Some(plain_pod), false),
+        ("create", "pods", None, d, Some("m"), Some(mirror_with_secret), false),
+        ("create", "pods", None, d, Some("m"), Some(mirror_with_cm), false),
+        ("create", "pods", None, d, Some("m"), Some(mirror_with_sa), false),
+        ("delete", "pods", None, d, Some("web"), None, true),
+        ("delete", "pods", None, d, Some("other"), None, false),
+        ("deletecollection", "pods", None, d, None, None, false),
+        // Events.
+        ("create", "events", None, d, None, None, true),
+        ("patch", "events.k8s.io/events", None, d, Some("e"), None, true),
+        ("delete", "events", None, d, Some("e"), None, false),
+        // Secrets, ConfigMaps, PVCs its pods use, by name only.
+        ("get", "secrets", None, d, Some("s1"), None, true),
+        ("get", "secrets", None, d, Some("pull"), None, true),
+        ("get", "secrets", None, d, Some("proj"), None, true),
+        ("get", "secrets", None, d, Some("envsecret"), None, true),
+        ("get", "secrets", None, d, Some("fromsecret"), None, true),
+        ("watch", "secrets", None, d, Some("s1"), None, true),
+        ("get", "secrets", None, d, Some("s2"), None, false),
+        ("get", "secrets", None, Some("kube-system"), Some("s1"), None, false),
+        ("list", "secrets", None, d, None, None, false),
+        ("update", "secrets", None, d, Some("s1"), None, false),
+        ("get", "configmaps", None, d, Some("c1"), None, true),
+        ("get", "configmaps", None, d, Some("envcm"), None, true),
+        ("get", "configmaps", None, d, Some("initcm"), None, true),
+        ("get", "configmaps", None, d, Some("s1"), None, false),
+        ("get", "persistentvolumeclaims", None, d, Some("v1"), None, true),
+        ("get", "persistentvolumeclaims", None, d, Some("web-scratch"), None, true),
+        ("get", "persistentvolumeclaims", None, d, Some("v2"), None, false),
+        // CSRs; nothing else.
+        ("create", csrs, None, None, Some("c"), None, true),
+        ("update", csrs, Some("approval"), None, Some("c"), None, false),
+        ("delete", "apps/deployments", None, d, Some("web"), None, false),
+        ("list", "apps/deployments", None, d, None, None, false),
+        ("create", "services", None, d, Some("x"), None, false),
+        ("list", "serviceaccounts", None, d, None, None, false),
+    ])
     .await;
     // Both the user name and the group make a node.
     let not_in_group = id("system:node:n1", &[]);
-    check(
-        &not_in_group,
-        vec![("list", "pods", None, None, None, None, false)],
-    )
-    .await;
+    check(&not_in_group, vec![("list", "pods", None, None, None, None, false)]).await;
 }
 
+#[rustfmt::skip]
 #[tokio::test]
 async fn bootstrappers_only_ask_for_certificates_and_admins_do_anything() {
     let boot = id("system:bootstrap:abcdef", &["system:bootstrappers"]);
     let csrs = "certificates.k8s.io/certificatesigningrequests";
-    check(
-        &boot,
-        vec![
-            ("create", csrs, None, None, Some("c"), None, true),
-            ("get", csrs, None, None, Some("c"), None, true),
-            ("list", csrs, None, None, None, None, true),
-            ("watch", csrs, None, None, None, None, true),
-            ("delete", csrs, None, None, Some("c"), None, false),
-            (
-                "update",
-                csrs,
-                Some("approval"),
-                None,
-                Some("c"),
-                None,
-                false,
-            ),
-            ("update", csrs, Some("status"), None, Some("c"), None, false),
-            ("list", "pods", None, None, None, None, false),
-            ("get", "nodes", None, None, Some("n1"), None, false),
-        ],
-    )
+    check(&boot, vec![
+        ("create", csrs, None, None, Some("c"), None, true),
+        ("get", csrs, None, None, Some("c"), None, true),
+        ("list", csrs, None, None, None, None, true),
+        ("watch", csrs, None, None, None, None, true),
+        ("delete", csrs, None, None, Some("c"), None, false),
+        ("update", csrs, Some("approval"), None, Some("c"), None, false),
+        ("update", csrs, Some("status"), None, Some("c"), None, false),
+        ("list", "pods", None, None, None, None, false),
+        ("get", "nodes", None, None, Some("n1"), None, false),
+    ])
     .await;
     let admin = id("bosun-admin", &["system:masters"]);
-    check(
-        &admin,
-        vec![
-            (
-                "delete",
-                "apps/deployments",
-                None,
-                Some("default"),
-                Some("web"),
-                None,
-                true,
-            ),
-            (
-                "update",
-                csrs,
-                Some("approval"),
-                None,
-                Some("c"),
-                None,
-                true,
-            ),
-            (
-                "get",
-                "secrets",
-                None,
-                Some("default"),
-                Some("s2"),
-                None,
-                true,
-            ),
-        ],
-    )
+    check(&admin, vec![
+        ("delete", "apps/deployments", None, Some("default"), Some("web"), None, true),
+        ("update", csrs, Some("approval"), None, Some("c"), None, true),
+        ("get", "secrets", None, Some("default"), Some("s2"), None, true),
+    ])
     .await;
     let stranger = id("alice", &["dev"]);
-    check(
-        &stranger,
-        vec![("list", "pods", None, None, None, None, false)],
-    )
-    .await;
+    check(&stranger, vec![("list", "pods", None, None, None, None, false)]).await;
 }
 
 #[test]
