@@ -167,3 +167,41 @@ fn an_administrators_approval_signs_and_cannot_be_taken_back() {
     assert_eq!(failed["status"]["conditions"][1]["type"], "Failed");
     assert!(failed["status"]["certificate"].is_null());
 }
+
+#[test]
+fn the_certificate_lives_as_long_as_asked_within_a_year() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::load_or_create(dir.path()).unwrap();
+    let lifetime = |seconds: Option<i64>| {
+        let mut object = csr(
+            KUBELET_CLIENT_SIGNER,
+            &request_pem("system:node:n1", &["system:nodes"], &[]),
+        );
+        if let Some(s) = seconds {
+            object["spec"]["expirationSeconds"] = json!(s);
+        }
+        prepare_create(&mut object, &bootstrapper(), Some(&ca), "now").unwrap();
+        let pem = STANDARD
+            .decode(object["status"]["certificate"].as_str().unwrap())
+            .unwrap();
+        let der = CertificateDer::from_pem_slice(&pem).unwrap();
+        let (_, cert) =
+            <x509_parser::certificate::X509Certificate as FromDer<_>>::from_der(der.as_ref())
+                .unwrap();
+        let v = cert.validity();
+        v.not_after.timestamp() - time::OffsetDateTime::now_utc().unix_timestamp()
+    };
+    let hour = lifetime(Some(3600));
+    assert!((3500..=3600).contains(&hour), "{hour}");
+    let year = 365 * 24 * 3600;
+    let default = lifetime(None);
+    assert!((year - 100..=year).contains(&default), "{default}");
+    let capped = lifetime(Some(10 * year));
+    assert!(capped <= year, "{capped}");
+    let mut too_short = csr(
+        KUBELET_CLIENT_SIGNER,
+        &request_pem("system:node:n1", &["system:nodes"], &[]),
+    );
+    too_short["spec"]["expirationSeconds"] = json!(60);
+    assert!(prepare_create(&mut too_short, &bootstrapper(), Some(&ca), "now").is_err());
+}
