@@ -71,6 +71,11 @@ fn a_node_may_do_what_a_kubelet_needs_and_nothing_more() {
     ));
     let labels = ok(control.kubectl(&["get", "node", "n1", "--show-labels"]));
     assert!(labels.contains("bosun.dev/ready=yes"), "{labels}");
+    // ... but not promote itself (NodeRestriction).
+    forbidden(
+        kubectl_with(&node, &["label", "node", "n1", "node-role.kubernetes.io/control-plane="]),
+        "nodes \"n1\" is forbidden: node \"n1\" is not allowed to modify labels: node-role.kubernetes.io/control-plane",
+    );
     forbidden(
         kubectl_with(&node, &["label", "node", "other", "bosun.dev/ready=yes"]),
         "nodes \"other\" is forbidden: User \"system:node:n1\" cannot patch resource \"nodes\" in API group \"\" at the cluster scope",

@@ -30,6 +30,7 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
             &meta::now(),
         )?;
     }
+    crate::authz::admit(&call.identity, resource, None, &object)?;
     validate::check_semantics(&object, resource)?;
     if let Some(ns) = call.path.namespace.as_deref() {
         namespace_accepts_objects(call, ns).await?;

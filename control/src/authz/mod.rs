@@ -13,9 +13,12 @@
 //! A refusal is 403 Forbidden in kube-apiserver's words (`secrets "s" is forbidden: User
 //! "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "default":
 //! no relationship found between node 'n1' and this object`).
+//! `admit` then checks what a node's write of its Node would store (labels, taints), as
+//! NodeRestriction admission does.
 //! What a rule needs from the store (the stored pod, the pods bound to a node) comes through
 //! the small [`Facts`] seam, so the rule table is tested without a store.
 
+mod admission;
 mod node;
 pub mod store_facts;
 
@@ -25,6 +28,7 @@ use crate::authn::Identity;
 use crate::kinds::Resource;
 use crate::status::ApiError;
 
+pub use admission::admit;
 pub use store_facts::StoreFacts;
 
 /// What a request asks to do (Kubernetes' authorizer attributes).
