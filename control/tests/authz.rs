@@ -394,3 +394,29 @@ fn a_client_over_its_watch_cap_gets_429() {
     let out = probe();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn static_tokens_authenticate_their_user_and_groups() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("tokens.csv");
+    std::fs::write(
+        &file,
+        "s3cr3t-admin,ops,1,\"system:masters\"\ns3cr3t-node,system:node:n1,2,system:nodes\n",
+    )
+    .expect("write");
+    let control = Control::start_with(&["--token-auth-file", file.to_str().expect("utf-8")]);
+    let admin = with_token(&control, "ops", "s3cr3t-admin");
+    ok(kubectl_with(
+        &admin,
+        &["get", "secrets", "-n", "kube-system"],
+    ));
+    let node = with_token(&control, "tok-node", "s3cr3t-node");
+    forbidden(
+        kubectl_with(&node, &["get", "secrets", "-n", "kube-system"]),
+        "User \"system:node:n1\" cannot list resource \"secrets\"",
+    );
+    unauthorized(kubectl_with(
+        &with_token(&control, "tok-wrong", "s3cr3t-nope"),
+        &["get", "pods"],
+    ));
+}

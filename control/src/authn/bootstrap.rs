@@ -86,7 +86,6 @@ impl Token {
             "token-id": STANDARD.encode(&self.id),
             "token-secret": STANDARD.encode(&self.secret),
             "usage-bootstrap-authentication": STANDARD.encode("true"),
-            "usage-bootstrap-signing": STANDARD.encode("true"),
             "description": STANDARD.encode("made by bosun-control for nodes joining"),
         });
         if let Some(at) = expiration.and_then(|t| t.format(&Rfc3339).ok()) {
