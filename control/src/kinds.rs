@@ -184,6 +184,21 @@ const fn scale() -> Subresource {
     }
 }
 
+/// `approval` of CertificateSigningRequests: the conditions an approver sets.
+const fn approval() -> Subresource {
+    Subresource {
+        name: "approval",
+        group: "certificates.k8s.io",
+        version: "v1",
+        kind: "CertificateSigningRequest",
+        verbs: STATUS_VERBS,
+    }
+}
+
+const CSR_SUB: &[Subresource] = &[
+    status("certificates.k8s.io", "v1", "CertificateSigningRequest"),
+    approval(),
+];
 const NAMESPACE_SUB: &[Subresource] = &[status("", "v1", "Namespace")];
 /// `pods/binding`: assigns a pod to a node (the scheduler's write).
 const BINDING: Subresource = Subresource {
@@ -239,6 +254,8 @@ pub const RESOURCES: &[Resource] = &[
     res("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", Cluster, &[], &[]),
     // coordination.k8s.io/v1
     res("coordination.k8s.io", "v1", "Lease", "leases", "lease", Namespaced, &[], &[]),
+    // certificates.k8s.io/v1
+    res("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", Cluster, &["csr"], &[]).with(CSR_SUB),
     // autoscaling/v2 (preferred) and v1
     res("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL).with(HPA_SUB),
     res("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL),

@@ -10,12 +10,15 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod authn;
+pub mod authz;
 pub mod controllers;
+pub mod csr;
 pub mod discovery;
 pub mod http_util;
-pub mod identity;
 pub mod kinds;
 pub mod kubeconfig;
+pub mod limits;
 pub mod openapi;
 pub mod pki;
 pub mod router;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bosun_control::api::service_alloc::ServiceNetwork;
 use bosun_control::api::{self, ApiState};
+use bosun_control::authn::{bootstrap, TokenFile};
+use bosun_control::limits::{Limits, LimitsConfig};
 use bosun_control::store::{Compactor, CompactorConfig, EncryptedStore, EncryptionKey, Store};
 use bosun_control::{kubeconfig, pki, router::ServerInfo, server};
 use clap::Parser;
@@ -15,9 +17,12 @@ use clap::Parser;
 #[command(
     name = "bosun-control",
     about = "bosun's Kubernetes API server",
-    version
+    version,
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// State: the CA and certificates (pki/), the admin kubeconfig, the store (state.db).
     #[arg(long, default_value = "/var/lib/bosun-control")]
     data_dir: PathBuf,
@@ -39,13 +44,63 @@ struct Args {
     /// Where NodePort and LoadBalancer Services get their node ports.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// Static bearer tokens, kube-apiserver's CSV format: `token,user,uid,"group1,group2"`.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Lifetime of the bootstrap token made at start (`<data-dir>/bootstrap.kubeconfig`), in
+    /// seconds; 0: it never expires.
+    #[arg(long, default_value_t = 24 * 3600)]
+    bootstrap_token_ttl_seconds: u64,
+    /// Sustained requests per second each client (user) may make; 0: no limit.
+    /// Administrators are exempt. Over it: 429 with Retry-After.
+    #[arg(long, default_value_t = 1000.0)]
+    max_requests_per_second_per_client: f64,
+    /// Requests a client may make at once above its sustained rate.
+    #[arg(long, default_value_t = 2000)]
+    max_request_burst_per_client: u32,
+    /// Concurrent watches each client may hold; 0: no limit. Administrators are exempt.
+    #[arg(long, default_value_t = 1000)]
+    max_watches_per_client: usize,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
 }
 
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Writes a kubeconfig for a node (user system:node:NAME, group system:nodes) with a
+    /// client certificate signed by the cluster CA (for tests and `cargo xtask up`).
+    Kubeconfig {
+        /// The data dir of the control process (its pki/ and admin.kubeconfig).
+        #[arg(long, default_value = "/var/lib/bosun-control")]
+        data_dir: PathBuf,
+        /// The node's name.
+        #[arg(long)]
+        node: String,
+        /// Where to write the kubeconfig (0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// The server URL; defaults to the one in `<data-dir>/admin.kubeconfig`.
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Command::Kubeconfig {
+        data_dir,
+        node,
+        out,
+        server,
+    }) = &args.command
+    {
+        let text = kubeconfig::for_node(data_dir, node, server.as_deref())
+            .with_context(|| format!("a kubeconfig for node {node}"))?;
+        kubeconfig::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+        println!("{}", out.display());
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
@@ -94,7 +149,8 @@ async fn run(args: Args) -> Result<()> {
         .collect();
     let store: Arc<dyn Store> = Arc::new(EncryptedStore::new(store, key, secrets));
     let _compactor = Compactor::spawn(Arc::downgrade(&store), CompactorConfig::default());
-    let ca = pki::Ca::load_or_create(&args.data_dir.join("pki")).context("loading the CA")?;
+    let ca =
+        Arc::new(pki::Ca::load_or_create(&args.data_dir.join("pki")).context("loading the CA")?);
     let mut ips = vec![IpAddr::from([127, 0, 0, 1]), advertise];
     if !args.bind_address.is_unspecified() {
         ips.push(args.bind_address);
@@ -120,7 +176,7 @@ async fn run(args: Args) -> Result<()> {
     let text = kubeconfig::render(
         &format!("https://{address}"),
         &ca.cert_pem,
-        &admin,
+        kubeconfig::Credentials::Certificate(&admin),
         "bosun-admin",
     );
     let mut state = ApiState::new(
@@ -135,12 +191,46 @@ async fn run(args: Args) -> Result<()> {
     )
     .map_err(anyhow::Error::msg)
     .context("--service-cluster-ip-range/--service-node-port-range")?;
+    state.ca = Some(Arc::clone(&ca));
+    state.limits = Limits::new(LimitsConfig {
+        requests_per_second: args.max_requests_per_second_per_client,
+        burst: args.max_request_burst_per_client,
+        max_watches: args.max_watches_per_client,
+    });
+    if let Some(path) = &args.token_auth_file {
+        state.tokens = TokenFile::load(path).context("--token-auth-file")?;
+    }
     let state = Arc::new(state);
     api::bootstrap(&state)
         .await
         .context("creating the built-in namespaces")?;
 
     let _controllers = bosun_control::controllers::spawn(&state, SocketAddr::new(advertise, port));
+
+    // A bootstrap token for nodes joining: kept while it is valid, else a new one.
+    let bootstrap_path = args.data_dir.join("bootstrap.kubeconfig");
+    let ttl = (args.bootstrap_token_ttl_seconds > 0).then(|| {
+        time::Duration::seconds(i64::try_from(args.bootstrap_token_ttl_seconds).unwrap_or(i64::MAX))
+    });
+    let token = bootstrap::ensure(
+        state.store.as_ref(),
+        kubeconfig::token_of(&bootstrap_path).as_deref(),
+        ttl,
+    )
+    .await
+    .context("the bootstrap token")?;
+    let bootstrap_text = kubeconfig::render(
+        &format!("https://{address}"),
+        &ca.cert_pem,
+        kubeconfig::Credentials::Token(&token.text()),
+        &format!("system:bootstrap:{}", token.id),
+    );
+    kubeconfig::write(&bootstrap_path, &bootstrap_text)
+        .with_context(|| format!("writing {}", bootstrap_path.display()))?;
+    println!(
+        "bootstrap kubeconfig for nodes: {}",
+        bootstrap_path.display()
+    );
 
     kubeconfig::write(&kubeconfig_path, &text)
         .with_context(|| format!("writing {}", kubeconfig_path.display()))?;

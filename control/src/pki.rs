@@ -11,8 +11,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// Why the PKI could not be loaded or made.
@@ -143,6 +143,39 @@ impl Ca {
         write_private(&key_path, &pair.key_pem)?;
         write_public(&cert_path, &pair.cert_pem)?;
         Ok(pair)
+    }
+
+    /// Signs the public key of a verified certificate signing request as a client certificate
+    /// for `subject`, valid for `lifetime` (at most a year). Nothing else of the request
+    /// (extensions, usages) is copied: the caller checked what it asks for. Returns the PEM.
+    pub fn sign_client_request(
+        &self,
+        request: &CertificateSigningRequestParams,
+        subject: &Subject,
+        lifetime: time::Duration,
+    ) -> Result<String, PkiError> {
+        let what = "signing a certificate request";
+        let groups: Vec<&str> = subject.groups.iter().map(String::as_str).collect();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(&subject.user, &groups);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let mut serial = uuid::Uuid::new_v4().into_bytes().to_vec();
+        serial[0] &= 0x7f;
+        params.serial_number = Some(serial.into());
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + lifetime.min(time::Duration::days(365));
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)
+            .map_err(|source| PkiError::Cert { what, source })?;
+        let to_sign = CertificateSigningRequestParams {
+            params,
+            public_key: request.public_key.clone(),
+        };
+        let cert = to_sign
+            .signed_by(&issuer)
+            .map_err(|source| PkiError::Cert { what, source })?;
+        Ok(cert.pem())
     }
 
     fn sign(&self, params: CertificateParams, what: &'static str) -> Result<CertPair, PkiError> {

@@ -1,6 +1,6 @@
 //! Routes one request to its handler: public endpoints (`/version`, health), discovery, the
 //! OpenAPI documents (`openapi`), and the resources of the kinds table (`api`). Every other
-//! path is a 404 `Status`; every non-public path needs an identity (401 otherwise).
+//! path is a 404 `Status`; every non-public path needs an identity (`authn`; 401 otherwise).
 
 use std::sync::Arc;
 
@@ -9,9 +9,9 @@ use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::api::{self, ApiState};
+use crate::authn::{self, Authenticated, Identity};
 use crate::discovery;
 use crate::http_util::{ok_json, typed_response, ResponseBody};
-use crate::identity::Identity;
 use crate::kinds;
 use crate::status::ApiError;
 
@@ -24,10 +24,10 @@ pub struct ServerInfo {
     pub address: String,
 }
 
-/// Answers one request.
+/// Answers one request; `certificate` is the identity of the connection's client certificate.
 pub async fn route<B>(
     state: &Arc<ApiState>,
-    identity: Option<&Identity>,
+    certificate: Option<&Identity>,
     request: Request<B>,
 ) -> Response<ResponseBody>
 where
@@ -35,10 +35,24 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = request.uri().path().to_owned();
-    match public(&path) {
-        Some(response) => return response,
-        None if identity.is_none() => return ApiError::unauthorized().into_response(),
-        None => {}
+    if let Some(response) = public(&path) {
+        return response;
+    }
+    let identity = match authn::authenticate(
+        certificate,
+        request.headers(),
+        &state.tokens,
+        state.store.as_ref(),
+    )
+    .await
+    {
+        Authenticated::Yes(identity) => identity,
+        Authenticated::No => return ApiError::unauthorized().into_response(),
+    };
+    if !identity.is_admin() {
+        if let Err(e) = state.limits.request(&identity.user) {
+            return e.into_response();
+        }
     }
     if request.method() == Method::GET {
         let accept = request
@@ -52,7 +66,7 @@ where
             return response;
         }
     }
-    api::handle(state, request)
+    api::handle(state, &identity, request)
         .await
         .unwrap_or_else(|| ApiError::no_route(&path).into_response())
 }

@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::ApiState;
+use crate::authn::identity::{self, Identity};
 use crate::http_util::ResponseBody;
-use crate::identity::{self, Identity};
 use crate::pki::CertPair;
 use crate::router;
 

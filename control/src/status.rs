@@ -185,8 +185,19 @@ impl ApiError {
         status
     }
 
+    /// The answer; a `details.retryAfterSeconds` also goes out as `Retry-After`.
     pub fn into_response(self) -> Response<ResponseBody> {
-        json_response(self.code, Bytes::from(self.to_status().to_string()))
+        let retry_after = self
+            .details
+            .as_ref()
+            .and_then(|d| d["retryAfterSeconds"].as_u64());
+        let mut response = json_response(self.code, Bytes::from(self.to_status().to_string()));
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -360,6 +360,19 @@ async fn every_served_kind_round_trips_strictly() {
             }
             "StorageClass" => object["provisioner"] = json!("example.com/p"),
             "Event" => object["involvedObject"] = json!({"kind": "Pod", "name": "x"}),
+            "CertificateSigningRequest" => {
+                use base64::Engine;
+                let key = rcgen::KeyPair::generate().unwrap();
+                let csr = rcgen::CertificateParams::default()
+                    .serialize_request(&key)
+                    .unwrap();
+                let pem = csr.pem().unwrap();
+                object["spec"] = json!({
+                    "signerName": "example.com/signer",
+                    "request": base64::engine::general_purpose::STANDARD.encode(pem),
+                    "usages": ["client auth"],
+                });
+            }
             _ => {}
         }
         let collection = match (r.namespaced(), r.group) {

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::meta::{self, name_of};
 use super::path::object_key;
 use super::{decode_stored, object_response, service_alloc, validate, Call};
+use crate::csr;
 use crate::http_util::ResponseBody;
 use crate::kinds;
 use crate::status::ApiError;
@@ -22,6 +23,15 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         call.query.field_validation,
     )?;
     meta::prepare_create(&mut object, resource, call.path.namespace.as_deref())?;
+    if (resource.group, resource.kind) == ("certificates.k8s.io", "CertificateSigningRequest") {
+        csr::prepare_create(
+            &mut object,
+            &call.identity,
+            call.state.ca.as_deref(),
+            &meta::now(),
+        )?;
+    }
+    crate::authz::admit(&call.identity, resource, None, &object)?;
     validate::check_semantics(&object, resource)?;
     if let Some(ns) = call.path.namespace.as_deref() {
         namespace_accepts_objects(call, ns).await?;

@@ -4,6 +4,7 @@
 //! the mapping of store errors to `Status` answers; each verb lives in its own module. What
 //! differs per kind is read from `kinds` and `validate`, never branched on here.
 
+mod approval;
 mod binding;
 mod create;
 mod defaults;
@@ -32,8 +33,12 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
+use crate::authn::{Identity, TokenFile};
+use crate::authz;
 use crate::http_util::{json_response, ResponseBody};
 use crate::kinds::Resource;
+use crate::limits::{Limits, LimitsConfig};
+use crate::pki::Ca;
 use crate::router::ServerInfo;
 use crate::status::ApiError;
 use crate::store::{self, KeyValue, Store};
@@ -52,6 +57,13 @@ pub struct ApiState {
     pub info: ServerInfo,
     /// How often a watch asking for bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// Static bearer tokens (`--token-auth-file`).
+    pub tokens: TokenFile,
+    /// Per-client request rate and watch limits.
+    pub limits: Limits,
+    /// The cluster CA, which signs approved CertificateSigningRequests (`None`: nothing is
+    /// signed).
+    pub ca: Option<Arc<Ca>>,
     /// Namespaces whose deletion task runs (one task per namespace).
     finalizing: Mutex<HashSet<String>>,
     /// Where Services get their ClusterIPs and node ports.
@@ -64,6 +76,9 @@ impl ApiState {
             store,
             info,
             bookmark_interval: Duration::from_secs(10),
+            tokens: TokenFile::default(),
+            ca: None,
+            limits: Limits::new(LimitsConfig::default()),
             finalizing: Mutex::default(),
             service_network: service_alloc::ServiceNetwork::default(),
         }
@@ -73,6 +88,8 @@ impl ApiState {
 /// One request to a resource path, parsed.
 pub(crate) struct Call {
     pub state: Arc<ApiState>,
+    /// Who is asking.
+    pub identity: Identity,
     pub path: ResourcePath,
     pub query: Query,
     pub accept: String,
@@ -125,7 +142,11 @@ pub(crate) fn map_store_error(error: store::Error) -> ApiError {
 
 /// Answers a request to a resource path, or `None` when the path addresses no resource (the
 /// router then answers 404).
-pub async fn handle<B>(state: &Arc<ApiState>, request: Request<B>) -> Option<Response<ResponseBody>>
+pub async fn handle<B>(
+    state: &Arc<ApiState>,
+    identity: &Identity,
+    request: Request<B>,
+) -> Option<Response<ResponseBody>>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -149,6 +170,7 @@ where
     };
     let call = Call {
         state: Arc::clone(state),
+        identity: identity.clone(),
         accept: header_text(header::ACCEPT),
         content_type: header_text(header::CONTENT_TYPE),
         path,
@@ -161,23 +183,37 @@ where
         Err(e) => return Some(e.into_response()),
     };
     let named = call.path.name.is_some();
+    if let Err(e) = authorize(&call, &method, &body).await {
+        return Some(e.into_response());
+    }
     let status = call.path.subresource.is_some();
     let scale = call.path.subresource.as_deref() == Some("scale");
     let binding = call.path.subresource.as_deref() == Some("binding");
+    let approval = call.path.subresource.as_deref() == Some("approval");
     let result = match (method, named) {
         (Method::POST, true) if binding => binding::create(&call, &body).await,
         (other, true) if binding => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if scale => scale::get(&call).await,
         (Method::PUT, true) if scale => scale::update(&call, &body).await,
         (Method::PATCH, true) if scale => scale::patch(&call, &body).await,
+        (Method::PUT, true) if approval => approval::update(&call, &body).await,
         (Method::GET, true) => get::get(&call).await,
-        (Method::GET, false) if call.query.watch => return Some(watch::watch(call).await),
+        (Method::GET, false) if call.query.watch => {
+            let slot = match call.identity.is_admin() {
+                true => None,
+                false => match state.limits.watch(&call.identity.user) {
+                    Ok(slot) => slot,
+                    Err(e) => return Some(e.into_response()),
+                },
+            };
+            return Some(watch::watch(call, slot).await);
+        }
         (Method::GET, false) => get::list(&call).await,
         (Method::POST, false) if !call.resource().namespaced() || call.path.namespace.is_some() => {
             create::create(&call, &body).await
         }
         (Method::PUT, true) => update::update(&call, &body).await,
-        (Method::PATCH, true) => patch::patch(&call, &body).await,
+        (Method::PATCH, true) if !approval => patch::patch(&call, &body).await,
         (Method::DELETE, true) if !status => delete::delete(&call, &body).await,
         (Method::DELETE, false) if call.resource().verbs().contains(&"deletecollection") => {
             delete::delete_collection(&call, &body).await
@@ -185,6 +221,52 @@ where
         (method, _) => Err(ApiError::method_not_allowed(&method, &uri_path)),
     };
     Some(result.unwrap_or_else(ApiError::into_response))
+}
+
+/// Asks `authz` whether the caller may make this request (before anything is read or written
+/// for it).
+async fn authorize(call: &Call, method: &Method, body: &[u8]) -> Result<(), ApiError> {
+    if call.identity.is_admin() {
+        return Ok(());
+    }
+    let named = call.path.name.is_some();
+    let verb = match (method, named) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if call.query.watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        // Not a verb of the API: the dispatch answers 405.
+        _ => return Ok(()),
+    };
+    // The object a create names (a body that does not decode is refused by create itself).
+    let object = (verb == "create")
+        .then(|| validate::decode_body(&call.content_type, body).ok())
+        .flatten()
+        .map(|b| b.object);
+    let name = match verb {
+        "create" => object
+            .as_ref()
+            .and_then(|o| o["metadata"]["name"].as_str())
+            .map(str::to_owned),
+        "list" | "watch" => call.query.fields.name().map(str::to_owned),
+        _ => call.path.name.clone(),
+    };
+    let attrs = authz::Attributes {
+        verb,
+        resource: call.resource(),
+        subresource: call.path.subresource.as_deref(),
+        namespace: call.path.namespace.as_deref(),
+        name: name.as_deref(),
+        object: object.as_ref(),
+    };
+    let facts = authz::StoreFacts {
+        store: call.state.store.as_ref(),
+    };
+    authz::authorize(&call.identity, &attrs, &facts).await
 }
 
 fn not_served(r: &Resource) -> ApiError {

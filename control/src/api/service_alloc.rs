@@ -263,7 +263,9 @@ async fn allocate_into(
         let count = object["spec"]["ports"].as_array().map_or(0, Vec::len);
         for i in 0..count {
             // 0 is unset (protobuf bodies carry it for every port).
-            let wanted = object["spec"]["ports"][i]["nodePort"].as_u64().filter(|n| *n != 0);
+            let wanted = object["spec"]["ports"][i]["nodePort"]
+                .as_u64()
+                .filter(|n| *n != 0);
             let port = match wanted {
                 Some(n) => {
                     let key = format!("{PORT_KEYS}{n}");

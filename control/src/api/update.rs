@@ -67,6 +67,7 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         }
     }
     let new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
+    crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
     let stored = write(call, &key, &name, expected, new).await?;
     Ok(object_response(StatusCode::OK, &stored, &warnings))
 }

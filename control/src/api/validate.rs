@@ -173,8 +173,8 @@ fn roundtrip<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, St
 fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> {
     use k8s_openapi::api::{
         apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
-        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-        networking::v1 as networking, storage::v1 as storage,
+        certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+        discovery::v1 as discovery, networking::v1 as networking, storage::v1 as storage,
     };
     macro_rules! by_kind {
         ($($group:literal $kind:literal => $ty:ty,)*) => {
@@ -208,6 +208,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "storage.k8s.io" "CSIDriver" => storage::CSIDriver,
         "storage.k8s.io" "CSINode" => storage::CSINode,
         "coordination.k8s.io" "Lease" => coordination::Lease,
+        "certificates.k8s.io" "CertificateSigningRequest" => certificates::CertificateSigningRequest,
         "autoscaling" "HorizontalPodAutoscaler" => autoscaling::HorizontalPodAutoscaler,
     }
 }

@@ -18,22 +18,25 @@ use tokio::sync::mpsc;
 
 use super::{decode_stored, map_store_error, table_default, Call};
 use crate::http_util::ResponseBody;
+use crate::limits::WatchGuard;
 use crate::status::ApiError;
 use crate::store::{EventKind, ListOptions};
 
 /// The longest a watch runs when the client names no timeout (Kubernetes picks 30–60 min).
 const MAX_WATCH: Duration = Duration::from_secs(1800);
 
-pub async fn watch(call: Call) -> Response<ResponseBody> {
+/// Streams the watch; `slot` (the client's watch count) is held until the stream ends or the
+/// client leaves.
+pub async fn watch(call: Call, slot: Option<WatchGuard>) -> Response<ResponseBody> {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         if let Err(error) = run(&call, &tx).await {
             let _ = tx.send(line("ERROR", error.to_status())).await;
         }
     });
-    let frames = futures::stream::unfold(rx, |mut rx| async move {
+    let frames = futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
         let bytes = rx.recv().await?;
-        Some((Ok::<_, Infallible>(Frame::data(bytes)), rx))
+        Some((Ok::<_, Infallible>(Frame::data(bytes)), (rx, slot)))
     });
     let mut response = Response::new(StreamBody::new(frames).boxed());
     *response.status_mut() = StatusCode::OK;

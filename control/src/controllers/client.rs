@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 use crate::api::ApiState;
-use crate::identity::Identity;
+use crate::authn::Identity;
 use crate::kinds::Resource;
 use crate::router;
 

@@ -8,9 +8,9 @@
 
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
-    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-    storage::v1 as storage,
+    batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
+    core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+    networking::v1 as networking, storage::v1 as storage,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::gen::{SchemaGenerator, SchemaSettings};
@@ -55,6 +55,7 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("storage.k8s.io", "v1", "CSIDriver", add::<storage::CSIDriver>),
     ("storage.k8s.io", "v1", "CSINode", add::<storage::CSINode>),
     ("coordination.k8s.io", "v1", "Lease", add::<coordination::Lease>),
+    ("certificates.k8s.io", "v1", "CertificateSigningRequest", add::<certificates::CertificateSigningRequest>),
     ("autoscaling", "v2", "HorizontalPodAutoscaler", add::<autoscaling_v2::HorizontalPodAutoscaler>),
     ("autoscaling", "v1", "HorizontalPodAutoscaler", add::<autoscaling_v1::HorizontalPodAutoscaler>),
     ("events.k8s.io", "v1", "Event", add::<events::Event>),

@@ -1,6 +1,7 @@
 //! Printers of cluster kinds: namespaces, nodes (STATUS from the Ready condition, ROLES from
 //! `node-role.kubernetes.io/*` labels), events (core/v1 and events.k8s.io/v1 — kube-apiserver
-//! prints both with the same columns) and leases.
+//! prints both with the same columns), leases and CertificateSigningRequests (CONDITION as
+//! kube-apiserver's `extractCSRStatus`: Denied/Approved/Pending, then Failed and Issued).
 
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -228,3 +229,66 @@ pub static LEASE: Printer = Printer {
         ]
     },
 };
+
+pub static CSR: Printer = Printer {
+    columns: &[
+        NAME,
+        AGE,
+        col(
+            "SignerName",
+            "string",
+            "Name of the signer requested for the certificate",
+        ),
+        col(
+            "Requestor",
+            "string",
+            "Name of the user who requested the certificate",
+        ),
+        col(
+            "RequestedDuration",
+            "string",
+            "The requested duration of the issued certificate",
+        ),
+        col(
+            "Condition",
+            "string",
+            "Conditions of the certificate signing request",
+        ),
+    ],
+    cells: |o, now| {
+        let duration = match at(o, &["spec", "expirationSeconds"]).as_i64() {
+            Some(seconds) => super::cells::human_duration(time::Duration::seconds(seconds)),
+            None => "<none>".to_owned(),
+        };
+        vec![
+            name(o),
+            age(o, now),
+            Value::from(s(o, &["spec", "signerName"])),
+            Value::from(s(o, &["spec", "username"])),
+            Value::from(duration),
+            Value::from(csr_condition(o)),
+        ]
+    },
+};
+
+fn csr_condition(o: &Value) -> String {
+    let has = |kind: &str| {
+        arr(o, &["status", "conditions"])
+            .iter()
+            .any(|c| c["type"] == kind && c["status"] != "False")
+    };
+    let mut out = if has("Denied") {
+        "Denied".to_owned()
+    } else if has("Approved") {
+        "Approved".to_owned()
+    } else {
+        "Pending".to_owned()
+    };
+    if has("Failed") {
+        out.push_str(",Failed");
+    }
+    if !s(o, &["status", "certificate"]).is_empty() {
+        out.push_str(",Issued");
+    }
+    out
+}

@@ -148,6 +148,7 @@ fn printer(resource: &Resource) -> &'static Printer {
         ("", "Event") => &cluster::EVENT,
         ("events.k8s.io", "Event") => &cluster::EVENTS_V1_EVENT,
         ("coordination.k8s.io", "Lease") => &cluster::LEASE,
+        ("certificates.k8s.io", "CertificateSigningRequest") => &cluster::CSR,
         _ => &DEFAULT,
     }
 }

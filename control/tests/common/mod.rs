@@ -14,14 +14,22 @@ pub const CONTROL: &str = env!("CARGO_BIN_EXE_bosun-control");
 pub struct Control {
     pub dir: tempfile::TempDir,
     child: Child,
+    /// Extra flags, kept across restarts.
+    flags: Vec<String>,
 }
 
 impl Control {
     /// Starts the server and waits (bounded) for the kubeconfig it writes once listening.
     pub fn start() -> Control {
+        Control::start_with(&[])
+    }
+
+    /// Starts the server with extra flags.
+    pub fn start_with(flags: &[&str]) -> Control {
         let dir = tempfile::tempdir().expect("temp dir");
-        let child = spawn(dir.path());
-        let control = Control { dir, child };
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let child = spawn(dir.path(), &flags);
+        let control = Control { dir, child, flags };
         control.wait_ready();
         control
     }
@@ -31,7 +39,7 @@ impl Control {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::fs::remove_file(self.kubeconfig()).expect("remove the old kubeconfig");
-        self.child = spawn(self.dir.path());
+        self.child = spawn(self.dir.path(), &self.flags);
         self.wait_ready();
     }
 
@@ -66,6 +74,29 @@ impl Control {
             .to_owned()
     }
 
+    /// A kubeconfig for node `name` (a CA-signed client certificate for `system:node:<name>`),
+    /// made by `bosun-control kubeconfig`.
+    pub fn node_kubeconfig(&self, name: &str) -> PathBuf {
+        let out = self.dir.path().join(format!("node-{name}.kubeconfig"));
+        let status = Command::new(CONTROL)
+            .arg("kubeconfig")
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(["--node", name])
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run bosun-control kubeconfig");
+        assert!(status.success(), "bosun-control kubeconfig --node {name}");
+        out
+    }
+
+    /// The bootstrap kubeconfig the server wrote (a bootstrap token).
+    pub fn bootstrap_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("bootstrap.kubeconfig")
+    }
+
     /// Runs the real kubectl with the admin kubeconfig.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         kubectl_with(&self.kubeconfig(), args)
@@ -86,7 +117,7 @@ impl Control {
     }
 }
 
-fn spawn(dir: &Path) -> Child {
+fn spawn(dir: &Path, flags: &[String]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -96,6 +127,7 @@ fn spawn(dir: &Path) -> Child {
         .arg("--data-dir")
         .arg(dir)
         .args(["--secure-port", "0", "--log-level", "debug"])
+        .args(flags)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -49,7 +49,7 @@ impl Api {
             .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
             .expect("request");
-        api::handle(&self.state, request)
+        api::handle(&self.state, &admin(), request)
             .await
             .expect("a resource path")
     }
@@ -133,5 +133,13 @@ pub async fn wait_for_code(api: &Api, uri: &str, want: StatusCode) {
             "{uri}: still {code}: {body}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The administrator every in-process request is made as.
+pub fn admin() -> bosun_control::authn::Identity {
+    bosun_control::authn::Identity {
+        user: "bosun-admin".into(),
+        groups: vec!["system:masters".into()],
     }
 }

@@ -121,6 +121,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let warnings =
             validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
         let new = meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
+        crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
         match write(call, &key, &name, expected, new).await {
             Ok(stored) => return Ok(object_response(StatusCode::OK, &stored, &warnings)),
             Err(e) if e.reason == "Conflict" && !pinned && tries < 5 => continue,

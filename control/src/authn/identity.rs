@@ -1,6 +1,6 @@
-//! Who is calling: the user and groups of a verified client certificate (CN = user,
-//! O = groups, as Kubernetes reads them). No credentials means no identity — never a silent
-//! anonymous admin; the router answers 401 for everything but the public endpoints.
+//! Who is calling: a user and its groups, as Kubernetes names them — from a verified client
+//! certificate (CN = user, O = groups) or a token. Nodes are `system:node:<name>` in
+//! `system:nodes`, bootstrap tokens `system:bootstrap:<id>` in `system:bootstrappers`.
 
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -12,10 +12,35 @@ pub struct Identity {
     pub groups: Vec<String>,
 }
 
+/// The group of every node.
+pub const NODES_GROUP: &str = "system:nodes";
+/// The user-name prefix of nodes.
+pub const NODE_PREFIX: &str = "system:node:";
+/// The group of every bootstrap token.
+pub const BOOTSTRAPPERS_GROUP: &str = "system:bootstrappers";
+/// The administrators' group.
+pub const MASTERS_GROUP: &str = "system:masters";
+
 impl Identity {
     /// Whether the caller is a cluster administrator (`system:masters`).
     pub fn is_admin(&self) -> bool {
-        self.groups.iter().any(|g| g == "system:masters")
+        self.in_group(MASTERS_GROUP)
+    }
+
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+
+    /// The node's name when the caller is a node (`system:node:<name>` in `system:nodes`,
+    /// as Kubernetes' Node authorizer requires both).
+    pub fn node_name(&self) -> Option<&str> {
+        let name = self.user.strip_prefix(NODE_PREFIX)?;
+        (!name.is_empty() && self.in_group(NODES_GROUP)).then_some(name)
+    }
+
+    /// Whether the caller holds a bootstrap token.
+    pub fn is_bootstrapper(&self) -> bool {
+        self.in_group(BOOTSTRAPPERS_GROUP)
     }
 }
 
@@ -61,6 +86,12 @@ mod tests {
         assert_eq!(id.user, "system:node:n1");
         assert_eq!(id.groups, ["system:nodes"]);
         assert!(!id.is_admin());
+        assert_eq!(id.node_name(), Some("n1"));
+        let not_in_group = Identity {
+            user: "system:node:n1".into(),
+            groups: vec![],
+        };
+        assert_eq!(not_in_group.node_name(), None);
         let admin =
             CertificateDer::from_pem_slice(ca.admin().unwrap().cert_pem.as_bytes()).unwrap();
         assert!(from_client_certificate(&admin).unwrap().is_admin());

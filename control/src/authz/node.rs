@@ -1,0 +1,224 @@
+//! The node rule: Kubernetes' Node authorizer and NodeRestriction admission as one decision
+//! for a node named `node`. Relationship checks read the stored objects through `Facts`: a
+//! pod's status may be written only while the stored pod is bound to the node, and a Secret,
+//! ConfigMap or PersistentVolumeClaim is readable only while a pod bound to the node in the
+//! same namespace references it (volumes, projected sources, env `valueFrom`, `envFrom`,
+//! `imagePullSecrets`). A node may create only mirror pods bound to itself that reference none
+//! of those (nor a service account), so it cannot grant itself access.
+
+use serde_json::Value;
+
+use super::{Attributes, Denied, Facts};
+use crate::status::ApiError;
+
+/// The annotation that marks a mirror pod (a static pod's reflection in the API).
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// The namespace of node Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+pub async fn decide(
+    node: &str,
+    attrs: &Attributes<'_>,
+    facts: &dyn Facts,
+) -> Result<Option<Denied>, ApiError> {
+    let allow = Ok(None);
+    let deny = Ok(Some(Denied(String::new())));
+    let no_relationship = || {
+        Ok(Some(Denied(format!(
+            "no relationship found between node '{node}' and this object"
+        ))))
+    };
+    let own = attrs.name == Some(node);
+    let r = attrs.resource;
+    match (r.group, r.plural) {
+        // What every node watches to run its pods and the Services they reach.
+        ("", "nodes" | "pods" | "services" | "endpoints" | "namespaces")
+        | ("discovery.k8s.io", "endpointslices")
+            if attrs.reading() =>
+        {
+            allow
+        }
+        ("", "nodes") => match attrs.verb {
+            "create" | "update" | "patch" if own => allow,
+            _ => deny,
+        },
+        ("coordination.k8s.io", "leases") => {
+            let in_lease_ns = attrs.namespace == Some(NODE_LEASE_NAMESPACE);
+            match attrs.verb {
+                "get" | "create" | "update" | "patch" if own && in_lease_ns => allow,
+                _ => deny,
+            }
+        }
+        ("", "pods") => pods(node, attrs, facts).await,
+        ("", "events") | ("events.k8s.io", "events") => match attrs.verb {
+            "create" | "patch" => allow,
+            _ => deny,
+        },
+        ("", "secrets" | "configmaps" | "persistentvolumeclaims") => {
+            // get, or a list/watch pinned to one name (how kubelets watch one Secret).
+            let (Some(ns), Some(name)) = (attrs.namespace, attrs.name) else {
+                return deny;
+            };
+            if !attrs.reading() || attrs.subresource.is_some() {
+                return deny;
+            }
+            let pods = facts.pods_on_node(ns, node).await?;
+            if pods.iter().any(|p| references(p, r.plural, name)) {
+                allow
+            } else {
+                no_relationship()
+            }
+        }
+        ("certificates.k8s.io", "certificatesigningrequests")
+            if attrs.subresource.is_none()
+                && matches!(attrs.verb, "create" | "get" | "list" | "watch") =>
+        {
+            allow
+        }
+        _ => deny,
+    }
+}
+
+/// Pod writes: the status of pods bound to the node, mirror pods bound to it, and deleting
+/// pods bound to it (a kubelet finishes their graceful deletion).
+async fn pods(
+    node: &str,
+    attrs: &Attributes<'_>,
+    facts: &dyn Facts,
+) -> Result<Option<Denied>, ApiError> {
+    let deny = Ok(Some(Denied(String::new())));
+    let bound = |pod: &Value| pod["spec"]["nodeName"] == node;
+    let mirror = |pod: &Value| !pod["metadata"]["annotations"][MIRROR_ANNOTATION].is_null();
+    let stored = || async {
+        match (attrs.namespace, attrs.name) {
+            (Some(ns), Some(name)) => facts.stored(attrs.resource, Some(ns), name).await,
+            _ => Ok(None),
+        }
+    };
+    let decision = match (attrs.verb, attrs.subresource) {
+        ("update" | "patch", Some("status")) => stored().await?.is_some_and(|p| bound(&p)),
+        ("create", None) => {
+            let Some(pod) = attrs.object.filter(|p| bound(p) && mirror(p)) else {
+                return deny;
+            };
+            // A mirror pod that names a Secret (or ConfigMap, PVC, service account) would
+            // let the node grant itself access to it: NodeRestriction refuses it.
+            if let Some(what) = granted_access(pod) {
+                return Ok(Some(Denied(format!(
+                    "node {node:?} can not create pods that reference {what}"
+                ))));
+            }
+            true
+        }
+        ("delete", None) => stored().await?.is_some_and(|p| bound(&p)),
+        _ => false,
+    };
+    if decision {
+        Ok(None)
+    } else {
+        deny
+    }
+}
+
+/// What a pod references that a node may read because of it, if anything.
+fn granted_access(pod: &Value) -> Option<&'static str> {
+    for plural in ["secrets", "configmaps", "persistentvolumeclaims"] {
+        let mut names = Vec::new();
+        collect_references(pod, plural, &mut names);
+        if !names.is_empty() {
+            return Some(plural);
+        }
+    }
+    let account = pod["spec"]["serviceAccountName"].as_str().unwrap_or("");
+    (!account.is_empty()).then_some("serviceaccounts")
+}
+
+/// Whether `pod` references the `plural` object named `name`.
+pub fn references(pod: &Value, plural: &str, name: &str) -> bool {
+    let mut names = Vec::new();
+    collect_references(pod, plural, &mut names);
+    names.contains(&name) || (plural == "persistentvolumeclaims" && ephemeral_claim(pod, name))
+}
+
+/// Whether `name` is the claim of one of the pod's generic ephemeral volumes
+/// (`<pod>-<volume>`).
+fn ephemeral_claim(pod: &Value, name: &str) -> bool {
+    let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+    pod["spec"]["volumes"].as_array().is_some_and(|volumes| {
+        volumes.iter().any(|v| {
+            v["ephemeral"].is_object()
+                && v["name"]
+                    .as_str()
+                    .is_some_and(|vol| format!("{pod_name}-{vol}") == name)
+        })
+    })
+}
+
+fn collect_references<'a>(pod: &'a Value, plural: &str, out: &mut Vec<&'a str>) {
+    let spec = &pod["spec"];
+    let mut push = |v: &'a Value| {
+        if let Some(s) = v.as_str() {
+            out.push(s);
+        }
+    };
+    let list = |v: &'a Value| v.as_array().map(Vec::as_slice).unwrap_or_default();
+    let containers = ["containers", "initContainers", "ephemeralContainers"]
+        .into_iter()
+        .flat_map(|k| list(&spec[k]));
+    match plural {
+        "secrets" => {
+            for s in list(&spec["imagePullSecrets"]) {
+                push(&s["name"]);
+            }
+            for v in list(&spec["volumes"]) {
+                push(&v["secret"]["secretName"]);
+                push(&v["csi"]["nodePublishSecretRef"]["name"]);
+                for kind in [
+                    "cephfs",
+                    "cinder",
+                    "flexVolume",
+                    "iscsi",
+                    "rbd",
+                    "scaleIO",
+                    "storageos",
+                ] {
+                    push(&v[kind]["secretRef"]["name"]);
+                }
+                push(&v["azureFile"]["secretName"]);
+                for source in list(&v["projected"]["sources"]) {
+                    push(&source["secret"]["name"]);
+                }
+            }
+            for c in containers {
+                for e in list(&c["env"]) {
+                    push(&e["valueFrom"]["secretKeyRef"]["name"]);
+                }
+                for e in list(&c["envFrom"]) {
+                    push(&e["secretRef"]["name"]);
+                }
+            }
+        }
+        "configmaps" => {
+            for v in list(&spec["volumes"]) {
+                push(&v["configMap"]["name"]);
+                for source in list(&v["projected"]["sources"]) {
+                    push(&source["configMap"]["name"]);
+                }
+            }
+            for c in containers {
+                for e in list(&c["env"]) {
+                    push(&e["valueFrom"]["configMapKeyRef"]["name"]);
+                }
+                for e in list(&c["envFrom"]) {
+                    push(&e["configMapRef"]["name"]);
+                }
+            }
+        }
+        "persistentvolumeclaims" => {
+            for v in list(&spec["volumes"]) {
+                push(&v["persistentVolumeClaim"]["claimName"]);
+            }
+        }
+        _ => {}
+    }
+}

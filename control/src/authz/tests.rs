@@ -1,0 +1,273 @@
+//! The authorizer's table: (who, verb, resource, namespace, name, object) → allowed or not.
+
+use serde_json::json;
+
+use super::*;
+use crate::kinds;
+
+/// Two pods: `web` on n1 using Secret `s1`, ConfigMap `c1`, PVC `v1`; `other` on n2 using
+/// Secret `s2`.
+struct Fake;
+
+fn pod_web() -> Value {
+    json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "nodeName": "n1",
+            "imagePullSecrets": [{"name": "pull"}],
+            "volumes": [
+                {"name": "a", "secret": {"secretName": "s1"}},
+                {"name": "b", "configMap": {"name": "c1"}},
+                {"name": "c", "persistentVolumeClaim": {"claimName": "v1"}},
+                {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+                {"name": "d", "projected": {"sources": [{"secret": {"name": "proj"}}]}},
+            ],
+            "containers": [{"name": "c", "env": [
+                {"name": "X", "valueFrom": {"secretKeyRef": {"name": "envsecret", "key": "k"}}},
+                {"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "envcm", "key": "k"}}},
+            ], "envFrom": [{"secretRef": {"name": "fromsecret"}}]}],
+            "initContainers": [{"name": "i", "envFrom": [{"configMapRef": {"name": "initcm"}}]}],
+        },
+    })
+}
+
+fn pod_other() -> Value {
+    json!({"metadata": {"name": "other", "namespace": "default"},
+        "spec": {"nodeName": "n2", "volumes": [{"name": "a", "secret": {"secretName": "s2"}}]}})
+}
+
+#[async_trait::async_trait]
+impl Facts for Fake {
+    async fn stored(
+        &self,
+        resource: &'static Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        Ok(match (resource.plural, namespace, name) {
+            ("pods", Some("default"), "web") => Some(pod_web()),
+            ("pods", Some("default"), "other") => Some(pod_other()),
+            _ => None,
+        })
+    }
+
+    async fn pods_on_node(&self, namespace: &str, node: &str) -> Result<Vec<Value>, ApiError> {
+        Ok([pod_web(), pod_other()]
+            .into_iter()
+            .filter(|p| p["metadata"]["namespace"] == namespace && p["spec"]["nodeName"] == node)
+            .collect())
+    }
+}
+
+fn id(user: &str, groups: &[&str]) -> Identity {
+    Identity {
+        user: user.into(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    }
+}
+
+fn resource(path: &str) -> &'static Resource {
+    let (group, plural) = path.split_once('/').unwrap_or(("", path));
+    kinds::RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
+        .unwrap_or_else(|| panic!("no resource {path}"))
+}
+
+/// (verb, "group/plural" or "plural", subresource, namespace, name, body, allowed)
+type Row = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<Value>,
+    bool,
+);
+
+async fn check(who: &Identity, rows: Vec<Row>) {
+    for (verb, path, sub, ns, name, object, want) in rows {
+        let attrs = Attributes {
+            verb,
+            resource: resource(path),
+            subresource: sub,
+            namespace: ns,
+            name,
+            object: object.as_ref(),
+        };
+        let got = authorize(who, &attrs, &Fake).await;
+        assert_eq!(
+            got.is_ok(),
+            want,
+            "{} {verb} {path}/{sub:?} {ns:?}/{name:?}: {got:?}",
+            who.user
+        );
+    }
+}
+
+fn mirror_pod(node: &str) -> Value {
+    json!({"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"}},
+        "spec": {"nodeName": node}})
+}
+
+fn with(mut pod: Value, key: &str, value: Value) -> Value {
+    pod["spec"][key] = value;
+    pod
+}
+
+#[rustfmt::skip]
+#[tokio::test]
+async fn nodes_follow_the_node_rule() {
+    let n1 = id("system:node:n1", &["system:nodes"]);
+    let d = Some("default");
+    let lease_ns = Some("kube-node-lease");
+    let leases = "coordination.k8s.io/leases";
+    let csrs = "certificates.k8s.io/certificatesigningrequests";
+    let plain_pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
+    let mirror_with_secret = with(mirror_pod("n1"), "volumes", json!([{"name": "v", "secret": {"secretName": "s2"}}]));
+    let mirror_with_cm = with(mirror_pod("n1"), "containers", json!([{"name": "c", "envFrom": [{"configMapRef": {"name": "c9"}}]}]));
+    let mirror_with_sa = with(mirror_pod("n1"), "serviceAccountName", json!("admin"));
+    check(&n1, vec![
+        // Reads of what a node runs and routes.
+        ("list", "pods", None, None, None, None, true),
+        ("watch", "pods", None, d, None, None, true),
+        ("get", "nodes", None, None, Some("n2"), None, true),
+        ("list", "services", None, None, None, None, true),
+        ("list", "endpoints", None, d, None, None, true),
+        ("watch", "discovery.k8s.io/endpointslices", None, None, None, None, true),
+        ("get", "namespaces", None, None, Some("default"), None, true),
+        // Its own Node and Lease, nobody else's.
+        ("create", "nodes", None, None, Some("n1"), None, true),
+        ("patch", "nodes", None, None, Some("n1"), None, true),
+        ("update", "nodes", Some("status"), None, Some("n1"), None, true),
+        ("patch", "nodes", None, None, Some("n2"), None, false),
+        ("patch", "nodes", Some("status"), None, Some("n2"), None, false),
+        ("delete", "nodes", None, None, Some("n1"), None, false),
+        ("create", leases, None, lease_ns, Some("n1"), None, true),
+        ("update", leases, None, lease_ns, Some("n1"), None, true),
+        ("get", leases, None, lease_ns, Some("n1"), None, true),
+        ("update", leases, None, lease_ns, Some("n2"), None, false),
+        ("update", leases, None, Some("kube-system"), Some("n1"), None, false),
+        // Pod status only for pods bound to it (the stored pod decides).
+        ("patch", "pods", Some("status"), d, Some("web"), None, true),
+        ("update", "pods", Some("status"), d, Some("web"), None, true),
+        ("patch", "pods", Some("status"), d, Some("other"), None, false),
+        ("patch", "pods", Some("status"), d, Some("missing"), None, false),
+        ("patch", "pods", None, d, Some("web"), None, false),
+        ("update", "pods", None, d, Some("web"), None, false),
+        // Mirror pods bound to it that reference nothing it could then read; deleting pods
+        // bound to it.
+        ("create", "pods", None, d, Some("m"), Some(mirror_pod("n1")), true),
+        ("create", "pods", None, d, Some("m"), Some(mirror_pod("n2")), false),
+        ("create", "pods", None, d, Some("p"), Some(plain_pod), false),
+        ("create", "pods", None, d, Some("m"), Some(mirror_with_secret), false),
+        ("create", "pods", None, d, Some("m"), Some(mirror_with_cm), false),
+        ("create", "pods", None, d, Some("m"), Some(mirror_with_sa), false),
+        ("delete", "pods", None, d, Some("web"), None, true),
+        ("delete", "pods", None, d, Some("other"), None, false),
+        ("deletecollection", "pods", None, d, None, None, false),
+        // Events.
+        ("create", "events", None, d, None, None, true),
+        ("patch", "events.k8s.io/events", None, d, Some("e"), None, true),
+        ("delete", "events", None, d, Some("e"), None, false),
+        // Secrets, ConfigMaps, PVCs its pods use, by name only.
+        ("get", "secrets", None, d, Some("s1"), None, true),
+        ("get", "secrets", None, d, Some("pull"), None, true),
+        ("get", "secrets", None, d, Some("proj"), None, true),
+        ("get", "secrets", None, d, Some("envsecret"), None, true),
+        ("get", "secrets", None, d, Some("fromsecret"), None, true),
+        ("watch", "secrets", None, d, Some("s1"), None, true),
+        ("get", "secrets", None, d, Some("s2"), None, false),
+        ("get", "secrets", None, Some("kube-system"), Some("s1"), None, false),
+        ("list", "secrets", None, d, None, None, false),
+        ("update", "secrets", None, d, Some("s1"), None, false),
+        ("get", "configmaps", None, d, Some("c1"), None, true),
+        ("get", "configmaps", None, d, Some("envcm"), None, true),
+        ("get", "configmaps", None, d, Some("initcm"), None, true),
+        ("get", "configmaps", None, d, Some("s1"), None, false),
+        ("get", "persistentvolumeclaims", None, d, Some("v1"), None, true),
+        ("get", "persistentvolumeclaims", None, d, Some("web-scratch"), None, true),
+        ("get", "persistentvolumeclaims", None, d, Some("v2"), None, false),
+        // CSRs; nothing else.
+        ("create", csrs, None, None, Some("c"), None, true),
+        ("update", csrs, Some("approval"), None, Some("c"), None, false),
+        ("delete", "apps/deployments", None, d, Some("web"), None, false),
+        ("list", "apps/deployments", None, d, None, None, false),
+        ("create", "services", None, d, Some("x"), None, false),
+        ("list", "serviceaccounts", None, d, None, None, false),
+    ])
+    .await;
+    // Both the user name and the group make a node.
+    let not_in_group = id("system:node:n1", &[]);
+    check(&not_in_group, vec![("list", "pods", None, None, None, None, false)]).await;
+}
+
+#[rustfmt::skip]
+#[tokio::test]
+async fn bootstrappers_only_ask_for_certificates_and_admins_do_anything() {
+    let boot = id("system:bootstrap:abcdef", &["system:bootstrappers"]);
+    let csrs = "certificates.k8s.io/certificatesigningrequests";
+    check(&boot, vec![
+        ("create", csrs, None, None, Some("c"), None, true),
+        ("get", csrs, None, None, Some("c"), None, true),
+        ("list", csrs, None, None, None, None, true),
+        ("watch", csrs, None, None, None, None, true),
+        ("delete", csrs, None, None, Some("c"), None, false),
+        ("update", csrs, Some("approval"), None, Some("c"), None, false),
+        ("update", csrs, Some("status"), None, Some("c"), None, false),
+        ("list", "pods", None, None, None, None, false),
+        ("get", "nodes", None, None, Some("n1"), None, false),
+    ])
+    .await;
+    let admin = id("bosun-admin", &["system:masters"]);
+    check(&admin, vec![
+        ("delete", "apps/deployments", None, Some("default"), Some("web"), None, true),
+        ("update", csrs, Some("approval"), None, Some("c"), None, true),
+        ("get", "secrets", None, Some("default"), Some("s2"), None, true),
+    ])
+    .await;
+    let stranger = id("alice", &["dev"]);
+    check(&stranger, vec![("list", "pods", None, None, None, None, false)]).await;
+}
+
+#[test]
+fn refusals_read_as_kube_apiserver_writes_them() {
+    let n1 = id("system:node:n1", &["system:nodes"]);
+    let attrs = |verb, path, sub, ns, name| Attributes {
+        verb,
+        resource: resource(path),
+        subresource: sub,
+        namespace: ns,
+        name,
+        object: None,
+    };
+    let e = forbidden(
+        &n1,
+        &attrs("get", "secrets", None, Some("default"), Some("s")),
+        "no relationship found between node 'n1' and this object",
+    );
+    assert_eq!(e.code, http::StatusCode::FORBIDDEN);
+    assert_eq!(e.reason, "Forbidden");
+    assert_eq!(
+        e.message,
+        "secrets \"s\" is forbidden: User \"system:node:n1\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\": no relationship found between node 'n1' and this object"
+    );
+    let e = forbidden(
+        &n1,
+        &attrs("patch", "nodes", Some("status"), None, Some("n2")),
+        "",
+    );
+    assert_eq!(
+        e.message,
+        "nodes \"n2\" is forbidden: User \"system:node:n1\" cannot patch resource \"nodes/status\" in API group \"\" at the cluster scope"
+    );
+    let e = forbidden(
+        &n1,
+        &attrs("list", "apps/deployments", None, Some("a"), None),
+        "",
+    );
+    assert_eq!(
+        e.message,
+        "deployments.apps is forbidden: User \"system:node:n1\" cannot list resource \"deployments\" in API group \"apps\" in the namespace \"a\""
+    );
+}
