@@ -18,6 +18,7 @@ pub mod kinds;
 pub mod kubeconfig;
 pub mod openapi;
 pub mod pki;
+pub mod protobuf;
 pub mod router;
 pub mod server;
 pub mod status;

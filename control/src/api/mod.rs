@@ -12,14 +12,14 @@ mod duplicates;
 mod get;
 pub(crate) mod meta;
 mod namespaces;
-mod patch;
+pub(crate) mod patch;
 pub mod path;
-mod query;
+pub(crate) mod query;
 mod scale;
 pub mod selector;
 pub mod table_default;
 mod update;
-mod validate;
+pub(crate) mod validate;
 mod watch;
 
 use std::collections::HashSet;

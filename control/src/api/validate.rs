@@ -37,16 +37,14 @@ pub fn decode_checked(
     Ok((object, warnings))
 }
 
-/// Decodes a request body holding an object: JSON (or YAML); protobuf is refused with 415.
+/// Decodes a request body holding an object: JSON, YAML or Kubernetes protobuf (whose
+/// envelope's apiVersion and kind land in the object, for `check_typed` to compare).
 pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Body, ApiError> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     let value: Value = match media {
-        "application/vnd.kubernetes.protobuf" => {
-            return Err(ApiError::unsupported_media(
-                media,
-                "protobuf bodies are not decoded yet; send JSON (application/json)",
-            ))
-        }
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body).map_err(|e| {
+            ApiError::bad_request(format!("the body is not a valid protobuf object: {e}"))
+        })?,
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))?,
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
@@ -62,7 +60,7 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Body, ApiError> {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
     let duplicates = match media {
-        "application/yaml" => Vec::new(),
+        "application/yaml" | "application/vnd.kubernetes.protobuf" => Vec::new(),
         _ => super::duplicates::duplicate_fields(body),
     };
     Ok(Body {
@@ -458,11 +456,11 @@ mod tests {
             "{}",
             e.message
         );
-        assert!(
-            decode_body("application/vnd.kubernetes.protobuf", b"k8s\0")
-                .unwrap_err()
-                .code
-                == 415
+        let empty_envelope = decode_body("application/vnd.kubernetes.protobuf", b"k8s\0");
+        assert_eq!(empty_envelope.unwrap_err().code, 400);
+        assert_eq!(
+            decode_body("application/cbor", b"{}").unwrap_err().code,
+            415
         );
     }
 }

@@ -6,7 +6,7 @@
 //! kube-apiserver does. Server-side apply is refused with 415 until it exists.
 
 #[cfg(test)]
-mod generate;
+pub(crate) mod generate;
 mod merge_keys;
 pub(super) mod shape;
 mod strategic;
