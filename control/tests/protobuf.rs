@@ -118,3 +118,56 @@ fn kubectl_create_sends_protobuf_and_the_objects_read_back() {
     assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
     assert_eq!(job["spec"]["backoffLimit"], 6, "defaulted");
 }
+
+/// `kubectl autoscale` creates an autoscaling/v1 HorizontalPodAutoscaler (protobuf); it is
+/// stored as v2 with a cpu Utilization metric and reads back at both versions.
+#[test]
+fn kubectl_autoscale_creates_a_v1_hpa_that_reads_back_at_v1_and_v2() {
+    let control = Control::start();
+    ok(control.kubectl(&["create", "deployment", "web", "--image=nginx"]));
+    let out = ok(control.kubectl(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=5",
+        "--cpu-percent=80",
+    ]));
+    assert!(out.contains("web autoscaled"), "{out}");
+    let v2 = get(
+        &control,
+        &["horizontalpodautoscalers.v2.autoscaling", "web"],
+    );
+    assert_eq!(v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(v2["spec"]["minReplicas"], 2);
+    assert_eq!(v2["spec"]["maxReplicas"], 5);
+    assert_eq!(v2["spec"]["scaleTargetRef"]["name"], "web");
+    assert_eq!(
+        v2["spec"]["metrics"],
+        serde_json::json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}])
+    );
+    let v1 = get(
+        &control,
+        &["horizontalpodautoscalers.v1.autoscaling", "web"],
+    );
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 80);
+    assert!(v1["spec"].get("metrics").is_none(), "{v1}");
+    let table = ok(control.kubectl(&["get", "hpa"]));
+    assert!(table.contains("Deployment/web"), "{table}");
+    // A v1 merge patch of the target lands in the v2 metric.
+    ok(control.kubectl(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"targetCPUUtilizationPercentage":60}}"#,
+    ]));
+    let v2 = get(&control, &["hpa", "web"]);
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        60
+    );
+}

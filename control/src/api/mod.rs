@@ -5,6 +5,7 @@
 //! differs per kind is read from `kinds` and `validate`, never branched on here.
 
 mod binding;
+mod convert;
 mod create;
 mod defaults;
 pub(crate) mod delete;
@@ -78,6 +79,16 @@ pub(crate) struct Call {
 impl Call {
     pub fn resource(&self) -> &'static Resource {
         self.path.resource
+    }
+
+    /// A stored object as the call's version shows it (`convert`).
+    pub fn shown(&self, object: Value) -> Value {
+        convert::to_served(object, self.resource())
+    }
+
+    /// A written object in the stored version; `old` is the stored one, if any.
+    pub fn to_storage(&self, object: Value, old: Option<&Value>) -> Result<Value, ApiError> {
+        convert::to_storage(object, self.resource(), old)
     }
 
     /// 404 for the named object.

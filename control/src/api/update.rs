@@ -65,9 +65,14 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
             ));
         }
     }
+    let object = call.to_storage(object, Some(&old))?;
     let new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
     let stored = write(call, &key, &name, expected, new).await?;
-    Ok(object_response(StatusCode::OK, &stored, &warnings))
+    Ok(object_response(
+        StatusCode::OK,
+        &call.shown(stored),
+        &warnings,
+    ))
 }
 
 /// The stored object, or 404.

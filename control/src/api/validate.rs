@@ -174,6 +174,11 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
         networking::v1 as networking, storage::v1 as storage,
     };
+    if (resource.group, resource.version, resource.kind)
+        == ("autoscaling", "v1", "HorizontalPodAutoscaler")
+    {
+        return roundtrip::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(value);
+    }
     macro_rules! by_kind {
         ($($group:literal $kind:literal => $ty:ty,)*) => {
             match (resource.group, resource.kind) {
