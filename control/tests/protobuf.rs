@@ -1,5 +1,6 @@
 //! `kubectl create <kind>` sends protobuf bodies: the real kubectl creates a namespace, a
-//! deployment, a configmap, a secret, a service and a job, and each reads back with the
+//! deployment, a configmap, a secret, a service, a job, an ingress and a service account, and
+//! each reads back with the
 //! fields kubectl sent (and Kubernetes' defaults).
 
 mod common;
@@ -117,6 +118,28 @@ fn kubectl_create_sends_protobuf_and_the_objects_read_back() {
     assert_eq!(container["command"], serde_json::json!(["echo", "hi"]));
     assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
     assert_eq!(job["spec"]["backoffLimit"], 6, "defaulted");
+
+    // An Ingress rule's `http` is an inline member of its proto message.
+    ok(control.kubectl(&[
+        "create",
+        "ingress",
+        "shop",
+        "--rule=shop.example/api*=web:80",
+        "-n",
+        "shop",
+    ]));
+    let ingress = get(&control, &["ingress", "shop", "-n", "shop"]);
+    let rule = &ingress["spec"]["rules"][0];
+    assert_eq!(rule["host"], "shop.example");
+    let path = &rule["http"]["paths"][0];
+    assert_eq!(path["path"], "/api");
+    assert_eq!(path["pathType"], "Prefix");
+    assert_eq!(path["backend"]["service"]["name"], "web");
+    assert_eq!(path["backend"]["service"]["port"]["number"], 80);
+
+    ok(control.kubectl(&["create", "serviceaccount", "robot", "-n", "shop"]));
+    let sa = get(&control, &["serviceaccount", "robot", "-n", "shop"]);
+    assert_eq!(sa["metadata"]["namespace"], "shop");
 }
 
 /// `kubectl autoscale` creates an autoscaling/v1 HorizontalPodAutoscaler (protobuf); it is
