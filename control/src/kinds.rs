@@ -200,6 +200,7 @@ const REPLICASET_SUB: &[Subresource] = &[status("apps", "v1", "ReplicaSet"), sca
 const STATEFULSET_SUB: &[Subresource] = &[status("apps", "v1", "StatefulSet"), scale()];
 const DAEMONSET_SUB: &[Subresource] = &[status("apps", "v1", "DaemonSet")];
 const JOB_SUB: &[Subresource] = &[status("batch", "v1", "Job")];
+const CRONJOB_SUB: &[Subresource] = &[status("batch", "v1", "CronJob")];
 const INGRESS_SUB: &[Subresource] = &[status("networking.k8s.io", "v1", "Ingress")];
 const HPA_SUB: &[Subresource] = &[status("autoscaling", "v2", "HorizontalPodAutoscaler")];
 const HPA_V1_SUB: &[Subresource] = &[status("autoscaling", "v1", "HorizontalPodAutoscaler")];
@@ -226,6 +227,7 @@ pub const RESOURCES: &[Resource] = &[
     res("apps", "v1", "DaemonSet", "daemonsets", "daemonset", Namespaced, &["ds"], ALL).with(DAEMONSET_SUB),
     // batch/v1
     res("batch", "v1", "Job", "jobs", "job", Namespaced, &[], ALL).with(JOB_SUB),
+    res("batch", "v1", "CronJob", "cronjobs", "cronjob", Namespaced, &["cj"], ALL).with(CRONJOB_SUB),
     // discovery.k8s.io/v1
     res("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", Namespaced, &[], &[]),
     // networking.k8s.io/v1

@@ -357,6 +357,10 @@ async fn every_served_kind_round_trips_strictly() {
                 object["spec"] = workload.clone()
             }
             "Job" => object["spec"] = json!({"template": template}),
+            "CronJob" => {
+                object["spec"] = json!({"schedule": "@daily",
+                    "jobTemplate": {"spec": {"template": template}}})
+            }
             "Service" => object["spec"] = json!({"ports": [{"port": 80, "targetPort": "http"}]}),
             "ConfigMap" => object["data"] = json!({"k": "v"}),
             "Lease" => object["spec"] = json!({"holderIdentity": "n1", "leaseDurationSeconds": 40}),

@@ -1,7 +1,6 @@
 //! `kubectl create <kind>` sends protobuf bodies: the real kubectl creates a namespace, a
-//! deployment, a configmap, a secret, a service, a job, an ingress and a service account, and
-//! each reads back with the
-//! fields kubectl sent (and Kubernetes' defaults).
+//! deployment, a configmap, a secret, a service, a job, a cronjob, an ingress and a service
+//! account, and each reads back with the fields kubectl sent (and Kubernetes' defaults).
 
 mod common;
 
@@ -118,6 +117,30 @@ fn kubectl_create_sends_protobuf_and_the_objects_read_back() {
     assert_eq!(container["command"], serde_json::json!(["echo", "hi"]));
     assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
     assert_eq!(job["spec"]["backoffLimit"], 6, "defaulted");
+
+    ok(control.kubectl(&[
+        "create",
+        "cronjob",
+        "nightly",
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+        "-n",
+        "shop",
+        "--",
+        "date",
+    ]));
+    let cron = get(&control, &["cronjob", "nightly", "-n", "shop"]);
+    assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+    let template = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(template["containers"][0]["image"], "busybox");
+    assert_eq!(
+        template["containers"][0]["command"],
+        serde_json::json!(["date"])
+    );
+    assert_eq!(template["restartPolicy"], "OnFailure");
+    assert_eq!(cron["spec"]["concurrencyPolicy"], "Allow", "defaulted");
+    let table = ok(control.kubectl(&["get", "cronjobs", "-n", "shop"]));
+    assert!(table.contains("nightly   */5 * * * *"), "{table}");
 
     // An Ingress rule's `http` is an inline member of its proto message.
     ok(control.kubectl(&[

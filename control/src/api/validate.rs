@@ -204,6 +204,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "apps" "StatefulSet" => apps::StatefulSet,
         "apps" "DaemonSet" => apps::DaemonSet,
         "batch" "Job" => batch::Job,
+        "batch" "CronJob" => batch::CronJob,
         "discovery.k8s.io" "EndpointSlice" => discovery::EndpointSlice,
         "networking.k8s.io" "Ingress" => networking::Ingress,
         "networking.k8s.io" "IngressClass" => networking::IngressClass,
@@ -267,6 +268,19 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
             "spec.template.spec",
             &mut causes,
         ),
+        ("batch", "CronJob") => {
+            if object["spec"]["schedule"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                causes.push(FieldCause::required("spec.schedule"));
+            }
+            pod_spec(
+                &object["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+                "spec.jobTemplate.spec.template.spec",
+                &mut causes,
+            )
+        }
         ("", "Pod") => pod_spec(&object["spec"], "spec", &mut causes),
         ("", "Service") => {
             let external = object["spec"]["type"] == "ExternalName";
