@@ -1,12 +1,15 @@
 //! A decoded Kubernetes protobuf message as Kubernetes JSON: fields under their JSON names
 //! (from the descriptor), int64 as numbers, bytes as base64, and the types whose JSON is not
 //! their message: a field named `…,inline` (Go's `json:",inline"`, Volume's VolumeSource)
-//! whose fields are its parent's, `metav1.Time`/`MicroTime` (RFC 3339), `metav1.Duration` (Go's duration
-//! text), `intstr.IntOrString` (a number or a string), `resource.Quantity` (its string),
-//! `runtime.RawExtension` and `metav1.FieldsV1` (the JSON they carry). Go writes every
-//! non-pointer field, so an empty singular string or bytes is its zero value and is left out,
-//! as Go's JSON leaves it out; numbers and booleans are kept (a pointer's explicit zero,
-//! `replicas: 0`, means something).
+//! whose fields are its parent's, `metav1.Time`/`MicroTime` (RFC 3339), `metav1.Duration`
+//! (Go's duration text), `intstr.IntOrString` (a number or a string), `resource.Quantity`
+//! (its string), `runtime.RawExtension` and `metav1.FieldsV1` (the JSON they carry).
+//!
+//! Go writes every non-pointer field, so an empty singular string or bytes is its zero value
+//! and is left out, as Go's JSON leaves it out. Numbers and booleans are kept: a pointer's
+//! explicit zero (`replicas: 0`, `backoffLimit: 0`, `automountServiceAccountToken: false`)
+//! means something, and the wire does not tell a pointer from a plain field, so a plain
+//! field's zero shows too (`hostPort: 0`, `stdin: false`), meaning what its absence means.
 
 use base64::Engine;
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value as PValue};
