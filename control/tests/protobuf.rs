@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{ok, Control};
+use std::time::Duration;
+
+use common::{ok, Control, Streaming};
 use serde_json::Value;
 
 fn get(control: &Control, args: &[&str]) -> Value {
@@ -202,6 +204,23 @@ fn kubectl_autoscale_creates_a_v1_hpa_that_reads_back_at_v1_and_v2() {
     assert!(v1["spec"].get("metrics").is_none(), "{v1}");
     let table = ok(control.kubectl(&["get", "hpa"]));
     assert!(table.contains("Deployment/web"), "{table}");
+    // A v1 watch sees v1 objects: the patch below arrives converted.
+    let watch = Streaming::spawn(
+        &control.kubeconfig(),
+        &[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "web",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ],
+    );
+    watch.wait_for(
+        r#""targetCPUUtilizationPercentage":80"#,
+        Duration::from_secs(10),
+    );
     // A v1 merge patch of the target lands in the v2 metric.
     ok(control.kubectl(&[
         "patch",
@@ -215,5 +234,15 @@ fn kubectl_autoscale_creates_a_v1_hpa_that_reads_back_at_v1_and_v2() {
     assert_eq!(
         v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
         60
+    );
+    let seen = watch.wait_for(
+        r#""targetCPUUtilizationPercentage":60"#,
+        Duration::from_secs(10),
+    );
+    let modified = seen.last().expect("a line");
+    assert!(modified.contains(r#""type":"MODIFIED""#), "{modified}");
+    assert!(
+        modified.contains(r#""apiVersion":"autoscaling/v1""#),
+        "{modified}"
     );
 }
