@@ -7,10 +7,10 @@
 //! (`/registry/<group>/<plural>/<name>` when cluster-scoped), with `core` as the core group's
 //! name, e.g. `/registry/apps/deployments/default/web`; the value is the object's JSON without
 //! `metadata.resourceVersion`, which is the key's mod revision. Kinds served at two versions
-//! (HorizontalPodAutoscaler autoscaling/v2 and v1, Event v1 and events.k8s.io/v1) are one object
-//! in Kubernetes; until conversion exists only the preferred version reads and writes
-//! ([`Resource::served`]) and the other answers 404 "not served yet" rather than keeping a
-//! separate silent copy.
+//! are one object in Kubernetes: HorizontalPodAutoscalers are stored as autoscaling/v2 and
+//! converted for autoscaling/v1 requests (`api/convert`); Events (v1 and events.k8s.io/v1)
+//! have no conversion yet, so only v1 reads and writes ([`Resource::served`]) and
+//! events.k8s.io/v1 answers 404 "not served yet" rather than keeping a separate silent copy.
 
 /// Whether objects live in a namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,10 +79,7 @@ impl Resource {
 
     /// Whether objects are read and written at this group/version (see the module docs).
     pub fn served(&self) -> bool {
-        !matches!(
-            (self.group, self.version),
-            ("autoscaling", "v1") | ("events.k8s.io", "v1")
-        )
+        !matches!((self.group, self.version), ("events.k8s.io", "v1"))
     }
 
     /// The store prefix of every object of this resource: `/registry/<group>/<plural>/`.
@@ -218,8 +215,10 @@ const REPLICASET_SUB: &[Subresource] = &[status("apps", "v1", "ReplicaSet"), sca
 const STATEFULSET_SUB: &[Subresource] = &[status("apps", "v1", "StatefulSet"), scale()];
 const DAEMONSET_SUB: &[Subresource] = &[status("apps", "v1", "DaemonSet")];
 const JOB_SUB: &[Subresource] = &[status("batch", "v1", "Job")];
+const CRONJOB_SUB: &[Subresource] = &[status("batch", "v1", "CronJob")];
 const INGRESS_SUB: &[Subresource] = &[status("networking.k8s.io", "v1", "Ingress")];
 const HPA_SUB: &[Subresource] = &[status("autoscaling", "v2", "HorizontalPodAutoscaler")];
+const HPA_V1_SUB: &[Subresource] = &[status("autoscaling", "v1", "HorizontalPodAutoscaler")];
 
 /// Every served resource, in discovery order.
 #[rustfmt::skip]
@@ -243,6 +242,7 @@ pub const RESOURCES: &[Resource] = &[
     res("apps", "v1", "DaemonSet", "daemonsets", "daemonset", Namespaced, &["ds"], ALL).with(DAEMONSET_SUB),
     // batch/v1
     res("batch", "v1", "Job", "jobs", "job", Namespaced, &[], ALL).with(JOB_SUB),
+    res("batch", "v1", "CronJob", "cronjobs", "cronjob", Namespaced, &["cj"], ALL).with(CRONJOB_SUB),
     // discovery.k8s.io/v1
     res("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", Namespaced, &[], &[]),
     // networking.k8s.io/v1
@@ -258,7 +258,7 @@ pub const RESOURCES: &[Resource] = &[
     res("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", Cluster, &["csr"], &[]).with(CSR_SUB),
     // autoscaling/v2 (preferred) and v1
     res("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL).with(HPA_SUB),
-    res("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL),
+    res("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL).with(HPA_V1_SUB),
     // events.k8s.io/v1
     res("events.k8s.io", "v1", "Event", "events", "event", Namespaced, &["ev"], &[]),
 ];

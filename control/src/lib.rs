@@ -21,6 +21,7 @@ pub mod kubeconfig;
 pub mod limits;
 pub mod openapi;
 pub mod pki;
+pub mod protobuf;
 pub mod router;
 pub mod server;
 pub mod status;

@@ -146,6 +146,11 @@ async fn refused_bodies_and_paths_answer_with_a_status() {
     let api = api().await;
     let base = "/api/v1/namespaces/default/configmaps";
     let (code, status) = api
+        .call_typed(Method::POST, base, "application/cbor", b"{}".to_vec())
+        .await;
+    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(status["reason"], "UnsupportedMediaType");
+    let (code, status) = api
         .call_typed(
             Method::POST,
             base,
@@ -153,8 +158,7 @@ async fn refused_bodies_and_paths_answer_with_a_status() {
             b"k8s\0".to_vec(),
         )
         .await;
-    assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(status["reason"], "UnsupportedMediaType");
+    assert_eq!(code, StatusCode::BAD_REQUEST, "an empty envelope: {status}");
     let big = vec![b' '; bosun_control::api::MAX_BODY_BYTES + 1];
     let (code, _) = api
         .call_typed(Method::POST, base, "application/json", big)
@@ -186,7 +190,7 @@ async fn refused_bodies_and_paths_answer_with_a_status() {
     let (code, status) = api
         .call(
             Method::GET,
-            "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
+            "/apis/events.k8s.io/v1/namespaces/default/events",
             Value::Null,
         )
         .await;
@@ -343,14 +347,20 @@ async fn every_served_kind_round_trips_strictly() {
         .iter()
         .filter(|r| r.served())
     {
+        // Versions of one kind share their objects: one name per version.
+        let name = format!("x-{}", r.version);
         let mut object = json!({"apiVersion": r.group_version(), "kind": r.kind,
-            "metadata": {"name": "x", "labels": {"a": "b"}, "annotations": {"c": "d"}}});
+            "metadata": {"name": name, "labels": {"a": "b"}, "annotations": {"c": "d"}}});
         match r.kind {
             "Pod" => object["spec"] = pod_spec.clone(),
             "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
                 object["spec"] = workload.clone()
             }
             "Job" => object["spec"] = json!({"template": template}),
+            "CronJob" => {
+                object["spec"] = json!({"schedule": "@daily",
+                    "jobTemplate": {"spec": {"template": template}}})
+            }
             "Service" => object["spec"] = json!({"ports": [{"port": 80, "targetPort": "http"}]}),
             "ConfigMap" => object["data"] = json!({"k": "v"}),
             "Lease" => object["spec"] = json!({"holderIdentity": "n1", "leaseDurationSeconds": 40}),
@@ -390,11 +400,12 @@ async fn every_served_kind_round_trips_strictly() {
             .await;
         assert_eq!(code, StatusCode::CREATED, "{}: {created}", r.kind);
         let (code, read) = api
-            .call(Method::GET, &format!("{collection}/x"), Value::Null)
+            .call(Method::GET, &format!("{collection}/{name}"), Value::Null)
             .await;
         assert_eq!(code, StatusCode::OK, "{}: {read}", r.kind);
         assert_eq!(read["metadata"]["labels"]["a"], "b", "{}", r.kind);
         assert_eq!(read["kind"], r.kind);
+        assert_eq!(read["apiVersion"], r.group_version());
     }
 }
 

@@ -16,12 +16,13 @@ use crate::status::ApiError;
 
 pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
     let resource = call.resource();
-    let (mut object, warnings) = validate::decode_checked(
+    let (object, warnings) = validate::decode_checked(
         &call.content_type,
         body,
         resource,
         call.query.field_validation,
     )?;
+    let mut object = call.to_storage(object, None)?;
     meta::prepare_create(&mut object, resource, call.path.namespace.as_deref())?;
     if (resource.group, resource.kind) == ("certificates.k8s.io", "CertificateSigningRequest") {
         csr::prepare_create(
@@ -39,7 +40,11 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     let name = name_of(&object).to_owned();
     let key = object_key(resource, call.path.namespace.as_deref(), &name);
     if call.query.dry_run {
-        return Ok(object_response(StatusCode::CREATED, &object, &warnings));
+        return Ok(object_response(
+            StatusCode::CREATED,
+            &call.shown(object),
+            &warnings,
+        ));
     }
     let store = call.state.store.as_ref();
     let reserved = if service_alloc::is_service(&object) {
@@ -63,7 +68,7 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     };
     Ok(object_response(
         StatusCode::CREATED,
-        &decode_stored(&kv)?,
+        &call.shown(decode_stored(&kv)?),
         &warnings,
     ))
 }

@@ -1,7 +1,7 @@
 //! The defaults Kubernetes fills in when it decodes an object (`pkg/apis/*/v1/defaults.go`):
 //! replicas, rollout strategies, history limits, the pod template's restart and DNS policies,
 //! container pull policies and termination-message settings, Service types and port
-//! protocols, the Secret type. Applied on every write, as Kubernetes does; a field already set
+//! protocols, the Secret type, CronJobs' policies and history limits. Applied on every write, as Kubernetes does; a field already set
 //! is never changed. Pure functions on JSON.
 
 use serde_json::{json, Value};
@@ -87,6 +87,17 @@ pub fn apply(object: &mut Value, resource: &Resource) {
                 default(spec, "completionMode", json!("NonIndexed"));
                 default(spec, "suspend", json!(false));
                 template(spec);
+            }
+        }
+        ("batch", "CronJob") => {
+            if let Some(spec) = child(object, "spec") {
+                default(spec, "concurrencyPolicy", json!("Allow"));
+                default(spec, "suspend", json!(false));
+                default(spec, "successfulJobsHistoryLimit", json!(3));
+                default(spec, "failedJobsHistoryLimit", json!(1));
+                if let Some(job) = child(spec, "jobTemplate").and_then(|t| child(t, "spec")) {
+                    template(job);
+                }
             }
         }
         ("", "Pod") => {

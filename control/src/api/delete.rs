@@ -127,7 +127,7 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         }
     }
     if dry_run {
-        return Ok(object_response(StatusCode::OK, &object, &[]));
+        return Ok(object_response(StatusCode::OK, &call.shown(object), &[]));
     }
     let r = call.resource();
     if r.group.is_empty() && r.kind == "Namespace" {
@@ -144,7 +144,9 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     })
     .await?
     {
-        Outcome::Deleted(o) | Outcome::Marked(o) => Ok(object_response(StatusCode::OK, &o, &[])),
+        Outcome::Deleted(o) | Outcome::Marked(o) => {
+            Ok(object_response(StatusCode::OK, &call.shown(o), &[]))
+        }
     }
 }
 
@@ -223,7 +225,7 @@ pub async fn delete_collection(
             &name,
         );
         if call.query.dry_run || options.dry_run {
-            items.push(object);
+            items.push(call.shown(object));
             continue;
         }
         let Some(kv) = call.state.store.get(&key).await.map_err(map_store_error)? else {
@@ -234,7 +236,7 @@ pub async fn delete_collection(
         })
         .await
         {
-            Ok(Outcome::Deleted(o) | Outcome::Marked(o)) => items.push(o),
+            Ok(Outcome::Deleted(o) | Outcome::Marked(o)) => items.push(call.shown(o)),
             Err(e) if e.code == StatusCode::NOT_FOUND => {}
             Err(e) => return Err(e),
         }

@@ -23,7 +23,7 @@ pub async fn get(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
             &[],
         ));
     }
-    Ok(object_response(StatusCode::OK, &object, &[]))
+    Ok(object_response(StatusCode::OK, &call.shown(object), &[]))
 }
 
 /// The named object, or 404.
@@ -137,7 +137,7 @@ pub async fn list(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
         json!({
             "kind": format!("{}List", r.kind),
             "apiVersion": r.group_version(),
-            "items": page.objects,
+            "items": page.objects.into_iter().map(|o| call.shown(o)).collect::<Vec<_>>(),
         })
     };
     Ok(object_response(

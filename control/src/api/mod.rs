@@ -6,6 +6,7 @@
 
 mod approval;
 mod binding;
+mod convert;
 mod create;
 mod defaults;
 pub(crate) mod delete;
@@ -13,15 +14,15 @@ mod duplicates;
 mod get;
 pub(crate) mod meta;
 mod namespaces;
-mod patch;
+pub(crate) mod patch;
 pub mod path;
-mod query;
+pub(crate) mod query;
 mod scale;
 pub mod selector;
 pub mod service_alloc;
 pub mod table_default;
 mod update;
-mod validate;
+pub(crate) mod validate;
 mod watch;
 
 use std::collections::HashSet;
@@ -99,6 +100,16 @@ pub(crate) struct Call {
 impl Call {
     pub fn resource(&self) -> &'static Resource {
         self.path.resource
+    }
+
+    /// A stored object as the call's version shows it (`convert`).
+    pub fn shown(&self, object: Value) -> Value {
+        convert::to_served(object, self.resource())
+    }
+
+    /// A written object in the stored version; `old` is the stored one, if any.
+    pub fn to_storage(&self, object: Value, old: Option<&Value>) -> Result<Value, ApiError> {
+        convert::to_storage(object, self.resource(), old)
     }
 
     /// 404 for the named object.

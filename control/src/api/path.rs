@@ -161,7 +161,7 @@ mod tests {
             assert!(matches!(parse(path), Err(PathError::NoRoute)), "{path}");
         }
         assert!(matches!(
-            parse("/apis/autoscaling/v1/namespaces/a/horizontalpodautoscalers"),
+            parse("/apis/events.k8s.io/v1/namespaces/a/events"),
             Err(PathError::NotServed(_))
         ));
     }

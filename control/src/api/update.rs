@@ -66,10 +66,15 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
             ));
         }
     }
+    let object = call.to_storage(object, Some(&old))?;
     let new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
     crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
     let stored = write(call, &key, &name, expected, new).await?;
-    Ok(object_response(StatusCode::OK, &stored, &warnings))
+    Ok(object_response(
+        StatusCode::OK,
+        &call.shown(stored),
+        &warnings,
+    ))
 }
 
 /// The stored object, or 404.

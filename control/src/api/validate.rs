@@ -37,16 +37,14 @@ pub fn decode_checked(
     Ok((object, warnings))
 }
 
-/// Decodes a request body holding an object: JSON (or YAML); protobuf is refused with 415.
+/// Decodes a request body holding an object: JSON, YAML or Kubernetes protobuf (whose
+/// envelope's apiVersion and kind land in the object, for `check_typed` to compare).
 pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Body, ApiError> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     let value: Value = match media {
-        "application/vnd.kubernetes.protobuf" => {
-            return Err(ApiError::unsupported_media(
-                media,
-                "protobuf bodies are not decoded yet; send JSON (application/json)",
-            ))
-        }
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body).map_err(|e| {
+            ApiError::bad_request(format!("the body is not a valid protobuf object: {e}"))
+        })?,
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))?,
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
@@ -62,7 +60,7 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Body, ApiError> {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
     let duplicates = match media {
-        "application/yaml" => Vec::new(),
+        "application/yaml" | "application/vnd.kubernetes.protobuf" => Vec::new(),
         _ => super::duplicates::duplicate_fields(body),
     };
     Ok(Body {
@@ -176,6 +174,11 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
         discovery::v1 as discovery, networking::v1 as networking, storage::v1 as storage,
     };
+    if (resource.group, resource.version, resource.kind)
+        == ("autoscaling", "v1", "HorizontalPodAutoscaler")
+    {
+        return roundtrip::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(value);
+    }
     macro_rules! by_kind {
         ($($group:literal $kind:literal => $ty:ty,)*) => {
             match (resource.group, resource.kind) {
@@ -201,6 +204,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "apps" "StatefulSet" => apps::StatefulSet,
         "apps" "DaemonSet" => apps::DaemonSet,
         "batch" "Job" => batch::Job,
+        "batch" "CronJob" => batch::CronJob,
         "discovery.k8s.io" "EndpointSlice" => discovery::EndpointSlice,
         "networking.k8s.io" "Ingress" => networking::Ingress,
         "networking.k8s.io" "IngressClass" => networking::IngressClass,
@@ -265,6 +269,19 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
             "spec.template.spec",
             &mut causes,
         ),
+        ("batch", "CronJob") => {
+            if object["spec"]["schedule"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                causes.push(FieldCause::required("spec.schedule"));
+            }
+            pod_spec(
+                &object["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+                "spec.jobTemplate.spec.template.spec",
+                &mut causes,
+            )
+        }
         ("", "Pod") => pod_spec(&object["spec"], "spec", &mut causes),
         ("", "Service") => {
             let external = object["spec"]["type"] == "ExternalName";
@@ -459,11 +476,11 @@ mod tests {
             "{}",
             e.message
         );
-        assert!(
-            decode_body("application/vnd.kubernetes.protobuf", b"k8s\0")
-                .unwrap_err()
-                .code
-                == 415
+        let empty_envelope = decode_body("application/vnd.kubernetes.protobuf", b"k8s\0");
+        assert_eq!(empty_envelope.unwrap_err().code, 400);
+        assert_eq!(
+            decode_body("application/cbor", b"{}").unwrap_err().code,
+            415
         );
     }
 }

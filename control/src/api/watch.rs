@@ -62,7 +62,7 @@ async fn run(call: &Call, tx: &mpsc::Sender<Bytes>) -> Result<(), ApiError> {
     let mut first = true;
     let mut encode = |object: Value| {
         if !table {
-            return object;
+            return call.shown(object);
         }
         let row = table_default::to_event_table(call.resource(), object, &q.include_object, first);
         first = false;

@@ -48,6 +48,7 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("apps", "v1", "StatefulSet", add::<apps::StatefulSet>),
     ("apps", "v1", "DaemonSet", add::<apps::DaemonSet>),
     ("batch", "v1", "Job", add::<batch::Job>),
+    ("batch", "v1", "CronJob", add::<batch::CronJob>),
     ("discovery.k8s.io", "v1", "EndpointSlice", add::<discovery::EndpointSlice>),
     ("networking.k8s.io", "v1", "Ingress", add::<networking::Ingress>),
     ("networking.k8s.io", "v1", "IngressClass", add::<networking::IngressClass>),

@@ -129,6 +129,7 @@ fn printer(resource: &Resource) -> &'static Printer {
         ("apps", "StatefulSet") => &workloads::STATEFUL_SET,
         ("apps", "DaemonSet") => &workloads::DAEMON_SET,
         ("batch", "Job") => &workloads::JOB,
+        ("batch", "CronJob") => &workloads::CRON_JOB,
         ("autoscaling", "HorizontalPodAutoscaler") => &workloads::HPA,
         ("", "Service") => &network::SERVICE,
         ("", "Endpoints") => &network::ENDPOINTS,

@@ -1,6 +1,6 @@
 //! Printers of the workload kinds: pods (READY, the STATUS kubectl users know — init progress,
 //! waiting and terminated reasons, Terminating, Completed — and RESTARTS with the time of the
-//! last one), deployments, replicasets, statefulsets, daemonsets, jobs, HPAs.
+//! last one), deployments, replicasets, statefulsets, daemonsets, jobs, cronjobs, HPAs.
 
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -374,6 +374,50 @@ fn job(o: &Value, now: OffsetDateTime) -> Vec<Value> {
         Value::from(format_selector(at(o, &["spec", "selector"]))),
     ]
 }
+
+pub static CRON_JOB: Printer = Printer {
+    columns: &[
+        NAME,
+        col("Schedule", "string", "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+        col("Timezone", "string", "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
+        col("Suspend", "boolean", "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions. Defaults to false."),
+        col("Active", "integer", "A list of pointers to currently running jobs."),
+        col("Last Schedule", "string", "Information when was the last time the job was successfully scheduled."),
+        AGE,
+        CONTAINERS,
+        IMAGES,
+        wide("Selector", "string", "A label query over pods that should match the pod count. Normally, the system sets this field for you."),
+    ],
+    cells: |o, now| {
+        let job = at(o, &["spec", "jobTemplate", "spec"]);
+        let [names, images] = container_cells(at(job, &["template"]));
+        let or_none = |text: &str| match text {
+            "" => "<none>".to_owned(),
+            t => t.to_owned(),
+        };
+        let suspend = match at(o, &["spec", "suspend"]).as_bool() {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "<unset>",
+        };
+        let last = match timestamp(o, &["status", "lastScheduleTime"]) {
+            None => "<none>".to_owned(),
+            t => since(t, now),
+        };
+        vec![
+            super::cells::name(o),
+            Value::from(s(o, &["spec", "schedule"])),
+            Value::from(or_none(s(o, &["spec", "timeZone"]))),
+            Value::from(suspend),
+            Value::from(arr(o, &["status", "active"]).len()),
+            Value::from(last),
+            super::cells::age(o, now),
+            names,
+            images,
+            Value::from(format_selector(at(job, &["selector"]))),
+        ]
+    },
+};
 
 pub static HPA: Printer = Printer {
     columns: &[

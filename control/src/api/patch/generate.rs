@@ -24,8 +24,9 @@ fn normalize(name: &str) -> String {
         .collect()
 }
 
-/// The directory of k8s-pb's source, from `cargo metadata`.
-fn k8s_pb_src() -> PathBuf {
+/// The directory of k8s-pb's source, from `cargo metadata` (also read by the protobuf
+/// descriptor generator).
+pub(crate) fn k8s_pb_src() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline"])

@@ -6,7 +6,7 @@
 //! kube-apiserver does. Server-side apply is refused with 415 until it exists.
 
 #[cfg(test)]
-mod generate;
+pub(crate) mod generate;
 mod merge_keys;
 pub(super) mod shape;
 mod strategic;
@@ -100,7 +100,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let kv = current(call, &key, &name).await?;
         let old = decode_stored(&kv)?;
         let shape = Shape::of_kind(resource.group, resource.version, resource.kind);
-        let mut patched = apply_patch(old.clone(), &patch, shape)?;
+        let mut patched = apply_patch(call.shown(old.clone()), &patch, shape)?;
         let pinned = patched["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"];
         let expected = match patched["metadata"]["resourceVersion"].as_str() {
             Some(rv) if pinned => rv
@@ -120,10 +120,17 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         }
         let warnings =
             validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
+        let patched = call.to_storage(patched, Some(&old))?;
         let new = meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
         crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
         match write(call, &key, &name, expected, new).await {
-            Ok(stored) => return Ok(object_response(StatusCode::OK, &stored, &warnings)),
+            Ok(stored) => {
+                return Ok(object_response(
+                    StatusCode::OK,
+                    &call.shown(stored),
+                    &warnings,
+                ))
+            }
             Err(e) if e.reason == "Conflict" && !pinned && tries < 5 => continue,
             Err(e) => return Err(e),
         }
