@@ -298,25 +298,9 @@ fn other_csrs_wait_for_an_administrators_approval() {
     ));
     let table = ok(control.kubectl(&["get", "csr", "alice", "--no-headers"]));
     assert!(table.contains("Pending"), "{table}");
-    // What `kubectl certificate approve` PUTs to the approval subresource (it sends it as
-    // protobuf, which the body decoder does not read yet; the same object as JSON here).
-    let mut csr: serde_json::Value =
-        serde_json::from_str(&ok(control.kubectl(&["get", "csr", "alice", "-o", "json"])))
-            .expect("JSON");
-    csr["status"]["conditions"] = serde_json::json!([{
-        "type": "Approved", "status": "True", "reason": "KubectlApprove",
-        "message": "This CSR was approved by kubectl certificate approve.",
-        "lastUpdateTime": "2026-01-01T00:00:00Z",
-    }]);
-    let file = control.dir.path().join("approve.json");
-    std::fs::write(&file, csr.to_string()).expect("write");
-    ok(control.kubectl(&[
-        "replace",
-        "--raw",
-        "/apis/certificates.k8s.io/v1/certificatesigningrequests/alice/approval",
-        "-f",
-        file.to_str().expect("utf-8"),
-    ]));
+    // kubectl PUTs the CSR with an Approved condition to the approval subresource, as protobuf.
+    let out = ok(control.kubectl(&["certificate", "approve", "alice"]));
+    assert!(out.contains("approved"), "{out}");
     let table = ok(control.kubectl(&["get", "csr", "alice", "--no-headers"]));
     assert!(table.contains("Approved,Issued"), "{table}");
     let alice = kubeconfig_from_csr(&control, "alice", &key);

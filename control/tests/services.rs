@@ -180,3 +180,41 @@ fn cluster_ips_node_ports_and_endpoints() {
         || !ok(control.kubectl(&["get", "endpointslices,endpoints", "-o", "name"])).contains("web"),
     );
 }
+
+#[test]
+fn kubectl_expose_and_create_service_allocate() {
+    let control = Control::start();
+    ok(control.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--port=8080",
+    ]));
+    ok(control.kubectl(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]));
+    let web = get(&control, "svc/web");
+    assert!(
+        web["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.")),
+        "{web:#}"
+    );
+    assert_eq!(web["spec"]["selector"], json!({"app": "web"}));
+    ok(control.kubectl(&["create", "service", "nodeport", "edge", "--tcp=80:8080"]));
+    let edge = get(&control, "svc/edge");
+    let port = edge["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .expect("a node port");
+    assert!((30000..=32767).contains(&port), "{edge:#}");
+    let table = ok(control.kubectl(&["get", "svc", "edge"]));
+    assert!(
+        table.contains(&format!("80:{port}/TCP")) && table.contains("NodePort"),
+        "{table}"
+    );
+}
