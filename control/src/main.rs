@@ -61,6 +61,13 @@ struct Args {
     /// Concurrent watches each client may hold; 0: no limit. Administrators are exempt.
     #[arg(long, default_value_t = 1000)]
     max_watches_per_client: usize,
+    /// How long a node may go without renewing its Lease before it is NotReady (`40s`, `2m`).
+    #[arg(long, default_value = "40s", value_parser = duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How long pods stay on an unreachable or not-ready node before they are deleted (unless
+    /// their tolerations say otherwise).
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pod_eviction_timeout: std::time::Duration,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -84,6 +91,25 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
     },
+}
+
+/// A duration like Kubernetes' flags take: `40s`, `5m`, `1h`, `500ms`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 40s or 5m"))?;
+    let seconds = match unit {
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 fn main() -> Result<()> {
@@ -205,7 +231,14 @@ async fn run(args: Args) -> Result<()> {
         .await
         .context("creating the built-in namespaces")?;
 
-    let _controllers = bosun_control::controllers::spawn(&state, SocketAddr::new(advertise, port));
+    let _controllers = bosun_control::controllers::spawn(
+        &state,
+        SocketAddr::new(advertise, port),
+        bosun_control::controllers::LifecycleConfig {
+            node_monitor_grace: args.node_monitor_grace_period,
+            pod_eviction_timeout: args.pod_eviction_timeout,
+        },
+    );
 
     // A bootstrap token for nodes joining: kept while it is valid, else a new one.
     let bootstrap_path = args.data_dir.join("bootstrap.kubeconfig");

@@ -3,7 +3,8 @@
 //! validation and storage path as kubectl's requests, in process — from a `queue` of keys.
 //! Today: the garbage collector (`gc`), the Deployment controller (`deployment`), the
 //! ReplicaSet controller (`replicaset`), the scheduler (`scheduler`), the EndpointSlice and
-//! Endpoints controllers (`endpoints`) and the `kubernetes` Service (`kubernetes_service`).
+//! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
+//! node lifecycle controller (`node_lifecycle`).
 
 pub mod client;
 mod deployment;
@@ -12,6 +13,7 @@ mod events;
 mod gc;
 mod informer;
 mod kubernetes_service;
+mod node_lifecycle;
 mod pods;
 mod queue;
 mod replicaset;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use crate::api::ApiState;
 use crate::kinds;
 use informer::Informer;
+pub use node_lifecycle::LifecycleConfig;
 
 /// The user the controllers act as.
 pub const CONTROLLER_USER: &str = "system:kube-controller-manager";
@@ -47,8 +50,15 @@ fn resource(group: &str, plural: &str) -> &'static kinds::Resource {
     }
 }
 
+fn lease_resource() -> &'static kinds::Resource {
+    match kinds::find("coordination.k8s.io", "v1", "leases") {
+        Some(r) => r,
+        None => unreachable!("the kinds table serves leases"),
+    }
+}
+
 /// Starts every controller; `server` is where clients reach this API server.
-pub fn spawn(state: &Arc<ApiState>, server: SocketAddr) -> Controllers {
+pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConfig) -> Controllers {
     let client = client::Loopback::new(Arc::clone(state), CONTROLLER_USER);
     let store = &state.store;
     let pods = Informer::spawn(Arc::clone(store), resource("", "pods"));
@@ -61,7 +71,20 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr) -> Controllers {
         Arc::clone(&replicasets),
     ));
     let nodes = Informer::spawn(Arc::clone(store), resource("", "nodes"));
-    tasks.extend(scheduler::spawn(client.clone(), nodes, Arc::clone(&pods)));
+    tasks.extend(scheduler::spawn(
+        client.clone(),
+        Arc::clone(&nodes),
+        Arc::clone(&pods),
+    ));
+    tasks.push(node_lifecycle::spawn(
+        client.clone(),
+        node_lifecycle::Caches {
+            nodes,
+            leases: Informer::spawn(Arc::clone(store), lease_resource()),
+            pods: Arc::clone(&pods),
+        },
+        lifecycle,
+    ));
     tasks.extend(endpoints::spawn(
         client.clone(),
         endpoints::Caches {

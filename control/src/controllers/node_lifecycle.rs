@@ -1,0 +1,312 @@
+//! The node lifecycle controller, as kube-controller-manager's: a node whose kubelet stopped
+//! renewing its Lease (and posting status) for `node_monitor_grace` gets every condition set to
+//! Unknown ("Kubelet stopped posting node status."), the `node.kubernetes.io/unreachable`
+//! NoSchedule and NoExecute taints, and its pods' Ready condition set False so Services stop
+//! sending them traffic. A node reporting Ready=False gets the `not-ready` taints instead.
+//! Pods on a node with a NoExecute taint they do not tolerate are deleted once their
+//! `tolerationSeconds` for it (else `pod_eviction_timeout`, the default tolerations' 300 s)
+//! have passed since the taint was added — their controllers then replace them elsewhere. A node
+//! that comes back loses the taints. Checked every second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::client::{ClientError, Loopback};
+use super::events::{record, EventType};
+use super::informer::Informer;
+
+const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+const NOT_READY: &str = "node.kubernetes.io/not-ready";
+const COMPONENT: &str = "node-controller";
+
+/// Timing of the controller.
+#[derive(Clone, Copy, Debug)]
+pub struct LifecycleConfig {
+    /// How long a node may go without a heartbeat before it is Unknown (kube's 40 s).
+    pub node_monitor_grace: Duration,
+    /// How long pods stay on an unreachable or not-ready node without their own toleration
+    /// seconds (the default tolerations' 300 s).
+    pub pod_eviction_timeout: Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            node_monitor_grace: Duration::from_secs(40),
+            pod_eviction_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The caches it reads.
+pub struct Caches {
+    pub nodes: Arc<Informer>,
+    pub leases: Arc<Informer>,
+    pub pods: Arc<Informer>,
+}
+
+/// Starts the controller.
+pub fn spawn(
+    client: Loopback,
+    caches: Caches,
+    config: LifecycleConfig,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            for node in caches.nodes.list(|_| true) {
+                if let Err(error) = check(&client, &caches, &config, &node).await {
+                    if !error.is_transient() {
+                        tracing::warn!(node = node["metadata"]["name"].as_str(), %error, "node lifecycle");
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+fn parse(time: &Value) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(time.as_str()?, &Rfc3339).ok()
+}
+
+fn now_text() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The newest sign of life: the Lease's renewTime or the Ready condition's heartbeat.
+fn last_heartbeat(node: &Value, lease: Option<&Value>) -> Option<OffsetDateTime> {
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready");
+    let from_status = ready
+        .and_then(|c| parse(&c["lastHeartbeatTime"]).or_else(|| parse(&c["lastTransitionTime"])));
+    let from_lease = lease.and_then(|l| parse(&l["spec"]["renewTime"]));
+    from_status
+        .max(from_lease)
+        .or_else(|| parse(&node["metadata"]["creationTimestamp"]))
+}
+
+async fn check(
+    client: &Loopback,
+    caches: &Caches,
+    config: &LifecycleConfig,
+    node: &Value,
+) -> Result<(), ClientError> {
+    let name = node["metadata"]["name"].as_str().unwrap_or("");
+    let lease_key = format!(
+        "{}kube-node-lease/{name}",
+        caches.leases.resource.key_prefix()
+    );
+    let lease = caches.leases.get(&lease_key);
+    let now = OffsetDateTime::now_utc();
+    let silent = last_heartbeat(node, lease.as_deref())
+        .is_none_or(|t| (now - t).unsigned_abs() > config.node_monitor_grace);
+    let ready_status = node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("Unknown")
+        .to_owned();
+    if silent && ready_status != "Unknown" {
+        mark_unknown(client, caches, node).await?;
+        return Ok(()); // the next pass sees the Unknown node
+    }
+    let wanted = if ready_status == "Unknown" && silent {
+        Some(UNREACHABLE)
+    } else if ready_status != "True" {
+        Some(NOT_READY)
+    } else {
+        None
+    };
+    set_taints(client, caches, node, wanted).await?;
+    if let Some(taint) = wanted {
+        evict(client, caches, config, node, taint).await?;
+    }
+    Ok(())
+}
+
+/// Every condition Unknown, and the node's pods not ready.
+async fn mark_unknown(client: &Loopback, caches: &Caches, node: &Value) -> Result<(), ClientError> {
+    let name = node["metadata"]["name"].as_str().unwrap_or("");
+    let now = now_text();
+    let mut conditions: Vec<Value> = node["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !conditions.iter().any(|c| c["type"] == "Ready") {
+        conditions.push(json!({"type": "Ready"}));
+    }
+    for c in &mut conditions {
+        if c["status"] != "Unknown" {
+            c["lastTransitionTime"] = json!(now);
+        }
+        c["status"] = json!("Unknown");
+        c["reason"] = json!("NodeStatusUnknown");
+        c["message"] = json!("Kubelet stopped posting node status.");
+    }
+    let patch = json!({"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+                       "status": {"conditions": conditions}});
+    client
+        .merge_patch_status(caches.nodes.resource, None, name, &patch)
+        .await?;
+    record(
+        client,
+        COMPONENT,
+        node,
+        EventType::Normal,
+        "NodeNotReady",
+        &format!("Node {name} status is now: NodeNotReady"),
+    )
+    .await;
+    for pod in caches.pods.list(|p| p["spec"]["nodeName"] == name) {
+        let mut conditions: Vec<Value> = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut changed = false;
+        for c in &mut conditions {
+            if c["type"] == "Ready" && c["status"] != "False" {
+                c["status"] = json!("False");
+                c["lastTransitionTime"] = json!(now);
+                changed = true;
+            }
+        }
+        if changed {
+            let patch = json!({"metadata": {"resourceVersion": pod["metadata"]["resourceVersion"]},
+                               "status": {"conditions": conditions}});
+            let result = client
+                .merge_patch_status(
+                    caches.pods.resource,
+                    pod["metadata"]["namespace"].as_str(),
+                    pod["metadata"]["name"].as_str().unwrap_or(""),
+                    &patch,
+                )
+                .await;
+            match result {
+                Err(e) if !e.is_transient() => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the node's lifecycle taints exactly `wanted` (NoSchedule and NoExecute), leaving
+/// every other taint alone.
+async fn set_taints(
+    client: &Loopback,
+    caches: &Caches,
+    node: &Value,
+    wanted: Option<&str>,
+) -> Result<(), ClientError> {
+    let taints: Vec<Value> = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ours = |t: &Value| t["key"] == UNREACHABLE || t["key"] == NOT_READY;
+    let have: Vec<&Value> = taints.iter().filter(|t| ours(t)).collect();
+    let correct = match wanted {
+        None => have.is_empty(),
+        Some(key) => have.len() == 2 && have.iter().all(|t| t["key"] == key),
+    };
+    if correct {
+        return Ok(());
+    }
+    let mut next: Vec<Value> = taints.iter().filter(|t| !ours(t)).cloned().collect();
+    if let Some(key) = wanted {
+        let added = now_text();
+        next.push(json!({"key": key, "effect": "NoSchedule", "timeAdded": added}));
+        next.push(json!({"key": key, "effect": "NoExecute", "timeAdded": added}));
+    }
+    let name = node["metadata"]["name"].as_str().unwrap_or("");
+    let patch = json!({"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+                       "spec": {"taints": if next.is_empty() { Value::Null } else { json!(next) }}});
+    client
+        .merge_patch(caches.nodes.resource, None, name, &patch)
+        .await
+        .map(drop)
+}
+
+/// Deletes the node's pods whose time under the NoExecute `taint` is up.
+async fn evict(
+    client: &Loopback,
+    caches: &Caches,
+    config: &LifecycleConfig,
+    node: &Value,
+    taint: &str,
+) -> Result<(), ClientError> {
+    let name = node["metadata"]["name"].as_str().unwrap_or("");
+    let Some(added) = node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["key"] == taint && t["effect"] == "NoExecute")
+        .and_then(|t| parse(&t["timeAdded"]))
+    else {
+        return Ok(());
+    };
+    let tainted_for = (OffsetDateTime::now_utc() - added).unsigned_abs();
+    for pod in caches
+        .pods
+        .list(|p| p["spec"]["nodeName"] == name && p["metadata"]["deletionTimestamp"].is_null())
+    {
+        let toleration = pod["spec"]["tolerations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| {
+                (t["key"] == taint || (t["key"].is_null() && t["operator"] == "Exists"))
+                    && (t["effect"].is_null() || t["effect"] == "NoExecute")
+            });
+        let allowed = match toleration {
+            Some(t) => match t["tolerationSeconds"].as_i64() {
+                Some(seconds) => Duration::from_secs(seconds.max(0) as u64),
+                None => continue, // tolerated for ever
+            },
+            None => config.pod_eviction_timeout,
+        };
+        if tainted_for < allowed {
+            continue;
+        }
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let options = json!({"preconditions": {"uid": pod["metadata"]["uid"]}});
+        match client
+            .delete(
+                caches.pods.resource,
+                pod["metadata"]["namespace"].as_str(),
+                pod_name,
+                &options,
+            )
+            .await
+        {
+            Ok(_) => {
+                let message = format!(
+                    "Marking for deletion Pod {}/{pod_name}",
+                    pod["metadata"]["namespace"].as_str().unwrap_or("")
+                );
+                record(
+                    client,
+                    "taint-eviction-controller",
+                    &pod,
+                    EventType::Normal,
+                    "TaintManagerEviction",
+                    &message,
+                )
+                .await;
+            }
+            Err(e) if e.is_transient() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
