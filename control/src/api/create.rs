@@ -24,6 +24,7 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     )?;
     let mut object = call.to_storage(object, None)?;
     meta::prepare_create(&mut object, resource, call.path.namespace.as_deref())?;
+    super::defaults::with_identity(&mut object, resource);
     if (resource.group, resource.kind) == ("certificates.k8s.io", "CertificateSigningRequest") {
         csr::prepare_create(
             &mut object,

@@ -115,6 +115,31 @@ pub fn apply(object: &mut Value, resource: &Resource) {
     }
 }
 
+/// Defaults that need the uid the server just gave the object: a Job's selector and pod
+/// labels (`batch.kubernetes.io/controller-uid`, `job-name`), as kube-apiserver sets them
+/// unless `manualSelector` is true.
+pub fn with_identity(object: &mut Value, resource: &Resource) {
+    if (resource.group, resource.kind) != ("batch", "Job") || object["spec"]["manualSelector"] == true {
+        return;
+    }
+    let uid = object["metadata"]["uid"].clone();
+    let name = object["metadata"]["name"].clone();
+    if object["spec"]["selector"].is_null() {
+        object["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    }
+    let labels = &mut object["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("job-name", &name),
+    ] {
+        if labels.get(key).is_none() {
+            labels[key] = value.clone();
+        }
+    }
+}
+
 fn template(workload_spec: &mut Value) {
     if let Some(template) = child(workload_spec, "template") {
         if let Some(spec) = child(template, "spec") {

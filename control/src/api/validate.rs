@@ -264,11 +264,14 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
             workload(object, &mut causes)
         }
-        ("batch", "Job") => pod_spec(
-            &object["spec"]["template"]["spec"],
-            "spec.template.spec",
-            &mut causes,
-        ),
+        ("batch", "Job") => {
+            pod_spec(
+                &object["spec"]["template"]["spec"],
+                "spec.template.spec",
+                &mut causes,
+            );
+            job(&object["spec"], &mut causes);
+        }
         ("batch", "CronJob") => {
             if object["spec"]["schedule"]
                 .as_str()
@@ -302,6 +305,35 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
         name,
         &causes,
     ))
+}
+
+/// A Job's restart policy, and the Job features the controller does not carry out (refused by
+/// name rather than ignored).
+fn job(spec: &Value, causes: &mut Vec<FieldCause>) {
+    let policy = spec["template"]["spec"]["restartPolicy"].as_str().unwrap_or("Always");
+    if !matches!(policy, "OnFailure" | "Never") {
+        causes.push(FieldCause::invalid(
+            "spec.template.spec.restartPolicy",
+            policy,
+            "supported values: \"OnFailure\", \"Never\"",
+        ));
+    }
+    if let Some(mode) = spec["completionMode"].as_str().filter(|m| *m != "NonIndexed") {
+        causes.push(FieldCause::invalid(
+            "spec.completionMode",
+            mode,
+            "bosun runs NonIndexed Jobs only",
+        ));
+    }
+    for field in ["podFailurePolicy", "successPolicy", "backoffLimitPerIndex", "maxFailedIndexes", "managedBy"] {
+        if !spec[field].is_null() {
+            causes.push(FieldCause::invalid(
+                &format!("spec.{field}"),
+                &spec[field].to_string(),
+                "not supported by bosun's Job controller",
+            ));
+        }
+    }
 }
 
 fn workload(object: &Value, causes: &mut Vec<FieldCause>) {

@@ -4,7 +4,7 @@
 //! Today: the garbage collector (`gc`), the Deployment controller (`deployment`), the
 //! ReplicaSet controller (`replicaset`), the scheduler (`scheduler`), the EndpointSlice and
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
-//! node lifecycle controller (`node_lifecycle`).
+//! node lifecycle controller (`node_lifecycle`) and the Job controller (`job`).
 
 pub mod client;
 mod deployment;
@@ -12,6 +12,7 @@ mod endpoints;
 mod events;
 mod gc;
 mod informer;
+mod job;
 mod kubernetes_service;
 mod node_lifecycle;
 mod pods;
@@ -47,6 +48,13 @@ fn resource(group: &str, plural: &str) -> &'static kinds::Resource {
     match kinds::find(group, "v1", plural) {
         Some(r) => r,
         None => unreachable!("the kinds table serves {group}/v1 {plural}"),
+    }
+}
+
+fn job_resource() -> &'static kinds::Resource {
+    match kinds::find("batch", "v1", "jobs") {
+        Some(r) => r,
+        None => unreachable!("the kinds table serves jobs"),
     }
 }
 
@@ -99,6 +107,8 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
     ));
     let first = state.service_network.first().to_string();
     tasks.push(kubernetes_service::spawn(client.clone(), first, server));
+    let jobs = Informer::spawn(Arc::clone(store), job_resource());
+    tasks.extend(job::spawn(client.clone(), jobs, Arc::clone(&pods)));
     tasks.extend(replicaset::spawn(client, replicasets, pods));
     Controllers { tasks }
 }
