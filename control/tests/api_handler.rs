@@ -356,7 +356,11 @@ async fn every_served_kind_round_trips_strictly() {
             "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
                 object["spec"] = workload.clone()
             }
-            "Job" => object["spec"] = json!({"template": template}),
+            "Job" => {
+                let mut job_template = template.clone();
+                job_template["spec"]["restartPolicy"] = json!("Never");
+                object["spec"] = json!({"template": job_template})
+            }
             "CronJob" => {
                 object["spec"] = json!({"schedule": "@daily",
                     "jobTemplate": {"spec": {"template": template}}})

@@ -33,8 +33,14 @@ impl FinishingKubelets {
                 let out = kubectl_with(&kubeconfig, &["get", "pods", "-o", "json"]);
                 let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
                 let pods = list["items"].as_array().cloned().unwrap_or_default();
-                let running = |p: &&Value| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
-                let active_of_many = pods.iter().filter(running).filter(|p| p["metadata"]["labels"]["job-name"] == "ok-many").count();
+                let running = |p: &&Value| {
+                    !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+                };
+                let active_of_many = pods
+                    .iter()
+                    .filter(running)
+                    .filter(|p| p["metadata"]["labels"]["job-name"] == "ok-many")
+                    .count();
                 most.fetch_max(active_of_many, Ordering::Relaxed);
                 for pod in pods.iter().filter(running) {
                     let job = pod["metadata"]["labels"]["job-name"].as_str().unwrap_or("");
@@ -52,12 +58,27 @@ impl FinishingKubelets {
                         "imageID": "", "ready": false, "restartCount": 0,
                         "state": {"terminated": {"exitCode": code, "startedAt": now, "finishedAt": now}}}]}});
                     let name = pod["metadata"]["name"].as_str().unwrap_or("");
-                    let _ = kubectl_with(&kubeconfig, &["patch", "pod", name, "--subresource=status", "--type=merge", "-p", &patch.to_string()]);
+                    let _ = kubectl_with(
+                        &kubeconfig,
+                        &[
+                            "patch",
+                            "pod",
+                            name,
+                            "--subresource=status",
+                            "--type=merge",
+                            "-p",
+                            &patch.to_string(),
+                        ],
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(300));
             }
         });
-        FinishingKubelets { stop, most_active, thread: Some(thread) }
+        FinishingKubelets {
+            stop,
+            most_active,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -88,13 +109,23 @@ fn job(name: &str, spec: Value) -> Value {
 fn condition(control: &Control, job: &str, kind: &str) -> Value {
     let out = control.kubectl(&["get", "job", job, "-o", "json"]);
     let j: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    j["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == kind).cloned().unwrap_or(Value::Null)
+    j["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 fn wait_until(what: &str, control: &Control, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
-        assert!(Instant::now() < deadline, "not within 30 s: {what}\nserver log:\n{}", control.log());
+        assert!(
+            Instant::now() < deadline,
+            "not within 30 s: {what}\nserver log:\n{}",
+            control.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -105,41 +136,107 @@ fn jobs_complete_fail_time_out_and_expire() {
     let kubelets = FinishingKubelets::start(&control);
 
     ok(control.kubectl(&["create", "job", "ok-one", "--image=busybox", "--", "true"]));
-    ok(control.kubectl(&["wait", "--for=condition=complete", "job/ok-one", "--timeout=30s"]));
+    ok(control.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/ok-one",
+        "--timeout=30s",
+    ]));
     let table = ok(control.kubectl(&["get", "job", "ok-one"]));
-    assert!(table.contains("Complete") && table.contains("1/1"), "{table}");
-    let j: Value = serde_json::from_str(&ok(control.kubectl(&["get", "job", "ok-one", "-o", "json"]))).expect("JSON");
+    assert!(
+        table.contains("Complete") && table.contains("1/1"),
+        "{table}"
+    );
+    let j: Value =
+        serde_json::from_str(&ok(control.kubectl(&["get", "job", "ok-one", "-o", "json"])))
+            .expect("JSON");
     assert_eq!(j["status"]["succeeded"], 1);
-    assert!(j["status"]["completionTime"].is_string() && j["status"]["startTime"].is_string(), "{j:#}");
+    assert!(
+        j["status"]["completionTime"].is_string() && j["status"]["startTime"].is_string(),
+        "{j:#}"
+    );
     let uid = j["metadata"]["uid"].as_str().unwrap_or("");
-    assert_eq!(j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid);
+    assert_eq!(
+        j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
 
-    ok(apply(&control, "many", &job("ok-many", json!({"completions": 4, "parallelism": 2}))));
-    ok(control.kubectl(&["wait", "--for=condition=complete", "job/ok-many", "--timeout=30s"]));
+    ok(apply(
+        &control,
+        "many",
+        &job("ok-many", json!({"completions": 4, "parallelism": 2})),
+    ));
+    ok(control.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/ok-many",
+        "--timeout=30s",
+    ]));
     let pods = ok(control.kubectl(&["get", "pods", "-l", "job-name=ok-many", "-o", "name"]));
     assert_eq!(pods.lines().count(), 4, "{pods}");
-    assert!(kubelets.most_active.load(Ordering::Relaxed) <= 2, "parallelism 2 was exceeded");
+    assert!(
+        kubelets.most_active.load(Ordering::Relaxed) <= 2,
+        "parallelism 2 was exceeded"
+    );
 
-    ok(apply(&control, "bad", &job("bad", json!({"backoffLimit": 0}))));
+    ok(apply(
+        &control,
+        "bad",
+        &job("bad", json!({"backoffLimit": 0})),
+    ));
     wait_until("the failing Job is Failed", &control, || {
         let c = condition(&control, "bad", "Failed");
         c["status"] == "True" && c["reason"] == "BackoffLimitExceeded"
     });
 
-    ok(apply(&control, "slow", &job("slow", json!({"activeDeadlineSeconds": 2}))));
-    wait_until("the slow Job hits its deadline and its pod goes", &control, || {
-        condition(&control, "slow", "Failed")["reason"] == "DeadlineExceeded"
-            && ok(control.kubectl(&["get", "pods", "-l", "job-name=slow", "-o", "name"])).is_empty()
-    });
+    ok(apply(
+        &control,
+        "slow",
+        &job("slow", json!({"activeDeadlineSeconds": 2})),
+    ));
+    wait_until(
+        "the slow Job hits its deadline and its pod goes",
+        &control,
+        || {
+            condition(&control, "slow", "Failed")["reason"] == "DeadlineExceeded"
+                && ok(control.kubectl(&["get", "pods", "-l", "job-name=slow", "-o", "name"]))
+                    .is_empty()
+        },
+    );
 
-    ok(apply(&control, "ttl", &job("ok-ttl", json!({"ttlSecondsAfterFinished": 1}))));
-    wait_until("the finished Job is deleted after its TTL", &control, || {
-        stderr(&control.kubectl(&["get", "job", "ok-ttl"])).contains("NotFound")
-    });
+    ok(apply(
+        &control,
+        "ttl",
+        &job("ok-ttl", json!({"ttlSecondsAfterFinished": 1})),
+    ));
+    wait_until(
+        "the finished Job is deleted after its TTL",
+        &control,
+        || stderr(&control.kubectl(&["get", "job", "ok-ttl"])).contains("NotFound"),
+    );
 
-    let indexed = apply(&control, "indexed", &job("indexed", json!({"completionMode": "Indexed", "completions": 2})));
-    assert!(stderr(&indexed).contains("spec.completionMode"), "{}", stderr(&indexed));
-    let always = apply(&control, "always", &json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "always"},
-        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}));
-    assert!(stderr(&always).contains("spec.template.spec.restartPolicy"), "{}", stderr(&always));
+    let indexed = apply(
+        &control,
+        "indexed",
+        &job(
+            "indexed",
+            json!({"completionMode": "Indexed", "completions": 2}),
+        ),
+    );
+    assert!(
+        stderr(&indexed).contains("spec.completionMode"),
+        "{}",
+        stderr(&indexed)
+    );
+    let always = apply(
+        &control,
+        "always",
+        &json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "always"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+    );
+    assert!(
+        stderr(&always).contains("spec.template.spec.restartPolicy"),
+        "{}",
+        stderr(&always)
+    );
 }

@@ -119,13 +119,16 @@ pub fn apply(object: &mut Value, resource: &Resource) {
 /// labels (`batch.kubernetes.io/controller-uid`, `job-name`), as kube-apiserver sets them
 /// unless `manualSelector` is true.
 pub fn with_identity(object: &mut Value, resource: &Resource) {
-    if (resource.group, resource.kind) != ("batch", "Job") || object["spec"]["manualSelector"] == true {
+    if (resource.group, resource.kind) != ("batch", "Job")
+        || object["spec"]["manualSelector"] == true
+    {
         return;
     }
     let uid = object["metadata"]["uid"].clone();
     let name = object["metadata"]["name"].clone();
     if object["spec"]["selector"].is_null() {
-        object["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        object["spec"]["selector"] =
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
     }
     let labels = &mut object["spec"]["template"]["metadata"]["labels"];
     for (key, value) in [

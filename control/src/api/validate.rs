@@ -310,7 +310,9 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
 /// A Job's restart policy, and the Job features the controller does not carry out (refused by
 /// name rather than ignored).
 fn job(spec: &Value, causes: &mut Vec<FieldCause>) {
-    let policy = spec["template"]["spec"]["restartPolicy"].as_str().unwrap_or("Always");
+    let policy = spec["template"]["spec"]["restartPolicy"]
+        .as_str()
+        .unwrap_or("Always");
     if !matches!(policy, "OnFailure" | "Never") {
         causes.push(FieldCause::invalid(
             "spec.template.spec.restartPolicy",
@@ -318,14 +320,23 @@ fn job(spec: &Value, causes: &mut Vec<FieldCause>) {
             "supported values: \"OnFailure\", \"Never\"",
         ));
     }
-    if let Some(mode) = spec["completionMode"].as_str().filter(|m| *m != "NonIndexed") {
+    if let Some(mode) = spec["completionMode"]
+        .as_str()
+        .filter(|m| *m != "NonIndexed")
+    {
         causes.push(FieldCause::invalid(
             "spec.completionMode",
             mode,
             "bosun runs NonIndexed Jobs only",
         ));
     }
-    for field in ["podFailurePolicy", "successPolicy", "backoffLimitPerIndex", "maxFailedIndexes", "managedBy"] {
+    for field in [
+        "podFailurePolicy",
+        "successPolicy",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+        "managedBy",
+    ] {
         if !spec[field].is_null() {
             causes.push(FieldCause::invalid(
                 &format!("spec.{field}"),

@@ -25,7 +25,11 @@ const COMPONENT: &str = "job-controller";
 const MAX_BACKOFF: Duration = Duration::from_secs(360);
 
 /// Starts the controller over the two caches.
-pub fn spawn(client: Loopback, jobs: Arc<Informer>, pods: Arc<Informer>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    client: Loopback,
+    jobs: Arc<Informer>,
+    pods: Arc<Informer>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let controller = Arc::new(Controller {
         client,
         jobs,
@@ -50,17 +54,18 @@ fn parse(text: &Value) -> Option<OffsetDateTime> {
 }
 
 fn now_text() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 fn finished(job: &Value) -> Option<&'static str> {
     let conditions = job["status"]["conditions"].as_array()?;
-    for kind in ["Complete", "Failed"] {
-        if conditions.iter().any(|c| c["type"] == kind && c["status"] == "True") {
-            return Some(kind);
-        }
-    }
-    None
+    ["Complete", "Failed"].into_iter().find(|kind| {
+        conditions
+            .iter()
+            .any(|c| c["type"] == *kind && c["status"] == "True")
+    })
 }
 
 impl Controller {
@@ -134,12 +139,16 @@ impl Controller {
         let namespace = job["metadata"]["namespace"].as_str().unwrap_or("default");
         let uid = &job["metadata"]["uid"];
         let mine: Vec<Arc<Value>> = self.pods.list(|p| {
-            p["metadata"]["namespace"] == namespace && controller_of(p).is_some_and(|o| o["uid"] == *uid)
+            p["metadata"]["namespace"] == namespace
+                && controller_of(p).is_some_and(|o| o["uid"] == *uid)
         });
         let phase = |p: &Value| p["status"]["phase"].as_str().unwrap_or("").to_owned();
         let active: Vec<&Arc<Value>> = mine
             .iter()
-            .filter(|p| !matches!(phase(p).as_str(), "Succeeded" | "Failed") && p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| {
+                !matches!(phase(p).as_str(), "Succeeded" | "Failed")
+                    && p["metadata"]["deletionTimestamp"].is_null()
+            })
             .collect();
         let succeeded = (mine.iter().filter(|p| phase(p) == "Succeeded").count() as i64)
             .max(job["status"]["succeeded"].as_i64().unwrap_or(0));
@@ -168,20 +177,39 @@ impl Controller {
             (Some(limit), Some(s)) => (now - s).whole_seconds() >= limit,
             _ => false,
         };
-        let outcome = if completions.is_some_and(|c| succeeded >= c) || (completions.is_none() && succeeded > 0 && active.is_empty()) {
-            Some(("Complete", "CompletionsReached", "Reached expected number of succeeded pods"))
+        let outcome = if completions.is_some_and(|c| succeeded >= c)
+            || (completions.is_none() && succeeded > 0 && active.is_empty())
+        {
+            Some((
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ))
         } else if failed > backoff_limit {
-            Some(("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+            Some((
+                "Failed",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ))
         } else if deadline_passed {
-            Some(("Failed", "DeadlineExceeded", "Job was active longer than specified deadline"))
+            Some((
+                "Failed",
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            ))
         } else {
             None
         };
         if let Some((kind, reason, message)) = outcome {
             self.delete_pods(&job, &active).await?;
-            let mut conditions = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            conditions.push(json!({"type": kind, "status": "True", "reason": reason, "message": message,
-                "lastProbeTime": now_text(), "lastTransitionTime": now_text()}));
+            let mut conditions = job["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            conditions.push(
+                json!({"type": kind, "status": "True", "reason": reason, "message": message,
+                "lastProbeTime": now_text(), "lastTransitionTime": now_text()}),
+            );
             status["conditions"] = json!(conditions);
             status["active"] = json!(0);
             status["ready"] = json!(0);
@@ -189,8 +217,24 @@ impl Controller {
                 status["completionTime"] = json!(now_text());
             }
             self.write_status(&job, status).await?;
-            let event = if kind == "Complete" { (EventType::Normal, "Completed") } else { (EventType::Warning, reason) };
-            record(&self.client, COMPONENT, &job, event.0, event.1, if kind == "Complete" { "Job completed" } else { message }).await;
+            let event = if kind == "Complete" {
+                (EventType::Normal, "Completed")
+            } else {
+                (EventType::Warning, reason)
+            };
+            record(
+                &self.client,
+                COMPONENT,
+                &job,
+                event.0,
+                event.1,
+                if kind == "Complete" {
+                    "Job completed"
+                } else {
+                    message
+                },
+            )
+            .await;
             return Ok(Some(Duration::from_millis(100)));
         }
 
@@ -198,8 +242,14 @@ impl Controller {
         if suspended {
             self.delete_pods(&job, &active).await?;
             status["active"] = json!(0);
-            let mut conditions = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            if !conditions.iter().any(|c| c["type"] == "Suspended" && c["status"] == "True") {
+            let mut conditions = job["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !conditions
+                .iter()
+                .any(|c| c["type"] == "Suspended" && c["status"] == "True")
+            {
                 conditions.retain(|c| c["type"] != "Suspended");
                 conditions.push(json!({"type": "Suspended", "status": "True", "reason": "JobSuspended",
                     "message": "Job suspended", "lastProbeTime": now_text(), "lastTransitionTime": now_text()}));
@@ -207,14 +257,22 @@ impl Controller {
             }
         } else {
             let remaining = completions.map_or(parallelism, |c| (c - succeeded).min(parallelism));
-            let want = if completions.is_none() && succeeded > 0 { 0 } else { remaining.max(0) };
+            let want = if completions.is_none() && succeeded > 0 {
+                0
+            } else {
+                remaining.max(0)
+            };
             let missing = want - active.len() as i64;
             if missing > 0 {
                 // After failures, new pods wait for the backoff since the last one failed.
                 let last_failure = failed_pods.iter().filter_map(|p| finished_at(p)).max();
                 let wait = if failed > 0 {
-                    let backoff = Duration::from_secs(10).saturating_mul(1 << (failed - 1).clamp(0, 6) as u32).min(MAX_BACKOFF);
-                    last_failure.map(|t| backoff.saturating_sub((now - t).unsigned_abs())).unwrap_or_default()
+                    let backoff = Duration::from_secs(10)
+                        .saturating_mul(1 << (failed - 1).clamp(0, 6) as u32)
+                        .min(MAX_BACKOFF);
+                    last_failure
+                        .map(|t| backoff.saturating_sub((now - t).unsigned_abs()))
+                        .unwrap_or_default()
                 } else {
                     Duration::ZERO
                 };
@@ -229,7 +287,12 @@ impl Controller {
                     again = Some(wait);
                 }
             } else if missing < 0 {
-                let extra: Vec<&Arc<Value>> = active.iter().rev().take((-missing) as usize).copied().collect();
+                let extra: Vec<&Arc<Value>> = active
+                    .iter()
+                    .rev()
+                    .take((-missing) as usize)
+                    .copied()
+                    .collect();
                 self.delete_pods(&job, &extra).await?;
             }
             if let Some(limit) = spec["activeDeadlineSeconds"].as_i64() {
@@ -237,8 +300,14 @@ impl Controller {
                 let left = Duration::from_secs((limit - elapsed).max(0) as u64 + 1);
                 again = Some(again.map_or(left, |a: Duration| a.min(left)));
             }
-            let mut conditions = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            if conditions.iter().any(|c| c["type"] == "Suspended" && c["status"] == "True") {
+            let mut conditions = job["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if conditions
+                .iter()
+                .any(|c| c["type"] == "Suspended" && c["status"] == "True")
+            {
                 conditions.retain(|c| c["type"] != "Suspended");
                 conditions.push(json!({"type": "Suspended", "status": "False", "reason": "JobResumed",
                     "message": "Job resumed", "lastProbeTime": now_text(), "lastTransitionTime": now_text()}));
@@ -262,14 +331,37 @@ impl Controller {
             }
         }
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]});
-        match self.client.create(self.pods.resource, namespace, &pod).await {
+        match self
+            .client
+            .create(self.pods.resource, namespace, &pod)
+            .await
+        {
             Ok(created) => {
-                let message = format!("Created pod: {}", created["metadata"]["name"].as_str().unwrap_or(""));
-                record(&self.client, COMPONENT, job, EventType::Normal, "SuccessfulCreate", &message).await;
+                let message = format!(
+                    "Created pod: {}",
+                    created["metadata"]["name"].as_str().unwrap_or("")
+                );
+                record(
+                    &self.client,
+                    COMPONENT,
+                    job,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    &message,
+                )
+                .await;
                 Ok(revision_of(&created))
             }
             Err(e) => {
-                record(&self.client, COMPONENT, job, EventType::Warning, "FailedCreate", &format!("Error creating: {}", e.message)).await;
+                record(
+                    &self.client,
+                    COMPONENT,
+                    job,
+                    EventType::Warning,
+                    "FailedCreate",
+                    &format!("Error creating: {}", e.message),
+                )
+                .await;
                 Err(e)
             }
         }
@@ -279,8 +371,27 @@ impl Controller {
         for pod in pods {
             let name = pod["metadata"]["name"].as_str().unwrap_or("");
             let options = json!({"preconditions": {"uid": pod["metadata"]["uid"]}});
-            match self.client.delete(self.pods.resource, pod["metadata"]["namespace"].as_str(), name, &options).await {
-                Ok(_) => record(&self.client, COMPONENT, job, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {name}")).await,
+            match self
+                .client
+                .delete(
+                    self.pods.resource,
+                    pod["metadata"]["namespace"].as_str(),
+                    name,
+                    &options,
+                )
+                .await
+            {
+                Ok(_) => {
+                    record(
+                        &self.client,
+                        COMPONENT,
+                        job,
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        &format!("Deleted pod: {name}"),
+                    )
+                    .await
+                }
                 Err(e) if e.is_transient() => {}
                 Err(e) => return Err(e),
             }
@@ -289,7 +400,11 @@ impl Controller {
     }
 
     /// `ttlSecondsAfterFinished`: the Job goes (with its pods) once the time is up.
-    async fn after_finished(&self, job: &Value, kind: &str) -> Result<Option<Duration>, ClientError> {
+    async fn after_finished(
+        &self,
+        job: &Value,
+        kind: &str,
+    ) -> Result<Option<Duration>, ClientError> {
         let Some(ttl) = job["spec"]["ttlSecondsAfterFinished"].as_i64() else {
             return Ok(None);
         };
@@ -305,8 +420,16 @@ impl Controller {
             return Ok(Some(Duration::from_secs(left as u64)));
         }
         let options = json!({"propagationPolicy": "Foreground", "preconditions": {"uid": job["metadata"]["uid"]}});
-        match self.client.delete(self.jobs.resource, job["metadata"]["namespace"].as_str(),
-            job["metadata"]["name"].as_str().unwrap_or(""), &options).await {
+        match self
+            .client
+            .delete(
+                self.jobs.resource,
+                job["metadata"]["namespace"].as_str(),
+                job["metadata"]["name"].as_str().unwrap_or(""),
+                &options,
+            )
+            .await
+        {
             Err(e) if !e.is_transient() => Err(e),
             _ => Ok(None),
         }
@@ -329,8 +452,12 @@ impl Controller {
             return Ok(());
         }
         self.client
-            .merge_patch_status(self.jobs.resource, job["metadata"]["namespace"].as_str(),
-                job["metadata"]["name"].as_str().unwrap_or(""), &json!({"status": status}))
+            .merge_patch_status(
+                self.jobs.resource,
+                job["metadata"]["namespace"].as_str(),
+                job["metadata"]["name"].as_str().unwrap_or(""),
+                &json!({"status": status}),
+            )
             .await
             .map(drop)
     }
