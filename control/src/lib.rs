@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod pki;
 pub mod protobuf;
 pub mod router;
+pub mod schedule;
 pub mod server;
 pub mod status;
 pub mod store;

@@ -362,8 +362,10 @@ async fn every_served_kind_round_trips_strictly() {
                 object["spec"] = json!({"template": job_template})
             }
             "CronJob" => {
+                let mut job_template = template.clone();
+                job_template["spec"]["restartPolicy"] = json!("Never");
                 object["spec"] = json!({"schedule": "@daily",
-                    "jobTemplate": {"spec": {"template": template}}})
+                    "jobTemplate": {"spec": {"template": job_template}}})
             }
             "Service" => object["spec"] = json!({"ports": [{"port": 80, "targetPort": "http"}]}),
             "ConfigMap" => object["data"] = json!({"k": "v"}),

@@ -270,15 +270,35 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
                 "spec.template.spec",
                 &mut causes,
             );
-            job(&object["spec"], &mut causes);
+            job(&object["spec"], "spec", &mut causes);
         }
         ("batch", "CronJob") => {
-            if object["spec"]["schedule"]
+            match object["spec"]["schedule"]
                 .as_str()
-                .is_none_or(str::is_empty)
+                .filter(|s| !s.is_empty())
             {
-                causes.push(FieldCause::required("spec.schedule"));
+                None => causes.push(FieldCause::required("spec.schedule")),
+                Some(text) => {
+                    if let Err(why) = crate::schedule::Schedule::parse(text) {
+                        causes.push(FieldCause::invalid("spec.schedule", text, &why));
+                    }
+                }
             }
+            if let Some(zone) = object["spec"]["timeZone"]
+                .as_str()
+                .filter(|z| !matches!(*z, "UTC" | "Etc/UTC"))
+            {
+                causes.push(FieldCause::invalid(
+                    "spec.timeZone",
+                    zone,
+                    "bosun schedules CronJobs in UTC only",
+                ));
+            }
+            job(
+                &object["spec"]["jobTemplate"]["spec"],
+                "spec.jobTemplate.spec",
+                &mut causes,
+            );
             pod_spec(
                 &object["spec"]["jobTemplate"]["spec"]["template"]["spec"],
                 "spec.jobTemplate.spec.template.spec",
@@ -309,13 +329,13 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
 
 /// A Job's restart policy, and the Job features the controller does not carry out (refused by
 /// name rather than ignored).
-fn job(spec: &Value, causes: &mut Vec<FieldCause>) {
+fn job(spec: &Value, at: &str, causes: &mut Vec<FieldCause>) {
     let policy = spec["template"]["spec"]["restartPolicy"]
         .as_str()
         .unwrap_or("Always");
     if !matches!(policy, "OnFailure" | "Never") {
         causes.push(FieldCause::invalid(
-            "spec.template.spec.restartPolicy",
+            &format!("{at}.template.spec.restartPolicy"),
             policy,
             "supported values: \"OnFailure\", \"Never\"",
         ));
@@ -325,7 +345,7 @@ fn job(spec: &Value, causes: &mut Vec<FieldCause>) {
         .filter(|m| *m != "NonIndexed")
     {
         causes.push(FieldCause::invalid(
-            "spec.completionMode",
+            &format!("{at}.completionMode"),
             mode,
             "bosun runs NonIndexed Jobs only",
         ));
@@ -339,7 +359,7 @@ fn job(spec: &Value, causes: &mut Vec<FieldCause>) {
     ] {
         if !spec[field].is_null() {
             causes.push(FieldCause::invalid(
-                &format!("spec.{field}"),
+                &format!("{at}.{field}"),
                 &spec[field].to_string(),
                 "not supported by bosun's Job controller",
             ));

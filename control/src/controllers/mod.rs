@@ -4,9 +4,11 @@
 //! Today: the garbage collector (`gc`), the Deployment controller (`deployment`), the
 //! ReplicaSet controller (`replicaset`), the scheduler (`scheduler`), the EndpointSlice and
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
-//! node lifecycle controller (`node_lifecycle`) and the Job controller (`job`).
+//! node lifecycle controller (`node_lifecycle`), the Job controller (`job`) and the CronJob
+//! controller (`cronjob`).
 
 pub mod client;
+mod cronjob;
 mod deployment;
 mod endpoints;
 mod events;
@@ -52,9 +54,13 @@ fn resource(group: &str, plural: &str) -> &'static kinds::Resource {
 }
 
 fn job_resource() -> &'static kinds::Resource {
-    match kinds::find("batch", "v1", "jobs") {
+    resource_of("batch", "jobs")
+}
+
+fn resource_of(group: &str, plural: &str) -> &'static kinds::Resource {
+    match kinds::find(group, "v1", plural) {
         Some(r) => r,
-        None => unreachable!("the kinds table serves jobs"),
+        None => unreachable!("the kinds table serves {group}/v1 {plural}"),
     }
 }
 
@@ -108,6 +114,8 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
     let first = state.service_network.first().to_string();
     tasks.push(kubernetes_service::spawn(client.clone(), first, server));
     let jobs = Informer::spawn(Arc::clone(store), job_resource());
+    let cronjobs = Informer::spawn(Arc::clone(store), resource_of("batch", "cronjobs"));
+    tasks.extend(cronjob::spawn(client.clone(), cronjobs, Arc::clone(&jobs)));
     tasks.extend(job::spawn(client.clone(), jobs, Arc::clone(&pods)));
     tasks.extend(replicaset::spawn(client, replicasets, pods));
     Controllers { tasks }
