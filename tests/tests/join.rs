@@ -1,0 +1,231 @@
+//! An agent joins a cluster like a kubelet (`bosun-agent --kubeconfig`): real bosun-control,
+//! a real agent in a node netns, the real kubectl. The Node shows Ready with its capacity, its
+//! Lease is renewed, a pod bound to it by `spec.nodeName` runs and reports Running/Ready with
+//! its IP, a control-process outage restarts nothing, and `kubectl delete pod` removes the pod
+//! from the node; a pod asking for what the agent does not do fails naming the field.
+
+use std::time::Duration;
+
+use bosun_e2e::{wait_until, Control, Node};
+use serde_json::Value;
+
+fn web_pod(name: &str, node: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: web}}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: bosun.test/busybox:1
+    command: [sh, -c, 'mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www']
+    ports: [{{containerPort: 8080}}]
+    readinessProbe:
+      httpGet: {{path: /, port: 8080}}
+      periodSeconds: 1
+"#
+    )
+}
+
+fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a Value> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+fn lease_renew_time(control: &Control, node: &str) -> Option<String> {
+    let lease = control.get_json(&["lease", "-n", "kube-node-lease", node])?;
+    lease["spec"]["renewTime"].as_str().map(str::to_owned)
+}
+
+fn context(control: &Control, node: &Node) -> String {
+    format!(
+        "\n--- agent log ---\n{}\n--- control log (tail) ---\n{}",
+        node.log(),
+        control
+            .log()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+#[test]
+fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
+    let mut control = Control::start();
+    let mut node = Node::new(61, &control.kubeconfig());
+    node.start_agent();
+    let name = node.name.clone();
+
+    // The Node registers Ready, with its capacity, addresses, pod CIDR and versions.
+    let ready = || {
+        control
+            .get_json(&["node", &name])
+            .and_then(|n| condition(&n, "Ready").map(|c| c["status"] == "True"))
+            .unwrap_or(false)
+    };
+    let within = Duration::from_secs(20);
+    let wait = std::panic::AssertUnwindSafe(|| wait_until("the node Ready", within, ready));
+    if std::panic::catch_unwind(wait).is_err() {
+        panic!("the node never went Ready{}", context(&control, &node));
+    }
+    let n = control.get_json(&["node", &name]).expect("the node");
+    let capacity = &n["status"]["capacity"];
+    assert_eq!(capacity["pods"], "110", "{n:#}");
+    assert!(capacity["cpu"].as_str().is_some_and(|c| c != "0"), "{n:#}");
+    assert!(
+        capacity["memory"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("Ki")),
+        "{n:#}"
+    );
+    assert!(capacity["ephemeral-storage"].is_string(), "{n:#}");
+    assert_eq!(n["status"]["allocatable"], *capacity);
+    assert_eq!(n["spec"]["podCIDR"], node.pod_cidr);
+    let addresses = n["status"]["addresses"].to_string();
+    assert!(
+        addresses.contains(&node.ip) && addresses.contains("InternalIP"),
+        "{addresses}"
+    );
+    assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1.32.0-bosun");
+    let runtime = n["status"]["nodeInfo"]["containerRuntimeVersion"].as_str();
+    assert!(runtime.is_some_and(|r| r.starts_with("bosun://")), "{n:#}");
+    let ready = condition(&n, "Ready").expect("Ready");
+    assert_eq!(ready["reason"], "KubeletReady");
+    for pressure in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+        assert_eq!(condition(&n, pressure).expect(pressure)["status"], "False");
+    }
+    let table = control.kubectl_ok(&["get", "nodes"]);
+    let row = table.lines().find(|l| l.starts_with(&name)).unwrap_or("");
+    assert!(row.contains(" Ready "), "{table}");
+    assert!(row.contains("v1.32.0-bosun"), "{table}");
+
+    // The Lease is held by the node and renewed.
+    wait_until("the node's Lease", Duration::from_secs(15), || {
+        lease_renew_time(&control, &name).is_some()
+    });
+    let lease = control
+        .get_json(&["lease", "-n", "kube-node-lease", &name])
+        .expect("lease");
+    assert_eq!(lease["spec"]["holderIdentity"], name);
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+    let first = lease_renew_time(&control, &name);
+    wait_until("a Lease renewal", Duration::from_secs(15), || {
+        lease_renew_time(&control, &name) != first
+    });
+
+    // A pod bound to the node runs, becomes Ready through its probe and reports its IPs.
+    control.apply(&web_pod("web", &name));
+    let running = || {
+        control.get_json(&["pod", "web"]).is_some_and(|p| {
+            p["status"]["phase"] == "Running"
+                && p["status"]["podIP"].is_string()
+                && condition(&p, "Ready").is_some_and(|c| c["status"] == "True")
+        })
+    };
+    let wait = std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            "the pod Running and Ready",
+            Duration::from_secs(30),
+            running,
+        )
+    });
+    if std::panic::catch_unwind(wait).is_err() {
+        let pod = control.get_json(&["pod", "web"]);
+        panic!("pod not Ready: {pod:#?}{}", context(&control, &node));
+    }
+    let pod = control.get_json(&["pod", "web"]).expect("pod");
+    let status = &pod["status"];
+    let ip = status["podIP"].as_str().expect("podIP").to_owned();
+    assert!(ip.starts_with("10.244.61."), "{status:#}");
+    assert_eq!(status["hostIP"], node.ip);
+    assert_eq!(status["qosClass"], "BestEffort");
+    for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        let c = condition(&pod, kind).unwrap_or_else(|| panic!("{kind} in {status:#}"));
+        assert_eq!(c["status"], "True", "{kind}");
+        assert!(c["lastTransitionTime"].is_string(), "{kind}");
+    }
+    let container = &status["containerStatuses"][0];
+    assert_eq!(container["ready"], true);
+    assert_eq!(container["started"], true);
+    assert_eq!(container["restartCount"], 0);
+    assert!(container["containerID"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("bosun://")));
+    assert!(
+        container["imageID"]
+            .as_str()
+            .is_some_and(|i| i.contains("@sha256:")),
+        "{container:#}"
+    );
+    let started_at = container["state"]["running"]["startedAt"].clone();
+    assert!(started_at.is_string(), "{container:#}");
+    let wide = control.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    let row = wide.lines().find(|l| l.starts_with("web ")).unwrap_or("");
+    assert!(
+        row.contains(&ip) && row.contains(&name) && row.contains("Running"),
+        "{wide}"
+    );
+    let uid = pod["metadata"]["uid"].as_str().expect("uid");
+    let cgroups = node.pod_cgroups();
+    assert!(!cgroups.is_empty(), "no pod cgroup on the node");
+    for cgroup in &cgroups {
+        assert!(cgroup.ends_with(format!("pod{uid}")), "{cgroups:?}");
+    }
+
+    // The control process goes away for a moment: the pod keeps running; when it is back the
+    // agent resyncs (its Lease advances again) and no container was restarted.
+    let before = lease_renew_time(&control, &name);
+    control.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    control.start_again();
+    wait_until(
+        "a Lease renewal after the outage",
+        Duration::from_secs(25),
+        || {
+            let now = lease_renew_time(&control, &name);
+            now.is_some() && now != before
+        },
+    );
+    let pod = control
+        .get_json(&["pod", "web"])
+        .expect("pod after the outage");
+    let container = &pod["status"]["containerStatuses"][0];
+    assert_eq!(container["restartCount"], 0, "{container:#}");
+    assert_eq!(
+        container["state"]["running"]["startedAt"], started_at,
+        "{container:#}"
+    );
+    assert_eq!(pod["status"]["podIP"], ip.as_str());
+
+    // A pod asking for what the agent does not do fails, naming the field.
+    let refused = web_pod("refused", &name).replace(
+        "    ports:",
+        "    terminationMessagePolicy: FallbackToLogsOnError\n    ports:",
+    );
+    control.apply(&refused);
+    wait_until("the refused pod Failed", Duration::from_secs(15), || {
+        control.get_json(&["pod", "refused"]).is_some_and(|p| {
+            p["status"]["phase"] == "Failed"
+                && p["status"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("spec.containers[0].terminationMessagePolicy"))
+        })
+    });
+
+    // kubectl delete stops the pod on the node: its cgroup goes.
+    control.kubectl_ok(&["delete", "pod", "web", "refused", "--wait=false"]);
+    let wait = std::panic::AssertUnwindSafe(|| {
+        wait_until("the pod's cgroup gone", Duration::from_secs(20), || {
+            node.pod_cgroups().is_empty()
+        })
+    });
+    if std::panic::catch_unwind(wait).is_err() {
+        panic!("pod cgroup still there{}", context(&control, &node));
+    }
+}
