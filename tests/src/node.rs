@@ -18,6 +18,8 @@ pub struct Node {
     pub pod_cidr: String,
     pub netns: Netns,
     pub base: PathBuf,
+    /// The static pod manifest directory (`--manifests`), beside the API's pods.
+    pub manifests: PathBuf,
     pub cgroup_root: String,
     kubeconfig: PathBuf,
     agent: Option<Child>,
@@ -35,12 +37,14 @@ impl Node {
         let base = std::env::temp_dir().join(format!("bosun-e2e-{name}"));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("cni")).expect("create the node's directories");
+        std::fs::create_dir_all(base.join("manifests")).expect("create the manifest dir");
         let node = Node {
             cgroup_root: format!("bosun-e2e-{name}"),
             name,
             ip,
             pod_cidr: format!("10.244.{n}.0/24"),
             netns,
+            manifests: base.join("manifests"),
             base,
             kubeconfig: kubeconfig.to_owned(),
             agent: None,
@@ -89,6 +93,8 @@ impl Node {
             .agent_cmd()
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
+            .arg("--manifests")
+            .arg(&self.manifests)
             .args(["--node-name", &self.name])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -96,6 +102,21 @@ impl Node {
             .spawn()
             .expect("spawn bosun-agent");
         self.agent = Some(child);
+    }
+
+    /// `bosun-agent ps --json`: the pods on the node as the agent sees them.
+    pub fn ps(&self) -> Vec<serde_json::Value> {
+        let out = self
+            .agent_cmd()
+            .args(["ps", "--json"])
+            .output()
+            .expect("run bosun-agent ps");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The pod `name` in [`Node::ps`].
+    pub fn ps_pod(&self, name: &str) -> Option<serde_json::Value> {
+        self.ps().into_iter().find(|p| p["name"] == name)
     }
 
     pub fn log(&self) -> String {

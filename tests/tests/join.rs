@@ -59,6 +59,8 @@ fn context(control: &Control, node: &Node) -> String {
 fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
     let mut control = Control::start();
     let mut node = Node::new(61, &control.kubeconfig());
+    let static_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: static-sleeper}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: bosun.test/busybox:1, command: [sleep, '3600']}\n";
+    std::fs::write(node.manifests.join("static.yaml"), static_pod).expect("write static pod");
     node.start_agent();
     let name = node.name.clone();
 
@@ -172,11 +174,9 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
         "{wide}"
     );
     let uid = pod["metadata"]["uid"].as_str().expect("uid");
-    let cgroups = node.pod_cgroups();
-    assert!(!cgroups.is_empty(), "no pod cgroup on the node");
-    for cgroup in &cgroups {
-        assert!(cgroup.ends_with(format!("pod{uid}")), "{cgroups:?}");
-    }
+    let pod_cgroup = format!("pod{uid}");
+    let has_cgroup = |node: &Node| node.pod_cgroups().iter().any(|c| c.ends_with(&pod_cgroup));
+    assert!(has_cgroup(&node), "{:?}", node.pod_cgroups());
 
     // The control process goes away for a moment: the pod keeps running; when it is back the
     // agent resyncs (its Lease advances again) and no container was restarted.
@@ -203,6 +203,49 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
     );
     assert_eq!(pod["status"]["podIP"], ip.as_str());
 
+    // The agent restarts: it adopts the running container, and the API pod is neither
+    // restarted nor reported differently once the agent has listed the pods again.
+    let pid = |node: &Node| {
+        node.ps_pod("web")
+            .map(|p| p["containerStatuses"][0]["pid"].clone())
+    };
+    let pid_before = pid(&node);
+    assert!(
+        pid_before.as_ref().is_some_and(Value::is_number),
+        "{:?}",
+        node.ps()
+    );
+    let listed = |node: &Node| node.log().matches("listed this node's pods").count();
+    let listings = listed(&node);
+    node.stop_agent();
+    node.start_agent();
+    wait_until(
+        "the restarted agent's pod listing",
+        Duration::from_secs(20),
+        || listed(&node) > listings,
+    );
+    assert_eq!(
+        pid(&node),
+        pid_before,
+        "the container was adopted, not restarted"
+    );
+    let pod = control
+        .get_json(&["pod", "web"])
+        .expect("pod after the agent restart");
+    let container = &pod["status"]["containerStatuses"][0];
+    assert_eq!(container["restartCount"], 0, "{container:#}");
+    assert_eq!(
+        container["state"]["running"]["startedAt"], started_at,
+        "{container:#}"
+    );
+
+    // The static pod of the manifest directory runs beside the API's (mirror pods, which
+    // would show it in the API, are a later step).
+    let sleeper = node
+        .ps_pod("static-sleeper")
+        .expect("the static pod on the node");
+    assert_eq!(sleeper["phase"], "Running", "{sleeper:#}");
+
     // A pod asking for what the agent does not do fails, naming the field.
     let refused = web_pod("refused", &name).replace(
         "    ports:",
@@ -222,10 +265,19 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
     control.kubectl_ok(&["delete", "pod", "web", "refused", "--wait=false"]);
     let wait = std::panic::AssertUnwindSafe(|| {
         wait_until("the pod's cgroup gone", Duration::from_secs(20), || {
-            node.pod_cgroups().is_empty()
+            !has_cgroup(&node)
         })
     });
     if std::panic::catch_unwind(wait).is_err() {
         panic!("pod cgroup still there{}", context(&control, &node));
     }
+    wait_until(
+        "the pod gone from the node",
+        Duration::from_secs(10),
+        || node.ps_pod("web").is_none(),
+    );
+    assert!(
+        node.ps_pod("static-sleeper").is_some(),
+        "the static pod stays"
+    );
 }

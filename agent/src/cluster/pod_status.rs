@@ -9,11 +9,29 @@ use serde_json::{json, Value};
 
 use crate::pod::{ContainerState, ContainerStatus, PodPhase, PodStatus};
 
+/// The pod conditions the agent reports, in order.
+const CONDITIONS: [&str; 4] = ["PodScheduled", "Initialized", "ContainersReady", "Ready"];
+
 /// When each condition of one pod last changed: type → (status, time).
 #[derive(Debug, Default, Clone)]
 pub struct ConditionTimes(BTreeMap<&'static str, (bool, String)>);
 
 impl ConditionTimes {
+    /// The transition times the API already holds (`status.conditions`), so a restarted agent
+    /// keeps them for conditions that did not change.
+    pub fn from_api(status: &Value) -> ConditionTimes {
+        let mut times = ConditionTimes::default();
+        for c in status["conditions"].as_array().into_iter().flatten() {
+            let kind = CONDITIONS.iter().find(|k| c["type"] == **k);
+            let time = c["lastTransitionTime"].as_str();
+            if let (Some(kind), Some(time)) = (kind, time) {
+                let value = c["status"] == "True";
+                times.0.insert(kind, (value, time.to_string()));
+            }
+        }
+        times
+    }
+
     /// The condition `kind` with value `now_true`, keeping its transition time when unchanged.
     fn condition(&mut self, kind: &'static str, now_true: bool, now: &str) -> Value {
         let entry = self

@@ -34,6 +34,8 @@ pub struct ApiPods {
     pub synced: bool,
     pub pods: BTreeMap<String, DesiredPod>,
     pub refused: BTreeMap<String, RefusedPod>,
+    /// The status each pod has in the API, as last received.
+    pub api_status: BTreeMap<String, serde_json::Value>,
 }
 
 impl ApiPods {
@@ -50,7 +52,12 @@ enum Converted {
     Gone(String),
 }
 
-fn convert(api_pod: &ApiPod, node: &str) -> Option<Converted> {
+fn convert(api_pod: &ApiPod, node: &str) -> Option<(Converted, serde_json::Value)> {
+    let status = serde_json::to_value(&api_pod.status).unwrap_or_default();
+    Some((convert_spec(api_pod, node)?, status))
+}
+
+fn convert_spec(api_pod: &ApiPod, node: &str) -> Option<Converted> {
     let uid = api_pod.metadata.uid.clone()?;
     if api_pod.metadata.deletion_timestamp.is_some() {
         return Some(Converted::Gone(uid));
@@ -82,27 +89,29 @@ fn refused(api_pod: &ApiPod, message: String) -> RefusedPod {
 }
 
 impl ApiPods {
-    fn apply(&mut self, converted: Converted) {
+    fn apply(&mut self, (converted, status): (Converted, serde_json::Value)) {
         match converted {
             Converted::Desired(uid, d) => {
+                self.api_status.insert(uid.clone(), status);
                 self.refused.remove(&uid);
                 debug_assert_eq!(pod_uid(&d.pod), uid);
                 self.pods.insert(uid, *d);
             }
             Converted::Refused(uid, r) => {
+                if !self.refused.contains_key(&uid) {
+                    tracing::warn!(pod = %r.name, namespace = %r.namespace, error = %r.message, "refusing a pod bound to this node");
+                }
                 self.pods.remove(&uid);
                 self.refused.insert(uid, r);
             }
-            Converted::Gone(uid) => {
-                self.pods.remove(&uid);
-                self.refused.remove(&uid);
-            }
+            Converted::Gone(uid) => self.remove(&uid),
         }
     }
 
     fn remove(&mut self, uid: &str) {
         self.pods.remove(uid);
         self.refused.remove(uid);
+        self.api_status.remove(uid);
     }
 }
 
@@ -132,9 +141,7 @@ pub async fn run(client: kube::Client, node: String, state: Arc<Mutex<ApiPods>>)
             Event::InitDone => {
                 if let Some(mut l) = listing.take() {
                     l.synced = true;
-                    if !s.synced {
-                        tracing::info!(%node, pods = l.pods.len(), "listed this node's pods");
-                    }
+                    tracing::info!(%node, pods = l.pods.len(), "listed this node's pods");
                     *s = l;
                 }
             }

@@ -65,7 +65,10 @@ pub async fn run(
                     }
                 }
                 let lookup = |image: &str| image_ids.get(image).cloned().unwrap_or_default();
-                let t = times.entry(st.uid.clone()).or_default();
+                let t = times.entry(st.uid.clone()).or_insert_with(|| {
+                    let held = api.api_status.get(&st.uid).cloned().unwrap_or_default();
+                    ConditionTimes::from_api(&held)
+                });
                 reports.push(Report {
                     namespace: st.namespace.clone(),
                     name: st.name.clone(),
