@@ -77,6 +77,27 @@ impl Control {
         self.dir.path().join("admin.kubeconfig")
     }
 
+    /// A kubeconfig for node `name` (`system:node:<name>` in `system:nodes`, held to the node
+    /// authorization rule), written by `bosun-control kubeconfig`.
+    pub fn node_kubeconfig(&self, name: &str) -> PathBuf {
+        let out = self.dir.path().join(format!("{name}.kubeconfig"));
+        let status = Command::new(binary("bosun-control", "bosun-control"))
+            .arg("kubeconfig")
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(["--node", name])
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run bosun-control kubeconfig");
+        assert!(
+            status.success(),
+            "bosun-control kubeconfig --node {name} failed"
+        );
+        out
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("control.log")).unwrap_or_default()
     }

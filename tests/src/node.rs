@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bosun_test_support::Netns;
 
-use crate::{binary, images_dir, require_root, stderr, unique, wait_until};
+use crate::{binary, images_dir, require_root, stderr, unique, wait_until, Control};
 
 pub struct Node {
     pub name: String,
@@ -26,11 +26,13 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node numbered `n` (1..=200: its IP is 192.168.n.1, its pod CIDR 10.244.n.0/24),
-    /// with the busybox test image imported; its agent is not started yet.
-    pub fn new(n: u8, kubeconfig: &Path) -> Node {
+    /// A node numbered `n` (1..=200: its IP is 192.168.n.1, its pod CIDR 10.244.n.0/24) of
+    /// `control`'s cluster, with a node kubeconfig of its own and the busybox test image
+    /// imported; its agent is not started yet.
+    pub fn new(n: u8, control: &Control) -> Node {
         require_root();
         let name = unique("node-");
+        let kubeconfig = control.node_kubeconfig(&name);
         let netns = Netns::new("bsne");
         let ip = format!("192.168.{n}.1");
         netns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
@@ -46,7 +48,7 @@ impl Node {
             netns,
             manifests: base.join("manifests"),
             base,
-            kubeconfig: kubeconfig.to_owned(),
+            kubeconfig,
             agent: None,
         };
         let image = images_dir().join("busybox");

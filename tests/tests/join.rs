@@ -1,5 +1,6 @@
-//! An agent joins a cluster like a kubelet (`bosun-agent --kubeconfig`): real bosun-control,
-//! a real agent in a node netns, the real kubectl. The Node shows Ready with its capacity, its
+//! An agent joins a cluster like a kubelet (`bosun-agent --kubeconfig`, a node kubeconfig held
+//! to the node authorization rule): real bosun-control, a real agent in a node netns, the real
+//! kubectl. The Node shows Ready with its capacity, its
 //! Lease is renewed, a pod bound to it by `spec.nodeName` runs and reports Running/Ready with
 //! its IP, a control-process outage restarts nothing, and `kubectl delete pod` removes the pod
 //! from the node; a pod asking for what the agent does not do fails naming the field.
@@ -58,7 +59,7 @@ fn context(control: &Control, node: &Node) -> String {
 #[test]
 fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
     let mut control = Control::start();
-    let mut node = Node::new(61, &control.kubeconfig());
+    let mut node = Node::new(61, &control);
     let static_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: static-sleeper}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: bosun.test/busybox:1, command: [sleep, '3600']}\n";
     std::fs::write(node.manifests.join("static.yaml"), static_pod).expect("write static pod");
     node.start_agent();
