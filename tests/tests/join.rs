@@ -180,7 +180,8 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
     assert!(has_cgroup(&node), "{:?}", node.pod_cgroups());
 
     // The control process goes away for a moment: the pod keeps running; when it is back the
-    // agent resyncs (its Lease advances again) and no container was restarted.
+    // agent reconnects (its Lease advances again, its pod watch resumes from the revision it
+    // had) and no container was restarted.
     let before = lease_renew_time(&control, &name);
     control.stop();
     std::thread::sleep(Duration::from_secs(2));
@@ -247,7 +248,8 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
         .expect("the static pod on the node");
     assert_eq!(sleeper["phase"], "Running", "{sleeper:#}");
 
-    // A pod asking for what the agent does not do fails, naming the field.
+    // A pod asking for what the agent does not do fails, naming the field (created after the
+    // outage: the agent's watch resumed).
     let refused = web_pod("refused", &name).replace(
         "    ports:",
         "    terminationMessagePolicy: FallbackToLogsOnError\n    ports:",

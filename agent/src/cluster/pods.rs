@@ -1,9 +1,11 @@
 //! The pods bound to this node, from a list+watch of `spec.nodeName=<node>` (kube-runtime's
-//! watcher: a relist after every watch failure or outage, with backoff), turned into the
-//! agent's own [`Pod`] by [`pod_from_api`] and kept as the daemon's API-sourced desired set.
-//! Until the first list completes the set is unknown (`synced` false) and the daemon leaves the
-//! API pods a previous agent started alone; a relist replaces the set whole, so a pod deleted
-//! during an outage is stopped, and an unchanged one keeps running (same uid and spec hash).
+//! watcher, like client-go's reflector: after a broken watch or an outage it watches again from
+//! the last resourceVersion, with backoff, so every change it missed is replayed; it relists
+//! when the server no longer has that revision, 410 Gone), turned into the agent's own [`Pod`]
+//! by [`pod_from_api`] and kept as the daemon's API-sourced desired set. Until the first list
+//! completes the set is unknown (`synced` false) and the daemon leaves the API pods a previous
+//! agent started alone; a relist replaces the set whole, so a pod deleted meanwhile is stopped,
+//! and an unchanged one keeps running (same uid and spec hash).
 //! A pod being deleted (deletionTimestamp) is not desired. A pod the agent cannot run is kept
 //! in `refused` with the error, for the status reporter to fail it by name.
 
