@@ -206,7 +206,26 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
     assert_eq!(pod["status"]["podIP"], ip.as_str());
 
     // The agent restarts: it adopts the running container, and the API pod is neither
-    // restarted nor reported differently once the agent has listed the pods again.
+    // restarted nor reported differently once the agent has listed the pods again. A pod
+    // deleted from the API while the agent was away is stopped once it has listed them.
+    let sleeper = "apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper}\nspec:\n  nodeName: NODE\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: bosun.test/busybox:1, command: [sleep, '3600']}\n";
+    control.apply(&sleeper.replace("NODE", &name));
+    wait_until("the sleeper pod Running", Duration::from_secs(20), || {
+        control
+            .get_json(&["pod", "sleeper"])
+            .is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+    let sleeper_uid = control.get_json(&["pod", "sleeper"]).expect("sleeper")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let sleeper_cgroup = format!("pod{sleeper_uid}");
+    let sleeper_runs = |node: &Node| {
+        node.pod_cgroups()
+            .iter()
+            .any(|c| c.ends_with(&sleeper_cgroup))
+    };
+    assert!(sleeper_runs(&node));
     let pid = |node: &Node| {
         node.ps_pod("web")
             .map(|p| p["containerStatuses"][0]["pid"].clone())
@@ -220,6 +239,7 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
     let listed = |node: &Node| node.log().matches("listed this node's pods").count();
     let listings = listed(&node);
     node.stop_agent();
+    control.kubectl_ok(&["delete", "pod", "sleeper", "--wait=false"]);
     node.start_agent();
     wait_until(
         "the restarted agent's pod listing",
@@ -230,6 +250,11 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
         pid(&node),
         pid_before,
         "the container was adopted, not restarted"
+    );
+    wait_until(
+        "the pod deleted while the agent was away stopped",
+        Duration::from_secs(15),
+        || !sleeper_runs(&node),
     );
     let pod = control
         .get_json(&["pod", "web"])
