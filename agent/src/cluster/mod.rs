@@ -18,10 +18,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::daemon::PodTable;
-use crate::pod::NodeContext;
+use crate::pod::{NodeContext, PodStatus};
 
-pub use pods::ApiPods;
+pub use pods::{ApiPods, BoundPod};
+
+/// The statuses of the pods the node runs (the daemon's pod table).
+pub type PodStatuses = Arc<dyn Fn() -> Vec<PodStatus> + Send + Sync>;
 
 /// How often the node's status and Lease are posted (kubelet's nodeStatusUpdateFrequency and
 /// lease renew interval).
@@ -71,13 +73,13 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client, JoinError> {
 }
 
 /// Starts the node's loops on the current runtime: Node registration and status, Lease,
-/// the pod watch (into `api_pods`) and pod status reports (from `table`).
+/// the pod watch (into `api_pods`) and pod status reports (from `statuses`).
 pub fn spawn(
     client: kube::Client,
     node: NodeIdentity,
     ctx: Arc<NodeContext>,
     api_pods: Arc<Mutex<ApiPods>>,
-    table: Arc<Mutex<PodTable>>,
+    statuses: PodStatuses,
 ) {
     let facts = machine::Machine::detect(&ctx);
     tokio::spawn(node::run(client.clone(), node.clone(), facts));
@@ -87,7 +89,7 @@ pub fn spawn(
         node.name.clone(),
         api_pods.clone(),
     ));
-    tokio::spawn(status::run(client, node, ctx, api_pods, table));
+    tokio::spawn(status::run(client, node, ctx, api_pods, statuses));
 }
 
 /// Now as RFC 3339 with seconds (`metav1.Time`).

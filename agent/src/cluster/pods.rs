@@ -18,8 +18,14 @@ use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 
-use crate::daemon::manifests::DesiredPod;
 use crate::spec::{manifest_hash, pod_from_api, pod_uid, Pod};
+
+/// A pod bound to this node that the agent runs, with its spec hash.
+#[derive(Debug, Clone)]
+pub struct BoundPod {
+    pub pod: Pod,
+    pub hash: String,
+}
 
 /// A pod bound to this node that the agent refuses to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +40,7 @@ pub struct RefusedPod {
 pub struct ApiPods {
     /// Whether a list has completed since the agent started.
     pub synced: bool,
-    pub pods: BTreeMap<String, DesiredPod>,
+    pub pods: BTreeMap<String, BoundPod>,
     pub refused: BTreeMap<String, RefusedPod>,
     /// The status each pod has in the API, as last received.
     pub api_status: BTreeMap<String, serde_json::Value>,
@@ -42,14 +48,14 @@ pub struct ApiPods {
 
 impl ApiPods {
     /// The desired pods, or None until the first list completed.
-    pub fn desired(&self) -> Option<BTreeMap<String, DesiredPod>> {
+    pub fn desired(&self) -> Option<BTreeMap<String, BoundPod>> {
         self.synced.then(|| self.pods.clone())
     }
 }
 
 /// One pod from the API: desired, refused, or neither (being deleted, no uid).
 enum Converted {
-    Desired(String, Box<DesiredPod>),
+    Desired(String, Box<BoundPod>),
     Refused(String, RefusedPod),
     Gone(String),
 }
@@ -76,10 +82,9 @@ fn convert_spec(api_pod: &ApiPod, node: &str) -> Option<Converted> {
     })
 }
 
-fn desired(pod: Pod) -> DesiredPod {
+fn desired(pod: Pod) -> BoundPod {
     let hash = manifest_hash(&pod);
-    let file = format!("api:{}/{}", pod.metadata.namespace, pod.metadata.name).into();
-    DesiredPod { pod, hash, file }
+    BoundPod { pod, hash }
 }
 
 fn refused(api_pod: &ApiPod, message: String) -> RefusedPod {

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use super::pod_status::{api_status, ConditionTimes};
 use super::pods::ApiPods;
+use super::PodStatuses;
 use super::{now_rfc3339, NodeIdentity};
-use crate::daemon::PodTable;
 use crate::pod::NodeContext;
 
 /// How often pod statuses are compared with what was reported.
@@ -37,7 +37,7 @@ pub async fn run(
     node: NodeIdentity,
     ctx: Arc<NodeContext>,
     api_pods: Arc<Mutex<ApiPods>>,
-    table: Arc<Mutex<PodTable>>,
+    statuses: PodStatuses,
 ) {
     let host_ip = node.ip.to_string();
     let mut sent: BTreeMap<String, Value> = BTreeMap::new();
@@ -47,7 +47,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let statuses = table.lock().unwrap_or_else(|p| p.into_inner()).statuses();
+        let statuses = statuses();
         let now = now_rfc3339();
         let mut reports = Vec::new();
         {

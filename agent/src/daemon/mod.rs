@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cluster::{ApiPods, NodeIdentity};
+use crate::cluster::{ApiPods, BoundPod, NodeIdentity};
 use crate::dataplane::{Dataplane, LocalPod};
 use crate::pod::persist::load_all;
 use crate::pod::{NodeContext, PodCommand, PodStatus, PodWorker};
@@ -134,8 +134,11 @@ pub async fn run(
     let joined = join.is_some();
     if let Some(join) = join {
         tracing::info!(node = %join.node.name, "joining the cluster");
-        let (pods, t) = (api_pods.clone(), table.clone());
-        crate::cluster::spawn(join.client, join.node, ctx.clone(), pods, t);
+        let t = table.clone();
+        let statuses: crate::cluster::PodStatuses =
+            Arc::new(move || t.lock().unwrap_or_else(|p| p.into_inner()).statuses());
+        let pods = api_pods.clone();
+        crate::cluster::spawn(join.client, join.node, ctx.clone(), pods, statuses);
     }
     let mut dir = ManifestDir::default();
     let desired = scan(&mut dir, manifest_dir.as_deref());
@@ -199,7 +202,8 @@ pub async fn run(
             // Not joined: the API pods a previous agent ran are left alone, not deleted.
             api_pods: joined
                 .then(|| api_pods.lock().unwrap_or_else(|p| p.into_inner()).desired())
-                .flatten(),
+                .flatten()
+                .map(api_desired),
         };
         reconcile_pods(&ctx, &table, desired);
         if let Some(s) = &mut services {
@@ -219,6 +223,20 @@ fn scan(dir: &mut ManifestDir, path: Option<&std::path::Path>) -> Option<Desired
 }
 
 type DesiredPods = BTreeMap<String, manifests::DesiredPod>;
+
+/// The API's pods as desired pods (their "file" names where they come from).
+fn api_desired(pods: BTreeMap<String, BoundPod>) -> DesiredPods {
+    let desired = |(uid, b): (String, BoundPod)| {
+        let file = format!("api:{}/{}", b.pod.metadata.namespace, b.pod.metadata.name);
+        let d = manifests::DesiredPod {
+            pod: b.pod,
+            hash: b.hash,
+            file: file.into(),
+        };
+        (uid, d)
+    };
+    pods.into_iter().map(desired).collect()
+}
 
 /// The desired pods of each source; `None`: not listed yet, its pods stay as they are.
 struct Desired {
