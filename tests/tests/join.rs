@@ -2,7 +2,7 @@
 //! to the node authorization rule): real bosun-control, a real agent in a node netns, the real
 //! kubectl. The Node shows Ready with its capacity, its
 //! Lease is renewed, a pod bound to it by `spec.nodeName` runs and reports Running/Ready with
-//! its IP, a control-process outage restarts nothing, and `kubectl delete pod` removes the pod
+//! its IP, so does a pod the scheduler places, a control-process outage restarts nothing, and `kubectl delete pod` removes the pod
 //! from the node; a pod asking for what the agent does not do fails naming the field.
 
 use std::time::Duration;
@@ -208,8 +208,8 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
     // The agent restarts: it adopts the running container, and the API pod is neither
     // restarted nor reported differently once the agent has listed the pods again. A pod
     // deleted from the API while the agent was away is stopped once it has listed them.
-    let sleeper = "apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper}\nspec:\n  nodeName: NODE\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: bosun.test/busybox:1, command: [sleep, '3600']}\n";
-    control.apply(&sleeper.replace("NODE", &name));
+    let sleeper_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper}\nspec:\n  nodeName: NODE\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: bosun.test/busybox:1, command: [sleep, '3600']}\n";
+    control.apply(&sleeper_pod.replace("NODE", &name));
     wait_until("the sleeper pod Running", Duration::from_secs(20), || {
         control
             .get_json(&["pod", "sleeper"])
@@ -289,8 +289,29 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
         })
     });
 
+    // A pod without a node is placed by bosun-control's scheduler on the Ready node, whose
+    // watch sees it arrive when it is bound.
+    let unbound = sleeper_pod
+        .replace("  nodeName: NODE\n", "")
+        .replace("sleeper", "placed");
+    control.apply(&unbound);
+    let wait = std::panic::AssertUnwindSafe(|| {
+        wait_until("the scheduled pod Running", Duration::from_secs(20), || {
+            control.get_json(&["pod", "placed"]).is_some_and(|p| {
+                p["spec"]["nodeName"] == name.as_str() && p["status"]["phase"] == "Running"
+            })
+        })
+    });
+    if std::panic::catch_unwind(wait).is_err() {
+        let pod = control.get_json(&["pod", "placed"]);
+        panic!(
+            "scheduled pod not Running: {pod:#?}{}",
+            context(&control, &node)
+        );
+    }
+
     // kubectl delete stops the pod on the node: its cgroup goes.
-    control.kubectl_ok(&["delete", "pod", "web", "refused", "--wait=false"]);
+    control.kubectl_ok(&["delete", "pod", "web", "refused", "placed", "--wait=false"]);
     let wait = std::panic::AssertUnwindSafe(|| {
         wait_until("the pod's cgroup gone", Duration::from_secs(20), || {
             !has_cgroup(&node)
