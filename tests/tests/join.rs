@@ -1,9 +1,10 @@
 //! An agent joins a cluster like a kubelet (`bosun-agent --kubeconfig`, a node kubeconfig held
 //! to the node authorization rule): real bosun-control, a real agent in a node netns, the real
-//! kubectl. The Node shows Ready with its capacity, its
-//! Lease is renewed, a pod bound to it by `spec.nodeName` runs and reports Running/Ready with
-//! its IP, so does a pod the scheduler places, a control-process outage restarts nothing, and `kubectl delete pod` removes the pod
-//! from the node; a pod asking for what the agent does not do fails naming the field.
+//! kubectl. The Node shows Ready with its capacity, its Lease is renewed, a pod bound to it by
+//! `spec.nodeName` runs and reports Running/Ready with its IP, so does a pod the scheduler
+//! places; neither a control-process outage nor an agent restart restarts a container, a pod
+//! deleted while the agent was away is stopped, `kubectl delete pod` removes the pod from the
+//! node, and a pod asking for what the agent does not do fails naming the field.
 
 use std::time::Duration;
 
