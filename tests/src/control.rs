@@ -10,17 +10,24 @@ use crate::{binary, stderr, stdout};
 pub struct Control {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    flags: Vec<String>,
     child: Option<Child>,
 }
 
 impl Control {
     /// Starts the server and waits (bounded) until it answers.
     pub fn start() -> Control {
+        Control::start_with(&[])
+    }
+
+    /// Starts the server with extra flags (`--node-monitor-grace-period 3s`).
+    pub fn start_with(flags: &[&str]) -> Control {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut control = Control {
             dir,
             port,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
             child: None,
         };
         control.spawn();
@@ -38,6 +45,7 @@ impl Control {
             .arg(self.dir.path())
             .args(["--bind-address", "127.0.0.1"])
             .args(["--secure-port", &self.port.to_string()])
+            .args(&self.flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -50,6 +58,15 @@ impl Control {
             {
                 return;
             }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none(),
+                "bosun-control exited ({exited:?}); log:\n{}",
+                self.log()
+            );
             assert!(
                 Instant::now() < deadline,
                 "bosun-control not serving after 20 s; log:\n{}",

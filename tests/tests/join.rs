@@ -331,3 +331,62 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
         "the static pod stays"
     );
 }
+
+#[test]
+fn a_node_marked_unknown_during_a_long_control_outage_is_ready_again() {
+    let mut control = Control::start_with(&["--node-monitor-grace-period", "3s"]);
+    let mut node = Node::new(62, &control);
+    node.start_agent();
+    let name = node.name.clone();
+    let node_ready = |control: &Control, want: &str| {
+        control
+            .get_json(&["node", &name])
+            .and_then(|n| condition(&n, "Ready").map(|c| c["status"] == want))
+            .unwrap_or(false)
+    };
+    let pod_ready = |control: &Control| {
+        control
+            .get_json(&["pod", "web"])
+            .and_then(|p| condition(&p, "Ready").map(|c| c["status"] == "True"))
+            .unwrap_or(false)
+    };
+    wait_until("the node Ready", Duration::from_secs(20), || {
+        node_ready(&control, "True")
+    });
+    control.apply(&web_pod("web", &name));
+    wait_until("the pod Ready", Duration::from_secs(30), || {
+        pod_ready(&control)
+    });
+
+    // The control process is away for longer than the grace period: when it returns, the
+    // node lifecycle controller finds the Lease stale and marks the node Unknown and its pods
+    // not ready, while the agent (still running, the container too) reconnects.
+    control.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    control.start_again();
+    wait_until("the node marked Unknown", Duration::from_secs(10), || {
+        node_ready(&control, "Unknown")
+    });
+
+    // The agent notices the conditions it did not post and posts its own again.
+    let wait = std::panic::AssertUnwindSafe(|| {
+        wait_until("the node Ready again", Duration::from_secs(25), || {
+            node_ready(&control, "True")
+        });
+        wait_until("the pod Ready again", Duration::from_secs(25), || {
+            pod_ready(&control)
+        });
+    });
+    if std::panic::catch_unwind(wait).is_err() {
+        let pod = control.get_json(&["pod", "web"]);
+        panic!("not Ready again: {pod:#?}{}", context(&control, &node));
+    }
+    let pod = control.get_json(&["pod", "web"]).expect("pod");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    control.kubectl_ok(&["delete", "pod", "web", "--wait=false"]);
+    wait_until(
+        "the pod gone from the node",
+        Duration::from_secs(20),
+        || node.ps_pod("web").is_none(),
+    );
+}

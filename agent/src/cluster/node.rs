@@ -1,6 +1,6 @@
 //! This node's Node object: registered at start (created, or its spec and labels brought up
-//! to date when it exists), then its status posted every [`HEARTBEAT`] when it changed and every
-//! [`STATUS_REPORT`] when not — capacity and allocatable, addresses, nodeInfo, the
+//! to date when it exists), then its status posted every [`HEARTBEAT`] when it changed (here,
+//! or on the server: a controller marked it Unknown) and every [`STATUS_REPORT`] when not — capacity and allocatable, addresses, nodeInfo, the
 //! Ready/pressure conditions with heartbeat times. A failed post is retried on the next tick.
 //! The object shapes are pure functions (`node_object`, `node_status`).
 
@@ -94,10 +94,28 @@ fn without_heartbeats(mut status: Value) -> Value {
     status
 }
 
-/// Registers the Node, then posts its status for as long as the agent runs.
+/// The (type, status) of each condition of a Node status, sorted.
+fn condition_statuses(status: &Value) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (field("type"), field("status"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Registers the Node, then posts its status for as long as the agent runs. Each tick reads
+/// the Node back: when someone else changed its conditions (the node lifecycle controller
+/// marks a node whose Lease expired `Unknown`) it is posted again at once, with a new
+/// transition time; when the Node was deleted it is registered again.
 pub async fn run(client: kube::Client, node: NodeIdentity, machine: Machine) {
     let api: Api<Node> = Api::all(client);
-    let since = now_rfc3339();
+    let mut since = now_rfc3339();
     let mut registered = false;
     let mut last: Option<(Value, Instant)> = None;
     let mut tick = tokio::time::interval(HEARTBEAT);
@@ -109,6 +127,7 @@ pub async fn run(client: kube::Client, node: NodeIdentity, machine: Machine) {
                 Ok(()) => {
                     tracing::info!(node = %node.name, "node registered");
                     registered = true;
+                    last = None;
                 }
                 Err(e) => {
                     tracing::warn!(node = %node.name, error = %e, "registering the node; retrying");
@@ -116,14 +135,32 @@ pub async fn run(client: kube::Client, node: NodeIdentity, machine: Machine) {
                 }
             }
         }
+        let held = match api.get_opt(&node.name).await {
+            Ok(Some(n)) => serde_json::to_value(&n.status).unwrap_or_default(),
+            Ok(None) => {
+                tracing::warn!(node = %node.name, "the Node was deleted; registering it again");
+                registered = false;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(node = %node.name, error = %e, "reading the node; retrying");
+                continue;
+            }
+        };
+        let status = node_status(&node, &machine, &since, &now_rfc3339());
+        let overridden = last.is_some() && condition_statuses(&held) != condition_statuses(&status);
+        if overridden {
+            tracing::info!(node = %node.name, "node conditions changed by someone else; posting ours");
+            since = now_rfc3339();
+        }
         let status = node_status(&node, &machine, &since, &now_rfc3339());
         let compared = without_heartbeats(status.clone());
+        // Like kubelet with node leases: liveness is the Lease's renewals; the status is posted
+        // when it changed (here or on the server), and otherwise only every STATUS_REPORT.
         let due = match &last {
-            Some((sent, at)) => *sent != compared || at.elapsed() >= STATUS_REPORT,
+            Some((sent, at)) => overridden || *sent != compared || at.elapsed() >= STATUS_REPORT,
             None => true,
         };
-        // Like kubelet with node leases: liveness is the Lease's renewals; the status is posted
-        // when it changed, and otherwise only every STATUS_REPORT.
         if !due {
             continue;
         }
@@ -133,10 +170,7 @@ pub async fn run(client: kube::Client, node: NodeIdentity, machine: Machine) {
             .await
         {
             Ok(_) => last = Some((compared, Instant::now())),
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                tracing::warn!(node = %node.name, "the Node was deleted; registering it again");
-                registered = false;
-            }
+            Err(kube::Error::Api(e)) if e.code == 404 => registered = false,
             Err(e) => {
                 tracing::warn!(node = %node.name, error = %e, "posting node status; retrying")
             }
@@ -156,5 +190,28 @@ async fn register(api: &Api<Node>, node: &NodeIdentity, machine: &Machine) -> ku
             Ok(())
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_are_compared_by_type_and_status_only() {
+        let ours = json!({"conditions": [
+            {"type": "Ready", "status": "True", "lastHeartbeatTime": "T1"},
+            {"type": "DiskPressure", "status": "False"},
+        ]});
+        let theirs = json!({"conditions": [
+            {"type": "DiskPressure", "status": "False", "lastHeartbeatTime": "T0"},
+            {"type": "Ready", "status": "True", "lastHeartbeatTime": "T0"},
+        ]});
+        assert_eq!(condition_statuses(&ours), condition_statuses(&theirs));
+        let unknown = json!({"conditions": [
+            {"type": "DiskPressure", "status": "False"},
+            {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"},
+        ]});
+        assert_ne!(condition_statuses(&ours), condition_statuses(&unknown));
     }
 }

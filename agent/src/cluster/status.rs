@@ -1,7 +1,9 @@
 //! Pod status reports: each tick, the status of every API pod the daemon runs is mapped by
 //! [`api_status`] and, when it differs from the last one the API accepted, patched onto the
 //! pod's `status` subresource — a merge patch conditional on the pod's uid (a pod deleted and
-//! recreated under the same name is never written with the old one's status). A failed patch
+//! recreated under the same name is never written with the old one's status) — or when the
+//! API's conditions (from the watch) say otherwise, as after the node lifecycle controller
+//! marked the pods of a silent node not ready. A failed patch
 //! keeps the last accepted state, so the next tick retries. Pods the agent refuses are failed
 //! once with the refusal, like kubelet's admission rejections.
 
@@ -65,15 +67,25 @@ pub async fn run(
                     }
                 }
                 let lookup = |image: &str| image_ids.get(image).cloned().unwrap_or_default();
-                let t = times.entry(st.uid.clone()).or_insert_with(|| {
-                    let held = api.api_status.get(&st.uid).cloned().unwrap_or_default();
-                    ConditionTimes::from_api(&held)
-                });
+                let held = api.api_status.get(&st.uid).cloned().unwrap_or_default();
+                let t = times
+                    .entry(st.uid.clone())
+                    .or_insert_with(|| ConditionTimes::from_api(&held));
+                let mut status = api_status(st, &host_ip, t, &now, &lookup);
+                // Someone else changed the conditions since our last report (the node
+                // lifecycle controller marks the pods of a silent node not ready): take their
+                // view as the last transition, so ours is reported again as a new one.
+                let ours_reported = sent.get(&st.uid) == Some(&status);
+                if ours_reported && overridden(&held, &status) {
+                    *t = ConditionTimes::from_api(&held);
+                    status = api_status(st, &host_ip, t, &now, &lookup);
+                    sent.remove(&st.uid);
+                }
                 reports.push(Report {
                     namespace: st.namespace.clone(),
                     name: st.name.clone(),
                     uid: st.uid.clone(),
-                    status: api_status(st, &host_ip, t, &now, &lookup),
+                    status,
                 });
             }
             for (uid, r) in &api.refused {
@@ -118,6 +130,26 @@ pub async fn run(
     }
 }
 
+/// Whether the API's `held` status has conditions (type and status) other than `ours`: what
+/// the watch last delivered, so it may lag our own last patch by a moment (then the same
+/// status is patched once more).
+fn overridden(held: &Value, ours: &Value) -> bool {
+    let conditions = |status: &Value| {
+        let mut found: Vec<(String, String)> = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let field = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                (field("type"), field("status"))
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    !held.is_null() && conditions(held) != conditions(ours)
+}
+
 /// A merge patch from `old` (last accepted) to `new`: top-level status fields that went away
 /// are nulled; `metadata.uid` makes it conditional on the pod being the one reported on.
 fn merge_patch(uid: &str, old: Option<&Value>, new: &Value) -> Value {
@@ -146,6 +178,17 @@ fn image_id(ctx: &NodeContext, image: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_changed_by_others_are_noticed() {
+        let ours = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "T1"}]});
+        let same = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "T0"}]});
+        let marked =
+            json!({"conditions": [{"type": "Ready", "status": "False", "reason": "NodeNotReady"}]});
+        assert!(!overridden(&same, &ours));
+        assert!(overridden(&marked, &ours));
+        assert!(!overridden(&Value::Null, &ours), "nothing received yet");
+    }
 
     #[test]
     fn patches_null_what_went_away_and_name_the_uid() {
