@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod accept;
+pub mod cluster;
 pub mod daemon;
 pub mod dataplane;
 pub mod foreground;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+use bosun_agent::cluster::NodeIdentity;
 use bosun_agent::dataplane::{Dataplane, DataplaneConfig};
 use bosun_agent::foreground::StopSignals;
 use bosun_agent::image::{ImageStore, Puller};
@@ -42,6 +43,13 @@ pub struct Args {
     /// Run the Pod manifests in DIR as static pods (the node daemon).
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
+    /// Join the cluster of this kubeconfig: register the Node, renew its Lease, run the pods
+    /// bound to it and report their status (beside any --manifests).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The Node's name when joining a cluster (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
     /// Maximum number of processes per pod (kubelet's podPidsLimit); unset = unlimited.
     #[arg(long, global = true)]
     pub pod_pids_limit: Option<i64>,
@@ -176,10 +184,10 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::Logs(l)) => logs::run(&args, l),
         Some(Command::Network { action }) => network::run(&args, action),
         Some(Command::Run { file }) => run_foreground(&args, file),
-        None => match &args.manifests {
-            Some(dir) => run_daemon(&args, dir),
-            None => bail!("nothing to do: give --manifests DIR or a subcommand (see --help)"),
-        },
+        None if args.manifests.is_none() && args.kubeconfig.is_none() => {
+            bail!("nothing to do: give --manifests DIR, --kubeconfig FILE or a subcommand (see --help)")
+        }
+        None => run_daemon(&args),
     }
 }
 
@@ -361,8 +369,32 @@ fn dataplane(args: &Args, ctx: &NodeContext) -> anyhow::Result<Option<Arc<Mutex<
     Ok(Some(dp))
 }
 
-fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
-    if !dir.is_dir() {
+/// `--node-name`, default the hostname.
+fn node_name(args: &Args) -> anyhow::Result<String> {
+    if let Some(name) = &args.node_name {
+        return Ok(name.clone());
+    }
+    let host = nix::unistd::gethostname().context("reading the hostname for --node-name")?;
+    Ok(host.to_string_lossy().to_lowercase())
+}
+
+/// What joining needs before the event loop: the client is built inside it.
+fn node_identity(args: &Args, ctx: &NodeContext) -> anyhow::Result<NodeIdentity> {
+    let name = node_name(args)?;
+    if let Some(e) = bosun_agent::spec::dns1123_subdomain_error(&name) {
+        bail!("--node-name {name:?}: {e}");
+    }
+    let ip = bosun_agent::pod::node_ips(ctx)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .next()
+        .context("the node has no global address to report as its InternalIP: set --node-ip")?;
+    let pod_cidr = cidrs(args)?.0;
+    Ok(NodeIdentity { name, ip, pod_cidr })
+}
+
+fn run_daemon(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = args.manifests.as_deref().filter(|d| !d.is_dir()) {
         bail!("--manifests {}: not a directory", dir.display());
     }
     // Bound before any directory, pod, route or map is touched: a taken address fails here.
@@ -380,8 +412,19 @@ fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
     added_routes.keep();
     let ctx = node_context(args, network)?;
     let dataplane = dataplane(args, &ctx)?;
+    let node = match &args.kubeconfig {
+        Some(_) => Some(node_identity(args, &ctx)?),
+        None => None,
+    };
     let rt = tokio_runtime()?;
     rt.block_on(async {
+        let join = match (&args.kubeconfig, node) {
+            (Some(file), Some(node)) => {
+                let client = bosun_agent::cluster::client(file).await?;
+                Some(bosun_agent::daemon::Join { client, node })
+            }
+            _ => None,
+        };
         use tokio::signal::unix::{signal, SignalKind};
         if let Some(listener) = metrics_listener {
             let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -390,10 +433,11 @@ fn run_daemon(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
-            r = bosun_agent::daemon::run(ctx, dir.to_path_buf(), dataplane) => r,
-            _ = term.recv() => Ok(()),
-            _ = int.recv() => Ok(()),
+            r = bosun_agent::daemon::run(ctx, args.manifests.clone(), dataplane, join) => r?,
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
+        anyhow::Ok(())
     })?;
     tracing::info!("agent stopping; pods keep running for the next agent to adopt");
     Ok(ExitCode::SUCCESS)

@@ -1,9 +1,12 @@
-//! The node daemon (`bosun-agent --manifests DIR`): keeps the pods of the manifest directory
-//! running as static pods (added → created, changed → replaced, removed → deleted), adopts the
-//! containers a previous agent left running, and serves the local API. With a dataplane, each
-//! tick also syncs the manifests' Services with the pods (`services.rs`). Stopping the daemon
-//! leaves pods (and the pinned dataplane) running for the next agent to adopt; only a
-//! manifest's removal deletes a pod.
+//! The node daemon (`bosun-agent --manifests DIR` and/or `--kubeconfig FILE`): keeps the
+//! desired pods running — the static pods of the manifest directory and, when joined to a
+//! cluster, the pods the API binds to this node (`crate::cluster`) — added → created, changed →
+//! replaced, removed → deleted; adopts the containers a previous agent left running, and serves
+//! the local API. A pod's source is its `spec.nodeName` (API pods have it, static pods may
+//! not); a source not listed yet (the directory unreadable, the API not reached since start)
+//! changes none of its pods. With a dataplane, each tick also syncs the manifests' Services
+//! with the pods (`services.rs`). Stopping the daemon leaves pods (and the pinned dataplane)
+//! running for the next agent to adopt; only a pod's removal from its source deletes it.
 
 pub mod api;
 pub mod manifests;
@@ -17,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::{ApiPods, BoundPod, NodeIdentity};
 use crate::dataplane::{Dataplane, LocalPod};
 use crate::pod::persist::load_all;
 use crate::pod::{NodeContext, PodCommand, PodStatus, PodWorker};
@@ -105,11 +109,18 @@ fn gc_network(ctx: &NodeContext, live: &[crate::network::PodNetworkRef]) {
     }
 }
 
+/// The cluster a daemon joins (`--kubeconfig`).
+pub struct Join {
+    pub client: kube::Client,
+    pub node: NodeIdentity,
+}
+
 /// Runs the daemon until the process is asked to stop.
 pub async fn run(
     ctx: Arc<NodeContext>,
-    manifest_dir: PathBuf,
+    manifest_dir: Option<PathBuf>,
     dataplane: Option<Arc<Mutex<Dataplane>>>,
+    join: Option<Join>,
 ) -> std::io::Result<()> {
     let run_dir = ctx.config.run_dir.clone();
     std::fs::create_dir_all(&run_dir)?;
@@ -119,8 +130,18 @@ pub async fn run(
     let table = Arc::new(Mutex::new(PodTable::default()));
     tokio::spawn(api::serve(listener, table.clone()));
 
+    let api_pods = Arc::new(Mutex::new(ApiPods::default()));
+    let joined = join.is_some();
+    if let Some(join) = join {
+        tracing::info!(node = %join.node.name, "joining the cluster");
+        let t = table.clone();
+        let statuses: crate::cluster::PodStatuses =
+            Arc::new(move || t.lock().unwrap_or_else(|p| p.into_inner()).statuses());
+        let pods = api_pods.clone();
+        crate::cluster::spawn(join.client, join.node, ctx.clone(), pods, statuses);
+    }
     let mut dir = ManifestDir::default();
-    let desired = dir.scan(&manifest_dir);
+    let desired = scan(&mut dir, manifest_dir.as_deref());
     let pods_dir = ctx.config.root.join("pods");
     let found = load_all(&pods_dir).map_err(|e| {
         let message = format!("listing the pod records in {}: {e}", pods_dir.display());
@@ -140,10 +161,12 @@ pub async fn run(
         let mut live = Vec::new();
         for record in found.records {
             let uid = crate::spec::pod_uid(&record.pod);
-            // Until the manifest directory has been listed, every pod is kept as it is.
-            let keep = desired.as_ref().is_none_or(|desired| {
-                desired.get(&uid).map(|d| d.hash == record.hash) == Some(true)
-            });
+            // Until its source has been listed, every pod is kept as it is (the API is listed
+            // only after this adoption).
+            let keep = record.pod.spec.node_name.is_some()
+                || desired.as_ref().is_none_or(|desired| {
+                    desired.get(&uid).map(|d| d.hash == record.hash) == Some(true)
+                });
             tracing::info!(pod = %record.pod.metadata.name, keep, "adopting pod from a previous agent");
             let pod = record.pod.clone();
             let host_network = record.pod.spec.host_network;
@@ -167,12 +190,21 @@ pub async fn run(
         let pods = table.lock().unwrap_or_else(|p| p.into_inner()).local_pods();
         s.tick(&dir, pods).await;
     }
-    tracing::info!(dir = %manifest_dir.display(), "watching manifests");
+    if let Some(d) = &manifest_dir {
+        tracing::info!(dir = %d.display(), "watching manifests");
+    }
     let mut tick = tokio::time::interval(SCAN_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let desired = dir.scan(&manifest_dir);
+        let desired = Desired {
+            static_pods: scan(&mut dir, manifest_dir.as_deref()),
+            // Not joined: the API pods a previous agent ran are left alone, not deleted.
+            api_pods: joined
+                .then(|| api_pods.lock().unwrap_or_else(|p| p.into_inner()).desired())
+                .flatten()
+                .map(api_desired),
+        };
         reconcile_pods(&ctx, &table, desired);
         if let Some(s) = &mut services {
             let pods = table.lock().unwrap_or_else(|p| p.into_inner()).local_pods();
@@ -181,27 +213,67 @@ pub async fn run(
     }
 }
 
-/// Deletes pods whose manifest went away or changed, starts the new ones. `None` (the
-/// manifest directory was never listed) changes nothing.
-fn reconcile_pods(
-    ctx: &Arc<NodeContext>,
-    table: &Mutex<PodTable>,
-    desired: Option<BTreeMap<String, manifests::DesiredPod>>,
-) {
+/// The static pods of the manifest directory (none without `--manifests`; `None` while the
+/// directory was never listed).
+fn scan(dir: &mut ManifestDir, path: Option<&std::path::Path>) -> Option<DesiredPods> {
+    match path {
+        Some(path) => dir.scan(path),
+        None => Some(BTreeMap::new()),
+    }
+}
+
+type DesiredPods = BTreeMap<String, manifests::DesiredPod>;
+
+/// The API's pods as desired pods (their "file" names where they come from).
+fn api_desired(pods: BTreeMap<String, BoundPod>) -> DesiredPods {
+    let desired = |(uid, b): (String, BoundPod)| {
+        let file = format!("api:{}/{}", b.pod.metadata.namespace, b.pod.metadata.name);
+        let d = manifests::DesiredPod {
+            pod: b.pod,
+            hash: b.hash,
+            file: file.into(),
+        };
+        (uid, d)
+    };
+    pods.into_iter().map(desired).collect()
+}
+
+/// The desired pods of each source; `None`: not listed yet, its pods stay as they are.
+struct Desired {
+    static_pods: Option<DesiredPods>,
+    api_pods: Option<DesiredPods>,
+}
+
+impl Desired {
+    /// The desired set that `pod` belongs to.
+    fn source_of(&self, pod: &Pod) -> Option<&DesiredPods> {
+        match pod.spec.node_name {
+            Some(_) => self.api_pods.as_ref(),
+            None => self.static_pods.as_ref(),
+        }
+    }
+}
+
+/// Deletes pods that went away from their source or changed, starts the new ones.
+fn reconcile_pods(ctx: &Arc<NodeContext>, table: &Mutex<PodTable>, desired: Desired) {
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
     t.reap_terminated();
-    let Some(desired) = desired else { return };
     let gone: Vec<String> = t
         .pods
         .iter()
-        .filter(|(uid, e)| desired.get(*uid).map(|d| d.hash != e.hash).unwrap_or(true))
+        .filter(|(uid, e)| {
+            desired
+                .source_of(&e.pod)
+                .is_some_and(|source| source.get(*uid).map(|d| d.hash != e.hash).unwrap_or(true))
+        })
         .map(|(uid, _)| uid.clone())
         .collect();
     for uid in gone {
         tracing::info!(%uid, "pod removed or changed; deleting");
         t.delete(&uid);
     }
-    for (uid, d) in desired {
+    let all = desired.static_pods.into_iter().chain(desired.api_pods);
+    for (uid, d) in all.flatten() {
         if t.pods.contains_key(&uid) || t.terminating.contains_key(&uid) {
             continue;
         }
@@ -212,7 +284,7 @@ fn reconcile_pods(
             }
             continue;
         }
-        tracing::info!(pod = %d.pod.metadata.name, file = %d.file.display(), "starting pod");
+        tracing::info!(pod = %d.pod.metadata.name, source = %d.file.display(), "starting pod");
         let pod = d.pod.clone();
         t.start(PodWorker::new(ctx.clone(), d.pod, None, false), pod);
     }

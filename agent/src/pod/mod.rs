@@ -23,3 +23,8 @@ pub mod worker;
 pub use node::{NodeConfig, NodeContext};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus};
 pub use worker::{PodCommand, PodWorker};
+
+/// The node's IPs: `--node-ip`, else the node netns's first global address (blocking).
+pub fn node_ips(ctx: &NodeContext) -> Result<Vec<std::net::IpAddr>, String> {
+    network::node_ips(ctx)
+}

@@ -161,8 +161,37 @@ fn typed<T: serde::de::DeserializeOwned>(
     deserialize_listing_unknown(&value)
 }
 
+/// A Pod as the API server sends it to the node it is bound to: the checks of a manifest
+/// (unknown fields refused unless bookkeeping or Kubernetes' defaults, unhonoured ones refused by
+/// name, validation), except that `spec.nodeName` must name `node` instead of being refused.
+/// The returned pod keeps its `spec.nodeName`: that is how an API pod is told from a static one.
+pub fn pod_from_api(value: Value, node: &str) -> Result<Pod, SpecError> {
+    check_pod_kind(&value)?;
+    let (mut pod, unknown): (Pod, _) = deserialize_listing_unknown(&value)?;
+    refuse_unknown(Kind::Pod, &unknown)?;
+    let bound = pod.spec.node_name.take();
+    if bound.as_deref() != Some(node) {
+        let got = bound.map(|b| format!(", got {b:?}")).unwrap_or_default();
+        let message = format!("must be this node, {node:?}{got}");
+        return Err(SpecError::new("spec.nodeName", message));
+    }
+    refuse_unhonoured(&pod)?;
+    validate(&pod)?;
+    pod.spec.node_name = bound;
+    Ok(pod)
+}
+
 fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
-    let kind = kind_of(&value)?;
+    check_pod_kind(&value)?;
+    let (pod, unknown): (Pod, _) = deserialize_listing_unknown(&value)?;
+    refuse_unknown(Kind::Pod, &unknown)?;
+    refuse_unhonoured(&pod)?;
+    validate(&pod)?;
+    Ok(pod)
+}
+
+fn check_pod_kind(value: &Value) -> Result<(), SpecError> {
+    let kind = kind_of(value)?;
     if kind != "Pod" {
         return Err(SpecError::new(
             "kind",
@@ -179,11 +208,7 @@ fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
         }
         None => return Err(SpecError::new("apiVersion", "must be \"v1\" for a Pod")),
     }
-    let (pod, unknown): (Pod, _) = deserialize_listing_unknown(&value)?;
-    refuse_unknown(Kind::Pod, &unknown)?;
-    refuse_unhonoured(&pod)?;
-    validate(&pod)?;
-    Ok(pod)
+    Ok(())
 }
 
 fn json_type(value: &Value) -> &'static str {

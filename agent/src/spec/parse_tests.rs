@@ -324,3 +324,76 @@ fn json_streams_and_lists_are_accepted() {
         (Some(0), "items[1].spec.containers[0].name")
     );
 }
+
+/// A Pod as bosun-control stores it after its defaults (control/src/api/defaults.rs) and
+/// bookkeeping, as the node's watch receives it.
+fn api_pod() -> Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "default", "uid": "0b6c4a1e-1111-4c1e-9a1e-000000000001",
+            "resourceVersion": "42", "creationTimestamp": "2026-01-01T00:00:00Z", "generateName": "web-",
+            "labels": {"app": "web"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u", "controller": true}],
+            "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+        "spec": {
+            "nodeName": "n1", "restartPolicy": "Always", "dnsPolicy": "ClusterFirst",
+            "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler",
+            "securityContext": {}, "enableServiceLinks": true,
+            "containers": [{"name": "c", "image": "bosun.test/busybox:1", "imagePullPolicy": "IfNotPresent",
+                "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+                "resources": {}, "ports": [{"containerPort": 80, "protocol": "TCP"}]}]
+        },
+        "status": {"phase": "Pending"}
+    })
+}
+
+#[test]
+fn api_pods_with_kubernetes_defaults_are_accepted_for_this_node() {
+    let pod = pod_from_api(api_pod(), "n1").expect("a defaulted API pod runs");
+    assert_eq!(pod.spec.node_name.as_deref(), Some("n1"));
+    assert_eq!(
+        pod.metadata.uid.as_deref(),
+        Some("0b6c4a1e-1111-4c1e-9a1e-000000000001")
+    );
+    // The same pod is still refused as a static manifest: nodeName has no meaning there.
+    let err = parse_pod(&api_pod().to_string()).unwrap_err();
+    assert_eq!(err.field, "spec.nodeName");
+}
+
+#[test]
+fn api_pods_asking_for_what_the_agent_does_not_do_are_refused_by_name() {
+    let err = pod_from_api(api_pod(), "n2").unwrap_err();
+    assert_eq!(err.field, "spec.nodeName");
+    assert!(err.message.contains("\"n2\""), "{err}");
+    let mut unbound = api_pod();
+    unbound["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("nodeName");
+    assert_eq!(
+        pod_from_api(unbound, "n1").unwrap_err().field,
+        "spec.nodeName"
+    );
+    let cases = [
+        (
+            "/spec/containers/0/terminationMessagePolicy",
+            serde_json::json!("FallbackToLogsOnError"),
+            "spec.containers[0].terminationMessagePolicy",
+        ),
+        (
+            "/spec/enableServiceLinks",
+            serde_json::json!(false),
+            "spec.enableServiceLinks",
+        ),
+        (
+            "/spec/dnsPolicy",
+            serde_json::json!("None"),
+            "spec.dnsPolicy",
+        ),
+    ];
+    for (pointer, value, field) in cases {
+        let mut pod = api_pod();
+        *pod.pointer_mut(pointer).expect(pointer) = value;
+        assert_eq!(pod_from_api(pod, "n1").unwrap_err().field, field);
+    }
+}

@@ -1,0 +1,103 @@
+//! Joining a cluster (`bosun-agent --kubeconfig FILE`), like a kubelet, through the Kubernetes
+//! API with the `kube` client: registers this node's Node and keeps its status posted
+//! (`node.rs`, facts from `machine.rs`), renews its Lease (`lease.rs`), watches the pods bound
+//! to it into the desired set the daemon runs (`pods.rs`), and reports their status through the
+//! `status` subresource (`status.rs`, pure mapping in `pod_status.rs`). The pods themselves run
+//! on the daemon's pod workers, beside the static pods of the manifest directory. While the API
+//! is unreachable every loop retries and nothing on the node changes.
+
+pub mod lease;
+pub mod machine;
+pub mod node;
+pub mod pod_status;
+pub mod pods;
+pub mod status;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::pod::{NodeContext, PodStatus};
+
+pub use pods::{ApiPods, BoundPod};
+
+/// The statuses of the pods the node runs (the daemon's pod table).
+pub type PodStatuses = Arc<dyn Fn() -> Vec<PodStatus> + Send + Sync>;
+
+/// How often the node's status and Lease are posted (kubelet's nodeStatusUpdateFrequency and
+/// lease renew interval).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// kubelet's `nodeStatusReportFrequency`: an unchanged status is still posted this often.
+pub const STATUS_REPORT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("reading the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("building the API client from {path}: {source}")]
+    Client { path: String, source: kube::Error },
+}
+
+/// What the node tells the cluster about itself.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub name: String,
+    pub ip: IpAddr,
+    pub pod_cidr: ipnet::IpNet,
+}
+
+/// A client for the cluster of `kubeconfig` (its current context).
+pub async fn client(kubeconfig: &Path) -> Result<kube::Client, JoinError> {
+    // rustls picks the process-wide provider; the workspace builds only ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let path = kubeconfig.display().to_string();
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|source| {
+        JoinError::Kubeconfig {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .map_err(|source| JoinError::Kubeconfig {
+            path: path.clone(),
+            source,
+        })?;
+    kube::Client::try_from(config).map_err(|source| JoinError::Client { path, source })
+}
+
+/// Starts the node's loops on the current runtime: Node registration and status, Lease,
+/// the pod watch (into `api_pods`) and pod status reports (from `statuses`).
+pub fn spawn(
+    client: kube::Client,
+    node: NodeIdentity,
+    ctx: Arc<NodeContext>,
+    api_pods: Arc<Mutex<ApiPods>>,
+    statuses: PodStatuses,
+) {
+    let facts = machine::Machine::detect(&ctx);
+    tokio::spawn(node::run(client.clone(), node.clone(), facts));
+    tokio::spawn(lease::run(client.clone(), node.name.clone()));
+    tokio::spawn(pods::run(
+        client.clone(),
+        node.name.clone(),
+        api_pods.clone(),
+    ));
+    tokio::spawn(status::run(client, node, ctx, api_pods, statuses));
+}
+
+/// Now as RFC 3339 with seconds (`metav1.Time`).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Now as RFC 3339 with microseconds (`metav1.MicroTime`).
+pub fn now_micro() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,203 @@
+//! Pod status reports: each tick, the status of every API pod the daemon runs is mapped by
+//! [`api_status`] and, when it differs from the last one the API accepted, patched onto the
+//! pod's `status` subresource — a merge patch conditional on the pod's uid (a pod deleted and
+//! recreated under the same name is never written with the old one's status) — or when the
+//! API's conditions (from the watch) say otherwise, as after the node lifecycle controller
+//! marked the pods of a silent node not ready. A failed patch
+//! keeps the last accepted state, so the next tick retries. Pods the agent refuses are failed
+//! once with the refusal, like kubelet's admission rejections.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod as ApiPod;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{json, Value};
+
+use super::pod_status::{api_status, ConditionTimes};
+use super::pods::ApiPods;
+use super::PodStatuses;
+use super::{now_rfc3339, NodeIdentity};
+use crate::pod::NodeContext;
+
+/// How often pod statuses are compared with what was reported.
+pub const TICK: Duration = Duration::from_millis(500);
+
+/// The reason a refused pod fails with.
+pub const REFUSED_REASON: &str = "UnsupportedPodSpec";
+
+struct Report {
+    namespace: String,
+    name: String,
+    uid: String,
+    status: Value,
+}
+
+pub async fn run(
+    client: kube::Client,
+    node: NodeIdentity,
+    ctx: Arc<NodeContext>,
+    api_pods: Arc<Mutex<ApiPods>>,
+    statuses: PodStatuses,
+) {
+    let host_ip = node.ip.to_string();
+    let mut sent: BTreeMap<String, Value> = BTreeMap::new();
+    let mut times: BTreeMap<String, ConditionTimes> = BTreeMap::new();
+    let mut image_ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let statuses = statuses();
+        let now = now_rfc3339();
+        let mut reports = Vec::new();
+        {
+            let api = api_pods.lock().unwrap_or_else(|p| p.into_inner());
+            for st in statuses.iter().filter(|s| api.pods.contains_key(&s.uid)) {
+                for c in st
+                    .container_statuses
+                    .iter()
+                    .chain(&st.init_container_statuses)
+                {
+                    if !image_ids.contains_key(&c.image) {
+                        if let Some(id) = image_id(&ctx, &c.image) {
+                            image_ids.insert(c.image.clone(), id);
+                        }
+                    }
+                }
+                let lookup = |image: &str| image_ids.get(image).cloned().unwrap_or_default();
+                let held = api.api_status.get(&st.uid).cloned().unwrap_or_default();
+                let t = times
+                    .entry(st.uid.clone())
+                    .or_insert_with(|| ConditionTimes::from_api(&held));
+                let mut status = api_status(st, &host_ip, t, &now, &lookup);
+                // Someone else changed the conditions since our last report (the node
+                // lifecycle controller marks the pods of a silent node not ready): take their
+                // view as the last transition, so ours is reported again as a new one.
+                let ours_reported = sent.get(&st.uid) == Some(&status);
+                if ours_reported && overridden(&held, &status) {
+                    *t = ConditionTimes::from_api(&held);
+                    status = api_status(st, &host_ip, t, &now, &lookup);
+                    sent.remove(&st.uid);
+                }
+                reports.push(Report {
+                    namespace: st.namespace.clone(),
+                    name: st.name.clone(),
+                    uid: st.uid.clone(),
+                    status,
+                });
+            }
+            for (uid, r) in &api.refused {
+                reports.push(Report {
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                    uid: uid.clone(),
+                    status: json!({
+                        "phase": "Failed",
+                        "reason": REFUSED_REASON,
+                        "message": r.message,
+                        "hostIP": host_ip,
+                        "hostIPs": [{"ip": host_ip}],
+                    }),
+                });
+            }
+            let known = |uid: &String| api.pods.contains_key(uid) || api.refused.contains_key(uid);
+            sent.retain(|uid, _| known(uid));
+            times.retain(|uid, _| known(uid));
+        }
+        for r in reports {
+            if sent.get(&r.uid) == Some(&r.status) {
+                continue;
+            }
+            let patch = merge_patch(&r.uid, sent.get(&r.uid), &r.status);
+            let pods: Api<ApiPod> = Api::namespaced(client.clone(), &r.namespace);
+            match pods
+                .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(_) => {
+                    sent.insert(r.uid, r.status);
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+                    tracing::debug!(pod = %r.name, error = %e, "pod gone or replaced; status not posted");
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %r.name, namespace = %r.namespace, error = %e, "posting pod status; retrying");
+                }
+            }
+        }
+    }
+}
+
+/// Whether the API's `held` status has conditions (type and status) other than `ours`: what
+/// the watch last delivered, so it may lag our own last patch by a moment (then the same
+/// status is patched once more).
+fn overridden(held: &Value, ours: &Value) -> bool {
+    let conditions = |status: &Value| {
+        let mut found: Vec<(String, String)> = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let field = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                (field("type"), field("status"))
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    !held.is_null() && conditions(held) != conditions(ours)
+}
+
+/// A merge patch from `old` (last accepted) to `new`: top-level status fields that went away
+/// are nulled; `metadata.uid` makes it conditional on the pod being the one reported on.
+fn merge_patch(uid: &str, old: Option<&Value>, new: &Value) -> Value {
+    let mut status = new.clone();
+    if let (Some(Value::Object(old)), Some(status)) = (old, status.as_object_mut()) {
+        for key in old.keys() {
+            status.entry(key.clone()).or_insert(Value::Null);
+        }
+    }
+    json!({"metadata": {"uid": uid}, "status": status})
+}
+
+/// `repo@sha256:…` of an image in the store.
+fn image_id(ctx: &NodeContext, image: &str) -> Option<String> {
+    let resolved = ctx.images.resolve(image).ok()?;
+    let (repo, last) = image.rsplit_once('/').unwrap_or(("", image));
+    let name = last.split(['@', ':']).next().unwrap_or(last);
+    let repo = if repo.is_empty() {
+        name.to_string()
+    } else {
+        format!("{repo}/{name}")
+    };
+    Some(format!("{repo}@{}", resolved.digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_changed_by_others_are_noticed() {
+        let ours = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "T1"}]});
+        let same = json!({"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "T0"}]});
+        let marked =
+            json!({"conditions": [{"type": "Ready", "status": "False", "reason": "NodeNotReady"}]});
+        assert!(!overridden(&same, &ours));
+        assert!(overridden(&marked, &ours));
+        assert!(!overridden(&Value::Null, &ours), "nothing received yet");
+    }
+
+    #[test]
+    fn patches_null_what_went_away_and_name_the_uid() {
+        let old = json!({"phase": "Running", "podIP": "10.0.0.1"});
+        let new = json!({"phase": "Succeeded"});
+        let patch = merge_patch("u1", Some(&old), &new);
+        assert_eq!(
+            patch,
+            json!({"metadata": {"uid": "u1"}, "status": {"phase": "Succeeded", "podIP": null}})
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! The harness of bosun's end-to-end tests: a real `bosun-control` on a loopback port
+//! ([`Control`]), real `bosun-agent --kubeconfig` processes whose node network is a netns the
+//! test made, with no route out ([`Node`]), and the real `kubectl` ([`Control::kubectl`]). The
+//! binaries are the ones `cargo test --workspace` (or `cargo build`) put next to the test
+//! executable. Everything is torn down on drop: processes, pod cgroups, mounts, netns,
+//! directories. Needs root, `kubectl`, and the test images of `cargo xtask images`
+//! (`BOSUN_TEST_IMAGES`).
+
+pub mod control;
+pub mod node;
+
+pub use bosun_test_support::{unique, wait_until};
+pub use control::Control;
+pub use node::Node;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The directory of the workspace's binaries (`target/<profile>/`), next to the test
+/// executable (`target/<profile>/deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..")
+        .to_owned()
+}
+
+/// The workspace binary `name`, with a clear message when it was not built.
+pub fn binary(name: &str, package: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run `cargo build -p {package}` (or test the whole workspace) first",
+        path.display()
+    );
+    path
+}
+
+/// Where `cargo xtask images` put the test images.
+pub fn images_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("BOSUN_TEST_IMAGES") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images")
+}
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "end-to-end tests need root: run them with `cargo xtask test` as root"
+    );
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,0 +1,247 @@
+//! One node: a netns made by the test (lo with the node's IP, forwarding on, no other
+//! interface, no route out) and a `bosun-agent --kubeconfig` process whose pods are networked
+//! into it by bosun-cni, with private directories, cgroup root and pod CIDR. On drop the agent
+//! is stopped and everything it made is removed (processes and cgroups under its cgroup root,
+//! mounts under its directories, the netns).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bosun_test_support::Netns;
+
+use crate::{binary, images_dir, require_root, stderr, unique, wait_until, Control};
+
+pub struct Node {
+    pub name: String,
+    pub ip: String,
+    pub pod_cidr: String,
+    pub netns: Netns,
+    pub base: PathBuf,
+    /// The static pod manifest directory (`--manifests`), beside the API's pods.
+    pub manifests: PathBuf,
+    pub cgroup_root: String,
+    kubeconfig: PathBuf,
+    agent: Option<Child>,
+}
+
+impl Node {
+    /// A node numbered `n` (1..=200: its IP is 192.168.n.1, its pod CIDR 10.244.n.0/24) of
+    /// `control`'s cluster, with a node kubeconfig of its own and the busybox test image
+    /// imported; its agent is not started yet.
+    pub fn new(n: u8, control: &Control) -> Node {
+        require_root();
+        let name = unique("node-");
+        let kubeconfig = control.node_kubeconfig(&name);
+        let netns = Netns::new("bsne");
+        let ip = format!("192.168.{n}.1");
+        netns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+        let base = std::env::temp_dir().join(format!("bosun-e2e-{name}"));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("cni")).expect("create the node's directories");
+        std::fs::create_dir_all(base.join("manifests")).expect("create the manifest dir");
+        let node = Node {
+            cgroup_root: format!("bosun-e2e-{name}"),
+            name,
+            ip,
+            pod_cidr: format!("10.244.{n}.0/24"),
+            netns,
+            manifests: base.join("manifests"),
+            base,
+            kubeconfig,
+            agent: None,
+        };
+        let image = images_dir().join("busybox");
+        let out = node
+            .agent_cmd()
+            .args(["image", "import"])
+            .arg(&image)
+            .output()
+            .expect("run bosun-agent image import");
+        assert!(
+            out.status.success(),
+            "importing {} (run `cargo xtask images` and set BOSUN_TEST_IMAGES): {}",
+            image.display(),
+            stderr(&out)
+        );
+        node
+    }
+
+    /// `bosun-agent` with this node's flags.
+    fn agent_cmd(&self) -> Command {
+        let mut c = Command::new(binary("bosun-agent", "bosun-agent"));
+        c.arg("--root").arg(self.base.join("root"));
+        c.arg("--run-dir").arg(self.base.join("run"));
+        c.args(["--cgroup-root", &self.cgroup_root]);
+        c.args(["--network", "cni", "--dataplane", "none"]);
+        c.arg("--node-netns").arg(self.netns.path());
+        c.arg("--cni-conf-dir").arg(self.base.join("cni"));
+        c.arg("--cni-bin-dir")
+            .arg(binary("bosun-cni", "bosun-cni").parent().expect("bin dir"));
+        c.args(["--node-ip", &self.ip, "--pod-cidr", &self.pod_cidr]);
+        c.args(["--log-level", "info,bosun_agent=debug"]);
+        c
+    }
+
+    /// Starts `bosun-agent --kubeconfig` for this node.
+    pub fn start_agent(&mut self) {
+        assert!(self.agent.is_none(), "the agent is running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.base.join("agent.log"))
+            .expect("agent log");
+        let child = self
+            .agent_cmd()
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--manifests")
+            .arg(&self.manifests)
+            .args(["--node-name", &self.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn bosun-agent");
+        self.agent = Some(child);
+    }
+
+    /// `bosun-agent ps --json`: the pods on the node as the agent sees them.
+    pub fn ps(&self) -> Vec<serde_json::Value> {
+        let out = self
+            .agent_cmd()
+            .args(["ps", "--json"])
+            .output()
+            .expect("run bosun-agent ps");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The pod `name` in [`Node::ps`].
+    pub fn ps_pod(&self, name: &str) -> Option<serde_json::Value> {
+        self.ps().into_iter().find(|p| p["name"] == name)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.base.join("agent.log")).unwrap_or_default()
+    }
+
+    /// The pod cgroup directories (`pod<uid>`) under this node's cgroup root, in every
+    /// hierarchy.
+    pub fn pod_cgroups(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for dir in self.cgroup_dirs() {
+            collect_pod_dirs(&dir, &mut found);
+        }
+        found
+    }
+
+    /// This node's cgroup root in each hierarchy (one on cgroup v2, several on v1/hybrid).
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten();
+        let mut dirs: Vec<PathBuf> = hierarchies
+            .map(|h| h.path().join(&self.cgroup_root))
+            .filter(|d| d.is_dir())
+            .collect();
+        let unified = Path::new("/sys/fs/cgroup").join(&self.cgroup_root);
+        if unified.is_dir() {
+            dirs.push(unified);
+        }
+        dirs
+    }
+
+    /// Stops the agent like a service manager (SIGTERM), bounded.
+    pub fn stop_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM);
+            let exited = || matches!(child.try_wait(), Ok(Some(_)));
+            let mut exited = exited;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !exited() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_agent();
+        // Whatever the agent left: every process under the cgroup root, then the cgroups.
+        let roots = self.cgroup_dirs();
+        roots.iter().for_each(|r| kill_tree(r));
+        let _ = std::panic::catch_unwind(|| {
+            wait_until("pod processes gone", Duration::from_secs(5), || {
+                roots.iter().map(|r| procs(r)).sum::<usize>() == 0
+            })
+        });
+        roots.iter().for_each(|r| rmdir_tree(r));
+        let base = self.base.display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|m| m.starts_with(&base))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for target in targets {
+            let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+        // The netns (and the pods' veths in it) goes when `self.netns` drops.
+    }
+}
+
+fn collect_pod_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            if e.file_name().to_string_lossy().starts_with("pod") {
+                out.push(e.path());
+            } else {
+                collect_pod_dirs(&e.path(), out);
+            }
+        }
+    }
+}
+
+fn kill_tree(dir: &Path) {
+    if let Ok(pids) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in pids.lines().filter_map(|p| p.parse::<i32>().ok()) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+        }
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            kill_tree(&e.path());
+        }
+    }
+}
+
+fn procs(dir: &Path) -> usize {
+    let own = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    let children: usize = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| procs(&e.path()))
+        .sum();
+    own + children
+}
+
+fn rmdir_tree(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            rmdir_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
