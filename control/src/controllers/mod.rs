@@ -4,11 +4,12 @@
 //! Today: the garbage collector (`gc`), the Deployment controller (`deployment`), the
 //! ReplicaSet controller (`replicaset`), the scheduler (`scheduler`), the EndpointSlice and
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
-//! node lifecycle controller (`node_lifecycle`), the Job controller (`job`) and the CronJob
-//! controller (`cronjob`).
+//! node lifecycle controller (`node_lifecycle`), the Job controller (`job`), the CronJob
+//! controller (`cronjob`) and the DaemonSet controller (`daemonset`).
 
 pub mod client;
 mod cronjob;
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod events;
@@ -89,6 +90,14 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         client.clone(),
         Arc::clone(&nodes),
         Arc::clone(&pods),
+    ));
+    tasks.extend(daemonset::spawn(
+        client.clone(),
+        daemonset::Caches {
+            daemonsets: Informer::spawn(Arc::clone(store), resource_of("apps", "daemonsets")),
+            pods: Arc::clone(&pods),
+            nodes: Arc::clone(&nodes),
+        },
     ));
     tasks.push(node_lifecycle::spawn(
         client.clone(),

@@ -24,6 +24,7 @@ use super::pods::controller_of;
 use super::queue::WorkQueue;
 use crate::api::selector::LabelSelector;
 use hash::same_template;
+pub(crate) use hash::template_hash;
 use rollout::Counts;
 use sync::Pass;
 

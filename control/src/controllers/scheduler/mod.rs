@@ -6,7 +6,7 @@
 //! changes, and every 10 s. Pods bound but not yet seen bound in the cache count as placed
 //! ("assumed"), so a burst never overcommits a node.
 
-mod placement;
+pub(crate) mod placement;
 mod quantity;
 
 use std::collections::HashMap;

@@ -177,6 +177,26 @@ fn filter(pod: &Value, wants: Requests, c: &Candidate<'_>) -> Vec<String> {
     out
 }
 
+/// Whether `pod` may run on `node` by its node selector, required node affinity and the
+/// node's NoSchedule/NoExecute taints (what the DaemonSet controller asks; resources and
+/// readiness aside).
+pub fn fits_node(pod: &Value, node: &Value) -> bool {
+    let tolerations = pod["spec"]["tolerations"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let taints_ok = node["spec"]["taints"].as_array().into_iter().flatten().all(|taint| {
+        let effect = taint["effect"].as_str().unwrap_or("");
+        effect == "PreferNoSchedule"
+            || tolerated(
+                tolerations,
+                taint["key"].as_str().unwrap_or(""),
+                taint["value"].as_str().unwrap_or(""),
+                effect,
+            )
+    });
+    let unschedulable_ok = node["spec"]["unschedulable"] != true
+        || tolerated(tolerations, "node.kubernetes.io/unschedulable", "", "NoSchedule");
+    taints_ok && unschedulable_ok && selector_matches(pod, node)
+}
+
 /// Whether some toleration tolerates the taint (key, value, effect).
 fn tolerated(tolerations: &[Value], key: &str, value: &str, effect: &str) -> bool {
     tolerations.iter().any(|t| {

@@ -1,0 +1,77 @@
+//! The DaemonSet controller through the real kubectl: one pod per node that fits (a tainted
+//! node without a toleration gets none), placed by the scheduler through the pinned node
+//! affinity; a node that joins gets its pod; `kubectl rollout status daemonset` waits for
+//! availability; a template change rolls the pods over to the new image. Node objects and pod
+//! readiness stand in for agents (see `common::kubelets`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::kubelets::FakeKubelets;
+use common::{ok, Control};
+use serde_json::{json, Value};
+
+fn node(control: &Control, name: &str, taints: Value) {
+    let file = control.dir.path().join(format!("{name}.json"));
+    let object = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"taints": taints}});
+    std::fs::write(&file, object.to_string()).expect("write");
+    ok(control.kubectl(&["create", "-f", file.to_str().expect("utf-8")]));
+    let status = json!({"status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}});
+    ok(control.kubectl(&["patch", "node", name, "--subresource=status", "--type=merge", "-p", &status.to_string()]));
+}
+
+fn placed(control: &Control) -> Vec<(String, String)> {
+    let list: Value = serde_json::from_str(&ok(control.kubectl(&["get", "pods", "-l", "app=agent", "-o", "json"]))).expect("JSON");
+    let mut out: Vec<(String, String)> = list["items"].as_array().into_iter().flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| (p["spec"]["nodeName"].as_str().unwrap_or("").to_owned(),
+                  p["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn wait_until(what: &str, control: &Control, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within 30 s: {what}\nserver log:\n{}", control.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn one_pod_per_fitting_node_and_rolling_updates() {
+    let control = Control::start();
+    let _kubelets = FakeKubelets::start(&control, "default");
+    node(&control, "n1", json!([]));
+    node(&control, "n2", json!([]));
+    node(&control, "gpu", json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]));
+    let labels = json!({"app": "agent"});
+    let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}});
+    let file = control.dir.path().join("ds.json");
+    std::fs::write(&file, ds.to_string()).expect("write");
+    ok(control.kubectl(&["apply", "-f", file.to_str().expect("utf-8")]));
+    let one = |n: &str, image: &str| (n.to_owned(), image.to_owned());
+    wait_until("a pod on n1 and n2, none on the tainted node", &control, || {
+        placed(&control) == [one("n1", "busybox:1"), one("n2", "busybox:1")]
+    });
+    let done = ok(control.kubectl(&["rollout", "status", "daemonset/agent", "--timeout=30s"]));
+    assert!(done.contains("successfully rolled out"), "{done}");
+    let table = ok(control.kubectl(&["get", "ds", "agent"]));
+    assert!(table.lines().nth(1).is_some_and(|l| l.split_whitespace().take(6).collect::<Vec<_>>() == ["agent", "2", "2", "2", "2", "2"]), "{table}");
+
+    node(&control, "n3", json!([]));
+    wait_until("the new node gets its pod", &control, || placed(&control).len() == 3);
+
+    ok(control.kubectl(&["set", "image", "daemonset/agent", "c=busybox:2"]));
+    wait_until("every pod runs the new image", &control, || {
+        placed(&control) == [one("n1", "busybox:2"), one("n2", "busybox:2"), one("n3", "busybox:2")]
+    });
+    ok(control.kubectl(&["rollout", "status", "daemonset/agent", "--timeout=30s"]));
+    let describe = ok(control.kubectl(&["describe", "ds", "agent"]));
+    assert!(describe.contains("SuccessfulCreate") && describe.contains("SuccessfulDelete"), "{describe}");
+}
