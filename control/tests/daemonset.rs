@@ -19,15 +19,41 @@ fn node(control: &Control, name: &str, taints: Value) {
     ok(control.kubectl(&["create", "-f", file.to_str().expect("utf-8")]));
     let status = json!({"status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}});
-    ok(control.kubectl(&["patch", "node", name, "--subresource=status", "--type=merge", "-p", &status.to_string()]));
+    ok(control.kubectl(&[
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]));
 }
 
 fn placed(control: &Control) -> Vec<(String, String)> {
-    let list: Value = serde_json::from_str(&ok(control.kubectl(&["get", "pods", "-l", "app=agent", "-o", "json"]))).expect("JSON");
-    let mut out: Vec<(String, String)> = list["items"].as_array().into_iter().flatten()
+    let list: Value = serde_json::from_str(&ok(control.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=agent",
+        "-o",
+        "json",
+    ])))
+    .expect("JSON");
+    let mut out: Vec<(String, String)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| (p["spec"]["nodeName"].as_str().unwrap_or("").to_owned(),
-                  p["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_owned()))
+        .map(|p| {
+            (
+                p["spec"]["nodeName"].as_str().unwrap_or("").to_owned(),
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -36,7 +62,12 @@ fn placed(control: &Control) -> Vec<(String, String)> {
 fn wait_until(what: &str, control: &Control, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
-        assert!(Instant::now() < deadline, "not within 30 s: {what}\nserver log:\n{}", control.log());
+        assert!(
+            Instant::now() < deadline,
+            "not within 30 s: {what}\npods: {:?}\nds: {}",
+            placed(control),
+            ok(control.kubectl(&["get", "ds,pods", "-o", "yaml"]))
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -47,7 +78,11 @@ fn one_pod_per_fitting_node_and_rolling_updates() {
     let _kubelets = FakeKubelets::start(&control, "default");
     node(&control, "n1", json!([]));
     node(&control, "n2", json!([]));
-    node(&control, "gpu", json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]));
+    node(
+        &control,
+        "gpu",
+        json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]),
+    );
     let labels = json!({"app": "agent"});
     let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
         "spec": {"selector": {"matchLabels": labels},
@@ -56,22 +91,41 @@ fn one_pod_per_fitting_node_and_rolling_updates() {
     std::fs::write(&file, ds.to_string()).expect("write");
     ok(control.kubectl(&["apply", "-f", file.to_str().expect("utf-8")]));
     let one = |n: &str, image: &str| (n.to_owned(), image.to_owned());
-    wait_until("a pod on n1 and n2, none on the tainted node", &control, || {
-        placed(&control) == [one("n1", "busybox:1"), one("n2", "busybox:1")]
-    });
+    wait_until(
+        "a pod on n1 and n2, none on the tainted node",
+        &control,
+        || placed(&control) == [one("n1", "busybox:1"), one("n2", "busybox:1")],
+    );
     let done = ok(control.kubectl(&["rollout", "status", "daemonset/agent", "--timeout=30s"]));
     assert!(done.contains("successfully rolled out"), "{done}");
     let table = ok(control.kubectl(&["get", "ds", "agent"]));
-    assert!(table.lines().nth(1).is_some_and(|l| l.split_whitespace().take(6).collect::<Vec<_>>() == ["agent", "2", "2", "2", "2", "2"]), "{table}");
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().take(6).collect::<Vec<_>>()
+                == ["agent", "2", "2", "2", "2", "2"]),
+        "{table}"
+    );
 
     node(&control, "n3", json!([]));
-    wait_until("the new node gets its pod", &control, || placed(&control).len() == 3);
+    wait_until("the new node gets its pod", &control, || {
+        placed(&control).len() == 3
+    });
 
     ok(control.kubectl(&["set", "image", "daemonset/agent", "c=busybox:2"]));
     wait_until("every pod runs the new image", &control, || {
-        placed(&control) == [one("n1", "busybox:2"), one("n2", "busybox:2"), one("n3", "busybox:2")]
+        placed(&control)
+            == [
+                one("n1", "busybox:2"),
+                one("n2", "busybox:2"),
+                one("n3", "busybox:2"),
+            ]
     });
     ok(control.kubectl(&["rollout", "status", "daemonset/agent", "--timeout=30s"]));
     let describe = ok(control.kubectl(&["describe", "ds", "agent"]));
-    assert!(describe.contains("SuccessfulCreate") && describe.contains("SuccessfulDelete"), "{describe}");
+    assert!(
+        describe.contains("SuccessfulCreate") && describe.contains("SuccessfulDelete"),
+        "{describe}"
+    );
 }

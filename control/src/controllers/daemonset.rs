@@ -34,8 +34,15 @@ pub struct Caches {
 
 /// Starts the controller.
 pub fn spawn(client: Loopback, caches: Caches) -> Vec<tokio::task::JoinHandle<()>> {
-    let controller = Arc::new(Controller { client, caches, queue: WorkQueue::new() });
-    vec![tokio::spawn(Arc::clone(&controller).feed()), tokio::spawn(controller.work())]
+    let controller = Arc::new(Controller {
+        client,
+        caches,
+        queue: WorkQueue::new(),
+    });
+    vec![
+        tokio::spawn(Arc::clone(&controller).feed()),
+        tokio::spawn(controller.work()),
+    ]
 }
 
 struct Controller {
@@ -50,25 +57,35 @@ fn daemon_tolerations() -> Vec<Value> {
         json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}),
         json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}),
     ];
-    for key in ["disk-pressure", "memory-pressure", "pid-pressure", "unschedulable"] {
+    for key in [
+        "disk-pressure",
+        "memory-pressure",
+        "pid-pressure",
+        "unschedulable",
+    ] {
         out.push(json!({"key": format!("node.kubernetes.io/{key}"), "operator": "Exists", "effect": "NoSchedule"}));
     }
     out
 }
 
-/// The pod the DaemonSet runs on `node`.
-fn pod_for(ds: &Value, node: &str, hash: &str) -> Value {
+/// The pod the DaemonSet runs on `node` (`None`: not pinned yet, to ask which nodes fit).
+fn pod_for(ds: &Value, node: Option<&str>, hash: &str) -> Value {
     let template = &ds["spec"]["template"];
     let mut spec = template["spec"].clone();
     let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
     for t in daemon_tolerations() {
-        if !tolerations.iter().any(|have| have["key"] == t["key"] && have["effect"] == t["effect"]) {
+        if !tolerations
+            .iter()
+            .any(|have| have["key"] == t["key"] && have["effect"] == t["effect"])
+        {
             tolerations.push(t);
         }
     }
     spec["tolerations"] = json!(tolerations);
-    spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = json!({
-        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]});
+    if let Some(node) = node {
+        spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = json!({
+            "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]});
+    }
     let mut labels = template["metadata"]["labels"].clone();
     labels[HASH_LABEL] = json!(hash);
     let mut metadata = json!({"generateName": format!("{}-", ds["metadata"]["name"].as_str().unwrap_or("")),
@@ -86,8 +103,8 @@ fn node_of(pod: &Value) -> Option<String> {
     if let Some(n) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
         return Some(n.to_owned());
     }
-    pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-        ["matchFields"][0]["values"][0]
+    pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
         .as_str()
         .map(str::to_owned)
 }
@@ -158,8 +175,11 @@ impl Controller {
         }
         let namespace = ds["metadata"]["namespace"].as_str().unwrap_or("default");
         let uid = &ds["metadata"]["uid"];
-        let hash = template_hash(&ds["spec"]["template"], ds["status"]["collisionCount"].as_i64().unwrap_or(0));
-        let probe = pod_for(&ds, "", &hash);
+        let hash = template_hash(
+            &ds["spec"]["template"],
+            ds["status"]["collisionCount"].as_i64().unwrap_or(0),
+        );
+        let probe = pod_for(&ds, None, &hash);
         let nodes = self.caches.nodes.list(|_| true);
         let wanted: Vec<String> = nodes
             .iter()
@@ -168,7 +188,8 @@ impl Controller {
             .collect();
         let mut by_node: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
         for pod in self.caches.pods.list(|p| {
-            p["metadata"]["namespace"] == namespace && controller_of(p).is_some_and(|o| o["uid"] == *uid)
+            p["metadata"]["namespace"] == namespace
+                && controller_of(p).is_some_and(|o| o["uid"] == *uid)
         }) {
             if let Some(node) = node_of(&pod) {
                 by_node.entry(node).or_default().push(pod);
@@ -179,24 +200,37 @@ impl Controller {
         let mut to_create: Vec<String> = Vec::new();
         for (node, pods) in &by_node {
             if !wanted.contains(node) {
-                to_delete.extend(pods.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).cloned());
+                to_delete.extend(
+                    pods.iter()
+                        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                        .cloned(),
+                );
             }
         }
         let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
         let now = time::OffsetDateTime::now_utc();
-        let available = |p: &Value| ready_since(p).is_some_and(|since| (now - since).whole_seconds() >= min_ready);
+        let available = |p: &Value| {
+            ready_since(p).is_some_and(|since| (now - since).whole_seconds() >= min_ready)
+        };
         let mut old_on_wanted: Vec<Arc<Value>> = Vec::new();
         let mut unavailable = 0;
         for node in &wanted {
             let pods = by_node.get(node).cloned().unwrap_or_default();
-            let (failed, live): (Vec<_>, Vec<_>) = pods.into_iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            let (failed, live): (Vec<_>, Vec<_>) = pods
+                .into_iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
                 .partition(|p| p["status"]["phase"] == "Failed");
             to_delete.extend(failed);
             match live.len() {
                 0 => to_create.push(node.clone()),
                 _ => {
                     let mut live = live;
-                    live.sort_by_key(|p| p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_owned());
+                    live.sort_by_key(|p| {
+                        p["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_owned()
+                    });
                     to_delete.extend(live.split_off(1));
                     let pod = &live[0];
                     if !available(pod) {
@@ -214,7 +248,10 @@ impl Controller {
         if strategy["type"] != "OnDelete" {
             let max = match &strategy["rollingUpdate"]["maxUnavailable"] {
                 Value::Number(n) => n.as_i64().unwrap_or(1),
-                Value::String(p) => p.trim_end_matches('%').parse::<i64>().map_or(1, |pct| (pct * wanted.len() as i64) / 100),
+                Value::String(p) => p
+                    .trim_end_matches('%')
+                    .parse::<i64>()
+                    .map_or(1, |pct| (pct * wanted.len() as i64) / 100),
                 _ => 1,
             }
             .max(1);
@@ -232,35 +269,77 @@ impl Controller {
         for pod in &to_delete {
             let name = pod["metadata"]["name"].as_str().unwrap_or("");
             let options = json!({"preconditions": {"uid": pod["metadata"]["uid"]}});
-            match self.client.delete(self.caches.pods.resource, Some(namespace), name, &options).await {
+            match self
+                .client
+                .delete(self.caches.pods.resource, Some(namespace), name, &options)
+                .await
+            {
                 Ok(out) => {
                     written = written.max(revision_of(&out));
-                    record(&self.client, COMPONENT, &ds, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {name}")).await;
+                    record(
+                        &self.client,
+                        COMPONENT,
+                        &ds,
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        &format!("Deleted pod: {name}"),
+                    )
+                    .await;
                 }
                 Err(e) if e.is_transient() => {}
                 Err(e) => return Err(e),
             }
         }
         for node in &to_create {
-            let created = self.client.create(self.caches.pods.resource, Some(namespace), &pod_for(&ds, node, &hash)).await?;
+            let created = self
+                .client
+                .create(
+                    self.caches.pods.resource,
+                    Some(namespace),
+                    &pod_for(&ds, Some(node), &hash),
+                )
+                .await?;
             written = written.max(revision_of(&created));
-            let message = format!("Created pod: {}", created["metadata"]["name"].as_str().unwrap_or(""));
-            record(&self.client, COMPONENT, &ds, EventType::Normal, "SuccessfulCreate", &message).await;
+            let message = format!(
+                "Created pod: {}",
+                created["metadata"]["name"].as_str().unwrap_or("")
+            );
+            record(
+                &self.client,
+                COMPONENT,
+                &ds,
+                EventType::Normal,
+                "SuccessfulCreate",
+                &message,
+            )
+            .await;
         }
         if written > 0 {
-            self.caches.pods.wait_for(written, Duration::from_secs(5)).await;
+            self.caches
+                .pods
+                .wait_for(written, Duration::from_secs(5))
+                .await;
         }
         self.update_status(&ds, &wanted, &hash, min_ready).await
     }
 
-    async fn update_status(&self, ds: &Value, wanted: &[String], hash: &str, min_ready: i64) -> Result<Option<Duration>, ClientError> {
+    async fn update_status(
+        &self,
+        ds: &Value,
+        wanted: &[String],
+        hash: &str,
+        min_ready: i64,
+    ) -> Result<Option<Duration>, ClientError> {
         let uid = &ds["metadata"]["uid"];
         let namespace = ds["metadata"]["namespace"].as_str().unwrap_or("default");
         let pods = self.caches.pods.list(|p| {
-            p["metadata"]["namespace"] == namespace && controller_of(p).is_some_and(|o| o["uid"] == *uid) && is_active(p)
+            p["metadata"]["namespace"] == namespace
+                && controller_of(p).is_some_and(|o| o["uid"] == *uid)
+                && is_active(p)
         });
         let now = time::OffsetDateTime::now_utc();
-        let (mut current, mut misscheduled, mut ready, mut available, mut updated) = (0, 0, 0, 0, 0);
+        let (mut current, mut misscheduled, mut ready, mut available, mut updated) =
+            (0, 0, 0, 0, 0);
         let mut again = None;
         for pod in &pods {
             let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
@@ -293,10 +372,19 @@ impl Controller {
             "numberUnavailable": if desired - available <= 0 { Value::Null } else { json!(desired - available) },
             "observedGeneration": ds["metadata"]["generation"],
         });
-        if status.as_object().into_iter().flatten().any(|(k, v)| ds["status"].get(k).unwrap_or(&Value::Null) != v) {
+        if status
+            .as_object()
+            .into_iter()
+            .flatten()
+            .any(|(k, v)| ds["status"].get(k).unwrap_or(&Value::Null) != v)
+        {
             self.client
-                .merge_patch_status(self.caches.daemonsets.resource, Some(namespace),
-                    ds["metadata"]["name"].as_str().unwrap_or(""), &json!({"status": status}))
+                .merge_patch_status(
+                    self.caches.daemonsets.resource,
+                    Some(namespace),
+                    ds["metadata"]["name"].as_str().unwrap_or(""),
+                    &json!({"status": status}),
+                )
                 .await?;
         }
         Ok(again)

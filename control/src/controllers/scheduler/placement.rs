@@ -181,19 +181,31 @@ fn filter(pod: &Value, wants: Requests, c: &Candidate<'_>) -> Vec<String> {
 /// node's NoSchedule/NoExecute taints (what the DaemonSet controller asks; resources and
 /// readiness aside).
 pub fn fits_node(pod: &Value, node: &Value) -> bool {
-    let tolerations = pod["spec"]["tolerations"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    let taints_ok = node["spec"]["taints"].as_array().into_iter().flatten().all(|taint| {
-        let effect = taint["effect"].as_str().unwrap_or("");
-        effect == "PreferNoSchedule"
-            || tolerated(
-                tolerations,
-                taint["key"].as_str().unwrap_or(""),
-                taint["value"].as_str().unwrap_or(""),
-                effect,
-            )
-    });
+    let tolerations = pod["spec"]["tolerations"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let taints_ok = node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|taint| {
+            let effect = taint["effect"].as_str().unwrap_or("");
+            effect == "PreferNoSchedule"
+                || tolerated(
+                    tolerations,
+                    taint["key"].as_str().unwrap_or(""),
+                    taint["value"].as_str().unwrap_or(""),
+                    effect,
+                )
+        });
     let unschedulable_ok = node["spec"]["unschedulable"] != true
-        || tolerated(tolerations, "node.kubernetes.io/unschedulable", "", "NoSchedule");
+        || tolerated(
+            tolerations,
+            "node.kubernetes.io/unschedulable",
+            "",
+            "NoSchedule",
+        );
     taints_ok && unschedulable_ok && selector_matches(pod, node)
 }
 
