@@ -68,6 +68,13 @@ struct Args {
     /// their tolerations say otherwise).
     #[arg(long, default_value = "5m", value_parser = duration)]
     pod_eviction_timeout: std::time::Duration,
+    /// How long the controllers' leader Lease lasts without renewal before another control
+    /// process over the same etcd takes over.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How often the Lease is renewed or tried.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    leader_elect_retry_period: std::time::Duration,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -231,12 +238,16 @@ async fn run(args: Args) -> Result<()> {
         .await
         .context("creating the built-in namespaces")?;
 
-    let _controllers = bosun_control::controllers::spawn(
+    let _controllers = bosun_control::controllers::spawn_elected(
         &state,
         SocketAddr::new(advertise, port),
         bosun_control::controllers::LifecycleConfig {
             node_monitor_grace: args.node_monitor_grace_period,
             pod_eviction_timeout: args.pod_eviction_timeout,
+        },
+        bosun_control::controllers::ElectionConfig {
+            lease_duration: args.leader_elect_lease_duration,
+            retry: args.leader_elect_retry_period,
         },
     );
 

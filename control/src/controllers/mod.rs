@@ -5,7 +5,8 @@
 //! ReplicaSet controller (`replicaset`), the scheduler (`scheduler`), the EndpointSlice and
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
 //! node lifecycle controller (`node_lifecycle`), the Job controller (`job`), the CronJob
-//! controller (`cronjob`) and the DaemonSet controller (`daemonset`).
+//! controller (`cronjob`) and the DaemonSet controller (`daemonset`) — on the process that holds
+//! the `kube-controller-manager` Lease (`leader`).
 
 pub mod client;
 mod cronjob;
@@ -17,6 +18,7 @@ mod gc;
 mod informer;
 mod job;
 mod kubernetes_service;
+mod leader;
 mod node_lifecycle;
 mod pods;
 mod queue;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use crate::api::ApiState;
 use crate::kinds;
 use informer::Informer;
+pub use leader::ElectionConfig;
 pub use node_lifecycle::LifecycleConfig;
 
 /// The user the controllers act as.
@@ -70,6 +73,22 @@ fn lease_resource() -> &'static kinds::Resource {
         Some(r) => r,
         None => unreachable!("the kinds table serves leases"),
     }
+}
+
+/// Runs every controller while this process is the elected leader (`leader`): several
+/// control processes over one etcd all serve the API, one runs the controllers.
+pub fn spawn_elected(
+    state: &Arc<ApiState>,
+    server: SocketAddr,
+    lifecycle: LifecycleConfig,
+    election: ElectionConfig,
+) -> Controllers {
+    let client = client::Loopback::new(Arc::clone(state), CONTROLLER_USER);
+    let state = Arc::clone(state);
+    let task = leader::run(client, leader::identity(), election, move || {
+        spawn(&state, server, lifecycle)
+    });
+    Controllers { tasks: vec![task] }
 }
 
 /// Starts every controller; `server` is where clients reach this API server.
