@@ -4,11 +4,13 @@
 //!
 //! For each of the three: single-object create (put) and get latency, creates/s with
 //! [`Plan::clients`] concurrent clients (which also fills the store to [`Plan::objects`]),
-//! one list (range read) of all those objects, watch delivery to [`Plan::watchers`] watchers
-//! (from a write's response to each watcher holding the event), and for bosun the control
-//! process's RSS with the objects stored. The API is driven as a client would: HTTPS with the
-//! admin client certificate of `<data-dir>/admin.kubeconfig` ([`super::control_api`]); etcd
-//! with the `etcd-client` crate ([`super::control_etcd`]). Each etcd is a fresh one-member
+//! the median of [`Plan::lists`] lists (range reads) of all those objects in one request,
+//! watch delivery to [`Plan::watchers`] watchers (from a write's response to each watcher
+//! holding the event), and for bosun the control process's RSS with the objects stored (at
+//! rest before the lists; after them and its peak too). The API is driven as a client would:
+//! HTTPS with the admin client certificate of `<data-dir>/admin.kubeconfig`
+//! ([`super::control_api`]); etcd with the `etcd-client` crate ([`super::control_etcd`]).
+//! Each etcd is a fresh one-member
 //! Debian etcd on loopback. Everything runs under `target/bench-work/control`, removed at the
 //! end; the processes are killed however the bench ends ([`super::control_procs`]). The
 //! measuring clients must not be slower than the servers: a debug `bosun-bench` builds its
@@ -250,7 +252,8 @@ fn measure(
         runtime
             .block_on(control_etcd::measure(&etcd.endpoint, plan, rows))
             .context("raw etcd")?;
-        // For scale: etcd's own RSS holding the same objects (never part of bosun's).
+        // For scale: etcd's own RSS holding the same objects (never part of bosun's), after
+        // its range reads.
         let rss = super::agent_daemon::status_field(etcd.process.pid, "VmRSS")?;
         rows.push(Row::new("rss", ETCD, "mb", rss / 1024.0));
     }

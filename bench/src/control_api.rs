@@ -78,6 +78,12 @@ pub async fn measure(
     ));
     latency_rows(rows, "create_concurrent", implementation, samples);
 
+    // At rest with every object stored: the lists below allocate their answers.
+    sleep(Duration::from_secs(1)).await;
+    let pid = control.process.pid;
+    let rss = status_field(pid, "VmRSS").context("the control process's VmRSS")?;
+    rows.push(Row::new("rss", implementation, "mb", rss / 1024.0));
+
     let mut lists = Vec::with_capacity(plan.lists);
     let mut items = 0;
     for _ in 0..plan.lists {
@@ -96,10 +102,14 @@ pub async fn measure(
     }
     rows.push(Row::new("list", implementation, "items", items as f64));
 
-    let pid = control.process.pid;
     let rss = status_field(pid, "VmRSS").context("the control process's VmRSS")?;
     let peak = status_field(pid, "VmHWM").context("the control process's VmHWM")?;
-    rows.push(Row::new("rss", implementation, "mb", rss / 1024.0));
+    rows.push(Row::new(
+        "rss",
+        implementation,
+        "after_lists_mb",
+        rss / 1024.0,
+    ));
     rows.push(Row::new("rss", implementation, "peak_mb", peak / 1024.0));
 
     let missed = watch(&tls, &mut conn, plan, implementation, rows).await?;
