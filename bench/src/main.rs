@@ -21,6 +21,11 @@ use xtask::util;
 
 mod agent_daemon;
 mod cni;
+mod control;
+mod control_api;
+mod control_client;
+mod control_etcd;
+mod control_procs;
 mod pods;
 mod pods_cleanup;
 mod pods_density;
@@ -104,6 +109,10 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "probes",
         run: probes::run,
+    },
+    Bench {
+        name: "control",
+        run: control::run,
     },
 ];
 

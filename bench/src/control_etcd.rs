@@ -1,0 +1,190 @@
+//! The control benchmark's floor: raw etcd puts, gets, a range read and watches of the same
+//! ConfigMap payloads under kube-apiserver's key layout, through the `etcd-client` crate —
+//! what any API over etcd costs at least.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etcd_client::{Client, ConnectOptions, GetOptions, WatchOptions};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout, timeout_at};
+
+use super::control::{
+    configmap, latency_rows, object_name, watch_name, watch_rows, Plan, Receipt, ETCD,
+};
+use super::Row;
+
+const PREFIX: &str = "/registry/configmaps/default/";
+const REQUEST_LIMIT: Duration = Duration::from_secs(30);
+const DELIVERY_LIMIT: Duration = Duration::from_secs(30);
+/// A range of every object is larger than gRPC's default 4 MiB.
+const MAX_ANSWER_BYTES: usize = i32::MAX as usize;
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+fn key(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+async fn connect(endpoint: &str) -> Result<Client> {
+    let options = ConnectOptions::new()
+        .with_timeout(REQUEST_LIMIT)
+        .with_connect_timeout(Duration::from_secs(5));
+    Client::connect([endpoint], Some(options))
+        .await
+        .with_context(|| format!("connecting to etcd at {endpoint}"))
+}
+
+/// Every measurement of raw etcd at `endpoint`, as rows of [`ETCD`].
+pub async fn measure(endpoint: &str, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
+    let client = connect(endpoint).await?;
+    let mut kv = client
+        .kv_client()
+        .max_decoding_message_size(MAX_ANSWER_BYTES);
+    for _ in 0..20 {
+        kv.get(key("warm-up"), None).await?;
+    }
+    let mut puts = Vec::with_capacity(plan.latency);
+    for i in 0..plan.latency {
+        let name = object_name(i);
+        let value = configmap(&name).to_vec();
+        let start = Instant::now();
+        kv.put(key(&name), value, None).await?;
+        puts.push(ms(start));
+    }
+    latency_rows(rows, "create", ETCD, puts);
+    let mut gets = Vec::with_capacity(plan.latency);
+    for i in 0..plan.latency {
+        let start = Instant::now();
+        let answer = kv.get(key(&object_name(i)), None).await?;
+        gets.push(ms(start));
+        if answer.kvs().is_empty() {
+            bail!("etcd lost {}", object_name(i));
+        }
+    }
+    latency_rows(rows, "get", ETCD, gets);
+
+    let (first, end, clients) = (plan.latency, plan.objects, plan.clients);
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for client in 0..clients {
+        let mut kv = kv.clone();
+        tasks.spawn(async move {
+            let mut samples = Vec::new();
+            for i in (first + client..end).step_by(clients) {
+                let name = object_name(i);
+                let value = configmap(&name).to_vec();
+                let sent = Instant::now();
+                kv.put(key(&name), value, None).await?;
+                samples.push(ms(sent));
+            }
+            anyhow::Ok(samples)
+        });
+    }
+    let mut samples = Vec::with_capacity(end - first);
+    while let Some(result) = tasks.join_next().await {
+        samples.extend(result??);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    rows.push(Row::new(
+        "create_concurrent",
+        ETCD,
+        "per_s",
+        samples.len() as f64 / seconds,
+    ));
+    latency_rows(rows, "create_concurrent", ETCD, samples);
+
+    let mut lists = Vec::with_capacity(plan.lists);
+    let mut items = 0;
+    for _ in 0..plan.lists {
+        let start = Instant::now();
+        let answer = kv
+            .get(PREFIX, Some(GetOptions::new().with_prefix()))
+            .await?;
+        lists.push(ms(start));
+        items = answer.kvs().len();
+    }
+    if items < plan.objects {
+        bail!("the range held {items} keys, not {}", plan.objects);
+    }
+    if let Some(p) = super::percentiles(lists) {
+        rows.push(Row::new("list", ETCD, "ms", p.p50));
+    }
+    rows.push(Row::new("list", ETCD, "items", items as f64));
+    watch(&client, plan, rows).await
+}
+
+/// [`Plan::watchers`] etcd watches (each its own stream) of the watched writes' prefix, then
+/// [`Plan::watch_writes`] puts, one at a time: rows of the delivery latency.
+async fn watch(client: &Client, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
+    let prefix = key("watch-");
+    let (receipts_tx, mut receipts_rx) = mpsc::unbounded_channel::<Receipt>();
+    let mut streams = Vec::with_capacity(plan.watchers);
+    for _ in 0..plan.watchers {
+        let mut watch = client.watch_client();
+        let options = WatchOptions::new().with_prefix();
+        let start = async {
+            let mut stream = watch.watch(prefix.clone(), Some(options)).await?;
+            // The first answer says the watch exists: writes after it are seen.
+            match stream.message().await? {
+                Some(answer) if answer.created() => anyhow::Ok(stream),
+                other => bail!("etcd did not create the watch: {other:?}"),
+            }
+        };
+        let stream = timeout(REQUEST_LIMIT, start)
+            .await
+            .context("starting an etcd watch timed out")??;
+        streams.push(stream);
+    }
+    let mut watchers = JoinSet::new();
+    for (watcher, mut stream) in streams.into_iter().enumerate() {
+        let (receipts, prefix, writes) = (receipts_tx.clone(), prefix.clone(), plan.watch_writes);
+        watchers.spawn(async move {
+            let mut got = 0;
+            while got < writes {
+                let Some(message) = stream.message().await? else {
+                    break;
+                };
+                let at = Instant::now();
+                for event in message.events() {
+                    let index = event
+                        .kv()
+                        .and_then(|kv| kv.key_str().ok())
+                        .and_then(|k| k.strip_prefix(&prefix))
+                        .and_then(|n| n.parse::<usize>().ok());
+                    if let Some(index) = index {
+                        got += 1;
+                        let _ = receipts.send((watcher, index, at));
+                    }
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    drop(receipts_tx);
+    sleep(Duration::from_millis(200)).await;
+    let mut kv = client.kv_client();
+    let mut writes = Vec::with_capacity(plan.watch_writes);
+    for i in 0..plan.watch_writes {
+        let name = watch_name(i);
+        let value = configmap(&name).to_vec();
+        let sent = Instant::now();
+        kv.put(key(&name), value, None).await?;
+        writes.push((sent, Some(Instant::now())));
+        sleep(plan.watch_gap).await;
+    }
+    let deadline = tokio::time::Instant::now() + DELIVERY_LIMIT;
+    let mut receipts = Vec::with_capacity(plan.watchers * plan.watch_writes);
+    while receipts.len() < plan.watchers * plan.watch_writes {
+        match timeout_at(deadline, receipts_rx.recv()).await {
+            Ok(Some(receipt)) => receipts.push(receipt),
+            _ => break,
+        }
+    }
+    watchers.abort_all();
+    watch_rows(rows, ETCD, &writes, &receipts, plan.watchers);
+    Ok(())
+}
