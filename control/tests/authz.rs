@@ -339,7 +339,12 @@ fn a_client_over_its_rate_gets_429_and_succeeds_after_waiting() {
     // The administrator is exempt (as APF's exempt level).
     for _ in 0..5 {
         let out = control.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods", "-v=6"]);
-        assert!(!stderr(&out).contains("429"), "{}", stderr(&out));
+        // (-v=6 prints timings too: "200 OK in 429 milliseconds" is no refusal.)
+        assert!(
+            !stderr(&out).contains("429 Too Many Requests"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -360,8 +365,9 @@ fn a_client_over_its_watch_cap_gets_429() {
             ],
         )
     };
-    // Once both watches are up, a third is refused.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Once both watches are up, a third is refused (starting two kubectl watches can take a
+    // while on a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = probe();
         if stderr(&out).contains("429 Too Many Requests") {

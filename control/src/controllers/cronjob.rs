@@ -17,7 +17,7 @@ use super::client::{ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::controller_of;
-use super::queue::WorkQueue;
+use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
 use crate::schedule::Schedule;
 
 const COMPONENT: &str = "cronjob-controller";
@@ -96,57 +96,27 @@ pub fn due(
 
 impl Controller {
     async fn feed(self: Arc<Self>) {
-        use tokio::sync::broadcast::error::RecvError;
-        let mut cronjobs = self.cronjobs.subscribe();
-        let mut jobs = self.jobs.subscribe();
-        self.cronjobs.wait_for(1, Duration::MAX).await;
-        self.queue.add(self.cronjobs.keys());
-        let prefix = self.cronjobs.resource.key_prefix();
-        loop {
-            tokio::select! {
-                change = cronjobs.recv() => match change {
-                    Ok(key) => self.queue.add([key]),
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.cronjobs.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-                change = jobs.recv() => match change {
-                    Ok(key) => {
-                        let owner = self.jobs.get(&key).and_then(|j| {
-                            let o = controller_of(&j)?;
-                            (o["kind"] == "CronJob").then(|| format!("{prefix}{}/{}",
-                                j["metadata"]["namespace"].as_str().unwrap_or(""), o["name"].as_str().unwrap_or("")))
-                        });
-                        match owner {
-                            Some(cj) => self.queue.add([cj]),
-                            None => self.queue.add(self.cronjobs.keys()),
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.cronjobs.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-            }
-        }
+        let c = &*self;
+        let all = || c.cronjobs.keys();
+        tokio::join!(
+            forward(&c.cronjobs, &c.queue, |key| vec![key], all),
+            forward(
+                &c.jobs,
+                &c.queue,
+                |key| parents_of(&c.jobs, &c.cronjobs, &key),
+                all
+            ),
+            resync_when_listed(&c.cronjobs, &c.queue),
+        );
     }
 
     async fn work(self: Arc<Self>) {
-        loop {
-            for key in self.queue.next_batch().await {
-                match self.reconcile(&key).await {
-                    Ok(again) => {
-                        self.queue.forget(&key);
-                        if let Some(delay) = again {
-                            self.queue.add_after(key, delay);
-                        }
-                    }
-                    Err(error) => {
-                        let tries = self.queue.retry(&key);
-                        if tries == 1 || !error.is_transient() {
-                            tracing::warn!(%key, %error, tries, "cronjob controller: retrying");
-                        }
-                    }
-                }
-            }
-        }
+        let queue = Arc::clone(&self.queue);
+        work(queue, "cronjob", |key| {
+            let this = Arc::clone(&self);
+            async move { this.reconcile(&key).await }
+        })
+        .await
     }
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ClientError> {

@@ -19,7 +19,7 @@ use super::deployment::template_hash;
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::{controller_of, is_active, ready_since};
-use super::queue::WorkQueue;
+use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
 use super::scheduler::placement::fits_node;
 
 const COMPONENT: &str = "daemonset-controller";
@@ -111,59 +111,28 @@ fn node_of(pod: &Value) -> Option<String> {
 
 impl Controller {
     async fn feed(self: Arc<Self>) {
-        use tokio::sync::broadcast::error::RecvError;
-        let mut sets = self.caches.daemonsets.subscribe();
-        let mut pods = self.caches.pods.subscribe();
-        let mut nodes = self.caches.nodes.subscribe();
-        self.caches.daemonsets.wait_for(1, Duration::MAX).await;
-        self.queue.add(self.caches.daemonsets.keys());
-        let prefix = self.caches.daemonsets.resource.key_prefix();
-        loop {
-            tokio::select! {
-                change = sets.recv() => match change {
-                    Ok(key) => self.queue.add([key]),
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.caches.daemonsets.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-                change = pods.recv() => match change {
-                    Ok(key) => match self.caches.pods.get(&key).as_deref().and_then(controller_of).filter(|o| o["kind"] == "DaemonSet") {
-                        Some(owner) => {
-                            let ns = crate::kinds::for_key(&key).and_then(|(_, ns, _)| ns).unwrap_or("");
-                            self.queue.add([format!("{prefix}{ns}/{}", owner["name"].as_str().unwrap_or(""))]);
-                        }
-                        None if self.caches.pods.get(&key).is_none() => self.queue.add(self.caches.daemonsets.keys()),
-                        None => {}
-                    },
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.caches.daemonsets.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-                change = nodes.recv() => match change {
-                    Ok(_) | Err(RecvError::Lagged(_)) => self.queue.add(self.caches.daemonsets.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-            }
-        }
+        let c = &self.caches;
+        let all = || c.daemonsets.keys();
+        tokio::join!(
+            forward(&c.daemonsets, &self.queue, |key| vec![key], all),
+            forward(
+                &c.pods,
+                &self.queue,
+                |key| parents_of(&c.pods, &c.daemonsets, &key),
+                all
+            ),
+            forward(&c.nodes, &self.queue, |_| all(), all),
+            resync_when_listed(&c.daemonsets, &self.queue),
+        );
     }
 
     async fn work(self: Arc<Self>) {
-        loop {
-            for key in self.queue.next_batch().await {
-                match self.reconcile(&key).await {
-                    Ok(again) => {
-                        self.queue.forget(&key);
-                        if let Some(delay) = again {
-                            self.queue.add_after(key, delay);
-                        }
-                    }
-                    Err(error) => {
-                        let tries = self.queue.retry(&key);
-                        if tries == 1 || !error.is_transient() {
-                            tracing::warn!(%key, %error, tries, "daemonset controller: retrying");
-                        }
-                    }
-                }
-            }
-        }
+        let queue = Arc::clone(&self.queue);
+        work(queue, "daemonset", |key| {
+            let this = Arc::clone(&self);
+            async move { this.reconcile(&key).await }
+        })
+        .await
     }
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ClientError> {

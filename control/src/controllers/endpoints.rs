@@ -11,14 +11,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::client::{ClientError, Loopback};
 use super::informer::Informer;
 use super::pods::ready_since;
-use super::queue::WorkQueue;
+use super::queue::{forward, resync_when_listed, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 
 const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
@@ -73,41 +72,27 @@ impl Controller {
     }
 
     async fn feed(self: Arc<Self>) {
-        use tokio::sync::broadcast::error::RecvError;
-        let mut services = self.caches.services.subscribe();
-        let mut pods = self.caches.pods.subscribe();
-        self.caches.services.wait_for(1, Duration::MAX).await;
-        self.queue.add(self.caches.services.keys());
-        loop {
-            tokio::select! {
-                change = services.recv() => match change {
-                    Ok(key) => self.queue.add([key]),
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.caches.services.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-                change = pods.recv() => match change {
-                    Ok(key) => self.queue.add(self.services_in(&namespace_of(&key))),
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.caches.services.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-            }
-        }
+        let c = &self.caches;
+        let all = || c.services.keys();
+        tokio::join!(
+            forward(&c.services, &self.queue, |key| vec![key], all),
+            forward(
+                &c.pods,
+                &self.queue,
+                |key| self.services_in(&namespace_of(&key)),
+                all
+            ),
+            resync_when_listed(&c.services, &self.queue),
+        );
     }
 
     async fn work(self: Arc<Self>) {
-        loop {
-            for key in self.queue.next_batch().await {
-                match self.reconcile(&key).await {
-                    Ok(()) => self.queue.forget(&key),
-                    Err(error) => {
-                        let tries = self.queue.retry(&key);
-                        if tries == 1 || !error.is_transient() {
-                            tracing::warn!(%key, %error, tries, "endpoints controller: retrying");
-                        }
-                    }
-                }
-            }
-        }
+        let queue = Arc::clone(&self.queue);
+        work(queue, "endpoints", |key| {
+            let this = Arc::clone(&self);
+            async move { this.reconcile(&key).await.map(|()| None) }
+        })
+        .await
     }
 
     async fn reconcile(&self, key: &str) -> Result<(), ClientError> {

@@ -19,7 +19,7 @@ use super::client::{revision_of, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::{controller_of, ready_since};
-use super::queue::WorkQueue;
+use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
 
 const COMPONENT: &str = "job-controller";
 const MAX_BACKOFF: Duration = Duration::from_secs(360);
@@ -70,63 +70,27 @@ fn finished(job: &Value) -> Option<&'static str> {
 
 impl Controller {
     async fn feed(self: Arc<Self>) {
-        use tokio::sync::broadcast::error::RecvError;
-        let mut jobs = self.jobs.subscribe();
-        let mut pods = self.pods.subscribe();
-        self.jobs.wait_for(1, Duration::MAX).await;
-        self.queue.add(self.jobs.keys());
-        let prefix = self.jobs.resource.key_prefix();
-        loop {
-            tokio::select! {
-                change = jobs.recv() => match change {
-                    Ok(key) => self.queue.add([key]),
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.jobs.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-                change = pods.recv() => match change {
-                    Ok(key) => {
-                        let owner = self.pods.get(&key).and_then(|p| {
-                            let o = controller_of(&p)?;
-                            (o["kind"] == "Job").then(|| format!("{prefix}{}/{}",
-                                p["metadata"]["namespace"].as_str().unwrap_or(""), o["name"].as_str().unwrap_or("")))
-                        });
-                        match owner {
-                            Some(job) => self.queue.add([job]),
-                            // A pod that is gone: every Job of its namespace looks again.
-                            None if self.pods.get(&key).is_none() => {
-                                let ns = crate::kinds::for_key(&key).and_then(|(_, ns, _)| ns).unwrap_or("");
-                                let in_ns = format!("{prefix}{ns}/");
-                                self.queue.add(self.jobs.keys().into_iter().filter(|k| k.starts_with(&in_ns)));
-                            }
-                            None => {}
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.jobs.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-            }
-        }
+        let c = &*self;
+        let all = || c.jobs.keys();
+        tokio::join!(
+            forward(&c.jobs, &c.queue, |key| vec![key], all),
+            forward(
+                &c.pods,
+                &c.queue,
+                |key| parents_of(&c.pods, &c.jobs, &key),
+                all
+            ),
+            resync_when_listed(&c.jobs, &c.queue),
+        );
     }
 
     async fn work(self: Arc<Self>) {
-        loop {
-            for key in self.queue.next_batch().await {
-                match self.reconcile(&key).await {
-                    Ok(again) => {
-                        self.queue.forget(&key);
-                        if let Some(delay) = again {
-                            self.queue.add_after(key, delay);
-                        }
-                    }
-                    Err(error) => {
-                        let tries = self.queue.retry(&key);
-                        if tries == 1 || !error.is_transient() {
-                            tracing::warn!(%key, %error, tries, "job controller: retrying");
-                        }
-                    }
-                }
-            }
-        }
+        let queue = Arc::clone(&self.queue);
+        work(queue, "job", |key| {
+            let this = Arc::clone(&self);
+            async move { this.reconcile(&key).await }
+        })
+        .await
     }
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ClientError> {

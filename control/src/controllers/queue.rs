@@ -3,10 +3,100 @@
 //! doubling to 30 s); a key may ask to be looked at again after a delay.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Notify;
+
+use super::client::ClientError;
+use super::informer::Informer;
+
+/// What one pass of a controller over a key asks for: nothing more, or another look after a
+/// delay.
+pub type Outcome = Result<Option<Duration>, ClientError>;
+
+/// Hands every key of `queue` to `reconcile`, for ever: a key asking for another look comes
+/// back after its delay, a failed one after its backoff (logged unless it only lacked the
+/// newest state).
+pub async fn work<F, Fut>(queue: Arc<WorkQueue>, controller: &'static str, reconcile: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    loop {
+        for key in queue.next_batch().await {
+            match reconcile(key.clone()).await {
+                Ok(again) => {
+                    queue.forget(&key);
+                    if let Some(delay) = again {
+                        queue.add_after(key, delay);
+                    }
+                }
+                Err(error) => {
+                    let tries = queue.retry(&key);
+                    if tries == 1 || !error.is_transient() {
+                        tracing::warn!(%key, %error, tries, controller, "retrying");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Marks every key of `informer` once its first list is in (what a controller starts with).
+pub async fn resync_when_listed(informer: &Informer, queue: &WorkQueue) {
+    informer.wait_for(1, Duration::MAX).await;
+    queue.add(informer.keys());
+}
+
+/// The keys of `parents` a change of the child at `key` (in `children`) concerns: its
+/// controller when that is one of them, none when another kind controls it, and every parent
+/// of its namespace when the child is gone or an orphan one of them may adopt.
+pub fn parents_of(children: &Informer, parents: &Informer, key: &str) -> Vec<String> {
+    let prefix = parents.resource.key_prefix();
+    let namespace = crate::kinds::for_key(key)
+        .and_then(|(_, ns, _)| ns)
+        .unwrap_or("")
+        .to_owned();
+    if let Some(child) = children.get(key) {
+        if let Some(owner) = super::pods::controller_of(&child) {
+            return if owner["kind"] == parents.resource.kind {
+                vec![format!(
+                    "{prefix}{namespace}/{}",
+                    owner["name"].as_str().unwrap_or("")
+                )]
+            } else {
+                Vec::new()
+            };
+        }
+    }
+    let in_namespace = format!("{prefix}{namespace}/");
+    parents
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&in_namespace))
+        .collect()
+}
+
+/// Marks, for every change `informer` reports, the keys `map` gives; `resync`'s when this
+/// subscriber fell behind. Ends when the informer goes.
+pub async fn forward(
+    informer: &Informer,
+    queue: &WorkQueue,
+    map: impl Fn(String) -> Vec<String>,
+    resync: impl Fn() -> Vec<String>,
+) {
+    let mut changes = informer.subscribe();
+    loop {
+        match changes.recv().await {
+            Ok(key) => queue.add(map(key)),
+            Err(RecvError::Lagged(_)) => queue.add(resync()),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 

@@ -17,7 +17,7 @@ use super::client::{revision_of, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::{self, controller_of};
-use super::queue::WorkQueue;
+use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 
 const COMPONENT: &str = "replicaset-controller";
@@ -38,8 +38,7 @@ pub fn spawn(
         queue,
     });
     vec![
-        tokio::spawn(Arc::clone(&controller).feed_from_replicasets()),
-        tokio::spawn(Arc::clone(&controller).feed_from_pods()),
+        tokio::spawn(Arc::clone(&controller).feed()),
         tokio::spawn(controller.work()),
     ]
 }
@@ -52,81 +51,28 @@ struct Controller {
 }
 
 impl Controller {
-    async fn feed_from_replicasets(self: Arc<Self>) {
-        let mut changes = self.replicasets.subscribe();
-        self.replicasets.wait_for(1, Duration::MAX).await;
-        self.queue.add(self.replicasets.keys());
-        loop {
-            match changes.recv().await {
-                Ok(key) => self.queue.add([key]),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    self.queue.add(self.replicasets.keys())
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
-
-    async fn feed_from_pods(self: Arc<Self>) {
-        let mut changes = self.pods.subscribe();
-        loop {
-            match changes.recv().await {
-                Ok(key) => self.queue.add(self.replicasets_for_pod(&key)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    self.queue.add(self.replicasets.keys())
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
-
-    /// The ReplicaSets a change of the pod at `key` concerns: its controller, or — for an
-    /// orphan or a pod that is gone — every ReplicaSet of its namespace.
-    fn replicasets_for_pod(&self, key: &str) -> Vec<String> {
-        let prefix = self.replicasets.resource.key_prefix();
-        if let Some(pod) = self.pods.get(key) {
-            let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("");
-            if let Some(owner) = controller_of(&pod) {
-                return if owner["kind"] == "ReplicaSet" {
-                    vec![format!(
-                        "{prefix}{namespace}/{}",
-                        owner["name"].as_str().unwrap_or("")
-                    )]
-                } else {
-                    Vec::new()
-                };
-            }
-        }
-        let namespace = crate::kinds::for_key(key)
-            .and_then(|(_, ns, _)| ns)
-            .unwrap_or("");
-        let in_namespace = format!("{prefix}{namespace}/");
-        self.replicasets
-            .keys()
-            .into_iter()
-            .filter(|k| k.starts_with(&in_namespace))
-            .collect()
+    async fn feed(self: Arc<Self>) {
+        let c = &*self;
+        let all = || c.replicasets.keys();
+        tokio::join!(
+            forward(&c.replicasets, &c.queue, |key| vec![key], all),
+            forward(
+                &c.pods,
+                &c.queue,
+                |key| parents_of(&c.pods, &c.replicasets, &key),
+                all
+            ),
+            resync_when_listed(&c.replicasets, &c.queue),
+        );
     }
 
     async fn work(self: Arc<Self>) {
-        loop {
-            for key in self.queue.next_batch().await {
-                match self.reconcile(&key).await {
-                    Ok(again) => {
-                        self.queue.forget(&key);
-                        if let Some(delay) = again {
-                            self.queue.add_after(key, delay);
-                        }
-                    }
-                    Err(error) => {
-                        let tries = self.queue.retry(&key);
-                        if tries == 1 || !error.is_transient() {
-                            tracing::warn!(%key, %error, tries, "replicaset controller: retrying");
-                        }
-                    }
-                }
-            }
-        }
+        let queue = Arc::clone(&self.queue);
+        work(queue, "replicaset", |key| {
+            let this = Arc::clone(&self);
+            async move { this.reconcile(&key).await }
+        })
+        .await
     }
 
     /// One pass over the ReplicaSet at `key`; `Some(delay)` to look again after it.

@@ -20,8 +20,7 @@ use serde_json::{json, Value};
 
 use super::client::{ClientError, Loopback};
 use super::informer::Informer;
-use super::pods::controller_of;
-use super::queue::WorkQueue;
+use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 use hash::same_template;
 pub(crate) use hash::template_hash;
@@ -68,75 +67,27 @@ struct Controller {
 
 impl Controller {
     async fn feed(self: Arc<Self>) {
-        use tokio::sync::broadcast::error::RecvError;
-        let mut deployments = self.deployments.subscribe();
-        let mut replicasets = self.replicasets.subscribe();
-        self.deployments.wait_for(1, Duration::MAX).await;
-        self.queue.add(self.deployments.keys());
-        loop {
-            tokio::select! {
-                change = deployments.recv() => match change {
-                    Ok(key) => self.queue.add([key]),
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.deployments.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-                change = replicasets.recv() => match change {
-                    Ok(key) => self.queue.add(self.owner_key(&key)),
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.deployments.keys()),
-                    Err(RecvError::Closed) => return,
-                },
-            }
-        }
-    }
-
-    /// The Deployment a ReplicaSet change concerns (every one of its namespace when the
-    /// ReplicaSet is gone or an orphan that one may adopt).
-    fn owner_key(&self, rs_key: &str) -> Vec<String> {
-        let prefix = self.deployments.resource.key_prefix();
-        let namespace = crate::kinds::for_key(rs_key)
-            .and_then(|(_, ns, _)| ns)
-            .unwrap_or("");
-        if let Some(owner) = self
-            .replicasets
-            .get(rs_key)
-            .as_deref()
-            .and_then(controller_of)
-        {
-            return match owner["kind"].as_str() {
-                Some("Deployment") => vec![format!(
-                    "{prefix}{namespace}/{}",
-                    owner["name"].as_str().unwrap_or("")
-                )],
-                _ => Vec::new(),
-            };
-        }
-        let in_namespace = format!("{prefix}{namespace}/");
-        self.deployments
-            .keys()
-            .into_iter()
-            .filter(|k| k.starts_with(&in_namespace))
-            .collect()
+        let c = &*self;
+        let all = || c.deployments.keys();
+        tokio::join!(
+            forward(&c.deployments, &c.queue, |key| vec![key], all),
+            forward(
+                &c.replicasets,
+                &c.queue,
+                |key| parents_of(&c.replicasets, &c.deployments, &key),
+                all
+            ),
+            resync_when_listed(&c.deployments, &c.queue),
+        );
     }
 
     async fn work(self: Arc<Self>) {
-        loop {
-            for key in self.queue.next_batch().await {
-                match self.reconcile(&key).await {
-                    Ok(again) => {
-                        self.queue.forget(&key);
-                        if let Some(delay) = again {
-                            self.queue.add_after(key, delay);
-                        }
-                    }
-                    Err(error) => {
-                        let tries = self.queue.retry(&key);
-                        if tries == 1 || !error.is_transient() {
-                            tracing::warn!(%key, %error, tries, "deployment controller: retrying");
-                        }
-                    }
-                }
-            }
-        }
+        let queue = Arc::clone(&self.queue);
+        work(queue, "deployment", |key| {
+            let this = Arc::clone(&self);
+            async move { this.reconcile(&key).await }
+        })
+        .await
     }
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ClientError> {

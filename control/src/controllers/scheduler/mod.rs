@@ -19,7 +19,7 @@ use super::client::{resource_path, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::{controller_of, is_active};
-use super::queue::WorkQueue;
+use super::queue::{forward, work, WorkQueue};
 use placement::{requests_of, Candidate, Requests};
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -81,28 +81,20 @@ impl Scheduler {
     }
 
     async fn feed(self: Arc<Self>) {
-        use tokio::sync::broadcast::error::RecvError;
-        let mut pods = self.pods.subscribe();
-        let mut nodes = self.nodes.subscribe();
-        self.pods.wait_for(1, Duration::MAX).await;
-        self.queue.add(self.pending_keys());
-        loop {
-            tokio::select! {
-                change = pods.recv() => match change {
-                    Ok(key) => match self.pods.get(&key) {
-                        Some(pod) if pending(&pod) => self.queue.add([key]),
-                        // A placed pod changed or went: room may have freed up.
-                        _ => self.queue.add(self.pending_keys()),
-                    },
-                    Err(RecvError::Lagged(_)) => self.queue.add(self.pending_keys()),
-                    Err(RecvError::Closed) => return,
-                },
-                change = nodes.recv() => match change {
-                    Ok(_) | Err(RecvError::Lagged(_)) => self.queue.add(self.pending_keys()),
-                    Err(RecvError::Closed) => return,
-                },
-            }
-        }
+        let all = || self.pending_keys();
+        let pod_changed = |key: String| match self.pods.get(&key) {
+            Some(pod) if pending(&pod) => vec![key],
+            // A placed pod changed or went: room may have freed up.
+            _ => self.pending_keys(),
+        };
+        tokio::join!(
+            forward(&self.pods, &self.queue, pod_changed, all),
+            forward(&self.nodes, &self.queue, |_| all(), all),
+            async {
+                self.pods.wait_for(1, Duration::MAX).await;
+                self.queue.add(self.pending_keys());
+            },
+        );
     }
 
     async fn retry_pending(self: Arc<Self>) {
@@ -113,18 +105,12 @@ impl Scheduler {
     }
 
     async fn work(self: Arc<Self>) {
-        loop {
-            for key in self.queue.next_batch().await {
-                if let Err(error) = self.schedule(&key).await {
-                    let tries = self.queue.retry(&key);
-                    if tries == 1 || !error.is_transient() {
-                        tracing::warn!(%key, %error, tries, "scheduler: retrying");
-                    }
-                } else {
-                    self.queue.forget(&key);
-                }
-            }
-        }
+        let queue = Arc::clone(&self.queue);
+        work(queue, "scheduler", |key| {
+            let this = Arc::clone(&self);
+            async move { this.schedule(&key).await.map(|()| None) }
+        })
+        .await
     }
 
     /// Nodes with what is placed on each, counting `pod`'s siblings (same controller).
