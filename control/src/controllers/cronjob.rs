@@ -17,7 +17,7 @@ use super::client::{ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::controller_of;
-use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
+use super::queue::{follow_owned, work, WorkQueue};
 use crate::schedule::Schedule;
 
 const COMPONENT: &str = "cronjob-controller";
@@ -96,18 +96,7 @@ pub fn due(
 
 impl Controller {
     async fn feed(self: Arc<Self>) {
-        let c = &*self;
-        let all = || c.cronjobs.keys();
-        tokio::join!(
-            forward(&c.cronjobs, &c.queue, |key| vec![key], all),
-            forward(
-                &c.jobs,
-                &c.queue,
-                |key| parents_of(&c.jobs, &c.cronjobs, &key),
-                all
-            ),
-            resync_when_listed(&c.cronjobs, &c.queue),
-        );
+        follow_owned(&self.cronjobs, &self.jobs, &self.queue).await
     }
 
     async fn work(self: Arc<Self>) {

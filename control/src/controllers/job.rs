@@ -19,7 +19,7 @@ use super::client::{revision_of, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::{controller_of, ready_since};
-use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
+use super::queue::{follow_owned, work, WorkQueue};
 
 const COMPONENT: &str = "job-controller";
 const MAX_BACKOFF: Duration = Duration::from_secs(360);
@@ -70,18 +70,7 @@ fn finished(job: &Value) -> Option<&'static str> {
 
 impl Controller {
     async fn feed(self: Arc<Self>) {
-        let c = &*self;
-        let all = || c.jobs.keys();
-        tokio::join!(
-            forward(&c.jobs, &c.queue, |key| vec![key], all),
-            forward(
-                &c.pods,
-                &c.queue,
-                |key| parents_of(&c.pods, &c.jobs, &key),
-                all
-            ),
-            resync_when_listed(&c.jobs, &c.queue),
-        );
+        follow_owned(&self.jobs, &self.pods, &self.queue).await
     }
 
     async fn work(self: Arc<Self>) {

@@ -45,6 +45,23 @@ where
     }
 }
 
+/// Feeds a controller of `parents` that owns `children`: every parent change marks that
+/// parent, every child change the parents it concerns (`parents_of`), and all parents once
+/// listed.
+pub async fn follow_owned(parents: &Informer, children: &Informer, queue: &WorkQueue) {
+    let all = || parents.keys();
+    tokio::join!(
+        forward(parents, queue, |key| vec![key], all),
+        forward(
+            children,
+            queue,
+            |key| parents_of(children, parents, &key),
+            all
+        ),
+        resync_when_listed(parents, queue),
+    );
+}
+
 /// Marks every key of `informer` once its first list is in (what a controller starts with).
 pub async fn resync_when_listed(informer: &Informer, queue: &WorkQueue) {
     informer.wait_for(1, Duration::MAX).await;

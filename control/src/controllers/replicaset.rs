@@ -17,7 +17,7 @@ use super::client::{revision_of, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::{self, controller_of};
-use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
+use super::queue::{follow_owned, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 
 const COMPONENT: &str = "replicaset-controller";
@@ -52,18 +52,7 @@ struct Controller {
 
 impl Controller {
     async fn feed(self: Arc<Self>) {
-        let c = &*self;
-        let all = || c.replicasets.keys();
-        tokio::join!(
-            forward(&c.replicasets, &c.queue, |key| vec![key], all),
-            forward(
-                &c.pods,
-                &c.queue,
-                |key| parents_of(&c.pods, &c.replicasets, &key),
-                all
-            ),
-            resync_when_listed(&c.replicasets, &c.queue),
-        );
+        follow_owned(&self.replicasets, &self.pods, &self.queue).await
     }
 
     async fn work(self: Arc<Self>) {

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::client::{ClientError, Loopback};
 use super::informer::Informer;
-use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
+use super::queue::{follow_owned, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 use hash::same_template;
 pub(crate) use hash::template_hash;
@@ -67,18 +67,7 @@ struct Controller {
 
 impl Controller {
     async fn feed(self: Arc<Self>) {
-        let c = &*self;
-        let all = || c.deployments.keys();
-        tokio::join!(
-            forward(&c.deployments, &c.queue, |key| vec![key], all),
-            forward(
-                &c.replicasets,
-                &c.queue,
-                |key| parents_of(&c.replicasets, &c.deployments, &key),
-                all
-            ),
-            resync_when_listed(&c.deployments, &c.queue),
-        );
+        follow_owned(&self.deployments, &self.replicasets, &self.queue).await
     }
 
     async fn work(self: Arc<Self>) {
