@@ -66,7 +66,7 @@ fn default_bosun_cni_network_connects_pods_and_node_routes_blackhole_the_cidrs()
     assert!(again.is_empty(), "nothing added the second time: {again:?}");
     let routes = String::from_utf8_lossy(&node.ip(&["route"]).stdout).into_owned();
     assert!(routes.contains("blackhole 10.244.0.0/24"), "{routes}");
-    assert!(routes.contains("blackhole 10.96.0.0/16"), "{routes}");
+    assert!(routes.contains("blackhole 10.96.0.0/12"), "{routes}");
     let (a, b) = (
         Pod::new(root.path(), "uid-a"),
         Pod::new(root.path(), "uid-b"),

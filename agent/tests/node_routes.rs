@@ -188,7 +188,7 @@ fn run_leaves_routes_ip_forward_and_etc_bosun_as_it_found_them() {
         wait_line(&lines, "started", Duration::from_secs(60));
         if network == "cni" {
             let r = routes(&ns);
-            assert!(r.contains("blackhole 10.96.0.0/16 proto 176"), "{r}");
+            assert!(r.contains("blackhole 10.96.0.0/12 proto 176"), "{r}");
             assert!(r.contains("blackhole 10.244.0.0/24 proto 176"), "{r}");
         }
         sigint(&child);
@@ -201,7 +201,7 @@ fn run_leaves_routes_ip_forward_and_etc_bosun_as_it_found_them() {
     }
 }
 
-/// A node netns with a route over `10.96.0.0/12` (the default service CIDR is inside it).
+/// A node netns with a route over `10.96.0.0/11` (the default service CIDR is inside it).
 fn netns_with_route_over_service_cidr() -> Netns {
     let ns = node_netns("192.168.132.1");
     ns.ip(&[
@@ -213,7 +213,7 @@ fn netns_with_route_over_service_cidr() -> Netns {
     ns.ip(&[
         "route",
         "add",
-        "10.96.0.0/12",
+        "10.96.0.0/11",
         "via",
         "192.168.132.254",
         "dev",
@@ -259,7 +259,7 @@ fn daemon_refuses_a_node_route_that_would_shadow_one_the_node_has() {
         assert!(!status.success(), "{flags:?}: refused: {err}");
         assert!(
             err.contains(
-                "blackhole 10.96.0.0/16 (service CIDR) would shadow 10.96.0.0/12 via 192.168.132.254 dev bsd0"
+                "blackhole 10.96.0.0/12 (service CIDR) would shadow 10.96.0.0/11 via 192.168.132.254 dev bsd0"
             ),
             "{flags:?}: both routes named: {err}"
         );
@@ -298,7 +298,7 @@ fn network_teardown_removes_the_daemons_routes() {
         kept.contains("blackhole 10.244.133.0/24 proto 176"),
         "the daemon keeps its routes: {kept}"
     );
-    assert!(kept.contains("blackhole 10.96.0.0/16 proto 176"), "{kept}");
+    assert!(kept.contains("blackhole 10.96.0.0/12 proto 176"), "{kept}");
     let out = node
         .cmd()
         .args(["network", "teardown"])
@@ -308,7 +308,7 @@ fn network_teardown_removes_the_daemons_routes() {
     assert!(out.status.success(), "{text}{}", common::stderr(&out));
     assert!(
         text.contains("removed blackhole 10.244.133.0/24")
-            && text.contains("removed blackhole 10.96.0.0/16"),
+            && text.contains("removed blackhole 10.96.0.0/12"),
         "{text}"
     );
     assert_eq!(node_state(&ns).routes, before);

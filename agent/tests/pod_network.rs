@@ -42,7 +42,7 @@ fn pods_get_ips_reach_each_other_and_are_probed_by_pod_ip() {
     // Node routing: blackholes for the pod and service CIDRs inside the node netns only.
     let routes = String::from_utf8_lossy(&node_ns.ip(&["route", "show"]).stdout).to_string();
     assert!(routes.contains("blackhole 10.244.77.0/24"), "{routes}");
-    assert!(routes.contains("blackhole 10.96.0.0/16"), "{routes}");
+    assert!(routes.contains("blackhole 10.96.0.0/12"), "{routes}");
     assert!(routes.contains(&format!("{ip} dev bsn")), "{routes}");
     // Another pod fetches from the first by its pod IP.
     node.apply(

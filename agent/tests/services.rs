@@ -411,7 +411,7 @@ fn udp_cluster_ip_reaches_every_endpoint_and_replies_come_from_the_vip() {
         node.daemon_log().contains("dataplane sync upserted=1")
     });
     let routes = stdout(&node_ns.ip(&["route", "show"]));
-    assert!(routes.contains("blackhole 10.96.0.0/16"), "{routes}");
+    assert!(routes.contains("blackhole 10.96.0.0/12"), "{routes}");
     common::wait_until("both UDP servers bound", Duration::from_secs(10), || {
         let out = Command::new("nsenter")
             .arg(format!("--net={}", node_ns.path().display()))

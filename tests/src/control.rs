@@ -190,7 +190,7 @@ impl Drop for Control {
 }
 
 /// A loopback port free right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }

@@ -7,11 +7,13 @@
 //! (`BOSUN_TEST_IMAGES`).
 
 pub mod control;
+pub mod fabric;
 pub mod node;
 
 pub use bosun_test_support::{unique, wait_until};
 pub use control::Control;
-pub use node::Node;
+pub use fabric::Fabric;
+pub use node::{Node, NodeOptions};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

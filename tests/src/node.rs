@@ -21,8 +21,21 @@ pub struct Node {
     /// The static pod manifest directory (`--manifests`), beside the API's pods.
     pub manifests: PathBuf,
     pub cgroup_root: String,
+    /// `--bpffs-dir` when the node runs the eBPF service dataplane.
+    pub bpffs: Option<PathBuf>,
+    /// `--metrics-addr 127.0.0.1:<port>` when the node runs the dataplane.
+    pub metrics_port: Option<u16>,
     kubeconfig: PathBuf,
     agent: Option<Child>,
+}
+
+/// How a node is made.
+#[derive(Default)]
+pub struct NodeOptions<'a> {
+    /// Plugged into this fabric (its IP on `eth0` there), instead of alone with its IP on lo.
+    pub fabric: Option<&'a crate::Fabric>,
+    /// Runs the eBPF service dataplane (the cluster's Services in pinned maps).
+    pub dataplane: bool,
 }
 
 impl Node {
@@ -30,18 +43,35 @@ impl Node {
     /// `control`'s cluster, with a node kubeconfig of its own and the busybox test image
     /// imported; its agent is not started yet.
     pub fn new(n: u8, control: &Control) -> Node {
+        Node::with(n, control, NodeOptions::default())
+    }
+
+    /// Node `n` made as `options` say (on a fabric its IP is the fabric's `.n`).
+    pub fn with(n: u8, control: &Control, options: NodeOptions<'_>) -> Node {
         require_root();
         let name = unique("node-");
         let kubeconfig = control.node_kubeconfig(&name);
         let netns = Netns::new("bsne");
-        let ip = format!("192.168.{n}.1");
-        netns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+        netns.ip(&["link", "set", "lo", "up"]);
+        let ip = match options.fabric {
+            Some(fabric) => fabric.plug(n, &netns),
+            None => {
+                let ip = format!("192.168.{n}.1");
+                netns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+                ip
+            }
+        };
+        let bpffs = options
+            .dataplane
+            .then(|| PathBuf::from(format!("/sys/fs/bpf/bosun-e2e-{name}")));
         let base = std::env::temp_dir().join(format!("bosun-e2e-{name}"));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("cni")).expect("create the node's directories");
         std::fs::create_dir_all(base.join("manifests")).expect("create the manifest dir");
         let node = Node {
             cgroup_root: format!("bosun-e2e-{name}"),
+            metrics_port: bpffs.as_ref().map(|_| crate::control::free_port()),
+            bpffs,
             name,
             ip,
             pod_cidr: format!("10.244.{n}.0/24"),
@@ -73,7 +103,15 @@ impl Node {
         c.arg("--root").arg(self.base.join("root"));
         c.arg("--run-dir").arg(self.base.join("run"));
         c.args(["--cgroup-root", &self.cgroup_root]);
-        c.args(["--network", "cni", "--dataplane", "none"]);
+        c.args(["--network", "cni"]);
+        match &self.bpffs {
+            Some(dir) => {
+                c.args(["--dataplane", "ebpf"]).arg("--bpffs-dir").arg(dir);
+            }
+            None => {
+                c.args(["--dataplane", "none"]);
+            }
+        }
         c.arg("--node-netns").arg(self.netns.path());
         c.arg("--cni-conf-dir").arg(self.base.join("cni"));
         c.arg("--cni-bin-dir")
@@ -98,6 +136,11 @@ impl Node {
             .arg("--manifests")
             .arg(&self.manifests)
             .args(["--node-name", &self.name])
+            .args(
+                self.metrics_port
+                    .map(|p| vec!["--metrics-addr".to_string(), format!("127.0.0.1:{p}")])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -119,6 +162,33 @@ impl Node {
     /// The pod `name` in [`Node::ps`].
     pub fn ps_pod(&self, name: &str) -> Option<serde_json::Value> {
         self.ps().into_iter().find(|p| p["name"] == name)
+    }
+
+    /// `bosun-agent logs POD -n NAMESPACE`: a container's log on this node.
+    pub fn logs(&self, namespace: &str, pod: &str) -> String {
+        let out = self
+            .agent_cmd()
+            .args(["logs", pod, "-n", namespace])
+            .output()
+            .expect("run bosun-agent logs");
+        crate::stdout(&out)
+    }
+
+    /// A scrape of the agent's Prometheus metrics (empty when it does not answer).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let Some(port) = self.metrics_port else {
+            return String::new();
+        };
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut body = String::new();
+        if s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_ok() {
+            let _ = s.read_to_string(&mut body);
+        }
+        body
     }
 
     pub fn log(&self) -> String {
@@ -172,6 +242,11 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop_agent();
+        if let Some(dir) = &self.bpffs {
+            // Links first (unpin_all's order): the hooks leave the cgroups, the maps go.
+            let _ = bosun_ebpf::unpin_all(dir);
+            let _ = std::fs::remove_dir_all(dir);
+        }
         // Whatever the agent left: every process under the cgroup root, then the cgroups.
         let roots = self.cgroup_dirs();
         roots.iter().for_each(|r| kill_tree(r));

@@ -81,7 +81,7 @@ pub struct Args {
     pub pod_cidr: String,
     /// The cluster's service CIDR (blackholed on the node; refused if that would shadow a
     /// route the node has).
-    #[arg(long, global = true, default_value = "10.96.0.0/16")]
+    #[arg(long, global = true, default_value = "10.96.0.0/12")]
     pub service_cidr: String,
     /// Service dataplane: `ebpf` (socket-level ClusterIP load balancing) or `none`.
     /// Default: ebpf with --network cni, none with --network none.

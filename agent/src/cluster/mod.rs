@@ -2,15 +2,19 @@
 //! API with the `kube` client: registers this node's Node and keeps its status posted
 //! (`node.rs`, facts from `machine.rs`), renews its Lease (`lease.rs`), watches the pods bound
 //! to it into the desired set the daemon runs (`pods.rs`), and reports their status through the
-//! `status` subresource (`status.rs`, pure mapping in `pod_status.rs`). The pods themselves run
+//! `status` subresource (`status.rs`, pure mapping in `pod_status.rs`). With a pod network it
+//! routes to the other nodes' pod CIDRs (`peers.rs`); with a dataplane it watches the
+//! Services and EndpointSlices the dataplane programs (`services.rs`). The pods themselves run
 //! on the daemon's pod workers, beside the static pods of the manifest directory. While the API
 //! is unreachable every loop retries and nothing on the node changes.
 
 pub mod lease;
 pub mod machine;
 pub mod node;
+pub mod peers;
 pub mod pod_status;
 pub mod pods;
+pub mod services;
 pub mod status;
 
 use std::net::IpAddr;
@@ -21,6 +25,7 @@ use std::time::Duration;
 use crate::pod::{NodeContext, PodStatus};
 
 pub use pods::{ApiPods, BoundPod};
+pub use services::{ServiceWatch, ServicesSnapshot};
 
 /// The statuses of the pods the node runs (the daemon's pod table).
 pub type PodStatuses = Arc<dyn Fn() -> Vec<PodStatus> + Send + Sync>;
@@ -84,6 +89,15 @@ pub fn spawn(
     let facts = machine::Machine::detect(&ctx);
     tokio::spawn(node::run(client.clone(), node.clone(), facts));
     tokio::spawn(lease::run(client.clone(), node.name.clone()));
+    if ctx.network.is_some() {
+        let netns = ctx.config.node_netns.clone();
+        tokio::spawn(peers::run(
+            client.clone(),
+            node.name.clone(),
+            node.pod_cidr,
+            netns,
+        ));
+    }
     tokio::spawn(pods::run(
         client.clone(),
         node.name.clone(),

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cluster::{ApiPods, BoundPod, NodeIdentity};
+use crate::cluster::{ApiPods, BoundPod, NodeIdentity, ServiceWatch};
 use crate::dataplane::{Dataplane, LocalPod};
 use crate::pod::persist::load_all;
 use crate::pod::{NodeContext, PodCommand, PodStatus, PodWorker};
@@ -132,6 +132,15 @@ pub async fn run(
 
     let api_pods = Arc::new(Mutex::new(ApiPods::default()));
     let joined = join.is_some();
+    // The cluster's Services, for the dataplane (when there is one).
+    let api_services = match (&join, &dataplane) {
+        (Some(join), Some(_)) => {
+            let watch = Arc::new(ServiceWatch::default());
+            crate::cluster::services::spawn(join.client.clone(), watch.clone());
+            Some(watch)
+        }
+        _ => None,
+    };
     if let Some(join) = join {
         tracing::info!(node = %join.node.name, "joining the cluster");
         let t = table.clone();
@@ -188,7 +197,8 @@ pub async fn run(
     let mut services = dataplane.map(ServiceSync::new);
     if let Some(s) = &mut services {
         let pods = table.lock().unwrap_or_else(|p| p.into_inner()).local_pods();
-        s.tick(&dir, pods).await;
+        s.tick(&dir, api_snapshot(api_services.as_deref()), pods)
+            .await;
     }
     if let Some(d) = &manifest_dir {
         tracing::info!(dir = %d.display(), "watching manifests");
@@ -196,7 +206,17 @@ pub async fn run(
     let mut tick = tokio::time::interval(SCAN_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        match &api_services {
+            Some(watch) => {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = watch.changed.notified() => {}
+                }
+            }
+            None => {
+                tick.tick().await;
+            }
+        }
         let desired = Desired {
             static_pods: scan(&mut dir, manifest_dir.as_deref()),
             // Not joined: the API pods a previous agent ran are left alone, not deleted.
@@ -208,9 +228,15 @@ pub async fn run(
         reconcile_pods(&ctx, &table, desired);
         if let Some(s) = &mut services {
             let pods = table.lock().unwrap_or_else(|p| p.into_inner()).local_pods();
-            s.tick(&dir, pods).await;
+            s.tick(&dir, api_snapshot(api_services.as_deref()), pods)
+                .await;
         }
     }
+}
+
+/// The API's Services for the dataplane: `None` when not joined, `Some(None)` until listed.
+fn api_snapshot(watch: Option<&ServiceWatch>) -> Option<Option<crate::cluster::ServicesSnapshot>> {
+    watch.map(|w| w.state.lock().unwrap_or_else(|p| p.into_inner()).snapshot())
 }
 
 /// The static pods of the manifest directory (none without `--manifests`; `None` while the

@@ -168,7 +168,7 @@ pub fn desired_state(
             continue;
         }
         for (i, port) in svc.spec.ports.iter().enumerate() {
-            let backends = match svc.selector() {
+            let backends = match svc.selector().filter(|_| !svc.api_endpoints) {
                 Some(selector) => pod_backends(&svc.metadata.namespace, selector, port, pods),
                 None => slice_backends(svc, port, &slices),
             };

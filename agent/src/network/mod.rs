@@ -39,7 +39,7 @@ pub struct NetworkConfig {
     pub cni_bin_dirs: Vec<PathBuf>,
     /// `--pod-cidr` (default 10.244.0.0/24).
     pub pod_cidr: IpNet,
-    /// `--service-cidr` (default 10.96.0.0/16).
+    /// `--service-cidr` (default 10.96.0.0/12, Kubernetes' service range).
     pub service_cidr: IpNet,
     /// Results cache (under the agent root); the default conflist's IPAM data lives in
     /// `<cni_cache_dir>/ipam`.
@@ -62,7 +62,7 @@ impl NetworkConfig {
                 ipnet::Ipv4Net::new([10, 244, 0, 0].into(), 24).unwrap_or_default(),
             ),
             service_cidr: IpNet::V4(
-                ipnet::Ipv4Net::new([10, 96, 0, 0].into(), 16).unwrap_or_default(),
+                ipnet::Ipv4Net::new([10, 96, 0, 0].into(), 12).unwrap_or_default(),
             ),
             cni_cache_dir,
             peers: Vec::new(),

@@ -69,21 +69,67 @@ pub fn node_routes(
         },
     ];
     for (cidr, node_ip) in peers {
-        let net = v4(*cidr, "peers[].cidr")?;
-        let IpAddr::V4(gw) = node_ip else {
-            return Err(NetworkError::Field {
-                field: "peers[].node_ip",
-                message: format!("{node_ip}: only IPv4 is supported yet"),
-            });
-        };
-        out.push(NodeRoute {
-            route: Route4 {
-                gateway: Some(*gw),
-                kind: RouteKind::Unicast,
-                ..blackhole(net)
-            },
-            purpose: "peer pod CIDR",
+        out.push(peer_route(*cidr, *node_ip)?);
+    }
+    Ok(out)
+}
+
+/// The route to another node's pod CIDR through that node's address.
+pub fn peer_route(cidr: IpNet, node_ip: IpAddr) -> Result<NodeRoute, NetworkError> {
+    let net = v4(cidr, "peers[].cidr")?;
+    let IpAddr::V4(gw) = node_ip else {
+        return Err(NetworkError::Field {
+            field: "peers[].node_ip",
+            message: format!("{node_ip}: only IPv4 is supported yet"),
         });
+    };
+    Ok(NodeRoute {
+        route: Route4 {
+            gateway: Some(gw),
+            kind: RouteKind::Unicast,
+            ..blackhole(net)
+        },
+        purpose: "peer pod CIDR",
+    })
+}
+
+/// Whether `r` is one of the agent's peer routes (its protocol, through a gateway).
+fn is_peer_route(r: &Route4) -> bool {
+    r.protocol == ROUTE_PROTOCOL && r.kind == RouteKind::Unicast && r.gateway.is_some()
+}
+
+/// What [`sync_peer_routes`] changed, and the peers it could not route.
+#[derive(Debug, Default)]
+pub struct PeerSync {
+    pub added: Vec<Route4>,
+    pub removed: Vec<Route4>,
+    pub failed: Vec<(NodeRoute, NetworkError)>,
+}
+
+/// Makes the agent's peer routes in the current netns exactly `wanted`: removes its peer
+/// routes to a destination or through a gateway no longer wanted, installs the missing ones
+/// (each alone: one that would shadow a route already there is refused without holding up
+/// the others). Routes that are not the agent's are never touched.
+pub fn sync_peer_routes(wanted: &[NodeRoute]) -> Result<PeerSync, NetworkError> {
+    let nl = Netlink::connect()?;
+    let mut out = PeerSync::default();
+    let same =
+        |a: &Route4, b: &Route4| a.dst == b.dst && a.prefix == b.prefix && a.gateway == b.gateway;
+    let table = nl.routes()?;
+    for r in table.iter().filter(|r| is_peer_route(r)) {
+        if !wanted.iter().any(|w| same(&w.route, r)) {
+            nl.del_route(r)?;
+            out.removed.push(r.clone());
+        }
+    }
+    for w in wanted {
+        if table.iter().any(|r| is_peer_route(r) && same(&w.route, r)) {
+            continue;
+        }
+        match install_routes(std::slice::from_ref(w)) {
+            Ok(added) => out.added.extend(added),
+            Err(e) => out.failed.push((w.clone(), e)),
+        }
     }
     Ok(out)
 }

@@ -26,7 +26,9 @@ pub use names::{
     dns1123_label_error, dns1123_subdomain_error, iana_svc_name_error, label_key_error,
     label_value_error,
 };
-pub use parse::{parse_manifests, parse_pod, pod_from_api, Manifest};
+pub use parse::{
+    endpoint_slice_from_api, parse_manifests, parse_pod, pod_from_api, service_from_api, Manifest,
+};
 pub use pod::{
     resolve_port, Capabilities, Container, ContainerPort, EnvVar, HostAlias, ObjectMeta, Pod,
     PodSecurityContext, PodSpec, Protocol, PullPolicy, ResourceRequirements, RestartPolicy,

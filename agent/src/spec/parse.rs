@@ -161,6 +161,23 @@ fn typed<T: serde::de::DeserializeOwned>(
     deserialize_listing_unknown(&value)
 }
 
+/// A Service as the API server sends it (typed, not yet validated: see [`Service::validate`]).
+/// Its endpoints are the API's EndpointSlices, selector or not: they cover every node.
+pub fn service_from_api(value: Value) -> Result<Service, SpecError> {
+    let (mut service, unknown): (Service, _) = typed(value, "Service", "v1")?;
+    service.unknown_fields = unknown;
+    service.api_endpoints = true;
+    Ok(service)
+}
+
+/// An EndpointSlice as the API server sends it (typed, not yet validated).
+pub fn endpoint_slice_from_api(value: Value) -> Result<EndpointSlice, SpecError> {
+    let (mut slice, unknown): (EndpointSlice, _) =
+        typed(value, "EndpointSlice", "discovery.k8s.io/v1")?;
+    slice.unknown_fields = unknown;
+    Ok(slice)
+}
+
 /// A Pod as the API server sends it to the node it is bound to: the checks of a manifest
 /// (unknown fields refused unless bookkeeping or Kubernetes' defaults, unhonoured ones refused by
 /// name, validation), except that `spec.nodeName` must name `node` instead of being refused.

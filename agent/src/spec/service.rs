@@ -35,6 +35,10 @@ pub struct Service {
     /// [`Service::validate`] unless ignorable.
     #[serde(skip)]
     pub unknown_fields: Vec<UnknownField>,
+    /// From the cluster's API: the endpoints are its EndpointSlices (which cover every node),
+    /// selector or not. A manifest's Service with a selector is served by this node's pods.
+    #[serde(skip)]
+    pub api_endpoints: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,244 @@
+//! A two-node cluster driven by the real kubectl: bosun-control, two agents in netns plugged
+//! into one fabric (no route out), each running the eBPF dataplane. A Deployment behind a
+//! Service is spread over both nodes; a client pod on one node reaches pods on the other
+//! through the ClusterIP (the agent programs the API's Services and EndpointSlices, and routes
+//! to the other node's pod CIDR from its Node object); scaling up and down is followed by
+//! the pods on the nodes and the backends in every node's maps; deleting the Deployment and
+//! the Service removes every pod, pod cgroup and map entry on both nodes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bosun_e2e::{wait_until, Control, Fabric, Node, NodeOptions};
+use serde_json::Value;
+
+const WEB: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: bosun.test/busybox:1
+        command: [sh, -c, 'mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          httpGet: {port: http}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+"#;
+
+/// A pod on `node` making `count` requests to `vip`, one connection each, printing who
+/// answered (after waiting, bounded, for the Service to answer at all).
+fn client(name: &str, node: &str, vip: &str, count: u32) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: client
+    image: bosun.test/busybox:1
+    command:
+    - sh
+    - -c
+    - |
+      for i in $(seq 1 100); do timeout 3 wget -q -O /dev/null http://{vip}/ 2>/dev/null && break; sleep 0.2; done
+      for i in $(seq 1 {count}); do echo "answered by $(timeout 3 wget -q -O - http://{vip}/ 2>&1)"; done
+"#
+    )
+}
+
+/// Pod name → node name, of the pods labelled `app=web`.
+fn web_pods(control: &Control) -> BTreeMap<String, String> {
+    let list = control
+        .get_json(&["pods", "-l", "app=web"])
+        .unwrap_or_default();
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap_or_default();
+            let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
+            (name.to_string(), node.to_string())
+        })
+        .collect()
+}
+
+/// The `bosun_service_backends` of default/web in a metrics scrape.
+fn backends(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("bosun_service_backends{")
+                && l.contains("namespace=\"default\",name=\"web\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn debug(control: &Control, nodes: &[&Node]) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        let log = n.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        out += &format!("\n--- agent {} (tail) ---\n", n.name);
+        out += &tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    }
+    let log = control.log();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    out += "\n--- control (tail) ---\n";
+    out += &tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    out += &format!(
+        "\n--- pods ---\n{}",
+        String::from_utf8_lossy(&control.kubectl(&["get", "pods", "-o", "wide"]).stdout)
+    );
+    out
+}
+
+/// Runs `check`, panicking with the cluster's logs when it does.
+fn or_debug(control: &Control, nodes: &[&Node], check: impl FnOnce()) {
+    let run = std::panic::AssertUnwindSafe(check);
+    if let Err(e) = std::panic::catch_unwind(run) {
+        let what = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        panic!("{what}{}", debug(control, nodes));
+    }
+}
+
+#[test]
+fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
+    let control = Control::start();
+    let fabric = Fabric::new();
+    let options = || NodeOptions {
+        fabric: Some(&fabric),
+        dataplane: true,
+    };
+    let mut a = Node::with(71, &control, options());
+    let mut b = Node::with(72, &control, options());
+    a.start_agent();
+    b.start_agent();
+    let nodes = [&a, &b];
+    or_debug(&control, &nodes, || {
+        wait_until("both nodes Ready", Duration::from_secs(30), || {
+            let out = control.kubectl(&["get", "nodes", "--no-headers"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.lines().filter(|l| l.contains(" Ready ")).count() == 2
+        })
+    });
+
+    // The Deployment rolls out over both nodes.
+    control.apply(WEB);
+    or_debug(&control, &nodes, || {
+        control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    });
+    let placed = web_pods(&control);
+    assert_eq!(placed.len(), 4, "{placed:?}");
+    for n in [&a, &b] {
+        assert!(
+            placed.values().any(|node| *node == n.name),
+            "the scheduler spreads the replicas: {placed:?}"
+        );
+    }
+    // Every node's dataplane has the Service with all four backends, those of the other node
+    // too (they come from the API's EndpointSlices).
+    or_debug(&control, &nodes, || {
+        wait_until("4 backends on both nodes", Duration::from_secs(20), || {
+            [&a, &b].iter().all(|n| backends(&n.metrics()) == Some(4))
+        })
+    });
+
+    // A client on node a reaches the pods of node b through the ClusterIP.
+    let svc = control.get_json(&["service", "web"]).expect("service web");
+    let vip = svc["spec"]["clusterIP"]
+        .as_str()
+        .expect("clusterIP")
+        .to_owned();
+    assert!(vip.starts_with("10.9") || vip.starts_with("10.1"), "{vip}");
+    control.apply(&client("client", &a.name, &vip, 40));
+    or_debug(&control, &nodes, || {
+        wait_until("the client done", Duration::from_secs(60), || {
+            control
+                .get_json(&["pod", "client"])
+                .is_some_and(|p| p["status"]["phase"] == "Succeeded")
+        })
+    });
+    let log = a.logs("default", "client");
+    let answered: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("answered by "))
+        .collect();
+    assert_eq!(answered.len(), 40, "{log}");
+    let on_b: Vec<&&str> = answered
+        .iter()
+        .filter(|who| placed.get(**who) == Some(&b.name))
+        .collect();
+    assert!(
+        !on_b.is_empty(),
+        "pods on the other node answered: {log}\n{placed:?}"
+    );
+    assert!(
+        answered.iter().all(|who| placed.contains_key(*who)),
+        "every answer came from a web pod: {log}"
+    );
+
+    // Scaling up and down: the pods on the nodes and the backends in the maps follow.
+    for replicas in [6, 2] {
+        control.kubectl_ok(&["scale", "deployment/web", &format!("--replicas={replicas}")]);
+        or_debug(&control, &nodes, || {
+            control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+            wait_until(
+                &format!("{replicas} web pods on the nodes and in the maps"),
+                Duration::from_secs(30),
+                || {
+                    let running: usize = [&a, &b]
+                        .iter()
+                        .map(|n| {
+                            n.ps()
+                                .iter()
+                                .filter(|p| {
+                                    p["name"].as_str().is_some_and(|s| s.starts_with("web-"))
+                                })
+                                .count()
+                        })
+                        .sum();
+                    running == replicas
+                        && [&a, &b]
+                            .iter()
+                            .all(|n| backends(&n.metrics()) == Some(replicas as u64))
+                },
+            )
+        });
+    }
+
+    // Deleting the Deployment and the Service removes every pod, cgroup and map entry.
+    control.kubectl_ok(&["delete", "deployment/web", "service/web", "pod/client"]);
+    or_debug(&control, &nodes, || {
+        wait_until("nothing left on the nodes", Duration::from_secs(60), || {
+            [&a, &b].iter().all(|n| {
+                n.ps().is_empty() && n.pod_cgroups().is_empty() && backends(&n.metrics()).is_none()
+            })
+        })
+    });
+    let left: Value = control.get_json(&["pods"]).expect("pods");
+    assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left:#}");
+    drop(a);
+    drop(b);
+}
