@@ -18,8 +18,10 @@ pub struct Node {
     pub pod_cidr: String,
     pub netns: Netns,
     pub base: PathBuf,
-    /// The static pod manifest directory (`--manifests`), beside the API's pods.
+    /// The static pod manifest directory (`--manifests`, when the node runs static pods),
+    /// beside the API's pods.
     pub manifests: PathBuf,
+    static_pods: bool,
     pub cgroup_root: String,
     /// `--bpffs-dir` when the node runs the eBPF service dataplane.
     pub bpffs: Option<PathBuf>,
@@ -36,6 +38,8 @@ pub struct NodeOptions<'a> {
     pub fabric: Option<&'a crate::Fabric>,
     /// Runs the eBPF service dataplane (the cluster's Services in pinned maps).
     pub dataplane: bool,
+    /// Also runs the static pods of a manifest directory (`--manifests`).
+    pub static_pods: bool,
 }
 
 impl Node {
@@ -43,7 +47,11 @@ impl Node {
     /// `control`'s cluster, with a node kubeconfig of its own and the busybox test image
     /// imported; its agent is not started yet.
     pub fn new(n: u8, control: &Control) -> Node {
-        Node::with(n, control, NodeOptions::default())
+        let options = NodeOptions {
+            static_pods: true,
+            ..NodeOptions::default()
+        };
+        Node::with(n, control, options)
     }
 
     /// Node `n` made as `options` say (on a fabric its IP is the fabric's `.n`).
@@ -72,6 +80,7 @@ impl Node {
             cgroup_root: format!("bosun-e2e-{name}"),
             metrics_port: bpffs.as_ref().map(|_| crate::control::free_port()),
             bpffs,
+            static_pods: options.static_pods,
             name,
             ip,
             pod_cidr: format!("10.244.{n}.0/24"),
@@ -129,13 +138,16 @@ impl Node {
             .append(true)
             .open(self.base.join("agent.log"))
             .expect("agent log");
+        let static_pods = match self.static_pods {
+            true => vec!["--manifests".into(), self.manifests.clone()],
+            false => Vec::new(),
+        };
         let child = self
             .agent_cmd()
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .arg("--manifests")
-            .arg(&self.manifests)
             .args(["--node-name", &self.name])
+            .args(static_pods)
             .args(
                 self.metrics_port
                     .map(|p| vec!["--metrics-addr".to_string(), format!("127.0.0.1:{p}")])

@@ -130,6 +130,7 @@ fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
     let options = || NodeOptions {
         fabric: Some(&fabric),
         dataplane: true,
+        static_pods: false,
     };
     let mut a = Node::with(71, &control, options());
     let mut b = Node::with(72, &control, options());
@@ -241,4 +242,127 @@ fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
     assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left:#}");
     drop(a);
     drop(b);
+}
+
+/// A pod on `node` requesting `vip` every 0.2 s for `seconds`, printing `ok <unix time>
+/// <who answered>` or `fail <unix time>` per request.
+fn steady_client(name: &str, node: &str, vip: &str, seconds: u32) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: client
+    image: bosun.test/busybox:1
+    command:
+    - sh
+    - -c
+    - |
+      for i in $(seq 1 100); do timeout 3 wget -q -O /dev/null http://{vip}/ 2>/dev/null && break; sleep 0.2; done
+      end=$(($(date +%s) + {seconds}))
+      while [ $(date +%s) -lt $end ]; do
+        if out=$(timeout 3 wget -q -O - http://{vip}/ 2>/dev/null); then echo "ok $(date +%s) $out"; else echo "fail $(date +%s)"; fi
+        sleep 0.2
+      done
+"#
+    )
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// (containerID, restartCount) of every web pod, by name.
+fn web_containers(control: &Control) -> BTreeMap<String, (String, u64)> {
+    let list = control
+        .get_json(&["pods", "-l", "app=web"])
+        .unwrap_or_default();
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .map(|p| {
+            let c = &p["status"]["containerStatuses"][0];
+            let id = c["containerID"].as_str().unwrap_or_default().to_string();
+            let name = p["metadata"]["name"].as_str().unwrap_or_default();
+            (
+                name.to_string(),
+                (id, c["restartCount"].as_u64().unwrap_or(99)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pods_and_services_keep_serving_through_a_control_outage() {
+    let mut control = Control::start();
+    let fabric = Fabric::new();
+    let options = || NodeOptions {
+        fabric: Some(&fabric),
+        dataplane: true,
+        static_pods: false,
+    };
+    let mut a = Node::with(73, &control, options());
+    let mut b = Node::with(74, &control, options());
+    a.start_agent();
+    b.start_agent();
+    control.apply(&WEB.replace("replicas: 4", "replicas: 2"));
+    or_debug(&control, &[&a, &b], || {
+        control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+        wait_until("2 backends on both nodes", Duration::from_secs(20), || {
+            [&a, &b].iter().all(|n| backends(&n.metrics()) == Some(2))
+        })
+    });
+    let before = web_containers(&control);
+    let svc = control.get_json(&["service", "web"]).expect("service web");
+    let vip = svc["spec"]["clusterIP"]
+        .as_str()
+        .expect("clusterIP")
+        .to_owned();
+    control.apply(&steady_client("steady", &a.name, &vip, 45));
+    or_debug(&control, &[&a, &b], || {
+        wait_until("the client answered", Duration::from_secs(30), || {
+            a.logs("default", "steady").contains("ok ")
+        })
+    });
+
+    // The control process is gone for 30 s: the client keeps being answered by both nodes'
+    // pods through the Service.
+    control.stop();
+    let down_from = unix_now();
+    std::thread::sleep(Duration::from_secs(30));
+    let down_to = unix_now();
+    control.start_again();
+    or_debug(&control, &[&a, &b], || {
+        wait_until("the client done", Duration::from_secs(60), || {
+            control
+                .get_json(&["pod", "steady"])
+                .is_some_and(|p| p["status"]["phase"] == "Succeeded")
+        })
+    });
+    let log = a.logs("default", "steady");
+    assert!(!log.contains("fail"), "no request failed: {log}");
+    let during: Vec<&str> = log
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (ok, at, who) = (f.next()?, f.next()?.parse::<u64>().ok()?, f.next()?);
+            (ok == "ok" && at > down_from && at < down_to).then_some(who)
+        })
+        .collect();
+    assert!(during.len() > 50, "answered during the outage: {log}");
+    for pod in before.keys() {
+        assert!(
+            during.contains(&pod.as_str()),
+            "{pod} answered during the outage: {log}"
+        );
+    }
+    // Nothing was lost or restarted.
+    assert_eq!(web_containers(&control), before);
 }

@@ -9,7 +9,9 @@ pub mod images;
 pub mod setup;
 pub mod test;
 pub mod up;
+pub mod up_demo;
 pub mod up_down;
+pub mod up_net;
 pub mod util;
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `cargo xtask`: every bosun build step that cargo alone cannot do.
 //!
-//! `up`/`down` start and remove a standalone node with a ClusterIP Service (the README's first
-//! command), `setup` installs the machine's prerequisites, `images` builds the OCI test images,
+//! `up`/`down` start and remove a small cluster (bosun-control and N agents in netns) running
+//! a demo Deployment behind a Service (the README's first command), `setup` installs the machine's prerequisites, `images` builds the OCI test images,
 //! `test` runs the whole check (fmt, clippy, images, tests) and `bench` runs a benchmark (the
 //! `bosun-bench` crate, built only after `setup`).
 //! This file only parses the command line and dispatches; each verb lives in its module.
@@ -27,9 +27,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Verb {
-    /// Set up, build, and start one agent with 3 web pods behind a ClusterIP Service and a
-    /// client; show how its requests spread (node network in netns bosun-up).
-    Up,
+    /// Set up, build, and start a cluster: bosun-control and N agents (each node's network in
+    /// netns bosun-up-<n>, on one bridge); apply a Deployment behind a Service and a client,
+    /// and show how its requests spread over the pods of every node.
+    Up {
+        /// How many nodes.
+        #[arg(long, default_value_t = up::DEFAULT_NODES)]
+        nodes: u8,
+    },
     /// Remove everything `up` made: processes, mounts, cgroups, netns, pinned maps, dirs.
     Down,
     /// Set up, build, and run the demo pod (examples/demo-pod.yaml) with bosun-agent.
@@ -64,7 +69,7 @@ enum Verb {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.verb {
-        Verb::Up => up::run(),
+        Verb::Up { nodes } => up::run(nodes),
         Verb::Down => up_down::run(),
         Verb::Demo => demo::run(),
         Verb::Setup => setup::run(),

@@ -1,220 +1,214 @@
-//! `cargo xtask up` / `cargo xtask down`: the README's first command. `up` sets the machine
-//! up, builds everything, and starts one standalone agent whose node network lives in its own
-//! netns (`bosun-up`: lo with a node address, no route out) with the manifests of
-//! `examples/up/` (three httpd pods, a ClusterIP Service, a client), then shows how the
-//! client's requests through the ClusterIP spread over the pods. `down` removes every
-//! process, mount, cgroup, netns, route, pinned map and directory `up` made; both are
-//! idempotent. Everything `up` makes is named `bosun-up` or lives under `target/up/`.
+//! `cargo xtask up [--nodes N]`: the README's first command. Sets the machine up, builds
+//! everything, and starts a small cluster: `bosun-control` on its embedded store (loopback
+//! only) and N `bosun-agent --kubeconfig` nodes, each with its node network in a netns of its
+//! own (`bosun-up-<n>`), all plugged into one bridge in netns `bosun-up` (no route out), the
+//! agents routing each other's pod CIDRs. Then it applies the demo of `examples/up/` with
+//! kubectl (a Deployment of busybox httpd replicas behind a Service, and a client pod),
+//! waits for the rollout, and shows how the client's requests spread over the pods of every
+//! node (`up_demo`). `cargo xtask down` removes every process, mount, cgroup, netns, route,
+//! pinned map and directory `up` made (`up_down`); both are idempotent. Everything `up`
+//! makes is named `bosun-up…` or lives under `target/up/`.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
 
-use crate::{setup, up_down, util};
+use crate::{setup, up_demo, up_down, up_net, util};
 
+/// The fabric netns (a bridge, no route out); node `n`'s netns is `bosun-up-<n>`.
 pub const NETNS: &str = "bosun-up";
-pub const NODE_IP: &str = "192.168.200.1";
 pub const ROOT: &str = "/var/lib/bosun-up";
 pub const RUN_DIR: &str = "/run/bosun-up";
-pub const CGROUP_ROOT: &str = "bosun-up";
+/// Cgroup roots are `bosun-up-<n>`; every one starts with this.
+pub const CGROUP_PREFIX: &str = "bosun-up";
 pub const BPFFS: &str = "/sys/fs/bpf/bosun-up";
-const VIP: &str = "10.96.0.10";
-const READY_LIMIT: Duration = Duration::from_secs(120);
+/// bosun-control's HTTPS port on 127.0.0.1 (not 6443: a real cluster may use that).
+pub const CONTROL_PORT: u16 = 16443;
+/// Node `n`'s metrics are on 127.0.0.1:<METRICS_BASE + n>.
+pub const METRICS_BASE: u16 = 10260;
+pub const DEFAULT_NODES: u8 = 2;
+const SERVING_LIMIT: Duration = Duration::from_secs(30);
 
-/// `target/up`: manifests, CNI config, agent log and pidfile.
+/// One node of `up`'s cluster.
+#[derive(Debug, Clone)]
+pub struct UpNode {
+    pub n: u8,
+}
+
+impl UpNode {
+    pub fn name(&self) -> String {
+        format!("node-{}", self.n)
+    }
+    pub fn netns(&self) -> String {
+        format!("{NETNS}-{}", self.n)
+    }
+    pub fn ip(&self) -> String {
+        format!("{}.{}", up_net::SUBNET, self.n)
+    }
+    pub fn pod_cidr(&self) -> String {
+        format!("10.244.{}.0/24", self.n)
+    }
+    pub fn root(&self) -> PathBuf {
+        Path::new(ROOT).join(self.name())
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        Path::new(RUN_DIR).join(self.name())
+    }
+    pub fn cgroup_root(&self) -> String {
+        format!("{CGROUP_PREFIX}-{}", self.n)
+    }
+    pub fn kubeconfig(&self) -> PathBuf {
+        up_dir().join(format!("{}.kubeconfig", self.name()))
+    }
+    pub fn log(&self) -> PathBuf {
+        up_dir().join(format!("{}.log", self.name()))
+    }
+
+    /// `bosun-agent` with this node's global flags.
+    pub fn agent(&self) -> Command {
+        let mut c = Command::new(release_bin("bosun-agent"));
+        c.arg("--root").arg(self.root());
+        c.arg("--run-dir").arg(self.run_dir());
+        c.args(["--cgroup-root", &self.cgroup_root()]);
+        c.args(["--network", "cni", "--dataplane", "ebpf"]);
+        c.arg("--bpffs-dir").arg(Path::new(BPFFS).join(self.name()));
+        c.arg("--node-netns")
+            .arg(Path::new("/run/netns").join(self.netns()));
+        c.arg("--cni-conf-dir")
+            .arg(up_dir().join(format!("cni-{}", self.name())));
+        c.arg("--cni-bin-dir")
+            .arg(util::target_dir().join("release"));
+        c.args(["--node-ip", &self.ip(), "--pod-cidr", &self.pod_cidr()]);
+        c
+    }
+}
+
+/// `target/up`: kubeconfigs, CNI configs, logs and pidfiles.
 pub fn up_dir() -> PathBuf {
     util::target_dir().join("up")
 }
 
-pub fn agent_bin() -> PathBuf {
-    util::target_dir().join("release/bosun-agent")
+pub fn release_bin(name: &str) -> PathBuf {
+    util::target_dir().join("release").join(name)
 }
 
-/// The agent command with up's global flags.
-pub fn agent() -> Command {
-    let mut c = Command::new(agent_bin());
-    c.args([
-        "--root",
-        ROOT,
-        "--run-dir",
-        RUN_DIR,
-        "--cgroup-root",
-        CGROUP_ROOT,
-    ]);
-    c.args(["--bpffs-dir", BPFFS, "--network", "cni"]);
-    c.arg("--node-netns").arg(format!("/run/netns/{NETNS}"));
-    c.arg("--cni-conf-dir").arg(up_dir().join("cni"));
-    c.arg("--cni-bin-dir")
-        .arg(util::target_dir().join("release"));
+pub fn control_dir() -> PathBuf {
+    Path::new(ROOT).join("control")
+}
+
+/// The admin kubeconfig bosun-control writes.
+pub fn admin_kubeconfig() -> PathBuf {
+    control_dir().join("admin.kubeconfig")
+}
+
+/// kubectl as the cluster's administrator.
+pub fn kubectl() -> Command {
+    let mut c = Command::new("kubectl");
+    c.env("KUBECONFIG", admin_kubeconfig());
     c
 }
 
-/// The flags to show the user for `ps`/`logs` (the same state directories).
-fn flags_hint() -> String {
-    format!("--root {ROOT} --run-dir {RUN_DIR}")
+/// The nodes of a cluster of `count`.
+pub fn nodes(count: u8) -> Vec<UpNode> {
+    (1..=count).map(|n| UpNode { n }).collect()
 }
 
-pub fn run() -> Result<()> {
+pub fn run(count: u8) -> Result<()> {
     if !util::is_root() {
         bail!("cargo xtask up must run as root: pods need namespaces, cgroups and eBPF");
     }
+    if count == 0 || count > 9 {
+        bail!("--nodes {count}: between 1 and 9");
+    }
     let images_dir = setup::prepare_release(&["--workspace"])?;
-    let root = util::workspace_root();
-    if let Some(pid) = up_down::running_agents().first() {
+    let running = up_down::running_processes();
+    if !running.is_empty() {
         println!(
-            "\n==> bosun is already up (agent pid {pid}); `cargo xtask down` first to start over"
+            "\n==> bosun is already up (pids {running:?}); `cargo xtask down` first to start over"
         );
-        return report();
+        return up_demo::report(&nodes(up_down::node_count().max(1)));
     }
-    make_node_netns()?;
-    let dir = up_dir();
-    let manifests = dir.join("manifests");
-    std::fs::create_dir_all(&manifests).context("creating target/up/manifests")?;
-    std::fs::create_dir_all(dir.join("cni")).context("creating target/up/cni")?;
-    for e in std::fs::read_dir(root.join("examples/up")).context("reading examples/up")? {
-        let path = e?.path();
-        if let Some(name) = path.file_name() {
-            std::fs::copy(&path, manifests.join(name))
-                .with_context(|| format!("copying {}", path.display()))?;
-        }
+    std::fs::create_dir_all(up_dir()).context("creating target/up")?;
+    let nodes = nodes(count);
+    up_net::make(&nodes)?;
+    start_control()?;
+    for node in &nodes {
+        util::run(
+            node.agent()
+                .args(["image", "import"])
+                .arg(images_dir.join("busybox")),
+        )?;
+        node_kubeconfig(node)?;
+        start_agent(node)?;
     }
-    util::run(
-        agent()
-            .arg("image")
-            .arg("import")
-            .arg(images_dir.join("busybox")),
-    )?;
-    start_agent(&manifests)?;
-    wait_ready()?;
-    report()
+    up_demo::run(&nodes)?;
+    up_demo::report(&nodes)
 }
 
-/// `ip netns add bosun-up`, lo up with the node address, forwarding on; no other interface,
-/// no route out.
-fn make_node_netns() -> Result<()> {
-    if !Path::new("/run/netns").join(NETNS).exists() {
-        util::run(&mut util::cmd("ip", ["netns", "add", NETNS]))?;
-    }
-    util::run(&mut util::cmd(
-        "ip",
-        ["-n", NETNS, "link", "set", "lo", "up"],
-    ))?;
-    let addr = format!("{NODE_IP}/32");
-    let shown = util::output(&mut util::cmd(
-        "ip",
-        ["-n", NETNS, "addr", "show", "dev", "lo"],
-    ))?;
-    if !shown.contains(&addr) {
-        util::run(&mut util::cmd(
-            "ip",
-            ["-n", NETNS, "addr", "add", &addr, "dev", "lo"],
-        ))?;
-    }
-    Ok(())
-}
-
-/// Starts the daemon in the background (its own process group, so it outlives this command
-/// and a Ctrl-C here), logging to target/up/agent.log, and writes its pidfile.
-fn start_agent(manifests: &Path) -> Result<()> {
-    let dir = up_dir();
-    let log_path = dir.join("agent.log");
-    let log = std::fs::File::create(&log_path).context("creating target/up/agent.log")?;
-    let mut cmd = agent();
-    cmd.arg("--manifests")
-        .arg(manifests)
-        .stdin(Stdio::null())
+/// Starts a background process in its own process group (so it outlives this command and a
+/// Ctrl-C here), logging to `log`; records its pid in `target/up/<name>.pid`.
+fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<()> {
+    let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log)
+        .stderr(file)
         .process_group(0);
-    println!("$ {} &", util::display(&cmd));
-    let child = cmd.spawn().context("starting bosun-agent")?;
-    std::fs::write(up_down::pidfile(), child.id().to_string()).context("writing the pidfile")?;
-    println!("agent pid {} (log: {})", child.id(), log_path.display());
+    println!("$ {} &", util::display(cmd));
+    let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+    let pidfile = up_dir().join(format!("{name}.pid"));
+    std::fs::write(&pidfile, child.id().to_string())
+        .with_context(|| format!("writing {}", pidfile.display()))?;
+    println!("{name} pid {} (log: {})", child.id(), log.display());
     Ok(())
 }
 
-fn pods() -> Option<Vec<Value>> {
-    let out = agent()
-        .args(["ps", "--json"])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-/// Waits until the three web pods are ready and the client is done.
-fn wait_ready() -> Result<()> {
-    println!("\n==> waiting for the web pods to be ready and the client to finish");
-    let deadline = Instant::now() + READY_LIMIT;
-    let mut last = String::new();
+/// bosun-control on 127.0.0.1:16443, embedded store under /var/lib/bosun-up/control; waits
+/// (bounded) until it answers.
+fn start_control() -> Result<()> {
+    println!("\n==> starting bosun-control");
+    let mut cmd = Command::new(release_bin("bosun-control"));
+    cmd.arg("--data-dir").arg(control_dir());
+    cmd.args(["--bind-address", "127.0.0.1"]);
+    cmd.args(["--secure-port", &CONTROL_PORT.to_string()]);
+    spawn("control", &mut cmd, &up_dir().join("control.log"))?;
+    let deadline = Instant::now() + SERVING_LIMIT;
     loop {
-        if let Some(pods) = pods() {
-            let phase = |name: &str| {
-                let p = pods.iter().find(|p| p["name"] == name);
-                p.map(|p| {
-                    (
-                        p["phase"].as_str().unwrap_or("").to_string(),
-                        p["ready"] == true,
-                    )
-                })
-            };
-            let webs_ready = (1..=3).all(|i| phase(&format!("web-{i}")).is_some_and(|p| p.1));
-            let client = phase("client").map(|p| p.0).unwrap_or_default();
-            let now = format!("web pods ready: {webs_ready}, client: {client}");
-            if now != last {
-                println!("  {now}");
-                last = now;
-            }
-            if webs_ready && (client == "Succeeded" || client == "Failed") {
-                return Ok(());
-            }
+        if admin_kubeconfig().exists()
+            && util::succeeds(kubectl().args(["get", "--raw", "/readyz"]))
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
-                "not ready after {READY_LIMIT:?}; see {}",
-                up_dir().join("agent.log").display()
+                "bosun-control not serving after {SERVING_LIMIT:?}; see {}",
+                up_dir().join("control.log").display()
             );
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// Prints the spread of the client's requests over the pods, then what to try next.
-fn report() -> Result<()> {
-    let out = util::output(agent().args(["logs", "client"]))?;
-    let mut spread: BTreeMap<String, usize> = BTreeMap::new();
-    for line in out.lines() {
-        if let Some(who) = line.trim().strip_prefix("answered by ") {
-            *spread.entry(who.to_string()).or_default() += 1;
-        }
-    }
-    let total: usize = spread.values().sum();
-    println!(
-        "\n==> {total} requests from pod `client` to the ClusterIP {VIP}:80 were answered by:"
-    );
-    for (who, n) in &spread {
-        println!("  {who:<12} {n:>3}  {}", "#".repeat(*n));
-    }
-    let a = format!("{} {}", agent_bin().display(), flags_hint());
-    let manifests = up_dir().join("manifests");
-    println!("\nbosun is up: one agent, node network in netns `{NETNS}`, Services in eBPF maps under {BPFFS}.");
-    println!("Try next:");
-    println!("  A=\"{a}\"");
-    println!("  $A ps                        # pods, containers, readiness, pod IPs");
-    println!("  $A logs client               # the client's requests (logs web-1: a server)");
-    println!(
-        "  ls {}   # edit or add Pods/Services: applied within a second",
-        manifests.display()
-    );
-    println!("  cargo xtask bench routing    # bosun eBPF vs iptables/nftables ClusterIP routing");
-    println!("  cargo xtask down             # remove everything `up` made");
-    Ok(())
+/// The node's own credentials (`system:node:<name>`, held to the node authorization rule).
+fn node_kubeconfig(node: &UpNode) -> Result<()> {
+    util::run(
+        Command::new(release_bin("bosun-control"))
+            .arg("kubeconfig")
+            .arg("--data-dir")
+            .arg(control_dir())
+            .args(["--node", &node.name()])
+            .arg("--out")
+            .arg(node.kubeconfig()),
+    )
+}
+
+fn start_agent(node: &UpNode) -> Result<()> {
+    let mut cmd = node.agent();
+    cmd.arg("--kubeconfig").arg(node.kubeconfig());
+    cmd.args(["--node-name", &node.name()]);
+    let metrics = format!("127.0.0.1:{}", METRICS_BASE + u16::from(node.n));
+    cmd.args(["--metrics-addr", &metrics]);
+    spawn(&node.name(), &mut cmd, &node.log())
 }

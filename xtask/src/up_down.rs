@@ -1,11 +1,11 @@
 //! `cargo xtask down`: undoes `cargo xtask up`, step by step, each step tolerating that its
-//! object is already gone (idempotent). The pods go through the agent first (manifests
-//! removed, bounded wait), then every agent of `up`'s state gets SIGTERM (found by command
-//! lines naming `up`'s root or run dir and by who holds `up`'s API socket, so an agent
-//! restarted by hand goes too, not only the one in `up`'s pidfile); whatever is left in the
-//! `bosun-up` cgroups is killed, and the mounts, cgroups, pinned programs and maps, the netns
-//! (with its routes and veths) and the directories are removed. Touches nothing not named by
-//! `up`.
+//! object is already gone (idempotent). The workloads go through the API first (`kubectl
+//! delete`, bounded), so the agents stop their pods properly; then every agent and control
+//! process of `up`'s state gets SIGTERM (found by command lines naming `up`'s directories and
+//! by who holds a node's API socket, so a process restarted by hand goes too, not only those in
+//! `up`'s pidfiles); whatever is left in the `bosun-up…` cgroups is killed, and the mounts,
+//! cgroups, pinned programs and maps, the netns (with their routes and veths) and the
+//! directories are removed. Touches nothing not named by `up`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,21 +14,16 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::up::{self, BPFFS, CGROUP_ROOT, NETNS, ROOT, RUN_DIR};
-use crate::util;
+use crate::up::{self, BPFFS, CGROUP_PREFIX, ROOT, RUN_DIR};
+use crate::{up_net, util};
 
-const PODS_GONE_LIMIT: Duration = Duration::from_secs(30);
-const AGENT_EXIT_LIMIT: Duration = Duration::from_secs(15);
+const PODS_GONE_LIMIT: Duration = Duration::from_secs(40);
+const EXIT_LIMIT: Duration = Duration::from_secs(15);
 
-pub fn pidfile() -> PathBuf {
-    up::up_dir().join("agent.pid")
-}
-
-/// Every running agent of `up`'s state, however it was started (the one `up` started and
-/// recorded in its pidfile, or one restarted by hand): any `bosun-agent` whose command line
-/// names `up`'s root or run dir, and whoever holds `up`'s API socket. Sorted, without
-/// duplicates, never this process.
-pub fn running_agents() -> Vec<i32> {
+/// Every running agent or control process of `up`'s state, however it was started: any
+/// `bosun-agent`/`bosun-control` whose command line names a directory in `up`'s root or run
+/// dir, and whoever holds a node's API socket. Sorted, without duplicates, never this process.
+pub fn running_processes() -> Vec<i32> {
     let mut pids = Vec::new();
     for pid in all_pids() {
         if let Some(argv) = cmdline(pid) {
@@ -37,12 +32,25 @@ pub fn running_agents() -> Vec<i32> {
             }
         }
     }
-    pids.extend(socket_holders(&Path::new(RUN_DIR).join("agent.sock")));
+    for e in std::fs::read_dir(RUN_DIR).into_iter().flatten().flatten() {
+        pids.extend(socket_holders(&e.path().join("agent.sock")));
+    }
     let me = std::process::id() as i32;
     pids.retain(|p| *p != me);
     pids.sort_unstable();
     pids.dedup();
     pids
+}
+
+/// How many nodes `up` made (from their directories).
+pub fn node_count() -> u8 {
+    let count = std::fs::read_dir(ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("node-"))
+        .count();
+    u8::try_from(count).unwrap_or(u8::MAX)
 }
 
 fn all_pids() -> Vec<i32> {
@@ -84,29 +92,29 @@ fn normalize(path: &str, cwd: &Path) -> PathBuf {
     out
 }
 
-/// Whether `argv` (run in `cwd`) is a `bosun-agent` using `up`'s root or run dir.
+/// Whether `argv` (run in `cwd`) is a `bosun-agent` or `bosun-control` using `up`'s root or
+/// run dir (or a directory in them) as its `--root`, `--run-dir` or `--data-dir`.
 fn names_up_state(argv: &[String], cwd: &Path) -> bool {
-    let is_agent = argv
+    let ours = argv
         .first()
         .and_then(|a| Path::new(a).file_name())
-        .is_some_and(|n| n == "bosun-agent");
-    if !is_agent {
+        .is_some_and(|n| n == "bosun-agent" || n == "bosun-control");
+    if !ours {
         return false;
     }
-    let ours = |flag: &str, value: &str| {
-        let wanted = match flag {
-            "--root" => ROOT,
-            "--run-dir" => RUN_DIR,
-            _ => return false,
-        };
-        normalize(value, cwd) == Path::new(wanted)
+    let in_up = |flag: &str, value: &str| {
+        if !matches!(flag, "--root" | "--run-dir" | "--data-dir") {
+            return false;
+        }
+        let path = normalize(value, cwd);
+        path.starts_with(ROOT) || path.starts_with(RUN_DIR)
     };
     argv.iter()
         .enumerate()
         .skip(1)
         .any(|(i, a)| match a.split_once('=') {
-            Some((flag, value)) => ours(flag, value),
-            None => argv.get(i + 1).is_some_and(|v| ours(a, v)),
+            Some((flag, value)) => in_up(flag, value),
+            None => argv.get(i + 1).is_some_and(|v| in_up(a, v)),
         })
 }
 
@@ -125,7 +133,7 @@ fn socket_inodes(proc_net_unix: &str, path: &Path) -> Vec<u64> {
         .collect()
 }
 
-/// Processes holding a unix socket bound to `path` (the agent serving its API there).
+/// Processes holding a unix socket bound to `path` (an agent serving its API there).
 fn socket_holders(path: &Path) -> Vec<i32> {
     let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
     let wanted: Vec<String> = socket_inodes(&table, path)
@@ -148,31 +156,51 @@ fn socket_holders(path: &Path) -> Vec<i32> {
         .collect()
 }
 
+fn is_control(pid: i32) -> bool {
+    cmdline(pid)
+        .and_then(|a| a.first().cloned())
+        .is_some_and(|a| {
+            Path::new(&a)
+                .file_name()
+                .is_some_and(|n| n == "bosun-control")
+        })
+}
+
+/// SIGTERM, a bounded wait, then SIGKILL for what is left.
+fn stop(pids: &[i32]) {
+    for pid in pids {
+        println!("stopping pid {pid}");
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + EXIT_LIMIT;
+    let alive = |pid: &i32| Path::new(&format!("/proc/{pid}")).exists();
+    while pids.iter().any(alive) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in pids.iter().filter(|p| alive(p)) {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+}
+
 pub fn run() -> Result<()> {
     if !util::is_root() {
         anyhow::bail!("cargo xtask down must run as root");
     }
-    let agents = running_agents();
-    if !agents.is_empty() {
-        delete_pods_through_agent();
-        for pid in &agents {
-            println!("stopping agent pid {pid}");
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + AGENT_EXIT_LIMIT;
-        let alive = |pid: &i32| Path::new(&format!("/proc/{pid}")).exists();
-        while agents.iter().any(alive) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for pid in agents.iter().filter(|p| alive(p)) {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-        }
+    let running = running_processes();
+    if !running.is_empty() {
+        delete_workloads();
+        // The agents first (the control process still answers them), then the control.
+        let (controls, agents): (Vec<i32>, Vec<i32>) =
+            running.iter().partition(|p| is_control(**p));
+        stop(&agents);
+        stop(&controls);
     }
     kill_cgroup_processes();
     unmount_under(&[ROOT, RUN_DIR]);
     remove_cgroups();
-    if Path::new("/run/netns").join(NETNS).exists() {
-        util::run(&mut util::cmd("ip", ["netns", "del", NETNS]))?;
+    for ns in up_net::existing() {
+        util::run(&mut util::cmd("ip", ["netns", "del", &ns]))?;
+        println!("removed netns {ns}");
     }
     // Unlinking the pins (links, programs, maps) detaches the hooks and frees the maps.
     for dir in [
@@ -193,26 +221,28 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// Removes the manifests so the agent deletes its pods (grace periods, CNI DEL, cgroups,
-/// mounts), and waits for them to go, bounded.
-fn delete_pods_through_agent() {
-    let manifests = up::up_dir().join("manifests");
-    for e in std::fs::read_dir(&manifests)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = std::fs::remove_file(e.path());
+/// Deletes the demo's workloads through the API so the agents stop their pods (grace
+/// periods, CNI DEL, cgroups, mounts), and waits for the pods to go, bounded.
+fn delete_workloads() {
+    if !up::admin_kubeconfig().exists() {
+        return;
     }
-    println!("deleting pods through the agent");
+    println!("deleting the workloads through the API");
+    let _ = up::kubectl()
+        .args([
+            "--request-timeout=10s",
+            "delete",
+            "deployments,services,pods",
+            "--all",
+        ])
+        .args(["--wait=false"])
+        .status();
     let deadline = Instant::now() + PODS_GONE_LIMIT;
     while Instant::now() < deadline {
-        let out = up::agent().args(["ps", "--json"]).output();
-        let empty = out.ok().filter(|o| o.status.success()).is_some_and(|o| {
-            serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout)
-                .is_ok_and(|pods| pods.is_empty())
-        });
-        if empty {
+        let out = up::kubectl()
+            .args(["--request-timeout=5s", "get", "pods", "-A", "-o", "name"])
+            .output();
+        if out.is_ok_and(|o| o.status.success() && o.stdout.is_empty()) {
             return;
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -220,22 +250,38 @@ fn delete_pods_through_agent() {
     println!("pods still there after {PODS_GONE_LIMIT:?}; killing what is left");
 }
 
-/// `<hierarchy>/bosun-up` in every mounted cgroup hierarchy (v1 controllers and v2).
+/// Whether a cgroup directory name is one of `up`'s roots (`bosun-up` or `bosun-up-<n>`).
+fn is_up_cgroup(name: &str) -> bool {
+    up_net::is_ours(name) && name.starts_with(CGROUP_PREFIX)
+}
+
+/// `up`'s cgroup roots in every mounted cgroup hierarchy (v1 controllers and v2).
 fn cgroup_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
+    let children = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| is_up_cgroup(&e.file_name().to_string_lossy()))
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect()
+    };
     for h in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
         .flatten()
         .flatten()
     {
-        let d = h.path().join(CGROUP_ROOT);
-        if d.is_dir() {
-            dirs.push(d);
-        }
+        dirs.extend(children(&h.path()));
     }
-    let unified = Path::new("/sys/fs/cgroup").join(CGROUP_ROOT);
-    if unified.join("cgroup.procs").exists() && !dirs.contains(&unified) {
-        dirs.push(unified);
+    // cgroup v2 mounted at /sys/fs/cgroup itself.
+    if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+        for d in children(Path::new("/sys/fs/cgroup")) {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
     }
     dirs
 }
@@ -308,13 +354,14 @@ mod tests {
     }
 
     #[test]
-    fn agents_naming_ups_root_or_run_dir_are_found_however_spelled() {
+    fn processes_naming_ups_directories_are_found_however_spelled() {
         let cwd = Path::new("/work/bosun");
         for ours in [
-            "target/release/bosun-agent --root /var/lib/bosun-up --manifests m",
-            "/usr/local/bin/bosun-agent --run-dir /run/bosun-up/ ps",
+            "target/release/bosun-agent --root /var/lib/bosun-up/node-1 --kubeconfig k",
+            "/usr/local/bin/bosun-agent --run-dir /run/bosun-up/node-2/ ps",
             "bosun-agent --run-dir=/run/bosun-up --manifests target/up/manifests",
             "./bosun-agent --root=/var/lib/../lib/bosun-up run pod.yaml",
+            "bosun-control --data-dir /var/lib/bosun-up/control --secure-port 16443",
         ] {
             assert!(names_up_state(&argv(ours), cwd), "{ours}");
         }
@@ -327,6 +374,7 @@ mod tests {
             "bosun-agent --root /var/lib/bosun-up2",
             "vim --root /var/lib/bosun-up",
             "bosun-agent --manifests /run/bosun-up",
+            "bosun-control --data-dir /var/lib/bosun-control",
             "bosun-agent --root",
         ] {
             assert!(!names_up_state(&argv(other), cwd), "{other}");

@@ -226,6 +226,14 @@ impl ManifestDir {
         self.listed
     }
 
+    /// No manifest directory at all (no `--manifests`): known, and empty.
+    pub fn absent() -> Self {
+        ManifestDir {
+            listed: true,
+            ..ManifestDir::default()
+        }
+    }
+
     /// Changes whenever the Services or EndpointSlices may have changed.
     pub fn generation(&self) -> u64 {
         self.generation

@@ -149,7 +149,10 @@ pub async fn run(
         let pods = api_pods.clone();
         crate::cluster::spawn(join.client, join.node, ctx.clone(), pods, statuses);
     }
-    let mut dir = ManifestDir::default();
+    let mut dir = match manifest_dir {
+        Some(_) => ManifestDir::default(),
+        None => ManifestDir::absent(),
+    };
     let desired = scan(&mut dir, manifest_dir.as_deref());
     let pods_dir = ctx.config.root.join("pods");
     let found = load_all(&pods_dir).map_err(|e| {

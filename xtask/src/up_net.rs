@@ -1,0 +1,119 @@
+//! The network of `up`'s cluster: netns `bosun-up` holds a bridge (the "switch", with no
+//! uplink and no address), and each node's netns `bosun-up-<n>` has lo up and `eth0` (a veth
+//! whose peer `up-<n>` is on the bridge) with the node address `192.168.200.<n>/24`. No netns
+//! has a default route: packets between nodes stay on the bridge, and nothing reaches the
+//! machine's uplink. Idempotent: what exists already is left as it is.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::up::{UpNode, NETNS};
+use crate::util;
+
+/// The nodes' subnet on the bridge; node `n` is `.n`.
+pub const SUBNET: &str = "192.168.200";
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+fn ip(netns: &str, args: &[&str]) -> Result<()> {
+    let mut all = vec!["-n", netns];
+    all.extend_from_slice(args);
+    util::run(&mut util::cmd("ip", all))
+}
+
+fn has_link(netns: &str, link: &str) -> bool {
+    util::succeeds(&mut util::cmd("ip", ["-n", netns, "link", "show", link]))
+}
+
+/// Makes the fabric and every node's netns.
+pub fn make(nodes: &[UpNode]) -> Result<()> {
+    println!("\n==> node networks: netns {NETNS} (bridge), {}", {
+        let names: Vec<String> = nodes.iter().map(UpNode::netns).collect();
+        names.join(", ")
+    });
+    if !netns_exists(NETNS) {
+        util::run(&mut util::cmd("ip", ["netns", "add", NETNS]))?;
+    }
+    ip(NETNS, &["link", "set", "lo", "up"])?;
+    if !has_link(NETNS, "br0") {
+        ip(NETNS, &["link", "add", "br0", "type", "bridge"])?;
+    }
+    ip(NETNS, &["link", "set", "br0", "up"])?;
+    for node in nodes {
+        plug(node)?;
+    }
+    Ok(())
+}
+
+fn plug(node: &UpNode) -> Result<()> {
+    let ns = node.netns();
+    if !netns_exists(&ns) {
+        util::run(&mut util::cmd("ip", ["netns", "add", &ns]))?;
+    }
+    ip(&ns, &["link", "set", "lo", "up"])?;
+    let port = format!("up-{}", node.n);
+    if !has_link(&ns, "eth0") {
+        let fabric = format!("/run/netns/{NETNS}");
+        ip(
+            &ns,
+            &[
+                "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &fabric,
+            ],
+        )?;
+    }
+    ip(NETNS, &["link", "set", &port, "master", "br0"])?;
+    ip(NETNS, &["link", "set", &port, "up"])?;
+    let addr = format!("{}/24", node.ip());
+    let shown = util::output(&mut util::cmd(
+        "ip",
+        ["-n", &ns, "addr", "show", "dev", "eth0"],
+    ))?;
+    if !shown.contains(&addr) {
+        ip(&ns, &["addr", "add", &addr, "dev", "eth0"])?;
+    }
+    ip(&ns, &["link", "set", "eth0", "up"])
+}
+
+/// Every netns `up` made (the fabric and `bosun-up-<n>`), as they exist now.
+pub fn existing() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_ours(n))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `bosun-up` or `bosun-up-<digits>`.
+pub fn is_ours(name: &str) -> bool {
+    name == NETNS
+        || name
+            .strip_prefix(NETNS)
+            .and_then(|r| r.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_ups_netns_are_ours() {
+        for ours in ["bosun-up", "bosun-up-1", "bosun-up-12"] {
+            assert!(super::is_ours(ours), "{ours}");
+        }
+        for other in [
+            "bosun-up-",
+            "bosun-up-x",
+            "bosun-upx",
+            "bosun",
+            "bosun-up-1a",
+        ] {
+            assert!(!super::is_ours(other), "{other}");
+        }
+    }
+}
