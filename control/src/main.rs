@@ -68,6 +68,10 @@ struct Args {
     /// their tolerations say otherwise).
     #[arg(long, default_value = "5m", value_parser = duration)]
     pod_eviction_timeout: std::time::Duration,
+    /// How long a node must be missing before the pods bound to it are force-deleted (the
+    /// pod garbage collector's quarantine).
+    #[arg(long, default_value = "40s", value_parser = duration)]
+    pod_gc_orphan_quarantine: std::time::Duration,
     /// How long the controllers' leader Lease lasts without renewal before another control
     /// process over the same etcd takes over.
     #[arg(long, default_value = "10s", value_parser = duration)]
@@ -244,6 +248,7 @@ async fn run(args: Args) -> Result<()> {
         bosun_control::controllers::LifecycleConfig {
             node_monitor_grace: args.node_monitor_grace_period,
             pod_eviction_timeout: args.pod_eviction_timeout,
+            orphan_quarantine: args.pod_gc_orphan_quarantine,
         },
         bosun_control::controllers::ElectionConfig {
             lease_duration: args.leader_elect_lease_duration,

@@ -100,6 +100,31 @@ fn a_node_may_do_what_a_kubelet_needs_and_nothing_more() {
         kubectl_with(&other, &["get", "secret", "used"]),
         "User \"system:node:other\" cannot get resource \"secrets\"",
     );
+    // A node finishes the graceful deletion of its own pods, and only of those.
+    ok(control.kubectl(&["delete", "pod", "web", "--wait=false"]));
+    let uid = ok(control.kubectl(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]));
+    let body = control.dir.path().join("final-delete.json");
+    let options = format!(r#"{{"gracePeriodSeconds": 0, "preconditions": {{"uid": "{uid}"}}}}"#);
+    std::fs::write(&body, options).expect("write");
+    let final_delete = |kubeconfig: &std::path::Path| {
+        kubectl_with(
+            kubeconfig,
+            &[
+                "delete",
+                "--raw",
+                "/api/v1/namespaces/default/pods/web",
+                "-f",
+                body.to_str().expect("utf-8"),
+            ],
+        )
+    };
+    forbidden(
+        final_delete(&other),
+        "User \"system:node:other\" cannot delete resource \"pods\"",
+    );
+    ok(final_delete(&node));
+    let gone = control.kubectl(&["get", "pod", "web"]);
+    assert!(stderr(&gone).contains("NotFound"), "{}", stderr(&gone));
 }
 
 /// A copy of the bootstrap kubeconfig carrying `token` instead.

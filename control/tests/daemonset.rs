@@ -1,7 +1,8 @@
 //! The DaemonSet controller through the real kubectl: one pod per node that fits (a tainted
 //! node without a toleration gets none), placed by the scheduler through the pinned node
 //! affinity; a node that joins gets its pod; `kubectl rollout status daemonset` waits for
-//! availability; a template change rolls the pods over to the new image. Node objects and pod
+//! availability; a template change rolls the pods over to the new image; a deleted pod's
+//! replacement waits until the old one has finished terminating. Node objects and pod
 //! readiness stand in for agents (see `common::kubelets`).
 
 mod common;
@@ -9,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::kubelets::FakeKubelets;
-use common::{ok, Control};
+use common::{ok, Control, Streaming};
 use serde_json::{json, Value};
 
 fn node(control: &Control, name: &str, taints: Value) {
@@ -75,7 +76,7 @@ fn wait_until(what: &str, control: &Control, mut done: impl FnMut() -> bool) {
 #[test]
 fn one_pod_per_fitting_node_and_rolling_updates() {
     let control = Control::start();
-    let _kubelets = FakeKubelets::start(&control, "default");
+    let kubelets = FakeKubelets::start(&control, "default");
     node(&control, "n1", json!([]));
     node(&control, "n2", json!([]));
     node(
@@ -128,4 +129,61 @@ fn one_pod_per_fitting_node_and_rolling_updates() {
         describe.contains("SuccessfulCreate") && describe.contains("SuccessfulDelete"),
         "{describe}"
     );
+
+    // A deleted daemon pod terminates first; its replacement comes once it is gone.
+    let names = ok(control.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=agent",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+    ]));
+    let old = names
+        .lines()
+        .find(|l| l.ends_with(" n1"))
+        .and_then(|l| l.split(' ').next())
+        .expect("the pod on n1")
+        .to_owned();
+    let watch = Streaming::spawn(
+        &control.kubeconfig(),
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-w",
+            "--output-watch-events",
+            "--no-headers",
+        ],
+    );
+    watch.wait_for(&old, Duration::from_secs(10));
+    drop(kubelets);
+    ok(control.kubectl(&["delete", "pod", &old, "--wait=false"]));
+    let mut seen = watch.wait_for("Terminating", Duration::from_secs(10));
+    let _kubelets = FakeKubelets::start(&control, "default");
+    loop {
+        let lines = watch.wait_for(&old, Duration::from_secs(30));
+        let deleted = lines.last().is_some_and(|l| l.starts_with("DELETED"));
+        seen.extend(lines);
+        if deleted {
+            break;
+        }
+    }
+    let early: Vec<&String> = seen
+        .iter()
+        .filter(|l| {
+            l.starts_with("ADDED")
+                && !names
+                    .lines()
+                    .any(|n| l.contains(n.split(' ').next().unwrap_or("-")))
+        })
+        .collect();
+    assert!(
+        early.is_empty(),
+        "a replacement before the old pod was gone: {seen:#?}"
+    );
+    wait_until("n1 has its pod again", &control, || {
+        placed(&control).len() == 3
+    });
 }

@@ -1,9 +1,10 @@
 //! The node lifecycle controller through the real kubectl, with short timings
 //! (`--node-monitor-grace-period 2s --pod-eviction-timeout 3s`): two nodes renew their Leases
 //! (a thread stands in for their kubelets); one stops. It turns Unknown with the unreachable
-//! taints, its pod turns not ready, and after the eviction timeout the pod is deleted and its
-//! ReplicaSet's replacement lands on the node that is still alive. When the lost node renews
-//! again, the taints go.
+//! taints, its pod turns not ready, and after the eviction timeout the pod is marked for deletion
+//! (Terminating: no kubelet finishes it) and its ReplicaSet's replacement lands on the node that
+//! is still alive; the out-of-service taint has the pod garbage collector force-delete it. When
+//! the lost node renews again, the taints go.
 
 mod common;
 
@@ -191,17 +192,19 @@ fn a_lost_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
     });
     let table = ok(control.kubectl(&["get", "node", "b"]));
     assert!(table.contains("NotReady"), "{table}");
+    // Its kubelet being gone, the evicted pod stays Terminating (as in Kubernetes) until the
+    // node comes back or is removed; the ReplicaSet no longer counts it.
     wait_until(
-        "the lost pod is deleted and replaced on a",
+        "the lost pod is marked for deletion and replaced on a",
         &control,
         || {
             let pods = get(&control, "pods")["items"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            !pods
-                .iter()
-                .any(|p| p["metadata"]["name"] == lost_pod.as_str())
+            pods.iter()
+                .filter(|p| p["metadata"]["name"] == lost_pod.as_str())
+                .all(|p| !p["metadata"]["deletionTimestamp"].is_null())
                 && on("a").len() == 2
         },
     );
@@ -216,6 +219,27 @@ fn a_lost_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
         events.contains("TaintManagerEviction") && events.contains("NodeNotReady"),
         "{events}"
     );
+
+    // The administrator declares b shut down for good (the out-of-service taint): the pod
+    // garbage collector force-deletes its terminating pod.
+    ok(control.kubectl(&[
+        "taint",
+        "node",
+        "b",
+        "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute",
+    ]));
+    wait_until(
+        "the terminating pod of the out-of-service node is force-deleted",
+        &control,
+        || {
+            !get(&control, "pods")["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["metadata"]["name"] == lost_pod.as_str())
+        },
+    );
+    ok(control.kubectl(&["taint", "node", "b", "node.kubernetes.io/out-of-service-"]));
 
     // b comes back: its kubelet posts Ready again and renews; the taints go.
     alive_b.store(true, Ordering::Relaxed);

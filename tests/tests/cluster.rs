@@ -238,8 +238,11 @@ fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
             })
         })
     });
-    let left: Value = control.get_json(&["pods"]).expect("pods");
-    assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left:#}");
+    // Each agent deletes its stopped pods from the API (graceful deletion's last step).
+    wait_until("no pod left in the API", Duration::from_secs(20), || {
+        let left: Value = control.get_json(&["pods"]).expect("pods");
+        left["items"].as_array().map(Vec::len) == Some(0)
+    });
     drop(a);
     drop(b);
 }

@@ -1,13 +1,15 @@
 //! Joining a cluster (`bosun-agent --kubeconfig FILE`), like a kubelet, through the Kubernetes
 //! API with the `kube` client: registers this node's Node and keeps its status posted
 //! (`node.rs`, facts from `machine.rs`), renews its Lease (`lease.rs`), watches the pods bound
-//! to it into the desired set the daemon runs (`pods.rs`), and reports their status through the
-//! `status` subresource (`status.rs`, pure mapping in `pod_status.rs`). With a pod network it
+//! to it into the desired set the daemon runs (`pods.rs`), reports their status through the
+//! `status` subresource (`status.rs`, pure mapping in `pod_status.rs`), and deletes a pod being
+//! deleted once the daemon has stopped it (`finalize.rs`). With a pod network it
 //! routes to the other nodes' pod CIDRs (`peers.rs`); with a dataplane it watches the
 //! Services and EndpointSlices the dataplane programs (`services.rs`). The pods themselves run
 //! on the daemon's pod workers, beside the static pods of the manifest directory. While the API
 //! is unreachable every loop retries and nothing on the node changes.
 
+pub mod finalize;
 pub mod lease;
 pub mod machine;
 pub mod node;
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use crate::pod::{NodeContext, PodStatus};
 
+pub use finalize::NodePods;
 pub use pods::{ApiPods, BoundPod};
 pub use services::{ServiceWatch, ServicesSnapshot};
 
@@ -78,13 +81,15 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client, JoinError> {
 }
 
 /// Starts the node's loops on the current runtime: Node registration and status, Lease,
-/// the pod watch (into `api_pods`) and pod status reports (from `statuses`).
+/// the pod watch (into `api_pods`), pod status reports (from `statuses`) and the final delete
+/// of terminating pods no longer `on_node`.
 pub fn spawn(
     client: kube::Client,
     node: NodeIdentity,
     ctx: Arc<NodeContext>,
     api_pods: Arc<Mutex<ApiPods>>,
     statuses: PodStatuses,
+    on_node: NodePods,
 ) {
     let facts = machine::Machine::detect(&ctx);
     tokio::spawn(node::run(client.clone(), node.clone(), facts));
@@ -103,6 +108,7 @@ pub fn spawn(
         node.name.clone(),
         api_pods.clone(),
     ));
+    tokio::spawn(finalize::run(client.clone(), api_pods.clone(), on_node));
     tokio::spawn(status::run(client, node, ctx, api_pods, statuses));
 }
 

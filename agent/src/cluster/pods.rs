@@ -6,8 +6,10 @@
 //! completes the set is unknown (`synced` false) and the daemon leaves the API pods a previous
 //! agent started alone; a relist replaces the set whole, so a pod deleted meanwhile is stopped,
 //! and an unchanged one keeps running (same uid and spec hash).
-//! A pod being deleted (deletionTimestamp) is not desired. A pod the agent cannot run is kept
-//! in `refused` with the error, for the status reporter to fail it by name.
+//! A pod being deleted (deletionTimestamp) is not desired: it is kept in `terminating` with its
+//! deletionGracePeriodSeconds, for the daemon to stop it with that grace and for `finalize` to
+//! delete it from the API once it no longer runs here. A pod the agent cannot run is kept in
+//! `refused` with the error, for the status reporter to fail it by name.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,15 @@ pub struct RefusedPod {
     pub message: String,
 }
 
+/// A pod bound to this node that is being deleted (it has a deletionTimestamp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminatingPod {
+    pub namespace: String,
+    pub name: String,
+    /// `metadata.deletionGracePeriodSeconds`: how long its containers get after SIGTERM.
+    pub grace_seconds: i64,
+}
+
 /// The API's pods for this node, by uid.
 #[derive(Debug, Default)]
 pub struct ApiPods {
@@ -42,6 +53,7 @@ pub struct ApiPods {
     pub synced: bool,
     pub pods: BTreeMap<String, BoundPod>,
     pub refused: BTreeMap<String, RefusedPod>,
+    pub terminating: BTreeMap<String, TerminatingPod>,
     /// The status each pod has in the API, as last received.
     pub api_status: BTreeMap<String, serde_json::Value>,
 }
@@ -53,11 +65,11 @@ impl ApiPods {
     }
 }
 
-/// One pod from the API: desired, refused, or neither (being deleted, no uid).
+/// One pod from the API: desired, refused, or being deleted.
 enum Converted {
     Desired(String, Box<BoundPod>),
     Refused(String, RefusedPod),
-    Gone(String),
+    Terminating(String, TerminatingPod),
 }
 
 fn convert(api_pod: &ApiPod, node: &str) -> Option<(Converted, serde_json::Value)> {
@@ -68,7 +80,16 @@ fn convert(api_pod: &ApiPod, node: &str) -> Option<(Converted, serde_json::Value
 fn convert_spec(api_pod: &ApiPod, node: &str) -> Option<Converted> {
     let uid = api_pod.metadata.uid.clone()?;
     if api_pod.metadata.deletion_timestamp.is_some() {
-        return Some(Converted::Gone(uid));
+        let pod = TerminatingPod {
+            namespace: api_pod.metadata.namespace.clone().unwrap_or_default(),
+            name: api_pod.metadata.name.clone().unwrap_or_default(),
+            grace_seconds: api_pod
+                .metadata
+                .deletion_grace_period_seconds
+                .unwrap_or(0)
+                .max(0),
+        };
+        return Some(Converted::Terminating(uid, pod));
     }
     let value = match serde_json::to_value(api_pod) {
         Ok(v) => v,
@@ -111,13 +132,19 @@ impl ApiPods {
                 self.pods.remove(&uid);
                 self.refused.insert(uid, r);
             }
-            Converted::Gone(uid) => self.remove(&uid),
+            Converted::Terminating(uid, t) => {
+                self.api_status.insert(uid.clone(), status);
+                self.pods.remove(&uid);
+                self.refused.remove(&uid);
+                self.terminating.insert(uid, t);
+            }
         }
     }
 
     fn remove(&mut self, uid: &str) {
         self.pods.remove(uid);
         self.refused.remove(uid);
+        self.terminating.remove(uid);
         self.api_status.remove(uid);
     }
 }
@@ -163,5 +190,39 @@ pub async fn run(client: kube::Client, node: String, state: Arc<Mutex<ApiPods>>)
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_pod(deleting: bool) -> ApiPod {
+        let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+            "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30,
+                     "containers": [{"name": "c", "image": "busybox"}]}});
+        if deleting {
+            pod["metadata"]["deletionTimestamp"] = serde_json::json!("2026-12-02T12:00:10Z");
+            pod["metadata"]["deletionGracePeriodSeconds"] = serde_json::json!(10);
+        }
+        serde_json::from_value(pod).expect("a Pod")
+    }
+
+    #[test]
+    fn a_pod_being_deleted_is_terminating_with_its_deletion_grace() {
+        let mut pods = ApiPods::default();
+        pods.apply(convert(&api_pod(false), "n1").expect("converted"));
+        assert!(pods.pods.contains_key("u1"));
+        pods.apply(convert(&api_pod(true), "n1").expect("converted"));
+        assert!(pods.pods.is_empty() && pods.refused.is_empty());
+        let expected = TerminatingPod {
+            namespace: "default".into(),
+            name: "web".into(),
+            grace_seconds: 10,
+        };
+        assert_eq!(pods.terminating.get("u1"), Some(&expected));
+        pods.remove("u1");
+        assert!(pods.terminating.is_empty() && pods.api_status.is_empty());
     }
 }

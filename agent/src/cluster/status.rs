@@ -1,11 +1,11 @@
-//! Pod status reports: each tick, the status of every API pod the daemon runs is mapped by
-//! [`api_status`] and, when it differs from the last one the API accepted, patched onto the
-//! pod's `status` subresource — a merge patch conditional on the pod's uid (a pod deleted and
-//! recreated under the same name is never written with the old one's status) — or when the
-//! API's conditions (from the watch) say otherwise, as after the node lifecycle controller
-//! marked the pods of a silent node not ready. A failed patch
-//! keeps the last accepted state, so the next tick retries. Pods the agent refuses are failed
-//! once with the refusal, like kubelet's admission rejections.
+//! Pod status reports: each tick, the status of every API pod the daemon runs (terminating
+//! ones included, until they are gone) is mapped by [`api_status`] and, when it differs from
+//! the last one the API accepted, patched onto the pod's `status` subresource — a merge patch
+//! conditional on the pod's uid (a pod deleted and recreated under the same name is never
+//! written with the old one's status) — or when the API's conditions (from the watch) say
+//! otherwise, as after the node lifecycle controller marked the pods of a silent node not
+//! ready. A failed patch keeps the last accepted state, so the next tick retries. Pods the
+//! agent refuses are failed once with the refusal, like kubelet's admission rejections.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -54,7 +54,10 @@ pub async fn run(
         let mut reports = Vec::new();
         {
             let api = api_pods.lock().unwrap_or_else(|p| p.into_inner());
-            for st in statuses.iter().filter(|s| api.pods.contains_key(&s.uid)) {
+            // Terminating pods too: their containers' ends are reported until they are gone.
+            let reported =
+                |uid: &String| api.pods.contains_key(uid) || api.terminating.contains_key(uid);
+            for st in statuses.iter().filter(|s| reported(&s.uid)) {
                 for c in st
                     .container_statuses
                     .iter()
@@ -102,7 +105,7 @@ pub async fn run(
                     }),
                 });
             }
-            let known = |uid: &String| api.pods.contains_key(uid) || api.refused.contains_key(uid);
+            let known = |uid: &String| reported(uid) || api.refused.contains_key(uid);
             sent.retain(|uid, _| known(uid));
             times.retain(|uid, _| known(uid));
         }

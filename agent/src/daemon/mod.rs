@@ -4,7 +4,8 @@
 //! replaced, removed → deleted; adopts the containers a previous agent left running, and serves
 //! the local API. A pod's source is its `spec.nodeName` (API pods have it, static pods may
 //! not); a source not listed yet (the directory unreadable, the API not reached since start)
-//! changes none of its pods. With a dataplane, each tick also syncs the manifests' Services
+//! changes none of its pods. An API pod being deleted (deletionTimestamp) is stopped with its
+//! deletionGracePeriodSeconds; `cluster::finalize` deletes it from the API once it is gone. With a dataplane, each tick also syncs the manifests' Services
 //! with the pods (`services.rs`). Stopping the daemon leaves pods (and the pinned dataplane)
 //! running for the next agent to adopt; only a pod's removal from its source deletes it.
 
@@ -48,6 +49,8 @@ pub struct PodTable {
     /// Pods whose record could not be read at start: their containers may still run, so this
     /// agent neither starts nor deletes them (uid → whether a manifest for it was reported).
     unreadable: BTreeMap<String, bool>,
+    /// Whether the pods a previous agent left have been adopted.
+    adopted: bool,
 }
 
 impl PodTable {
@@ -89,6 +92,21 @@ impl PodTable {
             let _ = entry
                 .commands
                 .send(PodCommand::Delete { remove_logs: true });
+            self.terminating.insert(uid.to_string(), entry);
+        }
+    }
+
+    /// The uids of every pod this node holds (see `cluster::NodePods`); `None` before adoption.
+    pub fn on_node(&self) -> Option<std::collections::BTreeSet<String>> {
+        let all = self.pods.keys().chain(self.terminating.keys());
+        self.adopted
+            .then(|| all.chain(self.unreadable.keys()).cloned().collect())
+    }
+
+    /// Deletes an API pod that is being deleted, with its deletionGracePeriodSeconds.
+    fn terminate(&mut self, uid: &str, grace_seconds: i64) {
+        if let Some(entry) = self.pods.remove(uid) {
+            let _ = entry.commands.send(PodCommand::Terminate { grace_seconds });
             self.terminating.insert(uid.to_string(), entry);
         }
     }
@@ -147,7 +165,10 @@ pub async fn run(
         let statuses: crate::cluster::PodStatuses =
             Arc::new(move || t.lock().unwrap_or_else(|p| p.into_inner()).statuses());
         let pods = api_pods.clone();
-        crate::cluster::spawn(join.client, join.node, ctx.clone(), pods, statuses);
+        let t = table.clone();
+        let on_node: crate::cluster::NodePods =
+            Arc::new(move || t.lock().unwrap_or_else(|p| p.into_inner()).on_node());
+        crate::cluster::spawn(join.client, join.node, ctx.clone(), pods, statuses, on_node);
     }
     let mut dir = match manifest_dir {
         Some(_) => ManifestDir::default(),
@@ -196,6 +217,7 @@ pub async fn run(
         } else {
             gc_network(&ctx, &live);
         }
+        t.adopted = true;
     }
     let mut services = dataplane.map(ServiceSync::new);
     if let Some(s) = &mut services {
@@ -220,14 +242,27 @@ pub async fn run(
                 tick.tick().await;
             }
         }
+        // Not joined: the API pods a previous agent ran are left alone, not deleted.
+        let (api, terminating) = if joined {
+            let api = api_pods.lock().unwrap_or_else(|p| p.into_inner());
+            (api.desired(), api.terminating.clone())
+        } else {
+            (None, BTreeMap::new())
+        };
         let desired = Desired {
             static_pods: scan(&mut dir, manifest_dir.as_deref()),
-            // Not joined: the API pods a previous agent ran are left alone, not deleted.
-            api_pods: joined
-                .then(|| api_pods.lock().unwrap_or_else(|p| p.into_inner()).desired())
-                .flatten()
-                .map(api_desired),
+            api_pods: api.map(api_desired),
         };
+        {
+            // Pods being deleted in the API stop with their deletion grace period.
+            let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+            for (uid, pod) in &terminating {
+                if t.pods.contains_key(uid) {
+                    tracing::info!(pod = %pod.name, grace = pod.grace_seconds, "pod deleted in the API; stopping it");
+                    t.terminate(uid, pod.grace_seconds);
+                }
+            }
+        }
         reconcile_pods(&ctx, &table, desired);
         if let Some(s) = &mut services {
             let pods = table.lock().unwrap_or_else(|p| p.into_inner()).local_pods();

@@ -29,6 +29,11 @@ pub enum PodCommand {
     Delete {
         remove_logs: bool,
     },
+    /// Delete (logs included) with this grace instead of the spec's: the API pod's
+    /// `deletionGracePeriodSeconds`.
+    Terminate {
+        grace_seconds: i64,
+    },
 }
 
 /// The running pod task's state.
@@ -240,6 +245,11 @@ impl PodWorker {
                 () = deadline_passed, if deadline.is_some() => self.deadline_exceeded().await,
                 changed = commands.changed() => {
                     let cmd = if changed.is_ok() { *commands.borrow() } else { PodCommand::Delete { remove_logs: false } };
+                    if let PodCommand::Terminate { grace_seconds } = cmd {
+                        self.pod.spec.termination_grace_period_seconds = Some(grace_seconds);
+                        self.teardown(true).await;
+                        break;
+                    }
                     if let PodCommand::Delete { remove_logs } = cmd {
                         self.teardown(remove_logs).await;
                         break;

@@ -1,8 +1,10 @@
-//! DELETE of an object and of a collection. An object with finalizers gets a
-//! deletionTimestamp and stays until they are removed (the update that removes the last one
-//! deletes it); otherwise the key is deleted, compare-and-swap on the revision just read. The
-//! answer is the object (200). DeleteOptions in the body: `propagationPolicy` (and the older
-//! `orphanDependents`), `preconditions`, `dryRun`. Foreground and Orphan propagation add the
+//! DELETE of an object and of a collection. A pod is deleted gracefully (`pod_grace`): it
+//! gets a deletionTimestamp and a deletionGracePeriodSeconds and stays until its kubelet
+//! deletes it with grace 0. An object with finalizers gets a deletionTimestamp and stays until
+//! they are removed (the update that removes the last one deletes it, once its grace is 0);
+//! otherwise the key is deleted, compare-and-swap on the revision just read. The answer is the
+//! object (200). DeleteOptions in the body: `gracePeriodSeconds`, `propagationPolicy` (and the
+//! older `orphanDependents`), `preconditions`, `dryRun`. Foreground and Orphan propagation add the
 //! `foregroundDeletion` / `orphan` finalizer that the garbage collector (`controllers::gc`)
 //! works off and removes; Background deletes at once and leaves the dependents to it.
 //! Namespaces are deleted by `namespaces`.
@@ -12,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::get::list_page;
 use super::meta::{self, finalizers, name_of};
+use super::pod_grace::{self, Grace};
 use super::{decode_stored, map_store_error, namespaces, object_response, Call};
 use crate::http_util::ResponseBody;
 use crate::status::ApiError;
@@ -21,8 +24,16 @@ use crate::store::{self, KeyValue, Store};
 pub enum Outcome {
     /// The key is gone; the object's last state.
     Deleted(Value),
-    /// It has finalizers: it now carries a deletionTimestamp.
+    /// It has finalizers or a grace period: it now carries a deletionTimestamp.
     Marked(Value),
+}
+
+/// How one object is to be deleted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Request {
+    pub propagation: Propagation,
+    /// DeleteOptions' `gracePeriodSeconds` (pods; `None`: the pod's own).
+    pub grace: Option<i64>,
 }
 
 /// What happens to an object's dependents (those naming it in `ownerReferences`).
@@ -56,7 +67,7 @@ impl Propagation {
 struct DeleteOptions {
     dry_run: bool,
     preconditions: Value,
-    propagation: Propagation,
+    request: Request,
 }
 
 /// Checks a DeleteOptions body.
@@ -65,7 +76,7 @@ fn options(body: &[u8]) -> Result<DeleteOptions, ApiError> {
         return Ok(DeleteOptions {
             dry_run: false,
             preconditions: Value::Null,
-            propagation: Propagation::default(),
+            request: Request::default(),
         });
     }
     let options: Value = serde_json::from_slice(body)
@@ -91,10 +102,18 @@ fn options(body: &[u8]) -> Result<DeleteOptions, ApiError> {
     let dry_run = options["dryRun"]
         .as_array()
         .is_some_and(|d| d.iter().any(|v| v == "All"));
+    if !options["gracePeriodSeconds"].is_null() && !options["gracePeriodSeconds"].is_i64() {
+        return Err(ApiError::bad_request(
+            "gracePeriodSeconds: Invalid value: must be an integer",
+        ));
+    }
     Ok(DeleteOptions {
         dry_run,
         preconditions: options["preconditions"].clone(),
-        propagation,
+        request: Request {
+            propagation,
+            grace: pod_grace::requested(&options),
+        },
     })
 }
 
@@ -102,7 +121,7 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     let DeleteOptions {
         dry_run,
         preconditions,
-        propagation,
+        request,
     } = options(body)?;
     let dry_run = dry_run || call.query.dry_run;
     let name = call.path.name.clone().unwrap_or_default();
@@ -139,31 +158,37 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         let marked = namespaces::begin_delete(&call.state, &kv).await?;
         return Ok(object_response(StatusCode::OK, &marked, &[]));
     }
-    match delete_kv(store.as_ref(), &kv, propagation, |e| {
-        call.store_error(&name, e)
-    })
-    .await?
-    {
+    match delete_kv(store.as_ref(), &kv, request, |e| call.store_error(&name, e)).await? {
         Outcome::Deleted(o) | Outcome::Marked(o) => {
             Ok(object_response(StatusCode::OK, &call.shown(o), &[]))
         }
     }
 }
 
-/// Deletes the object stored in `kv`, or marks it when it has finalizers (including the one
-/// `propagation` adds).
+/// Deletes the object stored in `kv`, or marks it when it has a grace period (pods) or
+/// finalizers (including the one `request.propagation` adds).
 pub async fn delete_kv(
     store: &dyn Store,
     kv: &KeyValue,
-    propagation: Propagation,
+    request: Request,
     map: impl Fn(store::Error) -> ApiError,
 ) -> Result<Outcome, ApiError> {
     let mut object = decode_stored(kv)?;
-    let mut changed = false;
-    if let Some(finalizer) = propagation.finalizer() {
-        changed = set_gc_finalizer(&mut object, finalizer);
+    let grace = if pod_grace::applies(&object) {
+        pod_grace::before_delete(&mut object, request.grace, time::OffsetDateTime::now_utc())
+    } else {
+        Grace::None
+    };
+    let (mut changed, period) = match grace {
+        // A graceful deletion under way is not changed, finalizers included.
+        Grace::Pending => return Ok(Outcome::Marked(object)),
+        Grace::Marked(period) => (true, period),
+        Grace::None => (false, 0),
+    };
+    if let Some(finalizer) = request.propagation.finalizer() {
+        changed |= set_gc_finalizer(&mut object, finalizer);
     }
-    if finalizers(&object) > 0 {
+    if finalizers(&object) > 0 || period > 0 {
         if object["metadata"]["deletionTimestamp"].is_null() {
             object["metadata"]["deletionTimestamp"] = json!(meta::now());
             object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
@@ -231,7 +256,7 @@ pub async fn delete_collection(
         let Some(kv) = call.state.store.get(&key).await.map_err(map_store_error)? else {
             continue; // deleted meanwhile
         };
-        match delete_kv(call.state.store.as_ref(), &kv, options.propagation, |e| {
+        match delete_kv(call.state.store.as_ref(), &kv, options.request, |e| {
             call.store_error(&name, e)
         })
         .await

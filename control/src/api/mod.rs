@@ -16,6 +16,7 @@ pub(crate) mod meta;
 mod namespaces;
 pub(crate) mod patch;
 pub mod path;
+mod pod_grace;
 pub(crate) mod query;
 mod scale;
 pub mod selector;

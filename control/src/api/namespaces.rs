@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::delete::{delete_kv, Outcome, Propagation};
+use super::delete::{delete_kv, Outcome, Request};
 use super::path::object_key;
 use super::{decode_stored, map_store_error, meta, ApiState};
 use crate::kinds::{self, Resource};
@@ -139,7 +139,7 @@ async fn empty_namespace(store: &dyn Store, name: &str) -> Result<bool, ApiError
             .await
             .map_err(map_store_error)?;
         for kv in &page.items {
-            match delete_kv(store, kv, Propagation::Background, map_store_error).await {
+            match delete_kv(store, kv, Request::default(), map_store_error).await {
                 Ok(Outcome::Deleted(_)) => {}
                 Ok(Outcome::Marked(_)) => empty = false,
                 Err(e) if e.code == http::StatusCode::NOT_FOUND => {}

@@ -88,7 +88,7 @@ pub async fn current(call: &Call, key: &str, name: &str) -> Result<KeyValue, Api
 }
 
 /// Validates and stores `object` over revision `expected`; an object being deleted with no
-/// finalizers left is deleted instead. Returns what is stored (or was, last).
+/// finalizers left and no grace period running is deleted instead. Returns what is stored (or was, last).
 pub async fn write(
     call: &Call,
     key: &str,
@@ -137,8 +137,14 @@ pub async fn write(
     // A namespace's own deletion is finished by `namespaces`, once it is empty.
     let r = call.resource();
     let namespace = r.group.is_empty() && r.kind == "Namespace";
-    if !namespace && !stored["metadata"]["deletionTimestamp"].is_null() && finalizers(&stored) == 0
-    {
+    // kube's ShouldDeleteDuringUpdate: no finalizer left and no grace period running (a pod in
+    // its graceful deletion stays until its kubelet deletes it).
+    let deleting = !stored["metadata"]["deletionTimestamp"].is_null()
+        && stored["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            == 0;
+    if !namespace && deleting && finalizers(&stored) == 0 {
         let deleted = store
             .delete(key, Some(kv.mod_revision))
             .await

@@ -3,7 +3,8 @@
 //! Kubernetes adds to daemon pods: not-ready/unreachable NoExecute, the pressure taints,
 //! unschedulable) against the node's labels and taints. Each pod is pinned to its node by a
 //! required node affinity on `metadata.name` and placed by the scheduler, as in Kubernetes.
-//! Extra or failed pods and pods on nodes that should not run one are deleted. RollingUpdate
+//! Extra or failed pods and pods on nodes that should not run one are deleted; a node whose
+//! pod is terminating gets its new one once the old is gone (and counts as unavailable). RollingUpdate
 //! replaces pods of an old template (the `controller-revision-hash` label) while no more than
 //! maxUnavailable are unavailable; OnDelete leaves them. `status` counts desired, current,
 //! misscheduled, ready, available, updated and unavailable pods.
@@ -185,13 +186,23 @@ impl Controller {
         let mut unavailable = 0;
         for node in &wanted {
             let pods = by_node.get(node).cloned().unwrap_or_default();
+            // As kube's DaemonSet controller: a node whose daemon pod is still terminating gets
+            // its new one once the old is gone (one daemon pod per node, host ports included).
+            let terminating = pods
+                .iter()
+                .any(|p| !p["metadata"]["deletionTimestamp"].is_null());
             let (failed, live): (Vec<_>, Vec<_>) = pods
                 .into_iter()
                 .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
                 .partition(|p| p["status"]["phase"] == "Failed");
             to_delete.extend(failed);
             match live.len() {
-                0 => to_create.push(node.clone()),
+                // A node without a live daemon pod counts against maxUnavailable.
+                0 if terminating => unavailable += 1,
+                0 => {
+                    to_create.push(node.clone());
+                    unavailable += 1;
+                }
                 _ => {
                     let mut live = live;
                     live.sort_by_key(|p| {

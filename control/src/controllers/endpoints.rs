@@ -1,13 +1,14 @@
 //! The EndpointSlice and Endpoints controllers, as kube-controller-manager's: for every Service
 //! with a selector, the pods of its namespace that match and have an IP become endpoints —
-//! ready/serving/terminating conditions from the pod (every one ready with
-//! `publishNotReadyAddresses`), the node, a reference to the pod, the hostname when the pod's
+//! ready/serving/terminating conditions from the pod (serving: the pod is Ready; ready: serving
+//! and not terminating, or `publishNotReadyAddresses`; terminating: it has a
+//! deletionTimestamp), the node, a reference to the pod, the hostname when the pod's
 //! `subdomain` is the Service — and every Service port is resolved against each pod (a named
 //! `targetPort` through the pod's container ports). Pods with the same resolved ports share a
 //! slice; slices are named `<service>-<hash>[-n]`, labelled `kubernetes.io/service-name` and
 //! managed-by, and owned by the Service (the garbage collector removes them with it). The
 //! legacy Endpoints object (what `kubectl describe service` of 1.32 reads) carries the same
-//! addresses. Writes happen only when something changed.
+//! addresses but for terminating pods (kept only with `publishNotReadyAddresses`). Writes happen only when something changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -252,6 +253,14 @@ impl Controller {
                     }
                     a
                 };
+                // kube's ShouldPodBeInEndpoints: a terminating pod is left out of Endpoints
+                // unless the Service publishes not-ready addresses.
+                let publish_all = service["spec"]["publishNotReadyAddresses"] == true;
+                let endpoints: Vec<&Value> = endpoints
+                    .iter()
+                    .filter(|e| publish_all || e["conditions"]["terminating"] != true)
+                    .collect();
+                let address = |e: &&Value| address(e);
                 let ready: Vec<Value> = endpoints
                     .iter()
                     .filter(|e| e["conditions"]["ready"] == true)
@@ -271,6 +280,7 @@ impl Controller {
                 }
                 subset
             })
+            .filter(|s| !s["addresses"].is_null() || !s["notReadyAddresses"].is_null())
             .collect();
         let key = format!("{}{namespace}/{name}", resource.key_prefix());
         let current = self.caches.endpoints.get(&key);
@@ -378,7 +388,7 @@ fn endpoint(service: &Value, pod: &Value, publish_all: bool) -> Value {
     let serving = ready_since(pod).is_some();
     let mut e = json!({
         "addresses": [pod["status"]["podIP"]],
-        "conditions": {"ready": publish_all || (serving && !terminating), "serving": publish_all || serving,
+        "conditions": {"ready": publish_all || (serving && !terminating), "serving": serving,
                        "terminating": terminating},
         "targetRef": {"kind": "Pod", "namespace": pod["metadata"]["namespace"], "name": pod["metadata"]["name"],
                       "uid": pod["metadata"]["uid"]},
@@ -436,8 +446,14 @@ mod tests {
             false
         );
         assert_eq!(
-            endpoint(&service, &not_ready, true)["conditions"]["ready"],
-            true
+            endpoint(&service, &not_ready, true)["conditions"],
+            json!({"ready": true, "serving": false, "terminating": false})
+        );
+        let mut terminating = pod.clone();
+        terminating["metadata"]["deletionTimestamp"] = json!("2026-12-02T12:00:00Z");
+        assert_eq!(
+            endpoint(&service, &terminating, false)["conditions"],
+            json!({"ready": false, "serving": true, "terminating": true})
         );
         assert_eq!(short_hash("abc").len(), 5);
         assert_eq!(short_hash("abc"), short_hash("abc"));

@@ -4,8 +4,9 @@
 //! Today: the garbage collector (`gc`), the Deployment controller (`deployment`), the
 //! ReplicaSet controller (`replicaset`), the scheduler (`scheduler`), the EndpointSlice and
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
-//! node lifecycle controller (`node_lifecycle`), the Job controller (`job`), the CronJob
-//! controller (`cronjob`) and the DaemonSet controller (`daemonset`) — on the process that holds
+//! node lifecycle controller (`node_lifecycle`), the pod garbage collector (`podgc`), the Job
+//! controller (`job`), the CronJob controller (`cronjob`) and the DaemonSet controller
+//! (`daemonset`) — on the process that holds
 //! the `kube-controller-manager` Lease (`leader`).
 
 pub mod client;
@@ -20,6 +21,7 @@ mod job;
 mod kubernetes_service;
 mod leader;
 mod node_lifecycle;
+mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
@@ -117,6 +119,14 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
             pods: Arc::clone(&pods),
             nodes: Arc::clone(&nodes),
         },
+    ));
+    tasks.push(podgc::spawn(
+        client.clone(),
+        podgc::Caches {
+            pods: Arc::clone(&pods),
+            nodes: Arc::clone(&nodes),
+        },
+        lifecycle.orphan_quarantine,
     ));
     tasks.push(node_lifecycle::spawn(
         client.clone(),

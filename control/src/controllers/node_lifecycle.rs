@@ -31,6 +31,9 @@ pub struct LifecycleConfig {
     /// How long pods stay on an unreachable or not-ready node without their own toleration
     /// seconds (the default tolerations' 300 s).
     pub pod_eviction_timeout: Duration,
+    /// How long a node must be missing before the pod garbage collector (`podgc`)
+    /// force-deletes the pods bound to it (kube's 40 s quarantine).
+    pub orphan_quarantine: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -38,6 +41,7 @@ impl Default for LifecycleConfig {
         LifecycleConfig {
             node_monitor_grace: Duration::from_secs(40),
             pod_eviction_timeout: Duration::from_secs(300),
+            orphan_quarantine: Duration::from_secs(40),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Stands in for the kubelets in tests of the control process alone: no agent runs there
 //! (agents join through the cluster issue's node side), so a thread reports every pod Running
 //! and Ready with a pod IP through the pods' `status` subresource, with the real kubectl, as a
-//! kubelet would.
+//! kubelet would — and finishes the graceful deletion of every pod bound to a node, as a
+//! kubelet does once the containers stopped: a DELETE with `gracePeriodSeconds: 0` and the
+//! pod's uid as precondition (`kubectl delete --raw`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,10 +50,14 @@ impl FakeKubelets {
                         c.iter()
                             .any(|c| c["type"] == "Ready" && c["status"] == "True")
                     });
-                    if ready || !pod["metadata"]["deletionTimestamp"].is_null() {
+                    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+                    if !pod["metadata"]["deletionTimestamp"].is_null() {
+                        finalize(&kubeconfig, &namespace, &pod);
                         continue;
                     }
-                    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+                    if ready {
+                        continue;
+                    }
                     let now = time::OffsetDateTime::now_utc()
                         .format(&time::format_description::well_known::Rfc3339)
                         .unwrap_or_default();
@@ -82,6 +88,31 @@ impl FakeKubelets {
             thread: Some(thread),
         }
     }
+}
+
+/// Deletes a terminating pod bound to a node with grace 0, conditional on its uid (once: a pod
+/// already at grace 0 waits only for its finalizers).
+fn finalize(kubeconfig: &std::path::Path, namespace: &str, pod: &Value) {
+    let bound = pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    if !bound || pod["metadata"]["deletionGracePeriodSeconds"] == 0 {
+        return;
+    }
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    let body = serde_json::json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+    let dir = kubeconfig.parent().unwrap_or(std::path::Path::new("/tmp"));
+    let file = dir.join(format!("finalize-{uid}.json"));
+    if std::fs::write(&file, body.to_string()).is_err() {
+        return;
+    }
+    let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
+    let _ = kubectl_with(
+        kubeconfig,
+        &["delete", "--raw", &path, "-f", &file.to_string_lossy()],
+    );
+    let _ = std::fs::remove_file(&file);
 }
 
 impl Drop for FakeKubelets {
