@@ -168,3 +168,86 @@ fn killing_the_leader_hands_the_controllers_over() {
     eprintln!("leader handover took {handover:?}");
     drop(survivor);
 }
+
+/// The HA case: two control processes over a 3-member etcd; the leader is killed
+/// (SIGKILL) right after a scale-up was accepted, while its ReplicaSet controller is still
+/// creating pods; the survivor takes the Lease over and finishes the scale-up, with no pod
+/// lost or made twice.
+#[test]
+fn killing_the_leader_mid_scale_up_over_three_etcd_members_loses_nothing() {
+    let etcd = etcd_cluster::Cluster::start(3);
+    (0..3).for_each(|n| etcd.wait_healthy(n));
+    let endpoints = etcd.endpoints().join(",");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, a_config) = start(dir.path(), &endpoints, "a");
+    let (b, b_config) = start(dir.path(), &endpoints, "b");
+    let pids = [a.0.id(), b.0.id()];
+    wait_until("one holds the Lease", Duration::from_secs(20), || {
+        let h = holder(&a_config);
+        pids.iter().any(|p| h.ends_with(&format!("_{p}")))
+    });
+    let first = holder(&a_config);
+    let (leader, survivor, survivor_config) = if first.ends_with(&format!("_{}", pids[0])) {
+        (a, b, b_config)
+    } else {
+        (b, a, a_config)
+    };
+    ok(kubectl(
+        &survivor_config,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox",
+            "--replicas=1",
+        ],
+    ));
+    wait_until("the first pod", Duration::from_secs(20), || {
+        replicas_of_pods(&survivor_config) == 1
+    });
+
+    const WANTED: usize = 300;
+    ok(kubectl(
+        &survivor_config,
+        &[
+            "scale",
+            "deployment",
+            "web",
+            &format!("--replicas={WANTED}"),
+        ],
+    ));
+    drop(leader);
+    let at_kill = replicas_of_pods(&survivor_config);
+    eprintln!("pods when the leader was killed: {at_kill} of {WANTED}");
+    assert!(
+        at_kill < WANTED,
+        "the leader was killed before it finished the scale-up ({at_kill} pods)"
+    );
+    wait_until(
+        "the survivor's controllers finish the scale-up",
+        Duration::from_secs(60),
+        || replicas_of_pods(&survivor_config) == WANTED,
+    );
+    let rs = kubectl(
+        &survivor_config,
+        &["get", "rs", "-l", "app=web", "-o", "json"],
+    );
+    let list: Value = serde_json::from_slice(&rs.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "one ReplicaSet"
+    );
+    assert_eq!(list["items"][0]["spec"]["replicas"], WANTED);
+    // Nothing more is made afterwards either: the count stays exact while status settles.
+    wait_until("the Deployment's status", Duration::from_secs(20), || {
+        let d = kubectl(
+            &survivor_config,
+            &["get", "deployment", "web", "-o", "json"],
+        );
+        let d: Value = serde_json::from_slice(&d.stdout).unwrap_or(Value::Null);
+        d["status"]["replicas"] == WANTED
+    });
+    assert_eq!(replicas_of_pods(&survivor_config), WANTED);
+    drop(survivor);
+}

@@ -9,11 +9,13 @@
 //! on the daemon's pod workers, beside the static pods of the manifest directory. While the API
 //! is unreachable every loop retries and nothing on the node changes.
 
+pub mod events;
 pub mod finalize;
 pub mod lease;
 pub mod machine;
 pub mod node;
 pub mod peers;
+pub mod pod_events;
 pub mod pod_status;
 pub mod pods;
 pub mod services;

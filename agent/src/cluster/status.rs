@@ -15,11 +15,13 @@ use k8s_openapi::api::core::v1::Pod as ApiPod;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 
+use super::events::{self, PodRef};
+use super::pod_events;
 use super::pod_status::{api_status, ConditionTimes};
 use super::pods::ApiPods;
 use super::PodStatuses;
 use super::{now_rfc3339, NodeIdentity};
-use crate::pod::NodeContext;
+use crate::pod::{NodeContext, PodStatus};
 
 /// How often pod statuses are compared with what was reported.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -45,6 +47,9 @@ pub async fn run(
     let mut sent: BTreeMap<String, Value> = BTreeMap::new();
     let mut times: BTreeMap<String, ConditionTimes> = BTreeMap::new();
     let mut image_ids: BTreeMap<String, String> = BTreeMap::new();
+    // Each pod's status as of the last tick and whether it was terminating, for its events.
+    let mut seen: BTreeMap<String, (PodStatus, bool)> = BTreeMap::new();
+    let agent_start = std::time::SystemTime::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -90,6 +95,19 @@ pub async fn run(
                     uid: st.uid.clone(),
                     status,
                 });
+                let terminating = api.terminating.contains_key(&st.uid);
+                let before = seen.get(&st.uid);
+                let became = terminating && before.is_some_and(|(_, t)| !t);
+                let events = pod_events::diff(before.map(|(s, _)| s), st, became, agent_start);
+                if !events.is_empty() {
+                    let pod = PodRef {
+                        namespace: st.namespace.clone(),
+                        name: st.name.clone(),
+                        uid: st.uid.clone(),
+                    };
+                    tokio::spawn(events::post(client.clone(), node.name.clone(), pod, events));
+                }
+                seen.insert(st.uid.clone(), (st.clone(), terminating));
             }
             for (uid, r) in &api.refused {
                 reports.push(Report {
@@ -107,6 +125,7 @@ pub async fn run(
             }
             let known = |uid: &String| reported(uid) || api.refused.contains_key(uid);
             sent.retain(|uid, _| known(uid));
+            seen.retain(|uid, _| reported(uid));
             times.retain(|uid, _| known(uid));
         }
         for r in reports {

@@ -1,0 +1,238 @@
+//! The events kubelet records about a pod's containers (`kubectl describe pod`, `kubectl get
+//! events`), derived from the change between two of the agent's own statuses of the pod:
+//! a container that starts (again) → `Pulled`, `Created`, `Started`; one that waits in a
+//! failure → `Failed` or `BackOff` (Warning); a pod being deleted → `Killing` for each running
+//! container. Pure: [`diff`] decides, `status.rs` posts them as core/v1 Events.
+
+use std::time::SystemTime;
+
+use crate::pod::{ContainerState, ContainerStatus, PodStatus};
+
+/// Normal or Warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Normal,
+    Warning,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Normal => "Normal",
+            Kind::Warning => "Warning",
+        }
+    }
+}
+
+/// One event about a container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodEvent {
+    pub kind: Kind,
+    pub reason: &'static str,
+    pub message: String,
+    /// `spec.containers{NAME}` (or `spec.initContainers{NAME}`).
+    pub field_path: String,
+}
+
+fn field_path(c: &ContainerStatus) -> String {
+    match c.init {
+        true => format!("spec.initContainers{{{}}}", c.name),
+        false => format!("spec.containers{{{}}}", c.name),
+    }
+}
+
+/// The start time of a running container, or of the last run of a terminated one.
+fn started_at(state: &ContainerState) -> Option<&str> {
+    match state {
+        ContainerState::Running { started_at } => Some(started_at),
+        ContainerState::Terminated { started_at, .. } if !started_at.is_empty() => Some(started_at),
+        _ => None,
+    }
+}
+
+/// Waiting reasons that are failures worth a Warning (kubelet's `Failed`/`BackOff`).
+fn failure(reason: &str) -> Option<&'static str> {
+    match reason {
+        "CrashLoopBackOff" => Some("BackOff"),
+        "ErrImagePull"
+        | "ImagePullBackOff"
+        | "ErrImageNeverPull"
+        | "InvalidImageName"
+        | "CreateContainerConfigError"
+        | "CreateContainerError"
+        | "RunContainerError" => Some("Failed"),
+        _ => None,
+    }
+}
+
+/// Whether an RFC 3339 time is at or after `since`.
+fn after(time: &str, since: SystemTime) -> bool {
+    humantime::parse_rfc3339_weak(time.trim_end_matches('Z')).is_ok_and(|t| t >= since)
+}
+
+/// The events between `before` (None: first seen by this agent, which started at
+/// `agent_start`: containers started before that are not announced again) and `now`;
+/// `terminating`: the pod became terminating since `before`.
+pub fn diff(
+    before: Option<&PodStatus>,
+    now: &PodStatus,
+    terminating: bool,
+    agent_start: SystemTime,
+) -> Vec<PodEvent> {
+    let mut out = Vec::new();
+    let containers = now
+        .init_container_statuses
+        .iter()
+        .chain(&now.container_statuses);
+    for c in containers {
+        let prev = before.and_then(|b| {
+            b.init_container_statuses
+                .iter()
+                .chain(&b.container_statuses)
+                .find(|p| p.name == c.name && p.init == c.init)
+        });
+        let path = field_path(c);
+        let event = |kind, reason, message: String| PodEvent {
+            kind,
+            reason,
+            message,
+            field_path: path.clone(),
+        };
+        let started = started_at(&c.state);
+        let was_started = prev.and_then(|p| started_at(&p.state));
+        let new_start = match (before, started) {
+            (_, None) => false,
+            (None, Some(s)) => after(s, agent_start),
+            (Some(_), Some(s)) => was_started != Some(s),
+        };
+        if new_start {
+            let image = &c.image;
+            out.push(event(
+                Kind::Normal,
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            ));
+            out.push(event(
+                Kind::Normal,
+                "Created",
+                format!("Created container: {}", c.name),
+            ));
+            out.push(event(
+                Kind::Normal,
+                "Started",
+                format!("Started container {}", c.name),
+            ));
+        }
+        if let ContainerState::Waiting { reason, message } = &c.state {
+            let was = prev.map(|p| &p.state);
+            let same =
+                matches!(was, Some(ContainerState::Waiting { reason: r, .. }) if r == reason);
+            if let (Some(kind), false) = (failure(reason), same) {
+                let message = match (kind, message.is_empty()) {
+                    ("BackOff", _) => {
+                        format!("Back-off restarting failed container {}", c.name)
+                    }
+                    (_, false) => message.clone(),
+                    (_, true) => format!("Error: {reason}"),
+                };
+                out.push(event(Kind::Warning, kind, message));
+            }
+        }
+        if terminating && c.state.is_running() {
+            out.push(event(
+                Kind::Normal,
+                "Killing",
+                format!("Stopping container {}", c.name),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(state: ContainerState) -> ContainerStatus {
+        ContainerStatus {
+            name: "web".into(),
+            image: "bosun.test/busybox:1".into(),
+            init: false,
+            state,
+            last_state: None,
+            restart_count: 0,
+            ready: false,
+            pid: None,
+        }
+    }
+
+    fn pod(state: ContainerState) -> PodStatus {
+        PodStatus {
+            container_statuses: vec![container(state)],
+            ..PodStatus::default()
+        }
+    }
+
+    fn running(at: &str) -> ContainerState {
+        ContainerState::Running {
+            started_at: at.into(),
+        }
+    }
+
+    fn diff(b: Option<&PodStatus>, n: &PodStatus, t: bool) -> Vec<PodEvent> {
+        let start = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        super::diff(b, n, t, start)
+    }
+
+    fn reasons(events: &[PodEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.reason).collect()
+    }
+
+    #[test]
+    fn a_start_and_a_restart_are_announced_once() {
+        let waiting = pod(ContainerState::waiting("ContainerCreating", ""));
+        let up = pod(running("T1"));
+        let events = diff(Some(&waiting), &up, false);
+        assert_eq!(reasons(&events), ["Pulled", "Created", "Started"]);
+        assert_eq!(events[2].message, "Started container web");
+        assert_eq!(events[2].field_path, "spec.containers{web}");
+        assert!(diff(Some(&up), &up, false).is_empty(), "nothing new");
+        let again = pod(running("T2"));
+        assert_eq!(
+            reasons(&diff(Some(&up), &again, false)),
+            ["Pulled", "Created", "Started"]
+        );
+    }
+
+    #[test]
+    fn containers_running_before_the_agent_started_are_not_announced() {
+        assert!(diff(None, &pod(running("2025-12-31T23:59:59.5Z")), false).is_empty());
+        let new = pod(running("2026-01-01T00:00:00.123456789Z"));
+        assert_eq!(
+            reasons(&diff(None, &new, false)),
+            ["Pulled", "Created", "Started"]
+        );
+    }
+
+    #[test]
+    fn failures_are_warnings_once_and_deletion_kills_running_containers() {
+        let up = pod(running("T1"));
+        let backoff = pod(ContainerState::waiting("CrashLoopBackOff", "back-off 10s"));
+        let events = diff(Some(&up), &backoff, false);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].kind, events[0].reason),
+            (Kind::Warning, "BackOff")
+        );
+        assert!(diff(Some(&backoff), &backoff, false).is_empty());
+        let config = pod(ContainerState::waiting(
+            "CreateContainerConfigError",
+            "configmap \"x\" not found",
+        ));
+        let events = diff(None, &config, false);
+        assert_eq!(events[0].message, "configmap \"x\" not found");
+        let events = diff(Some(&up), &up, true);
+        assert_eq!(reasons(&events), ["Killing"]);
+        assert_eq!(events[0].message, "Stopping container web");
+    }
+}
