@@ -118,10 +118,10 @@ impl PodWorker {
         let qos = crate::spec::qos_class(&self.pod.spec);
         let rel = self.ctx.pod_cgroup(&self.uid, qos).join(name);
         let cgroup = self.ctx.cgroups.open(&rel);
-        self.running.insert(
-            name.to_string(),
-            RunningContainer::new(rec.clone(), Arc::new(fd), cgroup, (Vec::new(), Vec::new())),
-        );
+        let mut slot =
+            RunningContainer::new(rec.clone(), Arc::new(fd), cgroup, (Vec::new(), Vec::new()));
+        slot.stand_in = true;
+        self.running.insert(name.to_string(), slot);
     }
 }
 

@@ -187,7 +187,7 @@ impl PodWorker {
         let Some(r) = self.running.get_mut(name) else {
             return;
         };
-        if r.stop_task.is_some() {
+        if r.stop_task.is_some() || r.stand_in {
             return;
         }
         let pidfd = r.pidfd.clone();

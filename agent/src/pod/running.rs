@@ -42,6 +42,9 @@ pub struct RunningContainer {
     pub hook_task: Option<AbortHandle>,
     /// The stop under way (preStop, SIGTERM, SIGKILL), aborted when the instance exits.
     pub stop_task: Option<AbortHandle>,
+    /// The slot of a recorded process that was already gone at adoption: `pidfd` is not the
+    /// container's and must never be signalled.
+    pub stand_in: bool,
 }
 
 impl RunningContainer {
@@ -69,6 +72,7 @@ impl RunningContainer {
             post_start_pending: false,
             hook_task: None,
             stop_task: None,
+            stand_in: false,
         }
     }
 

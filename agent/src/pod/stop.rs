@@ -153,7 +153,7 @@ impl PodWorker {
     }
 
     fn signal_all(&self, sig: Signal) {
-        for (name, r) in &self.running {
+        for (name, r) in self.running.iter().filter(|(_, r)| !r.stand_in) {
             if let Err(e) = pidfd_send_signal(&*r.pidfd, sig) {
                 tracing::debug!(container = %name, error = %e, "signal");
             }
