@@ -201,7 +201,7 @@ async fn request_certificate(
     let api: Api<CertificateSigningRequest> = Api::all(client);
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
-            generate_name: Some(format!("node-csr-{node}-")),
+            generate_name: Some("node-csr-".into()),
             ..ObjectMeta::default()
         },
         spec: CertificateSigningRequestSpec {
