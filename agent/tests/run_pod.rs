@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{pod, stderr, stdout, Node, BUSYBOX};
+use common::{pod, stderr, stdout, ForegroundRun, Node, BUSYBOX};
 
 #[test]
 fn exit_code_of_the_container_is_the_exit_code_of_run() {
@@ -186,94 +186,6 @@ fn sigterm_then_sigkill_after_the_grace_period() {
         "killed after {took:?}"
     );
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
-}
-
-/// `bosun-agent run` in the background, its stdout read line by line as it comes.
-struct ForegroundRun {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    stdout: String,
-}
-
-impl ForegroundRun {
-    fn spawn(node: &Node, yaml: &str) -> ForegroundRun {
-        use std::io::BufRead;
-        let mut child = node.spawn_run(yaml);
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        ForegroundRun {
-            child,
-            lines,
-            stdout: String::new(),
-        }
-    }
-
-    /// Waits until the pod printed `want` (so its signal handlers are installed).
-    fn wait_line(&mut self, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.stdout.push_str(&line);
-                    self.stdout.push('\n');
-                    if line == want {
-                        return;
-                    }
-                }
-                Err(e) => panic!("no line {want:?} from the pod ({e}); got {:?}", self.stdout),
-            }
-        }
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, signal).expect("signal run");
-    }
-
-    fn wait_output(mut self) -> std::process::Output {
-        let mut out = wait_output(&mut self.child);
-        // The reader thread ends at EOF, once the process is gone.
-        for line in self.lines.iter() {
-            self.stdout.push_str(&line);
-            self.stdout.push('\n');
-        }
-        out.stdout = self.stdout.into_bytes();
-        out
-    }
-}
-
-fn wait_output(child: &mut std::process::Child) -> std::process::Output {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "bosun-agent run did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut out = String::new();
-    let mut err = String::new();
-    use std::io::Read;
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_string(&mut out);
-    }
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    std::process::Output {
-        status: child.wait().expect("wait"),
-        stdout: out.into_bytes(),
-        stderr: err.into_bytes(),
-    }
 }
 
 #[test]

@@ -94,6 +94,11 @@ impl Control {
         self.dir.path().join("admin.kubeconfig")
     }
 
+    /// The bootstrap kubeconfig the server wrote (a bootstrap token in `system:bootstrappers`).
+    pub fn bootstrap_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("bootstrap.kubeconfig")
+    }
+
     /// A kubeconfig for node `name` (`system:node:<name>` in `system:nodes`, held to the node
     /// authorization rule), written by `bosun-control kubeconfig`.
     pub fn node_kubeconfig(&self, name: &str) -> PathBuf {

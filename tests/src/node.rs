@@ -28,6 +28,8 @@ pub struct Node {
     /// `--metrics-addr 127.0.0.1:<port>` when the node runs the dataplane.
     pub metrics_port: Option<u16>,
     kubeconfig: PathBuf,
+    /// `--bootstrap-kubeconfig`, for a node that gets its identity by TLS bootstrap.
+    bootstrap: Option<PathBuf>,
     agent: Option<Child>,
 }
 
@@ -56,9 +58,27 @@ impl Node {
 
     /// Node `n` made as `options` say (on a fabric its IP is the fabric's `.n`).
     pub fn with(n: u8, control: &Control, options: NodeOptions<'_>) -> Node {
+        Node::make(n, control, options, false)
+    }
+
+    /// A node with no kubeconfig but `control`'s bootstrap one: its agent asks for a
+    /// certificate and writes its own kubeconfig ([`Node::kubeconfig`]), like a kubelet's TLS
+    /// bootstrap.
+    pub fn bootstrapping(n: u8, control: &Control) -> Node {
+        Node::make(n, control, NodeOptions::default(), true)
+    }
+
+    fn make(n: u8, control: &Control, options: NodeOptions<'_>, bootstrap: bool) -> Node {
         require_root();
         let name = unique("node-");
-        let kubeconfig = control.node_kubeconfig(&name);
+        let base = std::env::temp_dir().join(format!("bosun-e2e-{name}"));
+        let (kubeconfig, bootstrap) = match bootstrap {
+            true => (
+                base.join("kubelet.kubeconfig"),
+                Some(control.bootstrap_kubeconfig()),
+            ),
+            false => (control.node_kubeconfig(&name), None),
+        };
         let netns = Netns::new("bsne");
         netns.ip(&["link", "set", "lo", "up"]);
         let ip = match options.fabric {
@@ -72,7 +92,6 @@ impl Node {
         let bpffs = options
             .dataplane
             .then(|| PathBuf::from(format!("/sys/fs/bpf/bosun-e2e-{name}")));
-        let base = std::env::temp_dir().join(format!("bosun-e2e-{name}"));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("cni")).expect("create the node's directories");
         std::fs::create_dir_all(base.join("manifests")).expect("create the manifest dir");
@@ -88,6 +107,7 @@ impl Node {
             manifests: base.join("manifests"),
             base,
             kubeconfig,
+            bootstrap,
             agent: None,
         };
         let image = images_dir().join("busybox");
@@ -146,6 +166,12 @@ impl Node {
             .agent_cmd()
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
+            .args(self.bootstrap.iter().flat_map(|b| {
+                [
+                    std::ffi::OsStr::new("--bootstrap-kubeconfig"),
+                    b.as_os_str(),
+                ]
+            }))
             .args(["--node-name", &self.name])
             .args(static_pods)
             .args(
@@ -159,6 +185,11 @@ impl Node {
             .spawn()
             .expect("spawn bosun-agent");
         self.agent = Some(child);
+    }
+
+    /// The node's kubeconfig (`--kubeconfig`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
     }
 
     /// `bosun-agent ps --json`: the pods on the node as the agent sees them.

@@ -47,6 +47,10 @@ pub struct Args {
     /// bound to it and report their status (beside any --manifests).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// kubelet's TLS bootstrap: when --kubeconfig holds no valid client certificate, ask the
+    /// cluster of this kubeconfig (a bootstrap token) for one and write --kubeconfig with it.
+    #[arg(long, value_name = "FILE", requires = "kubeconfig")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
     /// The Node's name when joining a cluster (default: the hostname).
     #[arg(long)]
     pub node_name: Option<String>,
@@ -420,6 +424,10 @@ fn run_daemon(args: &Args) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let join = match (&args.kubeconfig, node) {
             (Some(file), Some(node)) => {
+                if let Some(bootstrap) = &args.bootstrap_kubeconfig {
+                    bosun_agent::cluster::bootstrap::ensure_kubeconfig(bootstrap, file, &node.name)
+                        .await?;
+                }
                 let client = bosun_agent::cluster::client(file).await?;
                 Some(bosun_agent::daemon::Join { client, node })
             }

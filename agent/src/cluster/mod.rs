@@ -6,9 +6,11 @@
 //! deleted once the daemon has stopped it (`finalize.rs`). With a pod network it
 //! routes to the other nodes' pod CIDRs (`peers.rs`); with a dataplane it watches the
 //! Services and EndpointSlices the dataplane programs (`services.rs`). The pods themselves run
-//! on the daemon's pod workers, beside the static pods of the manifest directory. While the API
-//! is unreachable every loop retries and nothing on the node changes.
+//! on the daemon's pod workers, beside the static pods of the manifest directory. With a
+//! bootstrap kubeconfig the node first gets its own client certificate (`bootstrap.rs`). While
+//! the API is unreachable every loop retries and nothing on the node changes.
 
+pub mod bootstrap;
 pub mod events;
 pub mod finalize;
 pub mod lease;

@@ -9,6 +9,7 @@ use super::logs::{open_fifo, Stream};
 use super::node::log_file;
 use super::persist::{PodRecord, ProcessRecord};
 use super::running::{spawn_log_copiers, watch_exit, LogCopiers, RunningContainer};
+use super::status::ContainerState;
 use super::worker::PodWorker;
 use crate::sys::pidfd::{pidfd_open, start_time, ProcessExit};
 
@@ -88,6 +89,16 @@ impl PodWorker {
                 name.clone(),
                 RunningContainer::new(proc_rec.clone(), pidfd, cgroup, (exited, log_tasks)),
             );
+            // A previous agent that stopped in the middle of a postStart hook never reported
+            // the container started; the hook is not run again (nor is it by kubelet).
+            if let Some(c) = self.lock_status().container_mut(name) {
+                if matches!(c.state, ContainerState::Waiting { .. }) {
+                    let started = std::time::UNIX_EPOCH
+                        + std::time::Duration::from_millis(proc_rec.started_unix_ms);
+                    let started_at = humantime::format_rfc3339_nanos(started).to_string();
+                    c.state = ContainerState::Running { started_at };
+                }
+            }
             self.register_probes(name);
             // Until its probes report again, an adopted container keeps the readiness it had:
             // an agent restart must not take endpoints out of service.
@@ -107,10 +118,10 @@ impl PodWorker {
         let qos = crate::spec::qos_class(&self.pod.spec);
         let rel = self.ctx.pod_cgroup(&self.uid, qos).join(name);
         let cgroup = self.ctx.cgroups.open(&rel);
-        self.running.insert(
-            name.to_string(),
-            RunningContainer::new(rec.clone(), Arc::new(fd), cgroup, (Vec::new(), Vec::new())),
-        );
+        let mut slot =
+            RunningContainer::new(rec.clone(), Arc::new(fd), cgroup, (Vec::new(), Vec::new()));
+        slot.stand_in = true;
+        self.running.insert(name.to_string(), slot);
     }
 }
 

@@ -1,5 +1,5 @@
 //! What a pod worker reacts to besides its owner's commands: container exits (from the pidfd
-//! watchers), restart timers, start failures and probe verdicts. Pure data, sent over the
+//! watchers), restart timers, start failures, probe verdicts and postStart hook results. Pure data, sent over the
 //! worker's own channel by the tasks the worker spawned.
 
 use crate::sys::pidfd::ProcessExit;
@@ -21,4 +21,10 @@ pub(super) enum PodEvent {
     },
     /// A probe verdict changed.
     Probe(crate::probe::ProbeUpdate),
+    /// The postStart hook of instance `pid` of container `name` finished.
+    PostStartDone {
+        name: String,
+        pid: i32,
+        result: Result<(), String>,
+    },
 }

@@ -1,4 +1,4 @@
-//! Pods on this node: the per-pod worker (lifecycle, restarts, teardown), status, logs, and
+//! Pods on this node: the per-pod worker (lifecycle, hooks, restarts, teardown), status, logs, and
 //! the records that let a restarted agent adopt its containers. Translates Kubernetes specs into
 //! runtime calls; never calls the kernel directly.
 
@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod container_spec;
 mod deadline;
 mod event;
+mod hooks;
 mod image_pull;
 pub mod logs;
 mod network;

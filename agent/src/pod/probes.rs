@@ -1,12 +1,11 @@
 //! The pod worker's side of probes: registers a container's probes when it starts (or is
-//! adopted), turns readiness into the container's `ready`, and kills a container whose liveness
-//! or startup probe failed (SIGTERM, the probe's or pod's grace period, SIGKILL) so restartPolicy
-//! applies, with the probe's message recorded in its terminated state.
+//! adopted), turns readiness into the container's `ready`, and kills a container whose
+//! liveness or startup probe failed (preStop, SIGTERM, the probe's or pod's grace period,
+//! SIGKILL) so restartPolicy applies, with the probe's message recorded in its terminated state.
+//! Also builds what probes and lifecycle hooks run against ([`ProbeTargets`]).
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use nix::sys::signal::Signal;
 
 use super::container_spec::{init_spec, ContainerPaths};
 use super::event::PodEvent;
@@ -16,7 +15,6 @@ use crate::probe::net::NetTarget;
 use crate::probe::spec::container_probes;
 use crate::probe::{ContainerProbes, ProbeKind, ProbeTargets, ProbeUpdate};
 use crate::spec::qos_class;
-use crate::sys::pidfd::pidfd_send_signal;
 
 impl PodWorker {
     /// Registers the probes of running container `name` (none: it is ready once running).
@@ -44,6 +42,31 @@ impl PodWorker {
         if specs.is_empty() {
             return;
         }
+        let targets = self.container_targets(&field, &container, pid);
+        let tx = self.events_tx.clone();
+        let handle = self.ctx.probes().add(ContainerProbes {
+            container: name.to_string(),
+            pid,
+            probes: specs,
+            targets,
+            updates: Arc::new(move |u| {
+                let _ = tx.send(PodEvent::Probe(u));
+            }),
+        });
+        if let Some(r) = self.running.get_mut(name) {
+            r.probes = Some(handle);
+        }
+    }
+
+    /// How probes and hooks reach container `container` (at `field`) whose PID 1 is `pid`:
+    /// the pod IP or netns for network actions, its namespaces, cgroup and identity for exec.
+    pub(super) fn container_targets(
+        &self,
+        field: &str,
+        container: &crate::spec::Container,
+        pid: i32,
+    ) -> Arc<ProbeTargets> {
+        let name = &container.name;
         let process = match self.ctx.images.resolve(&container.image) {
             Ok(image) => {
                 let dir = self.ctx.container_dir(&self.uid, name);
@@ -55,8 +78,8 @@ impl PodWorker {
                 match init_spec(
                     String::new(),
                     &self.pod,
-                    &container,
-                    &field,
+                    container,
+                    field,
                     &image,
                     &paths,
                     &[],
@@ -72,7 +95,7 @@ impl PodWorker {
             .pod_cgroup(&self.uid, qos_class(&self.pod.spec))
             .join(name);
         let cgroup = self.ctx.cgroups.open(&rel);
-        let targets = Arc::new(ProbeTargets {
+        Arc::new(ProbeTargets {
             net: NetTarget {
                 pod_ip: self.pod_ip(),
                 netns: self.pod_netns(),
@@ -85,20 +108,7 @@ impl PodWorker {
                 cgroup_v2_dir: cgroup.v2_dir(),
                 process,
             },
-        });
-        let tx = self.events_tx.clone();
-        let handle = self.ctx.probes().add(ContainerProbes {
-            container: name.to_string(),
-            pid,
-            probes: specs,
-            targets,
-            updates: Arc::new(move |u| {
-                let _ = tx.send(PodEvent::Probe(u));
-            }),
-        });
-        if let Some(r) = self.running.get_mut(name) {
-            r.probes = Some(handle);
-        }
+        })
     }
 
     /// The pod IP probes dial from the node (none without pod networking: they then dial
@@ -136,13 +146,8 @@ impl PodWorker {
                 }
                 r.kill_reason = Some(format!("{}; container will be restarted", u.message));
                 r.ready = false;
-                let pidfd = r.pidfd.clone();
-                let _ = pidfd_send_signal(&*pidfd, Signal::SIGTERM);
-                tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    // The pidfd still names the same process; if it exited, this is a no-op.
-                    let _ = pidfd_send_signal(&*pidfd, Signal::SIGKILL);
-                });
+                // preStop, SIGTERM, then SIGKILL at the end of the probe's grace period.
+                self.spawn_stop(&u.container, grace);
             }
             (ProbeKind::Liveness, true) => {}
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use super::event::PodEvent;
 use super::logs::{copy_stream, Stream, Tee};
@@ -33,8 +33,18 @@ pub struct RunningContainer {
     pub ready: bool,
     /// Startup verdict (true when the container has no startup probe).
     pub startup_passed: bool,
-    /// Why the agent killed it (a failed liveness/startup probe), for its terminated state.
+    /// Why the agent killed it (a failed liveness/startup probe or postStart hook), for its
+    /// terminated state.
     pub kill_reason: Option<String>,
+    /// Its postStart hook is running: not started yet, and the next containers wait.
+    pub post_start_pending: bool,
+    /// The postStart hook task, aborted when the instance exits.
+    pub hook_task: Option<AbortHandle>,
+    /// The stop under way (preStop, SIGTERM, SIGKILL), aborted when the instance exits.
+    pub stop_task: Option<AbortHandle>,
+    /// The slot of a recorded process that was already gone at adoption: `pidfd` is not the
+    /// container's and must never be signalled.
+    pub stand_in: bool,
 }
 
 impl RunningContainer {
@@ -59,6 +69,10 @@ impl RunningContainer {
             ready: false,
             startup_passed: false,
             kill_reason: None,
+            post_start_pending: false,
+            hook_task: None,
+            stop_task: None,
+            stand_in: false,
         }
     }
 
@@ -68,6 +82,17 @@ impl RunningContainer {
             start_time: self.start_time,
             started_unix_ms: unix_ms(self.started),
             oom_before: self.oom_before,
+        }
+    }
+
+    /// Aborts the hook and stop tasks of this instance (it exited: they have nothing left
+    /// to act on).
+    pub fn abort_tasks(&mut self) {
+        for task in [self.hook_task.take(), self.stop_task.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
     }
 

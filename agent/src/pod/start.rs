@@ -120,17 +120,14 @@ impl PodWorker {
         {
             Ok(running) => {
                 let pid = running.pid;
-                let mut st = self.lock_status();
-                if let Some(c) = st.container_mut(name) {
-                    c.state = ContainerState::Running {
-                        started_at: now_rfc3339(),
-                    };
+                if let Some(c) = self.lock_status().container_mut(name) {
                     c.pid = Some(pid);
                 }
-                drop(st);
-                tracing::info!(pod = %self.pod.metadata.name, container = name, pid, "container started");
                 self.running.insert(name.to_string(), running);
-                self.register_probes(name);
+                // With a postStart hook, the container is started once the hook succeeded.
+                if !self.start_post_start(name) {
+                    self.container_running(name);
+                }
             }
             Err(StartFailure::Waiting { reason, message }) => {
                 // A pull that failed before shows kubelet's ImagePullBackOff while retrying.
@@ -173,6 +170,21 @@ impl PodWorker {
             }
         }
         self.persist();
+    }
+
+    /// Reports the running instance of `name` started (Running since its process started)
+    /// and registers its probes.
+    pub(super) fn container_running(&mut self, name: &str) {
+        let Some((pid, started)) = self.running.get(name).map(|r| (r.pid, r.started)) else {
+            return;
+        };
+        if let Some(c) = self.lock_status().container_mut(name) {
+            c.state = ContainerState::Running {
+                started_at: humantime::format_rfc3339_nanos(started).to_string(),
+            };
+        }
+        tracing::info!(pod = %self.pod.metadata.name, container = name, pid, "container started");
+        self.register_probes(name);
     }
 
     /// A container stuck before creation (missing image, bad config) is retried with backoff

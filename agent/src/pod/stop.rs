@@ -1,6 +1,7 @@
 //! Container exit and pod teardown: records how a container ended (Completed, Error,
-//! OOMKilled, with times), and on delete stops every container — SIGTERM, the grace period,
-//! then SIGKILL — and removes cgroups, the sandbox and the pod's directories.
+//! OOMKilled, with times), and on delete stops every container — preStop hook, SIGTERM, the
+//! grace period, then SIGKILL (see `hooks`) — and removes cgroups, the sandbox and the pod's
+//! directories.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,6 +26,7 @@ impl PodWorker {
         if let Some(h) = running.probes.take() {
             self.ctx.probes().remove(h);
         }
+        running.abort_tasks();
         running.finish_logs().await;
         let oom = running.cgroup.oom_kills() > running.oom_before;
         let code = exit.exit_code();
@@ -86,8 +88,13 @@ impl PodWorker {
         self.pending_restarts.clear();
         let grace =
             Duration::from_secs(self.pod.spec.termination_grace_period_seconds().max(0) as u64);
-        self.signal_all(Signal::SIGTERM);
-        if !self.wait_all_exited(grace).await {
+        // All at once, like kubelet: each container's preStop hook, SIGTERM, SIGKILL at the
+        // end of the grace period. A stop already under way (a failed probe) keeps its own.
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for n in &names {
+            self.spawn_stop(n, grace);
+        }
+        if !self.wait_all_exited(grace + KILL_WAIT).await {
             tracing::info!(pod = %self.pod.metadata.name, "grace period over, sending SIGKILL");
             self.signal_all(Signal::SIGKILL);
             self.wait_all_exited(KILL_WAIT).await;
@@ -146,7 +153,7 @@ impl PodWorker {
     }
 
     fn signal_all(&self, sig: Signal) {
-        for (name, r) in &self.running {
+        for (name, r) in self.running.iter().filter(|(_, r)| !r.stand_in) {
             if let Err(e) = pidfd_send_signal(&*r.pidfd, sig) {
                 tracing::debug!(container = %name, error = %e, "signal");
             }

@@ -291,6 +291,10 @@ impl PodWorker {
             if !started {
                 self.start(&n).await;
             }
+            // Like kubelet, the next container starts once this one's postStart hook is done.
+            if self.running.get(&n).is_some_and(|r| r.post_start_pending) {
+                break;
+            }
         }
     }
 
@@ -311,6 +315,9 @@ impl PodWorker {
                 if !self.stopping && !self.running.contains_key(&name) {
                     self.after_exit(&name, 128).await;
                 }
+            }
+            PodEvent::PostStartDone { name, pid, result } => {
+                self.on_post_start_done(&name, pid, result).await
             }
             PodEvent::Restart { name } => {
                 self.pending_restarts.remove(&name);

@@ -8,6 +8,7 @@
 mod command;
 mod error;
 mod identity;
+mod lifecycle;
 mod names;
 mod parse;
 mod pod;
@@ -22,6 +23,7 @@ mod validate;
 pub use command::{expand_vars, resolve_command, resolve_command_with_env, resolve_env};
 pub use error::SpecError;
 pub use identity::{manifest_hash, pod_uid};
+pub use lifecycle::{HookAction, Lifecycle, LifecycleHandler, SleepAction};
 pub use names::{
     dns1123_label_error, dns1123_subdomain_error, iana_svc_name_error, label_key_error,
     label_value_error,

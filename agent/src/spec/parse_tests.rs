@@ -130,8 +130,8 @@ fn fields_the_agent_does_not_honour_are_refused_by_name() {
     let table = [
         (
             "image: nginx",
-            "image: nginx, lifecycle: {preStop: {exec: {command: [sleep, '5']}}}",
-            "spec.containers[0].lifecycle",
+            "image: nginx, lifecycle: {preStop: {tcpSocket: {port: 80}}}",
+            "spec.containers[0].lifecycle.preStop.tcpSocket",
         ),
         (
             "spec: {",

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::lifecycle::Lifecycle;
 use super::probe::{IntOrString, Probe};
 use super::quantity::Quantity;
 
@@ -150,9 +151,9 @@ pub struct Container {
     pub readiness_probe: Option<Probe>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<Probe>,
-    /// `postStart`/`preStop` hooks, refused for now (see `unsupported`).
+    /// `postStart`/`preStop` hooks (see `lifecycle`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub lifecycle: Option<serde_json::Value>,
+    pub lifecycle: Option<Lifecycle>,
     pub stdin: bool,
     pub tty: bool,
     pub volume_mounts: Vec<VolumeMount>,

@@ -15,9 +15,12 @@ pub fn refuse_unhonoured(pod: &Pod) -> Result<(), SpecError> {
     refuse_pod_fields(&pod.spec)?;
     for (path, c) in pod.spec.all_containers() {
         if path.starts_with("spec.initContainers") {
+            let message = "may not be set for init containers";
             if let Some((name, _)) = c.probes().next() {
-                let message = "may not be set for init containers";
                 return Err(SpecError::new(format!("{path}.{name}"), message));
+            }
+            if c.lifecycle.is_some() {
+                return Err(SpecError::new(format!("{path}.lifecycle"), message));
             }
         }
         refuse_container_fields(&path, c)?;
@@ -96,8 +99,11 @@ fn refuse_container_fields(path: &str, c: &Container) -> Result<(), SpecError> {
         let why = "a privileged container needs the host's devices and unmasked /proc and /sys";
         return refused(format!("{path}.securityContext.privileged"), why);
     }
-    if c.lifecycle.is_some() {
-        return refused(format!("{path}.lifecycle"), "postStart and preStop hooks");
+    for (hook, handler) in c.lifecycle.iter().flat_map(|l| l.hooks()) {
+        if handler.tcp_socket.is_some() {
+            let why = "deprecated; kubelet never runs a tcpSocket hook: use exec, httpGet or sleep";
+            return refused(format!("{path}.lifecycle.{hook}.tcpSocket"), why);
+        }
     }
     if c.stdin {
         return refused(format!("{path}.stdin"), "containers read /dev/null");

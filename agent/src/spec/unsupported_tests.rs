@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::*;
+use crate::spec::lifecycle::{Lifecycle, LifecycleHandler, SleepAction};
 use crate::spec::pod::{
     Capabilities, ContainerPort, EnvVar, HostAlias, ObjectMeta, PodSecurityContext, Protocol,
     PullPolicy, ResourceRequirements, RestartPolicy, SecurityContext, VolumeMount,
@@ -51,6 +52,10 @@ const HONOURED: &[&str] = &[
     "spec.containers[0].livenessProbe",
     "spec.containers[0].readinessProbe",
     "spec.containers[0].startupProbe",
+    "spec.containers[0].lifecycle.postStart",
+    "spec.containers[0].lifecycle.preStop.exec",
+    "spec.containers[0].lifecycle.preStop.httpGet",
+    "spec.containers[0].lifecycle.preStop.sleep",
     "spec.restartPolicy",
     "spec.terminationGracePeriodSeconds",
     "spec.hostname",
@@ -94,8 +99,8 @@ const REFUSED: &[(&str, &str)] = &[
         "spec.containers[0].securityContext.privileged",
     ),
     (
-        "spec.containers[0].lifecycle",
-        "spec.containers[0].lifecycle",
+        "spec.containers[0].lifecycle.preStop.tcpSocket",
+        "spec.containers[0].lifecycle.preStop.tcpSocket",
     ),
     ("spec.containers[0].stdin", "spec.containers[0].stdin"),
     ("spec.containers[0].tty", "spec.containers[0].tty"),
@@ -198,7 +203,23 @@ fn maximal_pod() -> Pod {
                 host: Some("127.0.0.1".into()),
             })
         }),
-        lifecycle: Some(serde_json::json!({"preStop": {"exec": {"command": ["true"]}}})),
+        lifecycle: Some(Lifecycle {
+            post_start: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: vec!["touch".into(), "/tmp/started".into()],
+                }),
+                http_get: None,
+                tcp_socket: None,
+                sleep: None,
+            }),
+            pre_stop: Some(LifecycleHandler {
+                tcp_socket: Some(TcpSocketAction {
+                    port: IntOrString::Int(8080),
+                    host: None,
+                }),
+                ..LifecycleHandler::default()
+            }),
+        }),
         stdin: true,
         tty: true,
         volume_mounts: vec![VolumeMount {
@@ -216,6 +237,22 @@ fn maximal_pod() -> Pod {
                 port: 9000,
                 service: Some("health".into()),
             })
+        }),
+        lifecycle: Some(Lifecycle {
+            post_start: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: 1 }),
+                ..LifecycleHandler::default()
+            }),
+            pre_stop: Some(LifecycleHandler {
+                http_get: Some(HttpGetAction {
+                    path: Some("/drain".into()),
+                    port: IntOrString::String("http".into()),
+                    host: None,
+                    scheme: None,
+                    http_headers: Vec::new(),
+                }),
+                ..LifecycleHandler::default()
+            }),
         }),
         ..Container::default()
     };
@@ -323,7 +360,9 @@ fn without_refused() -> Pod {
         if let Some(sc) = c.security_context.as_mut() {
             sc.privileged = None;
         }
-        c.lifecycle = None;
+        if let Some(l) = c.lifecycle.as_mut() {
+            l.pre_stop.take_if(|h| h.tcp_socket.is_some());
+        }
         c.stdin = false;
         c.tty = false;
     }
@@ -395,6 +434,14 @@ fn probes_of_init_containers_are_refused() {
     pod.spec.init_containers[0].readiness_probe = pod.spec.containers[0].readiness_probe.clone();
     let err = check(&pod).expect_err("init probe");
     assert_eq!(err.field, "spec.initContainers[0].readinessProbe");
+}
+
+#[test]
+fn lifecycle_hooks_of_init_containers_are_refused() {
+    let mut pod = without_refused();
+    pod.spec.init_containers[0].lifecycle = pod.spec.containers[0].lifecycle.clone();
+    let err = check(&pod).expect_err("init hook");
+    assert_eq!(err.field, "spec.initContainers[0].lifecycle");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::SpecError;
+use super::lifecycle::validate_lifecycle;
 use super::names::{
     dns1123_label_error, dns1123_subdomain_error, iana_svc_name_error, label_key_error,
     label_value_error,
@@ -82,6 +83,10 @@ fn validate_spec(spec: &PodSpec) -> Result<(), SpecError> {
     let mut names = BTreeSet::new();
     for (path, container) in spec.all_containers() {
         validate_container(&path, container, &volumes, spec.host_network)?;
+        if let Some(lifecycle) = &container.lifecycle {
+            let grace = spec.termination_grace_period_seconds();
+            validate_lifecycle(&format!("{path}.lifecycle"), lifecycle, grace)?;
+        }
         if !names.insert(container.name.as_str()) {
             let message = format!("duplicate container name {:?}", container.name);
             return Err(SpecError::new(format!("{path}.name"), message));

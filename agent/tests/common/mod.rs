@@ -395,3 +395,98 @@ pub fn pod(name: &str, restart: &str, image: &str, extra: &str) -> String {
 }
 
 pub const BUSYBOX: &str = "bosun.test/busybox:1";
+
+/// `bosun-agent run` in the background, its stdout read line by line as it comes.
+pub struct ForegroundRun {
+    pub child: std::process::Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+    pub stdout: String,
+}
+
+impl ForegroundRun {
+    pub fn spawn(node: &Node, yaml: &str) -> ForegroundRun {
+        use std::io::BufRead;
+        let mut child = node.spawn_run(yaml);
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ForegroundRun {
+            child,
+            lines,
+            stdout: String::new(),
+        }
+    }
+
+    /// Waits until the pod printed `want` (so its signal handlers are installed).
+    pub fn wait_line(&mut self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push_str(&line);
+                    self.stdout.push('\n');
+                    if line == want {
+                        return;
+                    }
+                }
+                Err(e) => panic!("no line {want:?} from the pod ({e}); got {:?}", self.stdout),
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal run");
+    }
+
+    pub fn wait_output(mut self) -> std::process::Output {
+        let mut out = wait_output(&mut self.child);
+        // The reader thread ends at EOF, once the process is gone.
+        for line in self.lines.iter() {
+            self.stdout.push_str(&line);
+            self.stdout.push('\n');
+        }
+        out.stdout = self.stdout.into_bytes();
+        out
+    }
+}
+
+pub fn wait_output(child: &mut std::process::Child) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut s, &mut err);
+            }
+            panic!("bosun-agent run did not exit; its log:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = String::new();
+    let mut err = String::new();
+    use std::io::Read;
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    std::process::Output {
+        status: child.wait().expect("wait"),
+        stdout: out.into_bytes(),
+        stderr: err.into_bytes(),
+    }
+}
