@@ -138,11 +138,22 @@ fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
     b.start_agent();
     let nodes = [&a, &b];
     or_debug(&control, &nodes, || {
-        wait_until("both nodes Ready", Duration::from_secs(30), || {
-            let out = control.kubectl(&["get", "nodes", "--no-headers"]);
-            let text = String::from_utf8_lossy(&out.stdout);
-            text.lines().filter(|l| l.contains(" Ready ")).count() == 2
-        })
+        wait_until(
+            "both nodes Ready and schedulable",
+            Duration::from_secs(30),
+            || {
+                let out = control.kubectl(&["get", "nodes", "--no-headers"]);
+                let text = String::from_utf8_lossy(&out.stdout);
+                let list = control.get_json(&["nodes"]).unwrap_or_default();
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                text.lines().filter(|l| l.contains(" Ready ")).count() == 2
+                    && items.len() == 2
+                    && items.iter().all(|n| {
+                        n["spec"]["taints"].is_null()
+                            && n["status"]["allocatable"]["cpu"].is_string()
+                    })
+            },
+        )
     });
 
     // The Deployment rolls out over both nodes.
@@ -152,12 +163,31 @@ fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
     });
     let placed = web_pods(&control);
     assert_eq!(placed.len(), 4, "{placed:?}");
-    for n in [&a, &b] {
-        assert!(
-            placed.values().any(|node| *node == n.name),
-            "the scheduler spreads the replicas: {placed:?}"
-        );
-    }
+    // The agents record kubelet's events for the containers they started.
+    let first = placed.keys().next().cloned().unwrap_or_default();
+    or_debug(&control, &nodes, || {
+        wait_until("the kubelet's events", Duration::from_secs(15), || {
+            let selector = format!("--field-selector=involvedObject.name={first}");
+            let out = control.kubectl(&["get", "events", &selector]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            ["Scheduled", "Pulled", "Created", "Started container httpd"]
+                .iter()
+                .all(|w| text.contains(w))
+        })
+    });
+    let described = control.kubectl_ok(&["describe", "pod", &first]);
+    assert!(
+        described.contains("kubelet") && described.contains("Started container httpd"),
+        "{described}"
+    );
+    or_debug(&control, &nodes, || {
+        for n in [&a, &b] {
+            assert!(
+                placed.values().any(|node| *node == n.name),
+                "the scheduler spreads the replicas: {placed:?}"
+            );
+        }
+    });
     // Every node's dataplane has the Service with all four backends, those of the other node
     // too (they come from the API's EndpointSlices).
     or_debug(&control, &nodes, || {
@@ -368,4 +398,98 @@ fn pods_and_services_keep_serving_through_a_control_outage() {
     }
     // Nothing was lost or restarted.
     assert_eq!(web_containers(&control), before);
+}
+
+/// The template hash label of the live web pods.
+fn web_hashes(control: &Control) -> std::collections::BTreeSet<String> {
+    let list = control
+        .get_json(&["pods", "-l", "app=web"])
+        .unwrap_or_default();
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| {
+            let hash = p["metadata"]["labels"]["pod-template-hash"].as_str()?;
+            Some(hash.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_rolling_update_and_its_undo_under_load_fail_no_request() {
+    let control = Control::start();
+    let fabric = Fabric::new();
+    let options = || NodeOptions {
+        fabric: Some(&fabric),
+        dataplane: true,
+        static_pods: false,
+    };
+    let mut a = Node::with(75, &control, options());
+    let mut b = Node::with(76, &control, options());
+    a.start_agent();
+    b.start_agent();
+    // Draining like production: the preStop sleep keeps a replica serving while every node
+    // stops sending it new connections.
+    let web = WEB.replace(
+        "        readinessProbe:",
+        "        lifecycle:\n          preStop: {sleep: {seconds: 2}}\n        readinessProbe:",
+    );
+    let web = web.replace(
+        "terminationGracePeriodSeconds: 1",
+        "terminationGracePeriodSeconds: 5",
+    );
+    control.apply(&web);
+    or_debug(&control, &[&a, &b], || {
+        control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+        wait_until("4 backends on both nodes", Duration::from_secs(20), || {
+            [&a, &b].iter().all(|n| backends(&n.metrics()) == Some(4))
+        })
+    });
+    let first = web_hashes(&control);
+    let svc = control.get_json(&["service", "web"]).expect("service web");
+    let vip = svc["spec"]["clusterIP"]
+        .as_str()
+        .expect("clusterIP")
+        .to_owned();
+    control.apply(&steady_client("steady", &a.name, &vip, 40));
+    or_debug(&control, &[&a, &b], || {
+        wait_until("the client answered", Duration::from_secs(30), || {
+            a.logs("default", "steady").contains("ok ")
+        })
+    });
+
+    // A rolling update, then its undo, while the client keeps requesting.
+    control.kubectl_ok(&["set", "env", "deployment/web", "VERSION=2"]);
+    or_debug(&control, &[&a, &b], || {
+        control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    });
+    let second = web_hashes(&control);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert!(first.is_disjoint(&second), "{first:?} → {second:?}");
+    control.kubectl_ok(&["rollout", "undo", "deployment/web"]);
+    or_debug(&control, &[&a, &b], || {
+        control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+        wait_until(
+            "only the first template's pods",
+            Duration::from_secs(30),
+            || web_hashes(&control) == first,
+        );
+    });
+    let history = control.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('3'), "the undo is revision 3: {history}");
+
+    or_debug(&control, &[&a, &b], || {
+        wait_until("the client done", Duration::from_secs(60), || {
+            control
+                .get_json(&["pod", "steady"])
+                .is_some_and(|p| p["status"]["phase"] == "Succeeded")
+        })
+    });
+    let log = a.logs("default", "steady");
+    let total = log.lines().filter(|l| l.starts_with("ok ")).count();
+    let failed = log.lines().filter(|l| l.starts_with("fail")).count();
+    eprintln!("{total} requests answered, {failed} failed");
+    assert_eq!(failed, 0, "no request failed during the rollouts: {log}");
+    assert!(total > 100, "{log}");
 }
