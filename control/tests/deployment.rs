@@ -293,3 +293,50 @@ fn pause_set_image_resume_and_restart() {
         .is_string());
     assert_eq!(newest["status"]["availableReplicas"], 3);
 }
+
+/// `spec.replicas` of the ReplicaSets of `app=web`, by the image of their template.
+fn sizes_by_image(control: &Control) -> std::collections::BTreeMap<String, i64> {
+    replicasets(control)
+        .iter()
+        .map(|rs| {
+            let image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (image, rs["spec"]["replicas"].as_i64().unwrap_or(-1))
+        })
+        .collect()
+}
+
+#[test]
+fn scaling_a_stuck_rollout_is_spread_in_proportion() {
+    let control = Control::start();
+    let _kubelets = FakeKubelets::start(&control, "default");
+    let web = WEB.replace("\"replicas\": 3", "\"replicas\": 10").replace(
+        "\"maxSurge\": 1, \"maxUnavailable\": 0",
+        "\"maxSurge\": 3, \"maxUnavailable\": 2",
+    );
+    apply(&control, "web.json", &web);
+    wait_until("10 available", &control, || {
+        json(&control, &["get", "deployment", "web"])["status"]["availableReplicas"] == 10
+    });
+    // A broken release: its pods never get ready, so the rollout stops at old 8 + new 5
+    // (13 = 10 + maxSurge, 8 = 10 - maxUnavailable).
+    ok(control.kubectl(&["set", "image", "deployment/web", "c=never-ready:2"]));
+    let stuck = || {
+        let sizes = sizes_by_image(&control);
+        sizes.get("busybox:1") == Some(&8) && sizes.get("never-ready:2") == Some(&5)
+    };
+    wait_until("the rollout stuck at 8 + 5", &control, stuck);
+
+    // Scaled to 20 meanwhile: the 10 more (23 = 20 + maxSurge) are shared 6 : 4 in proportion
+    // to the sets' sizes, like kube-controller-manager — not all given to the broken set.
+    ok(control.kubectl(&["scale", "deployment/web", "--replicas=20"]));
+    wait_until("proportional sizes", &control, || {
+        let sizes = sizes_by_image(&control);
+        sizes.get("busybox:1") == Some(&14) && sizes.get("never-ready:2") == Some(&9)
+    });
+    let events =
+        ok(control.kubectl(&["get", "events", "--field-selector=involvedObject.name=web"]));
+    assert!(events.contains("from 8 to 14"), "{events}");
+}

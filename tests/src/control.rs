@@ -175,6 +175,17 @@ impl Control {
         stdout(&out)
     }
 
+    /// Whether node `name` reports Ready=True.
+    pub fn node_ready(&self, name: &str) -> bool {
+        self.get_json(&["node", name]).is_some_and(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    }
+
     /// An object as JSON (`kubectl get ... -o json`), None when kubectl fails.
     pub fn get_json(&self, args: &[&str]) -> Option<serde_json::Value> {
         let mut all = vec!["get"];

@@ -39,9 +39,10 @@ spec:
   ports: [{port: 80, targetPort: http}]
 "#;
 
-/// A pod on `node` making `count` requests to `vip`, one connection each, printing who
-/// answered (after waiting, bounded, for the Service to answer at all).
-fn client(name: &str, node: &str, vip: &str, count: u32) -> String {
+/// A client pod on `node` running `script` (after waiting, bounded, for `vip` to answer at
+/// all).
+fn client_pod(name: &str, node: &str, vip: &str, script: &str) -> String {
+    let script: String = script.lines().map(|l| format!("      {l}\n")).collect();
     format!(
         r#"apiVersion: v1
 kind: Pod
@@ -58,9 +59,17 @@ spec:
     - -c
     - |
       for i in $(seq 1 100); do timeout 3 wget -q -O /dev/null http://{vip}/ 2>/dev/null && break; sleep 0.2; done
-      for i in $(seq 1 {count}); do echo "answered by $(timeout 3 wget -q -O - http://{vip}/ 2>&1)"; done
-"#
+{script}"#
     )
+}
+
+/// A pod on `node` making `count` requests to `vip`, one connection each, printing who
+/// answered.
+fn client(name: &str, node: &str, vip: &str, count: u32) -> String {
+    let script = format!(
+        "for i in $(seq 1 {count}); do echo \"answered by $(timeout 3 wget -q -O - http://{vip}/ 2>&1)\"; done"
+    );
+    client_pod(name, node, vip, &script)
 }
 
 /// Pod name → node name, of the pods labelled `app=web`.
@@ -280,29 +289,14 @@ fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
 /// A pod on `node` requesting `vip` every 0.2 s for `seconds`, printing `ok <unix time>
 /// <who answered>` or `fail <unix time>` per request.
 fn steady_client(name: &str, node: &str, vip: &str, seconds: u32) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: {node}
-  restartPolicy: Never
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: client
-    image: bosun.test/busybox:1
-    command:
-    - sh
-    - -c
-    - |
-      for i in $(seq 1 100); do timeout 3 wget -q -O /dev/null http://{vip}/ 2>/dev/null && break; sleep 0.2; done
-      end=$(($(date +%s) + {seconds}))
-      while [ $(date +%s) -lt $end ]; do
-        if out=$(timeout 3 wget -q -O - http://{vip}/ 2>/dev/null); then echo "ok $(date +%s) $out"; else echo "fail $(date +%s)"; fi
-        sleep 0.2
-      done
-"#
-    )
+    let script = format!(
+        r#"end=$(($(date +%s) + {seconds}))
+while [ $(date +%s) -lt $end ]; do
+  if out=$(timeout 3 wget -q -O - http://{vip}/ 2>/dev/null); then echo "ok $(date +%s) $out"; else echo "fail $(date +%s)"; fi
+  sleep 0.2
+done"#
+    );
+    client_pod(name, node, vip, &script)
 }
 
 fn unix_now() -> u64 {

@@ -51,15 +51,7 @@ fn a_pre_stop_sleep_holds_the_sigterm_of_a_deleted_pod_within_its_deletion_grace
         &control,
         &node,
         Duration::from_secs(20),
-        || {
-            control.get_json(&["node", &name]).is_some_and(|n| {
-                n["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        },
+        || control.node_ready(&name),
     );
     control.apply(&DRAINER.replace("NODE", &name));
     checked(
@@ -78,7 +70,7 @@ fn a_pre_stop_sleep_holds_the_sigterm_of_a_deleted_pod_within_its_deletion_grace
         "the postStart line in the log",
         &control,
         &node,
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || node.logs("default", "drainer") == "started\npostStart ran\n",
     );
 

@@ -1,5 +1,5 @@
 //! Graceful pod deletion end to end, like Kubernetes: real bosun-control, a real agent in a
-//! node netns, the real kubectl. `kubectl delete pod --grace-period=4` marks the pod
+//! node netns, the real kubectl. `kubectl delete pod --grace-period=10` marks the pod
 //! (Terminating); the agent sends its container SIGTERM — the container traps it, writes a
 //! line and keeps running — and SIGKILL once the deletion's grace (not the spec's 300 s) is
 //! over, tears the pod down and deletes it from the API with grace 0, so the waiting
@@ -70,15 +70,7 @@ fn a_deleted_pod_gets_sigterm_its_deletion_grace_and_is_then_removed() {
         &control,
         &node,
         Duration::from_secs(20),
-        || {
-            control.get_json(&["node", &name]).is_some_and(|n| {
-                n["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        },
+        || control.node_ready(&name),
     );
     control.apply(&TRAPPER.replace("NODE", &name));
     let logs = node.base.join("root").join("logs");
@@ -99,7 +91,7 @@ fn a_deleted_pod_gets_sigterm_its_deletion_grace_and_is_then_removed() {
             "delete",
             "pod",
             "trapper",
-            "--grace-period=4",
+            "--grace-period=10",
             "--timeout=60s",
         ])
         .stdin(Stdio::null())
@@ -111,21 +103,21 @@ fn a_deleted_pod_gets_sigterm_its_deletion_grace_and_is_then_removed() {
         "the pod Terminating",
         &control,
         &node,
-        Duration::from_secs(4),
+        Duration::from_secs(10),
         || {
             let table = control.kubectl_ok(&["get", "pod", "trapper"]);
             table.contains("Terminating")
         },
     );
     let pod = control.get_json(&["pod", "trapper"]).expect("the pod");
-    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 4, "{pod:#}");
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 10, "{pod:#}");
 
     // The agent sends SIGTERM: the container's trap writes its line (and keeps running).
     checked(
         "the container's TERM line",
         &control,
         &node,
-        Duration::from_secs(4),
+        Duration::from_secs(10),
         || logged(&logs, "got TERM, ignoring it"),
     );
     assert!(
@@ -133,7 +125,7 @@ fn a_deleted_pod_gets_sigterm_its_deletion_grace_and_is_then_removed() {
         "the pod runs on during its grace"
     );
 
-    // SIGKILL after the deletion's 4 s, teardown, the final delete: kubectl delete returns.
+    // SIGKILL after the deletion's 10 s, teardown, the final delete: kubectl delete returns.
     let deadline = Instant::now() + Duration::from_secs(30);
     while deleting.try_wait().expect("kubectl delete").is_none() {
         assert!(
@@ -147,7 +139,7 @@ fn a_deleted_pod_gets_sigterm_its_deletion_grace_and_is_then_removed() {
     assert!(out.status.success(), "{}", stderr(&out));
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(60),
+        took >= Duration::from_secs(10) && took < Duration::from_secs(60),
         "the deletion's grace, not the spec's 300 s: {took:?}"
     );
     let gone = control.kubectl(&["get", "pod", "trapper"]);

@@ -26,7 +26,7 @@ pub fn pod_ip(name: &str) -> String {
 }
 
 /// Stands in for the kubelets until dropped: every pod not yet ready is reported Running and
-/// Ready.
+/// Ready, except those whose image names `never-ready`.
 pub struct FakeKubelets {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -55,7 +55,12 @@ impl FakeKubelets {
                         finalize(&kubeconfig, &namespace, &pod);
                         continue;
                     }
-                    if ready {
+                    // An image named `…never-ready…` stands for a broken release: its pods
+                    // are left Pending, never Ready.
+                    let broken = pod["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .is_some_and(|i| i.contains("never-ready"));
+                    if ready || broken {
                         continue;
                     }
                     let now = time::OffsetDateTime::now_utc()

@@ -9,6 +9,7 @@
 //! conditions comes from `status`. Scaling is recorded as `ScalingReplicaSet` events.
 
 mod hash;
+mod proportion;
 mod rollout;
 mod status;
 mod sync;
@@ -124,7 +125,13 @@ impl Controller {
         let paused = d["spec"]["paused"] == true;
         let mut new = new_index.map(|i| all.remove(i));
         let olds = all;
-        if !paused {
+        let status_replicas = d["status"]["replicas"].as_i64().unwrap_or(0);
+        if !recreate && scaling_event(new.as_ref(), &olds, desired) {
+            // Scaled mid-rollout: spread the change over the sets; the rollout goes on at the
+            // next pass, as kube-controller-manager does.
+            pass.proportional(new.as_ref(), &olds, desired, surge, status_replicas)
+                .await?;
+        } else if !paused {
             if recreate {
                 new = pass.recreate(new, &olds, desired).await?;
             } else {
@@ -186,6 +193,23 @@ impl Controller {
 
 fn rs_name(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or("")
+}
+
+/// Whether several ReplicaSets have replicas and one of them was sized for another desired
+/// count than the Deployment's now (`isScalingEvent` with more than one active set).
+fn scaling_event(new: Option<&Arc<Value>>, olds: &[Arc<Value>], desired: i64) -> bool {
+    let active: Vec<&Arc<Value>> = new
+        .into_iter()
+        .chain(olds)
+        .filter(|rs| replicas(rs) > 0)
+        .collect();
+    active.len() > 1
+        && active.iter().any(|rs| {
+            rs["metadata"]["annotations"][DESIRED]
+                .as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .is_some_and(|n| n != desired)
+        })
 }
 
 fn replicas(rs: &Value) -> i64 {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::hash::{template_hash, HASH_LABEL};
+use super::proportion;
 use super::rollout::{self, Counts};
 use super::{
     counts, replicas, revision, rs_name, Controller, COMPONENT, DESIRED, MAX, NOT_COPIED, REVISION,
@@ -142,6 +143,41 @@ impl Pass<'_> {
             }
         }
         Ok(new)
+    }
+
+    /// Proportional scaling of the sets with replicas (`new` and `olds`, olds oldest first).
+    pub async fn proportional(
+        &mut self,
+        new: Option<&Arc<Value>>,
+        olds: &[Arc<Value>],
+        desired: i64,
+        surge: i64,
+        status_replicas: i64,
+    ) -> Result<(), ClientError> {
+        let mut sets: Vec<&Arc<Value>> = olds.iter().chain(new).collect();
+        sets.sort_by_key(|rs| {
+            rs["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        });
+        let active: Vec<&Arc<Value>> = sets.into_iter().filter(|rs| replicas(rs) > 0).collect();
+        let sized: Vec<proportion::Sized> = active
+            .iter()
+            .enumerate()
+            .map(|(age_rank, rs)| proportion::Sized {
+                replicas: replicas(rs),
+                max_annotation: rs["metadata"]["annotations"][MAX]
+                    .as_str()
+                    .and_then(|m| m.parse().ok()),
+                age_rank,
+            })
+            .collect();
+        let sizes = proportion::spread(&sized, desired, surge, status_replicas);
+        for (rs, size) in active.into_iter().zip(sizes) {
+            self.scale(rs, size, desired + surge).await?;
+        }
+        Ok(())
     }
 
     pub async fn recreate(
