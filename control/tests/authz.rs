@@ -180,6 +180,18 @@ fn garbage_malformed_and_expired_tokens_are_401() {
         &with_token(&control, "expired", "old123.0123456789abcdef"),
         &["get", "pods"],
     ));
+    // The token cleaner deletes the expired token's Secret; the live one stays.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = control.kubectl(&["get", "secrets", "-n", "kube-system", "-o", "name"]);
+        let names = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && !names.contains("bootstrap-token-old123") {
+            assert!(names.contains("secret/bootstrap-token-"), "{names}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "expired token not cleaned: {names}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -154,6 +154,25 @@ pub fn check(secret: &Value, token: &Token, now: OffsetDateTime) -> Option<Ident
     })
 }
 
+/// Whether `secret` is a bootstrap token whose `expiration` has passed at `now` (an unreadable
+/// one counts as passed, as in Kubernetes' token cleaner).
+pub fn expired(secret: &Value, now: OffsetDateTime) -> bool {
+    if secret["type"] != SECRET_TYPE {
+        return false;
+    }
+    let Some(encoded) = secret["data"]["expiration"].as_str() else {
+        return false;
+    };
+    let text = STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    match text.and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok()) {
+        Some(at) => now >= at,
+        None => true,
+    }
+}
+
 /// Compares without stopping at the first difference.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -5,10 +5,11 @@
 //! ReplicaSet controller (`replicaset`), the scheduler (`scheduler`), the EndpointSlice and
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
 //! node lifecycle controller (`node_lifecycle`), the pod garbage collector (`podgc`), the Job
-//! controller (`job`), the CronJob controller (`cronjob`) and the DaemonSet controller
-//! (`daemonset`) — on the process that holds
+//! controller (`job`), the CronJob controller (`cronjob`), the DaemonSet controller
+//! (`daemonset`) and the bootstrap-token and CSR cleaners (`cleaners`) — on the process that holds
 //! the `kube-controller-manager` Lease (`leader`).
 
+mod cleaners;
 pub mod client;
 mod cronjob;
 mod daemonset;
@@ -120,6 +121,7 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
             nodes: Arc::clone(&nodes),
         },
     ));
+    tasks.push(cleaners::spawn(client.clone()));
     tasks.push(podgc::spawn(
         client.clone(),
         podgc::Caches {
