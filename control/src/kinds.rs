@@ -8,9 +8,9 @@
 //! name, e.g. `/registry/apps/deployments/default/web`; the value is the object's JSON without
 //! `metadata.resourceVersion`, which is the key's mod revision. Kinds served at two versions
 //! are one object in Kubernetes: HorizontalPodAutoscalers are stored as autoscaling/v2 and
-//! converted for autoscaling/v1 requests (`api/convert`); Events (v1 and events.k8s.io/v1)
-//! have no conversion yet, so only v1 reads and writes ([`Resource::served`]) and
-//! events.k8s.io/v1 answers 404 "not served yet" rather than keeping a separate silent copy.
+//! converted for autoscaling/v1 requests (`api/convert`); Events are stored as core v1 (under
+//! `/registry/core/events/`, like kube-apiserver's one `/registry/events`) and converted for
+//! events.k8s.io/v1 requests, so both APIs show the same events.
 
 /// Whether objects live in a namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,15 +79,15 @@ impl Resource {
 
     /// Whether objects are read and written at this group/version (see the module docs).
     pub fn served(&self) -> bool {
-        !matches!((self.group, self.version), ("events.k8s.io", "v1"))
+        true
     }
 
-    /// The store prefix of every object of this resource: `/registry/<group>/<plural>/`.
+    /// The store prefix of every object of this resource: `/registry/<group>/<plural>/`
+    /// (events.k8s.io Events share the core group's).
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() {
-            "core"
-        } else {
-            self.group
+        let group = match self.group {
+            "" | "events.k8s.io" => "core",
+            group => group,
         };
         format!("/registry/{group}/{}/", self.plural)
     }

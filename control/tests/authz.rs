@@ -189,7 +189,10 @@ fn garbage_malformed_and_expired_tokens_are_401() {
             assert!(names.contains("secret/bootstrap-token-"), "{names}");
             break;
         }
-        assert!(Instant::now() < deadline, "expired token not cleaned: {names}");
+        assert!(
+            Instant::now() < deadline,
+            "expired token not cleaned: {names}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

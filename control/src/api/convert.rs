@@ -1,7 +1,9 @@
 //! Version conversion for kinds served at more than one version: the store holds one version
 //! (the group's preferred, first in the kinds table); a request at another version has its
 //! body converted to it on the way in and every object it gets converted back on the way out.
-//! Only autoscaling/v1 HorizontalPodAutoscaler needs it (what `kubectl autoscale` writes), with
+//! events.k8s.io/v1 Events are core v1 Events with renamed fields (`note` is `message`,
+//! `regarding` is `involvedObject`, …). autoscaling/v1 HorizontalPodAutoscaler (what `kubectl
+//! autoscale` writes) is converted with
 //! Kubernetes' conversion (`pkg/apis/autoscaling/v1/conversion.go`): v1's
 //! `targetCPUUtilizationPercentage` is a Resource `cpu` Utilization metric, its status'
 //! `currentCPUUtilizationPercentage` the matching current metric, and what v1 cannot express
@@ -22,10 +24,47 @@ fn is_hpa_v1(resource: &Resource) -> bool {
         == ("autoscaling", "v1", "HorizontalPodAutoscaler")
 }
 
+fn is_events_v1(resource: &Resource) -> bool {
+    (resource.group, resource.kind) == ("events.k8s.io", "Event")
+}
+
+/// core/v1 Event field ↔ events.k8s.io/v1 Event field, where they differ (Kubernetes'
+/// `pkg/apis/events/v1/conversion.go`); every other field has the same name.
+const EVENT_RENAMES: &[(&str, &str)] = &[
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("reportingComponent", "reportingController"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
+
+/// An Event with its fields renamed (`forward`: core → events.k8s.io) and its apiVersion set.
+fn rename_event(object: Value, forward: bool, api_version: &str) -> Value {
+    let Value::Object(mut map) = object else {
+        return object;
+    };
+    let mut out = Map::new();
+    for (core, v1) in EVENT_RENAMES {
+        let (from, to) = if forward { (core, v1) } else { (v1, core) };
+        if let Some(value) = map.remove(*from) {
+            out.insert((*to).to_owned(), value);
+        }
+    }
+    for (key, value) in map {
+        out.entry(key).or_insert(value);
+    }
+    out.insert("apiVersion".into(), json!(api_version));
+    Value::Object(out)
+}
+
 /// A stored object as `resource`'s version shows it.
 pub fn to_served(object: Value, resource: &Resource) -> Value {
     if is_hpa_v1(resource) {
         hpa_to_v1(object)
+    } else if is_events_v1(resource) {
+        rename_event(object, true, "events.k8s.io/v1")
     } else {
         object
     }
@@ -40,6 +79,8 @@ pub fn to_storage(
 ) -> Result<Value, ApiError> {
     if is_hpa_v1(resource) {
         hpa_to_v2(object, old)
+    } else if is_events_v1(resource) {
+        Ok(rename_event(object, false, "v1"))
     } else {
         Ok(object)
     }

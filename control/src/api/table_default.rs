@@ -41,7 +41,16 @@ fn build(resource: &Resource, objects: &[Value], include_object: &str, no_header
         no_headers,
         now: time::OffsetDateTime::now_utc(),
     };
-    table::to_table(resource, objects, &options)
+    let mut table = table::to_table(resource, objects, &options);
+    // Rows print the stored objects; an embedded whole object is shown at the request's
+    // version, like every other answer.
+    if options.include_object == IncludeObject::Object {
+        let rows = table["rows"].as_array_mut().into_iter().flatten();
+        for (row, object) in rows.zip(objects) {
+            row["object"] = super::convert::to_served(object.clone(), resource);
+        }
+    }
+    table
 }
 
 #[cfg(test)]

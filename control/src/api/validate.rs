@@ -172,7 +172,8 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
     use k8s_openapi::api::{
         apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
         certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
-        discovery::v1 as discovery, networking::v1 as networking, storage::v1 as storage,
+        discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+        storage::v1 as storage,
     };
     if (resource.group, resource.version, resource.kind)
         == ("autoscaling", "v1", "HorizontalPodAutoscaler")
@@ -214,6 +215,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "coordination.k8s.io" "Lease" => coordination::Lease,
         "certificates.k8s.io" "CertificateSigningRequest" => certificates::CertificateSigningRequest,
         "autoscaling" "HorizontalPodAutoscaler" => autoscaling::HorizontalPodAutoscaler,
+        "events.k8s.io" "Event" => events::Event,
     }
 }
 

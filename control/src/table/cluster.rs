@@ -117,7 +117,8 @@ const EVENT_COLUMNS: &[Column] = &[
     },
 ];
 
-/// The fields of an Event under their names in one API version.
+/// The fields of an Event the printer reads (the stored core v1 names; events.k8s.io/v1
+/// Events are printed from the same stored objects).
 struct EventFields {
     first: &'static str,
     last: &'static str,
@@ -140,25 +141,6 @@ pub static EVENT: Printer = Printer {
                 regarding: "involvedObject",
                 message: "message",
                 source: "source",
-            },
-        )
-    },
-};
-
-/// events.k8s.io/v1 renamed the fields; kube-apiserver converts and prints it the same way.
-pub static EVENTS_V1_EVENT: Printer = Printer {
-    columns: EVENT_COLUMNS,
-    cells: |o, now| {
-        event(
-            o,
-            now,
-            &EventFields {
-                first: "deprecatedFirstTimestamp",
-                last: "deprecatedLastTimestamp",
-                count: "deprecatedCount",
-                regarding: "regarding",
-                message: "note",
-                source: "deprecatedSource",
             },
         )
     },

@@ -147,7 +147,7 @@ fn printer(resource: &Resource) -> &'static Printer {
         ("", "Namespace") => &cluster::NAMESPACE,
         ("", "Node") => &cluster::NODE,
         ("", "Event") => &cluster::EVENT,
-        ("events.k8s.io", "Event") => &cluster::EVENTS_V1_EVENT,
+        ("events.k8s.io", "Event") => &cluster::EVENT,
         ("coordination.k8s.io", "Lease") => &cluster::LEASE,
         ("certificates.k8s.io", "CertificateSigningRequest") => &cluster::CSR,
         _ => &DEFAULT,

@@ -461,8 +461,8 @@ fn nodes_events_namespaces_leases_hpas() {
     let v1 = to_table(
         resource("events.k8s.io", "v1", "events"),
         &[json!({
-        "metadata": meta("e"), "type": "Normal", "reason": "Scheduled", "note": "assigned",
-        "regarding": {"kind": "Pod", "name": "p"}, "eventTime": "2026-12-02T11:59:00.000000Z"})],
+        "metadata": meta("e"), "type": "Normal", "reason": "Scheduled", "message": "assigned",
+        "involvedObject": {"kind": "Pod", "name": "p"}, "eventTime": "2026-12-02T11:59:00.000000Z"})],
         &options(),
     );
     assert_eq!(v1["rows"][0]["cells"][0], "60s");
