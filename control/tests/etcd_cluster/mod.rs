@@ -176,6 +176,31 @@ impl Cluster {
     pub fn is_running(&self, n: usize) -> bool {
         self.members[n].running.is_some()
     }
+
+    /// The running member that is the raft leader now, if one answers as such.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len())
+            .filter(|n| self.is_running(*n))
+            .find(|n| status(self.members[*n].client_port).is_some_and(|(me, leader)| me == leader))
+    }
+}
+
+/// (member id, leader id) from a member's `/v3/maintenance/status` (the gRPC gateway).
+fn status(port: u16) -> Option<(String, String)> {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = "POST /v3/maintenance/status HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = response.split("\r\n\r\n").nth(1)?;
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    Some((
+        text(&value["header"]["member_id"])?,
+        text(&value["leader"])?,
+    ))
 }
 
 impl Member {
