@@ -240,6 +240,7 @@ pub const RESOURCES: &[Resource] = &[
     res("apps", "v1", "ReplicaSet", "replicasets", "replicaset", Namespaced, &["rs"], ALL).with(REPLICASET_SUB),
     res("apps", "v1", "StatefulSet", "statefulsets", "statefulset", Namespaced, &["sts"], ALL).with(STATEFULSET_SUB),
     res("apps", "v1", "DaemonSet", "daemonsets", "daemonset", Namespaced, &["ds"], ALL).with(DAEMONSET_SUB),
+    res("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", Namespaced, &[], &[]),
     // batch/v1
     res("batch", "v1", "Job", "jobs", "job", Namespaced, &[], ALL).with(JOB_SUB),
     res("batch", "v1", "CronJob", "cronjobs", "cronjob", Namespaced, &["cj"], ALL).with(CRONJOB_SUB),

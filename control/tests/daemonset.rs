@@ -187,3 +187,76 @@ fn one_pod_per_fitting_node_and_rolling_updates() {
         placed(&control).len() == 3
     });
 }
+
+#[test]
+fn rollout_history_and_undo_through_controller_revisions() {
+    let control = Control::start();
+    let _kubelets = FakeKubelets::start(&control, "default");
+    node(&control, "n1", json!([]));
+    let labels = json!({"app": "agent"});
+    let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}});
+    let file = control.dir.path().join("ds.json");
+    std::fs::write(&file, ds.to_string()).expect("write");
+    ok(control.kubectl(&["apply", "-f", file.to_str().expect("utf-8")]));
+    let one = |image: &str| vec![("n1".to_owned(), image.to_owned())];
+    wait_until("busybox:1 on n1", &control, || {
+        placed(&control) == one("busybox:1")
+    });
+    ok(control.kubectl(&["set", "image", "daemonset/agent", "c=busybox:2"]));
+    wait_until("busybox:2 on n1", &control, || {
+        placed(&control) == one("busybox:2")
+    });
+
+    // Two revisions, the current one newest; each restores its own template.
+    wait_until("two revisions", &control, || {
+        let history = ok(control.kubectl(&["rollout", "history", "daemonset/agent"]));
+        history.lines().any(|l| l.starts_with("1 ")) && history.lines().any(|l| l.starts_with("2 "))
+    });
+    let first = ok(control.kubectl(&["rollout", "history", "daemonset/agent", "--revision=1"]));
+    assert!(first.contains("busybox:1"), "{first}");
+    let revisions: Value = serde_json::from_str(&ok(control.kubectl(&[
+        "get",
+        "controllerrevisions",
+        "-o",
+        "json",
+    ])))
+    .expect("JSON");
+    let items = revisions["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "{revisions:#}");
+    for r in &items {
+        let owner = &r["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (owner["kind"].as_str(), owner["controller"].as_bool()),
+            (Some("DaemonSet"), Some(true))
+        );
+        assert!(
+            r["metadata"]["labels"]["controller-revision-hash"].is_string(),
+            "{r:#}"
+        );
+    }
+
+    // Undo: back to busybox:1, now revision 3.
+    let undone = ok(control.kubectl(&["rollout", "undo", "daemonset/agent"]));
+    assert!(undone.contains("rolled back"), "{undone}");
+    wait_until("busybox:1 again", &control, || {
+        placed(&control) == one("busybox:1")
+    });
+    wait_until("the restored template is revision 3", &control, || {
+        let history = ok(control.kubectl(&["rollout", "history", "daemonset/agent"]));
+        let revisions: Vec<&str> = history
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.parse::<u32>().is_ok())
+            .collect();
+        revisions == ["2", "3"]
+    });
+    // Deleting the DaemonSet takes its history with it (garbage collection by owner).
+    ok(control.kubectl(&["delete", "daemonset/agent"]));
+    wait_until("no revision left", &control, || {
+        ok(control.kubectl(&["get", "controllerrevisions", "-o", "name"]))
+            .trim()
+            .is_empty()
+    });
+}

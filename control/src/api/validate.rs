@@ -204,6 +204,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "apps" "ReplicaSet" => apps::ReplicaSet,
         "apps" "StatefulSet" => apps::StatefulSet,
         "apps" "DaemonSet" => apps::DaemonSet,
+        "apps" "ControllerRevision" => apps::ControllerRevision,
         "batch" "Job" => batch::Job,
         "batch" "CronJob" => batch::CronJob,
         "discovery.k8s.io" "EndpointSlice" => discovery::EndpointSlice,

@@ -7,7 +7,8 @@
 //! pod is terminating gets its new one once the old is gone (and counts as unavailable). RollingUpdate
 //! replaces pods of an old template (the `controller-revision-hash` label) while no more than
 //! maxUnavailable are unavailable; OnDelete leaves them. `status` counts desired, current,
-//! misscheduled, ready, available, updated and unavailable pods.
+//! misscheduled, ready, available, updated and unavailable pods. Each template is kept as a
+//! ControllerRevision (`daemonset_history`) for `kubectl rollout history|undo daemonset`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::client::{revision_of, ClientError, Loopback};
+use super::daemonset_history;
 use super::deployment::template_hash;
 use super::events::{record, EventType};
 use super::informer::Informer;
@@ -149,6 +151,7 @@ impl Controller {
             &ds["spec"]["template"],
             ds["status"]["collisionCount"].as_i64().unwrap_or(0),
         );
+        daemonset_history::sync(&self.client, &ds, &hash).await?;
         let probe = pod_for(&ds, None, &hash);
         let nodes = self.caches.nodes.list(|_| true);
         let wanted: Vec<String> = nodes

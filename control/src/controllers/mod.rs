@@ -13,6 +13,7 @@ mod cleaners;
 pub mod client;
 mod cronjob;
 mod daemonset;
+mod daemonset_history;
 mod deployment;
 mod endpoints;
 mod events;

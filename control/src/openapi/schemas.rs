@@ -47,6 +47,7 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("apps", "v1", "ReplicaSet", add::<apps::ReplicaSet>),
     ("apps", "v1", "StatefulSet", add::<apps::StatefulSet>),
     ("apps", "v1", "DaemonSet", add::<apps::DaemonSet>),
+    ("apps", "v1", "ControllerRevision", add::<apps::ControllerRevision>),
     ("batch", "v1", "Job", add::<batch::Job>),
     ("batch", "v1", "CronJob", add::<batch::CronJob>),
     ("discovery.k8s.io", "v1", "EndpointSlice", add::<discovery::EndpointSlice>),
