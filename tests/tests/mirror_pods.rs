@@ -3,7 +3,8 @@
 //! Node; `kubectl delete pod` of the mirror pod brings it back without restarting the
 //! container (static pods are not deleted through the API); editing the file replaces the
 //! mirror pod; removing the file removes it. A node's credentials create only mirror pods
-//! bound to and owned by that node (NodeRestriction, refused in kube-apiserver's words).
+//! bound to and owned by that node (NodeRestriction, refused in kube-apiserver's words), and
+//! no update adds, changes or removes the mirror annotation.
 
 use std::path::Path;
 use std::time::Duration;
@@ -228,4 +229,24 @@ fn a_node_creates_only_mirror_pods_bound_to_and_owned_by_itself() {
         "--grace-period=0",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_pod_cannot_be_turned_into_a_mirror_pod_or_out_of_one() {
+    let control = Control::start();
+    control.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: plain}\nspec:\n  nodeName: nowhere\n  \
+         containers: [{name: c, image: bosun.test/busybox:1}]\n",
+    );
+    let out = control.kubectl(&["annotate", "pod", "plain", &format!("{MIRROR}=h")]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "Pod \"plain\" is invalid: metadata.annotations[{MIRROR}]: Forbidden: may not add mirror pod annotation"
+        )),
+        "{err}"
+    );
+    // Other annotations change freely.
+    control.kubectl_ok(&["annotate", "pod", "plain", "note=x"]);
 }
