@@ -14,11 +14,26 @@ use serde_json::Value;
 
 const MIRROR: &str = "kubernetes.io/config.mirror";
 
+/// A static pod with the usual fields (ports, env, resources, a probe), so its mirror pod
+/// shows the agent's serialization is a valid v1 Pod.
 fn static_pod(command: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: mirrored, labels: {{app: mirrored}}}}\n\
-         spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  \
-         - {{name: c, image: bosun.test/busybox:1, command: [{command}]}}\n"
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: mirrored, labels: {{app: mirrored}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: bosun.test/busybox:1
+    command: [{command}]
+    env: [{{name: MODE, value: static}}]
+    ports: [{{containerPort: 8080, name: http}}]
+    resources: {{requests: {{cpu: 10m, memory: 16Mi}}, limits: {{memory: 32Mi}}}}
+    readinessProbe:
+      exec: {{command: ["true"]}}
+      periodSeconds: 1
+"#
     )
 }
 
@@ -66,6 +81,10 @@ fn a_static_pod_is_mirrored_in_the_api_and_survives_deletes_of_its_mirror() {
     // The mirror pod: bound to the node, annotated, owned by the Node, Running.
     wait(&control, &node, "the mirror pod Running", 30, || {
         running_mirror(&control, &name).is_some()
+    });
+    wait(&control, &node, "the mirror pod Ready", 20, || {
+        running_mirror(&control, &name)
+            .is_some_and(|p| p["status"]["containerStatuses"][0]["ready"] == true)
     });
     let first = running_mirror(&control, &name).expect("the mirror pod");
     let meta = &first["metadata"];
@@ -133,6 +152,15 @@ fn a_static_pod_is_mirrored_in_the_api_and_survives_deletes_of_its_mirror() {
     );
     let edited = running_mirror(&control, &name).expect("the replaced mirror pod");
     assert_ne!(edited["metadata"]["uid"], again["metadata"]["uid"]);
+    // It shows the new container, not the old one that was stopping meanwhile.
+    let started =
+        |p: &Value| p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"].clone();
+    assert_ne!(started(&edited), started(&again), "{edited:#}");
+    assert_ne!(
+        pid(&node),
+        pid_before,
+        "the edited static pod was restarted"
+    );
 
     // Removing the file removes the static pod and its mirror pod.
     std::fs::remove_file(&file).expect("remove the static pod");

@@ -31,8 +31,17 @@ pub const HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 /// How often the mirror pods are compared with the static pods.
 pub const TICK: Duration = Duration::from_millis(500);
 
-/// The static pods the daemon runs, by uid; `None` until the manifest directory was listed.
-pub type StaticPods = Arc<Mutex<Option<BTreeMap<String, Pod>>>>;
+/// A static pod of the manifest directory.
+#[derive(Debug, Clone)]
+pub struct StaticPod {
+    pub pod: Pod,
+    /// Whether the daemon runs this version of it (not an older one still stopping): only
+    /// then is its status the mirror pod's.
+    pub live: bool,
+}
+
+/// The static pods by uid; `None` until the manifest directory was listed.
+pub type StaticPods = Arc<Mutex<Option<BTreeMap<String, StaticPod>>>>;
 
 /// A mirror pod bound to this node, as the pod watch last saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,12 +126,12 @@ pub enum Action {
 
 /// The mirror pod each static pod should have: (namespace, name) → (static uid, hash).
 fn wanted(
-    static_pods: &BTreeMap<String, Pod>,
+    static_pods: &BTreeMap<String, StaticPod>,
     node: &str,
 ) -> BTreeMap<(String, String), (String, String)> {
     static_pods
         .iter()
-        .map(|(uid, pod)| {
+        .map(|(uid, StaticPod { pod, .. })| {
             let key = (pod.metadata.namespace.clone(), mirror_name(pod, node));
             (key, (uid.clone(), mirror_hash(pod)))
         })
@@ -133,7 +142,7 @@ fn wanted(
 /// (by uid) that are outdated, orphaned or being deleted go first; a static pod gets its
 /// mirror pod once its name is free.
 pub fn plan(
-    static_pods: &BTreeMap<String, Pod>,
+    static_pods: &BTreeMap<String, StaticPod>,
     mirrors: &BTreeMap<String, MirrorPod>,
     node: &str,
 ) -> Vec<Action> {
@@ -170,9 +179,10 @@ pub struct Target {
     pub uid: String,
 }
 
-/// The current (up to date, not being deleted) mirror pod of each static pod, by static uid.
+/// The current (up to date, not being deleted) mirror pod of each static pod the daemon runs
+/// (`live`), by static uid.
 pub fn targets(
-    static_pods: &BTreeMap<String, Pod>,
+    static_pods: &BTreeMap<String, StaticPod>,
     mirrors: &BTreeMap<String, MirrorPod>,
     node: &str,
 ) -> BTreeMap<String, Target> {
@@ -182,7 +192,8 @@ pub fn targets(
         .filter(|(_, m)| !m.deleting)
         .filter_map(|(uid, m)| {
             let (static_uid, hash) = wanted.get(&(m.namespace.clone(), m.name.clone()))?;
-            (*hash == m.hash).then(|| {
+            let live = static_pods.get(static_uid).is_some_and(|s| s.live);
+            (*hash == m.hash && live).then(|| {
                 let target = Target {
                     namespace: m.namespace.clone(),
                     name: m.name.clone(),
@@ -227,7 +238,7 @@ pub async fn run(
                     delete(&client, namespace, name, uid).await,
                 ),
                 Action::Create { static_uid } => {
-                    let Some(pod) = statics.get(static_uid) else {
+                    let Some(StaticPod { pod, .. }) = statics.get(static_uid) else {
                         continue;
                     };
                     let key = format!("{}/{}", pod.metadata.namespace, mirror_name(pod, &node));

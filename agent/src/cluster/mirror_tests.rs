@@ -11,8 +11,9 @@ fn static_pod(image: &str) -> Pod {
     .expect("a static pod")
 }
 
-fn statics(pod: Pod) -> BTreeMap<String, Pod> {
-    BTreeMap::from([("static-uid".to_owned(), pod)])
+fn statics(pod: Pod) -> BTreeMap<String, StaticPod> {
+    let s = StaticPod { pod, live: true };
+    BTreeMap::from([("static-uid".to_owned(), s)])
 }
 
 fn mirror(hash: &str, deleting: bool) -> MirrorPod {
@@ -73,6 +74,11 @@ fn missing_mirror_pods_are_created_and_wrong_ones_deleted_first() {
         targets(&statics(pod.clone()), &current, "n1"),
         BTreeMap::from([("static-uid".to_owned(), target)])
     );
+    // While an older version of it is still stopping, its status is not the mirror pod's.
+    let mut stopping = statics(pod.clone());
+    stopping.values_mut().for_each(|s| s.live = false);
+    assert!(plan(&stopping, &current, "n1").is_empty());
+    assert!(targets(&stopping, &current, "n1").is_empty());
     // The static pod changed: the old mirror goes, the new one waits for its name.
     let changed = static_pod("nginx");
     assert_eq!(

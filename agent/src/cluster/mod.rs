@@ -33,7 +33,7 @@ use std::time::Duration;
 use crate::pod::{NodeContext, PodStatus};
 
 pub use finalize::NodePods;
-pub use mirror::StaticPods;
+pub use mirror::{StaticPod, StaticPods};
 pub use pods::{ApiPods, BoundPod};
 pub use services::{ServiceWatch, ServicesSnapshot};
 

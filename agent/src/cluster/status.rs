@@ -82,11 +82,10 @@ pub async fn run(
                 }
                 mirrors.get(&st.uid).cloned()
             };
-            // API uids reported on, and the daemon's uids of their pods.
-            let (mut reported, mut running) = (BTreeSet::new(), BTreeSet::new());
+            // API uids reported on.
+            let mut reported = BTreeSet::new();
             for (st, to) in statuses.iter().filter_map(|s| Some((s, target(s)?))) {
                 reported.insert(to.uid.clone());
-                running.insert(st.uid.clone());
                 for c in st
                     .container_statuses
                     .iter()
@@ -149,6 +148,9 @@ pub async fn run(
             }
             let known = |uid: &String| reported.contains(uid) || api.refused.contains_key(uid);
             sent.retain(|uid, _| known(uid));
+            // Kept while the pod runs here, so a static pod whose mirror pod is being
+            // replaced does not announce its containers again.
+            let running: BTreeSet<&String> = statuses.iter().map(|s| &s.uid).collect();
             seen.retain(|uid, _| running.contains(uid));
             times.retain(|uid, _| known(uid));
         }

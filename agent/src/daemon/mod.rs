@@ -264,14 +264,11 @@ pub async fn run(
             static_pods: scan(&mut dir, manifest_dir.as_deref()),
             api_pods: api.map(api_desired),
         };
-        if joined {
-            let pods = desired.static_pods.as_ref().map(|pods| {
-                let pod =
-                    |(uid, d): (&String, &manifests::DesiredPod)| (uid.clone(), d.pod.clone());
-                pods.iter().map(pod).collect()
-            });
-            *static_pods.lock().unwrap_or_else(|p| p.into_inner()) = pods;
-        }
+        // For the mirror pods: the static pods, and whether this version of each runs.
+        let statics = match joined {
+            true => desired.static_pods.clone(),
+            false => None,
+        };
         {
             // Pods being deleted in the API stop with their deletion grace period.
             let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
@@ -283,6 +280,18 @@ pub async fn run(
             }
         }
         reconcile_pods(&ctx, &table, desired);
+        if let Some(statics) = statics {
+            let t = table.lock().unwrap_or_else(|p| p.into_inner());
+            let published = statics
+                .into_iter()
+                .map(|(uid, d)| {
+                    let live = t.pods.get(&uid).is_some_and(|e| e.hash == d.hash);
+                    let pod = crate::cluster::StaticPod { pod: d.pod, live };
+                    (uid, pod)
+                })
+                .collect();
+            *static_pods.lock().unwrap_or_else(|p| p.into_inner()) = Some(published);
+        }
         if let Some(s) = &mut services {
             let pods = table.lock().unwrap_or_else(|p| p.into_inner()).local_pods();
             s.tick(&dir, api_snapshot(api_services.as_deref()), pods)
