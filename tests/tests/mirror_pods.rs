@@ -1,10 +1,11 @@
 //! Static pods beside the API, like kubelet's: a static pod of the manifest directory shows in
 //! `kubectl get pods` as a mirror pod `<name>-<node>`, Running, annotated and owned by its
-//! Node; `kubectl delete pod` of the mirror pod brings it back without restarting the
-//! container (static pods are not deleted through the API); editing the file replaces the
-//! mirror pod; removing the file removes it. A node's credentials create only mirror pods
-//! bound to and owned by that node (NodeRestriction, refused in kube-apiserver's words), and
-//! no update adds, changes or removes the mirror annotation.
+//! Node; a ReplicaSet selecting it does not adopt it; `kubectl delete pod` of the mirror pod
+//! brings it back without restarting the container (static pods are not deleted through the
+//! API); editing the file replaces the mirror pod; removing the file removes it. A node's
+//! credentials create only mirror pods bound to and owned by that node (NodeRestriction,
+//! refused in kube-apiserver's words), and no update adds, changes or removes the mirror
+//! annotation.
 
 use std::path::Path;
 use std::time::Duration;
@@ -117,6 +118,29 @@ fn a_static_pod_is_mirrored_in_the_api_and_survives_deletes_of_its_mirror() {
         })
         .count();
     assert_eq!(instances, 1, "{on_node:#?}");
+
+    // A ReplicaSet selecting its labels leaves it alone (its controller is the Node).
+    control.apply(
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: selector}\nspec:\n  \
+         replicas: 0\n  selector: {matchLabels: {app: mirrored}}\n  template:\n    \
+         metadata: {labels: {app: mirrored}}\n    \
+         spec: {containers: [{name: c, image: bosun.test/busybox:1}]}\n",
+    );
+    wait(&control, &node, "the ReplicaSet synced", 20, || {
+        control
+            .get_json(&["rs", "selector"])
+            .is_some_and(|rs| rs["status"]["observedGeneration"] == 1)
+    });
+    let rs = control
+        .get_json(&["rs", "selector"])
+        .expect("the ReplicaSet");
+    assert_eq!(rs["status"]["replicas"], 0, "{rs:#}");
+    let mirror = control.get_json(&["pod", &name]).expect("the mirror pod");
+    assert_eq!(
+        mirror["metadata"]["ownerReferences"],
+        meta["ownerReferences"]
+    );
+    control.kubectl_ok(&["delete", "rs", "selector"]);
 
     // Deleting the mirror pod through the API does not stop the static pod: the mirror pod
     // comes back (another uid), showing the same container, never restarted.
