@@ -2,10 +2,11 @@
 //! `kubectl get pods` as a mirror pod `<name>-<node>`, Running, annotated and owned by its
 //! Node; a ReplicaSet selecting it does not adopt it; `kubectl delete pod` of the mirror pod
 //! brings it back without restarting the container (static pods are not deleted through the
-//! API); editing the file replaces the mirror pod; removing the file removes it. A node's
-//! credentials create only mirror pods bound to and owned by that node (NodeRestriction,
-//! refused in kube-apiserver's words), and no update adds, changes or removes the mirror
-//! annotation.
+//! API); editing the file replaces the mirror pod; when the Node is deleted the garbage
+//! collector deletes it and the agent mirrors the pod again under the re-registered Node;
+//! removing the file removes it. A node's credentials create only mirror pods bound to and
+//! owned by that node (NodeRestriction, refused in kube-apiserver's words), and no update
+//! adds, changes or removes the mirror annotation.
 
 use std::path::Path;
 use std::time::Duration;
@@ -185,6 +186,29 @@ fn a_static_pod_is_mirrored_in_the_api_and_survives_deletes_of_its_mirror() {
         pid_before,
         "the edited static pod was restarted"
     );
+
+    // The Node deleted: the garbage collector deletes its mirror pod with it; the agent
+    // registers the Node again and mirrors the static pod under the new Node, which kept
+    // running.
+    let pid_edited = pid(&node);
+    let old_node_uid = node_object["metadata"]["uid"].clone();
+    control.kubectl_ok(&["delete", "node", &node.name]);
+    wait(
+        &control,
+        &node,
+        "the mirror pod owned by the new Node",
+        45,
+        || {
+            let new_uid = control
+                .get_json(&["node", &node.name])
+                .map(|n| n["metadata"]["uid"].clone())
+                .filter(|uid| *uid != old_node_uid);
+            running_mirror(&control, &name).is_some_and(|p| {
+                new_uid.is_some_and(|uid| p["metadata"]["ownerReferences"][0]["uid"] == uid)
+            })
+        },
+    );
+    assert_eq!(pid(&node), pid_edited, "the static pod was not restarted");
 
     // Removing the file removes the static pod and its mirror pod.
     std::fs::remove_file(&file).expect("remove the static pod");
