@@ -118,9 +118,10 @@ fn a_node_may_do_what_a_kubelet_needs_and_nothing_more() {
             ],
         )
     };
+    // NodeRestriction's words, as kube-apiserver's (the system:node role may delete pods).
     forbidden(
         final_delete(&other),
-        "User \"system:node:other\" cannot delete resource \"pods\"",
+        "pods \"web\" is forbidden: node \"other\" can only delete pods with spec.nodeName set to itself",
     );
     ok(final_delete(&node));
     let gone = control.kubectl(&["get", "pod", "web"]);

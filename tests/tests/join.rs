@@ -267,8 +267,8 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
         "{container:#}"
     );
 
-    // The static pod of the manifest directory runs beside the API's (mirror pods, which
-    // would show it in the API, are a later step).
+    // The static pod of the manifest directory runs beside the API's (its mirror pod shows
+    // it in the API: tests/mirror_pods.rs).
     let sleeper = node
         .ps_pod("static-sleeper")
         .expect("the static pod on the node");

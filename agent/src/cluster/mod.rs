@@ -3,7 +3,8 @@
 //! (`node.rs`, facts from `machine.rs`), renews its Lease (`lease.rs`), watches the pods bound
 //! to it into the desired set the daemon runs (`pods.rs`), reports their status through the
 //! `status` subresource (`status.rs`, pure mapping in `pod_status.rs`), and deletes a pod being
-//! deleted once the daemon has stopped it (`finalize.rs`). With a pod network it
+//! deleted once the daemon has stopped it (`finalize.rs`), and shows each static pod of the
+//! manifest directory as a mirror pod (`mirror.rs`). With a pod network it
 //! routes to the other nodes' pod CIDRs (`peers.rs`); with a dataplane it watches the
 //! Services and EndpointSlices the dataplane programs (`services.rs`). The pods themselves run
 //! on the daemon's pod workers, beside the static pods of the manifest directory. With a
@@ -15,6 +16,7 @@ pub mod events;
 pub mod finalize;
 pub mod lease;
 pub mod machine;
+pub mod mirror;
 pub mod node;
 pub mod peers;
 pub mod pod_events;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use crate::pod::{NodeContext, PodStatus};
 
 pub use finalize::NodePods;
+pub use mirror::{StaticPod, StaticPods};
 pub use pods::{ApiPods, BoundPod};
 pub use services::{ServiceWatch, ServicesSnapshot};
 
@@ -86,7 +89,7 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client, JoinError> {
 
 /// Starts the node's loops on the current runtime: Node registration and status, Lease,
 /// the pod watch (into `api_pods`), pod status reports (from `statuses`) and the final delete
-/// of terminating pods no longer `on_node`.
+/// of terminating pods no longer `on_node`, and the mirror pods of `static_pods`.
 pub fn spawn(
     client: kube::Client,
     node: NodeIdentity,
@@ -94,6 +97,7 @@ pub fn spawn(
     api_pods: Arc<Mutex<ApiPods>>,
     statuses: PodStatuses,
     on_node: NodePods,
+    static_pods: StaticPods,
 ) {
     let facts = machine::Machine::detect(&ctx);
     tokio::spawn(node::run(client.clone(), node.clone(), facts));
@@ -113,7 +117,20 @@ pub fn spawn(
         api_pods.clone(),
     ));
     tokio::spawn(finalize::run(client.clone(), api_pods.clone(), on_node));
-    tokio::spawn(status::run(client, node, ctx, api_pods, statuses));
+    tokio::spawn(mirror::run(
+        client.clone(),
+        node.name.clone(),
+        api_pods.clone(),
+        static_pods.clone(),
+    ));
+    tokio::spawn(status::run(
+        client,
+        node,
+        ctx,
+        api_pods,
+        statuses,
+        static_pods,
+    ));
 }
 
 /// Now as RFC 3339 with seconds (`metav1.Time`).

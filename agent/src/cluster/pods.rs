@@ -9,7 +9,9 @@
 //! A pod being deleted (deletionTimestamp) is not desired: it is kept in `terminating` with its
 //! deletionGracePeriodSeconds, for the daemon to stop it with that grace and for `finalize` to
 //! delete it from the API once it no longer runs here. A pod the agent cannot run is kept in
-//! `refused` with the error, for the status reporter to fail it by name.
+//! `refused` with the error, for the status reporter to fail it by name. A mirror pod (the
+//! `kubernetes.io/config.mirror` annotation: a static pod's reflection, see `mirror.rs`) is
+//! never run: it is kept in `mirrors` for the mirror loop.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 
+use super::mirror::MirrorPod;
 use crate::spec::{manifest_hash, pod_from_api, pod_uid, Pod};
 
 /// A pod bound to this node that the agent runs, with its spec hash.
@@ -54,7 +57,9 @@ pub struct ApiPods {
     pub pods: BTreeMap<String, BoundPod>,
     pub refused: BTreeMap<String, RefusedPod>,
     pub terminating: BTreeMap<String, TerminatingPod>,
-    /// The status each pod has in the API, as last received.
+    /// The mirror pods bound to this node (never run as API pods).
+    pub mirrors: BTreeMap<String, MirrorPod>,
+    /// The status each pod has in the API (mirror pods included), as last received.
     pub api_status: BTreeMap<String, serde_json::Value>,
 }
 
@@ -65,11 +70,12 @@ impl ApiPods {
     }
 }
 
-/// One pod from the API: desired, refused, or being deleted.
+/// One pod from the API: desired, refused, being deleted, or a mirror pod.
 enum Converted {
     Desired(String, Box<BoundPod>),
     Refused(String, RefusedPod),
     Terminating(String, TerminatingPod),
+    Mirror(String, MirrorPod),
 }
 
 fn convert(api_pod: &ApiPod, node: &str) -> Option<(Converted, serde_json::Value)> {
@@ -79,6 +85,9 @@ fn convert(api_pod: &ApiPod, node: &str) -> Option<(Converted, serde_json::Value
 
 fn convert_spec(api_pod: &ApiPod, node: &str) -> Option<Converted> {
     let uid = api_pod.metadata.uid.clone()?;
+    if let Some(mirror) = MirrorPod::of(api_pod) {
+        return Some(Converted::Mirror(uid, mirror));
+    }
     if api_pod.metadata.deletion_timestamp.is_some() {
         let pod = TerminatingPod {
             namespace: api_pod.metadata.namespace.clone().unwrap_or_default(),
@@ -138,6 +147,13 @@ impl ApiPods {
                 self.refused.remove(&uid);
                 self.terminating.insert(uid, t);
             }
+            Converted::Mirror(uid, m) => {
+                self.api_status.insert(uid.clone(), status);
+                self.pods.remove(&uid);
+                self.refused.remove(&uid);
+                self.terminating.remove(&uid);
+                self.mirrors.insert(uid, m);
+            }
         }
     }
 
@@ -145,6 +161,7 @@ impl ApiPods {
         self.pods.remove(uid);
         self.refused.remove(uid);
         self.terminating.remove(uid);
+        self.mirrors.remove(uid);
         self.api_status.remove(uid);
     }
 }
@@ -195,6 +212,7 @@ pub async fn run(client: kube::Client, node: String, state: Arc<Mutex<ApiPods>>)
 
 #[cfg(test)]
 mod tests {
+    use super::super::mirror::MIRROR_ANNOTATION;
     use super::*;
 
     fn api_pod(deleting: bool) -> ApiPod {
@@ -224,5 +242,26 @@ mod tests {
         assert_eq!(pods.terminating.get("u1"), Some(&expected));
         pods.remove("u1");
         assert!(pods.terminating.is_empty() && pods.api_status.is_empty());
+    }
+
+    #[test]
+    fn a_mirror_pod_is_never_run_even_while_deleted() {
+        for deleting in [false, true] {
+            let mut pod = api_pod(deleting);
+            let annotations = [(MIRROR_ANNOTATION.to_owned(), "h1".to_owned())];
+            pod.metadata.annotations = Some(annotations.into());
+            let mut pods = ApiPods::default();
+            pods.apply(convert(&pod, "n1").expect("converted"));
+            assert!(pods.pods.is_empty() && pods.terminating.is_empty() && pods.refused.is_empty());
+            let expected = MirrorPod {
+                namespace: "default".into(),
+                name: "web".into(),
+                hash: "h1".into(),
+                deleting,
+            };
+            assert_eq!(pods.mirrors.get("u1"), Some(&expected));
+            pods.remove("u1");
+            assert!(pods.mirrors.is_empty());
+        }
     }
 }

@@ -6,8 +6,10 @@
 //! otherwise, as after the node lifecycle controller marked the pods of a silent node not
 //! ready. A failed patch keeps the last accepted state, so the next tick retries. Pods the
 //! agent refuses are failed once with the refusal, like kubelet's admission rejections.
+//! A static pod's status goes to its current mirror pod (`mirror::targets`), under the mirror
+//! pod's name and uid; `sent` is kept by API uid, so a replaced mirror pod gets it anew.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 
 use super::events::{self, PodRef};
+use super::mirror::{self, StaticPods, Target};
 use super::pod_events;
 use super::pod_status::{api_status, ConditionTimes};
 use super::pods::ApiPods;
@@ -42,6 +45,7 @@ pub async fn run(
     ctx: Arc<NodeContext>,
     api_pods: Arc<Mutex<ApiPods>>,
     statuses: PodStatuses,
+    static_pods: StaticPods,
 ) {
     let host_ip = node.ip.to_string();
     let mut sent: BTreeMap<String, Value> = BTreeMap::new();
@@ -59,10 +63,29 @@ pub async fn run(
         let mut reports = Vec::new();
         {
             let api = api_pods.lock().unwrap_or_else(|p| p.into_inner());
+            let mirrors = match static_pods
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                Some(statics) => mirror::targets(statics, &api.mirrors, &node.name),
+                None => BTreeMap::new(),
+            };
             // Terminating pods too: their containers' ends are reported until they are gone.
-            let reported =
-                |uid: &String| api.pods.contains_key(uid) || api.terminating.contains_key(uid);
-            for st in statuses.iter().filter(|s| reported(&s.uid)) {
+            let target = |st: &PodStatus| -> Option<Target> {
+                if api.pods.contains_key(&st.uid) || api.terminating.contains_key(&st.uid) {
+                    return Some(Target {
+                        namespace: st.namespace.clone(),
+                        name: st.name.clone(),
+                        uid: st.uid.clone(),
+                    });
+                }
+                mirrors.get(&st.uid).cloned()
+            };
+            // API uids reported on.
+            let mut reported = BTreeSet::new();
+            for (st, to) in statuses.iter().filter_map(|s| Some((s, target(s)?))) {
+                reported.insert(to.uid.clone());
                 for c in st
                     .container_statuses
                     .iter()
@@ -75,24 +98,24 @@ pub async fn run(
                     }
                 }
                 let lookup = |image: &str| image_ids.get(image).cloned().unwrap_or_default();
-                let held = api.api_status.get(&st.uid).cloned().unwrap_or_default();
+                let held = api.api_status.get(&to.uid).cloned().unwrap_or_default();
                 let t = times
-                    .entry(st.uid.clone())
+                    .entry(to.uid.clone())
                     .or_insert_with(|| ConditionTimes::from_api(&held));
                 let mut status = api_status(st, &host_ip, t, &now, &lookup);
                 // Someone else changed the conditions since our last report (the node
                 // lifecycle controller marks the pods of a silent node not ready): take their
                 // view as the last transition, so ours is reported again as a new one.
-                let ours_reported = sent.get(&st.uid) == Some(&status);
+                let ours_reported = sent.get(&to.uid) == Some(&status);
                 if ours_reported && overridden(&held, &status) {
                     *t = ConditionTimes::from_api(&held);
                     status = api_status(st, &host_ip, t, &now, &lookup);
-                    sent.remove(&st.uid);
+                    sent.remove(&to.uid);
                 }
                 reports.push(Report {
-                    namespace: st.namespace.clone(),
-                    name: st.name.clone(),
-                    uid: st.uid.clone(),
+                    namespace: to.namespace.clone(),
+                    name: to.name.clone(),
+                    uid: to.uid.clone(),
                     status,
                 });
                 let terminating = api.terminating.contains_key(&st.uid);
@@ -101,9 +124,9 @@ pub async fn run(
                 let events = pod_events::diff(before.map(|(s, _)| s), st, became, agent_start);
                 if !events.is_empty() {
                     let pod = PodRef {
-                        namespace: st.namespace.clone(),
-                        name: st.name.clone(),
-                        uid: st.uid.clone(),
+                        namespace: to.namespace.clone(),
+                        name: to.name.clone(),
+                        uid: to.uid.clone(),
                     };
                     tokio::spawn(events::post(client.clone(), node.name.clone(), pod, events));
                 }
@@ -123,9 +146,12 @@ pub async fn run(
                     }),
                 });
             }
-            let known = |uid: &String| reported(uid) || api.refused.contains_key(uid);
+            let known = |uid: &String| reported.contains(uid) || api.refused.contains_key(uid);
             sent.retain(|uid, _| known(uid));
-            seen.retain(|uid, _| reported(uid));
+            // Kept while the pod runs here, so a static pod whose mirror pod is being
+            // replaced does not announce its containers again.
+            let running: BTreeSet<&String> = statuses.iter().map(|s| &s.uid).collect();
+            seen.retain(|uid, _| running.contains(uid));
             times.retain(|uid, _| known(uid));
         }
         for r in reports {

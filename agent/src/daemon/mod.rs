@@ -5,7 +5,8 @@
 //! the local API. A pod's source is its `spec.nodeName` (API pods have it, static pods may
 //! not); a source not listed yet (the directory unreadable, the API not reached since start)
 //! changes none of its pods. An API pod being deleted (deletionTimestamp) is stopped with its
-//! deletionGracePeriodSeconds; `cluster::finalize` deletes it from the API once it is gone. With a dataplane, each tick also syncs the manifests' Services
+//! deletionGracePeriodSeconds; `cluster::finalize` deletes it from the API once it is gone;
+//! joined, the static pods are published for their mirror pods (`cluster::mirror`). With a dataplane, each tick also syncs the manifests' Services
 //! with the pods (`services.rs`). Stopping the daemon leaves pods (and the pinned dataplane)
 //! running for the next agent to adopt; only a pod's removal from its source deletes it.
 
@@ -149,6 +150,8 @@ pub async fn run(
     tokio::spawn(api::serve(listener, table.clone()));
 
     let api_pods = Arc::new(Mutex::new(ApiPods::default()));
+    // The static pods, for their mirror pods in the API.
+    let static_pods: crate::cluster::StaticPods = Arc::default();
     let joined = join.is_some();
     // The cluster's Services, for the dataplane (when there is one).
     let api_services = match (&join, &dataplane) {
@@ -168,7 +171,15 @@ pub async fn run(
         let t = table.clone();
         let on_node: crate::cluster::NodePods =
             Arc::new(move || t.lock().unwrap_or_else(|p| p.into_inner()).on_node());
-        crate::cluster::spawn(join.client, join.node, ctx.clone(), pods, statuses, on_node);
+        crate::cluster::spawn(
+            join.client,
+            join.node,
+            ctx.clone(),
+            pods,
+            statuses,
+            on_node,
+            static_pods.clone(),
+        );
     }
     let mut dir = match manifest_dir {
         Some(_) => ManifestDir::default(),
@@ -253,6 +264,11 @@ pub async fn run(
             static_pods: scan(&mut dir, manifest_dir.as_deref()),
             api_pods: api.map(api_desired),
         };
+        // For the mirror pods: the static pods, and whether this version of each runs.
+        let statics = match joined {
+            true => desired.static_pods.clone(),
+            false => None,
+        };
         {
             // Pods being deleted in the API stop with their deletion grace period.
             let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
@@ -264,6 +280,18 @@ pub async fn run(
             }
         }
         reconcile_pods(&ctx, &table, desired);
+        if let Some(statics) = statics {
+            let t = table.lock().unwrap_or_else(|p| p.into_inner());
+            let published = statics
+                .into_iter()
+                .map(|(uid, d)| {
+                    let live = t.pods.get(&uid).is_some_and(|e| e.hash == d.hash);
+                    let pod = crate::cluster::StaticPod { pod: d.pod, live };
+                    (uid, pod)
+                })
+                .collect();
+            *static_pods.lock().unwrap_or_else(|p| p.into_inner()) = Some(published);
+        }
         if let Some(s) = &mut services {
             let pods = table.lock().unwrap_or_else(|p| p.into_inner()).local_pods();
             s.tick(&dir, api_snapshot(api_services.as_deref()), pods)

@@ -28,8 +28,13 @@ pub fn pod_uid(pod: &Pod) -> String {
 /// specs hash equally whatever the manifest's key order, formatting or YAML/JSON choice.
 pub fn manifest_hash(pod: &Pod) -> String {
     let value = serde_json::to_value(&pod.spec).expect("a PodSpec always serializes to JSON");
+    canonical_hash(&value)
+}
+
+/// sha256 (hex) of the canonical JSON of `value` (object keys sorted, no whitespace).
+pub fn canonical_hash(value: &serde_json::Value) -> String {
     let mut canonical = String::new();
-    write_canonical(&value, &mut canonical);
+    write_canonical(value, &mut canonical);
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 

@@ -22,7 +22,7 @@ mod validate;
 
 pub use command::{expand_vars, resolve_command, resolve_command_with_env, resolve_env};
 pub use error::SpecError;
-pub use identity::{manifest_hash, pod_uid};
+pub use identity::{canonical_hash, manifest_hash, pod_uid};
 pub use lifecycle::{HookAction, Lifecycle, LifecycleHandler, SleepAction};
 pub use names::{
     dns1123_label_error, dns1123_subdomain_error, iana_svc_name_error, label_key_error,

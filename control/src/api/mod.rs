@@ -17,6 +17,7 @@ mod namespaces;
 pub(crate) mod patch;
 pub mod path;
 mod pod_grace;
+mod pod_update;
 pub(crate) mod query;
 mod scale;
 pub mod selector;

@@ -68,6 +68,7 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     }
     let object = call.to_storage(object, Some(&old))?;
     let new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
+    super::pod_update::check(&old, &new, resource)?;
     crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
     let stored = write(call, &key, &name, expected, new).await?;
     Ok(object_response(

@@ -49,6 +49,20 @@ pub fn node_may_set_label(key: &str) -> bool {
     KUBELET_LABELS.contains(&key) || KUBELET_DOMAINS.iter().any(|d| in_domain(domain, d))
 }
 
+/// An admission plugin's 403, as kube-apiserver words it: `pods "m" is forbidden: <why>`.
+pub fn admission_forbidden(resource: &Resource, name: &str, why: &str) -> ApiError {
+    let what = resource.group_resource();
+    let message = if name.is_empty() {
+        format!("{what} is forbidden: {why}")
+    } else {
+        format!("{what} {name:?} is forbidden: {why}")
+    };
+    let mut e = ApiError::forbidden(message);
+    e.details =
+        Some(serde_json::json!({"name": name, "group": resource.group, "kind": resource.plural}));
+    e
+}
+
 /// Refuses a node's write of its Node (`old` is `None` on create) that NodeRestriction
 /// would refuse; anything else passes.
 pub fn admit(
@@ -64,11 +78,7 @@ pub fn admit(
         return Ok(());
     }
     let name = new["metadata"]["name"].as_str().unwrap_or("");
-    let refuse = |why: String| {
-        let mut e = ApiError::forbidden(format!("nodes {name:?} is forbidden: {why}"));
-        e.details = Some(serde_json::json!({"name": name, "kind": "nodes"}));
-        Err(e)
-    };
+    let refuse = |why: String| Err(admission_forbidden(resource, name, &why));
     let labels = |v: Option<&Value>| -> Vec<(String, Value)> {
         v.and_then(|v| v["metadata"]["labels"].as_object())
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())

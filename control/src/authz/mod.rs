@@ -5,7 +5,9 @@
 //! - nodes (`system:node:<name>` in `system:nodes`) get Kubernetes' Node authorizer and
 //!   NodeRestriction admission rules in one place (`node`): read nodes, pods, services,
 //!   endpoints, endpointslices and namespaces; write only their own Node and Lease, the status
-//!   of pods bound to them, their mirror pods, and events; read a Secret, ConfigMap or
+//!   of pods bound to them, and events; create only mirror pods bound to and owned by
+//!   themselves and delete only pods bound to them (`node_pods`, refused in
+//!   NodeRestriction's words); read a Secret, ConfigMap or
 //!   PersistentVolumeClaim only while a pod bound to them uses it; create and read CSRs;
 //! - bootstrappers (`system:bootstrappers`) may create and read CSRs only;
 //! - anyone else may do nothing.
@@ -20,6 +22,7 @@
 
 mod admission;
 mod node;
+mod node_pods;
 pub mod store_facts;
 
 use serde_json::Value;

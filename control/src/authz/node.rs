@@ -3,16 +3,13 @@
 //! pod's status may be written only while the stored pod is bound to the node, and a Secret,
 //! ConfigMap or PersistentVolumeClaim is readable only while a pod bound to the node in the
 //! same namespace references it (volumes, projected sources, env `valueFrom`, `envFrom`,
-//! `imagePullSecrets`). A node may create only mirror pods bound to itself that reference none
-//! of those (nor a service account), so it cannot grant itself access.
+//! `imagePullSecrets`). Pod writes follow NodeRestriction (`node_pods`).
 
 use serde_json::Value;
 
 use super::{Attributes, Denied, Facts};
 use crate::status::ApiError;
 
-/// The annotation that marks a mirror pod (a static pod's reflection in the API).
-pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 /// The namespace of node Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
@@ -49,7 +46,7 @@ pub async fn decide(
                 _ => deny,
             }
         }
-        ("", "pods") => pods(node, attrs, facts).await,
+        ("", "pods") => super::node_pods::decide(node, attrs, facts).await,
         ("", "events") | ("events.k8s.io", "events") => match attrs.verb {
             "create" | "patch" => allow,
             _ => deny,
@@ -79,60 +76,6 @@ pub async fn decide(
     }
 }
 
-/// Pod writes: the status of pods bound to the node, mirror pods bound to it, and deleting
-/// pods bound to it (a kubelet finishes their graceful deletion).
-async fn pods(
-    node: &str,
-    attrs: &Attributes<'_>,
-    facts: &dyn Facts,
-) -> Result<Option<Denied>, ApiError> {
-    let deny = Ok(Some(Denied(String::new())));
-    let bound = |pod: &Value| pod["spec"]["nodeName"] == node;
-    let mirror = |pod: &Value| !pod["metadata"]["annotations"][MIRROR_ANNOTATION].is_null();
-    let stored = || async {
-        match (attrs.namespace, attrs.name) {
-            (Some(ns), Some(name)) => facts.stored(attrs.resource, Some(ns), name).await,
-            _ => Ok(None),
-        }
-    };
-    let decision = match (attrs.verb, attrs.subresource) {
-        ("update" | "patch", Some("status")) => stored().await?.is_some_and(|p| bound(&p)),
-        ("create", None) => {
-            let Some(pod) = attrs.object.filter(|p| bound(p) && mirror(p)) else {
-                return deny;
-            };
-            // A mirror pod that names a Secret (or ConfigMap, PVC, service account) would
-            // let the node grant itself access to it: NodeRestriction refuses it.
-            if let Some(what) = granted_access(pod) {
-                return Ok(Some(Denied(format!(
-                    "node {node:?} can not create pods that reference {what}"
-                ))));
-            }
-            true
-        }
-        ("delete", None) => stored().await?.is_some_and(|p| bound(&p)),
-        _ => false,
-    };
-    if decision {
-        Ok(None)
-    } else {
-        deny
-    }
-}
-
-/// What a pod references that a node may read because of it, if anything.
-fn granted_access(pod: &Value) -> Option<&'static str> {
-    for plural in ["secrets", "configmaps", "persistentvolumeclaims"] {
-        let mut names = Vec::new();
-        collect_references(pod, plural, &mut names);
-        if !names.is_empty() {
-            return Some(plural);
-        }
-    }
-    let account = pod["spec"]["serviceAccountName"].as_str().unwrap_or("");
-    (!account.is_empty()).then_some("serviceaccounts")
-}
-
 /// Whether `pod` references the `plural` object named `name`.
 pub fn references(pod: &Value, plural: &str, name: &str) -> bool {
     let mut names = Vec::new();
@@ -154,7 +97,7 @@ fn ephemeral_claim(pod: &Value, name: &str) -> bool {
     })
 }
 
-fn collect_references<'a>(pod: &'a Value, plural: &str, out: &mut Vec<&'a str>) {
+pub(super) fn collect_references<'a>(pod: &'a Value, plural: &str, out: &mut Vec<&'a str>) {
     let spec = &pod["spec"];
     let mut push = |v: &'a Value| {
         if let Some(s) = v.as_str() {

@@ -47,6 +47,7 @@ impl Facts for Fake {
         Ok(match (resource.plural, namespace, name) {
             ("pods", Some("default"), "web") => Some(pod_web()),
             ("pods", Some("default"), "other") => Some(pod_other()),
+            ("nodes", None, "n1") => Some(json!({"metadata": {"name": "n1", "uid": "n1-uid"}})),
             _ => None,
         })
     }
@@ -105,9 +106,17 @@ async fn check(who: &Identity, rows: Vec<Row>) {
     }
 }
 
+/// A mirror pod bound to `node`, owned by n1's Node.
 fn mirror_pod(node: &str) -> Value {
-    json!({"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"}},
+    json!({"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n1",
+                "uid": "n1-uid", "controller": true}]},
         "spec": {"nodeName": node}})
+}
+
+fn owned_by(mut pod: Value, owners: Value) -> Value {
+    pod["metadata"]["ownerReferences"] = owners;
+    pod
 }
 
 fn with(mut pod: Value, key: &str, value: Value) -> Value {
@@ -152,7 +161,8 @@ async fn nodes_follow_the_node_rule() {
         ("patch", "pods", Some("status"), d, Some("web"), None, true),
         ("update", "pods", Some("status"), d, Some("web"), None, true),
         ("patch", "pods", Some("status"), d, Some("other"), None, false),
-        ("patch", "pods", Some("status"), d, Some("missing"), None, false),
+        // (a pod that does not exist is answered 404 by the handler)
+        ("patch", "pods", Some("status"), d, Some("missing"), None, true),
         ("patch", "pods", None, d, Some("web"), None, false),
         ("update", "pods", None, d, Some("web"), None, false),
         // Mirror pods bound to it that reference nothing it could then read; deleting pods
@@ -270,4 +280,77 @@ fn refusals_read_as_kube_apiserver_writes_them() {
         e.message,
         "deployments.apps is forbidden: User \"system:node:n1\" cannot list resource \"deployments\" in API group \"apps\" in the namespace \"a\""
     );
+}
+
+/// NodeRestriction's refusals of a node's pod writes, word for word as kube-apiserver's.
+#[tokio::test]
+async fn a_node_creates_only_its_own_mirror_pods_in_noderestrictions_words() {
+    let n1 = id("system:node:n1", &["system:nodes"]);
+    let owner = |patch: Value| {
+        let mut o = json!({"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "n1-uid",
+            "controller": true});
+        for (k, v) in patch.as_object().into_iter().flatten() {
+            o[k] = v.clone();
+        }
+        json!([o])
+    };
+    let plain = json!({"metadata": {"name": "m"}, "spec": {"nodeName": "n1"}});
+    let cases = [
+        (mirror_pod("n1"), None),
+        (plain, Some("pod does not have \"kubernetes.io/config.mirror\" annotation, node \"n1\" can only create mirror pods")),
+        (mirror_pod("n2"), Some("node \"n1\" can only create pods with spec.nodeName set to itself")),
+        (owned_by(mirror_pod("n1"), json!(null)), Some("node \"n1\" can only create pods with an owner reference set to itself")),
+        (owned_by(mirror_pod("n1"), json!([owner(json!({}))[0], owner(json!({}))[0]])), Some("node \"n1\" can only create pods with a single owner reference set to itself")),
+        (owned_by(mirror_pod("n1"), owner(json!({"name": "n2"}))), Some("node \"n1\" can only create pods with an owner reference set to itself")),
+        (owned_by(mirror_pod("n1"), owner(json!({"kind": "Pod"}))), Some("node \"n1\" can only create pods with an owner reference set to itself")),
+        (owned_by(mirror_pod("n1"), owner(json!({"controller": false}))), Some("node \"n1\" can only create pods with a controller owner reference set to itself")),
+        (owned_by(mirror_pod("n1"), owner(json!({"blockOwnerDeletion": true}))), Some("node \"n1\" must not set blockOwnerDeletion on an owner reference")),
+        (owned_by(mirror_pod("n1"), owner(json!({"uid": "old"}))), Some("node n1 UID mismatch: expected old got n1-uid")),
+        (with(mirror_pod("n1"), "serviceAccountName", json!("admin")), Some("node \"n1\" can not create pods that reference a service account")),
+        (with(mirror_pod("n1"), "volumes", json!([{"name": "v", "secret": {"secretName": "s"}}])), Some("node \"n1\" can not create pods that reference secrets")),
+        (with(mirror_pod("n1"), "volumes", json!([{"name": "v", "persistentVolumeClaim": {"claimName": "c"}}])), Some("node \"n1\" can not create pods that reference persistentvolumeclaims")),
+    ];
+    for (pod, refusal) in cases {
+        let attrs = Attributes {
+            verb: "create",
+            resource: resource("pods"),
+            subresource: None,
+            namespace: Some("default"),
+            name: Some("m"),
+            object: Some(&pod),
+        };
+        let got = authorize(&n1, &attrs, &Fake).await;
+        match refusal {
+            None => assert!(got.is_ok(), "{pod}: {got:?}"),
+            Some(why) => {
+                let e = got.expect_err("refused");
+                assert_eq!(e.code, http::StatusCode::FORBIDDEN);
+                assert_eq!(
+                    e.message,
+                    format!("pods \"m\" is forbidden: {why}"),
+                    "{pod}"
+                );
+            }
+        }
+    }
+    let attrs = |verb, sub, name| Attributes {
+        verb,
+        resource: resource("pods"),
+        subresource: sub,
+        namespace: Some("default"),
+        name: Some(name),
+        object: None,
+    };
+    let e = authorize(&n1, &attrs("delete", None, "other"), &Fake)
+        .await
+        .expect_err("refused");
+    assert_eq!(e.message, "pods \"other\" is forbidden: node \"n1\" can only delete pods with spec.nodeName set to itself");
+    let e = authorize(&n1, &attrs("patch", Some("status"), "other"), &Fake)
+        .await
+        .expect_err("refused");
+    assert_eq!(e.message, "pods \"other\" is forbidden: node \"n1\" can only update pod status for pods with spec.nodeName set to itself");
+    let e = authorize(&n1, &attrs("update", None, "web"), &Fake)
+        .await
+        .expect_err("refused");
+    assert_eq!(e.message, "pods \"web\" is forbidden: User \"system:node:n1\" cannot update resource \"pods\" in API group \"\" in the namespace \"default\"");
 }

@@ -122,6 +122,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
             validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
         let patched = call.to_storage(patched, Some(&old))?;
         let new = meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
+        crate::api::pod_update::check(&old, &new, resource)?;
         crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
         match write(call, &key, &name, expected, new).await {
             Ok(stored) => {

@@ -246,6 +246,32 @@ mod tests {
     }
 
     #[test]
+    fn a_mirror_pod_lives_with_its_node_and_goes_with_it() {
+        let prefix = |plural| {
+            let r = crate::kinds::find("", "v1", plural).expect("served");
+            r.key_prefix()
+        };
+        let node_key = format!("{}n1", prefix("nodes"));
+        let mut g = Graph::default();
+        g.put(
+            &node_key,
+            br#"{"metadata":{"name":"n1","uid":"node-uid"}}"#,
+            3,
+        );
+        let mirror = json!({"metadata": {"name": "etcd-n1", "uid": "mirror",
+            "annotations": {"kubernetes.io/config.mirror": "h"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n1",
+                "uid": "node-uid", "controller": true}]}});
+        let mirror_key = format!("{}kube-system/etcd-n1", prefix("pods"));
+        let dirty = g.put(&mirror_key, mirror.to_string().as_bytes(), 4);
+        // A namespaced pod owned by a cluster-scoped Node: a live owner, nothing to do.
+        assert!(plan(&g, "mirror").is_empty(), "{dirty:?}");
+        let dirty = g.remove(&node_key);
+        assert!(dirty.contains("mirror"));
+        assert_eq!(deleted(&plan(&g, "mirror")), [("etcd-n1", "Background")]);
+    }
+
+    #[test]
     fn an_owner_in_another_namespace_counts_as_absent() {
         let mut g = Graph::default();
         g.put(
