@@ -136,6 +136,20 @@ impl Control {
             .expect("run kubectl (cargo xtask setup installs it)")
     }
 
+    /// The real kubectl with the admin kubeconfig, started in the background (stdout and
+    /// stderr piped), for commands that wait (`kubectl delete`).
+    pub fn spawn_kubectl(&self, args: &[&str]) -> std::process::Child {
+        Command::new("kubectl")
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl")
+    }
+
     /// kubectl that must succeed; its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);

@@ -72,6 +72,20 @@ fn client(name: &str, node: &str, vip: &str, count: u32) -> String {
     client_pod(name, node, vip, &script)
 }
 
+/// Nodes `n` and `n + 1` on `fabric`, running the eBPF dataplane, their agents started.
+fn two_nodes(control: &Control, fabric: &Fabric, n: u8) -> (Node, Node) {
+    let options = || NodeOptions {
+        fabric: Some(fabric),
+        dataplane: true,
+        static_pods: false,
+    };
+    let mut a = Node::with(n, control, options());
+    let mut b = Node::with(n + 1, control, options());
+    a.start_agent();
+    b.start_agent();
+    (a, b)
+}
+
 /// Pod name → node name, of the pods labelled `app=web`.
 fn web_pods(control: &Control) -> BTreeMap<String, String> {
     let list = control
@@ -136,15 +150,7 @@ fn or_debug(control: &Control, nodes: &[&Node], check: impl FnOnce()) {
 fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
     let control = Control::start();
     let fabric = Fabric::new();
-    let options = || NodeOptions {
-        fabric: Some(&fabric),
-        dataplane: true,
-        static_pods: false,
-    };
-    let mut a = Node::with(71, &control, options());
-    let mut b = Node::with(72, &control, options());
-    a.start_agent();
-    b.start_agent();
+    let (a, b) = two_nodes(&control, &fabric, 71);
     let nodes = [&a, &b];
     or_debug(&control, &nodes, || {
         wait_until(
@@ -330,15 +336,7 @@ fn web_containers(control: &Control) -> BTreeMap<String, (String, u64)> {
 fn pods_and_services_keep_serving_through_a_control_outage() {
     let mut control = Control::start();
     let fabric = Fabric::new();
-    let options = || NodeOptions {
-        fabric: Some(&fabric),
-        dataplane: true,
-        static_pods: false,
-    };
-    let mut a = Node::with(73, &control, options());
-    let mut b = Node::with(74, &control, options());
-    a.start_agent();
-    b.start_agent();
+    let (a, b) = two_nodes(&control, &fabric, 73);
     control.apply(&WEB.replace("replicas: 4", "replicas: 2"));
     or_debug(&control, &[&a, &b], || {
         control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
@@ -414,15 +412,7 @@ fn web_hashes(control: &Control) -> std::collections::BTreeSet<String> {
 fn a_rolling_update_and_its_undo_under_load_fail_no_request() {
     let control = Control::start();
     let fabric = Fabric::new();
-    let options = || NodeOptions {
-        fabric: Some(&fabric),
-        dataplane: true,
-        static_pods: false,
-    };
-    let mut a = Node::with(75, &control, options());
-    let mut b = Node::with(76, &control, options());
-    a.start_agent();
-    b.start_agent();
+    let (a, b) = two_nodes(&control, &fabric, 75);
     // Draining like production: the preStop sleep keeps a replica serving while every node
     // stops sending it new connections.
     let web = WEB.replace(

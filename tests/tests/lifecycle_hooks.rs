@@ -5,7 +5,6 @@
 //! from the API once the agent stopped it. A postStart hook's side effect is in the container's
 //! log before the API reports the container started.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bosun_e2e::{stderr, wait_until, Control, Node};
@@ -75,21 +74,13 @@ fn a_pre_stop_sleep_holds_the_sigterm_of_a_deleted_pod_within_its_deletion_grace
     );
 
     let begun = Instant::now();
-    let mut deleting = Command::new("kubectl")
-        .env("KUBECONFIG", control.kubeconfig())
-        .env("HOME", control.dir.path())
-        .args([
-            "delete",
-            "pod",
-            "drainer",
-            "--grace-period=5",
-            "--timeout=60s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl delete");
+    let mut deleting = control.spawn_kubectl(&[
+        "delete",
+        "pod",
+        "drainer",
+        "--grace-period=5",
+        "--timeout=60s",
+    ]);
     checked(
         "the container's TERM line",
         &control,

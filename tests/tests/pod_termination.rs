@@ -7,7 +7,6 @@
 //! while the agent was away, before it ever ran, is finished as soon as the agent is back.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bosun_e2e::{stderr, wait_until, Control, Node};
@@ -84,21 +83,13 @@ fn a_deleted_pod_gets_sigterm_its_deletion_grace_and_is_then_removed() {
 
     // kubectl delete waits; meanwhile the pod is Terminating with the deletion's grace.
     let started = Instant::now();
-    let mut deleting = Command::new("kubectl")
-        .env("KUBECONFIG", control.kubeconfig())
-        .env("HOME", control.dir.path())
-        .args([
-            "delete",
-            "pod",
-            "trapper",
-            "--grace-period=10",
-            "--timeout=60s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl delete");
+    let mut deleting = control.spawn_kubectl(&[
+        "delete",
+        "pod",
+        "trapper",
+        "--grace-period=10",
+        "--timeout=60s",
+    ]);
     checked(
         "the pod Terminating",
         &control,
