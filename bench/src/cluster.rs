@@ -17,7 +17,10 @@
 //!   readiness probe, so a pod is Ready once its container runs and the agent said so) applied
 //!   with kubectl; the pods are followed with a list and a watch of the API
 //!   ([`super::cluster_watch`]) until all are Running and all Ready (bounded): `all_running_s`
-//!   and `all_ready_s` from the apply, then `control_rss_mb` and `agent_rss_mb` (the larger of
+//!   and `all_ready_s` from the apply (and, to see where the time goes, `all_created_s` and
+//!   `all_scheduled_s`: when the ReplicaSet had made them all and all were bound to nodes, and
+//!   `control_cpu_s` and `agents_cpu_s`: the CPU time the control process and both agents
+//!   spent meanwhile), then `control_rss_mb` and `agent_rss_mb` (the larger of
 //!   the two agents' VmRSS) with the N pods running.
 //!
 //! N = 1000, M = 50 (`--quick`: 100 and 10). The agents run with `--max-pods` N (and /22 pod
@@ -32,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::agent_daemon::status_field;
+use super::agent_daemon::{clock_ticks, cpu_ticks, status_field};
 use super::cluster_env::{work_dir, ClusterEnv};
 use super::control_client::Tls;
 use super::{cluster_containerd, cluster_rollout, cluster_watch, write_results, Options, Row};
@@ -166,6 +169,13 @@ fn deploy(env: &ClusterEnv, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let agent_pids: Vec<u32> = env
+        .nodes
+        .iter()
+        .filter_map(|n| n.agent.as_ref().map(|a| a.pid))
+        .collect();
+    let cpu = |pids: &[u32]| -> Result<u64> { pids.iter().map(|p| cpu_ticks(*p)).sum() };
+    let (control_cpu, agents_cpu) = (cpu(&[control.process.pid])?, cpu(&agent_pids)?);
     let start = Instant::now();
     env.apply(&sleep_deployment(plan.replicas))?;
     let followed = runtime.block_on(cluster_watch::follow(
@@ -175,12 +185,26 @@ fn deploy(env: &ClusterEnv, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
         start,
         start + plan.limit,
     ))?;
+    // Where the time goes: the ReplicaSet's creates, the scheduler's bindings, then the nodes.
+    if let Some(at) = followed.all_created {
+        rows.push(Row::new(&case, "bosun", "all_created_s", at.as_secs_f64()));
+    }
+    if let Some(at) = followed.all_scheduled {
+        rows.push(Row::new(&case, "bosun", "all_scheduled_s", at.as_secs_f64()));
+    }
     if let Some(at) = followed.all_running {
         rows.push(Row::new(&case, "bosun", "all_running_s", at.as_secs_f64()));
     }
     if let Some(at) = followed.all_ready {
         rows.push(Row::new(&case, "bosun", "all_ready_s", at.as_secs_f64()));
     }
+    // CPU seconds spent until then (or the deadline), to see who was busy on the machine.
+    let hz = clock_ticks()?;
+    let spent = |now: u64, then: u64| now.saturating_sub(then) as f64 / hz;
+    let control_spent = spent(cpu(&[control.process.pid])?, control_cpu);
+    rows.push(Row::new(&case, "bosun", "control_cpu_s", control_spent));
+    let agents_spent = spent(cpu(&agent_pids)?, agents_cpu);
+    rows.push(Row::new(&case, "bosun", "agents_cpu_s", agents_spent));
     let rss = |pid: u32| status_field(pid, "VmRSS").map(|kib| kib / 1024.0);
     rows.push(Row::new(
         &case,
@@ -189,10 +213,8 @@ fn deploy(env: &ClusterEnv, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
         rss(control.process.pid)?,
     ));
     let mut agents = Vec::new();
-    for node in &env.nodes {
-        if let Some(agent) = &node.agent {
-            agents.push(rss(agent.pid)?);
-        }
+    for pid in &agent_pids {
+        agents.push(rss(*pid)?);
     }
     let max = agents.iter().copied().fold(0.0, f64::max);
     rows.push(Row::new(&case, "bosun", "agent_rss_mb", max));

@@ -4,9 +4,11 @@
 //! socket under `target/bench-work/cluster/containerd`), so the machine's own containerd, if
 //! any, is untouched. It has no API server, no scheduler, no pod network (each container gets
 //! a netns with only lo) and no status reporting: it is the floor of starting the processes,
-//! one runc shim per container as containerd runs one per pod. Torn down however it ends:
-//! the containers' processes (by their cgroups), the shims (by the socket they name), the
-//! daemon, the mounts and the directories.
+//! one runc shim per container as containerd runs one per pod. runc's state goes under the
+//! work directory too (`--runc-root`); only the shims' sockets must be in
+//! `/run/containerd/s`. Torn down however it ends: the containers' processes (by their
+//! cgroups), the shims (by the socket they name), the daemon, the mounts, the shims' sockets
+//! and the directories.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,8 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 struct Containerd {
     dir: PathBuf,
     daemon: Option<Guarded>,
+    /// Containers `0..count` may exist (their shim sockets are removed at the end).
+    count: usize,
 }
 
 impl Containerd {
@@ -37,13 +41,14 @@ impl Containerd {
         self.dir.join("containerd.sock")
     }
 
-    fn start(dir: &Path) -> Result<Self> {
+    fn start(dir: &Path, count: usize) -> Result<Self> {
         if !Path::new(CONTAINERD).is_file() {
             bail!("{CONTAINERD} missing: apt-get install containerd (cargo xtask setup)");
         }
         let mut this = Containerd {
             dir: dir.to_owned(),
             daemon: None,
+            count,
         };
         this.teardown();
         std::fs::create_dir_all(dir)?;
@@ -102,6 +107,13 @@ impl Containerd {
         }
         unmount_under(&self.dir);
         cgroups.iter().for_each(|d| rmdir_tree(d));
+        // The shims' sockets are always under /run/containerd/s, named by a hash.
+        for i in 0..self.count {
+            let _ = std::fs::remove_file(shim_socket(&socket, &container(i)));
+        }
+        for dir in [SHIM_SOCKETS, "/run/containerd"] {
+            let _ = std::fs::remove_dir(dir); // only when empty: never another containerd's
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -110,6 +122,17 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Where containerd 1.6's shims put their sockets, whatever the daemon's state directory.
+const SHIM_SOCKETS: &str = "/run/containerd/s";
+
+/// The socket of container `id`'s shim (`SocketAddress` of containerd's shim package: the
+/// sha256 of `<daemon socket>/<namespace>/<id>`).
+fn shim_socket(daemon_socket: &str, id: &str) -> PathBuf {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{daemon_socket}/{PREFIX}/{id}").as_bytes());
+    Path::new(SHIM_SOCKETS).join(hex::encode(digest))
 }
 
 /// The runc shims serving `socket` (`containerd-shim-runc-v2 … -address SOCKET`).
@@ -147,7 +170,8 @@ fn container(i: usize) -> String {
 /// Starts `count` sleep containers; returns the seconds from the first `ctr run` to the last
 /// one's return (each returns once its task runs).
 pub fn measure(count: usize, dir: &Path) -> Result<f64> {
-    let containerd = Containerd::start(dir)?;
+    let containerd = Containerd::start(dir, count)?;
+    let runc_root = dir.join("runc");
     let image = util::target_dir().join("images").join("busybox.tar");
     util::output(containerd.ctr(["images", "import"]).arg(&image))
         .with_context(|| format!("importing {}", image.display()))?;
@@ -164,7 +188,9 @@ pub fn measure(count: usize, dir: &Path) -> Result<f64> {
                             return failures;
                         }
                         let run = containerd
-                            .ctr(["run", "-d", "--null-io", IMAGE, &container(i)])
+                            .ctr(["run", "-d", "--null-io", "--runc-root"])
+                            .arg(&runc_root)
+                            .args([IMAGE, &container(i)])
                             .args(["sleep", "3600"])
                             .output();
                         match run {
@@ -210,5 +236,16 @@ mod tests {
         assert!(!is_shim_of(&ours, "/run/containerd/containerd.sock"));
         let other: Vec<&[u8]> = vec![b"/usr/bin/containerd", b"-address", b"/w/containerd.sock"];
         assert!(!is_shim_of(&other, "/w/containerd.sock"));
+    }
+
+    #[test]
+    fn shim_sockets_are_named_as_containerd_names_them() {
+        // The formula checked against the sockets containerd 1.6 made on this machine.
+        let ours = shim_socket("/w/containerd.sock", "sleep-00000");
+        use sha2::Digest;
+        let expected = hex::encode(sha2::Sha256::digest(
+            b"/w/containerd.sock/bosun-bench-cluster/sleep-00000",
+        ));
+        assert_eq!(ours, Path::new("/run/containerd/s").join(expected));
     }
 }

@@ -15,10 +15,18 @@ use tokio::time::timeout_at;
 
 use super::control_client::Tls;
 
-/// Each live pod (not being deleted) by name: (Running, Ready).
+/// What is known of one live pod.
+#[derive(Debug, Default, Clone, Copy)]
+struct PodState {
+    scheduled: bool,
+    running: bool,
+    ready: bool,
+}
+
+/// Each live pod (not being deleted) by name.
 #[derive(Debug, Default)]
 pub struct PodTally {
-    pods: BTreeMap<String, (bool, bool)>,
+    pods: BTreeMap<String, PodState>,
 }
 
 impl PodTally {
@@ -37,7 +45,15 @@ impl PodTally {
             .into_iter()
             .flatten()
             .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        self.pods.insert(name.to_owned(), (running, ready));
+        let scheduled = pod["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let state = PodState {
+            scheduled,
+            running,
+            ready,
+        };
+        self.pods.insert(name.to_owned(), state);
     }
 
     /// Takes in one watch event line (`{"type": ..., "object": ...}`).
@@ -56,12 +72,16 @@ impl PodTally {
         }
     }
 
+    pub fn scheduled(&self) -> usize {
+        self.pods.values().filter(|p| p.scheduled).count()
+    }
+
     pub fn running(&self) -> usize {
-        self.pods.values().filter(|p| p.0).count()
+        self.pods.values().filter(|p| p.running).count()
     }
 
     pub fn ready(&self) -> usize {
-        self.pods.values().filter(|p| p.1).count()
+        self.pods.values().filter(|p| p.ready).count()
     }
 
     pub fn total(&self) -> usize {
@@ -69,9 +89,12 @@ impl PodTally {
     }
 }
 
-/// When all pods were Running and all Ready (from `start`), and the last counts.
+/// When all pods existed, were bound to nodes, Running and Ready (from `start`), and the last
+/// counts.
 #[derive(Debug, Default)]
 pub struct Followed {
+    pub all_created: Option<Duration>,
+    pub all_scheduled: Option<Duration>,
     pub all_running: Option<Duration>,
     pub all_ready: Option<Duration>,
     pub running: usize,
@@ -118,6 +141,12 @@ pub async fn follow(
             followed.running = tally.running();
             followed.ready = tally.ready();
             followed.total = tally.total();
+            if followed.all_created.is_none() && followed.total >= want {
+                followed.all_created = Some(now - start);
+            }
+            if followed.all_scheduled.is_none() && tally.scheduled() >= want {
+                followed.all_scheduled = Some(now - start);
+            }
             if followed.all_running.is_none() && followed.running >= want {
                 followed.all_running = Some(now - start);
             }
@@ -151,16 +180,19 @@ mod tests {
     use serde_json::json;
 
     fn pod(name: &str, phase: &str, ready: &str) -> Value {
-        json!({"metadata": {"name": name}, "status": {"phase": phase,
+        json!({"metadata": {"name": name}, "spec": {"nodeName": "n1"}, "status": {"phase": phase,
             "conditions": [{"type": "Ready", "status": ready}]}})
     }
 
     #[test]
     fn the_tally_follows_phases_readiness_and_deletions() {
         let mut tally = PodTally::default();
-        tally.update(&pod("a", "Pending", "False"));
+        let mut unbound = pod("a", "Pending", "False");
+        unbound["spec"]["nodeName"] = json!(null);
+        tally.update(&unbound);
         tally.update(&pod("b", "Running", "False"));
         assert_eq!((tally.running(), tally.ready(), tally.total()), (1, 0, 2));
+        assert_eq!(tally.scheduled(), 1);
         let event = json!({"type": "MODIFIED", "object": pod("a", "Running", "True")});
         tally.event(event.to_string().as_bytes());
         assert_eq!((tally.running(), tally.ready()), (2, 1));
