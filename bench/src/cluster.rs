@@ -8,9 +8,10 @@
 //! - `deploy<N>`, the peer (impl `containerd`, [`super::cluster_containerd`]): Debian's
 //!   containerd, a private instance, starting N `sleep 3600` busybox containers with
 //!   `ctr run -d`, 8 at once: `all_running_s`. The peer has no API, no scheduler, no pod
-//!   network and no status reporting — it is the floor of starting the processes.
+//!   network and no status reporting: it only starts the processes.
 //! - `rollout<M>` ([`super::cluster_rollout`]): a Deployment of M busybox httpd replicas
-//!   behind a Service, restarted with `kubectl rollout restart` while a client pod on node 1
+//!   behind a Service (each with a 2 s `preStop` sleep to drain), restarted with
+//!   `kubectl rollout restart` while a client pod on node 1
 //!   requests the ClusterIP every 50 ms: `duration_s`, `failed_requests`, `total_requests`.
 //!   Deleted before the next case.
 //! - `deploy<N>` (impl `bosun`): a Deployment of N replicas of `sleep 3600` (busybox, no
@@ -142,7 +143,7 @@ fn on_cluster(plan: &Plan, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Resu
         .args(["--ignore-not-found", "--wait=false"])
         .output();
     wait_no_pods(&env)?;
-    deploy(&env, plan, rows).with_context(|| format!("{}{}", plan.deploy_case(), env.logs()))
+    deploy(&env, plan, rows, notes).with_context(|| format!("{}{}", plan.deploy_case(), env.logs()))
 }
 
 /// Waits (bounded) until the API has no pod left.
@@ -160,7 +161,12 @@ fn wait_no_pods(env: &ClusterEnv) -> Result<()> {
     }
 }
 
-fn deploy(env: &ClusterEnv, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
+fn deploy(
+    env: &ClusterEnv,
+    plan: &Plan,
+    rows: &mut Vec<Row>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
     let case = plan.deploy_case();
     let control = env.control.as_ref().context("no control process")?;
     let tls = Tls::new(&control.kubeconfig)?;
@@ -190,7 +196,12 @@ fn deploy(env: &ClusterEnv, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
         rows.push(Row::new(&case, "bosun", "all_created_s", at.as_secs_f64()));
     }
     if let Some(at) = followed.all_scheduled {
-        rows.push(Row::new(&case, "bosun", "all_scheduled_s", at.as_secs_f64()));
+        rows.push(Row::new(
+            &case,
+            "bosun",
+            "all_scheduled_s",
+            at.as_secs_f64(),
+        ));
     }
     if let Some(at) = followed.all_running {
         rows.push(Row::new(&case, "bosun", "all_running_s", at.as_secs_f64()));
@@ -218,6 +229,19 @@ fn deploy(env: &ClusterEnv, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
     }
     let max = agents.iter().copied().fold(0.0, f64::max);
     rows.push(Row::new(&case, "bosun", "agent_rss_mb", max));
+    // Whether the control's per-client rate limit (--max-requests-per-second-per-client)
+    // turned an agent's request away: the agents log every refused write (429).
+    for node in &env.nodes {
+        let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+        let throttled = log
+            .lines()
+            .filter(|l| l.contains("429") || l.contains("TooManyRequests"))
+            .count();
+        notes.push(format!(
+            "{}: {throttled} requests refused by the control's rate limit (429)",
+            node.name()
+        ));
+    }
     if followed.all_running.is_none() || followed.all_ready.is_none() {
         anyhow::bail!(
             "after {:?}: {} pods, {} Running, {} Ready of {}",

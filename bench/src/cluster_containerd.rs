@@ -3,8 +3,8 @@
 //! private namespace. The containerd is a private instance (its own config, root, state and
 //! socket under `target/bench-work/cluster/containerd`), so the machine's own containerd, if
 //! any, is untouched. It has no API server, no scheduler, no pod network (each container gets
-//! a netns with only lo) and no status reporting: it is the floor of starting the processes,
-//! one runc shim per container as containerd runs one per pod. runc's state goes under the
+//! a netns with only lo) and no status reporting: it only starts the processes, one runc
+//! shim per container as containerd runs one per pod. runc's state goes under the
 //! work directory too (`--runc-root`); only the shims' sockets must be in
 //! `/run/containerd/s`. Torn down however it ends: the containers' processes (by their
 //! cgroups), the shims (by the socket they name), the daemon, the mounts, the shims' sockets

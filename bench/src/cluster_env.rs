@@ -85,6 +85,10 @@ impl BenchNode {
         util::output(self.agent_cmd().args(["logs", pod, "-n", "default"]))
     }
 
+    pub fn log_path(&self) -> PathBuf {
+        self.base().join("agent.log")
+    }
+
     pub fn log_tail(&self) -> String {
         self.agent
             .as_ref()
@@ -150,7 +154,7 @@ impl ClusterEnv {
             }
             node.agent = Some(Guarded::spawn(
                 "bosun-agent",
-                &node.base().join("agent.log"),
+                &node.log_path(),
                 &release_bin("bosun-agent"),
                 &args,
             )?);

@@ -3,8 +3,9 @@
 //! client pod pinned to node 1 requests the ClusterIP every 50 ms (one connection each, 2 s
 //! timeout) and prints `ok` or `fail` per request; `kubectl rollout restart` replaces every
 //! replica and `kubectl rollout status` waits for the end. The client's log is read with
-//! `bosun-agent logs` 2 s after the rollout's end. No `preStop` hook: the agent refuses
-//! lifecycle hooks for now, so a replica stops as soon as it is deleted.
+//! `bosun-agent logs` 2 s after the rollout's end. Each replica drains as in production: a
+//! `preStop` sleep of 2 s keeps it serving while every node's dataplane drops it from the
+//! Service's backends, then it gets SIGTERM.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ spec:
         image: bosun.test/busybox:1
         command: [sh, -c, 'mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']
         ports: [{{name: http, containerPort: 8080}}]
+        lifecycle:
+          preStop: {{sleep: {{seconds: 2}}}}
         readinessProbe:
           httpGet: {{port: http}}
           periodSeconds: 1
@@ -156,5 +159,6 @@ mod tests {
         assert!(manifest.contains("nodeName: node-1"));
         assert!(manifest.contains("http://10.96.0.20/"));
         assert!(web(50).contains("replicas: 50"));
+        assert!(web(50).contains("preStop: {sleep: {seconds: 2}}"));
     }
 }
