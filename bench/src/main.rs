@@ -20,6 +20,11 @@ use serde::Serialize;
 use xtask::util;
 
 mod agent_daemon;
+mod cluster;
+mod cluster_containerd;
+mod cluster_env;
+mod cluster_rollout;
+mod cluster_watch;
 mod cni;
 mod control;
 mod control_api;
@@ -113,6 +118,10 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "control",
         run: control::run,
+    },
+    Bench {
+        name: "cluster",
+        run: cluster::run,
     },
 ];
 

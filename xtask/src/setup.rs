@@ -41,6 +41,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // etcd 3.4 (/usr/bin/etcd): the control store's etcd backend is tested against a real
     // 3-member cluster on loopback.
     "etcd-server",
+    // The cluster benchmark's peer: containerd (a private instance) starting the same
+    // containers with `ctr`.
+    "containerd",
 ];
 
 /// Packages installed only when their command is missing: a machine may already have the

@@ -54,6 +54,10 @@ pub struct Args {
     /// The Node's name when joining a cluster (default: the hostname).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Pods this node takes when joining a cluster (kubelet's `--max-pods`), reported as the
+    /// Node's `pods` capacity, which the scheduler places against.
+    #[arg(long, default_value_t = bosun_agent::cluster::machine::MAX_PODS)]
+    pub max_pods: u32,
     /// Maximum number of processes per pod (kubelet's podPidsLimit); unset = unlimited.
     #[arg(long, global = true)]
     pub pod_pids_limit: Option<i64>,
@@ -394,7 +398,12 @@ fn node_identity(args: &Args, ctx: &NodeContext) -> anyhow::Result<NodeIdentity>
         .next()
         .context("the node has no global address to report as its InternalIP: set --node-ip")?;
     let pod_cidr = cidrs(args)?.0;
-    Ok(NodeIdentity { name, ip, pod_cidr })
+    Ok(NodeIdentity {
+        name,
+        ip,
+        pod_cidr,
+        max_pods: args.max_pods,
+    })
 }
 
 fn run_daemon(args: &Args) -> anyhow::Result<ExitCode> {

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::pod::NodeContext;
 use crate::runtime::cgroup::CgroupLayout;
 
-/// Pods per node (kubelet's `maxPods` default).
+/// Pods per node by default (kubelet's `maxPods` default; `--max-pods`).
 pub const MAX_PODS: u32 = 110;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

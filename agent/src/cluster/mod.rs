@@ -64,6 +64,8 @@ pub struct NodeIdentity {
     pub name: String,
     pub ip: IpAddr,
     pub pod_cidr: ipnet::IpNet,
+    /// The pods the node takes (`--max-pods`), reported as its `pods` capacity.
+    pub max_pods: u32,
 }
 
 /// A client for the cluster of `kubeconfig` (its current context).

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
-use super::machine::{Machine, MAX_PODS};
+use super::machine::Machine;
 use super::{now_rfc3339, NodeIdentity, HEARTBEAT, STATUS_REPORT};
 
 /// `nodeInfo.kubeletVersion`: the Kubernetes API version the agent speaks, marked as bosun's.
@@ -45,7 +45,7 @@ pub fn node_status(node: &NodeIdentity, machine: &Machine, since: &str, heartbea
         "cpu": machine.cpus.to_string(),
         "memory": format!("{}Ki", machine.memory_bytes / 1024),
         "ephemeral-storage": format!("{}Ki", machine.ephemeral_storage_bytes / 1024),
-        "pods": MAX_PODS.to_string(),
+        "pods": node.max_pods.to_string(),
     });
     let condition = |kind: &str, status: &str, reason: &str, message: &str| {
         json!({
@@ -196,6 +196,29 @@ async fn register(api: &Api<Node>, node: &NodeIdentity, machine: &Machine) -> ku
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_and_allocatable_report_max_pods() {
+        let node = NodeIdentity {
+            name: "n1".into(),
+            ip: "192.168.1.1".parse().unwrap(),
+            pod_cidr: "10.244.0.0/22".parse().unwrap(),
+            max_pods: 600,
+        };
+        let machine = Machine {
+            cpus: 2,
+            memory_bytes: 1 << 30,
+            ephemeral_storage_bytes: 1 << 30,
+            kernel_version: "6.1".into(),
+            os_image: "Linux".into(),
+            architecture: "amd64".into(),
+            machine_id: String::new(),
+            boot_id: String::new(),
+        };
+        let status = node_status(&node, &machine, "T0", "T1");
+        assert_eq!(status["capacity"]["pods"], "600");
+        assert_eq!(status["allocatable"]["pods"], "600");
+    }
 
     #[test]
     fn conditions_are_compared_by_type_and_status_only() {
