@@ -32,6 +32,12 @@ fn node(control: &Control, name: &str, cpu: &str, labels: Value) {
         "-p",
         &status.to_string(),
     ]));
+    // The node lifecycle controller may have tainted the node while it had no Ready status
+    // yet (as Kubernetes does for a registering node); wait until it has seen it Ready.
+    wait_until("the node untainted", control, || {
+        let node = ok(control.kubectl(&["get", "node", name, "-o", "jsonpath={.spec.taints}"]));
+        node.trim().is_empty()
+    });
 }
 
 fn create(control: &Control, name: &str, object: &Value) {

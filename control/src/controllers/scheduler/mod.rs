@@ -64,6 +64,27 @@ fn pending(pod: &Value) -> bool {
         && is_active(pod)
 }
 
+/// Which pods a change of one pod sends back to the scheduler.
+#[derive(Debug, PartialEq, Eq)]
+enum Requeue {
+    /// The pod itself: it waits for a node.
+    This,
+    /// None: a placed pod that still runs (its kubelet reporting status) takes what it took
+    /// already, so nothing waiting fits now that did not before. (Requeueing every waiting pod
+    /// on each status report made a burst of n pods cost O(n²) placements.)
+    Nothing,
+    /// Every waiting pod: a placed pod went or finished, room may have freed up.
+    AllPending,
+}
+
+fn requeue_for(pod: Option<&Value>) -> Requeue {
+    match pod {
+        Some(pod) if pending(pod) => Requeue::This,
+        Some(pod) if is_active(pod) => Requeue::Nothing,
+        _ => Requeue::AllPending,
+    }
+}
+
 impl Scheduler {
     fn pending_keys(&self) -> Vec<String> {
         let prefix = self.pods.resource.key_prefix();
@@ -82,10 +103,10 @@ impl Scheduler {
 
     async fn feed(self: Arc<Self>) {
         let all = || self.pending_keys();
-        let pod_changed = |key: String| match self.pods.get(&key) {
-            Some(pod) if pending(&pod) => vec![key],
-            // A placed pod changed or went: room may have freed up.
-            _ => self.pending_keys(),
+        let pod_changed = |key: String| match requeue_for(self.pods.get(&key).as_deref()) {
+            Requeue::This => vec![key],
+            Requeue::Nothing => Vec::new(),
+            Requeue::AllPending => self.pending_keys(),
         };
         tokio::join!(
             forward(&self.pods, &self.queue, pod_changed, all),
@@ -247,5 +268,25 @@ impl Scheduler {
         )
         .await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_waiting_pod_or_freed_room_sends_pods_back_to_the_scheduler() {
+        let waiting = json!({"spec": {}, "status": {"phase": "Pending"}});
+        assert_eq!(requeue_for(Some(&waiting)), Requeue::This);
+        let running = json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        assert_eq!(requeue_for(Some(&running)), Requeue::Nothing);
+        let done = json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}});
+        assert_eq!(requeue_for(Some(&done)), Requeue::AllPending);
+        let leaving = json!({"metadata": {"deletionTimestamp": "2026-12-02T00:00:00Z"},
+            "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        assert_eq!(requeue_for(Some(&leaving)), Requeue::AllPending);
+        assert_eq!(requeue_for(None), Requeue::AllPending, "deleted");
     }
 }
