@@ -18,11 +18,10 @@ use k8s_openapi::api::core::v1::{Node, Pod as ApiPod};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use serde_json::{json, Value};
 
+pub use super::mirror_pod::{MirrorPod, MIRROR_ANNOTATION};
 use super::pods::ApiPods;
 use crate::spec::{canonical_hash, Pod};
 
-/// The annotation that marks a mirror pod; its value is the static pod's hash.
-pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 /// Where the static pod comes from (`file`: the manifest directory).
 pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
 /// The static pod's hash.
@@ -42,34 +41,6 @@ pub struct StaticPod {
 
 /// The static pods by uid; `None` until the manifest directory was listed.
 pub type StaticPods = Arc<Mutex<Option<BTreeMap<String, StaticPod>>>>;
-
-/// A mirror pod bound to this node, as the pod watch last saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MirrorPod {
-    pub namespace: String,
-    pub name: String,
-    /// Its `kubernetes.io/config.mirror` annotation.
-    pub hash: String,
-    /// It has a deletionTimestamp.
-    pub deleting: bool,
-}
-
-impl MirrorPod {
-    /// The mirror pod `api_pod` is, if it carries the mirror annotation.
-    pub fn of(api_pod: &ApiPod) -> Option<MirrorPod> {
-        let hash = api_pod
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(MIRROR_ANNOTATION)?;
-        Some(MirrorPod {
-            namespace: api_pod.metadata.namespace.clone().unwrap_or_default(),
-            name: api_pod.metadata.name.clone().unwrap_or_default(),
-            hash: hash.clone(),
-            deleting: api_pod.metadata.deletion_timestamp.is_some(),
-        })
-    }
-}
 
 /// The name of the mirror pod of `pod` on `node`.
 pub fn mirror_name(pod: &Pod, node: &str) -> String {

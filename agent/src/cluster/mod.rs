@@ -17,6 +17,7 @@ pub mod finalize;
 pub mod lease;
 pub mod machine;
 pub mod mirror;
+pub mod mirror_pod;
 pub mod node;
 pub mod peers;
 pub mod pod_events;

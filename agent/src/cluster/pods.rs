@@ -22,7 +22,7 @@ use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 
-use super::mirror::MirrorPod;
+use super::mirror_pod::MirrorPod;
 use crate::spec::{manifest_hash, pod_from_api, pod_uid, Pod};
 
 /// A pod bound to this node that the agent runs, with its spec hash.
@@ -212,7 +212,7 @@ pub async fn run(client: kube::Client, node: String, state: Arc<Mutex<ApiPods>>)
 
 #[cfg(test)]
 mod tests {
-    use super::super::mirror::MIRROR_ANNOTATION;
+    use super::super::mirror_pod::MIRROR_ANNOTATION;
     use super::*;
 
     fn api_pod(deleting: bool) -> ApiPod {
