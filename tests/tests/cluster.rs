@@ -86,6 +86,35 @@ fn two_nodes(control: &Control, fabric: &Fabric, n: u8) -> (Node, Node) {
     (a, b)
 }
 
+/// Waits for the web Deployment's rollout and for `backends` of it in both nodes' maps.
+fn rolled_out(control: &Control, a: &Node, b: &Node, backends_wanted: u64) {
+    or_debug(control, &[a, b], || {
+        control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+        wait_until(
+            &format!("{backends_wanted} backends on both nodes"),
+            Duration::from_secs(20),
+            || {
+                [a, b]
+                    .iter()
+                    .all(|n| backends(&n.metrics()) == Some(backends_wanted))
+            },
+        )
+    });
+}
+
+/// Starts [`steady_client`] on node `a` against the web Service for `seconds`, and waits
+/// until it is answered.
+fn start_steady_client(control: &Control, a: &Node, b: &Node, seconds: u32) {
+    let svc = control.get_json(&["service", "web"]).expect("service web");
+    let vip = svc["spec"]["clusterIP"].as_str().expect("clusterIP");
+    control.apply(&steady_client("steady", &a.name, vip, seconds));
+    or_debug(control, &[a, b], || {
+        wait_until("the client answered", Duration::from_secs(30), || {
+            a.logs("default", "steady").contains("ok ")
+        })
+    });
+}
+
 /// Pod name → node name, of the pods labelled `app=web`.
 fn web_pods(control: &Control) -> BTreeMap<String, String> {
     let list = control
@@ -338,24 +367,9 @@ fn pods_and_services_keep_serving_through_a_control_outage() {
     let fabric = Fabric::new();
     let (a, b) = two_nodes(&control, &fabric, 73);
     control.apply(&WEB.replace("replicas: 4", "replicas: 2"));
-    or_debug(&control, &[&a, &b], || {
-        control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
-        wait_until("2 backends on both nodes", Duration::from_secs(20), || {
-            [&a, &b].iter().all(|n| backends(&n.metrics()) == Some(2))
-        })
-    });
+    rolled_out(&control, &a, &b, 2);
     let before = web_containers(&control);
-    let svc = control.get_json(&["service", "web"]).expect("service web");
-    let vip = svc["spec"]["clusterIP"]
-        .as_str()
-        .expect("clusterIP")
-        .to_owned();
-    control.apply(&steady_client("steady", &a.name, &vip, 45));
-    or_debug(&control, &[&a, &b], || {
-        wait_until("the client answered", Duration::from_secs(30), || {
-            a.logs("default", "steady").contains("ok ")
-        })
-    });
+    start_steady_client(&control, &a, &b, 45);
 
     // The control process is gone for 30 s: the client keeps being answered by both nodes'
     // pods through the Service.
@@ -424,24 +438,9 @@ fn a_rolling_update_and_its_undo_under_load_fail_no_request() {
         "terminationGracePeriodSeconds: 5",
     );
     control.apply(&web);
-    or_debug(&control, &[&a, &b], || {
-        control.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
-        wait_until("4 backends on both nodes", Duration::from_secs(20), || {
-            [&a, &b].iter().all(|n| backends(&n.metrics()) == Some(4))
-        })
-    });
+    rolled_out(&control, &a, &b, 4);
     let first = web_hashes(&control);
-    let svc = control.get_json(&["service", "web"]).expect("service web");
-    let vip = svc["spec"]["clusterIP"]
-        .as_str()
-        .expect("clusterIP")
-        .to_owned();
-    control.apply(&steady_client("steady", &a.name, &vip, 40));
-    or_debug(&control, &[&a, &b], || {
-        wait_until("the client answered", Duration::from_secs(30), || {
-            a.logs("default", "steady").contains("ok ")
-        })
-    });
+    start_steady_client(&control, &a, &b, 40);
 
     // A rolling update, then its undo, while the client keeps requesting.
     control.kubectl_ok(&["set", "env", "deployment/web", "VERSION=2"]);
