@@ -103,14 +103,19 @@ impl Controller {
             owned.into_iter().filter(|p| pods::is_active(p)).collect();
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
         if active.len() < want {
-            for _ in 0..(want - active.len()).min(BURST) {
-                let created = self.create_pod(&rs, namespace).await?;
-                written = written.max(revision_of(&created));
-            }
+            let missing = (want - active.len()).min(BURST);
+            let create = || async {
+                self.create_pod(&rs, namespace)
+                    .await
+                    .map(|p| revision_of(&p))
+            };
+            written = written.max(slow_start(missing, create).await?);
         } else if active.len() > want {
             active.sort_by_key(|p| pods::deletion_rank(p));
-            for pod in active.iter().take((active.len() - want).min(BURST)) {
-                written = written.max(self.delete_pod(&rs, pod).await?);
+            let doomed = active.iter().take((active.len() - want).min(BURST));
+            let deleted = futures::future::join_all(doomed.map(|pod| self.delete_pod(&rs, pod)));
+            for revision in deleted.await {
+                written = written.max(revision?);
             }
         }
         if written > 0 && !self.pods.wait_for(written, Duration::from_secs(5)).await {
@@ -284,5 +289,68 @@ fn truncate(name: &str, max: usize) -> &str {
     match name.char_indices().nth(max) {
         Some((at, _)) => &name[..at],
         None => name,
+    }
+}
+
+/// Runs `count` calls of `call` in growing concurrent batches (1, 2, 4, …), as
+/// kube-controller-manager's `slowStartBatch`: a burst goes out at the store's pace, while a
+/// call that fails (a quota, a bad template) stops the pass after a few tries instead of
+/// hundreds. The highest revision written, or the first error.
+pub async fn slow_start<F, Fut>(count: usize, call: F) -> Result<i64, ClientError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<i64, ClientError>>,
+{
+    let (mut done, mut batch, mut written) = (0, 1, 0);
+    while done < count {
+        let size = batch.min(count - done);
+        let results = futures::future::join_all((0..size).map(|_| call())).await;
+        done += size;
+        batch *= 2;
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(revision) => written = written.max(revision),
+                Err(error) => first_error = first_error.or(Some(error)),
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn slow_start_doubles_its_batches_and_stops_at_a_failing_one() {
+        let calls = AtomicUsize::new(0);
+        let ok = || async {
+            let n = calls.fetch_add(1, Ordering::SeqCst) as i64;
+            Ok(n + 1)
+        };
+        assert_eq!(slow_start(10, ok).await.ok(), Some(10));
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
+
+        let calls = AtomicUsize::new(0);
+        let third_fails = || async {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            if n == 2 {
+                Err(ClientError {
+                    code: http::StatusCode::FORBIDDEN,
+                    reason: "Forbidden".into(),
+                    message: "exceeded quota".into(),
+                })
+            } else {
+                Ok(n as i64)
+            }
+        };
+        assert!(slow_start(100, third_fails).await.is_err());
+        // Batches of 1 and 2 ran; the failure in the second batch stopped the pass.
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }

@@ -3,11 +3,14 @@
 //! `placement` decides; this module keeps the queue and the writes. A pod that fits nowhere
 //! stays Pending with `PodScheduled=False` (reason Unschedulable) and a `FailedScheduling`
 //! event carrying kube-scheduler's message; it is tried again whenever a node or a placed pod
-//! changes, and every 10 s. Pods bound but not yet seen bound in the cache count as placed
+//! changes, and every 10 s. What each node holds comes from `usage`, kept from the pod cache's
+//! changes. Bindings run in the background beside the next placements (kube-scheduler's
+//! binding cycle); a pod being bound, or bound but not yet counted, counts as placed
 //! ("assumed"), so a burst never overcommits a node.
 
 pub(crate) mod placement;
 mod quantity;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,12 +21,16 @@ use serde_json::{json, Value};
 use super::client::{resource_path, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
-use super::pods::{controller_of, is_active};
+use super::pods::is_active;
 use super::queue::{forward, work, WorkQueue};
 use placement::{requests_of, Candidate, Requests};
+use usage::{owner_uid, Usage};
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 const RETRY_EVERY: Duration = Duration::from_secs(10);
+/// Bindings in flight at once: they run beside the placing of the next pods (kube-scheduler's
+/// asynchronous binding cycle), and the store commits concurrent writes together.
+const BINDS_IN_FLIGHT: usize = 32;
 
 /// Starts the scheduler over the node and pod caches.
 pub fn spawn(
@@ -37,6 +44,8 @@ pub fn spawn(
         pods,
         queue: WorkQueue::new(),
         assumed: Mutex::default(),
+        usage: Usage::default(),
+        binds: Arc::new(tokio::sync::Semaphore::new(BINDS_IN_FLIGHT)),
     });
     vec![
         tokio::spawn(Arc::clone(&scheduler).feed()),
@@ -50,8 +59,11 @@ struct Scheduler {
     nodes: Arc<Informer>,
     pods: Arc<Informer>,
     queue: Arc<WorkQueue>,
-    /// Pod key → node, for pods bound but not yet seen bound by the cache.
+    /// Pod key → node, for pods bound (or being bound) but not yet counted in `usage`.
     assumed: Mutex<HashMap<String, String>>,
+    /// What the pod cache shows placed on each node.
+    usage: Usage,
+    binds: Arc<tokio::sync::Semaphore>,
 }
 
 /// Whether the scheduler is to place this pod.
@@ -103,16 +115,24 @@ impl Scheduler {
 
     async fn feed(self: Arc<Self>) {
         let all = || self.pending_keys();
-        let pod_changed = |key: String| match requeue_for(self.pods.get(&key).as_deref()) {
-            Requeue::This => vec![key],
-            Requeue::Nothing => Vec::new(),
-            Requeue::AllPending => self.pending_keys(),
+        let pod_changed = |key: String| {
+            self.usage.observe(&self.pods, &key);
+            match requeue_for(self.pods.get(&key).as_deref()) {
+                Requeue::This => vec![key],
+                Requeue::Nothing => Vec::new(),
+                Requeue::AllPending => self.pending_keys(),
+            }
+        };
+        let missed_pod_changes = || {
+            self.usage.rebuild(&self.pods);
+            self.pending_keys()
         };
         tokio::join!(
-            forward(&self.pods, &self.queue, pod_changed, all),
+            forward(&self.pods, &self.queue, pod_changed, missed_pod_changes),
             forward(&self.nodes, &self.queue, |_| all(), all),
             async {
                 self.pods.wait_for(1, Duration::MAX).await;
+                self.usage.rebuild(&self.pods);
                 self.queue.add(self.pending_keys());
             },
         );
@@ -134,50 +154,46 @@ impl Scheduler {
         .await
     }
 
-    /// Nodes with what is placed on each, counting `pod`'s siblings (same controller).
+    /// Nodes with what is placed on each, counting `pod`'s siblings (same controller): the
+    /// usage tables plus the pods assumed on a node but not counted there yet.
     fn candidates<'a>(&self, nodes: &'a [Arc<Value>], pod: &Value) -> Vec<Candidate<'a>> {
-        let owner = controller_of(pod).map(|o| o["uid"].clone());
-        let mut placed: HashMap<String, (Requests, usize, usize)> = HashMap::new();
-        let mut count = |node: &str, other: &Value| {
-            let entry = placed.entry(node.to_owned()).or_default();
-            entry.0 += requests_of(other);
-            entry.1 += 1;
-            if owner.is_some() && controller_of(other).map(|o| o["uid"].clone()) == owner {
-                entry.2 += 1;
-            }
-        };
+        let owner = owner_uid(pod);
+        let mut extra: HashMap<String, (Requests, usize, usize)> = HashMap::new();
         let mut assumed = self.assumed.lock().unwrap_or_else(PoisonError::into_inner);
         assumed.retain(|key, _| {
-            self.pods
-                .get(key)
-                .is_some_and(|p| p["spec"]["nodeName"].as_str().is_none_or(str::is_empty))
+            !self.usage.counts(key) && self.pods.get(key).is_some_and(|p| is_active(&p))
         });
         for (key, node) in assumed.iter() {
             if let Some(p) = self.pods.get(key) {
-                count(node, &p);
+                let entry = extra.entry(node.clone()).or_default();
+                entry.0 += requests_of(&p);
+                entry.1 += 1;
+                if owner.is_some() && owner_uid(&p) == owner {
+                    entry.2 += 1;
+                }
             }
         }
-        for other in self.pods.list(is_active) {
-            if let Some(node) = other["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                count(node, &other);
-            }
-        }
+        drop(assumed);
         nodes
             .iter()
             .map(|node| {
                 let name = node["metadata"]["name"].as_str().unwrap_or("");
-                let (requested, pods, siblings) = placed.get(name).copied().unwrap_or_default();
+                let (usage, siblings) = self.usage.of_node(name, owner.as_deref());
+                let (mut requested, pods, more) = extra.get(name).copied().unwrap_or_default();
+                requested += usage.requested;
                 Candidate {
                     node,
                     requested,
-                    pods,
-                    siblings,
+                    pods: usage.pods + pods,
+                    siblings: siblings + more,
                 }
             })
             .collect()
     }
 
-    async fn schedule(&self, key: &str) -> Result<(), ClientError> {
+    /// Places the pod at `key`; its binding runs in the background (a failed one un-assumes
+    /// the pod and retries it).
+    async fn schedule(self: &Arc<Self>, key: &str) -> Result<(), ClientError> {
         let Some(pod) = self.pods.get(key) else {
             return Ok(());
         };
@@ -192,46 +208,69 @@ impl Scheduler {
         }
         let nodes = self.nodes.list(|_| true);
         let placed = placement::place(&pod, &self.candidates(&nodes, &pod));
-        let namespace = pod["metadata"]["namespace"].as_str();
-        let name = pod["metadata"]["name"].as_str().unwrap_or("");
         match placed {
             Ok(node) => {
-                let binding = json!({"apiVersion": "v1", "kind": "Binding",
-                    "metadata": {"name": name, "namespace": namespace, "uid": pod["metadata"]["uid"]},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-                let path = format!(
-                    "{}/binding",
-                    resource_path(self.pods.resource, namespace, Some(name))
-                );
-                self.client
-                    .request(
-                        http::Method::POST,
-                        &path,
-                        "application/json",
-                        Some(&binding),
-                    )
-                    .await?;
                 self.assumed
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(key.to_owned(), node.clone());
-                let message = format!(
-                    "Successfully assigned {}/{name} to {node}",
-                    namespace.unwrap_or("")
-                );
-                record(
-                    &self.client,
-                    SCHEDULER_NAME,
-                    &pod,
-                    EventType::Normal,
-                    "Scheduled",
-                    &message,
-                )
-                .await;
+                let Ok(permit) = Arc::clone(&self.binds).acquire_owned().await else {
+                    return Ok(()); // never closed
+                };
+                let this = Arc::clone(self);
+                let key = key.to_owned();
+                tokio::spawn(async move {
+                    if let Err(error) = this.bind(&pod, &node).await {
+                        this.assumed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&key);
+                        let tries = this.queue.retry(&key);
+                        if !error.is_transient() {
+                            tracing::warn!(%key, %node, %error, tries, "scheduler: binding");
+                        }
+                    }
+                    drop(permit);
+                });
                 Ok(())
             }
             Err(message) => self.unschedulable(&pod, &message).await,
         }
+    }
+
+    /// Binds `pod` to `node` and records the Scheduled event.
+    async fn bind(&self, pod: &Value, node: &str) -> Result<(), ClientError> {
+        let namespace = pod["metadata"]["namespace"].as_str();
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let binding = json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace, "uid": pod["metadata"]["uid"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        let path = format!(
+            "{}/binding",
+            resource_path(self.pods.resource, namespace, Some(name))
+        );
+        self.client
+            .request(
+                http::Method::POST,
+                &path,
+                "application/json",
+                Some(&binding),
+            )
+            .await?;
+        let message = format!(
+            "Successfully assigned {}/{name} to {node}",
+            namespace.unwrap_or("")
+        );
+        record(
+            &self.client,
+            SCHEDULER_NAME,
+            pod,
+            EventType::Normal,
+            "Scheduled",
+            &message,
+        )
+        .await;
+        Ok(())
     }
 
     /// PodScheduled=False with the message, and a FailedScheduling event, when it changed.
