@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod fuzz;
 pub mod images;
 pub mod setup;
 pub mod test;

@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use xtask::{bench, demo, images, setup, test, up, up_down};
+use xtask::{bench, demo, fuzz, images, setup, test, up, up_down};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +53,16 @@ enum Verb {
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
     },
+    /// Fuzz the API's body and patch paths for a while; new kinds of answers join the corpus
+    /// (control/fuzz/corpus). CI runs the same fuzzer for a fixed number of requests.
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 300)]
+        secs: u64,
+        /// The random seed (default: fixed, so a run can be repeated).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Run one benchmark and write target/bench/NAME.json.
     Bench {
         /// The benchmark to run.
@@ -75,6 +85,7 @@ fn main() -> ExitCode {
         Verb::Setup => setup::run(),
         Verb::Images { force } => images::run(force).map(drop),
         Verb::Test { cargo_test_args } => test::run(&cargo_test_args),
+        Verb::Fuzz { secs, seed } => fuzz::run(secs, seed),
         Verb::Bench {
             name,
             quick,
