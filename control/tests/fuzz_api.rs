@@ -189,7 +189,7 @@ async fn mutated_bodies_never_panic_or_fail_the_server() {
     let seed_value = std::env::var("BOSUN_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_b05u64);
+        .unwrap_or(0x05ee_db05_u64);
     let long_run = std::env::var("BOSUN_FUZZ_SECS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
