@@ -4,6 +4,8 @@
 
 mod handler;
 
+use std::time::Duration;
+
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -292,6 +294,14 @@ async fn a_terminating_namespace_refuses_new_objects_and_waits_for_finalizers() 
         .await;
     assert_eq!(code, StatusCode::OK);
     wait_for_code(&api, "/api/v1/namespaces/t", StatusCode::NOT_FOUND).await;
+    let (code, status) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/t/configmaps",
+            json!({"metadata": {"name": "late"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "a deleted namespace: {status}");
     // The built-in namespaces stay.
     let (code, _) = api
         .call(Method::DELETE, "/api/v1/namespaces/default", Value::Null)
@@ -517,4 +527,58 @@ async fn malformed_bodies_and_patches_are_client_errors_not_panics() {
     }
     let (code, _) = api.call(Method::GET, &uri, Value::Null).await;
     assert_eq!(code, StatusCode::OK, "the object is untouched");
+}
+
+/// A namespace marked terminating by another writer of the store (another control process
+/// over the same etcd) refuses creates here too, once the namespace watch brings the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_terminated_by_another_writer_refuses_creates() {
+    let api = api().await;
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "elsewhere"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    api.create_cm("elsewhere", "before", json!({})).await;
+    let key = "/registry/core/namespaces/elsewhere";
+    let kv = api
+        .state
+        .store
+        .get(key)
+        .await
+        .expect("read")
+        .expect("stored");
+    let mut ns: Value = serde_json::from_slice(&kv.value).expect("JSON");
+    ns["metadata"]["deletionTimestamp"] = json!("2026-12-02T00:00:00Z");
+    api.state
+        .store
+        .update(key, ns.to_string().into_bytes().into(), kv.mod_revision)
+        .await
+        .expect("update");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, status) = api
+            .call(
+                Method::POST,
+                "/api/v1/namespaces/elsewhere/configmaps",
+                json!({"metadata": {"generateName": "after-"}}),
+            )
+            .await;
+        if code == StatusCode::FORBIDDEN {
+            assert!(status["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("being terminated"));
+            break;
+        }
+        assert_eq!(code, StatusCode::CREATED, "{status}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "creates still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

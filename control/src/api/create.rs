@@ -7,6 +7,7 @@ use http::{Response, StatusCode};
 use serde_json::Value;
 
 use super::meta::{self, name_of};
+use super::namespace_cache::Known;
 use super::path::object_key;
 use super::{decode_stored, object_response, service_alloc, validate, Call};
 use crate::csr;
@@ -74,19 +75,27 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     ))
 }
 
-/// 404 if the namespace does not exist, 403 while it is being deleted.
+/// 404 if the namespace does not exist, 403 while it is being deleted. Asks the namespace
+/// cache first, the store when the cache does not know the namespace.
 async fn namespace_accepts_objects(call: &Call, ns: &str) -> Result<(), ApiError> {
     let namespaces = kinds::find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("the kinds table has no namespaces"))?;
-    let kv = call
-        .state
-        .store
-        .get(&object_key(namespaces, None, ns))
-        .await
-        .map_err(super::map_store_error)?
-        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
-    let namespace: Value = decode_stored(&kv)?;
-    if !namespace["metadata"]["deletionTimestamp"].is_null() {
+    let state = &call.state;
+    let terminating = match state.namespace_cache.lookup(&state.store, namespaces, ns) {
+        Known::Active => false,
+        Known::Terminating => true,
+        Known::Unknown => {
+            let kv = state
+                .store
+                .get(&object_key(namespaces, None, ns))
+                .await
+                .map_err(super::map_store_error)?
+                .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+            let namespace: Value = decode_stored(&kv)?;
+            !namespace["metadata"]["deletionTimestamp"].is_null()
+        }
+    };
+    if terminating {
         return Err(ApiError::forbidden(format!(
             "{} {:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
             call.resource().group_resource(),

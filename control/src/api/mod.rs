@@ -13,6 +13,7 @@ pub(crate) mod delete;
 mod duplicates;
 mod get;
 pub(crate) mod meta;
+mod namespace_cache;
 mod namespaces;
 pub(crate) mod patch;
 pub mod path;
@@ -71,6 +72,8 @@ pub struct ApiState {
     finalizing: Mutex<HashSet<String>>,
     /// Where Services get their ClusterIPs and node ports.
     pub service_network: service_alloc::ServiceNetwork,
+    /// The namespaces, for the create path's existence check without a store read.
+    namespace_cache: Arc<namespace_cache::NamespaceCache>,
 }
 
 impl ApiState {
@@ -84,6 +87,7 @@ impl ApiState {
             limits: Limits::new(LimitsConfig::default()),
             finalizing: Mutex::default(),
             service_network: service_alloc::ServiceNetwork::default(),
+            namespace_cache: Arc::default(),
         }
     }
 }

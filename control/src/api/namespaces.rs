@@ -83,6 +83,7 @@ pub async fn begin_delete(state: &Arc<ApiState>, kv: &KeyValue) -> Result<Value,
             })?;
         ns = decode_stored(&updated)?;
     }
+    state.namespace_cache.mark_terminating(&name);
     spawn_finalizer(state, name);
     Ok(ns)
 }
