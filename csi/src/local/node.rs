@@ -1,0 +1,202 @@
+//! The Node service: the trait's entry points, and NodeStageVolume/NodeUnstageVolume (the
+//! image on a loop device, its ext4 mounted at the staging path). Publish is in `publish`,
+//! stats/expand/info in `node_info`.
+
+use std::path::{Path, PathBuf};
+
+use tonic::{Request, Response, Status};
+
+use crate::proto::{
+    node_server::Node, NodeExpandVolumeRequest, NodeExpandVolumeResponse,
+    NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse, NodeGetInfoRequest,
+    NodeGetInfoResponse, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
+    NodePublishVolumeRequest, NodePublishVolumeResponse, NodeStageVolumeRequest,
+    NodeStageVolumeResponse, NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse,
+    NodeUnstageVolumeRequest, NodeUnstageVolumeResponse,
+};
+
+use super::state::VolumeRecord;
+use super::validate::{self, internal};
+use super::{mounts, tools, Driver};
+
+/// `major:minor` of a block device, as mountinfo writes it.
+pub fn device_number(device: &Path) -> Result<String, Status> {
+    let st = nix::sys::stat::stat(device)
+        .map_err(|e| internal(format!("stat {}: {e}", device.display())))?;
+    Ok(format!(
+        "{}:{}",
+        nix::sys::stat::major(st.st_rdev),
+        nix::sys::stat::minor(st.st_rdev)
+    ))
+}
+
+impl Driver {
+    /// The record of volume `id`, NOT_FOUND if there is none.
+    pub(super) fn record(&self, id: &str) -> Result<VolumeRecord, Status> {
+        self.state
+            .load(id)
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("volume {id} does not exist")))
+    }
+
+    /// The loop device holding volume `id`'s image and its `major:minor`, if attached.
+    pub(super) async fn attached(&self, id: &str) -> Result<Option<(PathBuf, String)>, Status> {
+        match tools::loop_find(&self.state.image(id))
+            .await
+            .map_err(internal)?
+        {
+            Some(dev) => {
+                let number = device_number(&dev)?;
+                Ok(Some((dev, number)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn stage(&self, req: NodeStageVolumeRequest) -> Result<(), Status> {
+        let id = validate::required("volume_id", &req.volume_id)?;
+        let staging = validate::abs_path("staging_target_path", &req.staging_target_path)?;
+        let flags = validate::capability("volume_capability", req.volume_capability.as_ref())?;
+        validate::unsupported_map("secrets", &req.secrets, |_| false)?;
+        self.record(id)?;
+        let _guard = self.lock.lock().await;
+        let (device, number, attached_now) = match self.attached(id).await? {
+            Some((dev, number)) => (dev, number, false),
+            None => {
+                let dev = tools::loop_attach(&self.state.image(id))
+                    .await
+                    .map_err(internal)?;
+                let number = device_number(&dev)?;
+                (dev, number, true)
+            }
+        };
+        if let Some(m) = mounts::at(&staging).map_err(internal)? {
+            if m.device == number {
+                return Ok(());
+            }
+            return Err(Status::already_exists(format!(
+                "staging_target_path {} already has another mount ({} {})",
+                staging.display(),
+                m.fs_type,
+                m.device
+            )));
+        }
+        let (ms, data) = mounts::split_flags(&flags);
+        let result = std::fs::create_dir_all(&staging)
+            .map_err(|e| internal(format!("creating {}: {e}", staging.display())))
+            .and_then(|()| {
+                mounts::mount_ext4(&device, &staging, ms, &data).map_err(|e| match e {
+                    mounts::MountError::Call {
+                        source: nix::Error::EINVAL,
+                        ..
+                    } => Status::invalid_argument(format!(
+                        "volume_capability.mount.mount_flags {flags:?}: ext4 refused them ({e})"
+                    )),
+                    e => internal(e),
+                })
+            });
+        if result.is_err() && attached_now {
+            let _ = tools::loop_detach(&device).await;
+        }
+        result?;
+        tracing::info!(volume = %id, device = %device.display(), staging = %staging.display(), "staged");
+        Ok(())
+    }
+
+    async fn unstage(&self, req: NodeUnstageVolumeRequest) -> Result<(), Status> {
+        let id = validate::required("volume_id", &req.volume_id)?;
+        let staging = validate::abs_path("staging_target_path", &req.staging_target_path)?;
+        self.record(id)?;
+        let _guard = self.lock.lock().await;
+        let Some((device, number)) = self.attached(id).await? else {
+            return Ok(());
+        };
+        let staging_real = std::fs::canonicalize(&staging).unwrap_or_else(|_| staging.clone());
+        let elsewhere: Vec<PathBuf> = mounts::all()
+            .map_err(internal)?
+            .into_iter()
+            .filter(|m| m.device == number && m.mount_point != staging_real)
+            .map(|m| m.mount_point)
+            .collect();
+        if let Some(path) = elsewhere.first() {
+            return Err(Status::failed_precondition(format!(
+                "volume {id} is still published at {}; unpublish it first",
+                path.display()
+            )));
+        }
+        while let Some(m) = mounts::at(&staging).map_err(internal)? {
+            if m.device != number {
+                break;
+            }
+            mounts::unmount(&staging).map_err(internal)?;
+        }
+        tools::loop_detach(&device).await.map_err(internal)?;
+        tracing::info!(volume = %id, device = %device.display(), "unstaged");
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Node for Driver {
+    async fn node_stage_volume(
+        &self,
+        request: Request<NodeStageVolumeRequest>,
+    ) -> Result<Response<NodeStageVolumeResponse>, Status> {
+        self.stage(request.into_inner()).await?;
+        Ok(Response::new(NodeStageVolumeResponse {}))
+    }
+
+    async fn node_unstage_volume(
+        &self,
+        request: Request<NodeUnstageVolumeRequest>,
+    ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
+        self.unstage(request.into_inner()).await?;
+        Ok(Response::new(NodeUnstageVolumeResponse {}))
+    }
+
+    async fn node_publish_volume(
+        &self,
+        request: Request<NodePublishVolumeRequest>,
+    ) -> Result<Response<NodePublishVolumeResponse>, Status> {
+        self.publish(request.into_inner()).await?;
+        Ok(Response::new(NodePublishVolumeResponse {}))
+    }
+
+    async fn node_unpublish_volume(
+        &self,
+        request: Request<NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
+        self.unpublish(request.into_inner()).await?;
+        Ok(Response::new(NodeUnpublishVolumeResponse {}))
+    }
+
+    async fn node_get_volume_stats(
+        &self,
+        request: Request<NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+        self.volume_stats(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn node_expand_volume(
+        &self,
+        request: Request<NodeExpandVolumeRequest>,
+    ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
+        self.expand(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn node_get_capabilities(
+        &self,
+        _: Request<NodeGetCapabilitiesRequest>,
+    ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
+        Ok(Response::new(self.capabilities()))
+    }
+
+    async fn node_get_info(
+        &self,
+        _: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
+        Ok(Response::new(self.info()))
+    }
+}
