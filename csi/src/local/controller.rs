@@ -164,6 +164,7 @@ impl Controller for Driver {
             id,
             name: name.to_owned(),
             capacity_bytes: size,
+            fs_bytes: size,
         };
         self.state.save(&record).map_err(internal)?;
         tracing::info!(volume = %record.id, name, bytes = size, "created volume");

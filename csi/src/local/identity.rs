@@ -36,10 +36,16 @@ impl Identity for Driver {
         _: Request<GetPluginCapabilitiesRequest>,
     ) -> Result<Response<GetPluginCapabilitiesResponse>, Status> {
         use plugin_capability::service::Type;
-        let online = PluginCapability {
+        use plugin_capability::volume_expansion::Type as Expansion;
+        let expansion = if self.online_resize {
+            Expansion::Online
+        } else {
+            Expansion::Offline
+        };
+        let expansion = PluginCapability {
             r#type: Some(plugin_capability::Type::VolumeExpansion(
                 plugin_capability::VolumeExpansion {
-                    r#type: plugin_capability::volume_expansion::Type::Online as i32,
+                    r#type: expansion as i32,
                 },
             )),
         };
@@ -47,7 +53,7 @@ impl Identity for Driver {
             capabilities: vec![
                 service(Type::ControllerService),
                 service(Type::VolumeAccessibilityConstraints),
-                online,
+                expansion,
             ],
         }))
     }

@@ -67,16 +67,32 @@ pub struct Driver {
     config: Config,
     state: state::State,
     lock: tokio::sync::Mutex<()>,
+    /// Whether mounted filesystems can be grown: ext4's online resize ioctl needs
+    /// CAP_SYS_RESOURCE. Without it the driver advertises OFFLINE expansion and grows a
+    /// filesystem when it stages it (before mounting).
+    online_resize: bool,
 }
 
 impl Driver {
     /// Opens the state directory.
     pub fn new(config: Config) -> Result<Driver, StateError> {
         let state = state::State::open(&config.state_dir)?;
+        let online_resize = caps::has_cap(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_RESOURCE,
+        )
+        .unwrap_or(false);
+        if !online_resize {
+            tracing::warn!(
+                "no CAP_SYS_RESOURCE: volumes grow when staged (OFFLINE expansion), not while mounted"
+            );
+        }
         Ok(Driver {
             config,
             state,
             lock: tokio::sync::Mutex::new(()),
+            online_resize,
         })
     }
 }

@@ -58,20 +58,14 @@ impl Driver {
         let staging = validate::abs_path("staging_target_path", &req.staging_target_path)?;
         let flags = validate::capability("volume_capability", req.volume_capability.as_ref())?;
         validate::unsupported_map("secrets", &req.secrets, |_| false)?;
-        self.record(id)?;
+        let mut record = self.record(id)?;
         let _guard = self.lock.lock().await;
-        let (device, number, attached_now) = match self.attached(id).await? {
-            Some((dev, number)) => (dev, number, false),
-            None => {
-                let dev = tools::loop_attach(&self.state.image(id))
-                    .await
-                    .map_err(internal)?;
-                let number = device_number(&dev)?;
-                (dev, number, true)
-            }
-        };
+        let attached = self.attached(id).await?;
         if let Some(m) = mounts::at(&staging).map_err(internal)? {
-            if m.device == number {
+            if attached
+                .as_ref()
+                .is_some_and(|(_, number)| *number == m.device)
+            {
                 return Ok(());
             }
             return Err(Status::already_exists(format!(
@@ -81,26 +75,58 @@ impl Driver {
                 m.device
             )));
         }
-        let (ms, data) = mounts::split_flags(&flags);
-        let result = std::fs::create_dir_all(&staging)
-            .map_err(|e| internal(format!("creating {}: {e}", staging.display())))
-            .and_then(|()| {
-                mounts::mount_ext4(&device, &staging, ms, &data).map_err(|e| match e {
-                    mounts::MountError::Call {
-                        source: nix::Error::EINVAL,
-                        ..
-                    } => Status::invalid_argument(format!(
-                        "volume_capability.mount.mount_flags {flags:?}: ext4 refused them ({e})"
-                    )),
-                    e => internal(e),
-                })
-            });
+        let (device, attached_now) = match attached {
+            Some((dev, _)) => (dev, false),
+            None => {
+                let image = self.state.image(id);
+                (tools::loop_attach(&image).await.map_err(internal)?, true)
+            }
+        };
+        let result = self
+            .mount_staged(&mut record, &device, &staging, &flags)
+            .await;
         if result.is_err() && attached_now {
             let _ = tools::loop_detach(&device).await;
         }
         result?;
         tracing::info!(volume = %id, device = %device.display(), staging = %staging.display(), "staged");
         Ok(())
+    }
+
+    /// Grows the filesystem if a ControllerExpandVolume left it behind and nothing has it
+    /// mounted (an offline resize), then mounts it at `staging`.
+    async fn mount_staged(
+        &self,
+        record: &mut VolumeRecord,
+        device: &Path,
+        staging: &Path,
+        flags: &[String],
+    ) -> Result<(), Status> {
+        let number = device_number(device)?;
+        let in_use = mounts::all()
+            .map_err(internal)?
+            .iter()
+            .any(|m| m.device == number);
+        if record.fs_bytes < record.capacity_bytes && !in_use {
+            tools::loop_set_capacity(device).await.map_err(internal)?;
+            tools::e2fsck(device).await.map_err(internal)?;
+            tools::resize2fs(device).await.map_err(internal)?;
+            record.fs_bytes = record.capacity_bytes;
+            self.state.save(record).map_err(internal)?;
+            tracing::info!(volume = %record.id, bytes = record.fs_bytes, "grew filesystem offline");
+        }
+        let (ms, data) = mounts::split_flags(flags);
+        std::fs::create_dir_all(staging)
+            .map_err(|e| internal(format!("creating {}: {e}", staging.display())))?;
+        mounts::mount_ext4(device, staging, ms, &data).map_err(|e| match e {
+            mounts::MountError::Call {
+                source: nix::Error::EINVAL,
+                ..
+            } => Status::invalid_argument(format!(
+                "volume_capability.mount.mount_flags {flags:?}: ext4 refused them ({e})"
+            )),
+            e => internal(e),
+        })
     }
 
     async fn unstage(&self, req: NodeUnstageVolumeRequest) -> Result<(), Status> {

@@ -90,7 +90,7 @@ impl Driver {
             validate::capability("volume_capability", req.volume_capability.as_ref())?;
         }
         validate::unsupported_map("secrets", &req.secrets, |_| false)?;
-        let record = self.record(id)?;
+        let mut record = self.record(id)?;
         if let Some(range) = &req.capacity_range {
             if range.required_bytes > record.capacity_bytes {
                 return Err(Status::out_of_range(format!(
@@ -102,9 +102,20 @@ impl Driver {
         }
         let _guard = self.lock.lock().await;
         let device = self.mounted_at(id, &path).await?;
-        tools::loop_set_capacity(&device).await.map_err(internal)?;
-        tools::resize2fs(&device).await.map_err(internal)?;
-        tracing::info!(volume = %id, bytes = record.capacity_bytes, "expanded filesystem");
+        if record.fs_bytes < record.capacity_bytes {
+            if !self.online_resize {
+                return Err(Status::failed_precondition(format!(
+                    "volume {id} is mounted and this driver cannot grow a mounted filesystem \
+                     (it lacks CAP_SYS_RESOURCE; expansion is OFFLINE): unstage the volume, \
+                     staging it again grows it"
+                )));
+            }
+            tools::loop_set_capacity(&device).await.map_err(internal)?;
+            tools::resize2fs(&device).await.map_err(internal)?;
+            record.fs_bytes = record.capacity_bytes;
+            self.state.save(&record).map_err(internal)?;
+            tracing::info!(volume = %id, bytes = record.capacity_bytes, "grew filesystem online");
+        }
         Ok(NodeExpandVolumeResponse {
             capacity_bytes: record.capacity_bytes,
         })

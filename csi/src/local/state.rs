@@ -34,6 +34,10 @@ pub struct VolumeRecord {
     pub id: String,
     pub name: String,
     pub capacity_bytes: i64,
+    /// The size the ext4 filesystem was last made or grown to; below `capacity_bytes` after a
+    /// ControllerExpandVolume until the node grows it.
+    #[serde(default)]
+    pub fs_bytes: i64,
 }
 
 /// The state directory.
@@ -174,6 +178,7 @@ mod tests {
             id: id_for_name("a"),
             name: "a".into(),
             capacity_bytes: 1 << 26,
+            fs_bytes: 1 << 26,
         };
         assert_eq!(state.load(&rec.id).unwrap(), None);
         state.save(&rec).unwrap();

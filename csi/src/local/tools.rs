@@ -34,13 +34,22 @@ pub enum ToolError {
 }
 
 async fn run(program: &'static str, args: &[&std::ffi::OsStr]) -> Result<String, ToolError> {
+    run_ok(program, args, &[0]).await
+}
+
+/// Runs `program`; the exit codes in `ok` are success.
+async fn run_ok(
+    program: &'static str,
+    args: &[&std::ffi::OsStr],
+    ok: &[i32],
+) -> Result<String, ToolError> {
     let out = Command::new(program)
         .args(args)
         .env("LC_ALL", "C")
         .output()
         .await
         .map_err(|source| ToolError::Spawn { program, source })?;
-    if !out.status.success() {
+    if !out.status.code().is_some_and(|c| ok.contains(&c)) {
         return Err(ToolError::Failed {
             program,
             args: args
@@ -76,7 +85,20 @@ pub async fn mkfs_ext4(image: &Path) -> Result<(), ToolError> {
     .map(drop)
 }
 
-/// Grows the (mounted) ext4 filesystem on `device` to the device's size.
+/// Checks the unmounted ext4 filesystem on `device`, fixing what is safe to fix (resize2fs
+/// wants a freshly checked filesystem before an offline resize). Exit 1 means "fixed".
+pub async fn e2fsck(device: &Path) -> Result<(), ToolError> {
+    run_ok(
+        "e2fsck",
+        &["-f".as_ref(), "-p".as_ref(), device.as_os_str()],
+        &[0, 1],
+    )
+    .await
+    .map(drop)
+}
+
+/// Grows the ext4 filesystem on `device` to the device's size: online (the kernel's resize
+/// ioctl, CAP_SYS_RESOURCE) when it is mounted, offline when it is not.
 pub async fn resize2fs(device: &Path) -> Result<(), ToolError> {
     run("resize2fs", &[device.as_os_str()]).await.map(drop)
 }
