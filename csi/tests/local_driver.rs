@@ -23,10 +23,17 @@ fn bytes_usage(stats: &proto::NodeGetVolumeStatsResponse) -> &proto::VolumeUsage
 }
 
 fn is_mounted(path: &Path) -> bool {
+    mount_options(path).is_some()
+}
+
+/// The per-mount options of the topmost mount at `path`, if it is a mount point.
+fn mount_options(path: &Path) -> Option<Vec<String>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|p| Path::new(p) == path)
+        .rev()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| f.get(4).is_some_and(|p| Path::new(p) == path))
+        .map(|f| f[5].split(',').map(str::to_owned).collect())
 }
 
 /// Stages and publishes `id`, returning nothing; panics with the call that failed.
@@ -91,9 +98,22 @@ async fn lifecycle_keeps_data_across_restaging_and_delete_removes_it() {
         "unstage detaches the loop device"
     );
 
-    // Stage again, publish at another pod's path: the file is still there.
+    // Stage again, publish at another pod's path (with mount flags, which the bind honours):
+    // the file is still there.
     let target2 = sandbox.path("pod2/volume");
-    stage_publish(&mut csi, &id, &staging, &target2).await;
+    let flagged = MountCapability {
+        mount_flags: vec!["noexec".into(), "nosuid".into()],
+        ..MountCapability::default()
+    };
+    csi.node_stage(&id, &staging, &flagged).await.unwrap();
+    csi.node_publish(&id, &staging, &target2, &flagged, false)
+        .await
+        .unwrap();
+    let options = mount_options(&target2).expect("published");
+    assert!(
+        options.contains(&"noexec".to_owned()) && options.contains(&"nosuid".to_owned()),
+        "{options:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(target2.join("hello.txt")).unwrap(),
         "kept\n"
@@ -384,6 +404,24 @@ async fn bad_requests_get_the_spec_codes() {
     // Expansion past what the controller granted: OUT_OF_RANGE.
     let r = csi.node_expand(&id, &staging, None, 1024 * MIB).await;
     assert_eq!(r.unwrap_err().code(), Code::OutOfRange);
+    // Mount options ext4 does not know: INVALID_ARGUMENT, and nothing left attached.
+    let other_staging = sandbox.path("other-staging");
+    let bogus = MountCapability {
+        mount_flags: vec!["no_such_ext4_option".into()],
+        ..MountCapability::default()
+    };
+    let other = csi
+        .create_volume("pvc-other", 32 * MIB, &cap)
+        .await
+        .unwrap()
+        .volume_id;
+    let r = csi.node_stage(&other, &other_staging, &bogus).await;
+    assert_eq!(r.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        sandbox.loop_devices().len(),
+        1,
+        "only the staged volume's loop device"
+    );
     // Another volume's staging path: ALREADY_EXISTS.
     let other = csi
         .create_volume("pvc-other", 32 * MIB, &cap)

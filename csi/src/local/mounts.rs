@@ -116,9 +116,9 @@ pub fn mount_ext4(
     )
 }
 
-/// Bind-mounts `source` at `target`, read-only if asked (a bind is made read-write and then
-/// remounted, which is how the kernel takes MS_RDONLY for a bind).
-pub fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), MountError> {
+/// Bind-mounts `source` at `target` with the generic `flags` (read-only, nosuid, …): a bind is
+/// made with the source's flags and then remounted, which is how the kernel takes them.
+pub fn bind(source: &Path, target: &Path, flags: MsFlags) -> Result<(), MountError> {
     call(
         "bind mount at",
         target,
@@ -130,12 +130,12 @@ pub fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), MountErr
             None::<&str>,
         ),
     )?;
-    if readonly {
-        let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    if !flags.is_empty() {
+        let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
         if let Err(e) = call(
-            "remount read-only",
+            "remount with the publish flags",
             target,
-            mount(None::<&str>, target, None::<&str>, ro, None::<&str>),
+            mount(None::<&str>, target, None::<&str>, remount, None::<&str>),
         ) {
             let _ = umount2(target, MntFlags::empty());
             return Err(e);

@@ -13,8 +13,14 @@ impl Driver {
         let id = validate::required("volume_id", &req.volume_id)?;
         let target = validate::abs_path("target_path", &req.target_path)?;
         let staging = validate::abs_path("staging_target_path", &req.staging_target_path)?;
-        validate::capability("volume_capability", req.volume_capability.as_ref())?;
+        let flags = validate::capability("volume_capability", req.volume_capability.as_ref())?;
         validate::unsupported_map("secrets", &req.secrets, |_| false)?;
+        // The generic flags (nosuid, noexec, …) apply to the bind; filesystem options (ext4's
+        // data string) were applied when the volume was staged.
+        let (mut ms, _) = mounts::split_flags(&flags);
+        if req.readonly {
+            ms |= nix::mount::MsFlags::MS_RDONLY;
+        }
         self.record(id)?;
         let _guard = self.lock.lock().await;
         let staged = match self.attached(id).await? {
@@ -30,7 +36,8 @@ impl Driver {
             )));
         };
         if let Some(m) = mounts::at(&target).map_err(internal)? {
-            if m.device == staged.device && m.readonly() == req.readonly {
+            let readonly = ms.contains(nix::mount::MsFlags::MS_RDONLY);
+            if m.device == staged.device && m.readonly() == readonly {
                 return Ok(());
             }
             return Err(Status::already_exists(format!(
@@ -48,7 +55,7 @@ impl Driver {
         }
         std::fs::create_dir_all(&target)
             .map_err(|e| internal(format!("creating {}: {e}", target.display())))?;
-        mounts::bind(&staging, &target, req.readonly).map_err(internal)?;
+        mounts::bind(&staging, &target, ms).map_err(internal)?;
         tracing::info!(volume = %id, target = %target.display(), readonly = req.readonly, "published");
         Ok(())
     }

@@ -104,3 +104,83 @@ pub fn unsupported_map(
 pub fn internal(what: impl std::fmt::Display) -> Status {
     Status::internal(what.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn cap(access_type: Option<volume_capability::AccessType>, mode: i32) -> VolumeCapability {
+        VolumeCapability {
+            access_type,
+            access_mode: Some(volume_capability::AccessMode { mode }),
+        }
+    }
+
+    fn mount(fs_type: &str) -> Option<volume_capability::AccessType> {
+        Some(volume_capability::AccessType::Mount(
+            volume_capability::MountVolume {
+                fs_type: fs_type.into(),
+                mount_flags: vec!["noatime".into()],
+            },
+        ))
+    }
+
+    #[test]
+    fn capabilities_this_driver_serves() {
+        let ok = cap(mount("ext4"), Mode::SingleNodeWriter as i32);
+        assert_eq!(capability("c", Some(&ok)).unwrap(), vec!["noatime"]);
+        assert!(capability(
+            "c",
+            Some(&cap(mount(""), Mode::SingleNodeMultiWriter as i32))
+        )
+        .is_ok());
+        for (bad, names) in [
+            (cap(mount("xfs"), 1), "c.mount.fs_type"),
+            (cap(None, 1), "c.access_type"),
+            (
+                cap(mount(""), Mode::MultiNodeMultiWriter as i32),
+                "MULTI_NODE_MULTI_WRITER",
+            ),
+            (cap(mount(""), 99), "c.access_mode 99"),
+            (
+                cap(
+                    Some(volume_capability::AccessType::Block(
+                        volume_capability::BlockVolume {},
+                    )),
+                    1,
+                ),
+                "c.block",
+            ),
+        ] {
+            let err = capability("c", Some(&bad)).unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument);
+            assert!(err.message().contains(names), "{err:?} names {names}");
+        }
+        assert_eq!(
+            capability("c", None).unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            capabilities("cs", &[]).unwrap_err().code(),
+            Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn paths_and_maps() {
+        assert!(abs_path("p", "/a").is_ok());
+        assert_eq!(
+            abs_path("p", "a").unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(abs_path("p", "").unwrap_err().code(), Code::InvalidArgument);
+        let map =
+            std::collections::HashMap::from([("csi.storage.k8s.io/pv/name".into(), "x".into())]);
+        assert!(
+            unsupported_map("parameters", &map, |k| k.starts_with("csi.storage.k8s.io/")).is_ok()
+        );
+        let err = unsupported_map("secrets", &map, |_| false).unwrap_err();
+        assert!(err.message().contains("csi.storage.k8s.io/pv/name"));
+    }
+}
