@@ -204,15 +204,37 @@ async fn every_call_twice_gives_the_same_answer() {
     let sandbox = Sandbox::new("twice");
     let (_driver, mut csi) = Driver::start(&sandbox, "node-twice").await;
     let cap = MountCapability::default();
-    let first = csi
-        .create_volume("pvc-twice", 32 * MIB, &cap)
-        .await
-        .unwrap();
-    let second = csi
-        .create_volume("pvc-twice", 32 * MIB, &cap)
-        .await
-        .unwrap();
+    // Two at once (one driver-wide lock), then a third after: one volume.
+    let mut other = csi.clone();
+    let (first, second) = tokio::join!(
+        csi.create_volume("pvc-twice", 32 * MIB, &cap),
+        other.create_volume("pvc-twice", 32 * MIB, &cap)
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
     assert_eq!(first, second, "same name, same request: same volume");
+    let third = csi
+        .create_volume("pvc-twice", 32 * MIB, &cap)
+        .await
+        .unwrap();
+    assert_eq!(first, third);
+    let images = std::fs::read_dir(sandbox.path("state/volumes"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("img".as_ref()))
+        .count();
+    assert_eq!(images, 1);
+    for _ in 0..2 {
+        let v = csi
+            .controller
+            .validate_volume_capabilities(proto::ValidateVolumeCapabilitiesRequest {
+                volume_id: first.volume_id.clone(),
+                volume_capabilities: vec![cap.to_proto()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(v.confirmed.is_some(), "{v:?}");
+    }
     let err = csi
         .create_volume("pvc-twice", 256 * MIB, &cap)
         .await

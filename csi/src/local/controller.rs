@@ -186,12 +186,21 @@ impl Controller for Driver {
         if self.state.load(id).map_err(internal)?.is_none() {
             return Ok(Response::new(DeleteVolumeResponse {}));
         }
-        let image = self.state.image(id);
-        if let Some(device) = tools::loop_find(&image).await.map_err(internal)? {
-            return Err(Status::failed_precondition(format!(
-                "volume {id} is staged on {} on this node; unstage it first",
-                device.display()
-            )));
+        // Staged means mounted; a loop device without a mount is what a stage interrupted
+        // by a crash (or a detach the kernel deferred) leaves, and is detached here.
+        if let Some((device, number)) = self.attached(id).await? {
+            let mounted = super::mounts::all()
+                .map_err(internal)?
+                .into_iter()
+                .find(|m| m.device == number);
+            if let Some(m) = mounted {
+                return Err(Status::failed_precondition(format!(
+                    "volume {id} is staged on this node ({} at {}); unstage it first",
+                    device.display(),
+                    m.mount_point.display()
+                )));
+            }
+            self.detach(id, &device).await?;
         }
         self.state.remove(id).map_err(internal)?;
         tracing::info!(volume = %id, "deleted volume");

@@ -19,6 +19,9 @@ use super::state::VolumeRecord;
 use super::validate::{self, internal};
 use super::{mounts, tools, Driver};
 
+/// How long a detach waits for the kernel's last close of the loop device.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `major:minor` of a block device, as mountinfo writes it.
 pub fn device_number(device: &Path) -> Result<String, Status> {
     let st = nix::sys::stat::stat(device)
@@ -51,6 +54,22 @@ impl Driver {
             }
             None => Ok(None),
         }
+    }
+
+    /// Detaches volume `id`'s loop device, UNAVAILABLE (the CO retries) if the kernel still
+    /// holds it after a while.
+    pub(super) async fn detach(&self, id: &str, device: &Path) -> Result<(), Status> {
+        let image = self.state.image(id);
+        let gone = tools::loop_detach_and_wait(device, &image, DETACH_WAIT)
+            .await
+            .map_err(internal)?;
+        if !gone {
+            return Err(Status::unavailable(format!(
+                "{} (volume {id}) is still in use after detaching; retry",
+                device.display()
+            )));
+        }
+        Ok(())
     }
 
     async fn stage(&self, req: NodeStageVolumeRequest) -> Result<(), Status> {
@@ -156,7 +175,7 @@ impl Driver {
             }
             mounts::unmount(&staging).map_err(internal)?;
         }
-        tools::loop_detach(&device).await.map_err(internal)?;
+        self.detach(id, &device).await?;
         tracing::info!(volume = %id, device = %device.display(), "unstaged");
         Ok(())
     }

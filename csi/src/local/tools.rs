@@ -151,6 +151,27 @@ pub async fn loop_detach(device: &Path) -> Result<(), ToolError> {
         .map(drop)
 }
 
+/// Detaches `device` (holding `image`) and waits until the kernel has let go of it: while
+/// anyone still has the device open the kernel only marks it for autoclear, and the image
+/// stays attached until that last close. False if it is still attached after `timeout`.
+pub async fn loop_detach_and_wait(
+    device: &Path,
+    image: &Path,
+    timeout: std::time::Duration,
+) -> Result<bool, ToolError> {
+    loop_detach(device).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if loop_find(image).await?.is_none() {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
