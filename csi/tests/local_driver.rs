@@ -499,3 +499,53 @@ async fn a_restarted_driver_carries_on_mid_lifecycle() {
     csi.delete_volume(&id).await.unwrap();
     assert!(sandbox.mounts().is_empty());
 }
+
+#[tokio::test]
+async fn what_an_interrupted_stage_leaves_is_adopted_or_cleared() {
+    let sandbox = Sandbox::new("stray");
+    let (mut driver, mut csi) = Driver::start(&sandbox, "node-stray").await;
+    let cap = MountCapability::default();
+    let image_of = |id: &str| driver_image(&sandbox, id);
+
+    // A driver killed between attaching the loop device and mounting it: the next stage
+    // mounts the device that is already there.
+    let id = csi
+        .create_volume("pvc-adopt", 32 * MIB, &cap)
+        .await
+        .unwrap()
+        .volume_id;
+    let mut csi = {
+        driver.kill();
+        attach_by_hand(&image_of(&id));
+        driver.restart().await
+    };
+    let staging = sandbox.path("staging");
+    csi.node_stage(&id, &staging, &cap).await.unwrap();
+    assert_eq!(
+        sandbox.loop_devices().len(),
+        1,
+        "the stray device was reused"
+    );
+    assert!(is_mounted(&staging));
+    csi.node_unstage(&id, &staging).await.unwrap();
+    assert!(sandbox.loop_devices().is_empty());
+
+    // The same, but the CO gives up on the volume: DeleteVolume clears the device.
+    attach_by_hand(&image_of(&id));
+    csi.delete_volume(&id).await.unwrap();
+    assert!(sandbox.loop_devices().is_empty());
+    assert!(!image_of(&id).exists());
+}
+
+fn driver_image(sandbox: &Sandbox, id: &str) -> std::path::PathBuf {
+    sandbox.path("state/volumes").join(format!("{id}.img"))
+}
+
+fn attach_by_hand(image: &Path) {
+    let out = std::process::Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(image)
+        .output()
+        .expect("losetup");
+    assert!(out.status.success(), "losetup: {out:?}");
+}
