@@ -24,7 +24,13 @@ mod tests {
     use crate::util;
 
     /// Crates whose build scripts need tools `setup` installs (protoc, clang, libbpf).
-    const NEEDS_SETUP: &[&str] = &["prost-build", "tonic-build", "bindgen", "libbpf-sys"];
+    const NEEDS_SETUP: &[&str] = &[
+        "prost-build",
+        "tonic-build",
+        "tonic-prost-build",
+        "bindgen",
+        "libbpf-sys",
+    ];
 
     /// The names of every package `xtask` builds with (normal and build dependencies, not
     /// dev-dependencies), from `cargo metadata`.

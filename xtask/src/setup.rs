@@ -36,8 +36,12 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "wrk",
     "jq",
     // protoc: etcd-client (bosun-control's etcd store backend) builds its protos with
-    // tonic-build. Only crates xtask does not depend on may need it (DESIGN.md §4).
+    // tonic-build, bosun-csi its CSI protos with tonic-prost-build. Only crates xtask does not
+    // depend on may need it (DESIGN.md §4).
     "protobuf-compiler",
+    // bosun-csi-local: mkfs.ext4 and resize2fs for its file-backed volumes (losetup and mount
+    // come from util-linux/mount, which every Debian has).
+    "e2fsprogs",
     // etcd 3.4 (/usr/bin/etcd): the control store's etcd backend is tested against a real
     // 3-member cluster on loopback.
     "etcd-server",
