@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod foreground;
 pub mod image;
+pub mod kubelet_api;
 pub mod metrics;
 pub mod network;
 pub mod pod;

@@ -110,6 +110,14 @@ pub struct Args {
     /// global IPv4 address).
     #[arg(long, global = true)]
     pub node_ip: Option<std::net::IpAddr>,
+    /// The kubelet API's port (logs for the API server; kubelet's `--port`), reported in the
+    /// Node's daemonEndpoints. Only with --kubeconfig.
+    #[arg(long, default_value_t = bosun_agent::kubelet_api::DEFAULT_PORT)]
+    pub port: u16,
+    /// The address the kubelet API listens on (kubelet's `--address`), in the node's netns
+    /// when --node-netns is given. Default: the node's IP (--node-ip).
+    #[arg(long)]
+    pub address: Option<std::net::IpAddr>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long, global = true)]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -377,6 +385,22 @@ fn dataplane(args: &Args, ctx: &NodeContext) -> anyhow::Result<Option<Arc<Mutex<
     Ok(Some(dp))
 }
 
+/// The kubelet API's listener (on --address, default the node's IP, in the node's netns) and
+/// its TLS configuration (the cluster CA of the kubeconfig verifies the API server).
+async fn kubelet_serving(
+    args: &Args,
+    node: &NodeIdentity,
+    ca: &[Vec<u8>],
+) -> anyhow::Result<bosun_agent::kubelet_api::KubeletServing> {
+    use bosun_agent::kubelet_api::{listen, tls, KubeletServing};
+    let addr = std::net::SocketAddr::new(args.address.unwrap_or(node.ip), args.port);
+    let listener = listen::bind(args.node_netns.clone(), addr)
+        .await
+        .with_context(|| format!("the kubelet API on {addr} (--address, --port)"))?;
+    let tls = tls::server_config(ca, &node.name, node.ip)?;
+    Ok(KubeletServing { listener, tls })
+}
+
 /// `--node-name`, default the hostname.
 fn node_name(args: &Args) -> anyhow::Result<String> {
     if let Some(name) = &args.node_name {
@@ -403,6 +427,7 @@ fn node_identity(args: &Args, ctx: &NodeContext) -> anyhow::Result<NodeIdentity>
         ip,
         pod_cidr,
         max_pods: args.max_pods,
+        kubelet_port: args.port,
     })
 }
 
@@ -437,8 +462,13 @@ fn run_daemon(args: &Args) -> anyhow::Result<ExitCode> {
                     bosun_agent::cluster::bootstrap::ensure_kubeconfig(bootstrap, file, &node.name)
                         .await?;
                 }
-                let client = bosun_agent::cluster::client(file).await?;
-                Some(bosun_agent::daemon::Join { client, node })
+                let (client, ca) = bosun_agent::cluster::client(file).await?;
+                let kubelet = kubelet_serving(args, &node, &ca).await?;
+                Some(bosun_agent::daemon::Join {
+                    client,
+                    node,
+                    kubelet,
+                })
             }
             _ => None,
         };

@@ -88,7 +88,7 @@ pub async fn ensure_kubeconfig(
     })?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let request = certificate_request(node, &key)?;
-    let client = super::client(bootstrap).await?;
+    let (client, _) = super::client(bootstrap).await?;
     let cert_pem = request_certificate(client, node, request).await?;
     let text = node_kubeconfig(&cluster, &cert_pem, &key.serialize_pem());
     write_private(kubeconfig, text.as_bytes()).map_err(|source| BootstrapError::Write {

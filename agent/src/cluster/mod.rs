@@ -67,10 +67,14 @@ pub struct NodeIdentity {
     pub pod_cidr: ipnet::IpNet,
     /// The pods the node takes (`--max-pods`), reported as its `pods` capacity.
     pub max_pods: u32,
+    /// The kubelet API's port, reported as `daemonEndpoints.kubeletEndpoint.Port` (0: none).
+    pub kubelet_port: u16,
 }
 
-/// A client for the cluster of `kubeconfig` (its current context).
-pub async fn client(kubeconfig: &Path) -> Result<kube::Client, JoinError> {
+/// A client for the cluster of `kubeconfig` (its current context), and the cluster's CA
+/// certificates (DER) from it, which the kubelet API verifies the API server's client
+/// certificate with.
+pub async fn client(kubeconfig: &Path) -> Result<(kube::Client, Vec<Vec<u8>>), JoinError> {
     // rustls picks the process-wide provider; the workspace builds only ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let path = kubeconfig.display().to_string();
@@ -87,7 +91,10 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client, JoinError> {
             path: path.clone(),
             source,
         })?;
-    kube::Client::try_from(config).map_err(|source| JoinError::Client { path, source })
+    let ca = config.root_cert.clone().unwrap_or_default();
+    let client =
+        kube::Client::try_from(config).map_err(|source| JoinError::Client { path, source })?;
+    Ok((client, ca))
 }
 
 /// Starts the node's loops on the current runtime: Node registration and status, Lease,

@@ -66,7 +66,7 @@ pub fn node_status(node: &NodeIdentity, machine: &Machine, since: &str, heartbea
             condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
             condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": node.kubelet_port}},
         "nodeInfo": {
             "machineID": machine.machine_id,
             "systemUUID": machine.machine_id,
@@ -204,6 +204,7 @@ mod tests {
             ip: "192.168.1.1".parse().unwrap(),
             pod_cidr: "10.244.0.0/22".parse().unwrap(),
             max_pods: 600,
+            kubelet_port: 10250,
         };
         let machine = Machine {
             cpus: 2,
@@ -218,6 +219,7 @@ mod tests {
         let status = node_status(&node, &machine, "T0", "T1");
         assert_eq!(status["capacity"]["pods"], "600");
         assert_eq!(status["allocatable"]["pods"], "600");
+        assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
     }
 
     #[test]

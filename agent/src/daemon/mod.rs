@@ -132,6 +132,8 @@ fn gc_network(ctx: &NodeContext, live: &[crate::network::PodNetworkRef]) {
 pub struct Join {
     pub client: kube::Client,
     pub node: NodeIdentity,
+    /// The kubelet API's listener, served beside the node's loops.
+    pub kubelet: crate::kubelet_api::KubeletServing,
 }
 
 /// Runs the daemon until the process is asked to stop.
@@ -167,6 +169,11 @@ pub async fn run(
         let t = table.clone();
         let statuses: crate::cluster::PodStatuses =
             Arc::new(move || t.lock().unwrap_or_else(|p| p.into_inner()).statuses());
+        let api = crate::kubelet_api::KubeletApi {
+            root: ctx.config.root.clone(),
+            statuses: statuses.clone(),
+        };
+        tokio::spawn(crate::kubelet_api::serve(join.kubelet, Arc::new(api)));
         let pods = api_pods.clone();
         let t = table.clone();
         let on_node: crate::cluster::NodePods =

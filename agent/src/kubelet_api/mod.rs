@@ -1,0 +1,127 @@
+//! The node's kubelet API (kubelet's port, `--port`, default 10250): HTTPS for the API server
+//! only (`auth.rs`: a client certificate of the cluster CA naming the API server's
+//! kubelet-client identity; `tls.rs`), serving `GET /containerLogs/{ns}/{pod}/{container}`
+//! from the CRI log files (`container_logs.rs`, parameters in `log_options.rs`, streaming in
+//! `log_stream.rs`). The listening socket is made in the node's netns on the node's address
+//! (`listen.rs`). It reads pods' statuses through a closure and never changes a pod.
+
+pub mod auth;
+pub mod container_logs;
+pub mod listen;
+pub mod log_options;
+pub mod log_stream;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::accept::AcceptBackoff;
+use crate::pod::PodStatus;
+
+/// kubelet's default port.
+pub const DEFAULT_PORT: u16 = 10250;
+
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The statuses of the pods the node runs.
+pub type Statuses = Arc<dyn Fn() -> Vec<PodStatus> + Send + Sync>;
+
+/// Every response body.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// What the API reads.
+pub struct KubeletApi {
+    /// The agent's `--root` (logs under `<root>/logs`).
+    pub root: PathBuf,
+    pub statuses: Statuses,
+}
+
+/// A bound listener and its TLS configuration, ready for [`serve`].
+pub struct KubeletServing {
+    pub listener: TcpListener,
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// Serves the API until the process ends.
+pub async fn serve(serving: KubeletServing, api: Arc<KubeletApi>) {
+    if let Ok(addr) = serving.listener.local_addr() {
+        tracing::info!(%addr, "serving the kubelet API");
+    }
+    let acceptor = TlsAcceptor::from(serving.tls);
+    let mut backoff = AcceptBackoff::new("kubelet API");
+    loop {
+        let (stream, peer) = backoff.accept(|| serving.listener.accept()).await;
+        let (acceptor, api) = (acceptor.clone(), api.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "kubelet API handshake");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let verdict = auth::check(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.as_ref()),
+            );
+            let verdict = Arc::new(verdict);
+            let service = service_fn(move |req| {
+                let (api, verdict) = (api.clone(), verdict.clone());
+                async move {
+                    Ok::<_, Infallible>(match verdict.as_ref() {
+                        Ok(()) => route(&api, req).await,
+                        Err(refusal) => text(refusal.status, &refusal.message),
+                    })
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "kubelet API connection");
+            }
+        });
+    }
+}
+
+async fn route(api: &KubeletApi, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["containerLogs", ns, pod, container]) => {
+            container_logs::respond(api, ns, pod, container, &query)
+        }
+        (_, ["containerLogs", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        _ => text(StatusCode::NOT_FOUND, "404 page not found"),
+    }
+}
+
+/// A plain-text response (kubelet's errors are plain text).
+pub fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(format!("{message}\n"))).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
