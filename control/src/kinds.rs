@@ -205,7 +205,15 @@ const BINDING: Subresource = Subresource {
     kind: "Binding",
     verbs: &["create"],
 };
-const POD_SUB: &[Subresource] = &[status("", "v1", "Pod"), BINDING];
+/// `pods/log`: the container's log, from the node's kubelet.
+const LOG: Subresource = Subresource {
+    name: "log",
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    verbs: &["get"],
+};
+const POD_SUB: &[Subresource] = &[status("", "v1", "Pod"), BINDING, LOG];
 const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
 const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
 const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];

@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod http_util;
 pub mod kinds;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod limits;
 pub mod openapi;
 pub mod pki;

@@ -44,6 +44,11 @@ struct Args {
     /// Where NodePort and LoadBalancer Services get their node ports.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// The order in which a Node's address types are tried to reach its kubelet (logs).
+    /// kube-apiserver starts with Hostname; ours with InternalIP, so reaching a node never
+    /// needs a DNS lookup.
+    #[arg(long, default_value = bosun_control::kubelet::address::DEFAULT)]
+    kubelet_preferred_address_types: String,
     /// Static bearer tokens, kube-apiserver's CSV format: `token,user,uid,"group1,group2"`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -229,6 +234,13 @@ async fn run(args: Args) -> Result<()> {
     .map_err(anyhow::Error::msg)
     .context("--service-cluster-ip-range/--service-node-port-range")?;
     state.ca = Some(Arc::clone(&ca));
+    state.kubelet = Some(Arc::new(
+        bosun_control::kubelet::KubeletClient::new(&ca).context("the kubelet client")?,
+    ));
+    state.kubelet_address_types =
+        bosun_control::kubelet::AddressTypes::parse(&args.kubelet_preferred_address_types)
+            .map_err(anyhow::Error::msg)
+            .context("--kubelet-preferred-address-types")?;
     state.limits = Limits::new(LimitsConfig {
         requests_per_second: args.max_requests_per_second_per_client,
         burst: args.max_request_burst_per_client,

@@ -18,6 +18,7 @@ mod namespaces;
 pub(crate) mod patch;
 pub mod path;
 mod pod_grace;
+mod pod_log;
 mod pod_update;
 pub(crate) mod query;
 mod scale;
@@ -74,6 +75,10 @@ pub struct ApiState {
     pub service_network: service_alloc::ServiceNetwork,
     /// The namespaces, for the create path's existence check without a store read.
     namespace_cache: Arc<namespace_cache::NamespaceCache>,
+    /// The client of the nodes' kubelet APIs (`pods/log`); `None`: those requests fail.
+    pub kubelet: Option<Arc<crate::kubelet::KubeletClient>>,
+    /// `--kubelet-preferred-address-types`.
+    pub kubelet_address_types: crate::kubelet::AddressTypes,
 }
 
 impl ApiState {
@@ -88,6 +93,8 @@ impl ApiState {
             finalizing: Mutex::default(),
             service_network: service_alloc::ServiceNetwork::default(),
             namespace_cache: Arc::default(),
+            kubelet: None,
+            kubelet_address_types: crate::kubelet::AddressTypes::default(),
         }
     }
 }
@@ -195,6 +202,7 @@ where
     };
     let method = request.method().clone();
     let uri_path = request.uri().path().to_owned();
+    let raw_query = request.uri().query().unwrap_or("").to_owned();
     let body = match read_body(request.into_body()).await {
         Ok(body) => body,
         Err(e) => return Some(e.into_response()),
@@ -207,7 +215,10 @@ where
     let scale = call.path.subresource.as_deref() == Some("scale");
     let binding = call.path.subresource.as_deref() == Some("binding");
     let approval = call.path.subresource.as_deref() == Some("approval");
+    let log = call.path.subresource.as_deref() == Some("log");
     let result = match (method, named) {
+        (Method::GET, true) if log => pod_log::get(&call, &raw_query).await,
+        (other, true) if log => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::POST, true) if binding => binding::create(&call, &body).await,
         (other, true) if binding => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if scale => scale::get(&call).await,

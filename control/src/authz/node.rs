@@ -28,10 +28,11 @@ pub async fn decide(
     let own = attrs.name == Some(node);
     let r = attrs.resource;
     match (r.group, r.plural) {
-        // What every node watches to run its pods and the Services they reach.
+        // What every node watches to run its pods and the Services they reach (the objects
+        // and their status; not a pod's log or other streams).
         ("", "nodes" | "pods" | "services" | "endpoints" | "namespaces")
         | ("discovery.k8s.io", "endpointslices")
-            if attrs.reading() =>
+            if attrs.reading() && matches!(attrs.subresource, None | Some("status")) =>
         {
             allow
         }

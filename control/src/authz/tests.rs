@@ -165,6 +165,8 @@ async fn nodes_follow_the_node_rule() {
         ("patch", "pods", Some("status"), d, Some("missing"), None, true),
         ("patch", "pods", None, d, Some("web"), None, false),
         ("update", "pods", None, d, Some("web"), None, false),
+        // Not the logs of any pod, even its own (a node is no user of pods/log).
+        ("get", "pods", Some("log"), d, Some("web"), None, false),
         // Mirror pods bound to it that reference nothing it could then read; deleting pods
         // bound to it.
         ("create", "pods", None, d, Some("m"), Some(mirror_pod("n1")), true),

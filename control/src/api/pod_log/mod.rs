@@ -1,0 +1,113 @@
+//! `GET /api/v1/namespaces/{ns}/pods/{name}/log` (kube-apiserver's `LogREST`): the options
+//! checked and the container chosen (`options.rs`), then the node from `spec.nodeName`, its
+//! kubelet from the Node's addresses and daemonEndpoints (`kubelet::address`), and the
+//! kubelet's `/containerLogs` streamed through as chunked text. A pod not bound to a node yet
+//! has an empty log, as in Kubernetes; a kubelet's refusal keeps its code and text.
+
+mod options;
+
+pub use options::{choose_container, PodLogOptions};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{header, Response, StatusCode};
+use http_body_util::{BodyExt, BodyStream, Limited, StreamBody};
+
+use super::{decode_stored, get, path, Call};
+use crate::http_util::{full, ResponseBody};
+use crate::status::ApiError;
+
+/// The most of a kubelet's error body we read into the Status.
+const ERROR_BODY_LIMIT: usize = 16 * 1024;
+
+/// Answers a log request; `raw_query` is the URL's query string.
+pub async fn get(call: &Call, raw_query: &str) -> Result<Response<ResponseBody>, ApiError> {
+    let name = call.path.name.clone().unwrap_or_default();
+    let opts = PodLogOptions::parse(raw_query, &name)?;
+    let pod = get::read(call).await?;
+    let container = choose_container(&pod, opts.container.as_deref())?;
+    let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        return Ok(text_response(StatusCode::OK, full(Bytes::new())));
+    };
+    let node = read_node(call, node_name).await?;
+    let types = &call.state.kubelet_address_types;
+    let location = crate::kubelet::kubelet_location(&node, types).map_err(ApiError::internal)?;
+    let Some(client) = call.state.kubelet.as_ref() else {
+        return Err(ApiError::internal("this server has no kubelet client"));
+    };
+    let ns = call.path.namespace.as_deref().unwrap_or("default");
+    let path_and_query = format!(
+        "/containerLogs/{}/{}/{}?{}",
+        escape(ns),
+        escape(&name),
+        escape(&container),
+        opts.kubelet_query()
+    );
+    let response = client
+        .get(&location, &path_and_query)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
+            .unwrap_or_default();
+        return Err(kubelet_refusal(status, body));
+    }
+    // A broken kubelet connection ends the stream (the client sees the log end).
+    let frames = BodyStream::new(response.into_body())
+        .scan((), |_, frame| std::future::ready(frame.ok()))
+        .map(Ok);
+    Ok(text_response(
+        StatusCode::OK,
+        BodyExt::boxed(StreamBody::new(frames)),
+    ))
+}
+
+async fn read_node(call: &Call, node_name: &str) -> Result<serde_json::Value, ApiError> {
+    let nodes = crate::kinds::find("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("nodes are not served"))?;
+    let key = path::object_key(nodes, None, node_name);
+    let kv = call
+        .state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?;
+    decode_stored(&kv)
+}
+
+fn text_response(code: StatusCode, body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+/// A kubelet's non-2xx answer as a Status (kube's `NewGenericServerResponse`: the code kept,
+/// the kubelet's text as the message).
+fn kubelet_refusal(code: StatusCode, body: String) -> ApiError {
+    let reason = match code {
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "NotFound",
+        _ => "InternalError",
+    };
+    let message = match body.is_empty() {
+        true => format!("the kubelet answered {code} without a message"),
+        false => body,
+    };
+    ApiError::new(code, reason, message)
+}
+
+/// Percent-encodes a path segment (names are DNS labels, but never trust that here).
+fn escape(segment: &str) -> String {
+    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
