@@ -46,6 +46,9 @@ impl PodLogOptions {
             match name {
                 "container" if !value.is_empty() => o.container = Some(value.to_owned()),
                 "container" => {}
+                // Request-level parameters of every API request (kubectl's
+                // `--request-timeout`), not log options.
+                "timeout" | "pretty" => {}
                 "follow" => o.follow = boolean(name, value)?,
                 "previous" => o.previous = boolean(name, value)?,
                 "timestamps" => o.timestamps = boolean(name, value)?,
