@@ -2,7 +2,11 @@
 //! uplink and no address), and each node's netns `bosun-up-<n>` has lo up and `eth0` (a veth
 //! whose peer `up-<n>` is on the bridge) with the node address `192.168.200.<n>/24`. No netns
 //! has a default route: packets between nodes stay on the bridge, and nothing reaches the
-//! machine's uplink. Idempotent: what exists already is left as it is.
+//! machine's uplink. The host, where bosun-control runs, is plugged into the bridge too
+//! (`bosun-up-h`, a veth with `192.168.200.254/24`: the connected route to the nodes' subnet
+//! and nothing else), so control reaches the agents' kubelet APIs on their InternalIPs; it goes
+//! with the fabric netns (deleting one end of a veth deletes both). Idempotent: what exists
+//! already is left as it is.
 
 use std::path::Path;
 
@@ -45,7 +49,42 @@ pub fn make(nodes: &[UpNode]) -> Result<()> {
     for node in nodes {
         plug(node)?;
     }
-    Ok(())
+    plug_host()
+}
+
+/// The host's end of the host link (its peer on the bridge is `host`).
+pub const HOST_LINK: &str = "bosun-up-h";
+
+/// Plugs the host into the bridge with `<SUBNET>.254/24`; refuses when the host already has
+/// a route into the subnet through anything else (it would be shadowed or shadow it).
+fn plug_host() -> Result<()> {
+    let has_host_link = util::succeeds(&mut util::cmd("ip", ["link", "show", HOST_LINK]));
+    if !has_host_link {
+        let taken = util::output(&mut util::cmd("ip", ["-4", "route", "show"]))?;
+        if taken.contains(&format!("{SUBNET}.")) {
+            anyhow::bail!(
+                "the host already routes {SUBNET}.0/24; the host link to the nodes would clash"
+            );
+        }
+        let fabric = format!("/run/netns/{NETNS}");
+        util::run(&mut util::cmd(
+            "ip",
+            [
+                "link", "add", HOST_LINK, "type", "veth", "peer", "name", "host", "netns", &fabric,
+            ],
+        ))?;
+    }
+    ip(NETNS, &["link", "set", "host", "master", "br0"])?;
+    ip(NETNS, &["link", "set", "host", "up"])?;
+    let addr = format!("{SUBNET}.254/24");
+    let shown = util::output(&mut util::cmd("ip", ["addr", "show", "dev", HOST_LINK]))?;
+    if !shown.contains(&addr) {
+        util::run(&mut util::cmd(
+            "ip",
+            ["addr", "add", &addr, "dev", HOST_LINK],
+        ))?;
+    }
+    util::run(&mut util::cmd("ip", ["link", "set", HOST_LINK, "up"]))
 }
 
 fn plug(node: &UpNode) -> Result<()> {
