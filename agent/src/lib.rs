@@ -23,3 +23,4 @@ pub mod runtime;
 pub mod spec;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod volume;

@@ -210,6 +210,17 @@ pub async fn run(
         // A pod whose record cannot be read may still have its network attachment in use.
         let unknown_pods = !found.unreadable.is_empty();
         let mut live = Vec::new();
+        // Mounts of pods without a record (torn down by an agent that died before it could
+        // unmount, or left in the trash) go now; a pod with an unreadable record keeps its.
+        let mut known: std::collections::BTreeSet<String> = found
+            .records
+            .iter()
+            .map(|r| crate::spec::pod_uid(&r.pod))
+            .collect();
+        known.extend(t.unreadable.keys().cloned());
+        if let Err(e) = crate::volume::unmount_orphans(&ctx.config.root, &known) {
+            tracing::error!(error = %e, "unmounting the volumes of pods that are gone");
+        }
         for record in found.records {
             let uid = crate::spec::pod_uid(&record.pod);
             // Until its source has been listed, every pod is kept as it is (the API is listed

@@ -19,6 +19,7 @@ mod running;
 mod start;
 pub mod status;
 mod stop;
+mod volumes;
 pub mod worker;
 
 pub use node::{NodeConfig, NodeContext};

@@ -224,10 +224,13 @@ impl PodWorker {
         let dir = self.ctx.container_dir(&self.uid, name);
         let hostname = self.hostname();
         let etc = self.ctx.pod_state_dir(&self.uid).join("etc");
-        let files = pod_files(&etc, &self.pod, &hostname).map_err(|e| {
+        let mut files = pod_files(&etc, &self.pod, &hostname).map_err(|e| {
             waiting("CreateContainerError")(format!("writing the pod's /etc files: {e}"))
         })?;
         t.mark("pod-files");
+        files.extend(self.volume_mounts(container).await?);
+        crate::volume::order_mounts(&mut files);
+        t.mark("volumes");
         let (stdout_fifo, stderr_fifo) = prepare_container_dir(&self.ctx.config.root, &dir)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
         t.mark("container-dir");

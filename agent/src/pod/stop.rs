@@ -138,9 +138,14 @@ impl PodWorker {
                 tracing::warn!(pod = %name, error = %e, "removing pod sandbox");
             }
             t.mark("sandbox-removed");
-            if let Err(e) = crate::runtime::trash::discard(&root, &state_dir) {
+            // Never discard a directory with a mount left in it: deleting it would delete
+            // what the mount shows (a hostPath subPath). The next start retries.
+            if let Err(e) = crate::volume::unmount_all_under(&state_dir) {
+                tracing::error!(pod = %name, error = %e, "unmounting the pod's volumes; keeping its directory");
+            } else if let Err(e) = crate::runtime::trash::discard(&root, &state_dir) {
                 tracing::warn!(pod = %name, error = %e, "removing pod directory");
             }
+            t.mark("volumes-unmounted");
             if let Some(dir) = logs {
                 let _ = std::fs::remove_dir_all(dir);
             }

@@ -54,6 +54,8 @@ pub struct PodWorker {
     pub(super) events_rx: mpsc::UnboundedReceiver<PodEvent>,
     pub(super) tee: Tee,
     pub(super) stopping: bool,
+    /// The pod's volumes once set up (see `volumes.rs`).
+    pub(super) volumes: Option<crate::volume::PodVolumes>,
     /// Return as soon as the pod reaches Succeeded/Failed (`bosun-agent run`).
     exit_when_done: bool,
 }
@@ -140,6 +142,7 @@ impl PodWorker {
             events_rx,
             tee,
             stopping: false,
+            volumes: None,
             exit_when_done,
         }
     }

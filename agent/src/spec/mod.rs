@@ -19,6 +19,8 @@ mod service;
 mod unknown;
 mod unsupported;
 mod validate;
+mod validate_volume;
+mod volume;
 
 pub use command::{expand_vars, resolve_command, resolve_command_with_env, resolve_env};
 pub use error::SpecError;
@@ -49,3 +51,4 @@ pub use service::{
 };
 pub use unsupported::{refuse_unhonoured, HONOURED_RESOURCES};
 pub use validate::validate;
+pub use volume::{EmptyDirVolumeSource, HostPathVolumeSource, Volume, HOST_PATH_TYPES};

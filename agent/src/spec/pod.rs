@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::lifecycle::Lifecycle;
 use super::probe::{IntOrString, Probe};
 use super::quantity::Quantity;
+use super::volume::Volume;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -79,8 +80,8 @@ pub struct PodSpec {
     pub dns_config: Option<serde_json::Value>,
     /// Extra `/etc/hosts` entries.
     pub host_aliases: Vec<HostAlias>,
-    /// Volume sources, refused for now (see `unsupported`); `validate` checks their `name`s.
-    pub volumes: Vec<serde_json::Value>,
+    /// Volume sources (`emptyDir`, `hostPath`; any other is an unknown field, refused).
+    pub volumes: Vec<Volume>,
 }
 
 impl PodSpec {
@@ -295,6 +296,9 @@ pub struct VolumeMount {
     pub read_only: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub_path: Option<String>,
+    /// Only `None` is honoured (see `unsupported`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_propagation: Option<String>,
 }
 
 #[cfg(test)]

@@ -33,8 +33,13 @@ fn refused(field: impl Into<String>, why: &str) -> Result<(), SpecError> {
 }
 
 fn refuse_pod_fields(spec: &PodSpec) -> Result<(), SpecError> {
-    if !spec.volumes.is_empty() {
-        return refused("spec.volumes", "volumes come with the storage issue");
+    for (i, volume) in spec.volumes.iter().enumerate() {
+        let disk = volume.empty_dir.as_ref().filter(|e| !e.is_memory());
+        if disk.is_some_and(|e| e.size_limit.is_some()) {
+            let why =
+                "a disk emptyDir is not measured; use medium: Memory for a size-limited tmpfs";
+            return refused(format!("spec.volumes[{i}].emptyDir.sizeLimit"), why);
+        }
     }
     if spec.subdomain.is_some() {
         return refused(
@@ -71,9 +76,15 @@ fn refuse_pod_fields(spec: &PodSpec) -> Result<(), SpecError> {
 }
 
 fn refuse_container_fields(path: &str, c: &Container) -> Result<(), SpecError> {
-    if !c.volume_mounts.is_empty() {
-        let why = "volumes come with the storage issue";
-        return refused(format!("{path}.volumeMounts"), why);
+    for (i, mount) in c.volume_mounts.iter().enumerate() {
+        if mount
+            .mount_propagation
+            .as_deref()
+            .is_some_and(|p| p != "None")
+        {
+            let why = "mounts are private to the container (only None)";
+            return refused(format!("{path}.volumeMounts[{i}].mountPropagation"), why);
+        }
     }
     for (i, var) in c.env.iter().enumerate() {
         if var.value_from.is_some() {

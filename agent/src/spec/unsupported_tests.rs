@@ -19,6 +19,7 @@ use crate::spec::probe::{
 };
 use crate::spec::quantity::Quantity;
 use crate::spec::validate::validate;
+use crate::spec::volume::{EmptyDirVolumeSource, HostPathVolumeSource, Volume};
 
 /// Fields the agent acts on (a path matches an entry equal to it or below it).
 const HONOURED: &[&str] = &[
@@ -66,12 +67,23 @@ const HONOURED: &[&str] = &[
     "spec.securityContext",
     "spec.dnsPolicy",
     "spec.hostAliases",
+    "spec.volumes[0]",
+    "spec.volumes[1]",
+    "spec.volumes[2].name",
+    "spec.volumes[2].emptyDir.medium",
+    "spec.containers[0].volumeMounts[0].name",
+    "spec.containers[0].volumeMounts[0].mountPath",
+    "spec.containers[0].volumeMounts[0].readOnly",
+    "spec.containers[0].volumeMounts[0].subPath",
 ];
 
 /// Fields refused until implemented: the path set in the maximal pod, and the field the error
 /// must name.
 const REFUSED: &[(&str, &str)] = &[
-    ("spec.volumes", "spec.volumes"),
+    (
+        "spec.volumes[2].emptyDir.sizeLimit",
+        "spec.volumes[2].emptyDir.sizeLimit",
+    ),
     ("spec.subdomain", "spec.subdomain"),
     ("spec.dnsConfig", "spec.dnsConfig"),
     ("spec.nodeName", "spec.nodeName"),
@@ -79,8 +91,8 @@ const REFUSED: &[(&str, &str)] = &[
     ("spec.serviceAccountName", "spec.serviceAccountName"),
     ("spec.shareProcessNamespace", "spec.shareProcessNamespace"),
     (
-        "spec.containers[0].volumeMounts",
-        "spec.containers[0].volumeMounts",
+        "spec.containers[0].volumeMounts[0].mountPropagation",
+        "spec.containers[0].volumeMounts[0].mountPropagation",
     ),
     (
         "spec.containers[0].env[1].valueFrom",
@@ -227,6 +239,7 @@ fn maximal_pod() -> Pod {
             mount_path: "/data".into(),
             read_only: true,
             sub_path: Some("x".into()),
+            mount_propagation: Some("HostToContainer".into()),
         }],
     };
     let sidecar = Container {
@@ -300,7 +313,32 @@ fn maximal_pod() -> Pod {
                 ip: "10.1.2.3".into(),
                 hostnames: vec!["db.local".into()],
             }],
-            volumes: vec![serde_json::json!({"name": "data", "emptyDir": {}})],
+            volumes: vec![
+                Volume {
+                    name: "data".into(),
+                    empty_dir: Some(EmptyDirVolumeSource {
+                        medium: "Memory".into(),
+                        size_limit: Some(q("64Mi")),
+                    }),
+                    host_path: None,
+                },
+                Volume {
+                    name: "host".into(),
+                    empty_dir: None,
+                    host_path: Some(HostPathVolumeSource {
+                        path: "/tmp".into(),
+                        kind: Some("Directory".into()),
+                    }),
+                },
+                Volume {
+                    name: "disk".into(),
+                    empty_dir: Some(EmptyDirVolumeSource {
+                        medium: String::new(),
+                        size_limit: Some(q("1Gi")),
+                    }),
+                    host_path: None,
+                },
+            ],
         },
     }
 }
@@ -347,7 +385,9 @@ fn under(path: &str, entry: &str) -> bool {
 fn without_refused() -> Pod {
     let mut pod = maximal_pod();
     for c in pod.spec.containers.iter_mut() {
-        c.volume_mounts.clear();
+        for m in c.volume_mounts.iter_mut() {
+            m.mount_propagation = None;
+        }
         for var in c.env.iter_mut() {
             var.value_from = None;
         }
@@ -367,7 +407,9 @@ fn without_refused() -> Pod {
         c.tty = false;
     }
     let s = &mut pod.spec;
-    s.volumes.clear();
+    if let Some(e) = s.volumes[2].empty_dir.as_mut() {
+        e.size_limit = None;
+    }
     s.subdomain = None;
     s.dns_config = None;
     s.node_name = None;

@@ -13,6 +13,7 @@ use super::names::{
 use super::pod::{Container, ObjectMeta, Pod, PodSpec, ResourceRequirements};
 use super::probe::{IntOrString, Probe, ProbeHandler};
 use super::quantity::Quantity;
+use super::validate_volume::{validate_volume_mounts, validate_volumes};
 
 /// Checks `pod` as the API server would before it reaches a node.
 pub fn validate(pod: &Pod) -> Result<(), SpecError> {
@@ -79,7 +80,7 @@ fn validate_spec(spec: &PodSpec) -> Result<(), SpecError> {
             check(field, dns1123_subdomain_error(name))?;
         }
     }
-    let volumes = volume_names(spec)?;
+    let volumes = validate_volumes(spec)?;
     let mut names = BTreeSet::new();
     for (path, container) in spec.all_containers() {
         validate_container(&path, container, &volumes, spec.host_network)?;
@@ -93,23 +94,6 @@ fn validate_spec(spec: &PodSpec) -> Result<(), SpecError> {
         }
     }
     Ok(())
-}
-
-/// The names of `spec.volumes`, which must be unique DNS-1123 labels.
-fn volume_names(spec: &PodSpec) -> Result<BTreeSet<&str>, SpecError> {
-    let mut names = BTreeSet::new();
-    for (i, volume) in spec.volumes.iter().enumerate() {
-        let field = format!("spec.volumes[{i}].name");
-        let name = volume.get("name").and_then(|n| n.as_str()).unwrap_or("");
-        check(&field, dns1123_label_error(name))?;
-        if !names.insert(name) {
-            return Err(SpecError::new(
-                field,
-                format!("duplicate volume name {name:?}"),
-            ));
-        }
-    }
-    Ok(names)
 }
 
 fn validate_container(
@@ -291,34 +275,6 @@ fn check_probe_port(field: &str, port: &IntOrString) -> Result<(), SpecError> {
         IntOrString::Int(n) => check_port_number(field, *n),
         IntOrString::String(name) => check(field, iana_svc_name_error(name)),
     }
-}
-
-fn validate_volume_mounts(
-    path: &str,
-    c: &Container,
-    volumes: &BTreeSet<&str>,
-) -> Result<(), SpecError> {
-    let mut paths = BTreeSet::new();
-    for (i, mount) in c.volume_mounts.iter().enumerate() {
-        let field = format!("{path}.volumeMounts[{i}]");
-        if !volumes.contains(mount.name.as_str()) {
-            let message = format!("no volume named {:?} in spec.volumes", mount.name);
-            return Err(SpecError::new(format!("{field}.name"), message));
-        }
-        if mount.mount_path.is_empty() {
-            return Err(SpecError::new(
-                format!("{field}.mountPath"),
-                "must be non-empty",
-            ));
-        }
-        if !paths.insert(mount.mount_path.as_str()) {
-            return Err(SpecError::new(
-                format!("{field}.mountPath"),
-                "must be unique",
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -387,8 +387,40 @@ fn volume_mounts_must_name_a_volume() {
         error_field(twice),
         "spec.containers[0].volumeMounts[1].mountPath"
     );
-    let dup_volume = |p: &mut Pod| p.spec.volumes.push(serde_json::json!({"name": "data"}));
+    let dup_volume = |p: &mut Pod| {
+        let mut v = p.spec.volumes[0].clone();
+        v.name = "data".into();
+        p.spec.volumes.push(v)
+    };
     assert_eq!(error_field(dup_volume), "spec.volumes[1].name");
-    let nameless = |p: &mut Pod| p.spec.volumes.push(serde_json::json!({"emptyDir": {}}));
+    let nameless = |p: &mut Pod| {
+        let mut v = p.spec.volumes[0].clone();
+        v.name = String::new();
+        p.spec.volumes.push(v)
+    };
     assert_eq!(error_field(nameless), "spec.volumes[1].name");
+    let sourceless = |p: &mut Pod| {
+        p.spec.volumes[0].empty_dir = None;
+    };
+    assert_eq!(error_field(sourceless), "spec.volumes[0]");
+    let relative = |p: &mut Pod| app(p, 0).volume_mounts[0].mount_path = "data".into();
+    assert_eq!(
+        error_field(relative),
+        "spec.containers[0].volumeMounts[0].mountPath"
+    );
+    for bad in ["/abs", "a/../../b"] {
+        let sub = |p: &mut Pod| app(p, 0).volume_mounts[0].sub_path = Some(bad.into());
+        assert_eq!(
+            error_field(sub),
+            "spec.containers[0].volumeMounts[0].subPath"
+        );
+    }
+    let bad_type = |p: &mut Pod| {
+        p.spec.volumes[0].empty_dir = None;
+        p.spec.volumes[0].host_path = Some(crate::spec::HostPathVolumeSource {
+            path: "/x".into(),
+            kind: Some("Fifo".into()),
+        });
+    };
+    assert_eq!(error_field(bad_type), "spec.volumes[0].hostPath.type");
 }

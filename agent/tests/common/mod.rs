@@ -161,6 +161,15 @@ impl Node {
         }
     }
 
+    /// Kills the daemon with SIGKILL (a crash); pods keep running.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(self.run_dir.join("agent.sock"));
+        }
+    }
+
     /// All agent log files' text (for error-message assertions).
     pub fn daemon_log(&self) -> String {
         let mut out = String::new();

@@ -1,0 +1,56 @@
+//! Pod volume sources as bosun reads them: `emptyDir` and `hostPath`, Kubernetes verbatim.
+//! Any other source (`persistentVolumeClaim`, `configMap`, `csi`, ...) is a field these types
+//! do not know, so `unknown` refuses it by its path (`spec.volumes[0].persistentVolumeClaim`).
+//! Checked by `validate_volume`. Pure.
+
+use serde::{Deserialize, Serialize};
+
+use super::quantity::Quantity;
+
+/// One entry of `spec.volumes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Volume {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDirVolumeSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPathVolumeSource>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EmptyDirVolumeSource {
+    /// `""` (the node's disk) or `"Memory"` (a tmpfs).
+    pub medium: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<Quantity>,
+}
+
+impl EmptyDirVolumeSource {
+    pub fn is_memory(&self) -> bool {
+        self.medium == "Memory"
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostPathVolumeSource {
+    pub path: String,
+    /// `""`, `DirectoryOrCreate`, `Directory`, `FileOrCreate`, `File`, `Socket`, `CharDevice`,
+    /// `BlockDevice`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// The `hostPath.type`s Kubernetes knows.
+pub const HOST_PATH_TYPES: [&str; 8] = [
+    "",
+    "DirectoryOrCreate",
+    "Directory",
+    "FileOrCreate",
+    "File",
+    "Socket",
+    "CharDevice",
+    "BlockDevice",
+];

@@ -1,0 +1,54 @@
+//! `emptyDir`: a directory under the pod's directory (the node's disk), or with `medium:
+//! Memory` a tmpfs mounted there on the host side, sized by `sizeLimit`, else by the pod's
+//! memory limit (kubelet's rule); its pages are charged to the memory cgroup of the container
+//! that writes them. Mode 0777 like kubelet's. Idempotent.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+
+use super::host_mounts::is_mount_point;
+use super::VolumeError;
+use crate::spec::EmptyDirVolumeSource;
+
+pub(super) fn set_up(
+    dir: &Path,
+    source: &EmptyDirVolumeSource,
+    pod_memory_limit: Option<u64>,
+) -> Result<(), VolumeError> {
+    std::fs::create_dir_all(dir).map_err(|e| VolumeError::io("mkdir", dir, e))?;
+    if source.is_memory() && !is_mount_point(dir)? {
+        let size = match &source.size_limit {
+            Some(q) => Some(q.bytes().map_err(|e| VolumeError::SetUp {
+                volume: String::new(),
+                message: format!("sizeLimit: {e}"),
+            })?),
+            None => pod_memory_limit,
+        };
+        mount_tmpfs(dir, size, 0o777)?;
+    }
+    let mode = std::fs::Permissions::from_mode(0o777);
+    std::fs::set_permissions(dir, mode).map_err(|e| VolumeError::io("chmod", dir, e))
+}
+
+/// Mounts a tmpfs of `size` bytes (the kernel's default, half the RAM, when `None`) on `dir`.
+pub(super) fn mount_tmpfs(dir: &Path, size: Option<u64>, mode: u32) -> Result<(), VolumeError> {
+    let mut opts = format!("mode={mode:o}");
+    if let Some(size) = size {
+        opts.push_str(&format!(",size={size}"));
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        flags,
+        Some(opts.as_str()),
+    )
+    .map_err(|source| VolumeError::Mount {
+        call: "mount tmpfs on",
+        path: dir.to_path_buf(),
+        source,
+    })
+}

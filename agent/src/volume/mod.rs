@@ -1,0 +1,112 @@
+//! Pod volumes on the node: each volume of `spec.volumes` becomes a host directory (or file)
+//! under the pod's directory in the agent root (`empty_dir`: disk, or a size-limited tmpfs
+//! mounted on the host side), or a checked host path (`host_path`); each container's
+//! `volumeMounts` become [`BindMount`]s its PID 1 makes in its own mount namespace, a `subPath`
+//! first bind-mounted on the host side after a check that it stays inside its volume
+//! (`sub_path`). Every host-side mount lives under the pod's directory, so `host_mounts` can
+//! undo them all on pod delete and after an agent restart. Knows the volume types, never the
+//! pod lifecycle.
+
+mod empty_dir;
+mod error;
+mod host_mounts;
+mod host_path;
+mod sub_path;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use error::VolumeError;
+pub use host_mounts::{unmount_all_under, unmount_orphans};
+
+use crate::runtime::BindMount;
+use crate::spec::{Volume, VolumeMount};
+
+/// The host side of a pod's volumes, by volume name.
+#[derive(Debug, Clone, Default)]
+pub struct PodVolumes {
+    sources: BTreeMap<String, PathBuf>,
+}
+
+/// Where a pod's volume directories live: `<pod dir>/volumes/<plugin>/<name>` (kubelet's
+/// layout).
+pub fn volumes_dir(pod_dir: &Path) -> PathBuf {
+    pod_dir.join("volumes")
+}
+
+impl PodVolumes {
+    /// Makes every volume of the pod ready (idempotent: what a previous agent or an earlier
+    /// call set up is kept). `pod_memory_limit` sizes a Memory emptyDir without `sizeLimit`.
+    pub fn set_up(
+        pod_dir: &Path,
+        volumes: &[Volume],
+        pod_memory_limit: Option<u64>,
+    ) -> Result<Self, VolumeError> {
+        let mut sources = BTreeMap::new();
+        for v in volumes {
+            let source = if let Some(e) = &v.empty_dir {
+                let dir = volumes_dir(pod_dir)
+                    .join("kubernetes.io~empty-dir")
+                    .join(&v.name);
+                empty_dir::set_up(&dir, e, pod_memory_limit).map_err(|e| e.of(&v.name))?;
+                dir
+            } else if let Some(h) = &v.host_path {
+                host_path::set_up(h).map_err(|e| e.of(&v.name))?
+            } else {
+                return Err(VolumeError::set_up(&v.name, "no volume source"));
+            };
+            sources.insert(v.name.clone(), source);
+        }
+        Ok(PodVolumes { sources })
+    }
+
+    /// The host path behind volume `name`.
+    pub fn source(&self, name: &str) -> Option<&Path> {
+        self.sources.get(name).map(PathBuf::as_path)
+    }
+
+    /// The bind mounts of one container's `volumeMounts`. A `subPath` is resolved inside its
+    /// volume (created as a directory when missing, like kubelet) and bind-mounted on the host
+    /// side under `<pod dir>/volume-subpaths/<volume>/<container>/<index>`.
+    pub fn container_mounts(
+        &self,
+        pod_dir: &Path,
+        container: &str,
+        mounts: &[VolumeMount],
+    ) -> Result<Vec<BindMount>, VolumeError> {
+        let mut out = Vec::new();
+        for (i, m) in mounts.iter().enumerate() {
+            let source = self
+                .source(&m.name)
+                .ok_or_else(|| VolumeError::set_up(&m.name, "volume is not set up"))?;
+            let source = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                None => source.to_path_buf(),
+                Some(sub) => {
+                    let target = pod_dir
+                        .join("volume-subpaths")
+                        .join(&m.name)
+                        .join(container)
+                        .join(i.to_string());
+                    sub_path::bind(source, sub, &target).map_err(|e| VolumeError::SubPath {
+                        mount: m.name.clone(),
+                        container: container.to_string(),
+                        message: e,
+                    })?;
+                    target
+                }
+            };
+            out.push(BindMount {
+                source,
+                destination: m.mount_path.clone(),
+                readonly: m.read_only,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Orders mounts so that a parent directory is mounted before what is mounted inside it (the
+/// container runtimes' rule): by the number of path components, stable otherwise.
+pub fn order_mounts(mounts: &mut [BindMount]) {
+    mounts.sort_by_key(|m| Path::new(&m.destination).components().count());
+}

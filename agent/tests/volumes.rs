@@ -1,0 +1,203 @@
+//! Kernel tests of pod volumes: emptyDir on disk shared by two containers, a Memory emptyDir
+//! that is a tmpfs of its sizeLimit, readOnly mounts, hostPath types with kubelet's errors,
+//! subPath (and its escape refused), and every host-side mount gone after the pod is deleted,
+//! also when the delete happens through an agent that was killed and restarted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Node, BUSYBOX};
+
+fn pod_yaml(name: &str, volumes: &str, containers: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  volumes:\n{volumes}  containers:\n{containers}"
+    )
+}
+
+fn container(name: &str, script: &str, mounts: &str) -> String {
+    format!(
+        "  - name: {name}\n    image: {BUSYBOX}\n    command: [sh, -c, '{script}']\n    volumeMounts:\n{mounts}"
+    )
+}
+
+fn waiting(p: &serde_json::Value, i: usize) -> (String, String) {
+    let w = &p["containerStatuses"][i]["state"]["waiting"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    (s(&w["reason"]), s(&w["message"]))
+}
+
+fn tmpfs_mounts(node: &Node) -> Vec<String> {
+    node.mounts()
+        .into_iter()
+        .filter(|m| m.split(' ').nth(2) == Some("tmpfs"))
+        .collect()
+}
+
+#[test]
+fn empty_dirs_are_shared_memory_ones_are_sized_tmpfs_and_all_go_with_the_pod() {
+    let mut node = Node::new("vol-empty");
+    node.start_daemon();
+    let volumes = "  - {name: shared, emptyDir: {}}\n  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 4Mi}}\n";
+    let writer = container(
+        "writer",
+        "grep \" /mem \" /proc/mounts; dd if=/dev/zero of=/mem/big bs=1M count=8 2>/dev/null; echo dd=$?; echo hello > /shared/msg; sleep 1000",
+        "    - {name: shared, mountPath: /shared}\n    - {name: mem, mountPath: /mem}\n",
+    );
+    let reader = container(
+        "reader",
+        "until [ -f /shared/msg ]; do sleep 0.1; done; echo got=$(cat /shared/msg); touch /ro/x 2>/dev/null; echo touch=$?; sleep 1000",
+        "    - {name: shared, mountPath: /ro, readOnly: true}\n    - {name: shared, mountPath: /shared}\n",
+    );
+    node.apply(
+        "p.yaml",
+        &pod_yaml("shared", volumes, &format!("{writer}{reader}")),
+    );
+    node.wait_pod("shared", "both running", Duration::from_secs(30), |p| {
+        p["containerStatuses"][0]["state"]["running"].is_object()
+            && p["containerStatuses"][1]["state"]["running"].is_object()
+    });
+    common::wait_until("reader output", Duration::from_secs(20), || {
+        node.try_logs(&["shared", "-c", "reader"])
+            .is_some_and(|l| l.contains("touch="))
+    });
+    let reader = node.logs(&["shared", "-c", "reader"]);
+    assert!(reader.contains("got=hello"), "{reader}");
+    assert!(
+        reader.contains("touch=1"),
+        "a readOnly mount refuses writes: {reader}"
+    );
+    let writer = node.logs(&["shared", "-c", "writer"]);
+    assert!(
+        writer.contains("tmpfs /mem tmpfs") && writer.contains("size=4096k"),
+        "{writer}"
+    );
+    assert!(
+        writer.contains("dd=1"),
+        "a write beyond sizeLimit fails: {writer}"
+    );
+    // The tmpfs is mounted on the host side, under the pod's directory in the agent root.
+    let mem = tmpfs_mounts(&node);
+    assert!(
+        mem.iter()
+            .any(|m| m.contains("kubernetes.io~empty-dir/mem")),
+        "{mem:?}"
+    );
+    node.remove("p.yaml");
+    node.wait_gone("shared", Duration::from_secs(30));
+    assert!(node.mounts().is_empty(), "{:?}", node.mounts());
+}
+
+#[test]
+fn host_path_types_are_checked_and_sub_paths_never_leave_their_volume() {
+    let mut node = Node::new("vol-host");
+    node.start_daemon();
+    let host = node.base.join("host");
+    std::fs::create_dir_all(host.join("data/inner")).expect("mkdir");
+    std::fs::write(host.join("data/inner/file"), "from-host\n").expect("write");
+    std::fs::write(host.join("plain"), "x").expect("write");
+    std::os::unix::fs::symlink("/etc", host.join("data/escape")).expect("symlink");
+    let h = host.display();
+
+    // Directory on a file: kubelet's error, the container waits in ContainerCreating.
+    let volumes = format!("  - {{name: h, hostPath: {{path: {h}/plain, type: Directory}}}}\n");
+    let c = container("c", "sleep 1000", "    - {name: h, mountPath: /h}\n");
+    node.apply("bad.yaml", &pod_yaml("bad", &volumes, &c));
+    let p = node.wait_pod("bad", "type check failure", Duration::from_secs(30), |p| {
+        waiting(p, 0).1.contains("hostPath type check failed")
+    });
+    let (reason, message) = waiting(&p, 0);
+    assert_eq!(reason, "ContainerCreating", "{p:#}");
+    assert_eq!(
+        message,
+        format!("MountVolume.SetUp failed for volume \"h\" : hostPath type check failed: {h}/plain is not a directory")
+    );
+
+    // DirectoryOrCreate and FileOrCreate make what is missing; subPath picks inside a volume.
+    let volumes = format!(
+        "  - {{name: d, hostPath: {{path: {h}/made/dir, type: DirectoryOrCreate}}}}\n  - {{name: f, hostPath: {{path: {h}/made/file, type: FileOrCreate}}}}\n  - {{name: data, hostPath: {{path: {h}/data, type: Directory}}}}\n"
+    );
+    let c = container(
+        "c",
+        "echo written > /d/out; echo file > /f; cat /inner-file; ls /sub; sleep 1000",
+        "    - {name: d, mountPath: /d}\n    - {name: f, mountPath: /f}\n    - {name: data, mountPath: /inner-file, subPath: inner/file}\n    - {name: data, mountPath: /sub, subPath: inner}\n",
+    );
+    node.apply("good.yaml", &pod_yaml("good", &volumes, &c));
+    node.wait_pod("good", "running", Duration::from_secs(30), |p| {
+        p["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    common::wait_until("host files written", Duration::from_secs(20), || {
+        std::fs::read_to_string(host.join("made/dir/out")).is_ok_and(|s| s == "written\n")
+            && std::fs::read_to_string(host.join("made/file")).is_ok_and(|s| s == "file\n")
+    });
+    common::wait_until("subPath output", Duration::from_secs(20), || {
+        node.try_logs(&["good"])
+            .is_some_and(|l| l.contains("from-host") && l.contains("file"))
+    });
+
+    // A subPath through a symlink out of its volume is refused before the container exists.
+    let c = container(
+        "c",
+        "sleep 1000",
+        "    - {name: data, mountPath: /x, subPath: escape}\n",
+    );
+    let volumes = format!("  - {{name: data, hostPath: {{path: {h}/data}}}}\n");
+    node.apply("esc.yaml", &pod_yaml("esc", &volumes, &c));
+    let p = node.wait_pod("esc", "subPath refused", Duration::from_secs(30), |p| {
+        waiting(p, 0).0 == "CreateContainerConfigError"
+    });
+    let (_, message) = waiting(&p, 0);
+    assert!(
+        message.contains("failed to prepare subPath") && message.contains("not within volume path"),
+        "{message}"
+    );
+
+    for (f, name) in [
+        ("bad.yaml", "bad"),
+        ("good.yaml", "good"),
+        ("esc.yaml", "esc"),
+    ] {
+        node.remove(f);
+        node.wait_gone(name, Duration::from_secs(30));
+    }
+    assert!(node.mounts().is_empty(), "{:?}", node.mounts());
+    assert!(
+        host.join("data/inner/file").exists(),
+        "the host's files stay"
+    );
+}
+
+#[test]
+fn host_side_mounts_go_when_a_restarted_agent_deletes_the_pod() {
+    let mut node = Node::new("vol-restart");
+    node.start_daemon();
+    let volumes = "  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 1Mi}}\n";
+    let c = container(
+        "c",
+        "sleep 1000",
+        "    - {name: mem, mountPath: /mem}\n    - {name: mem, mountPath: /sub, subPath: a/b}\n",
+    );
+    node.apply("p.yaml", &pod_yaml("kept", volumes, &c));
+    node.wait_pod("kept", "running", Duration::from_secs(30), |p| {
+        p["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    // The tmpfs and the subPath's bind are on the host side.
+    let before = node.mounts();
+    assert_eq!(before.len(), 2 + sandbox_mounts(&before), "{before:?}");
+    assert!(
+        before.iter().any(|m| m.contains("volume-subpaths/mem/c/1")),
+        "{before:?}"
+    );
+    node.kill_daemon();
+    node.remove("p.yaml");
+    node.start_daemon();
+    node.wait_gone("kept", Duration::from_secs(30));
+    common::wait_until("every mount gone", Duration::from_secs(10), || {
+        node.mounts().is_empty()
+    });
+}
+
+/// The sandbox's namespace bind mounts among `mounts`.
+fn sandbox_mounts(mounts: &[String]) -> usize {
+    mounts.iter().filter(|m| m.contains("/ns/")).count()
+}
