@@ -12,6 +12,7 @@
 //! the API is unreachable every loop retries and nothing on the node changes.
 
 pub mod bootstrap;
+pub mod config_objects;
 pub mod events;
 pub mod finalize;
 pub mod lease;

@@ -164,6 +164,13 @@ pub async fn run(
         }
         _ => None,
     };
+    if let Some(join) = &join {
+        let objects = crate::cluster::config_objects::ConfigObjects::new(
+            join.client.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let _ = ctx.config_source.set(Arc::new(objects));
+    }
     if let Some(join) = join {
         tracing::info!(node = %join.node.name, "joining the cluster");
         let t = table.clone();

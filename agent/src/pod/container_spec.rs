@@ -8,13 +8,20 @@ use crate::image::ResolvedImage;
 use crate::runtime::cgroup_resources::{CgroupResources, CPU_PERIOD_US};
 use crate::runtime::init_spec::DEFAULT_CAPABILITIES;
 use crate::runtime::{BindMount, InitSpec, ProcessSpec};
-use crate::spec::{resolve_command_with_env, resolve_env, Container, Pod, SpecError};
+use crate::spec::{resolve_command_with_env, Container, Pod, SpecError};
 
 /// Where the container's writable layer, FIFOs and rootfs mountpoint live.
 pub struct ContainerPaths {
     pub dir: PathBuf,
     pub stdout_fifo: PathBuf,
     pub stderr_fifo: PathBuf,
+}
+
+/// What the worker resolved for one container instance: its mounts (the pod's /etc files and
+/// its volumes) and its environment (`envFrom` and `env`, without the image's).
+pub struct ContainerInputs<'a> {
+    pub mounts: &'a [BindMount],
+    pub env: &'a [(String, String)],
 }
 
 /// Builds the process description of `container` of `pod`.
@@ -25,7 +32,7 @@ pub fn init_spec(
     field: &str,
     image: &ResolvedImage,
     paths: &ContainerPaths,
-    pod_files: &[BindMount],
+    inputs: &ContainerInputs<'_>,
 ) -> Result<InitSpec, SpecError> {
     let mut env: Vec<(String, String)> = image
         .config
@@ -37,8 +44,8 @@ pub fn init_spec(
         })
         .collect();
     set_env(&mut env, "HOSTNAME", &pod_hostname(pod));
-    for (k, v) in resolve_env(&container.env) {
-        set_env(&mut env, &k, &v);
+    for (k, v) in inputs.env {
+        set_env(&mut env, k, v);
     }
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let argv = resolve_command_with_env(
@@ -127,7 +134,7 @@ pub fn init_spec(
         },
         stdout_fifo: paths.stdout_fifo.clone(),
         stderr_fifo: paths.stderr_fifo.clone(),
-        mounts: pod_files.to_vec(),
+        mounts: inputs.mounts.to_vec(),
     })
 }
 

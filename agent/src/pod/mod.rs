@@ -4,8 +4,11 @@
 
 mod adopt;
 pub mod backoff;
+mod config_refs;
+pub mod config_source;
 pub mod container_spec;
 mod deadline;
+mod env;
 mod event;
 mod hooks;
 mod image_pull;

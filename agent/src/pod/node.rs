@@ -40,6 +40,8 @@ pub struct NodeContext {
     pub network: Option<std::sync::Arc<crate::network::PodNetwork>>,
     /// Started on first use, inside the agent's runtime.
     pub probes: std::sync::OnceLock<ProbeScheduler>,
+    /// ConfigMaps and Secrets from the API; set once the agent joins a cluster.
+    pub config_source: std::sync::OnceLock<std::sync::Arc<dyn super::config_source::ConfigSource>>,
 }
 
 impl NodeContext {
@@ -57,6 +59,7 @@ impl NodeContext {
             cgroups,
             network: network.map(std::sync::Arc::new),
             probes: std::sync::OnceLock::new(),
+            config_source: std::sync::OnceLock::new(),
         }
     }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::container_spec::{init_spec, ContainerPaths};
+use super::container_spec::{init_spec, ContainerInputs, ContainerPaths};
 use super::event::PodEvent;
 use super::worker::PodWorker;
 use crate::probe::exec::ExecTarget;
@@ -82,7 +82,12 @@ impl PodWorker {
                     field,
                     &image,
                     &paths,
-                    &[],
+                    &ContainerInputs {
+                        mounts: &[],
+                        // Literal values only: exec probes and hooks do not see valueFrom
+                        // variables.
+                        env: &crate::spec::resolve_env(&container.env),
+                    },
                 ) {
                     Ok(spec) => spec.process,
                     Err(_) => Default::default(),

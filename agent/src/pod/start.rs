@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::container_spec::{
-    container_resources, init_spec, pod_files, pod_resources, ContainerPaths,
+    container_resources, init_spec, pod_files, pod_resources, ContainerInputs, ContainerPaths,
 };
 use super::persist::unix_ms;
 use super::persist::ProcessRecord;
@@ -148,7 +148,7 @@ impl PodWorker {
                         c.state = ContainerState::waiting(reason, message);
                     }
                 }
-                self.schedule_retry(name);
+                self.schedule_retry(name, reason == "CreateContainerConfigError");
             }
             Err(StartFailure::StartError(message)) => {
                 tracing::warn!(pod = %self.pod.metadata.name, container = name, %message, "container failed to start");
@@ -189,7 +189,8 @@ impl PodWorker {
 
     /// A container stuck before creation (missing image, bad config) is retried with backoff
     /// while staying Waiting.
-    fn schedule_retry(&mut self, name: &str) {
+    /// With `on_config_change`, a change of a watched ConfigMap or Secret retries at once.
+    fn schedule_retry(&mut self, name: &str, on_config_change: bool) {
         let count = self
             .crashes
             .get(name)
@@ -201,8 +202,19 @@ impl PodWorker {
         self.pending_restarts.insert(name.to_string(), ());
         let tx = self.events_tx.clone();
         let name = name.to_string();
+        let changed = on_config_change
+            .then(|| self.ctx.config_source.get().map(|s| s.changed()))
+            .flatten();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            match changed {
+                Some(changed) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = changed.notified() => {}
+                    }
+                }
+                None => tokio::time::sleep(delay).await,
+            }
             let _ = tx.send(super::event::PodEvent::Restart { name });
         });
     }
@@ -240,7 +252,13 @@ impl PodWorker {
             stderr_fifo,
         };
         let id = format!("{}_{}", self.uid, name);
-        let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &files)
+        let env = self.resolve_env(container).await?;
+        t.mark("env");
+        let inputs = ContainerInputs {
+            mounts: &files,
+            env: &env,
+        };
+        let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &inputs)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         spec.namespaces = self.sandbox.namespaces();
         if self.pod.spec.host_network {

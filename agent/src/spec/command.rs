@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::env_source::EnvVarSource;
 use super::pod::EnvVar;
 
 /// The argv a container runs, by Kubernetes' rules: `command` replaces the image Entrypoint
@@ -75,22 +76,55 @@ pub fn expand_vars(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
 
 /// The container's environment with literal values, in order, each value expanded against the
 /// variables defined before it (later duplicates win, as in Kubernetes). Entries that use
-/// `valueFrom` are skipped: resolving them needs the API objects a later issue will bring.
+/// `valueFrom` are skipped (see [`resolve_env_with`]).
 pub fn resolve_env(vars: &[EnvVar]) -> Vec<(String, String)> {
+    let skip = |_: &EnvVarSource| Ok::<_, ()>(None);
+    resolve_env_with(Vec::new(), vars, skip).unwrap_or_default()
+}
+
+/// kubelet's order: `base` (what `envFrom` gave), then `vars` in order — a literal value
+/// expanded against the variables defined so far, a `valueFrom` as `from` resolves it (not
+/// expanded; `None` leaves the variable out, an optional reference that is missing). Later
+/// duplicates win. The first error of `from` is returned.
+pub fn resolve_env_with<E>(
+    base: Vec<(String, String)>,
+    vars: &[EnvVar],
+    mut from: impl FnMut(&EnvVarSource) -> Result<Option<String>, E>,
+) -> Result<Vec<(String, String)>, E> {
     let mut resolved: Vec<(String, String)> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    for var in vars.iter().filter(|v| v.value_from.is_none()) {
-        let lookup = |name: &str| index.get(name).map(|&i| resolved[i].1.clone());
-        let value = expand_vars(var.value.as_deref().unwrap_or(""), &lookup);
-        match index.get(&var.name) {
+    let mut set =
+        |resolved: &mut Vec<(String, String)>, name: &str, value: String| match index.get(name) {
             Some(&i) => resolved[i].1 = value,
             None => {
-                index.insert(var.name.clone(), resolved.len());
-                resolved.push((var.name.clone(), value));
+                index.insert(name.to_string(), resolved.len());
+                resolved.push((name.to_string(), value));
             }
-        }
+        };
+    for (k, v) in base {
+        set(&mut resolved, &k, v);
     }
-    resolved
+    for var in vars {
+        let value = match &var.value_from {
+            Some(source) => match from(source)? {
+                Some(v) => v,
+                None => continue,
+            },
+            None => {
+                let current = resolved.clone();
+                let lookup = |name: &str| {
+                    current
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                };
+                expand_vars(var.value.as_deref().unwrap_or(""), &lookup)
+            }
+        };
+        set(&mut resolved, &var.name, value);
+    }
+    Ok(resolved)
 }
 
 #[cfg(test)]
@@ -182,7 +216,14 @@ mod tests {
         let from_secret = EnvVar {
             name: "SECRET".into(),
             value: None,
-            value_from: Some(serde_json::json!({"secretKeyRef": {"name": "s", "key": "k"}})),
+            value_from: Some(crate::spec::EnvVarSource {
+                secret_key_ref: Some(crate::spec::KeySelector {
+                    name: "s".into(),
+                    key: "k".into(),
+                    optional: None,
+                }),
+                ..crate::spec::EnvVarSource::default()
+            }),
         };
         let vars = [
             var("HOST", "db"),

@@ -6,6 +6,7 @@
 //! This module never touches the filesystem, the network or the kernel.
 
 mod command;
+mod env_source;
 mod error;
 mod identity;
 mod lifecycle;
@@ -19,10 +20,17 @@ mod service;
 mod unknown;
 mod unsupported;
 mod validate;
+mod validate_env;
 mod validate_volume;
 mod volume;
 
-pub use command::{expand_vars, resolve_command, resolve_command_with_env, resolve_env};
+pub use command::{
+    expand_vars, resolve_command, resolve_command_with_env, resolve_env, resolve_env_with,
+};
+pub use env_source::{
+    subscripted_field, EnvFromSource, EnvVarSource, KeySelector, ObjectFieldSelector, ObjectRef,
+    ResourceFieldSelector,
+};
 pub use error::SpecError;
 pub use identity::{canonical_hash, manifest_hash, pod_uid};
 pub use lifecycle::{HookAction, Lifecycle, LifecycleHandler, SleepAction};
@@ -51,4 +59,5 @@ pub use service::{
 };
 pub use unsupported::{refuse_unhonoured, HONOURED_RESOURCES};
 pub use validate::validate;
+pub use validate_env::refuse_api_references;
 pub use volume::{EmptyDirVolumeSource, HostPathVolumeSource, Volume, HOST_PATH_TYPES};

@@ -204,6 +204,7 @@ fn pod_from_value(value: Value) -> Result<Pod, SpecError> {
     refuse_unknown(Kind::Pod, &unknown)?;
     refuse_unhonoured(&pod)?;
     validate(&pod)?;
+    super::validate_env::refuse_api_references(&pod)?;
     Ok(pod)
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::env_source::{EnvFromSource, EnvVarSource};
 use super::lifecycle::Lifecycle;
 use super::probe::{IntOrString, Probe};
 use super::quantity::Quantity;
@@ -142,6 +143,7 @@ pub struct Container {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     pub env: Vec<EnvVar>,
+    pub env_from: Vec<EnvFromSource>,
     pub ports: Vec<ContainerPort>,
     pub resources: ResourceRequirements,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -216,9 +218,9 @@ pub struct EnvVar {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// `valueFrom` (field/resource/secret refs), refused for now (see `unsupported`).
+    /// `valueFrom` (see `env_source`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub value_from: Option<serde_json::Value>,
+    pub value_from: Option<EnvVarSource>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -86,13 +86,6 @@ fn refuse_container_fields(path: &str, c: &Container) -> Result<(), SpecError> {
             return refused(format!("{path}.volumeMounts[{i}].mountPropagation"), why);
         }
     }
-    for (i, var) in c.env.iter().enumerate() {
-        if var.value_from.is_some() {
-            let why =
-                "field, resource, ConfigMap and Secret references come with the control plane";
-            return refused(format!("{path}.env[{i}].valueFrom"), why);
-        }
-    }
     let resources = [
         ("requests", &c.resources.requests),
         ("limits", &c.resources.limits),

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::*;
+use crate::spec::env_source::{EnvFromSource, EnvVarSource, ObjectFieldSelector, ObjectRef};
 use crate::spec::lifecycle::{Lifecycle, LifecycleHandler, SleepAction};
 use crate::spec::pod::{
     Capabilities, ContainerPort, EnvVar, HostAlias, ObjectMeta, PodSecurityContext, Protocol,
@@ -39,6 +40,8 @@ const HONOURED: &[&str] = &[
     "spec.containers[0].env[0]",
     "spec.containers[0].env[1].name",
     "spec.containers[0].env[1].value",
+    "spec.containers[0].env[1].valueFrom",
+    "spec.containers[0].envFrom",
     "spec.containers[0].ports",
     "spec.containers[0].resources.requests.cpu",
     "spec.containers[0].resources.requests.memory",
@@ -93,10 +96,6 @@ const REFUSED: &[(&str, &str)] = &[
     (
         "spec.containers[0].volumeMounts[0].mountPropagation",
         "spec.containers[0].volumeMounts[0].mountPropagation",
-    ),
-    (
-        "spec.containers[0].env[1].valueFrom",
-        "spec.containers[0].env[1].valueFrom",
     ),
     (
         "spec.containers[0].resources.requests.ephemeral-storage",
@@ -157,9 +156,23 @@ fn maximal_pod() -> Pod {
             EnvVar {
                 name: "IP".into(),
                 value: None,
-                value_from: Some(serde_json::json!({"fieldRef": {"fieldPath": "status.podIP"}})),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        api_version: Some("v1".into()),
+                        field_path: "status.podIP".into(),
+                    }),
+                    ..EnvVarSource::default()
+                }),
             },
         ],
+        env_from: vec![EnvFromSource {
+            prefix: Some("P_".into()),
+            config_map_ref: Some(ObjectRef {
+                name: "cm".into(),
+                optional: Some(true),
+            }),
+            secret_ref: None,
+        }],
         ports: vec![ContainerPort {
             name: Some("http".into()),
             container_port: 8080,
@@ -387,9 +400,6 @@ fn without_refused() -> Pod {
     for c in pod.spec.containers.iter_mut() {
         for m in c.volume_mounts.iter_mut() {
             m.mount_propagation = None;
-        }
-        for var in c.env.iter_mut() {
-            var.value_from = None;
         }
         c.resources
             .requests

@@ -13,6 +13,7 @@ use super::names::{
 use super::pod::{Container, ObjectMeta, Pod, PodSpec, ResourceRequirements};
 use super::probe::{IntOrString, Probe, ProbeHandler};
 use super::quantity::Quantity;
+use super::validate_env::{validate_env_from, validate_env_source};
 use super::validate_volume::{validate_volume_mounts, validate_volumes};
 
 /// Checks `pod` as the API server would before it reaches a node.
@@ -135,8 +136,11 @@ fn validate_env(path: &str, c: &Container) -> Result<(), SpecError> {
             let message = "may not be specified when `value` is not empty";
             return Err(SpecError::new(format!("{field}.valueFrom"), message));
         }
+        if let Some(source) = &var.value_from {
+            validate_env_source(&format!("{field}.valueFrom"), source, c)?;
+        }
     }
-    Ok(())
+    validate_env_from(path, c)
 }
 
 fn validate_ports(path: &str, c: &Container, host_network: bool) -> Result<(), SpecError> {

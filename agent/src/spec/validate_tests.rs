@@ -358,7 +358,7 @@ fn env_var_names_must_be_non_empty() {
         app(p, 0).env.push(EnvVar {
             name: "X".into(),
             value: Some("v".into()),
-            value_from: Some(serde_json::json!({})),
+            value_from: Some(crate::spec::EnvVarSource::default()),
         })
     };
     assert_eq!(error_field(both), "spec.containers[0].env[2].valueFrom");

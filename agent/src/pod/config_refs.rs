@@ -1,0 +1,142 @@
+//! The worker's side of a container's environment: waits (briefly) until the ConfigMaps and
+//! Secrets it references have been read, gathers the pod's facts (IPs, the node's
+//! allocatable) and resolves it through `env.rs`. Any failure keeps the container Waiting in
+//! `CreateContainerConfigError`; the retry comes sooner when a watched object changes.
+
+use std::time::{Duration, Instant};
+
+use super::config_source::{Lookup, ObjectKind};
+use super::env::{container_env, Allocatable, EnvFacts};
+use super::start::StartFailure;
+use super::worker::PodWorker;
+use crate::spec::Container;
+
+/// How long a container start waits for the first read of an object it references.
+const FIRST_READ_WAIT: Duration = Duration::from_secs(10);
+
+fn config_error(message: String) -> StartFailure {
+    StartFailure::Waiting {
+        reason: "CreateContainerConfigError",
+        message,
+    }
+}
+
+/// The objects `c` references.
+pub(super) fn references(c: &Container) -> Vec<(ObjectKind, String)> {
+    let mut out = Vec::new();
+    for var in c.env.iter().filter_map(|v| v.value_from.as_ref()) {
+        if let Some(s) = &var.config_map_key_ref {
+            out.push((ObjectKind::ConfigMap, s.name.clone()));
+        }
+        if let Some(s) = &var.secret_key_ref {
+            out.push((ObjectKind::Secret, s.name.clone()));
+        }
+    }
+    for from in &c.env_from {
+        if let Some(r) = &from.config_map_ref {
+            out.push((ObjectKind::ConfigMap, r.name.clone()));
+        }
+        if let Some(r) = &from.secret_ref {
+            out.push((ObjectKind::Secret, r.name.clone()));
+        }
+    }
+    out
+}
+
+impl PodWorker {
+    /// Waits until every object in `refs` has been read once (or `FIRST_READ_WAIT` passed).
+    pub(super) async fn wait_first_read(
+        &self,
+        refs: &[(ObjectKind, String)],
+    ) -> Result<(), StartFailure> {
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let Some(source) = self.ctx.config_source.get() else {
+            let message =
+                "no API to read ConfigMaps and Secrets from (the agent has no --kubeconfig)";
+            return Err(config_error(message.into()));
+        };
+        let ns = self.pod.metadata.namespace.clone();
+        let deadline = Instant::now() + FIRST_READ_WAIT;
+        loop {
+            let pending = refs
+                .iter()
+                .any(|(k, n)| source.lookup(*k, &ns, n) == Lookup::Pending);
+            if !pending || Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The environment of `container` (image variables not included).
+    pub(super) async fn resolve_env(
+        &self,
+        container: &Container,
+    ) -> Result<Vec<(String, String)>, StartFailure> {
+        self.wait_first_read(&references(container)).await?;
+        let needs_host_ip = container.env.iter().any(|v| {
+            v.value_from
+                .as_ref()
+                .and_then(|f| f.field_ref.as_ref())
+                .is_some_and(|f| f.field_path.starts_with("status.hostIP"))
+        });
+        let host_ips: Vec<String> = if needs_host_ip {
+            let ctx = self.ctx.clone();
+            let ips = tokio::task::spawn_blocking(move || super::network::node_ips(&ctx))
+                .await
+                .map_err(|e| config_error(e.to_string()))?
+                .map_err(config_error)?;
+            ips.iter().map(|ip| ip.to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        let pod_ips = self.lock_status().pod_ips.clone();
+        let node_name = self.pod.spec.node_name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let facts = EnvFacts {
+            pod: &self.pod,
+            uid: &self.uid,
+            node_name: &node_name,
+            host_ips: &host_ips,
+            pod_ips: &pod_ips,
+            allocatable: allocatable(&self.ctx.config.root),
+        };
+        let ns = self.pod.metadata.namespace.clone();
+        let source = self.ctx.config_source.get().cloned();
+        let objects = |kind: ObjectKind, name: &str| match &source {
+            Some(s) => s.lookup(kind, &ns, name),
+            None => Lookup::Failed("no API to read it from".into()),
+        };
+        let env = container_env(&facts, container, &objects).map_err(config_error)?;
+        if !env.invalid.is_empty() {
+            tracing::warn!(pod = %self.pod.metadata.name, container = %container.name, keys = ?env.invalid, "InvalidEnvironmentVariableNames: keys from envFrom skipped");
+        }
+        Ok(env.vars)
+    }
+}
+
+/// The node's cpu count, memory and the agent root's filesystem size (kubelet's capacity,
+/// without reservations).
+fn allocatable(root: &std::path::Path) -> Allocatable {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<u128>().ok()
+        })
+        .map_or(0, |kib| kib * 1024);
+    let storage = nix::sys::statvfs::statvfs(root)
+        .map(|s| u128::from(s.blocks()) * u128::from(s.fragment_size()))
+        .unwrap_or(0);
+    Allocatable {
+        cpu_millis: cpus as u128 * 1000,
+        memory,
+        ephemeral_storage: storage,
+    }
+}

@@ -1,0 +1,183 @@
+//! ConfigMaps and Secrets in a container's environment, end to end with the real kubectl:
+//! `kubectl create configmap` / `secret generic`, then a pod using `valueFrom`
+//! (configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef) and `envFrom` with a prefix
+//! sees the values. A pod referencing a ConfigMap that does not exist yet is Waiting with
+//! `CreateContainerConfigError` and kubelet's message, and Running with the value once
+//! `kubectl create` made it.
+
+use std::time::Duration;
+
+use bosun_e2e::{wait_until, Control, Node};
+
+const ENV_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: env-user, labels: {app: envtest}}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: bosun.test/busybox:1
+    command: [sh, -c, 'env | sort; sleep 1000']
+    resources: {limits: {memory: 64Mi}}
+    envFrom:
+    - {prefix: CFG_, configMapRef: {name: app-config}}
+    - {secretRef: {name: not-there, optional: true}}
+    env:
+    - {name: COLOR, valueFrom: {configMapKeyRef: {name: app-config, key: color}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: app-secret, key: password}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: POD_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: APP, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
+    - {name: SCHEDULED_ON, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: MEM_MI, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    - {name: GREETING, value: "$(COLOR)-$(CFG_size)"}
+    - {name: MAYBE, valueFrom: {configMapKeyRef: {name: app-config, key: nope, optional: true}}}
+"#;
+
+const LATE_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: late-user}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: bosun.test/busybox:1
+    command: [sh, -c, 'echo LATE=$LATE; sleep 1000']
+    env:
+    - {name: LATE, valueFrom: {configMapKeyRef: {name: late, key: k}}}
+"#;
+
+fn waiting(control: &Control, pod: &str) -> (String, String) {
+    let p = control.get_json(&["pod", pod]).unwrap_or_default();
+    let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    (s(&w["reason"]), s(&w["message"]))
+}
+
+fn running(control: &Control, pod: &str) -> bool {
+    control
+        .get_json(&["pod", pod])
+        .is_some_and(|p| p["status"]["containerStatuses"][0]["state"]["running"].is_object())
+}
+
+fn within(what: &str, control: &Control, node: &Node, limit: Duration, f: impl FnMut() -> bool) {
+    let wait = std::panic::AssertUnwindSafe(|| wait_until(what, limit, f));
+    if std::panic::catch_unwind(wait).is_err() {
+        let tail = |log: String| {
+            let lines: Vec<String> = log.lines().rev().take(40).map(str::to_owned).collect();
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        panic!(
+            "not within {limit:?}: {what}\n--- agent log (tail) ---\n{}\n--- control log (tail) ---\n{}",
+            tail(node.log()),
+            tail(control.log())
+        );
+    }
+}
+
+#[test]
+fn config_maps_secrets_and_pod_fields_reach_the_environment() {
+    let control = Control::start();
+    let mut node = Node::new(91, &control);
+    node.start_agent();
+    let name = node.name.clone();
+    within(
+        "the node Ready",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || control.node_ready(&name),
+    );
+    control.kubectl_ok(&[
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=color=blue",
+        "--from-literal=size=L",
+    ]);
+    control.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "app-secret",
+        "--from-literal=password=s3cret",
+    ]);
+    control.apply(&ENV_POD.replace("NODE", &name));
+    within(
+        "env-user running",
+        &control,
+        &node,
+        Duration::from_secs(40),
+        || running(&control, "env-user"),
+    );
+    within(
+        "its environment in the log",
+        &control,
+        &node,
+        Duration::from_secs(15),
+        || node.logs("default", "env-user").contains("POD_NAME="),
+    );
+    let logs = node.logs("default", "env-user");
+    for line in [
+        "COLOR=blue",
+        "PASSWORD=s3cret",
+        "CFG_color=blue",
+        "CFG_size=L",
+        "POD_NAME=env-user",
+        "POD_NS=default",
+        "APP=envtest",
+        &format!("SCHEDULED_ON={name}"),
+        "MEM_MI=64",
+        "GREETING=blue-L",
+    ] {
+        let api = control.get_json(&["pod", "env-user"]).unwrap_or_default();
+        let env = &api["spec"]["containers"][0]["env"];
+        assert!(
+            logs.lines().any(|l| l == line),
+            "{line} in:\n{logs}\nAPI env: {env:#}"
+        );
+    }
+    assert!(
+        !logs.contains("MAYBE="),
+        "an optional missing key sets nothing:\n{logs}"
+    );
+
+    // A ConfigMap that does not exist yet: kubelet's reason and message, then Running.
+    control.apply(&LATE_POD.replace("NODE", &name));
+    within(
+        "CreateContainerConfigError",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || waiting(&control, "late-user").0 == "CreateContainerConfigError",
+    );
+    assert_eq!(
+        waiting(&control, "late-user").1,
+        "configmap \"late\" not found"
+    );
+    control.kubectl_ok(&["create", "configmap", "late", "--from-literal=other=x"]);
+    within(
+        "the missing key named",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || waiting(&control, "late-user").1 == "couldn't find key k in ConfigMap default/late",
+    );
+    control.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {k: arrived}\n");
+    within(
+        "late-user running",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || running(&control, "late-user"),
+    );
+    within(
+        "the late value in the log",
+        &control,
+        &node,
+        Duration::from_secs(15),
+        || node.logs("default", "late-user").contains("LATE=arrived"),
+    );
+}
