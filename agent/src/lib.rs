@@ -10,6 +10,7 @@
 
 pub mod accept;
 pub mod cluster;
+pub mod config_source;
 pub mod daemon;
 pub mod dataplane;
 pub mod foreground;

@@ -181,3 +181,112 @@ fn config_maps_secrets_and_pod_fields_reach_the_environment() {
         || node.logs("default", "late-user").contains("LATE=arrived"),
     );
 }
+
+const VOLUME_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: vol-user}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {name: cfg, configMap: {name: web}}
+  - {name: sec, secret: {secretName: creds, defaultMode: 0400}}
+  containers:
+  - name: c
+    image: bosun.test/busybox:1
+    volumeMounts:
+    - {name: cfg, mountPath: /cfg}
+    - {name: sec, mountPath: /sec, readOnly: true}
+    command:
+    - sh
+    - -c
+    - |
+      grep " /sec " /proc/mounts | cut -d" " -f3 | sed s/^/SECFS=/
+      echo SECMODE=$(stat -L -c %a /sec/password)
+      echo SECRET=$(cat /sec/password)
+      last=
+      while true; do
+        c=$(cat /cfg/content)
+        case "$c" in *a*b*|*b*a*) echo MIXED;; esac
+        [ ${#c} -ne 2000 ] && echo PARTIAL=${#c}
+        [ "$c" != "$last" ] && echo SEEN=$(echo "$c" | cut -c1)
+        last=$c
+      done
+"#;
+
+#[test]
+fn config_map_and_secret_volumes_are_written_atomically_and_follow_edits() {
+    let control = Control::start();
+    let mut node = Node::new(92, &control);
+    node.start_agent();
+    let name = node.name.clone();
+    within(
+        "the node Ready",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || control.node_ready(&name),
+    );
+    let content = |c: &str| c.repeat(2000);
+    control.kubectl_ok(&[
+        "create",
+        "configmap",
+        "web",
+        &format!("--from-literal=content={}", content("a")),
+    ]);
+    control.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=hunter2",
+    ]);
+    control.apply(&VOLUME_POD.replace("NODE", &name));
+    within(
+        "vol-user reading",
+        &control,
+        &node,
+        Duration::from_secs(40),
+        || node.logs("default", "vol-user").contains("SEEN=a"),
+    );
+    let logs = node.logs("default", "vol-user");
+    for line in ["SECFS=tmpfs", "SECMODE=400", "SECRET=hunter2"] {
+        assert!(logs.lines().any(|l| l == line), "{line} in:\n{logs}");
+    }
+    // The secret is on a tmpfs on the host side too: never written to the node's disk.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let base = node.base.display().to_string();
+    assert!(
+        mounts.lines().any(|m| m.contains(&base)
+            && m.contains("kubernetes.io~secret/sec")
+            && m.split(' ').nth(2) == Some("tmpfs")),
+        "{mounts}"
+    );
+    control.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\ndata: {{content: {}}}\n",
+        content("b")
+    ));
+    within(
+        "the edit in the mounted file",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || node.logs("default", "vol-user").contains("SEEN=b"),
+    );
+    control.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\ndata: {{content: {}}}\n",
+        content("a")
+    ));
+    within(
+        "the edit back",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || node.logs("default", "vol-user").matches("SEEN=a").count() >= 2,
+    );
+    let logs = node.logs("default", "vol-user");
+    assert!(
+        !logs.contains("MIXED") && !logs.contains("PARTIAL"),
+        "a reader saw a partial file:\n{logs}"
+    );
+}

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
-use crate::pod::config_source::{ConfigSource, Lookup, ObjectData, ObjectKind};
+use crate::config_source::{ConfigSource, Lookup, ObjectData, ObjectKind};
 
 type Key = (ObjectKind, String, String);
 
@@ -22,7 +22,7 @@ pub struct ConfigObjects {
     client: kube::Client,
     runtime: tokio::runtime::Handle,
     objects: Arc<Mutex<BTreeMap<Key, Lookup>>>,
-    changed: Arc<Notify>,
+    changed: Arc<watch::Sender<u64>>,
 }
 
 impl ConfigObjects {
@@ -32,7 +32,7 @@ impl ConfigObjects {
             client,
             runtime,
             objects: Arc::default(),
-            changed: Arc::new(Notify::new()),
+            changed: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -70,8 +70,8 @@ impl ConfigSource for ConfigObjects {
         Lookup::Pending
     }
 
-    fn changed(&self) -> Arc<Notify> {
-        self.changed.clone()
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 }
 
@@ -95,7 +95,7 @@ fn secret_data(s: Secret) -> ObjectData {
 struct Watched {
     key: Key,
     objects: Arc<Mutex<BTreeMap<Key, Lookup>>>,
-    changed: Arc<Notify>,
+    changed: Arc<watch::Sender<u64>>,
 }
 
 impl Watched {
@@ -106,7 +106,7 @@ impl Watched {
         }
         objects.insert(self.key.clone(), value);
         drop(objects);
-        self.changed.notify_waiters();
+        self.changed.send_modify(|g| *g += 1);
     }
 
     /// A failed read changes only an object never read.

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::config_source::{Lookup, ObjectKind};
 use super::env::{container_env, Allocatable, EnvFacts};
 use super::start::StartFailure;
 use super::worker::PodWorker;
+use crate::config_source::{Lookup, ObjectKind};
 use crate::spec::Container;
 
 /// How long a container start waits for the first read of an object it references.
@@ -43,7 +43,36 @@ pub(super) fn references(c: &Container) -> Vec<(ObjectKind, String)> {
     out
 }
 
+/// Reads the objects of one namespace (movable into a blocking task).
+struct ObjectReader {
+    source: Option<std::sync::Arc<dyn crate::config_source::ConfigSource>>,
+    namespace: String,
+}
+
+impl ObjectReader {
+    fn lookup(&self, kind: ObjectKind, name: &str) -> Lookup {
+        match &self.source {
+            Some(s) => s.lookup(kind, &self.namespace, name),
+            None => Lookup::Failed("no API to read it from".into()),
+        }
+    }
+}
+
 impl PodWorker {
+    pub(super) fn object_reader(&self) -> impl Fn(ObjectKind, &str) -> Lookup + Send + 'static {
+        let reader = ObjectReader {
+            source: self.ctx.config_source.get().cloned(),
+            namespace: self.pod.metadata.namespace.clone(),
+        };
+        move |kind, name| reader.lookup(kind, name)
+    }
+
+    /// The watched objects' change generation, when the pod has anything to keep up to date.
+    pub(super) fn config_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        let source = self.ctx.config_source.get()?;
+        self.has_config_volumes().then(|| source.subscribe())
+    }
+
     /// Waits until every object in `refs` has been read once (or `FIRST_READ_WAIT` passed).
     pub(super) async fn wait_first_read(
         &self,
@@ -106,12 +135,7 @@ impl PodWorker {
             pod_ips: &pod_ips,
             allocatable: allocatable(&self.ctx.config.root),
         };
-        let ns = self.pod.metadata.namespace.clone();
-        let source = self.ctx.config_source.get().cloned();
-        let objects = |kind: ObjectKind, name: &str| match &source {
-            Some(s) => s.lookup(kind, &ns, name),
-            None => Lookup::Failed("no API to read it from".into()),
-        };
+        let objects = self.object_reader();
         let env = container_env(&facts, container, &objects).map_err(config_error)?;
         if !env.invalid.is_empty() {
             tracing::warn!(pod = %self.pod.metadata.name, container = %container.name, keys = ?env.invalid, "InvalidEnvironmentVariableNames: keys from envFrom skipped");

@@ -5,7 +5,7 @@
 //! (`configmap "x" not found`, `couldn't find key k in ConfigMap ns/x`), which keeps the
 //! container Waiting in `CreateContainerConfigError`. Pure: objects come through a closure.
 
-use super::config_source::{Lookup, ObjectKind};
+use crate::config_source::{Lookup, ObjectKind};
 use crate::spec::{
     resolve_env_with, subscripted_field, Container, EnvVarSource, Pod, Quantity,
     ResourceFieldSelector,
@@ -82,7 +82,7 @@ fn object(
     ns: &str,
     name: &str,
     objects: &dyn Fn(ObjectKind, &str) -> Lookup,
-) -> Result<Option<super::config_source::ObjectData>, String> {
+) -> Result<Option<crate::config_source::ObjectData>, String> {
     match objects(kind, name) {
         Lookup::Present(d) => Ok(Some(d)),
         Lookup::Absent => Ok(None),

@@ -5,7 +5,6 @@
 mod adopt;
 pub mod backoff;
 mod config_refs;
-pub mod config_source;
 pub mod container_spec;
 mod deadline;
 mod env;

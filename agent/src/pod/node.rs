@@ -41,7 +41,7 @@ pub struct NodeContext {
     /// Started on first use, inside the agent's runtime.
     pub probes: std::sync::OnceLock<ProbeScheduler>,
     /// ConfigMaps and Secrets from the API; set once the agent joins a cluster.
-    pub config_source: std::sync::OnceLock<std::sync::Arc<dyn super::config_source::ConfigSource>>,
+    pub config_source: std::sync::OnceLock<std::sync::Arc<dyn crate::config_source::ConfigSource>>,
 }
 
 impl NodeContext {

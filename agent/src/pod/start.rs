@@ -203,14 +203,14 @@ impl PodWorker {
         let tx = self.events_tx.clone();
         let name = name.to_string();
         let changed = on_config_change
-            .then(|| self.ctx.config_source.get().map(|s| s.changed()))
+            .then(|| self.ctx.config_source.get().map(|s| s.subscribe()))
             .flatten();
         tokio::spawn(async move {
             match changed {
-                Some(changed) => {
+                Some(mut changed) => {
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = changed.notified() => {}
+                        _ = changed.changed() => {}
                     }
                 }
                 None => tokio::time::sleep(delay).await,

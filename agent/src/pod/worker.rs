@@ -74,6 +74,15 @@ pub(super) fn sandbox_namespaces(pod: &Pod) -> Vec<&'static str> {
     kinds
 }
 
+/// The next change of the watched ConfigMaps and Secrets (never, without a receiver; `None`
+/// once the source is gone).
+async fn config_changed(rx: &mut Option<watch::Receiver<u64>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
 fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
     let waiting = |c: &Container, init: bool| ContainerStatus {
         name: c.name.clone(),
@@ -236,6 +245,7 @@ impl PodWorker {
         }
         self.refresh_phase();
         self.persist();
+        let mut config_changes = self.config_changes();
         loop {
             if self.exit_when_done && self.is_finished() {
                 self.teardown(false).await;
@@ -246,6 +256,7 @@ impl PodWorker {
             tokio::select! {
                 Some(ev) = self.events_rx.recv() => self.handle_event(ev).await,
                 () = deadline_passed, if deadline.is_some() => self.deadline_exceeded().await,
+                Some(()) = config_changed(&mut config_changes) => self.refresh_config_volumes().await,
                 changed = commands.changed() => {
                     let cmd = if changed.is_ok() { *commands.borrow() } else { PodCommand::Delete { remove_logs: false } };
                     if let PodCommand::Terminate { grace_seconds } = cmd {

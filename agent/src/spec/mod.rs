@@ -60,4 +60,7 @@ pub use service::{
 pub use unsupported::{refuse_unhonoured, HONOURED_RESOURCES};
 pub use validate::validate;
 pub use validate_env::refuse_api_references;
-pub use volume::{EmptyDirVolumeSource, HostPathVolumeSource, Volume, HOST_PATH_TYPES};
+pub use volume::{
+    ConfigMapVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath,
+    SecretVolumeSource, Volume, DEFAULT_FILE_MODE, HOST_PATH_TYPES,
+};

@@ -20,7 +20,10 @@ use crate::spec::probe::{
 };
 use crate::spec::quantity::Quantity;
 use crate::spec::validate::validate;
-use crate::spec::volume::{EmptyDirVolumeSource, HostPathVolumeSource, Volume};
+use crate::spec::volume::{
+    ConfigMapVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath,
+    SecretVolumeSource, Volume,
+};
 
 /// Fields the agent acts on (a path matches an entry equal to it or below it).
 const HONOURED: &[&str] = &[
@@ -74,6 +77,8 @@ const HONOURED: &[&str] = &[
     "spec.volumes[1]",
     "spec.volumes[2].name",
     "spec.volumes[2].emptyDir.medium",
+    "spec.volumes[3]",
+    "spec.volumes[4]",
     "spec.containers[0].volumeMounts[0].name",
     "spec.containers[0].volumeMounts[0].mountPath",
     "spec.containers[0].volumeMounts[0].readOnly",
@@ -334,6 +339,8 @@ fn maximal_pod() -> Pod {
                         size_limit: Some(q("64Mi")),
                     }),
                     host_path: None,
+                    config_map: None,
+                    secret: None,
                 },
                 Volume {
                     name: "host".into(),
@@ -342,6 +349,8 @@ fn maximal_pod() -> Pod {
                         path: "/tmp".into(),
                         kind: Some("Directory".into()),
                     }),
+                    config_map: None,
+                    secret: None,
                 },
                 Volume {
                     name: "disk".into(),
@@ -350,6 +359,32 @@ fn maximal_pod() -> Pod {
                         size_limit: Some(q("1Gi")),
                     }),
                     host_path: None,
+                    config_map: None,
+                    secret: None,
+                },
+                Volume {
+                    name: "cm".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: "cm".into(),
+                        items: vec![KeyToPath {
+                            key: "k".into(),
+                            path: "dir/k".into(),
+                            mode: Some(0o600),
+                        }],
+                        default_mode: Some(0o644),
+                        optional: Some(true),
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "sec".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: "s".into(),
+                        items: Vec::new(),
+                        default_mode: Some(0o400),
+                        optional: None,
+                    }),
+                    ..Volume::default()
                 },
             ],
         },

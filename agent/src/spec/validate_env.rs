@@ -122,6 +122,14 @@ pub(super) fn validate_env_from(path: &str, c: &Container) -> Result<(), SpecErr
 /// Refuses, in a static manifest, the first reference to a ConfigMap or Secret.
 pub fn refuse_api_references(pod: &Pod) -> Result<(), SpecError> {
     let why = "a static pod cannot reference API objects (no API to read them from)";
+    for (i, v) in pod.spec.volumes.iter().enumerate() {
+        if v.config_map.is_some() {
+            return Err(SpecError::new(format!("spec.volumes[{i}].configMap"), why));
+        }
+        if v.secret.is_some() {
+            return Err(SpecError::new(format!("spec.volumes[{i}].secret"), why));
+        }
+    }
     for (path, c) in pod.spec.all_containers() {
         for (i, var) in c.env.iter().enumerate() {
             let Some(from) = &var.value_from else {

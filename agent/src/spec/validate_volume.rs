@@ -6,7 +6,7 @@ use std::path::{Component, Path};
 
 use super::error::SpecError;
 use super::pod::{Container, PodSpec};
-use super::volume::{EmptyDirVolumeSource, HostPathVolumeSource, HOST_PATH_TYPES};
+use super::volume::{EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath, HOST_PATH_TYPES};
 
 /// The names of `spec.volumes` after checking each volume: a unique DNS-1123 label, exactly
 /// one source, and the source's own fields.
@@ -21,14 +21,39 @@ pub(super) fn validate_volumes(spec: &PodSpec) -> Result<BTreeSet<&str>, SpecErr
             let message = format!("duplicate volume name {:?}", volume.name);
             return Err(SpecError::new(format!("{field}.name"), message));
         }
-        match (&volume.empty_dir, &volume.host_path) {
-            (Some(_), Some(_)) => {
+        let sources = [
+            volume.empty_dir.is_some(),
+            volume.host_path.is_some(),
+            volume.config_map.is_some(),
+            volume.secret.is_some(),
+        ];
+        match sources.iter().filter(|s| **s).count() {
+            0 => return Err(SpecError::new(field, "must specify a volume type")),
+            1 => {}
+            _ => {
                 let message = "may not specify more than 1 volume type";
-                return Err(SpecError::new(format!("{field}.hostPath"), message));
+                return Err(SpecError::new(field, message));
             }
-            (None, None) => return Err(SpecError::new(field, "must specify a volume type")),
-            (Some(e), None) => validate_empty_dir(&format!("{field}.emptyDir"), e)?,
-            (None, Some(h)) => validate_host_path(&format!("{field}.hostPath"), h)?,
+        }
+        if let Some(e) = &volume.empty_dir {
+            validate_empty_dir(&format!("{field}.emptyDir"), e)?;
+        }
+        if let Some(h) = &volume.host_path {
+            validate_host_path(&format!("{field}.hostPath"), h)?;
+        }
+        if let Some(c) = &volume.config_map {
+            let f = format!("{field}.configMap");
+            if c.name.is_empty() {
+                return Err(SpecError::new(format!("{f}.name"), "Required value"));
+            }
+            validate_items(&f, &c.items, c.default_mode)?;
+        }
+        if let Some(s) = &volume.secret {
+            let f = format!("{field}.secret");
+            if s.secret_name.is_empty() {
+                return Err(SpecError::new(format!("{f}.secretName"), "Required value"));
+            }
+            validate_items(&f, &s.items, s.default_mode)?;
         }
     }
     Ok(names)
@@ -63,6 +88,37 @@ fn validate_host_path(field: &str, h: &HostPathVolumeSource) -> Result<(), SpecE
     if !HOST_PATH_TYPES.contains(&kind) {
         let message = format!("{kind:?}: supported values: {HOST_PATH_TYPES:?}");
         return Err(SpecError::new(format!("{field}.type"), message));
+    }
+    Ok(())
+}
+
+/// `items` paths relative without `..`, modes within 0..=0777.
+fn validate_items(
+    field: &str,
+    items: &[KeyToPath],
+    default_mode: Option<i32>,
+) -> Result<(), SpecError> {
+    let bad_mode = |m: Option<i32>| m.is_some_and(|m| !(0..=0o777).contains(&m));
+    if bad_mode(default_mode) {
+        let message = "must be a number between 0 and 0777 (octal), both inclusive";
+        return Err(SpecError::new(format!("{field}.defaultMode"), message));
+    }
+    for (i, item) in items.iter().enumerate() {
+        let f = format!("{field}.items[{i}]");
+        if item.key.is_empty() {
+            return Err(SpecError::new(format!("{f}.key"), "Required value"));
+        }
+        if item.path.is_empty() || item.path.starts_with("..") {
+            return Err(SpecError::new(
+                format!("{f}.path"),
+                "must not start with '..'",
+            ));
+        }
+        check_sub_path(&format!("{f}.path"), &item.path)?;
+        if bad_mode(item.mode) {
+            let message = "must be a number between 0 and 0777 (octal), both inclusive";
+            return Err(SpecError::new(format!("{f}.mode"), message));
+        }
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Pod volume sources as bosun reads them: `emptyDir` and `hostPath`, Kubernetes verbatim.
+//! Pod volume sources as bosun reads them: `emptyDir`, `hostPath`, `configMap` and `secret`,
+//! Kubernetes verbatim.
 //! Any other source (`persistentVolumeClaim`, `configMap`, `csi`, ...) is a field these types
 //! do not know, so `unknown` refuses it by its path (`spec.volumes[0].persistentVolumeClaim`).
 //! Checked by `validate_volume`. Pure.
@@ -16,7 +17,48 @@ pub struct Volume {
     pub empty_dir: Option<EmptyDirVolumeSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_path: Option<HostPathVolumeSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapVolumeSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretVolumeSource>,
 }
+
+/// `configMap` volume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConfigMapVolumeSource {
+    pub name: String,
+    pub items: Vec<KeyToPath>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// `secret` volume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecretVolumeSource {
+    pub secret_name: String,
+    pub items: Vec<KeyToPath>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// One `items` entry: which key goes to which relative path, with which mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyToPath {
+    pub key: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<i32>,
+}
+
+/// kubelet's default file mode of configMap and secret volumes (0644).
+pub const DEFAULT_FILE_MODE: i32 = 0o644;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

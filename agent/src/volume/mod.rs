@@ -3,10 +3,13 @@
 //! mounted on the host side), or a checked host path (`host_path`); each container's
 //! `volumeMounts` become [`BindMount`]s its PID 1 makes in its own mount namespace, a `subPath`
 //! first bind-mounted on the host side after a check that it stays inside its volume
-//! (`sub_path`). Every host-side mount lives under the pod's directory, so `host_mounts` can
+//! (`sub_path`); `configMap` and `secret` volumes written by kubelet's atomic writer
+//! (`config_volume`, `atomic_writer`), secrets on a tmpfs. Every host-side mount lives under the pod's directory, so `host_mounts` can
 //! undo them all on pod delete and after an agent restart. Knows the volume types, never the
 //! pod lifecycle.
 
+mod atomic_writer;
+mod config_volume;
 mod empty_dir;
 mod error;
 mod host_mounts;
@@ -16,6 +19,7 @@ mod sub_path;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use config_volume::Objects;
 pub use error::VolumeError;
 pub use host_mounts::{unmount_all_under, unmount_orphans};
 
@@ -41,6 +45,7 @@ impl PodVolumes {
         pod_dir: &Path,
         volumes: &[Volume],
         pod_memory_limit: Option<u64>,
+        objects: Objects<'_>,
     ) -> Result<Self, VolumeError> {
         let mut sources = BTreeMap::new();
         for v in volumes {
@@ -52,12 +57,36 @@ impl PodVolumes {
                 dir
             } else if let Some(h) = &v.host_path {
                 host_path::set_up(h).map_err(|e| e.of(&v.name))?
+            } else if let Some(r) = config_volume::config_ref(v) {
+                let dir = config_volume::dir_of(pod_dir, v, &r);
+                config_volume::set_up(&dir, &r, objects).map_err(|e| e.of(&v.name))?;
+                dir
             } else {
                 return Err(VolumeError::set_up(&v.name, "no volume source"));
             };
             sources.insert(v.name.clone(), source);
         }
         Ok(PodVolumes { sources })
+    }
+
+    /// Rewrites the configMap and secret volumes whose object changed (atomically; what cannot
+    /// be read now is left as it is). Returns the names of the volumes rewritten.
+    pub fn refresh(
+        pod_dir: &Path,
+        volumes: &[Volume],
+        objects: Objects<'_>,
+    ) -> Result<Vec<String>, VolumeError> {
+        let mut changed = Vec::new();
+        for v in volumes {
+            let Some(r) = config_volume::config_ref(v) else {
+                continue;
+            };
+            let dir = config_volume::dir_of(pod_dir, v, &r);
+            if config_volume::refresh(&dir, &r, objects).map_err(|e| e.of(&v.name))? {
+                changed.push(v.name.clone());
+            }
+        }
+        Ok(changed)
     }
 
     /// The host path behind volume `name`.

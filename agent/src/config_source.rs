@@ -48,6 +48,6 @@ pub trait ConfigSource: Send + Sync {
     /// What is known now about `kind` `namespace/name`; the first call for an object starts
     /// watching it.
     fn lookup(&self, kind: ObjectKind, namespace: &str, name: &str) -> Lookup;
-    /// Wakes up when any watched object changes.
-    fn changed(&self) -> Arc<tokio::sync::Notify>;
+    /// A generation that moves whenever a watched object changes.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
 }
