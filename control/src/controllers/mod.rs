@@ -6,7 +6,8 @@
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
 //! node lifecycle controller (`node_lifecycle`), the pod garbage collector (`podgc`), the Job
 //! controller (`job`), the CronJob controller (`cronjob`), the DaemonSet controller
-//! (`daemonset`) and the bootstrap-token and CSR cleaners (`cleaners`) — on the process that holds
+//! (`daemonset`), the PersistentVolume binder (`persistentvolume`) and the bootstrap-token and CSR
+//! cleaners (`cleaners`) — on the process that holds
 //! the `kube-controller-manager` Lease (`leader`).
 
 mod cleaners;
@@ -23,11 +24,12 @@ mod job;
 mod kubernetes_service;
 mod leader;
 mod node_lifecycle;
+pub(crate) mod persistentvolume;
 mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
-mod scheduler;
+pub(crate) mod scheduler;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -119,6 +121,18 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         daemonset::Caches {
             daemonsets: Informer::spawn(Arc::clone(store), resource_of("apps", "daemonsets")),
             pods: Arc::clone(&pods),
+            nodes: Arc::clone(&nodes),
+        },
+    ));
+    tasks.extend(persistentvolume::spawn(
+        client.clone(),
+        persistentvolume::Caches {
+            volumes: Informer::spawn(Arc::clone(store), resource("", "persistentvolumes")),
+            claims: Informer::spawn(Arc::clone(store), resource("", "persistentvolumeclaims")),
+            classes: Informer::spawn(
+                Arc::clone(store),
+                resource("storage.k8s.io", "storageclasses"),
+            ),
             nodes: Arc::clone(&nodes),
         },
     ));

@@ -9,7 +9,7 @@
 //! ("assumed"), so a burst never overcommits a node.
 
 pub(crate) mod placement;
-mod quantity;
+pub(crate) mod quantity;
 mod usage;
 
 use std::collections::HashMap;

@@ -240,7 +240,7 @@ fn selector_matches(pod: &Value, node: &Value) -> bool {
 
 /// One NodeSelectorTerm: every expression and field requirement holds (an empty term matches
 /// nothing, as in Kubernetes).
-fn term_matches(term: &Value, node: &Value) -> bool {
+pub(crate) fn term_matches(term: &Value, node: &Value) -> bool {
     let exprs = term["matchExpressions"]
         .as_array()
         .map(Vec::as_slice)

@@ -1,0 +1,297 @@
+//! The PersistentVolume controller through the real kubectl: a claim binds both ways to the
+//! smallest volume that fits, waits with kube's event when nothing fits and binds once a
+//! volume appears, releases its volume when deleted; a claim of a provisioning class is handed
+//! to the provisioner; claims grow only through a class that allows it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ok, stderr, Control};
+use serde_json::{json, Value};
+
+fn apply(control: &Control, name: &str, object: &Value) {
+    let file = control.dir.path().join(format!("{name}.json"));
+    std::fs::write(&file, object.to_string()).expect("write");
+    ok(control.kubectl(&["apply", "-f", file.to_str().expect("utf-8")]));
+}
+
+fn pv(name: &str, size: &str, extra: Value) -> Value {
+    let mut v = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                 "hostPath": {"path": format!("/tmp/{name}")}}});
+    merge(&mut v, &extra);
+    v
+}
+
+fn pvc(name: &str, size: &str, extra: Value) -> Value {
+    let mut c = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}});
+    merge(&mut c, &extra);
+    c
+}
+
+fn merge(into: &mut Value, extra: &Value) {
+    match (into.as_object_mut(), extra.as_object()) {
+        (Some(a), Some(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        _ => *into = extra.clone(),
+    }
+}
+
+fn jsonpath(control: &Control, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    let path = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &path]);
+    ok(control.kubectl(&args))
+}
+
+fn wait_until(what: &str, control: &Control, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "not within 30 s: {what}\nserver log:\n{}",
+            control.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn events_of(control: &Control, name: &str) -> String {
+    ok(control.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+        "-o",
+        "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message",
+        "--no-headers",
+    ]))
+}
+
+/// The row of `name` in `kubectl get KIND`, split into columns.
+fn row(control: &Control, kind: &str, name: &str) -> Vec<String> {
+    let out = ok(control.kubectl(&["get", kind, name, "--no-headers"]));
+    out.split_whitespace().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_claim_binds_the_smallest_fitting_volume_waits_when_none_fits_and_releases_on_delete() {
+    let control = Control::start();
+    apply(&control, "big", &pv("big", "10Gi", json!({})));
+    apply(&control, "small", &pv("small", "2Gi", json!({})));
+    apply(&control, "tiny", &pv("tiny", "500Mi", json!({})));
+    // Admission and API defaults: Retain for a static volume, no class for a claim when no
+    // class is the default one.
+    let policy = jsonpath(
+        &control,
+        &["pv", "small"],
+        "{.spec.persistentVolumeReclaimPolicy}",
+    );
+    assert_eq!(policy, "Retain");
+    apply(&control, "data", &pvc("data", "1Gi", json!({})));
+    wait_until("data Bound", &control, || {
+        jsonpath(&control, &["pvc", "data"], "{.status.phase}") == "Bound"
+    });
+    let header = ok(control.kubectl(&["get", "pv"]));
+    assert!(
+        header.starts_with("NAME    CAPACITY   ACCESS MODES   RECLAIM POLICY   STATUS      CLAIM          STORAGECLASS   VOLUMEATTRIBUTESCLASS   REASON   AGE"),
+        "{header}"
+    );
+    assert_eq!(
+        row(&control, "pvc", "data")[..5],
+        ["data", "Bound", "small", "2Gi", "RWO"],
+        "the smallest volume that fits, capacity and modes from it"
+    );
+    let pv_row = row(&control, "pv", "small");
+    assert_eq!(
+        pv_row[..6],
+        ["small", "2Gi", "RWO", "Retain", "Bound", "default/data"]
+    );
+    assert_eq!(row(&control, "pv", "big")[4], "Available");
+    let uid = jsonpath(&control, &["pvc", "data"], "{.metadata.uid}");
+    assert_eq!(
+        jsonpath(&control, &["pv", "small"], "{.spec.claimRef.uid}"),
+        uid
+    );
+    let annotations = jsonpath(&control, &["pvc", "data"], "{.metadata.annotations}");
+    assert!(
+        annotations.contains(r#""pv.kubernetes.io/bind-completed":"yes""#)
+            && annotations.contains(r#""pv.kubernetes.io/bound-by-controller":"yes""#),
+        "{annotations}"
+    );
+
+    // Nothing fits 20Gi: Pending with kube's event, until a volume that fits appears.
+    apply(&control, "huge", &pvc("huge", "20Gi", json!({})));
+    wait_until("the FailedBinding event", &control, || {
+        events_of(&control, "huge").contains(
+            "FailedBinding   no persistent volumes available for this claim and no storage class is set",
+        )
+    });
+    assert_eq!(
+        jsonpath(&control, &["pvc", "huge"], "{.status.phase}"),
+        "Pending"
+    );
+    apply(&control, "giant", &pv("giant", "50Gi", json!({})));
+    wait_until("huge Bound to giant", &control, || {
+        jsonpath(&control, &["pvc", "huge"], "{.spec.volumeName}") == "giant"
+            && jsonpath(&control, &["pvc", "huge"], "{.status.phase}") == "Bound"
+    });
+
+    // A deleted claim releases its volume (Retain: it stays, Released, still naming the claim).
+    ok(control.kubectl(&["delete", "pvc", "data"]));
+    wait_until("small Released", &control, || {
+        jsonpath(&control, &["pv", "small"], "{.status.phase}") == "Released"
+    });
+    assert_eq!(row(&control, "pv", "small")[5], "default/data");
+}
+
+#[test]
+fn claims_and_volumes_prebound_by_name_bind_to_each_other_only() {
+    let control = Control::start();
+    let claim_ref = json!({"spec": {"claimRef": {"namespace": "default", "name": "wanted"}}});
+    apply(&control, "reserved", &pv("reserved", "1Gi", claim_ref));
+    apply(&control, "named", &pv("named", "5Gi", json!({})));
+    apply(&control, "wanted", &pvc("wanted", "1Gi", json!({})));
+    apply(
+        &control,
+        "by-name",
+        &pvc("by-name", "1Gi", json!({"spec": {"volumeName": "named"}})),
+    );
+    for (claim, volume) in [("wanted", "reserved"), ("by-name", "named")] {
+        wait_until(&format!("{claim} Bound to {volume}"), &control, || {
+            jsonpath(&control, &["pvc", claim], "{.status.phase}") == "Bound"
+                && jsonpath(&control, &["pvc", claim], "{.spec.volumeName}") == volume
+        });
+    }
+    // A later claim gets neither.
+    apply(&control, "other", &pvc("other", "1Gi", json!({})));
+    wait_until("the FailedBinding event of other", &control, || {
+        events_of(&control, "other").contains("FailedBinding")
+    });
+    assert_eq!(
+        jsonpath(&control, &["pvc", "other"], "{.status.phase}"),
+        "Pending"
+    );
+    let annotations = jsonpath(&control, &["pvc", "by-name"], "{.metadata.annotations}");
+    assert!(
+        !annotations.contains("bound-by-controller"),
+        "{annotations}"
+    );
+}
+
+#[test]
+fn a_claim_of_a_provisioning_class_waits_for_its_provisioner_and_grows_only_if_allowed() {
+    let control = Control::start();
+    let class = |name: &str, expand: bool, default: bool| {
+        let mut c = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": name}, "provisioner": "local.csi.bosun.io",
+            "allowVolumeExpansion": expand});
+        if default {
+            c["metadata"]["annotations"] =
+                json!({"storageclass.kubernetes.io/is-default-class": "true"});
+        }
+        c
+    };
+    apply(&control, "fast", &class("fast", true, true));
+    apply(&control, "fixed", &class("fixed", false, false));
+    // No class named: the default one is filled in at creation (DefaultStorageClass).
+    apply(&control, "grow", &pvc("grow", "1Gi", json!({})));
+    assert_eq!(
+        jsonpath(&control, &["pvc", "grow"], "{.spec.storageClassName}"),
+        "fast"
+    );
+    let message = "ExternalProvisioning   Waiting for a volume to be created either by the external provisioner 'local.csi.bosun.io' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.";
+    wait_until("the ExternalProvisioning event", &control, || {
+        events_of(&control, "grow").contains(message)
+    });
+    let annotations = jsonpath(&control, &["pvc", "grow"], "{.metadata.annotations}");
+    assert!(
+        annotations.contains(r#""volume.kubernetes.io/storage-provisioner":"local.csi.bosun.io""#)
+            && annotations.contains(
+                r#""volume.beta.kubernetes.io/storage-provisioner":"local.csi.bosun.io""#
+            ),
+        "{annotations}"
+    );
+    // What the provisioner does: a volume pre-bound to the claim, of the claim's class.
+    let provisioned = |name: &str, claim: &str, class: &str| {
+        pv(
+            name,
+            "1Gi",
+            json!({
+            "metadata": {"annotations": {"pv.kubernetes.io/provisioned-by": "local.csi.bosun.io"}},
+            "spec": {"storageClassName": class, "persistentVolumeReclaimPolicy": "Delete",
+                     "claimRef": {"namespace": "default", "name": claim}}}),
+        )
+    };
+    apply(&control, "pv-grow", &provisioned("pv-grow", "grow", "fast"));
+    apply(
+        &control,
+        "stuck",
+        &pvc(
+            "stuck",
+            "1Gi",
+            json!({"spec": {"storageClassName": "fixed"}}),
+        ),
+    );
+    apply(
+        &control,
+        "pv-stuck",
+        &provisioned("pv-stuck", "stuck", "fixed"),
+    );
+    for claim in ["grow", "stuck"] {
+        wait_until(&format!("{claim} Bound"), &control, || {
+            jsonpath(&control, &["pvc", claim], "{.status.phase}") == "Bound"
+        });
+    }
+    let resize = |claim: &str, size: &str| {
+        let patch = json!({"spec": {"resources": {"requests": {"storage": size}}}}).to_string();
+        control.kubectl(&["patch", "pvc", claim, "--type=merge", "-p", &patch])
+    };
+    ok(resize("grow", "2Gi"));
+    assert_eq!(
+        jsonpath(
+            &control,
+            &["pvc", "grow"],
+            "{.spec.resources.requests.storage}"
+        ),
+        "2Gi"
+    );
+    let refused = resize("stuck", "2Gi");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains(r#"persistentvolumeclaims "stuck" is forbidden: only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize"#),
+        "{}",
+        stderr(&refused)
+    );
+    let shrunk = resize("grow", "1Gi");
+    assert!(
+        stderr(&shrunk).contains(r#"PersistentVolumeClaim "grow" is invalid: spec.resources.requests.storage: Forbidden: field can not be less than previous value"#),
+        "{}",
+        stderr(&shrunk)
+    );
+    let patch = json!({"spec": {"accessModes": ["ReadWriteMany"]}}).to_string();
+    let changed = control.kubectl(&["patch", "pvc", "grow", "--type=merge", "-p", &patch]);
+    assert!(
+        stderr(&changed).contains("spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"),
+        "{}",
+        stderr(&changed)
+    );
+    // Deleting a provisioned claim: its volume is Released, left (with the driver's name) for
+    // the provisioner to delete.
+    ok(control.kubectl(&["delete", "pvc", "grow"]));
+    wait_until("pv-grow Released", &control, || {
+        jsonpath(&control, &["pv", "pv-grow"], "{.status.phase}") == "Released"
+    });
+    let by = jsonpath(
+        &control,
+        &["pv", "pv-grow"],
+        r"{.metadata.annotations.pv\.kubernetes\.io/provisioned-by}",
+    );
+    assert_eq!(by, "local.csi.bosun.io");
+}
