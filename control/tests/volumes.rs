@@ -295,3 +295,119 @@ fn a_claim_of_a_provisioning_class_waits_for_its_provisioner_and_grows_only_if_a
     );
     assert_eq!(by, "local.csi.bosun.io");
 }
+
+fn node(control: &Control, name: &str) {
+    let object = json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}});
+    apply(control, name, &object);
+    let status = json!({"status": {
+        "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status"}]}});
+    ok(control.kubectl(&[
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]));
+    wait_until("the node untainted", control, || {
+        jsonpath(control, &["node", name], "{.spec.taints}")
+            .trim()
+            .is_empty()
+    });
+}
+
+fn pod_with_claim(name: &str, claim: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}})
+}
+
+fn on_node(name: &str) -> Value {
+    json!({"spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": [name]}]}]}}}})
+}
+
+#[test]
+fn pods_go_where_their_volumes_are_and_wait_for_their_claims() {
+    let control = Control::start();
+    node(&control, "a");
+    node(&control, "b");
+
+    // A claim bound to a volume of node b: its pod goes to b, whatever the scores say.
+    apply(&control, "pv-b", &pv("pv-b", "1Gi", on_node("b")));
+    apply(&control, "on-b", &pvc("on-b", "1Gi", json!({})));
+    wait_until("on-b Bound", &control, || {
+        jsonpath(&control, &["pvc", "on-b"], "{.status.phase}") == "Bound"
+    });
+    for i in 0..3 {
+        let name = format!("user-{i}");
+        apply(&control, &name, &pod_with_claim(&name, "on-b"));
+    }
+    for i in 0..3 {
+        let name = format!("user-{i}");
+        wait_until(&format!("{name} on b"), &control, || {
+            jsonpath(&control, &["pod", &name], "{.spec.nodeName}") == "b"
+        });
+    }
+
+    // A claim that does not exist: FailedScheduling with kube-scheduler's message; the pod
+    // is placed once the claim is there and bound.
+    apply(&control, "lonely", &pod_with_claim("lonely", "missing"));
+    let message = r#"0/2 nodes are available: persistentvolumeclaim "missing" not found. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."#;
+    wait_until("FailedScheduling for the missing claim", &control, || {
+        events_of(&control, "lonely").contains(message)
+    });
+    // An Immediate claim not bound yet holds its pod back too.
+    apply(&control, "missing", &pvc("missing", "1Gi", json!({})));
+    wait_until("FailedScheduling for the unbound claim", &control, || {
+        events_of(&control, "lonely").contains("pod has unbound immediate PersistentVolumeClaims")
+    });
+    apply(&control, "pv-any", &pv("pv-any", "1Gi", json!({})));
+    wait_until("lonely placed", &control, || {
+        !jsonpath(&control, &["pod", "lonely"], "{.spec.nodeName}").is_empty()
+    });
+
+    // WaitForFirstConsumer: the claim waits, Pending, until a pod using it is placed; then it
+    // names the pod's node and binds the volume of that node.
+    let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "local"}, "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer"});
+    apply(&control, "local", &class);
+    let mut local_a = pv("local-a", "1Gi", on_node("a"));
+    local_a["spec"]["storageClassName"] = json!("local");
+    apply(&control, "local-a", &local_a);
+    apply(
+        &control,
+        "late",
+        &pvc(
+            "late",
+            "1Gi",
+            json!({"spec": {"storageClassName": "local"}}),
+        ),
+    );
+    wait_until("the WaitForFirstConsumer event", &control, || {
+        events_of(&control, "late").contains(
+            "WaitForFirstConsumer   waiting for first consumer to be created before binding",
+        )
+    });
+    assert_eq!(
+        jsonpath(&control, &["pvc", "late"], "{.status.phase}"),
+        "Pending"
+    );
+    apply(&control, "consumer", &pod_with_claim("consumer", "late"));
+    wait_until("consumer on a, late Bound to local-a", &control, || {
+        jsonpath(&control, &["pod", "consumer"], "{.spec.nodeName}") == "a"
+            && jsonpath(&control, &["pvc", "late"], "{.spec.volumeName}") == "local-a"
+    });
+    let selected = jsonpath(
+        &control,
+        &["pvc", "late"],
+        r"{.metadata.annotations.volume\.kubernetes\.io/selected-node}",
+    );
+    assert_eq!(selected, "a");
+}

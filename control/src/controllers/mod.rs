@@ -111,10 +111,21 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         Arc::clone(&replicasets),
     ));
     let nodes = Informer::spawn(Arc::clone(store), resource("", "nodes"));
+    let claims = Informer::spawn(Arc::clone(store), resource("", "persistentvolumeclaims"));
+    let volumes = Informer::spawn(Arc::clone(store), resource("", "persistentvolumes"));
+    let classes = Informer::spawn(
+        Arc::clone(store),
+        resource("storage.k8s.io", "storageclasses"),
+    );
     tasks.extend(scheduler::spawn(
         client.clone(),
         Arc::clone(&nodes),
         Arc::clone(&pods),
+        scheduler::VolumeCaches {
+            claims: Arc::clone(&claims),
+            volumes: Arc::clone(&volumes),
+            classes: Arc::clone(&classes),
+        },
     ));
     tasks.extend(daemonset::spawn(
         client.clone(),
@@ -127,12 +138,9 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
     tasks.extend(persistentvolume::spawn(
         client.clone(),
         persistentvolume::Caches {
-            volumes: Informer::spawn(Arc::clone(store), resource("", "persistentvolumes")),
-            claims: Informer::spawn(Arc::clone(store), resource("", "persistentvolumeclaims")),
-            classes: Informer::spawn(
-                Arc::clone(store),
-                resource("storage.k8s.io", "storageclasses"),
-            ),
+            volumes,
+            claims,
+            classes,
             nodes: Arc::clone(&nodes),
         },
     ));
