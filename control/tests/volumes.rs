@@ -137,6 +137,12 @@ fn a_claim_binds_the_smallest_fitting_volume_waits_when_none_fits_and_releases_o
         jsonpath(&control, &["pvc", "huge"], "{.status.phase}"),
         "Pending"
     );
+    let described = ok(control.kubectl(&["describe", "pvc", "huge"]));
+    assert!(
+        described.contains("persistentvolume-controller")
+            && described.contains("no persistent volumes available for this claim"),
+        "{described}"
+    );
     apply(&control, "giant", &pv("giant", "50Gi", json!({})));
     wait_until("huge Bound to giant", &control, || {
         jsonpath(&control, &["pvc", "huge"], "{.spec.volumeName}") == "giant"
@@ -410,4 +416,30 @@ fn pods_go_where_their_volumes_are_and_wait_for_their_claims() {
         r"{.metadata.annotations.volume\.kubernetes\.io/selected-node}",
     );
     assert_eq!(selected, "a");
+
+    // A WaitForFirstConsumer class with a provisioner: once its pod is placed, the claim names
+    // the node and the provisioner (what the node's provisioner answers).
+    let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "csi"}, "provisioner": "local.csi.bosun.io",
+        "volumeBindingMode": "WaitForFirstConsumer"});
+    apply(&control, "csi", &class);
+    apply(
+        &control,
+        "dyn",
+        &pvc("dyn", "1Gi", json!({"spec": {"storageClassName": "csi"}})),
+    );
+    apply(&control, "dyn-user", &pod_with_claim("dyn-user", "dyn"));
+    wait_until(
+        "dyn handed to its provisioner on dyn-user's node",
+        &control,
+        || {
+            let node = jsonpath(&control, &["pod", "dyn-user"], "{.spec.nodeName}");
+            let annotations = jsonpath(&control, &["pvc", "dyn"], "{.metadata.annotations}");
+            !node.is_empty()
+                && annotations
+                    .contains(&format!(r#""volume.kubernetes.io/selected-node":"{node}""#))
+                && annotations
+                    .contains(r#""volume.kubernetes.io/storage-provisioner":"local.csi.bosun.io""#)
+        },
+    );
 }
