@@ -27,6 +27,7 @@ pub mod service_alloc;
 pub mod table_default;
 mod update;
 pub(crate) mod validate;
+mod validate_storage;
 mod volume_claims;
 mod watch;
 
