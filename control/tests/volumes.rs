@@ -442,4 +442,32 @@ fn pods_go_where_their_volumes_are_and_wait_for_their_claims() {
                     .contains(r#""volume.kubernetes.io/storage-provisioner":"local.csi.bosun.io""#)
         },
     );
+
+    // A claim in use stays (Terminating, kube's pvc-protection) while its pods run: `missing`,
+    // used by `lonely` only, is deleted with `on-b` and goes once `lonely` is gone; `on-b`
+    // goes once its three pods are gone, and then its volume is Released.
+    ok(control.kubectl(&["delete", "pvc", "on-b", "missing", "--wait=false"]));
+    wait_until("on-b Terminating", &control, || {
+        row(&control, "pvc", "on-b")[1] == "Terminating"
+    });
+    ok(control.kubectl(&["delete", "pod", "lonely", "--grace-period=0", "--force"]));
+    wait_until("missing gone", &control, || {
+        !control.kubectl(&["get", "pvc", "missing"]).status.success()
+    });
+    assert_eq!(
+        row(&control, "pvc", "on-b")[1],
+        "Terminating",
+        "still used by 3 pods"
+    );
+    assert_eq!(
+        jsonpath(&control, &["pv", "pv-b"], "{.status.phase}"),
+        "Bound"
+    );
+    let users = ["user-0", "user-1", "user-2"];
+    let mut args = vec!["delete", "pod", "--grace-period=0", "--force"];
+    args.extend(users);
+    ok(control.kubectl(&args));
+    wait_until("pv-b Released", &control, || {
+        jsonpath(&control, &["pv", "pv-b"], "{.status.phase}") == "Released"
+    });
 }

@@ -28,7 +28,7 @@ pub mod table_default;
 mod update;
 pub(crate) mod validate;
 mod validate_storage;
-mod volume_claims;
+pub(crate) mod volume_claims;
 mod watch;
 
 use std::collections::HashSet;

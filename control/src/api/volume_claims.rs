@@ -4,7 +4,8 @@
 //! the newest if several); at update, `ValidatePersistentVolumeClaimUpdate` (the spec is
 //! immutable but for the volume name once and, on a bound claim, the storage request, which
 //! may not shrink) and the PersistentVolumeClaimResize admission (growing needs a class with
-//! `allowVolumeExpansion`). PVs and PVCs start in phase Pending.
+//! `allowVolumeExpansion`). PVs and PVCs start in phase Pending, with the
+//! StorageObjectInUseProtection finalizers (`kubernetes.io/pv[c]-protection`).
 
 use serde_json::{json, Value};
 
@@ -17,6 +18,8 @@ use crate::store::ListOptions;
 const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 const BETA_DEFAULT_CLASS: &str = "storageclass.beta.kubernetes.io/is-default-class";
 const BETA_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 
 fn is_claim(resource: &Resource) -> bool {
     (resource.group, resource.kind) == ("", "PersistentVolumeClaim")
@@ -32,11 +35,13 @@ pub async fn admit_create(call: &Call, object: &mut Value) -> Result<(), ApiErro
     let resource = call.resource();
     if resource.group.is_empty() && matches!(resource.kind, "PersistentVolume") {
         object["status"] = json!({"phase": "Pending"});
+        protect(object, PV_PROTECTION);
     }
     if !is_claim(resource) {
         return Ok(());
     }
     object["status"] = json!({"phase": "Pending"});
+    protect(object, PVC_PROTECTION);
     if object["spec"]["storageClassName"].is_string()
         || object["metadata"]["annotations"][BETA_CLASS].is_string()
     {
@@ -74,6 +79,20 @@ pub async fn admit_create(call: &Call, object: &mut Value) -> Result<(), ApiErro
         object["spec"]["storageClassName"] = class["metadata"]["name"].clone();
     }
     Ok(())
+}
+
+/// The StorageObjectInUseProtection admission: the finalizer the PV controller removes once
+/// nothing uses the object.
+fn protect(object: &mut Value, finalizer: &str) {
+    let meta = &mut object["metadata"];
+    if !meta["finalizers"].is_array() {
+        meta["finalizers"] = json!([]);
+    }
+    if let Some(list) = meta["finalizers"].as_array_mut() {
+        if !list.iter().any(|f| f == finalizer) {
+            list.push(json!(finalizer));
+        }
+    }
 }
 
 fn storage(claim: &Value) -> Option<i128> {

@@ -142,6 +142,7 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
             claims,
             classes,
             nodes: Arc::clone(&nodes),
+            pods: Arc::clone(&pods),
         },
     ));
     tasks.push(cleaners::spawn(client.clone()));

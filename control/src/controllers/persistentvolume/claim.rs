@@ -17,9 +17,6 @@ use crate::controllers::events::EventType;
 const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 
 pub async fn sync(b: &Binder, claim: &Value) -> Result<(), ClientError> {
-    if !claim["metadata"]["deletionTimestamp"].is_null() {
-        return Ok(());
-    }
     let volume_name = claim["spec"]["volumeName"].as_str().unwrap_or("");
     if !annotated(claim, BIND_COMPLETED) {
         return if volume_name.is_empty() {

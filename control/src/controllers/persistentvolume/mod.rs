@@ -4,12 +4,14 @@
 //! for an external CSI provisioner), keeps WaitForFirstConsumer claims Pending until the
 //! scheduler names a node (`volume.kubernetes.io/selected-node`), and releases the volume of a
 //! deleted claim. `matching` decides which volume fits (pure); `claim` and `volume` are the
-//! two halves of the one reconcile (a key is a claim's or a volume's). It never deletes a
+//! two halves of the one reconcile (a key is a claim's or a volume's), `protection` lets a
+//! claim or volume being deleted go once nothing uses it. It never deletes a
 //! volume: a Released volume with reclaimPolicy Delete is the provisioner's (named by
 //! `pv.kubernetes.io/provisioned-by`) to delete, on its node.
 
 mod claim;
 pub(crate) mod matching;
+mod protection;
 mod volume;
 
 use std::collections::HashMap;
@@ -39,6 +41,8 @@ pub struct Caches {
     pub claims: Arc<Informer>,
     pub classes: Arc<Informer>,
     pub nodes: Arc<Informer>,
+    /// For the pvc-protection finalizer: which claims pods use.
+    pub pods: Arc<Informer>,
 }
 
 /// Starts the controller.
@@ -82,6 +86,17 @@ impl Binder {
             .collect()
     }
 
+    /// Claims being deleted (a pod that goes may free them).
+    fn deleted_claims(&self) -> Vec<String> {
+        let prefix = self.caches.claims.resource.key_prefix();
+        self.caches
+            .claims
+            .list(|c| !c["metadata"]["deletionTimestamp"].is_null())
+            .iter()
+            .map(|c| key_of(&prefix, c))
+            .collect()
+    }
+
     /// The volumes whose claimRef names the claim at `key` (a deleted claim is gone from the
     /// cache, so its volume is found by the reference).
     fn volumes_naming(&self, key: &str) -> Vec<String> {
@@ -113,10 +128,12 @@ impl Binder {
             keys
         };
         let class_changed = |_| self.unbound_claims();
+        let pod_changed = |_| self.deleted_claims();
         tokio::join!(
             forward(&self.caches.claims, &self.queue, claim_changed, all),
             forward(&self.caches.volumes, &self.queue, volume_changed, all),
             forward(&self.caches.classes, &self.queue, class_changed, all),
+            forward(&self.caches.pods, &self.queue, pod_changed, all),
             async {
                 for cache in [
                     &self.caches.claims,
@@ -144,13 +161,19 @@ impl Binder {
 
     /// One pass over the claim or volume at `key`.
     async fn reconcile(&self, key: &str) -> Result<(), ClientError> {
+        let deleting = |o: &Value| !o["metadata"]["deletionTimestamp"].is_null();
         if key.starts_with(&self.caches.volumes.resource.key_prefix()) {
+            let Some(v) = self.caches.volumes.get(key) else {
+                return Ok(());
+            };
+            volume::sync(self, &v).await?;
             match self.caches.volumes.get(key) {
-                Some(v) => volume::sync(self, &v).await,
-                None => Ok(()),
+                Some(v) if deleting(&v) => protection::volume(self, &v).await,
+                _ => Ok(()),
             }
         } else {
             match self.caches.claims.get(key) {
+                Some(c) if deleting(&c) => protection::claim(self, &c).await,
                 Some(c) => claim::sync(self, &c).await,
                 None => Ok(()),
             }

@@ -12,9 +12,6 @@ use crate::controllers::client::ClientError;
 use crate::controllers::events::EventType;
 
 pub async fn sync(b: &Binder, volume: &Value) -> Result<(), ClientError> {
-    if !volume["metadata"]["deletionTimestamp"].is_null() {
-        return Ok(());
-    }
     let reference = &volume["spec"]["claimRef"];
     let uid = reference["uid"].as_str().unwrap_or("");
     if !reference.is_object() || uid.is_empty() {
