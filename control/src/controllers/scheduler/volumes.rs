@@ -3,7 +3,7 @@
 //! must be of a WaitForFirstConsumer class (else `pod has unbound immediate
 //! PersistentVolumeClaims`). Filter, per node: a bound claim's volume must allow the node by
 //! its `spec.nodeAffinity`; a waiting claim needs an Available volume that fits it on the node,
-//! or a class with a provisioner. Once placed, the waiting claims get
+//! or a class with a provisioner whose `allowedTopologies` admit the node. Once placed, the waiting claims get
 //! `volume.kubernetes.io/selected-node` (the PV controller then binds a static volume of the
 //! node, or the node's provisioner creates one).
 
@@ -31,8 +31,8 @@ pub struct PodVolumes {
     bound: Vec<Arc<Value>>,
     /// Bound claims whose volume does not exist.
     dangling: bool,
-    /// Unbound claims of WaitForFirstConsumer classes, and whether their class provisions.
-    waiting: Vec<(Arc<Value>, bool)>,
+    /// Unbound claims of WaitForFirstConsumer classes, and their class if it provisions.
+    waiting: Vec<(Arc<Value>, Option<Arc<Value>>)>,
     /// Every volume, for matching the waiting claims (empty when none wait).
     all_volumes: Vec<Arc<Value>>,
 }
@@ -78,7 +78,7 @@ impl VolumeCaches {
                     if !delayed {
                         return Err("pod has unbound immediate PersistentVolumeClaims".to_owned());
                     }
-                    let provisions = class.is_some_and(|c| {
+                    let provisions = class.filter(|c| {
                         c["provisioner"]
                             .as_str()
                             .is_some_and(|p| !p.is_empty() && p != NO_PROVISIONER)
@@ -94,6 +94,30 @@ impl VolumeCaches {
     }
 }
 
+/// Whether the class's `allowedTopologies` admit `node` (none: every node); each term's
+/// label expressions must all hold, one term must.
+fn topology_allows(class: &Value, node: &Value) -> bool {
+    let Some(terms) = class["allowedTopologies"]
+        .as_array()
+        .filter(|t| !t.is_empty())
+    else {
+        return true;
+    };
+    let labels = &node["metadata"]["labels"];
+    terms.iter().any(|term| {
+        term["matchLabelExpressions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|e| {
+                let have = labels[e["key"].as_str().unwrap_or("")].as_str();
+                e["values"]
+                    .as_array()
+                    .is_some_and(|vs| vs.iter().any(|v| v.as_str() == have && have.is_some()))
+            })
+    })
+}
+
 impl PodVolumes {
     /// Filter: why `node` cannot take the pod's volumes, if it cannot.
     pub fn reject(&self, node: &Value) -> Option<&'static str> {
@@ -106,10 +130,13 @@ impl PodVolumes {
             return Some("node(s) had volume node affinity conflict");
         }
         let name = node["metadata"]["name"].as_str().unwrap_or("");
-        let fits = |(claim, provisions): &(Arc<Value>, bool)| {
+        let fits = |(claim, provisions): &(Arc<Value>, Option<Arc<Value>>)| {
             let selected = claim["metadata"]["annotations"][SELECTED_NODE].as_str();
             selected.is_none_or(|s| s == name)
-                && (*provisions || best_match(claim, &self.all_volumes, true, Some(node)).is_some())
+                && (provisions
+                    .as_ref()
+                    .is_some_and(|c| topology_allows(c, node))
+                    || best_match(claim, &self.all_volumes, true, Some(node)).is_some())
         };
         if !self.waiting.iter().all(fits) {
             return Some("node(s) didn't find available persistent volumes to bind");
@@ -123,5 +150,63 @@ impl PodVolumes {
             .iter()
             .map(|(c, _)| c.as_ref())
             .filter(|c| c["metadata"]["annotations"][SELECTED_NODE].is_null())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, zone: &str) -> Value {
+        json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "zone": zone}}})
+    }
+
+    fn affinity(host: &str) -> Value {
+        json!({"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [host]}]}]}}})
+    }
+
+    #[test]
+    fn bound_volumes_pin_and_waiting_claims_need_a_volume_or_a_provisioner_there() {
+        let (a, b) = (node("a", "z1"), node("b", "z2"));
+        let pinned = PodVolumes {
+            bound: vec![Arc::new(json!({"spec": affinity("b")}))],
+            ..PodVolumes::default()
+        };
+        assert_eq!(
+            pinned.reject(&a),
+            Some("node(s) had volume node affinity conflict")
+        );
+        assert_eq!(pinned.reject(&b), None);
+
+        let claim = Arc::new(
+            json!({"metadata": {"name": "c", "namespace": "d", "uid": "u"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+        );
+        let mut local = json!({"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]},
+            "status": {"phase": "Available"}});
+        local["spec"]["nodeAffinity"] = affinity("a")["nodeAffinity"].clone();
+        let static_only = PodVolumes {
+            waiting: vec![(Arc::clone(&claim), None)],
+            all_volumes: vec![Arc::new(local)],
+            ..PodVolumes::default()
+        };
+        assert_eq!(static_only.reject(&a), None);
+        assert_eq!(
+            static_only.reject(&b),
+            Some("node(s) didn't find available persistent volumes to bind")
+        );
+        let class = json!({"provisioner": "p", "allowedTopologies": [
+            {"matchLabelExpressions": [{"key": "zone", "values": ["z2"]}]}]});
+        let provisioned = PodVolumes {
+            waiting: vec![(claim, Some(Arc::new(class)))],
+            ..PodVolumes::default()
+        };
+        assert_eq!(provisioned.reject(&b), None);
+        assert!(
+            provisioned.reject(&a).is_some(),
+            "z1 is not an allowed topology"
+        );
     }
 }
