@@ -204,7 +204,16 @@ fn a_claim_of_a_provisioning_class_waits_for_its_provisioner_and_grows_only_if_a
         }
         c
     };
+    // A claim made before any class is the default: no class, until one becomes the default
+    // (kube's retroactive default StorageClass assignment).
+    apply(&control, "early", &pvc("early", "1Gi", json!({})));
+    wait_until("early's FailedBinding event", &control, || {
+        events_of(&control, "early").contains("no storage class is set")
+    });
     apply(&control, "fast", &class("fast", true, true));
+    wait_until("early given the default class", &control, || {
+        jsonpath(&control, &["pvc", "early"], "{.spec.storageClassName}") == "fast"
+    });
     apply(&control, "fixed", &class("fixed", false, false));
     // No class named: the default one is filled in at creation (DefaultStorageClass).
     apply(&control, "grow", &pvc("grow", "1Gi", json!({})));

@@ -53,30 +53,13 @@ pub async fn admit_create(call: &Call, object: &mut Value) -> Result<(), ApiErro
         .list(&classes()?.key_prefix(), &ListOptions::default())
         .await
         .map_err(super::map_store_error)?;
-    let mut defaults: Vec<Value> = page
+    let classes: Vec<Value> = page
         .items
         .iter()
         .filter_map(|kv| decode_stored(kv).ok())
-        .filter(|c| {
-            let a = &c["metadata"]["annotations"];
-            a[DEFAULT_CLASS] == "true" || a[BETA_DEFAULT_CLASS] == "true"
-        })
         .collect();
-    // kube picks the newest default (then the name) when several are marked.
-    defaults.sort_by(|a, b| {
-        let key = |c: &Value| {
-            (
-                c["metadata"]["creationTimestamp"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned(),
-                c["metadata"]["name"].as_str().unwrap_or("").to_owned(),
-            )
-        };
-        key(b).cmp(&key(a))
-    });
-    if let Some(class) = defaults.first() {
-        object["spec"]["storageClassName"] = class["metadata"]["name"].clone();
+    if let Some(name) = default_class(&classes) {
+        object["spec"]["storageClassName"] = json!(name);
     }
     Ok(())
 }
@@ -93,6 +76,27 @@ fn protect(object: &mut Value, finalizer: &str) {
             list.push(json!(finalizer));
         }
     }
+}
+
+/// The default class among `classes`: annotated `is-default-class: "true"` (or the beta
+/// annotation); the newest, then the first by name, when several are (as kube picks).
+pub fn default_class<'a>(classes: impl IntoIterator<Item = &'a Value>) -> Option<&'a str> {
+    classes
+        .into_iter()
+        .filter(|c| {
+            let a = &c["metadata"]["annotations"];
+            a[DEFAULT_CLASS] == "true" || a[BETA_DEFAULT_CLASS] == "true"
+        })
+        .max_by(|a, b| {
+            let key = |c: &'a Value| {
+                (
+                    c["metadata"]["creationTimestamp"].as_str().unwrap_or(""),
+                    std::cmp::Reverse(c["metadata"]["name"].as_str().unwrap_or("")),
+                )
+            };
+            key(a).cmp(&key(b))
+        })
+        .and_then(|c| c["metadata"]["name"].as_str())
 }
 
 fn storage(claim: &Value) -> Option<i128> {
@@ -241,5 +245,21 @@ mod tests {
         );
         let e = check_update(&pending, &claim("2Gi", "Pending", json!({})), pvcs).unwrap_err();
         assert!(e.message.contains("spec is immutable"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_newest_default_class_wins() {
+        let class = |name: &str, at: &str, default: &str| {
+            json!({"metadata": {"name": name, "creationTimestamp": at,
+                "annotations": {DEFAULT_CLASS: default}}})
+        };
+        let classes = [
+            class("old", "2026-01-01T00:00:00Z", "true"),
+            class("new-b", "2026-06-01T00:00:00Z", "true"),
+            class("new-a", "2026-06-01T00:00:00Z", "true"),
+            class("newest", "2026-12-01T00:00:00Z", "false"),
+        ];
+        assert_eq!(default_class(&classes), Some("new-a"));
+        assert_eq!(default_class(&classes[3..]), None);
     }
 }

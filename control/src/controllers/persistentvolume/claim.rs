@@ -1,15 +1,17 @@
-//! A claim's half of the PV binder (kube's syncClaim): an unbound claim gets its best volume
+//! A claim's half of the PV binder (kube's syncClaim): an unbound claim that names no class
+//! gets the default one (kube's retroactive default StorageClass assignment), then its best volume
 //! (`matching`) bound both ways, or waits — for its first consumer, for its class's
 //! provisioner, or for an administrator — with kube's event saying which; a bound claim is
 //! checked against its volume (a bind cut short is finished, a lost volume is reported).
 
 use serde_json::{json, Value};
 
-use super::matching::{best_match, class_of, mismatch, names_claim};
+use super::matching::{best_match, class_of, mismatch, names_claim, BETA_CLASS};
 use super::{
     annotated, Binder, BETA_STORAGE_PROVISIONER, BIND_COMPLETED, BOUND_BY_CONTROLLER,
     SELECTED_NODE, STORAGE_PROVISIONER,
 };
+use crate::api::volume_claims::default_class;
 use crate::controllers::client::ClientError;
 use crate::controllers::events::EventType;
 
@@ -43,6 +45,16 @@ pub async fn sync(b: &Binder, claim: &Value) -> Result<(), ClientError> {
 
 /// A claim with no volume named: the best match, else why it waits.
 async fn unbound(b: &Binder, claim: &Value) -> Result<(), ClientError> {
+    if claim["spec"]["storageClassName"].is_null()
+        && claim["metadata"]["annotations"][BETA_CLASS].is_null()
+    {
+        // kube's retroactive default class: a claim made before any class was the default.
+        let classes = b.caches.classes.list(|_| true);
+        if let Some(name) = default_class(classes.iter().map(|c| c.as_ref())) {
+            let patch = json!({"spec": {"storageClassName": name}});
+            return b.patch_claim(claim, patch, false).await.map(drop);
+        }
+    }
     let class_name = class_of(claim);
     let class = (!class_name.is_empty())
         .then(|| b.class(class_name))
