@@ -144,6 +144,7 @@ impl Binder {
                 }
                 loop {
                     self.queue.add(self.all_keys());
+                    self.prune_said();
                     tokio::time::sleep(RESYNC).await;
                 }
             },
@@ -236,6 +237,20 @@ impl Binder {
             memo.insert(uid, said);
         }
         record(&self.client, COMPONENT, object, kind, reason, message).await;
+    }
+
+    /// Forgets what was said about objects that are gone.
+    fn prune_said(&self) {
+        let mut live = std::collections::HashSet::new();
+        for cache in [&self.caches.claims, &self.caches.volumes] {
+            for object in cache.list(|_| true) {
+                live.insert(object["metadata"]["uid"].as_str().unwrap_or("").to_owned());
+            }
+        }
+        self.said
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|uid, _| live.contains(uid));
     }
 
     /// Forgets what was said about `object` (its state moved on).
