@@ -103,6 +103,11 @@ fn a_claim_binds_the_smallest_fitting_volume_waits_when_none_fits_and_releases_o
         header.starts_with("NAME    CAPACITY   ACCESS MODES   RECLAIM POLICY   STATUS      CLAIM          STORAGECLASS   VOLUMEATTRIBUTESCLASS   REASON   AGE"),
         "{header}"
     );
+    let both = ok(control.kubectl(&["get", "pv,pvc"]));
+    assert!(
+        both.contains("NAME                         STATUS   VOLUME   CAPACITY   ACCESS MODES   STORAGECLASS   VOLUMEATTRIBUTESCLASS   AGE"),
+        "{both}"
+    );
     assert_eq!(
         row(&control, "pvc", "data")[..5],
         ["data", "Bound", "small", "2Gi", "RWO"],
