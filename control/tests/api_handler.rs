@@ -382,6 +382,14 @@ async fn every_served_kind_round_trips_strictly() {
                 object["endpoints"] = json!([{"addresses": ["10.0.0.1"]}]);
             }
             "StorageClass" => object["provisioner"] = json!("example.com/p"),
+            "PersistentVolume" => {
+                object["spec"] = json!({"capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/x"}})
+            }
+            "PersistentVolumeClaim" => {
+                object["spec"] = json!({"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}})
+            }
             "Event" if r.group == "events.k8s.io" => {
                 object["regarding"] = json!({"kind": "Pod", "name": "x"});
                 object["eventTime"] = json!("2026-12-02T12:00:00.000000Z");

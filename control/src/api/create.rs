@@ -35,6 +35,7 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         )?;
     }
     crate::authz::admit(&call.identity, resource, None, &object)?;
+    super::volume_claims::admit_create(call, &mut object).await?;
     validate::check_semantics(&object, resource)?;
     if let Some(ns) = call.path.namespace.as_deref() {
         namespace_accepts_objects(call, ns).await?;

@@ -1,7 +1,8 @@
 //! The defaults Kubernetes fills in when it decodes an object (`pkg/apis/*/v1/defaults.go`):
 //! replicas, rollout strategies, history limits, the pod template's restart and DNS policies,
 //! container pull policies and termination-message settings, Service types and port
-//! protocols, the Secret type, CronJobs' policies and history limits. Applied on every write, as Kubernetes does; a field already set
+//! protocols, the Secret type, CronJobs' policies and history limits, volume modes, a
+//! PersistentVolume's reclaim policy (Retain), a StorageClass's (Delete) and binding mode. Applied on every write, as Kubernetes does; a field already set
 //! is never changed. Pure functions on JSON.
 
 use serde_json::{json, Value};
@@ -111,6 +112,21 @@ pub fn apply(object: &mut Value, resource: &Resource) {
             }
         }
         ("", "Secret") => default(object, "type", json!("Opaque")),
+        ("", "PersistentVolume") => {
+            if let Some(spec) = child(object, "spec") {
+                default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+                default(spec, "volumeMode", json!("Filesystem"));
+            }
+        }
+        ("", "PersistentVolumeClaim") => {
+            if let Some(spec) = child(object, "spec") {
+                default(spec, "volumeMode", json!("Filesystem"));
+            }
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            default(object, "reclaimPolicy", json!("Delete"));
+            default(object, "volumeBindingMode", json!("Immediate"));
+        }
         _ => {}
     }
 }

@@ -27,6 +27,8 @@ pub mod service_alloc;
 pub mod table_default;
 mod update;
 pub(crate) mod validate;
+mod validate_storage;
+pub(crate) mod volume_claims;
 mod watch;
 
 use std::collections::HashSet;

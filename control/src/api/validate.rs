@@ -309,6 +309,13 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
             )
         }
         ("", "Pod") => pod_spec(&object["spec"], "spec", &mut causes),
+        ("", "PersistentVolume") => super::validate_storage::persistent_volume(object, &mut causes),
+        ("", "PersistentVolumeClaim") => {
+            super::validate_storage::persistent_volume_claim(object, &mut causes)
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            super::validate_storage::storage_class(object, &mut causes)
+        }
         ("", "Service") => {
             let external = object["spec"]["type"] == "ExternalName";
             let headless = object["spec"]["clusterIP"] == "None";

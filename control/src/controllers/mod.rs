@@ -6,7 +6,8 @@
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
 //! node lifecycle controller (`node_lifecycle`), the pod garbage collector (`podgc`), the Job
 //! controller (`job`), the CronJob controller (`cronjob`), the DaemonSet controller
-//! (`daemonset`) and the bootstrap-token and CSR cleaners (`cleaners`) — on the process that holds
+//! (`daemonset`), the PersistentVolume binder (`persistentvolume`) and the bootstrap-token and CSR
+//! cleaners (`cleaners`) — on the process that holds
 //! the `kube-controller-manager` Lease (`leader`).
 
 mod cleaners;
@@ -23,11 +24,12 @@ mod job;
 mod kubernetes_service;
 mod leader;
 mod node_lifecycle;
+pub(crate) mod persistentvolume;
 mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
-mod scheduler;
+pub(crate) mod scheduler;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,10 +111,21 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         Arc::clone(&replicasets),
     ));
     let nodes = Informer::spawn(Arc::clone(store), resource("", "nodes"));
+    let claims = Informer::spawn(Arc::clone(store), resource("", "persistentvolumeclaims"));
+    let volumes = Informer::spawn(Arc::clone(store), resource("", "persistentvolumes"));
+    let classes = Informer::spawn(
+        Arc::clone(store),
+        resource("storage.k8s.io", "storageclasses"),
+    );
     tasks.extend(scheduler::spawn(
         client.clone(),
         Arc::clone(&nodes),
         Arc::clone(&pods),
+        scheduler::VolumeCaches {
+            claims: Arc::clone(&claims),
+            volumes: Arc::clone(&volumes),
+            classes: Arc::clone(&classes),
+        },
     ));
     tasks.extend(daemonset::spawn(
         client.clone(),
@@ -120,6 +133,16 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
             daemonsets: Informer::spawn(Arc::clone(store), resource_of("apps", "daemonsets")),
             pods: Arc::clone(&pods),
             nodes: Arc::clone(&nodes),
+        },
+    ));
+    tasks.extend(persistentvolume::spawn(
+        client.clone(),
+        persistentvolume::Caches {
+            volumes,
+            claims,
+            classes,
+            nodes: Arc::clone(&nodes),
+            pods: Arc::clone(&pods),
         },
     ));
     tasks.push(cleaners::spawn(client.clone()));

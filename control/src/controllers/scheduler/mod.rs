@@ -9,8 +9,9 @@
 //! ("assumed"), so a burst never overcommits a node.
 
 pub(crate) mod placement;
-mod quantity;
+pub(crate) mod quantity;
 mod usage;
+mod volumes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,6 +26,7 @@ use super::pods::is_active;
 use super::queue::{forward, work, WorkQueue};
 use placement::{requests_of, Candidate, Requests};
 use usage::{owner_uid, Usage};
+pub use volumes::VolumeCaches;
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 const RETRY_EVERY: Duration = Duration::from_secs(10);
@@ -37,11 +39,13 @@ pub fn spawn(
     client: Loopback,
     nodes: Arc<Informer>,
     pods: Arc<Informer>,
+    volumes: VolumeCaches,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let scheduler = Arc::new(Scheduler {
         client,
         nodes,
         pods,
+        volumes,
         queue: WorkQueue::new(),
         assumed: Mutex::default(),
         usage: Usage::default(),
@@ -58,6 +62,8 @@ struct Scheduler {
     client: Loopback,
     nodes: Arc<Informer>,
     pods: Arc<Informer>,
+    /// Claims, volumes and classes (the VolumeBinding plugin's view).
+    volumes: VolumeCaches,
     queue: Arc<WorkQueue>,
     /// Pod key → node, for pods bound (or being bound) but not yet counted in `usage`.
     assumed: Mutex<HashMap<String, String>>,
@@ -130,6 +136,8 @@ impl Scheduler {
         tokio::join!(
             forward(&self.pods, &self.queue, pod_changed, missed_pod_changes),
             forward(&self.nodes, &self.queue, |_| all(), all),
+            forward(&self.volumes.claims, &self.queue, |_| all(), all),
+            forward(&self.volumes.volumes, &self.queue, |_| all(), all),
             async {
                 self.pods.wait_for(1, Duration::MAX).await;
                 self.usage.rebuild(&self.pods);
@@ -207,7 +215,15 @@ impl Scheduler {
             return Ok(());
         }
         let nodes = self.nodes.list(|_| true);
-        let placed = placement::place(&pod, &self.candidates(&nodes, &pod));
+        let claims = match self.volumes.of_pod(&pod) {
+            Ok(claims) => claims,
+            Err(why) => {
+                let message = placement::unschedulable_everywhere(nodes.len(), &why);
+                return self.unschedulable(&pod, &message).await;
+            }
+        };
+        let candidates = self.candidates(&nodes, &pod);
+        let placed = placement::place_with(&pod, &candidates, |node| claims.reject(node));
         match placed {
             Ok(node) => {
                 self.assumed
@@ -219,8 +235,13 @@ impl Scheduler {
                 };
                 let this = Arc::clone(self);
                 let key = key.to_owned();
+                let select: Vec<Value> = claims.to_select().cloned().collect();
                 tokio::spawn(async move {
-                    if let Err(error) = this.bind(&pod, &node).await {
+                    let bound = match this.select_node(&select, &node).await {
+                        Ok(()) => this.bind(&pod, &node).await,
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = bound {
                         this.assumed
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
@@ -236,6 +257,26 @@ impl Scheduler {
             }
             Err(message) => self.unschedulable(&pod, &message).await,
         }
+    }
+
+    /// Names `node` on the pod's WaitForFirstConsumer claims (kube's VolumeBinding PreBind),
+    /// so their volume is bound or provisioned there. Unlike kube-scheduler it does not wait
+    /// for the claims to be bound before binding the pod: the node's agent waits for them.
+    async fn select_node(&self, claims: &[Value], node: &str) -> Result<(), ClientError> {
+        for claim in claims {
+            let patch = json!({"metadata": {
+                "resourceVersion": claim["metadata"]["resourceVersion"],
+                "annotations": {volumes::SELECTED_NODE: node}}});
+            self.client
+                .merge_patch(
+                    self.volumes.claims.resource,
+                    claim["metadata"]["namespace"].as_str(),
+                    claim["metadata"]["name"].as_str().unwrap_or(""),
+                    &patch,
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Binds `pod` to `node` and records the Scheduled event.

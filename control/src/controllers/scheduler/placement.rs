@@ -75,12 +75,29 @@ impl Candidate<'_> {
 }
 
 /// The node for `pod`, or kube-scheduler's "0/N nodes are available" message.
+#[cfg(test)]
 pub fn place(pod: &Value, candidates: &[Candidate<'_>]) -> Result<String, String> {
+    place_with(pod, candidates, |_| None)
+}
+
+/// kube-scheduler's message when a PreFilter plugin turned the pod down (`why`) before any
+/// node was looked at.
+pub fn unschedulable_everywhere(total: usize, why: &str) -> String {
+    format!("0/{total} nodes are available: {why}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.")
+}
+
+/// `place` with one more filter (`reject`: why a node does not fit, if it does not).
+pub fn place_with(
+    pod: &Value,
+    candidates: &[Candidate<'_>],
+    reject: impl Fn(&Value) -> Option<&'static str>,
+) -> Result<String, String> {
     let wants = requests_of(pod);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut fitting = Vec::new();
     for candidate in candidates {
-        let rejected = filter(pod, wants, candidate);
+        let mut rejected = filter(pod, wants, candidate);
+        rejected.extend(reject(candidate.node).map(str::to_owned));
         if rejected.is_empty() {
             fitting.push(candidate);
         }
@@ -240,7 +257,7 @@ fn selector_matches(pod: &Value, node: &Value) -> bool {
 
 /// One NodeSelectorTerm: every expression and field requirement holds (an empty term matches
 /// nothing, as in Kubernetes).
-fn term_matches(term: &Value, node: &Value) -> bool {
+pub(crate) fn term_matches(term: &Value, node: &Value) -> bool {
     let exprs = term["matchExpressions"]
         .as_array()
         .map(Vec::as_slice)
