@@ -213,7 +213,15 @@ const LOG: Subresource = Subresource {
     kind: "Pod",
     verbs: &["get"],
 };
-const POD_SUB: &[Subresource] = &[status("", "v1", "Pod"), BINDING, LOG];
+/// `pods/exec`: a command in a container, through the node's kubelet (an upgraded stream).
+const EXEC: Subresource = Subresource {
+    name: "exec",
+    group: "",
+    version: "v1",
+    kind: "PodExecOptions",
+    verbs: &["create", "get"],
+};
+const POD_SUB: &[Subresource] = &[status("", "v1", "Pod"), BINDING, LOG, EXEC];
 const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
 const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
 const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];

@@ -176,9 +176,21 @@ pub async fn run(
         let t = table.clone();
         let statuses: crate::cluster::PodStatuses =
             Arc::new(move || t.lock().unwrap_or_else(|p| p.into_inner()).statuses());
+        let (t, node) = (table.clone(), ctx.clone());
+        let exec_targets: crate::kubelet_api::exec::ExecTargets =
+            Arc::new(move |uid: &str, container: &str, pid: i32| {
+                let pod = t
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pods
+                    .get(uid)
+                    .map(|e| e.pod.clone())?;
+                crate::pod::exec_target_by_name(&node, &pod, uid, container, pid)
+            });
         let api = crate::kubelet_api::KubeletApi {
             root: ctx.config.root.clone(),
             statuses: statuses.clone(),
+            exec_targets,
         };
         tokio::spawn(crate::kubelet_api::serve(join.kubelet, Arc::new(api)));
         let pods = api_pods.clone();

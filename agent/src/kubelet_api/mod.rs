@@ -2,11 +2,13 @@
 //! only (`auth.rs`: a client certificate of the cluster CA naming the API server's
 //! kubelet-client identity; `tls.rs`), serving `GET /containerLogs/{ns}/{pod}/{container}`
 //! from the CRI log files (`container_logs.rs`, parameters in `log_options.rs`, streaming in
-//! `log_stream.rs`). The listening socket is made in the node's netns on the node's address
+//! `log_stream.rs`), and `GET|POST /exec/{ns}/{pod}/{container}` (`exec/`: the command run in
+//! the container with its stdio as WebSocket channel frames). The listening socket is made in the node's netns on the node's address
 //! (`listen.rs`). It reads pods' statuses through a closure and never changes a pod.
 
 pub mod auth;
 pub mod container_logs;
+pub mod exec;
 pub mod listen;
 pub mod log_options;
 pub mod log_stream;
@@ -46,6 +48,8 @@ pub struct KubeletApi {
     /// The agent's `--root` (logs under `<root>/logs`).
     pub root: PathBuf,
     pub statuses: Statuses,
+    /// How `exec` enters a running container.
+    pub exec_targets: exec::ExecTargets,
 }
 
 /// A bound listener and its TLS configuration, ready for [`serve`].
@@ -94,7 +98,8 @@ pub async fn serve(serving: KubeletServing, api: Arc<KubeletApi>) {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(tls), service);
+                .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "kubelet API connection");
             }
@@ -111,6 +116,11 @@ async fn route(api: &KubeletApi, req: Request<Incoming>) -> Response<Body> {
             container_logs::respond(api, ns, pod, container, &query)
         }
         (_, ["containerLogs", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (&Method::GET | &Method::POST, ["exec", ns, pod, container]) => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            exec::respond(api, req, &ns, &pod, &container)
+        }
+        (_, ["exec", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
 }

@@ -9,12 +9,85 @@ use std::time::Duration;
 
 use super::container_spec::{init_spec, ContainerInputs, ContainerPaths};
 use super::event::PodEvent;
+use super::node::NodeContext;
 use super::worker::PodWorker;
 use crate::probe::exec::ExecTarget;
 use crate::probe::net::NetTarget;
 use crate::probe::spec::container_probes;
 use crate::probe::{ContainerProbes, ProbeKind, ProbeTargets, ProbeUpdate};
-use crate::spec::qos_class;
+use crate::spec::{qos_class, Container, Pod};
+
+/// How an exec (probe, hook, `kubectl exec`) enters container `container` (at `field`) of
+/// `pod` whose PID 1 is `pid`: its namespaces, cgroup and identity (env, cwd, user,
+/// capabilities; argv is the caller's).
+pub fn exec_target(
+    ctx: &NodeContext,
+    pod: &Pod,
+    uid: &str,
+    field: &str,
+    container: &Container,
+    pid: i32,
+) -> ExecTarget {
+    let name = &container.name;
+    let process = match ctx.images.resolve(&container.image) {
+        Ok(image) => {
+            let dir = ctx.container_dir(uid, name);
+            let paths = ContainerPaths {
+                stdout_fifo: dir.join("stdout.fifo"),
+                stderr_fifo: dir.join("stderr.fifo"),
+                dir,
+            };
+            let inputs = ContainerInputs {
+                mounts: &[],
+                // Literal values only: exec probes, hooks and `kubectl exec` do not see
+                // valueFrom variables.
+                env: &crate::spec::resolve_env(&container.env),
+            };
+            match init_spec(
+                String::new(),
+                pod,
+                container,
+                field,
+                &image,
+                &paths,
+                &inputs,
+            ) {
+                Ok(spec) => spec.process,
+                Err(_) => Default::default(),
+            }
+        }
+        Err(_) => Default::default(),
+    };
+    let rel = ctx.pod_cgroup(uid, qos_class(&pod.spec)).join(name);
+    let cgroup = ctx.cgroups.open(&rel);
+    ExecTarget {
+        init_exe: ctx.config.init_exe.clone(),
+        pid,
+        cgroup_tasks: cgroup.v1_task_files(),
+        cgroup_v2_dir: cgroup.v2_dir(),
+        process,
+    }
+}
+
+/// [`exec_target`] for container `name` of `pod` (spec field found by name).
+pub fn exec_target_by_name(
+    ctx: &NodeContext,
+    pod: &Pod,
+    uid: &str,
+    name: &str,
+    pid: i32,
+) -> Option<ExecTarget> {
+    let spec = &pod.spec;
+    let (field, container) = (spec.init_containers.iter().enumerate())
+        .find(|(_, c)| c.name == name)
+        .map(|(i, c)| (format!("spec.initContainers[{i}]"), c))
+        .or_else(|| {
+            (spec.containers.iter().enumerate())
+                .find(|(_, c)| c.name == name)
+                .map(|(i, c)| (format!("spec.containers[{i}]"), c))
+        })?;
+    Some(exec_target(ctx, pod, uid, &field, container, pid))
+}
 
 impl PodWorker {
     /// Registers the probes of running container `name` (none: it is ready once running).
@@ -66,53 +139,13 @@ impl PodWorker {
         container: &crate::spec::Container,
         pid: i32,
     ) -> Arc<ProbeTargets> {
-        let name = &container.name;
-        let process = match self.ctx.images.resolve(&container.image) {
-            Ok(image) => {
-                let dir = self.ctx.container_dir(&self.uid, name);
-                let paths = ContainerPaths {
-                    stdout_fifo: dir.join("stdout.fifo"),
-                    stderr_fifo: dir.join("stderr.fifo"),
-                    dir,
-                };
-                match init_spec(
-                    String::new(),
-                    &self.pod,
-                    container,
-                    field,
-                    &image,
-                    &paths,
-                    &ContainerInputs {
-                        mounts: &[],
-                        // Literal values only: exec probes and hooks do not see valueFrom
-                        // variables.
-                        env: &crate::spec::resolve_env(&container.env),
-                    },
-                ) {
-                    Ok(spec) => spec.process,
-                    Err(_) => Default::default(),
-                }
-            }
-            Err(_) => Default::default(),
-        };
-        let rel = self
-            .ctx
-            .pod_cgroup(&self.uid, qos_class(&self.pod.spec))
-            .join(name);
-        let cgroup = self.ctx.cgroups.open(&rel);
         Arc::new(ProbeTargets {
             net: NetTarget {
                 pod_ip: self.pod_ip(),
                 netns: self.pod_netns(),
                 node_netns: self.ctx.config.node_netns.clone(),
             },
-            exec: ExecTarget {
-                init_exe: self.ctx.config.init_exe.clone(),
-                pid,
-                cgroup_tasks: cgroup.v1_task_files(),
-                cgroup_v2_dir: cgroup.v2_dir(),
-                process,
-            },
+            exec: exec_target(&self.ctx, &self.pod, &self.uid, field, container, pid),
         })
     }
 

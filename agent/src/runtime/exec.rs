@@ -60,6 +60,20 @@ fn run_exec() -> Result<i32, String> {
 /// Joins the container of `spec` and runs its command there; returns its exit code. The calling
 /// process must be single-threaded (it forks).
 pub(crate) fn exec_in_container(spec: &ExecSpec) -> Result<i32, String> {
+    let v2_dir = enter_container(spec)?;
+    let child = fork_child(v2_dir.as_ref().map(|f| f.as_fd()), || {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        let err = start_program(&spec.process);
+        eprintln!("exec: {err}");
+        127
+    })
+    .map_err(|e| format!("clone3: {e}"))?;
+    wait_exit(child)
+}
+
+/// Joins the cgroups and namespaces of the container of `spec` (the mount namespace last, so
+/// the root becomes the container's); returns the v2 cgroup directory to fork into.
+pub(crate) fn enter_container(spec: &ExecSpec) -> Result<Option<File>, String> {
     join_cgroups(&spec.cgroup_tasks)?;
     let v2_dir = open_cgroup_dir(spec.cgroup_v2_dir.as_deref())?;
     let mut handles = Vec::new();
@@ -71,19 +85,22 @@ pub(crate) fn exec_in_container(spec: &ExecSpec) -> Result<i32, String> {
     for (f, flag, name) in &handles {
         setns(f.as_fd(), *flag).map_err(|e| format!("setns {name}: {e}"))?;
     }
-    drop(handles);
-    let child = fork_child(v2_dir.as_ref().map(|f| f.as_fd()), || {
-        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-        let err = std::env::set_current_dir(&spec.process.cwd)
-            .map_err(|e| format!("workingDir {}: {e}", spec.process.cwd))
-            .and_then(|()| drop_privileges(&spec.process))
-            .err()
-            .unwrap_or_else(|| exec_program(&spec.process));
-        eprintln!("exec: {err}");
-        127
-    })
-    .map_err(|e| format!("clone3: {e}"))?;
-    let child = nix::unistd::Pid::from_raw(child);
+    Ok(v2_dir)
+}
+
+/// In the forked child: the working directory, the container's identity, then exec. Returns
+/// only on failure, with the reason.
+pub(crate) fn start_program(process: &ProcessSpec) -> String {
+    std::env::set_current_dir(&process.cwd)
+        .map_err(|e| format!("workingDir {}: {e}", process.cwd))
+        .and_then(|()| drop_privileges(process))
+        .err()
+        .unwrap_or_else(|| exec_program(process))
+}
+
+/// Waits for child `pid`; its exit code, or 128 + the signal that killed it.
+pub(crate) fn wait_exit(pid: i32) -> Result<i32, String> {
+    let child = nix::unistd::Pid::from_raw(pid);
     loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),

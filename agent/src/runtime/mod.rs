@@ -9,6 +9,7 @@ pub mod devices;
 pub mod error;
 pub mod exec;
 pub mod exec_spawner;
+pub mod exec_stream;
 pub mod init;
 pub mod init_mounts;
 pub mod init_spec;

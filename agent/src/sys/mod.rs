@@ -4,6 +4,7 @@
 //! code.
 
 pub mod clone3;
+pub mod fd_pass;
 pub mod loopback;
 pub mod netns_exec;
 pub mod netns_socket;

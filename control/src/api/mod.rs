@@ -17,6 +17,7 @@ mod namespace_cache;
 mod namespaces;
 pub(crate) mod patch;
 pub mod path;
+mod pod_exec;
 mod pod_grace;
 mod pod_log;
 mod pod_update;
@@ -171,7 +172,7 @@ pub(crate) fn map_store_error(error: store::Error) -> ApiError {
 pub async fn handle<B>(
     state: &Arc<ApiState>,
     identity: &Identity,
-    request: Request<B>,
+    mut request: Request<B>,
 ) -> Option<Response<ResponseBody>>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
@@ -205,6 +206,14 @@ where
     let method = request.method().clone();
     let uri_path = request.uri().path().to_owned();
     let raw_query = request.uri().query().unwrap_or("").to_owned();
+    let exec = call.path.subresource.as_deref() == Some("exec");
+    let upgrade = match exec {
+        true => request
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>(),
+        false => None,
+    };
+    let headers = request.headers().clone();
     let body = match read_body(request.into_body()).await {
         Ok(body) => body,
         Err(e) => return Some(e.into_response()),
@@ -221,6 +230,10 @@ where
     let result = match (method, named) {
         (Method::GET, true) if log => pod_log::get(&call, &raw_query).await,
         (other, true) if log => Err(ApiError::method_not_allowed(&other, &uri_path)),
+        (Method::GET | Method::POST, true) if exec => {
+            pod_exec::connect(&call, &raw_query, &headers, upgrade).await
+        }
+        (other, true) if exec => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::POST, true) if binding => binding::create(&call, &body).await,
         (other, true) if binding => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if scale => scale::get(&call).await,
@@ -260,7 +273,10 @@ async fn authorize(call: &Call, method: &Method, body: &[u8]) -> Result<(), ApiE
         return Ok(());
     }
     let named = call.path.name.is_some();
+    // Opening a stream into a pod is a create, also by GET (kube's WebSocket upgrade check).
+    let connect = call.path.subresource.as_deref() == Some("exec");
     let verb = match (method, named) {
+        (&Method::GET | &Method::POST, true) if connect => "create",
         (&Method::GET, true) => "get",
         (&Method::GET, false) if call.query.watch => "watch",
         (&Method::GET, false) => "list",

@@ -167,6 +167,8 @@ async fn nodes_follow_the_node_rule() {
         ("update", "pods", None, d, Some("web"), None, false),
         // Not the logs of any pod, even its own (a node is no user of pods/log).
         ("get", "pods", Some("log"), d, Some("web"), None, false),
+        // Nor a command in one (pods/exec is a create, also by GET).
+        ("create", "pods", Some("exec"), d, Some("web"), None, false),
         // Mirror pods bound to it that reference nothing it could then read; deleting pods
         // bound to it.
         ("create", "pods", None, d, Some("m"), Some(mirror_pod("n1")), true),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -79,6 +79,26 @@ impl KubeletClient {
         location: &str,
         path_and_query: &str,
     ) -> Result<Response<Incoming>, KubeletError> {
+        self.send(location, path_and_query, HeaderMap::new()).await
+    }
+
+    /// `GET` with the client's upgrade `headers` (`pods/exec`); on a 101 the connection is
+    /// taken with `hyper::upgrade::on` on the response.
+    pub async fn upgrade(
+        &self,
+        location: &str,
+        path_and_query: &str,
+        headers: HeaderMap,
+    ) -> Result<Response<Incoming>, KubeletError> {
+        self.send(location, path_and_query, headers).await
+    }
+
+    async fn send(
+        &self,
+        location: &str,
+        path_and_query: &str,
+        headers: HeaderMap,
+    ) -> Result<Response<Incoming>, KubeletError> {
         let dial = |detail: String| KubeletError::Dial {
             location: location.to_owned(),
             detail,
@@ -104,14 +124,15 @@ impl KubeletClient {
             .await
             .map_err(http)?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "kubelet connection");
             }
         });
-        let request = Request::get(path_and_query)
+        let mut request = Request::get(path_and_query)
             .header(http::header::HOST, location)
             .body(Empty::<Bytes>::new())
             .map_err(|e| dial(e.to_string()))?;
+        request.headers_mut().extend(headers);
         sender.send_request(request).await.map_err(http)
     }
 }

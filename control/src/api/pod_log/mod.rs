@@ -66,7 +66,7 @@ pub async fn get(call: &Call, raw_query: &str) -> Result<Response<ResponseBody>,
     ))
 }
 
-async fn read_node(call: &Call, node_name: &str) -> Result<serde_json::Value, ApiError> {
+pub(super) async fn read_node(call: &Call, node_name: &str) -> Result<serde_json::Value, ApiError> {
     let nodes = crate::kinds::find("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes are not served"))?;
     let key = path::object_key(nodes, None, node_name);
@@ -108,6 +108,6 @@ fn kubelet_refusal(code: StatusCode, body: String) -> ApiError {
 }
 
 /// Percent-encodes a path segment (names are DNS labels, but never trust that here).
-fn escape(segment: &str) -> String {
+pub(super) fn escape(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }

@@ -1,0 +1,141 @@
+//! `GET|POST /api/v1/namespaces/{ns}/pods/{name}/exec` (kube-apiserver's `ExecREST`): the
+//! options (`options.rs`), the container (kube's `streamLocation` texts, shared with
+//! `pods/log`), the pod's node (an unbound pod is a 400), then the client's upgrade request is
+//! forwarded to the node's kubelet `/exec/{ns}/{pod}/{container}` with the same upgrade
+//! headers. The kubelet's 101 is answered to the client and the two upgraded connections are
+//! spliced byte for byte (kube's `UpgradeAwareHandler`: the WebSocket framing is end to end);
+//! any other answer of the kubelet is passed through with its code and text, which kubectl
+//! prints after "unable to upgrade connection".
+
+mod options;
+
+pub use options::PodExecOptions;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::pod_log::{choose_container, escape, read_node};
+use super::{get, Call};
+use crate::http_util::{full, ResponseBody};
+use crate::status::ApiError;
+
+/// The most of a kubelet's error body passed on.
+const ERROR_BODY_LIMIT: usize = 16 * 1024;
+
+/// The request headers an upgrade needs, forwarded to the kubelet.
+const UPGRADE_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
+];
+
+/// The kubelet's 101 headers given back to the client.
+const SWITCH_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
+];
+
+/// Answers an exec request; `upgrade` is the client connection's pending upgrade.
+pub async fn connect(
+    call: &Call,
+    raw_query: &str,
+    headers: &HeaderMap,
+    upgrade: Option<OnUpgrade>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let name = call.path.name.clone().unwrap_or_default();
+    let opts = PodExecOptions::parse(raw_query)?;
+    let pod = get::read(call).await?;
+    let container = choose_container(&pod, opts.container.as_deref())?;
+    let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    };
+    let Some(upgrade) = upgrade else {
+        return Err(ApiError::bad_request("exec needs a connection upgrade"));
+    };
+    let node = read_node(call, node_name).await?;
+    let types = &call.state.kubelet_address_types;
+    let location = crate::kubelet::kubelet_location(&node, types).map_err(ApiError::internal)?;
+    let Some(client) = call.state.kubelet.as_ref() else {
+        return Err(ApiError::internal("this server has no kubelet client"));
+    };
+    let ns = call.path.namespace.as_deref().unwrap_or("default");
+    let path_and_query = format!(
+        "/exec/{}/{}/{}?{}",
+        escape(ns),
+        escape(&name),
+        escape(&container),
+        opts.kubelet_query()
+    );
+    let forwarded = pick(headers, UPGRADE_HEADERS);
+    let mut response = client
+        .upgrade(&location, &path_and_query, forwarded)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let status = response.status();
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut passed = Response::new(full(body));
+        *passed.status_mut() = status;
+        passed.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return Ok(passed);
+    }
+    let kubelet_side = hyper::upgrade::on(&mut response);
+    tokio::spawn(splice(upgrade, kubelet_side));
+    let mut switched = Response::new(full(Bytes::new()));
+    *switched.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *switched.headers_mut() = pick(response.headers(), SWITCH_HEADERS);
+    Ok(switched)
+}
+
+/// The named headers of `from`.
+fn pick(from: &HeaderMap, names: &[&str]) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in names {
+        for value in from.get_all(*name) {
+            if let Ok(name) = header::HeaderName::from_bytes(name.as_bytes()) {
+                out.append(name, value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Copies bytes both ways between the client's and the kubelet's upgraded connections until
+/// both are done.
+async fn splice(client: OnUpgrade, kubelet: OnUpgrade) {
+    let (client, kubelet) = match (client.await, kubelet.await) {
+        (Ok(c), Ok(k)) => (c, k),
+        (c, k) => {
+            tracing::debug!(
+                client = c.is_ok(),
+                kubelet = k.is_ok(),
+                "exec upgrade failed"
+            );
+            return;
+        }
+    };
+    let (mut client, mut kubelet) = (TokioIo::new(client), TokioIo::new(kubelet));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
+        tracing::debug!(error = %e, "exec stream");
+    }
+}
