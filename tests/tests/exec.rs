@@ -1,7 +1,8 @@
 //! `kubectl exec` with the real kubectl through bosun-control to the node's kubelet API and
 //! into the container: stdout and stderr apart, the command's exit code as kubectl's, stdin
 //! piped through (`-i`, closed at EOF), `-c` picking a container of two (its own env), a
-//! command that does not exist, kube-apiserver's text for an unknown container, a node's
+//! command that does not exist, kube-apiserver's texts for an unknown container and a pod on
+//! no node, a node's
 //! credentials refused, and `-it` through a pty (`tty` names /dev/pts/N, `stty size` is the
 //! terminal kubectl runs in).
 
@@ -154,6 +155,17 @@ fn kubectl_exec_streams_exit_codes_stdin_and_a_tty() {
     let out = exec(&["-c", "nope", "--", "true"], b"");
     assert!(
         stderr(&out).contains("container nope is not valid for pod duo"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A pod no node runs yet (its nodeSelector matches none).
+    control.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: nowhere}\nspec:\n  nodeSelector: {absent: label}\n  containers: [{name: c, image: bosun.test/busybox:1}]\n",
+    );
+    let out = kubectl(&admin, home.path(), &["exec", "nowhere", "--", "true"], b"");
+    assert!(
+        stderr(&out).contains("pod nowhere does not have a host assigned"),
         "{}",
         stderr(&out)
     );
