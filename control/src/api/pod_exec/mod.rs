@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::pod_log::{choose_container, escape, read_node};
+use super::pod_log::{choose_container, kubelet_target};
 use super::{get, Call};
 use crate::http_util::{full, ResponseBody};
 use crate::status::ApiError;
@@ -65,23 +65,11 @@ pub async fn connect(
     let Some(upgrade) = upgrade else {
         return Err(ApiError::bad_request("exec needs a connection upgrade"));
     };
-    let node = read_node(call, node_name).await?;
-    let types = &call.state.kubelet_address_types;
-    let location = crate::kubelet::kubelet_location(&node, types).map_err(ApiError::internal)?;
-    let Some(client) = call.state.kubelet.as_ref() else {
-        return Err(ApiError::internal("this server has no kubelet client"));
-    };
-    let ns = call.path.namespace.as_deref().unwrap_or("default");
-    let path_and_query = format!(
-        "/exec/{}/{}/{}?{}",
-        escape(ns),
-        escape(&name),
-        escape(&container),
-        opts.kubelet_query()
-    );
+    let target = kubelet_target(call, node_name, "exec", &container, &opts.kubelet_query()).await?;
     let forwarded = pick(headers, UPGRADE_HEADERS);
-    let mut response = client
-        .upgrade(&location, &path_and_query, forwarded)
+    let mut response = target
+        .client
+        .upgrade(&target.location, &target.path_and_query, forwarded)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let status = response.status();

@@ -29,22 +29,17 @@ pub async fn get(call: &Call, raw_query: &str) -> Result<Response<ResponseBody>,
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
         return Ok(text_response(StatusCode::OK, full(Bytes::new())));
     };
-    let node = read_node(call, node_name).await?;
-    let types = &call.state.kubelet_address_types;
-    let location = crate::kubelet::kubelet_location(&node, types).map_err(ApiError::internal)?;
-    let Some(client) = call.state.kubelet.as_ref() else {
-        return Err(ApiError::internal("this server has no kubelet client"));
-    };
-    let ns = call.path.namespace.as_deref().unwrap_or("default");
-    let path_and_query = format!(
-        "/containerLogs/{}/{}/{}?{}",
-        escape(ns),
-        escape(&name),
-        escape(&container),
-        opts.kubelet_query()
-    );
-    let response = client
-        .get(&location, &path_and_query)
+    let target = kubelet_target(
+        call,
+        node_name,
+        "containerLogs",
+        &container,
+        &opts.kubelet_query(),
+    )
+    .await?;
+    let response = target
+        .client
+        .get(&target.location, &target.path_and_query)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let status = response.status();
@@ -66,7 +61,44 @@ pub async fn get(call: &Call, raw_query: &str) -> Result<Response<ResponseBody>,
     ))
 }
 
-pub(super) async fn read_node(call: &Call, node_name: &str) -> Result<serde_json::Value, ApiError> {
+/// Where a pod's container is served: the node's kubelet location, the client that reaches it,
+/// and the kubelet path `/{endpoint}/{ns}/{pod}/{container}?{query}`.
+pub(super) struct KubeletTarget<'a> {
+    pub location: String,
+    pub client: &'a crate::kubelet::KubeletClient,
+    pub path_and_query: String,
+}
+
+/// The kubelet endpoint of `container` of the pod at `call` on `node_name`.
+pub(super) async fn kubelet_target<'a>(
+    call: &'a Call,
+    node_name: &str,
+    endpoint: &str,
+    container: &str,
+    query: &str,
+) -> Result<KubeletTarget<'a>, ApiError> {
+    let node = read_node(call, node_name).await?;
+    let types = &call.state.kubelet_address_types;
+    let location = crate::kubelet::kubelet_location(&node, types).map_err(ApiError::internal)?;
+    let Some(client) = call.state.kubelet.as_ref() else {
+        return Err(ApiError::internal("this server has no kubelet client"));
+    };
+    let ns = call.path.namespace.as_deref().unwrap_or("default");
+    let name = call.path.name.as_deref().unwrap_or_default();
+    let path_and_query = format!(
+        "/{endpoint}/{}/{}/{}?{query}",
+        escape(ns),
+        escape(name),
+        escape(container),
+    );
+    Ok(KubeletTarget {
+        location,
+        client,
+        path_and_query,
+    })
+}
+
+async fn read_node(call: &Call, node_name: &str) -> Result<serde_json::Value, ApiError> {
     let nodes = crate::kinds::find("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes are not served"))?;
     let key = path::object_key(nodes, None, node_name);
@@ -108,6 +140,6 @@ fn kubelet_refusal(code: StatusCode, body: String) -> ApiError {
 }
 
 /// Percent-encodes a path segment (names are DNS labels, but never trust that here).
-pub(super) fn escape(segment: &str) -> String {
+fn escape(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
