@@ -17,6 +17,25 @@ pub use node::{Node, NodeOptions};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
+
+/// Control and node `n` on a fabric the host is plugged into (so control reaches the node's
+/// kubelet API), the node Ready.
+pub fn reachable_node(n: u8) -> (Control, Fabric, Node) {
+    let control = Control::start();
+    let fabric = Fabric::with_host_link();
+    let options = NodeOptions {
+        fabric: Some(&fabric),
+        dataplane: false,
+        static_pods: false,
+    };
+    let mut node = Node::with(n, &control, options);
+    node.start_agent();
+    wait_until("the node is Ready", Duration::from_secs(30), || {
+        control.node_ready(&node.name)
+    });
+    (control, fabric, node)
+}
 
 /// The directory of the workspace's binaries (`target/<profile>/`), next to the test
 /// executable (`target/<profile>/deps/`).

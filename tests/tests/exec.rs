@@ -10,7 +10,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use bosun_e2e::{stderr, stdout, wait_until, Control, Fabric, Node, NodeOptions};
+use bosun_e2e::{reachable_node, stderr, stdout, wait_until, Control, Fabric, Node};
 
 const DUO: &str = r#"apiVersion: v1
 kind: Pod
@@ -31,18 +31,7 @@ spec:
 
 /// Control and one node on a fabric the host is plugged into, the pod `duo` running.
 fn cluster() -> (Control, Fabric, Node) {
-    let control = Control::start();
-    let fabric = Fabric::with_host_link();
-    let options = NodeOptions {
-        fabric: Some(&fabric),
-        dataplane: false,
-        static_pods: false,
-    };
-    let mut node = Node::with(1, &control, options);
-    node.start_agent();
-    wait_until("the node is Ready", Duration::from_secs(30), || {
-        control.node_ready(&node.name)
-    });
+    let (control, fabric, node) = reachable_node(1);
     control.apply(&DUO.replace("NODE", &node.name));
     wait_until("duo runs", Duration::from_secs(60), || {
         control.get_json(&["pod", "duo"]).is_some_and(|p| {

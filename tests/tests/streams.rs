@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bosun_e2e::{stderr, stdout, wait_until, Control, Fabric, Node, NodeOptions};
+use bosun_e2e::{reachable_node, stderr, stdout, wait_until, Control, Node};
 
 const TALKER: &str = r#"apiVersion: v1
 kind: Pod
@@ -37,23 +37,6 @@ spec:
     command: [sh, -c, 'echo "instance $(cat /proc/sys/kernel/random/uuid)"; sleep 3; exit 1']
 "#;
 
-/// Control and one node on a fabric the host is plugged into, the node Ready.
-fn cluster(n: u8) -> (Control, Fabric, Node) {
-    let control = Control::start();
-    let fabric = Fabric::with_host_link();
-    let options = NodeOptions {
-        fabric: Some(&fabric),
-        dataplane: false,
-        static_pods: false,
-    };
-    let mut node = Node::with(n, &control, options);
-    node.start_agent();
-    wait_until("the node is Ready", Duration::from_secs(30), || {
-        control.node_ready(&node.name)
-    });
-    (control, fabric, node)
-}
-
 fn debug(control: &Control, node: &Node) -> String {
     format!(
         "\n--- control log ---\n{}\n--- agent log ---\n{}",
@@ -79,7 +62,7 @@ fn container_running(control: &Control, pod: &str, container: &str) -> bool {
 
 #[test]
 fn kubectl_logs_reads_follows_and_explains() {
-    let (control, _fabric, node) = cluster(1);
+    let (control, _fabric, node) = reachable_node(1);
     control.apply(&TALKER.replace("NODE", &node.name));
     let logs = |args: &[&str]| {
         let mut all = vec!["logs"];
@@ -222,7 +205,7 @@ fn kubelet_status(url: &str, cert: Option<(&str, &str)>) -> String {
 
 #[test]
 fn the_kubelet_api_admits_only_the_api_server() {
-    let (control, _fabric, node) = cluster(2);
+    let (control, _fabric, node) = reachable_node(2);
     let url = format!("https://{}:10250/containerLogs/default/x/y", node.ip);
     let node_json = control.get_json(&["node", &node.name]).expect("node");
     assert_eq!(
