@@ -88,6 +88,43 @@ fn empty_dirs_are_shared_memory_ones_are_sized_tmpfs_and_all_go_with_the_pod() {
     assert!(node.mounts().is_empty(), "{:?}", node.mounts());
 }
 
+/// Containers' mount namespaces are cut from a template the agent copies when it starts its
+/// first container: a volume mounted on the host after that (here a Memory emptyDir of a later
+/// pod) must still reach the container as the mount it is, not as the directory under it.
+#[test]
+fn a_volume_mounted_after_the_first_container_started_reaches_later_containers() {
+    let mut node = Node::new("vol-later");
+    node.start_daemon();
+    let first = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: first}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: first, image: {BUSYBOX}, command: [sleep, '1000']}}\n"
+    );
+    node.apply("first.yaml", &first);
+    node.wait_pod("first", "running", Duration::from_secs(30), |p| {
+        p["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let volumes = "  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 2Mi}}\n";
+    let later = container(
+        "later",
+        "grep \" /mem \" /proc/mounts; echo listed; sleep 1000",
+        "    - {name: mem, mountPath: /mem}\n",
+    );
+    node.apply("later.yaml", &pod_yaml("later", volumes, &later));
+    common::wait_until("later output", Duration::from_secs(30), || {
+        node.try_logs(&["later", "-c", "later"])
+            .is_some_and(|l| l.contains("listed"))
+    });
+    let logs = node.logs(&["later", "-c", "later"]);
+    assert!(
+        logs.contains("tmpfs /mem tmpfs") && logs.contains("size=2048k"),
+        "{logs}"
+    );
+    node.remove("later.yaml");
+    node.remove("first.yaml");
+    node.wait_gone("later", Duration::from_secs(30));
+    node.wait_gone("first", Duration::from_secs(30));
+    assert!(node.mounts().is_empty(), "{:?}", node.mounts());
+}
+
 #[test]
 fn host_path_types_are_checked_and_sub_paths_never_leave_their_volume() {
     let mut node = Node::new("vol-host");

@@ -261,6 +261,11 @@ impl PodWorker {
         let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &inputs)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         spec.namespaces = self.sandbox.namespaces();
+        let own_dirs = [
+            self.ctx.config.root.as_path(),
+            self.ctx.config.run_dir.as_path(),
+        ];
+        spec.mount_template = crate::runtime::mount_template::path(&own_dirs);
         if self.pod.spec.host_network {
             // The node's network: `--node-netns`, or the agent's own (inherited).
             if let Some(node) = &self.ctx.config.node_netns {

@@ -18,7 +18,7 @@ use nix::unistd::dup2;
 
 use crate::sys::clone3::fork_child;
 
-use super::init_mounts::build_rootfs;
+use super::init_mounts::{build_rootfs, MountSource};
 use super::init_spec::ProcessSpec;
 use super::InitSpec;
 
@@ -59,6 +59,10 @@ fn intermediate(status: &mut File) -> Result<(), String> {
         setns(f.as_fd(), flag).map_err(|e| format!("setns {kind} {}: {e}", path.display()))?;
     }
     let stdio = ContainerStdio::open(&spec)?;
+    let sources = match &spec.mount_template {
+        Some(template) => Some(enter_mount_template(template, &spec.mounts)?),
+        None => None,
+    };
     // The cgroup namespace is unshared by PID 1 itself, once it is in its cgroups.
     let mut flags = CloneFlags::CLONE_NEWNS;
     if !spec.host_pid {
@@ -67,13 +71,38 @@ fn intermediate(status: &mut File) -> Result<(), String> {
     unshare(flags).map_err(|e| format!("unshare mount/pid namespaces: {e}"))?;
 
     let pid = fork_child(v2_dir.as_ref().map(|f| f.as_fd()), || {
-        let err = container_pid1(&spec, stdio, status);
+        let err = container_pid1(&spec, sources.as_deref(), stdio, status);
         let _ = writeln!(status, "error: {err}");
         127
     })
     .map_err(|e| format!("clone3: {e}"))?;
     writeln!(status, "pid {pid}").map_err(|e| format!("reporting pid: {e}"))?;
     Ok(())
+}
+
+/// Takes a detached copy of every bind mount's source, then moves this (single-threaded)
+/// process into the template mount namespace (see [`super::mount_template`]), where the
+/// sources may not exist as mounts.
+fn enter_mount_template(
+    template: &Path,
+    mounts: &[super::init_spec::BindMount],
+) -> Result<Vec<MountSource>, String> {
+    let sources = mounts
+        .iter()
+        .map(|m| {
+            let tree = crate::sys::mount_api::clone_tree(&m.source)
+                .map_err(|e| format!("taking bind mount source {}: {e}", m.source.display()))?;
+            Ok(MountSource {
+                tree,
+                is_dir: m.source.is_dir(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let f = File::open(template)
+        .map_err(|e| format!("opening mount template {}: {e}", template.display()))?;
+    setns(f.as_fd(), CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("entering mount template: {e}"))?;
+    Ok(sources)
 }
 
 /// Moves this (single-threaded) process into cgroup v1 hierarchies through their `tasks` files.
@@ -128,7 +157,12 @@ impl ContainerStdio {
 }
 
 /// PID 1 of the container: returns only on failure, with the reason.
-fn container_pid1(spec: &InitSpec, stdio: ContainerStdio, status: &File) -> String {
+fn container_pid1(
+    spec: &InitSpec,
+    sources: Option<&[MountSource]>,
+    stdio: ContainerStdio,
+    status: &File,
+) -> String {
     // Keep the status channel open only until exec succeeds.
     if let Err(e) = set_cloexec(status) {
         return format!("status channel: {e}");
@@ -143,7 +177,7 @@ fn container_pid1(spec: &InitSpec, stdio: ContainerStdio, status: &File) -> Stri
             return format!("becoming a child subreaper: {e}");
         }
     }
-    if let Err(e) = build_rootfs(spec) {
+    if let Err(e) = build_rootfs(spec, sources) {
         return e;
     }
     if let Err(e) = drop_privileges(&spec.process) {

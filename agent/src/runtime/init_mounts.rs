@@ -13,6 +13,12 @@ use super::InitSpec;
 
 type R = Result<(), String>;
 
+/// A bind mount's source carried into the container's namespace as a detached tree.
+pub struct MountSource {
+    pub tree: std::os::fd::OwnedFd,
+    pub is_dir: bool,
+}
+
 fn do_mount(
     src: Option<&str>,
     target: &Path,
@@ -31,7 +37,9 @@ fn do_mount(
 }
 
 /// Builds the rootfs and pivots into it. On return the process's `/` is the container's.
-pub fn build_rootfs(spec: &InitSpec) -> R {
+/// `sources`, when given, are the bind mounts' sources as detached trees, one per
+/// `spec.mounts` entry (the namespace was cut from the mount template).
+pub fn build_rootfs(spec: &InitSpec, sources: Option<&[MountSource]>) -> R {
     do_mount(
         None,
         Path::new("/"),
@@ -60,18 +68,17 @@ pub fn build_rootfs(spec: &InitSpec) -> R {
         Some(&opts),
     )?;
 
-    for m in &spec.mounts {
+    for (i, m) in spec.mounts.iter().enumerate() {
         let target = inside_rootfs(root, &m.destination)?;
-        let is_dir = m.source.is_dir();
-        ensure_mountpoint(&target, is_dir)?;
-        let src = m.source.display().to_string();
-        do_mount(
-            Some(&src),
-            &target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
+        match sources.and_then(|s| s.get(i)) {
+            Some(source) => attach_source(source, &m.source, &target)?,
+            None => {
+                ensure_mountpoint(&target, m.source.is_dir())?;
+                let src = m.source.display().to_string();
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+                do_mount(Some(&src), &target, None, flags, None)?;
+            }
+        }
         if m.readonly {
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
             do_mount(None, &target, None, flags, None)?;
@@ -111,6 +118,21 @@ pub fn build_rootfs(spec: &InitSpec) -> R {
             .map_err(|e| format!("workingDir {}: {e}", spec.process.cwd))?;
     }
     std::env::set_current_dir(cwd).map_err(|e| format!("workingDir {}: {e}", spec.process.cwd))
+}
+
+/// Attaches a bind mount's detached source at `target`, private like a bind mount made in
+/// the container's private namespace.
+fn attach_source(source: &MountSource, from: &Path, target: &Path) -> R {
+    ensure_mountpoint(target, source.is_dir)?;
+    crate::sys::mount_api::attach_tree(&source.tree, target).map_err(|e| {
+        format!(
+            "mount {} on {} (bind): {e}",
+            from.display(),
+            target.display()
+        )
+    })?;
+    let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+    do_mount(None, target, None, private, None)
 }
 
 fn mask_paths() -> R {

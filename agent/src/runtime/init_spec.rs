@@ -55,6 +55,12 @@ pub struct InitSpec {
     pub stdout_fifo: PathBuf,
     pub stderr_fifo: PathBuf,
     pub mounts: Vec<BindMount>,
+    /// The mount namespace the container's own is cut from ([`super::mount_template`]): the
+    /// intermediate enters it after taking detached copies of the bind-mount sources, so the
+    /// container's namespace is a copy of a small table, not of the host's. `None`: the
+    /// agent's own namespace is copied.
+    #[serde(default)]
+    pub mount_template: Option<PathBuf>,
 }
 
 /// runc's default capability set (the one Docker and containerd give a container).

@@ -14,6 +14,7 @@ pub mod init;
 pub mod init_mounts;
 pub mod init_spec;
 pub mod leftovers;
+pub mod mount_template;
 pub mod sandbox;
 pub mod spawn;
 pub mod trash;
