@@ -264,8 +264,10 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
     let label_only = resource.group.is_empty() && matches!(resource.kind, "Namespace" | "Service");
     causes.extend(name_problem(name, label_only));
     match (resource.group, resource.kind) {
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
-            workload(object, &mut causes)
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload(object, &mut causes),
+        ("apps", "StatefulSet") => {
+            workload(object, &mut causes);
+            super::validate_statefulset::stateful_set(object, &mut causes);
         }
         ("batch", "Job") => {
             pod_spec(

@@ -16,7 +16,7 @@ const ACCESS_MODES: &[&str] = &[
     "ReadWriteOncePod",
 ];
 
-fn not_supported(field: &str, value: &str, supported: &[&str]) -> FieldCause {
+pub(super) fn not_supported(field: &str, value: &str, supported: &[&str]) -> FieldCause {
     let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
     FieldCause {
         field: field.to_owned(),

@@ -8,7 +8,7 @@
 //! replaces pods of an old template (the `controller-revision-hash` label) while no more than
 //! maxUnavailable are unavailable; OnDelete leaves them. `status` counts desired, current,
 //! misscheduled, ready, available, updated and unavailable pods. Each template is kept as a
-//! ControllerRevision (`daemonset_history`) for `kubectl rollout history|undo daemonset`.
+//! ControllerRevision (`history`) for `kubectl rollout history|undo daemonset`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +17,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::client::{revision_of, ClientError, Loopback};
-use super::daemonset_history;
 use super::deployment::template_hash;
 use super::events::{record, EventType};
+use super::history::{self, HistoryError};
 use super::informer::Informer;
 use super::pods::{controller_of, is_active, ready_since};
 use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
@@ -151,7 +151,22 @@ impl Controller {
             &ds["spec"]["template"],
             ds["status"]["collisionCount"].as_i64().unwrap_or(0),
         );
-        daemonset_history::sync(&self.client, &ds, &hash).await?;
+        match history::sync(&self.client, &ds, &hash).await {
+            Ok(_) => {}
+            Err(HistoryError::Client(e)) => return Err(e),
+            Err(HistoryError::Collision(_)) => {
+                let count = ds["status"]["collisionCount"].as_i64().unwrap_or(0) + 1;
+                self.client
+                    .merge_patch_status(
+                        self.caches.daemonsets.resource,
+                        Some(namespace),
+                        ds["metadata"]["name"].as_str().unwrap_or(""),
+                        &json!({"status": {"collisionCount": count}}),
+                    )
+                    .await?;
+                return Ok(None);
+            }
+        }
         let probe = pod_for(&ds, None, &hash);
         let nodes = self.caches.nodes.list(|_| true);
         let wanted: Vec<String> = nodes

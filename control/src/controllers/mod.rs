@@ -6,7 +6,7 @@
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
 //! node lifecycle controller (`node_lifecycle`), the pod garbage collector (`podgc`), the Job
 //! controller (`job`), the CronJob controller (`cronjob`), the DaemonSet controller
-//! (`daemonset`), the PersistentVolume binder (`persistentvolume`) and the bootstrap-token and CSR
+//! (`daemonset`), the StatefulSet controller (`statefulset`), the PersistentVolume binder (`persistentvolume`) and the bootstrap-token and CSR
 //! cleaners (`cleaners`) — on the process that holds
 //! the `kube-controller-manager` Lease (`leader`).
 
@@ -14,11 +14,11 @@ mod cleaners;
 pub mod client;
 mod cronjob;
 mod daemonset;
-mod daemonset_history;
 mod deployment;
 mod endpoints;
 mod events;
 mod gc;
+mod history;
 mod informer;
 mod job;
 mod kubernetes_service;
@@ -30,6 +30,7 @@ mod pods;
 mod queue;
 mod replicaset;
 pub(crate) mod scheduler;
+mod statefulset;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,6 +134,14 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
             daemonsets: Informer::spawn(Arc::clone(store), resource_of("apps", "daemonsets")),
             pods: Arc::clone(&pods),
             nodes: Arc::clone(&nodes),
+        },
+    ));
+    tasks.extend(statefulset::spawn(
+        client.clone(),
+        statefulset::Caches {
+            sets: Informer::spawn(Arc::clone(store), resource_of("apps", "statefulsets")),
+            pods: Arc::clone(&pods),
+            claims: Arc::clone(&claims),
         },
     ));
     tasks.extend(persistentvolume::spawn(

@@ -1,11 +1,13 @@
-//! A DaemonSet's rollout history, as kube-controller-manager keeps it: one ControllerRevision
-//! per template (`<daemonset>-<template hash>`, the template's labels plus
-//! `controller-revision-hash`, owned by the DaemonSet), whose `data` is the strategic merge
+//! A DaemonSet's or StatefulSet's rollout history, as kube-controller-manager keeps it: one
+//! ControllerRevision per template (`<owner>-<template hash>`, the template's labels plus
+//! `controller-revision-hash`, controlled by the owner), whose `data` is the strategic merge
 //! patch that puts that template back (`{"spec": {"template": {…, "$patch": "replace"}}}`,
-//! what `kubectl rollout undo daemonset` applies) and whose `revision` orders them: the
-//! current template's revision is always the highest (a template seen before gets its
-//! revision bumped, as after an undo). Revisions beyond `revisionHistoryLimit` (10) that are
-//! not current are deleted, oldest first. `kubectl rollout history daemonset` reads them.
+//! what `kubectl rollout undo` applies) and whose `revision` orders them: the current
+//! template's revision is always the highest (a template seen before gets its revision
+//! bumped, as after an undo). Revisions beyond `revisionHistoryLimit` (10) that are not
+//! current are deleted, oldest first. `kubectl rollout history` reads them. A name taken by a
+//! revision of another template or owner is a hash collision: the owner's
+//! `status.collisionCount` is raised and the hash computed again.
 
 use serde_json::{json, Value};
 
@@ -17,6 +19,24 @@ const DEFAULT_HISTORY_LIMIT: usize = 10;
 
 fn revisions_resource() -> Option<&'static kinds::Resource> {
     kinds::find("apps", "v1", "controllerrevisions")
+}
+
+/// The name of a revision taken by another template or owner: the caller raises
+/// `status.collisionCount` and hashes again.
+#[derive(Debug)]
+pub struct Collision;
+
+/// What went wrong keeping the history.
+#[derive(Debug)]
+pub enum HistoryError {
+    Collision(Collision),
+    Client(ClientError),
+}
+
+impl From<ClientError> for HistoryError {
+    fn from(e: ClientError) -> Self {
+        HistoryError::Client(e)
+    }
 }
 
 /// The patch that restores `ds`'s template.
@@ -47,10 +67,11 @@ fn owned<'a>(ds: &Value, all: &'a [Value]) -> Vec<&'a Value> {
 }
 
 /// Makes sure the revision of `ds`'s current template (`hash`) exists and is the newest, and
-/// trims the history.
-pub async fn sync(client: &Loopback, ds: &Value, hash: &str) -> Result<(), ClientError> {
+/// trims the history; the owner's revisions as listed before trimming (the current one
+/// included, as created or found).
+pub async fn sync(client: &Loopback, ds: &Value, hash: &str) -> Result<Vec<Value>, HistoryError> {
     let Some(resource) = revisions_resource() else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let namespace = ds["metadata"]["namespace"].as_str();
     let ds_name = ds["metadata"]["name"].as_str().unwrap_or("");
@@ -64,8 +85,18 @@ pub async fn sync(client: &Loopback, ds: &Value, hash: &str) -> Result<(), Clien
         .await?;
     let all = list["items"].as_array().cloned().unwrap_or_default();
     let mine = owned(ds, &all);
-    let newest = mine.iter().map(|r| revision(r)).max().unwrap_or(0);
     let name = format!("{ds_name}-{hash}");
+    let taken = all.iter().find(|r| r["metadata"]["name"] == name.as_str());
+    if let Some(other) = taken {
+        let ours = mine
+            .iter()
+            .any(|m| m["metadata"]["uid"] == other["metadata"]["uid"]);
+        if !ours || other["data"] != restore_patch(ds) {
+            return Err(HistoryError::Collision(Collision));
+        }
+    }
+    let newest = mine.iter().map(|r| revision(r)).max().unwrap_or(0);
+    let mut created = None;
     match mine.iter().find(|r| r["metadata"]["name"] == name.as_str()) {
         Some(current) if revision(current) == newest => {}
         Some(current) => {
@@ -88,7 +119,7 @@ pub async fn sync(client: &Loopback, ds: &Value, hash: &str) -> Result<(), Clien
                     "name": name,
                     "namespace": namespace,
                     "labels": labels,
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": ds["kind"],
                         "name": ds_name, "uid": ds["metadata"]["uid"],
                         "controller": true, "blockOwnerDeletion": true}],
                 },
@@ -96,12 +127,13 @@ pub async fn sync(client: &Loopback, ds: &Value, hash: &str) -> Result<(), Clien
                 "revision": newest + 1,
             });
             match client.create(resource, namespace, &revision).await {
-                Ok(_) => {}
-                Err(e) if e.is_already_exists() => {}
-                Err(e) => return Err(e),
+                Ok(stored) => created = Some(stored),
+                Err(e) if e.is_already_exists() => return Err(HistoryError::Collision(Collision)),
+                Err(e) => return Err(e.into()),
             }
         }
     }
+    let listed: Vec<Value> = mine.iter().map(|r| (*r).clone()).chain(created).collect();
     let limit = ds["spec"]["revisionHistoryLimit"]
         .as_u64()
         .map_or(DEFAULT_HISTORY_LIMIT, |l| l as usize);
@@ -117,10 +149,10 @@ pub async fn sync(client: &Loopback, ds: &Value, hash: &str) -> Result<(), Clien
         match client.delete(resource, namespace, old_name, &options).await {
             Ok(_) => {}
             Err(e) if e.is_not_found() || e.is_conflict() => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(listed)
 }
 
 #[cfg(test)]
