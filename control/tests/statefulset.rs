@@ -282,6 +282,11 @@ fn ordered_pods_keep_their_identity_and_their_claims() {
         describe.contains("delete Pod web-2 in StatefulSet web successful"),
         "{describe}"
     );
+
+    // Deleting the set takes its pods (garbage collector) and leaves the claims.
+    ok(control.kubectl(&["delete", "sts", "web"]));
+    wait_until("no pod left", &control, || names(&control).is_empty());
+    assert_eq!(claims(&control), kept);
 }
 
 #[test]
@@ -385,6 +390,22 @@ fn a_rolling_update_stops_at_the_partition_and_goes_highest_first() {
     );
     let first = ok(control.kubectl(&["rollout", "history", "sts/web", "--revision=1"]));
     assert!(first.contains("busybox:1"), "{first}");
+
+    // Undo: the first template comes back as revision 3 and rolls out highest first.
+    let undone = ok(control.kubectl(&["rollout", "undo", "sts/web"]));
+    assert!(undone.contains("rolled back"), "{undone}");
+    wait_until("every pod back on busybox:1", &control, || {
+        let s = sts_status(&control);
+        ["web-0", "web-1", "web-2"].map(|p| image(&control, p)) == ["busybox:1"; 3]
+            && s["currentRevision"] == s["updateRevision"]
+    });
+    let history = ok(control.kubectl(&["rollout", "history", "sts/web"]));
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{history}");
 }
 
 #[test]
