@@ -456,4 +456,19 @@ fn on_delete_replaces_only_deleted_pods() {
         image(&control, "web-1") == "busybox:2" && sts_status(&control)["updatedReplicas"] == 1
     });
     assert_eq!(image(&control, "web-0"), "busybox:1");
+
+    // Only what kube lets change may change.
+    let out = control.kubectl(&[
+        "patch",
+        "sts",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"serviceName": "other"}}"#,
+    ]);
+    assert!(
+        stderr(&out).contains("updates to statefulset spec for fields other than"),
+        "{}",
+        stderr(&out)
+    );
 }

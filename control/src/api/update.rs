@@ -69,6 +69,7 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     let object = call.to_storage(object, Some(&old))?;
     let new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
     super::pod_update::check(&old, &new, resource)?;
+    super::validate_statefulset::check_update(&old, &new, resource)?;
     super::volume_claims::admit_update(call, &old, &new).await?;
     crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
     let stored = write(call, &key, &name, expected, new).await?;

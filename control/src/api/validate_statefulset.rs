@@ -2,12 +2,58 @@
 //! in its words, on top of the rules every workload shares; plus the fields bosun's
 //! StatefulSet controller does not carry out, refused by name rather than stored and ignored:
 //! `updateStrategy.rollingUpdate.maxUnavailable`, a `persistentVolumeClaimRetentionPolicy`
-//! other than Retain, and `ordinals.start` other than 0.
+//! other than Retain, and `ordinals.start` other than 0. At update, `ValidateStatefulSetUpdate`:
+//! only replicas, ordinals, template, updateStrategy, persistentVolumeClaimRetentionPolicy and
+//! minReadySeconds may change.
 
 use serde_json::Value;
 
 use super::validate_storage::not_supported;
-use crate::status::FieldCause;
+use crate::kinds::Resource;
+use crate::status::{ApiError, FieldCause};
+
+/// The spec fields an update may change.
+const MUTABLE: &[&str] = &[
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+];
+
+/// 422 when an update of StatefulSet `old` into `new` changes a field that may not change
+/// (kube's text).
+pub fn check_update(old: &Value, new: &Value, resource: &Resource) -> Result<(), ApiError> {
+    if (resource.group, resource.kind) != ("apps", "StatefulSet") {
+        return Ok(());
+    }
+    let fixed = |object: &Value| {
+        let mut spec = object["spec"].clone();
+        if let Some(map) = spec.as_object_mut() {
+            map.retain(|k, v| !MUTABLE.contains(&k.as_str()) && !v.is_null());
+        }
+        spec
+    };
+    if fixed(old) == fixed(new) {
+        return Ok(());
+    }
+    let cause = FieldCause {
+        field: "spec".to_owned(),
+        reason: "FieldValueForbidden",
+        message: "Forbidden: updates to statefulset spec for fields other than 'replicas', \
+                  'ordinals', 'template', 'updateStrategy', \
+                  'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
+            .to_owned(),
+    };
+    let name = new["metadata"]["name"].as_str().unwrap_or("");
+    Err(ApiError::invalid(
+        "StatefulSet.apps",
+        "StatefulSet",
+        name,
+        &[cause],
+    ))
+}
 
 /// The StatefulSet-specific causes of `object`.
 pub fn stateful_set(object: &Value, causes: &mut Vec<FieldCause>) {
@@ -140,6 +186,26 @@ mod tests {
             "updateStrategy": {"type": "OnDelete"}})
         )
         .is_empty());
+    }
+
+    #[test]
+    fn an_update_may_change_only_what_kube_lets_change() {
+        let Some(sets) = crate::kinds::find("apps", "v1", "statefulsets") else {
+            panic!("the kinds table serves statefulsets");
+        };
+        let old = json!({"metadata": {"name": "web"}, "spec": {"replicas": 1,
+            "serviceName": "a", "template": {"spec": {}}}});
+        let mut new = old.clone();
+        new["spec"]["replicas"] = json!(3);
+        new["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+        assert!(check_update(&old, &new, sets).is_ok());
+        new["spec"]["serviceName"] = json!("b");
+        let error = check_update(&old, &new, sets).expect_err("serviceName is fixed");
+        assert!(
+            error.message.contains("updates to statefulset spec"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let patched = call.to_storage(patched, Some(&old))?;
         let new = meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
         crate::api::pod_update::check(&old, &new, resource)?;
+        crate::api::validate_statefulset::check_update(&old, &new, resource)?;
         crate::api::volume_claims::admit_update(call, &old, &new).await?;
         crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
         match write(call, &key, &name, expected, new).await {
