@@ -103,6 +103,9 @@ pub fn plan(spec: &Spec, members: &[Member]) -> Vec<Step> {
         let Some(pod) = at(ordinal) else {
             return steps; // being made in this pass
         };
+        if steps.contains(&Step::Delete(ordinal)) {
+            return steps; // a failed pod, deleted above: made again from the update revision
+        }
         if pod.revision != spec.update_revision && !pod.terminating {
             steps.push(Step::Delete(ordinal));
             return steps;
@@ -194,6 +197,16 @@ mod tests {
         let mut web0 = ready(0, "new");
         web0.failed = true;
         web0.running_and_ready = false;
-        assert_eq!(plan(&spec(2, true, Some(0)), &[web0]), [Step::Delete(0)]);
+        assert_eq!(
+            plan(&spec(2, true, Some(0)), &[web0.clone()]),
+            [Step::Delete(0)]
+        );
+        // Parallel: deleted once, not a second time for being old.
+        web0.revision = "old".into();
+        let web1 = ready(1, "new");
+        assert_eq!(
+            plan(&spec(2, false, Some(0)), &[web0, web1]),
+            [Step::Delete(0)]
+        );
     }
 }
