@@ -3,7 +3,8 @@
 //! labels) and its own claim `data-web-N`, made before it and kept when the pod is deleted or
 //! the set scaled down (3→1→3 reattaches the same claims, same uids); scale-down goes from the
 //! highest ordinal; Parallel makes every pod at once; RollingUpdate with a partition replaces
-//! only the ordinals at or above it, highest first; OnDelete replaces only deleted pods;
+//! only the ordinals at or above it, highest first; OnDelete replaces only deleted pods; an
+//! orphan pod named like a member is adopted;
 //! `kubectl get sts`, `rollout status|history` and `describe` show it all.
 //!
 //! No agent runs in these tests: the test plays the kubelet, either by hand (`mark_ready`,
@@ -434,10 +435,25 @@ fn on_delete_replaces_only_deleted_pods() {
         stderr(&out)
     );
 
+    // An orphan named like a member and matching the selector is adopted, not replaced.
+    let orphan = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-0", "labels": {"app": "web"}},
+        "spec": {"schedulerName": "test-none", "containers": [{"name": "c", "image": "busybox:1"}]}});
+    let file = control.dir.path().join("orphan.json");
+    std::fs::write(&file, orphan.to_string()).expect("write the manifest");
+    ok(control.kubectl(&["create", "-f", file.to_str().expect("utf-8 path")]));
+    let orphan_uid = pods(&control)[0].1["metadata"]["uid"].clone();
     ok(apply(
         &control,
         &set(2, "OrderedReady", json!({"type": "OnDelete"})),
     ));
+    wait_until("web-0 adopted with its identity labels", &control, || {
+        pods(&control).first().is_some_and(|(_, p)| {
+            p["metadata"]["ownerReferences"][0]["kind"] == "StatefulSet"
+                && p["metadata"]["labels"]["apps.kubernetes.io/pod-index"] == "0"
+                && p["metadata"]["uid"] == orphan_uid
+        })
+    });
     wait_until("two ready pods", &control, || {
         sts_status(&control)["readyReplicas"] == 2
     });

@@ -5,8 +5,8 @@
 //! `plan` decides (OrderedReady or Parallel; RollingUpdate down to `partition`, or OnDelete).
 //! Each template is a ControllerRevision (`history`); a pod carries its revision's name in
 //! `controller-revision-hash`, and a pod below the partition is made again from the current
-//! revision's template. Orphan pods named like members and matching the selector are adopted,
-//! owned pods that stop matching are released. `status` counts replicas, ready, available,
+//! revision's template. Orphan pods named like members and matching the selector are adopted
+//! (and given their identity labels), owned pods that stop matching are released. `status` counts replicas, ready, available,
 //! current and updated pods and names the current and update revisions, as `kubectl rollout
 //! status statefulset` reads them. Writes are recorded as kube's events
 //! (`create Pod web-0 in StatefulSet web successful`).
@@ -120,9 +120,13 @@ impl Controller {
             .collect();
         let spec = spec_of(&set, &revisions.update);
         let mut written = 0;
-        for member in members.iter().filter(|m| m.ordinal < spec.replicas) {
-            if !member.terminating {
-                self.create_claims(&set, member.ordinal).await?;
+        for pod in &owned {
+            let Some(ordinal) = ordinal_of(name, pod) else {
+                continue;
+            };
+            if ordinal < spec.replicas && pod["metadata"]["deletionTimestamp"].is_null() {
+                self.create_claims(&set, ordinal).await?;
+                written = written.max(self.restore_identity(pod, ordinal).await?);
             }
         }
         for step in plan::plan(&spec, &members) {
@@ -228,6 +232,38 @@ impl Controller {
             }
         }
         Ok(owned)
+    }
+
+    /// Puts back the identity labels of a member pod that lacks them (an adopted orphan, a
+    /// user's edit), as kube's `updateStatefulPod`; the revision written, 0 if none.
+    async fn restore_identity(&self, pod: &Value, ordinal: usize) -> Result<i64, ClientError> {
+        let labels = &pod["metadata"]["labels"];
+        let name = &pod["metadata"]["name"];
+        let index = ordinal.to_string();
+        if labels[identity::POD_NAME_LABEL] == *name
+            && labels[identity::POD_INDEX_LABEL] == index.as_str()
+        {
+            return Ok(0);
+        }
+        let patch = json!({"metadata": {
+            "labels": {identity::POD_NAME_LABEL: name, identity::POD_INDEX_LABEL: index},
+            "resourceVersion": pod["metadata"]["resourceVersion"],
+        }});
+        match self
+            .client
+            .merge_patch(
+                self.caches.pods.resource,
+                pod["metadata"]["namespace"].as_str(),
+                name.as_str().unwrap_or(""),
+                &patch,
+            )
+            .await
+        {
+            Ok(stored) => Ok(revision_of(&stored)),
+            // Changed or gone meanwhile: the pass that sees the change looks again.
+            Err(e) if e.is_conflict() || e.is_not_found() => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates the claims of `ordinal` that do not exist yet.
