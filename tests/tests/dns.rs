@@ -1,0 +1,277 @@
+//! Cluster DNS from a pod, with the real kubectl: one node on a fabric (the eBPF dataplane
+//! steers the kube-dns ClusterIP to the node's own DNS server), a busybox client resolving
+//! `web.default.svc.cluster.local` and the short name `web` (search domains of ClusterFirst)
+//! to the ClusterIP, a headless Service to every ready pod, an ExternalName to its CNAME, a
+//! name outside the cluster through the test's own upstream resolver (a tiny DNS server in the
+//! node's netns on 127.0.0.1:53, the only `nameserver` of the node's `--resolv-conf`), a pod
+//! leaving a headless Service dropped from the answers within two seconds, and `kubectl
+//! cluster-info` listing CoreDNS.
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bosun_e2e::{stdout, wait_until, Control, Fabric, Node, NodeOptions};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+/// The only name the test's upstream knows.
+const OUTSIDE: &str = "outside.example.";
+const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+
+const APPS: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: bosun.test/busybox:1, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-0, labels: {app: db}}
+spec:
+  nodeName: NODE
+  hostname: db-0
+  subdomain: db
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: bosun.test/busybox:1, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, labels: {app: db}}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: bosun.test/busybox:1, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{name: pg, port: 5432}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec:
+  type: ExternalName
+  externalName: outside.example
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: bosun.test/busybox:1, command: [sleep, "3600"]}
+"#;
+
+/// A DNS server on 127.0.0.1:53 in `node`'s netns answering [`OUTSIDE`] and NXDOMAIN for
+/// everything else; counts the queries it answered. Ends with the process.
+fn upstream(node: &Node) -> Arc<AtomicUsize> {
+    let socket = node
+        .netns
+        .run_in(|| UdpSocket::bind("127.0.0.1:53"))
+        .expect("bind the test's upstream resolver in the node's netns");
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = Message::new();
+            reply
+                .set_id(query.id())
+                .set_message_type(MessageType::Response)
+                .set_recursion_available(true)
+                .add_queries(query.queries().to_vec());
+            match query.queries().first() {
+                Some(q) if q.name().to_ascii().eq_ignore_ascii_case(OUTSIDE) => {
+                    if q.query_type() == RecordType::A {
+                        let name = Name::from_ascii(OUTSIDE).expect("name");
+                        reply.add_answer(Record::from_rdata(name, 60, RData::A(A(OUTSIDE_IP))));
+                    }
+                }
+                _ => {
+                    reply.set_response_code(ResponseCode::NXDomain);
+                }
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+            if let Ok(bytes) = reply.to_vec() {
+                let _ = socket.send_to(&bytes, from);
+            }
+        }
+    });
+    count
+}
+
+/// Polls `condition` until it holds or `timeout` passes; whether it held.
+fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn nslookup(control: &Control, name: &str) -> String {
+    let out = control.kubectl(&["exec", "client", "--", "nslookup", name]);
+    format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr))
+}
+
+fn pod_ip(control: &Control, pod: &str) -> String {
+    let p = control.get_json(&["pod", pod]).expect("pod");
+    p["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn debug(control: &Control, node: &Node) -> String {
+    let tail = |t: String| {
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    format!(
+        "\n--- control log ---\n{}\n--- agent log ---\n{}",
+        tail(control.log()),
+        tail(node.log())
+    )
+}
+
+#[test]
+fn pods_resolve_services_by_name_and_the_rest_through_the_nodes_resolvers() {
+    let control = Control::start();
+    let fabric = Fabric::with_host_link();
+    let options = NodeOptions {
+        fabric: Some(&fabric),
+        dataplane: true,
+        static_pods: false,
+    };
+    let mut node = Node::with(1, &control, options);
+    let queries = upstream(&node);
+    std::fs::write(
+        node.resolv_conf(),
+        "nameserver 127.0.0.1\nsearch corp.test\n",
+    )
+    .expect("write the node's resolv.conf");
+    node.start_agent();
+    wait_until("the node is Ready", Duration::from_secs(30), || {
+        control.node_ready(&node.name)
+    });
+    control.apply(&APPS.replace("NODE", &node.name));
+    wait_until("the pods run", Duration::from_secs(60), || {
+        ["web", "db-0", "db-1", "client"].iter().all(|p| {
+            control.get_json(&["pod", p]).is_some_and(|p| {
+                p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+            })
+        })
+    });
+    let resolv = control.kubectl_ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(
+        resolv,
+        "search default.svc.cluster.local svc.cluster.local cluster.local corp.test\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    let info = control.kubectl_ok(&["cluster-info"]);
+    assert!(info.contains("CoreDNS"), "{info}");
+    let web_ip = control.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+
+    let mut last = String::new();
+    let found = |name: &str, want: &[&str], last: &mut String| {
+        *last = nslookup(&control, name);
+        want.iter().all(|w| last.contains(w))
+    };
+    let ok = wait_for(Duration::from_secs(20), || {
+        found("web.default.svc.cluster.local", &[&web_ip], &mut last)
+    });
+    assert!(ok, "web by FQDN: {last}{}", debug(&control, &node));
+    assert!(
+        found("web", &[&web_ip], &mut last),
+        "web by short name: {last}"
+    );
+    let (db0, db1) = (pod_ip(&control, "db-0"), pod_ip(&control, "db-1"));
+    let ok = wait_for(Duration::from_secs(20), || {
+        found("db.default.svc.cluster.local", &[&db0, &db1], &mut last)
+    });
+    assert!(ok, "headless db: every ready pod ({db0}, {db1}): {last}");
+    assert!(
+        found("db-0.db.default.svc.cluster.local", &[&db0], &mut last),
+        "db-0 by hostname: {last}"
+    );
+    assert!(
+        found(
+            "ext.default.svc.cluster.local",
+            &["outside.example"],
+            &mut last
+        ),
+        "ExternalName CNAME: {last}"
+    );
+    let before = queries.load(Ordering::SeqCst);
+    assert!(
+        found("outside.example", &[&OUTSIDE_IP.to_string()], &mut last),
+        "forwarded: {last}"
+    );
+    assert!(
+        queries.load(Ordering::SeqCst) > before,
+        "the test's upstream answered"
+    );
+    let missing = nslookup(&control, "nope.default.svc.cluster.local");
+    assert!(
+        missing.contains("NXDOMAIN") || missing.contains("can't find"),
+        "{missing}"
+    );
+
+    // db-1 leaves the Service: gone from the answers within two seconds of its slice change.
+    control.kubectl_ok(&["label", "pod", "db-1", "app=gone", "--overwrite"]);
+    wait_until(
+        "db-1 leaves the EndpointSlice",
+        Duration::from_secs(20),
+        || {
+            let slices = control.kubectl_ok(&[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=db",
+                "-o",
+                "json",
+            ]);
+            !slices.contains(&format!("\"{db1}\""))
+        },
+    );
+    let changed = Instant::now();
+    let ok = wait_for(Duration::from_secs(5), || {
+        let out = nslookup(&control, "db.default.svc.cluster.local");
+        let done = out.contains(&db0) && !out.contains(&db1);
+        last = out;
+        done
+    });
+    let took = changed.elapsed();
+    assert!(ok, "db-1 still answered: {last}");
+    assert!(
+        took < Duration::from_secs(2) + Duration::from_millis(800),
+        "took {took:?}"
+    );
+}
