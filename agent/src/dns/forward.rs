@@ -92,7 +92,11 @@ impl Forwarder {
                 continue;
             }
             match tokio::time::timeout(TIMEOUT, rx).await {
-                Ok(Ok(answer)) => {
+                Ok(Ok(mut answer)) => {
+                    // Clients see at most what the cache keeps.
+                    for r in answer.answers_mut() {
+                        r.set_ttl(r.ttl().min(MAX_TTL));
+                    }
                     self.store(key, &answer);
                     return Ok(answer);
                 }
@@ -193,5 +197,90 @@ async fn receive(fw: std::sync::Weak<Forwarder>, socket: Arc<UdpSocket>) {
         if let Some(tx) = waiter {
             let _ = tx.send(msg);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Name, Record};
+
+    use super::*;
+
+    /// A resolver on loopback answering every A query with 192.0.2.1 (TTL `ttl`); counts.
+    async fn upstream(ttl: u32) -> (SocketAddr, Arc<AtomicUsize>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let Ok(q) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut reply = Message::new();
+                reply
+                    .set_id(q.id())
+                    .set_message_type(MessageType::Response)
+                    .add_queries(q.queries().to_vec());
+                if let Some(query) = q.queries().first() {
+                    let a = RData::A(A(Ipv4Addr::new(192, 0, 2, 1)));
+                    reply.add_answer(Record::from_rdata(query.name().clone(), ttl, a));
+                }
+                let _ = socket.send_to(&reply.to_vec().expect("encode"), from).await;
+            }
+        });
+        (addr, count)
+    }
+
+    async fn forwarder(upstreams: Vec<SocketAddr>) -> Arc<Forwarder> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        Forwarder::start(upstreams, socket)
+    }
+
+    #[tokio::test]
+    async fn answers_come_from_the_upstream_then_from_the_cache() {
+        let (addr, count) = upstream(60).await;
+        let fw = forwarder(vec![addr]).await;
+        let name = Name::from_ascii("example.org.").expect("name");
+        for _ in 0..3 {
+            let answer = fw
+                .resolve(&name, RecordType::A, DNSClass::IN)
+                .await
+                .expect("answer");
+            assert_eq!(
+                answer.answers()[0].data(),
+                &RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))
+            );
+            // Cached for at most MAX_TTL, whatever the upstream's TTL.
+            assert!(answer.answers()[0].ttl() <= MAX_TTL);
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        let other = Name::from_ascii("example.net.").expect("name");
+        fw.resolve(&other, RecordType::A, DNSClass::IN)
+            .await
+            .expect("answer");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_silent_upstream_is_skipped_for_the_next() {
+        // Bound and never read: queries to it go unanswered.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let (addr, count) = upstream(0).await;
+        let fw = forwarder(vec![silent.local_addr().expect("addr"), addr]).await;
+        let name = Name::from_ascii("example.org.").expect("name");
+        let answer = fw.resolve(&name, RecordType::A, DNSClass::IN).await;
+        assert!(answer.is_ok(), "{answer:?}");
+        // TTL 0 is never cached.
+        fw.resolve(&name, RecordType::A, DNSClass::IN)
+            .await
+            .expect("answer");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 }
