@@ -220,7 +220,11 @@ fn pods_resolve_services_by_name_and_the_rest_through_the_nodes_resolvers() {
     });
     assert!(ok, "web by FQDN: {last}{}", debug(&control, &node));
     let short = answers("web", &mut last);
-    assert_eq!(short, [web_ip.clone()], "web by short name: {last}");
+    assert_eq!(
+        short,
+        std::slice::from_ref(&web_ip),
+        "web by short name: {last}"
+    );
     let srv = nslookup(
         &control,
         "-type=srv _http._tcp.web.default.svc.cluster.local",
@@ -242,7 +246,11 @@ fn pods_resolve_services_by_name_and_the_rest_through_the_nodes_resolvers() {
     });
     assert!(ok, "headless db: every ready pod ({db0}, {db1}): {last}");
     let by_hostname = answers("db-0.db.default.svc.cluster.local", &mut last);
-    assert_eq!(by_hostname, [db0.clone()], "db-0 by hostname: {last}");
+    assert_eq!(
+        by_hostname,
+        std::slice::from_ref(&db0),
+        "db-0 by hostname: {last}"
+    );
     let ext = nslookup(&control, "-type=cname ext.default.svc.cluster.local");
     assert!(
         ext.contains("canonical name = outside.example"),
