@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config_source;
 pub mod daemon;
 pub mod dataplane;
+pub mod dns;
 pub mod foreground;
 pub mod image;
 pub mod kubelet_api;

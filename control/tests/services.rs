@@ -72,6 +72,39 @@ fn the_kubernetes_service_points_at_the_server() {
 }
 
 #[test]
+fn kube_dns_is_kept_at_the_tenth_address_and_cluster_info_lists_it() {
+    let control = Control::start();
+    wait_until("the kube-dns Service exists", &control, || {
+        control
+            .kubectl(&["get", "svc", "kube-dns", "-n", "kube-system"])
+            .status
+            .success()
+    });
+    let out = control.kubectl(&["get", "svc/kube-dns", "-n", "kube-system", "-o", "json"]);
+    let svc: Value = serde_json::from_str(&ok(out)).expect("JSON");
+    assert_eq!(svc["spec"]["clusterIP"], "10.96.0.10", "{svc}");
+    let ports: Vec<String> = svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("{}/{}/{}", p["name"], p["port"], p["protocol"]))
+        .collect();
+    assert!(
+        ports.contains(&"\"dns\"/53/\"UDP\"".to_string()),
+        "{ports:?}"
+    );
+    assert!(
+        ports.contains(&"\"dns-tcp\"/53/\"TCP\"".to_string()),
+        "{ports:?}"
+    );
+    let info = ok(control.kubectl(&["cluster-info"]));
+    assert!(
+        info.contains("CoreDNS is running at") && info.contains("services/kube-dns:dns/proxy"),
+        "{info}"
+    );
+}
+
+#[test]
 fn cluster_ips_node_ports_and_endpoints() {
     let control = Control::start();
     let _kubelets = FakeKubelets::start(&control, "default");

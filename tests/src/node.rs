@@ -95,6 +95,8 @@ impl Node {
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("cni")).expect("create the node's directories");
         std::fs::create_dir_all(base.join("manifests")).expect("create the manifest dir");
+        // The node's resolvers are the test's: none unless it writes some (never the host's).
+        std::fs::write(base.join("resolv.conf"), "").expect("write the node's resolv.conf");
         let node = Node {
             cgroup_root: format!("bosun-e2e-{name}"),
             metrics_port: bpffs.as_ref().map(|_| crate::control::free_port()),
@@ -146,6 +148,7 @@ impl Node {
         c.arg("--cni-bin-dir")
             .arg(binary("bosun-cni", "bosun-cni").parent().expect("bin dir"));
         c.args(["--node-ip", &self.ip, "--pod-cidr", &self.pod_cidr]);
+        c.arg("--resolv-conf").arg(self.resolv_conf());
         c.args(["--log-level", "info,bosun_agent=debug"]);
         c
     }
@@ -185,6 +188,12 @@ impl Node {
             .spawn()
             .expect("spawn bosun-agent");
         self.agent = Some(child);
+    }
+
+    /// The node's resolver configuration (`--resolv-conf`), empty unless the test writes it
+    /// before starting the agent: the upstreams of the node's cluster DNS server.
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.base.join("resolv.conf")
     }
 
     /// The node's kubeconfig (`--kubeconfig`).

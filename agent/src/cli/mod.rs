@@ -1,5 +1,6 @@
 //! Flags and subcommands of `bosun-agent`, and their dispatch.
 
+mod dns;
 mod images;
 mod logs;
 mod network;
@@ -118,6 +119,22 @@ pub struct Args {
     /// when --node-netns is given. Default: the node's IP (--node-ip).
     #[arg(long)]
     pub address: Option<std::net::IpAddr>,
+    /// The cluster DNS address pods get as their nameserver (kubelet's `--cluster-dns`),
+    /// served by this node's own DNS server; `none`: no cluster DNS. Default: the 10th address
+    /// of --service-cidr (kube-dns's ClusterIP).
+    #[arg(long, value_name = "IP|none")]
+    pub cluster_dns: Option<String>,
+    /// The cluster's DNS domain (kubelet's `--cluster-domain`).
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The node's resolver configuration: what `dnsPolicy: Default` pods get, the search
+    /// domains appended for `ClusterFirst`, and the upstreams cluster DNS forwards to.
+    #[arg(long, global = true, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+    /// The port of the node's DNS server on the node's IP (the cluster DNS address's port 53
+    /// is steered there).
+    #[arg(long, default_value_t = 53)]
+    pub dns_port: u16,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long, global = true)]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -231,6 +248,7 @@ fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<
         },
         node_netns: args.node_netns.clone(),
         node_ip: args.node_ip,
+        dns: dns::pod_settings(args, dns_runs(args)?)?,
     };
     let puller = match Puller::new(&args.insecure_registries) {
         Ok(p) => Some(p),
@@ -349,18 +367,32 @@ fn run_foreground(args: &Args, file: &Path) -> anyhow::Result<ExitCode> {
     ))
 }
 
-/// Starts the eBPF service dataplane unless `--dataplane none` (or `--network none` without
-/// `--dataplane ebpf`), and registers its counters with the metrics endpoint.
-fn dataplane(args: &Args, ctx: &NodeContext) -> anyhow::Result<Option<Arc<Mutex<Dataplane>>>> {
-    let wanted = args
-        .dataplane
+/// `--dataplane`, default ebpf with `--network cni`.
+fn dataplane_wanted(args: &Args) -> &str {
+    args.dataplane
         .as_deref()
         .unwrap_or(if args.network_mode(Role::Daemon) == "cni" {
             "ebpf"
         } else {
             "none"
-        });
-    if wanted == "none" {
+        })
+}
+
+/// The node runs its cluster DNS server: joined, with the eBPF dataplane (which steers the
+/// cluster DNS address to it), and `--cluster-dns` not `none`.
+fn dns_runs(args: &Args) -> anyhow::Result<bool> {
+    let wanted = args.kubeconfig.is_some() && dataplane_wanted(args) == "ebpf";
+    Ok(wanted && dns::cluster_dns_address(args)?.is_some())
+}
+
+/// Starts the eBPF service dataplane unless `--dataplane none` (or `--network none` without
+/// `--dataplane ebpf`), and registers its counters with the metrics endpoint.
+fn dataplane(
+    args: &Args,
+    ctx: &NodeContext,
+    dns_server: Option<std::net::SocketAddrV4>,
+) -> anyhow::Result<Option<Arc<Mutex<Dataplane>>>> {
+    if dataplane_wanted(args) == "none" {
         return Ok(None);
     }
     let service_cidr = match args.service_cidr.parse::<ipnet::IpNet>() {
@@ -375,6 +407,10 @@ fn dataplane(args: &Args, ctx: &NodeContext) -> anyhow::Result<Option<Arc<Mutex<
         service_cidr,
         node_netns: args.node_netns.clone(),
         map_sizes: bosun_ebpf::MapSizes::default(),
+        cluster_dns: match (dns::cluster_dns_address(args)?, dns_server) {
+            (Some(vip), Some(server)) => Some((vip, server)),
+            _ => None,
+        },
     };
     let dp = Dataplane::start(&cfg).context("starting the eBPF service dataplane")?;
     let dp = Arc::new(Mutex::new(dp));
@@ -449,11 +485,16 @@ fn run_daemon(args: &Args) -> anyhow::Result<ExitCode> {
     // The daemon's node routes stay when it stops (`bosun-agent network teardown` removes them).
     added_routes.keep();
     let ctx = node_context(args, network)?;
-    let dataplane = dataplane(args, &ctx)?;
     let node = match &args.kubeconfig {
         Some(_) => Some(node_identity(args, &ctx)?),
         None => None,
     };
+    let dns = match (&node, dns_runs(args)?) {
+        (Some(node), true) => Some(dns::serving(args, node.ip)?),
+        _ => None,
+    };
+    let dataplane = dataplane(args, &ctx, dns.as_ref().map(|d| d.2))?;
+    let mut dns = dns.map(|(sockets, serving, _)| (sockets, serving));
     let rt = tokio_runtime()?;
     rt.block_on(async {
         let join = match (&args.kubeconfig, node) {
@@ -468,6 +509,7 @@ fn run_daemon(args: &Args) -> anyhow::Result<ExitCode> {
                     client,
                     node,
                     kubelet,
+                    dns: dns.take(),
                 })
             }
             _ => None,

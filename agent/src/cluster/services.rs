@@ -59,6 +59,8 @@ impl ApiServices {
 pub struct ServiceWatch {
     pub state: Mutex<ApiServices>,
     pub changed: Notify,
+    /// The cluster DNS server's wake-up (its zone follows the same changes).
+    pub dns_changed: Notify,
 }
 
 impl ServiceWatch {
@@ -72,6 +74,7 @@ impl ServiceWatch {
         s.generation += 1;
         drop(s);
         self.changed.notify_one();
+        self.dns_changed.notify_one();
     }
 }
 

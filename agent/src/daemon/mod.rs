@@ -134,6 +134,8 @@ pub struct Join {
     pub node: NodeIdentity,
     /// The kubelet API's listener, served beside the node's loops.
     pub kubelet: crate::kubelet_api::KubeletServing,
+    /// The node's cluster DNS server (with the dataplane), fed by the Service watch.
+    pub dns: Option<(crate::dns::DnsSockets, crate::dns::DnsServing)>,
 }
 
 /// Runs the daemon until the process is asked to stop.
@@ -156,10 +158,19 @@ pub async fn run(
     let static_pods: crate::cluster::StaticPods = Arc::default();
     let joined = join.is_some();
     // The cluster's Services, for the dataplane (when there is one).
-    let api_services = match (&join, &dataplane) {
+    let mut join = join;
+    let api_services = match (&mut join, &dataplane) {
         (Some(join), Some(_)) => {
             let watch = Arc::new(ServiceWatch::default());
             crate::cluster::services::spawn(join.client.clone(), watch.clone());
+            if let Some((sockets, serving)) = join.dns.take() {
+                let watch = watch.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = crate::dns::serve(sockets, serving, watch).await {
+                        tracing::error!(error = %e, "cluster DNS server stopped");
+                    }
+                });
+            }
             Some(watch)
         }
         _ => None,

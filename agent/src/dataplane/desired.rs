@@ -3,7 +3,7 @@
 //! field and only that Service (or that port) is left out.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use bosun_ebpf::{Backend, Protocol as LbProtocol, ServiceKey, ServiceSpec as LbSpec};
@@ -120,6 +120,9 @@ pub struct Limits {
     pub service_cidr: Ipv4Net,
     /// Most backends one service may have (the backend map holds two generations).
     pub max_backends: usize,
+    /// The cluster DNS address and this node's DNS server: port 53 of the address, UDP and
+    /// TCP, goes to the node's own server whatever Service claims it (node-local DNS).
+    pub cluster_dns: Option<(Ipv4Addr, SocketAddrV4)>,
 }
 
 /// Everything that should be programmed, and what could not be.
@@ -214,6 +217,27 @@ pub fn desired_state(
                 }
                 out.services.insert(key, (owner.clone(), spec.clone()));
             }
+        }
+    }
+    if let Some((vip, server)) = limits.cluster_dns {
+        for (protocol, port_name) in [(LbProtocol::Udp, "dns"), (LbProtocol::Tcp, "dns-tcp")] {
+            let key = ServiceKey {
+                ip: vip,
+                port: 53,
+                protocol,
+            };
+            let owner = out.services.remove(&key).map(|(o, _)| o);
+            let owner = owner.unwrap_or_else(|| ServiceRef {
+                namespace: "kube-system".into(),
+                name: "kube-dns".into(),
+                port_name: port_name.into(),
+            });
+            let spec = LbSpec {
+                backends: vec![Backend::ready(*server.ip(), server.port())],
+                affinity_timeout: None,
+                maglev: false,
+            };
+            out.services.insert(key, (owner, spec));
         }
     }
     out

@@ -21,6 +21,7 @@ fn limits() -> Limits {
     Limits {
         service_cidr: "10.96.0.0/16".parse().expect("cidr"),
         max_backends: 4,
+        cluster_dns: None,
     }
 }
 
@@ -229,4 +230,35 @@ fn the_adoption_grace_keeps_running_pods_that_were_serving() {
     let state = desired_state(&svcs, &[], &pods, &limits());
     let ip = Ipv4Addr::new(10, 244, 0, 1);
     assert_eq!(backends(&state, key([10, 96, 0, 10], 80)), vec![(ip, 8001)]);
+}
+
+#[test]
+fn the_cluster_dns_address_goes_to_the_nodes_own_server() {
+    let dns: Service = crate::spec::service_from_api(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+        "spec": {"clusterIP": "10.96.0.10", "selector": {"k8s-app": "kube-dns"},
+            "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                      {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}
+    }))
+    .expect("service");
+    let server: std::net::SocketAddrV4 = "192.168.7.1:53".parse().expect("addr");
+    let limits = Limits {
+        cluster_dns: Some(("10.96.0.10".parse().expect("ip"), server)),
+        ..limits()
+    };
+    for services in [vec![dns], vec![]] {
+        let state = desired_state(&services, &[], &[], &limits);
+        assert!(state.errors.is_empty(), "{:?}", state.errors);
+        for protocol in [LbProtocol::Udp, LbProtocol::Tcp] {
+            let key = ServiceKey {
+                ip: "10.96.0.10".parse().expect("ip"),
+                port: 53,
+                protocol,
+            };
+            let (owner, spec) = &state.services[&key];
+            assert_eq!(owner.name, "kube-dns");
+            assert_eq!(spec.backends, [Backend::ready(*server.ip(), 53)]);
+        }
+    }
 }

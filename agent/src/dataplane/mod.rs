@@ -49,6 +49,8 @@ pub struct DataplaneConfig {
     pub node_netns: Option<PathBuf>,
     /// Sizes for newly created maps (adopted maps keep theirs).
     pub map_sizes: MapSizes,
+    /// The cluster DNS address steered to this node's DNS server (see [`Limits`]).
+    pub cluster_dns: Option<(Ipv4Addr, std::net::SocketAddrV4)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +146,7 @@ impl Dataplane {
             limits: Limits {
                 service_cidr: cfg.service_cidr,
                 max_backends,
+                cluster_dns: cfg.cluster_dns,
             },
             owners: BTreeMap::new(),
             reported: BTreeSet::new(),

@@ -331,16 +331,18 @@ pub fn pod_hostname(pod: &Pod) -> String {
         .unwrap_or_else(|| pod.metadata.name.clone())
 }
 
-/// The node's resolver configuration, which every pod gets: kubelet's `Default` DNS policy, and
-/// what `ClusterFirst` falls back to while the node has no cluster DNS (`None` is refused).
-const NODE_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// The node's hosts file, the base of a hostNetwork pod's `/etc/hosts`.
 const NODE_HOSTS: &str = "/etc/hosts";
 
 /// The pod-level files bind-mounted into every container: /etc/hosts (the pod's names, or the
-/// node's file with hostNetwork, plus hostAliases), /etc/hostname and /etc/resolv.conf (the
-/// node's; left to the image when the node has none).
-pub fn pod_files(dir: &Path, pod: &Pod, hostname: &str) -> std::io::Result<Vec<BindMount>> {
+/// node's file with hostNetwork, plus hostAliases), /etc/hostname and /etc/resolv.conf (from
+/// the pod's dnsPolicy and dnsConfig, see `crate::dns::resolv`).
+pub fn pod_files(
+    dir: &Path,
+    pod: &Pod,
+    hostname: &str,
+    dns: &super::PodDnsSettings,
+) -> std::io::Result<Vec<BindMount>> {
     std::fs::create_dir_all(dir)?;
     let mut hosts_text = if pod.spec.host_network {
         std::fs::read_to_string(NODE_HOSTS)?
@@ -374,19 +376,27 @@ pub fn pod_files(dir: &Path, pod: &Pod, hostname: &str) -> std::io::Result<Vec<B
             readonly: false,
         },
     ];
-    match std::fs::read(NODE_RESOLV_CONF) {
-        Ok(text) => {
-            let resolv = dir.join("resolv.conf");
-            std::fs::write(&resolv, text)?;
-            files.push(BindMount {
-                source: resolv,
-                destination: "/etc/resolv.conf".into(),
-                readonly: false,
-            });
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let node = match std::fs::read_to_string(&dns.node_resolv_conf) {
+        Ok(text) => crate::dns::resolv::parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
         Err(e) => return Err(e),
-    }
+    };
+    let spec = &pod.spec;
+    let conf = crate::dns::resolv::for_pod(
+        &pod.metadata.namespace,
+        spec.dns_policy.as_deref(),
+        spec.dns_config.as_ref(),
+        spec.host_network,
+        &dns.cluster,
+        &node,
+    );
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(&resolv, crate::dns::resolv::render(&conf))?;
+    files.push(BindMount {
+        source: resolv,
+        destination: "/etc/resolv.conf".into(),
+        readonly: false,
+    });
     Ok(files)
 }
 
@@ -401,7 +411,8 @@ mod tests {
         )
         .expect("valid pod");
         let dir = tempfile::tempdir().expect("tempdir");
-        let files = pod_files(dir.path(), &pod, &pod_hostname(&pod)).expect("pod files");
+        let dns = crate::pod::PodDnsSettings::default();
+        let files = pod_files(dir.path(), &pod, &pod_hostname(&pod), &dns).expect("pod files");
         let hosts = std::fs::read_to_string(&files[0].source).expect("hosts");
         assert!(hosts.contains("127.0.1.1\tp\n"), "{hosts}");
         assert!(hosts.ends_with("10.1.2.3\tdb.local\tdb\n"), "{hosts}");

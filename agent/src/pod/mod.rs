@@ -24,7 +24,7 @@ mod stop;
 mod volumes;
 pub mod worker;
 
-pub use node::{NodeConfig, NodeContext};
+pub use node::{NodeConfig, NodeContext, PodDnsSettings};
 pub use probes::{exec_target, exec_target_by_name};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus};
 pub use worker::{PodCommand, PodWorker};

@@ -26,6 +26,29 @@ pub struct NodeConfig {
     pub node_netns: Option<PathBuf>,
     /// The node's IP (`--node-ip`): hostNetwork pods report it; None = detected.
     pub node_ip: Option<std::net::IpAddr>,
+    /// What the pods' /etc/resolv.conf is made of.
+    pub dns: PodDnsSettings,
+}
+
+/// The cluster DNS settings of pods (kubelet's `--cluster-dns`, `--cluster-domain`,
+/// `--resolv-conf`).
+#[derive(Debug, Clone)]
+pub struct PodDnsSettings {
+    pub cluster: crate::dns::resolv::ClusterDns,
+    pub node_resolv_conf: PathBuf,
+}
+
+impl Default for PodDnsSettings {
+    /// No cluster DNS: pods get the node's /etc/resolv.conf.
+    fn default() -> Self {
+        PodDnsSettings {
+            cluster: crate::dns::resolv::ClusterDns {
+                address: None,
+                domain: "cluster.local".into(),
+            },
+            node_resolv_conf: "/etc/resolv.conf".into(),
+        }
+    }
 }
 
 /// Shared by all pod workers.

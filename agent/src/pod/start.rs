@@ -236,9 +236,10 @@ impl PodWorker {
         let dir = self.ctx.container_dir(&self.uid, name);
         let hostname = self.hostname();
         let etc = self.ctx.pod_state_dir(&self.uid).join("etc");
-        let mut files = pod_files(&etc, &self.pod, &hostname).map_err(|e| {
-            waiting("CreateContainerError")(format!("writing the pod's /etc files: {e}"))
-        })?;
+        let mut files =
+            pod_files(&etc, &self.pod, &hostname, &self.ctx.config.dns).map_err(|e| {
+                waiting("CreateContainerError")(format!("writing the pod's /etc files: {e}"))
+            })?;
         t.mark("pod-files");
         files.extend(self.volume_mounts(container).await?);
         crate::volume::order_mounts(&mut files);

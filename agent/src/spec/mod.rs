@@ -43,8 +43,8 @@ pub use parse::{
 };
 pub use pod::{
     resolve_port, Capabilities, Container, ContainerPort, EnvVar, HostAlias, ObjectMeta, Pod,
-    PodSecurityContext, PodSpec, Protocol, PullPolicy, ResourceRequirements, RestartPolicy,
-    SecurityContext, VolumeMount,
+    PodDnsConfig, PodDnsOption, PodSecurityContext, PodSpec, Protocol, PullPolicy,
+    ResourceRequirements, RestartPolicy, SecurityContext, VolumeMount,
 };
 pub use probe::{
     ExecAction, GrpcAction, HttpGetAction, HttpHeader, IntOrString, Probe, ProbeHandler,

@@ -386,9 +386,10 @@ fn api_pods_asking_for_what_the_agent_does_not_do_are_refused_by_name() {
             "spec.enableServiceLinks",
         ),
         (
+            // None without dnsConfig: kube-apiserver's own rule.
             "/spec/dnsPolicy",
             serde_json::json!("None"),
-            "spec.dnsPolicy",
+            "spec.dnsConfig.nameservers",
         ),
     ];
     for (pointer, value, field) in cases {

@@ -76,9 +76,9 @@ pub struct PodSpec {
     pub security_context: Option<PodSecurityContext>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_policy: Option<String>,
-    /// `dnsConfig`, refused for now (see `unsupported`).
+    /// `dnsConfig`: merged into the pod's resolv.conf (`crate::dns::resolv`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns_config: Option<serde_json::Value>,
+    pub dns_config: Option<PodDnsConfig>,
     /// Extra `/etc/hosts` entries.
     pub host_aliases: Vec<HostAlias>,
     /// Volume sources (`emptyDir`, `hostPath`; any other is an unknown field, refused).
@@ -99,6 +99,24 @@ impl PodSpec {
         init.map(|(i, c)| (format!("spec.initContainers[{i}]"), c))
             .chain(app.map(|(i, c)| (format!("spec.containers[{i}]"), c)))
     }
+}
+
+/// `spec.dnsConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodDnsConfig {
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<PodDnsOption>,
+}
+
+/// One `dnsConfig.options` entry (`ndots:2` is `{name: ndots, value: "2"}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PodDnsOption {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// One `hostAliases` entry: `ip` followed by `hostnames` in the pod's `/etc/hosts`.

@@ -51,6 +51,9 @@ pub struct ServiceSpec {
     pub cluster_ip: Option<String>,
     #[serde(rename = "clusterIPs", skip_serializing_if = "Vec::is_empty")]
     pub cluster_ips: Vec<String>,
+    /// `ExternalName` Services: the name cluster DNS answers with a CNAME to.
+    #[serde(rename = "externalName", skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
     /// None or empty: endpoints come from EndpointSlices.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selector: Option<BTreeMap<String, String>>,
@@ -232,6 +235,10 @@ pub struct EndpointSlice {
 pub struct Endpoint {
     pub addresses: Vec<String>,
     pub conditions: EndpointConditions,
+    /// The pod's `hostname` when its `subdomain` names the Service: cluster DNS answers
+    /// `<hostname>.<service>.<namespace>.svc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 /// Unset `ready` means ready, unset `serving` follows `ready`, unset `terminating` is false.

@@ -88,7 +88,6 @@ const ENDPOINT_SLICE: &[(&str, Ignorable)] = &[
     ("endpoints[].targetRef", Ignorable::Any),
     ("endpoints[].nodeName", Ignorable::Any),
     ("endpoints[].zone", Ignorable::Any),
-    ("endpoints[].hostname", Ignorable::Any),
     ("endpoints[].hints", Ignorable::Any),
     ("ports[].appProtocol", Ignorable::Any),
 ];

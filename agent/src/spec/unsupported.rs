@@ -41,19 +41,6 @@ fn refuse_pod_fields(spec: &PodSpec) -> Result<(), SpecError> {
             return refused(format!("spec.volumes[{i}].emptyDir.sizeLimit"), why);
         }
     }
-    if spec.subdomain.is_some() {
-        return refused(
-            "spec.subdomain",
-            "cluster DNS names come with the DNS issue",
-        );
-    }
-    if spec.dns_config.is_some() {
-        return refused("spec.dnsConfig", "pods get the node's resolv.conf");
-    }
-    if spec.dns_policy.as_deref() == Some("None") {
-        let why = "\"None\" needs dnsConfig; pods get the node's resolv.conf";
-        return refused("spec.dnsPolicy", why);
-    }
     if spec.node_name.is_some() {
         let why = "a static pod runs on the node whose manifest directory holds it";
         return refused("spec.nodeName", why);

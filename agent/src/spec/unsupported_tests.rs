@@ -72,6 +72,8 @@ const HONOURED: &[&str] = &[
     "spec.hostIPC",
     "spec.securityContext",
     "spec.dnsPolicy",
+    "spec.dnsConfig",
+    "spec.subdomain",
     "spec.hostAliases",
     "spec.volumes[0]",
     "spec.volumes[1]",
@@ -92,8 +94,6 @@ const REFUSED: &[(&str, &str)] = &[
         "spec.volumes[2].emptyDir.sizeLimit",
         "spec.volumes[2].emptyDir.sizeLimit",
     ),
-    ("spec.subdomain", "spec.subdomain"),
-    ("spec.dnsConfig", "spec.dnsConfig"),
     ("spec.nodeName", "spec.nodeName"),
     ("spec.nodeSelector", "spec.nodeSelector"),
     ("spec.serviceAccountName", "spec.serviceAccountName"),
@@ -326,7 +326,10 @@ fn maximal_pod() -> Pod {
                 fs_group: Some(2000),
             }),
             dns_policy: Some("ClusterFirstWithHostNet".into()),
-            dns_config: Some(serde_json::json!({"nameservers": ["10.96.0.10"]})),
+            dns_config: Some(crate::spec::PodDnsConfig {
+                nameservers: vec!["10.96.0.10".into()],
+                ..Default::default()
+            }),
             host_aliases: vec![HostAlias {
                 ip: "10.1.2.3".into(),
                 hostnames: vec!["db.local".into()],
@@ -455,8 +458,6 @@ fn without_refused() -> Pod {
     if let Some(e) = s.volumes[2].empty_dir.as_mut() {
         e.size_limit = None;
     }
-    s.subdomain = None;
-    s.dns_config = None;
     s.node_name = None;
     s.node_selector.clear();
     s.service_account_name = None;
@@ -532,10 +533,17 @@ fn lifecycle_hooks_of_init_containers_are_refused() {
 }
 
 #[test]
-fn dns_policy_none_is_refused() {
+fn dns_policy_none_needs_a_nameserver() {
     let mut pod = without_refused();
     pod.spec.dns_policy = Some("None".into());
-    assert_eq!(check(&pod).expect_err("None").field, "spec.dnsPolicy");
+    pod.spec.dns_config = None;
+    let field = check(&pod).expect_err("None without dnsConfig").field;
+    assert_eq!(field, "spec.dnsConfig.nameservers");
+    pod.spec.dns_config = Some(crate::spec::PodDnsConfig {
+        nameservers: vec!["192.0.2.1".into()],
+        ..Default::default()
+    });
+    check(&pod).expect("None with a nameserver");
 }
 
 /// `spec.containers[0].env[1].valueFrom` → `/spec/containers/0/env/1/valueFrom`; resource

@@ -71,6 +71,7 @@ fn validate_spec(spec: &PodSpec) -> Result<(), SpecError> {
             return Err(SpecError::new("spec.dnsPolicy", message));
         }
     }
+    validate_dns_config(spec)?;
     for (i, alias) in spec.host_aliases.iter().enumerate() {
         if alias.ip.parse::<std::net::IpAddr>().is_err() {
             let message = format!("{:?} must be a valid IP address", alias.ip);
@@ -284,3 +285,49 @@ fn check_probe_port(field: &str, port: &IntOrString) -> Result<(), SpecError> {
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+/// kube-apiserver's checks of `dnsConfig`: `None` needs a nameserver; at most 3 nameservers
+/// (IP addresses), 32 searches, option names set.
+fn validate_dns_config(spec: &super::PodSpec) -> Result<(), SpecError> {
+    let config = spec.dns_config.as_ref();
+    let nameservers = config.map(|c| c.nameservers.as_slice()).unwrap_or_default();
+    if spec.dns_policy.as_deref() == Some("None") && nameservers.is_empty() {
+        let message = "must provide at least one DNS nameserver when `dnsPolicy` is None";
+        return Err(SpecError::new("spec.dnsConfig.nameservers", message));
+    }
+    let Some(config) = config else { return Ok(()) };
+    if nameservers.len() > 3 {
+        let message = format!(
+            "{} nameservers: must not have more than 3",
+            nameservers.len()
+        );
+        return Err(SpecError::new("spec.dnsConfig.nameservers", message));
+    }
+    for (i, ns) in nameservers.iter().enumerate() {
+        if ns.parse::<std::net::IpAddr>().is_err() {
+            let message = format!("{ns:?} must be a valid IP address");
+            return Err(SpecError::new(
+                format!("spec.dnsConfig.nameservers[{i}]"),
+                message,
+            ));
+        }
+    }
+    if config.searches.len() > 32 {
+        let message = format!(
+            "{} search paths: must not have more than 32",
+            config.searches.len()
+        );
+        return Err(SpecError::new("spec.dnsConfig.searches", message));
+    }
+    for (i, search) in config.searches.iter().enumerate() {
+        let field = format!("spec.dnsConfig.searches[{i}]");
+        check(field, dns1123_subdomain_error(search.trim_end_matches('.')))?;
+    }
+    for (i, option) in config.options.iter().enumerate() {
+        if option.name.is_empty() {
+            let field = format!("spec.dnsConfig.options[{i}].name");
+            return Err(SpecError::new(field, "Required value"));
+        }
+    }
+    Ok(())
+}

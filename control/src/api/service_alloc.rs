@@ -75,6 +75,12 @@ impl ServiceNetwork {
         Ipv4Addr::from(self.base + 1)
     }
 
+    /// The tenth address: the `kube-dns` Service's (kubeadm's choice), which every node's
+    /// agent serves as the cluster DNS address (`--cluster-dns`).
+    pub fn dns(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 10)
+    }
+
     fn contains(&self, ip: Ipv4Addr) -> bool {
         let offset = u32::from(ip).wrapping_sub(self.base);
         u32::from(ip) >= self.base && offset > 0 && offset < self.size() - 1

@@ -21,6 +21,7 @@ mod gc;
 mod history;
 mod informer;
 mod job;
+mod kube_dns;
 mod kubernetes_service;
 mod leader;
 mod node_lifecycle;
@@ -186,6 +187,8 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
     ));
     let first = state.service_network.first().to_string();
     tasks.push(kubernetes_service::spawn(client.clone(), first, server));
+    let dns = state.service_network.dns().to_string();
+    tasks.push(kube_dns::spawn(client.clone(), dns));
     let jobs = Informer::spawn(Arc::clone(store), job_resource());
     let cronjobs = Informer::spawn(Arc::clone(store), resource_of("batch", "cronjobs"));
     tasks.extend(cronjob::spawn(client.clone(), cronjobs, Arc::clone(&jobs)));
