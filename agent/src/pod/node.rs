@@ -26,6 +26,17 @@ pub struct NodeConfig {
     pub node_netns: Option<PathBuf>,
     /// The node's IP (`--node-ip`): hostNetwork pods report it; None = detected.
     pub node_ip: Option<std::net::IpAddr>,
+    /// Where CSI drivers' sockets are (`<dir>/<driver>/csi.sock`); None = `<root>/plugins`.
+    pub csi_plugin_dir: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// The CSI drivers' directory (`--csi-plugin-dir`, default `<root>/plugins`).
+    pub fn csi_plugin_dir(&self) -> PathBuf {
+        self.csi_plugin_dir
+            .clone()
+            .unwrap_or_else(|| self.root.join("plugins"))
+    }
 }
 
 /// Shared by all pod workers.
@@ -42,6 +53,10 @@ pub struct NodeContext {
     pub probes: std::sync::OnceLock<ProbeScheduler>,
     /// ConfigMaps and Secrets from the API; set once the agent joins a cluster.
     pub config_source: std::sync::OnceLock<std::sync::Arc<dyn crate::config_source::ConfigSource>>,
+    /// PersistentVolumeClaims and their PVs from the API; set once the agent joins a cluster.
+    pub claim_source: std::sync::OnceLock<std::sync::Arc<dyn crate::volume::ClaimSource>>,
+    /// The CSI volumes staged and published on this node (drivers under `<root>/plugins`).
+    pub csi: crate::volume::CsiNode,
 }
 
 impl NodeContext {
@@ -53,13 +68,15 @@ impl NodeContext {
         network: Option<crate::network::PodNetwork>,
     ) -> Self {
         NodeContext {
-            config,
             images,
             puller,
             cgroups,
             network: network.map(std::sync::Arc::new),
             probes: std::sync::OnceLock::new(),
             config_source: std::sync::OnceLock::new(),
+            claim_source: std::sync::OnceLock::new(),
+            csi: crate::volume::CsiNode::new(&config.root, &config.csi_plugin_dir()),
+            config,
         }
     }
 

@@ -341,6 +341,7 @@ fn maximal_pod() -> Pod {
                     host_path: None,
                     config_map: None,
                     secret: None,
+                    persistent_volume_claim: None,
                 },
                 Volume {
                     name: "host".into(),
@@ -351,6 +352,7 @@ fn maximal_pod() -> Pod {
                     }),
                     config_map: None,
                     secret: None,
+                    persistent_volume_claim: None,
                 },
                 Volume {
                     name: "disk".into(),
@@ -361,6 +363,7 @@ fn maximal_pod() -> Pod {
                     host_path: None,
                     config_map: None,
                     secret: None,
+                    persistent_volume_claim: None,
                 },
                 Volume {
                     name: "cm".into(),
