@@ -6,8 +6,9 @@
 //!   once the claim binds.
 //! - Dynamic provisioning through `bosun-csi-local` (when the driver runs on the node): the
 //!   claim is Bound to `pvc-<uid>`, the filesystem's size is the claim's (a bigger write fails
-//!   with ENOSPC), and deleting the pod and the claim unpublishes, unstages and deletes the
-//!   volume, leaving no mount.
+//!   with ENOSPC); expanded to 128Mi it takes the write once a new pod stages it (offline
+//!   growth: no CAP_SYS_RESOURCE here); deleting the pod and the claim unpublishes, unstages
+//!   and deletes the volume, leaving no mount.
 
 use std::time::Duration;
 
@@ -208,6 +209,10 @@ spec:
     command: [sh, -c, 'dd if=/dev/zero of=/data/big bs=1M count=100 2>&1; echo "dd-exit=$?"; rm -f /data/big; sleep 1000']
 "#;
 
+fn is_128mi(q: &serde_json::Value) -> bool {
+    q == "134217728" || q == "128Mi"
+}
+
 fn mounts_under(base: &std::path::Path) -> Vec<String> {
     let base = base.display().to_string();
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -314,7 +319,67 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
         "published: {mounted:#?}"
     );
 
+    // Expansion to 128Mi: the PV grows at once; the mounted ext4 cannot grow online here
+    // (bosun-csi-local without CAP_SYS_RESOURCE expands OFFLINE), so the claim says
+    // FileSystemResizePending until the volume is staged again, by the next pod.
+    control.kubectl_ok(&[
+        "patch",
+        "pvc",
+        "data",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"128Mi"}}}}"#,
+    ]);
+    within(
+        "the PV grown to 128Mi",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || {
+            control
+                .get_json(&["pv", &pv_name])
+                .is_some_and(|p| is_128mi(&p["spec"]["capacity"]["storage"]))
+        },
+    );
     control.kubectl_ok(&["delete", "pod", "filler", "--wait=true"]);
+    within(
+        "the claim's capacity 128Mi",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || {
+            control
+                .get_json(&["pvc", "data"])
+                .is_some_and(|c| is_128mi(&c["status"]["capacity"]["storage"]))
+        },
+    );
+    // Bound already, so placed by nodeName (a second scheduling of a pod with this claim is
+    // the control side's business, not tested here).
+    let again = FILLER.replace("name: filler}", "name: filler2}").replace(
+        "spec:\n  termination",
+        &format!("spec:\n  nodeName: {name}\n  termination"),
+    );
+    control.apply(&again);
+    within(
+        "filler2 running",
+        &control,
+        &node,
+        Duration::from_secs(60),
+        || running(&control, "filler2"),
+    );
+    within(
+        "the 100 MiB write ended again",
+        &control,
+        &node,
+        Duration::from_secs(60),
+        || node.logs("default", "filler2").contains("dd-exit="),
+    );
+    let logs = node.logs("default", "filler2");
+    assert!(
+        logs.contains("dd-exit=0"),
+        "the grown volume takes 100 MiB:\n{logs}"
+    );
+
+    control.kubectl_ok(&["delete", "pod", "filler2", "--wait=true"]);
     control.kubectl_ok(&["delete", "pvc", "data", "--wait=false"]);
     within(
         "the PV deleted",

@@ -34,6 +34,8 @@ pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 
 const PASS: Duration = Duration::from_secs(2);
+/// A pass (its API and driver calls) that takes longer is abandoned and made again.
+const PASS_LIMIT: Duration = Duration::from_secs(30);
 
 fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
@@ -426,6 +428,7 @@ impl Provisioner {
         }
         let name = claim.metadata.name.clone().unwrap_or_default();
         let ns = claim.metadata.namespace.clone().unwrap_or_default();
+        tracing::debug!(claim = %name, from = have, to = want, "expanding");
         let result: Result<Option<String>, String> = async {
             let mut c = Client::connect(&driver.socket)
                 .await
@@ -441,6 +444,7 @@ impl Provisioner {
             pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(|e| format!("raising the PV's capacity: {e}"))?;
+            tracing::debug!(claim = %name, bytes, "PV capacity raised");
             let staged = ctx
                 .csi
                 .staged()
@@ -478,7 +482,7 @@ impl Provisioner {
             Ok(Some(pending)) => {
                 tracing::info!(claim = %name, why = %pending, "filesystem resize pending");
                 let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
-                let patch = json!({"status": {"conditions": [{
+                let patch = json!({"status": {"capacity": {"storage": have.to_string()}, "conditions": [{
                     "type": "FileSystemResizePending", "status": "True",
                     "message": format!("Waiting for user to (re-)start a pod to finish file system resize of volume on node: {pending}"),
                     "lastTransitionTime": super::now_rfc3339(),
@@ -505,8 +509,12 @@ pub async fn run(
     let p = Provisioner { client, node };
     loop {
         let snapshot = drivers.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if !snapshot.is_empty() {
-            p.pass(&snapshot, &ctx).await;
+        if !snapshot.is_empty()
+            && tokio::time::timeout(PASS_LIMIT, p.pass(&snapshot, &ctx))
+                .await
+                .is_err()
+        {
+            tracing::warn!("a provisioner pass took longer than {PASS_LIMIT:?}; starting again");
         }
         tokio::time::sleep(PASS).await;
     }
