@@ -31,7 +31,12 @@ pub struct Node {
     /// `--bootstrap-kubeconfig`, for a node that gets its identity by TLS bootstrap.
     bootstrap: Option<PathBuf>,
     agent: Option<Child>,
+    /// `bosun-csi-local` serving under the agent's plugin directory, when started.
+    csi_driver: Option<Child>,
 }
+
+/// The name `bosun-csi-local` registers under (its default).
+pub const CSI_LOCAL_DRIVER: &str = "local.csi.bosun.dev";
 
 /// How a node is made.
 #[derive(Default)]
@@ -111,6 +116,7 @@ impl Node {
             kubeconfig,
             bootstrap,
             agent: None,
+            csi_driver: None,
         };
         let image = images_dir().join("busybox");
         let out = node
@@ -194,6 +200,41 @@ impl Node {
     /// before starting the agent: the upstreams of the node's cluster DNS server.
     pub fn resolv_conf(&self) -> PathBuf {
         self.base.join("resolv.conf")
+    }
+
+    /// Starts `bosun-csi-local` for this node: its socket is
+    /// `<agent root>/plugins/local.csi.bosun.dev/csi.sock` (where the agent finds drivers),
+    /// its volumes under `<base>/csi-local`, its node id the node's name.
+    pub fn start_csi_driver(&mut self) {
+        assert!(self.csi_driver.is_none(), "the CSI driver is running");
+        let socket = self
+            .base
+            .join("root/plugins")
+            .join(CSI_LOCAL_DRIVER)
+            .join("csi.sock");
+        std::fs::create_dir_all(socket.parent().expect("socket dir")).expect("plugin dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.base.join("csi-local.log"))
+            .expect("driver log");
+        let child = Command::new(binary("bosun-csi-local", "bosun-csi"))
+            .arg("--endpoint")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--node-id", &self.name])
+            .arg("--state-dir")
+            .arg(self.base.join("csi-local"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn bosun-csi-local");
+        self.csi_driver = Some(child);
+    }
+
+    /// The CSI driver's log.
+    pub fn csi_log(&self) -> String {
+        std::fs::read_to_string(self.base.join("csi-local.log")).unwrap_or_default()
     }
 
     /// The node's kubeconfig (`--kubeconfig`).
@@ -294,6 +335,10 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop_agent();
+        if let Some(mut driver) = self.csi_driver.take() {
+            let _ = driver.kill();
+            let _ = driver.wait();
+        }
         if let Some(dir) = &self.bpffs {
             // Links first (unpin_all's order): the hooks leave the cgroups, the maps go.
             let _ = bosun_ebpf::unpin_all(dir);
@@ -319,8 +364,23 @@ impl Drop for Node {
         for target in targets {
             let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
         }
+        detach_loops_under(&base);
         let _ = std::fs::remove_dir_all(&self.base);
         // The netns (and the pods' veths in it) goes when `self.netns` drops.
+    }
+}
+
+/// Detaches the loop devices whose backing file is under `base` (the CSI driver's volumes).
+fn detach_loops_under(base: &str) {
+    let Ok(out) = Command::new("losetup").arg("-a").output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((device, rest)) = line.split_once(':') {
+            if rest.contains(base) {
+                let _ = Command::new("losetup").args(["-d", device]).status();
+            }
+        }
     }
 }
 

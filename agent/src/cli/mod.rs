@@ -111,6 +111,9 @@ pub struct Args {
     /// global IPv4 address).
     #[arg(long, global = true)]
     pub node_ip: Option<std::net::IpAddr>,
+    /// Where CSI drivers listen: `<dir>/<driver name>/csi.sock` (default `<root>/plugins`).
+    #[arg(long, global = true)]
+    pub csi_plugin_dir: Option<PathBuf>,
     /// The kubelet API's port (logs for the API server; kubelet's `--port`), reported in the
     /// Node's daemonEndpoints. Only with --kubeconfig.
     #[arg(long, default_value_t = bosun_agent::kubelet_api::DEFAULT_PORT)]
@@ -249,6 +252,7 @@ fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<
         node_netns: args.node_netns.clone(),
         node_ip: args.node_ip,
         dns: dns::pod_settings(args, dns_runs(args)?)?,
+        csi_plugin_dir: args.csi_plugin_dir.clone(),
     };
     let puller = match Puller::new(&args.insecure_registries) {
         Ok(p) => Some(p),

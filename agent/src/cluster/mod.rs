@@ -8,11 +8,16 @@
 //! routes to the other nodes' pod CIDRs (`peers.rs`); with a dataplane it watches the
 //! Services and EndpointSlices the dataplane programs (`services.rs`). The pods themselves run
 //! on the daemon's pod workers, beside the static pods of the manifest directory. With a
-//! bootstrap kubeconfig the node first gets its own client certificate (`bootstrap.rs`). While
+//! bootstrap kubeconfig the node first gets its own client certificate (`bootstrap.rs`).
+//! Pods' PersistentVolumeClaims are read through `claims.rs`; the CSI drivers of the node are
+//! found and recorded on its CSINode (`csi_drivers.rs`), and their volumes provisioned,
+//! deleted and expanded (`provisioner.rs`). While
 //! the API is unreachable every loop retries and nothing on the node changes.
 
 pub mod bootstrap;
+pub mod claims;
 pub mod config_objects;
+pub mod csi_drivers;
 pub mod events;
 pub mod finalize;
 pub mod lease;
@@ -24,6 +29,7 @@ pub mod peers;
 pub mod pod_events;
 pub mod pod_status;
 pub mod pods;
+pub mod provisioner;
 pub mod services;
 pub mod status;
 
@@ -113,6 +119,19 @@ pub fn spawn(
     let facts = machine::Machine::detect(&ctx);
     tokio::spawn(node::run(client.clone(), node.clone(), facts));
     tokio::spawn(lease::run(client.clone(), node.name.clone()));
+    let drivers: csi_drivers::Drivers = Arc::default();
+    tokio::spawn(csi_drivers::run(
+        client.clone(),
+        node.name.clone(),
+        ctx.config.csi_plugin_dir(),
+        drivers.clone(),
+    ));
+    tokio::spawn(provisioner::run(
+        client.clone(),
+        node.name.clone(),
+        drivers,
+        ctx.clone(),
+    ));
     if ctx.network.is_some() {
         let netns = ctx.config.node_netns.clone();
         tokio::spawn(peers::run(

@@ -181,6 +181,24 @@ pub async fn run(
             tokio::runtime::Handle::current(),
         );
         let _ = ctx.config_source.set(Arc::new(objects));
+        let claims = crate::cluster::claims::ApiClaims {
+            client: join.client.clone(),
+        };
+        let _ = ctx.claim_source.set(Arc::new(claims));
+    }
+    // CSI volumes of pods that are gone (a teardown whose driver did not answer, or pods
+    // deleted while the agent was down) are unpublished and unstaged, retried until done.
+    {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let pods_dir = ctx.config.root.join("pods");
+            loop {
+                if let Err(e) = ctx.csi.collect_orphans(&pods_dir).await {
+                    tracing::warn!(error = %e, "releasing CSI volumes of pods that are gone");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            }
+        });
     }
     if let Some(join) = join {
         tracing::info!(node = %join.node.name, "joining the cluster");

@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub node_ip: Option<std::net::IpAddr>,
     /// What the pods' /etc/resolv.conf is made of.
     pub dns: PodDnsSettings,
+    /// Where CSI drivers' sockets are (`<dir>/<driver>/csi.sock`); None = `<root>/plugins`.
+    pub csi_plugin_dir: Option<PathBuf>,
 }
 
 /// The cluster DNS settings of pods (kubelet's `--cluster-dns`, `--cluster-domain`,
@@ -51,6 +53,15 @@ impl Default for PodDnsSettings {
     }
 }
 
+impl NodeConfig {
+    /// The CSI drivers' directory (`--csi-plugin-dir`, default `<root>/plugins`).
+    pub fn csi_plugin_dir(&self) -> PathBuf {
+        self.csi_plugin_dir
+            .clone()
+            .unwrap_or_else(|| self.root.join("plugins"))
+    }
+}
+
 /// Shared by all pod workers.
 pub struct NodeContext {
     pub config: NodeConfig,
@@ -65,6 +76,10 @@ pub struct NodeContext {
     pub probes: std::sync::OnceLock<ProbeScheduler>,
     /// ConfigMaps and Secrets from the API; set once the agent joins a cluster.
     pub config_source: std::sync::OnceLock<std::sync::Arc<dyn crate::config_source::ConfigSource>>,
+    /// PersistentVolumeClaims and their PVs from the API; set once the agent joins a cluster.
+    pub claim_source: std::sync::OnceLock<std::sync::Arc<dyn crate::volume::ClaimSource>>,
+    /// The CSI volumes staged and published on this node (drivers under `<root>/plugins`).
+    pub csi: crate::volume::CsiNode,
 }
 
 impl NodeContext {
@@ -76,13 +91,15 @@ impl NodeContext {
         network: Option<crate::network::PodNetwork>,
     ) -> Self {
         NodeContext {
-            config,
             images,
             puller,
             cgroups,
             network: network.map(std::sync::Arc::new),
             probes: std::sync::OnceLock::new(),
             config_source: std::sync::OnceLock::new(),
+            claim_source: std::sync::OnceLock::new(),
+            csi: crate::volume::CsiNode::new(&config.root, &config.csi_plugin_dir()),
+            config,
         }
     }
 

@@ -122,6 +122,11 @@ impl PodWorker {
         let logs =
             remove_logs.then(|| log_dir(&self.ctx.config.root, &md.namespace, &md.name, &self.uid));
         let name = md.name.clone();
+        // CSI volumes are unpublished (and unstaged when unused) by their driver before the
+        // pod's mounts go; what fails stays recorded and is retried by the orphan collector.
+        if let Err(e) = self.ctx.csi.release_pod(&self.uid).await {
+            tracing::warn!(pod = %name, error = %e, "releasing CSI volumes; retried later");
+        }
         let result = tokio::task::spawn_blocking(move || {
             let mut t = super::phase::PhaseTimer::new("pod-teardown");
             if let Some(net_ref) = &net_ref {

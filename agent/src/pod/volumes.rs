@@ -2,7 +2,9 @@
 //! them (again after an agent restart: setup is idempotent), then each container's mounts. A
 //! volume that cannot be set up keeps the container Waiting in `ContainerCreating` (kubelet's
 //! FailedMount) and is retried with the container's backoff; a bad subPath is a
-//! `CreateContainerConfigError`.
+//! `CreateContainerConfigError`. A `persistentVolumeClaim` volume waits (ContainerCreating,
+//! kubelet's `PVC is not bound` text) until its claim is Bound, then its PV is mounted:
+//! `hostPath`/`local` bind-mounted, `csi` staged and published by the driver.
 
 use super::container_spec::pod_resources;
 use super::start::StartFailure;
@@ -10,7 +12,9 @@ use super::worker::PodWorker;
 use crate::config_source::ObjectKind;
 use crate::runtime::BindMount;
 use crate::spec::{Container, Volume};
-use crate::volume::PodVolumes;
+use crate::volume::{ClaimedVolume, PodVolumes, VolumeError};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 impl PodWorker {
     /// The bind mounts of `container`'s volumeMounts, setting the pod's volumes up first.
@@ -31,9 +35,10 @@ impl PodWorker {
                 .ok()
                 .and_then(|r| r.memory_limit_bytes)
                 .and_then(|b| u64::try_from(b).ok());
+            let claims = self.mount_claims().await?;
             let dir = pod_dir.clone();
             let set_up = tokio::task::spawn_blocking(move || {
-                PodVolumes::set_up(&dir, &volumes, limit, &objects)
+                PodVolumes::set_up(&dir, &volumes, limit, &objects, &claims)
             })
             .await
             .map_err(|e| StartFailure::Waiting {
@@ -59,6 +64,64 @@ impl PodWorker {
                 reason: "CreateContainerConfigError",
                 message: e.to_string(),
             })
+    }
+}
+
+impl PodWorker {
+    /// Resolves each `persistentVolumeClaim` volume to its PV and makes it ready on the node:
+    /// the host directory of each, by volume name.
+    async fn mount_claims(&self) -> Result<BTreeMap<String, PathBuf>, StartFailure> {
+        let waiting = |message: String| StartFailure::Waiting {
+            reason: "ContainerCreating",
+            message,
+        };
+        let mut out = BTreeMap::new();
+        for v in &self.pod.spec.volumes {
+            let Some(pvc) = &v.persistent_volume_claim else {
+                continue;
+            };
+            let Some(source) = self.ctx.claim_source.get() else {
+                let message = "no API to read PersistentVolumeClaims from (the agent has no \
+                               --kubeconfig)";
+                return Err(waiting(message.to_string()));
+            };
+            let ns = self.pod.metadata.namespace.clone();
+            let resolved = source
+                .resolve(ns, pvc.claim_name.clone())
+                .await
+                .map_err(|e| waiting(VolumeError::set_up(&v.name, e.to_string()).to_string()))?;
+            let path = match &resolved.volume {
+                ClaimedVolume::Csi(csi) => self
+                    .ctx
+                    .csi
+                    .publish(
+                        &self.uid,
+                        &self.ctx.pod_state_dir(&self.uid),
+                        &v.name,
+                        csi,
+                        pvc.read_only,
+                    )
+                    .await
+                    .map_err(|e| {
+                        let message =
+                            format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name);
+                        waiting(message)
+                    })?,
+                other => {
+                    let (other, name) = (other.clone(), v.name.clone());
+                    let path = tokio::task::spawn_blocking(move || {
+                        crate::volume::claim_source(&other, &name)
+                    })
+                    .await
+                    .map_err(|e| waiting(e.to_string()))?
+                    .map_err(|e| waiting(e.to_string()))?;
+                    path.unwrap_or_default()
+                }
+            };
+            tracing::info!(pod = %self.pod.metadata.name, volume = %v.name, pv = %resolved.pv_name, path = %path.display(), "claim mounted");
+            out.insert(v.name.clone(), path);
+        }
+        Ok(out)
     }
 }
 

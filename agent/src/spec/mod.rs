@@ -62,5 +62,6 @@ pub use validate::validate;
 pub use validate_env::refuse_api_references;
 pub use volume::{
     ConfigMapVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath,
-    SecretVolumeSource, Volume, DEFAULT_FILE_MODE, HOST_PATH_TYPES,
+    PersistentVolumeClaimVolumeSource, SecretVolumeSource, Volume, DEFAULT_FILE_MODE,
+    HOST_PATH_TYPES,
 };

@@ -145,8 +145,8 @@ fn fields_the_agent_does_not_honour_are_refused_by_name() {
         ),
         (
             "spec: {",
-            "spec: {volumes: [{name: d, persistentVolumeClaim: {claimName: c}}], ",
-            "spec.volumes[0].persistentVolumeClaim",
+            "spec: {volumes: [{name: d, nfs: {server: s, path: /}}], ",
+            "spec.volumes[0].nfs",
         ),
     ];
     for (from, to, field) in table {

@@ -344,6 +344,7 @@ fn maximal_pod() -> Pod {
                     host_path: None,
                     config_map: None,
                     secret: None,
+                    persistent_volume_claim: None,
                 },
                 Volume {
                     name: "host".into(),
@@ -354,6 +355,7 @@ fn maximal_pod() -> Pod {
                     }),
                     config_map: None,
                     secret: None,
+                    persistent_volume_claim: None,
                 },
                 Volume {
                     name: "disk".into(),
@@ -364,6 +366,7 @@ fn maximal_pod() -> Pod {
                     host_path: None,
                     config_map: None,
                     secret: None,
+                    persistent_volume_claim: None,
                 },
                 Volume {
                     name: "cm".into(),

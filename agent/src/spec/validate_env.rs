@@ -129,6 +129,10 @@ pub fn refuse_api_references(pod: &Pod) -> Result<(), SpecError> {
         if v.secret.is_some() {
             return Err(SpecError::new(format!("spec.volumes[{i}].secret"), why));
         }
+        if v.persistent_volume_claim.is_some() {
+            let f = format!("spec.volumes[{i}].persistentVolumeClaim");
+            return Err(SpecError::new(f, why));
+        }
     }
     for (path, c) in pod.spec.all_containers() {
         for (i, var) in c.env.iter().enumerate() {

@@ -26,6 +26,7 @@ pub(super) fn validate_volumes(spec: &PodSpec) -> Result<BTreeSet<&str>, SpecErr
             volume.host_path.is_some(),
             volume.config_map.is_some(),
             volume.secret.is_some(),
+            volume.persistent_volume_claim.is_some(),
         ];
         match sources.iter().filter(|s| **s).count() {
             0 => return Err(SpecError::new(field, "must specify a volume type")),
@@ -54,6 +55,12 @@ pub(super) fn validate_volumes(spec: &PodSpec) -> Result<BTreeSet<&str>, SpecErr
                 return Err(SpecError::new(format!("{f}.secretName"), "Required value"));
             }
             validate_items(&f, &s.items, s.default_mode)?;
+        }
+        if let Some(c) = &volume.persistent_volume_claim {
+            if c.claim_name.is_empty() {
+                let f = format!("{field}.persistentVolumeClaim.claimName");
+                return Err(SpecError::new(f, "Required value"));
+            }
         }
     }
     Ok(names)

@@ -1,7 +1,7 @@
-//! Pod volume sources as bosun reads them: `emptyDir`, `hostPath`, `configMap` and `secret`,
-//! Kubernetes verbatim.
-//! Any other source (`persistentVolumeClaim`, `configMap`, `csi`, ...) is a field these types
-//! do not know, so `unknown` refuses it by its path (`spec.volumes[0].persistentVolumeClaim`).
+//! Pod volume sources as bosun reads them: `emptyDir`, `hostPath`, `configMap`, `secret` and
+//! `persistentVolumeClaim`, Kubernetes verbatim.
+//! Any other source (`nfs`, `csi`, ...) is a field these types do not know, so `unknown`
+//! refuses it by its path (`spec.volumes[0].nfs`).
 //! Checked by `validate_volume`. Pure.
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,17 @@ pub struct Volume {
     pub config_map: Option<ConfigMapVolumeSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretVolumeSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
+}
+
+/// `persistentVolumeClaim` volume: the claim of the pod's namespace, mounted once Bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PersistentVolumeClaimVolumeSource {
+    pub claim_name: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// `configMap` volume.

@@ -4,12 +4,17 @@
 //! `volumeMounts` become [`BindMount`]s its PID 1 makes in its own mount namespace, a `subPath`
 //! first bind-mounted on the host side after a check that it stays inside its volume
 //! (`sub_path`); `configMap` and `secret` volumes written by kubelet's atomic writer
-//! (`config_volume`, `atomic_writer`), secrets on a tmpfs. Every host-side mount lives under the pod's directory, so `host_mounts` can
-//! undo them all on pod delete and after an agent restart. Knows the volume types, never the
-//! pod lifecycle.
+//! (`config_volume`, `atomic_writer`), secrets on a tmpfs; `persistentVolumeClaim` volumes
+//! resolved to their PV (`claims`) and, for `csi` PVs, staged and published by the driver
+//! (`csi`). Every host-side mount lives under the pod's directory, so `host_mounts` can
+//! undo them all on pod delete and after an agent restart (CSI volumes are first unpublished
+//! and unstaged by their driver, from records under `<root>/csi`). Knows the volume types,
+//! never the pod lifecycle.
 
 mod atomic_writer;
+pub mod claims;
 mod config_volume;
+pub mod csi;
 mod empty_dir;
 mod error;
 mod host_mounts;
@@ -19,7 +24,9 @@ mod sub_path;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use claims::{ClaimError, ClaimSource, ClaimedVolume, CsiVolume, ResolvedClaim};
 pub use config_volume::Objects;
+pub use csi::CsiNode;
 pub use error::VolumeError;
 pub use host_mounts::{unmount_all_under, unmount_orphans};
 
@@ -30,6 +37,8 @@ use crate::spec::{Volume, VolumeMount};
 #[derive(Debug, Clone, Default)]
 pub struct PodVolumes {
     sources: BTreeMap<String, PathBuf>,
+    /// Volumes every container mounts read-only (`persistentVolumeClaim.readOnly`).
+    read_only: std::collections::BTreeSet<String>,
 }
 
 /// Where a pod's volume directories live: `<pod dir>/volumes/<plugin>/<name>` (kubelet's
@@ -40,15 +49,25 @@ pub fn volumes_dir(pod_dir: &Path) -> PathBuf {
 
 impl PodVolumes {
     /// Makes every volume of the pod ready (idempotent: what a previous agent or an earlier
-    /// call set up is kept). `pod_memory_limit` sizes a Memory emptyDir without `sizeLimit`.
+    /// call set up is kept). `pod_memory_limit` sizes a Memory emptyDir without `sizeLimit`;
+    /// `claims` holds the host directories of the `persistentVolumeClaim` volumes, prepared
+    /// by the caller (see [`claim_source`]).
     pub fn set_up(
         pod_dir: &Path,
         volumes: &[Volume],
         pod_memory_limit: Option<u64>,
         objects: Objects<'_>,
+        claims: &BTreeMap<String, PathBuf>,
     ) -> Result<Self, VolumeError> {
         let mut sources = BTreeMap::new();
+        let mut read_only = std::collections::BTreeSet::new();
         for v in volumes {
+            if v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.read_only)
+            {
+                read_only.insert(v.name.clone());
+            }
             let source = if let Some(e) = &v.empty_dir {
                 let dir = volumes_dir(pod_dir)
                     .join("kubernetes.io~empty-dir")
@@ -61,12 +80,17 @@ impl PodVolumes {
                 let dir = config_volume::dir_of(pod_dir, v, &r);
                 config_volume::set_up(&dir, &r, objects).map_err(|e| e.of(&v.name))?;
                 dir
+            } else if v.persistent_volume_claim.is_some() {
+                claims
+                    .get(&v.name)
+                    .cloned()
+                    .ok_or_else(|| VolumeError::set_up(&v.name, "the claim is not mounted"))?
             } else {
                 return Err(VolumeError::set_up(&v.name, "no volume source"));
             };
             sources.insert(v.name.clone(), source);
         }
-        Ok(PodVolumes { sources })
+        Ok(PodVolumes { sources, read_only })
     }
 
     /// Rewrites the configMap and secret volumes whose object changed (atomically; what cannot
@@ -127,10 +151,25 @@ impl PodVolumes {
             out.push(BindMount {
                 source,
                 destination: m.mount_path.clone(),
-                readonly: m.read_only,
+                readonly: m.read_only || self.read_only.contains(&m.name),
             });
         }
         Ok(out)
+    }
+}
+
+/// The host path of a `hostPath` or `local` PV (checked like a hostPath volume of its type),
+/// `None` for a CSI volume.
+pub fn claim_source(volume: &ClaimedVolume, name: &str) -> Result<Option<PathBuf>, VolumeError> {
+    match volume {
+        ClaimedVolume::Path { path, kind } => {
+            let source = crate::spec::HostPathVolumeSource {
+                path: path.to_string_lossy().into_owned(),
+                kind: kind.clone(),
+            };
+            host_path::set_up(&source).map(Some).map_err(|e| e.of(name))
+        }
+        ClaimedVolume::Csi(_) => Ok(None),
     }
 }
 

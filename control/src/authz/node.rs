@@ -3,7 +3,11 @@
 //! pod's status may be written only while the stored pod is bound to the node, and a Secret,
 //! ConfigMap or PersistentVolumeClaim is readable only while a pod bound to the node in the
 //! same namespace references it (volumes, projected sources, env `valueFrom`, `envFrom`,
-//! `imagePullSecrets`). Pod writes follow NodeRestriction (`node_pods`).
+//! `imagePullSecrets`). Pod writes follow NodeRestriction (`node_pods`). A bosun node is also
+//! the CSI provisioner and resizer of its node-local drivers (ARCHITECTURE.md "Volumes"), so
+//! it holds the external-provisioner's and external-resizer's rights: claims and volumes
+//! (read, create/delete volumes, patch claims and their status), StorageClasses (read), and
+//! its own CSINode, like kubelet.
 
 use serde_json::Value;
 
@@ -52,7 +56,27 @@ pub async fn decide(
             "create" | "patch" => allow,
             _ => deny,
         },
-        ("", "secrets" | "configmaps" | "persistentvolumeclaims") => {
+        // The external-provisioner's and external-resizer's ClusterRoles.
+        ("", "persistentvolumes") => match attrs.verb {
+            "get" | "list" | "watch" | "create" | "delete" | "patch" | "update"
+                if attrs.subresource.is_none() =>
+            {
+                allow
+            }
+            _ => deny,
+        },
+        ("", "persistentvolumeclaims") => match (attrs.verb, attrs.subresource) {
+            ("get" | "list" | "watch" | "update" | "patch", None)
+            | ("patch" | "update", Some("status")) => allow,
+            _ => deny,
+        },
+        ("storage.k8s.io", "storageclasses") if attrs.reading() => allow,
+        // kubelet's own CSINode (the system:node role and NodeRestriction).
+        ("storage.k8s.io", "csinodes") => match attrs.verb {
+            "get" | "create" | "update" | "patch" | "delete" if own => allow,
+            _ => deny,
+        },
+        ("", "secrets" | "configmaps") => {
             // get, or a list/watch pinned to one name (how kubelets watch one Secret).
             let (Some(ns), Some(name)) = (attrs.namespace, attrs.name) else {
                 return deny;

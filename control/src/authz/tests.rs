@@ -201,7 +201,19 @@ async fn nodes_follow_the_node_rule() {
         ("get", "configmaps", None, d, Some("s1"), None, false),
         ("get", "persistentvolumeclaims", None, d, Some("v1"), None, true),
         ("get", "persistentvolumeclaims", None, d, Some("web-scratch"), None, true),
-        ("get", "persistentvolumeclaims", None, d, Some("v2"), None, false),
+        // A node provisions and expands the claims of its drivers: it reads every claim.
+        ("get", "persistentvolumeclaims", None, d, Some("v2"), None, true),
+        ("list", "persistentvolumeclaims", None, None, None, None, true),
+        ("patch", "persistentvolumeclaims", Some("status"), d, Some("v1"), None, true),
+        ("delete", "persistentvolumeclaims", None, d, Some("v1"), None, false),
+        ("create", "persistentvolumes", None, None, Some("pvc-1"), None, true),
+        ("delete", "persistentvolumes", None, None, Some("pvc-1"), None, true),
+        ("list", "storage.k8s.io/storageclasses", None, None, None, None, true),
+        ("create", "storage.k8s.io/storageclasses", None, None, Some("x"), None, false),
+        // Its own CSINode only.
+        ("create", "storage.k8s.io/csinodes", None, None, Some("n1"), None, true),
+        ("update", "storage.k8s.io/csinodes", None, None, Some("n1"), None, true),
+        ("update", "storage.k8s.io/csinodes", None, None, Some("n2"), None, false),
         // CSRs; nothing else.
         ("create", csrs, None, None, Some("c"), None, true),
         ("update", csrs, Some("approval"), None, Some("c"), None, false),

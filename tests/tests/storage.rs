@@ -1,0 +1,399 @@
+//! PersistentVolumes end to end with the real kubectl and real mounts.
+//!
+//! - The tutorial: a hostPath PV, a claim bound to it, a pod appending a line to a file on the
+//!   claimed volume every 2 s; the pod deleted and made again finds the old lines.
+//! - A pod whose claim is not Bound waits in ContainerCreating with kubelet's text, and starts
+//!   once the claim binds.
+//! - Dynamic provisioning through `bosun-csi-local` (when the driver runs on the node): the
+//!   claim is Bound to `pvc-<uid>`, the filesystem's size is the claim's (a bigger write fails
+//!   with ENOSPC); expanded to 128Mi it takes the write once a new pod stages it (offline
+//!   growth: no CAP_SYS_RESOURCE here); deleting the pod and the claim unpublishes, unstages
+//!   and deletes the volume, leaving no mount.
+
+use std::time::Duration;
+
+use bosun_e2e::{wait_until, Control, Node};
+
+fn within(what: &str, control: &Control, node: &Node, limit: Duration, f: impl FnMut() -> bool) {
+    let wait = std::panic::AssertUnwindSafe(|| wait_until(what, limit, f));
+    if std::panic::catch_unwind(wait).is_err() {
+        let tail = |log: String| {
+            let lines: Vec<String> = log.lines().rev().take(60).map(str::to_owned).collect();
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        panic!(
+            "not within {limit:?}: {what}\n--- agent log (tail) ---\n{}\n--- control log (tail) ---\n{}",
+            tail(node.log()),
+            tail(control.log())
+        );
+    }
+}
+
+fn running(control: &Control, pod: &str) -> bool {
+    control
+        .get_json(&["pod", pod])
+        .is_some_and(|p| p["status"]["containerStatuses"][0]["state"]["running"].is_object())
+}
+
+fn waiting(control: &Control, pod: &str) -> (String, String) {
+    let p = control.get_json(&["pod", pod]).unwrap_or_default();
+    let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    (s(&w["reason"]), s(&w["message"]))
+}
+
+fn phase(control: &Control, kind: &str, name: &str) -> String {
+    control
+        .get_json(&[kind, name])
+        .and_then(|o| o["status"]["phase"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+const TUTORIAL: &str = r#"apiVersion: v1
+kind: PersistentVolume
+metadata: {name: task-pv-volume}
+spec:
+  storageClassName: manual
+  capacity: {storage: 10Mi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: HOSTDIR}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: task-pv-claim}
+spec:
+  storageClassName: manual
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 10Mi}}
+"#;
+
+const WRITER: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: POD}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: CLAIM}}
+  containers:
+  - name: c
+    image: bosun.test/busybox:1
+    volumeMounts:
+    - {name: data, mountPath: /data}
+    command: [sh, -c, 'while true; do echo "$(hostname) $(date +%s)" >> /data/log; sleep 2; done']
+"#;
+
+fn writer(pod: &str, node: &str, claim: &str) -> String {
+    WRITER
+        .replace("POD", pod)
+        .replace("NODE", node)
+        .replace("CLAIM", claim)
+}
+
+#[test]
+fn a_claimed_host_path_volume_keeps_its_file_across_pods() {
+    let control = Control::start();
+    let mut node = Node::new(93, &control);
+    node.start_agent();
+    let name = node.name.clone();
+    within(
+        "node Ready",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || control.node_ready(&name),
+    );
+    let host_dir = node.base.join("pv-data");
+    std::fs::create_dir_all(&host_dir).expect("host dir");
+    let log = host_dir.join("log");
+
+    // The pod first: its claim does not exist yet, so it waits with kubelet's text.
+    control.apply(&writer("writer", &name, "task-pv-claim"));
+    within(
+        "writer waits for its claim",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || {
+            let (reason, message) = waiting(&control, "writer");
+            reason == "ContainerCreating"
+                && message.contains("error processing PVC default/task-pv-claim")
+        },
+    );
+    control.apply(&TUTORIAL.replace("HOSTDIR", &host_dir.display().to_string()));
+    within(
+        "the claim Bound",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || phase(&control, "pvc", "task-pv-claim") == "Bound",
+    );
+    within(
+        "writer running",
+        &control,
+        &node,
+        Duration::from_secs(60),
+        || running(&control, "writer"),
+    );
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    within(
+        "two lines written",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || lines().lines().count() >= 2,
+    );
+    let before = lines();
+
+    control.kubectl_ok(&["delete", "pod", "writer", "--wait=true"]);
+    control.apply(&writer("writer", &name, "task-pv-claim"));
+    within(
+        "writer running again",
+        &control,
+        &node,
+        Duration::from_secs(60),
+        || running(&control, "writer"),
+    );
+    within(
+        "the new pod appends to the old lines",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || {
+            let now = lines();
+            now.starts_with(&before) && now.lines().count() >= before.lines().count() + 2
+        },
+    );
+    control.kubectl_ok(&["delete", "pod", "writer", "--wait=true"]);
+    // The hostPath volume is the node's own directory: nothing of it is mounted on the host.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let base = node.base.display().to_string();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(&base) && l.contains("/pods/")),
+        "pod mounts left:\n{mounts}"
+    );
+}
+
+const LOCAL_CLASS: &str = r#"apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local}
+provisioner: local.csi.bosun.dev
+volumeBindingMode: WaitForFirstConsumer
+allowVolumeExpansion: true
+"#;
+
+const CLAIM: &str = r#"apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  storageClassName: local
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 64Mi}}
+"#;
+
+/// Scheduled (no nodeName): the scheduler picks the node and the claim's selected-node.
+const FILLER: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: filler}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: data}}
+  containers:
+  - name: c
+    image: bosun.test/busybox:1
+    volumeMounts:
+    - {name: data, mountPath: /data}
+    command: [sh, -c, 'dd if=/dev/zero of=/data/big bs=1M count=100 2>&1; echo "dd-exit=$?"; rm -f /data/big; sleep 1000']
+"#;
+
+fn is_128mi(q: &serde_json::Value) -> bool {
+    q == "134217728" || q == "128Mi"
+}
+
+fn mounts_under(base: &std::path::Path) -> Vec<String> {
+    let base = base.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&base))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
+    let control = Control::start();
+    let mut node = Node::new(94, &control);
+    node.start_csi_driver();
+    node.start_agent();
+    let name = node.name.clone();
+    within(
+        "node Ready",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || control.node_ready(&name),
+    );
+    // Registration: the CSINode names the driver with the node's id and topology key.
+    within(
+        "the CSINode lists the driver",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || {
+            control.get_json(&["csinode", &name]).is_some_and(|c| {
+                let d = &c["spec"]["drivers"][0];
+                d["name"] == "local.csi.bosun.dev"
+                    && d["nodeID"] == name.as_str()
+                    && d["topologyKeys"][0] == "topology.bosun.dev/node"
+            })
+        },
+    );
+    let labels = control.get_json(&["node", &name]).unwrap_or_default();
+    assert_eq!(
+        labels["metadata"]["labels"]["topology.bosun.dev/node"],
+        name.as_str()
+    );
+
+    control.apply(LOCAL_CLASS);
+    control.apply(CLAIM);
+    control.apply(FILLER);
+    within(
+        "the claim Bound",
+        &control,
+        &node,
+        Duration::from_secs(60),
+        || phase(&control, "pvc", "data") == "Bound",
+    );
+    let claim = control.get_json(&["pvc", "data"]).unwrap_or_default();
+    let uid = claim["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pv_name = format!("pvc-{uid}");
+    assert_eq!(claim["spec"]["volumeName"], pv_name.as_str(), "{claim:#}");
+    let pv = control
+        .get_json(&["pv", &pv_name])
+        .expect("the provisioned PV");
+    assert_eq!(
+        pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"],
+        "local.csi.bosun.dev"
+    );
+    assert_eq!(pv["spec"]["csi"]["driver"], "local.csi.bosun.dev");
+    assert!(pv["spec"]["csi"]["volumeHandle"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
+
+    within(
+        "filler running",
+        &control,
+        &node,
+        Duration::from_secs(60),
+        || running(&control, "filler"),
+    );
+    within(
+        "the 100 MiB write ended",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || node.logs("default", "filler").contains("dd-exit="),
+    );
+    let logs = node.logs("default", "filler");
+    assert!(logs.contains("No space left on device"), "{logs}");
+    assert!(!logs.contains("dd-exit=0"), "{logs}");
+    // Published into the pod, staged once under the agent root.
+    let root = node.base.join("root");
+    let mounted = mounts_under(&root);
+    assert!(
+        mounted.iter().any(|l| l.contains("/csi/staged/")),
+        "staged: {mounted:#?}"
+    );
+    assert!(
+        mounted
+            .iter()
+            .any(|l| l.contains("kubernetes.io~csi/data/mount")),
+        "published: {mounted:#?}"
+    );
+
+    // Expansion to 128Mi: the PV grows at once; the mounted ext4 cannot grow online here
+    // (bosun-csi-local without CAP_SYS_RESOURCE expands OFFLINE), so the claim says
+    // FileSystemResizePending until the volume is staged again, by the next pod.
+    control.kubectl_ok(&[
+        "patch",
+        "pvc",
+        "data",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"128Mi"}}}}"#,
+    ]);
+    within(
+        "the PV grown to 128Mi",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || {
+            control
+                .get_json(&["pv", &pv_name])
+                .is_some_and(|p| is_128mi(&p["spec"]["capacity"]["storage"]))
+        },
+    );
+    control.kubectl_ok(&["delete", "pod", "filler", "--wait=true"]);
+    within(
+        "the claim's capacity 128Mi",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || {
+            control
+                .get_json(&["pvc", "data"])
+                .is_some_and(|c| is_128mi(&c["status"]["capacity"]["storage"]))
+        },
+    );
+    // Bound already, so placed by nodeName (a second scheduling of a pod with this claim is
+    // the control side's business, not tested here).
+    let again = FILLER.replace("name: filler}", "name: filler2}").replace(
+        "spec:\n  termination",
+        &format!("spec:\n  nodeName: {name}\n  termination"),
+    );
+    control.apply(&again);
+    within(
+        "filler2 running",
+        &control,
+        &node,
+        Duration::from_secs(60),
+        || running(&control, "filler2"),
+    );
+    within(
+        "the 100 MiB write ended again",
+        &control,
+        &node,
+        Duration::from_secs(60),
+        || node.logs("default", "filler2").contains("dd-exit="),
+    );
+    let logs = node.logs("default", "filler2");
+    assert!(
+        logs.contains("dd-exit=0"),
+        "the grown volume takes 100 MiB:\n{logs}"
+    );
+
+    control.kubectl_ok(&["delete", "pod", "filler2", "--wait=true"]);
+    control.kubectl_ok(&["delete", "pvc", "data", "--wait=false"]);
+    within(
+        "the PV deleted",
+        &control,
+        &node,
+        Duration::from_secs(60),
+        || control.get_json(&["pv", &pv_name]).is_none(),
+    );
+    assert!(
+        mounts_under(&node.base).is_empty(),
+        "mounts left: {:#?}",
+        mounts_under(&node.base)
+    );
+    let driver_log = node.csi_log();
+    assert!(driver_log.contains("unstaged"), "{driver_log}");
+    assert!(driver_log.contains("deleted"), "{driver_log}");
+}
