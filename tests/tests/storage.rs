@@ -213,6 +213,22 @@ fn is_128mi(q: &serde_json::Value) -> bool {
     q == "134217728" || q == "128Mi"
 }
 
+/// Waits for a filler pod to run and for its 100 MiB write to end; returns its log.
+fn filler_logs(control: &Control, node: &Node, pod: &str) -> String {
+    let limit = Duration::from_secs(60);
+    within(&format!("{pod} running"), control, node, limit, || {
+        running(control, pod)
+    });
+    within(
+        &format!("{pod}'s 100 MiB write ended"),
+        control,
+        node,
+        limit,
+        || node.logs("default", pod).contains("dd-exit="),
+    );
+    node.logs("default", pod)
+}
+
 fn mounts_under(base: &std::path::Path) -> Vec<String> {
     let base = base.display().to_string();
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -288,21 +304,7 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
         .is_some_and(|h| !h.is_empty()));
     assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
 
-    within(
-        "filler running",
-        &control,
-        &node,
-        Duration::from_secs(60),
-        || running(&control, "filler"),
-    );
-    within(
-        "the 100 MiB write ended",
-        &control,
-        &node,
-        Duration::from_secs(30),
-        || node.logs("default", "filler").contains("dd-exit="),
-    );
-    let logs = node.logs("default", "filler");
+    let logs = filler_logs(&control, &node, "filler");
     assert!(logs.contains("No space left on device"), "{logs}");
     assert!(!logs.contains("dd-exit=0"), "{logs}");
     // Published into the pod, staged once under the agent root.
@@ -359,21 +361,7 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
         &format!("spec:\n  nodeName: {name}\n  termination"),
     );
     control.apply(&again);
-    within(
-        "filler2 running",
-        &control,
-        &node,
-        Duration::from_secs(60),
-        || running(&control, "filler2"),
-    );
-    within(
-        "the 100 MiB write ended again",
-        &control,
-        &node,
-        Duration::from_secs(60),
-        || node.logs("default", "filler2").contains("dd-exit="),
-    );
-    let logs = node.logs("default", "filler2");
+    let logs = filler_logs(&control, &node, "filler2");
     assert!(
         logs.contains("dd-exit=0"),
         "the grown volume takes 100 MiB:\n{logs}"
