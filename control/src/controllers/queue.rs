@@ -1,11 +1,15 @@
 //! A work queue like client-go's: keys marked dirty are handed out in batches, each key once
 //! however often it was marked; a failed key comes back after an exponential backoff (200 ms
-//! doubling to 30 s); a key may ask to be looked at again after a delay.
+//! doubling to 30 s); a key may ask to be looked at again after a delay. Batches of one
+//! controller start at least [`BATCH_INTERVAL`] apart, so a burst of changes (a thousand pods
+//! reporting one after the other) costs a few passes over their parent, not one per change.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Notify;
@@ -25,8 +29,11 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Outcome>,
 {
+    let mut not_before = Instant::now();
     loop {
-        for key in queue.next_batch().await {
+        let batch = queue.next_batch_after(not_before).await;
+        not_before = Instant::now() + BATCH_INTERVAL;
+        for key in batch {
             match reconcile(key.clone()).await {
                 Ok(again) => {
                     queue.forget(&key);
@@ -117,6 +124,10 @@ pub async fn forward(
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The shortest time between the starts of two batches of one controller: keys marked
+/// meanwhile wait for the next batch, and come once however often they were marked.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(50);
+
 /// The keys waiting for a controller.
 #[derive(Default)]
 pub struct WorkQueue {
@@ -150,6 +161,23 @@ impl WorkQueue {
             }
             self.wake.notified().await;
         }
+    }
+
+    /// Waits for a marked key, then until `not_before`, and takes every marked key.
+    pub async fn next_batch_after(&self, not_before: Instant) -> BTreeSet<String> {
+        loop {
+            if !self
+                .dirty
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+            {
+                break;
+            }
+            self.wake.notified().await;
+        }
+        tokio::time::sleep_until(not_before).await;
+        self.next_batch().await
     }
 
     /// Marks `key` again after `delay`.
@@ -200,5 +228,24 @@ mod tests {
         assert!(again.contains("a"));
         queue.forget("a");
         assert_eq!(queue.retry("a"), 1);
+    }
+
+    #[tokio::test]
+    async fn keys_marked_during_the_interval_wait_for_it_and_come_together() {
+        let queue = WorkQueue::new();
+        let first = Instant::now();
+        queue.add(["a".to_owned()]);
+        let marker = Arc::clone(&queue);
+        tokio::spawn(async move {
+            marker.add(["b".to_owned()]);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            marker.add(["c".to_owned(), "b".to_owned()]);
+        });
+        let waiting = queue.next_batch_after(first + BATCH_INTERVAL);
+        let batch = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the batch comes");
+        assert!(first.elapsed() >= BATCH_INTERVAL);
+        assert_eq!(batch.into_iter().collect::<Vec<_>>(), ["a", "b", "c"]);
     }
 }
