@@ -236,7 +236,7 @@ fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<
     }
     let images = ImageStore::open(&args.root.join("images")).context("opening the image store")?;
     bosun_agent::runtime::trash::empty_in_background(&args.root);
-    let cgroups = CgroupHost::detect().context("detecting cgroups")?;
+    let cgroups = CgroupHost::detect(Path::new(&args.cgroup_root)).context("detecting cgroups")?;
     let agent_exe = agent_exe()?;
     let config = NodeConfig {
         root: args.root.clone(),

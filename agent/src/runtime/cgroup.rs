@@ -36,10 +36,14 @@ pub struct CgroupHost {
     pub setup: CgroupLayout,
     /// Mount points of the v1 hierarchies (empty on unified hosts).
     v1_mounts: Vec<PathBuf>,
+    /// The agent's `--cgroup-root` (relative to each hierarchy's root): the only cgroups whose
+    /// own settings the agent may change.
+    owned_root: PathBuf,
 }
 
 impl CgroupHost {
-    pub fn detect() -> Result<Self, RuntimeError> {
+    /// The layout, for an agent whose cgroups all live below `owned_root`.
+    pub fn detect(owned_root: &Path) -> Result<Self, RuntimeError> {
         let setup = get_cgroup_setup().map_err(|e| RuntimeError::Cgroup {
             path: CGROUP_FS.into(),
             message: format!("detecting cgroup layout: {e}"),
@@ -58,7 +62,11 @@ impl CgroupHost {
                     message: format!("listing v1 hierarchies: {e}"),
                 })?,
         };
-        Ok(CgroupHost { setup, v1_mounts })
+        Ok(CgroupHost {
+            setup,
+            v1_mounts,
+            owned_root: owned_root.to_path_buf(),
+        })
     }
 
     /// The v2 hierarchy containers must also join when controllers live in v1 (hybrid).
@@ -94,8 +102,16 @@ impl CgroupHost {
     }
 
     /// Creates the cgroup directory in every hierarchy (libcgroups' v1 `apply` expects them),
-    /// with the v1 cpuset filled from the parent so processes may join.
+    /// with the v1 cpuset filled from the parent so processes may join. The cpuset parents get
+    /// `cgroup.clone_children` first, so the kernel copies the parent's cpus and mems into a
+    /// new cgroup: writing `cpuset.cpus` rebuilds the scheduler domains, a cost paid under a
+    /// global lock by every pod otherwise.
     fn create_dirs(&self, rel: &Path) -> Result<(), RuntimeError> {
+        if let Some(cpuset) = self.v1_mounts.iter().find(|m| m.ends_with("cpuset")) {
+            if rel.starts_with(&self.owned_root) {
+                clone_children_on_existing(cpuset, &self.owned_root, rel)?;
+            }
+        }
         for d in self.dirs(rel) {
             std::fs::create_dir_all(&d).map_err(|e| RuntimeError::io("mkdir", &d, e))?;
         }
@@ -133,6 +149,30 @@ impl CgroupHost {
             setup: self.setup,
         }
     }
+}
+
+/// Sets `cgroup.clone_children` on the deepest existing cgroup between the agent's root
+/// `owned` and `rel` in the cpuset hierarchy; new cgroups below it inherit the flag.
+fn clone_children_on_existing(cpuset: &Path, owned: &Path, rel: &Path) -> Result<(), RuntimeError> {
+    let mut deepest = None;
+    let mut dir = cpuset.to_path_buf();
+    for (depth, comp) in rel.components().enumerate() {
+        dir.push(comp);
+        if !dir.is_dir() {
+            break;
+        }
+        if depth + 1 >= owned.components().count() {
+            deepest = Some(dir.clone());
+        }
+    }
+    let Some(dir) = deepest else {
+        return Ok(());
+    };
+    let file = dir.join("cgroup.clone_children");
+    if std::fs::read_to_string(&file).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    std::fs::write(&file, "1").map_err(|e| RuntimeError::io("write", &file, e))
 }
 
 /// One cgroup the agent owns, in every hierarchy.
