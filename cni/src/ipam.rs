@@ -2,6 +2,12 @@
 //! (`<dataDir>/<network>/<ip>` holding the container id and ifname), serialised across
 //! processes by flock(2) on `<dataDir>/<network>/lock`, so concurrent ADDs never hand out one
 //! address twice. Never allocates the network or broadcast address of the subnet.
+//!
+//! An index (`<network>/attachments/<container id>/<ifname>` holding the address) finds an
+//! attachment's address without reading every allocation, so ADD and DEL cost the same with
+//! a thousand pods as with one. The address file stays the truth: an index entry whose
+//! address file names another attachment is ignored. A store written before the index had
+//! one gets it built once, under the lock (`index-v1` marks it done).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -17,6 +23,8 @@ use crate::spec::{code, Attachment, CniError, IpamConf};
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/bosun/cni/ipam";
 const LOCK_FILE: &str = "lock";
 const LAST_FILE: &str = "last_reserved_ip";
+const INDEX_DIR: &str = "attachments";
+const INDEX_DONE: &str = "index-v1";
 
 /// One recorded allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,12 +125,9 @@ impl IpamStore {
     /// next free address after the last one handed out (round robin, like host-local).
     pub fn allocate(&self, container_id: &str, ifname: &str) -> Result<Ipv4Addr, CniError> {
         let _lock = self.lock()?;
-        let current = self.read_all()?;
-        if let Some(a) = current
-            .iter()
-            .find(|a| a.container_id == container_id && a.ifname == ifname)
-        {
-            return Ok(a.ip);
+        self.ensure_index()?;
+        if let Some(ip) = self.indexed(container_id, ifname) {
+            return Ok(ip);
         }
         let last_path = self.dir.join(LAST_FILE);
         let last = fs::read_to_string(&last_path)
@@ -135,9 +140,6 @@ impl IpamStore {
         for step in 1..=size {
             let candidate = self.first + (last - self.first + step) % size;
             let ip = Ipv4Addr::from(candidate);
-            if current.iter().any(|a| a.ip == ip) {
-                continue;
-            }
             let path = self.dir.join(ip.to_string());
             let mut file = match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(f) => f,
@@ -146,6 +148,7 @@ impl IpamStore {
             };
             file.write_all(format!("{container_id}\n{ifname}\n").as_bytes())
                 .map_err(|e| io_err("writing", &path, e))?;
+            self.write_index(container_id, ifname, ip)?;
             fs::write(&last_path, ip.to_string()).map_err(|e| io_err("writing", &last_path, e))?;
             return Ok(ip);
         }
@@ -160,10 +163,68 @@ impl IpamStore {
         ))
     }
 
+    /// The address (container id, ifname) holds, read under the lock.
+    pub fn held_by(&self, container_id: &str, ifname: &str) -> Result<Option<Ipv4Addr>, CniError> {
+        let _lock = self.lock()?;
+        self.ensure_index()?;
+        Ok(self.indexed(container_id, ifname))
+    }
+
+    fn index_path(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.dir.join(INDEX_DIR).join(container_id).join(ifname)
+    }
+
+    /// The indexed address of the attachment, if its address file agrees.
+    fn indexed(&self, container_id: &str, ifname: &str) -> Option<Ipv4Addr> {
+        let ip: Ipv4Addr = fs::read_to_string(self.index_path(container_id, ifname))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let held = fs::read_to_string(self.dir.join(ip.to_string())).ok()?;
+        let mut lines = held.lines();
+        (lines.next() == Some(container_id) && lines.next() == Some(ifname)).then_some(ip)
+    }
+
+    fn write_index(&self, container_id: &str, ifname: &str, ip: Ipv4Addr) -> Result<(), CniError> {
+        let path = self.index_path(container_id, ifname);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, e))?;
+        }
+        fs::write(&path, ip.to_string()).map_err(|e| io_err("writing", &path, e))
+    }
+
+    fn remove_index(&self, container_id: &str, ifname: &str) -> Result<(), CniError> {
+        let path = self.index_path(container_id, ifname);
+        remove_file(&path)?;
+        if let Some(parent) = path.parent() {
+            let _ = fs::remove_dir(parent); // only when no other interface is left
+        }
+        Ok(())
+    }
+
+    /// Builds the index of a store written before it had one (caller holds the lock).
+    fn ensure_index(&self) -> Result<(), CniError> {
+        let done = self.dir.join(INDEX_DONE);
+        if done.exists() {
+            return Ok(());
+        }
+        for a in self.read_all()? {
+            self.write_index(&a.container_id, &a.ifname, a.ip)?;
+        }
+        fs::write(&done, "").map_err(|e| io_err("writing", &done, e))
+    }
+
     /// Releases whatever (container id, ifname) holds; releasing nothing is fine.
     pub fn release(&self, container_id: &str, ifname: &str) -> Result<Vec<Ipv4Addr>, CniError> {
         let _lock = self.lock()?;
-        self.remove_where(|a| a.container_id == container_id && a.ifname == ifname)
+        self.ensure_index()?;
+        let held = self.indexed(container_id, ifname);
+        if let Some(ip) = held {
+            remove_file(&self.dir.join(ip.to_string()))?;
+        }
+        self.remove_index(container_id, ifname)?;
+        Ok(held.into_iter().collect())
     }
 
     /// Releases every allocation not in `valid` (GC); returns what was released.
@@ -180,6 +241,7 @@ impl IpamStore {
             .collect();
         for a in &leaked {
             remove_file(&self.dir.join(a.ip.to_string()))?;
+            self.remove_index(&a.container_id, &a.ifname)?;
         }
         Ok(leaked)
     }
@@ -188,15 +250,6 @@ impl IpamStore {
     pub fn has_free(&self) -> Result<bool, CniError> {
         let used = self.allocations()?.len() as u64;
         Ok(used < u64::from(self.last - self.first) + 1)
-    }
-
-    fn remove_where(&self, f: impl Fn(&Allocation) -> bool) -> Result<Vec<Ipv4Addr>, CniError> {
-        let mut released = Vec::new();
-        for a in self.read_all()?.into_iter().filter(|a| f(a)) {
-            remove_file(&self.dir.join(a.ip.to_string()))?;
-            released.push(a.ip);
-        }
-        Ok(released)
     }
 }
 
@@ -268,6 +321,43 @@ mod tests {
         assert_eq!(s.allocate("c3", "eth0").unwrap_err().code, code::TRY_AGAIN);
         assert_eq!(s.release("c1", "eth0").unwrap(), vec![a]);
         assert!(s.release("c1", "eth0").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_store_written_before_the_index_gets_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), "10.9.0.0/24");
+        let dir = s.dir().to_owned();
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("10.9.0.7"), "old\neth0\n").unwrap();
+        assert_eq!(
+            s.allocate("old", "eth0").unwrap(),
+            Ipv4Addr::new(10, 9, 0, 7)
+        );
+        assert!(dir.join(INDEX_DONE).exists());
+        assert_eq!(
+            s.release("old", "eth0").unwrap(),
+            [Ipv4Addr::new(10, 9, 0, 7)]
+        );
+        assert!(!dir.join("10.9.0.7").exists());
+        assert!(!dir.join(INDEX_DIR).join("old").exists());
+    }
+
+    #[test]
+    fn an_index_entry_the_address_file_denies_is_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), "10.9.0.0/24");
+        let a = s.allocate("c1", "eth0").unwrap();
+        // A crash between writing the index and the address: the index names an address that
+        // another attachment holds.
+        let b = s.allocate("c2", "eth0").unwrap();
+        fs::write(s.index_path("c1", "eth0"), b.to_string()).unwrap();
+        fs::remove_file(s.dir().join(a.to_string())).unwrap();
+        assert!(s.release("c1", "eth0").unwrap().is_empty());
+        assert_eq!(s.held_by("c2", "eth0").unwrap(), Some(b));
+        let again = s.allocate("c1", "eth0").unwrap();
+        assert_ne!(again, b);
+        assert_eq!(s.held_by("c1", "eth0").unwrap(), Some(again));
     }
 
     #[test]

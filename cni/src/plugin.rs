@@ -237,11 +237,7 @@ fn check(env: &Env, conf: &NetConf, store: &IpamStore) -> Result<(), CniError> {
         .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "CHECK needs prevResult", ""))?;
     let ip = prev_result_ipv4(prev)
         .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "prevResult has no IPv4 address", ""))?;
-    let held = store
-        .allocations()?
-        .into_iter()
-        .any(|a| a.ip == ip && a.container_id == env.container_id && a.ifname == env.ifname);
-    if !held {
+    if store.held_by(&env.container_id, &env.ifname)? != Some(ip) {
         return Err(check_failed(
             "ipam: address not allocated to this attachment",
             ip.to_string(),
