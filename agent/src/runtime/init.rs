@@ -90,12 +90,10 @@ fn enter_mount_template(
     let sources = mounts
         .iter()
         .map(|m| {
-            let tree = crate::sys::mount_api::clone_tree(&m.source)
+            let is_dir = m.source.is_dir();
+            let tree = crate::sys::mount_api::clone_tree(&m.source, is_dir)
                 .map_err(|e| format!("taking bind mount source {}: {e}", m.source.display()))?;
-            Ok(MountSource {
-                tree,
-                is_dir: m.source.is_dir(),
-            })
+            Ok(MountSource { tree, is_dir })
         })
         .collect::<Result<Vec<_>, String>>()?;
     let f = File::open(template)

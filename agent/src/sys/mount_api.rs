@@ -8,12 +8,14 @@ use std::path::Path;
 use rustix::fs::CWD;
 use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
 
-/// A detached copy of the mount tree at `source` (recursive, like `mount --rbind`), held by
-/// the returned fd until it is attached or closed.
-pub fn clone_tree(source: &Path) -> io::Result<OwnedFd> {
-    let flags = OpenTreeFlags::OPEN_TREE_CLONE
-        | OpenTreeFlags::OPEN_TREE_CLOEXEC
-        | OpenTreeFlags::AT_RECURSIVE;
+/// A detached copy of the mount at `source`: with its submounts when `recursive` (like
+/// `mount --rbind`, for directories), alone otherwise (a file has no submounts, and the
+/// kernel would still scan every mount below the source's filesystem's root for them).
+pub fn clone_tree(source: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
     Ok(open_tree(CWD, source, flags)?)
 }
 
