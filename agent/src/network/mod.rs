@@ -2,10 +2,12 @@
 //! runs its plugins per the CNI spec for each pod (ADD with prevResult chaining and
 //! runtimeConfig.portMappings, DEL in reverse order, CHECK, GC of leftovers), caches each
 //! result under its own cache dir, and sets up node routing. Any CNI plugin works (bosun-cni,
-//! Debian's bridge + host-local + portmap). Blocking: callers use spawn_blocking. Never
+//! which the agent runs in its own process (`builtin.rs`), Debian's bridge + host-local +
+//! portmap). Blocking: callers use spawn_blocking. Never
 //! changes the node's network itself except the routes of [`PodNetwork::setup_node`]
 //! (`node.rs`: marked as the agent's, never shadowing a route the node has).
 
+mod builtin;
 mod cache;
 mod conf;
 mod error;
