@@ -28,6 +28,7 @@ pub mod service_alloc;
 pub mod table_default;
 mod update;
 pub(crate) mod validate;
+mod validate_hpa;
 mod validate_statefulset;
 mod validate_storage;
 pub(crate) mod volume_claims;
