@@ -138,7 +138,7 @@ pub fn cpu_quantity(cores: f64) -> String {
 
 /// Memory in bytes (Ki when whole, as Kubernetes' BinarySI canonical form).
 pub fn memory_quantity(bytes: u64) -> String {
-    if bytes % 1024 == 0 && bytes > 0 {
+    if bytes.is_multiple_of(1024) && bytes > 0 {
         format!("{}Ki", bytes / 1024)
     } else {
         bytes.to_string()

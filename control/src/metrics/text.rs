@@ -20,7 +20,9 @@ pub struct Scrape {
 }
 
 /// One sample line: name, labels, value, timestamp.
-fn sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64, Option<i64>)> {
+type Sample<'a> = (&'a str, BTreeMap<String, String>, f64, Option<i64>);
+
+fn sample(line: &str) -> Option<Sample<'_>> {
     let name_end = line.find(['{', ' '])?;
     let name = &line[..name_end];
     let mut labels = BTreeMap::new();

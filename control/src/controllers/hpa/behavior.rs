@@ -66,8 +66,10 @@ pub enum Limit {
     None,
     TooMany,
     TooFew,
-    ScaleUpLimit,
-    ScaleDownLimit,
+    /// Held by the scale-up rate (ScaleUpLimit).
+    UpRate,
+    /// Held by the scale-down rate (ScaleDownLimit).
+    DownRate,
 }
 
 /// What the HPA remembers between passes.
@@ -140,7 +142,7 @@ pub fn normalise(
         if stabilised > ceiling {
             replicas = ceiling;
             limit = if up_limit < max {
-                Limit::ScaleUpLimit
+                Limit::UpRate
             } else {
                 Limit::TooMany
             };
@@ -150,7 +152,7 @@ pub fn normalise(
         if stabilised < floor {
             replicas = floor;
             limit = if down_limit > min {
-                Limit::ScaleDownLimit
+                Limit::DownRate
             } else {
                 Limit::TooFew
             };
@@ -250,9 +252,9 @@ mod tests {
         let mut h = History::default();
         // Without behavior: at most max(2 × 1, 4) = 4 at once.
         let r = normalise(&mut h, 0.0, 1, 9, 1, 10, None, 0);
-        assert_eq!((r.replicas, r.limit), (4, Limit::ScaleUpLimit));
+        assert_eq!((r.replicas, r.limit), (4, Limit::UpRate));
         let r = normalise(&mut h, 1.0, 4, 20, 1, 10, None, 0);
-        assert_eq!((r.replicas, r.limit), (8, Limit::ScaleUpLimit));
+        assert_eq!((r.replicas, r.limit), (8, Limit::UpRate));
         let r = normalise(&mut h, 2.0, 8, 20, 1, 10, None, 0);
         assert_eq!((r.replicas, r.limit), (10, Limit::TooMany));
         let r = normalise(&mut h, 3.0, 2, 0, 1, 10, None, 0);
@@ -273,7 +275,7 @@ mod tests {
         assert_eq!(rules.0.window_s, 0, "scale-up defaults to no window");
         let mut h = History::default();
         let r = normalise(&mut h, 0.0, 2, 5, 1, 10, Some(&rules), 300);
-        assert_eq!((r.replicas, r.limit), (3, Limit::ScaleUpLimit));
+        assert_eq!((r.replicas, r.limit), (3, Limit::UpRate));
         record_rescale(&mut h, 0.0, 2, 3);
         // The period started at 2: still 3 allowed.
         assert_eq!(

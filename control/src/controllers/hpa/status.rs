@@ -53,13 +53,13 @@ pub fn limited(limit: Limit) -> Condition {
             "TooFewReplicas",
             "the desired replica count is less than the minimum replica count".into(),
         ),
-        Limit::ScaleUpLimit => (
+        Limit::UpRate => (
             "ScalingLimited",
             true,
             "ScaleUpLimit",
             "the desired replica count is increasing faster than the maximum scale rate".into(),
         ),
-        Limit::ScaleDownLimit => (
+        Limit::DownRate => (
             "ScalingLimited",
             true,
             "ScaleDownLimit",
