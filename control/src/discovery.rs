@@ -1,7 +1,8 @@
 //! API discovery, generated from the kinds table: the legacy documents (`/api`, `/apis`,
 //! `/api/v1`, `/apis/<group>/<version>`) that kube-rs and older clients read, and aggregated
 //! discovery (`apidiscovery.k8s.io/v2`), which kubectl 1.32 asks for first and which answers
-//! everything in two requests (DESIGN.md §8).
+//! everything in two requests (DESIGN.md §8). `metrics.k8s.io/v1beta1` (served from the
+//! scraped window, not the store: `crate::metrics::api`) is listed after the table's groups.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
@@ -39,8 +40,42 @@ pub fn api_versions(server_address: &str) -> APIVersions {
 
 /// `/apis`: the named groups with their versions.
 pub fn api_group_list() -> APIGroupList {
-    APIGroupList {
-        groups: kinds::groups().iter().map(api_group).collect(),
+    let mut groups: Vec<APIGroup> = kinds::groups().iter().map(api_group).collect();
+    groups.push(metrics_group());
+    APIGroupList { groups }
+}
+
+/// `/apis/metrics.k8s.io`.
+pub fn metrics_group() -> APIGroup {
+    use crate::metrics::api::{GROUP, VERSION};
+    let version = GroupVersionForDiscovery {
+        group_version: format!("{GROUP}/{VERSION}"),
+        version: VERSION.to_owned(),
+    };
+    APIGroup {
+        name: GROUP.to_owned(),
+        preferred_version: Some(version.clone()),
+        versions: vec![version],
+        server_address_by_client_cidrs: None,
+    }
+}
+
+/// `/apis/metrics.k8s.io/v1beta1`.
+fn metrics_resource_list() -> APIResourceList {
+    use crate::metrics::api::{GROUP, RESOURCES, VERSION};
+    APIResourceList {
+        group_version: format!("{GROUP}/{VERSION}"),
+        resources: RESOURCES
+            .iter()
+            .map(|(plural, singular, kind, namespaced)| APIResource {
+                name: (*plural).to_owned(),
+                singular_name: (*singular).to_owned(),
+                namespaced: *namespaced,
+                kind: (*kind).to_owned(),
+                verbs: strings(&["get", "list"]),
+                ..APIResource::default()
+            })
+            .collect(),
     }
 }
 
@@ -64,6 +99,9 @@ pub fn api_group(group: &kinds::Group) -> APIGroup {
 
 /// `/api/v1` or `/apis/<group>/<version>`; `None` for a group/version we do not serve.
 pub fn api_resource_list(group: &str, version: &str) -> Option<APIResourceList> {
+    if (group, version) == (crate::metrics::api::GROUP, crate::metrics::api::VERSION) {
+        return Some(metrics_resource_list());
+    }
     let mut resources = Vec::new();
     for r in kinds::in_group_version(group, version) {
         resources.push(APIResource {
@@ -109,10 +147,12 @@ pub fn aggregated(core: bool) -> Value {
     let items: Vec<Value> = if core {
         vec![group_discovery("", &["v1"])]
     } else {
-        kinds::groups()
+        let mut items: Vec<Value> = kinds::groups()
             .iter()
             .map(|g| group_discovery(g.name, &g.versions))
-            .collect()
+            .collect();
+        items.push(metrics_discovery());
+        items
     };
     json!({
         "kind": "APIGroupDiscoveryList",
@@ -133,6 +173,26 @@ fn group_discovery(group: &str, versions: &[&str]) -> Value {
         })
         .collect();
     json!({"metadata": {"name": group}, "versions": versions})
+}
+
+/// The aggregated entry of `metrics.k8s.io` (metrics-server's, as kube-aggregator lists it).
+fn metrics_discovery() -> Value {
+    use crate::metrics::api::{GROUP, RESOURCES, VERSION};
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .map(|(plural, singular, kind, namespaced)| {
+            json!({
+                "resource": plural,
+                "responseKind": {"group": GROUP, "version": VERSION, "kind": kind},
+                "scope": if *namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": singular,
+                "verbs": ["get", "list"],
+            })
+        })
+        .collect();
+    json!({"metadata": {"name": GROUP}, "versions": [
+        {"version": VERSION, "resources": resources, "freshness": "Current"}
+    ]})
 }
 
 fn resource_discovery(r: &Resource) -> Value {
@@ -230,6 +290,13 @@ mod tests {
             .map(|g| g["metadata"]["name"].as_str().unwrap())
             .collect();
         assert!(names.contains(&"apps") && names.contains(&"events.k8s.io"));
+        assert!(names.contains(&"metrics.k8s.io"));
+        assert!(api_group_list()
+            .groups
+            .iter()
+            .any(|g| g.name == "metrics.k8s.io"));
+        let metrics = api_resource_list("metrics.k8s.io", "v1beta1").unwrap();
+        assert_eq!(metrics.resources[1].kind, "PodMetrics");
         let deployments = &apis["items"][0]["versions"][0]["resources"][0];
         assert_eq!(deployments["resource"], "deployments");
         assert_eq!(deployments["scope"], "Namespaced");

@@ -20,6 +20,7 @@ pub mod kinds;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod pki;
 pub mod protobuf;

@@ -84,6 +84,16 @@ struct Args {
     /// How often the Lease is renewed or tried.
     #[arg(long, default_value = "2s", value_parser = duration)]
     leader_elect_retry_period: std::time::Duration,
+    /// How often each node's kubelet resource metrics are scraped (metrics-server's flag).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    metric_resolution: std::time::Duration,
+    /// How often each HorizontalPodAutoscaler is evaluated (kube-controller-manager's flag).
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// How far back the highest recommendation is kept before scaling down, for HPAs whose
+    /// behavior does not set it (kube-controller-manager's flag, 5m).
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    horizontal_pod_autoscaler_downscale_stabilization: std::time::Duration,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -250,6 +260,7 @@ async fn run(args: Args) -> Result<()> {
         state.tokens = TokenFile::load(path).context("--token-auth-file")?;
     }
     let state = Arc::new(state);
+    let _scraper = bosun_control::metrics::spawn(Arc::clone(&state), args.metric_resolution);
     api::bootstrap(&state)
         .await
         .context("creating the built-in namespaces")?;
@@ -261,6 +272,8 @@ async fn run(args: Args) -> Result<()> {
             node_monitor_grace: args.node_monitor_grace_period,
             pod_eviction_timeout: args.pod_eviction_timeout,
             orphan_quarantine: args.pod_gc_orphan_quarantine,
+            hpa_sync_period: args.horizontal_pod_autoscaler_sync_period,
+            hpa_downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
         },
         bosun_control::controllers::ElectionConfig {
             lease_duration: args.leader_elect_lease_duration,

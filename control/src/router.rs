@@ -66,6 +66,12 @@ where
             return response;
         }
     }
+    let query = request.uri().query().unwrap_or("").to_owned();
+    if let Some(response) =
+        crate::metrics::api::handle(state, &identity, request.method(), &path, &query).await
+    {
+        return response;
+    }
     api::handle(state, &identity, request)
         .await
         .unwrap_or_else(|| ApiError::no_route(&path).into_response())
@@ -111,6 +117,11 @@ fn discovery_route(info: &ServerInfo, path: &str, accept: &str) -> Option<Respon
             Some("v1"),
         ))),
         ["api", "v1"] => resource_list("", "v1"),
+        ["apis", crate::metrics::api::GROUP] => Some(ok_json(&with_kind(
+            discovery::metrics_group(),
+            "APIGroup",
+            Some("v1"),
+        ))),
         ["apis", group] => kinds::groups()
             .iter()
             .find(|g| g.name == group)

@@ -44,6 +44,12 @@ fn api_resources_lists_every_served_kind_with_short_names() {
     find("horizontalpodautoscalers", "autoscaling/v2");
     find("endpointslices", "discovery.k8s.io/v1");
     find("leases", "coordination.k8s.io/v1");
+    // metrics.k8s.io (served from the scraped window), as metrics-server lists it.
+    assert_eq!(
+        find("pods", "metrics.k8s.io/v1beta1"),
+        &["pods", "metrics.k8s.io/v1beta1", "true", "PodMetrics"]
+    );
+    find("nodes", "metrics.k8s.io/v1beta1");
     // Legacy discovery documents answer too (older clients, kube-rs).
     let groups = ok(control.kubectl(&["get", "--raw", "/apis"]));
     let groups: serde_json::Value = serde_json::from_str(&groups).expect("APIGroupList");

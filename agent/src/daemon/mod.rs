@@ -216,10 +216,12 @@ pub async fn run(
                     .map(|e| e.pod.clone())?;
                 crate::pod::exec_target_by_name(&node, &pod, uid, container, pid)
             });
+        let resources = crate::pod::resource_source(ctx.clone(), statuses.clone());
         let api = crate::kubelet_api::KubeletApi {
             root: ctx.config.root.clone(),
             statuses: statuses.clone(),
             exec_targets,
+            resources,
         };
         tokio::spawn(crate::kubelet_api::serve(join.kubelet, Arc::new(api)));
         let pods = api_pods.clone();

@@ -3,7 +3,9 @@
 //! kubelet-client identity; `tls.rs`), serving `GET /containerLogs/{ns}/{pod}/{container}`
 //! from the CRI log files (`container_logs.rs`, parameters in `log_options.rs`, streaming in
 //! `log_stream.rs`), and `GET|POST /exec/{ns}/{pod}/{container}` (`exec/`: the command run in
-//! the container with its stdio as WebSocket channel frames). The listening socket is made in the node's netns on the node's address
+//! the container with its stdio as WebSocket channel frames), and `GET /metrics/resource`
+//! (CPU and memory of the node, pods and containers from their cgroups, kubelet's names;
+//! [`crate::metrics::resource`]). The listening socket is made in the node's netns on the node's address
 //! (`listen.rs`). It reads pods' statuses through a closure and never changes a pod.
 
 pub mod auth;
@@ -50,6 +52,8 @@ pub struct KubeletApi {
     pub statuses: Statuses,
     /// How `exec` enters a running container.
     pub exec_targets: exec::ExecTargets,
+    /// Reads the cgroups for `/metrics/resource`.
+    pub resources: crate::metrics::resource::ResourceSource,
 }
 
 /// A bound listener and its TLS configuration, ready for [`serve`].
@@ -121,7 +125,29 @@ async fn route(api: &KubeletApi, req: Request<Incoming>) -> Response<Body> {
             exec::respond(api, req, &ns, &pod, &container)
         }
         (_, ["exec", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (&Method::GET, ["metrics", "resource"]) => resource_metrics(api).await,
+        (_, ["metrics", "resource"]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
+    }
+}
+
+/// `/metrics/resource`: the cgroups are read off the async workers.
+async fn resource_metrics(api: &KubeletApi) -> Response<Body> {
+    let source = api.resources.clone();
+    match tokio::task::spawn_blocking(move || source()).await {
+        Ok(sample) => {
+            let body = crate::metrics::resource::render(&sample);
+            let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(crate::metrics::resource::CONTENT_TYPE),
+            );
+            resp
+        }
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("reading resource metrics: {e}"),
+        ),
     }
 }
 

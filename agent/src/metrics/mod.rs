@@ -5,6 +5,7 @@
 //! (atomics, no label lookup).
 
 pub mod http;
+pub mod resource;
 pub mod services;
 
 use std::sync::{Arc, OnceLock};

@@ -21,12 +21,14 @@ mod running;
 mod start;
 pub mod status;
 mod stop;
+mod usage;
 mod volumes;
 pub mod worker;
 
 pub use node::{NodeConfig, NodeContext, PodDnsSettings};
 pub use probes::{exec_target, exec_target_by_name};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus};
+pub use usage::resource_source;
 pub use worker::{PodCommand, PodWorker};
 
 /// The node's IPs: `--node-ip`, else the node netns's first global address (blocking).

@@ -230,6 +230,26 @@ impl CgroupHandle {
             .unwrap_or(0)
     }
 
+    /// CPU time and memory working set of the cgroup (`cgroup_stats`).
+    pub fn usage(&self) -> Result<super::cgroup_stats::Usage, super::cgroup_stats::UsageError> {
+        use super::cgroup_stats::{read_v1, read_v2};
+        match self.setup {
+            CgroupLayout::Unified => read_v2(&Path::new(CGROUP_FS).join(&self.rel)),
+            _ => {
+                let with = |file: &str| {
+                    (self.v1_dirs.iter())
+                        .find(|d| d.join(file).exists())
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            let controller = file.split('.').next().unwrap_or(file);
+                            Path::new(CGROUP_FS).join(controller).join(&self.rel)
+                        })
+                };
+                read_v1(&with("cpuacct.usage"), &with("memory.usage_in_bytes"))
+            }
+        }
+    }
+
     /// Pids currently in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
         let mut out: Vec<i32> = Vec::new();

@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod cgroup_resources;
+pub mod cgroup_stats;
 mod cgroup_v1;
 pub mod devices;
 pub mod error;

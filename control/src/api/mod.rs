@@ -28,6 +28,7 @@ pub mod service_alloc;
 pub mod table_default;
 mod update;
 pub(crate) mod validate;
+mod validate_hpa;
 mod validate_statefulset;
 mod validate_storage;
 pub(crate) mod volume_claims;
@@ -83,6 +84,8 @@ pub struct ApiState {
     pub kubelet: Option<Arc<crate::kubelet::KubeletClient>>,
     /// `--kubelet-preferred-address-types`.
     pub kubelet_address_types: crate::kubelet::AddressTypes,
+    /// The nodes' scraped resource usage (`metrics.k8s.io`, the HPA controller).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ApiState {
@@ -99,6 +102,7 @@ impl ApiState {
             namespace_cache: Arc::default(),
             kubelet: None,
             kubelet_address_types: crate::kubelet::AddressTypes::default(),
+            metrics: Arc::default(),
         }
     }
 }

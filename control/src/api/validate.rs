@@ -310,6 +310,9 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
                 &mut causes,
             )
         }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            super::validate_hpa::horizontal_pod_autoscaler(object, &mut causes)
+        }
         ("", "Pod") => pod_spec(&object["spec"], "spec", &mut causes),
         ("", "PersistentVolume") => super::validate_storage::persistent_volume(object, &mut causes),
         ("", "PersistentVolumeClaim") => {

@@ -6,7 +6,8 @@
 //! Endpoints controllers (`endpoints`), the `kubernetes` Service (`kubernetes_service`) and the
 //! node lifecycle controller (`node_lifecycle`), the pod garbage collector (`podgc`), the Job
 //! controller (`job`), the CronJob controller (`cronjob`), the DaemonSet controller
-//! (`daemonset`), the StatefulSet controller (`statefulset`), the PersistentVolume binder (`persistentvolume`) and the bootstrap-token and CSR
+//! (`daemonset`), the StatefulSet controller (`statefulset`), the HorizontalPodAutoscaler
+//! controller (`hpa`), the PersistentVolume binder (`persistentvolume`) and the bootstrap-token and CSR
 //! cleaners (`cleaners`) — on the process that holds
 //! the `kube-controller-manager` Lease (`leader`).
 
@@ -19,6 +20,7 @@ mod endpoints;
 mod events;
 mod gc;
 mod history;
+mod hpa;
 mod informer;
 mod job;
 mod kube_dns;
@@ -76,6 +78,13 @@ fn resource_of(group: &str, plural: &str) -> &'static kinds::Resource {
     }
 }
 
+fn resource_version_of(group: &str, version: &str, plural: &str) -> &'static kinds::Resource {
+    match kinds::find(group, version, plural) {
+        Some(r) => r,
+        None => unreachable!("the kinds table serves {group}/{version} {plural}"),
+    }
+}
+
 fn lease_resource() -> &'static kinds::Resource {
     match kinds::find("coordination.k8s.io", "v1", "leases") {
         Some(r) => r,
@@ -102,6 +111,10 @@ pub fn spawn_elected(
 /// Starts every controller; `server` is where clients reach this API server.
 pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConfig) -> Controllers {
     let client = client::Loopback::new(Arc::clone(state), CONTROLLER_USER);
+    let hpa_config = hpa::Config {
+        sync_period: lifecycle.hpa_sync_period,
+        downscale_stabilization: lifecycle.hpa_downscale_stabilization,
+    };
     let store = &state.store;
     let pods = Informer::spawn(Arc::clone(store), resource("", "pods"));
     let replicasets = Informer::spawn(Arc::clone(store), resource("apps", "replicasets"));
@@ -193,6 +206,16 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
     let cronjobs = Informer::spawn(Arc::clone(store), resource_of("batch", "cronjobs"));
     tasks.extend(cronjob::spawn(client.clone(), cronjobs, Arc::clone(&jobs)));
     tasks.extend(job::spawn(client.clone(), jobs, Arc::clone(&pods)));
+    tasks.push(hpa::spawn(
+        client.clone(),
+        Informer::spawn(
+            Arc::clone(store),
+            resource_version_of("autoscaling", "v2", "horizontalpodautoscalers"),
+        ),
+        Arc::clone(&pods),
+        Arc::clone(&state.metrics),
+        hpa_config,
+    ));
     tasks.extend(replicaset::spawn(client, replicasets, pods));
     Controllers { tasks }
 }

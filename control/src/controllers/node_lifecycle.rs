@@ -34,6 +34,10 @@ pub struct LifecycleConfig {
     /// How long a node must be missing before the pod garbage collector (`podgc`)
     /// force-deletes the pods bound to it (kube's 40 s quarantine).
     pub orphan_quarantine: Duration,
+    /// How often each HorizontalPodAutoscaler is evaluated (kube's 15 s).
+    pub hpa_sync_period: Duration,
+    /// The scale-down stabilisation window of HPAs that do not set one (kube's 300 s).
+    pub hpa_downscale_stabilization: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -42,6 +46,8 @@ impl Default for LifecycleConfig {
             node_monitor_grace: Duration::from_secs(40),
             pod_eviction_timeout: Duration::from_secs(300),
             orphan_quarantine: Duration::from_secs(40),
+            hpa_sync_period: Duration::from_secs(15),
+            hpa_downscale_stabilization: Duration::from_secs(300),
         }
     }
 }
