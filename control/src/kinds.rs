@@ -229,7 +229,22 @@ const PORT_FORWARD: Subresource = Subresource {
     kind: "PodPortForwardOptions",
     verbs: &["create", "get"],
 };
-const POD_SUB: &[Subresource] = &[status("", "v1", "Pod"), BINDING, LOG, EXEC, PORT_FORWARD];
+/// `pods/attach`: a running container's stdio, through the node's kubelet.
+const ATTACH: Subresource = Subresource {
+    name: "attach",
+    group: "",
+    version: "v1",
+    kind: "PodAttachOptions",
+    verbs: &["create", "get"],
+};
+const POD_SUB: &[Subresource] = &[
+    status("", "v1", "Pod"),
+    BINDING,
+    LOG,
+    EXEC,
+    ATTACH,
+    PORT_FORWARD,
+];
 const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
 const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
 const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];

@@ -5,9 +5,11 @@
 //! `log_stream.rs`), and `GET|POST /exec/{ns}/{pod}/{container}` (`exec/`: the command run in
 //! the container with its stdio as WebSocket channel frames) and `GET|POST
 //! /portForward/{ns}/{pod}` (`port_forward/`: SPDY/3.1 streams, `crate::spdy`, relayed to
-//! ports inside the pod's netns). The listening socket is made in the node's netns on the node's address
+//! ports inside the pod's netns) and `GET|POST /attach/{ns}/{pod}/{container}` (`attach.rs`: the
+//! container's new output as channel frames). The listening socket is made in the node's netns on the node's address
 //! (`listen.rs`). It reads pods' statuses through a closure and never changes a pod.
 
+pub mod attach;
 pub mod auth;
 pub mod container_logs;
 pub mod exec;
@@ -124,6 +126,11 @@ async fn route(api: &KubeletApi, req: Request<Incoming>) -> Response<Body> {
             exec::respond(api, req, &ns, &pod, &container)
         }
         (_, ["exec", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (&Method::GET | &Method::POST, ["attach", ns, pod, container]) => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            attach::respond(api, req, &ns, &pod, &container)
+        }
+        (_, ["attach", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         (&Method::GET | &Method::POST, ["portForward", ns, pod]) => {
             let (ns, pod) = (ns.to_string(), pod.to_string());
             port_forward::respond(api, req, &ns, &pod)

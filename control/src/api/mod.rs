@@ -207,7 +207,7 @@ where
     let method = request.method().clone();
     let uri_path = request.uri().path().to_owned();
     let raw_query = request.uri().query().unwrap_or("").to_owned();
-    let exec = call.path.subresource.as_deref() == Some("exec");
+    let exec = matches!(call.path.subresource.as_deref(), Some("exec" | "attach"));
     let port_forward = call.path.subresource.as_deref() == Some("portforward");
     let upgrade = match exec || port_forward {
         true => request
@@ -282,7 +282,7 @@ async fn authorize(call: &Call, method: &Method, body: &[u8]) -> Result<(), ApiE
     // Opening a stream into a pod is a create, also by GET (kube's WebSocket upgrade check).
     let connect = matches!(
         call.path.subresource.as_deref(),
-        Some("exec" | "portforward")
+        Some("exec" | "attach" | "portforward")
     );
     let verb = match (method, named) {
         (&Method::GET | &Method::POST, true) if connect => "create",

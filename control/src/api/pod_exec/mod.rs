@@ -3,7 +3,8 @@
 //! `pods/log`), the pod's node (an unbound pod is a 400), then the client's upgrade request is
 //! forwarded to the node's kubelet `/exec/{ns}/{pod}/{container}` with the same upgrade
 //! headers. `pods/portforward` (`PortForwardREST`) is forwarded the same way to
-//! `/portForward/{ns}/{pod}` (the ports travel in SPDY stream headers, not in the query). The kubelet's 101 is answered to the client and the two upgraded connections are
+//! `/portForward/{ns}/{pod}` (the ports travel in SPDY stream headers, not in the query), and
+//! `pods/attach` (PodAttachOptions: exec's without `command`) to `/attach/{ns}/{pod}/{c}`. The kubelet's 101 is answered to the client and the two upgraded connections are
 //! spliced byte for byte (kube's `UpgradeAwareHandler`: the WebSocket framing is end to end);
 //! any other answer of the kubelet is passed through with its code and text, which kubectl
 //! prints after "unable to upgrade connection".
@@ -64,12 +65,20 @@ pub async fn connect(
         )));
     };
     let Some(upgrade) = upgrade else {
-        return Err(ApiError::bad_request("exec needs a connection upgrade"));
+        return Err(ApiError::bad_request(format!(
+            "{} needs a connection upgrade",
+            call.path.subresource.as_deref().unwrap_or("exec")
+        )));
+    };
+    // `pods/attach` is exec without a command (PodAttachOptions), to the kubelet's `/attach`.
+    let endpoint = match call.path.subresource.as_deref() {
+        Some("attach") => "attach",
+        _ => "exec",
     };
     let target = kubelet_target(
         call,
         node_name,
-        "exec",
+        endpoint,
         Some(&container),
         &opts.kubelet_query(),
     )
