@@ -1,7 +1,8 @@
 //! `kubectl port-forward` with the real kubectl (1.32: SPDY/3.1 inside a WebSocket) through
 //! bosun-control to each node's kubelet API and into the pod's netns, on two nodes: an HTTP
 //! request and a 10 MB download (sha256 against the pod's own) through `pod/NAME` and
-//! `svc/NAME` (kubectl maps the Service port to the pod's targetPort), and a port nobody
+//! `svc/NAME` (kubectl maps the Service port to the pod's targetPort), an HTTP request through
+//! `deploy/NAME`, and a port nobody
 //! listens on reported as kubectl reports kubelet's error. kubectl listens on loopback only;
 //! the pods' ports are reached inside their netns.
 
@@ -34,6 +35,24 @@ metadata: {name: web-N}
 spec:
   selector: {app: web-N}
   ports: [{port: 80, targetPort: 8080}]
+"#;
+
+/// A Deployment whose one pod runs on node NODE and serves "hello from deploy" on 8080.
+const DEPLOY: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-d}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web-d}}
+  template:
+    metadata: {labels: {app: web-d}}
+    spec:
+      nodeName: NODE
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: bosun.test/busybox:1
+        command: [sh, -c, 'mkdir -p /www && echo "hello from deploy" > /www/index.html && exec httpd -f -p 8080 -h /www']
 "#;
 
 /// Control and nodes 1 and 2 on a fabric with a host link; pod and Service `web-N` on each,
@@ -188,6 +207,21 @@ fn port_forward_carries_http_and_10mb_to_pods_on_both_nodes() {
             assert!(!errors.contains("error occurred"), "{target}: {errors}");
         }
     }
+    // deploy/NAME: kubectl picks the Deployment's pod.
+    control.apply(&DEPLOY.replace("NODE", &nodes[1].name));
+    wait_until("web-d runs", Duration::from_secs(90), || {
+        control
+            .kubectl(&["exec", "deploy/web-d", "--", "cat", "/www/index.html"])
+            .status
+            .success()
+    });
+    let local = free_port();
+    let errors = dir.path().join("deploy.err");
+    let mut child = port_forward(&control, "deploy/web-d", local, 8080, &errors);
+    let index = get(local, "/index.html");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(String::from_utf8_lossy(&index), "hello from deploy\n");
 }
 
 #[test]
