@@ -221,7 +221,30 @@ const EXEC: Subresource = Subresource {
     kind: "PodExecOptions",
     verbs: &["create", "get"],
 };
-const POD_SUB: &[Subresource] = &[status("", "v1", "Pod"), BINDING, LOG, EXEC];
+/// `pods/portforward`: connections to the pod's ports, through the node's kubelet.
+const PORT_FORWARD: Subresource = Subresource {
+    name: "portforward",
+    group: "",
+    version: "v1",
+    kind: "PodPortForwardOptions",
+    verbs: &["create", "get"],
+};
+/// `pods/attach`: a running container's stdio, through the node's kubelet.
+const ATTACH: Subresource = Subresource {
+    name: "attach",
+    group: "",
+    version: "v1",
+    kind: "PodAttachOptions",
+    verbs: &["create", "get"],
+};
+const POD_SUB: &[Subresource] = &[
+    status("", "v1", "Pod"),
+    BINDING,
+    LOG,
+    EXEC,
+    ATTACH,
+    PORT_FORWARD,
+];
 const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
 const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
 const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];

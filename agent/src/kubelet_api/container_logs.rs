@@ -57,7 +57,7 @@ pub fn respond(
     resp
 }
 
-fn find_container<'a>(status: &'a PodStatus, name: &str) -> Option<&'a ContainerStatus> {
+pub(super) fn find_container<'a>(status: &'a PodStatus, name: &str) -> Option<&'a ContainerStatus> {
     status
         .init_container_statuses
         .iter()
@@ -128,7 +128,7 @@ pub fn pick(dir: &Path, c: &ContainerStatus, previous: bool) -> Result<PathBuf, 
 
 /// Whether the container instance being followed still runs: same pod, same restart count,
 /// state Running.
-fn still_running(
+pub(super) fn still_running(
     statuses: Statuses,
     uid: String,
     container: String,

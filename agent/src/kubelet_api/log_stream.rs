@@ -84,7 +84,7 @@ async fn send(
 
 /// The complete lines of `file` from byte `pos`, and the position after them (an unfinished
 /// last line is left for the next read). A file that cannot be read gives nothing.
-fn read_complete(file: &Path, pos: u64) -> (Vec<u8>, u64) {
+pub(super) fn read_complete(file: &Path, pos: u64) -> (Vec<u8>, u64) {
     let mut data = Vec::new();
     let read = std::fs::File::open(file).and_then(|mut f| {
         f.seek(SeekFrom::Start(pos))?;
@@ -99,7 +99,7 @@ fn read_complete(file: &Path, pos: u64) -> (Vec<u8>, u64) {
     (data, pos + complete as u64)
 }
 
-fn lines(data: &[u8]) -> Vec<&[u8]> {
+pub(super) fn lines(data: &[u8]) -> Vec<&[u8]> {
     data.split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .collect()
@@ -154,6 +154,19 @@ impl Formatter {
     }
 }
 
+/// (stderr, text) of a CRI record line: a full record's text ends with its newline.
+pub(super) fn record_text(line: &[u8]) -> Option<(bool, Vec<u8>)> {
+    let mut parts = line.splitn(4, |b| *b == b' ');
+    let _ts = parts.next()?;
+    let stream = parts.next()?;
+    let tag = parts.next()?;
+    let mut text = parts.next().unwrap_or(b"").to_vec();
+    if tag == b"F" {
+        text.push(b'\n');
+    }
+    Some((stream == b"stderr", text))
+}
+
 /// (timestamp, full, text) of a CRI record line.
 fn split_record(line: &[u8]) -> Option<(&str, bool, &[u8])> {
     let mut parts = line.splitn(4, |b| *b == b' ');
@@ -203,6 +216,19 @@ mod tests {
             ..LogOptions::default()
         };
         assert_eq!(render(RECORDS, &opts), "one\ntw");
+    }
+
+    #[test]
+    fn records_name_their_stream() {
+        assert_eq!(
+            record_text(b"T stderr F oops"),
+            Some((true, b"oops\n".to_vec()))
+        );
+        assert_eq!(
+            record_text(b"T stdout P par"),
+            Some((false, b"par".to_vec()))
+        );
+        assert_eq!(record_text(b"garbage"), None);
     }
 
     #[test]

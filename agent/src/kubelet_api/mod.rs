@@ -3,17 +3,22 @@
 //! kubelet-client identity; `tls.rs`), serving `GET /containerLogs/{ns}/{pod}/{container}`
 //! from the CRI log files (`container_logs.rs`, parameters in `log_options.rs`, streaming in
 //! `log_stream.rs`), and `GET|POST /exec/{ns}/{pod}/{container}` (`exec/`: the command run in
-//! the container with its stdio as WebSocket channel frames), and `GET /metrics/resource`
-//! (CPU and memory of the node, pods and containers from their cgroups, kubelet's names;
+//! the container with its stdio as WebSocket channel frames), `GET|POST
+//! /portForward/{ns}/{pod}` (`port_forward/`: SPDY/3.1 streams, `crate::spdy`, relayed to
+//! ports inside the pod's netns), `GET|POST /attach/{ns}/{pod}/{container}` (`attach.rs`: the
+//! container's new output as channel frames) and `GET /metrics/resource` (CPU and memory of
+//! the node, pods and containers from their cgroups, kubelet's names;
 //! [`crate::metrics::resource`]). The listening socket is made in the node's netns on the node's address
 //! (`listen.rs`). It reads pods' statuses through a closure and never changes a pod.
 
+pub mod attach;
 pub mod auth;
 pub mod container_logs;
 pub mod exec;
 pub mod listen;
 pub mod log_options;
 pub mod log_stream;
+pub mod port_forward;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -127,6 +132,16 @@ async fn route(api: &KubeletApi, req: Request<Incoming>) -> Response<Body> {
         (_, ["exec", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         (&Method::GET, ["metrics", "resource"]) => resource_metrics(api).await,
         (_, ["metrics", "resource"]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (&Method::GET | &Method::POST, ["attach", ns, pod, container]) => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            attach::respond(api, req, &ns, &pod, &container)
+        }
+        (_, ["attach", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (&Method::GET | &Method::POST, ["portForward", ns, pod]) => {
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            port_forward::respond(api, req, &ns, &pod)
+        }
+        (_, ["portForward", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
 }

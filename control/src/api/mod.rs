@@ -211,8 +211,9 @@ where
     let method = request.method().clone();
     let uri_path = request.uri().path().to_owned();
     let raw_query = request.uri().query().unwrap_or("").to_owned();
-    let exec = call.path.subresource.as_deref() == Some("exec");
-    let upgrade = match exec {
+    let exec = matches!(call.path.subresource.as_deref(), Some("exec" | "attach"));
+    let port_forward = call.path.subresource.as_deref() == Some("portforward");
+    let upgrade = match exec || port_forward {
         true => request
             .extensions_mut()
             .remove::<hyper::upgrade::OnUpgrade>(),
@@ -239,6 +240,10 @@ where
             pod_exec::connect(&call, &raw_query, &headers, upgrade).await
         }
         (other, true) if exec => Err(ApiError::method_not_allowed(&other, &uri_path)),
+        (Method::GET | Method::POST, true) if port_forward => {
+            pod_exec::port_forward(&call, &headers, upgrade).await
+        }
+        (other, true) if port_forward => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::POST, true) if binding => binding::create(&call, &body).await,
         (other, true) if binding => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if scale => scale::get(&call).await,
@@ -279,7 +284,10 @@ async fn authorize(call: &Call, method: &Method, body: &[u8]) -> Result<(), ApiE
     }
     let named = call.path.name.is_some();
     // Opening a stream into a pod is a create, also by GET (kube's WebSocket upgrade check).
-    let connect = call.path.subresource.as_deref() == Some("exec");
+    let connect = matches!(
+        call.path.subresource.as_deref(),
+        Some("exec" | "attach" | "portforward")
+    );
     let verb = match (method, named) {
         (&Method::GET | &Method::POST, true) if connect => "create",
         (&Method::GET, true) => "get",

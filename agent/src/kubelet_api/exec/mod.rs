@@ -79,6 +79,11 @@ pub fn respond(
         stream_close: protocol == PROTOCOLS[0],
     };
     tokio::spawn(session.run(upgrade));
+    switching(&key, protocol)
+}
+
+/// The 101 answer of a channel-protocol WebSocket handshake.
+pub(super) fn switching(accept: &str, protocol: &'static str) -> Response<Body> {
     let mut resp = Response::new(Empty::new().map_err(|never| match never {}).boxed());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
@@ -90,7 +95,7 @@ pub fn respond(
         header::CONNECTION,
         header::HeaderValue::from_static("Upgrade"),
     );
-    if let Ok(v) = header::HeaderValue::from_str(&key) {
+    if let Ok(v) = header::HeaderValue::from_str(accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     h.insert(
@@ -112,7 +117,7 @@ fn running_target(api: &KubeletApi, status: &PodStatus, container: &str) -> Opti
 }
 
 /// The accept key and the chosen subprotocol of a WebSocket upgrade request.
-fn websocket(headers: &HeaderMap) -> Option<(String, &'static str)> {
+pub(super) fn websocket(headers: &HeaderMap) -> Option<(String, &'static str)> {
     let has = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str()

@@ -2,7 +2,9 @@
 //! options (`options.rs`), the container (kube's `streamLocation` texts, shared with
 //! `pods/log`), the pod's node (an unbound pod is a 400), then the client's upgrade request is
 //! forwarded to the node's kubelet `/exec/{ns}/{pod}/{container}` with the same upgrade
-//! headers. The kubelet's 101 is answered to the client and the two upgraded connections are
+//! headers. `pods/portforward` (`PortForwardREST`) is forwarded the same way to
+//! `/portForward/{ns}/{pod}` (the ports travel in SPDY stream headers, not in the query), and
+//! `pods/attach` (PodAttachOptions: exec's without `command`) to `/attach/{ns}/{pod}/{c}`. The kubelet's 101 is answered to the client and the two upgraded connections are
 //! spliced byte for byte (kube's `UpgradeAwareHandler`: the WebSocket framing is end to end);
 //! any other answer of the kubelet is passed through with its code and text, which kubectl
 //! prints after "unable to upgrade connection".
@@ -63,9 +65,56 @@ pub async fn connect(
         )));
     };
     let Some(upgrade) = upgrade else {
-        return Err(ApiError::bad_request("exec needs a connection upgrade"));
+        return Err(ApiError::bad_request(format!(
+            "{} needs a connection upgrade",
+            call.path.subresource.as_deref().unwrap_or("exec")
+        )));
     };
-    let target = kubelet_target(call, node_name, "exec", &container, &opts.kubelet_query()).await?;
+    // `pods/attach` is exec without a command (PodAttachOptions), to the kubelet's `/attach`.
+    let endpoint = match call.path.subresource.as_deref() {
+        Some("attach") => "attach",
+        _ => "exec",
+    };
+    let target = kubelet_target(
+        call,
+        node_name,
+        endpoint,
+        Some(&container),
+        &opts.kubelet_query(),
+    )
+    .await?;
+    relay(&target, headers, upgrade).await
+}
+
+/// Answers a port-forward request: the pod's node, then the upgrade relayed to its kubelet.
+pub async fn port_forward(
+    call: &Call,
+    headers: &HeaderMap,
+    upgrade: Option<OnUpgrade>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let name = call.path.name.clone().unwrap_or_default();
+    let pod = get::read(call).await?;
+    let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    };
+    let Some(upgrade) = upgrade else {
+        return Err(ApiError::bad_request(
+            "port-forward needs a connection upgrade",
+        ));
+    };
+    let target = kubelet_target(call, node_name, "portForward", None, "").await?;
+    relay(&target, headers, upgrade).await
+}
+
+/// Sends the client's upgrade to the kubelet; on its 101 the two connections are spliced,
+/// any other answer is passed on.
+async fn relay(
+    target: &super::pod_log::KubeletTarget<'_>,
+    headers: &HeaderMap,
+    upgrade: OnUpgrade,
+) -> Result<Response<ResponseBody>, ApiError> {
     let forwarded = pick(headers, UPGRADE_HEADERS);
     let mut response = target
         .client

@@ -33,7 +33,7 @@ pub async fn get(call: &Call, raw_query: &str) -> Result<Response<ResponseBody>,
         call,
         node_name,
         "containerLogs",
-        &container,
+        Some(&container),
         &opts.kubelet_query(),
     )
     .await?;
@@ -74,7 +74,7 @@ pub(super) async fn kubelet_target<'a>(
     call: &'a Call,
     node_name: &str,
     endpoint: &str,
-    container: &str,
+    container: Option<&str>,
     query: &str,
 ) -> Result<KubeletTarget<'a>, ApiError> {
     let node = read_node(call, node_name).await?;
@@ -85,11 +85,13 @@ pub(super) async fn kubelet_target<'a>(
     };
     let ns = call.path.namespace.as_deref().unwrap_or("default");
     let name = call.path.name.as_deref().unwrap_or_default();
+    let container = container
+        .map(|c| format!("/{}", escape(c)))
+        .unwrap_or_default();
     let path_and_query = format!(
-        "/{endpoint}/{}/{}/{}?{query}",
+        "/{endpoint}/{}/{}{container}?{query}",
         escape(ns),
         escape(name),
-        escape(container),
     );
     Ok(KubeletTarget {
         location,
