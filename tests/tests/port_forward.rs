@@ -209,11 +209,21 @@ fn port_forward_carries_http_and_10mb_to_pods_on_both_nodes() {
     }
     // deploy/NAME: kubectl picks the Deployment's pod.
     control.apply(&DEPLOY.replace("NODE", &nodes[1].name));
+    // Running as the API says (what port-forward checks), and serving its file.
     wait_until("web-d runs", Duration::from_secs(90), || {
-        control
-            .kubectl(&["exec", "deploy/web-d", "--", "cat", "/www/index.html"])
-            .status
-            .success()
+        let phase = control.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web-d",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ]);
+        stdout(&phase).trim() == "Running"
+            && control
+                .kubectl(&["exec", "deploy/web-d", "--", "cat", "/www/index.html"])
+                .status
+                .success()
     });
     let local = free_port();
     let errors = dir.path().join("deploy.err");
