@@ -12,6 +12,8 @@
 //!   nodeName) to the volume's node.
 //! - Two nodes with the driver: a second pod of a bound claim goes where the volume is, though
 //!   the scheduler would otherwise pick the other node.
+//! - A StatefulSet with a volumeClaimTemplate: the web-0 made again after `kubectl delete pod`
+//!   is scheduled (same name, new uid) and reads the file the first web-0 wrote.
 
 use std::time::Duration;
 
@@ -492,4 +494,97 @@ fn a_second_pod_of_a_bound_local_claim_is_scheduled_where_its_volume_is() {
     assert!(logs.starts_with("first\n"), "{logs}");
     control.kubectl_ok(&["delete", "pod", "second", "--wait=true"]);
     control.kubectl_ok(&["delete", "pvc", "shared", "--wait=false"]);
+}
+
+const WEB: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: bosun.test/busybox:1
+        volumeMounts:
+        - {name: data, mountPath: /data}
+        command: [sh, -c, 'if [ -f /data/note ]; then echo "read $(cat /data/note)"; else echo "by $(hostname)" > /data/note; echo wrote; fi; sleep 1000']
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      storageClassName: local
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 16Mi}}
+"#;
+
+/// A StatefulSet's volumeClaimTemplate on bosun-csi-local: web-0 writes a file to its claim
+/// `data-web-0`; deleted, the web-0 the controller makes again (same name, new uid: the
+/// scheduler must not take it for the pod it placed before) is scheduled and reads it.
+#[test]
+fn a_stateful_pod_made_again_finds_its_claims_file() {
+    let control = Control::start();
+    let mut node = Node::new(97, &control);
+    node.start_csi_driver();
+    node.start_agent();
+    let name = node.name.clone();
+    within(
+        "node Ready",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || control.node_ready(&name),
+    );
+    control.apply(LOCAL_CLASS);
+    control.apply(WEB);
+    within(
+        "web-0 wrote",
+        &control,
+        &node,
+        Duration::from_secs(90),
+        || running(&control, "web-0") && node.logs("default", "web-0").contains("wrote"),
+    );
+    assert_eq!(phase(&control, "pvc", "data-web-0"), "Bound");
+    let uid = |control: &Control| {
+        control.get_json(&["pod", "web-0"]).unwrap_or_default()["metadata"]["uid"].clone()
+    };
+    let first = uid(&control);
+    control.kubectl_ok(&["delete", "pod", "web-0", "--wait=true"]);
+    std::thread::sleep(Duration::from_secs(15));
+    eprintln!(
+        "DEBUG {}",
+        String::from_utf8_lossy(
+            &control
+                .kubectl(&["get", "pods,events,sts", "-o", "wide"])
+                .stdout
+        )
+    );
+    eprintln!(
+        "DEBUG {:#}",
+        control.get_json(&["pod", "web-0"]).unwrap_or_default()["status"]
+    );
+    within(
+        "the new web-0 read the note",
+        &control,
+        &node,
+        Duration::from_secs(90),
+        || {
+            running(&control, "web-0")
+                && uid(&control) != first
+                && node.logs("default", "web-0").contains("read by web-0")
+        },
+    );
+    control.kubectl_ok(&["delete", "statefulset", "web", "--wait=true"]);
+    control.kubectl_ok(&["delete", "pvc", "data-web-0", "--wait=false"]);
 }
