@@ -1,6 +1,7 @@
 //! Kernel tests of pod volumes: emptyDir on disk shared by two containers, a Memory emptyDir
 //! that is a tmpfs of its sizeLimit, readOnly mounts, hostPath types with kubelet's errors,
-//! subPath (and its escape refused), and every host-side mount gone after the pod is deleted,
+//! subPath (and its escape refused), downwardAPI and projected volumes (labels changes
+//! reaching the files atomically), and every host-side mount gone after the pod is deleted,
 //! also when the delete happens through an agent that was killed and restarted.
 
 mod common;
@@ -237,4 +238,101 @@ fn host_side_mounts_go_when_a_restarted_agent_deletes_the_pod() {
 /// The sandbox's namespace bind mounts among `mounts`.
 fn sandbox_mounts(mounts: &[String]) -> usize {
     mounts.iter().filter(|m| m.contains("/ns/")).count()
+}
+
+fn info_pod(labels: &str, annotations: &str) -> String {
+    let script = "cat /info/name; echo; cat /info/mem; echo; cat /info/meta/annotations; echo; stat -L -c \"mode %a %n\" /info/labels /info/mem /proj/ns; grep \" /proj \" /proc/mounts; echo ns=$(cat /proj/ns); while true; do echo \"L:$(tr \"\\n\" , < /info/labels) A:$(cat /proj/app)\"; sleep 0.05; done";
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: info, labels: {labels}, annotations: {annotations}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: info
+    downwardAPI:
+      defaultMode: 384
+      items:
+      - {{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}
+      - {{path: meta/annotations, fieldRef: {{fieldPath: metadata.annotations}}}}
+      - {{path: name, fieldRef: {{fieldPath: metadata.name}}}}
+      - {{path: mem, mode: 256, resourceFieldRef: {{containerName: c, resource: limits.memory, divisor: 1Mi}}}}
+  - name: proj
+    projected:
+      defaultMode: 288
+      sources:
+      - downwardAPI:
+          items:
+          - {{path: ns, fieldRef: {{fieldPath: metadata.namespace}}}}
+          - {{path: app, fieldRef: {{fieldPath: "metadata.labels['app']"}}}}
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    resources: {{limits: {{memory: 64Mi}}}}
+    command: [sh, -c, '{script}']
+    volumeMounts:
+    - {{name: info, mountPath: /info}}
+    - {{name: proj, mountPath: /proj}}
+"#
+    )
+}
+
+/// downwardAPI files show the pod's fields in kubelet's format with their modes, a projected
+/// volume is a tmpfs, and a labels change (the spec unchanged, so the pod keeps running)
+/// reaches both volumes' files, a reader seeing only the whole old or the whole new content.
+#[test]
+fn downward_api_files_follow_label_changes_atomically() {
+    let mut node = Node::new("vol-down");
+    node.start_daemon();
+    node.apply(
+        "p.yaml",
+        &info_pod("{app: web, tier: one}", "{note: first}"),
+    );
+    common::wait_until("downward output", Duration::from_secs(30), || {
+        node.try_logs(&["info"]).is_some_and(|l| l.contains("L:"))
+    });
+    let logs = node.logs(&["info"]);
+    for want in [
+        "info\n64\nnote=\"first\"\n",
+        "mode 600 /info/labels",
+        "mode 400 /info/mem",
+        "mode 440 /proj/ns",
+        "tmpfs /proj tmpfs",
+        "ns=default",
+        "L:app=\"web\",tier=\"one\" A:web",
+    ] {
+        assert!(logs.contains(want), "{want:?} in {logs}");
+    }
+    let started = node.pod("info").expect("pod")["startTime"].clone();
+    assert!(started.is_string(), "{started}");
+    node.apply(
+        "p.yaml",
+        &info_pod("{app: api, tier: two}", "{note: second}"),
+    );
+    let new = "L:app=\"api\",tier=\"two\" A:api";
+    common::wait_until(
+        "the new labels in the files",
+        Duration::from_secs(10),
+        || node.try_logs(&["info"]).is_some_and(|l| l.contains(new)),
+    );
+    let logs = node.logs(&["info"]);
+    let old = "L:app=\"web\",tier=\"one\" A:web";
+    // The two volumes are separate swaps, so a line may show one old and one new.
+    let allowed = [
+        old,
+        new,
+        "L:app=\"api\",tier=\"two\" A:web",
+        "L:app=\"web\",tier=\"one\" A:api",
+    ];
+    for line in logs.lines().filter(|l| l.starts_with("L:")) {
+        assert!(allowed.contains(&line), "a partial file was read: {line:?}");
+    }
+    assert_eq!(
+        node.pod("info").expect("pod")["startTime"],
+        started,
+        "the pod was not replaced"
+    );
+    node.remove("p.yaml");
+    node.wait_gone("info", Duration::from_secs(30));
+    assert!(node.mounts().is_empty(), "{:?}", node.mounts());
 }

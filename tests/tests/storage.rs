@@ -8,7 +8,12 @@
 //!   claim is Bound to `pvc-<uid>`, the filesystem's size is the claim's (a bigger write fails
 //!   with ENOSPC); expanded to 128Mi it takes the write once a new pod stages it (offline
 //!   growth: no CAP_SYS_RESOURCE here); deleting the pod and the claim unpublishes, unstages
-//!   and deletes the volume, leaving no mount.
+//!   and deletes the volume, leaving no mount; a second pod of the claim is scheduled (no
+//!   nodeName) to the volume's node.
+//! - Two nodes with the driver: a second pod of a bound claim goes where the volume is, though
+//!   the scheduler would otherwise pick the other node.
+//! - A StatefulSet with a volumeClaimTemplate: the web-0 made again after `kubectl delete pod`
+//!   is scheduled (same name, new uid) and reads the file the first web-0 wrote.
 
 use std::time::Duration;
 
@@ -354,12 +359,8 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
                 .is_some_and(|c| is_128mi(&c["status"]["capacity"]["storage"]))
         },
     );
-    // Bound already, so placed by nodeName (a second scheduling of a pod with this claim is
-    // the control side's business, not tested here).
-    let again = FILLER.replace("name: filler}", "name: filler2}").replace(
-        "spec:\n  termination",
-        &format!("spec:\n  nodeName: {name}\n  termination"),
-    );
+    // Scheduled again (no nodeName): the bound claim's volume is on this node, so is the pod.
+    let again = FILLER.replace("name: filler}", "name: filler2}");
     control.apply(&again);
     let logs = filler_logs(&control, &node, "filler2");
     assert!(
@@ -384,4 +385,206 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
     let driver_log = node.csi_log();
     assert!(driver_log.contains("unstaged"), "{driver_log}");
     assert!(driver_log.contains("deleted"), "{driver_log}");
+}
+
+/// A scheduled pod writing its name into the claim `shared`, after showing what is there.
+const SHARED_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: POD}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {name: data, persistentVolumeClaim: {claimName: shared}}
+  containers:
+  - name: c
+    image: bosun.test/busybox:1
+    volumeMounts:
+    - {name: data, mountPath: /data}
+    command: [sh, -c, 'cat /data/names 2>/dev/null; echo POD >> /data/names; echo written; sleep 1000']
+"#;
+
+const SHARED_CLAIM: &str = r#"apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: shared}
+spec:
+  storageClassName: local
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 16Mi}}
+"#;
+
+/// Two nodes, each with bosun-csi-local. The claim is provisioned on the node of its first
+/// pod (the other node cordoned meanwhile); a second pod of the claim, scheduled while both
+/// nodes are open (the scheduler's tie-break would pick the other node), is placed where the
+/// volume is and reads what the first wrote.
+#[test]
+fn a_second_pod_of_a_bound_local_claim_is_scheduled_where_its_volume_is() {
+    let control = Control::start();
+    // `b` is named first, so it sorts first: of two equal nodes the scheduler picks `b`.
+    let mut b = Node::new(95, &control);
+    let mut a = Node::new(96, &control);
+    for node in [&mut a, &mut b] {
+        node.start_csi_driver();
+        node.start_agent();
+    }
+    let (name_a, name_b) = (a.name.clone(), b.name.clone());
+    within("nodes Ready", &control, &a, Duration::from_secs(30), || {
+        control.node_ready(&name_a) && control.node_ready(&name_b)
+    });
+    within(
+        "both nodes labelled with their topology",
+        &control,
+        &a,
+        Duration::from_secs(30),
+        || {
+            [&name_a, &name_b].iter().all(|n| {
+                control.get_json(&["node", n]).is_some_and(|node| {
+                    node["metadata"]["labels"]["topology.bosun.dev/node"] == n.as_str()
+                })
+            })
+        },
+    );
+    control.apply(LOCAL_CLASS);
+    control.apply(SHARED_CLAIM);
+    control.kubectl_ok(&["cordon", &name_b]);
+    control.apply(&SHARED_POD.replace("POD", "first"));
+    within(
+        "first running",
+        &control,
+        &a,
+        Duration::from_secs(60),
+        || running(&control, "first"),
+    );
+    within("first wrote", &control, &a, Duration::from_secs(30), || {
+        a.logs("default", "first").contains("written")
+    });
+    control.kubectl_ok(&["delete", "pod", "first", "--wait=true"]);
+    control.kubectl_ok(&["uncordon", &name_b]);
+    // A pod without volumes shows that the scheduler now picks `b`.
+    let probe = "apiVersion: v1\nkind: Pod\nmetadata: {name: probe}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: bosun.test/busybox:1, command: [sleep, '1000']}\n";
+    control.apply(probe);
+    within(
+        "probe scheduled",
+        &control,
+        &a,
+        Duration::from_secs(30),
+        || {
+            control
+                .get_json(&["pod", "probe"])
+                .is_some_and(|p| p["spec"]["nodeName"].is_string())
+        },
+    );
+    let placed = control.get_json(&["pod", "probe"]).unwrap_or_default();
+    assert_eq!(placed["spec"]["nodeName"], name_b.as_str(), "{placed:#}");
+    control.kubectl_ok(&["delete", "pod", "probe", "--wait=true"]);
+
+    control.apply(&SHARED_POD.replace("POD", "second"));
+    within(
+        "second running",
+        &control,
+        &a,
+        Duration::from_secs(60),
+        || running(&control, "second"),
+    );
+    let placed = control.get_json(&["pod", "second"]).unwrap_or_default();
+    assert_eq!(placed["spec"]["nodeName"], name_a.as_str(), "{placed:#}");
+    within("second read", &control, &a, Duration::from_secs(30), || {
+        a.logs("default", "second").contains("written")
+    });
+    let logs = a.logs("default", "second");
+    assert!(logs.starts_with("first\n"), "{logs}");
+    control.kubectl_ok(&["delete", "pod", "second", "--wait=true"]);
+    control.kubectl_ok(&["delete", "pvc", "shared", "--wait=false"]);
+}
+
+const WEB: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: bosun.test/busybox:1
+        volumeMounts:
+        - {name: data, mountPath: /data}
+        command: [sh, -c, 'if [ -f /data/note ]; then echo "read $(cat /data/note)"; else echo "by $(hostname)" > /data/note; echo wrote; fi; sleep 1000']
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      storageClassName: local
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 16Mi}}
+"#;
+
+/// A StatefulSet's volumeClaimTemplate on bosun-csi-local: web-0 writes a file to its claim
+/// `data-web-0`; deleted, the web-0 the controller makes again (same name, new uid: the
+/// scheduler must not take it for the pod it placed before) is scheduled and reads it.
+#[test]
+fn a_stateful_pod_made_again_finds_its_claims_file() {
+    let control = Control::start();
+    let mut node = Node::new(97, &control);
+    node.start_csi_driver();
+    node.start_agent();
+    let name = node.name.clone();
+    within(
+        "node Ready",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || control.node_ready(&name),
+    );
+    control.apply(LOCAL_CLASS);
+    control.apply(WEB);
+    within(
+        "web-0 wrote",
+        &control,
+        &node,
+        Duration::from_secs(90),
+        || running(&control, "web-0") && node.logs("default", "web-0").contains("wrote"),
+    );
+    assert_eq!(phase(&control, "pvc", "data-web-0"), "Bound");
+    let uid = |control: &Control| {
+        control.get_json(&["pod", "web-0"]).unwrap_or_default()["metadata"]["uid"].clone()
+    };
+    let first = uid(&control);
+    control.kubectl_ok(&["delete", "pod", "web-0", "--wait=true"]);
+    std::thread::sleep(Duration::from_secs(15));
+    eprintln!(
+        "DEBUG {}",
+        String::from_utf8_lossy(
+            &control
+                .kubectl(&["get", "pods,events,sts", "-o", "wide"])
+                .stdout
+        )
+    );
+    eprintln!(
+        "DEBUG {:#}",
+        control.get_json(&["pod", "web-0"]).unwrap_or_default()["status"]
+    );
+    within(
+        "the new web-0 read the note",
+        &control,
+        &node,
+        Duration::from_secs(90),
+        || {
+            running(&control, "web-0")
+                && uid(&control) != first
+                && node.logs("default", "web-0").contains("read by web-0")
+        },
+    );
+    control.kubectl_ok(&["delete", "statefulset", "web", "--wait=true"]);
+    control.kubectl_ok(&["delete", "pvc", "data-web-0", "--wait=false"]);
 }

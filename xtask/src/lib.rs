@@ -13,6 +13,7 @@ pub mod up;
 pub mod up_demo;
 pub mod up_down;
 pub mod up_net;
+pub mod up_storage;
 pub mod util;
 
 #[cfg(test)]

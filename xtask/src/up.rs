@@ -5,7 +5,8 @@
 //! agents routing each other's pod CIDRs. Then it applies the demo of `examples/up/` with
 //! kubectl (a Deployment of busybox httpd replicas behind a Service, and a client pod),
 //! waits for the rollout, and shows how the client's requests spread over the pods of every
-//! node (`up_demo`). `cargo xtask down` removes every process, mount, cgroup, netns, route,
+//! node (`up_demo`). Each node runs `bosun-csi-local`, and the default StorageClass `local`
+//! provisions its volumes; a claim naming no class is checked Bound (`up_storage`). `cargo xtask down` removes every process, mount, cgroup, netns, route,
 //! pinned map and directory `up` made (`up_down`); both are idempotent. Everything `up`
 //! makes is named `bosun-up…` or lives under `target/up/`.
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{setup, up_demo, up_down, up_net, util};
+use crate::{setup, up_demo, up_down, up_net, up_storage, util};
 
 /// The fabric netns (a bridge, no route out); node `n`'s netns is `bosun-up-<n>`.
 pub const NETNS: &str = "bosun-up";
@@ -142,15 +143,18 @@ pub fn run(count: u8) -> Result<()> {
                 .arg(images_dir.join("busybox")),
         )?;
         node_kubeconfig(node)?;
+        up_storage::start_driver(node)?;
         start_agent(node)?;
     }
+    up_storage::default_class()?;
     up_demo::run(&nodes)?;
+    up_storage::check_claim()?;
     up_demo::report(&nodes)
 }
 
 /// Starts a background process in its own process group (so it outlives this command and a
 /// Ctrl-C here), logging to `log`; records its pid in `target/up/<name>.pid`.
-fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<()> {
+pub(crate) fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<()> {
     let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())

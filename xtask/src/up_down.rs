@@ -3,8 +3,9 @@
 //! delete`, bounded), so the agents stop their pods properly; then every agent and control
 //! process of `up`'s state gets SIGTERM (found by command lines naming `up`'s directories and
 //! by who holds a node's API socket, so a process restarted by hand goes too, not only those in
-//! `up`'s pidfiles); whatever is left in the `bosun-up…` cgroups is killed, and the mounts,
-//! cgroups, pinned programs and maps, the netns (with their routes and veths) and the
+//! `up`'s pidfiles; the nodes' `bosun-csi-local` drivers too); whatever is left in the
+//! `bosun-up…` cgroups is killed, and the mounts, the loop devices of the drivers' volume
+//! files, cgroups, pinned programs and maps, the netns (with their routes and veths) and the
 //! directories are removed. Touches nothing not named by `up`.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::up::{self, BPFFS, CGROUP_PREFIX, ROOT, RUN_DIR};
-use crate::{up_net, util};
+use crate::{up_net, up_storage, util};
 
 const PODS_GONE_LIMIT: Duration = Duration::from_secs(40);
 const EXIT_LIMIT: Duration = Duration::from_secs(15);
@@ -98,12 +99,12 @@ fn names_up_state(argv: &[String], cwd: &Path) -> bool {
     let ours = argv
         .first()
         .and_then(|a| Path::new(a).file_name())
-        .is_some_and(|n| n == "bosun-agent" || n == "bosun-control");
+        .is_some_and(|n| n == "bosun-agent" || n == "bosun-control" || n == "bosun-csi-local");
     if !ours {
         return false;
     }
     let in_up = |flag: &str, value: &str| {
-        if !matches!(flag, "--root" | "--run-dir" | "--data-dir") {
+        if !matches!(flag, "--root" | "--run-dir" | "--data-dir" | "--state-dir") {
             return false;
         }
         let path = normalize(value, cwd);
@@ -197,6 +198,7 @@ pub fn run() -> Result<()> {
     }
     kill_cgroup_processes();
     unmount_under(&[ROOT, RUN_DIR]);
+    up_storage::detach_loops();
     remove_cgroups();
     for ns in up_net::existing() {
         util::run(&mut util::cmd("ip", ["netns", "del", &ns]))?;
@@ -232,7 +234,7 @@ fn delete_workloads() {
         .args([
             "--request-timeout=10s",
             "delete",
-            "deployments,services,pods",
+            "deployments,statefulsets,services,pods,persistentvolumeclaims",
             "--all",
         ])
         .args(["--wait=false"])
@@ -362,6 +364,7 @@ mod tests {
             "bosun-agent --run-dir=/run/bosun-up --manifests target/up/manifests",
             "./bosun-agent --root=/var/lib/../lib/bosun-up run pod.yaml",
             "bosun-control --data-dir /var/lib/bosun-up/control --secure-port 16443",
+            "target/release/bosun-csi-local --endpoint unix:///x.sock --state-dir /var/lib/bosun-up/csi-local/node-1",
         ] {
             assert!(names_up_state(&argv(ours), cwd), "{ours}");
         }

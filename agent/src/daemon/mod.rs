@@ -4,7 +4,8 @@
 //! replaced, removed → deleted; adopts the containers a previous agent left running, and serves
 //! the local API. A pod's source is its `spec.nodeName` (API pods have it, static pods may
 //! not); a source not listed yet (the directory unreadable, the API not reached since start)
-//! changes none of its pods. An API pod being deleted (deletionTimestamp) is stopped with its
+//! changes none of its pods. A change of labels or annotations only (the spec hash is the
+//! same) is handed to the running worker, for its downwardAPI files. An API pod being deleted (deletionTimestamp) is stopped with its
 //! deletionGracePeriodSeconds; `cluster::finalize` deletes it from the API once it is gone;
 //! joined, the static pods are published for their mirror pods (`cluster::mirror`). With a dataplane, each tick also syncs the manifests' Services
 //! with the pods (`services.rs`). Stopping the daemon leaves pods (and the pinned dataplane)
@@ -39,6 +40,8 @@ struct PodEntry {
     hash: String,
     status: Arc<Mutex<PodStatus>>,
     commands: watch::Sender<PodCommand>,
+    /// The pod's metadata for its worker (labels and annotations change in place).
+    metadata: watch::Sender<crate::spec::ObjectMeta>,
     task: JoinHandle<PodStatus>,
 }
 
@@ -75,17 +78,35 @@ impl PodTable {
             .collect()
     }
 
-    fn start(&mut self, worker: PodWorker, pod: Pod) {
+    fn start(&mut self, mut worker: PodWorker, pod: Pod) {
         let (tx, rx) = watch::channel(PodCommand::Run);
+        let (metadata, updates) = watch::channel(pod.metadata.clone());
+        worker.watch_metadata(updates);
         let uid = worker.uid().to_string();
         let entry = PodEntry {
             pod,
             hash: worker.hash().to_string(),
             status: worker.status_handle(),
             commands: tx,
+            metadata,
             task: tokio::spawn(worker.run(rx)),
         };
         self.pods.insert(uid, entry);
+    }
+
+    /// Hands a running pod the labels and annotations its source now has.
+    fn update_metadata(&mut self, uid: &str, pod: &Pod) {
+        let Some(entry) = self.pods.get_mut(uid) else {
+            return;
+        };
+        let (old, new) = (&entry.pod.metadata, &pod.metadata);
+        if old.labels == new.labels && old.annotations == new.annotations {
+            return;
+        }
+        tracing::info!(pod = %new.name, "labels or annotations changed");
+        entry.pod.metadata.labels = new.labels.clone();
+        entry.pod.metadata.annotations = new.annotations.clone();
+        let _ = entry.metadata.send(entry.pod.metadata.clone());
     }
 
     fn delete(&mut self, uid: &str) {
@@ -434,7 +455,11 @@ fn reconcile_pods(ctx: &Arc<NodeContext>, table: &Mutex<PodTable>, desired: Desi
     }
     let all = desired.static_pods.into_iter().chain(desired.api_pods);
     for (uid, d) in all.flatten() {
-        if t.pods.contains_key(&uid) || t.terminating.contains_key(&uid) {
+        if t.pods.contains_key(&uid) {
+            t.update_metadata(&uid, &d.pod);
+            continue;
+        }
+        if t.terminating.contains_key(&uid) {
             continue;
         }
         if let Some(reported) = t.unreadable.get_mut(&uid) {

@@ -146,7 +146,7 @@ impl PodWorker {
 
 /// The node's cpu count, memory and the agent root's filesystem size (kubelet's capacity,
 /// without reservations).
-fn allocatable(root: &std::path::Path) -> Allocatable {
+pub(super) fn allocatable(root: &std::path::Path) -> Allocatable {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -7,8 +7,8 @@
 
 use crate::config_source::{Lookup, ObjectKind};
 use crate::spec::{
-    resolve_env_with, subscripted_field, Container, EnvVarSource, Pod, Quantity,
-    ResourceFieldSelector,
+    resolve_env_with, subscripted_field, Container, DownwardApiVolumeFile, EnvVarSource, Pod,
+    Quantity, ResourceFieldSelector,
 };
 
 /// What the pod's fields and resources resolve against.
@@ -165,6 +165,43 @@ fn field_value(facts: &EnvFacts<'_>, path: &str) -> String {
     }
 }
 
+/// A downwardAPI file's content, kubelet's way: the field's value (`metadata.labels` and
+/// `metadata.annotations` as sorted `key="value"` lines), or the named container's resource
+/// divided by the divisor.
+pub fn downward_file(
+    facts: &EnvFacts<'_>,
+    item: &DownwardApiVolumeFile,
+) -> Result<Vec<u8>, String> {
+    let md = &facts.pod.metadata;
+    if let Some(f) = &item.field_ref {
+        let text = match f.field_path.as_str() {
+            "metadata.labels" => format_map(&md.labels),
+            "metadata.annotations" => format_map(&md.annotations),
+            path => field_value(facts, path),
+        };
+        return Ok(text.into_bytes());
+    }
+    let Some(r) = &item.resource_field_ref else {
+        return Err(format!("{:?}: no fieldRef or resourceFieldRef", item.path));
+    };
+    let name = r.container_name.as_deref().unwrap_or("");
+    let container = facts
+        .pod
+        .spec
+        .all_containers()
+        .find(|(_, c)| c.name == name)
+        .map(|(_, c)| c)
+        .ok_or_else(|| format!("cannot find container {name:?} in pod {:?}", md.name))?;
+    resource_value(facts, container, r).map(String::into_bytes)
+}
+
+/// kubelet's FormatMap: `key="value"` lines sorted by key, the value quoted (Go's `%q`), no
+/// final newline.
+fn format_map(map: &std::collections::BTreeMap<String, String>) -> String {
+    let lines: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    lines.join("\n")
+}
+
 /// kubelet's ExtractContainerResourceValue: the value divided by the divisor (0 or unset = 1),
 /// rounded up; a limit the container does not set is the node's allocatable.
 fn resource_value(
@@ -258,6 +295,39 @@ mod tests {
             }
             _ => Lookup::Absent,
         }
+    }
+
+    #[test]
+    fn downward_files_format_maps_and_resources_like_kubelet() {
+        let mut p = pod();
+        p.metadata.labels.insert("tier".into(), "a \"b\"".into());
+        let item =
+            |yaml: &str| -> DownwardApiVolumeFile { serde_yaml::from_str(yaml).expect("item") };
+        let text = |yaml: &str| {
+            String::from_utf8(downward_file(&facts(&p), &item(yaml)).expect("file")).expect("utf8")
+        };
+        assert_eq!(
+            text("{path: l, fieldRef: {fieldPath: metadata.labels}}"),
+            "app=\"web\"\ntier=\"a \\\"b\\\"\""
+        );
+        assert_eq!(
+            text("{path: a, fieldRef: {fieldPath: metadata.annotations}}"),
+            "a=\"b\""
+        );
+        assert_eq!(
+            text("{path: n, fieldRef: {fieldPath: metadata.namespace}}"),
+            "ns"
+        );
+        assert_eq!(
+            text("{path: k, fieldRef: {fieldPath: \"metadata.labels['app']\"}}"),
+            "web"
+        );
+        assert_eq!(
+            text("{path: m, resourceFieldRef: {containerName: c, resource: limits.memory, divisor: 1Mi}}"),
+            "128"
+        );
+        let missing = item("{path: m, resourceFieldRef: {containerName: x, resource: limits.cpu}}");
+        assert!(downward_file(&facts(&p), &missing).is_err());
     }
 
     #[test]

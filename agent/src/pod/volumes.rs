@@ -11,8 +11,8 @@ use super::start::StartFailure;
 use super::worker::PodWorker;
 use crate::config_source::ObjectKind;
 use crate::runtime::BindMount;
-use crate::spec::{Container, Volume};
-use crate::volume::{ClaimedVolume, PodVolumes, VolumeError};
+use crate::spec::{Container, DownwardApiVolumeFile, Volume};
+use crate::volume::{ClaimedVolume, PodVolumes, Sources, VolumeError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -30,6 +30,7 @@ impl PodWorker {
             self.wait_first_read(&volume_references(&self.pod.spec.volumes))
                 .await?;
             let objects = self.object_reader();
+            let fields = self.field_values();
             let volumes = self.pod.spec.volumes.clone();
             let limit = pod_resources(&self.pod, None)
                 .ok()
@@ -38,7 +39,11 @@ impl PodWorker {
             let claims = self.mount_claims().await?;
             let dir = pod_dir.clone();
             let set_up = tokio::task::spawn_blocking(move || {
-                PodVolumes::set_up(&dir, &volumes, limit, &objects, &claims)
+                let sources = Sources {
+                    objects: &objects,
+                    fields: &fields,
+                };
+                PodVolumes::set_up(&dir, &volumes, limit, sources, &claims)
             })
             .await
             .map_err(|e| StartFailure::Waiting {
@@ -125,32 +130,78 @@ impl PodWorker {
     }
 }
 
-/// The ConfigMaps and Secrets the pod's volumes show.
+/// The ConfigMaps and Secrets the pod's volumes show (projected sources included).
 fn volume_references(volumes: &[Volume]) -> Vec<(ObjectKind, String)> {
-    let cms = volumes.iter().filter_map(|v| v.config_map.as_ref());
-    let secrets = volumes.iter().filter_map(|v| v.secret.as_ref());
-    cms.map(|c| (ObjectKind::ConfigMap, c.name.clone()))
-        .chain(secrets.map(|s| (ObjectKind::Secret, s.secret_name.clone())))
-        .collect()
+    let mut out = Vec::new();
+    for v in volumes {
+        if let Some(c) = &v.config_map {
+            out.push((ObjectKind::ConfigMap, c.name.clone()));
+        }
+        if let Some(s) = &v.secret {
+            out.push((ObjectKind::Secret, s.secret_name.clone()));
+        }
+        for p in v.projected.iter().flat_map(|p| &p.sources) {
+            if let Some(c) = &p.config_map {
+                out.push((ObjectKind::ConfigMap, c.name.clone()));
+            }
+            if let Some(s) = &p.secret {
+                out.push((ObjectKind::Secret, s.name.clone()));
+            }
+        }
+    }
+    out
 }
 
 impl PodWorker {
-    /// Whether the pod has configMap or secret volumes to keep up to date.
+    /// Whether the pod has volumes showing ConfigMaps or Secrets, to keep up to date.
     pub(super) fn has_config_volumes(&self) -> bool {
         !volume_references(&self.pod.spec.volumes).is_empty()
     }
 
-    /// Rewrites the configMap and secret volumes whose objects changed (after a watch event).
-    pub(super) async fn refresh_config_volumes(&mut self) {
-        if self.volumes.is_none() || !self.has_config_volumes() {
+    /// Resolves downwardAPI files against the pod as the worker knows it now.
+    fn field_values(
+        &self,
+    ) -> impl Fn(&DownwardApiVolumeFile) -> Result<Vec<u8>, String> + Send + 'static {
+        let pod = self.pod.clone();
+        let uid = self.uid.clone();
+        let allocatable = super::config_refs::allocatable(&self.ctx.config.root);
+        move |item| {
+            let facts = super::env::EnvFacts {
+                pod: &pod,
+                uid: &uid,
+                node_name: "",
+                host_ips: &[],
+                pod_ips: &[],
+                allocatable,
+            };
+            super::env::downward_file(&facts, item)
+        }
+    }
+
+    /// Rewrites the file volumes (configMap, secret, downwardAPI, projected) whose content
+    /// changed (after a watch event or a change of the pod's labels or annotations).
+    pub(super) async fn refresh_file_volumes(&mut self) {
+        let files = |v: &Volume| {
+            v.config_map.is_some()
+                || v.secret.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+        };
+        if self.volumes.is_none() || !self.pod.spec.volumes.iter().any(files) {
             return;
         }
         let objects = self.object_reader();
+        let fields = self.field_values();
         let volumes = self.pod.spec.volumes.clone();
         let dir = self.ctx.pod_state_dir(&self.uid);
-        let done =
-            tokio::task::spawn_blocking(move || PodVolumes::refresh(&dir, &volumes, &objects))
-                .await;
+        let done = tokio::task::spawn_blocking(move || {
+            let sources = Sources {
+                objects: &objects,
+                fields: &fields,
+            };
+            PodVolumes::refresh(&dir, &volumes, sources)
+        })
+        .await;
         match done {
             Ok(Ok(changed)) if !changed.is_empty() => {
                 tracing::info!(pod = %self.pod.metadata.name, volumes = ?changed, "volume content updated");

@@ -19,7 +19,7 @@ use super::status::{
 };
 use crate::runtime::cgroup::CgroupHandle;
 use crate::runtime::sandbox::PodSandbox;
-use crate::spec::{manifest_hash, pod_uid, Container, Pod, RestartPolicy};
+use crate::spec::{manifest_hash, pod_uid, Container, ObjectMeta, Pod, RestartPolicy};
 
 /// What the pod's owner asks of the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,9 @@ pub struct PodWorker {
     pub(super) volumes: Option<crate::volume::PodVolumes>,
     /// Return as soon as the pod reaches Succeeded/Failed (`bosun-agent run`).
     exit_when_done: bool,
+    /// The pod's metadata as its source changes it (labels and annotations: a spec change
+    /// replaces the pod instead), for the downwardAPI files.
+    metadata_updates: Option<watch::Receiver<ObjectMeta>>,
 }
 
 /// The namespaces a pod's sandbox holds: net and uts unless hostNetwork (the pod then shares
@@ -81,6 +84,17 @@ async fn config_changed(rx: &mut Option<watch::Receiver<u64>>) -> Option<()> {
         Some(rx) => rx.changed().await.ok(),
         None => std::future::pending().await,
     }
+}
+
+/// The pod's next metadata (never, without a receiver or once the sender is gone).
+async fn metadata_changed(rx: &mut Option<watch::Receiver<ObjectMeta>>) -> ObjectMeta {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return r.borrow_and_update().clone();
+        }
+    }
+    *rx = None;
+    std::future::pending().await
 }
 
 fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
@@ -153,7 +167,14 @@ impl PodWorker {
             stopping: false,
             volumes: None,
             exit_when_done,
+            metadata_updates: None,
         }
+    }
+
+    /// Receives the pod's metadata updates (the daemon sends them when its source changes
+    /// labels or annotations).
+    pub fn watch_metadata(&mut self, updates: watch::Receiver<ObjectMeta>) {
+        self.metadata_updates = Some(updates);
     }
 
     /// A worker that takes over a pod a previous agent ran, from its record: live containers
@@ -246,6 +267,7 @@ impl PodWorker {
         self.refresh_phase();
         self.persist();
         let mut config_changes = self.config_changes();
+        let mut metadata = self.metadata_updates.take();
         loop {
             if self.exit_when_done && self.is_finished() {
                 self.teardown(false).await;
@@ -256,7 +278,12 @@ impl PodWorker {
             tokio::select! {
                 Some(ev) = self.events_rx.recv() => self.handle_event(ev).await,
                 () = deadline_passed, if deadline.is_some() => self.deadline_exceeded().await,
-                Some(()) = config_changed(&mut config_changes) => self.refresh_config_volumes().await,
+                Some(()) = config_changed(&mut config_changes) => self.refresh_file_volumes().await,
+                meta = metadata_changed(&mut metadata) => {
+                    self.pod.metadata.labels = meta.labels;
+                    self.pod.metadata.annotations = meta.annotations;
+                    self.refresh_file_volumes().await;
+                }
                 changed = commands.changed() => {
                     let cmd = if changed.is_ok() { *commands.borrow() } else { PodCommand::Delete { remove_logs: false } };
                     if let PodCommand::Terminate { grace_seconds } = cmd {

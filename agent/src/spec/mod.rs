@@ -61,7 +61,8 @@ pub use unsupported::{refuse_unhonoured, HONOURED_RESOURCES};
 pub use validate::validate;
 pub use validate_env::refuse_api_references;
 pub use volume::{
-    ConfigMapVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath,
-    PersistentVolumeClaimVolumeSource, SecretVolumeSource, Volume, DEFAULT_FILE_MODE,
-    HOST_PATH_TYPES,
+    ConfigMapVolumeSource, DownwardApiProjection, DownwardApiVolumeFile, DownwardApiVolumeSource,
+    EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath, ObjectProjection,
+    PersistentVolumeClaimVolumeSource, ProjectedVolumeSource, SecretVolumeSource, Volume,
+    VolumeProjection, DEFAULT_FILE_MODE, HOST_PATH_TYPES, VOLUME_FIELD_PATHS,
 };

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::*;
-use crate::spec::env_source::{EnvFromSource, EnvVarSource, ObjectFieldSelector, ObjectRef};
+use crate::spec::env_source::{
+    EnvFromSource, EnvVarSource, ObjectFieldSelector, ObjectRef, ResourceFieldSelector,
+};
 use crate::spec::lifecycle::{Lifecycle, LifecycleHandler, SleepAction};
 use crate::spec::pod::{
     Capabilities, ContainerPort, EnvVar, HostAlias, ObjectMeta, PodSecurityContext, Protocol,
@@ -21,8 +23,9 @@ use crate::spec::probe::{
 use crate::spec::quantity::Quantity;
 use crate::spec::validate::validate;
 use crate::spec::volume::{
-    ConfigMapVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath,
-    SecretVolumeSource, Volume,
+    ConfigMapVolumeSource, DownwardApiProjection, DownwardApiVolumeFile, DownwardApiVolumeSource,
+    EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath, ObjectProjection, ProjectedVolumeSource,
+    SecretVolumeSource, Volume, VolumeProjection,
 };
 
 /// Fields the agent acts on (a path matches an entry equal to it or below it).
@@ -81,6 +84,8 @@ const HONOURED: &[&str] = &[
     "spec.volumes[2].emptyDir.medium",
     "spec.volumes[3]",
     "spec.volumes[4]",
+    "spec.volumes[5]",
+    "spec.volumes[6]",
     "spec.containers[0].volumeMounts[0].name",
     "spec.containers[0].volumeMounts[0].mountPath",
     "spec.containers[0].volumeMounts[0].readOnly",
@@ -345,6 +350,8 @@ fn maximal_pod() -> Pod {
                     config_map: None,
                     secret: None,
                     persistent_volume_claim: None,
+                    downward_api: None,
+                    projected: None,
                 },
                 Volume {
                     name: "host".into(),
@@ -356,6 +363,8 @@ fn maximal_pod() -> Pod {
                     config_map: None,
                     secret: None,
                     persistent_volume_claim: None,
+                    downward_api: None,
+                    projected: None,
                 },
                 Volume {
                     name: "disk".into(),
@@ -367,6 +376,8 @@ fn maximal_pod() -> Pod {
                     config_map: None,
                     secret: None,
                     persistent_volume_claim: None,
+                    downward_api: None,
+                    projected: None,
                 },
                 Volume {
                     name: "cm".into(),
@@ -392,8 +403,73 @@ fn maximal_pod() -> Pod {
                     }),
                     ..Volume::default()
                 },
+                Volume {
+                    name: "down".into(),
+                    downward_api: Some(DownwardApiVolumeSource {
+                        items: vec![downward_file()],
+                        default_mode: Some(0o600),
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "proj".into(),
+                    projected: Some(ProjectedVolumeSource {
+                        sources: vec![
+                            VolumeProjection {
+                                config_map: Some(ObjectProjection {
+                                    name: "cm".into(),
+                                    items: vec![KeyToPath {
+                                        key: "k".into(),
+                                        path: "cm/k".into(),
+                                        mode: Some(0o600),
+                                    }],
+                                    optional: Some(true),
+                                }),
+                                ..VolumeProjection::default()
+                            },
+                            VolumeProjection {
+                                secret: Some(ObjectProjection {
+                                    name: "s".into(),
+                                    items: Vec::new(),
+                                    optional: Some(true),
+                                }),
+                                ..VolumeProjection::default()
+                            },
+                            VolumeProjection {
+                                downward_api: Some(DownwardApiProjection {
+                                    items: vec![DownwardApiVolumeFile {
+                                        path: "labels".into(),
+                                        field_ref: Some(ObjectFieldSelector {
+                                            api_version: Some("v1".into()),
+                                            field_path: "metadata.labels".into(),
+                                        }),
+                                        resource_field_ref: None,
+                                        mode: None,
+                                    }],
+                                }),
+                                ..VolumeProjection::default()
+                            },
+                        ],
+                        default_mode: Some(0o440),
+                    }),
+                    ..Volume::default()
+                },
             ],
         },
+    }
+}
+
+/// A downwardAPI file of the app container's memory limit in MiB.
+fn downward_file() -> DownwardApiVolumeFile {
+    DownwardApiVolumeFile {
+        path: "mem".into(),
+        field_ref: None,
+        resource_field_ref: Some(ResourceFieldSelector {
+            container_name: Some("app".into()),
+            resource: "limits.memory".into(),
+            divisor: Some(q("1Mi")),
+        }),
+        mode: Some(0o400),
     }
 }
 

@@ -133,6 +133,18 @@ pub fn refuse_api_references(pod: &Pod) -> Result<(), SpecError> {
             let f = format!("spec.volumes[{i}].persistentVolumeClaim");
             return Err(SpecError::new(f, why));
         }
+        let sources = v
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().enumerate());
+        for (j, s) in sources {
+            for (name, o) in [("configMap", &s.config_map), ("secret", &s.secret)] {
+                if o.is_some() {
+                    let f = format!("spec.volumes[{i}].projected.sources[{j}].{name}");
+                    return Err(SpecError::new(f, why));
+                }
+            }
+        }
     }
     for (path, c) in pod.spec.all_containers() {
         for (i, var) in c.env.iter().enumerate() {

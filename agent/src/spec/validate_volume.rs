@@ -4,9 +4,13 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path};
 
+use super::env_source::{subscripted_field, RESOURCE_FIELDS};
 use super::error::SpecError;
 use super::pod::{Container, PodSpec};
-use super::volume::{EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath, HOST_PATH_TYPES};
+use super::volume::{
+    DownwardApiVolumeFile, EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath,
+    ProjectedVolumeSource, HOST_PATH_TYPES, VOLUME_FIELD_PATHS,
+};
 
 /// The names of `spec.volumes` after checking each volume: a unique DNS-1123 label, exactly
 /// one source, and the source's own fields.
@@ -27,6 +31,8 @@ pub(super) fn validate_volumes(spec: &PodSpec) -> Result<BTreeSet<&str>, SpecErr
             volume.config_map.is_some(),
             volume.secret.is_some(),
             volume.persistent_volume_claim.is_some(),
+            volume.downward_api.is_some(),
+            volume.projected.is_some(),
         ];
         match sources.iter().filter(|s| **s).count() {
             0 => return Err(SpecError::new(field, "must specify a volume type")),
@@ -55,6 +61,14 @@ pub(super) fn validate_volumes(spec: &PodSpec) -> Result<BTreeSet<&str>, SpecErr
                 return Err(SpecError::new(format!("{f}.secretName"), "Required value"));
             }
             validate_items(&f, &s.items, s.default_mode)?;
+        }
+        if let Some(d) = &volume.downward_api {
+            let f = format!("{field}.downwardAPI");
+            check_mode(&format!("{f}.defaultMode"), d.default_mode)?;
+            validate_downward_items(&f, &d.items, spec)?;
+        }
+        if let Some(p) = &volume.projected {
+            validate_projected(&format!("{field}.projected"), p, spec)?;
         }
         if let Some(c) = &volume.persistent_volume_claim {
             if c.claim_name.is_empty() {
@@ -99,32 +113,132 @@ fn validate_host_path(field: &str, h: &HostPathVolumeSource) -> Result<(), SpecE
     Ok(())
 }
 
+/// A file mode within 0..=0777.
+fn check_mode(field: &str, mode: Option<i32>) -> Result<(), SpecError> {
+    if mode.is_some_and(|m| !(0..=0o777).contains(&m)) {
+        let message = "must be a number between 0 and 0777 (octal), both inclusive";
+        return Err(SpecError::new(field, message));
+    }
+    Ok(())
+}
+
+/// A file's path inside its volume: relative, without `..`.
+fn check_file_path(field: &str, path: &str) -> Result<(), SpecError> {
+    if path.is_empty() || path.starts_with("..") {
+        return Err(SpecError::new(field, "must not start with '..'"));
+    }
+    check_sub_path(field, path)
+}
+
 /// `items` paths relative without `..`, modes within 0..=0777.
 fn validate_items(
     field: &str,
     items: &[KeyToPath],
     default_mode: Option<i32>,
 ) -> Result<(), SpecError> {
-    let bad_mode = |m: Option<i32>| m.is_some_and(|m| !(0..=0o777).contains(&m));
-    if bad_mode(default_mode) {
-        let message = "must be a number between 0 and 0777 (octal), both inclusive";
-        return Err(SpecError::new(format!("{field}.defaultMode"), message));
-    }
+    check_mode(&format!("{field}.defaultMode"), default_mode)?;
     for (i, item) in items.iter().enumerate() {
         let f = format!("{field}.items[{i}]");
         if item.key.is_empty() {
             return Err(SpecError::new(format!("{f}.key"), "Required value"));
         }
-        if item.path.is_empty() || item.path.starts_with("..") {
-            return Err(SpecError::new(
-                format!("{f}.path"),
-                "must not start with '..'",
-            ));
+        check_file_path(&format!("{f}.path"), &item.path)?;
+        check_mode(&format!("{f}.mode"), item.mode)?;
+    }
+    Ok(())
+}
+
+/// A downwardAPI volume's or projection's `items`: a path, exactly one of `fieldRef` (a
+/// metadata field) and `resourceFieldRef` (a resource of a named container of the pod).
+fn validate_downward_items(
+    field: &str,
+    items: &[DownwardApiVolumeFile],
+    spec: &PodSpec,
+) -> Result<(), SpecError> {
+    for (i, item) in items.iter().enumerate() {
+        let f = format!("{field}.items[{i}]");
+        check_file_path(&format!("{f}.path"), &item.path)?;
+        check_mode(&format!("{f}.mode"), item.mode)?;
+        match (&item.field_ref, &item.resource_field_ref) {
+            (Some(r), None) => {
+                let path = r.field_path.as_str();
+                if !VOLUME_FIELD_PATHS.contains(&path) && subscripted_field(path).is_none() {
+                    let message = format!("{path:?}: supported values: {VOLUME_FIELD_PATHS:?}, metadata.labels['<KEY>'], metadata.annotations['<KEY>']");
+                    return Err(SpecError::new(format!("{f}.fieldRef.fieldPath"), message));
+                }
+                if r.api_version.as_deref().is_some_and(|v| v != "v1") {
+                    let message = "only \"v1\" is supported";
+                    return Err(SpecError::new(format!("{f}.fieldRef.apiVersion"), message));
+                }
+            }
+            (None, Some(r)) => {
+                let rf = format!("{f}.resourceFieldRef");
+                let name = r.container_name.as_deref().unwrap_or("");
+                if name.is_empty() {
+                    return Err(SpecError::new(
+                        format!("{rf}.containerName"),
+                        "Required value",
+                    ));
+                }
+                if !spec.all_containers().any(|(_, c)| c.name == name) {
+                    let message = format!("no container named {name:?} in the pod");
+                    return Err(SpecError::new(format!("{rf}.containerName"), message));
+                }
+                if !RESOURCE_FIELDS.contains(&r.resource.as_str()) {
+                    let message =
+                        format!("{:?}: supported values: {RESOURCE_FIELDS:?}", r.resource);
+                    return Err(SpecError::new(format!("{rf}.resource"), message));
+                }
+                if let Some(d) = &r.divisor {
+                    d.milli_value()
+                        .map_err(|e| e.at(&format!("{rf}.divisor")))?;
+                }
+            }
+            (None, None) => {
+                let message = "must specify one of: `fieldRef` or `resourceFieldRef`";
+                return Err(SpecError::new(f, message));
+            }
+            (Some(_), Some(_)) => {
+                let message = "fieldRef and resourceFieldRef can not be specified simultaneously";
+                return Err(SpecError::new(f, message));
+            }
         }
-        check_sub_path(&format!("{f}.path"), &item.path)?;
-        if bad_mode(item.mode) {
-            let message = "must be a number between 0 and 0777 (octal), both inclusive";
-            return Err(SpecError::new(format!("{f}.mode"), message));
+    }
+    Ok(())
+}
+
+/// A projected volume: each source exactly one of configMap, secret, downwardAPI.
+fn validate_projected(
+    field: &str,
+    p: &ProjectedVolumeSource,
+    spec: &PodSpec,
+) -> Result<(), SpecError> {
+    check_mode(&format!("{field}.defaultMode"), p.default_mode)?;
+    for (i, source) in p.sources.iter().enumerate() {
+        let f = format!("{field}.sources[{i}]");
+        let set = [
+            source.config_map.is_some(),
+            source.secret.is_some(),
+            source.downward_api.is_some(),
+        ];
+        if set.iter().filter(|s| **s).count() != 1 {
+            let message = "exactly one of configMap, secret or downwardAPI must be specified";
+            return Err(SpecError::new(f, message));
+        }
+        for (name, o) in [
+            ("configMap", &source.config_map),
+            ("secret", &source.secret),
+        ] {
+            if let Some(o) = o {
+                let of = format!("{f}.{name}");
+                if o.name.is_empty() {
+                    return Err(SpecError::new(format!("{of}.name"), "Required value"));
+                }
+                validate_items(&of, &o.items, None)?;
+            }
+        }
+        if let Some(d) = &source.downward_api {
+            validate_downward_items(&format!("{f}.downwardAPI"), &d.items, spec)?;
         }
     }
     Ok(())
@@ -177,4 +291,49 @@ fn check_sub_path(field: &str, sub: &str) -> Result<(), SpecError> {
         return Err(SpecError::new(field, "must not contain '..'"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::parse_pod;
+
+    fn error_of(volume: &str) -> String {
+        let yaml = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers: [{{name: c, image: x}}]\n  volumes:\n  - {volume}\n");
+        parse_pod(&yaml).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn downward_and_projected_volumes_are_checked_and_tokens_refused_by_field() {
+        let err = error_of("{name: t, projected: {sources: [{serviceAccountToken: {path: token, audience: api}}]}}");
+        assert!(
+            err.contains("spec.volumes[0].projected.sources[0].serviceAccountToken"),
+            "{err}"
+        );
+        let err = error_of(
+            "{name: d, downwardAPI: {items: [{path: m, resourceFieldRef: {resource: limits.cpu}}]}}",
+        );
+        assert!(
+            err.contains("spec.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName"),
+            "{err}"
+        );
+        let err = error_of(
+            "{name: d, downwardAPI: {items: [{path: n, fieldRef: {fieldPath: spec.nodeName}}]}}",
+        );
+        assert!(
+            err.contains("spec.volumes[0].downwardAPI.items[0].fieldRef.fieldPath"),
+            "{err}"
+        );
+        let err = error_of(
+            "{name: d, downwardAPI: {items: [{path: ../n, fieldRef: {fieldPath: metadata.name}}]}}",
+        );
+        assert!(
+            err.contains("spec.volumes[0].downwardAPI.items[0].path"),
+            "{err}"
+        );
+        let err = error_of("{name: p, projected: {sources: [{}]}}");
+        assert!(
+            err.contains("spec.volumes[0].projected.sources[0]"),
+            "{err}"
+        );
+    }
 }

@@ -1,11 +1,14 @@
-//! Pod volume sources as bosun reads them: `emptyDir`, `hostPath`, `configMap`, `secret` and
+//! Pod volume sources as bosun reads them: `emptyDir`, `hostPath`, `configMap`, `secret`,
+//! `downwardAPI`, `projected` (configMap, secret and downwardAPI sources) and
 //! `persistentVolumeClaim`, Kubernetes verbatim.
-//! Any other source (`nfs`, `csi`, ...) is a field these types do not know, so `unknown`
-//! refuses it by its path (`spec.volumes[0].nfs`).
+//! Any other source (`nfs`, `csi`, ...) or projection (`serviceAccountToken`: bosun-control
+//! issues no bound tokens) is a field these types do not know, so `unknown` refuses it by its
+//! path (`spec.volumes[0].nfs`, `spec.volumes[0].projected.sources[0].serviceAccountToken`).
 //! Checked by `validate_volume`. Pure.
 
 use serde::{Deserialize, Serialize};
 
+use super::env_source::{ObjectFieldSelector, ResourceFieldSelector};
 use super::quantity::Quantity;
 
 /// One entry of `spec.volumes`.
@@ -23,7 +26,82 @@ pub struct Volume {
     pub secret: Option<SecretVolumeSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
+    #[serde(rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
+    pub downward_api: Option<DownwardApiVolumeSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projected: Option<ProjectedVolumeSource>,
 }
+
+/// `downwardAPI` volume: the pod's fields and its containers' resources as files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DownwardApiVolumeSource {
+    pub items: Vec<DownwardApiVolumeFile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<i32>,
+}
+
+/// One file of a downwardAPI volume or projection: exactly one of `fieldRef` and
+/// `resourceFieldRef`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DownwardApiVolumeFile {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<ObjectFieldSelector>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_field_ref: Option<ResourceFieldSelector>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<i32>,
+}
+
+/// `projected` volume: several sources written into one directory (a tmpfs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProjectedVolumeSource {
+    pub sources: Vec<VolumeProjection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<i32>,
+}
+
+/// One source of a projected volume (exactly one set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VolumeProjection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ObjectProjection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<ObjectProjection>,
+    #[serde(rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
+    pub downward_api: Option<DownwardApiProjection>,
+}
+
+/// A `configMap` or `secret` projection (no `defaultMode`: the volume's applies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ObjectProjection {
+    pub name: String,
+    pub items: Vec<KeyToPath>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// A `downwardAPI` projection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DownwardApiProjection {
+    pub items: Vec<DownwardApiVolumeFile>,
+}
+
+/// The `fieldRef.fieldPath`s a downwardAPI file may use (besides `metadata.labels['k']` and
+/// `metadata.annotations['k']`).
+pub const VOLUME_FIELD_PATHS: [&str; 5] = [
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "metadata.labels",
+    "metadata.annotations",
+];
 
 /// `persistentVolumeClaim` volume: the claim of the pod's namespace, mounted once Bound.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use super::empty_dir::mount_tmpfs;
 use super::host_mounts::is_mount_point;
 use super::{volumes_dir, VolumeError};
 use crate::config_source::{Lookup, ObjectKind};
-use crate::spec::{KeyToPath, Volume, DEFAULT_FILE_MODE};
+use crate::spec::{KeyToPath, ObjectProjection, Volume, DEFAULT_FILE_MODE};
 
 /// Reads an object of the pod's namespace.
 pub type Objects<'a> = &'a dyn Fn(ObjectKind, &str) -> Lookup;
@@ -24,6 +24,23 @@ pub(super) struct ConfigRef<'a> {
     items: &'a [KeyToPath],
     default_mode: Option<i32>,
     optional: bool,
+}
+
+impl<'a> ConfigRef<'a> {
+    /// A projected volume's configMap or secret source, with the volume's `defaultMode`.
+    pub(super) fn projection(
+        kind: ObjectKind,
+        o: &'a ObjectProjection,
+        default_mode: Option<i32>,
+    ) -> Self {
+        ConfigRef {
+            kind,
+            name: &o.name,
+            items: &o.items,
+            default_mode,
+            optional: o.optional == Some(true),
+        }
+    }
 }
 
 pub(super) fn config_ref(v: &Volume) -> Option<ConfigRef<'_>> {
@@ -55,7 +72,7 @@ pub(super) fn dir_of(pod_dir: &Path, v: &Volume, r: &ConfigRef<'_>) -> PathBuf {
 }
 
 /// The files the volume should show; `None` when the object is not known now.
-fn payload(
+pub(super) fn payload(
     r: &ConfigRef<'_>,
     objects: Objects<'_>,
 ) -> Result<Option<BTreeMap<String, Payload>>, VolumeError> {

@@ -4,7 +4,8 @@
 //! `volumeMounts` become [`BindMount`]s its PID 1 makes in its own mount namespace, a `subPath`
 //! first bind-mounted on the host side after a check that it stays inside its volume
 //! (`sub_path`); `configMap` and `secret` volumes written by kubelet's atomic writer
-//! (`config_volume`, `atomic_writer`), secrets on a tmpfs; `persistentVolumeClaim` volumes
+//! (`config_volume`, `atomic_writer`), secrets on a tmpfs; `downwardAPI` and `projected`
+//! volumes written the same way (`projected`); `persistentVolumeClaim` volumes
 //! resolved to their PV (`claims`) and, for `csi` PVs, staged and published by the driver
 //! (`csi`). Every host-side mount lives under the pod's directory, so `host_mounts` can
 //! undo them all on pod delete and after an agent restart (CSI volumes are first unpublished
@@ -19,6 +20,7 @@ mod empty_dir;
 mod error;
 mod host_mounts;
 mod host_path;
+mod projected;
 mod sub_path;
 
 use std::collections::BTreeMap;
@@ -29,6 +31,15 @@ pub use config_volume::Objects;
 pub use csi::CsiNode;
 pub use error::VolumeError;
 pub use host_mounts::{unmount_all_under, unmount_orphans};
+pub use projected::FieldValues;
+
+/// What file volumes are written from: the namespace's ConfigMaps and Secrets, and the pod's
+/// own fields (downwardAPI).
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub objects: Objects<'a>,
+    pub fields: FieldValues<'a>,
+}
 
 use crate::runtime::BindMount;
 use crate::spec::{Volume, VolumeMount};
@@ -56,10 +67,10 @@ impl PodVolumes {
         pod_dir: &Path,
         volumes: &[Volume],
         pod_memory_limit: Option<u64>,
-        objects: Objects<'_>,
+        sources: Sources<'_>,
         claims: &BTreeMap<String, PathBuf>,
     ) -> Result<Self, VolumeError> {
-        let mut sources = BTreeMap::new();
+        let mut dirs = BTreeMap::new();
         let mut read_only = std::collections::BTreeSet::new();
         for v in volumes {
             if v.persistent_volume_claim
@@ -78,7 +89,11 @@ impl PodVolumes {
                 host_path::set_up(h).map_err(|e| e.of(&v.name))?
             } else if let Some(r) = config_volume::config_ref(v) {
                 let dir = config_volume::dir_of(pod_dir, v, &r);
-                config_volume::set_up(&dir, &r, objects).map_err(|e| e.of(&v.name))?;
+                config_volume::set_up(&dir, &r, sources.objects).map_err(|e| e.of(&v.name))?;
+                dir
+            } else if projected::is_file_projection(v) {
+                let dir = projected::dir_of(pod_dir, v);
+                projected::set_up(&dir, v, sources).map_err(|e| e.of(&v.name))?;
                 dir
             } else if v.persistent_volume_claim.is_some() {
                 claims
@@ -88,25 +103,33 @@ impl PodVolumes {
             } else {
                 return Err(VolumeError::set_up(&v.name, "no volume source"));
             };
-            sources.insert(v.name.clone(), source);
+            dirs.insert(v.name.clone(), source);
         }
-        Ok(PodVolumes { sources, read_only })
+        Ok(PodVolumes {
+            sources: dirs,
+            read_only,
+        })
     }
 
-    /// Rewrites the configMap and secret volumes whose object changed (atomically; what cannot
-    /// be read now is left as it is). Returns the names of the volumes rewritten.
+    /// Rewrites the configMap, secret, downwardAPI and projected volumes whose content
+    /// changed (atomically; what cannot be read now is left as it is). Returns the names of
+    /// the volumes rewritten.
     pub fn refresh(
         pod_dir: &Path,
         volumes: &[Volume],
-        objects: Objects<'_>,
+        sources: Sources<'_>,
     ) -> Result<Vec<String>, VolumeError> {
         let mut changed = Vec::new();
         for v in volumes {
-            let Some(r) = config_volume::config_ref(v) else {
+            let rewritten = if let Some(r) = config_volume::config_ref(v) {
+                let dir = config_volume::dir_of(pod_dir, v, &r);
+                config_volume::refresh(&dir, &r, sources.objects)
+            } else if projected::is_file_projection(v) {
+                projected::refresh(&projected::dir_of(pod_dir, v), v, sources)
+            } else {
                 continue;
             };
-            let dir = config_volume::dir_of(pod_dir, v, &r);
-            if config_volume::refresh(&dir, &r, objects).map_err(|e| e.of(&v.name))? {
+            if rewritten.map_err(|e| e.of(&v.name))? {
                 changed.push(v.name.clone());
             }
         }

@@ -58,6 +58,11 @@ pub fn spawn(
     ]
 }
 
+/// The pod's `metadata.uid`.
+fn uid_of(pod: &Value) -> &str {
+    pod["metadata"]["uid"].as_str().unwrap_or("")
+}
+
 struct Scheduler {
     client: Loopback,
     nodes: Arc<Informer>,
@@ -65,8 +70,10 @@ struct Scheduler {
     /// Claims, volumes and classes (the VolumeBinding plugin's view).
     volumes: VolumeCaches,
     queue: Arc<WorkQueue>,
-    /// Pod key → node, for pods bound (or being bound) but not yet counted in `usage`.
-    assumed: Mutex<HashMap<String, String>>,
+    /// Pod key → (node, pod uid), for pods bound (or being bound) but not yet counted in
+    /// `usage`. The uid tells a pod made again under the same name (a StatefulSet's `web-0`)
+    /// from the one assumed, which must not hold the new one back.
+    assumed: Mutex<HashMap<String, (String, String)>>,
     /// What the pod cache shows placed on each node.
     usage: Usage,
     binds: Arc<tokio::sync::Semaphore>,
@@ -168,10 +175,14 @@ impl Scheduler {
         let owner = owner_uid(pod);
         let mut extra: HashMap<String, (Requests, usize, usize)> = HashMap::new();
         let mut assumed = self.assumed.lock().unwrap_or_else(PoisonError::into_inner);
-        assumed.retain(|key, _| {
-            !self.usage.counts(key) && self.pods.get(key).is_some_and(|p| is_active(&p))
+        assumed.retain(|key, (_, uid)| {
+            !self.usage.counts(key)
+                && self
+                    .pods
+                    .get(key)
+                    .is_some_and(|p| is_active(&p) && uid_of(&p) == uid.as_str())
         });
-        for (key, node) in assumed.iter() {
+        for (key, (node, _)) in assumed.iter() {
             if let Some(p) = self.pods.get(key) {
                 let entry = extra.entry(node.clone()).or_default();
                 entry.0 += requests_of(&p);
@@ -205,12 +216,14 @@ impl Scheduler {
         let Some(pod) = self.pods.get(key) else {
             return Ok(());
         };
+        let uid = uid_of(&pod).to_owned();
         if !pending(&pod)
             || self
                 .assumed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .contains_key(key)
+                .get(key)
+                .is_some_and(|(_, assumed)| *assumed == uid)
         {
             return Ok(());
         }
@@ -229,7 +242,7 @@ impl Scheduler {
                 self.assumed
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(key.to_owned(), node.clone());
+                    .insert(key.to_owned(), (node.clone(), uid));
                 let Ok(permit) = Arc::clone(&self.binds).acquire_owned().await else {
                     return Ok(()); // never closed
                 };
