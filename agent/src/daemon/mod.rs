@@ -159,6 +159,9 @@ pub struct Join {
     pub dns: Option<(crate::dns::DnsSockets, crate::dns::DnsServing)>,
 }
 
+/// How often freed heap pages go back to the kernel ([`crate::sys::malloc`]).
+const MALLOC_TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the daemon until the process is asked to stop.
 pub async fn run(
     ctx: Arc<NodeContext>,
@@ -173,6 +176,7 @@ pub async fn run(
     let listener = tokio::net::UnixListener::bind(&sock)?;
     let table = Arc::new(Mutex::new(PodTable::default()));
     tokio::spawn(api::serve(listener, table.clone()));
+    tokio::spawn(crate::sys::malloc::trim_every(MALLOC_TRIM_PERIOD));
 
     let api_pods = Arc::new(Mutex::new(ApiPods::default()));
     // The static pods, for their mirror pods in the API.

@@ -6,6 +6,7 @@
 pub mod clone3;
 pub mod fd_pass;
 pub mod loopback;
+pub mod malloc;
 pub mod mount_api;
 pub mod netns_exec;
 pub mod netns_socket;
