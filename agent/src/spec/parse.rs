@@ -180,12 +180,17 @@ pub fn endpoint_slice_from_api(value: Value) -> Result<EndpointSlice, SpecError>
 
 /// A Pod as the API server sends it to the node it is bound to: the checks of a manifest
 /// (unknown fields refused unless bookkeeping or Kubernetes' defaults, unhonoured ones refused by
-/// name, validation), except that `spec.nodeName` must name `node` instead of being refused.
+/// name, validation), except that `spec.nodeName` must name `node` instead of being refused,
+/// and `spec.nodeSelector` and `spec.affinity`, which the scheduler placed the pod by, are
+/// honoured by the binding itself.
 /// The returned pod keeps its `spec.nodeName`: that is how an API pod is told from a static one.
 pub fn pod_from_api(value: Value, node: &str) -> Result<Pod, SpecError> {
     check_pod_kind(&value)?;
-    let (mut pod, unknown): (Pod, _) = deserialize_listing_unknown(&value)?;
+    let (mut pod, mut unknown): (Pod, _) = deserialize_listing_unknown(&value)?;
+    // What the scheduler placed the pod by, honoured by its being bound here.
+    unknown.retain(|(path, _)| path != "spec.affinity" && !path.starts_with("spec.affinity."));
     refuse_unknown(Kind::Pod, &unknown)?;
+    let node_selector = std::mem::take(&mut pod.spec.node_selector);
     let bound = pod.spec.node_name.take();
     if bound.as_deref() != Some(node) {
         let got = bound.map(|b| format!(", got {b:?}")).unwrap_or_default();
@@ -195,6 +200,7 @@ pub fn pod_from_api(value: Value, node: &str) -> Result<Pod, SpecError> {
     refuse_unhonoured(&pod)?;
     validate(&pod)?;
     pod.spec.node_name = bound;
+    pod.spec.node_selector = node_selector;
     Ok(pod)
 }
 

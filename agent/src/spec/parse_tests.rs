@@ -361,6 +361,33 @@ fn api_pods_with_kubernetes_defaults_are_accepted_for_this_node() {
 }
 
 #[test]
+fn api_pods_placed_by_node_selector_and_affinity_are_accepted() {
+    let mut pod = api_pod();
+    pod["spec"]["nodeSelector"] = serde_json::json!({"disk": "ssd"});
+    pod["spec"]["affinity"] = serde_json::json!({"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}});
+    let accepted = pod_from_api(pod.clone(), "n1").expect("the scheduler honoured them");
+    assert_eq!(
+        accepted.spec.node_selector.get("disk").map(String::as_str),
+        Some("ssd")
+    );
+    // A static pod has no scheduler: still refused there.
+    pod["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("nodeName");
+    pod["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("affinity");
+    assert_eq!(
+        parse_pod(&pod.to_string()).unwrap_err().field,
+        "spec.nodeSelector"
+    );
+}
+
+#[test]
 fn api_pods_asking_for_what_the_agent_does_not_do_are_refused_by_name() {
     let err = pod_from_api(api_pod(), "n2").unwrap_err();
     assert_eq!(err.field, "spec.nodeName");
