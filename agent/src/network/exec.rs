@@ -53,9 +53,6 @@ pub fn exec_plugin(
         |n| n.to_string_lossy().into_owned(),
     );
     let cni_path = std::env::join_paths(bin_dirs).unwrap_or_default();
-    if plugin == super::builtin::NAME {
-        return super::builtin::run(command, env, &cni_path, &stdin);
-    }
     let mut cmd = Command::new(path);
     cmd.env_clear()
         .env(

@@ -175,6 +175,10 @@ impl PodNetwork {
             args: &args,
         };
         let stdin = list.plugin_stdin(plugin, prev, &pod.port_mappings);
+        if NetworkList::plugin_type(plugin) == builtin::NAME {
+            let cni_path = std::env::join_paths(&self.cfg.cni_bin_dirs).unwrap_or_default();
+            return builtin::run(command, &env, &cni_path, &stdin);
+        }
         exec_plugin(
             &path,
             command,
