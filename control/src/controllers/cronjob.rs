@@ -17,7 +17,7 @@ use super::client::{ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::controller_of;
-use super::queue::{follow_owned, work, WorkQueue};
+use super::queue::{follow_owned, wait_synced, work, WorkQueue};
 use crate::schedule::Schedule;
 
 const COMPONENT: &str = "cronjob-controller";
@@ -101,6 +101,8 @@ impl Controller {
 
     async fn work(self: Arc<Self>) {
         let queue = Arc::clone(&self.queue);
+        let caches = [&self.cronjobs, &self.jobs];
+        wait_synced(&caches).await;
         work(queue, "cronjob", |key| {
             let this = Arc::clone(&self);
             async move { this.reconcile(&key).await }

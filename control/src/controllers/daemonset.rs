@@ -22,7 +22,7 @@ use super::events::{record, EventType};
 use super::history::{self, HistoryError};
 use super::informer::Informer;
 use super::pods::{controller_of, is_active, ready_since};
-use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
+use super::queue::{forward, parents_of, resync_when_listed, wait_synced, work, WorkQueue};
 use super::scheduler::placement::fits_node;
 
 const COMPONENT: &str = "daemonset-controller";
@@ -131,6 +131,12 @@ impl Controller {
 
     async fn work(self: Arc<Self>) {
         let queue = Arc::clone(&self.queue);
+        let caches = [
+            &self.caches.daemonsets,
+            &self.caches.pods,
+            &self.caches.nodes,
+        ];
+        wait_synced(&caches).await;
         work(queue, "daemonset", |key| {
             let this = Arc::clone(&self);
             async move { this.reconcile(&key).await }

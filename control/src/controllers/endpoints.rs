@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::client::{ClientError, Loopback};
 use super::informer::Informer;
 use super::pods::ready_since;
-use super::queue::{forward, resync_when_listed, work, WorkQueue};
+use super::queue::{forward, resync_when_listed, wait_synced, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 
 const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
@@ -89,6 +89,13 @@ impl Controller {
 
     async fn work(self: Arc<Self>) {
         let queue = Arc::clone(&self.queue);
+        let caches = [
+            &self.caches.services,
+            &self.caches.pods,
+            &self.caches.slices,
+            &self.caches.endpoints,
+        ];
+        wait_synced(&caches).await;
         work(queue, "endpoints", |key| {
             let this = Arc::clone(&self);
             async move { this.reconcile(&key).await.map(|()| None) }

@@ -19,7 +19,7 @@ use super::client::{revision_of, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::{controller_of, ready_since};
-use super::queue::{follow_owned, work, WorkQueue};
+use super::queue::{follow_owned, wait_synced, work, WorkQueue};
 
 const COMPONENT: &str = "job-controller";
 const MAX_BACKOFF: Duration = Duration::from_secs(360);
@@ -75,6 +75,8 @@ impl Controller {
 
     async fn work(self: Arc<Self>) {
         let queue = Arc::clone(&self.queue);
+        let caches = [&self.jobs, &self.pods];
+        wait_synced(&caches).await;
         work(queue, "job", |key| {
             let this = Arc::clone(&self);
             async move { this.reconcile(&key).await }

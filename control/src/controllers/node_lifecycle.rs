@@ -6,10 +6,14 @@
 //! Pods on a node with a NoExecute taint they do not tolerate are deleted once their
 //! `tolerationSeconds` for it (else `pod_eviction_timeout`, the default tolerations' 300 s)
 //! have passed since the taint was added — their controllers then replace them elsewhere. A node
-//! that comes back loses the taints. Checked every second.
+//! that comes back loses the taints. Checked every second. Like kube's, the grace period counts
+//! from when this controller saw the node's heartbeat change (a node first seen gets a whole
+//! one), not from the heartbeat's own time: a control process back from an outage does not take
+//! its own absence for the nodes'.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -66,9 +70,15 @@ pub fn spawn(
     config: LifecycleConfig,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        caches.nodes.wait_for(1, Duration::MAX).await;
+        caches.leases.wait_for(1, Duration::MAX).await;
+        caches.pods.wait_for(1, Duration::MAX).await;
+        let mut seen = Heartbeats::default();
         loop {
-            for node in caches.nodes.list(|_| true) {
-                if let Err(error) = check(&client, &caches, &config, &node).await {
+            let nodes = caches.nodes.list(|_| true);
+            seen.keep_only(&nodes);
+            for node in nodes {
+                if let Err(error) = check(&client, &caches, &config, &mut seen, &node).await {
                     if !error.is_transient() {
                         tracing::warn!(node = node["metadata"]["name"].as_str(), %error, "node lifecycle");
                     }
@@ -77,6 +87,27 @@ pub fn spawn(
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     })
+}
+
+/// When this controller saw each node's newest heartbeat change (kube's `probeTimestamp`).
+#[derive(Default)]
+struct Heartbeats(HashMap<String, (Option<OffsetDateTime>, Instant)>);
+
+impl Heartbeats {
+    /// How long ago the heartbeat `last` of `node` was first seen here.
+    fn age(&mut self, node: &str, last: Option<OffsetDateTime>) -> Duration {
+        let now = Instant::now();
+        let entry = self.0.entry(node.to_owned()).or_insert((last, now));
+        if entry.0 != last {
+            *entry = (last, now);
+        }
+        now - entry.1
+    }
+
+    fn keep_only(&mut self, nodes: &[Arc<Value>]) {
+        self.0
+            .retain(|name, _| nodes.iter().any(|n| n["metadata"]["name"] == name.as_str()));
+    }
 }
 
 fn parse(time: &Value) -> Option<OffsetDateTime> {
@@ -89,25 +120,24 @@ fn now_text() -> String {
         .unwrap_or_default()
 }
 
-/// The newest sign of life: the Lease's renewTime or the Ready condition's heartbeat.
+/// The newest sign of life: the Lease's renewTime or the Ready condition's heartbeat (what
+/// this controller writes itself, a transition time, is none).
 fn last_heartbeat(node: &Value, lease: Option<&Value>) -> Option<OffsetDateTime> {
-    let ready = node["status"]["conditions"]
+    let from_status = node["status"]["conditions"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|c| c["type"] == "Ready");
-    let from_status = ready
-        .and_then(|c| parse(&c["lastHeartbeatTime"]).or_else(|| parse(&c["lastTransitionTime"])));
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| parse(&c["lastHeartbeatTime"]));
     let from_lease = lease.and_then(|l| parse(&l["spec"]["renewTime"]));
-    from_status
-        .max(from_lease)
-        .or_else(|| parse(&node["metadata"]["creationTimestamp"]))
+    from_status.max(from_lease)
 }
 
 async fn check(
     client: &Loopback,
     caches: &Caches,
     config: &LifecycleConfig,
+    seen: &mut Heartbeats,
     node: &Value,
 ) -> Result<(), ClientError> {
     let name = node["metadata"]["name"].as_str().unwrap_or("");
@@ -116,9 +146,7 @@ async fn check(
         caches.leases.resource.key_prefix()
     );
     let lease = caches.leases.get(&lease_key);
-    let now = OffsetDateTime::now_utc();
-    let silent = last_heartbeat(node, lease.as_deref())
-        .is_none_or(|t| (now - t).unsigned_abs() > config.node_monitor_grace);
+    let silent = seen.age(name, last_heartbeat(node, lease.as_deref())) > config.node_monitor_grace;
     let ready_status = node["status"]["conditions"]
         .as_array()
         .into_iter()

@@ -52,6 +52,16 @@ where
     }
 }
 
+/// Waits until every one of `caches` has its first list in, like client-go's
+/// `WaitForCacheSync`: a controller deciding on a cache not yet filled would take "nothing
+/// listed yet" for "nothing there" (a ReplicaSet controller starting after a restart would make
+/// pods its ReplicaSets already have).
+pub async fn wait_synced(caches: &[&Arc<Informer>]) {
+    for cache in caches {
+        cache.wait_for(1, Duration::MAX).await;
+    }
+}
+
 /// Feeds a controller of `parents` that owns `children`: every parent change marks that
 /// parent, every child change the parents it concerns (`parents_of`), and all parents once
 /// listed.

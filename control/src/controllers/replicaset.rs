@@ -17,7 +17,7 @@ use super::client::{revision_of, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::{self, controller_of};
-use super::queue::{follow_owned, work, WorkQueue};
+use super::queue::{follow_owned, wait_synced, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 
 const COMPONENT: &str = "replicaset-controller";
@@ -57,6 +57,8 @@ impl Controller {
 
     async fn work(self: Arc<Self>) {
         let queue = Arc::clone(&self.queue);
+        let caches = [&self.replicasets, &self.pods];
+        wait_synced(&caches).await;
         work(queue, "replicaset", |key| {
             let this = Arc::clone(&self);
             async move { this.reconcile(&key).await }

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::client::{ClientError, Loopback};
 use super::informer::Informer;
-use super::queue::{follow_owned, work, WorkQueue};
+use super::queue::{follow_owned, wait_synced, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 use hash::same_template;
 pub(crate) use hash::template_hash;
@@ -73,6 +73,8 @@ impl Controller {
 
     async fn work(self: Arc<Self>) {
         let queue = Arc::clone(&self.queue);
+        let caches = [&self.deployments, &self.replicasets];
+        wait_synced(&caches).await;
         work(queue, "deployment", |key| {
             let this = Arc::clone(&self);
             async move { this.reconcile(&key).await }

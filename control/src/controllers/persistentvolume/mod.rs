@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::client::{revision_of, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
-use super::queue::{forward, work, WorkQueue};
+use super::queue::{forward, wait_synced, work, WorkQueue};
 
 pub const COMPONENT: &str = "persistentvolume-controller";
 pub const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
@@ -153,6 +153,14 @@ impl Binder {
 
     async fn work(self: Arc<Self>) {
         let queue = Arc::clone(&self.queue);
+        let caches = [
+            &self.caches.volumes,
+            &self.caches.claims,
+            &self.caches.classes,
+            &self.caches.nodes,
+            &self.caches.pods,
+        ];
+        wait_synced(&caches).await;
         work(queue, COMPONENT, |key| {
             let this = Arc::clone(&self);
             async move { this.reconcile(&key).await.map(|()| None) }

@@ -23,7 +23,7 @@ use super::client::{resource_path, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::is_active;
-use super::queue::{forward, work, WorkQueue};
+use super::queue::{forward, wait_synced, work, WorkQueue};
 use placement::{requests_of, Candidate, Requests};
 use usage::{owner_uid, Usage};
 pub use volumes::VolumeCaches;
@@ -162,6 +162,14 @@ impl Scheduler {
 
     async fn work(self: Arc<Self>) {
         let queue = Arc::clone(&self.queue);
+        let caches = [
+            &self.nodes,
+            &self.pods,
+            &self.volumes.claims,
+            &self.volumes.volumes,
+            &self.volumes.classes,
+        ];
+        wait_synced(&caches).await;
         work(queue, "scheduler", |key| {
             let this = Arc::clone(&self);
             async move { this.schedule(&key).await.map(|()| None) }

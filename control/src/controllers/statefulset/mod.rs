@@ -25,7 +25,7 @@ use super::events::{record, EventType};
 use super::history::{self, HistoryError};
 use super::informer::Informer;
 use super::pods::{self, controller_of, ready_since};
-use super::queue::{forward, parents_of, resync_when_listed, work, WorkQueue};
+use super::queue::{forward, parents_of, resync_when_listed, wait_synced, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 use identity::{ordinal_of, revision_of_pod};
 use plan::{Member, Spec, Step};
@@ -83,6 +83,8 @@ impl Controller {
 
     async fn work(self: Arc<Self>) {
         let queue = Arc::clone(&self.queue);
+        let caches = [&self.caches.sets, &self.caches.pods, &self.caches.claims];
+        wait_synced(&caches).await;
         work(queue, "statefulset", |key| {
             let this = Arc::clone(&self);
             async move { this.reconcile(&key).await }
