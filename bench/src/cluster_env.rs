@@ -26,6 +26,23 @@ pub const PREFIX: &str = "bosun-bench-cluster";
 const SUBNET: &str = "192.168.201";
 const READY_LIMIT: Duration = Duration::from_secs(60);
 
+/// Set to a command prefix (`heaptrack -o /tmp/agent`), it runs every agent under it: how the
+/// agents' memory is profiled. The RSS the bench reports is then the wrapper's process's.
+const AGENT_WRAPPER: &str = "BOSUN_BENCH_AGENT_WRAPPER";
+
+/// `agent args`, or the wrapper's command with them appended.
+fn wrapped(agent: PathBuf, args: Vec<OsString>) -> (PathBuf, Vec<OsString>) {
+    let wrapper = std::env::var(AGENT_WRAPPER).unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let Some(program) = words.next() else {
+        return (agent, args);
+    };
+    let mut all: Vec<OsString> = words.map(Into::into).collect();
+    all.push(agent.into_os_string());
+    all.extend(args);
+    (PathBuf::from(program), all)
+}
+
 pub fn work_dir() -> PathBuf {
     util::target_dir().join("bench-work").join("cluster")
 }
@@ -152,10 +169,11 @@ impl ClusterEnv {
             ] {
                 args.push(a);
             }
+            let (program, args) = wrapped(release_bin("bosun-agent"), args);
             node.agent = Some(Guarded::spawn(
                 "bosun-agent",
                 &node.log_path(),
-                &release_bin("bosun-agent"),
+                &program,
                 &args,
             )?);
         }

@@ -36,6 +36,10 @@ pub struct StreamSpec {
     pub stdout: bool,
     pub stderr: bool,
     pub tty: bool,
+    /// The pty's window size (rows, columns) before the command starts: the client's
+    /// terminal, so `stty size` run first already sees it.
+    #[serde(default)]
+    pub tty_size: Option<(u16, u16)>,
 }
 
 /// How the command ended.
@@ -213,7 +217,7 @@ fn run_helper(report: &dyn Fn(&StreamEnd)) -> Result<i32, String> {
         serde_json::from_str(&line).map_err(|e| format!("decoding spec: {e}"))?;
     let v2_dir = enter_container(&spec.exec)?;
     let stdio = match spec.tty {
-        true => pty()?,
+        true => pty(spec.tty_size)?,
         false => pipes(&spec)?,
     };
     let agent: Vec<_> = stdio.agent.iter().map(|f| f.as_fd()).collect();
@@ -255,13 +259,24 @@ fn child_stdio(stdio: &Stdio3) -> Result<(), String> {
     Ok(())
 }
 
-/// A pty from the container's devpts (the helper is in its mount namespace).
-fn pty() -> Result<Stdio3, String> {
+/// A pty from the container's devpts (the helper is in its mount namespace), of `size`
+/// (rows, columns) when given.
+fn pty(size: Option<(u16, u16)>) -> Result<Stdio3, String> {
     use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
         .map_err(|e| format!("opening /dev/ptmx: {e}"))?;
     grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
     unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
+    if let Some((ws_row, ws_col)) = size {
+        let size = rustix::termios::Winsize {
+            ws_row,
+            ws_col,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&master, size)
+            .map_err(|e| format!("setting the window size: {e}"))?;
+    }
     let name = ptsname(&master, Vec::new()).map_err(|e| format!("ptsname: {e}"))?;
     let name = name.to_string_lossy().into_owned();
     let slave = std::fs::OpenOptions::new()

@@ -71,6 +71,7 @@ pub fn respond(
         stdout: opts.stdout,
         stderr: opts.stderr,
         tty: opts.tty,
+        tty_size: None, // the session sets the client's first resize
     };
     let upgrade = hyper::upgrade::on(&mut req);
     let session = session::Session {

@@ -75,7 +75,15 @@ impl Session {
             let _ = sink.close().await;
         });
         let command = self.spec.exec.process.argv.clone();
-        let mut process = match exec_stream::start(&self.init_exe, self.spec).await {
+        let mut spec = self.spec;
+        // kubectl sends its terminal's size first thing: the pty gets it before the command
+        // runs (a `stty size` at once would otherwise see 0 0). What came before it is kept.
+        let mut early = Vec::new();
+        if spec.tty {
+            let size = first_resize(&mut stream, &mut early).await;
+            spec.tty_size = size.map(|s| (s.ws_row, s.ws_col));
+        }
+        let mut process = match exec_stream::start(&self.init_exe, spec).await {
             Ok(p) => p,
             Err(why) => {
                 let _ = tx
@@ -107,6 +115,9 @@ impl Session {
         let stream_close = self.stream_close;
         let reader = async move {
             let mut input = input;
+            for data in early {
+                on_input(&mut input, &data, stream_close).await;
+            }
             while let Some(Ok(message)) = stream.next().await {
                 match message {
                     Message::Binary(data) => on_input(&mut input, &data, stream_close).await,
@@ -131,6 +142,30 @@ impl Session {
             () = reader => {}
         }
     }
+}
+
+/// How long a TTY session waits for the client's terminal size before starting the command.
+const FIRST_RESIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads client messages until the first resize (at most [`FIRST_RESIZE_WAIT`]), keeping the
+/// others in `early`; the size it carried.
+async fn first_resize<S>(stream: &mut S, early: &mut Vec<Bytes>) -> Option<rustix::termios::Winsize>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + FIRST_RESIZE_WAIT;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        let Message::Binary(data) = message else {
+            continue;
+        };
+        if let Some((&RESIZE, payload)) = data.split_first() {
+            if let Some(size) = resize(payload) {
+                return Some(size);
+            }
+        }
+        early.push(data);
+    }
+    None
 }
 
 /// Starts the output relays; returns where input goes.
