@@ -10,8 +10,8 @@
 //! - `pods<N>_pvc` (impl `bosun-csi-local`): the same StatefulSet with a volumeClaimTemplate
 //!   of 64 MiB of the StorageClass `bench-local` (WaitForFirstConsumer, bosun-csi-local):
 //!   each pod gets its own dynamically provisioned ext4 volume (CreateVolume, the PV, binding,
-//!   NodeStage — a loop device and an ext4 mount —, NodePublish): `all_running_s`, and
-//!   `all_bound_s`, when every claim was Bound.
+//!   NodeStage — a loop device and an ext4 mount —, NodePublish): `all_running_s` (a pod
+//!   runs only once its claim is Bound).
 //! - `configmap<N>` ([`super::volumes_config`]): N pods mounting one ConfigMap; the
 //!   ConfigMap is updated through the API and the file each pod sees is read on the host
 //!   through the pod's volume directory until it has the new content: `p50_ms`, `p99_ms` and
@@ -181,16 +181,8 @@ fn measure(env: &ClusterEnv, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
     delete_set(env, "empty")?;
 
     let case = plan.case("pvc");
-    let deadline = Instant::now() + plan.limit;
-    let (running, bound) = std::thread::scope(|scope| {
-        let watcher = scope.spawn(move || wait_all_bound(env, plan.pods, deadline));
-        let running = start_set(env, &runtime, &tls, plan, "claims", "pvc");
-        (running, watcher.join().ok().flatten())
-    });
-    rows.push(Row::new(&case, CSI_DRIVER, "all_running_s", running?));
-    if let Some(at) = bound {
-        rows.push(Row::new(&case, CSI_DRIVER, "all_bound_s", at));
-    }
+    let running = start_set(env, &runtime, &tls, plan, "claims", "pvc")?;
+    rows.push(Row::new(&case, CSI_DRIVER, "all_running_s", running));
     delete_set(env, "claims")?;
     wait_claims_gone(env)?;
 
@@ -226,25 +218,6 @@ fn start_set(
             plan.pods
         ),
     }
-}
-
-/// Seconds from `start` until `pods` claims are Bound, polled with kubectl; `None` at the
-/// deadline.
-fn wait_all_bound(env: &ClusterEnv, pods: usize, deadline: Instant) -> Option<f64> {
-    let start = Instant::now();
-    while Instant::now() < deadline {
-        let out = env
-            .kubectl()
-            .args(["get", "pvc", "-o", "jsonpath={.items[*].status.phase}"])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.split_whitespace().filter(|p| *p == "Bound").count() >= pods {
-            return Some(start.elapsed().as_secs_f64());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
 }
 
 /// Waits (bounded) until the node's CSINode lists the driver.
