@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::agent_daemon::{clock_ticks, cpu_ticks, status_field};
-use super::cluster_env::{work_dir, ClusterEnv};
+use super::cluster_env::{work_dir, ClusterEnv, Layout};
 use super::control_client::Tls;
 use super::{cluster_containerd, cluster_rollout, cluster_watch, write_results, Options, Row};
 use xtask::util;
@@ -133,7 +133,7 @@ pub fn run(options: &Options) -> Result<()> {
 
 /// The rollout, then the big Deployment, on one cluster torn down at the end.
 fn on_cluster(plan: &Plan, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
-    let env = ClusterEnv::start(plan)?;
+    let env = ClusterEnv::start(&Layout::cluster(plan.nodes, plan.max_pods))?;
     if let Err(e) = cluster_rollout::measure(&env, plan, rows) {
         notes.push(format!("rollout: {e:#}"));
     }

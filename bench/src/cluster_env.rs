@@ -1,13 +1,15 @@
-//! The cluster of the cluster benchmark: the release `bosun-control` (embedded store, a free
-//! loopback port) and [`Plan::nodes`] release `bosun-agent --kubeconfig` nodes, each with its
-//! node network in a netns of its own (`eth0` on a bridge in the fabric netns, no route out),
-//! its own cgroup root, bpffs directory, root and run directories under
-//! `target/bench-work/cluster`, its own node credentials, and a /22 pod CIDR (room for
-//! [`Plan::max_pods`] pods). Every kernel object is named `bosun-bench-cluster…` so a run
-//! killed half-way is cleaned up by the next one. [`ClusterEnv`] removes everything on drop:
-//! the processes (killed by their guards), whatever is left in the cgroup roots, the mounts
-//! under the work directory, the pinned programs and maps, the netns (with the pods' veths in
-//! them) and the directories.
+//! The cluster of the cluster and volumes benchmarks ([`Layout`]): `bosun-control` (embedded
+//! store, a free loopback port) and [`Layout::nodes`] `bosun-agent --kubeconfig` nodes, each
+//! with its node network in a netns of its own (`eth0` on a bridge in the fabric netns, no
+//! route out), its own cgroup root, bpffs directory, root and run directories under
+//! `target/bench-work/<name>`, its own node credentials, a /22 pod CIDR (room for
+//! [`Layout::max_pods`] pods) and, with [`Layout::csi_local`], a `bosun-csi-local` driver
+//! whose socket the agent discovers in its plugins directory. Every kernel object is named
+//! after [`Layout::prefix`] (`bosun-bench-cluster…`) so a run killed half-way is cleaned up
+//! by the next one. [`ClusterEnv`] removes everything on drop: the processes (killed by their
+//! guards), whatever is left in the cgroup roots, the mounts under the work directory, the
+//! loop devices backed by its files, the pinned programs and maps, the netns (with the pods'
+//! veths in them) and the directories.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,14 +18,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::cluster::Plan;
 use super::control_procs::{Control, Guarded};
 use xtask::util;
 
-/// The prefix of every netns, cgroup root and bpffs directory of the bench.
+/// The prefix of every netns, cgroup root and bpffs directory of the cluster bench.
 pub const PREFIX: &str = "bosun-bench-cluster";
-/// The fabric's subnet; node `n` is `.n`.
-const SUBNET: &str = "192.168.201";
+/// The CSI driver [`Layout::csi_local`] starts on each node.
+pub const CSI_DRIVER: &str = "local.csi.bosun.dev";
 const READY_LIMIT: Duration = Duration::from_secs(60);
 
 /// Set to a command prefix (`heaptrack -o /tmp/agent`), it runs every agent under it: how the
@@ -43,22 +44,66 @@ fn wrapped(agent: PathBuf, args: Vec<OsString>) -> (PathBuf, Vec<OsString>) {
     (PathBuf::from(program), all)
 }
 
+/// The cluster bench's work directory.
 pub fn work_dir() -> PathBuf {
     util::target_dir().join("bench-work").join("cluster")
 }
 
-fn bpffs_root() -> PathBuf {
-    Path::new("/sys/fs/bpf").join(PREFIX)
+/// What a bench's cluster is made of and where its things go; two benches with different
+/// layouts never touch each other's netns, cgroups or files.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Of every netns, cgroup root and bpffs directory.
+    pub prefix: &'static str,
+    /// The fabric's /24 (`a.b.c`); node `n` is `.n`.
+    pub subnet: &'static str,
+    /// `target/bench-work/<work>`.
+    pub work: &'static str,
+    /// Where `bosun-control`, `bosun-agent` and `bosun-csi-local` are.
+    pub bin_dir: PathBuf,
+    pub nodes: u8,
+    /// Each agent's `--max-pods`.
+    pub max_pods: usize,
+    /// A `bosun-csi-local` driver beside each agent.
+    pub csi_local: bool,
+    /// `--dataplane` of the agents (`ebpf` or `none`).
+    pub dataplane: &'static str,
 }
 
-fn release_bin(name: &str) -> PathBuf {
-    util::target_dir().join("release").join(name)
+impl Layout {
+    /// The cluster bench's: release binaries, the eBPF dataplane.
+    pub fn cluster(nodes: u8, max_pods: usize) -> Self {
+        Self {
+            prefix: PREFIX,
+            subnet: "192.168.201",
+            work: "cluster",
+            bin_dir: util::target_dir().join("release"),
+            nodes,
+            max_pods,
+            csi_local: false,
+            dataplane: "ebpf",
+        }
+    }
+
+    pub fn work_dir(&self) -> PathBuf {
+        util::target_dir().join("bench-work").join(self.work)
+    }
+
+    fn bpffs_root(&self) -> PathBuf {
+        Path::new("/sys/fs/bpf").join(self.prefix)
+    }
+
+    fn bin(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
 }
 
 /// One node of the bench's cluster.
 pub struct BenchNode {
     pub n: u8,
     pub agent: Option<Guarded>,
+    pub driver: Option<Guarded>,
+    layout: Layout,
 }
 
 impl BenchNode {
@@ -66,13 +111,17 @@ impl BenchNode {
         format!("node-{}", self.n)
     }
     pub fn netns(&self) -> String {
-        format!("{PREFIX}-{}", self.n)
+        format!("{}-{}", self.layout.prefix, self.n)
     }
-    fn base(&self) -> PathBuf {
-        work_dir().join(self.name())
+    pub fn base(&self) -> PathBuf {
+        self.layout.work_dir().join(self.name())
+    }
+    /// The agent's `--root`.
+    pub fn root(&self) -> PathBuf {
+        self.base().join("root")
     }
     fn ip(&self) -> String {
-        format!("{SUBNET}.{}", self.n)
+        format!("{}.{}", self.layout.subnet, self.n)
     }
     /// `10.244.4.0/22` for node 1, `10.244.8.0/22` for node 2: 1022 pod addresses each.
     fn pod_cidr(&self) -> String {
@@ -82,17 +131,17 @@ impl BenchNode {
     /// `bosun-agent` with this node's global flags (for `image import`, `logs` and the daemon).
     pub fn agent_cmd(&self) -> Command {
         let base = self.base();
-        let mut c = Command::new(release_bin("bosun-agent"));
-        c.arg("--root").arg(base.join("root"));
+        let mut c = Command::new(self.layout.bin("bosun-agent"));
+        c.arg("--root").arg(self.root());
         c.arg("--run-dir").arg(base.join("run"));
         c.args(["--cgroup-root", &self.netns()]);
-        c.args(["--network", "cni", "--dataplane", "ebpf"]);
-        c.arg("--bpffs-dir").arg(bpffs_root().join(self.name()));
+        c.args(["--network", "cni", "--dataplane", self.layout.dataplane]);
+        c.arg("--bpffs-dir")
+            .arg(self.layout.bpffs_root().join(self.name()));
         c.arg("--node-netns")
             .arg(Path::new("/run/netns").join(self.netns()));
         c.arg("--cni-conf-dir").arg(base.join("cni"));
-        c.arg("--cni-bin-dir")
-            .arg(util::target_dir().join("release"));
+        c.arg("--cni-bin-dir").arg(&self.layout.bin_dir);
         c.args(["--node-ip", &self.ip(), "--pod-cidr", &self.pod_cidr()]);
         c
     }
@@ -119,25 +168,32 @@ pub struct ClusterEnv {
     pub control: Option<Control>,
     pub nodes: Vec<BenchNode>,
     kubeconfig: PathBuf,
+    layout: Layout,
 }
 
 impl ClusterEnv {
     /// Cleans up what a killed earlier run left, then makes the network, starts the control
     /// process and the agents, and waits (bounded) until every node is Ready.
-    pub fn start(plan: &Plan) -> Result<Self> {
-        cleanup(plan.nodes);
-        let work = work_dir();
+    pub fn start(layout: &Layout) -> Result<Self> {
+        cleanup(layout);
+        let work = layout.work_dir();
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
         let mut env = ClusterEnv {
             control: None,
-            nodes: (1..=plan.nodes)
-                .map(|n| BenchNode { n, agent: None })
+            nodes: (1..=layout.nodes)
+                .map(|n| BenchNode {
+                    n,
+                    agent: None,
+                    driver: None,
+                    layout: layout.clone(),
+                })
                 .collect(),
             kubeconfig: work.join("control").join("data").join("admin.kubeconfig"),
+            layout: layout.clone(),
         };
-        make_network(&env.nodes)?;
+        make_network(layout, &env.nodes)?;
         env.control = Some(Control::start(
-            &release_bin("bosun-control"),
+            &layout.bin("bosun-control"),
             &work.join("control"),
             None,
         )?);
@@ -148,7 +204,7 @@ impl ClusterEnv {
                 .context("importing the busybox test image (cargo xtask images)")?;
             let kubeconfig = node.base().join("kubeconfig");
             util::output(
-                Command::new(release_bin("bosun-control"))
+                Command::new(layout.bin("bosun-control"))
                     .arg("kubeconfig")
                     .arg("--data-dir")
                     .arg(work.join("control").join("data"))
@@ -163,13 +219,16 @@ impl ClusterEnv {
                 "--node-name".into(),
                 node.name().into(),
                 "--max-pods".into(),
-                plan.max_pods.to_string().into(),
+                layout.max_pods.to_string().into(),
                 "--log-level".into(),
                 "warn".into(),
             ] {
                 args.push(a);
             }
-            let (program, args) = wrapped(release_bin("bosun-agent"), args);
+            if layout.csi_local {
+                node.driver = Some(start_driver(layout, node)?);
+            }
+            let (program, args) = wrapped(layout.bin("bosun-agent"), args);
             node.agent = Some(Guarded::spawn(
                 "bosun-agent",
                 &node.log_path(),
@@ -215,7 +274,7 @@ impl ClusterEnv {
     pub fn kubectl(&self) -> Command {
         let mut c = Command::new("kubectl");
         c.env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", work_dir())
+            .env("HOME", self.layout.work_dir())
             .arg("--request-timeout=30s");
         c
     }
@@ -266,18 +325,46 @@ impl Drop for ClusterEnv {
             drop(node.agent.take());
         }
         drop(self.control.take());
-        cleanup(self.nodes.len() as u8);
+        cleanup(&self.layout);
+        // The drivers last: the agents' mounts are gone, nothing calls them any more.
+        for node in &mut self.nodes {
+            drop(node.driver.take());
+        }
     }
 }
 
+/// `bosun-csi-local` for `node`: its socket where the agent discovers drivers, its volume
+/// files under the node's directory (so [`cleanup`] finds their loop devices).
+fn start_driver(layout: &Layout, node: &BenchNode) -> Result<Guarded> {
+    let plugin = node.root().join("plugins").join(CSI_DRIVER);
+    std::fs::create_dir_all(&plugin)?;
+    let endpoint = format!("unix://{}", plugin.join("csi.sock").display());
+    let args: Vec<OsString> = vec![
+        "--endpoint".into(),
+        endpoint.into(),
+        "--node-id".into(),
+        node.name().into(),
+        "--state-dir".into(),
+        node.base().join("csi-local").into(),
+    ];
+    let log = node.base().join("csi-local.log");
+    Guarded::spawn(
+        "bosun-csi-local",
+        &log,
+        &layout.bin("bosun-csi-local"),
+        &args,
+    )
+}
+
 /// The fabric netns with its bridge, and each node's netns plugged into it.
-fn make_network(nodes: &[BenchNode]) -> Result<()> {
+fn make_network(layout: &Layout, nodes: &[BenchNode]) -> Result<()> {
     let ip = |args: &[&str]| util::output(&mut util::cmd("ip", args)).map(drop);
-    ip(&["netns", "add", PREFIX])?;
-    ip(&["-n", PREFIX, "link", "set", "lo", "up"])?;
-    ip(&["-n", PREFIX, "link", "add", "br0", "type", "bridge"])?;
-    ip(&["-n", PREFIX, "link", "set", "br0", "up"])?;
-    let fabric = format!("/run/netns/{PREFIX}");
+    let prefix = layout.prefix;
+    ip(&["netns", "add", prefix])?;
+    ip(&["-n", prefix, "link", "set", "lo", "up"])?;
+    ip(&["-n", prefix, "link", "add", "br0", "type", "bridge"])?;
+    ip(&["-n", prefix, "link", "set", "br0", "up"])?;
+    let fabric = format!("/run/netns/{prefix}");
     for node in nodes {
         let ns = node.netns();
         let port = format!("bbc-{}", node.n);
@@ -287,8 +374,8 @@ fn make_network(nodes: &[BenchNode]) -> Result<()> {
             "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
             &fabric,
         ])?;
-        ip(&["-n", PREFIX, "link", "set", &port, "master", "br0"])?;
-        ip(&["-n", PREFIX, "link", "set", &port, "up"])?;
+        ip(&["-n", prefix, "link", "set", &port, "master", "br0"])?;
+        ip(&["-n", prefix, "link", "set", &port, "up"])?;
         let addr = format!("{}/24", node.ip());
         ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
@@ -296,34 +383,55 @@ fn make_network(nodes: &[BenchNode]) -> Result<()> {
     Ok(())
 }
 
-/// Removes everything the bench may have made for `nodes` nodes; what is already gone is
+/// Removes everything the bench may have made for `layout`; what is already gone is
 /// skipped. Run before a start (a killed run's leftovers) and on drop.
-pub fn cleanup(nodes: u8) {
+pub fn cleanup(layout: &Layout) {
+    let prefix = layout.prefix;
+    let nodes = layout.nodes;
     let roots: Vec<PathBuf> = (1..=nodes.max(2))
-        .flat_map(|n| cgroup_dirs(&format!("{PREFIX}-{n}")))
+        .flat_map(|n| cgroup_dirs(&format!("{prefix}-{n}")))
         .collect();
     roots.iter().for_each(|r| kill_tree(r));
     let deadline = Instant::now() + Duration::from_secs(10);
     while roots.iter().map(|r| procs(r)).sum::<usize>() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    unmount_under(&work_dir());
+    let work = layout.work_dir();
+    unmount_under(&work);
+    detach_loops_under(&work);
     roots.iter().for_each(|r| rmdir_tree(r));
-    let bpffs = bpffs_root();
+    let bpffs = layout.bpffs_root();
     for e in std::fs::read_dir(&bpffs).into_iter().flatten().flatten() {
         let _ = bosun_ebpf::unpin_all(&e.path());
     }
     let _ = std::fs::remove_dir_all(&bpffs);
     let mut netns: Vec<String> = (1..=nodes.max(2))
-        .map(|n| format!("{PREFIX}-{n}"))
+        .map(|n| format!("{prefix}-{n}"))
         .collect();
-    netns.push(PREFIX.to_owned());
+    netns.push(prefix.to_owned());
     for ns in netns {
         if Path::new("/run/netns").join(&ns).exists() {
             let _ = util::output(&mut util::cmd("ip", ["netns", "del", &ns]));
         }
     }
-    let _ = std::fs::remove_dir_all(work_dir());
+    let _ = std::fs::remove_dir_all(work);
+}
+
+/// Detaches the loop devices whose backing file is under `dir` (a driver's volume files).
+fn detach_loops_under(dir: &Path) {
+    let backing: Vec<(String, String)> = std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let dev = e.file_name().to_string_lossy().into_owned();
+            let file = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            dev.starts_with("loop").then_some((dev, file))
+        })
+        .collect();
+    for dev in xtask::up_storage::loops_backed_under(dir, &backing) {
+        let _ = util::output(&mut util::cmd("losetup", ["-d", dev.as_str()]));
+    }
 }
 
 /// Cgroup directory `name` in every hierarchy where it exists (v1 controllers, v2).
@@ -400,8 +508,14 @@ mod tests {
 
     #[test]
     fn nodes_get_disjoint_pod_cidrs_of_a_thousand_addresses() {
-        let a = BenchNode { n: 1, agent: None };
-        let b = BenchNode { n: 2, agent: None };
+        let layout = Layout::cluster(2, 110);
+        let node = |n| BenchNode {
+            n,
+            agent: None,
+            driver: None,
+            layout: layout.clone(),
+        };
+        let (a, b) = (node(1), node(2));
         assert_eq!(a.pod_cidr(), "10.244.4.0/22");
         assert_eq!(b.pod_cidr(), "10.244.8.0/22");
         assert_eq!(a.netns(), "bosun-bench-cluster-1");

@@ -48,6 +48,8 @@ mod routing_env;
 mod routing_iptables;
 mod routing_nft;
 mod routing_report;
+mod volumes;
+mod volumes_config;
 
 /// `bosun-bench NAME [--quick] [--services 1,1000]`.
 #[derive(Parser)]
@@ -122,6 +124,10 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "cluster",
         run: cluster::run,
+    },
+    Bench {
+        name: "volumes",
+        run: volumes::run,
     },
 ];
 

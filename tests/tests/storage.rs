@@ -248,6 +248,8 @@ fn mounts_under(base: &std::path::Path) -> Vec<String> {
 fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
     let control = Control::start();
     let mut node = Node::new(94, &control);
+    // The metrics endpoint, for kubelet's volume stats of the claim.
+    node.metrics_port = Some(bosun_e2e::control::free_port());
     node.start_csi_driver();
     node.start_agent();
     let name = node.name.clone();
@@ -312,6 +314,34 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
     let logs = filler_logs(&control, &node, "filler");
     assert!(logs.contains("No space left on device"), "{logs}");
     assert!(!logs.contains("dd-exit=0"), "{logs}");
+    // kubelet's volume metrics: NodeGetVolumeStats of the claim's ext4 (the filler removed
+    // its file again: some bytes and inodes used, most free).
+    let stat = |text: &str, metric: &str| -> Option<f64> {
+        let series = format!("{metric}{{namespace=\"default\",persistentvolumeclaim=\"data\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    within(
+        "kubelet_volume_stats_* of the claim on the metrics endpoint",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || {
+            let text = node.metrics();
+            let capacity = stat(&text, "kubelet_volume_stats_capacity_bytes").unwrap_or(0.0);
+            let used = stat(&text, "kubelet_volume_stats_used_bytes").unwrap_or(0.0);
+            let inodes = stat(&text, "kubelet_volume_stats_inodes").unwrap_or(0.0);
+            let inodes_used = stat(&text, "kubelet_volume_stats_inodes_used").unwrap_or(0.0);
+            (40.0 * 1048576.0..=64.0 * 1048576.0).contains(&capacity)
+                && used > 0.0
+                && used < capacity
+                && stat(&text, "kubelet_volume_stats_available_bytes").is_some()
+                && inodes > 0.0
+                && inodes_used > 0.0
+                && stat(&text, "kubelet_volume_stats_inodes_free").is_some()
+        },
+    );
     // Published into the pod, staged once under the agent root.
     let root = node.base.join("root");
     let mounted = mounts_under(&root);

@@ -33,6 +33,8 @@ use services::ServiceSync;
 
 /// How often the manifest directory is re-read.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the claims' volume stats (NodeGetVolumeStats) are taken for the metrics.
+const VOLUME_STATS_PERIOD: Duration = Duration::from_secs(10);
 
 /// A pod worker as the daemon holds it.
 struct PodEntry {
@@ -222,6 +224,28 @@ pub async fn run(
                     tracing::warn!(error = %e, "releasing CSI volumes of pods that are gone");
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            }
+        });
+    }
+    // kubelet's volume metrics of the claims mounted here, refreshed every period.
+    {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            loop {
+                let samples = ctx.csi.volume_stats().await.into_iter().map(|s| {
+                    crate::metrics::VolumeStatsSample {
+                        namespace: s.claim.namespace,
+                        claim: s.claim.name,
+                        capacity_bytes: s.capacity_bytes,
+                        available_bytes: s.available_bytes,
+                        used_bytes: s.used_bytes,
+                        inodes: s.inodes,
+                        inodes_free: s.inodes_free,
+                        inodes_used: s.inodes_used,
+                    }
+                });
+                crate::metrics::metrics().set_volume_stats(samples.collect());
+                tokio::time::sleep(VOLUME_STATS_PERIOD).await;
             }
         });
     }

@@ -1,12 +1,14 @@
 //! Prometheus metrics of the agent, kept in one `prometheus-client` registry with typed labels
 //! and served on `--metrics-addr` (`GET /metrics`, [`http`]): probe latency histograms and
 //! run/failure counters, and the service dataplane's per-service counters, read from the eBPF
-//! maps at scrape time ([`services`]). Recording a probe result touches pre-made handles only
+//! maps at scrape time ([`services`]), and kubelet's `kubelet_volume_stats_*` of the claims
+//! mounted here, from the daemon's last CSI NodeGetVolumeStats round ([`volumes`]). Recording a probe result touches pre-made handles only
 //! (atomics, no label lookup).
 
 pub mod http;
 pub mod resource;
 pub mod services;
+pub mod volumes;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -19,6 +21,7 @@ use prometheus_client::registry::Registry;
 
 use crate::probe::ProbeKind;
 pub use services::{ServiceSample, ServiceSource};
+pub use volumes::VolumeStatsSample;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -90,6 +93,7 @@ pub struct AgentMetrics {
     probe_runs: [[Counter; 4]; 3],
     probe_failures: [[Counter; 4]; 3],
     services: Arc<services::ServiceCollector>,
+    volumes: Arc<volumes::VolumeStatsCollector>,
 }
 
 /// The process's metrics.
@@ -118,6 +122,8 @@ impl AgentMetrics {
         );
         let services = Arc::new(services::ServiceCollector::default());
         registry.register_collector(Box::new(services.clone()));
+        let volumes = Arc::new(volumes::VolumeStatsCollector::default());
+        registry.register_collector(Box::new(volumes.clone()));
         // Every label combination exists from the start (a dashboard sees zeros, not gaps),
         // and recording goes through these handles without a label lookup.
         let by_kind = |family: &Family<ProbeLabels, Counter>| {
@@ -139,6 +145,7 @@ impl AgentMetrics {
             probe_failures: by_kind(&failures),
             registry,
             services,
+            volumes,
         }
     }
 
@@ -155,6 +162,11 @@ impl AgentMetrics {
     /// Registers where service counters come from (once; later calls are ignored).
     pub fn set_service_source(&self, source: ServiceSource) {
         self.services.set_source(source);
+    }
+
+    /// Replaces the volume stats of the node's claims (one sample per claim).
+    pub fn set_volume_stats(&self, samples: Vec<VolumeStatsSample>) {
+        self.volumes.set(samples);
     }
 
     /// The metrics in the Prometheus text format (version 0.0.4).

@@ -105,6 +105,10 @@ impl PodWorker {
                         &v.name,
                         csi,
                         pvc.read_only,
+                        crate::volume::csi::ClaimName {
+                            namespace: self.pod.metadata.namespace.clone(),
+                            name: pvc.claim_name.clone(),
+                        },
                     )
                     .await
                     .map_err(|e| {

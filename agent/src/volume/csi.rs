@@ -5,7 +5,9 @@
 //! under `<root>/csi/` *before* it is made (`staged/<key>/volume.json`,
 //! `published/<pod uid>/<volume>.json`), so what a previous agent left is undone after a
 //! restart ([`CsiNode::collect_orphans`]). Drivers are reached at
-//! `<plugin dir>/<driver>/csi.sock`. Owns no mount itself: the driver mounts.
+//! `<plugin dir>/<driver>/csi.sock`. Owns no mount itself: the driver mounts. The published
+//! records name their claim, so [`CsiNode::volume_stats`] (`stats.rs`) can ask the drivers
+//! for each claim's NodeGetVolumeStats.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::claims::CsiVolume;
+
+mod stats;
+pub use stats::ClaimVolumeStats;
 
 /// What a CSI step failed with.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,16 @@ struct Published {
     volume_id: String,
     target: PathBuf,
     staging: Option<PathBuf>,
+    /// The claim the pod mounted it through (records of older agents have none).
+    #[serde(default)]
+    claim: Option<ClaimName>,
+}
+
+/// A PersistentVolumeClaim's namespace and name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClaimName {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// One staged volume (`staged/<key>/volume.json`).
@@ -172,6 +187,7 @@ impl CsiNode {
         name: &str,
         v: &CsiVolume,
         read_only: bool,
+        claim: ClaimName,
     ) -> Result<PathBuf, CsiError> {
         let driver_err = |source| CsiError::Driver {
             driver: v.driver.clone(),
@@ -190,6 +206,7 @@ impl CsiNode {
             volume_id: v.volume_handle.clone(),
             target: target.clone(),
             staging: staging.clone(),
+            claim: Some(claim),
         };
         // The pod's directory exists before its record does: the orphan collector never
         // takes a pod being set up for one that is gone.
