@@ -31,6 +31,9 @@ mod control_api;
 mod control_client;
 mod control_etcd;
 mod control_procs;
+mod dns;
+mod dns_env;
+mod dns_perf;
 mod pods;
 mod pods_cleanup;
 mod pods_density;
@@ -128,6 +131,10 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "volumes",
         run: volumes::run,
+    },
+    Bench {
+        name: "dns",
+        run: dns::run,
     },
 ];
 

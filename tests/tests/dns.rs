@@ -1,7 +1,8 @@
 //! Cluster DNS from a pod, with the real kubectl: one node on a fabric (the eBPF dataplane
 //! steers the kube-dns ClusterIP to the node's own DNS server), a busybox client resolving
 //! `web.default.svc.cluster.local` and the short name `web` (search domains of ClusterFirst)
-//! to the ClusterIP, a headless Service to every ready pod, an ExternalName to its CNAME, a
+//! to the ClusterIP, a headless Service to every ready pod (a pod with hostname + subdomain:
+//! its name, its PTR, its FQDN in its /etc/hosts), an ExternalName to its CNAME, a
 //! name outside the cluster through the test's own upstream resolver (a tiny DNS server in the
 //! node's netns on 127.0.0.1:53, the only `nameserver` of the node's `--resolv-conf`), a pod
 //! leaving a headless Service dropped from the answers within two seconds, and `kubectl
@@ -250,6 +251,19 @@ fn pods_resolve_services_by_name_and_the_rest_through_the_nodes_resolvers() {
         by_hostname,
         std::slice::from_ref(&db0),
         "db-0 by hostname: {last}"
+    );
+    // kubelet's /etc/hosts for a pod with hostname + subdomain, and its PTR.
+    let hosts = control.kubectl_ok(&["exec", "db-0", "--", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!(
+            "\n{db0}\tdb-0.db.default.svc.cluster.local\tdb-0\n"
+        )),
+        "db-0's /etc/hosts: {hosts}"
+    );
+    let ptr = nslookup(&control, &db0);
+    assert!(
+        ptr.contains("name = db-0.db.default.svc.cluster.local"),
+        "PTR of db-0: {ptr}"
     );
     let ext = nslookup(&control, "-type=cname ext.default.svc.cluster.local");
     assert!(

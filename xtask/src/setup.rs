@@ -48,6 +48,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // The cluster benchmark's peer: containerd (a private instance) starting the same
     // containers with `ctr`.
     "containerd",
+    // The DNS benchmark: its load generator, and its peer (the binary alone: `dnsmasq`
+    // would also start a resolver service on the host).
+    "dnsperf",
+    "dnsmasq-base",
 ];
 
 /// Packages installed only when their command is missing: a machine may already have the

@@ -1,6 +1,7 @@
 //! Flags and subcommands of `bosun-agent`, and their dispatch.
 
 mod dns;
+mod dns_serve;
 mod images;
 mod logs;
 mod network;
@@ -174,6 +175,10 @@ pub enum Command {
         #[command(subcommand)]
         action: network::NetworkCommand,
     },
+    /// The cluster DNS server alone, answering for the Services and EndpointSlices of a file
+    /// (the DNS benchmark's server).
+    #[command(hide = true)]
+    DnsServe(dns_serve::DnsServeArgs),
 }
 
 /// Which kind of process this is: the node daemon keeps what it sets up on the node, a
@@ -220,6 +225,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::Logs(l)) => logs::run(&args, l),
         Some(Command::Network { action }) => network::run(&args, action),
         Some(Command::Run { file }) => run_foreground(&args, file),
+        Some(Command::DnsServe(d)) => dns_serve::run(&args, d),
         None if args.manifests.is_none() && args.kubeconfig.is_none() => {
             bail!("nothing to do: give --manifests DIR, --kubeconfig FILE or a subcommand (see --help)")
         }

@@ -172,7 +172,7 @@ pub fn desired_state(
         }
         for (i, port) in svc.spec.ports.iter().enumerate() {
             let backends = match svc.selector().filter(|_| !svc.api_endpoints) {
-                Some(selector) => pod_backends(&svc.metadata.namespace, selector, port, pods),
+                Some(selector) => pod_backends(svc, selector, port, pods),
                 None => slice_backends(svc, port, &slices),
             };
             if backends.len() > limits.max_backends {
@@ -252,18 +252,22 @@ fn lb_protocol(p: Protocol) -> LbProtocol {
 }
 
 /// Ready pods of the namespace matching the selector; terminating ready pods as fallbacks.
+/// With `publishNotReadyAddresses` every matching pod with an IP counts as ready (the
+/// endpoints controller's rule).
 fn pod_backends(
-    namespace: &str,
+    svc: &Service,
     selector: &BTreeMap<String, String>,
     port: &ServicePort,
     pods: &[LocalPod],
 ) -> Vec<Backend> {
+    let namespace = svc.metadata.namespace.as_str();
+    let publish_all = svc.spec.publish_not_ready_addresses;
     let matches = |p: &&LocalPod| {
         p.namespace == namespace && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
     };
     let mut out = Vec::new();
     for pod in pods.iter().filter(matches) {
-        let (Some(ip), true) = (pod.ip, pod.ready) else {
+        let (Some(ip), true) = (pod.ip, pod.ready || publish_all) else {
             continue;
         };
         let Some(target) = target_port(port, pod) else {

@@ -125,6 +125,20 @@ fn no_ready_pod_means_an_empty_service_not_a_missing_one() {
     assert!(backends(&state, key([10, 96, 0, 10], 80)).is_empty());
 }
 
+#[test]
+fn publish_not_ready_addresses_makes_every_pod_with_an_ip_a_backend() {
+    let yaml = WEB.replace("spec:\n", "spec:\n  publishNotReadyAddresses: true\n");
+    let (svcs, _) = manifests(&yaml);
+    let mut no_ip = pod("starting", 7, false);
+    no_ip.ip = None;
+    let state = desired_state(&svcs, &[], &[pod("a", 1, false), no_ip], &limits());
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    assert_eq!(
+        backends(&state, key([10, 96, 0, 10], 80)),
+        vec![(Ipv4Addr::new(10, 244, 0, 1), 8001)]
+    );
+}
+
 const EXT: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: ext}\nspec:\n  clusterIP: 10.96.0.20\n  clusterIPs: [10.96.0.20, 10.96.0.21]\n  sessionAffinity: ClientIP\n  ports: [{name: http, port: 80}, {name: dns, port: 53, protocol: UDP}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: ext-a\n  labels: {kubernetes.io/service-name: ext}\naddressType: IPv4\nendpoints:\n- addresses: [10.1.0.1]\n- addresses: [10.1.0.2]\n  conditions: {ready: false}\nports: [{name: http, port: 8080}, {name: dns, port: 5353, protocol: UDP}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: other\n  labels: {kubernetes.io/service-name: web}\naddressType: IPv4\nendpoints: [{addresses: [10.9.9.9]}]\nports: [{name: http, port: 1}]\n";
 
 #[test]

@@ -74,12 +74,24 @@ pub async fn serve(
 ) -> io::Result<()> {
     let zone = records::Zone::build(&cfg.domain, &[], &[]);
     let cell: server::ZoneCell = Arc::new(RwLock::new(Arc::new(zone)));
+    tokio::spawn(follow(cfg.domain.clone(), watch, cell.clone()));
+    serve_zone(sockets, cfg, cell).await
+}
+
+/// Serves the zone in `cell` (whoever holds the cell may swap it) until the runtime stops:
+/// the server of [`serve`], and of `bosun-agent dns-serve`, which loads a fixed zone from a
+/// file (the DNS benchmark's server, without a cluster).
+pub async fn serve_zone(
+    sockets: DnsSockets,
+    cfg: DnsServing,
+    cell: server::ZoneCell,
+) -> io::Result<()> {
     let forwarder = forward::Forwarder::start(
         cfg.upstreams.clone(),
         tokio::net::UdpSocket::from_std(sockets.upstream)?,
     );
     let handler = server::Handler {
-        zone: cell.clone(),
+        zone: cell,
         forwarder,
     };
     let mut server = hickory_server::ServerFuture::new(handler);
@@ -92,7 +104,6 @@ pub async fn serve(
         resolv_conf = %cfg.resolv_conf.display(),
         "cluster DNS serving"
     );
-    tokio::spawn(follow(cfg.domain.clone(), watch, cell));
     server
         .block_until_done()
         .await

@@ -168,9 +168,14 @@ impl Zone {
             }
             return;
         }
-        // Headless: the ready endpoints themselves.
+        // Headless: the ready endpoints themselves; with publishNotReadyAddresses all of them.
+        let publish_all = spec.publish_not_ready_addresses;
         for slice in slices {
-            for e in slice.endpoints.iter().filter(|e| e.conditions.ready()) {
+            for e in slice
+                .endpoints
+                .iter()
+                .filter(|e| publish_all || e.conditions.ready())
+            {
                 for ip in e
                     .addresses
                     .iter()

@@ -189,3 +189,57 @@ fn unknown_names_inside_the_domain_are_nxdomain_and_outside_are_forwarded() {
         Answer::Records(_)
     ));
 }
+
+#[test]
+fn ptr_of_a_headless_endpoint_without_hostname_is_its_dashed_name() {
+    let z = zone();
+    let Answer::Records(r) = z.lookup(&reverse_name(Ipv4Addr::new(10, 244, 2, 7)), RecordType::PTR)
+    else {
+        panic!("no PTR")
+    };
+    assert_eq!(
+        r[0].data(),
+        &RData::PTR(PTR(Name::from_ascii(
+            "10-244-2-7.db.prod.svc.cluster.local."
+        )
+        .unwrap()))
+    );
+    // A not-ready endpoint has no name, so no PTR either: it is forwarded.
+    assert_eq!(
+        z.lookup(&reverse_name(Ipv4Addr::new(10, 244, 2, 9)), RecordType::PTR),
+        Answer::Outside
+    );
+}
+
+#[test]
+fn publish_not_ready_addresses_publishes_endpoints_that_are_not_ready() {
+    let svc = service(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "peers", "namespace": "prod"},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": true}}));
+    let slice = endpoint_slice_from_api(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "peers-x", "namespace": "prod",
+            "labels": {"kubernetes.io/service-name": "peers"}},
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.244.3.1"], "hostname": "peers-0", "conditions": {"ready": false}},
+            {"addresses": ["10.244.3.2"], "conditions": {"ready": true}}
+        ]
+    }))
+    .expect("slice");
+    let z = Zone::build("cluster.local", &[svc], &[slice]);
+    let mut ips = a_records(&z, "peers.prod.svc.cluster.local");
+    ips.sort();
+    assert_eq!(
+        ips,
+        [Ipv4Addr::new(10, 244, 3, 1), Ipv4Addr::new(10, 244, 3, 2)]
+    );
+    assert_eq!(
+        a_records(&z, "peers-0.peers.prod.svc.cluster.local"),
+        [Ipv4Addr::new(10, 244, 3, 1)]
+    );
+    assert!(matches!(
+        z.lookup(&reverse_name(Ipv4Addr::new(10, 244, 3, 1)), RecordType::PTR),
+        Answer::Records(_)
+    ));
+}

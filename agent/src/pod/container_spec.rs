@@ -334,22 +334,50 @@ pub fn pod_hostname(pod: &Pod) -> String {
 /// The node's hosts file, the base of a hostNetwork pod's `/etc/hosts`.
 const NODE_HOSTS: &str = "/etc/hosts";
 
-/// The pod-level files bind-mounted into every container: /etc/hosts (the pod's names, or the
-/// node's file with hostNetwork, plus hostAliases), /etc/hostname and /etc/resolv.conf (from
-/// the pod's dnsPolicy and dnsConfig, see `crate::dns::resolv`).
+/// kubelet's managed /etc/hosts (`managedHostsFileContent`) before the hostAliases: localhost
+/// and the IPv6 names, then each pod IP with the pod's hostname — preceded by its FQDN
+/// `<hostname>.<subdomain>.<ns>.svc.<domain>` when the pod has a `subdomain` (the name its
+/// headless Service gives it in DNS). Without a pod IP (`--network none`) the hostname is
+/// given 127.0.1.1, so it still resolves.
+fn managed_hosts(pod: &Pod, hostname: &str, pod_ips: &[String], domain: &str) -> String {
+    let mut text = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n\
+         ::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+         fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    let names = match pod.spec.subdomain.as_deref().filter(|s| !s.is_empty()) {
+        Some(sub) => {
+            let domain = domain.trim_end_matches('.');
+            let ns = &pod.metadata.namespace;
+            format!("{hostname}.{sub}.{ns}.svc.{domain}\t{hostname}")
+        }
+        None => hostname.to_string(),
+    };
+    if pod_ips.is_empty() {
+        text.push_str(&format!("127.0.1.1\t{names}\n"));
+    }
+    for ip in pod_ips {
+        text.push_str(&format!("{ip}\t{names}\n"));
+    }
+    text
+}
+
+/// The pod-level files bind-mounted into every container: /etc/hosts (kubelet's managed file
+/// with the pod's names and `pod_ips`, or the node's file with hostNetwork, plus
+/// hostAliases), /etc/hostname and /etc/resolv.conf (from the pod's dnsPolicy and dnsConfig,
+/// see `crate::dns::resolv`).
 pub fn pod_files(
     dir: &Path,
     pod: &Pod,
     hostname: &str,
+    pod_ips: &[String],
     dns: &super::PodDnsSettings,
 ) -> std::io::Result<Vec<BindMount>> {
     std::fs::create_dir_all(dir)?;
     let mut hosts_text = if pod.spec.host_network {
         std::fs::read_to_string(NODE_HOSTS)?
     } else {
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-        )
+        managed_hosts(pod, hostname, pod_ips, &dns.cluster.domain)
     };
     if !pod.spec.host_aliases.is_empty() {
         if !hosts_text.is_empty() && !hosts_text.ends_with('\n') {
@@ -412,12 +440,41 @@ mod tests {
         .expect("valid pod");
         let dir = tempfile::tempdir().expect("tempdir");
         let dns = crate::pod::PodDnsSettings::default();
-        let files = pod_files(dir.path(), &pod, &pod_hostname(&pod), &dns).expect("pod files");
+        let files = pod_files(dir.path(), &pod, &pod_hostname(&pod), &[], &dns).expect("files");
         let hosts = std::fs::read_to_string(&files[0].source).expect("hosts");
         assert!(hosts.contains("127.0.1.1\tp\n"), "{hosts}");
         assert!(hosts.ends_with("10.1.2.3\tdb.local\tdb\n"), "{hosts}");
         let dests: Vec<&str> = files.iter().map(|f| f.destination.as_str()).collect();
         assert_eq!(&dests[..2], ["/etc/hosts", "/etc/hostname"]);
+    }
+
+    #[test]
+    fn a_pod_with_a_subdomain_has_its_fqdn_in_etc_hosts_like_kubelet_writes_it() {
+        let pod = crate::spec::parse_pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web-0, namespace: prod}\nspec:\n  hostname: db-0\n  subdomain: db\n  containers: [{name: a, image: x}]\n",
+        )
+        .expect("valid pod");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dns = crate::pod::PodDnsSettings::default();
+        dns.cluster.domain = "cluster.local".into();
+        let ips = ["10.244.1.5".to_string()];
+        let files = pod_files(dir.path(), &pod, &pod_hostname(&pod), &ips, &dns).expect("files");
+        let hosts = std::fs::read_to_string(&files[0].source).expect("hosts");
+        assert!(hosts.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
+        assert!(
+            hosts.ends_with(
+                "fe00::2\tip6-allrouters\n10.244.1.5\tdb-0.db.prod.svc.cluster.local\tdb-0\n"
+            ),
+            "{hosts}"
+        );
+        // Without a subdomain: the pod IP and the hostname only.
+        let plain = crate::spec::parse_pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: x}]\n",
+        )
+        .expect("valid pod");
+        let files = pod_files(dir.path(), &plain, "p", &ips, &dns).expect("files");
+        let hosts = std::fs::read_to_string(&files[0].source).expect("hosts");
+        assert!(hosts.ends_with("\n10.244.1.5\tp\n"), "{hosts}");
     }
 
     #[test]

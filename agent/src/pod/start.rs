@@ -236,8 +236,9 @@ impl PodWorker {
         let dir = self.ctx.container_dir(&self.uid, name);
         let hostname = self.hostname();
         let etc = self.ctx.pod_state_dir(&self.uid).join("etc");
-        let mut files =
-            pod_files(&etc, &self.pod, &hostname, &self.ctx.config.dns).map_err(|e| {
+        let pod_ips = self.lock_status().pod_ips.clone();
+        let mut files = pod_files(&etc, &self.pod, &hostname, &pod_ips, &self.ctx.config.dns)
+            .map_err(|e| {
                 waiting("CreateContainerError")(format!("writing the pod's /etc files: {e}"))
             })?;
         t.mark("pod-files");

@@ -63,6 +63,10 @@ pub struct ServiceSpec {
     pub session_affinity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_affinity_config: Option<SessionAffinityConfig>,
+    /// Every endpoint is published, ready or not: in cluster DNS, and (a manifest's Service
+    /// with a selector) as a backend — the API's endpoints controller marks them ready.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub publish_not_ready_addresses: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

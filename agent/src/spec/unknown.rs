@@ -78,7 +78,6 @@ const SERVICE: &[(&str, Ignorable)] = &[
         "spec.externalTrafficPolicy",
         Ignorable::Default("\"Cluster\""),
     ),
-    ("spec.publishNotReadyAddresses", Ignorable::Default("false")),
     // A hint for clients and meshes; the dataplane balances connections whatever the protocol.
     ("spec.ports[].appProtocol", Ignorable::Any),
 ];
