@@ -42,7 +42,8 @@ pub struct BenchImage {
 
 /// The layout under `cache`, built first unless the cached one matches the packages.
 pub fn ensure(cache: &Path) -> Result<BenchImage> {
-    let stamp_text = package_versions()?;
+    // The builder's own version is part of the stamp: a change to it rebuilds the image.
+    let stamp_text = format!("builder 2\n{}", package_versions()?);
     let stamp = cache.join("packages.stamp");
     let summary = cache.join("summary.json");
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_text) {
@@ -152,7 +153,13 @@ fn package_paths(packages: &[&str]) -> Result<BTreeSet<PathBuf>> {
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with('/') && *l != "/.")
-        .map(PathBuf::from)
+        .map(|l| {
+            let path = Path::new(l);
+            match (path.parent().map(std::fs::canonicalize), path.file_name()) {
+                (Some(Ok(parent)), Some(name)) => parent.join(name),
+                _ => path.to_path_buf(),
+            }
+        })
         .collect())
 }
 
@@ -177,6 +184,11 @@ fn build_layer(packages: &[&str], blobs: &Path) -> Result<BuiltLayer> {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue; // listed but gone (a removed conffile): not part of the image
         };
+        // Merged /usr: /bin is a link to usr/bin. A layer may not put files under a link,
+        // so directory links are left out and the rest listed by their real parent.
+        if meta.file_type().is_symlink() && path.is_dir() {
+            continue;
+        }
         let name = path.strip_prefix("/").unwrap_or(&path);
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
