@@ -29,7 +29,7 @@ use tokio::io::AsyncWriteExt;
 use super::digest::{chain_ids, digest_of, sha256_hex};
 use super::error::{io_err, ImageError};
 use super::import::{pick_platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST};
-use super::pull_layer::LayerJob;
+use super::pull_layer::{ensure_layer, LayerJob};
 use super::reference::{self, Reference};
 use super::store::{Lease, RefRecord, ScratchDir, LEASE_FILE, MAX_JSON_BLOB};
 use super::{ImageStore, ImageSummary};
@@ -48,7 +48,7 @@ const LAYER_CONCURRENCY: usize = 3;
 
 /// Per layer chain id, the lock a pull holds while it fetches that layer: a second pull
 /// needing it waits, then finds it stored, so each blob is fetched once per node.
-pub(super) type InFlight = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+type InFlight = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
 /// A registry client for one node: which registries may be spoken to over plain HTTP.
 pub struct Puller {
@@ -198,14 +198,37 @@ impl Puller {
         })?
     }
 
+    /// Makes sure layer `job` is in `store`, fetching it unless another pull of this puller
+    /// is already doing so (then it waits and finds it stored).
+    async fn layer(
+        &self,
+        store: &ImageStore,
+        fetch: &Fetch<'_>,
+        staging: &Path,
+        job: LayerJob,
+    ) -> Result<(), ImageError> {
+        let lock = self.layer_lock(&job.chain);
+        let result = async {
+            let _held = lock.lock().await;
+            ensure_layer(store, staging, &job, || async {
+                fetch.blob(&job.desc).await?;
+                fetch.staged_path(job.desc.digest().as_ref())
+            })
+            .await
+        }
+        .await;
+        self.release_layer_lock(&job.chain, lock);
+        result
+    }
+
     /// The lock of layer `chain`, shared with every pull of this puller that needs it.
-    pub(super) fn layer_lock(&self, chain: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn layer_lock(&self, chain: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(chain.to_owned()).or_default().clone()
     }
 
     /// Forgets the lock of layer `chain` once nobody but the map and `lock` hold it.
-    pub(super) fn release_layer_lock(&self, chain: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+    fn release_layer_lock(&self, chain: &str, lock: Arc<tokio::sync::Mutex<()>>) {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if Arc::strong_count(&lock) <= 2 {
             map.remove(chain);
@@ -240,7 +263,7 @@ fn read_json(path: &Path, size: u64) -> Result<Vec<u8>, ImageError> {
 }
 
 /// One pull in progress.
-pub(super) struct Fetch<'a> {
+struct Fetch<'a> {
     client: &'a Client,
     image: &'a Reference,
     name: &'a str,
@@ -327,7 +350,7 @@ impl Fetch<'_> {
 
     /// Streams one blob to its staged file, hashing as it goes; a wrong size or digest removes
     /// the file and fails the pull.
-    pub(super) async fn blob(&self, desc: &Descriptor) -> Result<(), ImageError> {
+    async fn blob(&self, desc: &Descriptor) -> Result<(), ImageError> {
         let digest = desc.digest().to_string();
         let path = self.staged_path(&digest)?;
         let action = || format!("downloading blob {digest}");
@@ -388,7 +411,7 @@ impl Fetch<'_> {
         checked
     }
 
-    pub(super) fn staged_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
+    fn staged_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
         Ok(self.blobs.join(sha256_hex(digest, "registry descriptor")?))
     }
 
@@ -397,7 +420,7 @@ impl Fetch<'_> {
         fs::read(&path).map_err(io_err("reading staged manifest", &path))
     }
 
-    pub(super) fn registry_err(
+    fn registry_err(
         &self,
         action: String,
         e: oci_client::errors::OciDistributionError,
