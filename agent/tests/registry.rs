@@ -1,7 +1,7 @@
 //! Pulling images from a real registry on loopback (`docker-registry`, filled by `skopeo`):
 //! by tag and by digest, a pod whose image comes from the registry, a corrupted blob refused
 //! with nothing stored, a missing image reported with the registry's own answer, and
-//! imagePullPolicy Never with a missing image.
+//! imagePullPolicy Never with a missing image, and two concurrent pulls fetching each blob once.
 
 mod common;
 
@@ -217,4 +217,39 @@ fn never_with_a_missing_image_fails_clearly() {
         "{}",
         reg.log()
     );
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_fetch_each_blob_once() {
+    common::require_root();
+    let reg = Registry::start();
+    reg.push("busybox", "bosun/busybox:1");
+    let (manifest, layers) = layout_digests("busybox");
+    let dir = std::env::temp_dir().join(format!("bosun-test-pull-once-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = bosun_agent::image::ImageStore::open(&dir).expect("open store");
+    let puller = bosun_agent::image::Puller::new(std::slice::from_ref(&reg.host)).expect("puller");
+    let image = format!("{}/bosun/busybox:1", reg.host);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (a, b) = rt
+        .block_on(async { tokio::join!(puller.pull(&store, &image), puller.pull(&store, &image)) });
+    for pulled in [a, b] {
+        assert_eq!(pulled.expect("pull").digest, manifest);
+    }
+    let resolved = store.resolve(&image).expect("resolve");
+    assert!(resolved
+        .layers
+        .iter()
+        .all(|l| l.join("bin/busybox").exists()));
+    let log = reg.log();
+    for layer in &layers {
+        let gets = log
+            .matches(&format!("\"GET /v2/bosun/busybox/blobs/{layer} "))
+            .count();
+        assert_eq!(gets, 1, "{layer} fetched {gets} times:\n{log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -43,6 +43,8 @@ mod probes;
 mod probes_case;
 mod probes_crun;
 mod probes_metrics;
+mod pull;
+mod pull_image;
 mod routing;
 mod routing_backends;
 mod routing_bosun;
@@ -72,6 +74,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == pull::MEASURE_ARG) {
+        return pull::measure_child(&args[2..]);
+    }
     let cli = Cli::parse();
     let options = Options {
         quick: cli.quick,
@@ -135,6 +141,10 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "dns",
         run: dns::run,
+    },
+    Bench {
+        name: "pull",
+        run: pull::run,
     },
 ];
 

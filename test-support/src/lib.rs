@@ -14,10 +14,12 @@ mod cgroup;
 pub mod client;
 mod command;
 mod netns;
+mod registry;
 
 pub use cgroup::CgroupDir;
 pub use command::{run, try_run, CommandError};
 pub use netns::{Netns, NetnsError};
+pub use registry::{Registry, RegistryError, RegistryOptions};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

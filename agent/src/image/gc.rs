@@ -1,6 +1,7 @@
 //! Garbage collection: delete every blob and unpacked layer that no stored reference uses.
 //! It must only run with the store's exclusive lock held, and must never delete anything
-//! listed in a [`RefRecord`] of the references passed in.
+//! listed in a [`RefRecord`] of the references passed in, nor what a pull in progress
+//! leases (`downloads/*/lease.json`).
 
 use std::collections::HashSet;
 use std::fs;
@@ -29,6 +30,14 @@ pub(crate) fn collect_garbage(dirs: &StoreDirs, refs: &RefsFile) -> Result<GcRep
         }
         live_layers.extend(record.chain_ids.iter().cloned());
     }
+    // Pulls in progress lease what they stored before their reference is recorded.
+    let leased = dirs.leases()?;
+    for digest in &leased.blobs {
+        if let Ok(hex) = sha256_hex(digest, "lease") {
+            live_blobs.insert(hex.to_owned());
+        }
+    }
+    live_layers.extend(leased.chain_ids);
     Ok(GcReport {
         blobs_removed: sweep(&dirs.blobs_dir(), &live_blobs)?,
         layers_removed: sweep(&dirs.layers_dir(), &live_layers)?,

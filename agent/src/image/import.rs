@@ -119,7 +119,7 @@ pub(crate) fn pick_platform(index: &ImageIndex) -> Option<&Descriptor> {
     }
 }
 
-fn layer_compression(layer: &Descriptor) -> Result<Compression, ImageError> {
+pub(crate) fn layer_compression(layer: &Descriptor) -> Result<Compression, ImageError> {
     let unsupported = || ImageError::UnsupportedMediaType {
         what: "layer",
         digest: layer.digest().to_string(),

@@ -68,15 +68,6 @@ impl ImageSource {
         })
     }
 
-    /// A directory already in OCI layout form (a registry download) naming one image.
-    pub(crate) fn staged(dir: &Path, image: SourceImage) -> Self {
-        ImageSource {
-            dir: dir.to_path_buf(),
-            images: vec![image],
-            _staging: None,
-        }
-    }
-
     /// Where the source keeps blob `digest` (which need not exist).
     pub(crate) fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
         let hex = sha256_hex(digest, "import source descriptor")?;

@@ -6,8 +6,9 @@
 //! This module owns everything under its root directory and must never write outside it:
 //! layer extraction refuses path traversal and never writes through a symlink (see
 //! `unpack.rs`). Mutations take an exclusive flock on `<root>/lock`, reads a shared one, so
-//! several processes may use one store. Registry pulls (`pull.rs`) download into the store's
-//! `downloads/` and are then imported like a layout.
+//! several processes may use one store. Registry pulls (`pull.rs`, `pull_layer.rs`) download
+//! and unpack into the store's `downloads/`, then move each verified blob and layer into place,
+//! leased against garbage collection until the reference is recorded.
 
 mod archive;
 mod digest;
@@ -16,6 +17,7 @@ mod gc;
 mod import;
 mod layout;
 mod pull;
+mod pull_layer;
 mod reference;
 mod source;
 mod store;
@@ -38,7 +40,6 @@ pub use pull::Puller;
 pub use reference::normalize_reference;
 
 use layout::ImageSource;
-use source::SourceImage;
 use store::{RefRecord, RefsFile, StoreDirs};
 
 /// An image store rooted at one directory (e.g. `/var/lib/bosun/images`).
@@ -111,33 +112,45 @@ impl ImageStore {
         }
     }
 
-    /// Imports an image a registry pull staged in OCI layout form at `dir` (blobs only) under
-    /// `reference`, whose top-level descriptor is `top`.
-    fn import_staged(
+    /// Records `reference` for an image a registry pull brought in: moves its verified
+    /// manifests and config (`staged`: digest and file) into the store, checks every layer
+    /// and blob is there (a pull's lease kept them), and saves `refs.json`.
+    fn record_pull(
         &self,
-        dir: &Path,
         reference: &str,
-        top: &oci_spec::image::Descriptor,
+        record: RefRecord,
+        staged: &[(String, PathBuf)],
     ) -> Result<ImageSummary, ImageError> {
         let _lock = self.dirs.lock(true)?;
-        let mut refs = self.dirs.load_refs()?;
-        let source = ImageSource::staged(
-            dir,
-            SourceImage {
-                reference: reference.to_owned(),
-                descriptor: top.clone(),
-            },
-        );
-        let result = self.record_images(&source, &mut refs);
-        match result {
-            Ok(mut summaries) => summaries.pop().ok_or(ImageError::NotFound {
-                reference: reference.to_owned(),
-            }),
-            Err(e) => {
-                let _ = gc::collect_garbage(&self.dirs, &refs);
-                Err(e)
+        for (digest, path) in staged {
+            self.dirs.adopt_verified_blob(digest, path)?;
+        }
+        for digest in &record.blobs {
+            let path = self.dirs.blob_path(digest)?;
+            if !path.is_file() {
+                return Err(ImageError::StoreCorrupt {
+                    path,
+                    problem: format!("blob of {reference} vanished during the pull"),
+                });
             }
         }
+        for chain in &record.chain_ids {
+            let diff = self.dirs.layer_dir(chain)?.join("diff");
+            if !diff.is_dir() {
+                return Err(ImageError::StoreCorrupt {
+                    path: diff,
+                    problem: format!("layer of {reference} vanished during the pull"),
+                });
+            }
+        }
+        let mut refs = self.dirs.load_refs()?;
+        let summary = summary(reference, &record);
+        let old = refs.refs.insert(reference.to_owned(), record.clone());
+        self.dirs.save_refs(&refs)?;
+        if old.is_some_and(|o| o != record) {
+            gc::collect_garbage(&self.dirs, &refs)?;
+        }
+        Ok(summary)
     }
 
     fn import_locked(

@@ -2,30 +2,36 @@
 //! protocol (anonymous, basic and bearer-token auth through the WWW-Authenticate challenge,
 //! manifest and blob requests); this file decides what to fetch and where the bytes go.
 //!
-//! Every blob streams into a download directory under the store root while it is hashed; a
-//! blob whose size or sha256 differs from its descriptor is refused and the directory removed,
-//! so nothing of it is stored. The complete download is then imported like an OCI layout
-//! (`ImageStore::import_staged`), which verifies again, unpacks through `unpack.rs` and records
-//! the reference. This file must never write into `blobs/`, `layers/` or `refs.json` itself.
-//! Plain HTTP is used only for the registries listed as insecure.
+//! A pull stages its manifests and config in its own directory under the store's
+//! `downloads/`, writes a lease there naming every blob and layer the image needs (garbage
+//! collection keeps those), then fetches the layers the store lacks a few at a time; each
+//! layer is unpacked as soon as its blob is complete and verified, while the others still
+//! download (`pull_layer.rs`). Last, the verified manifests and config move into the store
+//! and the reference is recorded. A blob whose size or sha256 differs from its descriptor
+//! is refused and nothing of it is stored. This file must never write into `blobs/`,
+//! `layers/` or `refs.json` itself. Plain HTTP is used only for the registries listed as
+//! insecure.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::digest::{digest_of, sha256_hex};
+use super::digest::{chain_ids, digest_of, sha256_hex};
 use super::error::{io_err, ImageError};
 use super::import::{pick_platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST};
+use super::pull_layer::{ensure_layer, LayerJob};
 use super::reference::{self, Reference};
-use super::store::{ScratchDir, MAX_JSON_BLOB};
+use super::store::{Lease, RefRecord, ScratchDir, LEASE_FILE, MAX_JSON_BLOB};
 use super::{ImageStore, ImageSummary};
 
 /// Media types we accept for a manifest request.
@@ -37,10 +43,17 @@ const ACCEPT: &[&str] = &[
 ];
 /// Nested indexes deeper than this are refused rather than followed.
 const MAX_INDEX_DEPTH: usize = 4;
+/// Layers of one pull downloading or unpacking at once.
+const LAYER_CONCURRENCY: usize = 3;
+
+/// Per layer chain id, the lock a pull holds while it fetches that layer: a second pull
+/// needing it waits, then finds it stored, so each blob is fetched once per node.
+type InFlight = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
 /// A registry client for one node: which registries may be spoken to over plain HTTP.
 pub struct Puller {
     client: Client,
+    in_flight: InFlight,
 }
 
 impl Puller {
@@ -60,7 +73,10 @@ impl Puller {
             reference: String::new(),
             message: e.to_string(),
         })?;
-        Ok(Puller { client })
+        Ok(Puller {
+            client,
+            in_flight: InFlight::default(),
+        })
     }
 
     /// Pulls `reference` (normalised like Kubernetes) and records it in `store`.
@@ -90,21 +106,160 @@ impl Puller {
             name: &name,
             blobs: &blobs,
         };
-        let top = fetch.manifests(store).await?;
-        tracing::info!(image = %name, digest = %top.digest(), "downloaded; importing");
+        let (top, documents, manifest) = fetch.manifests().await?;
+        let config_desc = manifest.config();
+        let config_digest = config_desc.digest().to_string();
+        let mut staged: Vec<(String, PathBuf)> = Vec::new();
+        for digest in &documents {
+            staged.push((digest.clone(), fetch.staged_path(digest)?));
+        }
+        let config_path = match store.dirs.blob_path(&config_digest)? {
+            stored if stored.is_file() => stored,
+            _ => {
+                fetch.blob(config_desc).await?;
+                let path = fetch.staged_path(&config_digest)?;
+                staged.push((config_digest.clone(), path.clone()));
+                path
+            }
+        };
+        let config = read_json(&config_path, config_desc.size())?;
+        let config: ImageConfiguration =
+            serde_json::from_slice(&config).map_err(|source| ImageError::Json {
+                what: format!("image config {config_digest} of {name}"),
+                source,
+            })?;
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(ImageError::LayerCountMismatch {
+                manifest: documents.last().cloned().unwrap_or_default(),
+                layers: manifest.layers().len(),
+                diff_ids: diff_ids.len(),
+            });
+        }
+        let chains = chain_ids(diff_ids)?;
+        let mut record = RefRecord {
+            target: top.digest().to_string(),
+            manifest: documents.last().cloned().unwrap_or_default(),
+            config: config_digest,
+            size: 0,
+            blobs: Vec::new(),
+            chain_ids: chains.clone(),
+        };
+        let document_sizes = staged
+            .iter()
+            .take(documents.len())
+            .map(|(d, path)| (d.clone(), fs::metadata(path).map_or(0, |m| m.len())));
+        let all: Vec<(String, u64)> = document_sizes
+            .chain([(record.config.clone(), config_desc.size())])
+            .chain(
+                manifest
+                    .layers()
+                    .iter()
+                    .map(|l| (l.digest().to_string(), l.size())),
+            )
+            .collect();
+        for (digest, size) in all {
+            if !record.blobs.contains(&digest) {
+                record.blobs.push(digest);
+                record.size = record.size.saturating_add(size);
+            }
+        }
+        write_lease(staging.path(), &record)?;
+
+        let jobs: Vec<LayerJob> = manifest
+            .layers()
+            .iter()
+            .zip(diff_ids)
+            .zip(&chains)
+            .map(|((layer, diff_id), chain)| LayerJob {
+                desc: layer.clone(),
+                diff_id: diff_id.clone(),
+                chain: chain.clone(),
+            })
+            .collect();
+        futures::stream::iter(jobs)
+            .map(|job| self.layer(store, &fetch, staging.path(), job))
+            .buffer_unordered(LAYER_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+
+        tracing::info!(image = %name, digest = %record.manifest, "layers in place; recording");
         let store = store.clone();
         tokio::task::spawn_blocking(move || {
-            let imported = store.import_staged(staging.path(), &name, &top);
+            let recorded = store.record_pull(&name, record, &staged);
             drop(staging);
-            imported
+            recorded
         })
         .await
         .map_err(|e| ImageError::Registry {
-            action: "importing the download".to_owned(),
+            action: "recording the pull".to_owned(),
             reference: reference.to_owned(),
             message: e.to_string(),
         })?
     }
+
+    /// Makes sure layer `job` is in `store`, fetching it unless another pull of this puller
+    /// is already doing so (then it waits and finds it stored).
+    async fn layer(
+        &self,
+        store: &ImageStore,
+        fetch: &Fetch<'_>,
+        staging: &Path,
+        job: LayerJob,
+    ) -> Result<(), ImageError> {
+        let lock = self.layer_lock(&job.chain);
+        let result = async {
+            let _held = lock.lock().await;
+            ensure_layer(store, staging, &job, || async {
+                fetch.blob(&job.desc).await?;
+                fetch.staged_path(job.desc.digest().as_ref())
+            })
+            .await
+        }
+        .await;
+        self.release_layer_lock(&job.chain, lock);
+        result
+    }
+
+    /// The lock of layer `chain`, shared with every pull of this puller that needs it.
+    fn layer_lock(&self, chain: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(chain.to_owned()).or_default().clone()
+    }
+
+    /// Forgets the lock of layer `chain` once nobody but the map and `lock` hold it.
+    fn release_layer_lock(&self, chain: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::strong_count(&lock) <= 2 {
+            map.remove(chain);
+        }
+    }
+}
+
+/// Writes the pull's lease: what garbage collection must keep until the reference is saved.
+fn write_lease(staging: &Path, record: &RefRecord) -> Result<(), ImageError> {
+    let lease = Lease {
+        blobs: record.blobs.clone(),
+        chain_ids: record.chain_ids.clone(),
+    };
+    let path = staging.join(LEASE_FILE);
+    let bytes = serde_json::to_vec(&lease).map_err(|source| ImageError::Json {
+        what: format!("lease {}", path.display()),
+        source,
+    })?;
+    fs::write(&path, bytes).map_err(io_err("writing", &path))
+}
+
+/// Reads a JSON blob of at most [`MAX_JSON_BLOB`] bytes.
+fn read_json(path: &Path, size: u64) -> Result<Vec<u8>, ImageError> {
+    if size > MAX_JSON_BLOB {
+        return Err(ImageError::BlobTooLarge {
+            digest: path.display().to_string(),
+            size,
+            limit: MAX_JSON_BLOB,
+        });
+    }
+    fs::read(path).map_err(io_err("reading", path))
 }
 
 /// One pull in progress.
@@ -116,15 +271,18 @@ struct Fetch<'a> {
 }
 
 impl Fetch<'_> {
-    /// Fetches the top-level manifest (following indexes to linux/amd64), the config and the
-    /// layers the store does not have yet. Returns the descriptor the reference names.
-    async fn manifests(&self, store: &ImageStore) -> Result<Descriptor, ImageError> {
+    /// Fetches the top-level manifest, following indexes to linux/amd64. Returns the
+    /// descriptor the reference names, the digests of the documents fetched (indexes, then
+    /// the image manifest last) and the image manifest.
+    async fn manifests(&self) -> Result<(Descriptor, Vec<String>, ImageManifest), ImageError> {
         let mut top = None;
+        let mut documents = Vec::new();
         let mut target = self.image.clone();
         for _ in 0..=MAX_INDEX_DEPTH {
             let desc = self.manifest(&target).await?;
             let digest = desc.digest().to_string();
             top.get_or_insert_with(|| desc.clone());
+            documents.push(digest.clone());
             let bytes = self.read_staged(&digest)?;
             let json_err = |what: &str, source| ImageError::Json {
                 what: format!("{what} {digest} of {}", self.name),
@@ -140,12 +298,8 @@ impl Fetch<'_> {
             }
             let manifest: ImageManifest =
                 serde_json::from_slice(&bytes).map_err(|e| json_err("image manifest", e))?;
-            for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
-                if !store.dirs.blob_path(blob.digest().as_ref())?.is_file() {
-                    self.blob(blob).await?;
-                }
-            }
-            return top.ok_or(ImageError::NoMatchingPlatform { digest });
+            let top = top.ok_or(ImageError::NoMatchingPlatform { digest })?;
+            return Ok((top, documents, manifest));
         }
         Err(ImageError::UnsupportedMediaType {
             what: "image index nested too deeply",

@@ -119,13 +119,7 @@ impl StoreDirs {
         let mut removed = 0;
         for entry in fs::read_dir(&dir).map_err(io_err("listing downloads", &dir))? {
             let path = entry.map_err(io_err("listing downloads", &dir))?.path();
-            let pid = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.split('-').nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|p| Path::new("/proc").join(p.to_string()).exists());
-            if !alive {
+            if !owner_is_alive(&path) {
                 remove_any(&path)?;
                 removed += 1;
             }
@@ -218,6 +212,58 @@ impl StoreDirs {
         Ok(dst)
     }
 
+    /// Moves a blob this process downloaded and verified (size and sha256 against `digest`)
+    /// from `verified` into the store. Needs the exclusive lock. A blob already stored wins.
+    pub(crate) fn adopt_verified_blob(
+        &self,
+        digest: &str,
+        verified: &Path,
+    ) -> Result<(), ImageError> {
+        let dst = self.blob_path(digest)?;
+        if dst.is_file() {
+            return Ok(());
+        }
+        fs::rename(verified, &dst).map_err(io_err("moving blob into place", &dst))
+    }
+
+    /// Moves a layer this process unpacked and checked against its diff_id (`unpacked`
+    /// holds `diff/`) to `layers/<chain>`. Needs the exclusive lock. A stored layer wins.
+    pub(crate) fn adopt_verified_layer(
+        &self,
+        chain_hex: &str,
+        unpacked: &Path,
+    ) -> Result<(), ImageError> {
+        let dest = self.layer_dir(chain_hex)?;
+        if dest.join("diff").is_dir() {
+            return Ok(());
+        }
+        // A directory without diff/ is a leftover; replace it.
+        remove_any(&dest)?;
+        fs::rename(unpacked, &dest).map_err(io_err("moving unpacked layer into place", &dest))
+    }
+
+    /// What the pulls in progress of live processes lease (their `downloads/*/lease.json`):
+    /// blob digests and layer chain ids garbage collection must keep although no reference
+    /// names them yet.
+    pub(crate) fn leases(&self) -> Result<Lease, ImageError> {
+        let dir = self.downloads_dir();
+        let mut all = Lease::default();
+        for entry in fs::read_dir(&dir).map_err(io_err("listing downloads", &dir))? {
+            let path = entry.map_err(io_err("listing downloads", &dir))?.path();
+            if !owner_is_alive(&path) {
+                continue;
+            }
+            let Ok(bytes) = fs::read(path.join(LEASE_FILE)) else {
+                continue;
+            };
+            if let Ok(lease) = serde_json::from_slice::<Lease>(&bytes) {
+                all.blobs.extend(lease.blobs);
+                all.chain_ids.extend(lease.chain_ids);
+            }
+        }
+        Ok(all)
+    }
+
     /// Reads a JSON blob (index, manifest, config) that is already in the store. Blobs over
     /// [`MAX_JSON_BLOB`] are refused rather than read into memory.
     pub(crate) fn read_json_blob(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
@@ -238,6 +284,26 @@ impl StoreDirs {
             _ => ImageError::io("reading blob", &path, e),
         })
     }
+}
+
+/// The file in a pull's download directory naming what the pull will reference.
+pub(crate) const LEASE_FILE: &str = "lease.json";
+
+/// Blobs and layers a pull in progress keeps from garbage collection.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Lease {
+    pub blobs: Vec<String>,
+    pub chain_ids: Vec<String>,
+}
+
+/// Whether the process that made scratch entry `path` (`<prefix>-<pid>-…`) still runs.
+fn owner_is_alive(path: &Path) -> bool {
+    let pid = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('-').nth(1))
+        .and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(|p| Path::new("/proc").join(p.to_string()).exists())
 }
 
 /// Contents of `refs.json`: every reference and everything its image keeps alive.
