@@ -419,17 +419,7 @@ pub fn cleanup(layout: &Layout) {
 
 /// Detaches the loop devices whose backing file is under `dir` (a driver's volume files).
 fn detach_loops_under(dir: &Path) {
-    let backing: Vec<(String, String)> = std::fs::read_dir("/sys/block")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let dev = e.file_name().to_string_lossy().into_owned();
-            let file = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
-            dev.starts_with("loop").then_some((dev, file))
-        })
-        .collect();
-    for dev in xtask::up_storage::loops_backed_under(dir, &backing) {
+    for dev in xtask::up_storage::attached_loops_under(dir) {
         let _ = util::output(&mut util::cmd("losetup", ["-d", dev.as_str()]));
     }
 }

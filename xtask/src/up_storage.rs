@@ -95,8 +95,8 @@ pub fn loops_backed_under(root: &Path, backing: &[(String, String)]) -> Vec<Stri
         .collect()
 }
 
-/// Detaches the loop devices of `up`'s volume files (after their mounts are gone).
-pub fn detach_loops() {
+/// The loop devices attached now whose backing file is under `root`.
+pub fn attached_loops_under(root: &Path) -> Vec<String> {
     let backing: Vec<(String, String)> = std::fs::read_dir("/sys/block")
         .into_iter()
         .flatten()
@@ -107,7 +107,12 @@ pub fn detach_loops() {
             dev.starts_with("loop").then_some((dev, file))
         })
         .collect();
-    for dev in loops_backed_under(Path::new(ROOT), &backing) {
+    loops_backed_under(root, &backing)
+}
+
+/// Detaches the loop devices of `up`'s volume files (after their mounts are gone).
+pub fn detach_loops() {
+    for dev in attached_loops_under(Path::new(ROOT)) {
         if util::succeeds(&mut util::cmd("losetup", ["-d", dev.as_str()])) {
             println!("detached {dev}");
         }
