@@ -226,6 +226,16 @@ fn deploy(
     let mut agents = Vec::new();
     for pid in &agent_pids {
         agents.push(rss(*pid)?);
+        // Where an agent's RSS is: its heap and stacks, its mapped files (the binary), shared
+        // memory (mmapped BPF maps).
+        let field = |name: &str| status_field(*pid, name).map_or(-1.0, |kib| kib / 1024.0);
+        notes.push(format!(
+            "agent pid {pid}: RssAnon {:.1} MB, RssFile {:.1} MB, RssShmem {:.1} MB, {} threads",
+            field("RssAnon"),
+            field("RssFile"),
+            field("RssShmem"),
+            status_field(*pid, "Threads").unwrap_or(0.0)
+        ));
     }
     let max = agents.iter().copied().fold(0.0, f64::max);
     rows.push(Row::new(&case, "bosun", "agent_rss_mb", max));
