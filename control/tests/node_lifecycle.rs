@@ -1,10 +1,11 @@
 //! The node lifecycle controller through the real kubectl, with short timings
-//! (`--node-monitor-grace-period 2s --pod-eviction-timeout 3s`): two nodes renew their Leases
+//! (`--node-monitor-grace-period 5s --pod-eviction-timeout 3s`): two nodes renew their Leases
 //! (a thread stands in for their kubelets); one stops. It turns Unknown with the unreachable
 //! taints, its pod turns not ready, and after the eviction timeout the pod is marked for deletion
 //! (Terminating: no kubelet finishes it) and its ReplicaSet's replacement lands on the node that
 //! is still alive; the out-of-service taint has the pod garbage collector force-delete it. When
-//! the lost node renews again, the taints go.
+//! the lost node renews again, the taints go. The grace is 5 s, not less: the stand-in kubelets
+//! renew through kubectl processes, which a loaded machine can slow past 2 s.
 
 mod common;
 
@@ -130,7 +131,7 @@ fn taint_keys(node: &Value) -> Vec<String> {
 fn a_lost_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
     let control = Control::start_with(&[
         "--node-monitor-grace-period",
-        "2s",
+        "5s",
         "--pod-eviction-timeout",
         "3s",
     ]);
