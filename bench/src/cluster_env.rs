@@ -28,7 +28,9 @@ pub const CSI_DRIVER: &str = "local.csi.bosun.dev";
 const READY_LIMIT: Duration = Duration::from_secs(60);
 
 /// Set to a command prefix (`heaptrack -o /tmp/agent`), it runs every agent under it: how the
-/// agents' memory is profiled. The RSS the bench reports is then the wrapper's process's.
+/// agents' memory is profiled. The RSS the bench reports is then the wrapper's process's, and
+/// the teardown kills only the wrapper: a wrapper that keeps its agent as a child (heaptrack's
+/// script does) leaves that agent running — `pkill -f target/release/bosun-agent` after.
 const AGENT_WRAPPER: &str = "BOSUN_BENCH_AGENT_WRAPPER";
 
 /// `agent args`, or the wrapper's command with them appended.
