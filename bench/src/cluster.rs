@@ -170,11 +170,7 @@ fn deploy(
     let case = plan.deploy_case();
     let control = env.control.as_ref().context("no control process")?;
     let tls = Tls::new(&control.kubeconfig)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = super::client_runtime()?;
     let agent_pids: Vec<u32> = env
         .nodes
         .iter()

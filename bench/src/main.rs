@@ -231,6 +231,16 @@ struct Results<'a> {
 }
 
 /// Prints `rows` as a table and writes them to `target/bench/NAME.json`; returns the path.
+/// The runtime of a bench's API clients beside a cluster: one worker thread, so the clients
+/// take little of the CPU the cluster is measured on.
+pub fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
 pub fn write_results(name: &str, rows: &[Row]) -> Result<PathBuf> {
     let results = Results {
         bench: name,

@@ -167,11 +167,7 @@ pub fn run(options: &Options) -> Result<()> {
 fn measure(env: &ClusterEnv, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
     let control = env.control.as_ref().context("no control process")?;
     let tls = Tls::new(&control.kubeconfig)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = super::client_runtime()?;
     wait_driver_registered(env)?;
     env.apply(CLASS)?;
 
