@@ -56,7 +56,7 @@ spec:
 "#;
 
 /// Control and nodes 1 and 2 on a fabric with a host link; pod and Service `web-N` on each,
-/// the pods running with their file written.
+/// the pods Running with their file written.
 fn cluster() -> (Control, Fabric, Vec<Node>) {
     let control = Control::start();
     let fabric = Fabric::with_host_link();
@@ -84,11 +84,15 @@ fn cluster() -> (Control, Fabric, Vec<Node>) {
     }
     for n in 1..=2 {
         let pod = format!("web-{n}");
+        // Running as the API says (what kubectl port-forward checks; exec only needs the
+        // container), and its file written.
         wait_until(&format!("{pod} serves"), Duration::from_secs(90), || {
-            control
-                .kubectl(&["exec", &pod, "--", "cat", "/sum"])
-                .status
-                .success()
+            let phase = control.kubectl(&["get", "pod", &pod, "-o", "jsonpath={.status.phase}"]);
+            stdout(&phase).trim() == "Running"
+                && control
+                    .kubectl(&["exec", &pod, "--", "cat", "/sum"])
+                    .status
+                    .success()
         });
     }
     (control, fabric, nodes)
