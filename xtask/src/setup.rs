@@ -39,6 +39,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // tonic-build, bosun-csi its CSI protos with tonic-prost-build. Only crates xtask does not
     // depend on may need it (DESIGN.md §4).
     "protobuf-compiler",
+    // protobuf's well-known types (google/protobuf/descriptor.proto, struct.proto…), which
+    // etcd-client's protos import: protobuf-compiler only recommends them.
+    "libprotobuf-dev",
     // bosun-csi-local: mkfs.ext4 and resize2fs for its file-backed volumes (losetup and mount
     // come from util-linux/mount, which every Debian has).
     "e2fsprogs",
