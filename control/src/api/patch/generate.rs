@@ -28,8 +28,12 @@ fn normalize(name: &str) -> String {
 /// descriptor generator).
 pub(crate) fn k8s_pb_src() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // Only this platform's packages: offline, cargo has the sources of no other platform's
+    // dependencies (android_system_properties…) on a machine that never built for one.
+    let platform = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let out = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &platform])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("running cargo metadata");
