@@ -232,6 +232,10 @@ fn deploy(
             field("RssShmem"),
             status_field(*pid, "Threads").unwrap_or(0.0)
         ));
+        match super::smaps::AnonBreakdown::of(*pid) {
+            Ok(anon) => notes.push(format!("agent pid {pid}: {anon}")),
+            Err(e) => notes.push(format!("agent pid {pid}: {e:#}")),
+        }
     }
     let max = agents.iter().copied().fold(0.0, f64::max);
     rows.push(Row::new(&case, "bosun", "agent_rss_mb", max));

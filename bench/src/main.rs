@@ -53,6 +53,7 @@ mod routing_env;
 mod routing_iptables;
 mod routing_nft;
 mod routing_report;
+mod smaps;
 mod volumes;
 mod volumes_config;
 

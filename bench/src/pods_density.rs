@@ -92,6 +92,10 @@ fn measure(
         status_field(pid, "Threads")?,
     ));
     rows.push(Row::new(&case, "bosun", "idle_cpu_pct", cpu_pct));
+    match super::smaps::AnonBreakdown::of(pid) {
+        Ok(anon) => notes.push(format!("{case}: the daemon's {anon}")),
+        Err(e) => notes.push(format!("{case}: {e:#}")),
+    }
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     notes.push(format!(
         "{case}: all Running after {start_all:.1} s; RSS {rss_mb:.1} MB (goal < {RSS_GOAL_MB} MB: {}), \

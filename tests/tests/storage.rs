@@ -591,19 +591,6 @@ fn a_stateful_pod_made_again_finds_its_claims_file() {
     };
     let first = uid(&control);
     control.kubectl_ok(&["delete", "pod", "web-0", "--wait=true"]);
-    std::thread::sleep(Duration::from_secs(15));
-    eprintln!(
-        "DEBUG {}",
-        String::from_utf8_lossy(
-            &control
-                .kubectl(&["get", "pods,events,sts", "-o", "wide"])
-                .stdout
-        )
-    );
-    eprintln!(
-        "DEBUG {:#}",
-        control.get_json(&["pod", "web-0"]).unwrap_or_default()["status"]
-    );
     within(
         "the new web-0 read the note",
         &control,

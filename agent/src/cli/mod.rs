@@ -330,6 +330,8 @@ fn pod_network(args: &Args, role: Role) -> anyhow::Result<(Option<PodNetwork>, A
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // Before the runtime's threads exist, so they share the capped arenas.
+    bosun_agent::sys::malloc::limit_arenas(bosun_agent::sys::malloc::AGENT_ARENAS);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

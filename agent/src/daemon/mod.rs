@@ -236,12 +236,7 @@ pub async fn run(
                     crate::metrics::VolumeStatsSample {
                         namespace: s.claim.namespace,
                         claim: s.claim.name,
-                        capacity_bytes: s.capacity_bytes,
-                        available_bytes: s.available_bytes,
-                        used_bytes: s.used_bytes,
-                        inodes: s.inodes,
-                        inodes_free: s.inodes_free,
-                        inodes_used: s.inodes_used,
+                        usage: s.usage,
                     }
                 });
                 crate::metrics::metrics().set_volume_stats(samples.collect());

@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 
 use crate::probe::ProbeKind;
 pub use services::{ServiceSample, ServiceSource};
-pub use volumes::VolumeStatsSample;
+pub use volumes::{VolumeStatsSample, VolumeUsage};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [

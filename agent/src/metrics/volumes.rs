@@ -13,17 +13,23 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-/// One claim's volume: bytes and inodes as its driver reported them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VolumeStatsSample {
-    pub namespace: String,
-    pub claim: String,
+/// A volume's bytes and inodes as its driver reported them (CSI NodeGetVolumeStats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VolumeUsage {
     pub capacity_bytes: i64,
     pub available_bytes: i64,
     pub used_bytes: i64,
     pub inodes: i64,
     pub inodes_free: i64,
     pub inodes_used: i64,
+}
+
+/// One claim's volume usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeStatsSample {
+    pub namespace: String,
+    pub claim: String,
+    pub usage: VolumeUsage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, EncodeLabelSet)]
@@ -33,7 +39,7 @@ struct ClaimLabels {
 }
 
 /// (name, kubelet's help, the sample's value) of each gauge.
-type Column = (&'static str, &'static str, fn(&VolumeStatsSample) -> i64);
+type Column = (&'static str, &'static str, fn(&VolumeUsage) -> i64);
 
 const COLUMNS: [Column; 6] = [
     (
@@ -104,7 +110,7 @@ impl Collector for VolumeStatsCollector {
         for (name, help, value) in COLUMNS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for (labels, sample) in &samples {
-                ConstGauge::new(value(sample)).encode(family.encode_family(labels)?)?;
+                ConstGauge::new(value(&sample.usage)).encode(family.encode_family(labels)?)?;
             }
         }
         Ok(())
@@ -130,12 +136,14 @@ mod tests {
         let sample = VolumeStatsSample {
             namespace: "default".into(),
             claim: "data".into(),
-            capacity_bytes: 60 << 20,
-            available_bytes: 50 << 20,
-            used_bytes: 10 << 20,
-            inodes: 16384,
-            inodes_free: 16370,
-            inodes_used: 14,
+            usage: VolumeUsage {
+                capacity_bytes: 60 << 20,
+                available_bytes: 50 << 20,
+                used_bytes: 10 << 20,
+                inodes: 16384,
+                inodes_free: 16370,
+                inodes_used: 14,
+            },
         };
         let collector = Arc::new(VolumeStatsCollector::default());
         // Two pods of one claim: one series.

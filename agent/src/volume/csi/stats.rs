@@ -8,17 +8,13 @@ use std::collections::BTreeMap;
 use bosun_csi::proto::volume_usage::Unit;
 
 use super::{entries, read_json, ClaimName, CsiNode, Published};
+use crate::metrics::VolumeUsage;
 
 /// One claim's usage as its driver reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimVolumeStats {
     pub claim: ClaimName,
-    pub capacity_bytes: i64,
-    pub available_bytes: i64,
-    pub used_bytes: i64,
-    pub inodes: i64,
-    pub inodes_free: i64,
-    pub inodes_used: i64,
+    pub usage: VolumeUsage,
 }
 
 impl CsiNode {
@@ -63,14 +59,16 @@ impl CsiNode {
                 match Unit::try_from(u.unit) {
                     Ok(Unit::Bytes) => {
                         has_bytes = true;
+                        let bytes = &mut stats.usage;
                         (
-                            stats.capacity_bytes,
-                            stats.available_bytes,
-                            stats.used_bytes,
+                            bytes.capacity_bytes,
+                            bytes.available_bytes,
+                            bytes.used_bytes,
                         ) = (u.total, u.available, u.used);
                     }
                     Ok(Unit::Inodes) => {
-                        (stats.inodes, stats.inodes_free, stats.inodes_used) =
+                        let inodes = &mut stats.usage;
+                        (inodes.inodes, inodes.inodes_free, inodes.inodes_used) =
                             (u.total, u.available, u.used);
                     }
                     _ => {}
