@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
+
+use super::wire::{Prepared, Question};
 
 /// How long one upstream gets to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,7 +24,15 @@ pub const MAX_TTL: u32 = 30;
 /// Entries kept; past this the cache starts again empty.
 const CACHE_ENTRIES: usize = 10_000;
 
-type Key = (String, RecordType, DNSClass);
+/// The question in wire form with the name lowercase (`wire::Question`'s key).
+type Key = Vec<u8>;
+
+/// A cached upstream answer, and its UDP answer encoded for one value of its countdown.
+struct Cached {
+    until: Instant,
+    message: Message,
+    wire: Option<(u32, Prepared)>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -43,7 +54,7 @@ pub struct Forwarder {
     upstreams: Vec<SocketAddr>,
     socket: Arc<UdpSocket>,
     pending: Mutex<HashMap<u16, oneshot::Sender<Message>>>,
-    cache: Mutex<HashMap<Key, (Instant, Message)>>,
+    cache: Mutex<HashMap<Key, Cached>>,
 }
 
 impl Forwarder {
@@ -67,7 +78,9 @@ impl Forwarder {
         rtype: RecordType,
         class: DNSClass,
     ) -> Result<Message, ForwardError> {
-        let key = (name.to_ascii().to_ascii_lowercase(), rtype, class);
+        let mut lower = Query::query(name.to_lowercase(), rtype);
+        lower.set_query_class(class);
+        let key = lower.to_bytes()?;
         if let Some(hit) = self.cached(&key) {
             return Ok(hit);
         }
@@ -130,19 +143,53 @@ impl Forwarder {
             .remove(&id);
     }
 
-    fn cached(&self, key: &Key) -> Option<Message> {
+    fn cached(&self, key: &[u8]) -> Option<Message> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let (until, msg) = cache.get(key)?;
-        let now = Instant::now();
-        if *until <= now {
-            return None;
-        }
-        let left = (*until - now).as_secs() as u32;
-        let mut msg = msg.clone();
+        let hit = cache.get(key)?;
+        let left = seconds_left(hit.until)?;
+        let mut msg = hit.message.clone();
         for r in msg.answers_mut() {
             r.set_ttl(r.ttl().min(left));
         }
         Some(msg)
+    }
+
+    /// The UDP answer to a plain query from the cache, into `out` (false: not cached): the
+    /// answer the server would build from [`Forwarder::resolve`]'s message, encoded at most
+    /// once per second of the entry's countdown and then copied.
+    pub fn answer_cached(
+        &self,
+        question: &Question,
+        request: &[u8],
+        key: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(hit) = cache.get_mut(key) else {
+            return false;
+        };
+        let Some(left) = seconds_left(hit.until) else {
+            return false;
+        };
+        if hit.wire.as_ref().map(|(at, _)| *at) != Some(left) {
+            let Ok(query) = Query::from_bytes(key) else {
+                return false;
+            };
+            let mut message = hit.message.clone();
+            for r in message.answers_mut() {
+                r.set_ttl(r.ttl().min(left));
+            }
+            match Prepared::new(&response(&message, query)) {
+                Ok(p) => hit.wire = Some((left, p)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "preparing a cached DNS answer");
+                    return false;
+                }
+            }
+        }
+        hit.wire
+            .as_ref()
+            .is_some_and(|(_, p)| p.write(question, request, out))
     }
 
     fn store(&self, key: Key, answer: &Message) {
@@ -166,8 +213,42 @@ impl Forwarder {
             cache.clear();
         }
         let until = Instant::now() + Duration::from_secs(ttl.into());
-        cache.insert(key, (until, answer.clone()));
+        let cached = Cached {
+            until,
+            message: answer.clone(),
+            wire: None,
+        };
+        cache.insert(key, cached);
     }
+}
+
+/// Whole seconds until `until`; `None` once it has passed.
+fn seconds_left(until: Instant) -> Option<u32> {
+    let now = Instant::now();
+    (until > now).then(|| (until - now).as_secs() as u32)
+}
+
+/// The server's answer carrying an upstream's (`query` asked, any ID): its response code,
+/// answers, authority and additionals but an OPT (EDNS is hop by hop); not
+/// authoritative, recursion available.
+pub fn response(upstream: &Message, query: Query) -> Message {
+    let mut message = Message::new();
+    message
+        .set_message_type(MessageType::Response)
+        .set_op_code(OpCode::Query)
+        .set_recursion_available(true)
+        .set_response_code(upstream.response_code())
+        .add_query(query)
+        .add_answers(upstream.answers().iter().cloned())
+        .add_name_servers(upstream.name_servers().iter().cloned())
+        .add_additionals(
+            upstream
+                .additionals()
+                .iter()
+                .filter(|r| r.record_type() != RecordType::OPT)
+                .cloned(),
+        );
+    message
 }
 
 /// Hands each upstream answer to the query waiting for its ID; ends with the forwarder.

@@ -1,4 +1,4 @@
-//! Cluster DNS, node-local: a DNS server in the agent (hickory-server) answering the cluster
+//! Cluster DNS, node-local: a DNS server in the agent (hickory) answering the cluster
 //! zone (`records.rs`) from the Services and EndpointSlices the agent already watches for its
 //! dataplane, rebuilt on every change of the watch, and forwarding every other name to the
 //! node's resolvers with a cache (`forward.rs`); plus the pods' resolv.conf (`resolv.rs`).
@@ -9,6 +9,8 @@ pub mod forward;
 pub mod records;
 pub mod resolv;
 pub mod server;
+pub mod udp;
+pub mod wire;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -94,8 +96,11 @@ pub async fn serve_zone(
         zone: cell,
         forwarder,
     };
+    tokio::spawn(udp::serve(
+        tokio::net::UdpSocket::from_std(sockets.udp)?,
+        handler.clone(),
+    ));
     let mut server = hickory_server::ServerFuture::new(handler);
-    server.register_socket_std(sockets.udp)?;
     server.register_listener_std(sockets.tcp, TCP_TIMEOUT)?;
     tracing::info!(
         listen = %sockets.listen,

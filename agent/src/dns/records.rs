@@ -10,8 +10,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, CNAME, PTR, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
+
+use super::wire::Prepared;
 
 use crate::spec::{EndpointSlice, Protocol, Service, HEADLESS};
 
@@ -30,6 +34,15 @@ pub enum Answer<'a> {
     NxDomain,
 }
 
+/// What a local answer sends: response code, answer and authority sections (the server
+/// sets AA on them all).
+#[derive(Debug, PartialEq)]
+pub struct Local<'a> {
+    pub code: ResponseCode,
+    pub answers: &'a [Record],
+    pub authority: &'a [Record],
+}
+
 /// One cluster zone.
 #[derive(Debug)]
 pub struct Zone {
@@ -41,6 +54,12 @@ pub struct Zone {
     /// Every name that exists, with its ancestors inside the domain (empty non-terminals).
     names: HashSet<String>,
     soa: Record,
+    /// UDP answers encoded ahead, by question (`wire::Question` key): A and AAAA of every
+    /// name, every type the zone holds, the apex's SOA.
+    prepared: HashMap<Box<[u8]>, Prepared>,
+    /// Names outside the domain the zone holds (reverse names), in wire form: a question
+    /// about them is the zone's, never the forwarder's.
+    outside_names: HashSet<Box<[u8]>>,
 }
 
 /// `Name` of a lowercase FQDN; the zone only builds names from validated parts.
@@ -84,6 +103,8 @@ impl Zone {
             records: HashMap::new(),
             names: HashSet::new(),
             soa,
+            prepared: HashMap::new(),
+            outside_names: HashSet::new(),
         };
         let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
         for s in slices.iter().filter(|s| s.address_type == "IPv4") {
@@ -103,7 +124,55 @@ impl Zone {
             let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
             zone.add_service(svc, slices);
         }
+        zone.prepare();
         zone
+    }
+
+    /// Encodes the answer of every (name, type) the zone is likely asked: A and AAAA of each
+    /// name (records or NODATA), each type it holds, the apex's SOA.
+    fn prepare(&mut self) {
+        let mut questions: HashSet<(&str, RecordType)> = HashSet::new();
+        for name in &self.names {
+            questions.insert((name.as_str(), RecordType::A));
+            questions.insert((name.as_str(), RecordType::AAAA));
+        }
+        for (name, rtype) in self.records.keys() {
+            questions.insert((name.as_str(), *rtype));
+        }
+        questions.insert((self.domain.as_str(), RecordType::SOA));
+        let mut prepared = HashMap::with_capacity(questions.len());
+        for (fqdn, rtype) in questions {
+            let Some(owner) = name(fqdn) else { continue };
+            let Some(local) = self.local(self.lookup(fqdn, rtype)) else {
+                continue;
+            };
+            let mut message = Message::new();
+            message
+                .set_message_type(MessageType::Response)
+                .set_op_code(OpCode::Query)
+                .set_authoritative(true)
+                .set_recursion_available(true)
+                .set_response_code(local.code)
+                .add_query(Query::query(owner, rtype))
+                .add_answers(local.answers.iter().cloned())
+                .add_name_servers(local.authority.iter().cloned());
+            match Prepared::new(&message) {
+                Ok(p) => {
+                    prepared.insert(p.key().into(), p);
+                }
+                Err(e) => tracing::debug!(%fqdn, %rtype, error = %e, "preparing a DNS answer"),
+            }
+        }
+        let inside = format!(".{}", self.domain);
+        let outside_names = self
+            .names
+            .iter()
+            .filter(|n| !n.ends_with(&inside) && **n != self.domain)
+            .filter_map(|n| name(n)?.to_bytes().ok())
+            .map(Vec::into_boxed_slice)
+            .collect();
+        self.prepared = prepared;
+        self.outside_names = outside_names;
     }
 
     fn add(&mut self, fqdn: &str, rdata: RData) {
@@ -226,6 +295,35 @@ impl Zone {
             (true, false) => Answer::NxDomain,
             (false, false) => Answer::Outside,
         }
+    }
+
+    /// What a local answer sends; `None` for [`Answer::Outside`].
+    pub fn local<'a>(&'a self, answer: Answer<'a>) -> Option<Local<'a>> {
+        let soa = std::slice::from_ref(&self.soa);
+        let (code, answers, authority) = match answer {
+            Answer::Records(records) => (ResponseCode::NoError, records, &[][..]),
+            Answer::NoData => (ResponseCode::NoError, &[][..], soa),
+            Answer::NxDomain => (ResponseCode::NXDomain, &[][..], soa),
+            Answer::Outside => return None,
+        };
+        Some(Local {
+            code,
+            answers,
+            authority,
+        })
+    }
+
+    /// The prepared UDP answer to a question (`wire::Question`'s key).
+    pub fn prepared(&self, key: &[u8]) -> Option<&Prepared> {
+        self.prepared.get(key)
+    }
+
+    /// Whether the forwarder's cache may answer a question (`wire::Question`'s key) the
+    /// zone has no prepared answer for: not a name the zone holds outside its domain (a
+    /// reverse name). Names inside the domain are never forwarded, so never cached.
+    pub fn forwards(&self, key: &[u8]) -> bool {
+        let name = key.get(..key.len().saturating_sub(4)).unwrap_or_default();
+        !self.outside_names.contains(name)
     }
 
     /// The SOA for negative answers.

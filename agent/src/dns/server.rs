@@ -1,7 +1,8 @@
-//! The DNS server: hickory-server's `ServerFuture` on the node's UDP and TCP sockets, with a
-//! request handler that answers names of the cluster zone from the current [`Zone`]
-//! (authoritative, NXDOMAIN with the zone's SOA for unknown names) and forwards the rest
-//! through the [`Forwarder`]. The zone is swapped whole when the Services change.
+//! The DNS server's request handler: answers names of the cluster zone from the current
+//! [`Zone`] (authoritative, NXDOMAIN with the zone's SOA for unknown names) and forwards the
+//! rest through the [`Forwarder`]. It serves TCP under hickory-server's `ServerFuture` and
+//! every UDP query `udp.rs` cannot answer from prepared bytes ([`Handler::answer_prepared`]:
+//! the zone's, the forwarder cache's). The zone is swapped whole when the Services change.
 
 use std::sync::{Arc, RwLock};
 
@@ -11,11 +12,13 @@ use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 
 use super::forward::Forwarder;
-use super::records::{Answer, Zone};
+use super::records::Zone;
+use super::wire::Question;
 
 /// The current zone, replaced whole on change.
 pub type ZoneCell = Arc<RwLock<Arc<Zone>>>;
 
+#[derive(Clone)]
 pub struct Handler {
     pub zone: ZoneCell,
     pub forwarder: Arc<Forwarder>,
@@ -24,6 +27,21 @@ pub struct Handler {
 impl Handler {
     fn zone(&self) -> Arc<Zone> {
         self.zone.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The answer to a plain UDP query (see [`Question::parse`]) into `out`, when prepared
+    /// bytes hold it: the zone's answers, then the forwarder's cache for names the zone
+    /// leaves to it. `key` is scratch space. False: [`RequestHandler::handle_request`]
+    /// answers it.
+    pub fn answer_prepared(&self, request: &[u8], key: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+        let Some(question) = Question::parse(request, key) else {
+            return false;
+        };
+        let zone = self.zone.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(prepared) = zone.prepared(key) {
+            return prepared.write(&question, request, out);
+        }
+        zone.forwards(key) && self.forwarder.answer_cached(&question, request, key, out)
     }
 }
 
@@ -73,57 +91,51 @@ impl RequestHandler for Handler {
         };
         let name = query.name().to_string();
         let zone = self.zone();
-        match zone.lookup(&name, query.query_type()) {
-            Answer::Records(records) => {
-                header.set_authoritative(true);
-                send(request, response, header, records, &[], &[]).await
+        if let Some(local) = zone.local(zone.lookup(&name, query.query_type())) {
+            header.set_authoritative(true);
+            header.set_response_code(local.code);
+            return send(
+                request,
+                response,
+                header,
+                local.answers,
+                local.authority,
+                &[],
+            )
+            .await;
+        }
+        let original = query.original();
+        let resolved = self
+            .forwarder
+            .resolve(
+                original.name(),
+                original.query_type(),
+                original.query_class(),
+            )
+            .await;
+        match resolved {
+            Ok(upstream) => {
+                header.set_response_code(upstream.response_code());
+                let additionals: Vec<Record> = upstream
+                    .additionals()
+                    .iter()
+                    .filter(|r| r.record_type() != hickory_proto::rr::RecordType::OPT)
+                    .cloned()
+                    .collect();
+                send(
+                    request,
+                    response,
+                    header,
+                    upstream.answers(),
+                    upstream.name_servers(),
+                    &additionals,
+                )
+                .await
             }
-            Answer::NoData => {
-                header.set_authoritative(true);
-                let soa = std::slice::from_ref(zone.soa());
-                send(request, response, header, &[], soa, &[]).await
-            }
-            Answer::NxDomain => {
-                header.set_authoritative(true);
-                header.set_response_code(ResponseCode::NXDomain);
-                let soa = std::slice::from_ref(zone.soa());
-                send(request, response, header, &[], soa, &[]).await
-            }
-            Answer::Outside => {
-                let original = query.original();
-                let resolved = self
-                    .forwarder
-                    .resolve(
-                        original.name(),
-                        original.query_type(),
-                        original.query_class(),
-                    )
-                    .await;
-                match resolved {
-                    Ok(upstream) => {
-                        header.set_response_code(upstream.response_code());
-                        let additionals: Vec<Record> = upstream
-                            .additionals()
-                            .iter()
-                            .filter(|r| r.record_type() != hickory_proto::rr::RecordType::OPT)
-                            .cloned()
-                            .collect();
-                        send(
-                            request,
-                            response,
-                            header,
-                            upstream.answers(),
-                            upstream.name_servers(),
-                            &additionals,
-                        )
-                        .await
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, %name, "forwarding");
-                        header.set_response_code(ResponseCode::ServFail);
-                        send(request, response, header, &[], &[], &[]).await
-                    }
-                }
+            Err(e) => {
+                tracing::debug!(error = %e, %name, "forwarding");
+                header.set_response_code(ResponseCode::ServFail);
+                send(request, response, header, &[], &[], &[]).await
             }
         }
     }
