@@ -41,8 +41,19 @@ pub struct Registry {
 pub struct RegistryOptions {
     /// An htpasswd file (bcrypt entries): the registry then demands basic auth.
     pub htpasswd: Option<PathBuf>,
-    /// The user and password of that file, kept for pushing.
+    /// The user and password of that file, kept for pushing. Without `htpasswd`, the
+    /// registry gets an htpasswd file of this one user.
     pub credentials: Option<(String, String)>,
+}
+
+impl RegistryOptions {
+    /// A registry demanding basic auth as `user` with `password`.
+    pub fn basic_auth(user: &str, password: &str) -> Self {
+        RegistryOptions {
+            htpasswd: None,
+            credentials: Some((user.to_owned(), password.to_owned())),
+        }
+    }
 }
 
 impl Registry {
@@ -74,7 +85,23 @@ impl Registry {
             .map_err(io("binding a free port", Path::new("127.0.0.1:0")))?
             .port();
         let host = format!("127.0.0.1:{port}");
-        let auth = options.htpasswd.as_ref().map_or(String::new(), |file| {
+        let generated = dir.join("htpasswd");
+        let htpasswd = match (&options.htpasswd, &options.credentials) {
+            (Some(file), _) => Some(file.clone()),
+            (None, Some((user, password))) => {
+                // Low cost: the registry checks it on every request.
+                let hash = bcrypt::hash(password, 4).map_err(|e| RegistryError::Io {
+                    action: "hashing the password for",
+                    path: generated.clone(),
+                    source: std::io::Error::other(e),
+                })?;
+                std::fs::write(&generated, format!("{user}:{hash}\n"))
+                    .map_err(io("writing", &generated))?;
+                Some(generated)
+            }
+            (None, None) => None,
+        };
+        let auth = htpasswd.as_ref().map_or(String::new(), |file| {
             format!(
                 "auth: {{htpasswd: {{realm: bosun-test, path: {}}}}}\n",
                 file.display()
@@ -122,7 +149,8 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Copies image `source_ref` of the OCI layout `layout` to `<host>/<repo>` with skopeo.
+    /// Copies image `source_ref` of the OCI layout `layout` to `<host>/<repo>` with skopeo;
+    /// an image index is copied whole (`--all`: the index and every manifest it lists).
     pub fn push_layout(
         &self,
         layout: &Path,
@@ -130,7 +158,7 @@ impl Registry {
         repo: &str,
     ) -> Result<(), RegistryError> {
         let mut command = Command::new("skopeo");
-        command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        command.args(["copy", "--all", "--quiet", "--dest-tls-verify=false"]);
         if let Some((user, password)) = &self.credentials {
             command.arg(format!("--dest-creds={user}:{password}"));
         }

@@ -31,6 +31,8 @@ pub struct Node {
     /// `--bootstrap-kubeconfig`, for a node that gets its identity by TLS bootstrap.
     bootstrap: Option<PathBuf>,
     agent: Option<Child>,
+    /// More flags for every `bosun-agent` command ([`Node::add_agent_flags`]).
+    agent_flags: Vec<String>,
     /// `bosun-csi-local` serving under the agent's plugin directory, when started.
     csi_driver: Option<Child>,
 }
@@ -116,6 +118,7 @@ impl Node {
             kubeconfig,
             bootstrap,
             agent: None,
+            agent_flags: Vec::new(),
             csi_driver: None,
         };
         let image = images_dir().join("busybox");
@@ -156,7 +159,13 @@ impl Node {
         c.args(["--node-ip", &self.ip, "--pod-cidr", &self.pod_cidr]);
         c.arg("--resolv-conf").arg(self.resolv_conf());
         c.args(["--log-level", "info,bosun_agent=debug"]);
+        c.args(&self.agent_flags);
         c
+    }
+
+    /// Adds `flags` to the agent's command line (from its next start on).
+    pub fn add_agent_flags(&mut self, flags: &[&str]) {
+        self.agent_flags.extend(flags.iter().map(|f| f.to_string()));
     }
 
     /// Starts `bosun-agent --kubeconfig` for this node.

@@ -34,7 +34,9 @@ pub fn run(args: &Args, cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ImageCommand::Pull { reference } => {
-            let puller = Puller::new(&args.insecure_registries).context("registry client")?;
+            let puller = Puller::new(&args.insecure_registries)
+                .context("registry client")?
+                .with_node_credentials(super::node_keyring(args)?);
             let rt = super::tokio_runtime()?;
             let img = rt.block_on(puller.pull(&store, reference))?;
             println!("pulled {} {}", img.reference, img.digest);

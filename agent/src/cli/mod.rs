@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use bosun_agent::cluster::NodeIdentity;
 use bosun_agent::dataplane::{Dataplane, DataplaneConfig};
 use bosun_agent::foreground::StopSignals;
-use bosun_agent::image::{ImageStore, Puller};
+use bosun_agent::image::{ImageStore, Keyring, Puller};
 use bosun_agent::network::node::AddedRoutes;
 use bosun_agent::network::{NetworkConfig, PodNetwork};
 use bosun_agent::pod::backoff::BackoffPolicy;
@@ -146,6 +146,10 @@ pub struct Args {
     /// instead of HTTPS; repeatable. Only for registries you trust on a trusted network.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT", global = true)]
     pub insecure_registries: Vec<String>,
+    /// A docker `config.json` whose `auths` are the node's registry credentials, tried after
+    /// a pod's imagePullSecrets (kubelet's node-wide keyring).
+    #[arg(long = "registry-config", value_name = "FILE", global = true)]
+    pub registry_config: Option<PathBuf>,
     /// tracing filter, e.g. info or bosun_agent=debug.
     #[arg(long, global = true, default_value = "info", env = "BOSUN_LOG")]
     pub log_level: String,
@@ -261,7 +265,7 @@ fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<
         csi_plugin_dir: args.csi_plugin_dir.clone(),
     };
     let puller = match Puller::new(&args.insecure_registries) {
-        Ok(p) => Some(p),
+        Ok(p) => Some(p.with_node_credentials(node_keyring(args)?)),
         Err(e) => {
             tracing::warn!(error = %e, "no registry client: images must be imported");
             None
@@ -270,6 +274,17 @@ fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<
     Ok(Arc::new(NodeContext::new(
         config, images, puller, cgroups, network,
     )))
+}
+
+/// The node's registry credentials (`--registry-config`), empty without one.
+pub(crate) fn node_keyring(args: &Args) -> anyhow::Result<Keyring> {
+    let mut keyring = Keyring::default();
+    if let Some(path) = &args.registry_config {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading --registry-config {}", path.display()))?;
+        keyring.add_docker_config_json(&format!("--registry-config {}", path.display()), &bytes)?;
+    }
+    Ok(keyring)
 }
 
 fn agent_exe() -> anyhow::Result<PathBuf> {

@@ -11,14 +11,17 @@
 //! leased against garbage collection until the reference is recorded.
 
 mod archive;
+mod credentials;
 mod digest;
 mod error;
 mod gc;
 mod import;
 mod layout;
 mod pull;
+mod pull_blob;
 mod pull_layer;
 mod reference;
+mod registry_clients;
 mod source;
 mod store;
 mod unpack;
@@ -35,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 
+pub use credentials::{Credential, CredentialError, Keyring};
 pub use error::ImageError;
 pub use pull::Puller;
 pub use reference::normalize_reference;

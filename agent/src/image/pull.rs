@@ -19,18 +19,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
-use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt;
 
+use super::credentials::{Credential, Keyring};
 use super::digest::{chain_ids, digest_of, sha256_hex};
 use super::error::{io_err, ImageError};
 use super::import::{pick_platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST};
 use super::pull_layer::{ensure_layer, LayerJob};
 use super::reference::{self, Reference};
+use super::registry_clients::{unauthorized_answer, RegistryClients};
 use super::store::{Lease, RefRecord, ScratchDir, LEASE_FILE, MAX_JSON_BLOB};
 use super::{ImageStore, ImageSummary};
 
@@ -50,9 +49,11 @@ const LAYER_CONCURRENCY: usize = 3;
 /// needing it waits, then finds it stored, so each blob is fetched once per node.
 type InFlight = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
-/// A registry client for one node: which registries may be spoken to over plain HTTP.
+/// A registry client for one node: which registries may be spoken to over plain HTTP, and
+/// the node's own credentials.
 pub struct Puller {
-    client: Client,
+    clients: RegistryClients,
+    node_keyring: Keyring,
     in_flight: InFlight,
 }
 
@@ -60,33 +61,89 @@ impl Puller {
     /// A client using HTTPS (rustls, ring) everywhere except the `insecure` registries
     /// (`HOST:PORT` as written in image references), which get plain HTTP.
     pub fn new(insecure: &[String]) -> Result<Self, ImageError> {
-        // reqwest is built without a default crypto provider: use ring, like the rest of bosun.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
-            platform_resolver: Some(Box::new(oci_client::client::linux_amd64_resolver)),
-            user_agent: concat!("bosun-agent/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        };
-        let client = Client::try_from(config).map_err(|e| ImageError::Registry {
-            action: "creating the registry client".to_owned(),
-            reference: String::new(),
-            message: e.to_string(),
-        })?;
         Ok(Puller {
-            client,
+            clients: RegistryClients::new(insecure)?,
+            node_keyring: Keyring::default(),
             in_flight: InFlight::default(),
         })
     }
 
-    /// Pulls `reference` (normalised like Kubernetes) and records it in `store`.
+    /// Credentials of the node (e.g. its docker `config.json`), tried after a pod's own.
+    pub fn with_node_credentials(mut self, keyring: Keyring) -> Self {
+        self.node_keyring = keyring;
+        self
+    }
+
+    /// Pulls `reference` (normalised like Kubernetes) with the node's credentials and records
+    /// it in `store`.
     pub async fn pull(
         &self,
         store: &ImageStore,
         reference: &str,
     ) -> Result<ImageSummary, ImageError> {
+        self.pull_with(store, reference, &Keyring::default()).await
+    }
+
+    /// Pulls `reference` like kubelet: with each credential of `pod_keyring` (a pod's
+    /// imagePullSecrets), then of the node, that matches the image's registry, in turn until
+    /// one succeeds; anonymously when none matches.
+    pub async fn pull_with(
+        &self,
+        store: &ImageStore,
+        reference: &str,
+        pod_keyring: &Keyring,
+    ) -> Result<ImageSummary, ImageError> {
         let image = reference::parse(reference)?;
-        tracing::info!(image = %image.whole(), "pulling");
+        let repository = reference::repository_of(&image);
+        let mut creds = pod_keyring.lookup(&repository);
+        creds.extend(self.node_keyring.lookup(&repository));
+        if creds.is_empty() {
+            let client = self.clients.anonymous();
+            return self.pull_as(store, reference, &image, &client, None).await;
+        }
+        let mut errors = Vec::new();
+        for cred in &creds {
+            let client = self
+                .clients
+                .for_credential(image.resolve_registry(), cred)?;
+            match self
+                .pull_as(store, reference, &image, &client, Some(cred))
+                .await
+            {
+                Ok(pulled) => return Ok(pulled),
+                Err(e) => {
+                    tracing::warn!(image = %image.whole(), user = %cred.username, error = %e, "pull with this credential failed");
+                    errors.push(e);
+                }
+            }
+        }
+        match errors.len() {
+            1 => Err(errors.remove(0)),
+            _ => Err(ImageError::Registry {
+                action: format!("pulling with each of {} credentials", errors.len()),
+                reference: image.whole(),
+                message: format!(
+                    "[{}]",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// One attempt at pulling `image` through `client`, which holds `cred` (None: anonymous).
+    async fn pull_as(
+        &self,
+        store: &ImageStore,
+        reference: &str,
+        image: &Reference,
+        client: &Client,
+        cred: Option<&Credential>,
+    ) -> Result<ImageSummary, ImageError> {
+        tracing::info!(image = %image.whole(), authenticated = cred.is_some(), "pulling");
         let name = image.whole();
         let stale = store.dirs.clear_stale_downloads()?;
         if stale > 0 {
@@ -100,9 +157,15 @@ impl Puller {
             .mode(0o700)
             .create(&blobs)
             .map_err(io_err("creating download directory", &blobs))?;
+        let auth = cred.map_or(RegistryAuth::Anonymous, |c| {
+            RegistryAuth::Basic(c.username.clone(), c.password.clone())
+        });
         let fetch = Fetch {
-            client: &self.client,
-            image: &image,
+            client,
+            auth: &auth,
+            cred,
+            http: self.clients.http(),
+            image,
             name: &name,
             blobs: &blobs,
         };
@@ -263,10 +326,14 @@ fn read_json(path: &Path, size: u64) -> Result<Vec<u8>, ImageError> {
 }
 
 /// One pull in progress.
-struct Fetch<'a> {
-    client: &'a Client,
-    image: &'a Reference,
-    name: &'a str,
+pub(super) struct Fetch<'a> {
+    pub(super) client: &'a Client,
+    auth: &'a RegistryAuth,
+    cred: Option<&'a Credential>,
+    /// For reading a 401's body again.
+    http: &'a reqwest::Client,
+    pub(super) image: &'a Reference,
+    pub(super) name: &'a str,
     blobs: &'a Path,
 }
 
@@ -310,11 +377,17 @@ impl Fetch<'_> {
 
     /// Fetches one manifest or index, checks its digest, stages it and describes it.
     async fn manifest(&self, target: &Reference) -> Result<Descriptor, ImageError> {
-        let (bytes, digest) = self
+        let pulled = self
             .client
-            .pull_manifest_raw(target, &RegistryAuth::Anonymous, ACCEPT)
-            .await
-            .map_err(|e| self.registry_err(format!("fetching manifest {}", target.whole()), e))?;
+            .pull_manifest_raw(target, self.auth, ACCEPT)
+            .await;
+        let (bytes, digest) = match pulled {
+            Ok(pulled) => pulled,
+            Err(e) => {
+                let action = format!("fetching manifest {}", target.whole());
+                return Err(self.explained_err(action, e).await);
+            }
+        };
         let actual = digest_of(&bytes);
         if actual != digest || target.digest().is_some_and(|d| d != actual) {
             return Err(ImageError::DigestMismatch {
@@ -348,70 +421,7 @@ impl Fetch<'_> {
         ))
     }
 
-    /// Streams one blob to its staged file, hashing as it goes; a wrong size or digest removes
-    /// the file and fails the pull.
-    async fn blob(&self, desc: &Descriptor) -> Result<(), ImageError> {
-        let digest = desc.digest().to_string();
-        let path = self.staged_path(&digest)?;
-        let action = || format!("downloading blob {digest}");
-        let mut stream = self
-            .client
-            .pull_blob_stream(self.image, digest.as_str())
-            .await
-            .map_err(|e| self.registry_err(action(), e))?;
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(io_err("creating", &path))?;
-        let mut hasher = Sha256::new();
-        let mut len = 0u64;
-        let result = async {
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| ImageError::Registry {
-                    action: action(),
-                    reference: self.name.to_owned(),
-                    message: error_chain(&e),
-                })?;
-                len += chunk.len() as u64;
-                if len > desc.size() {
-                    break;
-                }
-                hasher.update(&chunk);
-                file.write_all(&chunk)
-                    .await
-                    .map_err(io_err("writing", &path))?;
-            }
-            file.flush().await.map_err(io_err("writing", &path))
-        }
-        .await;
-        let checked = result.and_then(|()| {
-            let source = PathBuf::from(format!("{}@{digest}", self.name));
-            if len != desc.size() {
-                return Err(ImageError::SizeMismatch {
-                    digest: digest.clone(),
-                    expected: desc.size(),
-                    actual: len,
-                    path: source,
-                });
-            }
-            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-            if actual != digest {
-                return Err(ImageError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                    path: source,
-                });
-            }
-            Ok(())
-        });
-        if checked.is_err() {
-            let _ = fs::remove_file(&path);
-        } else {
-            tracing::info!(image = %self.name, blob = %digest, bytes = len, "blob downloaded");
-        }
-        checked
-    }
-
-    fn staged_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
+    pub(super) fn staged_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
         Ok(self.blobs.join(sha256_hex(digest, "registry descriptor")?))
     }
 
@@ -420,21 +430,28 @@ impl Fetch<'_> {
         fs::read(&path).map_err(io_err("reading staged manifest", &path))
     }
 
-    fn registry_err(
+    /// A registry error as a pull error; a 401, which `oci-client` reports without the
+    /// registry's answer, gets that answer read again (`unauthorized_answer`).
+    pub(super) async fn explained_err(
         &self,
         action: String,
         e: oci_client::errors::OciDistributionError,
     ) -> ImageError {
+        let mut message = error_chain(&e);
+        if let oci_client::errors::OciDistributionError::UnauthorizedError { url } = &e {
+            let answer = unauthorized_answer(self.http, url, self.cred).await;
+            message = format!("{message}: {answer}");
+        }
         ImageError::Registry {
             action,
             reference: self.name.to_owned(),
-            message: error_chain(&e),
+            message,
         }
     }
 }
 
 /// `e` and its causes, `: `-separated (transport errors hide the reason in their sources).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -3,12 +3,24 @@
 //! IfNotPresent pulls what is missing, Always asks the registry every time (blobs already
 //! stored are not downloaded again). Failures become the Waiting reasons kubelet reports:
 //! ErrImageNeverPull, ErrImagePull (with the registry's own error text), then
-//! ImagePullBackOff while the retries back off.
+//! ImagePullBackOff while the retries back off. Registry credentials come from the pod's
+//! `imagePullSecrets` (read through the config source, like env Secrets) as kubelet's
+//! `MakeDockerKeyring` reads them: a Secret's `.dockerconfigjson` or `.dockercfg`, other
+//! Secrets ignored, a missing one skipped with a warning (the pull may still succeed), a
+//! malformed one failing the pull.
 
 use super::start::StartFailure;
 use super::worker::PodWorker;
-use crate::image::ResolvedImage;
+use crate::config_source::{Lookup, ObjectKind};
+use crate::image::{Keyring, ResolvedImage};
 use crate::spec::{Container, PullPolicy};
+
+fn pull_error(message: String) -> StartFailure {
+    StartFailure::Waiting {
+        reason: "ErrImagePull",
+        message,
+    }
+}
 
 impl PodWorker {
     /// The resolved image of `container`, pulled first if its policy says so.
@@ -39,17 +51,58 @@ impl PodWorker {
                     reason: "ErrImagePull",
                     message: format!("pulling {image}: this agent has no registry client"),
                 })?;
+            let keyring = self.pull_secrets_keyring().await?;
             puller
-                .pull(images, image)
+                .pull_with(images, image, &keyring)
                 .await
-                .map_err(|e| StartFailure::Waiting {
-                    reason: "ErrImagePull",
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| pull_error(e.to_string()))?;
         }
         images.resolve(image).map_err(|e| StartFailure::Waiting {
             reason: "ErrImagePull",
             message: e.to_string(),
         })
+    }
+
+    /// The registry credentials of the pod's `imagePullSecrets`.
+    async fn pull_secrets_keyring(&self) -> Result<Keyring, StartFailure> {
+        let mut keyring = Keyring::default();
+        let refs: Vec<(ObjectKind, String)> = self
+            .pod
+            .spec
+            .image_pull_secrets
+            .iter()
+            .map(|r| (ObjectKind::Secret, r.name.clone()))
+            .collect();
+        if refs.is_empty() {
+            return Ok(keyring);
+        }
+        self.wait_first_read(&refs).await?;
+        let read = self.object_reader();
+        let ns = &self.pod.metadata.namespace;
+        let mut missing = Vec::new();
+        for (_, name) in &refs {
+            let data = match read(ObjectKind::Secret, name) {
+                Lookup::Present(data) => data,
+                Lookup::Absent | Lookup::Pending | Lookup::Failed(_) => {
+                    missing.push(name.as_str());
+                    continue;
+                }
+            };
+            let what = format!("image pull secret {ns}/{name}");
+            let non_empty = |key: &str| data.get(key).filter(|b| !b.is_empty());
+            let added = if let Some(json) = non_empty(".dockerconfigjson") {
+                keyring.add_docker_config_json(&what, json)
+            } else if let Some(cfg) = non_empty(".dockercfg") {
+                keyring.add_dockercfg(&what, cfg)
+            } else {
+                Ok(())
+            };
+            added.map_err(|e| pull_error(e.to_string()))?;
+        }
+        if !missing.is_empty() {
+            // kubelet's FailedToRetrieveImagePullSecret.
+            tracing::warn!(pod = %self.pod.metadata.name, "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.", missing.join(", "));
+        }
+        Ok(keyring)
     }
 }

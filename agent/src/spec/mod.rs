@@ -42,8 +42,8 @@ pub use parse::{
     endpoint_slice_from_api, parse_manifests, parse_pod, pod_from_api, service_from_api, Manifest,
 };
 pub use pod::{
-    resolve_port, Capabilities, Container, ContainerPort, EnvVar, HostAlias, ObjectMeta, Pod,
-    PodDnsConfig, PodDnsOption, PodSecurityContext, PodSpec, Protocol, PullPolicy,
+    resolve_port, Capabilities, Container, ContainerPort, EnvVar, HostAlias, LocalObjectReference,
+    ObjectMeta, Pod, PodDnsConfig, PodDnsOption, PodSecurityContext, PodSpec, Protocol, PullPolicy,
     ResourceRequirements, RestartPolicy, SecurityContext, VolumeMount,
 };
 pub use probe::{

@@ -83,6 +83,16 @@ pub struct PodSpec {
     pub host_aliases: Vec<HostAlias>,
     /// Volume sources (`emptyDir`, `hostPath`; any other is an unknown field, refused).
     pub volumes: Vec<Volume>,
+    /// Secrets (`kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg`) whose
+    /// registry credentials pull the pod's images; only a cluster pod may have them.
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+}
+
+/// A reference to an object of the pod's namespace by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LocalObjectReference {
+    pub name: String,
 }
 
 impl PodSpec {

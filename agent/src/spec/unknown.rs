@@ -49,8 +49,6 @@ const POD: &[(&str, Ignorable)] = &[
     ("spec.priorityClassName", Ignorable::Any),
     ("spec.preemptionPolicy", Ignorable::Any),
     ("spec.tolerations", Ignorable::Any),
-    // Registry credentials: images come from the local store.
-    ("spec.imagePullSecrets", Ignorable::Any),
     ("spec.enableServiceLinks", Ignorable::Default("true")),
     (
         "spec.automountServiceAccountToken",

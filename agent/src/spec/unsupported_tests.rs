@@ -78,6 +78,7 @@ const HONOURED: &[&str] = &[
     "spec.dnsConfig",
     "spec.subdomain",
     "spec.hostAliases",
+    "spec.imagePullSecrets",
     "spec.volumes[0]",
     "spec.volumes[1]",
     "spec.volumes[2].name",
@@ -338,6 +339,9 @@ fn maximal_pod() -> Pod {
             host_aliases: vec![HostAlias {
                 ip: "10.1.2.3".into(),
                 hostnames: vec!["db.local".into()],
+            }],
+            image_pull_secrets: vec![crate::spec::LocalObjectReference {
+                name: "regcred".into(),
             }],
             volumes: vec![
                 Volume {

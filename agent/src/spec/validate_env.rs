@@ -122,6 +122,9 @@ pub(super) fn validate_env_from(path: &str, c: &Container) -> Result<(), SpecErr
 /// Refuses, in a static manifest, the first reference to a ConfigMap or Secret.
 pub fn refuse_api_references(pod: &Pod) -> Result<(), SpecError> {
     let why = "a static pod cannot reference API objects (no API to read them from)";
+    if !pod.spec.image_pull_secrets.is_empty() {
+        return Err(SpecError::new("spec.imagePullSecrets", why));
+    }
     for (i, v) in pod.spec.volumes.iter().enumerate() {
         if v.config_map.is_some() {
             return Err(SpecError::new(format!("spec.volumes[{i}].configMap"), why));
@@ -172,6 +175,18 @@ mod tests {
     use crate::spec::{parse_pod, pod_from_api};
 
     const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: x\n    ENV\n";
+
+    #[test]
+    fn static_pods_may_not_have_image_pull_secrets_but_api_pods_may() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  imagePullSecrets: [{name: regcred}]\n  containers:\n  - name: c\n    image: x\n";
+        let err = parse_pod(yaml).expect_err("static pod");
+        assert_eq!(err.field, "spec.imagePullSecrets", "{err}");
+        assert!(err.message.contains("static pod"), "{err}");
+        let mut value: serde_json::Value = serde_yaml::from_str(yaml).expect("yaml");
+        value["spec"]["nodeName"] = "n1".into();
+        let pod = pod_from_api(value, "n1").expect("an API pod may");
+        assert_eq!(pod.spec.image_pull_secrets[0].name, "regcred");
+    }
 
     #[test]
     fn static_pods_may_not_reference_config_maps_or_secrets_but_api_pods_may() {

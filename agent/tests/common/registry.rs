@@ -14,6 +14,14 @@ impl Registry {
         Registry(bosun_test_support::Registry::start().unwrap_or_else(|e| panic!("{e}")))
     }
 
+    /// A registry demanding basic auth (htpasswd) as `user` with `password`.
+    pub fn start_with_password(user: &str, password: &str) -> Registry {
+        let options = bosun_test_support::RegistryOptions::basic_auth(user, password);
+        Registry(
+            bosun_test_support::Registry::start_with(&options).unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
     /// Pushes the test image `name` (a layout under `target/images`, whose ref.name is
     /// `bosun.test/<name>:1`) as `<host>/<repo>`.
     pub fn push(&self, name: &str, repo: &str) {

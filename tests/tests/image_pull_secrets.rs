@@ -1,0 +1,103 @@
+//! A pod's imagePullSecrets end to end with the real kubectl: a registry on loopback that
+//! demands a password (`docker-registry` with htpasswd), `kubectl create secret
+//! docker-registry` with a wrong and with the right password; the pod using the wrong one is
+//! Waiting in ErrImagePull (then ImagePullBackOff) with the registry's own answer, the pod
+//! using the right one runs an image that only the registry has under that name.
+
+use std::time::Duration;
+
+use bosun_e2e::{images_dir, wait_until, Control, Node};
+use bosun_test_support::{Registry, RegistryOptions};
+
+const USER: &str = "bosun";
+const PASSWORD: &str = "e2e-s3cret";
+
+const POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: [{name: SECRET}]
+  containers:
+  - name: c
+    image: IMAGE
+    command: [sh, -c, 'echo pulled with a secret; sleep 1000']
+"#;
+
+fn waiting(control: &Control, pod: &str) -> (String, String) {
+    let p = control.get_json(&["pod", pod]).unwrap_or_default();
+    let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    (s(&w["reason"]), s(&w["message"]))
+}
+
+#[test]
+fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
+    let registry = Registry::start_with(&RegistryOptions::basic_auth(USER, PASSWORD))
+        .unwrap_or_else(|e| panic!("{e}"));
+    registry
+        .push_layout(
+            &images_dir().join("busybox"),
+            "bosun.test/busybox:1",
+            "private/busybox:1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let image = format!("{}/private/busybox:1", registry.host);
+
+    let control = Control::start();
+    let mut node = Node::new(1, &control);
+    node.add_agent_flags(&["--insecure-registry", &registry.host]);
+    node.start_agent();
+    wait_until("the node is Ready", Duration::from_secs(30), || {
+        control.node_ready(&node.name)
+    });
+    for (secret, password) in [("wrongcred", "not-the-password"), ("regcred", PASSWORD)] {
+        control.kubectl_ok(&[
+            "create",
+            "secret",
+            "docker-registry",
+            secret,
+            &format!("--docker-server={}", registry.host),
+            &format!("--docker-username={USER}"),
+            &format!("--docker-password={password}"),
+        ]);
+    }
+    let pod = |name: &str, secret: &str| {
+        POD.replace("NAME", name)
+            .replace("NODE", &node.name)
+            .replace("SECRET", secret)
+            .replace("IMAGE", &image)
+    };
+    control.apply(&pod("wrong", "wrongcred"));
+    control.apply(&pod("right", "regcred"));
+
+    wait_until(
+        "the right secret's pod runs",
+        Duration::from_secs(60),
+        || {
+            control.get_json(&["pod", "right"]).is_some_and(|p| {
+                p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+            })
+        },
+    );
+    wait_until(
+        "the wrong secret's pod is ErrImagePull or ImagePullBackOff",
+        Duration::from_secs(60),
+        || {
+            let (reason, _) = waiting(&control, "wrong");
+            reason == "ErrImagePull" || reason == "ImagePullBackOff"
+        },
+    );
+    let (_, message) = waiting(&control, "wrong");
+    assert!(
+        message.contains("UNAUTHORIZED: authentication required"),
+        "{message}"
+    );
+    assert!(message.contains(&image), "{message}");
+    assert!(!message.contains("not-the-password"), "{message}");
+    wait_until("the pulled image's output", Duration::from_secs(20), || {
+        node.logs("default", "right")
+            .contains("pulled with a secret")
+    });
+}
