@@ -26,4 +26,5 @@ pub mod spdy;
 pub mod spec;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod token_source;
 pub mod volume;

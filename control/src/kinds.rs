@@ -237,6 +237,15 @@ const ATTACH: Subresource = Subresource {
     kind: "PodAttachOptions",
     verbs: &["create", "get"],
 };
+/// `serviceaccounts/token`: a TokenRequest answered with a signed token.
+const TOKEN: Subresource = Subresource {
+    name: "token",
+    group: "authentication.k8s.io",
+    version: "v1",
+    kind: "TokenRequest",
+    verbs: &["create"],
+};
+const SERVICE_ACCOUNT_SUB: &[Subresource] = &[TOKEN];
 const POD_SUB: &[Subresource] = &[
     status("", "v1", "Pod"),
     BINDING,
@@ -273,7 +282,7 @@ pub const RESOURCES: &[Resource] = &[
     res("", "v1", "Event", "events", "event", Namespaced, &["ev"], &[]),
     res("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", Cluster, &["pv"], &[]).with(PV_SUB),
     res("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", Namespaced, &["pvc"], &[]).with(PVC_SUB),
-    res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", Namespaced, &["sa"], &[]),
+    res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", Namespaced, &["sa"], &[]).with(SERVICE_ACCOUNT_SUB),
     // apps/v1
     res("apps", "v1", "Deployment", "deployments", "deployment", Namespaced, &["deploy"], ALL).with(DEPLOYMENT_SUB),
     res("apps", "v1", "ReplicaSet", "replicasets", "replicaset", Namespaced, &["rs"], ALL).with(REPLICASET_SUB),

@@ -52,6 +52,14 @@ struct Args {
     /// Static bearer tokens, kube-apiserver's CSV format: `token,user,uid,"group1,group2"`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// The `iss` of service-account tokens (signed by `<data-dir>/pki/sa.key`, made on first
+    /// start; API servers sharing a store must share it).
+    #[arg(long, default_value = bosun_control::authn::service_account::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// The audiences a service-account token must name to authenticate here (and what a
+    /// TokenRequest without audiences gets); default: the issuer.
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
     /// Lifetime of the bootstrap token made at start (`<data-dir>/bootstrap.kubeconfig`), in
     /// seconds; 0: it never expires.
     #[arg(long, default_value_t = 24 * 3600)]
@@ -256,6 +264,14 @@ async fn run(args: Args) -> Result<()> {
         burst: args.max_request_burst_per_client,
         max_watches: args.max_watches_per_client,
     });
+    state.service_accounts = Some(Arc::new(
+        bosun_control::authn::ServiceAccountTokens::load(
+            &args.data_dir.join("pki"),
+            &args.service_account_issuer,
+            args.api_audiences.clone(),
+        )
+        .context("the service-account signing key")?,
+    ));
     if let Some(path) = &args.token_auth_file {
         state.tokens = TokenFile::load(path).context("--token-auth-file")?;
     }

@@ -212,7 +212,7 @@ fn years_from_now(years: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc() + time::Duration::days(365 * years)
 }
 
-fn read(path: &Path) -> Result<String, PkiError> {
+pub(crate) fn read(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|source| PkiError::Io {
         action: "reading",
         path: path.to_owned(),
@@ -221,7 +221,7 @@ fn read(path: &Path) -> Result<String, PkiError> {
 }
 
 /// Writes a private key readable by its owner only, replacing any older file atomically.
-fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
     write_mode(path, text, 0o600)
 }
 

@@ -42,6 +42,7 @@ where
         certificate,
         request.headers(),
         &state.tokens,
+        state.service_accounts.as_deref(),
         state.store.as_ref(),
     )
     .await

@@ -11,7 +11,8 @@
 //! bootstrap kubeconfig the node first gets its own client certificate (`bootstrap.rs`).
 //! Pods' PersistentVolumeClaims are read through `claims.rs`; the CSI drivers of the node are
 //! found and recorded on its CSINode (`csi_drivers.rs`), and their volumes provisioned,
-//! deleted and expanded (`provisioner.rs`). While
+//! deleted and expanded (`provisioner.rs`); pods' service-account tokens requested and cached
+//! in `tokens.rs`. While
 //! the API is unreachable every loop retries and nothing on the node changes.
 
 pub mod bootstrap;
@@ -32,6 +33,7 @@ pub mod pods;
 pub mod provisioner;
 pub mod services;
 pub mod status;
+pub mod tokens;
 
 use std::net::IpAddr;
 use std::path::Path;

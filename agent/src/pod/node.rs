@@ -78,6 +78,8 @@ pub struct NodeContext {
     pub config_source: std::sync::OnceLock<std::sync::Arc<dyn crate::config_source::ConfigSource>>,
     /// PersistentVolumeClaims and their PVs from the API; set once the agent joins a cluster.
     pub claim_source: std::sync::OnceLock<std::sync::Arc<dyn crate::volume::ClaimSource>>,
+    /// Service-account tokens from the API; set once the agent joins a cluster.
+    pub token_source: std::sync::OnceLock<std::sync::Arc<dyn crate::token_source::TokenSource>>,
     /// The CSI volumes staged and published on this node (drivers under `<root>/plugins`).
     pub csi: crate::volume::CsiNode,
 }
@@ -98,6 +100,7 @@ impl NodeContext {
             probes: std::sync::OnceLock::new(),
             config_source: std::sync::OnceLock::new(),
             claim_source: std::sync::OnceLock::new(),
+            token_source: std::sync::OnceLock::new(),
             csi: crate::volume::CsiNode::new(&config.root, &config.csi_plugin_dir()),
             config,
         }

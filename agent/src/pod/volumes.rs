@@ -4,17 +4,37 @@
 //! FailedMount) and is retried with the container's backoff; a bad subPath is a
 //! `CreateContainerConfigError`. A `persistentVolumeClaim` volume waits (ContainerCreating,
 //! kubelet's `PVC is not bound` text) until its claim is Bound, then its PV is mounted:
-//! `hostPath`/`local` bind-mounted, `csi` staged and published by the driver.
+//! `hostPath`/`local` bind-mounted, `csi` staged and published by the driver. A projected
+//! `serviceAccountToken` source gets its token from the node's [`TokenSource`] (requested
+//! bound to the pod, cached, renewed by kubelet's rule; rechecked every
+//! [`TOKEN_RECHECK`]); a token that cannot be had keeps the container in ContainerCreating.
 
 use super::container_spec::pod_resources;
 use super::start::StartFailure;
 use super::worker::PodWorker;
 use crate::config_source::ObjectKind;
 use crate::runtime::BindMount;
-use crate::spec::{Container, DownwardApiVolumeFile, Volume};
+use crate::spec::{Container, DownwardApiVolumeFile, ServiceAccountTokenProjection, Volume};
+use crate::token_source::{TokenKey, TokenSource};
 use crate::volume::{ClaimedVolume, PodVolumes, Sources, VolumeError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often a pod with token projections asks whether a token is due for renewal (kubelet
+/// checks at each pod sync, every minute or so).
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(30);
+
+/// Tokens by (audience, expirationSeconds), what a projection asks for.
+type Tokens = BTreeMap<(String, i64), Vec<u8>>;
+
+fn token_lookup(tokens: Tokens) -> impl Fn(&ServiceAccountTokenProjection) -> Option<Vec<u8>> {
+    move |t| {
+        tokens
+            .get(&(t.audience.clone(), t.expiration_seconds()))
+            .cloned()
+    }
+}
 
 impl PodWorker {
     /// The bind mounts of `container`'s volumeMounts, setting the pod's volumes up first.
@@ -29,6 +49,14 @@ impl PodWorker {
         if self.volumes.is_none() {
             self.wait_first_read(&volume_references(&self.pod.spec.volumes))
                 .await?;
+            let (tokens, failures) = self.fetch_tokens().await;
+            if let Some(why) = failures.into_iter().next() {
+                return Err(StartFailure::Waiting {
+                    reason: "ContainerCreating",
+                    message: why,
+                });
+            }
+            let tokens = token_lookup(tokens);
             let objects = self.object_reader();
             let fields = self.field_values();
             let volumes = self.pod.spec.volumes.clone();
@@ -42,6 +70,7 @@ impl PodWorker {
                 let sources = Sources {
                     objects: &objects,
                     fields: &fields,
+                    tokens: &tokens,
                 };
                 PodVolumes::set_up(&dir, &volumes, limit, sources, &claims)
             })
@@ -194,6 +223,11 @@ impl PodWorker {
         if self.volumes.is_none() || !self.pod.spec.volumes.iter().any(files) {
             return;
         }
+        let (tokens, failures) = self.fetch_tokens().await;
+        for why in failures {
+            tracing::warn!(pod = %self.pod.metadata.name, error = %why, "renewing a token; keeping the last one");
+        }
+        let tokens = token_lookup(tokens);
         let objects = self.object_reader();
         let fields = self.field_values();
         let volumes = self.pod.spec.volumes.clone();
@@ -202,6 +236,7 @@ impl PodWorker {
             let sources = Sources {
                 objects: &objects,
                 fields: &fields,
+                tokens: &tokens,
             };
             PodVolumes::refresh(&dir, &volumes, sources)
         })
@@ -216,5 +251,64 @@ impl PodWorker {
             }
             Err(e) => tracing::warn!(error = %e, "volume update task"),
         }
+    }
+}
+
+impl PodWorker {
+    /// Whether the pod has `serviceAccountToken` projections, to renew.
+    pub(super) fn has_token_volumes(&self) -> bool {
+        self.pod
+            .spec
+            .volumes
+            .iter()
+            .flat_map(|v| v.projected.iter().flat_map(|p| &p.sources))
+            .any(|s| s.service_account_token.is_some())
+    }
+
+    /// The tokens of the pod's `serviceAccountToken` sources (fresh from the cache, or asked
+    /// for now), and why each one that could not be had failed, in kubelet's words.
+    async fn fetch_tokens(&self) -> (Tokens, Vec<String>) {
+        let mut tokens = Tokens::new();
+        let mut failures = Vec::new();
+        let source = self.ctx.token_source.get();
+        let account = match self.pod.spec.service_account_name.as_deref() {
+            Some(name) if !name.is_empty() => name.to_owned(),
+            _ => "default".to_owned(),
+        };
+        for v in &self.pod.spec.volumes {
+            let projections = v.projected.iter().flat_map(|p| &p.sources);
+            for t in projections.filter_map(|s| s.service_account_token.as_ref()) {
+                let fail = |why: String| {
+                    format!("MountVolume.SetUp failed for volume {:?} : {why}", v.name)
+                };
+                let Some(source) = source else {
+                    failures.push(fail("no API to request service account tokens from (the agent has no --kubeconfig)".into()));
+                    continue;
+                };
+                let key = TokenKey {
+                    namespace: self.pod.metadata.namespace.clone(),
+                    service_account: account.clone(),
+                    audience: t.audience.clone(),
+                    expiration_seconds: t.expiration_seconds(),
+                    pod_name: self.pod.metadata.name.clone(),
+                    pod_uid: self
+                        .pod
+                        .metadata
+                        .uid
+                        .clone()
+                        .unwrap_or_else(|| self.uid.clone()),
+                };
+                match TokenSource::token(source.as_ref(), key).await {
+                    Ok(token) => {
+                        tokens.insert(
+                            (t.audience.clone(), t.expiration_seconds()),
+                            token.into_bytes(),
+                        );
+                    }
+                    Err(why) => failures.push(fail(why)),
+                }
+            }
+        }
+        (tokens, failures)
     }
 }

@@ -268,6 +268,8 @@ impl PodWorker {
         self.persist();
         let mut config_changes = self.config_changes();
         let mut metadata = self.metadata_updates.take();
+        let renews_tokens = self.has_token_volumes();
+        let mut token_check = tokio::time::Instant::now() + super::volumes::TOKEN_RECHECK;
         loop {
             if self.exit_when_done && self.is_finished() {
                 self.teardown(false).await;
@@ -279,6 +281,10 @@ impl PodWorker {
                 Some(ev) = self.events_rx.recv() => self.handle_event(ev).await,
                 () = deadline_passed, if deadline.is_some() => self.deadline_exceeded().await,
                 Some(()) = config_changed(&mut config_changes) => self.refresh_file_volumes().await,
+                () = tokio::time::sleep_until(token_check), if renews_tokens => {
+                    token_check = tokio::time::Instant::now() + super::volumes::TOKEN_RECHECK;
+                    self.refresh_file_volumes().await;
+                }
                 meta = metadata_changed(&mut metadata) => {
                     self.pod.metadata.labels = meta.labels;
                     self.pod.metadata.annotations = meta.annotations;

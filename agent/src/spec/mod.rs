@@ -63,6 +63,7 @@ pub use validate_env::refuse_api_references;
 pub use volume::{
     ConfigMapVolumeSource, DownwardApiProjection, DownwardApiVolumeFile, DownwardApiVolumeSource,
     EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath, ObjectProjection,
-    PersistentVolumeClaimVolumeSource, ProjectedVolumeSource, SecretVolumeSource, Volume,
-    VolumeProjection, DEFAULT_FILE_MODE, HOST_PATH_TYPES, VOLUME_FIELD_PATHS,
+    PersistentVolumeClaimVolumeSource, ProjectedVolumeSource, SecretVolumeSource,
+    ServiceAccountTokenProjection, Volume, VolumeProjection, DEFAULT_FILE_MODE,
+    DEFAULT_TOKEN_EXPIRATION_SECONDS, HOST_PATH_TYPES, VOLUME_FIELD_PATHS,
 };

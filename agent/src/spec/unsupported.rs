@@ -51,10 +51,6 @@ fn refuse_pod_fields(spec: &PodSpec) -> Result<(), SpecError> {
             "node labels come with the control plane",
         );
     }
-    if spec.service_account_name.is_some() {
-        let why = "service account tokens come with the control plane";
-        return refused("spec.serviceAccountName", why);
-    }
     if spec.share_process_namespace == Some(true) {
         let why = "each container has its own PID namespace";
         return refused("spec.shareProcessNamespace", why);

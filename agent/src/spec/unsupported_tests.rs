@@ -25,7 +25,7 @@ use crate::spec::validate::validate;
 use crate::spec::volume::{
     ConfigMapVolumeSource, DownwardApiProjection, DownwardApiVolumeFile, DownwardApiVolumeSource,
     EmptyDirVolumeSource, HostPathVolumeSource, KeyToPath, ObjectProjection, ProjectedVolumeSource,
-    SecretVolumeSource, Volume, VolumeProjection,
+    SecretVolumeSource, ServiceAccountTokenProjection, Volume, VolumeProjection,
 };
 
 /// Fields the agent acts on (a path matches an entry equal to it or below it).
@@ -79,6 +79,7 @@ const HONOURED: &[&str] = &[
     "spec.subdomain",
     "spec.hostAliases",
     "spec.imagePullSecrets",
+    "spec.serviceAccountName",
     "spec.volumes[0]",
     "spec.volumes[1]",
     "spec.volumes[2].name",
@@ -102,7 +103,6 @@ const REFUSED: &[(&str, &str)] = &[
     ),
     ("spec.nodeName", "spec.nodeName"),
     ("spec.nodeSelector", "spec.nodeSelector"),
-    ("spec.serviceAccountName", "spec.serviceAccountName"),
     ("spec.shareProcessNamespace", "spec.shareProcessNamespace"),
     (
         "spec.containers[0].volumeMounts[0].mountPropagation",
@@ -453,6 +453,14 @@ fn maximal_pod() -> Pod {
                                 }),
                                 ..VolumeProjection::default()
                             },
+                            VolumeProjection {
+                                service_account_token: Some(ServiceAccountTokenProjection {
+                                    audience: "vault".into(),
+                                    expiration_seconds: Some(600),
+                                    path: "token".into(),
+                                }),
+                                ..VolumeProjection::default()
+                            },
                         ],
                         default_mode: Some(0o440),
                     }),
@@ -543,7 +551,6 @@ fn without_refused() -> Pod {
     }
     s.node_name = None;
     s.node_selector.clear();
-    s.service_account_name = None;
     s.share_process_namespace = None;
     pod
 }

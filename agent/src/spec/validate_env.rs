@@ -119,7 +119,8 @@ pub(super) fn validate_env_from(path: &str, c: &Container) -> Result<(), SpecErr
     Ok(())
 }
 
-/// Refuses, in a static manifest, the first reference to a ConfigMap or Secret.
+/// Refuses, in a static manifest, the first reference to a ConfigMap, Secret, claim or service
+/// account (its name or a token projection).
 pub fn refuse_api_references(pod: &Pod) -> Result<(), SpecError> {
     let why = "a static pod cannot reference API objects (no API to read them from)";
     if !pod.spec.image_pull_secrets.is_empty() {
@@ -147,7 +148,18 @@ pub fn refuse_api_references(pod: &Pod) -> Result<(), SpecError> {
                     return Err(SpecError::new(f, why));
                 }
             }
+            if s.service_account_token.is_some() {
+                let f = format!("spec.volumes[{i}].projected.sources[{j}].serviceAccountToken");
+                let why =
+                    "a static pod cannot have a service account token (no API to request it from)";
+                return Err(SpecError::new(f, why));
+            }
         }
+    }
+    if pod.spec.service_account_name.is_some() {
+        let why =
+            "a static pod cannot run as a service account (no API to request its tokens from)";
+        return Err(SpecError::new("spec.serviceAccountName", why));
     }
     for (path, c) in pod.spec.all_containers() {
         for (i, var) in c.env.iter().enumerate() {

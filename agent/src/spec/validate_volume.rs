@@ -220,9 +220,10 @@ fn validate_projected(
             source.config_map.is_some(),
             source.secret.is_some(),
             source.downward_api.is_some(),
+            source.service_account_token.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
-            let message = "exactly one of configMap, secret or downwardAPI must be specified";
+            let message = "exactly one of configMap, secret, downwardAPI or serviceAccountToken must be specified";
             return Err(SpecError::new(f, message));
         }
         for (name, o) in [
@@ -239,6 +240,25 @@ fn validate_projected(
         }
         if let Some(d) = &source.downward_api {
             validate_downward_items(&format!("{f}.downwardAPI"), &d.items, spec)?;
+        }
+        if let Some(t) = &source.service_account_token {
+            let tf = format!("{f}.serviceAccountToken");
+            if t.path.is_empty() {
+                return Err(SpecError::new(format!("{tf}.path"), "Required value"));
+            }
+            check_file_path(&format!("{tf}.path"), &t.path)?;
+            let seconds = t.expiration_seconds();
+            let why = if seconds < 600 {
+                "may not specify a duration less than 10 minutes"
+            } else if seconds > 1 << 32 {
+                "may not specify a duration larger than 2^32 seconds"
+            } else {
+                ""
+            };
+            if !why.is_empty() {
+                let message = format!("Invalid value: {seconds}: {why}");
+                return Err(SpecError::new(format!("{tf}.expirationSeconds"), message));
+            }
         }
     }
     Ok(())
@@ -304,10 +324,31 @@ mod tests {
 
     #[test]
     fn downward_and_projected_volumes_are_checked_and_tokens_refused_by_field() {
+        // A static pod has no API to ask for a token.
         let err = error_of("{name: t, projected: {sources: [{serviceAccountToken: {path: token, audience: api}}]}}");
         assert!(
             err.contains("spec.volumes[0].projected.sources[0].serviceAccountToken"),
             "{err}"
+        );
+        let api_pod = |volume: &str| {
+            let yaml = format!("{{apiVersion: v1, kind: Pod, metadata: {{name: p}}, spec: {{nodeName: n1, containers: [{{name: c, image: x}}], volumes: [{volume}]}}}}");
+            let value: serde_json::Value = serde_yaml::from_str(&yaml).expect("yaml");
+            crate::spec::pod_from_api(value, "n1")
+        };
+        api_pod("{name: t, projected: {sources: [{serviceAccountToken: {path: token, expirationSeconds: 600}}]}}")
+            .expect("a token projection of an API pod");
+        let err = api_pod("{name: t, projected: {sources: [{serviceAccountToken: {path: token, expirationSeconds: 599}}]}}")
+            .expect_err("too short");
+        assert_eq!(
+            err.field,
+            "spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds"
+        );
+        let err =
+            api_pod("{name: t, projected: {sources: [{serviceAccountToken: {audience: a}}]}}")
+                .expect_err("no path");
+        assert_eq!(
+            err.field,
+            "spec.volumes[0].projected.sources[0].serviceAccountToken.path"
         );
         let err = error_of(
             "{name: d, downwardAPI: {items: [{path: m, resourceFieldRef: {resource: limits.cpu}}]}}",

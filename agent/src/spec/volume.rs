@@ -1,9 +1,9 @@
 //! Pod volume sources as bosun reads them: `emptyDir`, `hostPath`, `configMap`, `secret`,
-//! `downwardAPI`, `projected` (configMap, secret and downwardAPI sources) and
+//! `downwardAPI`, `projected` (configMap, secret, downwardAPI and serviceAccountToken
+//! sources — a token only for API pods, refused in static manifests by `validate_env`) and
 //! `persistentVolumeClaim`, Kubernetes verbatim.
-//! Any other source (`nfs`, `csi`, ...) or projection (`serviceAccountToken`: bosun-control
-//! issues no bound tokens) is a field these types do not know, so `unknown` refuses it by its
-//! path (`spec.volumes[0].nfs`, `spec.volumes[0].projected.sources[0].serviceAccountToken`).
+//! Any other source (`nfs`, `csi`, ...) or projection (`clusterTrustBundle`) is a field these
+//! types do not know, so `unknown` refuses it by its path (`spec.volumes[0].nfs`).
 //! Checked by `validate_volume`. Pure.
 
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,31 @@ pub struct VolumeProjection {
     pub secret: Option<ObjectProjection>,
     #[serde(rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
     pub downward_api: Option<DownwardApiProjection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<ServiceAccountTokenProjection>,
+}
+
+/// A `serviceAccountToken` projection: a token of the pod's service account, bound to the pod,
+/// requested from the API and refreshed before it expires.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceAccountTokenProjection {
+    /// The token's audience; empty: the API server's.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub audience: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_seconds: Option<i64>,
+    pub path: String,
+}
+
+/// kube's default `expirationSeconds` of a token projection (one hour).
+pub const DEFAULT_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
+impl ServiceAccountTokenProjection {
+    pub fn expiration_seconds(&self) -> i64 {
+        self.expiration_seconds
+            .unwrap_or(DEFAULT_TOKEN_EXPIRATION_SECONDS)
+    }
 }
 
 /// A `configMap` or `secret` projection (no `defaultMode`: the volume's applies).

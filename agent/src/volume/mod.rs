@@ -5,7 +5,8 @@
 //! first bind-mounted on the host side after a check that it stays inside its volume
 //! (`sub_path`); `configMap` and `secret` volumes written by kubelet's atomic writer
 //! (`config_volume`, `atomic_writer`), secrets on a tmpfs; `downwardAPI` and `projected`
-//! volumes written the same way (`projected`); `persistentVolumeClaim` volumes
+//! volumes written the same way (`projected`; a `serviceAccountToken` source's token comes
+//! from the caller); `persistentVolumeClaim` volumes
 //! resolved to their PV (`claims`) and, for `csi` PVs, staged and published by the driver
 //! (`csi`). Every host-side mount lives under the pod's directory, so `host_mounts` can
 //! undo them all on pod delete and after an agent restart (CSI volumes are first unpublished
@@ -31,14 +32,15 @@ pub use config_volume::Objects;
 pub use csi::CsiNode;
 pub use error::VolumeError;
 pub use host_mounts::{unmount_all_under, unmount_orphans};
-pub use projected::FieldValues;
+pub use projected::{FieldValues, TokenValues};
 
-/// What file volumes are written from: the namespace's ConfigMaps and Secrets, and the pod's
-/// own fields (downwardAPI).
+/// What file volumes are written from: the namespace's ConfigMaps and Secrets, the pod's
+/// own fields (downwardAPI) and its service-account tokens (fetched by the caller).
 #[derive(Clone, Copy)]
 pub struct Sources<'a> {
     pub objects: Objects<'a>,
     pub fields: FieldValues<'a>,
+    pub tokens: TokenValues<'a>,
 }
 
 use crate::runtime::BindMount;

@@ -1,7 +1,8 @@
 //! `downwardAPI` and `projected` volumes: files written by the atomic writer like a configMap
 //! volume's, from the pod's own fields and resources (resolved by the caller through
 //! [`FieldValues`]) and, for a projected volume, from ConfigMaps and Secrets too, all its
-//! sources in one directory (a tmpfs, as kubelet wraps it, since it may hold secrets).
+//! sources in one directory (a tmpfs, as kubelet wraps it, since it may hold secrets), a
+//! `serviceAccountToken` source's token (fetched by the caller) included.
 //! A downwardAPI volume lives on the node's disk. Content that cannot be known now (an object
 //! not read yet) leaves what is there; a path two sources both write is an error.
 
@@ -14,10 +15,15 @@ use super::empty_dir::mount_tmpfs;
 use super::host_mounts::is_mount_point;
 use super::{volumes_dir, Sources, VolumeError};
 use crate::config_source::ObjectKind;
-use crate::spec::{DownwardApiVolumeFile, Volume, DEFAULT_FILE_MODE};
+use crate::spec::{
+    DownwardApiVolumeFile, ServiceAccountTokenProjection, Volume, DEFAULT_FILE_MODE,
+};
 
 /// Resolves one downwardAPI file's content: kubelet's text of the pod's field or resource.
 pub type FieldValues<'a> = &'a dyn Fn(&DownwardApiVolumeFile) -> Result<Vec<u8>, String>;
+
+/// The token of one `serviceAccountToken` source, `None` when none could be had now.
+pub type TokenValues<'a> = &'a dyn Fn(&ServiceAccountTokenProjection) -> Option<Vec<u8>>;
 
 /// Whether `v` is a downwardAPI or projected volume.
 pub(super) fn is_file_projection(v: &Volume) -> bool {
@@ -63,6 +69,13 @@ fn payload(
     for source in &p.sources {
         let files = if let Some(d) = &source.downward_api {
             downward_files(&d.items, p.default_mode, sources.fields)?
+        } else if let Some(t) = &source.service_account_token {
+            let Some(data) = (sources.tokens)(t) else {
+                return Ok(None);
+            };
+            // kubelet gives the token the volume's mode.
+            let mode = p.default_mode.unwrap_or(DEFAULT_FILE_MODE) as u32 & 0o777;
+            BTreeMap::from([(t.path.clone(), Payload { data, mode })])
         } else {
             let object = match (&source.config_map, &source.secret) {
                 (Some(o), _) => ConfigRef::projection(ObjectKind::ConfigMap, o, p.default_mode),
@@ -97,7 +110,7 @@ pub(super) fn set_up(dir: &Path, v: &Volume, sources: Sources<'_>) -> Result<(),
         None if std::fs::symlink_metadata(dir.join("..data")).is_ok() => Ok(()),
         None => Err(VolumeError::set_up(
             "",
-            "a ConfigMap or Secret of the projected volume could not be read from the API yet",
+            "a ConfigMap, Secret or token of the projected volume could not be read from the API yet",
         )),
     }
 }
@@ -136,9 +149,14 @@ mod tests {
             _ => Lookup::Absent,
         };
         let fields = |f: &DownwardApiVolumeFile| Ok(format!("value of {}", f.path).into_bytes());
+        let tokens = |t: &ServiceAccountTokenProjection| match t.audience.as_str() {
+            "pending" => None,
+            _ => Some(format!("token for {}", t.audience).into_bytes()),
+        };
         let sources = Sources {
             objects: &objects,
             fields: &fields,
+            tokens: &tokens,
         };
         let v = volume("{name: p, projected: {defaultMode: 256, sources: [{configMap: {name: cfg}}, {secret: {name: gone, optional: true}}, {downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}]}}");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -156,6 +174,12 @@ mod tests {
             err.to_string().contains("conflicting duplicate paths"),
             "{err}"
         );
+        let v = volume("{name: p, projected: {defaultMode: 288, sources: [{configMap: {name: cfg}}, {serviceAccountToken: {path: t/token, audience: vault}}]}}");
+        let files = payload(&v, sources).expect("payload").expect("known");
+        assert_eq!(files["t/token"].data, b"token for vault");
+        assert_eq!(files["t/token"].mode, 0o440);
+        let v = volume("{name: p, projected: {sources: [{serviceAccountToken: {path: token, audience: pending}}]}}");
+        assert!(payload(&v, sources).expect("pending").is_none());
         let v = volume("{name: p, projected: {sources: [{secret: {name: pending}}]}}");
         assert!(payload(&v, sources).expect("pending").is_none());
         let v = volume("{name: p, projected: {sources: [{secret: {name: gone}}]}}");

@@ -26,6 +26,7 @@ mod scale;
 pub mod selector;
 pub mod service_alloc;
 pub mod table_default;
+mod token_request;
 mod update;
 pub(crate) mod validate;
 mod validate_hpa;
@@ -43,7 +44,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::authn::{Identity, TokenFile};
+use crate::authn::{Identity, ServiceAccountTokens, TokenFile};
 use crate::authz;
 use crate::http_util::{json_response, ResponseBody};
 use crate::kinds::Resource;
@@ -86,6 +87,9 @@ pub struct ApiState {
     pub kubelet_address_types: crate::kubelet::AddressTypes,
     /// The nodes' scraped resource usage (`metrics.k8s.io`, the HPA controller).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The service-account token issuer (`serviceaccounts/token`, JWT authentication);
+    /// `None`: token requests fail and no JWT authenticates.
+    pub service_accounts: Option<Arc<ServiceAccountTokens>>,
 }
 
 impl ApiState {
@@ -103,6 +107,7 @@ impl ApiState {
             kubelet: None,
             kubelet_address_types: crate::kubelet::AddressTypes::default(),
             metrics: Arc::default(),
+            service_accounts: None,
         }
     }
 }
@@ -233,6 +238,7 @@ where
     let binding = call.path.subresource.as_deref() == Some("binding");
     let approval = call.path.subresource.as_deref() == Some("approval");
     let log = call.path.subresource.as_deref() == Some("log");
+    let token = call.path.subresource.as_deref() == Some("token");
     let result = match (method, named) {
         (Method::GET, true) if log => pod_log::get(&call, &raw_query).await,
         (other, true) if log => Err(ApiError::method_not_allowed(&other, &uri_path)),
@@ -246,6 +252,8 @@ where
         (other, true) if port_forward => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::POST, true) if binding => binding::create(&call, &body).await,
         (other, true) if binding => Err(ApiError::method_not_allowed(&other, &uri_path)),
+        (Method::POST, true) if token => token_request::create(&call, &body).await,
+        (other, true) if token => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if scale => scale::get(&call).await,
         (Method::PUT, true) if scale => scale::update(&call, &body).await,
         (Method::PATCH, true) if scale => scale::patch(&call, &body).await,
@@ -307,6 +315,8 @@ async fn authorize(call: &Call, method: &Method, body: &[u8]) -> Result<(), ApiE
         .flatten()
         .map(|b| b.object);
     let name = match verb {
+        // A subresource's object is the path's (kube's request info).
+        "create" if call.path.subresource.is_some() => call.path.name.clone(),
         "create" => object
             .as_ref()
             .and_then(|o| o["metadata"]["name"].as_str())

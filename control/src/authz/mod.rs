@@ -8,9 +8,11 @@
 //!   of pods bound to them, and events; create only mirror pods bound to and owned by
 //!   themselves and delete only pods bound to them (`node_pods`, refused in
 //!   NodeRestriction's words); read a Secret, ConfigMap or
-//!   PersistentVolumeClaim only while a pod bound to them uses it; create and read CSRs;
+//!   PersistentVolumeClaim only while a pod bound to them uses it; request a token for a
+//!   ServiceAccount only bound to a pod bound to them that runs as it (`node_tokens`); create
+//!   and read CSRs;
 //! - bootstrappers (`system:bootstrappers`) may create and read CSRs only;
-//! - anyone else may do nothing.
+//! - anyone else (service accounts included) may do nothing.
 //!
 //! A refusal is 403 Forbidden in kube-apiserver's words (`secrets "s" is forbidden: User
 //! "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "default":
@@ -23,6 +25,7 @@
 mod admission;
 mod node;
 mod node_pods;
+mod node_tokens;
 pub mod store_facts;
 
 use serde_json::Value;

@@ -7,7 +7,8 @@
 //! the CSI provisioner and resizer of its node-local drivers (ARCHITECTURE.md "Volumes"), so
 //! it holds the external-provisioner's and external-resizer's rights: claims and volumes
 //! (read, create/delete volumes, patch claims and their status), StorageClasses (read), and
-//! its own CSINode, like kubelet.
+//! its own CSINode, like kubelet. It may request tokens for its pods' service accounts
+//! (`node_tokens`).
 
 use serde_json::Value;
 
@@ -90,6 +91,10 @@ pub async fn decide(
             } else {
                 no_relationship()
             }
+        }
+        // Tokens for its pods' service accounts, bound to those pods (`node_tokens`).
+        ("", "serviceaccounts") if attrs.subresource == Some("token") => {
+            super::node_tokens::decide(node, attrs, facts).await
         }
         ("certificates.k8s.io", "certificatesigningrequests")
             if attrs.subresource.is_none()

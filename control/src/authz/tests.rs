@@ -11,7 +11,7 @@ struct Fake;
 
 fn pod_web() -> Value {
     json!({
-        "metadata": {"name": "web", "namespace": "default"},
+        "metadata": {"name": "web", "namespace": "default", "uid": "web-uid"},
         "spec": {
             "nodeName": "n1",
             "imagePullSecrets": [{"name": "pull"}],
@@ -32,8 +32,8 @@ fn pod_web() -> Value {
 }
 
 fn pod_other() -> Value {
-    json!({"metadata": {"name": "other", "namespace": "default"},
-        "spec": {"nodeName": "n2", "volumes": [{"name": "a", "secret": {"secretName": "s2"}}]}})
+    json!({"metadata": {"name": "other", "namespace": "default", "uid": "other-uid"},
+        "spec": {"nodeName": "n2", "serviceAccountName": "builder", "volumes": [{"name": "a", "secret": {"secretName": "s2"}}]}})
 }
 
 #[async_trait::async_trait]
@@ -369,4 +369,72 @@ async fn a_node_creates_only_its_own_mirror_pods_in_noderestrictions_words() {
         .await
         .expect_err("refused");
     assert_eq!(e.message, "pods \"web\" is forbidden: User \"system:node:n1\" cannot update resource \"pods\" in API group \"\" in the namespace \"default\"");
+}
+
+/// The Node authorizer and NodeRestriction on `serviceaccounts/token`.
+#[tokio::test]
+async fn a_node_gets_tokens_only_bound_to_its_own_pods() {
+    let n1 = id("system:node:n1", &["system:nodes"]);
+    let request = |kind: &str, name: &str, uid: &str| {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"boundObjectRef": {"apiVersion": "v1", "kind": kind, "name": name, "uid": uid}}})
+    };
+    let cases = [
+        ("default", request("Pod", "web", "web-uid"), None),
+        // `other` runs as builder, but on n2: no relationship.
+        ("builder", request("Pod", "other", "other-uid"), Some("serviceaccounts \"builder\" is forbidden: User \"system:node:n1\" cannot create resource \"serviceaccounts/token\" in API group \"\" in the namespace \"default\": no relationship found between node 'n1' and this object")),
+        ("default", json!({"spec": {}}), Some("serviceaccounts \"default\" is forbidden: node requested token not bound to a pod")),
+        ("default", request("Secret", "web", "web-uid"), Some("serviceaccounts \"default\" is forbidden: node requested token not bound to a pod")),
+        ("default", request("Pod", "web", ""), Some("serviceaccounts \"default\" is forbidden: node requested token with a pod binding without a uid")),
+        ("default", request("Pod", "web", "old"), Some("serviceaccounts \"default\" is forbidden: the UID in the bound object reference (old) does not match the UID in record. The object might have been deleted and then recreated")),
+        ("default", request("Pod", "other", "other-uid"), Some("serviceaccounts \"default\" is forbidden: node requested token bound to a pod scheduled on a different node")),
+        ("default", request("Pod", "gone", "u"), Some("pods \"gone\" not found")),
+    ];
+    for (account, body, refusal) in cases {
+        let attrs = Attributes {
+            verb: "create",
+            resource: resource("serviceaccounts"),
+            subresource: Some("token"),
+            namespace: Some("default"),
+            name: Some(account),
+            object: Some(&body),
+        };
+        let got = authorize(&n1, &attrs, &Fake).await;
+        match refusal {
+            None => assert!(got.is_ok(), "{body}: {got:?}"),
+            Some(why) => assert_eq!(got.expect_err("refused").message, why, "{body}"),
+        }
+    }
+    // Nothing else of service accounts, and nobody but a node or an admin.
+    check(
+        &n1,
+        vec![(
+            "get",
+            "serviceaccounts",
+            None,
+            Some("default"),
+            Some("default"),
+            None,
+            false,
+        )],
+    )
+    .await;
+    let sa = crate::authn::service_account::identity("default", "default");
+    let body = request("Pod", "web", "web-uid");
+    check(
+        &sa,
+        vec![
+            (
+                "create",
+                "serviceaccounts",
+                Some("token"),
+                Some("default"),
+                Some("default"),
+                Some(body),
+                false,
+            ),
+            ("list", "pods", None, Some("default"), None, None, false),
+        ],
+    )
+    .await;
 }

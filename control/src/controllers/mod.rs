@@ -7,7 +7,8 @@
 //! node lifecycle controller (`node_lifecycle`), the pod garbage collector (`podgc`), the Job
 //! controller (`job`), the CronJob controller (`cronjob`), the DaemonSet controller
 //! (`daemonset`), the StatefulSet controller (`statefulset`), the HorizontalPodAutoscaler
-//! controller (`hpa`), the PersistentVolume binder (`persistentvolume`) and the bootstrap-token and CSR
+//! controller (`hpa`), the PersistentVolume binder (`persistentvolume`), the `default`
+//! ServiceAccount of every namespace (`service_accounts`) and the bootstrap-token and CSR
 //! cleaners (`cleaners`) — on the process that holds
 //! the `kube-controller-manager` Lease (`leader`).
 
@@ -33,6 +34,7 @@ mod pods;
 mod queue;
 mod replicaset;
 pub(crate) mod scheduler;
+pub(crate) mod service_accounts;
 mod statefulset;
 
 use std::net::SocketAddr;
@@ -169,6 +171,13 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         },
     ));
     tasks.push(cleaners::spawn(client.clone()));
+    tasks.push(service_accounts::spawn(
+        client.clone(),
+        service_accounts::Caches {
+            namespaces: Informer::spawn(Arc::clone(store), resource("", "namespaces")),
+            accounts: Informer::spawn(Arc::clone(store), resource("", "serviceaccounts")),
+        },
+    ));
     tasks.push(podgc::spawn(
         client.clone(),
         podgc::Caches {

@@ -86,6 +86,8 @@ pub fn build(resources: &[&Resource]) -> (Map<String, Value>, Vec<Option<String>
     add::<meta::DeleteOptions>(&mut generator);
     add::<meta::ListMeta>(&mut generator);
     add::<meta::Patch>(&mut generator);
+    // The body of `serviceaccounts/token` (a subresource of its own kind).
+    add::<k8s_openapi::api::authentication::v1::TokenRequest>(&mut generator);
     let names: Vec<Option<String>> = resources
         .iter()
         .map(|r| adder(r).map(|f| f(&mut generator)))

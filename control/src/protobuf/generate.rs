@@ -370,6 +370,9 @@ fn json_name(
     lower_camel(&field.name)
 }
 
+/// Subresources whose POST body kubectl sends as protobuf (`kubectl create token`).
+const BODY_SUBRESOURCES: &[(&str, &str, &str)] = &[("authentication.k8s.io", "v1", "TokenRequest")];
+
 /// The descriptor set, encoded, from k8s-pb's source at `source`.
 pub fn generate(source: &Path) -> Vec<u8> {
     let all: Vec<&'static crate::kinds::Resource> = RESOURCES.iter().collect();
@@ -379,6 +382,11 @@ pub fn generate(source: &Path) -> Vec<u8> {
         .iter()
         .map(|r| message_name(r.group, r.version, r.kind))
         .chain([UNKNOWN.to_owned()])
+        .chain(
+            BODY_SUBRESOURCES
+                .iter()
+                .map(|(g, v, k)| message_name(g, v, k)),
+        )
         .collect();
     let mut reached = BTreeSet::new();
     while let Some(name) = todo.pop() {
