@@ -102,5 +102,8 @@ fn refuse_container_fields(path: &str, c: &Container) -> Result<(), SpecError> {
 }
 
 #[cfg(test)]
+#[path = "unsupported_fixture.rs"]
+mod fixture;
+#[cfg(test)]
 #[path = "unsupported_tests.rs"]
 mod tests;
