@@ -282,7 +282,7 @@ async fn receive(fw: std::sync::Weak<Forwarder>, socket: Arc<UdpSocket>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::Ipv4Addr;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -292,7 +292,7 @@ mod tests {
     use super::*;
 
     /// A resolver on loopback answering every A query with 192.0.2.1 (TTL `ttl`); counts.
-    async fn upstream(ttl: u32) -> (SocketAddr, Arc<AtomicUsize>) {
+    pub(in crate::dns) async fn upstream(ttl: u32) -> (SocketAddr, Arc<AtomicUsize>) {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = socket.local_addr().expect("addr");
         let count = Arc::new(AtomicUsize::new(0));

@@ -1,10 +1,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::RwLock;
 
 use hickory_proto::op::{Edns, Message, Query};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 use serde_json::json;
 
 use super::*;
@@ -21,34 +20,6 @@ fn zone() -> Zone {
         "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]}}))
     .expect("service");
     Zone::build("cluster.local", &[web], &[])
-}
-
-/// A resolver on loopback answering every A query with 192.0.2.1 (TTL 60); counts queries.
-async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let addr = socket.local_addr().expect("addr");
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-            let Ok(q) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            seen.fetch_add(1, Ordering::SeqCst);
-            let mut reply = Message::new();
-            reply
-                .set_id(q.id())
-                .set_message_type(MessageType::Response)
-                .add_queries(q.queries().to_vec());
-            if let Some(query) = q.queries().first() {
-                let a = RData::A(A(Ipv4Addr::new(192, 0, 2, 1)));
-                reply.add_answer(Record::from_rdata(query.name().clone(), 60, a));
-            }
-            let _ = socket.send_to(&reply.to_vec().expect("encode"), from).await;
-        }
-    });
-    (addr, count)
 }
 
 /// The UDP server on loopback with [`zone`], forwarding to `upstreams`.
@@ -138,7 +109,7 @@ async fn unknown_cluster_names_get_nxdomain_and_bad_datagrams_formerr() {
 
 #[tokio::test]
 async fn outside_names_are_forwarded_once_then_answered_from_the_cache() {
-    let (up, count) = upstream().await;
+    let (up, count) = crate::dns::forward::tests::upstream(60).await;
     let addr = server(vec![up]).await;
     for (id, edns) in [(1, false), (2, false), (3, true), (4, false)] {
         let m = exchange(addr, &query("Example.ORG.", RecordType::A, id, edns)).await;
