@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::env::{container_env, Allocatable, EnvFacts};
+use super::env::{allocatable, container_env, EnvFacts};
 use super::start::StartFailure;
 use super::worker::PodWorker;
 use crate::config_source::{Lookup, ObjectKind};
@@ -141,26 +141,5 @@ impl PodWorker {
             tracing::warn!(pod = %self.pod.metadata.name, container = %container.name, keys = ?env.invalid, "InvalidEnvironmentVariableNames: keys from envFrom skipped");
         }
         Ok(env.vars)
-    }
-}
-
-/// The node's cpu count, memory and the agent root's filesystem size (kubelet's capacity,
-/// without reservations).
-pub(super) fn allocatable(root: &std::path::Path) -> Allocatable {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
-            line.split_whitespace().nth(1)?.parse::<u128>().ok()
-        })
-        .map_or(0, |kib| kib * 1024);
-    let storage = nix::sys::statvfs::statvfs(root)
-        .map(|s| u128::from(s.blocks()) * u128::from(s.fragment_size()))
-        .unwrap_or(0);
-    Allocatable {
-        cpu_millis: cpus as u128 * 1000,
-        memory,
-        ephemeral_storage: storage,
     }
 }

@@ -30,6 +30,27 @@ pub struct Allocatable {
     pub ephemeral_storage: u128,
 }
 
+/// The node's cpu count, memory and the agent root's filesystem size (kubelet's capacity,
+/// without reservations).
+pub(super) fn allocatable(root: &std::path::Path) -> Allocatable {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<u128>().ok()
+        })
+        .map_or(0, |kib| kib * 1024);
+    let storage = nix::sys::statvfs::statvfs(root)
+        .map(|s| u128::from(s.blocks()) * u128::from(s.fragment_size()))
+        .unwrap_or(0);
+    Allocatable {
+        cpu_millis: cpus as u128 * 1000,
+        memory,
+        ephemeral_storage: storage,
+    }
+}
+
 /// A container's resolved environment.
 pub struct ContainerEnv {
     pub vars: Vec<(String, String)>,

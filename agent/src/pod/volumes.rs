@@ -7,7 +7,7 @@
 //! `hostPath`/`local` bind-mounted, `csi` staged and published by the driver. A projected
 //! `serviceAccountToken` source gets its token from the node's [`TokenSource`] (requested
 //! bound to the pod, cached, renewed by kubelet's rule; rechecked every
-//! [`TOKEN_RECHECK`]); a token that cannot be had keeps the container in ContainerCreating.
+//! `worker::TOKEN_RECHECK`); a token that cannot be had keeps the container in ContainerCreating.
 
 use super::container_spec::pod_resources;
 use super::start::StartFailure;
@@ -19,11 +19,6 @@ use crate::token_source::{TokenKey, TokenSource};
 use crate::volume::{ClaimedVolume, PodVolumes, Sources, VolumeError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// How often a pod with token projections asks whether a token is due for renewal (kubelet
-/// checks at each pod sync, every minute or so).
-pub const TOKEN_RECHECK: Duration = Duration::from_secs(30);
 
 /// Tokens by (audience, expirationSeconds), what a projection asks for.
 type Tokens = BTreeMap<(String, i64), Vec<u8>>;
@@ -197,7 +192,7 @@ impl PodWorker {
     ) -> impl Fn(&DownwardApiVolumeFile) -> Result<Vec<u8>, String> + Send + 'static {
         let pod = self.pod.clone();
         let uid = self.uid.clone();
-        let allocatable = super::config_refs::allocatable(&self.ctx.config.root);
+        let allocatable = super::env::allocatable(&self.ctx.config.root);
         move |item| {
             let facts = super::env::EnvFacts {
                 pod: &pod,

@@ -36,6 +36,10 @@ pub enum PodCommand {
     },
 }
 
+/// How often a pod with token projections asks whether a token is due for renewal (kubelet
+/// checks at each pod sync, every minute or so).
+pub(super) const TOKEN_RECHECK: Duration = Duration::from_secs(30);
+
 /// The running pod task's state.
 pub struct PodWorker {
     pub(super) ctx: Arc<NodeContext>,
@@ -269,7 +273,7 @@ impl PodWorker {
         let mut config_changes = self.config_changes();
         let mut metadata = self.metadata_updates.take();
         let renews_tokens = self.has_token_volumes();
-        let mut token_check = tokio::time::Instant::now() + super::volumes::TOKEN_RECHECK;
+        let mut token_check = tokio::time::Instant::now() + TOKEN_RECHECK;
         loop {
             if self.exit_when_done && self.is_finished() {
                 self.teardown(false).await;
@@ -282,7 +286,7 @@ impl PodWorker {
                 () = deadline_passed, if deadline.is_some() => self.deadline_exceeded().await,
                 Some(()) = config_changed(&mut config_changes) => self.refresh_file_volumes().await,
                 () = tokio::time::sleep_until(token_check), if renews_tokens => {
-                    token_check = tokio::time::Instant::now() + super::volumes::TOKEN_RECHECK;
+                    token_check = tokio::time::Instant::now() + TOKEN_RECHECK;
                     self.refresh_file_volumes().await;
                 }
                 meta = metadata_changed(&mut metadata) => {
