@@ -2,7 +2,8 @@
 //! `/api/v1`, `/apis/<group>/<version>`) that kube-rs and older clients read, and aggregated
 //! discovery (`apidiscovery.k8s.io/v2`), which kubectl 1.32 asks for first and which answers
 //! everything in two requests (DESIGN.md §8). `metrics.k8s.io/v1beta1` (served from the
-//! scraped window, not the store: `crate::metrics::api`) is listed after the table's groups.
+//! scraped window, not the store: `crate::metrics::api`) and `authentication.k8s.io/v1`
+//! (SelfSubjectReviews, `api::self_subject_review`) are listed after the table's groups.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
@@ -42,7 +43,51 @@ pub fn api_versions(server_address: &str) -> APIVersions {
 pub fn api_group_list() -> APIGroupList {
     let mut groups: Vec<APIGroup> = kinds::groups().iter().map(api_group).collect();
     groups.push(metrics_group());
+    groups.push(authentication_group());
     APIGroupList { groups }
+}
+
+/// `/apis/authentication.k8s.io`: SelfSubjectReviews (`api::self_subject_review`).
+pub fn authentication_group() -> APIGroup {
+    use crate::api::self_subject_review::{GROUP, VERSION};
+    let version = GroupVersionForDiscovery {
+        group_version: format!("{GROUP}/{VERSION}"),
+        version: VERSION.to_owned(),
+    };
+    APIGroup {
+        name: GROUP.to_owned(),
+        preferred_version: Some(version.clone()),
+        versions: vec![version],
+        server_address_by_client_cidrs: None,
+    }
+}
+
+/// `/apis/authentication.k8s.io/v1`.
+fn authentication_resource_list() -> APIResourceList {
+    use crate::api::self_subject_review::{GROUP, KIND, PLURAL, VERSION};
+    APIResourceList {
+        group_version: format!("{GROUP}/{VERSION}"),
+        resources: vec![APIResource {
+            name: PLURAL.to_owned(),
+            singular_name: String::new(),
+            namespaced: false,
+            kind: KIND.to_owned(),
+            verbs: strings(&["create"]),
+            ..APIResource::default()
+        }],
+    }
+}
+
+/// The aggregated entry of `authentication.k8s.io`.
+fn authentication_discovery() -> Value {
+    use crate::api::self_subject_review::{GROUP, KIND, PLURAL, VERSION};
+    json!({"metadata": {"name": GROUP}, "versions": [{"version": VERSION, "resources": [{
+        "resource": PLURAL,
+        "responseKind": {"group": GROUP, "version": VERSION, "kind": KIND},
+        "scope": "Cluster",
+        "singularResource": "",
+        "verbs": ["create"],
+    }], "freshness": "Current"}]})
 }
 
 /// `/apis/metrics.k8s.io`.
@@ -102,6 +147,9 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<APIResourceList> 
     if (group, version) == (crate::metrics::api::GROUP, crate::metrics::api::VERSION) {
         return Some(metrics_resource_list());
     }
+    if (group, version) == ("authentication.k8s.io", "v1") {
+        return Some(authentication_resource_list());
+    }
     let mut resources = Vec::new();
     for r in kinds::in_group_version(group, version) {
         resources.push(APIResource {
@@ -152,6 +200,7 @@ pub fn aggregated(core: bool) -> Value {
             .map(|g| group_discovery(g.name, &g.versions))
             .collect();
         items.push(metrics_discovery());
+        items.push(authentication_discovery());
         items
     };
     json!({

@@ -67,6 +67,9 @@ where
             return response;
         }
     }
+    if let Some(response) = api::self_subject_review::handle(&identity, request.method(), &path) {
+        return response;
+    }
     let query = request.uri().query().unwrap_or("").to_owned();
     if let Some(response) =
         crate::metrics::api::handle(state, &identity, request.method(), &path, &query).await
@@ -120,6 +123,11 @@ fn discovery_route(info: &ServerInfo, path: &str, accept: &str) -> Option<Respon
         ["api", "v1"] => resource_list("", "v1"),
         ["apis", crate::metrics::api::GROUP] => Some(ok_json(&with_kind(
             discovery::metrics_group(),
+            "APIGroup",
+            Some("v1"),
+        ))),
+        ["apis", api::self_subject_review::GROUP] => Some(ok_json(&with_kind(
+            discovery::authentication_group(),
             "APIGroup",
             Some("v1"),
         ))),

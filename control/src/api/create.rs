@@ -1,7 +1,8 @@
 //! POST to a collection: decode and validate the body, fill the server-owned metadata, check
 //! that the namespace exists and is not terminating, and create the key (409 if it exists).
 //! A Service gets its ClusterIP and node ports (`service_alloc`), given back if the create
-//! fails. `dryRun=All` does everything but the write.
+//! fails. A Pod passes kube's ServiceAccount admission (`service_account_admission`).
+//! `dryRun=All` does everything but the write.
 
 use http::{Response, StatusCode};
 use serde_json::Value;
@@ -36,10 +37,11 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     }
     crate::authz::admit(&call.identity, resource, None, &object)?;
     super::volume_claims::admit_create(call, &mut object).await?;
-    validate::check_semantics(&object, resource)?;
     if let Some(ns) = call.path.namespace.as_deref() {
         namespace_accepts_objects(call, ns).await?;
     }
+    super::service_account_admission::admit_create(call, &mut object).await?;
+    validate::check_semantics(&object, resource)?;
     let name = name_of(&object).to_owned();
     let key = object_key(resource, call.path.namespace.as_deref(), &name);
     if call.query.dry_run {
@@ -69,6 +71,12 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
             return Err(e);
         }
     };
+    if (resource.group, resource.kind) == ("", "Namespace") {
+        if let Err(error) = super::namespaces::create_default_account(store, &name).await {
+            // The service-account controller makes it on its next pass.
+            tracing::warn!(%error, namespace = %name, "creating the default ServiceAccount");
+        }
+    }
     Ok(object_response(
         StatusCode::CREATED,
         &call.shown(decode_stored(&kv)?),

@@ -174,6 +174,17 @@ fn pod_spec(spec: &mut Value) {
     default(spec, "schedulerName", json!("default-scheduler"));
     default(spec, "securityContext", json!({}));
     default(spec, "enableServiceLinks", json!(true));
+    // v1's deprecated `serviceAccount` and `serviceAccountName` are one field (kube's
+    // conversion): either names the account, and both show it.
+    let account = ["serviceAccountName", "serviceAccount"]
+        .iter()
+        .filter_map(|k| spec[*k].as_str())
+        .find(|n| !n.is_empty())
+        .map(str::to_owned);
+    if let Some(account) = account {
+        spec["serviceAccountName"] = json!(account);
+        spec["serviceAccount"] = json!(account);
+    }
     for list in ["initContainers", "containers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             containers.iter_mut().for_each(container);

@@ -24,6 +24,8 @@ mod pod_update;
 pub(crate) mod query;
 mod scale;
 pub mod selector;
+pub mod self_subject_review;
+pub(crate) mod service_account_admission;
 pub mod service_alloc;
 pub mod table_default;
 mod token_request;

@@ -1,5 +1,6 @@
 //! The namespaces the server owns: at start it creates default, kube-system, kube-public and
-//! kube-node-lease when missing, and resumes any namespace deletion a restart interrupted.
+//! kube-node-lease when missing (each with its `default` ServiceAccount, which a created
+//! namespace gets at once too), and resumes any namespace deletion a restart interrupted.
 //! Deleting a namespace marks it Terminating (deletionTimestamp, status.phase), then a
 //! background task deletes every namespaced object in it, of every kind, and finally the
 //! namespace itself; objects with finalizers are waited for, retried every second.
@@ -51,6 +52,9 @@ pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), store::Error> {
             Err(e) => return Err(e),
         }
     }
+    for name in BUILT_IN {
+        create_default_account(state.store.as_ref(), name).await?;
+    }
     let page = state
         .store
         .list(&resource.key_prefix(), &ListOptions::default())
@@ -63,6 +67,30 @@ pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), store::Error> {
         }
     }
     Ok(())
+}
+
+/// Creates the `default` ServiceAccount of namespace `ns` when missing, as soon as the
+/// namespace is: kube leaves it to the service-account controller, and a pod created right
+/// after its namespace then fails its ServiceAccount admission until the controller's pass;
+/// here the account exists as soon as the namespace does (the controller still makes a deleted
+/// one again).
+pub async fn create_default_account(store: &dyn Store, ns: &str) -> Result<(), store::Error> {
+    let Some(accounts) = kinds::find("", "v1", "serviceaccounts") else {
+        return Ok(());
+    };
+    let key = object_key(accounts, Some(ns), "default");
+    let mut account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": ns}});
+    if meta::prepare_create(&mut account, accounts, Some(ns)).is_err() {
+        return Ok(());
+    }
+    let Ok(bytes) = meta::to_stored(&account) else {
+        return Ok(());
+    };
+    match store.create(&key, bytes).await {
+        Ok(_) | Err(store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Marks the namespace in `kv` Terminating and starts removing its content.

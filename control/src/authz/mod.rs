@@ -22,7 +22,7 @@
 //! What a rule needs from the store (the stored pod, the pods bound to a node) comes through
 //! the small [`Facts`] seam, so the rule table is tested without a store.
 
-mod admission;
+pub(crate) mod admission;
 mod node;
 mod node_pods;
 mod node_tokens;

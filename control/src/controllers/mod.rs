@@ -8,7 +8,8 @@
 //! controller (`job`), the CronJob controller (`cronjob`), the DaemonSet controller
 //! (`daemonset`), the StatefulSet controller (`statefulset`), the HorizontalPodAutoscaler
 //! controller (`hpa`), the PersistentVolume binder (`persistentvolume`), the `default`
-//! ServiceAccount of every namespace (`service_accounts`) and the bootstrap-token and CSR
+//! ServiceAccount of every namespace (`service_accounts`), the `kube-root-ca.crt` ConfigMap of
+//! every namespace (`root_ca`) and the bootstrap-token and CSR
 //! cleaners (`cleaners`) — on the process that holds
 //! the `kube-controller-manager` Lease (`leader`).
 
@@ -33,6 +34,7 @@ mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
+mod root_ca;
 pub(crate) mod scheduler;
 pub(crate) mod service_accounts;
 mod statefulset;
@@ -171,13 +173,24 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         },
     ));
     tasks.push(cleaners::spawn(client.clone()));
+    let namespaces = Informer::spawn(Arc::clone(store), resource("", "namespaces"));
     tasks.push(service_accounts::spawn(
         client.clone(),
         service_accounts::Caches {
-            namespaces: Informer::spawn(Arc::clone(store), resource("", "namespaces")),
+            namespaces: Arc::clone(&namespaces),
             accounts: Informer::spawn(Arc::clone(store), resource("", "serviceaccounts")),
         },
     ));
+    if let Some(ca) = &state.ca {
+        tasks.push(root_ca::spawn(
+            client.clone(),
+            root_ca::Caches {
+                namespaces,
+                config_maps: Informer::spawn(Arc::clone(store), resource("", "configmaps")),
+            },
+            ca.cert_pem.clone(),
+        ));
+    }
     tasks.push(podgc::spawn(
         client.clone(),
         podgc::Caches {
