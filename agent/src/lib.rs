@@ -22,6 +22,7 @@ pub mod network;
 pub mod pod;
 pub mod probe;
 pub mod runtime;
+pub mod service_env;
 pub mod spdy;
 pub mod spec;
 #[allow(unsafe_code)]

@@ -12,7 +12,7 @@
 //! Pods' PersistentVolumeClaims are read through `claims.rs`; the CSI drivers of the node are
 //! found and recorded on its CSINode (`csi_drivers.rs`), and their volumes provisioned,
 //! deleted and expanded (`provisioner.rs`); pods' service-account tokens requested and cached
-//! in `tokens.rs`. While
+//! in `tokens.rs`; the Services of containers' environments followed in `service_env.rs`. While
 //! the API is unreachable every loop retries and nothing on the node changes.
 
 pub mod bootstrap;
@@ -31,6 +31,7 @@ pub mod pod_events;
 pub mod pod_status;
 pub mod pods;
 pub mod provisioner;
+pub mod service_env;
 pub mod services;
 pub mod status;
 pub mod tokens;

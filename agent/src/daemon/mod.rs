@@ -214,6 +214,8 @@ pub async fn run(
         let _ = ctx.claim_source.set(Arc::new(claims));
         let tokens = crate::cluster::tokens::ApiTokens::new(join.client.clone());
         let _ = ctx.token_source.set(Arc::new(tokens));
+        let services = crate::cluster::service_env::ApiServiceEnv::spawn(join.client.clone());
+        let _ = ctx.service_source.set(services);
     }
     // CSI volumes of pods that are gone (a teardown whose driver did not answer, or pods
     // deleted while the agent was down) are unpublished and unstaged, retried until done.

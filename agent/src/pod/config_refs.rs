@@ -1,5 +1,5 @@
 //! The worker's side of a container's environment: waits (briefly) until the ConfigMaps and
-//! Secrets it references have been read, gathers the pod's facts (IPs, the node's
+//! Secrets it references, and the cluster's Services, have been read, gathers the pod's facts (IPs, the node's
 //! allocatable) and resolves it through `env.rs`. Any failure keeps the container Waiting in
 //! `CreateContainerConfigError`; the retry comes sooner when a watched object changes.
 
@@ -9,6 +9,7 @@ use super::env::{allocatable, container_env, EnvFacts};
 use super::start::StartFailure;
 use super::worker::PodWorker;
 use crate::config_source::{Lookup, ObjectKind};
+use crate::service_env::{service_env, NOT_LISTED};
 use crate::spec::Container;
 
 /// How long a container start waits for the first read of an object it references.
@@ -99,6 +100,31 @@ impl PodWorker {
         }
     }
 
+    /// The Service variables of the pod (none without an API); an API pod waits (briefly) for
+    /// the first list of Services, as kubelet's do — a static pod takes what is known, so it
+    /// starts while the API is down.
+    async fn service_env(&self) -> Result<Vec<(String, String)>, StartFailure> {
+        let Some(source) = self.ctx.service_source.get() else {
+            return Ok(Vec::new());
+        };
+        let from_api = self.pod.spec.node_name.is_some();
+        let deadline = Instant::now() + FIRST_READ_WAIT;
+        let services = loop {
+            if let Some(services) = source.services() {
+                break services;
+            }
+            if !from_api {
+                return Ok(Vec::new());
+            }
+            if Instant::now() >= deadline {
+                return Err(config_error(NOT_LISTED.into()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let links = self.pod.spec.enable_service_links.unwrap_or(true);
+        Ok(service_env(&services, &self.pod.metadata.namespace, links))
+    }
+
     /// The environment of `container` (image variables not included).
     pub(super) async fn resolve_env(
         &self,
@@ -127,6 +153,7 @@ impl PodWorker {
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default()
         });
+        let service_env = self.service_env().await?;
         let facts = EnvFacts {
             pod: &self.pod,
             uid: &self.uid,
@@ -134,6 +161,7 @@ impl PodWorker {
             host_ips: &host_ips,
             pod_ips: &pod_ips,
             allocatable: allocatable(&self.ctx.config.root),
+            service_env: &service_env,
         };
         let objects = self.object_reader();
         let env = container_env(&facts, container, &objects).map_err(config_error)?;

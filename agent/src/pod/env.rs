@@ -1,4 +1,5 @@
-//! A container's environment from its sources, kubelet's way: `envFrom` first (keys with an
+//! A container's environment from its sources, kubelet's way: the Service variables
+//! (`crate::service_env`) under everything, then `envFrom` (keys with an
 //! invalid name skipped and reported), then `env` in order (literals expanded, `valueFrom`
 //! resolved: the pod's fields, the container's resources with their divisor, ConfigMap and
 //! Secret keys). A missing required object or key is an error in kubelet's words
@@ -21,6 +22,8 @@ pub struct EnvFacts<'a> {
     /// The node's allocatable cpu (millicores), memory and ephemeral storage (bytes): what a
     /// `limits.*` reference gives when the container has no limit.
     pub allocatable: Allocatable,
+    /// The Service variables (`crate::service_env`), under every other source.
+    pub service_env: &'a [(String, String)],
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,7 +68,7 @@ pub fn container_env(
     objects: &dyn Fn(ObjectKind, &str) -> Lookup,
 ) -> Result<ContainerEnv, String> {
     let ns = facts.pod.metadata.namespace.as_str();
-    let mut base = Vec::new();
+    let mut base = facts.service_env.to_vec();
     let mut invalid = Vec::new();
     for from in &container.env_from {
         let (kind, r) = match (&from.config_map_ref, &from.secret_ref) {
@@ -292,6 +295,7 @@ mod tests {
                 memory: 8 << 30,
                 ephemeral_storage: 0,
             },
+            service_env: &[],
         }
     }
 
@@ -316,6 +320,26 @@ mod tests {
             }
             _ => Lookup::Absent,
         }
+    }
+
+    #[test]
+    fn service_variables_lie_under_env_from_and_env_and_expand() {
+        let mut p = pod();
+        let c: Container = serde_yaml::from_str("{name: c, image: x, envFrom: [{configMapRef: {name: cfg}, prefix: S_}], env: [{name: KUBERNETES_SERVICE_PORT, value: '6443'}, {name: URL, value: 'https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)'}]}").expect("container");
+        p.spec.containers[0] = c.clone();
+        let services = [
+            ("KUBERNETES_SERVICE_HOST".to_owned(), "10.96.0.1".to_owned()),
+            ("KUBERNETES_SERVICE_PORT".to_owned(), "443".to_owned()),
+            ("S_color".to_owned(), "red".to_owned()),
+        ];
+        let mut f = facts(&p);
+        f.service_env = &services;
+        let vars = container_env(&f, &c, &cm).expect("env").vars;
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("10.96.0.1"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT"), Some("6443"));
+        assert_eq!(get("S_color"), Some("blue"));
+        assert_eq!(get("URL"), Some("https://10.96.0.1:6443"));
     }
 
     #[test]

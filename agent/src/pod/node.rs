@@ -80,6 +80,9 @@ pub struct NodeContext {
     pub claim_source: std::sync::OnceLock<std::sync::Arc<dyn crate::volume::ClaimSource>>,
     /// Service-account tokens from the API; set once the agent joins a cluster.
     pub token_source: std::sync::OnceLock<std::sync::Arc<dyn crate::token_source::TokenSource>>,
+    /// The cluster's Services, for containers' environments; set once the agent joins a
+    /// cluster.
+    pub service_source: std::sync::OnceLock<std::sync::Arc<dyn crate::service_env::ServiceSource>>,
     /// The CSI volumes staged and published on this node (drivers under `<root>/plugins`).
     pub csi: crate::volume::CsiNode,
 }
@@ -101,6 +104,7 @@ impl NodeContext {
             config_source: std::sync::OnceLock::new(),
             claim_source: std::sync::OnceLock::new(),
             token_source: std::sync::OnceLock::new(),
+            service_source: std::sync::OnceLock::new(),
             csi: crate::volume::CsiNode::new(&config.root, &config.csi_plugin_dir()),
             config,
         }

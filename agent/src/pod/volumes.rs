@@ -201,6 +201,7 @@ impl PodWorker {
                 host_ips: &[],
                 pod_ips: &[],
                 allocatable,
+                service_env: &[],
             };
             super::env::downward_file(&facts, item)
         }

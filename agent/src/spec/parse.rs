@@ -182,13 +182,22 @@ pub fn endpoint_slice_from_api(value: Value) -> Result<EndpointSlice, SpecError>
 /// (unknown fields refused unless bookkeeping or Kubernetes' defaults, unhonoured ones refused by
 /// name, validation), except that `spec.nodeName` must name `node` instead of being refused,
 /// and `spec.nodeSelector` and `spec.affinity`, which the scheduler placed the pod by, are
-/// honoured by the binding itself.
+/// honoured by the binding itself; `spec.automountServiceAccountToken` was acted on by the
+/// control plane's ServiceAccount admission, and `spec.serviceAccount` is
+/// `spec.serviceAccountName`'s deprecated twin.
 /// The returned pod keeps its `spec.nodeName`: that is how an API pod is told from a static one.
 pub fn pod_from_api(value: Value, node: &str) -> Result<Pod, SpecError> {
     check_pod_kind(&value)?;
     let (mut pod, mut unknown): (Pod, _) = deserialize_listing_unknown(&value)?;
     // What the scheduler placed the pod by, honoured by its being bound here.
     unknown.retain(|(path, _)| path != "spec.affinity" && !path.starts_with("spec.affinity."));
+    // What the control plane's ServiceAccount admission acted on (the token volume is in the
+    // spec), and v1's deprecated twin of `serviceAccountName` when it says the same.
+    let account = pod.spec.service_account_name.clone().unwrap_or_default();
+    unknown.retain(|(path, value)| {
+        path != "spec.automountServiceAccountToken"
+            && !(path == "spec.serviceAccount" && value.as_str().unwrap_or("") == account)
+    });
     refuse_unknown(Kind::Pod, &unknown)?;
     let node_selector = std::mem::take(&mut pod.spec.node_selector);
     let bound = pod.spec.node_name.take();

@@ -408,11 +408,6 @@ fn api_pods_asking_for_what_the_agent_does_not_do_are_refused_by_name() {
             "spec.containers[0].terminationMessagePolicy",
         ),
         (
-            "/spec/enableServiceLinks",
-            serde_json::json!(false),
-            "spec.enableServiceLinks",
-        ),
-        (
             // None without dnsConfig: kube-apiserver's own rule.
             "/spec/dnsPolicy",
             serde_json::json!("None"),
@@ -424,4 +419,41 @@ fn api_pods_asking_for_what_the_agent_does_not_do_are_refused_by_name() {
         *pod.pointer_mut(pointer).expect(pointer) = value;
         assert_eq!(pod_from_api(pod, "n1").unwrap_err().field, field);
     }
+}
+
+#[test]
+fn api_pods_after_service_account_admission_are_accepted() {
+    let mut pod = api_pod();
+    let spec = &mut pod["spec"];
+    spec["serviceAccountName"] = "builder".into();
+    spec["serviceAccount"] = "builder".into();
+    spec["automountServiceAccountToken"] = true.into();
+    spec["enableServiceLinks"] = false.into();
+    spec["volumes"] = serde_json::json!([{"name": "kube-api-access-x2b4c", "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}]);
+    spec["containers"][0]["volumeMounts"] = serde_json::json!([{"name": "kube-api-access-x2b4c", "readOnly": true,
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]);
+    let accepted = pod_from_api(pod.clone(), "n1").expect("an admitted pod runs");
+    assert_eq!(
+        accepted.spec.service_account_name.as_deref(),
+        Some("builder")
+    );
+    assert_eq!(accepted.spec.enable_service_links, Some(false));
+    // `automountServiceAccountToken: false` was the control plane's to act on.
+    pod["spec"]["automountServiceAccountToken"] = false.into();
+    pod_from_api(pod.clone(), "n1").expect("automount false");
+    // The deprecated field must agree with serviceAccountName.
+    pod["spec"]["serviceAccount"] = "other".into();
+    assert_eq!(
+        pod_from_api(pod, "n1").unwrap_err().field,
+        "spec.serviceAccount"
+    );
+    // A static pod gets no token: only the default may be written there.
+    let static_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  automountServiceAccountToken: false\n  containers:\n  - name: c\n    image: x\n";
+    assert_eq!(
+        parse_pod(static_pod).unwrap_err().field,
+        "spec.automountServiceAccountToken"
+    );
 }

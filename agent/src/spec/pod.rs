@@ -65,6 +65,10 @@ pub struct PodSpec {
     pub node_selector: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// `enableServiceLinks`: the variables of the namespace's Services (default true); the
+    /// `kubernetes` Service's are there either way (`crate::service_env`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_service_links: Option<bool>,
     pub host_network: bool,
     #[serde(rename = "hostPID")]
     pub host_pid: bool,

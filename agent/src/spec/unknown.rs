@@ -49,7 +49,6 @@ const POD: &[(&str, Ignorable)] = &[
     ("spec.priorityClassName", Ignorable::Any),
     ("spec.preemptionPolicy", Ignorable::Any),
     ("spec.tolerations", Ignorable::Any),
-    ("spec.enableServiceLinks", Ignorable::Default("true")),
     (
         "spec.automountServiceAccountToken",
         Ignorable::Default("true"),

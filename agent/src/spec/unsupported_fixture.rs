@@ -218,6 +218,7 @@ pub(super) fn maximal_pod() -> Pod {
             node_name: Some("node-2".into()),
             node_selector: BTreeMap::from([("disk".into(), "ssd".into())]),
             service_account_name: Some("builder".into()),
+            enable_service_links: Some(false),
             host_network: true,
             host_pid: true,
             host_ipc: true,

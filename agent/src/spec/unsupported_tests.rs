@@ -60,6 +60,7 @@ const HONOURED: &[&str] = &[
     "spec.hostAliases",
     "spec.imagePullSecrets",
     "spec.serviceAccountName",
+    "spec.enableServiceLinks",
     "spec.volumes[0]",
     "spec.volumes[1]",
     "spec.volumes[2].name",
