@@ -80,6 +80,22 @@ fn write(control: &Control, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Waits (bounded) for the ConfigMap `kube-root-ca.crt` every namespace gets.
+fn wait_root_ca(control: &Control, ns: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !control
+        .kubectl(&["get", "cm", "kube-root-ca.crt", "-n", ns])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no kube-root-ca.crt in {ns}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn create_shop(control: &Control) -> PathBuf {
     let file = write(control, "shop.yaml", SHOP);
     let out = ok(control.kubectl(&["create", "-f", file.to_str().unwrap()]));
@@ -145,7 +161,8 @@ fn created_objects_are_read_back_in_every_output_and_by_selectors() {
         table.starts_with("NAME") && table.contains("AGE") && table.contains("\nweb "),
         "{table}"
     );
-    // Label and field selectors.
+    // Label and field selectors (kube-root-ca.crt has no `app` label).
+    wait_root_ca(&control, "shop");
     let web = ok(control.kubectl(&["get", "cm", "-n", "shop", "-l", "app=web", "-o", "name"]));
     assert_eq!(web, "configmap/web-config\n");
     let not_web = ok(control.kubectl(&[
@@ -158,7 +175,7 @@ fn created_objects_are_read_back_in_every_output_and_by_selectors() {
         "-o",
         "name",
     ]));
-    assert_eq!(not_web, "configmap/db-config\n");
+    assert_eq!(not_web, "configmap/db-config\nconfigmap/kube-root-ca.crt\n");
     let by_name = ok(control.kubectl(&[
         "get",
         "cm",
@@ -211,12 +228,14 @@ fn created_objects_are_read_back_in_every_output_and_by_selectors() {
 fn lists_page_with_continue_tokens_at_one_revision() {
     let control = Control::start();
     create_shop(&control);
+    // db-config, kube-root-ca.crt and web-config.
+    wait_root_ca(&control, "shop");
     let first = json(&ok(control.kubectl(&[
         "get",
         "--raw",
-        "/api/v1/namespaces/shop/configmaps?limit=1",
+        "/api/v1/namespaces/shop/configmaps?limit=2",
     ])));
-    assert_eq!(first["items"].as_array().map(Vec::len), Some(1), "{first}");
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(2), "{first}");
     let token = first["metadata"]["continue"]
         .as_str()
         .expect("a continue token")
@@ -225,7 +244,7 @@ fn lists_page_with_continue_tokens_at_one_revision() {
     let second = json(&ok(control.kubectl(&[
         "get",
         "--raw",
-        &format!("/api/v1/namespaces/shop/configmaps?limit=1&continue={token}"),
+        &format!("/api/v1/namespaces/shop/configmaps?limit=2&continue={token}"),
     ])));
     assert_eq!(
         second["items"].as_array().map(Vec::len),
@@ -240,7 +259,10 @@ fn lists_page_with_continue_tokens_at_one_revision() {
     );
     // kubectl's own chunking walks every page.
     let all = ok(control.kubectl(&["get", "cm", "-n", "shop", "--chunk-size=1", "-o", "name"]));
-    assert_eq!(all, "configmap/db-config\nconfigmap/web-config\n");
+    assert_eq!(
+        all,
+        "configmap/db-config\nconfigmap/kube-root-ca.crt\nconfigmap/web-config\n"
+    );
 }
 
 #[test]
