@@ -7,7 +7,8 @@
 //! `imagePullSecrets` (read through the config source, like env Secrets) as kubelet's
 //! `MakeDockerKeyring` reads them: a Secret's `.dockerconfigjson` or `.dockercfg`, other
 //! Secrets ignored, a missing one skipped with a warning (the pull may still succeed), a
-//! malformed one failing the pull.
+//! malformed one failing the pull. Each use of an image is recorded for the least-recently-used
+//! order of image garbage collection, and a pull wakes that collection.
 
 use super::start::StartFailure;
 use super::worker::PodWorker;
@@ -32,12 +33,14 @@ impl PodWorker {
         let image = &container.image;
         let pull = match container.pull_policy() {
             PullPolicy::Never => {
-                return images.resolve(image).map_err(|e| StartFailure::Waiting {
+                let resolved = images.resolve(image).map_err(|e| StartFailure::Waiting {
                     reason: "ErrImageNeverPull",
                     message: format!(
                         "Container image \"{image}\" is not present with pull policy of Never: {e}"
                     ),
-                })
+                })?;
+                self.mark_used(image);
+                return Ok(resolved);
             }
             PullPolicy::IfNotPresent => images.resolve(image).is_err(),
             PullPolicy::Always => true,
@@ -56,11 +59,22 @@ impl PodWorker {
                 .pull_with(images, image, &keyring)
                 .await
                 .map_err(|e| pull_error(e.to_string()))?;
+            self.ctx.image_gc_wake.notify_one();
         }
-        images.resolve(image).map_err(|e| StartFailure::Waiting {
+        let resolved = images.resolve(image).map_err(|e| StartFailure::Waiting {
             reason: "ErrImagePull",
             message: e.to_string(),
-        })
+        })?;
+        self.mark_used(image);
+        Ok(resolved)
+    }
+
+    /// Records that a container uses `image` now: image garbage collection removes the least
+    /// recently used images first.
+    fn mark_used(&self, image: &str) {
+        if let Err(e) = self.ctx.images.mark_used(image) {
+            tracing::warn!(image = %image, error = %e, "recording the image's last use");
+        }
     }
 
     /// The registry credentials of the pod's `imagePullSecrets`.
