@@ -114,8 +114,14 @@ impl PodWorker {
             added.map_err(|e| pull_error(e.to_string()))?;
         }
         if !missing.is_empty() {
-            // kubelet's FailedToRetrieveImagePullSecret.
-            tracing::warn!(pod = %self.pod.metadata.name, "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.", missing.join(", "));
+            // kubelet's FailedToRetrieveImagePullSecret, a Warning event of the pod.
+            let message = format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            );
+            tracing::warn!(pod = %self.pod.metadata.name, "{message}");
+            self.lock_status()
+                .warn("FailedToRetrieveImagePullSecret", message);
         }
         Ok(keyring)
     }
