@@ -6,8 +6,9 @@
 //! ImagePullBackOff while the retries back off. Registry credentials come from the pod's
 //! `imagePullSecrets` (read through the config source, like env Secrets) as kubelet's
 //! `MakeDockerKeyring` reads them: a Secret's `.dockerconfigjson` or `.dockercfg`, other
-//! Secrets ignored, a missing one skipped with a warning (the pull may still succeed), a
-//! malformed one failing the pull. Each use of an image is recorded for the least-recently-used
+//! Secrets ignored, a missing one skipped with kubelet's FailedToRetrieveImagePullSecret
+//! Warning (the pull may still succeed; reported even when no pull follows), a malformed one
+//! failing the pull. Each use of an image is recorded for the least-recently-used
 //! order of image garbage collection, and a pull wakes that collection.
 
 use super::start::StartFailure;
@@ -31,6 +32,9 @@ impl PodWorker {
     ) -> Result<ResolvedImage, StartFailure> {
         let images = &self.ctx.images;
         let image = &container.image;
+        // Read (and missing ones reported) whether or not a pull follows, like kubelet's
+        // every pod sync; a malformed one fails only a pull.
+        let keyring = self.pull_secrets_keyring().await;
         let pull = match container.pull_policy() {
             PullPolicy::Never => {
                 let resolved = images.resolve(image).map_err(|e| StartFailure::Waiting {
@@ -54,7 +58,7 @@ impl PodWorker {
                     reason: "ErrImagePull",
                     message: format!("pulling {image}: this agent has no registry client"),
                 })?;
-            let keyring = self.pull_secrets_keyring().await?;
+            let keyring = keyring?;
             puller
                 .pull_with(images, image, &keyring)
                 .await
