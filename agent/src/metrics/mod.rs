@@ -2,7 +2,8 @@
 //! and served on `--metrics-addr` (`GET /metrics`, [`http`]): probe latency histograms and
 //! run/failure counters, and the service dataplane's per-service counters, read from the eBPF
 //! maps at scrape time ([`services`]), and kubelet's `kubelet_volume_stats_*` of the claims
-//! mounted here, from the daemon's last CSI NodeGetVolumeStats round ([`volumes`]). Recording a probe result touches pre-made handles only
+//! mounted here, from the daemon's last CSI NodeGetVolumeStats round ([`volumes`]), and image
+//! garbage collection's counters (images removed, collections that failed or fell short). Recording a probe result touches pre-made handles only
 //! (atomics, no label lookup).
 
 pub mod http;
