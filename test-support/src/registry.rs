@@ -157,8 +157,21 @@ impl Registry {
         source_ref: &str,
         repo: &str,
     ) -> Result<(), RegistryError> {
+        self.push_layout_with(layout, source_ref, repo, &[])
+    }
+
+    /// [`push_layout`](Self::push_layout) with more `skopeo copy` flags, e.g.
+    /// `--dest-compress-format zstd` (skopeo then recompresses every layer).
+    pub fn push_layout_with(
+        &self,
+        layout: &Path,
+        source_ref: &str,
+        repo: &str,
+        skopeo_flags: &[&str],
+    ) -> Result<(), RegistryError> {
         let mut command = Command::new("skopeo");
         command.args(["copy", "--all", "--quiet", "--dest-tls-verify=false"]);
+        command.args(skopeo_flags);
         if let Some((user, password)) = &self.credentials {
             command.arg(format!("--dest-creds={user}:{password}"));
         }

@@ -2,7 +2,8 @@
 //! demands a password (`docker-registry` with htpasswd), `kubectl create secret
 //! docker-registry` with a wrong and with the right password; the pod using the wrong one is
 //! Waiting in ErrImagePull (then ImagePullBackOff) with the registry's own answer, the pod
-//! using the right one runs an image that only the registry has under that name.
+//! using the right one runs an image that only the registry has under that name; a pod naming
+//! a Secret that does not exist gets kubelet's FailedToRetrieveImagePullSecret Warning event.
 
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
     };
     control.apply(&pod("wrong", "wrongcred"));
     control.apply(&pod("right", "regcred"));
+    control.apply(&pod("nosecret", "nosuch"));
 
     wait_until(
         "the right secret's pod runs",
@@ -100,4 +102,20 @@ fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
         node.logs("default", "right")
             .contains("pulled with a secret")
     });
+    let expected = "Unable to retrieve some image pull secrets (nosuch); attempting to pull the image may not succeed.";
+    wait_until(
+        "the FailedToRetrieveImagePullSecret event",
+        Duration::from_secs(60),
+        || {
+            let events = control.get_json(&["events"]).unwrap_or_default();
+            events["items"].as_array().is_some_and(|items| {
+                items.iter().any(|e| {
+                    e["reason"] == "FailedToRetrieveImagePullSecret"
+                        && e["type"] == "Warning"
+                        && e["involvedObject"]["name"] == "nosecret"
+                        && e["message"] == expected
+                })
+            })
+        },
+    );
 }

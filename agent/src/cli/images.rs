@@ -14,7 +14,8 @@ use super::Args;
 pub enum ImageCommand {
     /// Import an OCI image layout directory, OCI tarball or docker-archive tarball.
     Import { path: PathBuf },
-    /// Pull an image from its registry (HTTPS, or plain HTTP for --insecure-registry).
+    /// Pull an image from its registry (HTTPS, or plain HTTP for --insecure-registry), with a
+    /// progress bar per layer when stderr is a terminal.
     Pull { reference: String },
     /// List images.
     Ls,
@@ -34,9 +35,12 @@ pub fn run(args: &Args, cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ImageCommand::Pull { reference } => {
-            let puller = Puller::new(&args.insecure_registries)
+            let mut puller = Puller::new(&args.insecure_registries)
                 .context("registry client")?
                 .with_node_credentials(super::node_keyring(args)?);
+            if let Some(bars) = super::progress::layer_bars() {
+                puller = puller.with_progress(bars);
+            }
             let rt = super::tokio_runtime()?;
             let img = rt.block_on(puller.pull(&store, reference))?;
             println!("pulled {} {}", img.reference, img.digest);

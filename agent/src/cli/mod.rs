@@ -2,9 +2,11 @@
 
 mod dns;
 mod dns_serve;
+mod image_gc;
 mod images;
 mod logs;
 mod network;
+mod progress;
 mod ps;
 
 use std::path::{Path, PathBuf};
@@ -150,6 +152,8 @@ pub struct Args {
     /// a pod's imagePullSecrets (kubelet's node-wide keyring).
     #[arg(long = "registry-config", value_name = "FILE", global = true)]
     pub registry_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub image_gc: image_gc::ImageGcArgs,
     /// tracing filter, e.g. info or bosun_agent=debug.
     #[arg(long, global = true, default_value = "info", env = "BOSUN_LOG")]
     pub log_level: String,
@@ -217,7 +221,7 @@ pub fn init_tracing(filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
@@ -244,6 +248,7 @@ fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<
     if let Err(e) = bosun_agent::sys::pidfd::become_subreaper() {
         tracing::warn!(error = %e, "cannot become child subreaper");
     }
+    let image_gc = args.image_gc.policy()?;
     let images = ImageStore::open(&args.root.join("images")).context("opening the image store")?;
     bosun_agent::runtime::trash::empty_in_background(&args.root);
     let cgroups = CgroupHost::detect(Path::new(&args.cgroup_root)).context("detecting cgroups")?;
@@ -263,6 +268,8 @@ fn node_context(args: &Args, network: Option<PodNetwork>) -> anyhow::Result<Arc<
         node_ip: args.node_ip,
         dns: dns::pod_settings(args, dns_runs(args)?)?,
         csi_plugin_dir: args.csi_plugin_dir.clone(),
+        image_gc: image_gc.0,
+        image_gc_period: image_gc.1,
     };
     let puller = match Puller::new(&args.insecure_registries) {
         Ok(p) => Some(p.with_node_credentials(node_keyring(args)?)),

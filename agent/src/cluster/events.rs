@@ -34,7 +34,7 @@ pub async fn post(client: kube::Client, node: String, pod: PodRef, events: Vec<P
                 "name": pod.name,
                 "namespace": pod.namespace,
                 "uid": pod.uid,
-                "fieldPath": e.field_path,
+                "fieldPath": (!e.field_path.is_empty()).then_some(&e.field_path),
             },
             "reason": e.reason,
             "message": e.message,

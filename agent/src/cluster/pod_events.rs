@@ -30,7 +30,7 @@ pub struct PodEvent {
     pub kind: Kind,
     pub reason: &'static str,
     pub message: String,
-    /// `spec.containers{NAME}` (or `spec.initContainers{NAME}`).
+    /// `spec.containers{NAME}` (or `spec.initContainers{NAME}`); empty for the pod itself.
     pub field_path: String,
 }
 
@@ -146,6 +146,23 @@ pub fn diff(
             ));
         }
     }
+    for w in &now.warnings {
+        let seen = before.is_some_and(|b| b.warnings.contains(w));
+        let old = before.is_none() && !after(&w.at, agent_start);
+        if seen || old {
+            continue;
+        }
+        let reason = match w.reason.as_str() {
+            "FailedToRetrieveImagePullSecret" => "FailedToRetrieveImagePullSecret",
+            _ => continue,
+        };
+        out.push(PodEvent {
+            kind: Kind::Warning,
+            reason,
+            message: w.message.clone(),
+            field_path: String::new(),
+        });
+    }
     out
 }
 
@@ -234,5 +251,36 @@ mod tests {
         let events = diff(Some(&up), &up, true);
         assert_eq!(reasons(&events), ["Killing"]);
         assert_eq!(events[0].message, "Stopping container web");
+    }
+
+    #[test]
+    fn a_missing_pull_secret_is_a_pod_warning_once_per_attempt() {
+        let mut first = pod(ContainerState::waiting("ContainerCreating", ""));
+        first.warn(
+            "FailedToRetrieveImagePullSecret",
+            "Unable to retrieve some image pull secrets (regcred); attempting to pull the image may not succeed.".into(),
+        );
+        let events = diff(
+            Some(&pod(ContainerState::waiting("ContainerCreating", ""))),
+            &first,
+            false,
+        );
+        assert_eq!(reasons(&events), ["FailedToRetrieveImagePullSecret"]);
+        assert_eq!(events[0].kind, Kind::Warning);
+        assert_eq!(events[0].field_path, "", "about the pod, not a container");
+        assert!(
+            events[0].message.contains("(regcred)"),
+            "{}",
+            events[0].message
+        );
+        assert!(diff(Some(&first), &first, false).is_empty(), "nothing new");
+        let mut again = first.clone();
+        again.warn("FailedToRetrieveImagePullSecret", events[0].message.clone());
+        assert_eq!(again.warnings.len(), 1, "the last of each reason");
+        assert_eq!(
+            reasons(&diff(Some(&first), &again, false)),
+            ["FailedToRetrieveImagePullSecret"],
+            "a later attempt is a new event"
+        );
     }
 }

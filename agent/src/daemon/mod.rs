@@ -12,6 +12,7 @@
 //! running for the next agent to adopt; only a pod's removal from its source deletes it.
 
 pub mod api;
+mod image_gc;
 pub mod manifests;
 pub mod services;
 
@@ -179,6 +180,7 @@ pub async fn run(
     let table = Arc::new(Mutex::new(PodTable::default()));
     tokio::spawn(api::serve(listener, table.clone()));
     tokio::spawn(crate::sys::malloc::trim_every(MALLOC_TRIM_PERIOD));
+    image_gc::spawn(ctx.clone(), table.clone());
 
     let api_pods = Arc::new(Mutex::new(ApiPods::default()));
     // The static pods, for their mirror pods in the API.

@@ -25,6 +25,8 @@ use super::reference;
 use super::source::SourceImage;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// A zstd frame's magic number, little-endian 0xFD2FB528.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Extracts the regular files and directories of the tarball at `tar_path` into `dir`.
 pub(crate) fn stage_tarball(tar_path: &Path, dir: &Path) -> Result<(), ImageError> {
@@ -177,12 +179,7 @@ pub(crate) fn docker_archive_to_oci(
         let mut layers = Vec::with_capacity(entry.layers.len());
         for layer in &entry.layers {
             let (digest, size) = add_blob(dir, origin, layer, &blobs)?;
-            let media_type = if starts_with_gzip_magic(&blobs.join(sha256_hex(&digest, "layer")?))?
-            {
-                MediaType::ImageLayerGzip
-            } else {
-                MediaType::ImageLayer
-            };
+            let media_type = layer_media_type(&blobs.join(sha256_hex(&digest, "layer")?))?;
             layers.push(Descriptor::new(media_type, size, parse_digest(&digest)?));
         }
         let manifest = ImageManifestBuilder::default()
@@ -260,11 +257,16 @@ fn add_blob(
     Ok((digest, size))
 }
 
-fn starts_with_gzip_magic(path: &Path) -> Result<bool, ImageError> {
-    let mut magic = [0u8; 2];
+/// A docker-archive layer's media type, from its first bytes: gzip, zstd or a plain tar.
+fn layer_media_type(path: &Path) -> Result<MediaType, ImageError> {
+    let mut magic = [0u8; 4];
     let mut file = File::open(path).map_err(io_err("opening", path))?;
     let n = file.read(&mut magic).map_err(io_err("reading", path))?;
-    Ok(n == 2 && magic == GZIP_MAGIC)
+    Ok(match magic.get(..n) {
+        Some(m) if m.starts_with(&GZIP_MAGIC) => MediaType::ImageLayerGzip,
+        Some(m) if m == ZSTD_MAGIC.as_slice() => MediaType::ImageLayerZstd,
+        _ => MediaType::ImageLayer,
+    })
 }
 
 fn parse_digest(digest: &str) -> Result<Digest, ImageError> {

@@ -134,6 +134,9 @@ pub(crate) fn layer_compression(layer: &Descriptor) -> Result<Compression, Image
             Ok(Compression::Gzip)
         }
         MediaType::Other(m) if m == DOCKER_LAYER_TAR => Ok(Compression::None),
+        MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => {
+            Ok(Compression::Zstd)
+        }
         _ => Err(unsupported()),
     }
 }

@@ -13,10 +13,12 @@
 mod archive;
 mod credentials;
 mod digest;
+mod disk_gc;
 mod error;
 mod gc;
 mod import;
 mod layout;
+mod progress;
 mod pull;
 mod pull_blob;
 mod pull_layer;
@@ -26,6 +28,8 @@ mod source;
 mod store;
 mod unpack;
 
+#[cfg(test)]
+mod disk_gc_tests;
 #[cfg(test)]
 mod test_fixtures;
 #[cfg(test)]
@@ -39,7 +43,9 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 
 pub use credentials::{Credential, CredentialError, Keyring};
+pub use disk_gc::{DiskUsage, GcOutcome, GcPolicy};
 pub use error::ImageError;
+pub use progress::PullProgress;
 pub use pull::Puller;
 pub use reference::normalize_reference;
 
@@ -149,11 +155,14 @@ impl ImageStore {
         }
         let mut refs = self.dirs.load_refs()?;
         let summary = summary(reference, &record);
+        let manifest = record.manifest.clone();
         let old = refs.refs.insert(reference.to_owned(), record.clone());
         self.dirs.save_refs(&refs)?;
         if old.is_some_and(|o| o != record) {
             gc::collect_garbage(&self.dirs, &refs)?;
+            disk_gc::forget_unreferenced(&self.dirs, &refs)?;
         }
+        disk_gc::touch(&self.dirs, &[manifest])?;
         Ok(summary)
     }
 
@@ -185,6 +194,7 @@ impl ImageStore {
         }
         let mut replaced = false;
         let mut summaries = Vec::new();
+        let manifests: Vec<String> = new_refs.iter().map(|(_, r)| r.manifest.clone()).collect();
         for (reference, record) in new_refs {
             summaries.push(summary(&reference, &record));
             let old = refs.refs.insert(reference, record.clone());
@@ -193,7 +203,9 @@ impl ImageStore {
         self.dirs.save_refs(refs)?;
         if replaced {
             gc::collect_garbage(&self.dirs, refs)?;
+            disk_gc::forget_unreferenced(&self.dirs, refs)?;
         }
+        disk_gc::touch(&self.dirs, &manifests)?;
         Ok(summaries)
     }
 
@@ -212,7 +224,7 @@ impl ImageStore {
         refs.refs.remove(&key);
         self.dirs.save_refs(&refs)?;
         gc::collect_garbage(&self.dirs, &refs)?;
-        Ok(())
+        disk_gc::forget_unreferenced(&self.dirs, &refs)
     }
 
     /// Looks up a reference (normalised like docker; `name@sha256:…` matches by digest).

@@ -27,6 +27,7 @@ use super::credentials::{Credential, Keyring};
 use super::digest::{chain_ids, digest_of, sha256_hex};
 use super::error::{io_err, ImageError};
 use super::import::{pick_platform, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST};
+use super::progress::PullProgress;
 use super::pull_layer::{ensure_layer, LayerJob};
 use super::reference::{self, Reference};
 use super::registry_clients::{unauthorized_answer, RegistryClients};
@@ -55,6 +56,7 @@ pub struct Puller {
     clients: RegistryClients,
     node_keyring: Keyring,
     in_flight: InFlight,
+    progress: Option<Arc<dyn PullProgress>>,
 }
 
 impl Puller {
@@ -65,12 +67,19 @@ impl Puller {
             clients: RegistryClients::new(insecure)?,
             node_keyring: Keyring::default(),
             in_flight: InFlight::default(),
+            progress: None,
         })
     }
 
     /// Credentials of the node (e.g. its docker `config.json`), tried after a pod's own.
     pub fn with_node_credentials(mut self, keyring: Keyring) -> Self {
         self.node_keyring = keyring;
+        self
+    }
+
+    /// Reports every pull's per-layer progress to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn PullProgress>) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -168,6 +177,7 @@ impl Puller {
             image,
             name: &name,
             blobs: &blobs,
+            progress: self.progress.as_deref(),
         };
         let (top, documents, manifest) = fetch.manifests().await?;
         let config_desc = manifest.config();
@@ -270,6 +280,10 @@ impl Puller {
         staging: &Path,
         job: LayerJob,
     ) -> Result<(), ImageError> {
+        let digest = job.desc.digest().to_string();
+        if let Some(p) = fetch.progress {
+            p.layer(&digest, job.desc.size());
+        }
         let lock = self.layer_lock(&job.chain);
         let result = async {
             let _held = lock.lock().await;
@@ -281,6 +295,9 @@ impl Puller {
         }
         .await;
         self.release_layer_lock(&job.chain, lock);
+        if let (Some(p), Ok(())) = (fetch.progress, &result) {
+            p.done(&digest);
+        }
         result
     }
 
@@ -335,6 +352,8 @@ pub(super) struct Fetch<'a> {
     pub(super) image: &'a Reference,
     pub(super) name: &'a str,
     blobs: &'a Path,
+    /// Where layer bytes are reported as they arrive.
+    pub(super) progress: Option<&'a dyn PullProgress>,
 }
 
 impl Fetch<'_> {

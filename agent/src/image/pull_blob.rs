@@ -85,6 +85,9 @@ impl Fetch<'_> {
                         Ok(BlobResponse::Partial(s)) => s,
                         Ok(BlobResponse::Full(s)) => {
                             tracing::info!(image = %self.name, blob = %digest, "registry sent the whole blob again");
+                            if let Some(p) = self.progress {
+                                p.restarted(&digest);
+                            }
                             file.set_len(0).await.map_err(io_err("truncating", path))?;
                             file.rewind().await.map_err(io_err("rewinding", path))?;
                             *download = Download {
@@ -113,6 +116,9 @@ impl Fetch<'_> {
             file.write_all(&chunk)
                 .await
                 .map_err(io_err("writing", path))?;
+            if let Some(p) = self.progress {
+                p.bytes(&digest, chunk.len() as u64);
+            }
         }
         file.flush().await.map_err(io_err("writing", path))
     }

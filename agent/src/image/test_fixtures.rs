@@ -18,6 +18,8 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub const LAYER_ZSTD_FOREIGN: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
 
 /// One tar entry, written with a raw header so any name is possible.
 #[derive(Clone)]
@@ -101,14 +103,34 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().expect("gzip finish")
 }
 
-/// A layer: its entries and whether its blob is gzipped.
+/// How a test layer's blob is compressed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    Tar,
+    Gzip,
+    /// zstd, described with this media type.
+    Zstd(&'static str),
+}
+
+/// A layer: its entries and how its blob is compressed.
 pub struct Layer {
     pub items: Vec<Item>,
-    pub gzip: bool,
+    pub packing: Packing,
 }
 
 pub fn layer(items: Vec<Item>) -> Layer {
-    Layer { items, gzip: true }
+    Layer {
+        items,
+        packing: Packing::Gzip,
+    }
+}
+
+/// `bytes` as two zstd frames (a layer's blob may hold several).
+pub fn zstd_two_frames(bytes: &[u8]) -> Vec<u8> {
+    let (a, b) = bytes.split_at(bytes.len() / 2);
+    let mut out = zstd::encode_all(a, 3).expect("zstd");
+    out.extend(zstd::encode_all(b, 3).expect("zstd"));
+    out
 }
 
 /// Digests of an image written by [`write_oci_image`].
@@ -154,10 +176,10 @@ pub fn write_oci_image(dir: &Path, layers: &[Layer]) -> BuiltImage {
     for l in layers {
         let raw = tar_bytes(&l.items);
         diff_ids.push(digest_of(&raw));
-        let (blob, media) = if l.gzip {
-            (gzip(&raw), LAYER_GZIP)
-        } else {
-            (raw, LAYER_TAR)
+        let (blob, media) = match l.packing {
+            Packing::Gzip => (gzip(&raw), LAYER_GZIP),
+            Packing::Tar => (raw, LAYER_TAR),
+            Packing::Zstd(media) => (zstd_two_frames(&raw), media),
         };
         let digest = write_blob(dir, &blob);
         layer_descs.push(descriptor(media, blob.len(), &digest));

@@ -24,7 +24,7 @@ fn two_layers() -> Vec<Layer> {
         ]),
         Layer {
             items: vec![file("etc/a", "top"), file("etc/b", "new")],
-            gzip: false,
+            packing: Packing::Tar,
         },
     ]
 }
@@ -291,29 +291,97 @@ fn nested_index_picks_linux_amd64() {
 }
 
 #[test]
-fn zstd_layer_is_unsupported_media_type() {
+fn zstd_layers_import_and_their_diff_ids_are_checked() {
     let fx = Fixture::new();
-    let image = oci_layout(&fx.src(), "bosun.test/z:1", &[layer(vec![file("a", "1")])]);
+    let layers = [
+        Layer {
+            items: vec![dir("etc"), file("etc/a", "zstd base"), file("etc/b", "b")],
+            packing: Packing::Zstd(LAYER_ZSTD),
+        },
+        Layer {
+            items: vec![file("etc/a", "zstd top")],
+            packing: Packing::Zstd(LAYER_ZSTD_FOREIGN),
+        },
+    ];
+    oci_layout(&fx.src(), "bosun.test/z:1", &layers);
+    fx.store.import(&fx.src()).expect("import zstd layers");
+    let resolved = fx.store.resolve("bosun.test/z:1").expect("resolve");
+    let read = |i: usize, f: &str| fs::read_to_string(resolved.layers[i].join(f)).expect(f);
+    assert_eq!(read(0, "etc/a"), "zstd base");
+    assert_eq!(read(0, "etc/b"), "b");
+    assert_eq!(read(1, "etc/a"), "zstd top");
+
+    // A zstd blob whose content is not the config's diff_id is refused, nothing stored.
+    let fx = Fixture::new();
+    let image = oci_layout(
+        &fx.src(),
+        "bosun.test/z:2",
+        &[Layer {
+            items: vec![file("a", "1")],
+            packing: Packing::Zstd(LAYER_ZSTD),
+        }],
+    );
+    let other = zstd_two_frames(&tar_bytes(&[file("a", "2")]));
+    let layer_path = fx
+        .src()
+        .join("blobs/sha256")
+        .join(&image.layer_digests[0][7..]);
+    let text = fs::read_to_string(
+        fx.src()
+            .join("blobs/sha256")
+            .join(&image.manifest_digest[7..]),
+    )
+    .expect("manifest");
+    let digest = write_blob(&fx.src(), &other);
+    fs::remove_file(&layer_path).expect("remove old layer");
+    let size = fs::metadata(fx.src().join("blobs/sha256").join(&digest[7..]))
+        .expect("new layer")
+        .len();
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).expect("json");
+    manifest["layers"][0]["digest"] = digest.clone().into();
+    manifest["layers"][0]["size"] = size.into();
+    let bytes = serde_json::to_vec(&manifest).expect("json");
+    let manifest_digest = write_blob(&fx.src(), &bytes);
+    write_index(
+        &fx.src(),
+        vec![named(
+            descriptor(OCI_MANIFEST, bytes.len(), &manifest_digest),
+            "bosun.test/z:2",
+        )],
+    );
+    let err = fx
+        .store
+        .import(&fx.src())
+        .expect_err("wrong diff_id accepted");
+    assert!(matches!(err, ImageError::DiffIdMismatch { .. }), "{err}");
+    assert_eq!(fx.count("layers"), 0);
+    assert!(fx.store.list().expect("list").is_empty());
+}
+
+#[test]
+fn a_layer_of_an_unknown_compression_is_refused() {
+    let fx = Fixture::new();
+    let image = oci_layout(&fx.src(), "bosun.test/x:1", &[layer(vec![file("a", "1")])]);
     let manifest_path = fx
         .src()
         .join("blobs/sha256")
         .join(&image.manifest_digest[7..]);
     let text = fs::read_to_string(&manifest_path).expect("manifest");
-    let bytes = text.replace("tar+gzip", "tar+zstd").into_bytes();
+    let bytes = text.replace("tar+gzip", "tar+bzip2").into_bytes();
     let digest = write_blob(&fx.src(), &bytes);
     write_index(
         &fx.src(),
         vec![named(
             descriptor(OCI_MANIFEST, bytes.len(), &digest),
-            "bosun.test/z:1",
+            "bosun.test/x:1",
         )],
     );
-    let err = fx.store.import(&fx.src()).expect_err("zstd accepted");
+    let err = fx.store.import(&fx.src()).expect_err("bzip2 accepted");
     assert!(
         matches!(err, ImageError::UnsupportedMediaType { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("zstd"), "{err}");
+    assert!(err.to_string().contains("bzip2"), "{err}");
 }
 
 #[test]

@@ -34,6 +34,8 @@ const IMPLICIT_DIR_MODE: u32 = 0o755;
 pub(crate) enum Compression {
     None,
     Gzip,
+    /// Zstandard: every frame of the blob, skippable frames (zstd:chunked's) skipped.
+    Zstd,
 }
 
 /// Unpacks the layer blob at `blob` into the existing empty directory `dest` and returns the
@@ -49,6 +51,9 @@ pub(crate) fn unpack_layer(
     let reader: Box<dyn Read> = match compression {
         Compression::None => Box::new(BufReader::new(file)),
         Compression::Gzip => Box::new(MultiGzDecoder::new(BufReader::new(file))),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(file).map_err(io_err("starting zstd on", blob))?,
+        ),
     };
     let mut archive = tar::Archive::new(HashingReader::new(reader));
     let tar_err = |source| ImageError::Tar {

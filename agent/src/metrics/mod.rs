@@ -2,7 +2,8 @@
 //! and served on `--metrics-addr` (`GET /metrics`, [`http`]): probe latency histograms and
 //! run/failure counters, and the service dataplane's per-service counters, read from the eBPF
 //! maps at scrape time ([`services`]), and kubelet's `kubelet_volume_stats_*` of the claims
-//! mounted here, from the daemon's last CSI NodeGetVolumeStats round ([`volumes`]). Recording a probe result touches pre-made handles only
+//! mounted here, from the daemon's last CSI NodeGetVolumeStats round ([`volumes`]), and image
+//! garbage collection's counters (images removed, collections that failed or fell short). Recording a probe result touches pre-made handles only
 //! (atomics, no label lookup).
 
 pub mod http;
@@ -94,6 +95,10 @@ pub struct AgentMetrics {
     probe_failures: [[Counter; 4]; 3],
     services: Arc<services::ServiceCollector>,
     volumes: Arc<volumes::VolumeStatsCollector>,
+    /// Images removed by image garbage collection, and collections that failed or could
+    /// not reach the low threshold.
+    images_collected: Counter,
+    image_gc_failures: Counter,
 }
 
 /// The process's metrics.
@@ -119,6 +124,18 @@ impl AgentMetrics {
             "bosun_probe_failures",
             "Probe runs that failed",
             failures.clone(),
+        );
+        let images_collected = Counter::default();
+        registry.register(
+            "bosun_image_gc_images_removed",
+            "Images removed by image garbage collection",
+            images_collected.clone(),
+        );
+        let image_gc_failures = Counter::default();
+        registry.register(
+            "bosun_image_gc_failures",
+            "Image garbage collections that failed or could not free enough space",
+            image_gc_failures.clone(),
         );
         let services = Arc::new(services::ServiceCollector::default());
         registry.register_collector(Box::new(services.clone()));
@@ -146,7 +163,19 @@ impl AgentMetrics {
             registry,
             services,
             volumes,
+            images_collected,
+            image_gc_failures,
         }
+    }
+
+    /// Counts images removed by image garbage collection.
+    pub fn images_collected(&self, n: u64) {
+        self.images_collected.inc_by(n);
+    }
+
+    /// Counts an image garbage collection that failed or could not reach the low threshold.
+    pub fn image_gc_failed(&self) {
+        self.image_gc_failures.inc();
     }
 
     /// Records one probe run.

@@ -6,8 +6,10 @@
 //! ImagePullBackOff while the retries back off. Registry credentials come from the pod's
 //! `imagePullSecrets` (read through the config source, like env Secrets) as kubelet's
 //! `MakeDockerKeyring` reads them: a Secret's `.dockerconfigjson` or `.dockercfg`, other
-//! Secrets ignored, a missing one skipped with a warning (the pull may still succeed), a
-//! malformed one failing the pull.
+//! Secrets ignored, a missing one skipped with kubelet's FailedToRetrieveImagePullSecret
+//! Warning (the pull may still succeed; reported even when no pull follows), a malformed one
+//! failing the pull. Each use of an image is recorded for the least-recently-used
+//! order of image garbage collection, and a pull wakes that collection.
 
 use super::start::StartFailure;
 use super::worker::PodWorker;
@@ -30,14 +32,19 @@ impl PodWorker {
     ) -> Result<ResolvedImage, StartFailure> {
         let images = &self.ctx.images;
         let image = &container.image;
+        // Read (and missing ones reported) whether or not a pull follows, like kubelet's
+        // every pod sync; a malformed one fails only a pull.
+        let keyring = self.pull_secrets_keyring().await;
         let pull = match container.pull_policy() {
             PullPolicy::Never => {
-                return images.resolve(image).map_err(|e| StartFailure::Waiting {
+                let resolved = images.resolve(image).map_err(|e| StartFailure::Waiting {
                     reason: "ErrImageNeverPull",
                     message: format!(
                         "Container image \"{image}\" is not present with pull policy of Never: {e}"
                     ),
-                })
+                })?;
+                self.mark_used(image);
+                return Ok(resolved);
             }
             PullPolicy::IfNotPresent => images.resolve(image).is_err(),
             PullPolicy::Always => true,
@@ -51,16 +58,27 @@ impl PodWorker {
                     reason: "ErrImagePull",
                     message: format!("pulling {image}: this agent has no registry client"),
                 })?;
-            let keyring = self.pull_secrets_keyring().await?;
+            let keyring = keyring?;
             puller
                 .pull_with(images, image, &keyring)
                 .await
                 .map_err(|e| pull_error(e.to_string()))?;
+            self.ctx.image_gc_wake.notify_one();
         }
-        images.resolve(image).map_err(|e| StartFailure::Waiting {
+        let resolved = images.resolve(image).map_err(|e| StartFailure::Waiting {
             reason: "ErrImagePull",
             message: e.to_string(),
-        })
+        })?;
+        self.mark_used(image);
+        Ok(resolved)
+    }
+
+    /// Records that a container uses `image` now: image garbage collection removes the least
+    /// recently used images first.
+    fn mark_used(&self, image: &str) {
+        if let Err(e) = self.ctx.images.mark_used(image) {
+            tracing::warn!(image = %image, error = %e, "recording the image's last use");
+        }
     }
 
     /// The registry credentials of the pod's `imagePullSecrets`.
@@ -100,8 +118,14 @@ impl PodWorker {
             added.map_err(|e| pull_error(e.to_string()))?;
         }
         if !missing.is_empty() {
-            // kubelet's FailedToRetrieveImagePullSecret.
-            tracing::warn!(pod = %self.pod.metadata.name, "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.", missing.join(", "));
+            // kubelet's FailedToRetrieveImagePullSecret, a Warning event of the pod.
+            let message = format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            );
+            tracing::warn!(pod = %self.pod.metadata.name, "{message}");
+            self.lock_status()
+                .warn("FailedToRetrieveImagePullSecret", message);
         }
         Ok(keyring)
     }

@@ -27,7 +27,7 @@ pub mod worker;
 
 pub use node::{NodeConfig, NodeContext, PodDnsSettings};
 pub use probes::{exec_target, exec_target_by_name};
-pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus};
+pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, PodWarning};
 pub use usage::resource_source;
 pub use worker::{PodCommand, PodWorker};
 

@@ -30,6 +30,10 @@ pub struct NodeConfig {
     pub dns: PodDnsSettings,
     /// Where CSI drivers' sockets are (`<dir>/<driver>/csi.sock`); None = `<root>/plugins`.
     pub csi_plugin_dir: Option<PathBuf>,
+    /// Image garbage collection's disk-usage thresholds (kubelet's `--image-gc-*-threshold`).
+    pub image_gc: crate::image::GcPolicy,
+    /// How often the daemon checks them (kubelet: 5 minutes), besides after each pull.
+    pub image_gc_period: std::time::Duration,
 }
 
 /// The cluster DNS settings of pods (kubelet's `--cluster-dns`, `--cluster-domain`,
@@ -85,6 +89,8 @@ pub struct NodeContext {
     pub service_source: std::sync::OnceLock<std::sync::Arc<dyn crate::service_env::ServiceSource>>,
     /// The CSI volumes staged and published on this node (drivers under `<root>/plugins`).
     pub csi: crate::volume::CsiNode,
+    /// Wakes the daemon's image garbage collection (after a pull).
+    pub image_gc_wake: tokio::sync::Notify,
 }
 
 impl NodeContext {
@@ -106,6 +112,7 @@ impl NodeContext {
             token_source: std::sync::OnceLock::new(),
             service_source: std::sync::OnceLock::new(),
             csi: crate::volume::CsiNode::new(&config.root, &config.csi_plugin_dir()),
+            image_gc_wake: tokio::sync::Notify::new(),
             config,
         }
     }

@@ -95,6 +95,31 @@ pub struct PodStatus {
     pub ready: bool,
     pub init_container_statuses: Vec<ContainerStatus>,
     pub container_statuses: Vec<ContainerStatus>,
+    /// Warnings about the pod itself, for its events: the last of each reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<PodWarning>,
+}
+
+/// A Warning event about the pod (not one of its containers), e.g. kubelet's
+/// FailedToRetrieveImagePullSecret; `at` (RFC 3339) tells one occurrence from the next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodWarning {
+    pub reason: String,
+    pub message: String,
+    pub at: String,
+}
+
+impl PodStatus {
+    /// Records warning `reason` with `message`, now; replaces the last one of that reason.
+    pub fn warn(&mut self, reason: &str, message: String) {
+        let at = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        self.warnings.retain(|w| w.reason != reason);
+        self.warnings.push(PodWarning {
+            reason: reason.to_owned(),
+            message,
+            at,
+        });
+    }
 }
 
 impl PodStatus {

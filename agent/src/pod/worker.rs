@@ -143,6 +143,7 @@ fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
             .iter()
             .map(|c| waiting(c, false))
             .collect(),
+        warnings: Vec::new(),
     }
 }
 

@@ -1,0 +1,136 @@
+//! Image GC by disk usage against a stand-in filesystem whose usage is 20% per unpacked layer
+//! in the store (the real statvfs path is tested on a small tmpfs in `tests/image_gc.rs`).
+
+use std::fs;
+
+use super::test_fixtures::*;
+use super::*;
+
+/// 20% used per layer directory in the store.
+fn usage_of(fx: &Fixture) -> impl FnMut() -> Result<DiskUsage, ImageError> {
+    let layers = fx.tmp.path().join("store/layers");
+    move || {
+        let n = fs::read_dir(&layers).map(|d| d.count()).unwrap_or(0) as u64;
+        Ok(DiskUsage {
+            capacity: 100,
+            available: 100u64.saturating_sub(20 * n),
+        })
+    }
+}
+
+/// Imports one-layer images `names` (`bosun.test/NAME:1`) in order, each used after the last.
+fn import_all(fx: &Fixture, names: &[&str]) {
+    for name in names {
+        let src = fx.tmp.path().join(format!("src-{name}"));
+        let image = write_oci_image(&src, &[layer(vec![file(name, name)])]);
+        let mut entries = vec![named(
+            image.manifest.clone(),
+            &format!("bosun.test/{name}:1"),
+        )];
+        if *name == "b" {
+            entries.push(named(image.manifest, "bosun.test/b:alias"));
+        }
+        write_index(&src, entries);
+        fx.store.import(&src).expect("import");
+        // Distinct last-used times (milliseconds).
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+}
+
+fn refs(fx: &Fixture) -> Vec<String> {
+    let list = fx.store.list().expect("list");
+    list.into_iter().map(|s| s.reference).collect()
+}
+
+#[test]
+fn unused_images_go_least_recently_used_first_down_to_the_low_threshold() {
+    let fx = Fixture::new();
+    import_all(&fx, &["a", "b", "c", "d"]);
+    // a was imported first but a pod uses it; c is used again now, after d.
+    fx.store.mark_used("bosun.test/c:1").expect("mark used");
+    let policy = GcPolicy::new(70, 40).expect("policy");
+    let outcome = fx
+        .store
+        .free_with(
+            policy,
+            || Some(vec!["bosun.test/a:1".to_owned()]),
+            &mut usage_of(&fx),
+        )
+        .expect("gc")
+        .expect("above the high threshold");
+    assert_eq!(
+        outcome.removed,
+        ["bosun.test/b:1", "bosun.test/b:alias", "bosun.test/d:1"]
+    );
+    assert!(outcome.reached_low);
+    assert_eq!(
+        (outcome.before.used_percent(), outcome.after.used_percent()),
+        (80, 40)
+    );
+    assert_eq!(outcome.bytes_freed(), 40);
+    assert_eq!(refs(&fx), ["bosun.test/a:1", "bosun.test/c:1"]);
+    assert_eq!(
+        fx.count("layers"),
+        2,
+        "the removed images' layers are swept"
+    );
+    assert!(fx.store.resolve("bosun.test/a:1").is_ok());
+}
+
+#[test]
+fn below_the_high_threshold_nothing_goes_and_in_use_images_never_do() {
+    let fx = Fixture::new();
+    import_all(&fx, &["a", "b", "c"]);
+    let policy = GcPolicy::new(70, 40).expect("policy");
+    let none = fx
+        .store
+        .free_with(policy, || Some(Vec::new()), &mut usage_of(&fx))
+        .expect("gc");
+    assert_eq!(none, None, "60% is below the high threshold");
+
+    import_all(&fx, &["d"]);
+    let all: Vec<String> = ["a", "b:alias", "c", "d"]
+        .iter()
+        .map(|n| match n.contains(':') {
+            true => format!("bosun.test/{n}"),
+            false => format!("bosun.test/{n}:1"),
+        })
+        .collect();
+    let outcome = fx
+        .store
+        .free_with(policy, || Some(all.clone()), &mut usage_of(&fx))
+        .expect("gc")
+        .expect("above the high threshold");
+    assert!(outcome.removed.is_empty());
+    assert!(!outcome.reached_low);
+    assert_eq!(outcome.bytes_to_free, 40);
+    assert_eq!(refs(&fx).len(), 5);
+
+    let off = GcPolicy::new(100, 40).expect("off");
+    assert!(!off.enabled());
+    let none = fx
+        .store
+        .free_with(off, || Some(Vec::new()), &mut usage_of(&fx))
+        .expect("gc");
+    assert_eq!(none, None);
+}
+
+#[test]
+fn thresholds_are_checked_like_kubelets() {
+    assert_eq!(
+        GcPolicy::default(),
+        GcPolicy {
+            high_percent: 85,
+            low_percent: 80
+        }
+    );
+    assert!(GcPolicy::new(80, 80).is_err());
+    assert!(GcPolicy::new(70, 90).is_err());
+    assert!(GcPolicy::new(101, 80).is_err());
+    assert!(GcPolicy::new(90, 0).is_ok());
+    let usage = DiskUsage {
+        capacity: 1000,
+        available: 151,
+    };
+    assert_eq!(usage.used_percent(), 85);
+}
