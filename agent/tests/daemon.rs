@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{pod, Node, BUSYBOX};
 use serde_json::Value;
@@ -88,13 +88,22 @@ fn crashing_container_restarts_with_doubling_backoff() {
         2,
         "{p:#}"
     );
-    std::thread::sleep(Duration::from_secs(4));
-    // Starts at ~0, 0, 0.4, 1.2, 2.8, 4.4 s (0.4 doubling, capped at 1.6): a handful of
-    // restarts, far from the hundreds an unthrottled loop would make.
-    let restarts = node.pod("crash").expect("pod")["containerStatuses"][0]["restartCount"]
-        .as_u64()
-        .expect("count");
-    assert!((3..=8).contains(&restarts), "restartCount {restarts}");
+    // Starts at ~0, 0, 0.4, 1.2, 2.8, 4.4 s (0.4 doubling, capped at 1.6): three more
+    // restarts from here include at least two whole backoffs (≥ 0.4 + 0.8 s), where an
+    // unthrottled loop would restart hundreds of times in that time.
+    let seen = Instant::now();
+    let before = container(&p, 0)["restartCount"].as_u64().unwrap_or(0);
+    let later = node.wait_pod(
+        "crash",
+        "three more restarts",
+        Duration::from_secs(30),
+        |p| container(p, 0)["restartCount"].as_u64() >= Some(before + 3),
+    );
+    let waited = seen.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000),
+        "three restarts in {waited:?}: no backoff\n{later:#}"
+    );
     assert!(node.logs(&["crash", "--previous"]).contains("attempt"));
     assert_eq!(
         terminated_reason(&node.pod("crash").expect("pod")).as_deref(),

@@ -23,18 +23,41 @@ pub struct Informer {
     objects: RwLock<HashMap<String, Arc<Value>>>,
     changes: broadcast::Sender<String>,
     revision: watch::Sender<i64>,
+    /// Only objects of this name are cached (and their changes told), when set.
+    only_name: Option<&'static str>,
 }
 
 impl Informer {
     /// Starts following `resource` in `store`; the task ends when the informer is dropped
     /// by every holder but the task.
     pub fn spawn(store: Arc<dyn Store>, resource: &'static Resource) -> Arc<Informer> {
+        Self::start(store, resource, None)
+    }
+
+    /// An informer of the objects named `name` only, in every namespace (the others are
+    /// neither kept nor told), as a field selector on `metadata.name` would give: a
+    /// controller that owns one well-known object per namespace need not hold every object
+    /// of its kind.
+    pub fn spawn_named(
+        store: Arc<dyn Store>,
+        resource: &'static Resource,
+        name: &'static str,
+    ) -> Arc<Informer> {
+        Self::start(store, resource, Some(name))
+    }
+
+    fn start(
+        store: Arc<dyn Store>,
+        resource: &'static Resource,
+        only_name: Option<&'static str>,
+    ) -> Arc<Informer> {
         let (changes, _) = broadcast::channel(4096);
         let informer = Arc::new(Informer {
             resource,
             objects: RwLock::default(),
             changes,
             revision: watch::Sender::new(0),
+            only_name,
         });
         tokio::spawn(follow(store, Arc::downgrade(&informer)));
         informer
@@ -68,6 +91,11 @@ impl Informer {
         self.read().keys().cloned().collect()
     }
 
+    /// Whether the object stored at `key` is one this informer keeps.
+    fn keeps(&self, key: &str) -> bool {
+        named(self.only_name, key)
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Value>>> {
         self.objects
             .read()
@@ -86,7 +114,10 @@ async fn follow(store: Arc<dyn Store>, informer: std::sync::Weak<Informer>) {
         return;
     };
     loop {
-        let listed = list(store.as_ref(), &prefix).await;
+        let Some(only_name) = informer.upgrade().map(|i| i.only_name) else {
+            return;
+        };
+        let listed = list(store.as_ref(), &prefix, only_name).await;
         let Some(this) = informer.upgrade() else {
             return;
         };
@@ -135,6 +166,10 @@ async fn follow(store: Arc<dyn Store>, informer: std::sync::Weak<Informer>) {
                 }
             };
             let key = event.kv.key.clone();
+            if !this.keeps(&key) {
+                this.revision.send_replace(event.revision());
+                continue;
+            }
             match event.kind {
                 EventKind::Put => match decode_stored(&event.kv) {
                     Ok(object) => {
@@ -154,9 +189,15 @@ async fn follow(store: Arc<dyn Store>, informer: std::sync::Weak<Informer>) {
     }
 }
 
+/// Whether `key` is of an object named `only_name` (any key when it is `None`).
+fn named(only_name: Option<&str>, key: &str) -> bool {
+    only_name.is_none_or(|name| key.rsplit('/').next() == Some(name))
+}
+
 async fn list(
     store: &dyn Store,
     prefix: &str,
+    only_name: Option<&str>,
 ) -> Result<(HashMap<String, Arc<Value>>, i64), crate::store::Error> {
     let mut objects = HashMap::new();
     let mut options = ListOptions {
@@ -165,7 +206,7 @@ async fn list(
     };
     loop {
         let page = store.list(prefix, &options).await?;
-        for kv in &page.items {
+        for kv in page.items.iter().filter(|kv| named(only_name, &kv.key)) {
             if let Ok(object) = decode_stored(kv) {
                 objects.insert(kv.key.clone(), Arc::new(object));
             }

@@ -186,7 +186,11 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
             client.clone(),
             root_ca::Caches {
                 namespaces,
-                config_maps: Informer::spawn(Arc::clone(store), resource("", "configmaps")),
+                config_maps: Informer::spawn_named(
+                    Arc::clone(store),
+                    resource("", "configmaps"),
+                    crate::api::service_account_admission::ROOT_CA_CONFIG_MAP,
+                ),
             },
             ca.cert_pem.clone(),
         ));
