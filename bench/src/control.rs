@@ -10,11 +10,21 @@
 //! rest before the lists; after them and its peak too). The API is driven as a client would:
 //! HTTPS with the admin client certificate of `<data-dir>/admin.kubeconfig`
 //! ([`super::control_api`]); etcd with the `etcd-client` crate ([`super::control_etcd`]).
-//! Each etcd is a fresh one-member
-//! Debian etcd on loopback. Everything runs under `target/bench-work/control`, removed at the
-//! end; the processes are killed however the bench ends ([`super::control_procs`]). The
-//! measuring clients must not be slower than the servers: a debug `bosun-bench` builds its
-//! release self and runs the bench from it.
+//! Each etcd is a fresh one-member Debian etcd on loopback.
+//!
+//! All three servers start first. The sequential creates, then the gets, of objects
+//! `0..`[`Plan::latency`] are interleaved over [`Plan::rounds`] rounds across the three
+//! ([`super::control_seq`]): each round, each server in turn creates (reads) its share, the
+//! order of the turns rotating, and each server's samples are pooled across the rounds — so
+//! the floor and the API over it see the same load of this shared machine, which drifts
+//! within a run. The rest (concurrent creates, lists, RSS, watches) runs server by server on
+//! the objects already there: raw etcd, then bosun embedded, then bosun over etcd, each
+//! server stopped once measured.
+//!
+//! Everything runs under `target/bench-work/control`, removed at the end; the processes are
+//! killed however the bench ends ([`super::control_procs`]). The measuring clients must not
+//! be slower than the servers: a debug `bosun-bench` builds its release self and runs the
+//! bench from it.
 //!
 //! Goals, printed not asserted: create p99 < 5 ms embedded; over etcd, create and get p99
 //! within 1.5× of raw etcd's put and get; control RSS < 100 MB with the objects stored.
@@ -27,6 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::control_procs::{Control, Etcd};
+use super::control_seq::{self, Sequential};
 use super::{control_api, control_etcd, percentiles, write_results, Options, Row};
 use xtask::util;
 
@@ -43,8 +54,10 @@ const PAYLOAD_BYTES: usize = 900;
 /// Sizes of one run.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
-    /// Sequential creates, then gets, timed one by one.
+    /// Sequential creates, then gets, timed one by one on each server.
     pub latency: usize,
+    /// Rounds the sequential creates (and gets) are interleaved over across the servers.
+    pub rounds: usize,
     /// Objects stored once the concurrent creates are done (listed, and held for RSS).
     pub objects: usize,
     /// Concurrent clients for creates/s.
@@ -63,6 +76,7 @@ impl Plan {
         if options.quick {
             Self {
                 latency: 100,
+                rounds: 10,
                 objects: 500,
                 clients: 16,
                 lists: 2,
@@ -73,6 +87,7 @@ impl Plan {
         } else {
             Self {
                 latency: 2000,
+                rounds: 10,
                 objects: 10_000,
                 clients: 16,
                 lists: 5,
@@ -202,10 +217,13 @@ pub fn run(options: &Options) -> Result<()> {
         .context("starting the runtime")?;
     let mut rows = Vec::new();
     let mut notes = vec![format!(
-        "{} sequential creates then gets, {} objects in all ({} clients for the rest), {} lists, \
-         {} watchers × {} writes; ConfigMaps of {} bytes of JSON; the bench's clients (a release \
-         build) share the machine's {} cpus with the servers",
+        "{} sequential creates then gets per server, interleaved over {} rounds across the three \
+         servers (all running; the order rotating each round); then per server: {} objects in \
+         all ({} clients for the rest), {} lists, {} watchers × {} writes; ConfigMaps of {} bytes \
+         of JSON; the bench's clients (a release build) share the machine's {} cpus with the \
+         servers",
         plan.latency,
+        plan.rounds,
         plan.objects,
         plan.clients,
         plan.lists,
@@ -238,7 +256,9 @@ fn optimized(options: &Options) -> Result<()> {
     util::run(&mut command)
 }
 
-/// Raw etcd, then bosun on its embedded store, then bosun over etcd; each on fresh state.
+/// All three servers started on fresh state; their sequential creates and gets interleaved;
+/// then the rest of raw etcd's, bosun embedded's and bosun over etcd's measurements, each
+/// server stopped once measured.
 fn measure(
     runtime: &tokio::runtime::Runtime,
     plan: &Plan,
@@ -247,27 +267,54 @@ fn measure(
     rows: &mut Vec<Row>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
-    {
-        let etcd = Etcd::start(&work.join("etcd-raw"))?;
-        runtime
-            .block_on(control_etcd::measure(&etcd.endpoint, plan, rows))
+    let etcd = Etcd::start(&work.join("etcd-raw"))?;
+    let embedded = Control::start(bin, &work.join("embedded"), None)?;
+    let bosun_etcd = Etcd::start(&work.join("etcd-bosun"))?;
+    let over_etcd = Control::start(bin, &work.join("over-etcd"), Some(&bosun_etcd.endpoint))?;
+    let log =
+        |name: &str, control: &Control| format!("{name}; log:\n{}", control.process.log_tail());
+    let (raw, api_embedded, api_over) = runtime.block_on(async {
+        let mut raw = control_etcd::Sequential::connect(&etcd.endpoint)
+            .await
             .context("raw etcd")?;
-        // For scale: etcd's own RSS holding the same objects (never part of bosun's), after
-        // its range reads.
-        let rss = super::agent_daemon::status_field(etcd.process.pid, "VmRSS")?;
-        rows.push(Row::new("rss", ETCD, "mb", rss / 1024.0));
-    }
-    {
-        let control = Control::start(bin, &work.join("embedded"), None)?;
-        runtime
-            .block_on(control_api::measure(&control, plan, EMBEDDED, rows, notes))
-            .with_context(|| format!("{EMBEDDED}; log:\n{}", control.process.log_tail()))?;
-    }
-    let etcd = Etcd::start(&work.join("etcd-bosun"))?;
-    let control = Control::start(bin, &work.join("over-etcd"), Some(&etcd.endpoint))?;
+        let mut api_embedded = control_api::Sequential::connect(&embedded)
+            .await
+            .with_context(|| log(EMBEDDED, &embedded))?;
+        let mut api_over = control_api::Sequential::connect(&over_etcd)
+            .await
+            .with_context(|| log(OVER_ETCD, &over_etcd))?;
+        let mut servers = [
+            (ETCD, Sequential::Etcd(&mut raw)),
+            (EMBEDDED, Sequential::Api(&mut api_embedded, &embedded)),
+            (OVER_ETCD, Sequential::Api(&mut api_over, &over_etcd)),
+        ];
+        control_seq::measure(&mut servers, plan, rows).await?;
+        anyhow::Ok((raw, api_embedded, api_over))
+    })?;
     runtime
-        .block_on(control_api::measure(&control, plan, OVER_ETCD, rows, notes))
-        .with_context(|| format!("{OVER_ETCD}; log:\n{}", control.process.log_tail()))?;
+        .block_on(control_etcd::measure_rest(raw, plan, rows))
+        .context("raw etcd")?;
+    // For scale: etcd's own RSS holding the same objects (never part of bosun's), after its
+    // range reads.
+    let rss = super::agent_daemon::status_field(etcd.process.pid, "VmRSS")?;
+    rows.push(Row::new("rss", ETCD, "mb", rss / 1024.0));
+    drop(etcd);
+    runtime
+        .block_on(control_api::measure_rest(
+            &embedded,
+            api_embedded,
+            plan,
+            EMBEDDED,
+            rows,
+            notes,
+        ))
+        .with_context(|| log(EMBEDDED, &embedded))?;
+    drop(embedded);
+    runtime
+        .block_on(control_api::measure_rest(
+            &over_etcd, api_over, plan, OVER_ETCD, rows, notes,
+        ))
+        .with_context(|| log(OVER_ETCD, &over_etcd))?;
     Ok(())
 }
 
@@ -423,6 +470,7 @@ mod tests {
             ..Options::default()
         });
         assert!(quick.objects <= 1000 && quick.latency < quick.objects);
+        assert!(quick.rounds >= 3 && quick.latency >= quick.rounds);
         let full = Plan::new(&Options::default());
         assert_eq!(
             (full.objects, full.clients, full.watchers),

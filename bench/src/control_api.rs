@@ -1,7 +1,9 @@
 //! The control benchmark's measurements of `bosun-control` through its API, as a client
 //! drives it: ConfigMaps in `default` created, read, created by concurrent clients, listed in
 //! one JSON request and watched, each request on an HTTPS keep-alive connection
-//! ([`super::control_client`]); the process's RSS read from /proc.
+//! ([`super::control_client`]); the process's RSS read from /proc. The sequential creates and
+//! gets ([`Sequential`]) take turns with the other servers' ([`super::control_seq`]); the rest
+//! ([`measure_rest`]) runs on its own.
 
 use std::time::{Duration, Instant};
 
@@ -29,46 +31,64 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
-/// Every measurement of the API of `control`, as rows of `implementation`.
-pub async fn measure(
+/// A sequential client of the API: single ConfigMaps created and read one at a time, timed,
+/// on one keep-alive connection.
+pub struct Sequential {
+    tls: Tls,
+    conn: Conn,
+}
+
+impl Sequential {
+    /// Connects to `control` and warms up the connection, the handler and the store's first
+    /// reads.
+    pub async fn connect(control: &Control) -> Result<Self> {
+        let tls = Tls::new(&control.kubeconfig)?;
+        let mut conn = tls.connect().await?;
+        for _ in 0..20 {
+            conn.expect(
+                Method::GET,
+                &format!("{COLLECTION}?limit=1"),
+                None,
+                StatusCode::OK,
+            )
+            .await?;
+        }
+        Ok(Self { tls, conn })
+    }
+
+    /// Creates object `i`: its latency in ms.
+    pub async fn create(&mut self, i: usize) -> Result<f64> {
+        let body = configmap(&object_name(i));
+        let start = Instant::now();
+        self.conn
+            .expect(Method::POST, COLLECTION, Some(body), StatusCode::CREATED)
+            .await?;
+        Ok(ms(start))
+    }
+
+    /// Gets object `i`: its latency in ms.
+    pub async fn get(&mut self, i: usize) -> Result<f64> {
+        let path = format!("{COLLECTION}/{}", object_name(i));
+        let start = Instant::now();
+        self.conn
+            .expect(Method::GET, &path, None, StatusCode::OK)
+            .await?;
+        Ok(ms(start))
+    }
+}
+
+/// The rest of the measurements of the API of `control`, as rows of `implementation`, once
+/// `sequential` has created objects `0..plan.latency`: concurrent creates up to
+/// [`Plan::objects`], RSS, lists, watches.
+pub async fn measure_rest(
     control: &Control,
+    sequential: Sequential,
     plan: &Plan,
     implementation: &str,
     rows: &mut Vec<Row>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
-    let tls = Tls::new(&control.kubeconfig)?;
-    let mut conn = tls.connect().await?;
-    // Warm-up: the connection, the handler and the store's first reads.
-    for _ in 0..20 {
-        conn.expect(
-            Method::GET,
-            &format!("{COLLECTION}?limit=1"),
-            None,
-            StatusCode::OK,
-        )
-        .await?;
-    }
-    let mut creates = Vec::with_capacity(plan.latency);
-    for i in 0..plan.latency {
-        let body = configmap(&object_name(i));
-        let start = Instant::now();
-        conn.expect(Method::POST, COLLECTION, Some(body), StatusCode::CREATED)
-            .await?;
-        creates.push(ms(start));
-    }
-    latency_rows(rows, "create", implementation, creates);
-    let mut gets = Vec::with_capacity(plan.latency);
-    for i in 0..plan.latency {
-        let path = format!("{COLLECTION}/{}", object_name(i));
-        let start = Instant::now();
-        conn.expect(Method::GET, &path, None, StatusCode::OK)
-            .await?;
-        gets.push(ms(start));
-    }
-    latency_rows(rows, "get", implementation, gets);
-    control.process.check()?;
-
+    let Sequential { tls, mut conn } = sequential;
     let (per_s, samples) = concurrent_creates(&tls, plan).await?;
     rows.push(Row::new(
         "create_concurrent",

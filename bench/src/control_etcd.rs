@@ -1,11 +1,13 @@
 //! The control benchmark's floor: raw etcd puts, gets, a range read and watches of the same
 //! ConfigMap payloads under kube-apiserver's key layout, through the `etcd-client` crate —
-//! what any API over etcd costs at least.
+//! what any API over etcd costs at least. The sequential puts and gets ([`Sequential`]) take
+//! turns with the two bosun servers' ([`super::control_seq`]); the rest ([`measure_rest`])
+//! runs on its own.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use etcd_client::{Client, ConnectOptions, GetOptions, WatchOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, WatchOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, timeout_at};
@@ -38,35 +40,51 @@ async fn connect(endpoint: &str) -> Result<Client> {
         .with_context(|| format!("connecting to etcd at {endpoint}"))
 }
 
-/// Every measurement of raw etcd at `endpoint`, as rows of [`ETCD`].
-pub async fn measure(endpoint: &str, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
-    let client = connect(endpoint).await?;
-    let mut kv = client
-        .kv_client()
-        .max_decoding_message_size(MAX_ANSWER_BYTES);
-    for _ in 0..20 {
-        kv.get(key("warm-up"), None).await?;
+/// The floor's sequential client: puts and gets of single objects, one at a time, timed.
+pub struct Sequential {
+    client: Client,
+    kv: KvClient,
+}
+
+impl Sequential {
+    /// Connects to raw etcd at `endpoint` and warms the connection up.
+    pub async fn connect(endpoint: &str) -> Result<Self> {
+        let client = connect(endpoint).await?;
+        let mut kv = client
+            .kv_client()
+            .max_decoding_message_size(MAX_ANSWER_BYTES);
+        for _ in 0..20 {
+            kv.get(key("warm-up"), None).await?;
+        }
+        Ok(Self { client, kv })
     }
-    let mut puts = Vec::with_capacity(plan.latency);
-    for i in 0..plan.latency {
+
+    /// Puts object `i`: its latency in ms.
+    pub async fn create(&mut self, i: usize) -> Result<f64> {
         let name = object_name(i);
         let value = configmap(&name).to_vec();
         let start = Instant::now();
-        kv.put(key(&name), value, None).await?;
-        puts.push(ms(start));
+        self.kv.put(key(&name), value, None).await?;
+        Ok(ms(start))
     }
-    latency_rows(rows, "create", ETCD, puts);
-    let mut gets = Vec::with_capacity(plan.latency);
-    for i in 0..plan.latency {
+
+    /// Gets object `i`, which must be there: its latency in ms.
+    pub async fn get(&mut self, i: usize) -> Result<f64> {
         let start = Instant::now();
-        let answer = kv.get(key(&object_name(i)), None).await?;
-        gets.push(ms(start));
+        let answer = self.kv.get(key(&object_name(i)), None).await?;
+        let latency = ms(start);
         if answer.kvs().is_empty() {
             bail!("etcd lost {}", object_name(i));
         }
+        Ok(latency)
     }
-    latency_rows(rows, "get", ETCD, gets);
+}
 
+/// The rest of raw etcd's measurements, as rows of [`ETCD`], once `sequential` has put
+/// objects `0..plan.latency`: concurrent puts up to [`Plan::objects`], range reads of them
+/// all, watches.
+pub async fn measure_rest(sequential: Sequential, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
+    let Sequential { client, mut kv } = sequential;
     let (first, end, clients) = (plan.latency, plan.objects, plan.clients);
     let start = Instant::now();
     let mut tasks = JoinSet::new();

@@ -31,6 +31,7 @@ mod control_api;
 mod control_client;
 mod control_etcd;
 mod control_procs;
+mod control_seq;
 mod dns;
 mod dns_env;
 mod dns_perf;
