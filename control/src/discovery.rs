@@ -50,12 +50,17 @@ pub fn api_group_list() -> APIGroupList {
 /// `/apis/authentication.k8s.io`: SelfSubjectReviews (`api::self_subject_review`).
 pub fn authentication_group() -> APIGroup {
     use crate::api::self_subject_review::{GROUP, VERSION};
+    single_version_group(GROUP, VERSION)
+}
+
+/// A group served at one version, which is its preferred one.
+fn single_version_group(group: &str, version: &str) -> APIGroup {
     let version = GroupVersionForDiscovery {
-        group_version: format!("{GROUP}/{VERSION}"),
-        version: VERSION.to_owned(),
+        group_version: format!("{group}/{version}"),
+        version: version.to_owned(),
     };
     APIGroup {
-        name: GROUP.to_owned(),
+        name: group.to_owned(),
         preferred_version: Some(version.clone()),
         versions: vec![version],
         server_address_by_client_cidrs: None,
@@ -93,16 +98,7 @@ fn authentication_discovery() -> Value {
 /// `/apis/metrics.k8s.io`.
 pub fn metrics_group() -> APIGroup {
     use crate::metrics::api::{GROUP, VERSION};
-    let version = GroupVersionForDiscovery {
-        group_version: format!("{GROUP}/{VERSION}"),
-        version: VERSION.to_owned(),
-    };
-    APIGroup {
-        name: GROUP.to_owned(),
-        preferred_version: Some(version.clone()),
-        versions: vec![version],
-        server_address_by_client_cidrs: None,
-    }
+    single_version_group(GROUP, VERSION)
 }
 
 /// `/apis/metrics.k8s.io/v1beta1`.
