@@ -1,7 +1,9 @@
 //! [`Facts`] read from the store: a stored object, and the pods of a namespace bound to a
-//! node (a scan of the namespace's pods; an index by node is the next step when nodes carry
+//! node (a scan of the namespace's pods that reads only each pod's `spec.nodeName` and
+//! decodes the node's own pods alone; an index by node is the next step when nodes carry
 //! thousands of pods).
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::Facts;
@@ -41,11 +43,50 @@ impl Facts for StoreFacts<'_> {
             .map_err(map_store_error)?;
         let mut out = Vec::new();
         for kv in &page.items {
-            let pod = decode_stored(kv)?;
-            if pod["spec"]["nodeName"] == node {
-                out.push(pod);
+            // A pod that does not even parse this far is decoded whole, for its error.
+            if bound_node(&kv.value).is_none_or(|bound| bound == node) {
+                let pod = decode_stored(kv)?;
+                if pod["spec"]["nodeName"] == node {
+                    out.push(pod);
+                }
             }
         }
         Ok(out)
+    }
+}
+
+/// The part of a stored pod the scan reads first: the rest of the document is skipped
+/// without being built, so a namespace of thousands of pods costs a pass over its bytes,
+/// not thousands of decoded objects per request.
+#[derive(Deserialize)]
+struct Placement {
+    #[serde(default)]
+    spec: PlacementSpec,
+}
+
+#[derive(Deserialize, Default)]
+struct PlacementSpec {
+    #[serde(rename = "nodeName", default)]
+    node_name: Option<String>,
+}
+
+/// The node a stored pod is bound to ("" when it is not bound); `None` when the bytes are not
+/// a pod document.
+fn bound_node(stored: &[u8]) -> Option<String> {
+    let placement: Placement = serde_json::from_slice(stored).ok()?;
+    Some(placement.spec.node_name.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bound_node;
+
+    #[test]
+    fn only_the_node_name_is_read() {
+        let pod = br#"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c"}],"nodeName":"n1"},"status":{}}"#;
+        assert_eq!(bound_node(pod).as_deref(), Some("n1"));
+        assert_eq!(bound_node(br#"{"spec":{}}"#).as_deref(), Some(""));
+        assert_eq!(bound_node(br#"{"metadata":{}}"#).as_deref(), Some(""));
+        assert_eq!(bound_node(b"not json"), None);
     }
 }
