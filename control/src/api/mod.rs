@@ -27,6 +27,7 @@ pub mod selector;
 pub mod self_subject_review;
 pub(crate) mod service_account_admission;
 pub mod service_alloc;
+pub(crate) mod store_mirror;
 pub mod table_default;
 mod token_request;
 mod update;
@@ -83,6 +84,8 @@ pub struct ApiState {
     pub service_network: service_alloc::ServiceNetwork,
     /// The namespaces, for the create path's existence check without a store read.
     namespace_cache: Arc<namespace_cache::NamespaceCache>,
+    /// The pods bound to each node, for the node authorizer.
+    pod_index: Arc<authz::PodIndex>,
     /// The client of the nodes' kubelet APIs (`pods/log`); `None`: those requests fail.
     pub kubelet: Option<Arc<crate::kubelet::KubeletClient>>,
     /// `--kubelet-preferred-address-types`.
@@ -106,6 +109,7 @@ impl ApiState {
             finalizing: Mutex::default(),
             service_network: service_alloc::ServiceNetwork::default(),
             namespace_cache: Arc::default(),
+            pod_index: Arc::default(),
             kubelet: None,
             kubelet_address_types: crate::kubelet::AddressTypes::default(),
             metrics: Arc::default(),
@@ -335,7 +339,8 @@ async fn authorize(call: &Call, method: &Method, body: &[u8]) -> Result<(), ApiE
         object: object.as_ref(),
     };
     let facts = authz::StoreFacts {
-        store: call.state.store.as_ref(),
+        store: &call.state.store,
+        pods: &call.state.pod_index,
     };
     authz::authorize(&call.identity, &attrs, &facts).await
 }

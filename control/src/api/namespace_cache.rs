@@ -10,15 +10,14 @@
 //! finalizer deletes whatever was created in that window.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
-use tokio::sync::watch;
 
 use super::decode_stored;
+use super::store_mirror::{Follower, Mirror};
 use crate::kinds::Resource;
-use crate::store::{EventKind, ListOptions, Store};
+use crate::store::{Event, EventKind, KeyValue, Store};
 
 /// What the cache knows of one namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,21 +29,12 @@ pub enum Known {
 }
 
 /// Namespace name → terminating, while the watch is healthy (`None`: ask the store).
+#[derive(Default)]
 pub struct NamespaceCache {
     names: RwLock<Option<HashMap<String, bool>>>,
-    started: OnceLock<()>,
-    /// Dropped with the cache, which ends the task following the store (and its hold on it).
-    alive: watch::Sender<()>,
-}
-
-impl Default for NamespaceCache {
-    fn default() -> Self {
-        NamespaceCache {
-            names: RwLock::default(),
-            started: OnceLock::new(),
-            alive: watch::Sender::new(()),
-        }
-    }
+    /// The prefix followed (set on the first lookup).
+    prefix: std::sync::OnceLock<String>,
+    follower: Follower,
 }
 
 impl NamespaceCache {
@@ -55,20 +45,8 @@ impl NamespaceCache {
         resource: &'static Resource,
         name: &str,
     ) -> Known {
-        self.started.get_or_init(|| {
-            let (cache, store, alive) = (
-                Arc::downgrade(self),
-                Arc::clone(store),
-                self.alive.subscribe(),
-            );
-            tokio::spawn(async move {
-                let mut alive = alive;
-                tokio::select! {
-                    () = follow(cache, store, resource.key_prefix()) => {}
-                    _ = alive.changed() => {} // the cache is gone
-                }
-            });
-        });
+        let prefix = self.prefix.get_or_init(|| resource.key_prefix()).clone();
+        self.follower.start(Arc::downgrade(self), store, prefix);
         match self
             .read()
             .as_ref()
@@ -98,64 +76,44 @@ impl NamespaceCache {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn name_of<'a>(&self, key: &'a str) -> &'a str {
+        self.prefix
+            .get()
+            .and_then(|prefix| key.strip_prefix(prefix.as_str()))
+            .unwrap_or(key)
+    }
 }
 
 fn terminating(object: &Value) -> bool {
     !object["metadata"]["deletionTimestamp"].is_null()
 }
 
-fn name_of(key: &str, prefix: &str) -> String {
-    key.strip_prefix(prefix).unwrap_or(key).to_owned()
-}
-
-/// Lists then watches the namespaces into `cache` until the cache is dropped; any failure
-/// empties the cache (every lookup goes to the store) and starts over after a second.
-async fn follow(cache: Weak<NamespaceCache>, store: Arc<dyn Store>, prefix: String) {
-    loop {
-        let synced = async {
-            let page = store.list(&prefix, &ListOptions::default()).await.ok()?;
-            if page.more {
-                return None; // more namespaces than a page: live lookups it is
-            }
-            let names = page
-                .items
+impl Mirror for NamespaceCache {
+    fn reset(&self, items: Option<&[KeyValue]>) {
+        let names = items.map(|items| {
+            items
                 .iter()
                 .filter_map(|kv| {
-                    Some((
-                        name_of(&kv.key, &prefix),
-                        terminating(&decode_stored(kv).ok()?),
-                    ))
+                    let object = decode_stored(kv).ok()?;
+                    Some((self.name_of(&kv.key).to_owned(), terminating(&object)))
                 })
-                .collect();
-            *cache.upgrade()?.write() = Some(names);
-            let mut stream = store.watch(&prefix, page.revision).await.ok()?;
-            while let Some(Ok(event)) = stream.next().await {
-                let cache = cache.upgrade()?;
-                let mut guard = cache.write();
-                let names = guard.get_or_insert_with(HashMap::new);
-                let name = name_of(&event.kv.key, &prefix);
-                match event.kind {
-                    EventKind::Put => match decode_stored(&event.kv) {
-                        Ok(object) => {
-                            names.insert(name, terminating(&object));
-                        }
-                        Err(_) => {
-                            names.remove(&name);
-                        }
-                    },
-                    EventKind::Delete => {
-                        names.remove(&name);
-                    }
-                }
+                .collect()
+        });
+        *self.write() = names;
+    }
+
+    fn apply(&self, event: &Event) {
+        let name = self.name_of(&event.kv.key).to_owned();
+        let mut guard = self.write();
+        let names = guard.get_or_insert_with(HashMap::new);
+        match (&event.kind, decode_stored(&event.kv)) {
+            (EventKind::Put, Ok(object)) => {
+                names.insert(name, terminating(&object));
             }
-            Some(())
-        };
-        synced.await;
-        let Some(this) = cache.upgrade() else {
-            return;
-        };
-        *this.write() = None;
-        drop(this);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+            _ => {
+                names.remove(&name);
+            }
+        }
     }
 }

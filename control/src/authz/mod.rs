@@ -26,6 +26,7 @@ pub(crate) mod admission;
 mod node;
 mod node_pods;
 mod node_tokens;
+mod pod_index;
 pub mod store_facts;
 
 use serde_json::Value;
@@ -35,6 +36,7 @@ use crate::kinds::Resource;
 use crate::status::ApiError;
 
 pub use admission::admit;
+pub use pod_index::PodIndex;
 pub use store_facts::StoreFacts;
 
 /// What a request asks to do (Kubernetes' authorizer attributes).
@@ -62,6 +64,9 @@ impl Attributes<'_> {
     }
 }
 
+/// A question a rule asks of each pod bound to a node.
+pub type PodTest<'a> = dyn for<'v> Fn(&'v Value) -> bool + Send + Sync + 'a;
+
 /// What the store knows that a rule needs.
 #[async_trait::async_trait]
 pub trait Facts: Send + Sync {
@@ -73,8 +78,13 @@ pub trait Facts: Send + Sync {
         name: &str,
     ) -> Result<Option<Value>, ApiError>;
 
-    /// The pods of `namespace` bound to `node`.
-    async fn pods_on_node(&self, namespace: &str, node: &str) -> Result<Vec<Value>, ApiError>;
+    /// Whether a pod of `namespace` bound to `node` passes `test`.
+    async fn any_pod_on_node(
+        &self,
+        namespace: &str,
+        node: &str,
+        test: &PodTest<'_>,
+    ) -> Result<bool, ApiError>;
 }
 
 /// A refusal, with the authorizer's reason (may be empty).

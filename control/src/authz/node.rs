@@ -85,8 +85,11 @@ pub async fn decide(
             if !attrs.reading() || attrs.subresource.is_some() {
                 return deny;
             }
-            let pods = facts.pods_on_node(ns, node).await?;
-            if pods.iter().any(|p| references(p, r.plural, name)) {
+            let plural = r.plural;
+            if facts
+                .any_pod_on_node(ns, node, &|p| references(p, plural, name))
+                .await?
+            {
                 allow
             } else {
                 no_relationship()

@@ -24,8 +24,8 @@ pub async fn decide(
     if attrs.verb != "create" {
         return Ok(Some(Denied(String::new())));
     }
-    let pods = facts.pods_on_node(ns, node).await?;
-    if !pods.iter().any(|p| pod_service_account(p) == name) {
+    let runs_as = |p: &Value| pod_service_account(p) == name;
+    if !facts.any_pod_on_node(ns, node, &runs_as).await? {
         return Ok(Some(Denied(format!(
             "no relationship found between node '{node}' and this object"
         ))));

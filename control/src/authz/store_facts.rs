@@ -1,12 +1,13 @@
-//! [`Facts`] read from the store: a stored object, and the pods of a namespace bound to a
-//! node (a scan of the namespace's pods that reads only each pod's `spec.nodeName` and
-//! decodes the node's own pods alone; an index by node is the next step when nodes carry
-//! thousands of pods).
+//! [`Facts`] read from the store: a stored object, and whether a pod bound to a node relates
+//! it to an object — from the [`PodIndex`] when it knows, else by a scan of the namespace's
+//! pods that reads only each pod's `spec.nodeName` and decodes the node's own pods alone.
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Facts;
+use super::{Facts, PodIndex, PodTest};
 use crate::api::path::object_key;
 use crate::api::{decode_stored, map_store_error};
 use crate::kinds::{self, Resource};
@@ -14,7 +15,8 @@ use crate::status::ApiError;
 use crate::store::{ListOptions, Store};
 
 pub struct StoreFacts<'a> {
-    pub store: &'a dyn Store,
+    pub store: &'a Arc<dyn Store>,
+    pub pods: &'a Arc<PodIndex>,
 }
 
 #[async_trait::async_trait]
@@ -32,7 +34,15 @@ impl Facts for StoreFacts<'_> {
         }
     }
 
-    async fn pods_on_node(&self, namespace: &str, node: &str) -> Result<Vec<Value>, ApiError> {
+    async fn any_pod_on_node(
+        &self,
+        namespace: &str,
+        node: &str,
+        test: &PodTest<'_>,
+    ) -> Result<bool, ApiError> {
+        if self.pods.any(self.store, namespace, node, test) {
+            return Ok(true);
+        }
         let pods = kinds::find("", "v1", "pods")
             .ok_or_else(|| ApiError::internal("the kinds table has no pods"))?;
         let prefix = format!("{}{namespace}/", pods.key_prefix());
@@ -41,17 +51,16 @@ impl Facts for StoreFacts<'_> {
             .list(&prefix, &ListOptions::default())
             .await
             .map_err(map_store_error)?;
-        let mut out = Vec::new();
         for kv in &page.items {
             // A pod that does not even parse this far is decoded whole, for its error.
             if bound_node(&kv.value).is_none_or(|bound| bound == node) {
                 let pod = decode_stored(kv)?;
-                if pod["spec"]["nodeName"] == node {
-                    out.push(pod);
+                if pod["spec"]["nodeName"] == node && test(&pod) {
+                    return Ok(true);
                 }
             }
         }
-        Ok(out)
+        Ok(false)
     }
 }
 

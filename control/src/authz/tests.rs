@@ -52,11 +52,15 @@ impl Facts for Fake {
         })
     }
 
-    async fn pods_on_node(&self, namespace: &str, node: &str) -> Result<Vec<Value>, ApiError> {
-        Ok([pod_web(), pod_other()]
-            .into_iter()
-            .filter(|p| p["metadata"]["namespace"] == namespace && p["spec"]["nodeName"] == node)
-            .collect())
+    async fn any_pod_on_node(
+        &self,
+        namespace: &str,
+        node: &str,
+        test: &PodTest<'_>,
+    ) -> Result<bool, ApiError> {
+        Ok([pod_web(), pod_other()].iter().any(|p| {
+            p["metadata"]["namespace"] == namespace && p["spec"]["nodeName"] == node && test(p)
+        }))
     }
 }
 
