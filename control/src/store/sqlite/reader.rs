@@ -2,23 +2,30 @@
 //! blocking threads, so reads run concurrently with each other and with the writer (WAL) and
 //! never block the async runtime. Each read that needs more than one query runs in one read
 //! transaction, i.e. one snapshot of the table.
+//!
+//! At most [`MAX_READERS`] reads run at once; the others wait their turn without a thread.
+//! Unbounded, a burst of a thousand requests opened hundreds of connections, each filling a
+//! page cache of its own (the cluster bench's control process reached 1.5 GB).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::Semaphore;
 
 use super::schema::{self, Bounds, Revision};
 use crate::store::{Error, Event, KeyValue, ListPage, Op, Result};
 
-/// Idle read connections kept open.
-const MAX_IDLE: usize = 8;
+/// Reads running at once, each on its own connection, all kept open when idle: more gains
+/// nothing on a machine of a few cores (a read is CPU and page-cache work).
+const MAX_READERS: usize = 8;
 
 /// Read-only connections to the store's file.
 #[derive(Debug)]
 pub(super) struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    turns: Arc<Semaphore>,
 }
 
 impl ReadPool {
@@ -26,6 +33,7 @@ impl ReadPool {
         ReadPool {
             path,
             idle: Mutex::new(Vec::new()),
+            turns: Arc::new(Semaphore::new(MAX_READERS)),
         }
     }
 
@@ -46,7 +54,7 @@ impl ReadPool {
 
     fn put(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
+        if idle.len() < MAX_READERS {
             idle.push(conn);
         }
     }
@@ -59,10 +67,14 @@ impl ReadPool {
     {
         let pool = Arc::clone(self);
         let owned_key = key.to_owned();
+        let Ok(turn) = Arc::clone(&self.turns).acquire_owned().await else {
+            return Err(Error::Closed { op, key: owned_key });
+        };
         let task = tokio::task::spawn_blocking(move || {
             let conn = pool.take().map_err(Error::sqlite(op, &owned_key))?;
             let result = read(&conn);
             pool.put(conn);
+            drop(turn);
             result
         });
         match task.await {
