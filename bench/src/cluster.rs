@@ -219,23 +219,11 @@ fn deploy(
         "control_rss_mb",
         rss(control.process.pid)?,
     ));
+    memory_notes("control", control.process.pid, notes);
     let mut agents = Vec::new();
     for pid in &agent_pids {
         agents.push(rss(*pid)?);
-        // Where an agent's RSS is: its heap and stacks, its mapped files (the binary), shared
-        // memory (mmapped BPF maps).
-        let field = |name: &str| status_field(*pid, name).map_or(-1.0, |kib| kib / 1024.0);
-        notes.push(format!(
-            "agent pid {pid}: RssAnon {:.1} MB, RssFile {:.1} MB, RssShmem {:.1} MB, {} threads",
-            field("RssAnon"),
-            field("RssFile"),
-            field("RssShmem"),
-            status_field(*pid, "Threads").unwrap_or(0.0)
-        ));
-        match super::smaps::AnonBreakdown::of(*pid) {
-            Ok(anon) => notes.push(format!("agent pid {pid}: {anon}")),
-            Err(e) => notes.push(format!("agent pid {pid}: {e:#}")),
-        }
+        memory_notes("agent", *pid, notes);
     }
     let max = agents.iter().copied().fold(0.0, f64::max);
     rows.push(Row::new(&case, "bosun", "agent_rss_mb", max));
@@ -317,6 +305,23 @@ pub fn report(rows: &[Row], plan: &Plan) -> String {
         );
     }
     out
+}
+
+/// Where a process's RSS is: its heap and stacks, its mapped files (the binary, the store's
+/// file), shared memory (mmapped BPF maps).
+fn memory_notes(label: &str, pid: u32, notes: &mut Vec<String>) {
+    let field = |name: &str| status_field(pid, name).map_or(-1.0, |kib| kib / 1024.0);
+    notes.push(format!(
+        "{label} pid {pid}: RssAnon {:.1} MB, RssFile {:.1} MB, RssShmem {:.1} MB, {} threads",
+        field("RssAnon"),
+        field("RssFile"),
+        field("RssShmem"),
+        status_field(pid, "Threads").unwrap_or(0.0)
+    ));
+    match super::smaps::AnonBreakdown::of(pid) {
+        Ok(anon) => notes.push(format!("{label} pid {pid}: {anon}")),
+        Err(e) => notes.push(format!("{label} pid {pid}: {e:#}")),
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ use crate::http_util::ResponseBody;
 use crate::pki::CertPair;
 use crate::router;
 
+/// Streams one HTTP/2 connection may have open at once (kube-apiserver's default).
+const HTTP2_MAX_STREAMS: u32 = 1000;
+
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -112,7 +115,13 @@ async fn connection(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // kube-apiserver's --http2-max-streams-per-connection: a node's watches and requests
+    // are streams of one connection.
+    builder
+        .http2()
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .adaptive_window(true);
     if let Err(error) = builder
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await

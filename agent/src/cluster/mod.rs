@@ -15,6 +15,7 @@
 //! in `tokens.rs`; the Services of containers' environments followed in `service_env.rs`. While
 //! the API is unreachable every loop retries and nothing on the node changes.
 
+pub mod api_client;
 pub mod bootstrap;
 pub mod claims;
 pub mod config_objects;
@@ -103,7 +104,7 @@ pub async fn client(kubeconfig: &Path) -> Result<(kube::Client, Vec<Vec<u8>>), J
         })?;
     let ca = config.root_cert.clone().unwrap_or_default();
     let client =
-        kube::Client::try_from(config).map_err(|source| JoinError::Client { path, source })?;
+        api_client::http2_client(config).map_err(|source| JoinError::Client { path, source })?;
     Ok((client, ca))
 }
 
