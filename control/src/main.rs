@@ -146,12 +146,6 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(seconds))
 }
 
-/// mimalloc, not glibc's malloc: glibc kept what a burst of requests freed in a dozen arenas
-/// (the cluster bench's control held 196 MB for a 48 MB live heap); mimalloc gives freed
-/// pages back within milliseconds.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(Command::Kubeconfig {

@@ -23,6 +23,10 @@ use crate::router;
 
 /// Streams one HTTP/2 connection may have open at once (kube-apiserver's default).
 const HTTP2_MAX_STREAMS: u32 = 1000;
+/// Receive windows large enough that a client's request bodies never wait for a window
+/// update from a busy server.
+const HTTP2_STREAM_WINDOW: u32 = 1 << 20;
+const HTTP2_CONNECTION_WINDOW: u32 = 16 << 20;
 
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +125,8 @@ async fn connection(
     builder
         .http2()
         .max_concurrent_streams(HTTP2_MAX_STREAMS)
-        .adaptive_window(true);
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW);
     if let Err(error) = builder
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await

@@ -13,25 +13,45 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::ConfigExt;
 use tower::ServiceBuilder;
 
+/// Receive windows as client-go's (4 MiB a stream) and larger for the connection: the
+/// server never waits for a window update from a node busy starting pods — with HTTP/2's
+/// 64 KiB, every watch and list shared one small window.
+const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECTION_WINDOW: u32 = 32 << 20;
+
 /// How often an idle connection is pinged, and how long the answer may take.
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("tls-server-name {0:?} is not a DNS name or IP address")]
+    ServerName(String),
+}
+
 /// `config`'s client, over HTTP/2 (the server must offer `h2`: bosun-control and
 /// kube-apiserver do).
-pub fn http2_client(config: kube::Config) -> Result<kube::Client, kube::Error> {
+pub fn http2_client(config: kube::Config) -> Result<kube::Client, ClientError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
     let tls = config.rustls_client_config()?;
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http2()
-        .wrap_connector(http);
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|_| ClientError::ServerName(name.clone()))?;
+        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let https = https.enable_http2().wrap_connector(http);
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .http2_only(true)
-        .http2_adaptive_window(true)
+        .http2_initial_stream_window_size(STREAM_WINDOW)
+        .http2_initial_connection_window_size(CONNECTION_WINDOW)
         .timer(TokioTimer::new())
         .http2_keep_alive_interval(KEEP_ALIVE)
         .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)

@@ -67,7 +67,10 @@ pub enum JoinError {
         source: kube::config::KubeconfigError,
     },
     #[error("building the API client from {path}: {source}")]
-    Client { path: String, source: kube::Error },
+    Client {
+        path: String,
+        source: api_client::ClientError,
+    },
 }
 
 /// What the node tells the cluster about itself.

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod as ApiPod;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
@@ -28,6 +29,10 @@ use crate::pod::{NodeContext, PodStatus};
 
 /// How often pod statuses are compared with what was reported.
 pub const TICK: Duration = Duration::from_millis(500);
+
+/// Status patches sent at once: a node starting hundreds of pods reports them in parallel,
+/// not one round trip after another.
+const PATCHES_IN_FLIGHT: usize = 32;
 
 /// The reason a refused pod fails with.
 pub const REFUSED_REASON: &str = "UnsupportedPodSpec";
@@ -154,16 +159,23 @@ pub async fn run(
             seen.retain(|uid, _| running.contains(uid));
             times.retain(|uid, _| known(uid));
         }
-        for r in reports {
-            if sent.get(&r.uid) == Some(&r.status) {
-                continue;
-            }
-            let patch = merge_patch(&r.uid, sent.get(&r.uid), &r.status);
-            let pods: Api<ApiPod> = Api::namespaced(client.clone(), &r.namespace);
-            match pods
-                .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-            {
+        let patches = reports
+            .into_iter()
+            .filter(|r| sent.get(&r.uid) != Some(&r.status))
+            .map(|r| {
+                let patch = merge_patch(&r.uid, sent.get(&r.uid), &r.status);
+                let pods: Api<ApiPod> = Api::namespaced(client.clone(), &r.namespace);
+                async move {
+                    let result = pods
+                        .patch_status(&r.name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await;
+                    (r, result)
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut done = futures::stream::iter(patches).buffer_unordered(PATCHES_IN_FLIGHT);
+        while let Some((r, result)) = done.next().await {
+            match result {
                 Ok(_) => {
                     sent.insert(r.uid, r.status);
                 }
