@@ -148,6 +148,13 @@ fn a_lost_node_goes_unknown_and_its_pods_are_replaced_elsewhere() {
     );
     register(&control, "a");
     register(&control, "b");
+    // A node is tainted not-ready until the lifecycle controller sees its Ready condition (as
+    // kube's is): only once both are clear can the ReplicaSet spread over them.
+    wait_until("both nodes without taints", &control, || {
+        ["node/a", "node/b"]
+            .iter()
+            .all(|n| taint_keys(&get(&control, n)).is_empty())
+    });
     let labels = json!({"app": "web"});
     apply(
         &control,
