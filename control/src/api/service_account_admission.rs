@@ -146,7 +146,8 @@ fn mount_token(pod: &mut Value, suffix: &str) {
     let mount = json!({"name": volume_name, "readOnly": true, "mountPath": MOUNT_PATH});
     let mut needed = false;
     for list in ["initContainers", "containers"] {
-        let Some(containers) = pod["spec"][list].as_array_mut() else {
+        // `get_mut`, not indexing: `pod["spec"][list]` would write a null list into the pod.
+        let Some(containers) = pod["spec"].get_mut(list).and_then(Value::as_array_mut) else {
             continue;
         };
         for c in containers {
@@ -230,6 +231,10 @@ mod tests {
                 .len(),
             1
         );
+        // A pod without init containers gets no `initContainers` key (not a null).
+        let mut plain = pod(json!({"containers": [{"name": "a"}]}));
+        mutate(&mut plain, &json!({}), "x2b4c");
+        assert!(plain["spec"].get("initContainers").is_none(), "{plain}");
         // A second pass (an existing kube-api-access volume) adds nothing.
         let before = p.clone();
         mutate(&mut p, &json!({}), "zzzzz");

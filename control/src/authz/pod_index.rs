@@ -125,16 +125,16 @@ struct RuleView {
 
 #[derive(Deserialize, Serialize)]
 struct ViewMeta {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     namespace: String,
 }
 
 #[derive(Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ViewSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     node_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     service_account_name: Option<String>,
@@ -142,21 +142,32 @@ struct ViewSpec {
     image_pull_secrets: Value,
     #[serde(default)]
     volumes: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     containers: Vec<ViewContainer>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     init_containers: Vec<ViewContainer>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     ephemeral_containers: Vec<ViewContainer>,
 }
 
 #[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ViewContainer {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     env: Vec<ViewEnv>,
     #[serde(default)]
     env_from: Value,
+}
+
+/// A null where a list or a name goes reads as absent (JSON written by clients and older
+/// versions of this server has `"initContainers": null`); refusing it dropped the whole pod
+/// from the index, and every request of its node fell back to a scan of the namespace.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// Only an entry's `valueFrom` names another object.
@@ -226,5 +237,39 @@ mod tests {
         assert!(index.by_node.is_empty() && index.placement.is_empty());
         index.put("k", b"not json");
         assert!(index.by_node.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod store_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::PodIndex;
+    use crate::store::{SqliteConfig, SqliteStore, Store};
+
+    #[tokio::test]
+    async fn the_index_follows_pods_bound_after_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(SqliteConfig::new(dir.path())).unwrap());
+        let index = Arc::new(PodIndex::default());
+        let prefix = crate::kinds::find("", "v1", "pods").unwrap().key_prefix();
+        let on_n1 = |index: &Arc<PodIndex>| index.any(&store, "default", "n1", &|_| true);
+        assert!(!on_n1(&index));
+        let pod = serde_json::json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"nodeName": "n1", "initContainers": null,
+                     "containers": [{"name": "c", "image": "i", "env": null}]}});
+        store
+            .create(&format!("{prefix}default/web"), pod.to_string().into())
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            if on_n1(&index) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the index never showed the pod bound to n1");
     }
 }
