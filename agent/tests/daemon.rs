@@ -231,8 +231,8 @@ fn deleting_a_pod_removes_its_cgroups_mounts_namespaces_and_processes() {
     assert_eq!(read(cpu.join("b/cpu.shares")), "2");
     assert_eq!(
         node.mounts().len(),
-        3,
-        "net/ipc/uts held by bind mounts: {:?}",
+        4,
+        "net/ipc/uts held by bind mounts, the /etc files' tmpfs: {:?}",
         node.mounts()
     );
     node.remove("tidy.yaml");

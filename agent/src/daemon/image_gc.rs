@@ -72,6 +72,7 @@ fn collect(ctx: &NodeContext, table: &Mutex<PodTable>) -> Result<Option<GcOutcom
             }
         }
     };
+    ctx.images.write_uses()?;
     ctx.images.free_disk_space(ctx.config.image_gc, in_use)
 }
 

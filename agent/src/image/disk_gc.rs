@@ -115,12 +115,38 @@ impl GcOutcome {
 }
 
 impl ImageStore {
-    /// Records that `reference` is used now (a pod starts a container of it).
+    /// Records that `reference` is used now (a pod starts a container of it); the time
+    /// reaches `last-used.json` with the next write of the pending uses (`uses.rs`).
     pub fn mark_used(&self, reference: &str) -> Result<(), ImageError> {
+        if self.uses.record(reference, now_millis()) {
+            self.write_uses()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the uses recorded since the last write (the image GC pass does, and
+    /// [`mark_used`](Self::mark_used) when they are due).
+    pub fn write_uses(&self) -> Result<(), ImageError> {
         let _lock = self.dirs.lock(true)?;
+        self.write_uses_locked()
+    }
+
+    /// [`write_uses`](Self::write_uses) under the exclusive lock: a reference gone meanwhile
+    /// is skipped, a newer time in the file kept.
+    fn write_uses_locked(&self) -> Result<(), ImageError> {
+        let pending = self.uses.take();
+        if pending.is_empty() {
+            return Ok(());
+        }
         let refs = self.dirs.load_refs()?;
-        let (_, record) = lookup(&refs, reference)?;
-        touch(&self.dirs, &[record.manifest])
+        let mut last_used = load_last_used(&self.dirs)?;
+        for (reference, millis) in pending {
+            if let Ok((_, record)) = lookup(&refs, &reference) {
+                let time = last_used.entry(record.manifest).or_default();
+                *time = (*time).max(millis);
+            }
+        }
+        save_last_used(&self.dirs, &last_used)
     }
 
     /// Unless usage of the store's filesystem is below `policy`'s high threshold (or the
@@ -151,6 +177,7 @@ impl ImageStore {
         if before.used_percent() < policy.high_percent {
             return Ok(None);
         }
+        self.write_uses_locked()?;
         let Some(in_use) = in_use() else {
             return Ok(None);
         };

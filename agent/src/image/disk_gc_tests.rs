@@ -134,3 +134,28 @@ fn thresholds_are_checked_like_kubelets() {
     };
     assert_eq!(usage.used_percent(), 85);
 }
+
+#[test]
+fn uses_recorded_between_writes_of_the_file_still_order_the_collection() {
+    let fx = Fixture::new();
+    import_all(&fx, &["a", "b", "c", "d"]);
+    let file = fx.tmp.path().join("store/last-used.json");
+    fx.store
+        .mark_used("bosun.test/d:1")
+        .expect("written at once");
+    let written = fs::read(&file).expect("last-used times");
+    // a, imported first, is used again a moment later: held in memory, not written yet.
+    fx.store.mark_used("bosun.test/a:1").expect("recorded");
+    assert_eq!(fs::read(&file).expect("last-used times"), written);
+    let policy = GcPolicy::new(70, 40).expect("policy");
+    let outcome = fx
+        .store
+        .free_with(policy, || Some(Vec::new()), &mut usage_of(&fx))
+        .expect("gc")
+        .expect("above the high threshold");
+    assert_eq!(
+        outcome.removed,
+        ["bosun.test/b:1", "bosun.test/b:alias", "bosun.test/c:1"]
+    );
+    assert_eq!(refs(&fx), ["bosun.test/a:1", "bosun.test/d:1"]);
+}

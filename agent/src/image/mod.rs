@@ -27,6 +27,7 @@ mod registry_clients;
 mod source;
 mod store;
 mod unpack;
+mod uses;
 
 #[cfg(test)]
 mod disk_gc_tests;
@@ -56,6 +57,7 @@ use store::{RefRecord, RefsFile, StoreDirs};
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     dirs: StoreDirs,
+    uses: std::sync::Arc<uses::PendingUses>,
 }
 
 /// One stored reference.
@@ -97,6 +99,7 @@ impl ImageStore {
     pub fn open(root: &Path) -> Result<Self, ImageError> {
         Ok(ImageStore {
             dirs: StoreDirs::create(root)?,
+            uses: std::sync::Arc::default(),
         })
     }
 

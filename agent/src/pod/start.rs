@@ -237,6 +237,9 @@ impl PodWorker {
         let hostname = self.hostname();
         let etc = self.ctx.pod_state_dir(&self.uid).join("etc");
         let pod_ips = self.lock_status().pod_ips.clone();
+        crate::volume::mount_pod_files_dir(&etc).map_err(|e| {
+            waiting("CreateContainerError")(format!("making the pod's /etc files directory: {e}"))
+        })?;
         let mut files = pod_files(&etc, &self.pod, &hostname, &pod_ips, &self.ctx.config.dns)
             .map_err(|e| {
                 waiting("CreateContainerError")(format!("writing the pod's /etc files: {e}"))

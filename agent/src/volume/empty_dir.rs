@@ -32,6 +32,22 @@ pub(super) fn set_up(
     std::fs::set_permissions(dir, mode).map_err(|e| VolumeError::io("chmod", dir, e))
 }
 
+/// Room for a pod's /etc files (hosts with its hostAliases, hostname, resolv.conf).
+const POD_FILES_BYTES: u64 = 1 << 20;
+
+/// Makes `dir` a small tmpfs of its own, unless it is one already, for the pod's /etc files.
+/// Each container bind-mounts them, and the kernel's bind of a file scans every mount on the
+/// filesystem holding it (`has_locked_children`): on the agent's disk those are the mounts of
+/// every pod of the node — the binds of a thousand-pod burst grew quadratically — on this
+/// tmpfs there are none. The pod's teardown unmounts it with its volumes.
+pub fn mount_pod_files_dir(dir: &Path) -> Result<(), VolumeError> {
+    std::fs::create_dir_all(dir).map_err(|e| VolumeError::io("mkdir", dir, e))?;
+    if super::host_mounts::is_mount_point(dir)? {
+        return Ok(());
+    }
+    mount_tmpfs(dir, Some(POD_FILES_BYTES), 0o755)
+}
+
 /// Mounts a tmpfs of `size` bytes (the kernel's default, half the RAM, when `None`) on `dir`.
 pub(super) fn mount_tmpfs(dir: &Path, size: Option<u64>, mode: u32) -> Result<(), VolumeError> {
     let mut opts = format!("mode={mode:o}");

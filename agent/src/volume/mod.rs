@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 pub use claims::{ClaimError, ClaimSource, ClaimedVolume, CsiVolume, ResolvedClaim};
 pub use config_volume::Objects;
 pub use csi::CsiNode;
+pub use empty_dir::mount_pod_files_dir;
 pub use error::VolumeError;
 pub use host_mounts::{unmount_all_under, unmount_orphans};
 pub use projected::{FieldValues, TokenValues};
