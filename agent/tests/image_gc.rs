@@ -127,6 +127,9 @@ fn gc_removes_least_recently_used_unused_images_down_to_the_low_threshold() {
         &low.to_string(),
         "--image-gc-period",
         "1s",
+        // The images were imported a moment ago: kubelet's 2 minutes would keep them all.
+        "--minimum-image-ttl-duration",
+        "0s",
     ]);
     node.start_daemon();
     node.apply(

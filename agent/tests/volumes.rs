@@ -219,9 +219,13 @@ fn host_side_mounts_go_when_a_restarted_agent_deletes_the_pod() {
     node.wait_pod("kept", "running", Duration::from_secs(30), |p| {
         p["containerStatuses"][0]["state"]["running"].is_object()
     });
-    // The tmpfs and the subPath's bind are on the host side.
+    // The tmpfs and the subPath's bind are on the host side (and the pod's /etc files' tmpfs).
     let before = node.mounts();
-    assert_eq!(before.len(), 2 + sandbox_mounts(&before), "{before:?}");
+    assert_eq!(before.len(), 3 + sandbox_mounts(&before), "{before:?}");
+    assert!(
+        before.iter().any(|m| m.contains("/etc tmpfs")),
+        "{before:?}"
+    );
     assert!(
         before.iter().any(|m| m.contains("volume-subpaths/mem/c/1")),
         "{before:?}"

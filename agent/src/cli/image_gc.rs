@@ -27,12 +27,18 @@ pub struct ImageGcArgs {
     /// period is 5 minutes).
     #[arg(long = "image-gc-period", value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub period: Duration,
+    /// Minimum age of an unused image before it may be collected, counted from its last use,
+    /// pull or import (kubelet's flag, from when it first saw the image).
+    #[arg(long = "minimum-image-ttl-duration", value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub minimum_age: Duration,
 }
 
 impl ImageGcArgs {
     /// The checked thresholds and period.
     pub fn policy(&self) -> anyhow::Result<(GcPolicy, Duration)> {
-        let policy = GcPolicy::new(self.high, self.low).map_err(anyhow::Error::msg)?;
+        let policy = GcPolicy::new(self.high, self.low)
+            .map_err(anyhow::Error::msg)?
+            .with_minimum_age(self.minimum_age);
         if self.period.is_zero() {
             bail!("--image-gc-period must be longer than 0s");
         }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::error::{io_err, ImageError};
 use super::store::{RefsFile, StoreDirs};
@@ -22,19 +23,26 @@ use super::{gc, lookup, ImageStore};
 const LAST_USED_FILE: &str = "last-used.json";
 
 /// kubelet's `--image-gc-high-threshold` and `--image-gc-low-threshold` (percent of the
-/// filesystem used). A high threshold of 100 turns the collection off.
+/// filesystem used) and `--minimum-image-ttl-duration`. A high threshold of 100 turns the
+/// collection off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GcPolicy {
     pub high_percent: u8,
     pub low_percent: u8,
+    /// An unused image whose last use (or pull, or import) is more recent than this stays:
+    /// it may have just been pulled for a container about to start. kubelet counts from when
+    /// it first detected the image; the last use is never earlier, so this keeps at least as
+    /// much.
+    pub minimum_age: Duration,
 }
 
 impl Default for GcPolicy {
-    /// kubelet's defaults: 85 and 80.
+    /// kubelet's defaults: 85, 80 and 2 minutes.
     fn default() -> Self {
         GcPolicy {
             high_percent: 85,
             low_percent: 80,
+            minimum_age: Duration::from_secs(120),
         }
     }
 }
@@ -55,7 +63,16 @@ impl GcPolicy {
         Ok(GcPolicy {
             high_percent,
             low_percent,
+            minimum_age: Duration::ZERO,
         })
+    }
+
+    /// The policy with `minimum_age` (the thresholds alone keep none).
+    pub fn with_minimum_age(self, minimum_age: Duration) -> Self {
+        GcPolicy {
+            minimum_age,
+            ..self
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -198,10 +215,13 @@ impl ImageStore {
         for manifest in images.keys() {
             last_used.entry(manifest.clone()).or_insert(now);
         }
+        let old_enough =
+            now.saturating_sub(u64::try_from(policy.minimum_age.as_millis()).unwrap_or(u64::MAX));
         let mut candidates: Vec<(u64, String)> = images
             .keys()
             .filter(|m| !protected.contains(*m))
             .map(|m| (last_used.get(m).copied().unwrap_or(now), m.clone()))
+            .filter(|(used, _)| policy.minimum_age.is_zero() || *used <= old_enough)
             .collect();
         candidates.sort();
         let target_free =

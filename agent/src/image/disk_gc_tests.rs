@@ -121,7 +121,8 @@ fn thresholds_are_checked_like_kubelets() {
         GcPolicy::default(),
         GcPolicy {
             high_percent: 85,
-            low_percent: 80
+            low_percent: 80,
+            minimum_age: std::time::Duration::from_secs(120),
         }
     );
     assert!(GcPolicy::new(80, 80).is_err());
@@ -158,4 +159,34 @@ fn uses_recorded_between_writes_of_the_file_still_order_the_collection() {
         ["bosun.test/b:1", "bosun.test/b:alias", "bosun.test/c:1"]
     );
     assert_eq!(refs(&fx), ["bosun.test/a:1", "bosun.test/d:1"]);
+}
+
+#[test]
+fn unused_images_younger_than_the_minimum_age_stay() {
+    let fx = Fixture::new();
+    import_all(&fx, &["a", "b", "c", "d"]);
+    let hour = std::time::Duration::from_secs(3600);
+    let policy = GcPolicy::new(70, 40)
+        .expect("policy")
+        .with_minimum_age(hour);
+    let outcome = fx
+        .store
+        .free_with(policy, || Some(Vec::new()), &mut usage_of(&fx))
+        .expect("gc")
+        .expect("above the high threshold");
+    assert!(outcome.removed.is_empty(), "{outcome:?}");
+    assert!(!outcome.reached_low);
+    assert_eq!(refs(&fx).len(), 5);
+    // Old enough once the minimum age is shorter than their time unused.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let policy = policy.with_minimum_age(std::time::Duration::from_millis(10));
+    let outcome = fx
+        .store
+        .free_with(policy, || Some(Vec::new()), &mut usage_of(&fx))
+        .expect("gc")
+        .expect("above the high threshold");
+    assert_eq!(
+        outcome.removed,
+        ["bosun.test/a:1", "bosun.test/b:1", "bosun.test/b:alias"]
+    );
 }
