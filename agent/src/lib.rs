@@ -19,6 +19,7 @@ pub mod image;
 pub mod kubelet_api;
 pub mod metrics;
 pub mod network;
+pub mod node_events;
 pub mod pod;
 pub mod probe;
 pub mod runtime;

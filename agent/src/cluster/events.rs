@@ -1,6 +1,7 @@
-//! Posts the pod events of `pod_events` as core/v1 Events, the way kubelet's event recorder
-//! writes them (`<pod>.<hex time>` names, source `kubelet` on this node, the container's field
-//! path). Best effort: a failed post is logged and dropped, never retried into a storm.
+//! Posts the pod events of `pod_events`, and the node's own events (`crate::node_events`), as
+//! core/v1 Events, the way kubelet's event recorder writes them (`<object>.<hex time>` names,
+//! source `kubelet` on this node, the container's field path). Best effort: a failed post is
+//! logged and dropped, never retried into a storm.
 
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, PostParams};
@@ -21,41 +22,93 @@ pub struct PodRef {
 pub async fn post(client: kube::Client, node: String, pod: PodRef, events: Vec<PodEvent>) {
     let api: Api<Event> = Api::namespaced(client, &pod.namespace);
     for e in events {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let now = now_rfc3339();
-        let value = json!({
-            "metadata": {"name": format!("{}.{nanos:x}", pod.name), "namespace": pod.namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": pod.name,
-                "namespace": pod.namespace,
-                "uid": pod.uid,
-                "fieldPath": (!e.field_path.is_empty()).then_some(&e.field_path),
-            },
-            "reason": e.reason,
-            "message": e.message,
-            "type": e.kind.as_str(),
-            "source": {"component": "kubelet", "host": node},
-            "reportingComponent": "kubelet",
-            "reportingInstance": node,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "eventTime": null,
-            "count": 1,
+        let involved = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": pod.name,
+            "namespace": pod.namespace,
+            "uid": pod.uid,
+            "fieldPath": (!e.field_path.is_empty()).then_some(&e.field_path),
         });
-        let event: Event = match serde_json::from_value(value) {
-            Ok(e) => e,
-            Err(err) => {
-                tracing::warn!(error = %err, "building an event");
-                continue;
-            }
+        let what = Recorded {
+            reason: e.reason,
+            message: &e.message,
+            kind: e.kind.as_str(),
         };
-        if let Err(err) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(pod = %pod.name, reason = e.reason, error = %err, "posting an event");
+        create(&api, &node, &pod.name, &pod.namespace, involved, &what).await;
+    }
+}
+
+/// Events about the node, as kubelet records them on its `nodeRef`: kind Node, the node's
+/// name as its uid too, in namespace `default`.
+pub struct ApiNodeEvents {
+    pub client: kube::Client,
+    pub node: String,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl crate::node_events::NodeEvents for ApiNodeEvents {
+    fn warning(&self, reason: &'static str, message: String) {
+        let (api, node) = (
+            Api::<Event>::namespaced(self.client.clone(), "default"),
+            self.node.clone(),
+        );
+        self.runtime.spawn(async move {
+            let involved = json!({"kind": "Node", "name": node, "uid": node});
+            let what = Recorded {
+                reason,
+                message: &message,
+                kind: "Warning",
+            };
+            create(&api, &node, &node, "default", involved, &what).await;
+        });
+    }
+}
+
+/// What an event says.
+struct Recorded<'a> {
+    reason: &'a str,
+    message: &'a str,
+    kind: &'a str,
+}
+
+/// Creates the Event kubelet's recorder writes about `involved` (named
+/// `<object>.<hex nanoseconds>`), reported by node `node`; a failure is logged and dropped.
+async fn create(
+    api: &Api<Event>,
+    node: &str,
+    object: &str,
+    namespace: &str,
+    involved: serde_json::Value,
+    what: &Recorded<'_>,
+) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let now = now_rfc3339();
+    let value = json!({
+        "metadata": {"name": format!("{object}.{nanos:x}"), "namespace": namespace},
+        "involvedObject": involved,
+        "reason": what.reason,
+        "message": what.message,
+        "type": what.kind,
+        "source": {"component": "kubelet", "host": node},
+        "reportingComponent": "kubelet",
+        "reportingInstance": node,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "eventTime": null,
+        "count": 1,
+    });
+    let event: Event = match serde_json::from_value(value) {
+        Ok(e) => e,
+        Err(err) => {
+            tracing::warn!(error = %err, "building an event");
+            return;
         }
+    };
+    if let Err(err) = api.create(&PostParams::default(), &event).await {
+        tracing::debug!(object, reason = what.reason, error = %err, "posting an event");
     }
 }

@@ -3,7 +3,8 @@
 //! thresholds; the images in use are those of every pod the daemon holds (running, created or
 //! terminating) and of every pod record under `<root>/pods` (pods of `bosun-agent run`
 //! too). While a pod record cannot be read its images are unknown, and nothing is collected.
-//! When usage stays above the low threshold, kubelet's FreeDiskSpaceFailed warning is logged.
+//! When usage stays above the low threshold, kubelet's FreeDiskSpaceFailed warning is logged
+//! and, in a cluster, is an event of the Node; a failure that repeats is an ImageGCFailed event.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +21,9 @@ pub(super) fn spawn(ctx: Arc<NodeContext>, table: Arc<Mutex<PodTable>>) {
         return;
     }
     tokio::spawn(async move {
+        // Whether the last pass failed: like kubelet, a failure is an ImageGCFailed event of
+        // the node only when it repeats.
+        let mut failed_before = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(ctx.config.image_gc_period) => {}
@@ -27,15 +31,23 @@ pub(super) fn spawn(ctx: Arc<NodeContext>, table: Arc<Mutex<PodTable>>) {
             }
             let (c, t) = (ctx.clone(), table.clone());
             let result = tokio::task::spawn_blocking(move || collect(&c, &t)).await;
-            match result {
-                Ok(Ok(Some(outcome))) => report(&outcome, policy.low_percent),
-                Ok(Ok(None)) => {}
+            let failure = match result {
+                Ok(Ok(Some(outcome))) => report(&ctx, &outcome, policy.low_percent),
+                Ok(Ok(None)) => None,
                 Ok(Err(e)) => {
                     crate::metrics::metrics().image_gc_failed();
                     tracing::warn!(reason = "ImageGCFailed", error = %e, "image garbage collection failed");
+                    Some(e.to_string())
                 }
-                Err(e) => tracing::warn!(error = %e, "image garbage collection task"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "image garbage collection task");
+                    None
+                }
+            };
+            if let (Some(message), true) = (&failure, failed_before) {
+                ctx.node_warning("ImageGCFailed", message.clone());
             }
+            failed_before = failure.is_some();
         }
     });
 }
@@ -84,7 +96,9 @@ fn pod_images(pod: &Pod) -> impl Iterator<Item = String> + '_ {
         .map(|c| c.image.clone())
 }
 
-fn report(outcome: &GcOutcome, low: u8) {
+/// Logs and counts a pass; when it could not reach the low threshold, also a
+/// FreeDiskSpaceFailed event of the node, whose message it returns as the pass's failure.
+fn report(ctx: &NodeContext, outcome: &GcOutcome, low: u8) -> Option<String> {
     crate::metrics::metrics().images_collected(outcome.removed.len() as u64);
     tracing::info!(
         removed = outcome.removed.len(),
@@ -93,15 +107,21 @@ fn report(outcome: &GcOutcome, low: u8) {
         bytes_freed = outcome.bytes_freed(),
         "image garbage collection"
     );
-    if !outcome.reached_low {
-        crate::metrics::metrics().image_gc_failed();
-        tracing::warn!(
-            reason = "FreeDiskSpaceFailed",
-            low_threshold = low,
-            usage = outcome.after.used_percent(),
-            "Failed to garbage collect required amount of images. Attempted to free {} bytes, but only found {} bytes eligible to free.",
-            outcome.bytes_to_free,
-            outcome.bytes_freed()
-        );
+    if outcome.reached_low {
+        return None;
     }
+    crate::metrics::metrics().image_gc_failed();
+    let message = format!(
+        "Failed to garbage collect required amount of images. Attempted to free {} bytes, but only found {} bytes eligible to free.",
+        outcome.bytes_to_free,
+        outcome.bytes_freed()
+    );
+    tracing::warn!(
+        reason = "FreeDiskSpaceFailed",
+        low_threshold = low,
+        usage = outcome.after.used_percent(),
+        "{message}"
+    );
+    ctx.node_warning("FreeDiskSpaceFailed", message.clone());
+    Some(message)
 }

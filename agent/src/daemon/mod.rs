@@ -218,6 +218,12 @@ pub async fn run(
         let _ = ctx.token_source.set(Arc::new(tokens));
         let services = crate::cluster::service_env::ApiServiceEnv::spawn(join.client.clone());
         let _ = ctx.service_source.set(services);
+        let events = crate::cluster::events::ApiNodeEvents {
+            client: join.client.clone(),
+            node: join.node.name.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let _ = ctx.node_events.set(Arc::new(events));
     }
     // CSI volumes of pods that are gone (a teardown whose driver did not answer, or pods
     // deleted while the agent was down) are unpublished and unstaged, retried until done.

@@ -91,6 +91,8 @@ pub struct NodeContext {
     pub csi: crate::volume::CsiNode,
     /// Wakes the daemon's image garbage collection (after a pull).
     pub image_gc_wake: tokio::sync::Notify,
+    /// Events about the node; set once the agent joins a cluster.
+    pub node_events: std::sync::OnceLock<std::sync::Arc<dyn crate::node_events::NodeEvents>>,
 }
 
 impl NodeContext {
@@ -113,7 +115,15 @@ impl NodeContext {
             service_source: std::sync::OnceLock::new(),
             csi: crate::volume::CsiNode::new(&config.root, &config.csi_plugin_dir()),
             image_gc_wake: tokio::sync::Notify::new(),
+            node_events: std::sync::OnceLock::new(),
             config,
+        }
+    }
+
+    /// Records a Warning event about the node (posted when the agent has joined a cluster).
+    pub fn node_warning(&self, reason: &'static str, message: String) {
+        if let Some(events) = self.node_events.get() {
+            events.warning(reason, message);
         }
     }
 
