@@ -136,6 +136,14 @@ fn thresholds_are_checked_like_kubelets() {
     assert_eq!(usage.used_percent(), 85);
 }
 
+/// One collection above the high threshold while no pod uses any image.
+fn collect_with_nothing_in_use(fx: &Fixture, policy: GcPolicy) -> GcOutcome {
+    fx.store
+        .free_with(policy, || Some(Vec::new()), &mut usage_of(fx))
+        .expect("gc")
+        .expect("above the high threshold")
+}
+
 #[test]
 fn uses_recorded_between_writes_of_the_file_still_order_the_collection() {
     let fx = Fixture::new();
@@ -149,11 +157,7 @@ fn uses_recorded_between_writes_of_the_file_still_order_the_collection() {
     fx.store.mark_used("bosun.test/a:1").expect("recorded");
     assert_eq!(fs::read(&file).expect("last-used times"), written);
     let policy = GcPolicy::new(70, 40).expect("policy");
-    let outcome = fx
-        .store
-        .free_with(policy, || Some(Vec::new()), &mut usage_of(&fx))
-        .expect("gc")
-        .expect("above the high threshold");
+    let outcome = collect_with_nothing_in_use(&fx, policy);
     assert_eq!(
         outcome.removed,
         ["bosun.test/b:1", "bosun.test/b:alias", "bosun.test/c:1"]
@@ -169,22 +173,14 @@ fn unused_images_younger_than_the_minimum_age_stay() {
     let policy = GcPolicy::new(70, 40)
         .expect("policy")
         .with_minimum_age(hour);
-    let outcome = fx
-        .store
-        .free_with(policy, || Some(Vec::new()), &mut usage_of(&fx))
-        .expect("gc")
-        .expect("above the high threshold");
+    let outcome = collect_with_nothing_in_use(&fx, policy);
     assert!(outcome.removed.is_empty(), "{outcome:?}");
     assert!(!outcome.reached_low);
     assert_eq!(refs(&fx).len(), 5);
     // Old enough once the minimum age is shorter than their time unused.
     std::thread::sleep(std::time::Duration::from_millis(20));
     let policy = policy.with_minimum_age(std::time::Duration::from_millis(10));
-    let outcome = fx
-        .store
-        .free_with(policy, || Some(Vec::new()), &mut usage_of(&fx))
-        .expect("gc")
-        .expect("above the high threshold");
+    let outcome = collect_with_nothing_in_use(&fx, policy);
     assert_eq!(
         outcome.removed,
         ["bosun.test/a:1", "bosun.test/b:1", "bosun.test/b:alias"]
