@@ -20,6 +20,9 @@ pub const ETCD: &str = "/usr/bin/etcd";
 /// How long a cluster may take to become healthy.
 const START_PATIENCE: Duration = Duration::from_secs(30);
 
+/// Fresh clusters tried before a test gives up on etcd.
+const START_ATTEMPTS: usize = 2;
+
 /// Kills etcd when its stdin closes; removes the data unless told `keep` first.
 const WRAPPER: &str = r#"
 data="$1"; shift
@@ -64,8 +67,28 @@ fn free_ports(count: usize) -> Vec<u16> {
 }
 
 impl Cluster {
-    /// Starts `size` members and waits (bounded) until every one is healthy.
+    /// Starts `size` members and waits (bounded) until every one is healthy. A cluster that
+    /// does not come up is reported (every member's state and log) and replaced by a fresh one
+    /// on other ports, at most [`START_ATTEMPTS`] times.
     pub fn start(size: usize) -> Cluster {
+        let mut reports = Vec::new();
+        for attempt in 1..=START_ATTEMPTS {
+            let cluster = Cluster::spawn_all(size);
+            match (0..size).try_for_each(|n| cluster.await_healthy(n)) {
+                Ok(()) => return cluster,
+                Err(report) => {
+                    eprintln!("etcd cluster, attempt {attempt}: {report}");
+                    reports.push(report);
+                }
+            }
+        }
+        panic!(
+            "no etcd cluster of {size} came up in {START_ATTEMPTS} attempts:\n{}",
+            reports.join("\n")
+        );
+    }
+
+    fn spawn_all(size: usize) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("bosun-etcd-")
             .tempdir()
@@ -98,9 +121,6 @@ impl Cluster {
         };
         for n in 0..size {
             cluster.spawn(n);
-        }
-        for n in 0..size {
-            cluster.wait_healthy(n);
         }
         cluster
     }
@@ -145,17 +165,26 @@ impl Cluster {
 
     /// Waits until member `n` reports itself healthy (it has a leader and serves reads).
     pub fn wait_healthy(&self, n: usize) {
-        let member = &self.members[n];
+        if let Err(report) = self.await_healthy(n) {
+            panic!("{report}");
+        }
+    }
+
+    /// Waits (bounded) for member `n` to be healthy; else the state of every member.
+    fn await_healthy(&self, n: usize) -> Result<(), String> {
         let deadline = Instant::now() + START_PATIENCE;
-        while !healthy(member.client_port) {
-            assert!(
-                Instant::now() < deadline,
-                "etcd {} not healthy after {START_PATIENCE:?}; log:\n{}",
-                member.name,
-                member.log()
-            );
+        while !healthy(self.members[n].client_port) {
+            if Instant::now() >= deadline {
+                let members: Vec<String> = self.members.iter().map(Member::report).collect();
+                return Err(format!(
+                    "etcd {} not healthy after {START_PATIENCE:?}; members:\n{}",
+                    self.members[n].name,
+                    members.join("\n")
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     /// SIGKILLs member `n`, keeping its data for [`Cluster::restart`].
@@ -204,10 +233,37 @@ fn status(port: u16) -> Option<(String, String)> {
 }
 
 impl Member {
+    /// The member's log so far, or why it cannot be read.
     pub fn log(&self) -> String {
         let mut path = self.data.clone().into_os_string();
         path.push(".log");
-        std::fs::read_to_string(Path::new(&path)).unwrap_or_default()
+        match std::fs::read(Path::new(&path)) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(error) => format!("(log {} unreadable: {error})", Path::new(&path).display()),
+        }
+    }
+
+    /// Its wrapper's state, whether its ports accept connections, whether its data exists, and
+    /// its log: what a failed start is diagnosed from.
+    fn report(&self) -> String {
+        let wrapper = match &self.running {
+            None => "stopped".to_owned(),
+            Some((child, _)) => format!("wrapper pid {}", child.id()),
+        };
+        let accepts = |port: u16| {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok()
+        };
+        format!(
+            "- {}: {wrapper}; client port {} accepts: {}; peer port {} accepts: {}; data dir exists: {}; log:\n{}",
+            self.name,
+            self.client_port,
+            accepts(self.client_port),
+            self.peer_port,
+            accepts(self.peer_port),
+            self.data.exists(),
+            self.log()
+        )
     }
 }
 
