@@ -3,7 +3,8 @@
 //! projected volume mounted in each container; an account (or a pod) saying
 //! `automountServiceAccountToken: false` gets none; a missing account is refused in kube's
 //! words; every namespace has `kube-root-ca.crt` with the cluster CA, put back when deleted or
-//! edited; and whoami names the administrator, or the service account of a token.
+//! edited; and whoami names the administrator, or the service account of a token with its uid
+//! and credential id; `explain` finds the review's schema.
 
 mod common;
 
@@ -223,6 +224,35 @@ fn kubectl_auth_whoami_names_the_caller() {
         ],
     ));
     assert_eq!(name, "system:serviceaccount:default:builder");
+    // kubectl's table: the account's uid and the token's id (kube's credential-id extra).
+    let uid = ok(control.kubectl(&[
+        "get",
+        "serviceaccount",
+        "builder",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]));
+    let table = ok(kubectl_with(&as_sa, &["auth", "whoami"]));
+    let row = |key: &str| {
+        table
+            .lines()
+            .find(|line| line.starts_with(key))
+            .map(|line| line[key.len()..].trim().to_owned())
+            .unwrap_or_else(|| panic!("no {key} row in:\n{table}"))
+    };
+    assert_eq!(row("UID"), uid.trim());
+    assert!(
+        row("Extra: authentication.kubernetes.io/credential-id").starts_with("[JTI="),
+        "{table}"
+    );
+
+    // `kubectl explain` finds the review's schema in the OpenAPI documents.
+    let explained = ok(control.kubectl(&["explain", "selfsubjectreview.status.userInfo"]));
+    assert!(
+        explained.contains("KIND:") && explained.contains("SelfSubjectReview"),
+        "{explained}"
+    );
+    assert!(explained.contains("username"), "{explained}");
 
     // Discovery lists it.
     let resources = ok(control.kubectl(&["api-resources", "--api-group=authentication.k8s.io"]));

@@ -5,7 +5,7 @@
 //! `/var/run/secrets/kubernetes.io/serviceaccount`, and gives it `KUBERNETES_SERVICE_HOST`/
 //! `_PORT` naming the `kubernetes` Service (and, with service links, the namespace's
 //! Services). The token and CA, used from the host against bosun-control, authenticate as
-//! `system:serviceaccount:default:default` (`kubectl auth whoami`).
+//! `system:serviceaccount:default:default` bound to the pod (`kubectl auth whoami`).
 
 use std::time::Duration;
 
@@ -87,15 +87,27 @@ fn a_pod_finds_the_api_its_token_and_ca_as_in_kubernetes() {
         .arg(format!("--server=https://127.0.0.1:{}", control.port))
         .arg(format!("--certificate-authority={}", ca_path.display()))
         .arg(format!("--token={token}"))
-        .args(["--request-timeout=10s", "auth", "whoami"])
-        .args(["-o", "jsonpath={.status.userInfo.username}"])
+        .args(["--request-timeout=10s", "auth", "whoami", "-o", "json"])
         .env("KUBECONFIG", "/dev/null")
         .output()
         .expect("run kubectl");
+    let review: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let user = &review["status"]["userInfo"];
+    assert_eq!(user["username"], "system:serviceaccount:default:default");
+    // A pod's token names its pod (kube's extra of a pod-bound token).
+    let pod_uid = control
+        .get_json(&["pod", "in-cluster"])
+        .map(|pod| pod["metadata"]["uid"].clone());
+    let extra = &user["extra"];
     assert_eq!(
-        stdout(&out),
-        "system:serviceaccount:default:default",
-        "{}",
-        stderr(&out)
+        extra["authentication.kubernetes.io/pod-name"],
+        serde_json::json!(["in-cluster"]),
+        "{review}"
+    );
+    assert_eq!(
+        pod_uid.map(|uid| serde_json::json!([uid])).as_ref(),
+        Some(&extra["authentication.kubernetes.io/pod-uid"]),
+        "{review}"
     );
 }

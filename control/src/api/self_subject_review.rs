@@ -1,8 +1,9 @@
 //! `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`): a POST to
-//! `selfsubjectreviews` answers with the caller's user name and groups, as the authenticator
-//! found them (plus `system:authenticated`, which kube adds to every authenticated user). Any
-//! authenticated caller may ask (kube's `system:basic-user`). Nothing is stored; the body
-//! (protobuf from kubectl) carries nothing the answer needs. Also the group's discovery entries.
+//! `selfsubjectreviews` answers with the caller's user name, uid, groups and extra, as the
+//! authenticator found them (plus `system:authenticated`, which kube adds to every
+//! authenticated user). Any authenticated caller may ask (kube's `system:basic-user`). Nothing
+//! is stored; the body (protobuf from kubectl) carries nothing the answer needs. Also the
+//! group's discovery entries and its OpenAPI document (`openapi_paths`).
 
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -24,9 +25,16 @@ pub fn review(identity: &Identity) -> Value {
     if !groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
         groups.push(AUTHENTICATED_GROUP.to_owned());
     }
+    let mut user_info = json!({"username": identity.user, "groups": groups});
+    if !identity.uid.is_empty() {
+        user_info["uid"] = json!(identity.uid);
+    }
+    if !identity.extra.is_empty() {
+        user_info["extra"] = json!(identity.extra);
+    }
     json!({"kind": KIND, "apiVersion": format!("{GROUP}/{VERSION}"),
         "metadata": {"creationTimestamp": null},
-        "status": {"userInfo": {"username": identity.user, "groups": groups}}})
+        "status": {"userInfo": user_info}})
 }
 
 /// Answers `POST .../selfsubjectreviews`; `None` for any other path.
@@ -55,6 +63,7 @@ mod tests {
         let admin = Identity {
             user: "kubernetes-admin".into(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         };
         let r = review(&admin);
         assert_eq!(r["status"]["userInfo"]["username"], "kubernetes-admin");
@@ -62,7 +71,16 @@ mod tests {
             r["status"]["userInfo"]["groups"],
             json!(["system:masters", "system:authenticated"])
         );
-        let sa = crate::authn::service_account::identity("ns", "app");
+        assert!(r["status"]["userInfo"].get("uid").is_none());
+        assert!(r["status"]["userInfo"].get("extra").is_none());
+        let mut sa = crate::authn::service_account::identity("ns", "app");
+        sa.uid = "u-1".into();
+        sa.extra.insert("k".into(), vec!["v".into()]);
+        assert_eq!(review(&sa)["status"]["userInfo"]["uid"], "u-1");
+        assert_eq!(
+            review(&sa)["status"]["userInfo"]["extra"],
+            json!({"k": ["v"]})
+        );
         assert_eq!(
             review(&sa)["status"]["userInfo"]["groups"],
             json!([

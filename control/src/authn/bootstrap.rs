@@ -151,6 +151,7 @@ pub fn check(secret: &Value, token: &Token, now: OffsetDateTime) -> Option<Ident
     Some(Identity {
         user: format!("system:bootstrap:{}", token.id),
         groups,
+        ..Default::default()
     })
 }
 

@@ -2,14 +2,22 @@
 //! certificate (CN = user, O = groups) or a token. Nodes are `system:node:<name>` in
 //! `system:nodes`, bootstrap tokens `system:bootstrap:<id>` in `system:bootstrappers`.
 
+use std::collections::BTreeMap;
+
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// An authenticated caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
     pub user: String,
+    /// Unique across time for the user, when the authenticator knows one (a service account's
+    /// uid, the static token file's third column); empty otherwise.
+    pub uid: String,
     pub groups: Vec<String>,
+    /// What else the authenticator knows (kube's `user.Info` extra: a service-account token's
+    /// credential id and the pod it is bound to).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 /// The group of every node.
@@ -61,7 +69,11 @@ pub fn from_client_certificate(cert: &CertificateDer<'_>) -> Option<Identity> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
-    Some(Identity { user, groups })
+    Some(Identity {
+        user,
+        groups,
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]
@@ -90,6 +102,7 @@ mod tests {
         let not_in_group = Identity {
             user: "system:node:n1".into(),
             groups: vec![],
+            ..Default::default()
         };
         assert_eq!(not_in_group.node_name(), None);
         let admin =

@@ -86,7 +86,30 @@ pub fn identity(namespace: &str, name: &str) -> Identity {
             format!("{ALL_GROUP}:{namespace}"),
             AUTHENTICATED_GROUP.to_owned(),
         ],
+        ..Default::default()
     }
+}
+
+/// Extra keys kube-apiserver gives a service-account token's user (`kubectl auth whoami`).
+pub const EXTRA_CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
+pub const EXTRA_POD_NAME: &str = "authentication.kubernetes.io/pod-name";
+pub const EXTRA_POD_UID: &str = "authentication.kubernetes.io/pod-uid";
+
+/// The identity a verified token carries: the account's, with its uid, the token's id
+/// (`JTI=…`) and, for a pod-bound token, the pod's name and uid as extra.
+fn token_identity(claims: &Claims) -> Identity {
+    let private = &claims.kubernetes;
+    let mut id = identity(&private.namespace, &private.serviceaccount.name);
+    id.uid = private.serviceaccount.uid.clone();
+    let mut extra = |key: &str, value: String| id.extra.insert(key.to_owned(), vec![value]);
+    if !claims.jti.is_empty() {
+        extra(EXTRA_CREDENTIAL_ID, format!("JTI={}", claims.jti));
+    }
+    if let Some(pod) = &private.pod {
+        extra(EXTRA_POD_NAME, pod.name.clone());
+        extra(EXTRA_POD_UID, pod.uid.clone());
+    }
+    id
 }
 
 /// The server's token issuer: its key, `iss` and the audiences it accepts.
@@ -155,7 +178,7 @@ impl ServiceAccountTokens {
                 return None;
             }
         }
-        Some(identity(ns, &account.name))
+        Some(token_identity(&claims))
     }
 }
 
@@ -182,8 +205,43 @@ mod tests {
             ]
         );
         assert!(!id.is_admin());
+        assert!(id.uid.is_empty() && id.extra.is_empty());
         assert_eq!(id.node_name(), None);
         assert_eq!(pod_service_account(&json!({"spec": {}})), "default");
+        let account = Ref {
+            name: "builder".into(),
+            uid: "sa-uid".into(),
+        };
+        let mut claims = Claims {
+            iss: DEFAULT_ISSUER.into(),
+            sub: user_name("team", "builder"),
+            aud: vec![DEFAULT_ISSUER.into()],
+            exp: 2,
+            iat: 1,
+            nbf: 1,
+            jti: "j1".into(),
+            kubernetes: Private {
+                namespace: "team".into(),
+                serviceaccount: account,
+                pod: None,
+                warnafter: None,
+            },
+        };
+        let unbound = token_identity(&claims);
+        assert_eq!(
+            (unbound.user.as_str(), unbound.uid.as_str()),
+            (id.user.as_str(), "sa-uid")
+        );
+        assert_eq!(unbound.groups, id.groups);
+        assert_eq!(unbound.extra.len(), 1);
+        assert_eq!(unbound.extra[EXTRA_CREDENTIAL_ID], ["JTI=j1"]);
+        claims.kubernetes.pod = Some(Ref {
+            name: "web-0".into(),
+            uid: "pod-uid".into(),
+        });
+        let bound = token_identity(&claims);
+        assert_eq!(bound.extra[EXTRA_POD_NAME], ["web-0"]);
+        assert_eq!(bound.extra[EXTRA_POD_UID], ["pod-uid"]);
         assert_eq!(
             pod_service_account(&json!({"spec": {"serviceAccountName": "b"}})),
             "b"

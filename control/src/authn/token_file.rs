@@ -67,7 +67,9 @@ impl TokenFile {
                 .unwrap_or_default();
             let identity = Identity {
                 user: user.clone(),
+                uid: fields.get(2).cloned().unwrap_or_default(),
                 groups,
+                ..Default::default()
             };
             if tokens.insert(token.clone(), identity).is_some() {
                 return Err((i + 1, "a token listed twice"));
@@ -107,6 +109,7 @@ mod tests {
         .unwrap();
         let alice = file.find("t1").unwrap();
         assert_eq!(alice.user, "alice");
+        assert_eq!(alice.uid, "1");
         assert_eq!(alice.groups, ["system:masters", "dev"]);
         assert_eq!(file.find("t2").unwrap().node_name(), Some("n1"));
         assert!(file.find("t3").is_none());

@@ -137,6 +137,7 @@ mod tests {
         let n1 = Identity {
             user: "system:node:n1".into(),
             groups: vec!["system:nodes".into()],
+            ..Default::default()
         };
         let r = node_resource();
         let old = node(
@@ -203,6 +204,7 @@ mod tests {
         let admin = Identity {
             user: "a".into(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         };
         assert!(admit(&admin, r, Some(&tainted), &old).is_ok());
     }

@@ -68,6 +68,7 @@ fn id(user: &str, groups: &[&str]) -> Identity {
     Identity {
         user: user.into(),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        ..Default::default()
     }
 }
 

@@ -79,8 +79,15 @@ impl Loopback {
             identity: Identity {
                 user: user.to_owned(),
                 groups: vec!["system:masters".to_owned()],
+                ..Default::default()
             },
         }
+    }
+
+    /// `kube-controller-manager/bosun` for `system:kube-controller-manager`.
+    fn agent(&self) -> String {
+        let user = &self.identity.user;
+        format!("{}/bosun", user.strip_prefix("system:").unwrap_or(user))
     }
 
     /// Sends one request; the answer's JSON on 2xx.
@@ -97,6 +104,8 @@ impl Loopback {
             .uri(path_and_query)
             .header(header::CONTENT_TYPE, content_type)
             .header(header::ACCEPT, "application/json")
+            // The field manager of its writes, as kube's controllers are named.
+            .header(header::USER_AGENT, self.agent())
             .body(Full::new(bytes))
             .map_err(|e| ClientError {
                 code: StatusCode::BAD_REQUEST,

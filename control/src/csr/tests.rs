@@ -31,6 +31,7 @@ fn bootstrapper() -> Identity {
     Identity {
         user: "system:bootstrap:abcdef".into(),
         groups: vec!["system:bootstrappers".into()],
+        ..Default::default()
     }
 }
 
@@ -79,6 +80,7 @@ fn other_requests_stay_pending() {
     let node_n2 = Identity {
         user: "system:node:n2".into(),
         groups: vec!["system:nodes".into()],
+        ..Default::default()
     };
     for (who, pem, signer) in [
         // A bootstrapper asking to be an administrator.

@@ -62,15 +62,21 @@ fn generate() -> Documents {
             gvs.push((r.group, r.version));
         }
     }
+    let mut documents: Vec<(String, Value)> = gvs
+        .into_iter()
+        .map(|(group, version)| {
+            let key = if group.is_empty() {
+                format!("api/{version}")
+            } else {
+                format!("apis/{group}/{version}")
+            };
+            (key, group_version(group, version))
+        })
+        .collect();
+    documents.push(reviews_group_version());
     let mut group_versions = BTreeMap::new();
     let mut root_paths = Map::new();
-    for (group, version) in gvs {
-        let key = if group.is_empty() {
-            format!("api/{version}")
-        } else {
-            format!("apis/{group}/{version}")
-        };
-        let doc = group_version(group, version);
+    for (key, doc) in documents {
         let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
         let hash = hex(&Sha256::digest(&bytes));
         root_paths.insert(
@@ -95,6 +101,35 @@ fn group_version(group: &str, version: &str) -> Value {
             paths::add(&mut path_map, resource, name);
         }
     }
+    document(path_map, schemas)
+}
+
+/// `apis/authentication.k8s.io/v1`: SelfSubjectReviews (`kubectl auth whoami`), which are not
+/// stored and so not in the kinds table: their create operation and schemas.
+fn reviews_group_version() -> (String, Value) {
+    use crate::api::self_subject_review::{GROUP, KIND, PLURAL, VERSION};
+    let resource = kinds::Resource {
+        group: GROUP,
+        version: VERSION,
+        kind: KIND,
+        plural: PLURAL,
+        singular: "selfsubjectreview",
+        scope: kinds::Scope::Cluster,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+    };
+    let (schemas, name) = schemas::build_review(&resource);
+    let mut path_map = Map::new();
+    paths::add_create_only(&mut path_map, &resource, &name);
+    (
+        format!("apis/{GROUP}/{VERSION}"),
+        document(path_map, schemas),
+    )
+}
+
+/// A group-version document of these paths and schemas.
+fn document(path_map: Map<String, Value>, schemas: Map<String, Value>) -> Value {
     json!({
         "openapi": "3.0.0",
         "info": {

@@ -74,6 +74,20 @@ pub fn add(paths: &mut Map<String, Value>, resource: &Resource, schema: &str) {
     }
 }
 
+/// Adds the one path of a create-only resource (a review: nothing stored, only `POST` to the
+/// collection), as kube-apiserver describes SelfSubjectReviews.
+pub fn add_create_only(paths: &mut Map<String, Value>, resource: &Resource, schema: &str) {
+    let path = format!(
+        "/apis/{}/{}/{}",
+        resource.group, resource.version, resource.plural
+    );
+    let create = Ops::new(resource, schema).create();
+    paths.insert(
+        path,
+        json!({"post": create, "parameters": [param("pretty", "query", "If 'true', then the output is pretty printed.")]}),
+    );
+}
+
 /// Builds the operations of one resource.
 struct Ops<'a> {
     resource: &'a Resource,

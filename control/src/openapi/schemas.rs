@@ -77,6 +77,35 @@ pub const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOpt
 pub const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 
+/// The schemas of the SelfSubjectReview document (`resource` describes the review) and the
+/// name of the review's schema.
+pub fn build_review(resource: &Resource) -> (Map<String, Value>, String) {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    add::<meta::Status>(&mut generator);
+    let name = add::<k8s_openapi::api::authentication::v1::SelfSubjectReview>(&mut generator);
+    let mut schemas = finish(generator);
+    if let Some(schema) = schemas.get_mut(&name) {
+        schema["x-kubernetes-group-version-kind"] = json!([gvk(resource, resource.kind)]);
+    }
+    (schemas, name)
+}
+
+/// The generator's definitions as JSON, with its visitors run on each of them.
+fn finish(mut generator: SchemaGenerator) -> Map<String, Value> {
+    let mut definitions = generator.take_definitions();
+    // The settings' visitors (a `$ref` with siblings becomes `allOf: [$ref]`, as in
+    // Kubernetes' own documents) only run on root schemas: run them on every definition.
+    for schema in definitions.values_mut() {
+        for visitor in generator.visitors_mut() {
+            visitor.visit_schema(schema);
+        }
+    }
+    definitions
+        .into_iter()
+        .map(|(name, schema)| (name, schema_json(&schema)))
+        .collect()
+}
+
 /// Builds the schemas of one group-version document from `resources`; returns the schemas
 /// map and, per resource (same order), the name of its kind schema (None for a kind the type
 /// table lacks, which then gets no paths).
@@ -92,18 +121,7 @@ pub fn build(resources: &[&Resource]) -> (Map<String, Value>, Vec<Option<String>
         .iter()
         .map(|r| adder(r).map(|f| f(&mut generator)))
         .collect();
-    let mut definitions = generator.take_definitions();
-    // The settings' visitors (a `$ref` with siblings becomes `allOf: [$ref]`, as in
-    // Kubernetes' own documents) only run on root schemas: run them on every definition.
-    for schema in definitions.values_mut() {
-        for visitor in generator.visitors_mut() {
-            visitor.visit_schema(schema);
-        }
-    }
-    let mut schemas: Map<String, Value> = definitions
-        .into_iter()
-        .map(|(name, schema)| (name, schema_json(&schema)))
-        .collect();
+    let mut schemas = finish(generator);
     add_patch_extensions(&mut schemas);
     for (resource, name) in resources.iter().zip(&names) {
         let Some(name) = name else { continue };

@@ -126,3 +126,38 @@ fn fields_with_a_patch_strategy_carry_the_kubernetes_extensions() {
     assert_eq!(finalizers["x-kubernetes-patch-strategy"], "merge");
     assert!(finalizers.get("x-kubernetes-patch-merge-key").is_none());
 }
+
+#[test]
+fn self_subject_reviews_have_their_create_operation_and_schema() {
+    let root: Value = serde_json::from_slice(&documents().root).unwrap();
+    let url = root["paths"]["apis/authentication.k8s.io/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap();
+    assert!(respond(url.split('?').next().unwrap()).is_some());
+    let doc = group_version_document("apis/authentication.k8s.io/v1").unwrap();
+    let path = &doc["paths"]["/apis/authentication.k8s.io/v1/selfsubjectreviews"];
+    let post = &path["post"];
+    assert_eq!(post["x-kubernetes-action"], "post");
+    assert_eq!(
+        post["operationId"],
+        "createAuthenticationV1SelfSubjectReview"
+    );
+    assert_eq!(
+        post["x-kubernetes-group-version-kind"]["kind"],
+        "SelfSubjectReview"
+    );
+    assert!(path.get("get").is_none() && path.get("patch").is_none());
+    let schema = &doc["components"]["schemas"]["io.k8s.api.authentication.v1.SelfSubjectReview"];
+    assert_eq!(
+        schema["x-kubernetes-group-version-kind"][0]["group"],
+        "authentication.k8s.io"
+    );
+    let text = serde_json::to_string(&doc).unwrap();
+    for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = &piece[..piece.find('"').unwrap()];
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "dangling $ref {name}"
+        );
+    }
+}

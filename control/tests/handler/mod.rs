@@ -141,5 +141,6 @@ pub fn admin() -> bosun_control::authn::Identity {
     bosun_control::authn::Identity {
         user: "bosun-admin".into(),
         groups: vec!["system:masters".into()],
+        ..Default::default()
     }
 }
