@@ -17,13 +17,23 @@ use crate::kinds;
 use crate::status::ApiError;
 
 pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
-    let resource = call.resource();
     let (object, warnings) = validate::decode_checked(
         &call.content_type,
         body,
-        resource,
+        call.resource(),
         call.query.field_validation,
     )?;
+    create_object(call, object, warnings).await
+}
+
+/// Creates `object` (decoded and checked, in the request's version); also server-side apply's
+/// create.
+pub async fn create_object(
+    call: &Call,
+    object: Value,
+    warnings: Vec<String>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let resource = call.resource();
     let mut object = call.to_storage(object, None)?;
     meta::prepare_create(&mut object, resource, call.path.namespace.as_deref())?;
     super::defaults::with_identity(&mut object, resource);

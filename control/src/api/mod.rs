@@ -4,6 +4,7 @@
 //! the mapping of store errors to `Status` answers; each verb lives in its own module. What
 //! differs per kind is read from `kinds` and `validate`, never branched on here.
 
+mod apply;
 mod approval;
 mod binding;
 mod convert;
@@ -127,6 +128,8 @@ pub(crate) struct Call {
     pub query: Query,
     pub accept: String,
     pub content_type: String,
+    /// The client's `User-Agent` (a write's field manager when it names none).
+    pub user_agent: String,
 }
 
 impl Call {
@@ -142,6 +145,24 @@ impl Call {
     /// A written object in the stored version; `old` is the stored one, if any.
     pub fn to_storage(&self, object: Value, old: Option<&Value>) -> Result<Value, ApiError> {
         convert::to_storage(object, self.resource(), old)
+    }
+
+    /// Records this write (not an apply) of `old` as `new` in `new`'s managedFields, when the
+    /// object has them (`apply::managed::track_update`). The manager is the request's
+    /// `fieldManager`, else its User-Agent up to the first `/`, as kube-apiserver names it.
+    pub fn track_update(&self, old: &Value, new: &mut Value) {
+        if old["metadata"]["managedFields"].is_null() {
+            return;
+        }
+        let manager = match self.query.field_manager.as_deref() {
+            Some(m) if !m.is_empty() => m.to_owned(),
+            _ => match self.user_agent.split('/').next().unwrap_or("").trim() {
+                "" => "unknown".to_owned(),
+                agent => agent.chars().take(128).collect(),
+            },
+        };
+        let subresource = self.path.subresource.as_deref().unwrap_or("");
+        apply::managed::track_update(old, new, &manager, subresource, self.resource());
     }
 
     /// 404 for the named object.
@@ -216,6 +237,7 @@ where
         identity: identity.clone(),
         accept: header_text(header::ACCEPT),
         content_type: header_text(header::CONTENT_TYPE),
+        user_agent: header_text(header::USER_AGENT),
         path,
         query,
     };
@@ -262,6 +284,7 @@ where
         (other, true) if token => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if scale => scale::get(&call).await,
         (Method::PUT, true) if scale => scale::update(&call, &body).await,
+        (Method::PATCH, true) if is_apply(&call.content_type) => apply::apply(&call, &body).await,
         (Method::PATCH, true) if scale => scale::patch(&call, &body).await,
         (Method::PUT, true) if approval => approval::update(&call, &body).await,
         (Method::GET, true) => get::get(&call).await,
@@ -288,6 +311,11 @@ where
         (method, _) => Err(ApiError::method_not_allowed(&method, &uri_path)),
     };
     Some(result.unwrap_or_else(ApiError::into_response))
+}
+
+/// Whether a PATCH is a server-side apply.
+fn is_apply(content_type: &str) -> bool {
+    content_type.split(';').next().unwrap_or("").trim() == apply::CONTENT_TYPE
 }
 
 /// Asks `authz` whether the caller may make this request (before anything is read or written

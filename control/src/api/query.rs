@@ -32,6 +32,10 @@ pub struct Query {
     pub field_validation: FieldValidation,
     /// `includeObject` for Tables: `None`, `Metadata` (the default) or `Object`.
     pub include_object: String,
+    /// `fieldManager`: who makes a write (server-side apply's manager).
+    pub field_manager: Option<String>,
+    /// `force`: a server-side apply takes the fields other managers have.
+    pub force: bool,
 }
 
 /// Where the next page of a list starts: the list's revision and the last key returned.
@@ -103,6 +107,8 @@ impl Query {
             dry_run: false,
             field_validation: FieldValidation::Warn,
             include_object: "Metadata".to_owned(),
+            field_manager: None,
+            force: false,
         };
         let bad = |name: &str, value: &str| {
             ApiError::bad_request(format!(
@@ -140,6 +146,14 @@ impl Query {
                         "Strict" => FieldValidation::Strict,
                         "Warn" | "" => FieldValidation::Warn,
                         "Ignore" => FieldValidation::Ignore,
+                        _ => return Err(bad(&name, &value)),
+                    }
+                }
+                "fieldManager" => q.field_manager = Some(value),
+                "force" => {
+                    q.force = match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" | "" => false,
                         _ => return Err(bad(&name, &value)),
                     }
                 }

@@ -93,7 +93,8 @@ async fn set_replicas(
         }
         let mut object = old.clone();
         object["spec"]["replicas"] = json!(replicas);
-        let new = meta::prepare_update(&old, object, resource, false);
+        let mut new = meta::prepare_update(&old, object, resource, false);
+        call.track_update(&old, &mut new);
         match write(call, &key, &name, expected, new).await {
             Ok(stored) => return Ok(object_response(StatusCode::OK, &to_scale(&stored), &[])),
             Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,

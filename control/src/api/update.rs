@@ -11,7 +11,7 @@ use super::meta::{self, finalizers};
 use super::{decode_stored, object_response, service_alloc, validate, Call};
 use crate::http_util::ResponseBody;
 use crate::status::ApiError;
-use crate::store::KeyValue;
+use crate::store::{self, KeyValue};
 
 pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
     let resource = call.resource();
@@ -67,7 +67,8 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         }
     }
     let object = call.to_storage(object, Some(&old))?;
-    let new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
+    let mut new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
+    call.track_update(&old, &mut new);
     super::pod_update::check(&old, &new, resource)?;
     super::validate_statefulset::check_update(&old, &new, resource)?;
     super::volume_claims::admit_update(call, &old, &new).await?;
@@ -140,18 +141,34 @@ pub async fn write(
     // A namespace's own deletion is finished by `namespaces`, once it is empty.
     let r = call.resource();
     let namespace = r.group.is_empty() && r.kind == "Namespace";
-    // kube's ShouldDeleteDuringUpdate: no finalizer left and no grace period running (a pod in
-    // its graceful deletion stays until its kubelet deletes it).
-    let deleting = !stored["metadata"]["deletionTimestamp"].is_null()
-        && stored["metadata"]["deletionGracePeriodSeconds"]
-            .as_i64()
-            .unwrap_or(0)
-            == 0;
-    if !namespace && deleting && finalizers(&stored) == 0 {
-        let deleted = store
-            .delete(key, Some(kv.mod_revision))
-            .await
-            .map_err(|e| call.store_error(name, e))?;
+    if namespace || !finished(&stored) {
+        return Ok(stored);
+    }
+    // Deleted at the revision just written; when another writer came in between (a
+    // controller's status update), at the newer one if the object may still go.
+    let (mut revision, mut seen) = (kv.mod_revision, stored);
+    for _ in 0..5 {
+        let deleted = match store.delete(key, Some(revision)).await {
+            Ok(deleted) => deleted,
+            Err(store::Error::Conflict { .. }) => {
+                match store
+                    .get(key)
+                    .await
+                    .map_err(|e| call.store_error(name, e))?
+                {
+                    None => return Ok(seen),
+                    Some(now) => {
+                        revision = now.mod_revision;
+                        seen = decode_stored(&now)?;
+                        if !finished(&seen) {
+                            return Ok(seen);
+                        }
+                        continue;
+                    }
+                }
+            }
+            Err(e) => return Err(call.store_error(name, e)),
+        };
         let mut last = decode_stored(&deleted.prev)?;
         meta::set_resource_version(&mut last, deleted.revision);
         if service {
@@ -159,5 +176,16 @@ pub async fn write(
         }
         return Ok(last);
     }
-    Ok(stored)
+    Err(ApiError::conflict(r.group, r.plural, name))
+}
+
+/// kube's ShouldDeleteDuringUpdate: being deleted, no finalizer left and no grace period
+/// running (a pod in its graceful deletion stays until its kubelet deletes it).
+fn finished(object: &Value) -> bool {
+    !object["metadata"]["deletionTimestamp"].is_null()
+        && object["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            == 0
+        && finalizers(object) == 0
 }

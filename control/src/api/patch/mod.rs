@@ -3,13 +3,13 @@
 //! the types' patch-merge keys in `merge_keys` through `shape`), applied to the stored object,
 //! then written like an update. A patch that names a resourceVersion is conditional on it;
 //! otherwise a concurrent write makes it re-read and re-apply (up to five times), as
-//! kube-apiserver does. Server-side apply is refused with 415 until it exists.
+//! kube-apiserver does. Server-side apply is `api::apply`'s.
 
 #[cfg(test)]
 pub(crate) mod generate;
 mod merge_keys;
 pub(super) mod shape;
-mod strategic;
+pub(super) mod strategic;
 
 use http::{Response, StatusCode};
 use serde_json::Value;
@@ -50,10 +50,6 @@ pub(super) fn parse_patch(content_type: &str, body: &[u8]) -> Result<PatchKind, 
         "application/strategic-merge-patch+json" => {
             Ok(PatchKind::Strategic(json("strategic merge patch")?))
         }
-        "application/apply-patch+yaml" => Err(ApiError::unsupported_media(
-            media,
-            "server-side apply is not implemented yet; use client-side kubectl apply",
-        )),
         other => Err(ApiError::unsupported_media(
             other,
             "PATCH takes application/strategic-merge-patch+json, application/merge-patch+json or application/json-patch+json",
@@ -121,7 +117,9 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let warnings =
             validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
         let patched = call.to_storage(patched, Some(&old))?;
-        let new = meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
+        let mut new =
+            meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
+        call.track_update(&old, &mut new);
         crate::api::pod_update::check(&old, &new, resource)?;
         crate::api::validate_statefulset::check_update(&old, &new, resource)?;
         crate::api::volume_claims::admit_update(call, &old, &new).await?;
@@ -183,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_patches_are_unsupported_media() {
+    fn other_media_types_are_unsupported() {
         for media in ["application/apply-patch+yaml", "text/plain"] {
             let e = parse_patch(media, b"{}").err().unwrap();
             assert_eq!(e.code, 415);

@@ -135,6 +135,22 @@ impl Shape {
         }
     }
 
+    /// Whether this is a list (`type: array`).
+    pub fn is_list(&self) -> bool {
+        self.schema.is_some_and(|s| {
+            s.get("type") == Some(&Value::from("array")) || s.get("items").is_some()
+        })
+    }
+
+    /// Whether this is a map of free keys (`additionalProperties` and no declared properties):
+    /// labels, annotations, data.
+    pub fn is_map(&self) -> bool {
+        self.schema.is_some_and(|s| {
+            s.get("properties").is_none()
+                && s.get("additionalProperties").is_some_and(Value::is_object)
+        })
+    }
+
     /// The elements of this list.
     pub fn items(&self) -> Shape {
         Shape::resolve(self.schema.and_then(|s| s.get("items")))
