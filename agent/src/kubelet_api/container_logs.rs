@@ -85,8 +85,8 @@ impl NoLog {
     }
 }
 
-/// The log files of a container directory, oldest instance first.
-fn instances(dir: &Path) -> Vec<PathBuf> {
+/// The log files of a container directory with their instance (restart count), oldest first.
+fn instances(dir: &Path) -> Vec<(u32, PathBuf)> {
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -97,13 +97,26 @@ fn instances(dir: &Path) -> Vec<PathBuf> {
         })
         .collect();
     found.sort();
-    found.into_iter().map(|(_, p)| p).collect()
+    found
 }
 
-/// The file to serve. Running or terminated: the newest instance (`previous`: the one
+/// The file to serve. Running: the instance the status names by its restart count, even
+/// before its file exists (`previous`: the newest one before it) — the newest file may still
+/// be the one before while the new instance starts. Terminated: the newest instance (`previous`: the one
 /// before). Waiting after an exit: the newest is the exited one (also for `previous`).
 pub fn pick(dir: &Path, c: &ContainerStatus, previous: bool) -> Result<PathBuf, NoLog> {
-    let files = instances(dir);
+    let numbered = instances(dir);
+    if matches!(c.state, ContainerState::Running { .. }) {
+        if !previous {
+            // Not written yet reads as empty (and is followed until it is).
+            return Ok(dir.join(format!("{}.log", c.restart_count)));
+        }
+        let before = numbered.iter().rev().find(|(n, _)| *n < c.restart_count);
+        if let Some((_, file)) = before {
+            return Ok(file.clone());
+        }
+    }
+    let files: Vec<PathBuf> = numbered.into_iter().map(|(_, p)| p).collect();
     let waiting = match &c.state {
         ContainerState::Waiting { reason, .. } => Some(reason.clone()),
         _ => None,
@@ -203,6 +216,21 @@ mod tests {
         assert!(pick(dir.path(), &restarted, true)
             .expect("previous")
             .ends_with("0.log"));
+        // The status's instance, not the newest file: a 2.log does not make 2 current, and
+        // while 1.log is not written yet, 0 is still not served as current.
+        std::fs::write(dir.path().join("2.log"), "").expect("write");
+        assert!(pick(dir.path(), &restarted, false)
+            .expect("current")
+            .ends_with("1.log"));
+        assert!(pick(dir.path(), &restarted, true)
+            .expect("previous")
+            .ends_with("0.log"));
+        std::fs::remove_file(dir.path().join("2.log")).expect("remove");
+        std::fs::remove_file(dir.path().join("1.log")).expect("remove");
+        assert!(pick(dir.path(), &restarted, false)
+            .expect("current")
+            .ends_with("1.log"));
+        std::fs::write(dir.path().join("1.log"), "").expect("write");
         let backing_off = status(waiting, Some(terminated()));
         assert!(pick(dir.path(), &backing_off, false)
             .expect("last")
