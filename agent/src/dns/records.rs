@@ -60,6 +60,13 @@ pub struct Zone {
     /// Names outside the domain the zone holds (reverse names), in wire form: a question
     /// about them is the zone's, never the forwarder's.
     outside_names: HashSet<Box<[u8]>>,
+    /// Names inside the domain the zone holds, in wire form: any other name inside it is
+    /// NXDOMAIN, answered from [`Zone::nxdomain`]'s bytes.
+    inside_names: HashSet<Box<[u8]>>,
+    /// The apex in wire form.
+    apex_wire: Box<[u8]>,
+    /// NXDOMAIN with the SOA, encoded for any question.
+    nxdomain: Option<Prepared>,
 }
 
 /// `Name` of a lowercase FQDN; the zone only builds names from validated parts.
@@ -105,6 +112,9 @@ impl Zone {
             soa,
             prepared: HashMap::new(),
             outside_names: HashSet::new(),
+            inside_names: HashSet::new(),
+            apex_wire: Box::default(),
+            nxdomain: None,
         };
         let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
         for s in slices.iter().filter(|s| s.address_type == "IPv4") {
@@ -164,15 +174,54 @@ impl Zone {
             }
         }
         let inside = format!(".{}", self.domain);
-        let outside_names = self
+        let wire = |n: &String| name(n)?.to_bytes().ok().map(Vec::into_boxed_slice);
+        let (inside_names, outside_names): (Vec<&String>, Vec<&String>) = self
             .names
             .iter()
-            .filter(|n| !n.ends_with(&inside) && **n != self.domain)
-            .filter_map(|n| name(n)?.to_bytes().ok())
-            .map(Vec::into_boxed_slice)
-            .collect();
+            .chain(self.records.keys().map(|(n, _)| n))
+            .partition(|n| n.ends_with(&inside) || **n == self.domain);
+        self.outside_names = outside_names.into_iter().filter_map(wire).collect();
+        self.inside_names = inside_names.into_iter().filter_map(wire).collect();
+        self.apex_wire = self.apex.to_bytes().unwrap_or_default().into_boxed_slice();
         self.prepared = prepared;
-        self.outside_names = outside_names;
+        let mut nx = Message::new();
+        nx.set_message_type(MessageType::Response)
+            .set_op_code(OpCode::Query)
+            .set_authoritative(true)
+            .set_recursion_available(true)
+            .set_response_code(ResponseCode::NXDomain)
+            .add_query(Query::query(self.apex.clone(), RecordType::A))
+            .add_name_server(self.soa.clone());
+        self.nxdomain = Prepared::for_any_question(&nx)
+            .inspect_err(|e| tracing::debug!(error = %e, "preparing NXDOMAIN"))
+            .ok();
+    }
+
+    /// The prepared NXDOMAIN for a question (`wire::Question`'s key) about a name inside
+    /// the domain that the zone does not hold — what [`Zone::lookup`] says of it, for any
+    /// type.
+    pub fn nxdomain(&self, key: &[u8]) -> Option<&Prepared> {
+        let name = key.get(..key.len().checked_sub(4)?)?;
+        if self.inside_names.contains(name) || !self.is_inside(name) {
+            return None;
+        }
+        self.nxdomain.as_ref()
+    }
+
+    /// Whether a wire-form name (lowercase, uncompressed) is the apex or below it: the apex's
+    /// bytes at one of its label boundaries.
+    fn is_inside(&self, name: &[u8]) -> bool {
+        let mut at = 0;
+        while let Some(rest) = name.get(at..) {
+            if rest.is_empty() {
+                return false;
+            }
+            if *rest == *self.apex_wire {
+                return true;
+            }
+            at += usize::from(rest[0]) + 1;
+        }
+        false
     }
 
     fn add(&mut self, fqdn: &str, rdata: RData) {

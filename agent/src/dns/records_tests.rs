@@ -243,3 +243,38 @@ fn publish_not_ready_addresses_publishes_endpoints_that_are_not_ready() {
         Answer::Records(_)
     ));
 }
+
+#[test]
+fn the_prepared_nxdomain_covers_exactly_the_names_lookup_calls_nxdomain() {
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+    use hickory_proto::serialize::binary::BinEncodable;
+    let z = zone();
+    for name in [
+        "nope.default.svc.cluster.local.",
+        "web.default.svc.cluster.local.",
+        "www.example.com.default.svc.cluster.local.",
+        "default.svc.cluster.local.",
+        "cluster.local.",
+        "xcluster.local.",
+        "db-0.db.prod.svc.cluster.local.",
+        "ext.default.svc.cluster.local.",
+        "_http._tcp.web.default.svc.cluster.local.",
+        "_nope._tcp.web.default.svc.cluster.local.",
+        "example.org.",
+        "20.0.96.10.in-addr.arpa.",
+    ] {
+        for rtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::TXT,
+        ] {
+            let key = Query::query(Name::from_ascii(name).unwrap(), rtype)
+                .to_bytes()
+                .unwrap();
+            let nx = z.lookup(name, rtype) == Answer::NxDomain;
+            assert_eq!(z.nxdomain(&key).is_some(), nx, "{name} {rtype}");
+        }
+    }
+}

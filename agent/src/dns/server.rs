@@ -13,7 +13,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 
 use super::forward::Forwarder;
 use super::records::Zone;
-use super::wire::Question;
+use super::wire::{response_edns, AskedEdns, Question};
 
 /// The current zone, replaced whole on change.
 pub type ZoneCell = Arc<RwLock<Arc<Zone>>>;
@@ -30,15 +30,15 @@ impl Handler {
     }
 
     /// The answer to a plain UDP query (see [`Question::parse`]) into `out`, when prepared
-    /// bytes hold it: the zone's answers, then the forwarder's cache for names the zone
-    /// leaves to it. `key` is scratch space. False: [`RequestHandler::handle_request`]
+    /// bytes hold it: the zone's answers (NXDOMAIN for names of the domain it does not
+    /// hold), then the forwarder's cache for names the zone leaves to it. `key` is scratch space. False: [`RequestHandler::handle_request`]
     /// answers it.
     pub fn answer_prepared(&self, request: &[u8], key: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
         let Some(question) = Question::parse(request, key) else {
             return false;
         };
         let zone = self.zone.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(prepared) = zone.prepared(key) {
+        if let Some(prepared) = zone.prepared(key).or_else(|| zone.nxdomain(key)) {
             return prepared.write(&question, request, out);
         }
         zone.forwards(key) && self.forwarder.answer_cached(&question, request, key, out)
@@ -53,7 +53,10 @@ async fn send<R: ResponseHandler>(
     authority: &[Record],
     additionals: &[Record],
 ) -> ResponseInfo {
-    let builder = MessageResponseBuilder::from_message_request(request);
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(asked) = request.edns() {
+        builder.edns(response_edns(AskedEdns::of(asked)));
+    }
     let message = builder.build(
         header,
         answers.iter(),

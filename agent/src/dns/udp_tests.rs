@@ -73,6 +73,12 @@ async fn plain_and_edns_queries_get_the_same_cluster_answer() {
     let name = "WEB.default.svc.Cluster.Local.";
     let plain = exchange(addr, &query(name, RecordType::A, 7, false)).await;
     let edns = exchange(addr, &query(name, RecordType::A, 8, true)).await;
+    assert!(plain.extensions().is_none());
+    let opt = edns
+        .extensions()
+        .as_ref()
+        .expect("an EDNS answer has an OPT record");
+    assert_eq!(opt.max_payload(), Edns::new().max_payload().max(512));
     for (m, id) in [(&plain, 7), (&edns, 8)] {
         assert_eq!(m.id(), id);
         assert_eq!(m.message_type(), MessageType::Response);
@@ -99,6 +105,14 @@ async fn unknown_cluster_names_get_nxdomain_and_bad_datagrams_formerr() {
     assert_eq!(nx.id(), 3);
     assert_eq!(nx.response_code(), ResponseCode::NXDomain);
     assert_eq!(nx.name_servers()[0].record_type(), RecordType::SOA);
+    // The general path answers EDNS with an OPT record too.
+    let nx = exchange(
+        addr,
+        &query("nope.default.svc.cluster.local.", RecordType::A, 5, true),
+    )
+    .await;
+    assert_eq!(nx.response_code(), ResponseCode::NXDomain);
+    assert!(nx.extensions().is_some(), "{nx:?}");
     // A header announcing a question that is not there.
     let mut truncated = query("web.default.svc.cluster.local.", RecordType::A, 4, false);
     truncated.truncate(20);
