@@ -60,6 +60,11 @@ struct Args {
     /// TokenRequest without audiences gets); default: the issuer.
     #[arg(long, value_delimiter = ',')]
     api_audiences: Vec<String>,
+    /// kube-apiserver's: a pod-bound token asked for 3607 s (what kubelet asks for the
+    /// kube-api-access volume) is valid for a year, with the 3607 s as its `warnafter`, so
+    /// clients that never reload their token keep working; `false` turns it off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    service_account_extend_token_expiration: bool,
     /// Lifetime of the bootstrap token made at start (`<data-dir>/bootstrap.kubeconfig`), in
     /// seconds; 0: it never expires.
     #[arg(long, default_value_t = 24 * 3600)]
@@ -270,7 +275,8 @@ async fn run(args: Args) -> Result<()> {
             &args.service_account_issuer,
             args.api_audiences.clone(),
         )
-        .context("the service-account signing key")?,
+        .context("the service-account signing key")?
+        .with_extended_expiration(args.service_account_extend_token_expiration),
     ));
     if let Some(path) = &args.token_auth_file {
         state.tokens = TokenFile::load(path).context("--token-auth-file")?;

@@ -203,6 +203,28 @@ fn pod_bound_tokens_die_with_their_pod_and_nodes_get_only_their_pods_tokens() {
         json!({"name": "web", "uid": web_uid}),
         "{c}"
     );
+    assert!(c["kubernetes.io"].get("warnafter").is_none(), "{c}");
+    // kubelet's 3607 s request for a pod lives a year, warning after the 3607 s (kube's
+    // extended expiration); the status shows what was asked.
+    let asked = ok(control.kubectl(&[
+        "create",
+        "token",
+        "default",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=web",
+        "--duration=3607s",
+    ]));
+    let c = claims(asked.trim());
+    let (iat, exp) = (
+        c["iat"].as_i64().unwrap_or(0),
+        c["exp"].as_i64().unwrap_or(0),
+    );
+    assert_eq!(exp - iat, 365 * 24 * 3600, "{c}");
+    assert_eq!(
+        c["kubernetes.io"]["warnafter"].as_i64(),
+        Some(iat + 3607),
+        "{c}"
+    );
     refused(
         control.kubectl(&[
             "create", "token", "default", "--bound-object-kind=Pod", "--bound-object-name=build",

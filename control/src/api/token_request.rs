@@ -176,12 +176,15 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         });
     }
     let now = time::OffsetDateTime::now_utc();
+    // The status says what was asked; a pod's 3607 s token may live longer (kube's extended
+    // expiration), warning after the asked time.
     let exp = now + time::Duration::seconds(spec.expiration_seconds);
+    let (lifetime, warn_after) = issuer.lifetime(spec.expiration_seconds, pod_ref.is_some());
     let claims = Claims {
         iss: String::new(),
         sub: user_name(&namespace, &name),
         aud: spec.audiences.clone(),
-        exp: exp.unix_timestamp(),
+        exp: (now + time::Duration::seconds(lifetime)).unix_timestamp(),
         iat: now.unix_timestamp(),
         nbf: now.unix_timestamp(),
         jti: uuid::Uuid::new_v4().to_string(),
@@ -192,7 +195,7 @@ pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
                 uid: account_uid,
             },
             pod: pod_ref.clone(),
-            warnafter: None,
+            warnafter: warn_after.map(|s| (now + time::Duration::seconds(s)).unix_timestamp()),
         },
     };
     let token = issuer

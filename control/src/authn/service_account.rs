@@ -120,7 +120,15 @@ pub struct ServiceAccountTokens {
     /// What a token must be meant for to authenticate here (and what a TokenRequest without
     /// audiences gets).
     pub api_audiences: Vec<String>,
+    /// Whether a pod-bound 3607 s token lives a year ([`ServiceAccountTokens::lifetime`]).
+    pub extend_expiration: bool,
 }
+
+/// kube's `WarnOnlyBoundTokenExpirationSeconds`: what kubelet asks for the kube-api-access
+/// token, and the one request kube-apiserver extends.
+pub const EXTENDED_REQUEST_SECONDS: i64 = 3607;
+/// kube's `ExpirationExtensionSeconds`: a year.
+pub const EXTENSION_SECONDS: i64 = 365 * 24 * 3600;
 
 impl ServiceAccountTokens {
     /// The issuer with the key of `pki_dir` (made there on first start).
@@ -137,7 +145,24 @@ impl ServiceAccountTokens {
             key: SigningKey::load_or_create(pki_dir)?,
             issuer: issuer.to_owned(),
             api_audiences,
+            extend_expiration: true,
         })
+    }
+
+    /// With `--service-account-extend-token-expiration` as given.
+    pub fn with_extended_expiration(mut self, extend: bool) -> ServiceAccountTokens {
+        self.extend_expiration = extend;
+        self
+    }
+
+    /// A token's real lifetime and its `warnafter` (seconds from its issue) for a request of
+    /// `seconds`: a pod-bound request of exactly 3607 s lives a year and warns after the
+    /// 3607 s, as kube-apiserver's extended expiration; any other as asked.
+    pub fn lifetime(&self, seconds: i64, pod_bound: bool) -> (i64, Option<i64>) {
+        match self.extend_expiration && pod_bound && seconds == EXTENDED_REQUEST_SECONDS {
+            true => (EXTENSION_SECONDS, Some(seconds)),
+            false => (seconds, None),
+        }
     }
 
     /// A signed token for these claims (`iss` is set here).
