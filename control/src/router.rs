@@ -61,8 +61,8 @@ where
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if let Some(response) =
-            discovery_route(&state.info, &path, accept).or_else(|| crate::openapi::respond(&path))
+        if let Some(response) = discovery_route(&state.info, &path, accept)
+            .or_else(|| crate::openapi::respond(&path, accept))
         {
             return response;
         }

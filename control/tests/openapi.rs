@@ -1,6 +1,6 @@
 //! The real kubectl reads our OpenAPI v3 documents: `explain` finds kinds and fields by their
 //! group-version-kind and follows `$ref`s; `apply --dry-run=client` gets past the OpenAPI
-//! download and the `fieldValidation` check.
+//! download and the `fieldValidation` check; a List manifest gets past the v2 download.
 
 mod common;
 
@@ -68,4 +68,35 @@ fn client_side_apply_dry_run_reads_the_documents_and_prints_the_object() {
         "{}",
         common::stdout(&out)
     );
+}
+
+/// A `kind: List` manifest, as `kubectl get -o yaml` writes several objects: kubectl validates
+/// it on the client with `/openapi/v2`, then creates each item with `fieldValidation=Strict`.
+#[test]
+fn list_manifests_are_created_and_applied_with_each_item_validated() {
+    let control = Control::start();
+    let list = |extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: List\nitems:\n\
+             - {{apiVersion: v1, kind: ConfigMap, metadata: {{name: one}}, data: {{a: '1'}}}}\n\
+             - {{apiVersion: v1, kind: ConfigMap, metadata: {{name: two}}, data: {{b: '2'}}{extra}}}\n"
+        )
+    };
+    let file = control.dir.path().join("list.yaml");
+    std::fs::write(&file, list("")).expect("write");
+    let path = file.to_str().expect("utf-8");
+    let out = ok(control.kubectl(&["create", "-f", path]));
+    assert!(
+        out.contains("configmap/one created") && out.contains("configmap/two created"),
+        "{out}"
+    );
+    std::fs::write(&file, list(", bogus: 1")).expect("write");
+    let refused = control.kubectl(&["apply", "-f", path]);
+    assert!(!refused.status.success(), "an unknown field was accepted");
+    assert!(stderr(&refused).contains("bogus"), "{}", stderr(&refused));
+    std::fs::write(&file, list("").replace("'2'", "'3'")).expect("write");
+    let out = ok(control.kubectl(&["apply", "-f", path]));
+    assert!(out.contains("configmap/two configured"), "{out}");
+    let value = ok(control.kubectl(&["get", "configmap", "two", "-o", "jsonpath={.data.b}"]));
+    assert_eq!(value, "3");
 }

@@ -8,6 +8,7 @@
 
 mod paths;
 pub(crate) mod schemas;
+mod v2;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -36,9 +37,12 @@ pub fn documents() -> &'static Documents {
     DOCUMENTS.get_or_init(generate)
 }
 
-/// Answers `GET /openapi/v3[/…]`; None for any other path (the caller's 404). `/openapi/v2` is
-/// not served: kubectl 1.32 reads v3 first.
-pub fn respond(path: &str) -> Option<Response<ResponseBody>> {
+/// Answers `GET /openapi/v3[/…]` and `/openapi/v2` (`v2`: the header kubectl needs to
+/// validate a List manifest); None for any other path (the caller's 404).
+pub fn respond(path: &str, accept: &str) -> Option<Response<ResponseBody>> {
+    if path.trim_end_matches('/') == "/openapi/v2" {
+        return Some(v2::respond(accept));
+    }
     let rest = path.strip_prefix("/openapi/v3")?;
     let docs = documents();
     let body = match rest.trim_matches('/') {
