@@ -2,8 +2,9 @@
 //! `/api/v1`, `/apis/<group>/<version>`) that kube-rs and older clients read, and aggregated
 //! discovery (`apidiscovery.k8s.io/v2`), which kubectl 1.32 asks for first and which answers
 //! everything in two requests (DESIGN.md §8). `metrics.k8s.io/v1beta1` (served from the
-//! scraped window, not the store: `crate::metrics::api`) and `authentication.k8s.io/v1`
-//! (SelfSubjectReviews, `api::self_subject_review`) are listed after the table's groups.
+//! scraped window, not the store: `crate::metrics::api`) and the review groups
+//! (`REVIEW_GROUPS`: SelfSubjectReviews, access and rules reviews) are listed after the
+//! table's groups.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
@@ -43,14 +44,46 @@ pub fn api_versions(server_address: &str) -> APIVersions {
 pub fn api_group_list() -> APIGroupList {
     let mut groups: Vec<APIGroup> = kinds::groups().iter().map(api_group).collect();
     groups.push(metrics_group());
-    groups.push(authentication_group());
+    groups.extend(
+        REVIEW_GROUPS
+            .iter()
+            .map(|(group, version, _)| single_version_group(group, version)),
+    );
     APIGroupList { groups }
 }
 
-/// `/apis/authentication.k8s.io`: SelfSubjectReviews (`api::self_subject_review`).
-pub fn authentication_group() -> APIGroup {
-    use crate::api::self_subject_review::{GROUP, VERSION};
-    single_version_group(GROUP, VERSION)
+/// (group, version, (kind, plural) of each review).
+pub type ReviewGroup = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+/// Groups of reviews, which are created and answered, never stored (so not in the kinds
+/// table): (group, version, (kind, plural) of each). `authentication.k8s.io`:
+/// SelfSubjectReviews (`api::self_subject_review`); `authorization.k8s.io`: access and rules
+/// reviews (`api::access_review`).
+pub const REVIEW_GROUPS: &[ReviewGroup] = &[
+    (
+        crate::api::self_subject_review::GROUP,
+        crate::api::self_subject_review::VERSION,
+        &[(
+            crate::api::self_subject_review::KIND,
+            crate::api::self_subject_review::PLURAL,
+        )],
+    ),
+    (
+        crate::api::access_review::GROUP,
+        crate::api::access_review::VERSION,
+        &[
+            crate::api::access_review::ACCESS,
+            crate::api::access_review::RULES,
+        ],
+    ),
+];
+
+/// `/apis/<group>` of a review group.
+pub fn review_group(name: &str) -> Option<APIGroup> {
+    REVIEW_GROUPS
+        .iter()
+        .find(|(group, _, _)| *group == name)
+        .map(|(group, version, _)| single_version_group(group, version))
 }
 
 /// A group served at one version, which is its preferred one.
@@ -67,32 +100,43 @@ fn single_version_group(group: &str, version: &str) -> APIGroup {
     }
 }
 
-/// `/apis/authentication.k8s.io/v1`.
-fn authentication_resource_list() -> APIResourceList {
-    use crate::api::self_subject_review::{GROUP, KIND, PLURAL, VERSION};
-    APIResourceList {
-        group_version: format!("{GROUP}/{VERSION}"),
-        resources: vec![APIResource {
-            name: PLURAL.to_owned(),
-            singular_name: String::new(),
-            namespaced: false,
-            kind: KIND.to_owned(),
-            verbs: strings(&["create"]),
-            ..APIResource::default()
-        }],
-    }
+/// `/apis/<group>/<version>` of a review group.
+fn review_resource_list(name: &str, served: &str) -> Option<APIResourceList> {
+    let (group, version, reviews) = REVIEW_GROUPS
+        .iter()
+        .find(|(group, version, _)| (*group, *version) == (name, served))?;
+    Some(APIResourceList {
+        group_version: format!("{group}/{version}"),
+        resources: reviews
+            .iter()
+            .map(|(kind, plural)| APIResource {
+                name: (*plural).to_owned(),
+                singular_name: String::new(),
+                namespaced: false,
+                kind: (*kind).to_owned(),
+                verbs: strings(&["create"]),
+                ..APIResource::default()
+            })
+            .collect(),
+    })
 }
 
-/// The aggregated entry of `authentication.k8s.io`.
-fn authentication_discovery() -> Value {
-    use crate::api::self_subject_review::{GROUP, KIND, PLURAL, VERSION};
-    json!({"metadata": {"name": GROUP}, "versions": [{"version": VERSION, "resources": [{
-        "resource": PLURAL,
-        "responseKind": {"group": GROUP, "version": VERSION, "kind": KIND},
-        "scope": "Cluster",
-        "singularResource": "",
-        "verbs": ["create"],
-    }], "freshness": "Current"}]})
+/// The aggregated entry of a review group.
+fn review_discovery((group, version, reviews): &ReviewGroup) -> Value {
+    let resources: Vec<Value> = reviews
+        .iter()
+        .map(|(kind, plural)| {
+            json!({
+                "resource": plural,
+                "responseKind": {"group": group, "version": version, "kind": kind},
+                "scope": "Cluster",
+                "singularResource": "",
+                "verbs": ["create"],
+            })
+        })
+        .collect();
+    json!({"metadata": {"name": group}, "versions": [{"version": version,
+        "resources": resources, "freshness": "Current"}]})
 }
 
 /// `/apis/metrics.k8s.io`.
@@ -143,8 +187,8 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<APIResourceList> 
     if (group, version) == (crate::metrics::api::GROUP, crate::metrics::api::VERSION) {
         return Some(metrics_resource_list());
     }
-    if (group, version) == ("authentication.k8s.io", "v1") {
-        return Some(authentication_resource_list());
+    if let Some(list) = review_resource_list(group, version) {
+        return Some(list);
     }
     let mut resources = Vec::new();
     for r in kinds::in_group_version(group, version) {
@@ -196,7 +240,7 @@ pub fn aggregated(core: bool) -> Value {
             .map(|g| group_discovery(g.name, &g.versions))
             .collect();
         items.push(metrics_discovery());
-        items.push(authentication_discovery());
+        items.extend(REVIEW_GROUPS.iter().map(review_discovery));
         items
     };
     json!({

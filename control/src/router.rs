@@ -70,6 +70,12 @@ where
     if let Some(response) = api::self_subject_review::handle(&identity, request.method(), &path) {
         return response;
     }
+    if path.starts_with(&format!("/apis/{}/", api::access_review::GROUP)) {
+        if let Some(response) = api::access_review::handle(state, &identity, request).await {
+            return response;
+        }
+        return ApiError::no_route(&path).into_response();
+    }
     let query = request.uri().query().unwrap_or("").to_owned();
     if let Some(response) =
         crate::metrics::api::handle(state, &identity, request.method(), &path, &query).await
@@ -126,11 +132,9 @@ fn discovery_route(info: &ServerInfo, path: &str, accept: &str) -> Option<Respon
             "APIGroup",
             Some("v1"),
         ))),
-        ["apis", api::self_subject_review::GROUP] => Some(ok_json(&with_kind(
-            discovery::authentication_group(),
-            "APIGroup",
-            Some("v1"),
-        ))),
+        ["apis", group] if discovery::review_group(group).is_some() => {
+            discovery::review_group(group).map(|g| ok_json(&with_kind(g, "APIGroup", Some("v1"))))
+        }
         ["apis", group] => kinds::groups()
             .iter()
             .find(|g| g.name == group)

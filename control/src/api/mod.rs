@@ -4,6 +4,7 @@
 //! the mapping of store errors to `Status` answers; each verb lives in its own module. What
 //! differs per kind is read from `kinds` and `validate`, never branched on here.
 
+pub(crate) mod access_review;
 mod apply;
 mod approval;
 mod binding;

@@ -103,8 +103,8 @@ pub async fn authorize(
     }
 }
 
-/// `None` to allow, or why not.
-async fn decide(
+/// `None` to allow, or why not (also what an access review answers).
+pub async fn decide(
     identity: &Identity,
     attrs: &Attributes<'_>,
     facts: &dyn Facts,

@@ -77,7 +77,7 @@ fn generate() -> Documents {
             (key, group_version(group, version))
         })
         .collect();
-    documents.push(reviews_group_version());
+    documents.extend(review_group_versions());
     let mut group_versions = BTreeMap::new();
     let mut root_paths = Map::new();
     for (key, doc) in documents {
@@ -108,28 +108,39 @@ fn group_version(group: &str, version: &str) -> Value {
     document(path_map, schemas)
 }
 
-/// `apis/authentication.k8s.io/v1`: SelfSubjectReviews (`kubectl auth whoami`), which are not
-/// stored and so not in the kinds table: their create operation and schemas.
-fn reviews_group_version() -> (String, Value) {
-    use crate::api::self_subject_review::{GROUP, KIND, PLURAL, VERSION};
-    let resource = kinds::Resource {
-        group: GROUP,
-        version: VERSION,
-        kind: KIND,
-        plural: PLURAL,
-        singular: "selfsubjectreview",
-        scope: kinds::Scope::Cluster,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-    };
-    let (schemas, name) = schemas::build_review(&resource);
-    let mut path_map = Map::new();
-    paths::add_create_only(&mut path_map, &resource, &name);
-    (
-        format!("apis/{GROUP}/{VERSION}"),
-        document(path_map, schemas),
-    )
+/// `apis/<group>/<version>` of each review group (`discovery::REVIEW_GROUPS`: reviews are
+/// not stored and so not in the kinds table): their create operations and schemas.
+fn review_group_versions() -> Vec<(String, Value)> {
+    crate::discovery::REVIEW_GROUPS
+        .iter()
+        .map(|(group, version, reviews)| {
+            let resources: Vec<kinds::Resource> = reviews
+                .iter()
+                .map(|(kind, plural)| kinds::Resource {
+                    group,
+                    version,
+                    kind,
+                    plural,
+                    singular: "",
+                    scope: kinds::Scope::Cluster,
+                    short_names: &[],
+                    categories: &[],
+                    subresources: &[],
+                })
+                .collect();
+            let (schemas, names) = schemas::build_reviews(&resources);
+            let mut path_map = Map::new();
+            for (resource, name) in resources.iter().zip(&names) {
+                if let Some(name) = name {
+                    paths::add_create_only(&mut path_map, resource, name);
+                }
+            }
+            (
+                format!("apis/{group}/{version}"),
+                document(path_map, schemas),
+            )
+        })
+        .collect()
 }
 
 /// A group-version document of these paths and schemas.

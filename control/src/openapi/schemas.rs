@@ -77,17 +77,35 @@ pub const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOpt
 pub const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 
-/// The schemas of the SelfSubjectReview document (`resource` describes the review) and the
-/// name of the review's schema.
-pub fn build_review(resource: &Resource) -> (Map<String, Value>, String) {
+/// The k8s-openapi type of each review kind (`discovery::REVIEW_GROUPS`).
+#[rustfmt::skip]
+const REVIEW_TYPES: &[(&str, AddSchema)] = &[
+    ("SelfSubjectReview", add::<k8s_openapi::api::authentication::v1::SelfSubjectReview>),
+    ("SelfSubjectAccessReview", add::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>),
+    ("SelfSubjectRulesReview", add::<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview>),
+];
+
+/// The schemas of a review group's document (`reviews` describe its review kinds) and the
+/// name of each review's schema (None for a kind without a type here).
+pub fn build_reviews(reviews: &[Resource]) -> (Map<String, Value>, Vec<Option<String>>) {
     let mut generator = SchemaSettings::openapi3().into_generator();
     add::<meta::Status>(&mut generator);
-    let name = add::<k8s_openapi::api::authentication::v1::SelfSubjectReview>(&mut generator);
+    let names: Vec<Option<String>> = reviews
+        .iter()
+        .map(|r| {
+            REVIEW_TYPES
+                .iter()
+                .find(|(kind, _)| *kind == r.kind)
+                .map(|(_, adder)| adder(&mut generator))
+        })
+        .collect();
     let mut schemas = finish(generator);
-    if let Some(schema) = schemas.get_mut(&name) {
-        schema["x-kubernetes-group-version-kind"] = json!([gvk(resource, resource.kind)]);
+    for (review, name) in reviews.iter().zip(&names) {
+        if let Some(schema) = name.as_ref().and_then(|n| schemas.get_mut(n)) {
+            schema["x-kubernetes-group-version-kind"] = json!([gvk(review, review.kind)]);
+        }
     }
-    (schemas, name)
+    (schemas, names)
 }
 
 /// The generator's definitions as JSON, with its visitors run on each of them.
@@ -115,8 +133,11 @@ pub fn build(resources: &[&Resource]) -> (Map<String, Value>, Vec<Option<String>
     add::<meta::DeleteOptions>(&mut generator);
     add::<meta::ListMeta>(&mut generator);
     add::<meta::Patch>(&mut generator);
-    // The body of `serviceaccounts/token` (a subresource of its own kind).
+    // The body of `serviceaccounts/token` (a subresource of its own kind), and of the access
+    // reviews (not stored kinds): their protobuf bodies are decoded by these names.
     add::<k8s_openapi::api::authentication::v1::TokenRequest>(&mut generator);
+    add::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>(&mut generator);
+    add::<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview>(&mut generator);
     let names: Vec<Option<String>> = resources
         .iter()
         .map(|r| adder(r).map(|f| f(&mut generator)))

@@ -161,3 +161,17 @@ fn self_subject_reviews_have_their_create_operation_and_schema() {
         );
     }
 }
+
+#[test]
+fn access_reviews_have_their_create_operations() {
+    let doc = group_version_document("apis/authorization.k8s.io/v1").unwrap();
+    for (plural, kind) in [
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview"),
+    ] {
+        let post = &doc["paths"][format!("/apis/authorization.k8s.io/v1/{plural}")]["post"];
+        assert_eq!(post["x-kubernetes-group-version-kind"]["kind"], kind, "{plural}");
+        let schema = format!("io.k8s.api.authorization.v1.{kind}");
+        assert!(doc["components"]["schemas"].get(&schema).is_some(), "{schema}");
+    }
+}

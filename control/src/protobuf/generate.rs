@@ -370,8 +370,13 @@ fn json_name(
     lower_camel(&field.name)
 }
 
-/// Subresources whose POST body kubectl sends as protobuf (`kubectl create token`).
-const BODY_SUBRESOURCES: &[(&str, &str, &str)] = &[("authentication.k8s.io", "v1", "TokenRequest")];
+/// Bodies kubectl sends as protobuf that are not stored kinds: a subresource's (`kubectl
+/// create token`) and the access reviews (`kubectl auth can-i [--list]`).
+const BODY_SUBRESOURCES: &[(&str, &str, &str)] = &[
+    ("authentication.k8s.io", "v1", "TokenRequest"),
+    ("authorization.k8s.io", "v1", "SelfSubjectAccessReview"),
+    ("authorization.k8s.io", "v1", "SelfSubjectRulesReview"),
+];
 
 /// The descriptor set, encoded, from k8s-pb's source at `source`.
 pub fn generate(source: &Path) -> Vec<u8> {
