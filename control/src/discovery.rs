@@ -53,7 +53,11 @@ pub fn api_group_list() -> APIGroupList {
 }
 
 /// (group, version, (kind, plural) of each review).
-pub type ReviewGroup = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+pub type ReviewGroup = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 /// Groups of reviews, which are created and answered, never stored (so not in the kinds
 /// table): (group, version, (kind, plural) of each). `authentication.k8s.io`:

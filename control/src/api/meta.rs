@@ -117,6 +117,10 @@ pub fn prepare_create(
         let name = name_of(object).to_owned();
         object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
         object["status"] = json!({"phase": "Active"});
+    } else if resource.group.is_empty() && resource.kind == "Pod" {
+        // kube's pod PrepareForCreate: Pending, with its QoS class.
+        object["status"] =
+            json!({"phase": "Pending", "qosClass": super::pod_qos::qos_class(object)});
     } else if resource.has_status() {
         // Kubernetes' PrepareForCreate: status is the controllers' to write.
         if let Some(map) = object.as_object_mut() {

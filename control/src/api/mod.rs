@@ -22,6 +22,7 @@ pub mod path;
 mod pod_exec;
 mod pod_grace;
 mod pod_log;
+mod pod_qos;
 mod pod_update;
 pub(crate) mod query;
 mod scale;

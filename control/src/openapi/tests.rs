@@ -170,8 +170,14 @@ fn access_reviews_have_their_create_operations() {
         ("selfsubjectrulesreviews", "SelfSubjectRulesReview"),
     ] {
         let post = &doc["paths"][format!("/apis/authorization.k8s.io/v1/{plural}")]["post"];
-        assert_eq!(post["x-kubernetes-group-version-kind"]["kind"], kind, "{plural}");
+        assert_eq!(
+            post["x-kubernetes-group-version-kind"]["kind"], kind,
+            "{plural}"
+        );
         let schema = format!("io.k8s.api.authorization.v1.{kind}");
-        assert!(doc["components"]["schemas"].get(&schema).is_some(), "{schema}");
+        assert!(
+            doc["components"]["schemas"].get(&schema).is_some(),
+            "{schema}"
+        );
     }
 }
