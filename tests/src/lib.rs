@@ -9,11 +9,13 @@
 pub mod control;
 pub mod fabric;
 pub mod node;
+pub mod pods;
 
 pub use bosun_test_support::{unique, wait_until};
 pub use control::Control;
 pub use fabric::Fabric;
 pub use node::{Node, NodeOptions};
+pub use pods::wait_logged;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

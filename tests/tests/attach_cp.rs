@@ -33,12 +33,6 @@ spec:
     command: [sh, -c, 'while [ ! -e /tmp/go ]; do echo waiting; sleep 0.2; done; echo bye; exit 0']
 "#;
 
-fn running(control: &Control, pod: &str) -> bool {
-    control
-        .get_json(&["pod", pod])
-        .is_some_and(|p| p["status"]["containerStatuses"][0]["state"]["running"].is_object())
-}
-
 fn debug(control: &Control, node: &Node) -> String {
     let tail = |t: String| {
         let lines: Vec<&str> = t.lines().collect();
@@ -58,7 +52,7 @@ fn attach_streams_a_running_containers_output_until_it_ends() {
     control.apply(&PODS.replace("NODE", &node.name));
     for pod in ["ticker", "leaver"] {
         wait_until(&format!("{pod} runs"), Duration::from_secs(60), || {
-            running(&control, pod)
+            control.container_running(pod)
         });
     }
     let attach = |pod: &str| {
@@ -135,7 +129,7 @@ fn cp_copies_a_file_into_a_pod_and_back() {
     let (control, _fabric, node) = reachable_node(1);
     control.apply(&PODS.replace("NODE", &node.name));
     wait_until("ticker runs", Duration::from_secs(60), || {
-        running(&control, "ticker")
+        control.container_running("ticker")
     });
     let dir = tempfile::tempdir().expect("a scratch dir");
     let original = dir.path().join("payload.bin");

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use bosun_e2e::{wait_until, Control, Node};
+use bosun_e2e::{wait_logged, Control, Node};
 
 const ENV_POD: &str = r#"apiVersion: v1
 kind: Pod
@@ -49,41 +49,13 @@ spec:
     - {name: LATE, valueFrom: {configMapKeyRef: {name: late, key: k}}}
 "#;
 
-fn waiting(control: &Control, pod: &str) -> (String, String) {
-    let p = control.get_json(&["pod", pod]).unwrap_or_default();
-    let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
-    (s(&w["reason"]), s(&w["message"]))
-}
-
-fn running(control: &Control, pod: &str) -> bool {
-    control
-        .get_json(&["pod", pod])
-        .is_some_and(|p| p["status"]["containerStatuses"][0]["state"]["running"].is_object())
-}
-
-fn within(what: &str, control: &Control, node: &Node, limit: Duration, f: impl FnMut() -> bool) {
-    let wait = std::panic::AssertUnwindSafe(|| wait_until(what, limit, f));
-    if std::panic::catch_unwind(wait).is_err() {
-        let tail = |log: String| {
-            let lines: Vec<String> = log.lines().rev().take(40).map(str::to_owned).collect();
-            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
-        };
-        panic!(
-            "not within {limit:?}: {what}\n--- agent log (tail) ---\n{}\n--- control log (tail) ---\n{}",
-            tail(node.log()),
-            tail(control.log())
-        );
-    }
-}
-
 #[test]
 fn config_maps_secrets_and_pod_fields_reach_the_environment() {
     let control = Control::start();
     let mut node = Node::new(91, &control);
     node.start_agent();
     let name = node.name.clone();
-    within(
+    wait_logged(
         "the node Ready",
         &control,
         &node,
@@ -105,14 +77,14 @@ fn config_maps_secrets_and_pod_fields_reach_the_environment() {
         "--from-literal=password=s3cret",
     ]);
     control.apply(&ENV_POD.replace("NODE", &name));
-    within(
+    wait_logged(
         "env-user running",
         &control,
         &node,
         Duration::from_secs(40),
-        || running(&control, "env-user"),
+        || control.container_running("env-user"),
     );
-    within(
+    wait_logged(
         "its environment in the log",
         &control,
         &node,
@@ -146,34 +118,37 @@ fn config_maps_secrets_and_pod_fields_reach_the_environment() {
 
     // A ConfigMap that does not exist yet: kubelet's reason and message, then Running.
     control.apply(&LATE_POD.replace("NODE", &name));
-    within(
+    wait_logged(
         "CreateContainerConfigError",
         &control,
         &node,
         Duration::from_secs(30),
-        || waiting(&control, "late-user").0 == "CreateContainerConfigError",
+        || control.container_waiting("late-user").0 == "CreateContainerConfigError",
     );
     assert_eq!(
-        waiting(&control, "late-user").1,
+        control.container_waiting("late-user").1,
         "configmap \"late\" not found"
     );
     control.kubectl_ok(&["create", "configmap", "late", "--from-literal=other=x"]);
-    within(
+    wait_logged(
         "the missing key named",
         &control,
         &node,
         Duration::from_secs(30),
-        || waiting(&control, "late-user").1 == "couldn't find key k in ConfigMap default/late",
+        || {
+            control.container_waiting("late-user").1
+                == "couldn't find key k in ConfigMap default/late"
+        },
     );
     control.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {k: arrived}\n");
-    within(
+    wait_logged(
         "late-user running",
         &control,
         &node,
         Duration::from_secs(30),
-        || running(&control, "late-user"),
+        || control.container_running("late-user"),
     );
-    within(
+    wait_logged(
         "the late value in the log",
         &control,
         &node,
@@ -220,7 +195,7 @@ fn config_map_and_secret_volumes_are_written_atomically_and_follow_edits() {
     let mut node = Node::new(92, &control);
     node.start_agent();
     let name = node.name.clone();
-    within(
+    wait_logged(
         "the node Ready",
         &control,
         &node,
@@ -242,7 +217,7 @@ fn config_map_and_secret_volumes_are_written_atomically_and_follow_edits() {
         "--from-literal=password=hunter2",
     ]);
     control.apply(&VOLUME_POD.replace("NODE", &name));
-    within(
+    wait_logged(
         "vol-user reading",
         &control,
         &node,
@@ -266,7 +241,7 @@ fn config_map_and_secret_volumes_are_written_atomically_and_follow_edits() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\ndata: {{content: {}}}\n",
         content("b")
     ));
-    within(
+    wait_logged(
         "the edit in the mounted file",
         &control,
         &node,
@@ -277,7 +252,7 @@ fn config_map_and_secret_volumes_are_written_atomically_and_follow_edits() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\ndata: {{content: {}}}\n",
         content("a")
     ));
-    within(
+    wait_logged(
         "the edit back",
         &control,
         &node,

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use bosun_e2e::{images_dir, wait_until, Control, Node};
+use bosun_e2e::{images_dir, wait_logged, Control, Node};
 use bosun_test_support::{Registry, RegistryOptions};
 
 const USER: &str = "bosun";
@@ -23,15 +23,9 @@ spec:
   containers:
   - name: c
     image: IMAGE
+    imagePullPolicy: POLICY
     command: [sh, -c, 'echo pulled with a secret; sleep 1000']
 "#;
-
-fn waiting(control: &Control, pod: &str) -> (String, String) {
-    let p = control.get_json(&["pod", pod]).unwrap_or_default();
-    let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
-    (s(&w["reason"]), s(&w["message"]))
-}
 
 #[test]
 fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
@@ -50,9 +44,13 @@ fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
     let mut node = Node::new(1, &control);
     node.add_agent_flags(&["--insecure-registry", &registry.host]);
     node.start_agent();
-    wait_until("the node is Ready", Duration::from_secs(30), || {
-        control.node_ready(&node.name)
-    });
+    wait_logged(
+        "the node is Ready",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || control.node_ready(&node.name),
+    );
     for (secret, password) in [("wrongcred", "not-the-password"), ("regcred", PASSWORD)] {
         control.kubectl_ok(&[
             "create",
@@ -64,18 +62,24 @@ fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
             &format!("--docker-password={password}"),
         ]);
     }
-    let pod = |name: &str, secret: &str| {
+    // The wrong secret's pod asks the registry on every start (Always): with IfNotPresent it
+    // would run the image the right secret's pod pulled, as kubelet does, when that pull
+    // finished first.
+    let pod = |name: &str, secret: &str, policy: &str| {
         POD.replace("NAME", name)
+            .replace("POLICY", policy)
             .replace("NODE", &node.name)
             .replace("SECRET", secret)
             .replace("IMAGE", &image)
     };
-    control.apply(&pod("wrong", "wrongcred"));
-    control.apply(&pod("right", "regcred"));
-    control.apply(&pod("nosecret", "nosuch"));
+    control.apply(&pod("wrong", "wrongcred", "Always"));
+    control.apply(&pod("right", "regcred", "IfNotPresent"));
+    control.apply(&pod("nosecret", "nosuch", "IfNotPresent"));
 
-    wait_until(
+    wait_logged(
         "the right secret's pod runs",
+        &control,
+        &node,
         Duration::from_secs(60),
         || {
             control.get_json(&["pod", "right"]).is_some_and(|p| {
@@ -83,28 +87,38 @@ fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
             })
         },
     );
-    wait_until(
+    wait_logged(
         "the wrong secret's pod is ErrImagePull or ImagePullBackOff",
+        &control,
+        &node,
         Duration::from_secs(60),
         || {
-            let (reason, _) = waiting(&control, "wrong");
+            let (reason, _) = control.container_waiting("wrong");
             reason == "ErrImagePull" || reason == "ImagePullBackOff"
         },
     );
-    let (_, message) = waiting(&control, "wrong");
+    let (_, message) = control.container_waiting("wrong");
     assert!(
         message.contains("UNAUTHORIZED: authentication required"),
         "{message}"
     );
     assert!(message.contains(&image), "{message}");
     assert!(!message.contains("not-the-password"), "{message}");
-    wait_until("the pulled image's output", Duration::from_secs(20), || {
-        node.logs("default", "right")
-            .contains("pulled with a secret")
-    });
+    wait_logged(
+        "the pulled image's output",
+        &control,
+        &node,
+        Duration::from_secs(20),
+        || {
+            node.logs("default", "right")
+                .contains("pulled with a secret")
+        },
+    );
     let expected = "Unable to retrieve some image pull secrets (nosuch); attempting to pull the image may not succeed.";
-    wait_until(
+    wait_logged(
         "the FailedToRetrieveImagePullSecret event",
+        &control,
+        &node,
         Duration::from_secs(60),
         || {
             let events = control.get_json(&["events"]).unwrap_or_default();

@@ -12,47 +12,12 @@
 //!   nodeName) to the volume's node.
 //! - Two nodes with the driver: a second pod of a bound claim goes where the volume is, though
 //!   the scheduler would otherwise pick the other node.
-//! - A StatefulSet with a volumeClaimTemplate: the web-0 made again after `kubectl delete pod`
-//!   is scheduled (same name, new uid) and reads the file the first web-0 wrote.
+//!
+//! StatefulSets' claims are in `stateful_set.rs`.
 
 use std::time::Duration;
 
-use bosun_e2e::{wait_until, Control, Node};
-
-fn within(what: &str, control: &Control, node: &Node, limit: Duration, f: impl FnMut() -> bool) {
-    let wait = std::panic::AssertUnwindSafe(|| wait_until(what, limit, f));
-    if std::panic::catch_unwind(wait).is_err() {
-        let tail = |log: String| {
-            let lines: Vec<String> = log.lines().rev().take(60).map(str::to_owned).collect();
-            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
-        };
-        panic!(
-            "not within {limit:?}: {what}\n--- agent log (tail) ---\n{}\n--- control log (tail) ---\n{}",
-            tail(node.log()),
-            tail(control.log())
-        );
-    }
-}
-
-fn running(control: &Control, pod: &str) -> bool {
-    control
-        .get_json(&["pod", pod])
-        .is_some_and(|p| p["status"]["containerStatuses"][0]["state"]["running"].is_object())
-}
-
-fn waiting(control: &Control, pod: &str) -> (String, String) {
-    let p = control.get_json(&["pod", pod]).unwrap_or_default();
-    let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
-    (s(&w["reason"]), s(&w["message"]))
-}
-
-fn phase(control: &Control, kind: &str, name: &str) -> String {
-    control
-        .get_json(&[kind, name])
-        .and_then(|o| o["status"]["phase"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
+use bosun_e2e::{wait_logged, Control, Node};
 
 const TUTORIAL: &str = r#"apiVersion: v1
 kind: PersistentVolume
@@ -101,7 +66,7 @@ fn a_claimed_host_path_volume_keeps_its_file_across_pods() {
     let mut node = Node::new(93, &control);
     node.start_agent();
     let name = node.name.clone();
-    within(
+    wait_logged(
         "node Ready",
         &control,
         &node,
@@ -114,34 +79,34 @@ fn a_claimed_host_path_volume_keeps_its_file_across_pods() {
 
     // The pod first: its claim does not exist yet, so it waits with kubelet's text.
     control.apply(&writer("writer", &name, "task-pv-claim"));
-    within(
+    wait_logged(
         "writer waits for its claim",
         &control,
         &node,
         Duration::from_secs(30),
         || {
-            let (reason, message) = waiting(&control, "writer");
+            let (reason, message) = control.container_waiting("writer");
             reason == "ContainerCreating"
                 && message.contains("error processing PVC default/task-pv-claim")
         },
     );
     control.apply(&TUTORIAL.replace("HOSTDIR", &host_dir.display().to_string()));
-    within(
+    wait_logged(
         "the claim Bound",
         &control,
         &node,
         Duration::from_secs(30),
-        || phase(&control, "pvc", "task-pv-claim") == "Bound",
+        || control.phase("pvc", "task-pv-claim") == "Bound",
     );
-    within(
+    wait_logged(
         "writer running",
         &control,
         &node,
         Duration::from_secs(60),
-        || running(&control, "writer"),
+        || control.container_running("writer"),
     );
     let lines = || std::fs::read_to_string(&log).unwrap_or_default();
-    within(
+    wait_logged(
         "two lines written",
         &control,
         &node,
@@ -152,14 +117,14 @@ fn a_claimed_host_path_volume_keeps_its_file_across_pods() {
 
     control.kubectl_ok(&["delete", "pod", "writer", "--wait=true"]);
     control.apply(&writer("writer", &name, "task-pv-claim"));
-    within(
+    wait_logged(
         "writer running again",
         &control,
         &node,
         Duration::from_secs(60),
-        || running(&control, "writer"),
+        || control.container_running("writer"),
     );
-    within(
+    wait_logged(
         "the new pod appends to the old lines",
         &control,
         &node,
@@ -221,10 +186,10 @@ fn is_128mi(q: &serde_json::Value) -> bool {
 /// Waits for a filler pod to run and for its 100 MiB write to end; returns its log.
 fn filler_logs(control: &Control, node: &Node, pod: &str) -> String {
     let limit = Duration::from_secs(60);
-    within(&format!("{pod} running"), control, node, limit, || {
-        running(control, pod)
+    wait_logged(&format!("{pod} running"), control, node, limit, || {
+        control.container_running(pod)
     });
-    within(
+    wait_logged(
         &format!("{pod}'s 100 MiB write ended"),
         control,
         node,
@@ -253,7 +218,7 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
     node.start_csi_driver();
     node.start_agent();
     let name = node.name.clone();
-    within(
+    wait_logged(
         "node Ready",
         &control,
         &node,
@@ -261,7 +226,7 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
         || control.node_ready(&name),
     );
     // Registration: the CSINode names the driver with the node's id and topology key.
-    within(
+    wait_logged(
         "the CSINode lists the driver",
         &control,
         &node,
@@ -284,12 +249,12 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
     control.apply(LOCAL_CLASS);
     control.apply(CLAIM);
     control.apply(FILLER);
-    within(
+    wait_logged(
         "the claim Bound",
         &control,
         &node,
         Duration::from_secs(60),
-        || phase(&control, "pvc", "data") == "Bound",
+        || control.phase("pvc", "data") == "Bound",
     );
     let claim = control.get_json(&["pvc", "data"]).unwrap_or_default();
     let uid = claim["metadata"]["uid"]
@@ -322,7 +287,7 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
             .find_map(|l| l.strip_prefix(series.as_str()))
             .and_then(|v| v.trim().parse().ok())
     };
-    within(
+    wait_logged(
         "kubelet_volume_stats_* of the claim on the metrics endpoint",
         &control,
         &node,
@@ -366,7 +331,7 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
         "-p",
         r#"{"spec":{"resources":{"requests":{"storage":"128Mi"}}}}"#,
     ]);
-    within(
+    wait_logged(
         "the PV grown to 128Mi",
         &control,
         &node,
@@ -378,7 +343,7 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
         },
     );
     control.kubectl_ok(&["delete", "pod", "filler", "--wait=true"]);
-    within(
+    wait_logged(
         "the claim's capacity 128Mi",
         &control,
         &node,
@@ -400,7 +365,7 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
 
     control.kubectl_ok(&["delete", "pod", "filler2", "--wait=true"]);
     control.kubectl_ok(&["delete", "pvc", "data", "--wait=false"]);
-    within(
+    wait_logged(
         "the PV deleted",
         &control,
         &node,
@@ -457,10 +422,10 @@ fn a_second_pod_of_a_bound_local_claim_is_scheduled_where_its_volume_is() {
         node.start_agent();
     }
     let (name_a, name_b) = (a.name.clone(), b.name.clone());
-    within("nodes Ready", &control, &a, Duration::from_secs(30), || {
+    wait_logged("nodes Ready", &control, &a, Duration::from_secs(30), || {
         control.node_ready(&name_a) && control.node_ready(&name_b)
     });
-    within(
+    wait_logged(
         "both nodes labelled with their topology",
         &control,
         &a,
@@ -477,14 +442,14 @@ fn a_second_pod_of_a_bound_local_claim_is_scheduled_where_its_volume_is() {
     control.apply(SHARED_CLAIM);
     control.kubectl_ok(&["cordon", &name_b]);
     control.apply(&SHARED_POD.replace("POD", "first"));
-    within(
+    wait_logged(
         "first running",
         &control,
         &a,
         Duration::from_secs(60),
-        || running(&control, "first"),
+        || control.container_running("first"),
     );
-    within("first wrote", &control, &a, Duration::from_secs(30), || {
+    wait_logged("first wrote", &control, &a, Duration::from_secs(30), || {
         a.logs("default", "first").contains("written")
     });
     control.kubectl_ok(&["delete", "pod", "first", "--wait=true"]);
@@ -492,7 +457,7 @@ fn a_second_pod_of_a_bound_local_claim_is_scheduled_where_its_volume_is() {
     // A pod without volumes shows that the scheduler now picks `b`.
     let probe = "apiVersion: v1\nkind: Pod\nmetadata: {name: probe}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: bosun.test/busybox:1, command: [sleep, '1000']}\n";
     control.apply(probe);
-    within(
+    wait_logged(
         "probe scheduled",
         &control,
         &a,
@@ -508,100 +473,20 @@ fn a_second_pod_of_a_bound_local_claim_is_scheduled_where_its_volume_is() {
     control.kubectl_ok(&["delete", "pod", "probe", "--wait=true"]);
 
     control.apply(&SHARED_POD.replace("POD", "second"));
-    within(
+    wait_logged(
         "second running",
         &control,
         &a,
         Duration::from_secs(60),
-        || running(&control, "second"),
+        || control.container_running("second"),
     );
     let placed = control.get_json(&["pod", "second"]).unwrap_or_default();
     assert_eq!(placed["spec"]["nodeName"], name_a.as_str(), "{placed:#}");
-    within("second read", &control, &a, Duration::from_secs(30), || {
+    wait_logged("second read", &control, &a, Duration::from_secs(30), || {
         a.logs("default", "second").contains("written")
     });
     let logs = a.logs("default", "second");
     assert!(logs.starts_with("first\n"), "{logs}");
     control.kubectl_ok(&["delete", "pod", "second", "--wait=true"]);
     control.kubectl_ok(&["delete", "pvc", "shared", "--wait=false"]);
-}
-
-const WEB: &str = r#"apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  clusterIP: None
-  selector: {app: web}
-  ports: [{port: 80}]
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: web}
-spec:
-  serviceName: web
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: c
-        image: bosun.test/busybox:1
-        volumeMounts:
-        - {name: data, mountPath: /data}
-        command: [sh, -c, 'if [ -f /data/note ]; then echo "read $(cat /data/note)"; else echo "by $(hostname)" > /data/note; echo wrote; fi; sleep 1000']
-  volumeClaimTemplates:
-  - metadata: {name: data}
-    spec:
-      storageClassName: local
-      accessModes: [ReadWriteOnce]
-      resources: {requests: {storage: 16Mi}}
-"#;
-
-/// A StatefulSet's volumeClaimTemplate on bosun-csi-local: web-0 writes a file to its claim
-/// `data-web-0`; deleted, the web-0 the controller makes again (same name, new uid: the
-/// scheduler must not take it for the pod it placed before) is scheduled and reads it.
-#[test]
-fn a_stateful_pod_made_again_finds_its_claims_file() {
-    let control = Control::start();
-    let mut node = Node::new(97, &control);
-    node.start_csi_driver();
-    node.start_agent();
-    let name = node.name.clone();
-    within(
-        "node Ready",
-        &control,
-        &node,
-        Duration::from_secs(20),
-        || control.node_ready(&name),
-    );
-    control.apply(LOCAL_CLASS);
-    control.apply(WEB);
-    within(
-        "web-0 wrote",
-        &control,
-        &node,
-        Duration::from_secs(90),
-        || running(&control, "web-0") && node.logs("default", "web-0").contains("wrote"),
-    );
-    assert_eq!(phase(&control, "pvc", "data-web-0"), "Bound");
-    let uid = |control: &Control| {
-        control.get_json(&["pod", "web-0"]).unwrap_or_default()["metadata"]["uid"].clone()
-    };
-    let first = uid(&control);
-    control.kubectl_ok(&["delete", "pod", "web-0", "--wait=true"]);
-    within(
-        "the new web-0 read the note",
-        &control,
-        &node,
-        Duration::from_secs(90),
-        || {
-            running(&control, "web-0")
-                && uid(&control) != first
-                && node.logs("default", "web-0").contains("read by web-0")
-        },
-    );
-    control.kubectl_ok(&["delete", "statefulset", "web", "--wait=true"]);
-    control.kubectl_ok(&["delete", "pvc", "data-web-0", "--wait=false"]);
 }
