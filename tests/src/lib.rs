@@ -82,3 +82,14 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The lines of the test's mount table whose mount point or source is under `base`.
+pub fn mounts_under(base: &Path) -> Vec<String> {
+    let base = base.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&base))
+        .map(str::to_owned)
+        .collect()
+}

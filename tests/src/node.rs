@@ -324,6 +324,14 @@ impl Node {
         dirs
     }
 
+    /// Kills the agent at once (SIGKILL): whatever it was doing is cut off mid-step.
+    pub fn kill_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the agent like a service manager (SIGTERM), bounded.
     pub fn stop_agent(&mut self) {
         if let Some(mut child) = self.agent.take() {

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use bosun_e2e::{wait_logged, Control, Node};
+use bosun_e2e::{mounts_under, wait_logged, Control, Node};
 
 const TUTORIAL: &str = r#"apiVersion: v1
 kind: PersistentVolume
@@ -197,16 +197,6 @@ fn filler_logs(control: &Control, node: &Node, pod: &str) -> String {
         || node.logs("default", pod).contains("dd-exit="),
     );
     node.logs("default", pod)
-}
-
-fn mounts_under(base: &std::path::Path) -> Vec<String> {
-    let base = base.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&base))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]

@@ -11,6 +11,14 @@ pub struct BackoffPolicy {
     pub reset_after: Duration,
 }
 
+/// kubelet's backoff of a failed volume operation (its nested pending operations: 500 ms,
+/// doubling up to 2 min 2 s).
+pub const VOLUME_BACKOFF: BackoffPolicy = BackoffPolicy {
+    base: Duration::from_millis(500),
+    max: Duration::from_secs(122),
+    reset_after: Duration::from_secs(600),
+};
+
 impl Default for BackoffPolicy {
     fn default() -> Self {
         BackoffPolicy {
@@ -54,6 +62,17 @@ mod tests {
         assert_eq!(secs, vec![10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(p.delay(0), Duration::ZERO);
         assert_eq!(p.delay(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn volume_operations_back_off_from_half_a_second() {
+        let ms: Vec<u128> = (1..=10)
+            .map(|n| VOLUME_BACKOFF.delay(n).as_millis())
+            .collect();
+        assert_eq!(
+            ms,
+            vec![500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 122000, 122000]
+        );
     }
 
     #[test]

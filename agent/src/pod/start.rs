@@ -148,7 +148,7 @@ impl PodWorker {
                         c.state = ContainerState::waiting(reason, message);
                     }
                 }
-                self.schedule_retry(name, reason == "CreateContainerConfigError");
+                self.schedule_retry(name, reason);
             }
             Err(StartFailure::StartError(message)) => {
                 tracing::warn!(pod = %self.pod.metadata.name, container = name, %message, "container failed to start");
@@ -188,9 +188,12 @@ impl PodWorker {
     }
 
     /// A container stuck before creation (missing image, bad config) is retried with backoff
-    /// while staying Waiting.
-    /// With `on_config_change`, a change of a watched ConfigMap or Secret retries at once.
-    fn schedule_retry(&mut self, name: &str, on_config_change: bool) {
+    /// while staying Waiting: the crash backoff, or for a volume not set up yet
+    /// (ContainerCreating: a claim not Bound yet, a token not had) kubelet's volume operation
+    /// backoff, which starts at 500 ms. A CreateContainerConfigError is also retried at once
+    /// when a watched ConfigMap or Secret changes.
+    fn schedule_retry(&mut self, name: &str, reason: &str) {
+        let on_config_change = reason == "CreateContainerConfigError";
         let count = self
             .crashes
             .get(name)
@@ -198,7 +201,10 @@ impl PodWorker {
             .unwrap_or(0)
             .saturating_add(1);
         self.crashes.insert(name.to_string(), count);
-        let delay = self.ctx.config.backoff.delay(count);
+        let mut delay = self.ctx.config.backoff.delay(count);
+        if reason == "ContainerCreating" {
+            delay = delay.min(super::backoff::VOLUME_BACKOFF.delay(count));
+        }
         self.pending_restarts.insert(name.to_string(), ());
         let tx = self.events_tx.clone();
         let name = name.to_string();
