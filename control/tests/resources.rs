@@ -377,6 +377,18 @@ fn a_stale_replace_conflicts_and_a_fresh_one_bumps_the_generation() {
         ])));
     assert_eq!(now["spec"]["replicas"], 5);
     assert_eq!(now["metadata"]["generation"], 3);
+    // A body naming another object (or namespace) than the URL is refused, in kube's words.
+    let url = "/apis/apps/v1/namespaces/shop/deployments/web";
+    for (field, value, want) in [
+        ("name", "other", "the name of the object (other) does not match the name on the URL (web)"),
+        ("namespace", "elsewhere", "the namespace of the provided object (elsewhere) does not match the namespace sent on the request (shop)"),
+    ] {
+        let mut body = now.clone();
+        body["metadata"][field] = serde_json::json!(value);
+        let file = write(&control, "renamed.json", &body.to_string());
+        let out = control.kubectl(&["replace", "--raw", url, "-f", file.to_str().unwrap()]);
+        assert!(stderr(&out).contains(want), "{field}: {}", stderr(&out));
+    }
 }
 
 #[test]

@@ -13,16 +13,13 @@ use crate::http_util::ResponseBody;
 use crate::status::ApiError;
 use crate::store::{self, KeyValue};
 
-pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
-    let resource = call.resource();
-    let name = call.path.name.clone().unwrap_or_default();
-    let key = call.path.key().unwrap_or_default();
-    let (mut object, warnings) = validate::decode_checked(
-        &call.content_type,
-        body,
-        resource,
-        call.query.field_validation,
-    )?;
+/// Checks `object`'s name and namespace against the request's URL, filling them in where the
+/// object leaves them out (an update's and an apply's body).
+pub(super) fn named_as_the_url(
+    call: &Call,
+    object: &mut Value,
+    name: &str,
+) -> Result<(), ApiError> {
     match object["metadata"]["name"].as_str() {
         None | Some("") => object["metadata"]["name"] = json!(name),
         Some(n) if n == name => {}
@@ -43,6 +40,20 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
             }
         }
     }
+    Ok(())
+}
+
+pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
+    let resource = call.resource();
+    let name = call.path.name.clone().unwrap_or_default();
+    let key = call.path.key().unwrap_or_default();
+    let (mut object, warnings) = validate::decode_checked(
+        &call.content_type,
+        body,
+        resource,
+        call.query.field_validation,
+    )?;
+    named_as_the_url(call, &mut object, &name)?;
     let current = current(call, &key, &name).await?;
     let expected = match object["metadata"]["resourceVersion"].as_str() {
         None | Some("") => current.mod_revision,

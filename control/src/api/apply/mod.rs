@@ -171,26 +171,7 @@ fn parse_intent(call: &Call, body: &[u8], name: &str) -> Result<Value, ApiError>
             "metadata.managedFields must be nil in an applied configuration",
         ));
     }
-    match object["metadata"]["name"].as_str() {
-        None | Some("") => object["metadata"]["name"] = json!(name),
-        Some(n) if n == name => {}
-        Some(n) => {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )))
-        }
-    }
-    if let Some(ns) = &call.path.namespace {
-        match object["metadata"]["namespace"].as_str() {
-            None | Some("") => object["metadata"]["namespace"] = json!(ns),
-            Some(n) if n == ns => {}
-            Some(n) => {
-                return Err(ApiError::bad_request(format!(
-                    "the namespace of the provided object ({n}) does not match the namespace sent on the request ({ns})"
-                )))
-            }
-        }
-    }
+    super::update::named_as_the_url(call, &mut object, name)?;
     Ok(object)
 }
 
