@@ -70,8 +70,9 @@ struct DeleteOptions {
     request: Request,
 }
 
-/// Checks a DeleteOptions body.
-fn options(body: &[u8]) -> Result<DeleteOptions, ApiError> {
+/// Checks a DeleteOptions body: JSON, or protobuf (client-go's typed clients, as in
+/// `kubectl drain`).
+fn options(content_type: &str, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DeleteOptions {
             dry_run: false,
@@ -79,8 +80,22 @@ fn options(body: &[u8]) -> Result<DeleteOptions, ApiError> {
             request: Request::default(),
         });
     }
-    let options: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("DeleteOptions is not valid JSON: {e}")))?;
+    let options: Value = match content_type.split(';').next().map(str::trim) {
+        Some("application/vnd.kubernetes.protobuf") => {
+            let options = crate::protobuf::decode(body).map_err(|e| {
+                ApiError::bad_request(format!("DeleteOptions is not a valid protobuf object: {e}"))
+            })?;
+            if options["kind"] != "DeleteOptions" {
+                return Err(ApiError::bad_request(format!(
+                    "the body of a DELETE is a DeleteOptions, not a {}",
+                    options["kind"].as_str().unwrap_or("")
+                )));
+            }
+            options
+        }
+        _ => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("DeleteOptions is not valid JSON: {e}")))?,
+    };
     let propagation = match (
         options["propagationPolicy"].as_str(),
         options["orphanDependents"].as_bool(),
@@ -122,7 +137,7 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         dry_run,
         preconditions,
         request,
-    } = options(body)?;
+    } = options(&call.content_type, body)?;
     let dry_run = dry_run || call.query.dry_run;
     let name = call.path.name.clone().unwrap_or_default();
     let key = call.path.key().unwrap_or_default();
@@ -239,7 +254,7 @@ pub async fn delete_collection(
     call: &Call,
     body: &[u8],
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let options = options(body)?;
+    let options = options(&call.content_type, body)?;
     let page = list_page(call).await?;
     let mut items = Vec::new();
     for object in page.objects {

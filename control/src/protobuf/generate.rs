@@ -16,7 +16,7 @@ use prost_types::{
 };
 use serde_json::Value;
 
-use super::{message_name, UNKNOWN};
+use super::{message_name, DELETE_OPTIONS, UNKNOWN};
 use crate::kinds::RESOURCES;
 
 /// A field's type as prost-build writes it in `#[prost(...)]`.
@@ -386,7 +386,7 @@ pub fn generate(source: &Path) -> Vec<u8> {
     let mut todo: Vec<String> = RESOURCES
         .iter()
         .map(|r| message_name(r.group, r.version, r.kind))
-        .chain([UNKNOWN.to_owned()])
+        .chain([UNKNOWN.to_owned(), DELETE_OPTIONS.to_owned()])
         .chain(
             BODY_SUBRESOURCES
                 .iter()

@@ -25,6 +25,10 @@ pub const MAGIC: &[u8] = b"k8s\0";
 /// The envelope message.
 const UNKNOWN: &str = "k8s.io.apimachinery.pkg.runtime.Unknown";
 
+/// The options of a DELETE (client-go sends them as protobuf, e.g. `kubectl drain`), under
+/// any group version's apiVersion: meta/v1's DeleteOptions is registered in every group.
+const DELETE_OPTIONS: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions";
+
 /// Why a protobuf body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtoError {
@@ -111,8 +115,12 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
         return Err(ProtoError::ContentType(content_type));
     }
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+    let name = match kind.as_str() {
+        "DeleteOptions" => DELETE_OPTIONS.to_owned(),
+        _ => message_name(group, version, &kind),
+    };
     let desc = pool()?
-        .get_message_by_name(&message_name(group, version, &kind))
+        .get_message_by_name(&name)
         .filter(|_| !kind.is_empty() && !version.is_empty())
         .ok_or_else(|| ProtoError::NoMessage {
             api_version: api_version.clone(),
