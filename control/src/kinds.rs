@@ -246,6 +246,15 @@ const TOKEN: Subresource = Subresource {
     verbs: &["create"],
 };
 const SERVICE_ACCOUNT_SUB: &[Subresource] = &[TOKEN];
+/// `pods/eviction`: a delete that honours the PodDisruptionBudgets selecting the pod (what
+/// `kubectl drain` asks for).
+const EVICTION: Subresource = Subresource {
+    name: "eviction",
+    group: "policy",
+    version: "v1",
+    kind: "Eviction",
+    verbs: &["create"],
+};
 const POD_SUB: &[Subresource] = &[
     status("", "v1", "Pod"),
     BINDING,
@@ -253,6 +262,7 @@ const POD_SUB: &[Subresource] = &[
     EXEC,
     ATTACH,
     PORT_FORWARD,
+    EVICTION,
 ];
 const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
 const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
@@ -267,6 +277,7 @@ const CRONJOB_SUB: &[Subresource] = &[status("batch", "v1", "CronJob")];
 const INGRESS_SUB: &[Subresource] = &[status("networking.k8s.io", "v1", "Ingress")];
 const HPA_SUB: &[Subresource] = &[status("autoscaling", "v2", "HorizontalPodAutoscaler")];
 const HPA_V1_SUB: &[Subresource] = &[status("autoscaling", "v1", "HorizontalPodAutoscaler")];
+const PDB_SUB: &[Subresource] = &[status("policy", "v1", "PodDisruptionBudget")];
 
 /// Every served resource, in discovery order.
 #[rustfmt::skip]
@@ -308,6 +319,8 @@ pub const RESOURCES: &[Resource] = &[
     // autoscaling/v2 (preferred) and v1
     res("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL).with(HPA_SUB),
     res("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL).with(HPA_V1_SUB),
+    // policy/v1
+    res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", Namespaced, &["pdb"], &[]).with(PDB_SUB),
     // events.k8s.io/v1
     res("events.k8s.io", "v1", "Event", "events", "event", Namespaced, &["ev"], &[]),
 ];

@@ -1,7 +1,7 @@
 //! A pod's volumes from the worker's side: set up once before the first container that needs
 //! them (again after an agent restart: setup is idempotent), then each container's mounts. A
 //! volume that cannot be set up keeps the container Waiting in `ContainerCreating` (kubelet's
-//! FailedMount) and is retried with the container's backoff; a bad subPath is a
+//! FailedMount) and is retried with kubelet's volume-operation backoff (500 ms doubling); a bad subPath is a
 //! `CreateContainerConfigError`. A `persistentVolumeClaim` volume waits (ContainerCreating,
 //! kubelet's `PVC is not bound` text) until its claim is Bound, then its PV is mounted:
 //! `hostPath`/`local` bind-mounted, `csi` staged and published by the driver. A projected

@@ -13,6 +13,7 @@ mod create;
 mod defaults;
 pub(crate) mod delete;
 mod duplicates;
+mod eviction;
 mod get;
 pub(crate) mod meta;
 mod namespace_cache;
@@ -269,6 +270,7 @@ where
     let approval = call.path.subresource.as_deref() == Some("approval");
     let log = call.path.subresource.as_deref() == Some("log");
     let token = call.path.subresource.as_deref() == Some("token");
+    let evict = call.path.subresource.as_deref() == Some("eviction");
     let result = match (method, named) {
         (Method::GET, true) if log => pod_log::get(&call, &raw_query).await,
         (other, true) if log => Err(ApiError::method_not_allowed(&other, &uri_path)),
@@ -283,6 +285,8 @@ where
         (Method::POST, true) if binding => binding::create(&call, &body).await,
         (other, true) if binding => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::POST, true) if token => token_request::create(&call, &body).await,
+        (Method::POST, true) if evict => eviction::create(&call, &body).await,
+        (other, true) if evict => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (other, true) if token => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if scale => scale::get(&call).await,
         (Method::PUT, true) if scale => scale::update(&call, &body).await,

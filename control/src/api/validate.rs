@@ -173,7 +173,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
         certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
         discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-        storage::v1 as storage,
+        policy::v1 as policy, storage::v1 as storage,
     };
     if (resource.group, resource.version, resource.kind)
         == ("autoscaling", "v1", "HorizontalPodAutoscaler")
@@ -217,6 +217,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "certificates.k8s.io" "CertificateSigningRequest" => certificates::CertificateSigningRequest,
         "autoscaling" "HorizontalPodAutoscaler" => autoscaling::HorizontalPodAutoscaler,
         "events.k8s.io" "Event" => events::Event,
+        "policy" "PodDisruptionBudget" => policy::PodDisruptionBudget,
     }
 }
 
@@ -257,6 +258,40 @@ fn unknown_fields(input: &mut Value, round: &Value, path: &str, out: &mut Vec<St
     }
 }
 
+/// A PodDisruptionBudget's spec: one of minAvailable and maxUnavailable, each a
+/// non-negative integer or a percentage up to 100%.
+fn disruption_budget(spec: &Value, causes: &mut Vec<FieldCause>) {
+    if !spec["minAvailable"].is_null() && !spec["maxUnavailable"].is_null() {
+        causes.push(FieldCause::invalid(
+            "spec",
+            &spec.to_string(),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    for field in ["minAvailable", "maxUnavailable"] {
+        let path = format!("spec.{field}");
+        match &spec[field] {
+            Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => causes.push(
+                FieldCause::invalid(&path, &n.to_string(), "must be greater than or equal to 0"),
+            ),
+            Value::String(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
+                Some(Ok(p)) if p > 100 => causes.push(FieldCause::invalid(
+                    &path,
+                    &format!("{s:?}"),
+                    "must not be greater than 100%",
+                )),
+                Some(Ok(_)) => {}
+                _ => causes.push(FieldCause::invalid(
+                    &path,
+                    &format!("{s:?}"),
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )),
+            },
+            _ => {}
+        }
+    }
+}
+
 /// Kubernetes' basic semantic rules for `object` (already typed-checked and named).
 pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiError> {
     let mut causes = Vec::new();
@@ -265,6 +300,7 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
     causes.extend(name_problem(name, label_only));
     match (resource.group, resource.kind) {
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload(object, &mut causes),
+        ("policy", "PodDisruptionBudget") => disruption_budget(&object["spec"], &mut causes),
         ("apps", "StatefulSet") => {
             workload(object, &mut causes);
             super::validate_statefulset::stateful_set(object, &mut causes);

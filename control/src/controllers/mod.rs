@@ -18,6 +18,7 @@ pub mod client;
 mod cronjob;
 mod daemonset;
 mod deployment;
+pub(crate) mod disruption;
 mod endpoints;
 mod events;
 mod gc;
@@ -126,7 +127,7 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
     let mut tasks = gc::spawn(Arc::clone(store), client.clone());
     tasks.extend(deployment::spawn(
         client.clone(),
-        deployments,
+        Arc::clone(&deployments),
         Arc::clone(&replicasets),
     ));
     let nodes = Informer::spawn(Arc::clone(store), resource("", "nodes"));
@@ -241,6 +242,19 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         Arc::clone(&pods),
         Arc::clone(&state.metrics),
         hpa_config,
+    ));
+    tasks.push(disruption::spawn(
+        client.clone(),
+        disruption::Caches {
+            budgets: Informer::spawn(
+                Arc::clone(store),
+                resource_of("policy", "poddisruptionbudgets"),
+            ),
+            pods: Arc::clone(&pods),
+            replicasets: Arc::clone(&replicasets),
+            deployments: Arc::clone(&deployments),
+            statefulsets: Informer::spawn(Arc::clone(store), resource_of("apps", "statefulsets")),
+        },
     ));
     tasks.extend(replicaset::spawn(client, replicasets, pods));
     Controllers { tasks }

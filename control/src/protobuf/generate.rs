@@ -371,11 +371,13 @@ fn json_name(
 }
 
 /// Bodies kubectl sends as protobuf that are not stored kinds: a subresource's (`kubectl
-/// create token`) and the access reviews (`kubectl auth can-i [--list]`).
+/// create token`, `kubectl drain`'s evictions) and the access reviews (`kubectl auth can-i
+/// [--list]`).
 const BODY_SUBRESOURCES: &[(&str, &str, &str)] = &[
     ("authentication.k8s.io", "v1", "TokenRequest"),
     ("authorization.k8s.io", "v1", "SelfSubjectAccessReview"),
     ("authorization.k8s.io", "v1", "SelfSubjectRulesReview"),
+    ("policy", "v1", "Eviction"),
 ];
 
 /// The descriptor set, encoded, from k8s-pb's source at `source`.

@@ -130,6 +130,7 @@ fn printer(resource: &Resource) -> &'static Printer {
         ("apps", "DaemonSet") => &workloads::DAEMON_SET,
         ("batch", "Job") => &workloads::JOB,
         ("batch", "CronJob") => &workloads::CRON_JOB,
+        ("policy", "PodDisruptionBudget") => &workloads::POD_DISRUPTION_BUDGET,
         ("autoscaling", "HorizontalPodAutoscaler") => &workloads::HPA,
         ("", "Service") => &network::SERVICE,
         ("", "Endpoints") => &network::ENDPOINTS,

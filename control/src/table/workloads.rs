@@ -535,3 +535,28 @@ fn hpa_targets(o: &Value) -> String {
         list.join(", ")
     }
 }
+
+/// kubectl's columns of a PodDisruptionBudget.
+pub static POD_DISRUPTION_BUDGET: Printer = Printer {
+    columns: &[
+        NAME,
+        col("Min Available", "string", "The minimum number of pods that must be available simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
+        col("Max Unavailable", "string", "The maximum number of pods that may be unavailable simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
+        col("Allowed Disruptions", "integer", "Number of pod disruptions that are currently allowed."),
+        AGE,
+    ],
+    cells: |o, now| {
+        let bound = |field: &str| match at(o, &["spec", field]) {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            _ => "N/A".to_owned(),
+        };
+        vec![
+            super::cells::name(o),
+            Value::from(bound("minAvailable")),
+            Value::from(bound("maxUnavailable")),
+            Value::from(int(o, &["status", "disruptionsAllowed"])),
+            super::cells::age(o, now),
+        ]
+    },
+};

@@ -40,6 +40,8 @@ pub(super) const FIELDS: &[(&str, &str, &str, &str)] = &[
     ("io.k8s.api.core.v1.ServiceAccount", "secrets", "merge", "name"),
     ("io.k8s.api.core.v1.ServiceSpec", "ports", "merge", "port"),
     ("io.k8s.api.core.v1.ServiceStatus", "conditions", "merge", "type"),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetSpec", "selector", "replace", ""),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetStatus", "conditions", "merge", "type"),
     ("io.k8s.api.storage.v1.CSINodeSpec", "drivers", "merge", "name"),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers", "merge", ""),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences", "merge", "uid"),
