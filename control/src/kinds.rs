@@ -319,6 +319,8 @@ pub const RESOURCES: &[Resource] = &[
     // autoscaling/v2 (preferred) and v1
     res("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL).with(HPA_SUB),
     res("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL).with(HPA_V1_SUB),
+    // scheduling.k8s.io/v1
+    res("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", Cluster, &["pc"], &[]),
     // policy/v1
     res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", Namespaced, &["pdb"], &[]).with(PDB_SUB),
     // events.k8s.io/v1

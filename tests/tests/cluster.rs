@@ -150,6 +150,21 @@ fn debug(control: &Control, nodes: &[&Node]) -> String {
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         out += &format!("\n--- agent {} (tail) ---\n", n.name);
         out += &tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        let routes = n
+            .netns
+            .try_ip(&["route"])
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        out += &format!(
+            "\n--- node {} routes ---\n{}",
+            n.name,
+            String::from_utf8_lossy(&routes)
+        );
+        out += &format!(
+            "\n--- pod steady's log on {} ---\n{}",
+            n.name,
+            n.logs("default", "steady")
+        );
     }
     let log = control.log();
     let tail: Vec<&str> = log.lines().rev().take(30).collect();

@@ -51,6 +51,8 @@ pub async fn create_object(
         namespace_accepts_objects(call, ns).await?;
     }
     super::service_account_admission::admit_create(call, &mut object).await?;
+    super::priority::admit_pod(call, &mut object).await?;
+    super::priority::admit_class(call, &object).await?;
     validate::check_semantics(&object, resource)?;
     let name = name_of(&object).to_owned();
     let key = object_key(resource, call.path.namespace.as_deref(), &name);

@@ -25,6 +25,7 @@ mod pod_grace;
 mod pod_log;
 mod pod_qos;
 mod pod_update;
+pub(crate) mod priority;
 pub(crate) mod query;
 mod scale;
 pub mod selector;
@@ -61,7 +62,12 @@ use crate::router::ServerInfo;
 use crate::status::ApiError;
 use crate::store::{self, KeyValue, Store};
 
-pub use namespaces::bootstrap;
+/// What exists from the start: the built-in namespaces (with their accounts) and kube's
+/// system PriorityClasses.
+pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), store::Error> {
+    namespaces::bootstrap(state).await?;
+    priority::bootstrap(state).await
+}
 pub(crate) use patch::merge_tags;
 use path::{PathError, ResourcePath};
 use query::Query;
@@ -88,6 +94,8 @@ pub struct ApiState {
     pub service_network: service_alloc::ServiceNetwork,
     /// The namespaces, for the create path's existence check without a store read.
     namespace_cache: Arc<namespace_cache::NamespaceCache>,
+    /// The PriorityClasses, for a pod's Priority admission without a store read.
+    priority_classes: Arc<priority::PriorityClassCache>,
     /// The pods bound to each node, for the node authorizer.
     pod_index: Arc<authz::PodIndex>,
     /// The client of the nodes' kubelet APIs (`pods/log`); `None`: those requests fail.
@@ -113,6 +121,7 @@ impl ApiState {
             finalizing: Mutex::default(),
             service_network: service_alloc::ServiceNetwork::default(),
             namespace_cache: Arc::default(),
+            priority_classes: Arc::default(),
             pod_index: Arc::default(),
             kubelet: None,
             kubelet_address_types: crate::kubelet::AddressTypes::default(),

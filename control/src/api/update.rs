@@ -82,6 +82,7 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     call.track_update(&old, &mut new);
     super::pod_update::check(&old, &new, resource)?;
     super::validate_statefulset::check_update(&old, &new, resource)?;
+    super::priority::check_update(&old, &new, resource)?;
     super::volume_claims::admit_update(call, &old, &new).await?;
     crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
     let stored = write(call, &key, &name, expected, new).await?;
@@ -113,6 +114,7 @@ pub async fn write(
 ) -> Result<Value, ApiError> {
     let mut object = object;
     validate::check_semantics(&object, call.resource())?;
+    super::priority::admit_class(call, &object).await?;
     if call.query.dry_run {
         return Ok(object);
     }

@@ -173,7 +173,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
         certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
         discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-        policy::v1 as policy, storage::v1 as storage,
+        policy::v1 as policy, scheduling::v1 as scheduling, storage::v1 as storage,
     };
     if (resource.group, resource.version, resource.kind)
         == ("autoscaling", "v1", "HorizontalPodAutoscaler")
@@ -218,6 +218,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "autoscaling" "HorizontalPodAutoscaler" => autoscaling::HorizontalPodAutoscaler,
         "events.k8s.io" "Event" => events::Event,
         "policy" "PodDisruptionBudget" => policy::PodDisruptionBudget,
+        "scheduling.k8s.io" "PriorityClass" => scheduling::PriorityClass,
     }
 }
 
@@ -301,6 +302,9 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
     match (resource.group, resource.kind) {
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload(object, &mut causes),
         ("policy", "PodDisruptionBudget") => disruption_budget(&object["spec"], &mut causes),
+        ("scheduling.k8s.io", "PriorityClass") => {
+            super::priority::validate_class(object, &mut causes)
+        }
         ("apps", "StatefulSet") => {
             workload(object, &mut causes);
             super::validate_statefulset::stateful_set(object, &mut causes);

@@ -29,10 +29,29 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Outcome>,
 {
+    work_in_order(queue, controller, |_: &str| 0, reconcile).await
+}
+
+/// [`work`], each batch's keys taken highest `rank` first (the scheduler's: pod priority).
+pub async fn work_in_order<F, Fut>(
+    queue: Arc<WorkQueue>,
+    controller: &'static str,
+    rank: impl Fn(&str) -> i64,
+    reconcile: F,
+) where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
     let mut not_before = Instant::now();
     loop {
-        let batch = queue.next_batch_after(not_before).await;
+        let mut batch: Vec<String> = queue
+            .next_batch_after(not_before)
+            .await
+            .into_iter()
+            .collect();
         not_before = Instant::now() + BATCH_INTERVAL;
+        // Stable: keys of one rank stay in key order.
+        batch.sort_by_key(|key| std::cmp::Reverse(rank(key)));
         for key in batch {
             match reconcile(key.clone()).await {
                 Ok(again) => {

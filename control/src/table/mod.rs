@@ -131,6 +131,7 @@ fn printer(resource: &Resource) -> &'static Printer {
         ("batch", "Job") => &workloads::JOB,
         ("batch", "CronJob") => &workloads::CRON_JOB,
         ("policy", "PodDisruptionBudget") => &workloads::POD_DISRUPTION_BUDGET,
+        ("scheduling.k8s.io", "PriorityClass") => &workloads::PRIORITY_CLASS,
         ("autoscaling", "HorizontalPodAutoscaler") => &workloads::HPA,
         ("", "Service") => &network::SERVICE,
         ("", "Endpoints") => &network::ENDPOINTS,

@@ -560,3 +560,26 @@ pub static POD_DISRUPTION_BUDGET: Printer = Printer {
         ]
     },
 };
+
+/// kubectl's columns of a PriorityClass.
+pub static PRIORITY_CLASS: Printer = Printer {
+    columns: &[
+        NAME,
+        col("Value", "integer", "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec."),
+        col("Global-Default", "boolean", "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority."),
+        AGE,
+        col("PreemptionPolicy", "string", "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."),
+    ],
+    cells: |o, now| {
+        vec![
+            super::cells::name(o),
+            Value::from(int(o, &["value"])),
+            Value::from(at(o, &["globalDefault"]) == &Value::Bool(true)),
+            super::cells::age(o, now),
+            Value::from(match s(o, &["preemptionPolicy"]) {
+                "" => "PreemptLowerPriority".to_owned(),
+                p => p.to_owned(),
+            }),
+        ]
+    },
+};

@@ -73,7 +73,11 @@ async fn pass(client: &Loopback, caches: &Caches) {
         if same_status(&budget["status"], &status) {
             continue;
         }
-        let patch = json!({ "status": status });
+        let mut patch = json!({ "status": status });
+        // A merge patch removes a key only by naming it null.
+        if status["disruptedPods"].is_null() && !budget["status"]["disruptedPods"].is_null() {
+            patch["status"]["disruptedPods"] = Value::Null;
+        }
         if let Err(error) = client
             .merge_patch_status(caches.budgets.resource, Some(ns), name, &patch)
             .await

@@ -23,7 +23,7 @@ use super::client::{resource_path, ClientError, Loopback};
 use super::events::{record, EventType};
 use super::informer::Informer;
 use super::pods::is_active;
-use super::queue::{forward, wait_synced, work, WorkQueue};
+use super::queue::{forward, wait_synced, work_in_order, WorkQueue};
 use placement::{requests_of, Candidate, Requests};
 use usage::{owner_uid, Usage};
 pub use volumes::VolumeCaches;
@@ -170,7 +170,14 @@ impl Scheduler {
             &self.volumes.classes,
         ];
         wait_synced(&caches).await;
-        work(queue, "scheduler", |key| {
+        // kube-scheduler's queue order: higher `spec.priority` first.
+        let pods = Arc::clone(&self.pods);
+        let priority = move |key: &str| {
+            pods.get(key)
+                .and_then(|p| p["spec"]["priority"].as_i64())
+                .unwrap_or(0)
+        };
+        work_in_order(queue, "scheduler", priority, |key| {
             let this = Arc::clone(&self);
             async move { this.schedule(&key).await.map(|()| None) }
         })
