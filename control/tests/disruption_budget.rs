@@ -1,7 +1,8 @@
 //! PodDisruptionBudgets through the real kubectl, without nodes: `kubectl create pdb`
 //! (protobuf) and its table; kube's validation texts for a budget naming both bounds, a
 //! negative one and a bad percentage; the disruption controller's status over pods that are
-//! Ready (written as a node would); an eviction (`pods/eviction`, JSON through `kubectl create
+//! Ready or not (written as a node would); an unready pod evicted under the default
+//! IfHealthyBudget; an eviction (`pods/eviction`, JSON through `kubectl create
 //! --raw`) refused with 429 while the budget allows nothing, and let through — the pod going —
 //! once it allows one.
 
@@ -63,14 +64,15 @@ fn a_budget_is_validated_computed_and_honoured_by_evictions() {
         );
     }
 
-    // Two Ready pods of app=web (their status written as their node would).
-    for pod in ["web-a", "web-b"] {
+    // Two Ready pods of app=web and one running but not Ready (their status written as their
+    // node would).
+    for (pod, ready) in [("web-a", "True"), ("web-b", "True"), ("web-c", "False")] {
         let text = format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, labels: {{app: web}}}}\nspec:\n  nodeName: n1\n  containers: [{{name: c, image: busybox}}]\n"
         );
         ok(apply(&control, "pod.yaml", &text));
         let status = json!({"status": {"phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True"}]}});
+            "conditions": [{"type": "Ready", "status": ready}]}});
         ok(control.kubectl(&[
             "patch",
             "pod",
@@ -90,7 +92,7 @@ fn a_budget_is_validated_computed_and_honoured_by_evictions() {
     ]));
     wait("the budget's status", Duration::from_secs(20), || {
         let s = &get(&control, &["pdb", "web"])["status"];
-        s["expectedPods"] == 2 && s["currentHealthy"] == 2 && s["disruptionsAllowed"] == 0
+        s["expectedPods"] == 3 && s["currentHealthy"] == 2 && s["disruptionsAllowed"] == 0
     });
     let table = ok(control.kubectl(&["get", "pdb"]));
     assert!(
@@ -122,6 +124,20 @@ fn a_budget_is_validated_computed_and_honoured_by_evictions() {
         get(&control, &["pod", "web-a"])["metadata"]["deletionTimestamp"],
         Value::Null
     );
+    // The unready pod may go (IfHealthyBudget: the budget has its 2 healthy pods), taking no
+    // disruption.
+    let unready = body.to_string().replace("web-a", "web-c");
+    std::fs::write(&eviction, unready).expect("write eviction");
+    ok(control.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/web-c/eviction",
+        "-f",
+        eviction.to_str().unwrap_or_default(),
+    ]));
+    let pod = get(&control, &["pod", "web-c"]);
+    assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{pod:#}");
+    std::fs::write(&eviction, body.to_string()).expect("write eviction");
 
     ok(control.kubectl(&[
         "patch",

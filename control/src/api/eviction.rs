@@ -4,7 +4,9 @@
 //! Failed) or already being deleted goes without a budget check; more than one budget is
 //! refused (500, kube's text); a budget with no disruption allowed — or whose status has not
 //! caught up with its spec — refuses with 429 TooManyRequests and a DisruptionBudget cause,
-//! which kubectl drain retries. Otherwise the budget's status takes the disruption
+//! which kubectl drain retries. A running pod that is not Ready goes without taking a disruption
+//! under `unhealthyPodEvictionPolicy: AlwaysAllow`, or under the default IfHealthyBudget while the
+//! budget has its desired healthy pods. Otherwise the budget's status takes the disruption
 //! (`disruptionsAllowed` − 1, the pod in `disruptedPods`, compare-and-swap on its revision)
 //! before the pod is deleted with the Eviction's `deleteOptions`.
 
@@ -14,7 +16,7 @@ use serde_json::{json, Value};
 use super::path::{object_key, ResourcePath};
 use super::query::Query;
 use super::{decode_stored, delete, meta, object_response, validate, Call};
-use crate::controllers::disruption::selected;
+use crate::controllers::disruption::{is_healthy, selected};
 use crate::http_util::ResponseBody;
 use crate::kinds;
 use crate::status::ApiError;
@@ -101,6 +103,17 @@ async fn take_disruption(call: &Call, ns: &str, pod: &Value) -> Result<(), ApiEr
             return Err(refused(format!(
                 "The disruption budget {budget_name} is still being processed by the server."
             )));
+        }
+        // A running pod that is not Ready (kube's unhealthyPodEvictionPolicy): AlwaysAllow
+        // evicts it, the default IfHealthyBudget while the budget has its desired healthy pods;
+        // neither takes a disruption.
+        if !is_healthy(pod) {
+            let desired = status["desiredHealthy"].as_i64().unwrap_or(0);
+            let always = budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow";
+            if always || (desired > 0 && status["currentHealthy"].as_i64().unwrap_or(0) >= desired)
+            {
+                return Ok(());
+            }
         }
         let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0);
         if allowed <= 0 {

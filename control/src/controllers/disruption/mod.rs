@@ -168,7 +168,8 @@ pub fn selected<'a>(budget: &Value, pods: &'a [Arc<Value>]) -> Vec<&'a Arc<Value
     pods.iter().filter(|p| selector.matches(p)).collect()
 }
 
-fn is_healthy(pod: &Value) -> bool {
+/// Ready and not being deleted: a pod a budget counts as healthy.
+pub fn is_healthy(pod: &Value) -> bool {
     pod["metadata"]["deletionTimestamp"].is_null()
         && pod["status"]["conditions"].as_array().is_some_and(|cs| {
             cs.iter()
