@@ -15,7 +15,7 @@ pub use bosun_test_support::{unique, wait_until};
 pub use control::Control;
 pub use fabric::Fabric;
 pub use node::{Node, NodeOptions};
-pub use pods::wait_logged;
+pub use pods::{wait_logged, wait_node_ready};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -51,3 +51,10 @@ pub fn wait_logged(
         );
     }
 }
+
+/// Waits (20 s, logs on failure) until `node` is Ready in `control`'s API.
+pub fn wait_node_ready(control: &Control, node: &Node) {
+    wait_logged("node Ready", control, node, Duration::from_secs(20), || {
+        control.node_ready(&node.name)
+    });
+}

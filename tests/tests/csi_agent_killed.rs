@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bosun_e2e::{mounts_under, wait_logged, Control, Node};
+use bosun_e2e::{mounts_under, wait_logged, wait_node_ready, Control, Node};
 
 const CLASS_CLAIM_POD: &str = r#"apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -55,14 +55,7 @@ fn an_agent_killed_mid_publish_leaves_no_mount_after_its_restart() {
     let mut node = Node::new(96, &control);
     node.start_csi_driver();
     node.start_agent();
-    let name = node.name.clone();
-    wait_logged(
-        "node Ready",
-        &control,
-        &node,
-        Duration::from_secs(20),
-        || control.node_ready(&name),
-    );
+    wait_node_ready(&control, &node);
     let root = node.base.join("root");
     control.apply(CLASS_CLAIM_POD);
     // Polled tightly: the agent is killed within milliseconds of the driver's NodeStage

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use bosun_e2e::{stderr, stdout, wait_logged, Control, Node};
+use bosun_e2e::{stderr, stdout, wait_logged, wait_node_ready, Control, Node};
 use serde_json::Value;
 
 const WORKLOADS: &str = r#"apiVersion: apps/v1
@@ -55,13 +55,7 @@ fn drain_deletes_a_nodes_pods_and_uncordon_lets_the_replacement_run() {
     let mut node = Node::new(95, &control);
     node.start_agent();
     let name = node.name.clone();
-    wait_logged(
-        "node Ready",
-        &control,
-        &node,
-        Duration::from_secs(20),
-        || control.node_ready(&name),
-    );
+    wait_node_ready(&control, &node);
     control.apply(&WORKLOADS.replace("NODE", &name));
     wait_logged(
         "web and loner running",

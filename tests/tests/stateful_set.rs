@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bosun_e2e::{wait_logged, Control, Node};
+use bosun_e2e::{wait_logged, wait_node_ready, Control, Node};
 use serde_json::Value;
 
 const LOCAL_CLASS: &str = r#"apiVersion: storage.k8s.io/v1
@@ -85,14 +85,7 @@ fn a_stateful_set_keeps_each_pods_claim_across_deletion_and_scaling() {
     let mut node = Node::new(97, &control);
     node.start_csi_driver();
     node.start_agent();
-    let name = node.name.clone();
-    wait_logged(
-        "node Ready",
-        &control,
-        &node,
-        Duration::from_secs(20),
-        || control.node_ready(&name),
-    );
+    wait_node_ready(&control, &node);
     control.apply(LOCAL_CLASS);
     control.apply(WEB);
     // OrderedReady, seen in every list read while the set comes up: a pod exists only when

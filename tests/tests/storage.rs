@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use bosun_e2e::{mounts_under, wait_logged, Control, Node};
+use bosun_e2e::{mounts_under, wait_logged, wait_node_ready, Control, Node};
 
 const TUTORIAL: &str = r#"apiVersion: v1
 kind: PersistentVolume
@@ -66,13 +66,7 @@ fn a_claimed_host_path_volume_keeps_its_file_across_pods() {
     let mut node = Node::new(93, &control);
     node.start_agent();
     let name = node.name.clone();
-    wait_logged(
-        "node Ready",
-        &control,
-        &node,
-        Duration::from_secs(20),
-        || control.node_ready(&name),
-    );
+    wait_node_ready(&control, &node);
     let host_dir = node.base.join("pv-data");
     std::fs::create_dir_all(&host_dir).expect("host dir");
     let log = host_dir.join("log");
@@ -208,13 +202,7 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
     node.start_csi_driver();
     node.start_agent();
     let name = node.name.clone();
-    wait_logged(
-        "node Ready",
-        &control,
-        &node,
-        Duration::from_secs(20),
-        || control.node_ready(&name),
-    );
+    wait_node_ready(&control, &node);
     // Registration: the CSINode names the driver with the node's id and topology key.
     wait_logged(
         "the CSINode lists the driver",
