@@ -321,6 +321,11 @@ pub const RESOURCES: &[Resource] = &[
     res("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, &["hpa"], ALL).with(HPA_V1_SUB),
     // scheduling.k8s.io/v1
     res("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", Cluster, &["pc"], &[]),
+    // rbac.authorization.k8s.io/v1
+    res("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", Namespaced, &[], &[]),
+    res("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", Cluster, &[], &[]),
+    res("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", Namespaced, &[], &[]),
+    res("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", Cluster, &[], &[]),
     // policy/v1
     res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", Namespaced, &["pdb"], &[]).with(PDB_SUB),
     // events.k8s.io/v1

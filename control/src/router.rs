@@ -55,6 +55,10 @@ where
             return e.into_response();
         }
     }
+    let identity = match api::impersonation::apply(state, identity, request.headers()).await {
+        Ok(identity) => identity,
+        Err(e) => return e.into_response(),
+    };
     if request.method() == Method::GET {
         let accept = request
             .headers()

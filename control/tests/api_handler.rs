@@ -395,6 +395,10 @@ async fn every_served_kind_round_trips_strictly() {
                 object["eventTime"] = json!("2026-12-02T12:00:00.000000Z");
             }
             "Event" => object["involvedObject"] = json!({"kind": "Pod", "name": "x"}),
+            "RoleBinding" | "ClusterRoleBinding" => {
+                object["roleRef"] = json!({"apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole", "name": "view"})
+            }
             "HorizontalPodAutoscaler" => {
                 object["spec"] = json!({"maxReplicas": 3, "scaleTargetRef":
                     {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}})

@@ -128,17 +128,6 @@ fn a_node_may_do_what_a_kubelet_needs_and_nothing_more() {
     assert!(stderr(&gone).contains("NotFound"), "{}", stderr(&gone));
 }
 
-/// A copy of the bootstrap kubeconfig carrying `token` instead.
-fn with_token(control: &Control, name: &str, token: &str) -> std::path::PathBuf {
-    let text =
-        std::fs::read_to_string(control.bootstrap_kubeconfig()).expect("bootstrap kubeconfig");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
-    config["users"][0]["user"]["token"] = token.into();
-    let path = control.dir.path().join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, serde_yaml::to_string(&config).expect("YAML")).expect("write");
-    path
-}
-
 fn unauthorized(out: std::process::Output) {
     assert!(
         !out.status.success(),
@@ -165,7 +154,7 @@ fn garbage_malformed_and_expired_tokens_are_401() {
         ("unknown", "zzzzzz.0123456789abcdef"),
     ] {
         unauthorized(kubectl_with(
-            &with_token(&control, name, token),
+            &control.token_kubeconfig(name, token),
             &["get", "pods"],
         ));
     }
@@ -178,7 +167,7 @@ fn garbage_malformed_and_expired_tokens_are_401() {
     std::fs::write(&file, secret).expect("write");
     ok(control.kubectl(&["create", "-f", file.to_str().expect("utf-8")]));
     unauthorized(kubectl_with(
-        &with_token(&control, "expired", "old123.0123456789abcdef"),
+        &control.token_kubeconfig("expired", "old123.0123456789abcdef"),
         &["get", "pods"],
     ));
     // The token cleaner deletes the expired token's Secret; the live one stays.
@@ -436,18 +425,18 @@ fn static_tokens_authenticate_their_user_and_groups() {
     )
     .expect("write");
     let control = Control::start_with(&["--token-auth-file", file.to_str().expect("utf-8")]);
-    let admin = with_token(&control, "ops", "s3cr3t-admin");
+    let admin = control.token_kubeconfig("ops", "s3cr3t-admin");
     ok(kubectl_with(
         &admin,
         &["get", "secrets", "-n", "kube-system"],
     ));
-    let node = with_token(&control, "tok-node", "s3cr3t-node");
+    let node = control.token_kubeconfig("tok-node", "s3cr3t-node");
     forbidden(
         kubectl_with(&node, &["get", "secrets", "-n", "kube-system"]),
         "User \"system:node:n1\" cannot list resource \"secrets\"",
     );
     unauthorized(kubectl_with(
-        &with_token(&control, "tok-wrong", "s3cr3t-nope"),
+        &control.token_kubeconfig("tok-wrong", "s3cr3t-nope"),
         &["get", "pods"],
     ));
 }

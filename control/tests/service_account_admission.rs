@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{kubectl_with, ok, stderr, stdout, Control};
@@ -182,17 +181,6 @@ fn every_namespace_has_the_cluster_ca_and_keeps_it() {
     wait_until("kube-root-ca.crt put back", || holds_ca("team"));
 }
 
-/// A kubeconfig that authenticates with `token` only.
-fn with_token(control: &Control, token: &str) -> PathBuf {
-    let text =
-        std::fs::read_to_string(control.bootstrap_kubeconfig()).expect("bootstrap kubeconfig");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
-    config["users"][0]["user"]["token"] = token.into();
-    let path = control.dir.path().join("sa.kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config).expect("YAML")).expect("write");
-    path
-}
-
 #[test]
 fn kubectl_auth_whoami_names_the_caller() {
     let control = Control::start();
@@ -213,7 +201,7 @@ fn kubectl_auth_whoami_names_the_caller() {
 
     ok(control.kubectl(&["create", "serviceaccount", "builder"]));
     let token = ok(control.kubectl(&["create", "token", "builder"]));
-    let as_sa = with_token(&control, token.trim());
+    let as_sa = control.token_kubeconfig("sa", token.trim());
     let name = ok(kubectl_with(
         &as_sa,
         &[

@@ -6,23 +6,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use common::{kubectl_with, ok, stderr, stdout, Control};
 use serde_json::{json, Value};
-
-/// A kubeconfig that authenticates with `token` only (no client certificate).
-fn with_token(control: &Control, name: &str, token: &str) -> PathBuf {
-    let text =
-        std::fs::read_to_string(control.bootstrap_kubeconfig()).expect("bootstrap kubeconfig");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
-    config["users"][0]["user"]["token"] = token.into();
-    let path = control.dir.path().join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, serde_yaml::to_string(&config).expect("YAML")).expect("write");
-    path
-}
 
 /// The claims of a JWT (not verified: the server does that).
 fn claims(token: &str) -> Value {
@@ -94,7 +82,7 @@ fn kubectl_create_token_issues_tokens_that_authenticate_as_the_account() {
     assert_eq!(c["kubernetes.io"]["serviceaccount"]["uid"], uid.trim());
 
     // It authenticates; a service account may do nothing, in kube's words.
-    let as_sa = with_token(&control, "sa", token);
+    let as_sa = control.token_kubeconfig("sa", token);
     refused(
         kubectl_with(&as_sa, &["get", "pods"]),
         "Error from server (Forbidden): pods is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
@@ -116,7 +104,7 @@ fn kubectl_create_token_issues_tokens_that_authenticate_as_the_account() {
     );
     let unauthorized = "You must be logged in to the server";
     refused(
-        kubectl_with(&with_token(&control, "vault", vault), &["get", "pods"]),
+        kubectl_with(&control.token_kubeconfig("vault", vault), &["get", "pods"]),
         unauthorized,
     );
     let parts: Vec<&str> = token.split('.').collect();
@@ -130,7 +118,10 @@ fn kubectl_create_token_issues_tokens_that_authenticate_as_the_account() {
         parts[2]
     );
     refused(
-        kubectl_with(&with_token(&control, "forged", &forged), &["get", "pods"]),
+        kubectl_with(
+            &control.token_kubeconfig("forged", &forged),
+            &["get", "pods"],
+        ),
         unauthorized,
     );
 
@@ -146,7 +137,7 @@ fn kubectl_create_token_issues_tokens_that_authenticate_as_the_account() {
 
     // Deleting the account revokes its tokens.
     let team_token = ok(control.kubectl(&["create", "token", "default", "-n", "team"]));
-    let as_team = with_token(&control, "team", team_token.trim());
+    let as_team = control.token_kubeconfig("team", team_token.trim());
     refused(
         kubectl_with(&as_team, &["get", "pods", "-n", "team"]),
         "User \"system:serviceaccount:team:default\" cannot list resource \"pods\"",
@@ -295,8 +286,8 @@ fn pod_bound_tokens_die_with_their_pod_and_nodes_get_only_their_pods_tokens() {
     );
 
     // Both tokens authenticate while web exists, and neither once it is gone.
-    let as_bound = with_token(&control, "bound", bound.trim());
-    let as_node_token = with_token(&control, "node-token", node_token.trim());
+    let as_bound = control.token_kubeconfig("bound", bound.trim());
+    let as_node_token = control.token_kubeconfig("node-token", node_token.trim());
     let forbidden = "User \"system:serviceaccount:default:default\" cannot list resource \"pods\"";
     refused(kubectl_with(&as_bound, &["get", "pods"]), forbidden);
     refused(kubectl_with(&as_node_token, &["get", "pods"]), forbidden);

@@ -68,7 +68,7 @@ where
         }
         let status = match kind == ACCESS.0 {
             true => access(state, identity, &review["spec"]).await?,
-            false => rules(identity, &review["spec"]),
+            false => rules(state, identity, &review["spec"]).await?,
         };
         Ok(
             json!({"kind": kind, "apiVersion": format!("{GROUP}/{VERSION}"),
@@ -112,11 +112,14 @@ async fn access(
         let public = PUBLIC_PATHS
             .iter()
             .any(|p| path == *p || path.starts_with(&format!("{p}/")));
-        let reading = path_attrs["verb"].as_str() == Some("get");
-        return Ok(verdict(
-            identity.is_admin() || (public && reading),
-            String::new(),
-        ));
+        let verb = path_attrs["verb"].as_str().unwrap_or("");
+        let granted = || async {
+            let policy = state.rbac.policy(&state.store).await?;
+            let request = authz::rbac::Request::NonResource { verb, path };
+            Ok::<_, ApiError>(policy.allows(identity, &request))
+        };
+        let allowed = identity.is_admin() || (public && verb == "get") || granted().await?;
+        return Ok(verdict(allowed, String::new()));
     }
     let text = |field: &str| resource_attrs[field].as_str().unwrap_or("");
     let verb = text("verb");
@@ -141,6 +144,7 @@ async fn access(
     let facts = authz::StoreFacts {
         store: &state.store,
         pods: &state.pod_index,
+        rbac: &state.rbac,
     };
     Ok(match authz::decide(identity, &attrs, &facts).await? {
         None => verdict(true, String::new()),
@@ -164,8 +168,17 @@ fn verdict(allowed: bool, reason: String) -> Value {
 }
 
 /// The status of a rules review: everything for an administrator; for anyone else the
-/// rules every caller has, marked incomplete where the node authorizer decides by object.
-fn rules(identity: &Identity, _spec: &Value) -> Value {
+/// rules every caller has and what RBAC grants it in the namespace asked about, marked
+/// incomplete where the node authorizer decides by object.
+async fn rules(state: &ApiState, identity: &Identity, spec: &Value) -> Result<Value, ApiError> {
+    let namespace = spec["namespace"].as_str().filter(|n| !n.is_empty());
+    let policy = state.rbac.policy(&state.store).await?;
+    let granted: Vec<&authz::rbac::Rule> = policy.rules_for(identity, namespace).collect();
+    Ok(rules_status(identity, &granted))
+}
+
+/// The status of a rules review of `identity`, which RBAC grants `granted`.
+fn rules_status(identity: &Identity, granted: &[&authz::rbac::Rule]) -> Value {
     let public = json!([{"verbs": ["get"], "nonResourceURLs": PUBLIC_PATHS
         .iter()
         .flat_map(|p| [p.to_string(), format!("{p}/*")])
@@ -181,8 +194,19 @@ fn rules(identity: &Identity, _spec: &Value) -> Value {
             "incomplete": false,
         });
     }
-    let mut status =
-        json!({"resourceRules": reviews, "nonResourceRules": public, "incomplete": false});
+    let items = |list: Value| match list {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    };
+    let (mut resource_rules, mut path_rules) = (items(reviews), items(public));
+    for rule in granted {
+        match rule.non_resource_urls.is_empty() {
+            true => resource_rules.push(rule.to_json()),
+            false => path_rules.push(rule.to_json()),
+        }
+    }
+    let mut status = json!({"resourceRules": resource_rules,
+        "nonResourceRules": path_rules, "incomplete": false});
     if identity.node_name().is_some() || identity.is_bootstrapper() {
         status["incomplete"] = json!(true);
         status["evaluationError"] = json!("node authorizer does not support user rule resolution");
@@ -212,7 +236,7 @@ mod tests {
             groups: vec!["system:masters".into()],
             ..Default::default()
         };
-        let all = rules(&admin, &Value::Null);
+        let all = rules_status(&admin, &[]);
         assert_eq!(all["resourceRules"][0]["verbs"], json!(["*"]));
         assert_eq!(all["incomplete"], false);
         let node = Identity {
@@ -220,7 +244,7 @@ mod tests {
             groups: vec!["system:nodes".into()],
             ..Default::default()
         };
-        let limited = rules(&node, &Value::Null);
+        let limited = rules_status(&node, &[]);
         assert_eq!(limited["incomplete"], true);
         assert!(limited["resourceRules"]
             .as_array()

@@ -15,6 +15,7 @@ pub(crate) mod delete;
 mod duplicates;
 mod eviction;
 mod get;
+pub mod impersonation;
 pub(crate) mod meta;
 mod namespace_cache;
 mod namespaces;
@@ -27,6 +28,9 @@ mod pod_qos;
 mod pod_update;
 pub(crate) mod priority;
 pub(crate) mod query;
+mod rbac_cache;
+mod rbac_defaults;
+mod rbac_escalation;
 mod scale;
 pub mod selector;
 pub mod self_subject_review;
@@ -38,6 +42,7 @@ mod token_request;
 mod update;
 pub(crate) mod validate;
 mod validate_hpa;
+pub(crate) mod validate_rbac;
 mod validate_statefulset;
 mod validate_storage;
 pub(crate) mod volume_claims;
@@ -62,15 +67,17 @@ use crate::router::ServerInfo;
 use crate::status::ApiError;
 use crate::store::{self, KeyValue, Store};
 
-/// What exists from the start: the built-in namespaces (with their accounts) and kube's
-/// system PriorityClasses.
+/// What exists from the start: the built-in namespaces (with their accounts), kube's
+/// system PriorityClasses and its bootstrap RBAC roles and bindings.
 pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), store::Error> {
     namespaces::bootstrap(state).await?;
-    priority::bootstrap(state).await
+    priority::bootstrap(state).await?;
+    rbac_defaults::bootstrap(state).await
 }
 pub(crate) use patch::merge_tags;
 use path::{PathError, ResourcePath};
 use query::Query;
+pub use rbac_cache::RbacCache;
 
 /// The largest request body accepted (kube-apiserver's limit is 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -96,6 +103,8 @@ pub struct ApiState {
     namespace_cache: Arc<namespace_cache::NamespaceCache>,
     /// The PriorityClasses, for a pod's Priority admission without a store read.
     priority_classes: Arc<priority::PriorityClassCache>,
+    /// The RBAC roles and bindings, for the authorizer without a store read.
+    rbac: RbacCache,
     /// The pods bound to each node, for the node authorizer.
     pod_index: Arc<authz::PodIndex>,
     /// The client of the nodes' kubelet APIs (`pods/log`); `None`: those requests fail.
@@ -122,6 +131,7 @@ impl ApiState {
             service_network: service_alloc::ServiceNetwork::default(),
             namespace_cache: Arc::default(),
             priority_classes: Arc::default(),
+            rbac: RbacCache::default(),
             pod_index: Arc::default(),
             kubelet: None,
             kubelet_address_types: crate::kubelet::AddressTypes::default(),
@@ -384,6 +394,7 @@ async fn authorize(call: &Call, method: &Method, body: &[u8]) -> Result<(), ApiE
     let facts = authz::StoreFacts {
         store: &call.state.store,
         pods: &call.state.pod_index,
+        rbac: &call.state.rbac,
     };
     authz::authorize(&call.identity, &attrs, &facts).await
 }
@@ -414,6 +425,30 @@ where
         Err(e) => Err(ApiError::bad_request(format!(
             "reading the request body: {e}"
         ))),
+    }
+}
+
+/// Stores `object` (cluster-scoped or naming its namespace) unless one of its name exists:
+/// what the server makes at its start.
+pub(crate) async fn create_missing(
+    state: &ApiState,
+    resource: &'static Resource,
+    mut object: Value,
+) -> Result<(), store::Error> {
+    let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
+    let key = path::object_key(resource, namespace.as_deref(), meta::name_of(&object));
+    if state.store.get(&key).await?.is_some() {
+        return Ok(());
+    }
+    if meta::prepare_create(&mut object, resource, namespace.as_deref()).is_err() {
+        return Ok(());
+    }
+    let Ok(bytes) = meta::to_stored(&object) else {
+        return Ok(());
+    };
+    match state.store.create(&key, bytes).await {
+        Ok(_) | Err(store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -332,23 +332,10 @@ pub async fn bootstrap(state: &ApiState) -> Result<(), store::Error> {
         return Ok(());
     };
     for (name, value, description) in SYSTEM_CLASSES {
-        let key = object_key(resource, None, name);
-        if state.store.get(&key).await?.is_some() {
-            continue;
-        }
-        let mut object = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        let object = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
             "metadata": {"name": name}, "value": value, "globalDefault": false,
             "description": description, "preemptionPolicy": DEFAULT_POLICY});
-        if meta::prepare_create(&mut object, resource, None).is_err() {
-            continue;
-        }
-        let Ok(bytes) = meta::to_stored(&object) else {
-            continue;
-        };
-        match state.store.create(&key, bytes).await {
-            Ok(_) | Err(store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        super::create_missing(state, resource, object).await?;
     }
     Ok(())
 }

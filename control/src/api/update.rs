@@ -80,11 +80,7 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     let object = call.to_storage(object, Some(&old))?;
     let mut new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
     call.track_update(&old, &mut new);
-    super::pod_update::check(&old, &new, resource)?;
-    super::validate_statefulset::check_update(&old, &new, resource)?;
-    super::priority::check_update(&old, &new, resource)?;
-    super::volume_claims::admit_update(call, &old, &new).await?;
-    crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
+    admit_update(call, &old, &new).await?;
     let stored = write(call, &key, &name, expected, new).await?;
     Ok(object_response(
         StatusCode::OK,
@@ -201,4 +197,17 @@ fn finished(object: &Value) -> bool {
             .unwrap_or(0)
             == 0
         && finalizers(object) == 0
+}
+
+/// What an update of `old` to `new` must pass, whatever wrote it (update, patch, apply): the
+/// kinds' fixed fields and the admission rules.
+pub(super) async fn admit_update(call: &Call, old: &Value, new: &Value) -> Result<(), ApiError> {
+    let resource = call.resource();
+    super::pod_update::check(old, new, resource)?;
+    super::validate_statefulset::check_update(old, new, resource)?;
+    super::priority::check_update(old, new, resource)?;
+    super::validate_rbac::check_update(old, new, resource)?;
+    super::volume_claims::admit_update(call, old, new).await?;
+    super::rbac_escalation::admit(call, new).await?;
+    crate::authz::admit(&call.identity, resource, Some(old), new)
 }

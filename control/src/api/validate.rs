@@ -173,7 +173,8 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
         certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
         discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-        policy::v1 as policy, scheduling::v1 as scheduling, storage::v1 as storage,
+        policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+        storage::v1 as storage,
     };
     if (resource.group, resource.version, resource.kind)
         == ("autoscaling", "v1", "HorizontalPodAutoscaler")
@@ -219,6 +220,10 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "events.k8s.io" "Event" => events::Event,
         "policy" "PodDisruptionBudget" => policy::PodDisruptionBudget,
         "scheduling.k8s.io" "PriorityClass" => scheduling::PriorityClass,
+        "rbac.authorization.k8s.io" "Role" => rbac::Role,
+        "rbac.authorization.k8s.io" "ClusterRole" => rbac::ClusterRole,
+        "rbac.authorization.k8s.io" "RoleBinding" => rbac::RoleBinding,
+        "rbac.authorization.k8s.io" "ClusterRoleBinding" => rbac::ClusterRoleBinding,
     }
 }
 
@@ -298,12 +303,25 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
     let mut causes = Vec::new();
     let name = object["metadata"]["name"].as_str().unwrap_or("");
     let label_only = resource.group.is_empty() && matches!(resource.kind, "Namespace" | "Service");
-    causes.extend(name_problem(name, label_only));
+    if resource.group == super::validate_rbac::GROUP {
+        let problem = super::validate_rbac::name_problem(name);
+        causes.extend(
+            problem.map(|why| FieldCause::invalid("metadata.name", &format!("{name:?}"), why)),
+        );
+    } else {
+        causes.extend(name_problem(name, label_only));
+    }
     match (resource.group, resource.kind) {
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload(object, &mut causes),
         ("policy", "PodDisruptionBudget") => disruption_budget(&object["spec"], &mut causes),
         ("scheduling.k8s.io", "PriorityClass") => {
             super::priority::validate_class(object, &mut causes)
+        }
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            super::validate_rbac::role(object, resource.kind == "Role", &mut causes)
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            super::validate_rbac::binding(object, resource.kind == "RoleBinding", &mut causes)
         }
         ("apps", "StatefulSet") => {
             workload(object, &mut causes);

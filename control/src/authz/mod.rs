@@ -12,7 +12,8 @@
 //!   ServiceAccount only bound to a pod bound to them that runs as it (`node_tokens`); create
 //!   and read CSRs;
 //! - bootstrappers (`system:bootstrappers`) may create and read CSRs only;
-//! - anyone else (service accounts included) may do nothing.
+//! - anyone else (service accounts included), and a node or bootstrapper beyond those rules,
+//!   may do what the cluster's RBAC roles and bindings grant it (`rbac`).
 //!
 //! A refusal is 403 Forbidden in kube-apiserver's words (`secrets "s" is forbidden: User
 //! "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "default":
@@ -27,6 +28,7 @@ mod node;
 mod node_pods;
 mod node_tokens;
 mod pod_index;
+pub mod rbac;
 pub mod store_facts;
 
 use serde_json::Value;
@@ -59,6 +61,20 @@ impl Attributes<'_> {
         self.resource.group == group && self.resource.plural == plural
     }
 
+    /// The request as RBAC matches it: a create of a new object has no name (resourceNames
+    /// cannot limit creates).
+    pub fn rbac_request(&self) -> rbac::Request<'_> {
+        let creating = self.verb == "create" && self.subresource.is_none();
+        rbac::Request::Resource {
+            verb: self.verb,
+            group: self.resource.group,
+            resource: self.resource.plural,
+            subresource: self.subresource,
+            namespace: self.namespace,
+            name: if creating { None } else { self.name },
+        }
+    }
+
     fn reading(&self) -> bool {
         matches!(self.verb, "get" | "list" | "watch")
     }
@@ -77,6 +93,9 @@ pub trait Facts: Send + Sync {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, ApiError>;
+
+    /// The cluster's RBAC roles and bindings.
+    async fn policy(&self) -> Result<std::sync::Arc<rbac::Policy>, ApiError>;
 
     /// Whether a pod of `namespace` bound to `node` passes `test`.
     async fn any_pod_on_node(
@@ -113,12 +132,30 @@ pub async fn decide(
         return Ok(None);
     }
     if let Some(node) = identity.node_name() {
-        return node::decide(node, attrs, facts).await;
+        let denied = node::decide(node, attrs, facts).await?;
+        if denied.is_none() || rbac_allows(identity, attrs, facts).await? {
+            return Ok(None);
+        }
+        return Ok(denied);
     }
     if identity.is_bootstrapper() && csr_self_service(attrs) {
         return Ok(None);
     }
-    Ok(Some(Denied(String::new())))
+    match rbac_allows(identity, attrs, facts).await? {
+        true => Ok(None),
+        false => Ok(Some(Denied(String::new()))),
+    }
+}
+
+/// Whether the cluster's RBAC policy allows the request (after the node and bootstrap rules,
+/// as kube-apiserver's authorizer chain `Node,RBAC` asks).
+async fn rbac_allows(
+    identity: &Identity,
+    attrs: &Attributes<'_>,
+    facts: &dyn Facts,
+) -> Result<bool, ApiError> {
+    let policy = facts.policy().await?;
+    Ok(policy.allows(identity, &attrs.rbac_request()))
 }
 
 /// Creating and reading CertificateSigningRequests (Kubernetes' system:node-bootstrapper).

@@ -17,6 +17,7 @@ use crate::store::{ListOptions, Store};
 pub struct StoreFacts<'a> {
     pub store: &'a Arc<dyn Store>,
     pub pods: &'a Arc<PodIndex>,
+    pub rbac: &'a crate::api::RbacCache,
 }
 
 #[async_trait::async_trait]
@@ -32,6 +33,10 @@ impl Facts for StoreFacts<'_> {
             Some(kv) => Ok(Some(decode_stored(&kv)?)),
             None => Ok(None),
         }
+    }
+
+    async fn policy(&self) -> Result<Arc<super::rbac::Policy>, ApiError> {
+        self.rbac.policy(self.store).await
     }
 
     async fn any_pod_on_node(

@@ -7,7 +7,10 @@ use crate::kinds;
 
 /// Two pods: `web` on n1 using Secret `s1`, ConfigMap `c1`, PVC `v1`; `other` on n2 using
 /// Secret `s2`.
-struct Fake;
+#[derive(Default)]
+struct Fake {
+    policy: super::rbac::Policy,
+}
 
 fn pod_web() -> Value {
     json!({
@@ -50,6 +53,10 @@ impl Facts for Fake {
             ("nodes", None, "n1") => Some(json!({"metadata": {"name": "n1", "uid": "n1-uid"}})),
             _ => None,
         })
+    }
+
+    async fn policy(&self) -> Result<std::sync::Arc<super::rbac::Policy>, ApiError> {
+        Ok(std::sync::Arc::new(self.policy.clone()))
     }
 
     async fn any_pod_on_node(
@@ -101,7 +108,7 @@ async fn check(who: &Identity, rows: Vec<Row>) {
             name,
             object: object.as_ref(),
         };
-        let got = authorize(who, &attrs, &Fake).await;
+        let got = authorize(who, &attrs, &Fake::default()).await;
         assert_eq!(
             got.is_ok(),
             want,
@@ -340,7 +347,7 @@ async fn a_node_creates_only_its_own_mirror_pods_in_noderestrictions_words() {
             name: Some("m"),
             object: Some(&pod),
         };
-        let got = authorize(&n1, &attrs, &Fake).await;
+        let got = authorize(&n1, &attrs, &Fake::default()).await;
         match refusal {
             None => assert!(got.is_ok(), "{pod}: {got:?}"),
             Some(why) => {
@@ -362,15 +369,19 @@ async fn a_node_creates_only_its_own_mirror_pods_in_noderestrictions_words() {
         name: Some(name),
         object: None,
     };
-    let e = authorize(&n1, &attrs("delete", None, "other"), &Fake)
+    let e = authorize(&n1, &attrs("delete", None, "other"), &Fake::default())
         .await
         .expect_err("refused");
     assert_eq!(e.message, "pods \"other\" is forbidden: node \"n1\" can only delete pods with spec.nodeName set to itself");
-    let e = authorize(&n1, &attrs("patch", Some("status"), "other"), &Fake)
-        .await
-        .expect_err("refused");
+    let e = authorize(
+        &n1,
+        &attrs("patch", Some("status"), "other"),
+        &Fake::default(),
+    )
+    .await
+    .expect_err("refused");
     assert_eq!(e.message, "pods \"other\" is forbidden: node \"n1\" can only update pod status for pods with spec.nodeName set to itself");
-    let e = authorize(&n1, &attrs("update", None, "web"), &Fake)
+    let e = authorize(&n1, &attrs("update", None, "web"), &Fake::default())
         .await
         .expect_err("refused");
     assert_eq!(e.message, "pods \"web\" is forbidden: User \"system:node:n1\" cannot update resource \"pods\" in API group \"\" in the namespace \"default\"");
@@ -404,7 +415,7 @@ async fn a_node_gets_tokens_only_bound_to_its_own_pods() {
             name: Some(account),
             object: Some(&body),
         };
-        let got = authorize(&n1, &attrs, &Fake).await;
+        let got = authorize(&n1, &attrs, &Fake::default()).await;
         match refusal {
             None => assert!(got.is_ok(), "{body}: {got:?}"),
             Some(why) => assert_eq!(got.expect_err("refused").message, why, "{body}"),
@@ -442,4 +453,56 @@ async fn a_node_gets_tokens_only_bound_to_its_own_pods() {
         ],
     )
     .await;
+}
+
+#[tokio::test]
+async fn rbac_grants_what_the_node_and_default_rules_do_not() {
+    let mut fake = Fake::default();
+    fake.policy.add_object(
+        "Role",
+        &json!({"metadata": {"name": "reader", "namespace": "default"},
+        "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["configmaps"]}]}),
+    );
+    fake.policy.add_object("RoleBinding", &json!({"metadata": {"name": "b", "namespace": "default"},
+        "roleRef": {"kind": "Role", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "app"}, {"kind": "Group", "name": "system:nodes"}]}));
+    let configmaps = crate::kinds::find("", "v1", "configmaps").unwrap();
+    let attrs = |verb, namespace| Attributes {
+        verb,
+        resource: configmaps,
+        subresource: None,
+        namespace,
+        name: Some("settings"),
+        object: None,
+    };
+    let app = id(
+        "system:serviceaccount:default:app",
+        &["system:serviceaccounts"],
+    );
+    assert!(authorize(&app, &attrs("get", Some("default")), &fake)
+        .await
+        .is_ok());
+    let e = authorize(&app, &attrs("delete", Some("default")), &fake)
+        .await
+        .unwrap_err();
+    assert_eq!(e.message, "configmaps \"settings\" is forbidden: User \"system:serviceaccount:default:app\" cannot delete resource \"configmaps\" in API group \"\" in the namespace \"default\"");
+    assert!(authorize(&app, &attrs("get", Some("other")), &fake)
+        .await
+        .is_err());
+    let n1 = id("system:node:n1", &["system:nodes"]);
+    assert!(
+        authorize(&n1, &attrs("get", Some("default")), &fake)
+            .await
+            .is_ok(),
+        "RBAC after the node rules"
+    );
+    let e = authorize(&n1, &attrs("get", Some("other")), &fake)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .ends_with("no relationship found between node 'n1' and this object"),
+        "{}",
+        e.message
+    );
 }

@@ -9,12 +9,14 @@
 //! (`daemonset`), the StatefulSet controller (`statefulset`), the HorizontalPodAutoscaler
 //! controller (`hpa`), the PersistentVolume binder (`persistentvolume`), the `default`
 //! ServiceAccount of every namespace (`service_accounts`), the `kube-root-ca.crt` ConfigMap of
-//! every namespace (`root_ca`) and the bootstrap-token and CSR
+//! every namespace (`root_ca`), the ClusterRole aggregation (`clusterrole_aggregation`) and
+//! the bootstrap-token and CSR
 //! cleaners (`cleaners`) — on the process that holds
 //! the `kube-controller-manager` Lease (`leader`).
 
 mod cleaners;
 pub mod client;
+mod clusterrole_aggregation;
 mod cronjob;
 mod daemonset;
 mod deployment;
@@ -181,6 +183,13 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
             namespaces: Arc::clone(&namespaces),
             accounts: Informer::spawn(Arc::clone(store), resource("", "serviceaccounts")),
         },
+    ));
+    tasks.push(clusterrole_aggregation::spawn(
+        client.clone(),
+        Informer::spawn(
+            Arc::clone(store),
+            resource("rbac.authorization.k8s.io", "clusterroles"),
+        ),
     ));
     if let Some(ca) = &state.ca {
         tasks.push(root_ca::spawn(

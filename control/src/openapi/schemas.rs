@@ -10,8 +10,8 @@ use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
     batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
     core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-    networking::v1 as networking, policy::v1 as policy, scheduling::v1 as scheduling,
-    storage::v1 as storage,
+    networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::gen::{SchemaGenerator, SchemaSettings};
@@ -61,6 +61,10 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("certificates.k8s.io", "v1", "CertificateSigningRequest", add::<certificates::CertificateSigningRequest>),
     ("policy", "v1", "PodDisruptionBudget", add::<policy::PodDisruptionBudget>),
     ("scheduling.k8s.io", "v1", "PriorityClass", add::<scheduling::PriorityClass>),
+    ("rbac.authorization.k8s.io", "v1", "Role", add::<rbac::Role>),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", add::<rbac::ClusterRole>),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", add::<rbac::RoleBinding>),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", add::<rbac::ClusterRoleBinding>),
     ("autoscaling", "v2", "HorizontalPodAutoscaler", add::<autoscaling_v2::HorizontalPodAutoscaler>),
     ("autoscaling", "v1", "HorizontalPodAutoscaler", add::<autoscaling_v1::HorizontalPodAutoscaler>),
     ("events.k8s.io", "v1", "Event", add::<events::Event>),

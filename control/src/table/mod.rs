@@ -4,10 +4,11 @@
 //! `workloads` (pods, deployments, replicasets, statefulsets, daemonsets, jobs, HPAs),
 //! `network` (services, endpoints, endpointslices, ingresses, ingressclasses),
 //! `config_storage` (configmaps, secrets, serviceaccounts, PVs, PVCs, storage classes, CSI),
-//! `cluster` (namespaces, nodes, events, leases); any other kind gets NAME and AGE. Printers read
+//! `cluster` (namespaces, nodes, events, leases), `access` (the RBAC kinds); any other kind gets NAME and AGE. Printers read
 //! the objects' JSON and never panic on missing fields (they print what Go's zero values
 //! would). Pure: no I/O, the caller passes `now`.
 
+mod access;
 mod cells;
 
 /// The string form of a LabelSelector (also what a Scale's `status.selector` holds).
@@ -132,6 +133,8 @@ fn printer(resource: &Resource) -> &'static Printer {
         ("batch", "CronJob") => &workloads::CRON_JOB,
         ("policy", "PodDisruptionBudget") => &workloads::POD_DISRUPTION_BUDGET,
         ("scheduling.k8s.io", "PriorityClass") => &workloads::PRIORITY_CLASS,
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => &access::ROLE,
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => &access::BINDING,
         ("autoscaling", "HorizontalPodAutoscaler") => &workloads::HPA,
         ("", "Service") => &network::SERVICE,
         ("", "Endpoints") => &network::ENDPOINTS,

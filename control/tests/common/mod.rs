@@ -92,6 +92,18 @@ impl Control {
         out
     }
 
+    /// A kubeconfig `<name>.kubeconfig` that authenticates with `token` only (a copy of the
+    /// bootstrap kubeconfig carrying it instead; no client certificate).
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        let text =
+            std::fs::read_to_string(self.bootstrap_kubeconfig()).expect("bootstrap kubeconfig");
+        let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
+        config["users"][0]["user"]["token"] = token.into();
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, serde_yaml::to_string(&config).expect("YAML")).expect("write");
+        path
+    }
+
     /// The bootstrap kubeconfig the server wrote (a bootstrap token).
     pub fn bootstrap_kubeconfig(&self) -> PathBuf {
         self.dir.path().join("bootstrap.kubeconfig")

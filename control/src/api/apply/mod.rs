@@ -105,11 +105,7 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
             validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
         let patched = call.to_storage(patched, Some(&old))?;
         let new = meta::prepare_update(&old, patched, resource, false);
-        super::pod_update::check(&old, &new, resource)?;
-        super::validate_statefulset::check_update(&old, &new, resource)?;
-        super::priority::check_update(&old, &new, resource)?;
-        super::volume_claims::admit_update(call, &old, &new).await?;
-        crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
+        super::update::admit_update(call, &old, &new).await?;
         match write(call, &key, &name, kv.mod_revision, new).await {
             Ok(stored) => {
                 let mut all = warnings.clone();

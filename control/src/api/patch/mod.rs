@@ -120,11 +120,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let mut new =
             meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
         call.track_update(&old, &mut new);
-        crate::api::pod_update::check(&old, &new, resource)?;
-        crate::api::validate_statefulset::check_update(&old, &new, resource)?;
-        crate::api::priority::check_update(&old, &new, resource)?;
-        crate::api::volume_claims::admit_update(call, &old, &new).await?;
-        crate::authz::admit(&call.identity, resource, Some(&old), &new)?;
+        crate::api::update::admit_update(call, &old, &new).await?;
         match write(call, &key, &name, expected, new).await {
             Ok(stored) => {
                 return Ok(object_response(

@@ -1,0 +1,59 @@
+//! Printers of the RBAC kinds, as kube-apiserver's: roles and cluster roles (NAME, CREATED AT),
+//! role bindings and cluster role bindings (NAME, ROLE as `Kind/name`, AGE; `-o wide` adds
+//! their USERS, GROUPS and SERVICEACCOUNTS as `namespace:name`).
+
+use serde_json::Value;
+
+use super::cells::{arr, col, s, wide, AGE, NAME};
+use super::Printer;
+
+pub static ROLE: Printer = Printer {
+    columns: &[
+        NAME,
+        col("Created At", "date", "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC."),
+    ],
+    cells: |o, _| {
+        vec![
+            super::cells::name(o),
+            Value::from(s(o, &["metadata", "creationTimestamp"])),
+        ]
+    },
+};
+
+pub static BINDING: Printer = Printer {
+    columns: &[
+        NAME,
+        col("Role", "string", "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable."),
+        AGE,
+        wide("Users", "string", "Users in the roleBinding"),
+        wide("Groups", "string", "Groups in the roleBinding"),
+        wide("ServiceAccounts", "string", "ServiceAccounts in the roleBinding"),
+    ],
+    cells: |o, now| {
+        let subjects = |kind: &str| -> Value {
+            let names: Vec<String> = arr(o, &["subjects"])
+                .iter()
+                .filter(|subject| s(subject, &["kind"]) == kind)
+                .map(|subject| match kind {
+                    "ServiceAccount" => {
+                        format!("{}:{}", s(subject, &["namespace"]), s(subject, &["name"]))
+                    }
+                    _ => s(subject, &["name"]).to_owned(),
+                })
+                .collect();
+            Value::from(names.join(", "))
+        };
+        vec![
+            super::cells::name(o),
+            Value::from(format!(
+                "{}/{}",
+                s(o, &["roleRef", "kind"]),
+                s(o, &["roleRef", "name"])
+            )),
+            super::cells::age(o, now),
+            subjects("User"),
+            subjects("Group"),
+            subjects("ServiceAccount"),
+        ]
+    },
+};
