@@ -1,6 +1,7 @@
 //! The scheduler through the real kubectl: a Deployment's pods spread over two nodes, a pod
 //! that fits nowhere stays Pending with kube-scheduler's FailedScheduling message and lands as
-//! soon as a node with room appears, nodeSelector and `kubectl cordon` steer placement.
+//! soon as a node with room appears, nodeSelector and `kubectl cordon` steer placement; a
+//! pod of higher priority preempts one of lower priority (not with `preemptionPolicy: Never`).
 //!
 //! The Node objects are made with kubectl and marked Ready through their `status` subresource:
 //! they stand in for agents, which register their own Nodes (the cluster issue's node side).
@@ -101,7 +102,7 @@ fn pods_spread_wait_for_room_and_follow_selectors_and_cordons() {
     assert!(wide.contains("n1") && wide.contains("n2"), "{wide}");
 
     create(&control, "big", &pod("big", "3", json!({})));
-    let message = "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
+    let message = "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.";
     wait_until("the big pod is unschedulable", &control, || {
         let condition = ok(control.kubectl(&[
             "get",
@@ -155,4 +156,87 @@ fn pods_spread_wait_for_room_and_follow_selectors_and_cordons() {
         "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].status}",
     ]));
     assert_eq!(scheduled, "True");
+}
+
+fn pod_field(control: &Control, pod: &str, path: &str) -> String {
+    ok(control.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={{{path}}}")]))
+}
+
+#[test]
+fn a_pod_of_higher_priority_preempts_one_of_lower_priority() {
+    let control = Control::start();
+    node(&control, "n1", "1", json!({}));
+    ok(control.kubectl(&["create", "priorityclass", "low", "--value=10"]));
+    ok(control.kubectl(&["create", "priorityclass", "high", "--value=1000"]));
+    ok(control.kubectl(&[
+        "create",
+        "priorityclass",
+        "polite",
+        "--value=1000",
+        "--preemption-policy=Never",
+    ]));
+    for name in ["low-a", "low-b"] {
+        create(
+            &control,
+            name,
+            &pod(name, "400m", json!({"priorityClassName": "low"})),
+        );
+    }
+    wait_until("both low pods on n1", &control, || {
+        node_of(&control, "low-a") == "n1" && node_of(&control, "low-b") == "n1"
+    });
+
+    create(
+        &control,
+        "polite",
+        &pod("polite", "500m", json!({"priorityClassName": "polite"})),
+    );
+    let message = "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.";
+    wait_until("the polite pod waits", &control, || {
+        pod_field(
+            &control,
+            "polite",
+            ".status.conditions[?(@.type==\"PodScheduled\")].message",
+        ) == message
+    });
+    ok(control.kubectl(&["delete", "pod", "polite", "--wait=false"]));
+
+    create(
+        &control,
+        "urgent",
+        &pod("urgent", "500m", json!({"priorityClassName": "high"})),
+    );
+    wait_until("the urgent pod runs on n1", &control, || {
+        node_of(&control, "urgent") == "n1"
+    });
+    assert_eq!(
+        pod_field(&control, "urgent", ".status.nominatedNodeName"),
+        "n1"
+    );
+    let leaving: Vec<&str> = ["low-a", "low-b"]
+        .into_iter()
+        .filter(|p| !pod_field(&control, p, ".metadata.deletionTimestamp").is_empty())
+        .collect();
+    assert_eq!(leaving.len(), 1, "one victim is enough: {leaving:?}");
+    let victim = leaving[0];
+    assert_eq!(
+        pod_field(
+            &control,
+            victim,
+            ".status.conditions[?(@.type==\"DisruptionTarget\")].reason"
+        ),
+        "PreemptionByScheduler"
+    );
+    let uid = pod_field(&control, "urgent", ".metadata.uid");
+    let events = ok(control.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={victim}"),
+    ]));
+    assert!(
+        events.contains("Preempted")
+            && events.contains(&format!("Preempted by pod {uid} on node n1")),
+        "{events}"
+    );
 }

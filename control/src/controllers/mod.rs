@@ -139,6 +139,10 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         Arc::clone(store),
         resource("storage.k8s.io", "storageclasses"),
     );
+    let budgets = Informer::spawn(
+        Arc::clone(store),
+        resource_of("policy", "poddisruptionbudgets"),
+    );
     tasks.extend(scheduler::spawn(
         client.clone(),
         Arc::clone(&nodes),
@@ -148,6 +152,7 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
             volumes: Arc::clone(&volumes),
             classes: Arc::clone(&classes),
         },
+        Arc::clone(&budgets),
     ));
     tasks.extend(daemonset::spawn(
         client.clone(),
@@ -255,10 +260,7 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
     tasks.push(disruption::spawn(
         client.clone(),
         disruption::Caches {
-            budgets: Informer::spawn(
-                Arc::clone(store),
-                resource_of("policy", "poddisruptionbudgets"),
-            ),
+            budgets,
             pods: Arc::clone(&pods),
             replicasets: Arc::clone(&replicasets),
             deployments: Arc::clone(&deployments),

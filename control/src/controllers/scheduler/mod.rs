@@ -8,7 +8,9 @@
 //! binding cycle); a pod being bound, or bound but not yet counted, counts as placed
 //! ("assumed"), so a burst never overcommits a node.
 
+mod nominate;
 pub(crate) mod placement;
+mod preemption;
 pub(crate) mod quantity;
 mod usage;
 mod volumes;
@@ -25,6 +27,7 @@ use super::informer::Informer;
 use super::pods::is_active;
 use super::queue::{forward, wait_synced, work_in_order, WorkQueue};
 use placement::{requests_of, Candidate, Requests};
+use preemption::priority_of;
 use usage::{owner_uid, Usage};
 pub use volumes::VolumeCaches;
 
@@ -40,12 +43,15 @@ pub fn spawn(
     nodes: Arc<Informer>,
     pods: Arc<Informer>,
     volumes: VolumeCaches,
+    budgets: Arc<Informer>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let scheduler = Arc::new(Scheduler {
         client,
         nodes,
         pods,
         volumes,
+        budgets,
+        nominated: Mutex::default(),
         queue: WorkQueue::new(),
         assumed: Mutex::default(),
         usage: Usage::default(),
@@ -69,6 +75,10 @@ struct Scheduler {
     pods: Arc<Informer>,
     /// Claims, volumes and classes (the VolumeBinding plugin's view).
     volumes: VolumeCaches,
+    /// PodDisruptionBudgets, which preemption spares where it can.
+    budgets: Arc<Informer>,
+    /// Pods nominated to a node by preemption, by key.
+    nominated: Mutex<HashMap<String, nominate::Nomination>>,
     queue: Arc<WorkQueue>,
     /// Pod key → (node, pod uid), for pods bound (or being bound) but not yet counted in
     /// `usage`. The uid tells a pod made again under the same name (a StatefulSet's `web-0`)
@@ -186,7 +196,12 @@ impl Scheduler {
 
     /// Nodes with what is placed on each, counting `pod`'s siblings (same controller): the
     /// usage tables plus the pods assumed on a node but not counted there yet.
-    fn candidates<'a>(&self, nodes: &'a [Arc<Value>], pod: &Value) -> Vec<Candidate<'a>> {
+    fn candidates<'a>(
+        &self,
+        key: &str,
+        nodes: &'a [Arc<Value>],
+        pod: &Value,
+    ) -> Vec<Candidate<'a>> {
         let owner = owner_uid(pod);
         let mut extra: HashMap<String, (Requests, usize, usize)> = HashMap::new();
         let mut assumed = self.assumed.lock().unwrap_or_else(PoisonError::into_inner);
@@ -208,17 +223,20 @@ impl Scheduler {
             }
         }
         drop(assumed);
+        let nominated = self.nominated_room(key, priority_of(pod));
         nodes
             .iter()
             .map(|node| {
                 let name = node["metadata"]["name"].as_str().unwrap_or("");
                 let (usage, siblings) = self.usage.of_node(name, owner.as_deref());
                 let (mut requested, pods, more) = extra.get(name).copied().unwrap_or_default();
+                let (given, waiting) = nominated.get(name).copied().unwrap_or_default();
                 requested += usage.requested;
+                requested += given;
                 Candidate {
                     node,
                     requested,
-                    pods: usage.pods + pods,
+                    pods: usage.pods + pods + waiting,
                     siblings: siblings + more,
                 }
             })
@@ -250,8 +268,8 @@ impl Scheduler {
                 return self.unschedulable(&pod, &message).await;
             }
         };
-        let candidates = self.candidates(&nodes, &pod);
-        let placed = placement::place_with(&pod, &candidates, |node| claims.reject(node));
+        let candidates = self.candidates(key, &nodes, &pod);
+        let placed = placement::place_or_unfit(&pod, &candidates, |node| claims.reject(node));
         match placed {
             Ok(node) => {
                 self.assumed
@@ -283,7 +301,7 @@ impl Scheduler {
                 });
                 Ok(())
             }
-            Err(message) => self.unschedulable(&pod, &message).await,
+            Err(unfit) => self.cannot_place(key, &pod, &candidates, unfit).await,
         }
     }
 

@@ -27,6 +27,13 @@ impl std::ops::AddAssign for Requests {
     }
 }
 
+impl std::ops::SubAssign for Requests {
+    fn sub_assign(&mut self, other: Requests) {
+        self.cpu_milli -= other.cpu_milli;
+        self.memory -= other.memory;
+    }
+}
+
 /// A pod's requests: its containers' sum, or the largest init container if that is more
 /// (a request missing where a limit is set counts as the limit, as API defaulting does).
 pub fn requests_of(pod: &Value) -> Requests {
@@ -77,7 +84,8 @@ impl Candidate<'_> {
 /// The node for `pod`, or kube-scheduler's "0/N nodes are available" message.
 #[cfg(test)]
 pub fn place(pod: &Value, candidates: &[Candidate<'_>]) -> Result<String, String> {
-    place_with(pod, candidates, |_| None)
+    place_or_unfit(pod, candidates, |_| None)
+        .map_err(|unfit| unfit.message(Some(&unfit.not_helpful().summary())))
 }
 
 /// kube-scheduler's message when a PreFilter plugin turned the pod down (`why`) before any
@@ -86,14 +94,78 @@ pub fn unschedulable_everywhere(total: usize, why: &str) -> String {
     format!("0/{total} nodes are available: {why}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.")
 }
 
-/// `place` with one more filter (`reject`: why a node does not fit, if it does not).
-pub fn place_with(
+/// Why a pod fits no node: each node's reasons.
+#[derive(Debug, Default)]
+pub struct Unfit {
+    /// (node name, its reasons), for every node.
+    pub nodes: Vec<(String, Vec<String>)>,
+}
+
+/// Reasons only fewer pods on the node can fix (what preemption may help with).
+fn resource_reason(reason: &str) -> bool {
+    matches!(
+        reason,
+        "Insufficient cpu" | "Insufficient memory" | "Too many pods"
+    )
+}
+
+impl Unfit {
+    /// The nodes where removing pods could make room: every reason is about resources.
+    pub fn preemptible_nodes(&self) -> impl Iterator<Item = &str> {
+        self.nodes
+            .iter()
+            .filter(|(_, reasons)| reasons.iter().all(|r| resource_reason(r)))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// `0/N nodes are available: <each reason with how many nodes gave it>.`
+    pub fn summary(&self) -> String {
+        let total = self.nodes.len();
+        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        for reason in self.nodes.iter().flat_map(|(_, r)| r) {
+            *reasons.entry(reason).or_default() += 1;
+        }
+        let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        parts.sort();
+        match parts.is_empty() {
+            true => format!("0/{total} nodes are available:"),
+            false => format!("0/{total} nodes are available: {}.", parts.join(", ")),
+        }
+    }
+
+    /// kube-scheduler's message: the summary, then what preemption found (`None` when it
+    /// nominated a node).
+    pub fn message(&self, preemption: Option<&str>) -> String {
+        match preemption {
+            Some(why) => format!("{} preemption: {why}", self.summary()),
+            None => self.summary(),
+        }
+    }
+
+    /// Every node answering that preemption cannot help.
+    #[cfg(test)]
+    pub fn not_helpful(&self) -> Unfit {
+        Unfit {
+            nodes: self
+                .nodes
+                .iter()
+                .map(|(name, _)| (name.clone(), vec![NOT_HELPFUL.to_owned()]))
+                .collect(),
+        }
+    }
+}
+
+/// What kube-scheduler's preemption says of a node where removing pods cannot help.
+pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
+
+/// The node for `pod`, or why it fits none.
+pub fn place_or_unfit(
     pod: &Value,
     candidates: &[Candidate<'_>],
     reject: impl Fn(&Value) -> Option<&'static str>,
-) -> Result<String, String> {
+) -> Result<String, Unfit> {
     let wants = requests_of(pod);
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unfit = Unfit::default();
     let mut fitting = Vec::new();
     for candidate in candidates {
         let mut rejected = filter(pod, wants, candidate);
@@ -101,9 +173,7 @@ pub fn place_with(
         if rejected.is_empty() {
             fitting.push(candidate);
         }
-        for reason in rejected {
-            *reasons.entry(reason).or_default() += 1;
-        }
+        unfit.nodes.push((candidate.name().to_owned(), rejected));
     }
     let max_siblings = fitting.iter().map(|c| c.siblings).max().unwrap_or(0);
     let best = fitting.iter().max_by(|a, b| {
@@ -115,24 +185,14 @@ pub fn place_with(
             .then_with(|| b.pods.cmp(&a.pods))
             .then_with(|| b.name().cmp(a.name()))
     });
-    if let Some(best) = best {
-        return Ok(best.name().to_owned());
+    match best {
+        Some(best) => Ok(best.name().to_owned()),
+        None => Err(unfit),
     }
-    let total = candidates.len();
-    let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    parts.sort();
-    let detail = if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" {}.", parts.join(", "))
-    };
-    Err(format!(
-        "0/{total} nodes are available:{detail} preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
-    ))
 }
 
 /// Every reason the node does not fit (empty: it fits).
-fn filter(pod: &Value, wants: Requests, c: &Candidate<'_>) -> Vec<String> {
+pub(super) fn filter(pod: &Value, wants: Requests, c: &Candidate<'_>) -> Vec<String> {
     let node = c.node;
     let tolerations = pod["spec"]["tolerations"]
         .as_array()

@@ -138,6 +138,17 @@ impl Usage {
         self.lock().pods.contains_key(key)
     }
 
+    /// The keys of the pods counted on `node`.
+    pub fn keys_on(&self, node: &str) -> Vec<String> {
+        let tables = self.lock();
+        tables
+            .pods
+            .iter()
+            .filter(|(_, placed)| placed.node == node)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// The totals of `node`, and how many pods of controller `owner` run there.
     pub fn of_node(&self, node: &str, owner: Option<&str>) -> (NodeUsage, usize) {
         let tables = self.lock();
