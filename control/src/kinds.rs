@@ -268,6 +268,7 @@ const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
 const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
 const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];
 const PVC_SUB: &[Subresource] = &[status("", "v1", "PersistentVolumeClaim")];
+const QUOTA_SUB: &[Subresource] = &[status("", "v1", "ResourceQuota")];
 const DEPLOYMENT_SUB: &[Subresource] = &[status("apps", "v1", "Deployment"), scale()];
 const REPLICASET_SUB: &[Subresource] = &[status("apps", "v1", "ReplicaSet"), scale()];
 const STATEFULSET_SUB: &[Subresource] = &[status("apps", "v1", "StatefulSet"), scale()];
@@ -293,6 +294,8 @@ pub const RESOURCES: &[Resource] = &[
     res("", "v1", "Event", "events", "event", Namespaced, &["ev"], &[]),
     res("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", Cluster, &["pv"], &[]).with(PV_SUB),
     res("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", Namespaced, &["pvc"], &[]).with(PVC_SUB),
+    res("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", Namespaced, &["quota"], &[]).with(QUOTA_SUB),
+    res("", "v1", "LimitRange", "limitranges", "limitrange", Namespaced, &["limits"], &[]),
     res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", Namespaced, &["sa"], &[]).with(SERVICE_ACCOUNT_SUB),
     // apps/v1
     res("apps", "v1", "Deployment", "deployments", "deployment", Namespaced, &["deploy"], ALL).with(DEPLOYMENT_SUB),

@@ -53,8 +53,10 @@ pub async fn create_object(
     super::service_account_admission::admit_create(call, &mut object).await?;
     super::priority::admit_pod(call, &mut object).await?;
     super::priority::admit_class(call, &object).await?;
+    super::limit_range::admit_create(call, &mut object).await?;
     validate::check_semantics(&object, resource)?;
     super::rbac_escalation::admit(call, &object).await?;
+    super::quota::admit(call, None, &object).await?;
     let name = name_of(&object).to_owned();
     let key = object_key(resource, call.path.namespace.as_deref(), &name);
     if call.query.dry_run {

@@ -104,8 +104,10 @@ pub fn apply(object: &mut Value, resource: &Resource) {
         ("", "Pod") => {
             if let Some(spec) = child(object, "spec") {
                 pod_spec(spec);
+                requests_from_limits(spec);
             }
         }
+        ("", "LimitRange") => super::limit_range::defaults(object),
         ("", "Service") => {
             if let Some(spec) = child(object, "spec") {
                 service(spec);
@@ -188,6 +190,30 @@ fn pod_spec(spec: &mut Value) {
     for list in ["initContainers", "containers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             containers.iter_mut().for_each(container);
+        }
+    }
+}
+
+/// A pod's (not a template's) container with limits but no request of the same resource
+/// requests its limit (kube's SetDefaults_Pod).
+fn requests_from_limits(spec: &mut Value) {
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(limits) = c["resources"]["limits"].as_object().cloned() else {
+                continue;
+            };
+            let resources = &mut c["resources"];
+            if !resources["requests"].is_object() {
+                resources["requests"] = json!({});
+            }
+            for (name, value) in limits {
+                default(&mut resources["requests"], &name, value);
+            }
         }
     }
 }

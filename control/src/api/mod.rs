@@ -16,6 +16,7 @@ mod duplicates;
 mod eviction;
 mod get;
 pub mod impersonation;
+pub(crate) mod limit_range;
 pub(crate) mod meta;
 mod namespace_cache;
 mod namespaces;
@@ -28,6 +29,7 @@ mod pod_qos;
 mod pod_update;
 pub(crate) mod priority;
 pub(crate) mod query;
+pub(crate) mod quota;
 mod rbac_cache;
 mod rbac_defaults;
 mod rbac_escalation;
@@ -103,6 +105,10 @@ pub struct ApiState {
     namespace_cache: Arc<namespace_cache::NamespaceCache>,
     /// The PriorityClasses, for a pod's Priority admission without a store read.
     priority_classes: Arc<priority::PriorityClassCache>,
+    /// The LimitRanges, for LimitRanger admission without a store read.
+    limit_ranges: Arc<limit_range::LimitRangeCache>,
+    /// Which namespaces have ResourceQuotas, for quota admission without a store read.
+    quotas: Arc<quota::QuotaCache>,
     /// The RBAC roles and bindings, for the authorizer without a store read.
     rbac: RbacCache,
     /// The pods bound to each node, for the node authorizer.
@@ -132,6 +138,8 @@ impl ApiState {
             namespace_cache: Arc::default(),
             priority_classes: Arc::default(),
             rbac: RbacCache::default(),
+            quotas: Arc::default(),
+            limit_ranges: Arc::default(),
             pod_index: Arc::default(),
             kubelet: None,
             kubelet_address_types: crate::kubelet::AddressTypes::default(),

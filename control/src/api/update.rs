@@ -209,5 +209,6 @@ pub(super) async fn admit_update(call: &Call, old: &Value, new: &Value) -> Resul
     super::validate_rbac::check_update(old, new, resource)?;
     super::volume_claims::admit_update(call, old, new).await?;
     super::rbac_escalation::admit(call, new).await?;
+    super::quota::admit(call, Some(old), new).await?;
     crate::authz::admit(&call.identity, resource, Some(old), new)
 }

@@ -200,6 +200,8 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "" "Event" => core::Event,
         "" "PersistentVolume" => core::PersistentVolume,
         "" "PersistentVolumeClaim" => core::PersistentVolumeClaim,
+        "" "ResourceQuota" => core::ResourceQuota,
+        "" "LimitRange" => core::LimitRange,
         "" "ServiceAccount" => core::ServiceAccount,
         "apps" "Deployment" => apps::Deployment,
         "apps" "ReplicaSet" => apps::ReplicaSet,
@@ -317,6 +319,8 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
         ("scheduling.k8s.io", "PriorityClass") => {
             super::priority::validate_class(object, &mut causes)
         }
+        ("", "ResourceQuota") => super::quota::validate::quota(object, &mut causes),
+        ("", "LimitRange") => super::limit_range::validate(object, &mut causes),
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
             super::validate_rbac::role(object, resource.kind == "Role", &mut causes)
         }

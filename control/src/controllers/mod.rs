@@ -37,6 +37,7 @@ mod podgc;
 mod pods;
 mod queue;
 mod replicaset;
+mod resourcequota;
 mod root_ca;
 pub(crate) mod scheduler;
 pub(crate) mod service_accounts;
@@ -187,6 +188,13 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         service_accounts::Caches {
             namespaces: Arc::clone(&namespaces),
             accounts: Informer::spawn(Arc::clone(store), resource("", "serviceaccounts")),
+        },
+    ));
+    tasks.push(resourcequota::spawn(
+        client.clone(),
+        resourcequota::Caches {
+            quotas: Informer::spawn(Arc::clone(store), resource("", "resourcequotas")),
+            pods: Arc::clone(&pods),
         },
     ));
     tasks.push(clusterrole_aggregation::spawn(

@@ -43,6 +43,8 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("", "v1", "Event", add::<core::Event>),
     ("", "v1", "PersistentVolume", add::<core::PersistentVolume>),
     ("", "v1", "PersistentVolumeClaim", add::<core::PersistentVolumeClaim>),
+    ("", "v1", "ResourceQuota", add::<core::ResourceQuota>),
+    ("", "v1", "LimitRange", add::<core::LimitRange>),
     ("", "v1", "ServiceAccount", add::<core::ServiceAccount>),
     ("apps", "v1", "Deployment", add::<apps::Deployment>),
     ("apps", "v1", "ReplicaSet", add::<apps::ReplicaSet>),

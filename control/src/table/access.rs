@@ -1,4 +1,5 @@
-//! Printers of the RBAC kinds, as kube-apiserver's: roles and cluster roles (NAME, CREATED AT),
+//! Printers of the RBAC kinds, as kube-apiserver's: roles and cluster roles (NAME, CREATED AT,
+//! as LimitRanges),
 //! role bindings and cluster role bindings (NAME, ROLE as `Kind/name`, AGE; `-o wide` adds
 //! their USERS, GROUPS and SERVICEACCOUNTS as `namespace:name`).
 
@@ -7,7 +8,8 @@ use serde_json::Value;
 use super::cells::{arr, col, s, wide, AGE, NAME};
 use super::Printer;
 
-pub static ROLE: Printer = Printer {
+/// NAME and CREATED AT (roles, cluster roles; LimitRanges print the same).
+pub static CREATED: Printer = Printer {
     columns: &[
         NAME,
         col("Created At", "date", "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC."),

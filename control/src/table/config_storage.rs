@@ -293,3 +293,35 @@ pub static CSI_NODE: Printer = Printer {
         ]
     },
 };
+
+/// kube's ResourceQuota columns: each resource of `status.hard` as `name: used/hard`, the
+/// `limits.*` ones under LIMIT, the rest under REQUEST.
+pub static RESOURCE_QUOTA: Printer = Printer {
+    columns: &[
+        NAME,
+        AGE,
+        col("Request", "string", "Request represents a minimum amount of cpu/memory that a container may consume."),
+        col("Limit", "string", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+    ],
+    cells: |o, now| {
+        let (mut request, mut limit) = (Vec::new(), Vec::new());
+        if let Some(hard) = at(o, &["status", "hard"]).as_object() {
+            let mut names: Vec<&String> = hard.keys().collect();
+            names.sort();
+            for resource in names {
+                let used = at(o, &["status", "used"])[resource.as_str()].as_str().unwrap_or("0");
+                let cell = format!("{resource}: {used}/{}", hard[resource].as_str().unwrap_or(""));
+                match resource.split('.').next() == Some("limits") && resource.contains('.') {
+                    true => limit.push(cell),
+                    false => request.push(cell),
+                }
+            }
+        }
+        vec![
+            name(o),
+            age(o, now),
+            Value::from(request.join(", ")),
+            Value::from(limit.join(", ")),
+        ]
+    },
+};
