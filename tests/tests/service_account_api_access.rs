@@ -5,7 +5,8 @@
 //! `/var/run/secrets/kubernetes.io/serviceaccount`, and gives it `KUBERNETES_SERVICE_HOST`/
 //! `_PORT` naming the `kubernetes` Service (and, with service links, the namespace's
 //! Services). The token and CA, used from the host against bosun-control, authenticate as
-//! `system:serviceaccount:default:default` bound to the pod (`kubectl auth whoami`).
+//! `system:serviceaccount:default:default` bound to the pod (`kubectl auth whoami`), refused
+//! what RBAC does not grant it until a RoleBinding to `view` lets it list the pods.
 
 use std::time::Duration;
 
@@ -83,14 +84,18 @@ fn a_pod_finds_the_api_its_token_and_ca_as_in_kubernetes() {
 
     // The pod's token, with the pod's CA (the same bytes), speaks for its account.
     let token = field(&log, "TOKEN").expect("TOKEN");
-    let out = std::process::Command::new("kubectl")
-        .arg(format!("--server=https://127.0.0.1:{}", control.port))
-        .arg(format!("--certificate-authority={}", ca_path.display()))
-        .arg(format!("--token={token}"))
-        .args(["--request-timeout=10s", "auth", "whoami", "-o", "json"])
-        .env("KUBECONFIG", "/dev/null")
-        .output()
-        .expect("run kubectl");
+    let as_pod = |args: &[&str]| {
+        std::process::Command::new("kubectl")
+            .arg(format!("--server=https://127.0.0.1:{}", control.port))
+            .arg(format!("--certificate-authority={}", ca_path.display()))
+            .arg(format!("--token={token}"))
+            .arg("--request-timeout=10s")
+            .args(args)
+            .env("KUBECONFIG", "/dev/null")
+            .output()
+            .expect("run kubectl")
+    };
+    let out = as_pod(&["auth", "whoami", "-o", "json"]);
     let review: serde_json::Value =
         serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     let user = &review["status"]["userInfo"];
@@ -110,4 +115,25 @@ fn a_pod_finds_the_api_its_token_and_ca_as_in_kubernetes() {
         Some(&extra["authentication.kubernetes.io/pod-uid"]),
         "{review}"
     );
+
+    // RBAC: the account may not list pods until a RoleBinding grants it `view`.
+    let refused = as_pod(&["get", "pods"]);
+    assert!(
+        stderr(&refused).contains(
+            "pods is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"pods\""
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    let bound = control.kubectl(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
+    assert!(bound.status.success(), "{}", stderr(&bound));
+    wait_until("the token lists pods", Duration::from_secs(30), || {
+        stdout(&as_pod(&["get", "pods", "-o", "name"])).contains("pod/in-cluster")
+    });
 }
