@@ -1,7 +1,7 @@
 //! ResourceQuotas through the real kubectl: `kubectl create quota` (protobuf), kube's table and
 //! `describe`, usage counted by the quota controller, creates past a quota refused in kube's
 //! words (`exceeded quota: …`, `failed quota: …: must specify …`) and let through again once
-//! something is deleted; `count/…` quotas; kube's validation and scopes refused by name.
+//! something is deleted; `count/…` quotas; a scoped quota; kube's validation.
 
 mod common;
 
@@ -141,7 +141,7 @@ fn quotas_count_usage_and_refuse_what_goes_past_them() {
 }
 
 #[test]
-fn kubes_quota_validation_and_scopes_refused() {
+fn kubes_quota_validation() {
     let control = Control::start();
     let bad = control.kubectl(&["create", "quota", "bad", "--hard=widgets=1,cpu=-1"]);
     let text = stderr(&bad);
@@ -155,16 +155,62 @@ fn kubes_quota_validation_and_scopes_refused() {
         text.contains("spec.hard[cpu]: Invalid value: \"-1\": must be greater than or equal to 0"),
         "{text}"
     );
-    let scoped = control.kubectl(&[
+    let mixed = control.kubectl(&[
         "create",
         "quota",
-        "scoped",
-        "--hard=pods=1",
+        "mixed",
+        "--hard=requests.cpu=1",
         "--scopes=BestEffort",
     ]);
     assert!(
-        stderr(&scoped).contains("spec.scopes: Forbidden"),
+        stderr(&mixed).contains("spec.hard[requests.cpu]: Invalid value: \"requests.cpu\": unsupported scope applied to resource"),
         "{}",
-        stderr(&scoped)
+        stderr(&mixed)
     );
+    let affinity = control.kubectl(&[
+        "create",
+        "quota",
+        "aff",
+        "--hard=pods=1",
+        "--scopes=CrossNamespacePodAffinity",
+    ]);
+    assert!(
+        stderr(&affinity).contains("spec.scopes: Forbidden"),
+        "{}",
+        stderr(&affinity)
+    );
+}
+
+#[test]
+fn a_scoped_quota_tracks_only_the_pods_its_scopes_match() {
+    let control = Control::start();
+    ok(control.kubectl(&["create", "namespace", "team"]));
+    ok(control.kubectl(&[
+        "create",
+        "quota",
+        "compute",
+        "-n",
+        "team",
+        "--hard=pods=1",
+        "--scopes=BestEffort",
+    ]));
+    wait_until("usage counted", &control, || used(&control, "pods") == "0");
+    ok(create_pod(&control, "be-1", json!({})));
+    let second = create_pod(&control, "be-2", json!({}));
+    assert!(
+        stderr(&second)
+            .contains("exceeded quota: compute, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{}",
+        stderr(&second)
+    );
+    // A pod with requests is not BestEffort: the quota does not track it.
+    ok(create_pod(
+        &control,
+        "sized",
+        json!({"requests": {"cpu": "100m"}}),
+    ));
+    ok(control.kubectl(&["create", "configmap", "c", "-n", "team"]));
+    wait_until("the controller agrees", &control, || {
+        used(&control, "pods") == "1"
+    });
 }

@@ -1,7 +1,8 @@
 //! kube-controller-manager's resource quota controller: every ResourceQuota's `status.hard`
 //! is its `spec.hard` and its `status.used` what the objects of its namespace use of each
 //! (`api::quota::usage`), recounted when a quota or a pod changes (a pod that finishes or goes
-//! frees its share at once) and every 10 s for the other kinds. The write is conditional on
+//! frees its share at once) and every 10 s for the other kinds; a scoped quota counts only the
+//! pods its scopes match. The write is conditional on
 //! the quota's resourceVersion, so a charge the quota admission made meanwhile is not lost.
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 use super::client::{resource_path, ClientError, Loopback};
 use super::informer::Informer;
 use super::queue::wait_synced;
+use crate::api::quota::scopes;
 use crate::api::quota::usage::{self, counted_kind, parse_list, to_list, Usage};
 use crate::kinds::Resource;
 
@@ -67,9 +69,10 @@ async fn objects_of(
 async fn used_in(
     client: &Loopback,
     pods: &Informer,
-    namespace: &str,
+    quota: &Value,
     hard: &Usage,
 ) -> Result<Usage, ClientError> {
+    let namespace = quota["metadata"]["namespace"].as_str().unwrap_or("");
     let mut kinds: Vec<&'static Resource> = Vec::new();
     for resource in hard.keys().filter_map(|name| counted_kind(name)) {
         if !kinds.iter().any(|k| std::ptr::eq(*k, resource)) {
@@ -79,6 +82,9 @@ async fn used_in(
     let mut used: Usage = hard.keys().map(|name| (name.clone(), 0)).collect();
     for resource in kinds {
         for object in objects_of(client, pods, resource, namespace).await? {
+            if !scopes::matches(quota, resource, &object) {
+                continue;
+            }
             for (name, amount) in usage::usage_of(resource, &object) {
                 if let Some(total) = used.get_mut(&name) {
                     *total += amount;
@@ -90,15 +96,20 @@ async fn used_in(
 }
 
 async fn pass(client: &Loopback, caches: &Caches) {
-    let mut cache: BTreeMap<(String, Vec<String>), Usage> = BTreeMap::new();
+    // Quotas of one namespace tracking the same resources in the same scopes count once.
+    let mut cache: BTreeMap<(String, Vec<String>, String), Usage> = BTreeMap::new();
     for quota in caches.quotas.list(|_| true) {
         let namespace = quota["metadata"]["namespace"].as_str().unwrap_or("");
         let name = quota["metadata"]["name"].as_str().unwrap_or("");
         let hard = parse_list(&quota["spec"]["hard"]);
-        let cache_key = (namespace.to_owned(), hard.keys().cloned().collect());
+        let scoped = format!(
+            "{}{}",
+            quota["spec"]["scopes"], quota["spec"]["scopeSelector"]
+        );
+        let cache_key = (namespace.to_owned(), hard.keys().cloned().collect(), scoped);
         let used = match cache.get(&cache_key) {
             Some(used) => used.clone(),
-            None => match used_in(client, &caches.pods, namespace, &hard).await {
+            None => match used_in(client, &caches.pods, &quota, &hard).await {
                 Ok(used) => {
                     cache.insert(cache_key, used.clone());
                     used

@@ -9,6 +9,7 @@
 //! was freed, and what a failed write charged). Which namespaces have quotas comes from a
 //! watch ([`QuotaCache`]), so a namespace without one pays no extra store read.
 
+pub mod scopes;
 pub mod usage;
 pub mod validate;
 
@@ -205,6 +206,9 @@ pub async fn admit(call: &Call, old: Option<&Value>, new: &Value) -> Result<(), 
         let mut writes = Vec::new();
         for kv in &page.items {
             let mut quota = decode_stored(kv)?;
+            if !scopes::matches(&quota, resource, new) {
+                continue;
+            }
             let quota_name = meta::name_of(&quota).to_owned();
             let hard = parse_list(&quota["status"]["hard"]);
             if resource.group.is_empty() && resource.kind == "Pod" && old.is_none() {

@@ -1,8 +1,8 @@
 //! kube's rules for a ResourceQuota's `spec.hard` (a standard quota resource or a qualified
-//! `count/…` name, each a quantity ≥ 0), plus what bosun does not carry out, refused by name
-//! rather than accepted and ignored: scopes and scope selectors, and resources it does not
-//! count (replication controllers, ephemeral storage, huge pages, objects of kinds it does
-//! not serve).
+//! `count/…` name, each a quantity ≥ 0) and scopes (`scopes`), plus what bosun does not carry
+//! out, refused by name rather than accepted and ignored: resources it does not count
+//! (replication controllers, ephemeral storage, huge pages, objects of kinds it does not
+//! serve).
 
 use serde_json::Value;
 
@@ -33,7 +33,7 @@ const STANDARD: &[&str] = &[
     "limits.ephemeral-storage",
 ];
 
-fn forbidden(field: &str, why: &str) -> FieldCause {
+pub(super) fn forbidden(field: &str, why: &str) -> FieldCause {
     FieldCause {
         field: field.to_owned(),
         reason: "FieldValueForbidden",
@@ -76,18 +76,7 @@ pub fn quota(object: &Value, causes: &mut Vec<FieldCause>) {
             Some(_) => {}
         }
     }
-    if spec["scopes"].as_array().is_some_and(|s| !s.is_empty()) {
-        causes.push(forbidden(
-            "spec.scopes",
-            "bosun does not carry out quota scopes",
-        ));
-    }
-    if spec["scopeSelector"].is_object() {
-        causes.push(forbidden(
-            "spec.scopeSelector",
-            "bosun does not carry out quota scopes",
-        ));
-    }
+    super::scopes::validate(spec, causes);
 }
 
 #[cfg(test)]
@@ -101,15 +90,14 @@ mod tests {
         let mut causes = Vec::new();
         quota(
             &json!({"spec": {"hard": {"pods": "2", "cpu": "-1", "widgets": "1",
-            "requests.ephemeral-storage": "1Gi", "count/deployments.apps": "x"},
-            "scopes": ["BestEffort"]}}),
+            "requests.ephemeral-storage": "1Gi", "count/deployments.apps": "x"}}}),
             &mut causes,
         );
         let fields: Vec<(&str, &str)> = causes
             .iter()
             .map(|c| (c.field.as_str(), c.message.as_str()))
             .collect();
-        assert_eq!(fields.len(), 5, "{fields:?}");
+        assert_eq!(fields.len(), 4, "{fields:?}");
         assert!(fields.contains(&(
             "spec.hard[cpu]",
             "Invalid value: \"-1\": must be greater than or equal to 0"
@@ -124,6 +112,5 @@ mod tests {
         assert!(fields
             .iter()
             .any(|(f, _)| *f == "spec.hard[count/deployments.apps]"));
-        assert!(fields.iter().any(|(f, _)| *f == "spec.scopes"));
     }
 }
