@@ -181,25 +181,9 @@ fn call_status(fields: &http::HeaderMap) -> Result<(u32, String), String> {
 
 /// gRPC percent-encodes `grpc-message` (RFC 3986 style, `%XX`).
 fn percent_decode(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode(bytes)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// gRPC status code names, as kubelet prints them.

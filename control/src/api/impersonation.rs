@@ -46,7 +46,9 @@ fn asked(headers: &HeaderMap) -> Result<Asked, ApiError> {
             UID => out.uid = Some(text(value)?),
             _ => {
                 if let Some(key) = name.strip_prefix(EXTRA_PREFIX) {
-                    let key = percent_decode(key);
+                    let key = percent_encoding::percent_decode_str(key)
+                        .decode_utf8_lossy()
+                        .into_owned();
                     out.extra.push((key, text(value)?));
                 }
             }
@@ -59,30 +61,6 @@ fn asked(headers: &HeaderMap) -> Result<Asked, ApiError> {
         ));
     }
     Ok(out)
-}
-
-/// `%2F` and the like in an extra key (header names are case-insensitive and limited).
-fn percent_decode(key: &str) -> String {
-    let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The identity the request acts as: `identity` itself, or the one it may impersonate.

@@ -4,22 +4,20 @@
 //! for (`min`, `max`, `maxLimitRequestRatio`), refused in kube's words (`maximum cpu usage
 //! per Container is 1, but limit is 2`). LimitRanges get kube's defaults (a container item's
 //! default limit is its max, its default request its default limit or min) and validation.
-//! The ranges come from a watch of the store ([`LimitRangeCache`]): a create in a namespace
+//! The ranges come from a watch of the store (an `ObjectCopy`): a create in a namespace
 //! without one pays no store read.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
 
 use serde_json::{json, Map, Value};
 
 use super::quota::usage::format;
-use super::store_mirror::{Follower, Mirror};
 use super::{decode_stored, map_store_error, meta, Call};
 use crate::authz::admission::admission_forbidden;
 use crate::controllers::scheduler::quantity::milli;
 use crate::kinds::{self, Resource};
 use crate::status::{ApiError, FieldCause};
-use crate::store::{Event, EventKind, KeyValue, ListOptions};
+use crate::store::ListOptions;
 
 const TYPES: [&str; 3] = ["Pod", "Container", "PersistentVolumeClaim"];
 pub const ANNOTATION: &str = "kubernetes.io/limit-ranger";
@@ -166,65 +164,21 @@ pub fn validate(object: &Value, causes: &mut Vec<FieldCause>) {
     }
 }
 
-/// The LimitRanges by key, while the watch is healthy.
-#[derive(Default)]
-pub struct LimitRangeCache {
-    ranges: RwLock<Option<BTreeMap<String, Value>>>,
-    follower: Follower,
-}
-
-impl Mirror for LimitRangeCache {
-    fn reset(&self, items: Option<&[KeyValue]>) {
-        let known = items.map(|items| {
-            items
-                .iter()
-                .filter_map(|kv| Some((kv.key.clone(), decode_stored(kv).ok()?)))
-                .collect()
-        });
-        *self
-            .ranges
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = known;
-    }
-
-    fn apply(&self, event: &Event) {
-        let mut guard = self
-            .ranges
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let known = guard.get_or_insert_with(BTreeMap::new);
-        match (&event.kind, decode_stored(&event.kv)) {
-            (EventKind::Put, Ok(object)) => {
-                known.insert(event.kv.key.clone(), object);
-            }
-            _ => {
-                known.remove(&event.kv.key);
-            }
-        }
-    }
-}
-
 /// The LimitRanges of `namespace`: the cache's, or the store's while it does not know them.
 async fn of_namespace(call: &Call, namespace: &str) -> Result<Vec<Value>, ApiError> {
     let resource = ranges()?;
     let prefix = format!("{}{namespace}/", resource.key_prefix());
     let cache = &call.state.limit_ranges;
-    cache.follower.start(
-        Arc::downgrade(cache),
-        &call.state.store,
-        resource.key_prefix(),
-    );
-    if let Some(known) = cache
-        .ranges
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .as_ref()
-    {
-        return Ok(known
+    cache.follow(&call.state.store, resource.key_prefix());
+    let known = cache.read(|ranges| {
+        ranges
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
             .map(|(_, v)| v.clone())
-            .collect());
+            .collect()
+    });
+    if let Some(known) = known {
+        return Ok(known);
     }
     let page = call
         .state

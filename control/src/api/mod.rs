@@ -106,9 +106,9 @@ pub struct ApiState {
     /// The PriorityClasses, for a pod's Priority admission without a store read.
     priority_classes: Arc<priority::PriorityClassCache>,
     /// The LimitRanges, for LimitRanger admission without a store read.
-    limit_ranges: Arc<limit_range::LimitRangeCache>,
+    limit_ranges: Arc<store_mirror::ObjectCopy>,
     /// Which namespaces have ResourceQuotas, for quota admission without a store read.
-    quotas: Arc<quota::QuotaCache>,
+    quotas: Arc<store_mirror::ObjectCopy>,
     /// The RBAC roles and bindings, for the authorizer without a store read.
     rbac: RbacCache,
     /// The pods bound to each node, for the node authorizer.

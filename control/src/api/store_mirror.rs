@@ -71,3 +71,71 @@ async fn follow<M: Mirror>(mirror: Weak<M>, store: Arc<dyn Store>, prefix: Strin
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// A copy of the objects under one prefix, decoded, by key — what the RBAC, LimitRange and
+/// quota admission caches hold.
+#[derive(Default)]
+pub struct ObjectCopy {
+    objects: std::sync::RwLock<Option<std::collections::BTreeMap<String, serde_json::Value>>>,
+    changes: std::sync::atomic::AtomicU64,
+    follower: Follower,
+}
+
+impl ObjectCopy {
+    /// Starts following `prefix` (the first call only).
+    pub fn follow(self: &Arc<Self>, store: &Arc<dyn Store>, prefix: String) {
+        self.follower.start(Arc::downgrade(self), store, prefix);
+    }
+
+    /// `read` of the objects by key; `None` while the copy is unknown.
+    pub fn read<T>(
+        &self,
+        read: impl FnOnce(&std::collections::BTreeMap<String, serde_json::Value>) -> T,
+    ) -> Option<T> {
+        let objects = self
+            .objects
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        objects.as_ref().map(read)
+    }
+
+    /// How many times the copy changed (to tell whether something built from it is stale).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Mirror for ObjectCopy {
+    fn reset(&self, items: Option<&[KeyValue]>) {
+        let objects = items.map(|items| {
+            items
+                .iter()
+                .filter_map(|kv| Some((kv.key.clone(), super::decode_stored(kv).ok()?)))
+                .collect()
+        });
+        *self
+            .objects
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = objects;
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    fn apply(&self, event: &Event) {
+        let mut guard = self
+            .objects
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let objects = guard.get_or_insert_with(Default::default);
+        match (&event.kind, super::decode_stored(&event.kv)) {
+            (crate::store::EventKind::Put, Ok(object)) => {
+                objects.insert(event.kv.key.clone(), object);
+            }
+            _ => {
+                objects.remove(&event.kv.key);
+            }
+        }
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+}

@@ -7,23 +7,21 @@
 //! with a compare-and-swap before the object is written, so concurrent creates cannot both
 //! take the last unit. The resource quota controller recounts `used` from what exists (what
 //! was freed, and what a failed write charged). Which namespaces have quotas comes from a
-//! watch ([`QuotaCache`]), so a namespace without one pays no extra store read.
+//! watch (an `ObjectCopy`), so a namespace without one pays no extra store read.
 
 pub mod scopes;
 pub mod usage;
 pub mod validate;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, RwLock};
 
 use serde_json::Value;
 
-use super::store_mirror::{Follower, Mirror};
 use super::{decode_stored, map_store_error, meta, Call};
 use crate::authz::admission::admission_forbidden;
 use crate::kinds::{self, Resource};
 use crate::status::ApiError;
-use crate::store::{self, Event, EventKind, KeyValue, ListOptions};
+use crate::store::{self, ListOptions};
 use usage::{parse_list, to_list, usage_of, Usage};
 
 /// The pod resources a quota makes every container state.
@@ -43,71 +41,24 @@ fn quotas() -> Result<&'static Resource, ApiError> {
         .ok_or_else(|| ApiError::internal("the kinds table has no resourcequotas"))
 }
 
-/// How many quotas each namespace has, while the watch is healthy.
-#[derive(Default)]
-pub struct QuotaCache {
-    namespaces: RwLock<Option<BTreeMap<String, String>>>,
-    follower: Follower,
-    prefix: OnceLock<String>,
-}
-
-impl QuotaCache {
-    /// Whether `namespace` may have a quota: `true` unless the cache knows it has none.
-    fn may_have(self: &Arc<Self>, call: &Call, namespace: &str) -> bool {
-        let Ok(resource) = quotas() else {
-            return true;
-        };
-        let prefix = self.prefix.get_or_init(|| resource.key_prefix()).clone();
-        self.follower
-            .start(Arc::downgrade(self), &call.state.store, prefix);
-        let known = self
-            .namespaces
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        known
-            .as_ref()
-            .is_none_or(|by_key| by_key.values().any(|ns| ns == namespace))
-    }
-
-    fn namespace_of(&self, key: &str) -> String {
-        let rest = self
-            .prefix
-            .get()
-            .and_then(|p| key.strip_prefix(p.as_str()))
-            .unwrap_or(key);
-        rest.split('/').next().unwrap_or("").to_owned()
-    }
-}
-
-impl Mirror for QuotaCache {
-    fn reset(&self, items: Option<&[KeyValue]>) {
-        let known = items.map(|items| {
-            items
-                .iter()
-                .map(|kv| (kv.key.clone(), self.namespace_of(&kv.key)))
-                .collect()
-        });
-        *self
-            .namespaces
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = known;
-    }
-
-    fn apply(&self, event: &Event) {
-        let mut guard = self
-            .namespaces
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let known = guard.get_or_insert_with(BTreeMap::new);
-        match event.kind {
-            EventKind::Put => {
-                known.insert(event.kv.key.clone(), self.namespace_of(&event.kv.key));
-            }
-            _ => {
-                known.remove(&event.kv.key);
-            }
-        }
-    }
+/// Whether `namespace` may have a quota: `true` unless the watched copy of the quotas knows
+/// it has none.
+fn may_have(call: &Call, namespace: &str) -> bool {
+    let Ok(resource) = quotas() else {
+        return true;
+    };
+    let prefix = resource.key_prefix();
+    call.state.quotas.follow(&call.state.store, prefix.clone());
+    let within = format!("{prefix}{namespace}/");
+    call.state
+        .quotas
+        .read(|quotas| {
+            quotas
+                .range(within.clone()..)
+                .next()
+                .is_some_and(|(key, _)| key.starts_with(&within))
+        })
+        .unwrap_or(true)
 }
 
 /// Whether a write of this kind is charged: every create; of updates, those of claims and
@@ -187,7 +138,7 @@ pub async fn admit(call: &Call, old: Option<&Value>, new: &Value) -> Result<(), 
     let Some(namespace) = call.path.namespace.as_deref() else {
         return Ok(());
     };
-    if !charged(call, old) || !call.state.quotas.may_have(call, namespace) {
+    if !charged(call, old) || !may_have(call, namespace) {
         return Ok(());
     }
     let grown = delta(resource, old, new);
