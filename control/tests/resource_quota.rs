@@ -35,19 +35,22 @@ fn create_pod(control: &Control, name: &str, resources: serde_json::Value) -> st
     control.kubectl(&["create", "-f", file.to_str().unwrap_or_default()])
 }
 
+/// Namespace `team` with the quota `compute` of `flags`, once its controller counted usage.
+fn team_quota(control: &Control, flags: &[&str]) {
+    ok(control.kubectl(&["create", "namespace", "team"]));
+    let mut args = vec!["create", "quota", "compute", "-n", "team"];
+    args.extend_from_slice(flags);
+    ok(control.kubectl(&args));
+    wait_until("usage counted", control, || used(control, "pods") == "0");
+}
+
 #[test]
 fn quotas_count_usage_and_refuse_what_goes_past_them() {
     let control = Control::start();
-    ok(control.kubectl(&["create", "namespace", "team"]));
-    ok(control.kubectl(&[
-        "create",
-        "quota",
-        "compute",
-        "-n",
-        "team",
-        "--hard=pods=2,requests.cpu=1,limits.memory=1Gi,configmaps=5,count/deployments.apps=1",
-    ]));
-    wait_until("usage counted", &control, || used(&control, "pods") == "0");
+    team_quota(
+        &control,
+        &["--hard=pods=2,requests.cpu=1,limits.memory=1Gi,configmaps=5,count/deployments.apps=1"],
+    );
     // kube-root-ca.crt is there already.
     wait_until("the namespace's ConfigMap counted", &control, || {
         used(&control, "configmaps") == "1"
@@ -184,17 +187,7 @@ fn kubes_quota_validation() {
 #[test]
 fn a_scoped_quota_tracks_only_the_pods_its_scopes_match() {
     let control = Control::start();
-    ok(control.kubectl(&["create", "namespace", "team"]));
-    ok(control.kubectl(&[
-        "create",
-        "quota",
-        "compute",
-        "-n",
-        "team",
-        "--hard=pods=1",
-        "--scopes=BestEffort",
-    ]));
-    wait_until("usage counted", &control, || used(&control, "pods") == "0");
+    team_quota(&control, &["--hard=pods=1", "--scopes=BestEffort"]);
     ok(create_pod(&control, "be-1", json!({})));
     let second = create_pod(&control, "be-2", json!({}));
     assert!(
