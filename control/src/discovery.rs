@@ -61,16 +61,20 @@ pub type ReviewGroup = (
 
 /// Groups of reviews, which are created and answered, never stored (so not in the kinds
 /// table): (group, version, (kind, plural) of each). `authentication.k8s.io`:
-/// SelfSubjectReviews (`api::self_subject_review`); `authorization.k8s.io`: access and rules
-/// reviews (`api::access_review`).
+/// SelfSubjectReviews (`api::self_subject_review`) and TokenReviews; `authorization.k8s.io`:
+/// access and rules reviews (`api::access_review`), (Local)SubjectAccessReviews
+/// (`api::delegated_review`).
 pub const REVIEW_GROUPS: &[ReviewGroup] = &[
     (
         crate::api::self_subject_review::GROUP,
         crate::api::self_subject_review::VERSION,
-        &[(
-            crate::api::self_subject_review::KIND,
-            crate::api::self_subject_review::PLURAL,
-        )],
+        &[
+            (
+                crate::api::self_subject_review::KIND,
+                crate::api::self_subject_review::PLURAL,
+            ),
+            crate::api::delegated_review::TOKEN,
+        ],
     ),
     (
         crate::api::access_review::GROUP,
@@ -78,9 +82,16 @@ pub const REVIEW_GROUPS: &[ReviewGroup] = &[
         &[
             crate::api::access_review::ACCESS,
             crate::api::access_review::RULES,
+            crate::api::delegated_review::SUBJECT,
+            crate::api::delegated_review::LOCAL,
         ],
     ),
 ];
+
+/// Whether a review kind is asked in a namespace (a LocalSubjectAccessReview).
+pub fn review_namespaced(kind: &str) -> bool {
+    kind == crate::api::delegated_review::LOCAL.0
+}
 
 /// `/apis/<group>` of a review group.
 pub fn review_group(name: &str) -> Option<APIGroup> {
@@ -116,8 +127,8 @@ fn review_resource_list(name: &str, served: &str) -> Option<APIResourceList> {
             .map(|(kind, plural)| APIResource {
                 name: (*plural).to_owned(),
                 singular_name: String::new(),
-                namespaced: false,
                 kind: (*kind).to_owned(),
+                namespaced: review_namespaced(kind),
                 verbs: strings(&["create"]),
                 ..APIResource::default()
             })
@@ -133,7 +144,7 @@ fn review_discovery((group, version, reviews): &ReviewGroup) -> Value {
             json!({
                 "resource": plural,
                 "responseKind": {"group": group, "version": version, "kind": kind},
-                "scope": "Cluster",
+                "scope": if review_namespaced(kind) { "Namespaced" } else { "Cluster" },
                 "singularResource": "",
                 "verbs": ["create"],
             })

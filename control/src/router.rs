@@ -71,6 +71,9 @@ where
             return response;
         }
     }
+    if api::delegated_review::handles(&path) {
+        return api::delegated_review::handle(state, &identity, request).await;
+    }
     if let Some(response) = api::self_subject_review::handle(&identity, request.method(), &path) {
         return response;
     }

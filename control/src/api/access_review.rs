@@ -85,12 +85,12 @@ where
     })
 }
 
-fn invalid(kind: &str, cause: FieldCause) -> ApiError {
+pub(super) fn invalid(kind: &str, cause: FieldCause) -> ApiError {
     ApiError::invalid(&format!("{kind}.{GROUP}"), kind, "", &[cause])
 }
 
 /// The status of an access review of `spec`.
-async fn access(
+pub(super) async fn access(
     state: &Arc<ApiState>,
     identity: &Identity,
     spec: &Value,

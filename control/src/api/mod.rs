@@ -11,6 +11,7 @@ mod binding;
 mod convert;
 mod create;
 mod defaults;
+pub mod delegated_review;
 pub(crate) mod delete;
 mod duplicates;
 mod eviction;

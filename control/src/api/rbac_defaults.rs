@@ -2,6 +2,7 @@
 //! bootstrappolicy`), made when missing and otherwise left as the administrator keeps them:
 //! `cluster-admin` (everything, bound to `system:masters`), `system:discovery`,
 //! `system:basic-user` and `system:public-info-viewer` (bound to every authenticated caller),
+//! `system:auth-delegator` (TokenReviews and SubjectAccessReviews, for servers delegating to us),
 //! and the user-facing `admin`, `edit` and `view`, aggregated from the
 //! `system:aggregate-to-*` roles and any ClusterRole labelled
 //! `rbac.authorization.k8s.io/aggregate-to-<role>: "true"`.
@@ -108,6 +109,18 @@ pub fn cluster_roles() -> Vec<Value> {
                     &["create"],
                     "authentication.k8s.io",
                     &["selfsubjectreviews"],
+                ),
+            ],
+        ),
+        cluster_role(
+            "system:auth-delegator",
+            json!({}),
+            vec![
+                rule(&["create"], "authentication.k8s.io", &["tokenreviews"]),
+                rule(
+                    &["create"],
+                    "authorization.k8s.io",
+                    &["subjectaccessreviews"],
                 ),
             ],
         ),

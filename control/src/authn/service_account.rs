@@ -171,15 +171,31 @@ impl ServiceAccountTokens {
         self.key.sign(&claims)
     }
 
-    /// The identity of `token`, if it is one of our service-account tokens and still valid.
+    /// The identity of `token`, if it is one of our service-account tokens for the API and
+    /// still valid.
     pub async fn authenticate(&self, store: &dyn Store, token: &str) -> Option<Identity> {
+        self.authenticate_for(store, token, &self.api_audiences)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// The identity of `token` for one of `audiences` (a TokenReview's), with those of them
+    /// the token is meant for.
+    pub async fn authenticate_for(
+        &self,
+        store: &dyn Store,
+        token: &str,
+        audiences: &[String],
+    ) -> Option<(Identity, Vec<String>)> {
         if !looks_like_jwt(token) {
             return None;
         }
-        let claims = self
-            .key
-            .verify(token, &self.issuer, &self.api_audiences)
-            .ok()?;
+        let claims = self.key.verify(token, &self.issuer, audiences).ok()?;
+        let meant: Vec<String> = audiences
+            .iter()
+            .filter(|a| claims.aud.contains(a))
+            .cloned()
+            .collect();
         let private = &claims.kubernetes;
         let (ns, account) = (&private.namespace, &private.serviceaccount);
         if claims.sub != user_name(ns, &account.name) {
@@ -203,7 +219,7 @@ impl ServiceAccountTokens {
                 return None;
             }
         }
-        Some(token_identity(&claims))
+        Some((token_identity(&claims), meant))
     }
 }
 

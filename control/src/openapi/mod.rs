@@ -122,7 +122,10 @@ fn review_group_versions() -> Vec<(String, Value)> {
                     kind,
                     plural,
                     singular: "",
-                    scope: kinds::Scope::Cluster,
+                    scope: match crate::discovery::review_namespaced(kind) {
+                        true => kinds::Scope::Namespaced,
+                        false => kinds::Scope::Cluster,
+                    },
                     short_names: &[],
                     categories: &[],
                     subresources: &[],

@@ -77,15 +77,28 @@ pub fn add(paths: &mut Map<String, Value>, resource: &Resource, schema: &str) {
 /// Adds the one path of a create-only resource (a review: nothing stored, only `POST` to the
 /// collection), as kube-apiserver describes SelfSubjectReviews.
 pub fn add_create_only(paths: &mut Map<String, Value>, resource: &Resource, schema: &str) {
+    let namespace = match resource.namespaced() {
+        true => "namespaces/{namespace}/",
+        false => "",
+    };
     let path = format!(
-        "/apis/{}/{}/{}",
+        "/apis/{}/{}/{namespace}{}",
         resource.group, resource.version, resource.plural
     );
     let create = Ops::new(resource, schema).create();
-    paths.insert(
-        path,
-        json!({"post": create, "parameters": [param("pretty", "query", "If 'true', then the output is pretty printed.")]}),
-    );
+    let mut parameters = vec![param(
+        "pretty",
+        "query",
+        "If 'true', then the output is pretty printed.",
+    )];
+    if resource.namespaced() {
+        parameters.push(param(
+            "namespace",
+            "path",
+            "object name and auth scope, such as for teams and projects",
+        ));
+    }
+    paths.insert(path, json!({"post": create, "parameters": parameters}));
 }
 
 /// Builds the operations of one resource.

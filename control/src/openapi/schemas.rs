@@ -92,6 +92,9 @@ const REVIEW_TYPES: &[(&str, AddSchema)] = &[
     ("SelfSubjectReview", add::<k8s_openapi::api::authentication::v1::SelfSubjectReview>),
     ("SelfSubjectAccessReview", add::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>),
     ("SelfSubjectRulesReview", add::<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview>),
+    ("TokenReview", add::<k8s_openapi::api::authentication::v1::TokenReview>),
+    ("SubjectAccessReview", add::<k8s_openapi::api::authorization::v1::SubjectAccessReview>),
+    ("LocalSubjectAccessReview", add::<k8s_openapi::api::authorization::v1::LocalSubjectAccessReview>),
 ];
 
 /// The schemas of a review group's document (`reviews` describe its review kinds) and the
