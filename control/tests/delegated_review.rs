@@ -14,7 +14,13 @@ use serde_json::{json, Value};
 fn create(control: &Control, name: &str, review: &Value) -> std::process::Output {
     let file = control.dir.path().join(format!("{name}.json"));
     std::fs::write(&file, review.to_string()).expect("write");
-    control.kubectl(&["create", "-f", file.to_str().unwrap_or_default(), "-o", "json"])
+    control.kubectl(&[
+        "create",
+        "-f",
+        file.to_str().unwrap_or_default(),
+        "-o",
+        "json",
+    ])
 }
 
 fn status(out: std::process::Output) -> Value {
@@ -46,26 +52,62 @@ fn token_and_subject_access_reviews() {
     ok(control.kubectl(&["create", "serviceaccount", "app", "-n", "dev"]));
     let resources = ok(control.kubectl(&["api-resources", "--api-group=authorization.k8s.io"]));
     assert!(
-        resources.lines().any(|l| l.starts_with("localsubjectaccessreviews") && l.contains("true")),
+        resources
+            .lines()
+            .any(|l| l.starts_with("localsubjectaccessreviews") && l.contains("true")),
         "{resources}"
     );
 
     let token = ok(control.kubectl(&["create", "token", "app", "-n", "dev"]));
     let reviewed = status(create(&control, "tr", &token_review(token.trim(), &[])));
     assert_eq!(reviewed["authenticated"], true, "{reviewed}");
-    assert_eq!(reviewed["user"]["username"], "system:serviceaccount:dev:app");
-    assert!(reviewed["user"]["groups"].as_array().is_some_and(|g| g.contains(&json!("system:serviceaccounts:dev"))));
+    assert_eq!(
+        reviewed["user"]["username"],
+        "system:serviceaccount:dev:app"
+    );
+    assert!(reviewed["user"]["groups"]
+        .as_array()
+        .is_some_and(|g| g.contains(&json!("system:serviceaccounts:dev"))));
     let vault = ok(control.kubectl(&["create", "token", "app", "-n", "dev", "--audience=vault"]));
-    let for_vault = status(create(&control, "tr-vault", &token_review(vault.trim(), &["vault"])));
-    assert_eq!((for_vault["authenticated"].clone(), for_vault["audiences"].clone()), (json!(true), json!(["vault"])));
-    let wrong = status(create(&control, "tr-wrong", &token_review(token.trim(), &["vault"])));
+    let for_vault = status(create(
+        &control,
+        "tr-vault",
+        &token_review(vault.trim(), &["vault"]),
+    ));
+    assert_eq!(
+        (
+            for_vault["authenticated"].clone(),
+            for_vault["audiences"].clone()
+        ),
+        (json!(true), json!(["vault"]))
+    );
+    let wrong = status(create(
+        &control,
+        "tr-wrong",
+        &token_review(token.trim(), &["vault"]),
+    ));
     assert_eq!(wrong["authenticated"], Value::Null, "{wrong}");
     assert_eq!(wrong["error"], "invalid bearer token");
-    let forged = status(create(&control, "tr-forged", &token_review("eyJhbGciOiJFUzI1NiJ9.e30.c2ln", &[])));
+    let forged = status(create(
+        &control,
+        "tr-forged",
+        &token_review("eyJhbGciOiJFUzI1NiJ9.e30.c2ln", &[]),
+    ));
     assert_eq!(forged["error"], "invalid bearer token");
 
-    assert_eq!(status(create(&control, "sar", &access_review("jane", "dev")))["allowed"], false);
-    ok(control.kubectl(&["create", "rolebinding", "jane-view", "--clusterrole=view", "--user=jane", "-n", "dev"]));
+    assert_eq!(
+        status(create(&control, "sar", &access_review("jane", "dev")))["allowed"],
+        false
+    );
+    ok(control.kubectl(&[
+        "create",
+        "rolebinding",
+        "jane-view",
+        "--clusterrole=view",
+        "--user=jane",
+        "-n",
+        "dev",
+    ]));
     wait_until("jane may list pods in dev", || {
         status(create(&control, "sar", &access_review("jane", "dev")))["allowed"] == true
     });
@@ -85,8 +127,16 @@ fn token_and_subject_access_reviews() {
         "{}",
         stderr(&refused)
     );
-    ok(control.kubectl(&["create", "clusterrolebinding", "app-delegator", "--clusterrole=system:auth-delegator", "--serviceaccount=dev:app"]));
+    ok(control.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "app-delegator",
+        "--clusterrole=system:auth-delegator",
+        "--serviceaccount=dev:app",
+    ]));
     wait_until("the delegator reviews tokens", || {
-        kubectl_with(&as_app, &["create", "-f", path, "-o", "json"]).status.success()
+        kubectl_with(&as_app, &["create", "-f", path, "-o", "json"])
+            .status
+            .success()
     });
 }
