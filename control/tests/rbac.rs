@@ -1,5 +1,6 @@
 //! RBAC through the real kubectl: kube's bootstrap roles (`cluster-admin`, `admin`/`edit`/
-//! `view` aggregated from the `system:aggregate-to-*` roles and anything labelled for them);
+//! `view` aggregated from the `system:aggregate-to-*` roles and anything labelled for them,
+//! `kubectl auth reconcile`);
 //! `kubectl create role|rolebinding` (protobuf) and kube's tables; a service account's token
 //! allowed what its bindings grant and refused the rest in kube's words; `kubectl auth can-i`
 //! with `--as` (impersonation) and `--list`; escalation prevention (a namespace admin cannot
@@ -96,7 +97,13 @@ fn bootstrap_roles_are_there_and_aggregated() {
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: widget-reader\n  labels: {rbac.authorization.k8s.io/aggregate-to-view: \"true\"}\nrules:\n- {apiGroups: [example.com], resources: [widgets], verbs: [get, list]}\n",
     )
     .expect("write");
-    ok(control.kubectl(&["apply", "-f", path.to_str().unwrap_or_default()]));
+    // `kubectl auth reconcile` (GETs, creates and updates of its own) takes the same file.
+    let reconciled =
+        ok(control.kubectl(&["auth", "reconcile", "-f", path.to_str().unwrap_or_default()]));
+    assert!(
+        reconciled.contains("clusterrole.rbac.authorization.k8s.io/widget-reader reconciled"),
+        "{reconciled}"
+    );
     wait_until("widgets in admin", || {
         ["view", "edit", "admin"]
             .iter()
@@ -150,6 +157,8 @@ fn a_service_account_may_do_what_its_bindings_grant() {
         &["get", "pods", "--subresource=log", "-n", "dev", APP]
     ));
     let list = ok(control.kubectl(&["auth", "can-i", "--list", "-n", "dev", APP]));
+    let api_lines = list.lines().filter(|l| l.contains("[/api/*]")).count();
+    assert_eq!(api_lines, 1, "each URL listed once: {list}");
     assert!(
         list.lines()
             .any(|l| l.starts_with("pods/log ") && l.contains("[get list watch]")),

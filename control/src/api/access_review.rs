@@ -194,11 +194,28 @@ fn rules_status(identity: &Identity, granted: &[&authz::rbac::Rule]) -> Value {
             "incomplete": false,
         });
     }
-    let items = |list: Value| match list {
+    // What every caller is served, less what its RBAC rules list already.
+    let held = || granted.iter().copied();
+    let mut resource_rules: Vec<Value> = match reviews {
         Value::Array(items) => items,
         _ => Vec::new(),
     };
-    let (mut resource_rules, mut path_rules) = (items(reviews), items(public));
+    resource_rules.retain(|r| !authz::rbac::covers(held(), &[authz::rbac::Rule::of(r)]));
+    let unlisted: Vec<String> = public[0]["nonResourceURLs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|url| {
+            let rule = authz::rbac::Rule::of(&json!({"verbs": ["get"], "nonResourceURLs": [url]}));
+            !authz::rbac::covers(held(), &[rule])
+        })
+        .map(str::to_owned)
+        .collect();
+    let mut path_rules = Vec::new();
+    if !unlisted.is_empty() {
+        path_rules.push(json!({"verbs": ["get"], "nonResourceURLs": unlisted}));
+    }
     for rule in granted {
         match rule.non_resource_urls.is_empty() {
             true => resource_rules.push(rule.to_json()),
