@@ -41,3 +41,12 @@ pub fn ok_json(value: &impl serde::Serialize) -> Response<ResponseBody> {
         .into_response(),
     }
 }
+
+/// A request's `Content-Type` (empty when missing or not text).
+pub fn content_type_of(headers: &http::HeaderMap) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}

@@ -11,18 +11,6 @@ use std::time::{Duration, Instant};
 use common::{kubectl_with, ok, stderr, Control};
 use serde_json::{json, Value};
 
-fn create(control: &Control, name: &str, review: &Value) -> std::process::Output {
-    let file = control.dir.path().join(format!("{name}.json"));
-    std::fs::write(&file, review.to_string()).expect("write");
-    control.kubectl(&[
-        "create",
-        "-f",
-        file.to_str().unwrap_or_default(),
-        "-o",
-        "json",
-    ])
-}
-
 fn status(out: std::process::Output) -> Value {
     serde_json::from_str::<Value>(&ok(out)).unwrap_or_default()["status"].clone()
 }
@@ -59,7 +47,7 @@ fn token_and_subject_access_reviews() {
     );
 
     let token = ok(control.kubectl(&["create", "token", "app", "-n", "dev"]));
-    let reviewed = status(create(&control, "tr", &token_review(token.trim(), &[])));
+    let reviewed = status(control.create_json("tr", &token_review(token.trim(), &[])));
     assert_eq!(reviewed["authenticated"], true, "{reviewed}");
     assert_eq!(
         reviewed["user"]["username"],
@@ -69,11 +57,8 @@ fn token_and_subject_access_reviews() {
         .as_array()
         .is_some_and(|g| g.contains(&json!("system:serviceaccounts:dev"))));
     let vault = ok(control.kubectl(&["create", "token", "app", "-n", "dev", "--audience=vault"]));
-    let for_vault = status(create(
-        &control,
-        "tr-vault",
-        &token_review(vault.trim(), &["vault"]),
-    ));
+    let for_vault =
+        status(control.create_json("tr-vault", &token_review(vault.trim(), &["vault"])));
     assert_eq!(
         (
             for_vault["authenticated"].clone(),
@@ -81,22 +66,17 @@ fn token_and_subject_access_reviews() {
         ),
         (json!(true), json!(["vault"]))
     );
-    let wrong = status(create(
-        &control,
-        "tr-wrong",
-        &token_review(token.trim(), &["vault"]),
-    ));
+    let wrong = status(control.create_json("tr-wrong", &token_review(token.trim(), &["vault"])));
     assert_eq!(wrong["authenticated"], Value::Null, "{wrong}");
     assert_eq!(wrong["error"], "invalid bearer token");
-    let forged = status(create(
-        &control,
+    let forged = status(control.create_json(
         "tr-forged",
         &token_review("eyJhbGciOiJFUzI1NiJ9.e30.c2ln", &[]),
     ));
     assert_eq!(forged["error"], "invalid bearer token");
 
     assert_eq!(
-        status(create(&control, "sar", &access_review("jane", "dev")))["allowed"],
+        status(control.create_json("sar", &access_review("jane", "dev")))["allowed"],
         false
     );
     ok(control.kubectl(&[
@@ -109,12 +89,12 @@ fn token_and_subject_access_reviews() {
         "dev",
     ]));
     wait_until("jane may list pods in dev", || {
-        status(create(&control, "sar", &access_review("jane", "dev")))["allowed"] == true
+        status(control.create_json("sar", &access_review("jane", "dev")))["allowed"] == true
     });
     let mut local = access_review("jane", "other");
     local["kind"] = json!("LocalSubjectAccessReview");
     local["metadata"] = json!({"namespace": "dev"});
-    let text = stderr(&create(&control, "lsar", &local));
+    let text = stderr(&control.create_json("lsar", &local));
     assert!(text.contains("spec.resourceAttributes.namespace: Invalid value: \"other\": must match metadata.namespace"), "{text}");
 
     // A service account reviews only once it is an auth delegator.

@@ -10,18 +10,6 @@ use std::time::{Duration, Instant};
 use common::{ok, stderr, Control};
 use serde_json::{json, Value};
 
-fn apply(control: &Control, name: &str, object: &Value) -> std::process::Output {
-    let file = control.dir.path().join(format!("{name}.json"));
-    std::fs::write(&file, object.to_string()).expect("write");
-    control.kubectl(&[
-        "create",
-        "-f",
-        file.to_str().unwrap_or_default(),
-        "-o",
-        "json",
-    ])
-}
-
 fn pod(name: &str, resources: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "team"},
         "spec": {"containers": [{"name": "app", "image": "busybox", "resources": resources}]}})
@@ -37,7 +25,7 @@ fn limit_ranges_default_and_bound_what_a_namespace_asks_for() {
              "maxLimitRequestRatio": {"cpu": "4"}},
             {"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}}]}});
     let stored: Value =
-        serde_json::from_str(&ok(apply(&control, "range", &range))).unwrap_or_default();
+        serde_json::from_str(&ok(control.create_json("range", &range))).unwrap_or_default();
     let item = &stored["spec"]["limits"][0];
     assert_eq!(
         item["default"],
@@ -58,8 +46,7 @@ fn limit_ranges_default_and_bound_what_a_namespace_asks_for() {
     // A LimitRange just made reaches the admission through a watch: wait for it.
     let deadline = Instant::now() + Duration::from_secs(20);
     let created: Value = loop {
-        let out = apply(
-            &control,
+        let out = control.create_json(
             "plain",
             &pod("plain", json!({"limits": {"memory": "256Mi"}})),
         );
@@ -94,8 +81,7 @@ fn limit_ranges_default_and_bound_what_a_namespace_asks_for() {
         "LimitRanger plugin set: cpu request for container app; cpu limit for container app"
     );
 
-    let big = apply(
-        &control,
+    let big = control.create_json(
         "big",
         &pod(
             "big",
@@ -109,7 +95,7 @@ fn limit_ranges_default_and_bound_what_a_namespace_asks_for() {
     );
     let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "small", "namespace": "team"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "100Mi"}}}});
-    let small = apply(&control, "small", &claim);
+    let small = control.create_json("small", &claim);
     assert!(
         stderr(&small).contains("persistentvolumeclaims \"small\" is forbidden: minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 100Mi"),
         "{}",
@@ -119,6 +105,6 @@ fn limit_ranges_default_and_bound_what_a_namespace_asks_for() {
     // Invalid ranges are refused with kube's texts.
     let bad = json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "bad", "namespace": "team"},
         "spec": {"limits": [{"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}}]}});
-    let text = stderr(&apply(&control, "bad", &bad));
+    let text = stderr(&control.create_json("bad", &bad));
     assert!(text.contains("spec.limits[0].min[cpu]: Invalid value: \"2\": min value 2 is greater than max value 1"), "{text}");
 }

@@ -51,12 +51,7 @@ where
         let e = ApiError::method_not_allowed(request.method(), &path);
         return Some(e.into_response());
     }
-    let content_type = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = crate::http_util::content_type_of(request.headers());
     let answered = async {
         let body = read_body(request.into_body()).await?;
         let review = validate::decode_body(&content_type, &body)?.object;

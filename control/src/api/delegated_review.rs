@@ -63,12 +63,7 @@ where
     if request.method() != Method::POST {
         return ApiError::method_not_allowed(request.method(), &path).into_response();
     }
-    let content_type = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = crate::http_util::content_type_of(request.headers());
     let answered = async {
         may_create(state, caller, group, plural, namespace).await?;
         let body = read_body(request.into_body()).await?;

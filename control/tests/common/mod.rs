@@ -114,6 +114,19 @@ impl Control {
         kubectl_with(&self.kubeconfig(), args)
     }
 
+    /// `kubectl create -f` of `object` (written to `<name>.json`) with `-o json`.
+    pub fn create_json(&self, name: &str, object: &serde_json::Value) -> Output {
+        let file = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, object.to_string()).expect("write");
+        self.kubectl(&[
+            "create",
+            "-f",
+            file.to_str().unwrap_or_default(),
+            "-o",
+            "json",
+        ])
+    }
+
     /// Runs the real kubectl with the admin kubeconfig and extra environment (`EDITOR`).
     pub fn kubectl_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
         let kubeconfig = self.kubeconfig();
