@@ -92,6 +92,23 @@ impl Resource {
         format!("/registry/{group}/{}/", self.plural)
     }
 
+    /// Whether objects of this kind carry `metadata.generation`: 1 on create, one more on
+    /// each change of their desired state. Kubernetes 1.32 keeps it only for the kinds
+    /// whose strategy sets it (the workloads, EndpointSlice, Ingress, IngressClass,
+    /// PodDisruptionBudget); a ConfigMap, Service or Pod has none.
+    pub fn tracks_generation(&self) -> bool {
+        matches!(
+            (self.group, self.kind),
+            (
+                "apps",
+                "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
+            ) | ("batch", "Job" | "CronJob")
+                | ("discovery.k8s.io", "EndpointSlice")
+                | ("networking.k8s.io", "Ingress" | "IngressClass")
+                | ("policy", "PodDisruptionBudget")
+        )
+    }
+
     /// Whether writes to the main resource leave `.status` alone (it has a `status`
     /// subresource).
     pub fn has_status(&self) -> bool {

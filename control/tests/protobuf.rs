@@ -46,6 +46,10 @@ fn kubectl_create_sends_protobuf_and_the_objects_read_back() {
     assert_eq!(container["ports"][0]["protocol"], "TCP", "defaulted");
     assert_eq!(web["spec"]["strategy"]["type"], "RollingUpdate");
     assert!(web["metadata"]["creationTimestamp"].is_string());
+    assert_eq!(
+        web["metadata"]["generation"], 1,
+        "a Deployment tracks its generation"
+    );
 
     ok(control.kubectl(&[
         "create",
@@ -59,6 +63,10 @@ fn kubectl_create_sends_protobuf_and_the_objects_read_back() {
     let cm = get(&control, &["configmap", "settings", "-n", "shop"]);
     assert_eq!(cm["data"]["color"], "blue");
     assert_eq!(cm["data"]["size"], "");
+    assert!(
+        cm["metadata"].get("generation").is_none() && ns["metadata"].get("generation").is_none(),
+        "a ConfigMap and a Namespace have no generation, as in Kubernetes: {cm} {ns}"
+    );
 
     ok(control.kubectl(&[
         "create",

@@ -205,6 +205,7 @@ pub async fn delete_kv(
     }
     if finalizers(&object) > 0 || period > 0 {
         if object["metadata"]["deletionTimestamp"].is_null() {
+            meta::bump_generation_on_delete(&mut object);
             object["metadata"]["deletionTimestamp"] = json!(meta::now());
             object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             changed = true;

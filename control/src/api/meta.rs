@@ -104,7 +104,11 @@ pub fn prepare_create(
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(now()));
-    meta.insert("generation".into(), json!(1));
+    if resource.tracks_generation() {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
     for owned in [
         "resourceVersion",
         "deletionTimestamp",
@@ -178,11 +182,21 @@ pub fn prepare_update(
     if resource.group.is_empty() && resource.kind == "Namespace" {
         new["metadata"]["labels"]["kubernetes.io/metadata.name"] = old_meta["name"].clone();
     }
-    if content(old) != content(&new) {
+    if resource.tracks_generation() && content(old) != content(&new) {
         let generation = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         new["metadata"]["generation"] = json!(generation);
     }
     new
+}
+
+/// A deletion that leaves the object in place (finalizers) marks it: kube bumps its
+/// generation then, when it has one, so its controllers see the change.
+pub fn bump_generation_on_delete(object: &mut Value) {
+    if let Some(generation) = object["metadata"]["generation"].as_i64() {
+        if generation > 0 {
+            object["metadata"]["generation"] = json!(generation + 1);
+        }
+    }
 }
 
 /// Everything but metadata and status.
@@ -273,6 +287,24 @@ mod tests {
         assert_eq!(out["status"]["replicas"], 2);
         assert_eq!(out["spec"]["replicas"], 1);
         assert!(out["metadata"]["labels"].is_null());
+    }
+
+    #[test]
+    fn only_the_kinds_kube_tracks_carry_a_generation() {
+        let configmaps = crate::kinds::find("", "v1", "configmaps").unwrap();
+        let mut o = json!({"metadata": {"name": "c", "generation": 7}, "data": {"a": "b"}});
+        prepare_create(&mut o, configmaps, Some("a")).unwrap();
+        assert!(o["metadata"]["generation"].is_null(), "{o}");
+        let new = json!({"metadata": {"name": "c"}, "data": {"a": "changed"}});
+        let out = prepare_update(&o, new, configmaps, false);
+        assert!(out["metadata"]["generation"].is_null(), "{out}");
+        let old = json!({"metadata": {"name": "web", "generation": 3}, "spec": {"replicas": 1}});
+        let mut deleting = old.clone();
+        bump_generation_on_delete(&mut deleting);
+        assert_eq!(deleting["metadata"]["generation"], 4);
+        let mut plain = json!({"metadata": {"name": "c"}});
+        bump_generation_on_delete(&mut plain);
+        assert!(plain["metadata"]["generation"].is_null());
     }
 
     #[test]

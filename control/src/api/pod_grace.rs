@@ -66,11 +66,7 @@ pub fn before_delete(object: &mut Value, requested: Option<i64>, now: OffsetDate
         period = 0;
     }
     set(object, now + time::Duration::seconds(period), period);
-    if let Some(generation) = object["metadata"]["generation"].as_i64() {
-        if generation > 0 {
-            object["metadata"]["generation"] = json!(generation + 1);
-        }
-    }
+    super::meta::bump_generation_on_delete(object);
     Grace::Marked(period)
 }
 
