@@ -136,6 +136,10 @@ impl Unfit {
     /// kube-scheduler's message: the summary, then what preemption found (`None` when it
     /// nominated a node).
     pub fn message(&self, preemption: Option<&str>) -> String {
+        if self.nodes.is_empty() {
+            // kube-scheduler's ErrNoNodesAvailable: no node was looked at, preemption neither.
+            return NO_NODES.to_owned();
+        }
         match preemption {
             Some(why) => format!("{} preemption: {why}", self.summary()),
             None => self.summary(),
@@ -154,6 +158,9 @@ impl Unfit {
         }
     }
 }
+
+/// kube-scheduler's message when the cluster has no node at all.
+pub const NO_NODES: &str = "no nodes available to schedule pods";
 
 /// What kube-scheduler's preemption says of a node where removing pods cannot help.
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";

@@ -63,6 +63,14 @@ fn the_least_allocated_node_wins_and_siblings_spread() {
 }
 
 #[test]
+fn no_nodes_at_all_gives_kube_schedulers_message() {
+    assert_eq!(
+        place(&pod(json!({})), &[]).unwrap_err(),
+        "no nodes available to schedule pods"
+    );
+}
+
+#[test]
 fn nothing_fits_gives_kube_schedulers_message() {
     let small = node("small", "100m", json!({}));
     let tainted = node(
