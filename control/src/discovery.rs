@@ -4,7 +4,7 @@
 //! everything in two requests (DESIGN.md §8). `metrics.k8s.io/v1beta1` (served from the
 //! scraped window, not the store: `crate::metrics::api`) and the review groups
 //! (`REVIEW_GROUPS`: SelfSubjectReviews, access and rules reviews) are listed after the
-//! table's groups.
+//! table's groups; ComponentStatuses (`api::component_status`) after the core kinds.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
@@ -154,6 +154,33 @@ fn review_discovery((group, version, reviews): &ReviewGroup) -> Value {
         "resources": resources, "freshness": "Current"}]})
 }
 
+/// ComponentStatuses in `/api/v1` (served, never stored: `api::component_status`).
+fn component_status_resource() -> APIResource {
+    use crate::api::component_status::{KIND, PLURAL, SHORT_NAMES, SINGULAR};
+    APIResource {
+        name: PLURAL.to_owned(),
+        singular_name: SINGULAR.to_owned(),
+        namespaced: false,
+        kind: KIND.to_owned(),
+        verbs: strings(&["get", "list"]),
+        short_names: non_empty(SHORT_NAMES),
+        ..APIResource::default()
+    }
+}
+
+/// The aggregated entry of ComponentStatuses.
+fn component_status_discovery() -> Value {
+    use crate::api::component_status::{KIND, PLURAL, SHORT_NAMES, SINGULAR};
+    json!({
+        "resource": PLURAL,
+        "responseKind": {"group": "", "version": "v1", "kind": KIND},
+        "scope": "Cluster",
+        "singularResource": SINGULAR,
+        "verbs": ["get", "list"],
+        "shortNames": SHORT_NAMES,
+    })
+}
+
 /// `/apis/metrics.k8s.io`.
 pub fn metrics_group() -> APIGroup {
     use crate::metrics::api::{GROUP, VERSION};
@@ -230,6 +257,9 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<APIResourceList> 
             });
         }
     }
+    if (group, version) == ("", "v1") {
+        resources.push(component_status_resource());
+    }
     if resources.is_empty() {
         return None;
     }
@@ -270,9 +300,12 @@ fn group_discovery(group: &str, versions: &[&str]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|version| {
-            let resources: Vec<Value> = kinds::in_group_version(group, version)
+            let mut resources: Vec<Value> = kinds::in_group_version(group, version)
                 .map(resource_discovery)
                 .collect();
+            if (group, *version) == ("", "v1") {
+                resources.push(component_status_discovery());
+            }
             json!({"version": version, "resources": resources, "freshness": "Current"})
         })
         .collect();

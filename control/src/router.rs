@@ -84,6 +84,17 @@ where
         return ApiError::no_route(&path).into_response();
     }
     let query = request.uri().query().unwrap_or("").to_owned();
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if let Some(response) =
+        api::component_status::handle(state, &identity, request.method(), &path, &query, accept)
+            .await
+    {
+        return response;
+    }
     if let Some(response) =
         crate::metrics::api::handle(state, &identity, request.method(), &path, &query).await
     {

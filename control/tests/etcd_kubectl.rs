@@ -2,7 +2,8 @@
 //! loopback): the etcd leader is killed in the middle of a run of `kubectl create`, later
 //! started again. A write kubectl saw succeed is never lost; a write that failed while etcd
 //! elected a new leader failed with an error and succeeds when retried, as a user would; the
-//! restarted member catches up and the API answers from the whole cluster.
+//! restarted member catches up and the API answers from the whole cluster. `kubectl get cs`
+//! shows the killed member Unhealthy, and every member Healthy again once it is back.
 
 mod etcd_cluster;
 
@@ -76,6 +77,16 @@ fn kubectl_writes_survive_the_etcd_leader_killed_and_restarted() {
             let leader = etcd.leader().expect("a leader");
             etcd.kill(leader);
             killed = Some(leader);
+            // `kubectl get cs` asks each member on its own: the killed one answers nothing.
+            let name = format!("etcd-{leader}");
+            let cs = kubectl(&kubeconfig, &["get", "cs", &name]);
+            let row = String::from_utf8_lossy(&cs.stdout).into_owned();
+            assert!(
+                row.lines()
+                    .any(|l| l.starts_with(&name) && l.contains("Unhealthy")),
+                "{row}{}",
+                String::from_utf8_lossy(&cs.stderr)
+            );
         }
         if i == 30 {
             if let Some(n) = killed {
@@ -137,6 +148,20 @@ fn kubectl_writes_survive_the_etcd_leader_killed_and_restarted() {
     // The restarted member is healthy again and the API keeps serving.
     if let Some(n) = killed {
         etcd.wait_healthy(n);
+    }
+    let healthy = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cs = kubectl(&kubeconfig, &["get", "cs"]);
+        let table = String::from_utf8_lossy(&cs.stdout).into_owned();
+        let members: Vec<&str> = table.lines().filter(|l| l.starts_with("etcd-")).collect();
+        if members.len() == 3 && members.iter().all(|l| l.contains(" Healthy ")) {
+            break;
+        }
+        assert!(
+            Instant::now() < healthy,
+            "the etcd members not all healthy in `kubectl get cs`:\n{table}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
     let out = kubectl(&kubeconfig, &["delete", "configmap", "cm-0"]);
     assert!(

@@ -8,6 +8,7 @@ pub(crate) mod access_review;
 mod apply;
 mod approval;
 mod binding;
+pub mod component_status;
 mod convert;
 mod create;
 mod defaults;

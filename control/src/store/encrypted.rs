@@ -159,6 +159,10 @@ impl Store for EncryptedStore {
         self.inner.revision().await
     }
 
+    async fn members_health(&self) -> Vec<super::MemberHealth> {
+        self.inner.members_health().await
+    }
+
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let kv = self.inner.get(key).await?;
         kv.map(|kv| self.open_kv(Op::Get, kv)).transpose()

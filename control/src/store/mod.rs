@@ -105,6 +105,16 @@ impl Event {
     }
 }
 
+/// One member a store stands on, as `kubectl get componentstatuses` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberHealth {
+    /// `etcd-0`, `etcd-1`, … (kube-apiserver's names, by `--etcd-endpoints` order), or
+    /// `embedded-store`.
+    pub name: String,
+    /// Why it does not answer; `None` when it does.
+    pub error: Option<String>,
+}
+
 /// A key-value store with etcd's model. Cheap to share as `Arc<dyn Store>`; every method may
 /// be called from any tokio runtime concurrently. Backends never block the calling runtime's
 /// threads.
@@ -149,4 +159,13 @@ pub trait Store: Send + Sync + 'static {
     /// Compacting at or below the current compacted revision does nothing. Returns the
     /// compacted revision after the call.
     async fn compact(&self, revision: i64) -> Result<i64>;
+
+    /// The members this store stands on and whether each answers. By default the store is
+    /// its own one member (`embedded-store`), healthy when it reads its revision.
+    async fn members_health(&self) -> Vec<MemberHealth> {
+        vec![MemberHealth {
+            name: "embedded-store".to_owned(),
+            error: self.revision().await.err().map(|e| e.to_string()),
+        }]
+    }
 }

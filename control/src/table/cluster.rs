@@ -1,7 +1,8 @@
 //! Printers of cluster kinds: namespaces, nodes (STATUS from the Ready condition, ROLES from
 //! `node-role.kubernetes.io/*` labels), events (core/v1 and events.k8s.io/v1 — kube-apiserver
 //! prints both with the same columns), leases and CertificateSigningRequests (CONDITION as
-//! kube-apiserver's `extractCSRStatus`: Denied/Approved/Pending, then Failed and Issued).
+//! kube-apiserver's `extractCSRStatus`: Denied/Approved/Pending, then Failed and Issued) and
+//! ComponentStatuses.
 
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -22,6 +23,33 @@ pub static NAMESPACE: Printer = Printer {
             name(o),
             Value::from(s(o, &["status", "phase"])),
             age(o, now),
+        ]
+    },
+};
+
+/// kube's `printComponentStatus`: STATUS from the Healthy condition, its message and error.
+pub static COMPONENT_STATUS: Printer = Printer {
+    columns: &[
+        NAME,
+        col("Status", "string", "Status of the component conditions"),
+        col("Message", "string", "Message of the component conditions"),
+        col("Error", "string", "Error of the component conditions"),
+    ],
+    cells: |o, _| {
+        let healthy = arr(o, &["conditions"])
+            .iter()
+            .find(|c| s(c, &["type"]) == "Healthy");
+        let status = match healthy.map(|c| s(c, &["status"])) {
+            Some("True") => "Healthy",
+            Some(_) => "Unhealthy",
+            None => "Unknown",
+        };
+        let field = |f: &str| Value::from(healthy.map_or("", |c| s(c, &[f])));
+        vec![
+            name(o),
+            Value::from(status),
+            field("message"),
+            field("error"),
         ]
     },
 };

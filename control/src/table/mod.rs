@@ -72,7 +72,15 @@ pub(crate) struct Printer {
 /// copies into it the list's `resourceVersion`, `continue` and `remainingItemCount` (or, for a
 /// single object, its `resourceVersion`), as kube-apiserver's `ConvertToTable` does.
 pub fn to_table(resource: &Resource, objects: &[Value], options: &TableOptions) -> Value {
-    let printer = printer(resource);
+    build(printer(resource), objects, options)
+}
+
+/// The Table of ComponentStatuses (served, never stored: not in the kinds table).
+pub fn component_status_table(objects: &[Value], options: &TableOptions) -> Value {
+    build(&cluster::COMPONENT_STATUS, objects, options)
+}
+
+fn build(printer: &Printer, objects: &[Value], options: &TableOptions) -> Value {
     let mut table = Map::new();
     table.insert("kind".into(), json!("Table"));
     table.insert("apiVersion".into(), json!("meta.k8s.io/v1"));

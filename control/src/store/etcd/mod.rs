@@ -14,6 +14,7 @@
 //! Every request carries etcd's `require-leader` flag and a deadline, so a cluster without
 //! quorum fails requests quickly with an error naming the endpoints instead of hanging.
 
+mod health;
 mod watch;
 
 use std::time::Duration;
@@ -550,5 +551,9 @@ impl Store for EtcdStore {
             }
             Err(failure) => Err(self.error(Op::Compact, "", failure)),
         }
+    }
+
+    async fn members_health(&self) -> Vec<super::MemberHealth> {
+        health::members(&self.config.endpoints, self.config.connect_timeout).await
     }
 }
