@@ -1,6 +1,6 @@
 //! ComponentStatuses through the real kubectl: `kubectl get cs` lists the scheduler, the
 //! controller manager and the embedded store, healthy, with kube's deprecation warning;
-//! `get cs <name> -o json` reads one; they cannot be deleted, and a node may not read them.
+//! `get cs <name> -o json` reads one, `explain` describes them; they cannot be deleted, and a node may not read them.
 //! (The etcd members' entries are in `etcd_kubectl`.)
 
 mod common;
@@ -63,6 +63,11 @@ fn kubectl_get_cs_lists_the_components_healthy() {
         stderr(&node).contains(r#"cannot list resource "componentstatuses""#),
         "{}",
         stderr(&node)
+    );
+    let explain = ok(control.kubectl(&["explain", "cs.conditions"]));
+    assert!(
+        explain.contains("KIND:") && explain.contains("ComponentStatus"),
+        "{explain}"
     );
     let resources = ok(control.kubectl(&["api-resources", "--api-group="]));
     assert!(

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::{object_response, table_default, ApiState};
 use crate::authn::Identity;
 use crate::http_util::ResponseBody;
+use crate::kinds::{Resource, Scope};
 use crate::status::ApiError;
 use crate::table::{self, IncludeObject, TableOptions};
 
@@ -18,6 +19,18 @@ pub const KIND: &str = "ComponentStatus";
 pub const PLURAL: &str = "componentstatuses";
 pub const SINGULAR: &str = "componentstatus";
 pub const SHORT_NAMES: &[&str] = &["cs"];
+/// The resource, as OpenAPI describes it (it is not in the kinds table: nothing is stored).
+pub const RESOURCE: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: KIND,
+    plural: PLURAL,
+    singular: SINGULAR,
+    scope: Scope::Cluster,
+    short_names: SHORT_NAMES,
+    categories: &[],
+    subresources: &[],
+};
 const COLLECTION: &str = "/api/v1/componentstatuses";
 /// kube-apiserver's warning on every ComponentStatus answer.
 pub const DEPRECATION: &str = "v1 ComponentStatus is deprecated in v1.19+";

@@ -97,12 +97,19 @@ fn generate() -> Documents {
 }
 
 fn group_version(group: &str, version: &str) -> Value {
-    let resources: Vec<&kinds::Resource> = kinds::in_group_version(group, version).collect();
+    let mut resources: Vec<&kinds::Resource> = kinds::in_group_version(group, version).collect();
+    let stored = resources.len();
+    let read_only = &crate::api::component_status::RESOURCE;
+    if (group, version) == (read_only.group, read_only.version) {
+        resources.push(read_only);
+    }
     let (schemas, names) = schemas::build(&resources);
     let mut path_map = Map::new();
-    for (resource, name) in resources.iter().zip(&names) {
-        if let Some(name) = name {
-            paths::add(&mut path_map, resource, name);
+    for (index, (resource, name)) in resources.iter().zip(&names).enumerate() {
+        match name {
+            Some(name) if index < stored => paths::add(&mut path_map, resource, name),
+            Some(name) => paths::add_read_only(&mut path_map, resource, name),
+            None => {}
         }
     }
     document(path_map, schemas)

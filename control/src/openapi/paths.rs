@@ -74,6 +74,27 @@ pub fn add(paths: &mut Map<String, Value>, resource: &Resource, schema: &str) {
     }
 }
 
+/// Adds the two paths of a cluster-scoped read-only resource (computed on each read, as
+/// ComponentStatuses are): list the collection, read one.
+pub fn add_read_only(paths: &mut Map<String, Value>, resource: &Resource, schema: &str) {
+    let collection = format!("/api/{}/{}", resource.version, resource.plural);
+    let op = Ops::new(resource, schema);
+    let pretty = param(
+        "pretty",
+        "query",
+        "If 'true', then the output is pretty printed.",
+    );
+    let name = param("name", "path", &format!("name of the {}", resource.kind));
+    paths.insert(
+        collection.clone(),
+        json!({"get": op.list(), "parameters": [pretty.clone()]}),
+    );
+    paths.insert(
+        format!("{collection}/{{name}}"),
+        json!({"get": op.read(), "parameters": [name, pretty]}),
+    );
+}
+
 /// Adds the one path of a create-only resource (a review: nothing stored, only `POST` to the
 /// collection), as kube-apiserver describes SelfSubjectReviews.
 pub fn add_create_only(paths: &mut Map<String, Value>, resource: &Resource, schema: &str) {

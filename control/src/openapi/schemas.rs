@@ -46,6 +46,8 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("", "v1", "ResourceQuota", add::<core::ResourceQuota>),
     ("", "v1", "LimitRange", add::<core::LimitRange>),
     ("", "v1", "ServiceAccount", add::<core::ServiceAccount>),
+    // Not stored, so not in the kinds table: served by `api::component_status`.
+    ("", "v1", "ComponentStatus", add::<core::ComponentStatus>),
     ("apps", "v1", "Deployment", add::<apps::Deployment>),
     ("apps", "v1", "ReplicaSet", add::<apps::ReplicaSet>),
     ("apps", "v1", "StatefulSet", add::<apps::StatefulSet>),
