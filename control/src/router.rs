@@ -59,12 +59,12 @@ where
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if request.method() == Method::GET {
-        let accept = request
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
         if let Some(response) = discovery_route(&state.info, &path, accept)
             .or_else(|| crate::openapi::respond(&path, accept))
         {
@@ -84,11 +84,6 @@ where
         return ApiError::no_route(&path).into_response();
     }
     let query = request.uri().query().unwrap_or("").to_owned();
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     if let Some(response) =
         api::component_status::handle(state, &identity, request.method(), &path, &query, accept)
             .await

@@ -53,31 +53,24 @@ pub async fn handle(
             .filter(|n| !n.contains('/'))?
             .into(),
     };
-    let answer = answer(state, identity, method, name, query, accept).await;
+    let answer = match Options::parse(query) {
+        // Read-only, and nothing to watch.
+        Ok(options) if method == Method::GET && !options.watch => {
+            answer(state, identity, name, &options, accept).await
+        }
+        Ok(_) => Err(ApiError::method_not_allowed(method, path)),
+        Err(error) => Err(error),
+    };
     Some(answer.unwrap_or_else(|e| e.into_response()))
 }
 
 async fn answer(
     state: &ApiState,
     identity: &Identity,
-    method: &Method,
     name: Option<&str>,
-    query: &str,
+    options: &Options,
     accept: &str,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let options = Options::parse(query)?;
-    if method != Method::GET || options.watch {
-        let verb = if options.watch {
-            "WATCH"
-        } else {
-            method.as_str()
-        };
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource ({verb})"),
-        ));
-    }
     if !identity.is_admin() {
         let verb = if name.is_some() { "get" } else { "list" };
         return Err(ApiError::forbidden(format!(
