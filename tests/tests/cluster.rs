@@ -72,7 +72,7 @@ fn client(name: &str, node: &str, vip: &str, count: u32) -> String {
     client_pod(name, node, vip, &script)
 }
 
-/// Nodes `n` and `n + 1` on `fabric`, running the eBPF dataplane, their agents started.
+/// Nodes `n` and `n + 1` on `fabric`, running the eBPF dataplane, both Ready and schedulable.
 fn two_nodes(control: &Control, fabric: &Fabric, n: u8) -> (Node, Node) {
     let options = || NodeOptions {
         fabric: Some(fabric),
@@ -83,6 +83,26 @@ fn two_nodes(control: &Control, fabric: &Fabric, n: u8) -> (Node, Node) {
     let mut b = Node::with(n + 1, control, options());
     a.start_agent();
     b.start_agent();
+    // Nothing is placed before both nodes can take it (else the scheduler's only choice is
+    // the node that came first).
+    or_debug(control, &[&a, &b], || {
+        wait_until(
+            "both nodes Ready and schedulable",
+            Duration::from_secs(30),
+            || {
+                let out = control.kubectl(&["get", "nodes", "--no-headers"]);
+                let text = String::from_utf8_lossy(&out.stdout);
+                let list = control.get_json(&["nodes"]).unwrap_or_default();
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                text.lines().filter(|l| l.contains(" Ready ")).count() == 2
+                    && items.len() == 2
+                    && items.iter().all(|n| {
+                        n["spec"]["taints"].is_null()
+                            && n["status"]["allocatable"]["cpu"].is_string()
+                    })
+            },
+        )
+    });
     (a, b)
 }
 
@@ -204,24 +224,6 @@ fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
     let fabric = Fabric::new();
     let (a, b) = two_nodes(&control, &fabric, 71);
     let nodes = [&a, &b];
-    or_debug(&control, &nodes, || {
-        wait_until(
-            "both nodes Ready and schedulable",
-            Duration::from_secs(30),
-            || {
-                let out = control.kubectl(&["get", "nodes", "--no-headers"]);
-                let text = String::from_utf8_lossy(&out.stdout);
-                let list = control.get_json(&["nodes"]).unwrap_or_default();
-                let items = list["items"].as_array().cloned().unwrap_or_default();
-                text.lines().filter(|l| l.contains(" Ready ")).count() == 2
-                    && items.len() == 2
-                    && items.iter().all(|n| {
-                        n["spec"]["taints"].is_null()
-                            && n["status"]["allocatable"]["cpu"].is_string()
-                    })
-            },
-        )
-    });
 
     // The Deployment rolls out over both nodes.
     control.apply(WEB);

@@ -1,7 +1,8 @@
 //! Two real agents, the real kubectl: a node's credentials read only the Secrets its own pods
 //! use (the node authorization rule), and a node whose agent stops for good goes NotReady,
 //! gets the unreachable taints, and its Deployment pods are replaced on the other node (the
-//! control process runs with short `--node-monitor-grace-period` and `--pod-eviction-timeout`).
+//! control process runs with short `--node-monitor-grace-period` and `--pod-eviction-timeout`,
+//! the agents with a Lease renewed well inside that grace).
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -105,6 +106,11 @@ fn a_lost_nodes_pods_are_recreated_elsewhere_and_nodes_keep_to_their_secrets() {
     ]);
     let mut a = Node::new(81, &control);
     let mut b = Node::new(82, &control);
+    // Leases renewed every second, well inside the 4 s grace: a live node never goes Unknown
+    // (with kubelet's default 10 s renewals it would, between two renewals).
+    for node in [&mut a, &mut b] {
+        node.add_agent_flags(&["--node-lease-duration-seconds", "4"]);
+    }
     a.start_agent();
     b.start_agent();
     wait_until("both nodes Ready", Duration::from_secs(30), || {

@@ -62,6 +62,10 @@ pub struct Args {
     /// Node's `pods` capacity, which the scheduler places against.
     #[arg(long, default_value_t = bosun_agent::cluster::machine::MAX_PODS)]
     pub max_pods: u32,
+    /// The node Lease's `leaseDurationSeconds` (kubelet's nodeLeaseDurationSeconds); the Lease
+    /// is renewed every quarter of it, as kubelet does.
+    #[arg(long, default_value_t = bosun_agent::cluster::lease::DURATION_SECONDS, value_parser = clap::value_parser!(i32).range(1..))]
+    pub node_lease_duration_seconds: i32,
     /// Maximum number of processes per pod (kubelet's podPidsLimit); unset = unlimited.
     #[arg(long, global = true)]
     pub pod_pids_limit: Option<i64>,
@@ -506,6 +510,7 @@ fn node_identity(args: &Args, ctx: &NodeContext) -> anyhow::Result<NodeIdentity>
         pod_cidr,
         max_pods: args.max_pods,
         kubelet_port: args.port,
+        lease_duration_seconds: args.node_lease_duration_seconds,
     })
 }
 

@@ -52,8 +52,8 @@ pub use services::{ServiceWatch, ServicesSnapshot};
 /// The statuses of the pods the node runs (the daemon's pod table).
 pub type PodStatuses = Arc<dyn Fn() -> Vec<PodStatus> + Send + Sync>;
 
-/// How often the node's status and Lease are posted (kubelet's nodeStatusUpdateFrequency and
-/// lease renew interval).
+/// How often the node's status is checked and posted when changed (kubelet's
+/// nodeStatusUpdateFrequency).
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// kubelet's `nodeStatusReportFrequency`: an unchanged status is still posted this often.
@@ -83,6 +83,8 @@ pub struct NodeIdentity {
     pub max_pods: u32,
     /// The kubelet API's port, reported as `daemonEndpoints.kubeletEndpoint.Port` (0: none).
     pub kubelet_port: u16,
+    /// The node Lease's `leaseDurationSeconds`; it is renewed every quarter of it.
+    pub lease_duration_seconds: i32,
 }
 
 /// A client for the cluster of `kubeconfig` (its current context), and the cluster's CA
@@ -125,7 +127,7 @@ pub fn spawn(
 ) {
     let facts = machine::Machine::detect(&ctx);
     tokio::spawn(node::run(client.clone(), node.clone(), facts));
-    tokio::spawn(lease::run(client.clone(), node.name.clone()));
+    tokio::spawn(lease::run(client.clone(), node.clone()));
     let drivers: csi_drivers::Drivers = Arc::default();
     tokio::spawn(csi_drivers::run(
         client.clone(),

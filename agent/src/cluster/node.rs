@@ -205,6 +205,7 @@ mod tests {
             pod_cidr: "10.244.0.0/22".parse().unwrap(),
             max_pods: 600,
             kubelet_port: 10250,
+            lease_duration_seconds: 40,
         };
         let machine = Machine {
             cpus: 2,
