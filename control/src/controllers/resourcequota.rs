@@ -1,8 +1,8 @@
 //! kube-controller-manager's resource quota controller: every ResourceQuota's `status.hard`
 //! is its `spec.hard` and its `status.used` what the objects of its namespace use of each
-//! (`api::quota::usage`), recounted when a quota or a pod changes (a pod that finishes or goes
-//! frees its share at once) and every 10 s for the other kinds; a scoped quota counts only the
-//! pods its scopes match. The write is conditional on
+//! (`api::quota::usage`), recounted when a quota's spec or a pod changes (a pod that finishes
+//! or goes frees its share at once) and every 10 s for the other kinds — not when only a
+//! quota's status changed, as kube's; a scoped quota counts only the pods its scopes match. The write is conditional on
 //! the quota's resourceVersion, so a charge the quota admission made meanwhile is not lost.
 
 use std::collections::BTreeMap;
@@ -34,17 +34,55 @@ pub fn spawn(client: Loopback, caches: Caches) -> tokio::task::JoinHandle<()> {
         let mut quota_changes = caches.quotas.subscribe();
         let mut pod_changes = caches.pods.subscribe();
         wait_synced(&[&caches.quotas, &caches.pods]).await;
+        let mut specs = QuotaSpecs::default();
         loop {
+            specs.remember(&caches.quotas);
             pass(&client, &caches).await;
-            tokio::select! {
-                _ = quota_changes.recv() => {}
-                _ = pod_changes.recv() => {}
-                _ = tokio::time::sleep(RESYNC) => {}
+            let resync = tokio::time::Instant::now() + RESYNC;
+            loop {
+                tokio::select! {
+                    changed = quota_changes.recv() => match changed {
+                        Ok(key) if !specs.changed(&caches.quotas, &key) => continue,
+                        _ => break,
+                    },
+                    _ = pod_changes.recv() => break,
+                    _ = tokio::time::sleep_until(resync) => break,
+                }
             }
             tokio::time::sleep(PASS_GAP).await;
             while quota_changes.try_recv().is_ok() || pod_changes.try_recv().is_ok() {}
         }
     })
+}
+
+/// Each quota's spec as last counted for. Like kube's controller, a change of a quota's
+/// status alone (its own writes, the admission's charges) starts no recount: a recount
+/// started between a charge and the creation of the object charged for would undo the charge.
+#[derive(Default)]
+struct QuotaSpecs(BTreeMap<String, Value>);
+
+impl QuotaSpecs {
+    fn remember(&mut self, quotas: &Informer) {
+        let prefix = quotas.resource.key_prefix();
+        self.0 = quotas
+            .list(|_| true)
+            .iter()
+            .map(|q| {
+                let key = format!(
+                    "{prefix}{}/{}",
+                    q["metadata"]["namespace"].as_str().unwrap_or(""),
+                    q["metadata"]["name"].as_str().unwrap_or("")
+                );
+                (key, q["spec"].clone())
+            })
+            .collect();
+    }
+
+    /// Whether the quota at `key` was made, deleted or had its spec changed since counted.
+    fn changed(&self, quotas: &Informer, key: &str) -> bool {
+        let now = quotas.get(key).map(|q| q["spec"].clone());
+        now.as_ref() != self.0.get(key)
+    }
 }
 
 /// The objects of `resource` in `namespace`: pods from the cache, the rest listed.
