@@ -31,13 +31,17 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
     }
 
-    /// 404 for a path no resource is served at.
+    /// 404 for a path no resource is served at. Its details are empty but present, as
+    /// kube-apiserver's: `kubectl debug` reads them to tell a missing subresource from a
+    /// missing pod.
     pub fn no_route(path: &str) -> Self {
-        Self::new(
+        let mut e = Self::new(
             StatusCode::NOT_FOUND,
             "NotFound",
             format!("the server could not find the requested resource (path {path})"),
-        )
+        );
+        e.details = Some(json!({}));
+        e
     }
 
     /// 405 for a verb a path does not serve.
