@@ -94,7 +94,7 @@ impl Resource {
 
     /// Whether objects of this kind carry `metadata.generation`: 1 on create, one more on
     /// each change of their desired state. Kubernetes 1.32 keeps it only for the kinds
-    /// whose strategy sets it (the workloads, EndpointSlice, Ingress, IngressClass,
+    /// whose strategy sets it (the workloads, ReplicationController, EndpointSlice, Ingress, IngressClass,
     /// PodDisruptionBudget); a ConfigMap, Service or Pod has none.
     pub fn tracks_generation(&self) -> bool {
         matches!(
@@ -103,6 +103,7 @@ impl Resource {
                 "apps",
                 "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
             ) | ("batch", "Job" | "CronJob")
+                | ("", "ReplicationController")
                 | ("discovery.k8s.io", "EndpointSlice")
                 | ("networking.k8s.io", "Ingress" | "IngressClass")
                 | ("policy", "PodDisruptionBudget")
@@ -288,6 +289,7 @@ const PVC_SUB: &[Subresource] = &[status("", "v1", "PersistentVolumeClaim")];
 const QUOTA_SUB: &[Subresource] = &[status("", "v1", "ResourceQuota")];
 const DEPLOYMENT_SUB: &[Subresource] = &[status("apps", "v1", "Deployment"), scale()];
 const REPLICASET_SUB: &[Subresource] = &[status("apps", "v1", "ReplicaSet"), scale()];
+const RC_SUB: &[Subresource] = &[status("", "v1", "ReplicationController"), scale()];
 const STATEFULSET_SUB: &[Subresource] = &[status("apps", "v1", "StatefulSet"), scale()];
 const DAEMONSET_SUB: &[Subresource] = &[status("apps", "v1", "DaemonSet")];
 const JOB_SUB: &[Subresource] = &[status("batch", "v1", "Job")];
@@ -303,6 +305,7 @@ pub const RESOURCES: &[Resource] = &[
     // core/v1
     res("", "v1", "Namespace", "namespaces", "namespace", Cluster, &["ns"], &[]).with(NAMESPACE_SUB),
     res("", "v1", "Pod", "pods", "pod", Namespaced, &["po"], ALL).with(POD_SUB),
+    res("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", Namespaced, &["rc"], ALL).with(RC_SUB),
     res("", "v1", "Service", "services", "service", Namespaced, &["svc"], ALL).with(SERVICE_SUB),
     res("", "v1", "Endpoints", "endpoints", "endpoints", Namespaced, &["ep"], &[]),
     res("", "v1", "ConfigMap", "configmaps", "configmap", Namespaced, &["cm"], &[]),

@@ -363,6 +363,7 @@ async fn every_served_kind_round_trips_strictly() {
             "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
                 object["spec"] = workload.clone()
             }
+            "ReplicationController" => object["spec"] = json!({"template": template}),
             "Job" => {
                 let mut job_template = template.clone();
                 job_template["spec"]["restartPolicy"] = json!("Never");

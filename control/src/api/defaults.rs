@@ -1,5 +1,5 @@
 //! The defaults Kubernetes fills in when it decodes an object (`pkg/apis/*/v1/defaults.go`):
-//! replicas, rollout strategies, history limits, the pod template's restart and DNS policies,
+//! replicas, rollout strategies, a ReplicationController's selector and labels, history limits, the pod template's restart and DNS policies,
 //! container pull policies and termination-message settings, Service types and port
 //! protocols, the Secret type, CronJobs' policies and history limits, volume modes, a
 //! PersistentVolume's reclaim policy (Retain), a StorageClass's (Delete) and binding mode. Applied on every write, as Kubernetes does; a field already set
@@ -49,6 +49,7 @@ pub fn apply(object: &mut Value, resource: &Resource) {
                 template(spec);
             }
         }
+        ("", "ReplicationController") => replication_controller(object),
         ("apps", "StatefulSet") => {
             if let Some(spec) = child(object, "spec") {
                 default(spec, "replicas", json!(1));
@@ -161,6 +162,24 @@ pub fn with_identity(object: &mut Value, resource: &Resource) {
     }
 }
 
+/// A ReplicationController's selector and labels default to its template's labels.
+fn replication_controller(object: &mut Value) {
+    let labels = object["spec"]["template"]["metadata"]["labels"].clone();
+    let empty = |v: &Value| v.as_object().is_none_or(|m| m.is_empty());
+    if !empty(&labels) && object["spec"].is_object() {
+        if empty(&object["spec"]["selector"]) {
+            object["spec"]["selector"] = labels.clone();
+        }
+        if object["metadata"].is_object() && empty(&object["metadata"]["labels"]) {
+            object["metadata"]["labels"] = labels;
+        }
+    }
+    if let Some(spec) = child(object, "spec") {
+        default(spec, "replicas", json!(1));
+        template(spec);
+    }
+}
+
 fn template(workload_spec: &mut Value) {
     if let Some(template) = child(workload_spec, "template") {
         if let Some(spec) = child(template, "spec") {
@@ -259,6 +278,28 @@ mod tests {
             .iter()
             .find(|r| r.group == group && r.plural == plural)
             .unwrap()
+    }
+
+    #[test]
+    fn a_replication_controller_takes_its_selector_and_labels_from_its_template() {
+        let template = json!({"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let mut rc = json!({"metadata": {"name": "web"}, "spec": {"template": template}});
+        apply(&mut rc, find("", "replicationcontrollers"));
+        assert_eq!(rc["spec"]["selector"], json!({"app": "web"}));
+        assert_eq!(rc["metadata"]["labels"], json!({"app": "web"}));
+        assert_eq!(rc["spec"]["replicas"], 1);
+        assert_eq!(rc["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        // What is set stays.
+        let mut rc = json!({"metadata": {"name": "web", "labels": {"tier": "x"}},
+            "spec": {"replicas": 0, "selector": {"app": "web", "v": "1"}, "template": template}});
+        apply(&mut rc, find("", "replicationcontrollers"));
+        assert_eq!(rc["spec"]["selector"], json!({"app": "web", "v": "1"}));
+        assert_eq!(rc["metadata"]["labels"], json!({"tier": "x"}));
+        assert_eq!(rc["spec"]["replicas"], 0);
+        // A spec that is no object is left to validation.
+        let mut rc = json!({"metadata": {"name": "web"}, "spec": "x"});
+        apply(&mut rc, find("", "replicationcontrollers"));
     }
 
     #[test]

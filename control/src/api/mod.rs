@@ -47,6 +47,7 @@ mod update;
 pub(crate) mod validate;
 mod validate_hpa;
 pub(crate) mod validate_rbac;
+mod validate_replication;
 mod validate_statefulset;
 mod validate_storage;
 pub(crate) mod volume_claims;

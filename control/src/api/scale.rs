@@ -17,6 +17,16 @@ use crate::http_util::ResponseBody;
 use crate::status::ApiError;
 use crate::table::selector_string;
 
+/// A workload's pod selector as a LabelSelector: a ReplicationController's is a label map.
+fn pod_selector(object: &Value) -> Value {
+    let selector = &object["spec"]["selector"];
+    if object["kind"] == "ReplicationController" {
+        json!({ "matchLabels": selector })
+    } else {
+        selector.clone()
+    }
+}
+
 /// The Scale view of a workload object.
 pub fn to_scale(object: &Value) -> Value {
     let metadata = &object["metadata"];
@@ -39,7 +49,7 @@ pub fn to_scale(object: &Value) -> Value {
         "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(1)},
         "status": {
             "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
-            "selector": selector_string(&object["spec"]["selector"]),
+            "selector": selector_string(&pod_selector(object)),
         },
     })
 }

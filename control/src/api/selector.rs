@@ -169,7 +169,7 @@ fn kind_fields(resource: &Resource) -> &'static [&'static str] {
         ("", "Namespace") => &["status.phase"],
         ("", "PersistentVolumeClaim") => &["spec.volumeName"],
         ("batch", "Job") => &["status.successful"],
-        ("apps", "ReplicaSet") => &["status.replicas"],
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => &["status.replicas"],
         _ => &[],
     }
 }

@@ -203,6 +203,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "" "ResourceQuota" => core::ResourceQuota,
         "" "LimitRange" => core::LimitRange,
         "" "ServiceAccount" => core::ServiceAccount,
+        "" "ReplicationController" => core::ReplicationController,
         "apps" "Deployment" => apps::Deployment,
         "apps" "ReplicaSet" => apps::ReplicaSet,
         "apps" "StatefulSet" => apps::StatefulSet,
@@ -315,6 +316,9 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
     }
     match (resource.group, resource.kind) {
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload(object, &mut causes),
+        ("", "ReplicationController") => {
+            super::validate_replication::replication_controller(object, &mut causes)
+        }
         ("policy", "PodDisruptionBudget") => disruption_budget(&object["spec"], &mut causes),
         ("scheduling.k8s.io", "PriorityClass") => {
             super::priority::validate_class(object, &mut causes)
@@ -475,7 +479,7 @@ fn workload(object: &Value, causes: &mut Vec<FieldCause>) {
     pod_spec(&spec["template"]["spec"], "spec.template.spec", causes);
 }
 
-fn pod_spec(spec: &Value, at: &str, causes: &mut Vec<FieldCause>) {
+pub(super) fn pod_spec(spec: &Value, at: &str, causes: &mut Vec<FieldCause>) {
     let Some(containers) = spec["containers"].as_array().filter(|c| !c.is_empty()) else {
         causes.push(FieldCause::required(&format!("{at}.containers")));
         return;
@@ -492,7 +496,7 @@ fn pod_spec(spec: &Value, at: &str, causes: &mut Vec<FieldCause>) {
 }
 
 /// A label map as Go prints `map[string]string{"app":"web"}`.
-fn go_map(labels: &Value) -> String {
+pub(super) fn go_map(labels: &Value) -> String {
     let items: Vec<String> = labels
         .as_object()
         .map(|m| m.iter().map(|(k, v)| format!("{k:?}:{v}")).collect())

@@ -8,7 +8,12 @@ use serde_json::Value;
 
 use crate::status::FieldCause;
 
-const KINDS: &[&str] = &["Deployment", "StatefulSet", "ReplicaSet"];
+const KINDS: &[&str] = &[
+    "Deployment",
+    "StatefulSet",
+    "ReplicaSet",
+    "ReplicationController",
+];
 
 pub fn horizontal_pod_autoscaler(object: &Value, causes: &mut Vec<FieldCause>) {
     let spec = &object["spec"];
@@ -18,7 +23,7 @@ pub fn horizontal_pod_autoscaler(object: &Value, causes: &mut Vec<FieldCause>) {
         Some(kind) if !KINDS.contains(&kind) => causes.push(FieldCause::invalid(
             "spec.scaleTargetRef.kind",
             &format!("{kind:?}"),
-            "bosun scales Deployments, StatefulSets and ReplicaSets (apps/v1)",
+            "bosun scales Deployments, StatefulSets, ReplicaSets and ReplicationControllers",
         )),
         Some(_) => {}
     }

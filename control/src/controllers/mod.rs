@@ -126,6 +126,8 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
     let store = &state.store;
     let pods = Informer::spawn(Arc::clone(store), resource("", "pods"));
     let replicasets = Informer::spawn(Arc::clone(store), resource("apps", "replicasets"));
+    let replication_controllers =
+        Informer::spawn(Arc::clone(store), resource("", "replicationcontrollers"));
     let deployments = Informer::spawn(Arc::clone(store), resource("apps", "deployments"));
     let mut tasks = gc::spawn(Arc::clone(store), client.clone());
     tasks.extend(deployment::spawn(
@@ -273,8 +275,20 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
             replicasets: Arc::clone(&replicasets),
             deployments: Arc::clone(&deployments),
             statefulsets: Informer::spawn(Arc::clone(store), resource_of("apps", "statefulsets")),
+            replication_controllers: Arc::clone(&replication_controllers),
         },
     ));
-    tasks.extend(replicaset::spawn(client, replicasets, pods));
+    tasks.extend(replicaset::spawn(
+        client.clone(),
+        &replicaset::REPLICATION_CONTROLLER,
+        replication_controllers,
+        Arc::clone(&pods),
+    ));
+    tasks.extend(replicaset::spawn(
+        client,
+        &replicaset::REPLICA_SET,
+        replicasets,
+        pods,
+    ));
     Controllers { tasks }
 }

@@ -1,4 +1,6 @@
-//! The ReplicaSet controller, as kube-controller-manager's: keeps `spec.replicas` active pods
+//! The ReplicaSet controller, as kube-controller-manager's (which also runs it, as the
+//! replication manager, for core/v1 ReplicationControllers: their selector is a plain label
+//! map, their pods' owner `v1` `ReplicationController`): keeps `spec.replicas` active pods
 //! made from the template, each owned by the ReplicaSet (controller reference, so the garbage
 //! collector removes them with it). Orphan pods matching the selector are adopted, owned pods
 //! that no longer match are released. Scale-down deletes the least valuable pods first
@@ -20,19 +22,69 @@ use super::pods::{self, controller_of};
 use super::queue::{follow_owned, wait_synced, work, WorkQueue};
 use crate::api::selector::LabelSelector;
 
-const COMPONENT: &str = "replicaset-controller";
 /// The most pods one pass creates or deletes (kube-controller-manager's burst).
 const BURST: usize = 500;
 
-/// Starts the controller over the two caches.
+/// What tells the two kinds this controller keeps apart.
+pub struct Flavor {
+    api_version: &'static str,
+    kind: &'static str,
+    /// The Events' source component.
+    component: &'static str,
+    /// A label map (`ReplicationController`) rather than a LabelSelector.
+    map_selector: bool,
+}
+
+pub const REPLICA_SET: Flavor = Flavor {
+    api_version: "apps/v1",
+    kind: "ReplicaSet",
+    component: "replicaset-controller",
+    map_selector: false,
+};
+
+pub const REPLICATION_CONTROLLER: Flavor = Flavor {
+    api_version: "v1",
+    kind: "ReplicationController",
+    component: "replication-controller",
+    map_selector: true,
+};
+
+impl Flavor {
+    /// The owner's pod selector (None: empty or invalid, which validation refuses).
+    fn selector(&self, owner: &Value) -> Option<LabelSelector> {
+        let selector = &owner["spec"]["selector"];
+        let parsed = if self.map_selector {
+            LabelSelector::from_object(&json!({ "matchLabels": selector }))
+        } else {
+            LabelSelector::from_object(selector)
+        };
+        parsed.ok().filter(|s| !s.is_empty())
+    }
+
+    /// The controller reference the owner puts on its pods.
+    fn owner_reference(&self, owner: &Value) -> Value {
+        json!({
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "controller": true,
+            "blockOwnerDeletion": true,
+        })
+    }
+}
+
+/// Starts the controller of `flavor` over the two caches (`replicasets`: the owners').
 pub fn spawn(
     client: Loopback,
+    flavor: &'static Flavor,
     replicasets: Arc<Informer>,
     pods: Arc<Informer>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let queue = WorkQueue::new();
     let controller = Arc::new(Controller {
         client,
+        flavor,
         replicasets,
         pods,
         queue,
@@ -45,6 +97,7 @@ pub fn spawn(
 
 struct Controller {
     client: Loopback,
+    flavor: &'static Flavor,
     replicasets: Arc<Informer>,
     pods: Arc<Informer>,
     queue: Arc<WorkQueue>,
@@ -59,7 +112,7 @@ impl Controller {
         let queue = Arc::clone(&self.queue);
         let caches = [&self.replicasets, &self.pods];
         wait_synced(&caches).await;
-        work(queue, "replicaset", |key| {
+        work(queue, self.flavor.component, |key| {
             let this = Arc::clone(&self);
             async move { this.reconcile(&key).await }
         })
@@ -76,9 +129,8 @@ impl Controller {
         }
         let namespace = rs["metadata"]["namespace"].as_str().unwrap_or("default");
         let uid = rs["metadata"]["uid"].as_str().unwrap_or("");
-        let selector = match LabelSelector::from_object(&rs["spec"]["selector"]) {
-            Ok(s) if !s.is_empty() => s,
-            _ => return Ok(None), // validation refuses these; nothing safe to do
+        let Some(selector) = self.flavor.selector(&rs) else {
+            return Ok(None); // validation refuses these; nothing safe to do
         };
         let mut written = 0;
         let mut owned = Vec::new();
@@ -94,7 +146,8 @@ impl Controller {
                 }
                 Some(_) => {}
                 None if matches && pods::is_active(&pod) => {
-                    let adopted = pods::adopt(&self.client, &pod, &owner_reference(&rs)).await?;
+                    let adopted =
+                        pods::adopt(&self.client, &pod, &self.flavor.owner_reference(&rs)).await?;
                     written = written.max(revision_of(&adopted));
                     owned.push(Arc::new(adopted));
                 }
@@ -132,7 +185,7 @@ impl Controller {
         let mut metadata = json!({
             "generateName": format!("{}-", truncate(name, 57)),
             "namespace": namespace,
-            "ownerReferences": [owner_reference(rs)],
+            "ownerReferences": [self.flavor.owner_reference(rs)],
         });
         for field in ["labels", "annotations", "finalizers"] {
             if !template["metadata"][field].is_null() {
@@ -153,7 +206,7 @@ impl Controller {
                 );
                 record(
                     &self.client,
-                    COMPONENT,
+                    self.flavor.component,
                     rs,
                     EventType::Normal,
                     "SuccessfulCreate",
@@ -166,7 +219,7 @@ impl Controller {
                 let message = format!("Error creating: {}", error.message);
                 record(
                     &self.client,
-                    COMPONENT,
+                    self.flavor.component,
                     rs,
                     EventType::Warning,
                     "FailedCreate",
@@ -192,7 +245,7 @@ impl Controller {
                 let message = format!("Deleted pod: {name}");
                 record(
                     &self.client,
-                    COMPONENT,
+                    self.flavor.component,
                     rs,
                     EventType::Normal,
                     "SuccessfulDelete",
@@ -265,18 +318,6 @@ impl Controller {
         }
         Ok(again)
     }
-}
-
-/// The controller reference a ReplicaSet puts on its pods.
-fn owner_reference(rs: &Value) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "name": rs["metadata"]["name"],
-        "uid": rs["metadata"]["uid"],
-        "controller": true,
-        "blockOwnerDeletion": true,
-    })
 }
 
 fn labels_include(labels: &Value, wanted: &Value) -> bool {

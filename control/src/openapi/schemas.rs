@@ -46,6 +46,7 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("", "v1", "ResourceQuota", add::<core::ResourceQuota>),
     ("", "v1", "LimitRange", add::<core::LimitRange>),
     ("", "v1", "ServiceAccount", add::<core::ServiceAccount>),
+    ("", "v1", "ReplicationController", add::<core::ReplicationController>),
     // Not stored, so not in the kinds table: served by `api::component_status`.
     ("", "v1", "ComponentStatus", add::<core::ComponentStatus>),
     ("apps", "v1", "Deployment", add::<apps::Deployment>),

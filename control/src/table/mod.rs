@@ -134,7 +134,7 @@ fn printer(resource: &Resource) -> &'static Printer {
     match (resource.group, resource.kind) {
         ("", "Pod") => &workloads::POD,
         ("apps", "Deployment") => &workloads::DEPLOYMENT,
-        ("apps", "ReplicaSet") => &workloads::REPLICA_SET,
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => &workloads::REPLICA_SET,
         ("apps", "StatefulSet") => &workloads::STATEFUL_SET,
         ("apps", "DaemonSet") => &workloads::DAEMON_SET,
         ("batch", "Job") => &workloads::JOB,

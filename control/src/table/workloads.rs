@@ -244,10 +244,20 @@ pub static REPLICA_SET: Printer = Printer {
             super::cells::age(o, now),
             names,
             images,
-            Value::from(format_selector(at(o, &["spec", "selector"]))),
+            Value::from(replicas_selector(o)),
         ]
     },
 };
+
+/// A ReplicaSet's selector, or a ReplicationController's label map, as kubectl prints them.
+fn replicas_selector(o: &Value) -> String {
+    let selector = at(o, &["spec", "selector"]);
+    if s(o, &["kind"]) == "ReplicationController" {
+        format_selector(&serde_json::json!({ "matchLabels": selector }))
+    } else {
+        format_selector(selector)
+    }
+}
 
 pub static STATEFUL_SET: Printer = Printer {
     columns: &[

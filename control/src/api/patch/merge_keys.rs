@@ -37,6 +37,7 @@ pub(super) const FIELDS: &[(&str, &str, &str, &str)] = &[
     ("io.k8s.api.core.v1.PodStatus", "hostIPs", "merge", "ip"),
     ("io.k8s.api.core.v1.PodStatus", "podIPs", "merge", "ip"),
     ("io.k8s.api.core.v1.PodStatus", "resourceClaimStatuses", "merge,retainKeys", "name"),
+    ("io.k8s.api.core.v1.ReplicationControllerStatus", "conditions", "merge", "type"),
     ("io.k8s.api.core.v1.ServiceAccount", "secrets", "merge", "name"),
     ("io.k8s.api.core.v1.ServiceSpec", "ports", "merge", "port"),
     ("io.k8s.api.core.v1.ServiceStatus", "conditions", "merge", "type"),

@@ -30,6 +30,7 @@ pub struct Caches {
     pub budgets: Arc<Informer>,
     pub pods: Arc<Informer>,
     pub replicasets: Arc<Informer>,
+    pub replication_controllers: Arc<Informer>,
     pub deployments: Arc<Informer>,
     pub statefulsets: Arc<Informer>,
 }
@@ -44,6 +45,7 @@ pub fn spawn(client: Loopback, caches: Caches) -> tokio::task::JoinHandle<()> {
             &caches.replicasets,
             &caches.deployments,
             &caches.statefulsets,
+            &caches.replication_controllers,
         ])
         .await;
         loop {
@@ -105,7 +107,8 @@ fn same_status(current: &Value, desired: &Value) -> bool {
 }
 
 /// The replicas of the controller `kind`/`name` in `ns` that manages pods: a ReplicaSet's own
-/// Deployment's, else the ReplicaSet's; a StatefulSet's. `None` for any other.
+/// Deployment's, else the ReplicaSet's; a StatefulSet's, a ReplicationController's. `None`
+/// for any other.
 fn controller_scale(caches: &Caches, ns: &str, kind: &str, name: &str) -> Option<(String, i64)> {
     let replicas = |o: &Value| o["spec"]["replicas"].as_i64().unwrap_or(1);
     let uid = |o: &Value| o["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
@@ -134,6 +137,14 @@ fn controller_scale(caches: &Caches, ns: &str, kind: &str, name: &str) -> Option
                 name,
             ))?;
             Some((uid(&set), replicas(&set)))
+        }
+        "ReplicationController" => {
+            let rc = caches.replication_controllers.get(&object_key(
+                caches.replication_controllers.resource,
+                Some(ns),
+                name,
+            ))?;
+            Some((uid(&rc), replicas(&rc)))
         }
         _ => None,
     }

@@ -1,6 +1,7 @@
 //! The HorizontalPodAutoscaler controller, as kube-controller-manager's: every sync period
 //! each HPA (stored as autoscaling/v2; v1 objects from `kubectl autoscale` are converted by the
-//! API) reads its target's `scale` subresource (Deployments, StatefulSets, ReplicaSets), the
+//! API) reads its target's `scale` subresource (Deployments, StatefulSets, ReplicaSets,
+//! ReplicationControllers), the
 //! pods its selector picks, and their usage from the metrics window (`crate::metrics`); each
 //! Resource metric (cpu or memory; Utilization of the pods' requests or AverageValue)
 //! proposes a count (`replicas`), the highest wins, `behavior` normalises it (`behavior`), the
@@ -98,14 +99,15 @@ impl Pass<'_> {
         let ns = hpa["metadata"]["namespace"].as_str().unwrap_or("default");
         let spec = &hpa["spec"];
         let target = &spec["scaleTargetRef"];
-        let plural = match target["kind"].as_str() {
-            Some("Deployment") => "deployments",
-            Some("StatefulSet") => "statefulsets",
-            Some("ReplicaSet") => "replicasets",
-            _ => "",
+        let (group, plural) = match target["kind"].as_str() {
+            Some("Deployment") => ("apps", "deployments"),
+            Some("StatefulSet") => ("apps", "statefulsets"),
+            Some("ReplicaSet") => ("apps", "replicasets"),
+            Some("ReplicationController") => ("", "replicationcontrollers"),
+            _ => ("", ""),
         };
         let target_name = target["name"].as_str().unwrap_or_default();
-        let scale_path = crate::kinds::find("apps", "v1", plural)
+        let scale_path = crate::kinds::find(group, "v1", plural)
             .map(|r| format!("{}/scale", resource_path(r, Some(ns), Some(target_name))));
         let scale = match scale_path.as_ref() {
             Some(path) => self
