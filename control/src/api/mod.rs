@@ -50,6 +50,7 @@ pub(crate) mod validate_rbac;
 mod validate_replication;
 mod validate_statefulset;
 mod validate_storage;
+mod validate_workload;
 pub(crate) mod volume_claims;
 mod watch;
 

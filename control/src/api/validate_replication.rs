@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use super::validate::{go_map, pod_spec};
 use super::validate_storage::not_supported;
+use super::validate_workload::{go_map, pod_spec};
 use crate::status::FieldCause;
 
 pub(super) fn replication_controller(object: &Value, causes: &mut Vec<FieldCause>) {
