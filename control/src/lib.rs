@@ -27,6 +27,7 @@ pub mod protobuf;
 pub mod router;
 pub mod schedule;
 pub mod server;
+pub mod server_metrics;
 pub mod status;
 pub mod store;
 pub mod table;

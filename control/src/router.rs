@@ -3,6 +3,7 @@
 //! path is a 404 `Status`; every non-public path needs an identity (`authn`; 401 otherwise).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -13,6 +14,7 @@ use crate::authn::{self, Authenticated, Identity};
 use crate::discovery;
 use crate::http_util::{ok_json, typed_response, ResponseBody};
 use crate::kinds;
+use crate::server_metrics::RequestInfo;
 use crate::status::ApiError;
 
 /// The Kubernetes minor version we report: kubectl's dispatcher picks its 1.32 client by it.
@@ -25,7 +27,38 @@ pub struct ServerInfo {
 }
 
 /// Answers one request; `certificate` is the identity of the connection's client certificate.
+/// Counted and timed in the request metrics.
 pub async fn route<B>(
+    state: &Arc<ApiState>,
+    certificate: Option<&Identity>,
+    request: Request<B>,
+) -> Response<ResponseBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let info = RequestInfo::of(
+        request.method(),
+        request.uri().path(),
+        request.uri().query().unwrap_or(""),
+        content_type,
+    );
+    let inflight = state.server_metrics.start(request.method());
+    let response = answer(state, certificate, request).await;
+    drop(inflight);
+    state
+        .server_metrics
+        .observe(info, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn answer<B>(
     state: &Arc<ApiState>,
     certificate: Option<&Identity>,
     request: Request<B>,
@@ -92,6 +125,11 @@ where
     }
     if let Some(response) =
         crate::metrics::api::handle(state, &identity, request.method(), &path, &query).await
+    {
+        return response;
+    }
+    if let Some(response) =
+        api::metrics_scrape::handle(state, &identity, request.method(), &path).await
     {
         return response;
     }

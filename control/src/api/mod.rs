@@ -20,6 +20,7 @@ mod get;
 pub mod impersonation;
 pub(crate) mod limit_range;
 pub(crate) mod meta;
+pub mod metrics_scrape;
 mod namespace_cache;
 mod namespaces;
 pub(crate) mod patch;
@@ -126,6 +127,8 @@ pub struct ApiState {
     /// The service-account token issuer (`serviceaccounts/token`, JWT authentication);
     /// `None`: token requests fail and no JWT authenticates.
     pub service_accounts: Option<Arc<ServiceAccountTokens>>,
+    /// The request metrics of `/metrics`.
+    pub server_metrics: crate::server_metrics::ServerMetrics,
 }
 
 impl ApiState {
@@ -148,6 +151,7 @@ impl ApiState {
             kubelet: None,
             kubelet_address_types: crate::kubelet::AddressTypes::default(),
             metrics: Arc::default(),
+            server_metrics: Default::default(),
             service_accounts: None,
         }
     }

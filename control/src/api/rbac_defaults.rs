@@ -86,6 +86,20 @@ pub fn cluster_roles() -> Vec<Value> {
             ])],
         ),
         cluster_role(
+            "system:monitoring",
+            json!({}),
+            vec![urls(&[
+                "/healthz",
+                "/healthz/*",
+                "/livez",
+                "/livez/*",
+                "/metrics",
+                "/metrics/slis",
+                "/readyz",
+                "/readyz/*",
+            ])],
+        ),
+        cluster_role(
             "system:public-info-viewer",
             json!({}),
             vec![urls(&[
@@ -290,8 +304,9 @@ pub fn cluster_roles() -> Vec<Value> {
 }
 
 /// The bootstrap ClusterRoleBindings: (name = role, groups).
-const BINDINGS: [(&str, &[&str]); 4] = [
+const BINDINGS: [(&str, &[&str]); 5] = [
     ("cluster-admin", &["system:masters"]),
+    ("system:monitoring", &["system:monitoring"]),
     ("system:discovery", &["system:authenticated"]),
     ("system:basic-user", &["system:authenticated"]),
     (
