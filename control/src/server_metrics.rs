@@ -1,7 +1,7 @@
 //! The API server's own Prometheus metrics, in kube-apiserver's names and labels so its
 //! dashboards and alerts read them unchanged: `apiserver_request_total` (by verb, group,
 //! version, resource, subresource, scope, component and code) and
-//! `apiserver_request_duration_seconds` (until the response starts: a watch's until it is
+//! `apiserver_request_duration_seconds` (also by dry run; until the response starts: a watch's until it is
 //! established), and `apiserver_current_inflight_requests` (readOnly / mutating). Every
 //! request is counted, the in-process controllers' too, as kube-controller-manager's requests
 //! reach kube-apiserver. `api::metrics_scrape` serves them at `/metrics` with the per-scrape
@@ -47,6 +47,7 @@ const NAMED_PATHS: &[&str] = &[
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestInfo {
     verb: &'static str,
+    dry_run: &'static str,
     group: &'static str,
     version: &'static str,
     resource: &'static str,
@@ -73,12 +74,17 @@ impl RequestInfo {
         let watch = query
             .split('&')
             .any(|p| matches!(p, "watch=true" | "watch=1" | "watch"));
+        let dry_run = match query.split('&').any(|p| p == "dryRun=All") {
+            true => "All",
+            false => "",
+        };
         let Ok(parsed) = path::parse(path) else {
             let named = NAMED_PATHS
                 .iter()
                 .find(|p| path == **p || path.starts_with(&format!("{p}/")));
             return RequestInfo {
                 verb: method_name(method),
+                dry_run,
                 group: "",
                 version: "",
                 resource: "",
@@ -113,6 +119,7 @@ impl RequestInfo {
         };
         RequestInfo {
             verb,
+            dry_run,
             group: r.group,
             version: r.version,
             resource: r.plural,
@@ -286,6 +293,16 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_is_labelled_all() {
+        let pods = "/api/v1/namespaces/default/pods";
+        assert_eq!(
+            RequestInfo::of(&Method::POST, pods, "dryRun=All", "").dry_run,
+            "All"
+        );
+        assert_eq!(RequestInfo::of(&Method::POST, pods, "", "").dry_run, "");
+    }
+
+    #[test]
     fn answered_requests_are_counted_timed_and_encoded() {
         let metrics = ServerMetrics::default();
         let guard = metrics.start(&Method::POST);
@@ -300,7 +317,7 @@ mod tests {
         metrics.observe(i, 201, Duration::from_millis(3));
         let mut out = String::new();
         metrics.encode(&mut out);
-        assert!(out.contains(r#"apiserver_request_total{verb="POST",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver",code="201"} 1"#), "{out}");
+        assert!(out.contains(r#"apiserver_request_total{verb="POST",dry_run="",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver",code="201"} 1"#), "{out}");
         assert!(
             out.contains(r#"component="apiserver",le="0.005"} 1"#),
             "{out}"

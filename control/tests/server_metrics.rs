@@ -33,19 +33,19 @@ fn metrics_count_requests_objects_and_the_process() {
     let text = ok(control.kubectl(&["get", "--raw", "/metrics"]));
     let created = sample(
         &text,
-        r#"apiserver_request_total{verb="POST",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver",code="201"}"#,
+        r#"apiserver_request_total{verb="POST",dry_run="",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver",code="201"}"#,
     );
     // Ours, and the root-CA publisher's kube-root-ca.crt in each namespace (the in-process
     // controllers' requests count, as kube-controller-manager's do).
     assert!(created.is_some_and(|n| n >= 3.0), "{text}");
     let listed = sample(
         &text,
-        r#"apiserver_request_total{verb="LIST",group="",version="v1",resource="configmaps",subresource="",scope="namespace",component="apiserver",code="200"}"#,
+        r#"apiserver_request_total{verb="LIST",dry_run="",group="",version="v1",resource="configmaps",subresource="",scope="namespace",component="apiserver",code="200"}"#,
     );
     assert!(listed >= Some(1.0), "{text}");
     let timed = sample(
         &text,
-        r#"apiserver_request_duration_seconds_count{verb="POST",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver"}"#,
+        r#"apiserver_request_duration_seconds_count{verb="POST",dry_run="",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver"}"#,
     );
     assert!(timed.is_some_and(|n| n >= 3.0), "{text}");
     // The scrape itself is in flight while it is encoded.
