@@ -9,7 +9,9 @@ use bosun_control::api::service_alloc::ServiceNetwork;
 use bosun_control::api::{self, ApiState};
 use bosun_control::authn::{bootstrap, TokenFile};
 use bosun_control::limits::{Limits, LimitsConfig};
-use bosun_control::store::{Compactor, CompactorConfig, EncryptedStore, EncryptionKey, Store};
+use bosun_control::store::{
+    Compactor, CompactorConfig, EncryptedStore, EncryptionKey, Store, TimedStore,
+};
 use bosun_control::{kubeconfig, pki, router::ServerInfo, server};
 use clap::Parser;
 
@@ -212,6 +214,7 @@ async fn run(args: Args) -> Result<()> {
         .map(|r| r.key_prefix())
         .into_iter()
         .collect();
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(store));
     let store: Arc<dyn Store> = Arc::new(EncryptedStore::new(store, key, secrets));
     let _compactor = Compactor::spawn(Arc::downgrade(&store), CompactorConfig::default());
     let ca =

@@ -1,7 +1,8 @@
 //! kube-apiserver's `/metrics` through the real kubectl (`kubectl get --raw /metrics`): the
 //! request counters and latency histograms by verb and resource, the in-flight gauge, the
-//! stored objects per resource and the process metrics; a user in the `system:monitoring`
-//! group may read it (kube's bootstrap ClusterRole and binding), another gets kube's 403.
+//! store's calls by operation and resource, the stored objects per resource and the process
+//! metrics; a user in the `system:monitoring` group may read it (kube's bootstrap ClusterRole
+//! and binding), another gets kube's 403.
 
 mod common;
 
@@ -65,6 +66,17 @@ fn metrics_count_requests_objects_and_the_process() {
         Some(4.0),
         "{text}"
     );
+    // The store's own calls, under kube's etcd_* names (the embedded store here).
+    let stored = sample(
+        &text,
+        r#"etcd_requests_total{operation="create",type="configmaps"}"#,
+    );
+    assert!(stored.is_some_and(|n| n >= 3.0), "{text}");
+    let timed = sample(
+        &text,
+        r#"etcd_request_duration_seconds_count{operation="list",type="configmaps"}"#,
+    );
+    assert!(timed.is_some_and(|n| n >= 1.0), "{text}");
     let rss = sample(&text, "process_resident_memory_bytes ");
     assert!(rss.is_some_and(|b| b > 1e6), "{text}");
     assert!(

@@ -58,6 +58,7 @@ pub async fn handle(
     }
     let mut out = String::new();
     state.server_metrics.encode(&mut out);
+    crate::store::storage_metrics().encode(&mut out);
     let mut scrape = Registry::default();
     scrape.register(
         "apiserver_storage_objects",

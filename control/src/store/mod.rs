@@ -20,6 +20,7 @@ mod error;
 pub mod etcd;
 mod input;
 pub mod sqlite;
+mod timed;
 mod watch_stream;
 
 use async_trait::async_trait;
@@ -32,6 +33,7 @@ pub use error::{Error, Op, Result};
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use input::{prefix_end, Limits};
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
+pub use timed::{storage_metrics, StorageMetrics, TimedStore};
 pub use watch_stream::WatchStream;
 
 /// One key's value at one revision.
