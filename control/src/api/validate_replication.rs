@@ -5,18 +5,12 @@
 use serde_json::Value;
 
 use super::validate_storage::not_supported;
-use super::validate_workload::{go_map, pod_spec};
+use super::validate_workload::{go_map, pod_spec, replicas};
 use crate::status::FieldCause;
 
 pub(super) fn replication_controller(object: &Value, causes: &mut Vec<FieldCause>) {
     let spec = &object["spec"];
-    if let Some(replicas) = spec["replicas"].as_i64().filter(|r| *r < 0) {
-        causes.push(FieldCause::invalid(
-            "spec.replicas",
-            &replicas.to_string(),
-            "must be greater than or equal to 0",
-        ));
-    }
+    replicas(spec, causes);
     let selector = spec["selector"].as_object().filter(|m| !m.is_empty());
     if selector.is_none() {
         causes.push(FieldCause::required("spec.selector"));

@@ -80,8 +80,8 @@ pub(super) fn job(spec: &Value, at: &str, causes: &mut Vec<FieldCause>) {
     }
 }
 
-pub(super) fn workload(object: &Value, causes: &mut Vec<FieldCause>) {
-    let spec = &object["spec"];
+/// `spec.replicas` is not negative.
+pub(super) fn replicas(spec: &Value, causes: &mut Vec<FieldCause>) {
     if let Some(replicas) = spec["replicas"].as_i64().filter(|r| *r < 0) {
         causes.push(FieldCause::invalid(
             "spec.replicas",
@@ -89,6 +89,11 @@ pub(super) fn workload(object: &Value, causes: &mut Vec<FieldCause>) {
             "must be greater than or equal to 0",
         ));
     }
+}
+
+pub(super) fn workload(object: &Value, causes: &mut Vec<FieldCause>) {
+    let spec = &object["spec"];
+    replicas(spec, causes);
     let selector = &spec["selector"];
     let match_labels = selector["matchLabels"]
         .as_object()
