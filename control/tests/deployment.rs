@@ -3,7 +3,8 @@
 //! template change rolls out through a second ReplicaSet within maxSurge/maxUnavailable;
 //! `rollout history` lists both revisions and `rollout undo` brings the first template back as
 //! revision 3; `kubectl scale` resizes; Recreate empties the old ReplicaSet first; a rollout
-//! that makes no progress ends in ProgressDeadlineExceeded.
+//! that makes no progress ends in ProgressDeadlineExceeded; the generation moves on the
+//! Deployment's spec and annotations, not on the revision annotation its controller writes.
 //!
 //! No agent runs here (agents join with the cluster issue's node side), so a small thread
 //! stands in for the kubelets: it marks every pod Running and Ready through the pods' `status`
@@ -339,4 +340,30 @@ fn scaling_a_stuck_rollout_is_spread_in_proportion() {
     let events =
         ok(control.kubectl(&["get", "events", "--field-selector=involvedObject.name=web"]));
     assert!(events.contains("from 8 to 14"), "{events}");
+}
+
+#[test]
+fn the_generation_moves_on_annotations_but_not_on_the_revision() {
+    let control = Control::start();
+    ok(control.kubectl(&["create", "deployment", "gen", "--image=busybox:1"]));
+    let revisioned = |control: &Control| {
+        let d = json(control, &["get", "deployment", "gen"]);
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+            && d["status"]["observedGeneration"] == 1
+    };
+    wait_until("revision 1 observed", &control, || revisioned(&control));
+    // The controller's revision annotation went in with the status: no new generation.
+    let d = json(&control, &["get", "deployment", "gen"]);
+    assert_eq!(d["metadata"]["generation"], 1, "{d:#}");
+    // A user's annotation is a change of the Deployment, as in kube: generation 2, observed.
+    ok(control.kubectl(&["annotate", "deployment", "gen", "team=blue"]));
+    let d = json(&control, &["get", "deployment", "gen"]);
+    assert_eq!(d["metadata"]["generation"], 2, "{d:#}");
+    wait_until("generation 2 observed", &control, || {
+        json(&control, &["get", "deployment", "gen"])["status"]["observedGeneration"] == 2
+    });
+    // A label is not.
+    ok(control.kubectl(&["label", "deployment", "gen", "tier=front"]));
+    let d = json(&control, &["get", "deployment", "gen"]);
+    assert_eq!(d["metadata"]["generation"], 2, "{d:#}");
 }

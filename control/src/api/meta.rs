@@ -152,6 +152,16 @@ pub fn prepare_update(
                 map.remove("status");
             }
         }
+        // kube's Deployment status strategy keeps only spec and labels: its controller writes
+        // the revision annotation with the status, which moves no generation.
+        if is_deployment(resource) {
+            let annotations = new["metadata"].get("annotations").cloned();
+            let meta = metadata_mut(&mut out);
+            match annotations.filter(|a| !a.is_null()) {
+                Some(a) => meta.insert("annotations".into(), a),
+                None => meta.remove("annotations"),
+            };
+        }
         return out;
     }
     if resource.has_status() {
@@ -182,11 +192,18 @@ pub fn prepare_update(
     if resource.group.is_empty() && resource.kind == "Namespace" {
         new["metadata"]["labels"]["kubernetes.io/metadata.name"] = old_meta["name"].clone();
     }
-    if resource.tracks_generation() && content(old) != content(&new) {
+    // A Deployment's annotations count as its desired state too (kube's deployment strategy).
+    let annotations_changed = is_deployment(resource)
+        && old_meta.get("annotations") != new["metadata"].get("annotations");
+    if resource.tracks_generation() && (annotations_changed || content(old) != content(&new)) {
         let generation = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         new["metadata"]["generation"] = json!(generation);
     }
     new
+}
+
+fn is_deployment(resource: &Resource) -> bool {
+    resource.group == "apps" && resource.kind == "Deployment"
 }
 
 /// A deletion that leaves the object in place (finalizers) marks it: kube bumps its
@@ -287,6 +304,27 @@ mod tests {
         assert_eq!(out["status"]["replicas"], 2);
         assert_eq!(out["spec"]["replicas"], 1);
         assert!(out["metadata"]["labels"].is_null());
+    }
+
+    #[test]
+    fn a_deployments_annotations_move_its_generation_except_through_its_status() {
+        let old = json!({"metadata": {"name": "web", "generation": 1}, "spec": {"replicas": 1}});
+        let annotated = json!({"metadata": {"name": "web", "annotations": {"a": "b"}}, "spec": {"replicas": 1}});
+        let out = prepare_update(&old, annotated.clone(), deployments(), false);
+        assert_eq!(out["metadata"]["generation"], 2);
+        // Through the status subresource (the controller's revision annotation): kept, no bump.
+        let out = prepare_update(&old, annotated, deployments(), true);
+        assert_eq!(out["metadata"]["annotations"]["a"], "b");
+        assert_eq!(out["metadata"]["generation"], 1);
+        // Other kinds: annotations are metadata only.
+        let replicasets = crate::kinds::find("apps", "v1", "replicasets").unwrap();
+        let new = json!({"metadata": {"name": "web", "annotations": {"a": "b"}}, "spec": {"replicas": 1}});
+        assert_eq!(
+            prepare_update(&old, new, replicasets, false)["metadata"]["generation"],
+            1
+        );
+        let new = json!({"metadata": {"name": "web", "annotations": {"a": "b"}}, "spec": {"replicas": 1}});
+        assert!(prepare_update(&old, new, replicasets, true)["metadata"]["annotations"].is_null());
     }
 
     #[test]

@@ -354,10 +354,12 @@ impl Pass<'_> {
             self.wrote(&out);
         }
         if self.d["metadata"]["annotations"][REVISION] != current.to_string().as_str() {
+            // Through the status subresource, as kube's controller: the Deployment's
+            // generation moves on its annotations, but not on this one.
             let patch = json!({"metadata": {"annotations": {REVISION: current.to_string()}}});
             self.c
                 .client
-                .merge_patch(
+                .merge_patch_status(
                     self.c.deployments.resource,
                     self.namespace(),
                     rs_name(self.d),
