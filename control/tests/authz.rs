@@ -279,14 +279,8 @@ fn a_bootstrapper_gets_a_node_certificate_through_a_csr() {
         &request,
     ));
     let table = ok(kubectl_with(&bootstrap, &["get", "csr", "node-csr-joiner"]));
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        header,
+        common::header(&table),
         [
             "NAME",
             "AGE",

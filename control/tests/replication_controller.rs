@@ -63,14 +63,8 @@ fn a_replication_controller_keeps_its_pods_scales_and_is_pruned() {
         table.split_whitespace().take(4).collect::<Vec<_>>() == ["web", "3", "3", "0"]
     });
     let wide = ok(control.kubectl(&["get", "rc", "-o", "wide"]));
-    let header: Vec<&str> = wide
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        header,
+        common::header(&wide),
         [
             "NAME",
             "DESIRED",

@@ -254,3 +254,13 @@ pub fn ok(out: Output) -> String {
     );
     stdout(&out)
 }
+
+/// The column names of a table kubectl printed (its first line).
+pub fn header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect()
+}
