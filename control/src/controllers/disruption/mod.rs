@@ -112,40 +112,23 @@ fn same_status(current: &Value, desired: &Value) -> bool {
 fn controller_scale(caches: &Caches, ns: &str, kind: &str, name: &str) -> Option<(String, i64)> {
     let replicas = |o: &Value| o["spec"]["replicas"].as_i64().unwrap_or(1);
     let uid = |o: &Value| o["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+    let cached = |informer: &Informer, name: &str| {
+        informer.get(&object_key(informer.resource, Some(ns), name))
+    };
+    let own = |informer: &Informer| cached(informer, name).map(|o| (uid(&o), replicas(&o)));
     match kind {
         "ReplicaSet" => {
-            let rs =
-                caches
-                    .replicasets
-                    .get(&object_key(caches.replicasets.resource, Some(ns), name))?;
+            let rs = cached(&caches.replicasets, name)?;
             let deployment = owner(&rs)
                 .filter(|(k, _)| k == "Deployment")
-                .and_then(|(_, d)| {
-                    caches
-                        .deployments
-                        .get(&object_key(caches.deployments.resource, Some(ns), &d))
-                });
+                .and_then(|(_, d)| cached(&caches.deployments, &d));
             match deployment {
                 Some(d) => Some((uid(&d), replicas(&d))),
                 None => Some((uid(&rs), replicas(&rs))),
             }
         }
-        "StatefulSet" => {
-            let set = caches.statefulsets.get(&object_key(
-                caches.statefulsets.resource,
-                Some(ns),
-                name,
-            ))?;
-            Some((uid(&set), replicas(&set)))
-        }
-        "ReplicationController" => {
-            let rc = caches.replication_controllers.get(&object_key(
-                caches.replication_controllers.resource,
-                Some(ns),
-                name,
-            ))?;
-            Some((uid(&rc), replicas(&rc)))
-        }
+        "StatefulSet" => own(&caches.statefulsets),
+        "ReplicationController" => own(&caches.replication_controllers),
         _ => None,
     }
 }
