@@ -14,7 +14,10 @@
 //!
 //! All three servers start first. The sequential creates, then the gets, of objects
 //! `0..`[`Plan::latency`] are interleaved over [`Plan::rounds`] rounds across the three
-//! ([`super::control_seq`]): each round, each server in turn creates (reads) its share, the
+//! ([`super::control_seq`]), with a fourth client beside them: raw etcd again, creating its
+//! objects with the create-if-absent transaction any create that must not overwrite sends
+//! (kube-apiserver's and bosun's) — a reference printed beside the floor, which stays the
+//! plain put. Each round, each client in turn creates (reads) its share, the
 //! order of the turns rotating, and each server's samples are pooled across the rounds — so
 //! the floor and the API over it see the same load of this shared machine, which drifts
 //! within a run. The rest (concurrent creates, lists, RSS, watches) runs server by server on
@@ -36,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::control_etcd::Write;
 use super::control_procs::{Control, Etcd};
 use super::control_seq::{self, Sequential};
 use super::{control_api, control_etcd, percentiles, write_results, Options, Row};
@@ -44,6 +48,8 @@ use xtask::util;
 pub const EMBEDDED: &str = "bosun-embedded";
 pub const OVER_ETCD: &str = "bosun-etcd";
 pub const ETCD: &str = "etcd";
+/// Raw etcd's create-if-absent transactions: a reference beside the floor.
+pub const ETCD_TXN: &str = "etcd-txn";
 
 const CREATE_P99_GOAL_MS: f64 = 5.0;
 const ETCD_RATIO_GOAL: f64 = 1.5;
@@ -218,7 +224,8 @@ pub fn run(options: &Options) -> Result<()> {
     let mut rows = Vec::new();
     let mut notes = vec![format!(
         "{} sequential creates then gets per server, interleaved over {} rounds across the three \
-         servers (all running; the order rotating each round); then per server: {} objects in \
+         servers (all running; the order rotating each round) and raw etcd's create-if-absent \
+         transactions; then per server: {} objects in \
          all ({} clients for the rest), {} lists, {} watchers × {} writes; ConfigMaps of {} bytes \
          of JSON; the bench's clients (a release build) share the machine's {} cpus with the \
          servers",
@@ -274,7 +281,10 @@ fn measure(
     let log =
         |name: &str, control: &Control| format!("{name}; log:\n{}", control.process.log_tail());
     let (raw, api_embedded, api_over) = runtime.block_on(async {
-        let mut raw = control_etcd::Sequential::connect(&etcd.endpoint)
+        let mut raw = control_etcd::Sequential::connect(&etcd.endpoint, Write::Put)
+            .await
+            .context("raw etcd")?;
+        let mut raw_txn = control_etcd::Sequential::connect(&etcd.endpoint, Write::CreateTxn)
             .await
             .context("raw etcd")?;
         let mut api_embedded = control_api::Sequential::connect(&embedded)
@@ -285,6 +295,7 @@ fn measure(
             .with_context(|| log(OVER_ETCD, &over_etcd))?;
         let mut servers = [
             (ETCD, Sequential::Etcd(&mut raw)),
+            (ETCD_TXN, Sequential::Etcd(&mut raw_txn)),
             (EMBEDDED, Sequential::Api(&mut api_embedded, &embedded)),
             (OVER_ETCD, Sequential::Api(&mut api_over, &over_etcd)),
         ];
@@ -371,6 +382,18 @@ pub fn report(rows: &[Row], objects: usize) -> String {
             );
         }
     }
+    let txn = find(rows, "create", ETCD_TXN, "p99_ms");
+    let put = find(rows, "create", ETCD, "p99_ms");
+    let over = find(rows, "create", OVER_ETCD, "p99_ms");
+    if let (Some(txn), Some(put), Some(over)) = (txn, put, over) {
+        let _ = writeln!(
+            out,
+            "reference: raw etcd create-if-absent txn p99 {txn:.2} ms = {:.2}× raw etcd put; \
+             bosun over etcd create p99 = {:.2}× the txn",
+            txn / put,
+            over / txn
+        );
+    }
     for bosun in [EMBEDDED, OVER_ETCD] {
         if let Some(rss) = find(rows, "rss", bosun, "mb") {
             let _ = writeln!(
@@ -430,6 +453,7 @@ mod tests {
             Row::new("create", EMBEDDED, "p99_ms", 3.0),
             Row::new("create", OVER_ETCD, "p99_ms", 6.0),
             Row::new("create", ETCD, "p99_ms", 5.0),
+            Row::new("create", ETCD_TXN, "p99_ms", 4.0),
             Row::new("get", OVER_ETCD, "p99_ms", 2.0),
             Row::new("get", ETCD, "p99_ms", 0.5),
             Row::new("rss", EMBEDDED, "mb", 150.0),
@@ -454,6 +478,17 @@ mod tests {
                 "goal over etcd get p99: 2.00 ms / raw etcd get 0.50 ms = 4.00× (≤ 1.5×): MISSED"
             ),
             "{report}"
+        );
+        assert!(
+            report.contains(
+                "reference: raw etcd create-if-absent txn p99 4.00 ms = 0.80× raw etcd put; \
+                 bosun over etcd create p99 = 1.50× the txn"
+            ),
+            "{report}"
+        );
+        assert!(
+            !report.contains("raw etcd 4.000"),
+            "the reference is never the floor: {report}"
         );
         assert!(
             report.contains(

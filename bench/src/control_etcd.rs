@@ -1,13 +1,16 @@
 //! The control benchmark's floor: raw etcd puts, gets, a range read and watches of the same
 //! ConfigMap payloads under kube-apiserver's key layout, through the `etcd-client` crate —
 //! what any API over etcd costs at least. The sequential puts and gets ([`Sequential`]) take
-//! turns with the two bosun servers' ([`super::control_seq`]); the rest ([`measure_rest`])
-//! runs on its own.
+//! turns with the two bosun servers' ([`super::control_seq`]), as do, for reference, the same
+//! creates sent as create-if-absent transactions ([`Write::CreateTxn`]); the rest
+//! ([`measure_rest`]) runs on its own.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, WatchOptions,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, timeout_at};
@@ -18,6 +21,9 @@ use super::control::{
 use super::Row;
 
 const PREFIX: &str = "/registry/configmaps/default/";
+/// Where [`Write::CreateTxn`] creates its objects: outside [`PREFIX`], so the floor's range
+/// reads and watches never see them.
+const TXN_PREFIX: &str = "/registry/configmaps/txn-reference/";
 const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 const DELIVERY_LIMIT: Duration = Duration::from_secs(30);
 /// A range of every object is larger than gRPC's default 4 MiB.
@@ -40,15 +46,28 @@ async fn connect(endpoint: &str) -> Result<Client> {
         .with_context(|| format!("connecting to etcd at {endpoint}"))
 }
 
-/// The floor's sequential client: puts and gets of single objects, one at a time, timed.
+/// How the floor's sequential client writes an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// A plain put under [`PREFIX`]: the floor.
+    Put,
+    /// A transaction putting the key only if it does not exist (`create_revision == 0`), under
+    /// [`TXN_PREFIX`]: the least any create that must not overwrite costs etcd — what
+    /// kube-apiserver and bosun send for a create. A reference beside the floor, not the floor.
+    CreateTxn,
+}
+
+/// The floor's sequential client: puts (or create transactions) and gets of single objects,
+/// one at a time, timed.
 pub struct Sequential {
     client: Client,
     kv: KvClient,
+    write: Write,
 }
 
 impl Sequential {
     /// Connects to raw etcd at `endpoint` and warms the connection up.
-    pub async fn connect(endpoint: &str) -> Result<Self> {
+    pub async fn connect(endpoint: &str, write: Write) -> Result<Self> {
         let client = connect(endpoint).await?;
         let mut kv = client
             .kv_client()
@@ -56,22 +75,43 @@ impl Sequential {
         for _ in 0..20 {
             kv.get(key("warm-up"), None).await?;
         }
-        Ok(Self { client, kv })
+        Ok(Self { client, kv, write })
     }
 
-    /// Puts object `i`: its latency in ms.
+    fn key(&self, name: &str) -> String {
+        match self.write {
+            Write::Put => key(name),
+            Write::CreateTxn => format!("{TXN_PREFIX}{name}"),
+        }
+    }
+
+    /// Writes object `i`: its latency in ms.
     pub async fn create(&mut self, i: usize) -> Result<f64> {
         let name = object_name(i);
+        let key = self.key(&name);
         let value = configmap(&name).to_vec();
         let start = Instant::now();
-        self.kv.put(key(&name), value, None).await?;
+        match self.write {
+            Write::Put => {
+                self.kv.put(key, value, None).await?;
+            }
+            Write::CreateTxn => {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key, value, None)]);
+                if !self.kv.txn(txn).await?.succeeded() {
+                    bail!("{name} was there before its create");
+                }
+            }
+        }
         Ok(ms(start))
     }
 
     /// Gets object `i`, which must be there: its latency in ms.
     pub async fn get(&mut self, i: usize) -> Result<f64> {
+        let key = self.key(&object_name(i));
         let start = Instant::now();
-        let answer = self.kv.get(key(&object_name(i)), None).await?;
+        let answer = self.kv.get(key, None).await?;
         let latency = ms(start);
         if answer.kvs().is_empty() {
             bail!("etcd lost {}", object_name(i));
@@ -84,7 +124,7 @@ impl Sequential {
 /// objects `0..plan.latency`: concurrent puts up to [`Plan::objects`], range reads of them
 /// all, watches.
 pub async fn measure_rest(sequential: Sequential, plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
-    let Sequential { client, mut kv } = sequential;
+    let Sequential { client, mut kv, .. } = sequential;
     let (first, end, clients) = (plan.latency, plan.objects, plan.clients);
     let start = Instant::now();
     let mut tasks = JoinSet::new();
