@@ -1,6 +1,6 @@
 //! The generator of `merge_keys.rs`, run as a test: it reads the `+patchStrategy=` and
 //! `+patchMergeKey=` markers that the `k8s-pb` crate's generated source keeps in its field doc
-//! comments (found through `cargo metadata`), matches each prost struct and field to the
+//! comments (found in cargo's registry, see [`k8s_pb_src`]), matches each prost struct and field to the
 //! OpenAPI definition and property of the same name (case and `_` aside) in the schema
 //! catalog, and fails when the committed table differs. `BOSUN_REGENERATE=1` rewrites it.
 
@@ -24,9 +24,42 @@ fn normalize(name: &str) -> String {
         .collect()
 }
 
-/// The directory of k8s-pb's source, from `cargo metadata` (also read by the protobuf
-/// descriptor generator).
+/// The directory of k8s-pb's source (also read by the protobuf descriptor generator): the
+/// version `Cargo.lock` pins, in cargo's registry — where building the tests put it — else
+/// from `cargo metadata`, which offline fails on a machine that never downloaded every
+/// package of the graph (one no build here needs).
 pub(crate) fn k8s_pb_src() -> PathBuf {
+    registry_src().unwrap_or_else(metadata_src)
+}
+
+/// `$CARGO_HOME/registry/src/<index>/k8s-pb-<locked version>/src`, if it is there.
+fn registry_src() -> Option<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    let lock = std::fs::read_to_string(workspace.join("Cargo.lock")).ok()?;
+    let version = locked_version(&lock, "k8s-pb")?;
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))?;
+    std::fs::read_dir(home.join("registry").join("src"))
+        .ok()?
+        .flatten()
+        .map(|index| index.path().join(format!("k8s-pb-{version}")).join("src"))
+        .find(|src| src.is_dir())
+}
+
+/// The version of package `name` in a `Cargo.lock`.
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let wanted = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    lines.by_ref().find(|line| *line == wanted)?;
+    let version = lines
+        .next()?
+        .strip_prefix("version = \"")?
+        .strip_suffix('"')?;
+    Some(version.to_owned())
+}
+
+fn metadata_src() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // Only this platform's packages: offline, cargo has the sources of no other platform's
     // dependencies (android_system_properties…) on a machine that never built for one.
@@ -178,4 +211,23 @@ pub struct PodSpec {
         "io.k8s.api.core.v1.podspec".to_owned(),
         "externalips".to_owned()
     )));
+}
+
+#[test]
+fn reads_a_locked_version_and_finds_k8s_pb_in_the_registry() {
+    let lock = "\
+[[package]]
+name = \"k8s-openapi\"
+version = \"0.25.0\"
+
+[[package]]
+name = \"k8s-pb\"
+version = \"0.7.0\"
+source = \"registry+https://github.com/rust-lang/crates.io-index\"
+";
+    assert_eq!(locked_version(lock, "k8s-pb").as_deref(), Some("0.7.0"));
+    assert_eq!(locked_version(lock, "k8s"), None);
+    // The tests of this crate build k8s-pb, so its source is in the registry.
+    let src = registry_src().expect("k8s-pb's source in cargo's registry");
+    assert!(src.join("lib.rs").is_file(), "{}", src.display());
 }
