@@ -289,3 +289,22 @@ fn healthy(port: u16) -> bool {
     };
     check().unwrap_or(false)
 }
+
+impl Cluster {
+    /// The watches member `n` serves now (etcd's `etcd_debugging_mvcc_watcher_total`, from
+    /// its client port's `/metrics`); `None` if it does not answer.
+    pub fn watchers(&self, n: usize) -> Option<u64> {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.members[n].client_port));
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.lines().find_map(|line| {
+            let value = line.strip_prefix("etcd_debugging_mvcc_watcher_total ")?;
+            value.trim().parse::<f64>().ok().map(|v| v as u64)
+        })
+    }
+}

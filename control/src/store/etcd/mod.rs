@@ -15,8 +15,10 @@
 //! quorum fails requests quickly with an error naming the endpoints instead of hanging.
 
 mod health;
+mod hub;
 mod watch;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,6 +68,8 @@ pub struct EtcdStore {
     watcher: WatchClient,
     /// Holds the endpoint set of the balanced channel the clients above share.
     _client: Client,
+    /// The one etcd watch the store's watches share.
+    hub: Arc<hub::HubSlot>,
     config: EtcdConfig,
     /// The endpoints as errors name them.
     endpoints: String,
@@ -131,6 +135,18 @@ fn revision_refusal(failure: &Failure) -> Option<RevisionRefusal> {
     }
 }
 
+/// A store key-value from an etcd one, the store's root prefix `root` taken off its key.
+fn store_kv(root: &str, kv: &etcd_client::KeyValue) -> KeyValue {
+    let key = kv.key();
+    let key = key.strip_prefix(root.as_bytes()).unwrap_or(key);
+    KeyValue {
+        key: String::from_utf8_lossy(key).into_owned(),
+        value: Bytes::copy_from_slice(kv.value()),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+    }
+}
+
 impl EtcdStore {
     /// Connects to the cluster and checks that it answers.
     pub async fn connect(config: EtcdConfig) -> Result<EtcdStore> {
@@ -156,6 +172,7 @@ impl EtcdStore {
                 .watch_client()
                 .max_decoding_message_size(MAX_ANSWER_BYTES),
             _client: client,
+            hub: Arc::default(),
             config,
             endpoints,
         };
@@ -165,6 +182,7 @@ impl EtcdStore {
             .header_revision()
             .await
             .map_err(|failure| store.error(Op::Open, &prefix, failure))?;
+        store.hub.start(&store).await;
         Ok(store)
     }
 
@@ -230,16 +248,7 @@ impl EtcdStore {
 
     /// A store key-value from an etcd one (the root prefix removed).
     fn kv(&self, kv: &etcd_client::KeyValue) -> KeyValue {
-        let key = kv.key();
-        let key = key
-            .strip_prefix(self.config.prefix.as_bytes())
-            .unwrap_or(key);
-        KeyValue {
-            key: String::from_utf8_lossy(key).into_owned(),
-            value: Bytes::copy_from_slice(kv.value()),
-            create_revision: kv.create_revision(),
-            mod_revision: kv.mod_revision(),
-        }
+        store_kv(&self.config.prefix, kv)
     }
 
     /// The cluster's newest revision, from a read of one key no store key can be.
@@ -543,14 +552,16 @@ impl Store for EtcdStore {
             let options = CompactionOptions::new().with_physical();
             client.compact(revision, Some(options)).await
         };
-        match self.call(&self.kv, compact).await {
-            Ok(_) => Ok(revision),
+        let compacted = match self.call(&self.kv, compact).await {
+            Ok(_) => revision,
             Err(failure) if revision_refusal(&failure) == Some(RevisionRefusal::Compacted) => {
                 // Already compacted at or past `revision`.
-                Ok(watch::compacted_revision(self).await.max(revision))
+                watch::compacted_revision(self).await.max(revision)
             }
-            Err(failure) => Err(self.error(Op::Compact, "", failure)),
-        }
+            Err(failure) => return Err(self.error(Op::Compact, "", failure)),
+        };
+        self.hub.compacted(compacted).await;
+        Ok(compacted)
     }
 
     async fn members_health(&self) -> Vec<super::MemberHealth> {

@@ -1,6 +1,7 @@
 //! Watches on etcd, and finding etcd's compacted revision.
 //!
-//! A watch checks first that `after_revision` is still readable (a read at it fails exactly
+//! A watch is fed by the store's hub (`super::hub`: one etcd watch shared by all) when the
+//! hub's history reaches back to its revision. Otherwise it gets its own etcd watch: it checks first that `after_revision` is still readable (a read at it fails exactly
 //! when it is compacted), then opens an etcd watch from `after_revision + 1` with previous
 //! values and waits for etcd to confirm it. A feeder task moves etcd's events into the
 //! [`WatchStream`]: events the consumer has no room for wait in a queue, and a consumer more
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use etcd_client::{EventType, GetOptions, WatchOptions, WatchResponse};
 
-use super::{revision_refusal, EtcdStore, Failure, RevisionRefusal};
+use super::{revision_refusal, store_kv, EtcdStore, Failure, RevisionRefusal};
 use crate::store::input::check_revision;
 use crate::store::watch_stream::{watch_channel, WatchSender};
 use crate::store::{Error, Event, EventKind, Op, Result, WatchStream};
@@ -35,6 +36,9 @@ pub(super) async fn watch(
 ) -> Result<WatchStream> {
     store.config.limits.check_prefix(Op::Watch, prefix)?;
     check_revision(Op::Watch, prefix, after_revision)?;
+    if let Some(events) = store.hub.watch(store, prefix, after_revision).await {
+        return Ok(events);
+    }
     if after_revision > 0 {
         let options = GetOptions::new()
             .with_count_only()
@@ -94,7 +98,7 @@ pub(super) async fn watch(
 }
 
 /// The failure of a watch etcd canceled or closed.
-fn ended(response: Option<&WatchResponse>) -> Failure {
+pub(super) fn ended(response: Option<&WatchResponse>) -> Failure {
     let reason = match response {
         Some(response) if !response.cancel_reason().is_empty() => {
             format!("etcd canceled the watch: {}", response.cancel_reason())
@@ -190,26 +194,31 @@ impl Feeder {
     }
 
     fn event(&self, event: &etcd_client::Event) -> Option<Event> {
-        let kv = event.kv()?;
-        let prev = event.prev_kv().map(|prev| self.store.kv(prev));
-        Some(match event.event_type() {
-            EventType::Put => Event {
-                kind: EventKind::Put,
-                kv: self.store.kv(kv),
-                prev,
-            },
-            EventType::Delete => {
-                // The key's last value, at the revision of the delete.
-                let mut last = prev.clone().unwrap_or_else(|| self.store.kv(kv));
-                last.mod_revision = kv.mod_revision();
-                Event {
-                    kind: EventKind::Delete,
-                    kv: last,
-                    prev,
-                }
-            }
-        })
+        store_event(&self.store.config.prefix, event)
     }
+}
+
+/// A store event from an etcd one, the store's root prefix `root` taken off its keys.
+pub(super) fn store_event(root: &str, event: &etcd_client::Event) -> Option<Event> {
+    let kv = event.kv()?;
+    let prev = event.prev_kv().map(|prev| store_kv(root, prev));
+    Some(match event.event_type() {
+        EventType::Put => Event {
+            kind: EventKind::Put,
+            kv: store_kv(root, kv),
+            prev,
+        },
+        EventType::Delete => {
+            // The key's last value, at the revision of the delete.
+            let mut last = prev.clone().unwrap_or_else(|| store_kv(root, kv));
+            last.mod_revision = kv.mod_revision();
+            Event {
+                kind: EventKind::Delete,
+                kv: last,
+                prev,
+            }
+        }
+    })
 }
 
 /// etcd's compacted revision (0 when nothing past revision 1 is compacted, or when etcd does
