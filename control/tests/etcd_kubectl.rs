@@ -3,7 +3,8 @@
 //! started again. A write kubectl saw succeed is never lost; a write that failed while etcd
 //! elected a new leader failed with an error and succeeds when retried, as a user would; the
 //! restarted member catches up and the API answers from the whole cluster. `kubectl get cs`
-//! shows the killed member Unhealthy, and every member Healthy again once it is back.
+//! shows the killed member Unhealthy, and every member Healthy again once it is back; then
+//! watches and the controllers work again.
 
 mod etcd_cluster;
 
@@ -169,4 +170,74 @@ fn kubectl_writes_survive_the_etcd_leader_killed_and_restarted() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    watches_and_controllers_work_after_the_leader_change(&kubeconfig, dir.path());
+}
+
+/// After the leader change: `kubectl get --watch` sees a new ConfigMap, and the controllers
+/// (their caches fed by the store's watches, which the leader change ended) make a new
+/// Deployment's ReplicaSet and pods.
+fn watches_and_controllers_work_after_the_leader_change(kubeconfig: &Path, dir: &Path) {
+    let output = dir.join("watch.out");
+    let mut watch = Process(
+        Command::new("kubectl")
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", dir)
+            .args(["get", "configmaps", "--watch", "-o", "name"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&output).expect("watch output"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl --watch"),
+    );
+    let seen = |name: &str| {
+        std::fs::read_to_string(&output)
+            .unwrap_or_default()
+            .lines()
+            .any(|line| line == format!("configmap/{name}"))
+    };
+    wait_for("the watch's initial list", dir, || seen("cm-1"));
+    let out = kubectl(kubeconfig, &["create", "configmap", "watched"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("configmap/watched from kubectl --watch", dir, || {
+        seen("watched")
+    });
+    let _ = watch.0.kill();
+
+    let out = kubectl(
+        kubeconfig,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox:1",
+            "--replicas=2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the Deployment's ReplicaSet and its 2 pods", dir, || {
+        let pods = kubectl(kubeconfig, &["get", "pods", "-l", "app=web", "-o", "name"]);
+        let sets = kubectl(kubeconfig, &["get", "rs", "-l", "app=web", "-o", "name"]);
+        String::from_utf8_lossy(&pods.stdout).lines().count() == 2
+            && String::from_utf8_lossy(&sets.stdout).lines().count() == 1
+    });
+}
+
+fn wait_for(what: &str, dir: &Path, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "not within 30 s: {what}\ncontrol log:\n{}",
+            std::fs::read_to_string(dir.join("control.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
