@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use etcd_client::{WatchOptions, WatchResponse};
+use etcd_client::WatchOptions;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::AbortHandle;
 
@@ -183,10 +183,22 @@ impl Hub {
             Some(response) if response.created() && !response.canceled() => {}
             other => return Err(ended(other.as_ref())),
         }
-        let capacity = store.config.limits.watch_window.max(1);
-        let hub = Arc::new(Hub {
-            root: store.config.prefix.clone(),
-            endpoints: store.endpoints.clone(),
+        let hub = Arc::new(Hub::new(
+            &store.config.prefix,
+            &store.endpoints,
+            revision,
+            store.config.limits.watch_window,
+        ));
+        let task = tokio::spawn(Arc::clone(&hub).run(stream)).abort_handle();
+        Ok((hub, task))
+    }
+
+    /// A hub at `revision` keeping a history of `window` events.
+    fn new(root: &str, endpoints: &str, revision: i64, window: usize) -> Hub {
+        let capacity = window.max(1);
+        Hub {
+            root: root.to_owned(),
+            endpoints: endpoints.to_owned(),
             state: Mutex::new(State {
                 floor: revision,
                 published: revision,
@@ -196,9 +208,7 @@ impl Hub {
                 live: Some(broadcast::Sender::new(capacity)),
                 end: None,
             }),
-        });
-        let task = tokio::spawn(Arc::clone(&hub).run(stream)).abort_handle();
-        Ok((hub, task))
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -216,7 +226,13 @@ impl Hub {
         let end = loop {
             match stream.message().await {
                 Ok(Some(response)) => {
-                    self.publish(&response);
+                    let root = &self.root;
+                    self.publish(
+                        response
+                            .events()
+                            .iter()
+                            .filter_map(|event| store_event(root, event)),
+                    );
                     if response.canceled() || response.compact_revision() > 0 {
                         break failure_text(ended(Some(&response)));
                     }
@@ -228,12 +244,9 @@ impl Hub {
         closer.0.close(end);
     }
 
-    fn publish(&self, response: &WatchResponse) {
+    fn publish(&self, events: impl IntoIterator<Item = Event>) {
         let mut state = self.state();
-        for event in response.events() {
-            let Some(event) = store_event(&self.root, event) else {
-                continue;
-            };
+        for event in events {
             let event = Arc::new(event);
             state.published = event.revision();
             state.history_bytes += value_bytes(&event);
@@ -396,5 +409,97 @@ impl Feeder {
             window: self.window,
             last_revision: self.last_sent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::{EventKind, KeyValue};
+
+    fn put(key: &str, revision: i64, size: usize) -> Event {
+        Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.to_owned(),
+                value: Bytes::from(vec![b'x'; size]),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    fn replayed(hub: &Hub, prefix: &str, after: i64) -> Option<Vec<i64>> {
+        let subscription = hub.subscribe(prefix, after)?;
+        Some(subscription.replay.iter().map(|e| e.revision()).collect())
+    }
+
+    #[test]
+    fn history_serves_its_window_and_refuses_older_revisions() {
+        let hub = Hub::new("", "e", 10, 4);
+        hub.publish((11..=16).map(|r| put(&format!("/a/{}", r % 2), r, 1)));
+        // Four events kept (13..=16): a watch from 12 on is served, from 11 is not.
+        assert_eq!(replayed(&hub, "/a/", 12), Some(vec![13, 14, 15, 16]));
+        assert_eq!(replayed(&hub, "/a/1", 12), Some(vec![13, 15]));
+        assert_eq!(replayed(&hub, "/a/", 16), Some(vec![]));
+        assert_eq!(replayed(&hub, "/a/", 20), Some(vec![]), "a future revision");
+        assert_eq!(replayed(&hub, "/a/", 11), None);
+        assert_eq!(hub.subscribe("/a/", 12).map(|s| s.published), Some(16));
+    }
+
+    #[test]
+    fn history_keeps_at_most_its_bytes_and_forgets_what_was_compacted() {
+        let hub = Hub::new("", "e", 0, 1000);
+        let big = HISTORY_BYTES / 3 + 1;
+        hub.publish((1..=4).map(|r| put("/b/k", r, big)));
+        assert_eq!(replayed(&hub, "/b/", 2), Some(vec![3, 4]));
+        assert_eq!(
+            replayed(&hub, "/b/", 1),
+            None,
+            "revision 2 was dropped for room"
+        );
+        assert!(hub.state().history_bytes <= HISTORY_BYTES);
+        hub.forget_through(3);
+        assert_eq!(replayed(&hub, "/b/", 2), None);
+        assert_eq!(replayed(&hub, "/b/", 3), Some(vec![4]));
+        assert_eq!(hub.state().history_bytes, big);
+    }
+
+    #[tokio::test]
+    async fn a_closed_hub_ends_its_watches_after_their_events_and_serves_no_new_one() {
+        let hub = Arc::new(Hub::new("/root", "http://e:2379", 0, 8));
+        let subscription = hub.subscribe("/p/", 0).expect("a running hub");
+        let (sender, mut events) = watch_channel(4);
+        let feeder = Feeder {
+            hub: Arc::clone(&hub),
+            prefix: "/p/".to_owned(),
+            after: 0,
+            last_sent: 0,
+            replay_until: subscription.published,
+            queue: subscription.replay,
+            window: 8,
+        };
+        let task = tokio::spawn(feeder.run(subscription.live, sender));
+        hub.publish([put("/p/a", 1, 1), put("/q/b", 2, 1), put("/p/c", 3, 1)]);
+        hub.close("etcd went away".to_owned());
+        let mut keys = Vec::new();
+        let end = loop {
+            match events.next().await {
+                Some(Ok(event)) => keys.push(event.kv.key),
+                Some(Err(error)) => break error.to_string(),
+                None => panic!("the watch ended without its error"),
+            }
+        };
+        assert_eq!(keys, ["/p/a", "/p/c"]);
+        assert!(
+            end.contains("etcd went away") && end.contains("http://e:2379"),
+            "{end}"
+        );
+        task.await.expect("the feeder");
+        assert!(hub.subscribe("/p/", 3).is_none());
+        assert!(!hub.running());
     }
 }
