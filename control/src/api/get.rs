@@ -2,12 +2,13 @@
 //! that carry the list's revision and last key (every page reads the same snapshot), the
 //! list's resourceVersion, and Tables when the client asks for `as=Table`.
 
+use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::query::Continue;
 use super::{decode_stored, map_store_error, object_response, table_default, Call};
-use crate::http_util::ResponseBody;
+use crate::http_util::{json_response, ResponseBody};
 use crate::status::ApiError;
 use crate::store::ListOptions;
 
@@ -16,12 +17,10 @@ pub async fn get(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
     let object = read(call).await?;
     if table_default::wants_table(&call.accept) {
         let rv = object["metadata"]["resourceVersion"].clone();
-        let table = table_default::to_table(call.resource(), &[object], &call.query.include_object);
-        return Ok(object_response(
-            StatusCode::OK,
-            &with_list_meta(table, rv, None),
-            &[],
-        ));
+        let mut table =
+            table_default::to_table(call.resource(), &[object], &call.query.include_object);
+        table["metadata"] = json!({"resourceVersion": rv});
+        return Ok(object_response(StatusCode::OK, &table, &[]));
     }
     Ok(object_response(StatusCode::OK, &call.shown(object), &[]))
 }
@@ -50,6 +49,29 @@ pub struct Page {
 
 /// Lists the matching objects of the call's collection, one page (or all with `limit` 0).
 pub async fn list_page(call: &Call) -> Result<Page, ApiError> {
+    let mut objects = Vec::new();
+    let (revision, next) = list_each(call, |object| {
+        objects.push(object);
+        Ok(())
+    })
+    .await?;
+    Ok(Page {
+        objects,
+        revision,
+        next,
+    })
+}
+
+/// Objects read from the store at a time when a list wants them all: a list of many objects
+/// holds one chunk of stored values at a time, not all of them.
+const LIST_CHUNK: usize = 1000;
+
+/// Hands each matching object of the call's collection to `take`, in key order, one page (or
+/// all with `limit` 0); returns the list's revision and where the next page starts.
+async fn list_each(
+    call: &Call,
+    mut take: impl FnMut(Value) -> Result<(), ApiError>,
+) -> Result<(i64, Option<Continue>), ApiError> {
     let q = &call.query;
     // A list pinned to one name (`rollout status`, `get NAME -w`) reads only the keys starting
     // with it, still as one consistent list; the selector drops longer names.
@@ -69,13 +91,14 @@ pub async fn list_page(call: &Call) -> Result<Page, ApiError> {
         }
         None => (None, None),
     };
-    let mut objects = Vec::new();
+    let mut taken = 0;
     loop {
         // Selectors filter after reading: read what is still wanted, at least a small batch.
+        // Every chunk reads the first one's revision: one consistent list.
         let want = if q.limit == 0 {
-            0
+            LIST_CHUNK
         } else {
-            (q.limit - objects.len()).max(50)
+            (q.limit - taken).max(50)
         };
         let options = ListOptions {
             after_key: after.clone(),
@@ -95,62 +118,60 @@ pub async fn list_page(call: &Call) -> Result<Page, ApiError> {
             last_key = Some(kv.key.clone());
             let object = decode_stored(kv)?;
             if q.labels.matches(&object) && q.fields.matches(&object) {
-                objects.push(object);
+                take(object)?;
+                taken += 1;
             }
-            if q.limit != 0 && objects.len() == q.limit {
+            if q.limit != 0 && taken == q.limit {
                 taken_all = i + 1 == page.items.len();
                 break;
             }
         }
         let more = page.more || !taken_all;
-        let full = q.limit != 0 && objects.len() == q.limit;
+        let full = q.limit != 0 && taken == q.limit;
         let revision = page.revision;
         match (more, full, last_key) {
-            (true, true, Some(start)) => {
-                return Ok(Page {
-                    objects,
-                    revision,
-                    next: Some(Continue { revision, start }),
-                })
-            }
+            (true, true, Some(start)) => return Ok((revision, Some(Continue { revision, start }))),
             (true, false, Some(start)) => after = Some(start),
-            _ => {
-                return Ok(Page {
-                    objects,
-                    revision,
-                    next: None,
-                })
-            }
+            _ => return Ok((revision, None)),
         }
     }
 }
 
-/// GET of a collection.
+/// GET of a collection. A JSON list is written object by object as the store is read, so a
+/// list of many objects never holds them all decoded at once; a Table is built whole.
 pub async fn list(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
-    let page = list_page(call).await?;
-    let rv = json!(page.revision.to_string());
-    let token = page.next.map(|c| c.encode());
     let r = call.resource();
-    let body = if table_default::wants_table(&call.accept) {
-        table_default::to_table(r, &page.objects, &call.query.include_object)
-    } else {
-        json!({
-            "kind": format!("{}List", r.kind),
-            "apiVersion": r.group_version(),
-            "items": page.objects.into_iter().map(|o| call.shown(o)).collect::<Vec<_>>(),
-        })
-    };
-    Ok(object_response(
-        StatusCode::OK,
-        &with_list_meta(body, rv, token),
-        &[],
-    ))
+    if table_default::wants_table(&call.accept) {
+        let page = list_page(call).await?;
+        let mut table = table_default::to_table(r, &page.objects, &call.query.include_object);
+        table["metadata"] = list_meta(page.revision, page.next);
+        return Ok(object_response(StatusCode::OK, &table, &[]));
+    }
+    let head = json!({"kind": format!("{}List", r.kind), "apiVersion": r.group_version()});
+    // `{"apiVersion":…,"kind":…` without its closing brace, then the items.
+    let mut out = head.to_string().into_bytes();
+    out.pop();
+    out.extend_from_slice(br#","items":["#);
+    let mut first = true;
+    let (revision, next) = list_each(call, |object| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, &call.shown(object))
+            .map_err(|e| ApiError::internal(format!("encoding a list item: {e}")))
+    })
+    .await?;
+    out.extend_from_slice(br#"],"metadata":"#);
+    out.extend_from_slice(list_meta(revision, next).to_string().as_bytes());
+    out.push(b'}');
+    Ok(json_response(StatusCode::OK, Bytes::from(out)))
 }
 
-fn with_list_meta(mut body: Value, rv: Value, token: Option<String>) -> Value {
-    body["metadata"] = json!({"resourceVersion": rv});
-    if let Some(token) = token {
-        body["metadata"]["continue"] = json!(token);
+/// A list's metadata: its resourceVersion, and the continue token of the next page if any.
+fn list_meta(revision: i64, next: Option<Continue>) -> Value {
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(next) = next {
+        meta["continue"] = json!(next.encode());
     }
-    body
+    meta
 }
