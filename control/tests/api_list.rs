@@ -87,3 +87,55 @@ async fn a_list_longer_than_a_store_read_is_one_whole_snapshot() {
         assert!(rv <= revision, "{item}");
     }
 }
+
+/// A list of everything whose revision the compactor passes between two store reads starts
+/// again on a newer snapshot: the client gets the whole list, never a 410 it did not ask for.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_outlived_by_its_revision_starts_again() {
+    const OBJECTS: usize = 2_345;
+    let api = Arc::new(api().await);
+    for n in 0..OBJECTS {
+        api.create_cm("default", &format!("cm-{n:05}"), json!({}))
+            .await;
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (churning, stopped) = (Arc::clone(&api), Arc::clone(&stop));
+    let churn = tokio::spawn(async move {
+        let store = Arc::clone(&churning.state.store);
+        let mut n = 0;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            churning
+                .create_cm("default", &format!("z-{n:06}"), json!({}))
+                .await;
+            // Like the compactor (every 60 s, keeping 1000 revisions) on a busy store, but
+            // every 200 ms and keeping none: it passes most lists in flight at least once.
+            if n % 20 == 0 {
+                let revision = store.revision().await.unwrap();
+                store.compact(revision).await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            n += 1;
+        }
+        n
+    });
+    for _ in 0..20 {
+        let (code, list) = api
+            .call(
+                Method::GET,
+                "/api/v1/namespaces/default/configmaps",
+                Value::Null,
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{list}");
+        let items = list["items"].as_array().unwrap();
+        let ours: Vec<&str> = items
+            .iter()
+            .filter_map(|o| o["metadata"]["name"].as_str())
+            .filter(|name| name.starts_with("cm-"))
+            .collect();
+        assert_eq!(ours.len(), OBJECTS, "the whole list");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let churned = churn.await.unwrap();
+    assert!(churned > 0, "the compactor ran during the lists");
+}

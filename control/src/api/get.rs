@@ -50,11 +50,7 @@ pub struct Page {
 /// Lists the matching objects of the call's collection, one page (or all with `limit` 0).
 pub async fn list_page(call: &Call) -> Result<Page, ApiError> {
     let mut objects = Vec::new();
-    let (revision, next) = list_each(call, |object| {
-        objects.push(object);
-        Ok(())
-    })
-    .await?;
+    let (revision, next) = list_each(call, &mut objects).await?;
     Ok(Page {
         objects,
         revision,
@@ -66,11 +62,57 @@ pub async fn list_page(call: &Call) -> Result<Page, ApiError> {
 /// holds one chunk of stored values at a time, not all of them.
 const LIST_CHUNK: usize = 1000;
 
-/// Hands each matching object of the call's collection to `take`, in key order, one page (or
-/// all with `limit` 0); returns the list's revision and where the next page starts.
+/// Times a whole list starts again on a newer snapshot when its revision was compacted
+/// between two of its chunks.
+const LIST_RESTARTS: usize = 5;
+
+/// Where a list's objects go as they are read.
+trait ListItems {
+    fn take(&mut self, object: Value) -> Result<(), ApiError>;
+    /// Forgets every object taken: the list starts again.
+    fn restart(&mut self);
+}
+
+impl ListItems for Vec<Value> {
+    fn take(&mut self, object: Value) -> Result<(), ApiError> {
+        self.push(object);
+        Ok(())
+    }
+
+    fn restart(&mut self) {
+        self.clear();
+    }
+}
+
+/// A JSON list's body being written: `head`, then the items written so far.
+struct JsonItems<'a> {
+    call: &'a Call,
+    out: Vec<u8>,
+    head: usize,
+}
+
+impl ListItems for JsonItems<'_> {
+    fn take(&mut self, object: Value) -> Result<(), ApiError> {
+        if self.out.len() > self.head {
+            self.out.push(b',');
+        }
+        serde_json::to_writer(&mut self.out, &self.call.shown(object))
+            .map_err(|e| ApiError::internal(format!("encoding a list item: {e}")))
+    }
+
+    fn restart(&mut self) {
+        self.out.truncate(self.head);
+    }
+}
+
+/// Hands each matching object of the call's collection to `items`, in key order, one page (or
+/// all with `limit` 0); returns the list's revision and where the next page starts. The
+/// chunks after the first read at its revision; if the compactor passes it meanwhile, a list
+/// without a continue token (whose revision is the list's own choice) starts again, as the
+/// one read it replaces never failed that way.
 async fn list_each(
     call: &Call,
-    mut take: impl FnMut(Value) -> Result<(), ApiError>,
+    items: &mut impl ListItems,
 ) -> Result<(i64, Option<Continue>), ApiError> {
     let q = &call.query;
     // A list pinned to one name (`rollout status`, `get NAME -w`) reads only the keys starting
@@ -92,6 +134,7 @@ async fn list_each(
         None => (None, None),
     };
     let mut taken = 0;
+    let mut restarts = 0;
     loop {
         // Selectors filter after reading: read what is still wanted, at least a small batch.
         // Every chunk reads the first one's revision: one consistent list.
@@ -105,12 +148,18 @@ async fn list_each(
             limit: want,
             revision,
         };
-        let page = call
-            .state
-            .store
-            .list(&prefix, &options)
-            .await
-            .map_err(map_store_error)?;
+        let page = match call.state.store.list(&prefix, &options).await {
+            Ok(page) => page,
+            Err(crate::store::Error::Compacted { .. })
+                if q.continue_token.is_none() && after.is_some() && restarts < LIST_RESTARTS =>
+            {
+                restarts += 1;
+                items.restart();
+                (revision, after, taken) = (None, None, 0);
+                continue;
+            }
+            Err(error) => return Err(map_store_error(error)),
+        };
         revision = Some(page.revision);
         let mut last_key = None;
         let mut taken_all = true;
@@ -118,7 +167,7 @@ async fn list_each(
             last_key = Some(kv.key.clone());
             let object = decode_stored(kv)?;
             if q.labels.matches(&object) && q.fields.matches(&object) {
-                take(object)?;
+                items.take(object)?;
                 taken += 1;
             }
             if q.limit != 0 && taken == q.limit {
@@ -152,15 +201,10 @@ pub async fn list(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
     let mut out = head.to_string().into_bytes();
     out.pop();
     out.extend_from_slice(br#","items":["#);
-    let mut first = true;
-    let (revision, next) = list_each(call, |object| {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut out, &call.shown(object))
-            .map_err(|e| ApiError::internal(format!("encoding a list item: {e}")))
-    })
-    .await?;
+    let head = out.len();
+    let mut items = JsonItems { call, out, head };
+    let (revision, next) = list_each(call, &mut items).await?;
+    let mut out = items.out;
     out.extend_from_slice(br#"],"metadata":"#);
     out.extend_from_slice(list_meta(revision, next).to_string().as_bytes());
     out.push(b'}');
