@@ -352,7 +352,7 @@ pub const RESOURCES: &[Resource] = &[
     // policy/v1
     res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", Namespaced, &["pdb"], &[]).with(PDB_SUB),
     // events.k8s.io/v1
-    res("events.k8s.io", "v1", "Event", "events", "event", Namespaced, &["ev"], &[]),
+    res("events.k8s.io", "v1", "Event", "events", "event", Namespaced, &[], &[]),
 ];
 
 /// One API group with its versions, preferred first.

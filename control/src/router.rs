@@ -1,4 +1,4 @@
-//! Routes one request to its handler: public endpoints (`/version`, health), discovery, the
+//! Routes one request to its handler: public endpoints (`/version`, `health`), discovery, the
 //! OpenAPI documents (`openapi`), and the resources of the kinds table (`api`). Every other
 //! path is a 404 `Status`; every non-public path needs an identity (`authn`; 401 otherwise).
 
@@ -71,6 +71,11 @@ where
     if let Some(response) = public(&path) {
         return response;
     }
+    let health = crate::health::parse(&path);
+    if let Some((endpoint, None)) = health {
+        let query = request.uri().query().unwrap_or("");
+        return crate::health::endpoint(state.store.as_ref(), endpoint, query).await;
+    }
     let identity = match authn::authenticate(
         certificate,
         request.headers(),
@@ -92,6 +97,12 @@ where
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
+    if let Some((endpoint, Some(check))) = health {
+        if let Err(e) = api::authorize_path(state, &identity, &path).await {
+            return e.into_response();
+        }
+        return crate::health::single(state.store.as_ref(), endpoint, check).await;
+    }
     let accept = request
         .headers()
         .get(header::ACCEPT)
@@ -152,11 +163,6 @@ fn public(path: &str) -> Option<Response<ResponseBody>> {
             "compiler": "rustc",
             "platform": "linux/amd64",
         }))),
-        "/healthz" | "/livez" | "/readyz" => Some(typed_response(
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            Bytes::from_static(b"ok"),
-        )),
         _ => None,
     }
 }

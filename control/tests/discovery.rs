@@ -41,6 +41,19 @@ fn api_resources_lists_every_served_kind_with_short_names() {
         find("namespaces", "v1"),
         &["namespaces", "ns", "v1", "false", "Namespace"]
     );
+    // `ev` is core v1's only (events.k8s.io/v1 has no short name), so `kubectl get ev`
+    // warns of no ambiguity.
+    assert_eq!(
+        find("events", "events.k8s.io/v1"),
+        &["events", "events.k8s.io/v1", "true", "Event"]
+    );
+    let events = control.kubectl(&["get", "ev"]);
+    assert!(events.status.success(), "{}", stderr(&events));
+    assert!(
+        !stderr(&events).contains("could also match"),
+        "{}",
+        stderr(&events)
+    );
     find("horizontalpodautoscalers", "autoscaling/v2");
     find("endpointslices", "discovery.k8s.io/v1");
     find("leases", "coordination.k8s.io/v1");

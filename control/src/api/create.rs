@@ -16,6 +16,10 @@ use crate::http_util::ResponseBody;
 use crate::kinds;
 use crate::status::ApiError;
 
+/// Names a create with `generateName` draws before it gives up with AlreadyExists (kube's
+/// `maxNameGenerationCreateAttempts`).
+const GENERATE_NAME_ATTEMPTS: usize = 8;
+
 pub async fn create(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
     let (object, warnings) = validate::decode_checked(
         &call.content_type,
@@ -35,6 +39,7 @@ pub async fn create_object(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let resource = call.resource();
     let mut object = call.to_storage(object, None)?;
+    let generated = name_of(&object).is_empty();
     meta::prepare_create(&mut object, resource, call.path.namespace.as_deref())?;
     super::defaults::with_identity(&mut object, resource);
     if (resource.group, resource.kind) == ("certificates.k8s.io", "CertificateSigningRequest") {
@@ -57,8 +62,7 @@ pub async fn create_object(
     validate::check_semantics(&object, resource)?;
     super::rbac_escalation::admit(call, &object).await?;
     super::quota::admit(call, None, &object).await?;
-    let name = name_of(&object).to_owned();
-    let key = object_key(resource, call.path.namespace.as_deref(), &name);
+    let mut name = name_of(&object).to_owned();
     if call.query.dry_run {
         return Ok(object_response(
             StatusCode::CREATED,
@@ -72,12 +76,26 @@ pub async fn create_object(
     } else {
         service_alloc::Reserved::default()
     };
-    let stored = match meta::to_stored(&object) {
-        Ok(bytes) => store
-            .create(&key, bytes)
-            .await
-            .map_err(|e| call.store_error(&name, e)),
-        Err(e) => Err(e),
+    let mut attempts = 1;
+    let stored = loop {
+        let key = object_key(resource, call.path.namespace.as_deref(), &name);
+        let bytes = match meta::to_stored(&object) {
+            Ok(bytes) => bytes,
+            Err(e) => break Err(e),
+        };
+        match store.create(&key, bytes).await {
+            // A generated name someone holds already: another draw, as kube-apiserver 1.32
+            // does (RetryGenerateName).
+            Err(crate::store::Error::AlreadyExists { .. })
+                if generated && attempts < GENERATE_NAME_ATTEMPTS =>
+            {
+                attempts += 1;
+                let prefix = object["metadata"]["generateName"].as_str().unwrap_or("");
+                name = crate::names::generate(prefix);
+                object["metadata"]["name"] = Value::String(name.clone());
+            }
+            result => break result.map_err(|e| call.store_error(&name, e)),
+        }
     };
     let kv = match stored {
         Ok(kv) => kv,

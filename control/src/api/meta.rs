@@ -92,14 +92,7 @@ pub fn prepare_create(
                     .with_message("Required value: name or generateName is required")],
             ));
         }
-        let suffix: String = uuid::Uuid::new_v4()
-            .simple()
-            .to_string()
-            .chars()
-            .filter(|c| !"aeiou".contains(*c))
-            .take(5)
-            .collect();
-        let name = format!("{prefix}{suffix}");
+        let name = crate::names::generate(prefix);
         meta.insert("name".into(), json!(name));
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));

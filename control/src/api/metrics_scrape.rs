@@ -17,7 +17,6 @@ use prometheus_client::registry::Registry;
 
 use super::ApiState;
 use crate::authn::Identity;
-use crate::authz;
 use crate::http_util::{typed_response, ResponseBody};
 use crate::kinds::RESOURCES;
 use crate::status::ApiError;
@@ -42,19 +41,8 @@ pub async fn handle(
     if method != Method::GET {
         return Some(ApiError::method_not_allowed(method, path).into_response());
     }
-    if !identity.is_admin() {
-        let request = authz::rbac::Request::NonResource { verb: "get", path };
-        let allowed = match state.rbac.policy(&state.store).await {
-            Ok(policy) => policy.allows(identity, &request),
-            Err(error) => return Some(error.into_response()),
-        };
-        if !allowed {
-            let message = format!(
-                "forbidden: User {:?} cannot get path \"{PATH}\"",
-                identity.user
-            );
-            return Some(ApiError::forbidden(message).into_response());
-        }
+    if let Err(error) = super::authorize_path(state, identity, path).await {
+        return Some(error.into_response());
     }
     let mut out = String::new();
     state.server_metrics.encode(&mut out);

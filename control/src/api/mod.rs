@@ -491,3 +491,27 @@ pub(crate) fn object_response(
     }
     response
 }
+
+/// 403 unless the identity may `get` the non-resource `path` (admins may).
+pub async fn authorize_path(
+    state: &ApiState,
+    identity: &Identity,
+    path: &str,
+) -> Result<(), ApiError> {
+    if identity.is_admin() {
+        return Ok(());
+    }
+    let request = crate::authz::rbac::Request::NonResource { verb: "get", path };
+    if state
+        .rbac
+        .policy(&state.store)
+        .await?
+        .allows(identity, &request)
+    {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "forbidden: User {:?} cannot get path {path:?}",
+        identity.user
+    )))
+}

@@ -26,8 +26,6 @@ pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
 pub const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 const DEFAULT_ACCOUNT: &str = "default";
-/// kube's name-generator alphabet (no vowels, no confusable digits).
-const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn is_pod(resource: &Resource) -> bool {
     (resource.group, resource.kind) == ("", "Pod")
@@ -65,7 +63,11 @@ pub async fn admit_create(call: &Call, pod: &mut Value) -> Result<(), ApiError> 
             return Err(admission_forbidden(resource, &name, &why));
         }
     };
-    mutate(pod, &account, &random_suffix());
+    mutate(
+        pod,
+        &account,
+        &crate::names::random_suffix(crate::names::SUFFIX_LEN),
+    );
     Ok(())
 }
 
@@ -186,16 +188,6 @@ pub fn token_volume(name: &str) -> Value {
     ]}})
 }
 
-/// Five characters of kube's name-generator alphabet.
-fn random_suffix() -> String {
-    uuid::Uuid::new_v4()
-        .as_bytes()
-        .iter()
-        .take(5)
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,9 +271,6 @@ mod tests {
             )),
             "new"
         );
-        let s = random_suffix();
-        assert_eq!(s.len(), 5);
-        assert!(s.bytes().all(|b| ALPHABET.contains(&b)), "{s}");
         assert!(check_mirror(&pod(json!({"containers": []}))).is_ok());
         assert_eq!(
             check_mirror(&pod(json!({"serviceAccountName": "x"}))),

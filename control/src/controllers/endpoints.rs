@@ -351,9 +351,9 @@ fn short_hash(uid: &str) -> String {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    use crate::names::SAFE_ALPHABET;
     (0..5)
-        .map(|i| char::from(ALPHABET[((h >> (i * 5)) as usize) % ALPHABET.len()]))
+        .map(|i| char::from(SAFE_ALPHABET[((h >> (i * 5)) as usize) % SAFE_ALPHABET.len()]))
         .collect()
 }
 

@@ -5,10 +5,10 @@
 
 use serde_json::Value;
 
+use crate::names::SAFE_ALPHABET;
+
 /// The label every ReplicaSet of a Deployment (and its pods) carries.
 pub const HASH_LABEL: &str = "pod-template-hash";
-
-const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// The hash of `template` with `collisions` (status.collisionCount) mixed in.
 pub fn template_hash(template: &Value, collisions: i64) -> String {
