@@ -34,6 +34,8 @@ pub struct Resource {
     pub categories: &'static [&'static str],
     /// Subresources that are implemented (and only those are advertised).
     pub subresources: &'static [Subresource],
+    /// Defined by a CustomResourceDefinition (`crate::crd`), not by this table.
+    pub custom: bool,
 }
 
 /// A subresource and the kind its requests and answers carry.
@@ -110,6 +112,12 @@ impl Resource {
         )
     }
 
+    /// Whether bodies may come as Kubernetes protobuf: the built-in kinds of `k8s.io/api`
+    /// (what `kubectl create` sends that way); not CRDs, not custom resources.
+    pub fn takes_protobuf(&self) -> bool {
+        !self.custom && self.group != "apiextensions.k8s.io"
+    }
+
     /// Whether writes to the main resource leave `.status` alone (it has a `status`
     /// subresource).
     pub fn has_status(&self) -> bool {
@@ -169,6 +177,7 @@ const fn res(
         short_names,
         categories,
         subresources: &[],
+        custom: false,
     }
 }
 
@@ -176,7 +185,7 @@ use Scope::{Cluster, Namespaced};
 
 const ALL: &[&str] = &["all"];
 
-const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+pub const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 const fn status(group: &'static str, version: &'static str, kind: &'static str) -> Subresource {
     Subresource {
@@ -298,6 +307,11 @@ const INGRESS_SUB: &[Subresource] = &[status("networking.k8s.io", "v1", "Ingress
 const HPA_SUB: &[Subresource] = &[status("autoscaling", "v2", "HorizontalPodAutoscaler")];
 const HPA_V1_SUB: &[Subresource] = &[status("autoscaling", "v1", "HorizontalPodAutoscaler")];
 const PDB_SUB: &[Subresource] = &[status("policy", "v1", "PodDisruptionBudget")];
+const CRD_SUB: &[Subresource] = &[status(
+    "apiextensions.k8s.io",
+    "v1",
+    "CustomResourceDefinition",
+)];
 
 /// Every served resource, in discovery order.
 #[rustfmt::skip]
@@ -353,6 +367,8 @@ pub const RESOURCES: &[Resource] = &[
     res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", Namespaced, &["pdb"], &[]).with(PDB_SUB),
     // events.k8s.io/v1
     res("events.k8s.io", "v1", "Event", "events", "event", Namespaced, &[], &[]),
+    // apiextensions.k8s.io/v1
+    res("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", Cluster, &["crd", "crds"], &["api-extensions"]).with(CRD_SUB),
 ];
 
 /// One API group with its versions, preferred first.
@@ -366,7 +382,12 @@ pub struct Group {
 /// table's order (the first is the preferred one).
 pub fn groups() -> Vec<Group> {
     let mut out: Vec<Group> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+    let custom = crate::crd::registry::resources();
+    for r in RESOURCES
+        .iter()
+        .chain(custom)
+        .filter(|r| !r.group.is_empty())
+    {
         match out.iter_mut().find(|g| g.name == r.group) {
             Some(g) if !g.versions.contains(&r.version) => g.versions.push(r.version),
             Some(_) => {}
@@ -379,32 +400,52 @@ pub fn groups() -> Vec<Group> {
     out
 }
 
-/// The resources of one group/version.
+/// The resources of one group/version (the table's, then those CustomResourceDefinitions
+/// define).
 pub fn in_group_version<'a>(
     group: &'a str,
     version: &'a str,
 ) -> impl Iterator<Item = &'static Resource> + 'a {
+    let custom = match crate::crd::registry::serves_group(group) {
+        true => crate::crd::registry::resources(),
+        false => Vec::new(),
+    };
     RESOURCES
         .iter()
+        .chain(custom)
         .filter(move |r| r.group == group && r.version == version)
+}
+
+/// Every served resource: the table's, then the custom ones.
+pub fn all() -> impl Iterator<Item = &'static Resource> {
+    RESOURCES.iter().chain(crate::crd::registry::resources())
 }
 
 /// The resource served at `/api[s]/<group>/<version>/<plural>`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    in_group_version(group, version).find(|r| r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+        .or_else(|| crate::crd::registry::find(group, version, plural))
 }
 
-/// The served resource a store key belongs to, with the object's namespace and name.
+/// The served resource a store key belongs to, with the object's namespace and name (a
+/// custom resource at its storage version).
 pub fn for_key(key: &str) -> Option<(&'static Resource, Option<&str>, &str)> {
-    RESOURCES.iter().filter(|r| r.served()).find_map(|r| {
-        let rest = key.strip_prefix(r.key_prefix().as_str())?;
-        if r.namespaced() {
-            let (namespace, name) = rest.split_once('/')?;
-            Some((r, Some(namespace), name))
-        } else {
-            Some((r, None, rest))
-        }
-    })
+    let custom = crate::crd::registry::storage_resources();
+    RESOURCES
+        .iter()
+        .chain(custom)
+        .filter(|r| r.served())
+        .find_map(|r| {
+            let rest = key.strip_prefix(r.key_prefix().as_str())?;
+            if r.namespaced() {
+                let (namespace, name) = rest.split_once('/')?;
+                Some((r, Some(namespace), name))
+            } else {
+                Some((r, None, rest))
+            }
+        })
 }
 
 #[cfg(test)]

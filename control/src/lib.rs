@@ -13,6 +13,7 @@ pub mod api;
 pub mod authn;
 pub mod authz;
 pub mod controllers;
+pub mod crd;
 pub mod csr;
 pub mod discovery;
 pub mod health;

@@ -285,6 +285,7 @@ async fn run(args: Args) -> Result<()> {
         state.tokens = TokenFile::load(path).context("--token-auth-file")?;
     }
     let state = Arc::new(state);
+    let _custom_resources = bosun_control::crd::follow::start(Arc::clone(&state.store)).await;
     let _scraper = bosun_control::metrics::spawn(Arc::clone(&state), args.metric_resolution);
     api::bootstrap(&state)
         .await

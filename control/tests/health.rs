@@ -7,7 +7,7 @@
 mod common;
 mod etcd_cluster;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{kubectl_with, ok, stderr, Control};
 
@@ -92,11 +92,6 @@ fn readyz_fails_while_etcd_is_down_and_passes_once_it_is_back() {
     });
 }
 
-/// Polls `done` (bounded: 30 s).
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(30), done);
 }

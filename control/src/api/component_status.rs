@@ -30,6 +30,7 @@ pub const RESOURCE: Resource = Resource {
     short_names: SHORT_NAMES,
     categories: &[],
     subresources: &[],
+    custom: false,
 };
 const COLLECTION: &str = "/api/v1/componentstatuses";
 /// kube-apiserver's warning on every ComponentStatus answer.

@@ -61,7 +61,9 @@ fn rename_event(object: Value, forward: bool, api_version: &str) -> Value {
 
 /// A stored object as `resource`'s version shows it.
 pub fn to_served(object: Value, resource: &Resource) -> Value {
-    if is_hpa_v1(resource) {
+    if resource.custom {
+        crate::crd::custom::to_served(object, resource)
+    } else if is_hpa_v1(resource) {
         hpa_to_v1(object)
     } else if is_events_v1(resource) {
         rename_event(object, true, "events.k8s.io/v1")
@@ -77,7 +79,9 @@ pub fn to_storage(
     resource: &Resource,
     old: Option<&Value>,
 ) -> Result<Value, ApiError> {
-    if is_hpa_v1(resource) {
+    if resource.custom {
+        Ok(crate::crd::custom::to_storage(object, resource))
+    } else if is_hpa_v1(resource) {
         hpa_to_v2(object, old)
     } else if is_events_v1(resource) {
         Ok(rename_event(object, false, "v1"))

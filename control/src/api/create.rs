@@ -38,6 +38,9 @@ pub async fn create_object(
     warnings: Vec<String>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let resource = call.resource();
+    if resource.custom {
+        crate::crd::custom::check_create(resource)?;
+    }
     let mut object = call.to_storage(object, None)?;
     let generated = name_of(&object).is_empty();
     meta::prepare_create(&mut object, resource, call.path.namespace.as_deref())?;

@@ -203,6 +203,11 @@ pub async fn delete_kv(
     if let Some(finalizer) = request.propagation.finalizer() {
         changed |= set_gc_finalizer(&mut object, finalizer);
     }
+    // A CRD goes once its objects are gone (`controllers::crd`), as kube's CRD storage keeps it.
+    if crate::crd::definition::is_crd(&object) && object["metadata"]["deletionTimestamp"].is_null()
+    {
+        changed |= add_finalizer(&mut object, crate::crd::definition::CLEANUP_FINALIZER);
+    }
     if finalizers(&object) > 0 || period > 0 {
         if object["metadata"]["deletionTimestamp"].is_null() {
             meta::bump_generation_on_delete(&mut object);
@@ -228,6 +233,21 @@ pub async fn delete_kv(
         super::service_alloc::release(store, &object, None).await;
     }
     Ok(Outcome::Deleted(object))
+}
+
+/// Adds `finalizer` to the object's finalizers unless it holds it; whether it was added.
+fn add_finalizer(object: &mut Value, finalizer: &str) -> bool {
+    let list = &mut object["metadata"]["finalizers"];
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    match list.as_array_mut() {
+        Some(items) if !items.iter().any(|f| f == finalizer) => {
+            items.push(json!(finalizer));
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Gives the object the garbage collector's `finalizer` and drops the other one of the two

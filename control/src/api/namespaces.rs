@@ -155,10 +155,7 @@ fn spawn_finalizer(state: &Arc<ApiState>, name: String) {
 async fn empty_namespace(store: &dyn Store, name: &str) -> Result<bool, ApiError> {
     let mut empty = true;
     let mut seen = Vec::new();
-    for r in kinds::RESOURCES
-        .iter()
-        .filter(|r| r.namespaced() && r.served())
-    {
+    for r in kinds::all().filter(|r| r.namespaced() && r.served()) {
         let prefix = format!("{}{name}/", r.key_prefix());
         if seen.contains(&prefix) {
             continue;

@@ -30,6 +30,16 @@ pub fn decode_checked(
     resource: &Resource,
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !resource.takes_protobuf() && media == "application/vnd.kubernetes.protobuf" {
+        return Err(ApiError::unsupported_media(
+            media,
+            &format!(
+                "{} takes application/json or application/yaml",
+                resource.group_resource()
+            ),
+        ));
+    }
     let Body {
         mut object,
         duplicates,
@@ -109,10 +119,15 @@ pub fn check_typed(
             )))
         }
     }
-    let round = typed_roundtrip(resource, object).map_err(cannot)?;
-    let mut unknown = Vec::new();
-    unknown_fields(object, &round, "", &mut unknown);
-    unknown.sort();
+    let unknown = if resource.custom {
+        crate::crd::custom::decode(object, resource)?
+    } else {
+        let round = typed_roundtrip(resource, object).map_err(cannot)?;
+        let mut unknown = Vec::new();
+        unknown_fields(object, &round, "", &mut unknown);
+        unknown.sort();
+        unknown
+    };
     if resource.group.is_empty() && resource.kind == "Secret" {
         merge_string_data(object);
     }
@@ -228,6 +243,7 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "rbac.authorization.k8s.io" "ClusterRole" => rbac::ClusterRole,
         "rbac.authorization.k8s.io" "RoleBinding" => rbac::RoleBinding,
         "rbac.authorization.k8s.io" "ClusterRoleBinding" => rbac::ClusterRoleBinding,
+        "apiextensions.k8s.io" "CustomResourceDefinition" => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     }
 }
 
@@ -281,7 +297,13 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
     } else {
         causes.extend(name_problem(name, label_only));
     }
+    if resource.custom {
+        crate::crd::custom::validate(object, resource, &mut causes);
+    }
     match (resource.group, resource.kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            crate::crd::definition::check(object, None, &mut causes)
+        }
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload(object, &mut causes),
         ("", "ReplicationController") => {
             super::validate_replication::replication_controller(object, &mut causes)

@@ -132,6 +132,11 @@ impl Loopback {
         })
     }
 
+    /// The store the API writes to (for reads a controller makes without a cache).
+    pub fn store(&self) -> &Arc<dyn crate::store::Store> {
+        &self.state.store
+    }
+
     /// GET of one object.
     pub async fn get(
         &self,

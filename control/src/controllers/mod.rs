@@ -17,6 +17,7 @@
 mod cleaners;
 pub mod client;
 mod clusterrole_aggregation;
+mod crd;
 mod cronjob;
 mod daemonset;
 mod deployment;
@@ -184,6 +185,13 @@ pub fn spawn(state: &Arc<ApiState>, server: SocketAddr, lifecycle: LifecycleConf
         },
     ));
     tasks.push(cleaners::spawn(client.clone()));
+    tasks.push(crd::spawn(
+        client.clone(),
+        Informer::spawn(
+            Arc::clone(store),
+            resource_of("apiextensions.k8s.io", "customresourcedefinitions"),
+        ),
+    ));
     let namespaces = Informer::spawn(Arc::clone(store), resource("", "namespaces"));
     tasks.push(service_accounts::spawn(
         client.clone(),

@@ -46,10 +46,66 @@ pub fn respond(path: &str, accept: &str) -> Option<Response<ResponseBody>> {
     let rest = path.strip_prefix("/openapi/v3")?;
     let docs = documents();
     let body = match rest.trim_matches('/') {
-        "" => docs.root.clone(),
-        gv => docs.group_versions.get(gv)?.clone(),
+        "" => root_with_custom(docs),
+        gv => match docs.group_versions.get(gv) {
+            Some(doc) => doc.clone(),
+            None => custom_group_version(gv)?,
+        },
     };
     Some(typed_response(StatusCode::OK, "application/json", body))
+}
+
+/// The custom resources being served, by the document path of their group-version.
+fn custom_resources() -> BTreeMap<String, Vec<&'static kinds::Resource>> {
+    let mut by_gv: BTreeMap<String, Vec<&'static kinds::Resource>> = BTreeMap::new();
+    for r in crate::crd::registry::resources() {
+        by_gv
+            .entry(format!("apis/{}/{}", r.group, r.version))
+            .or_default()
+            .push(r);
+    }
+    by_gv
+}
+
+/// The document of a custom group-version (`apis/<group>/<version>`), made on each request
+/// from the CRDs being served.
+fn custom_group_version(gv: &str) -> Option<Bytes> {
+    let resources = custom_resources().remove(gv)?;
+    let with_schemas: Vec<(&kinds::Resource, Value)> = resources
+        .iter()
+        .map(|r| {
+            let schema =
+                crate::crd::registry::version_of(r).map_or(Value::Null, |v| v.schema.clone());
+            (*r, schema)
+        })
+        .collect();
+    let (schemas, names) = schemas::build_custom(&with_schemas);
+    let mut path_map = Map::new();
+    for (resource, name) in resources.iter().zip(&names) {
+        paths::add(&mut path_map, resource, name);
+    }
+    Some(Bytes::from(
+        serde_json::to_vec(&document(path_map, schemas)).unwrap_or_default(),
+    ))
+}
+
+/// The root document, listing the custom group-versions too while CRDs serve some.
+fn root_with_custom(docs: &Documents) -> Bytes {
+    let custom = custom_resources();
+    if custom.is_empty() {
+        return docs.root.clone();
+    }
+    let Ok(mut root) = serde_json::from_slice::<Value>(&docs.root) else {
+        return docs.root.clone();
+    };
+    for gv in custom.keys() {
+        let Some(doc) = custom_group_version(gv) else {
+            continue;
+        };
+        let hash = hex(&Sha256::digest(&doc));
+        root["paths"][gv] = json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={hash}")});
+    }
+    Bytes::from(serde_json::to_vec(&root).unwrap_or_default())
 }
 
 /// The group-version document of `api/v1` or `apis/<group>/<version>`, parsed (for tests and
@@ -136,6 +192,7 @@ fn review_group_versions() -> Vec<(String, Value)> {
                     short_names: &[],
                     categories: &[],
                     subresources: &[],
+                    custom: false,
                 })
                 .collect();
             let (schemas, names) = schemas::build_reviews(&resources);

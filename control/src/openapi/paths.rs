@@ -19,6 +19,13 @@ pub const PATCH_CONTENT_TYPES: &[&str] = &[
     "application/strategic-merge-patch+json",
 ];
 
+/// The patch content types of a custom resource's PATCH operations: no strategic merge patch
+/// (kubectl then sends a merge patch) and no server-side apply (not served for them yet).
+pub const CUSTOM_PATCH_CONTENT_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+];
+
 /// Adds the paths of `resource` (whose kind schema is `schema`) to `paths`.
 pub fn add(paths: &mut Map<String, Value>, resource: &Resource, schema: &str) {
     let prefix = if resource.group.is_empty() {
@@ -243,7 +250,11 @@ impl<'a> Ops<'a> {
         let mut params = write_params();
         params.push(query("force", "boolean", "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people."));
         op["parameters"] = json!(params);
-        let content: Map<String, Value> = PATCH_CONTENT_TYPES
+        let types = match self.resource.custom {
+            true => CUSTOM_PATCH_CONTENT_TYPES,
+            false => PATCH_CONTENT_TYPES,
+        };
+        let content: Map<String, Value> = types
             .iter()
             .map(|t| ((*t).to_owned(), json!({"schema": reference(PATCH)})))
             .collect();

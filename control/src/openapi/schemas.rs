@@ -73,6 +73,7 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("autoscaling", "v2", "HorizontalPodAutoscaler", add::<autoscaling_v2::HorizontalPodAutoscaler>),
     ("autoscaling", "v1", "HorizontalPodAutoscaler", add::<autoscaling_v1::HorizontalPodAutoscaler>),
     ("events.k8s.io", "v1", "Event", add::<events::Event>),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", add::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>),
 ];
 
 /// The adder of a resource's kind, if the table has it.
@@ -119,6 +120,50 @@ pub fn build_reviews(reviews: &[Resource]) -> (Map<String, Value>, Vec<Option<St
         if let Some(schema) = name.as_ref().and_then(|n| schemas.get_mut(n)) {
             schema["x-kubernetes-group-version-kind"] = json!([gvk(review, review.kind)]);
         }
+    }
+    (schemas, names)
+}
+
+/// The schema name kube gives a custom resource's kind: the reversed group, the version and
+/// the kind (`com.example.v1.Widget`).
+pub fn custom_schema_name(resource: &Resource) -> String {
+    let group: Vec<&str> = resource.group.split('.').rev().collect();
+    format!("{}.{}.{}", group.join("."), resource.version, resource.kind)
+}
+
+/// The schemas of a custom group-version document: the shared meta types, and per resource
+/// its CRD version's schema (with `apiVersion`, `kind` and ObjectMeta `metadata`, tagged
+/// with its group-version-kind) and its list; returns them and each kind schema's name.
+pub fn build_custom(resources: &[(&Resource, Value)]) -> (Map<String, Value>, Vec<String>) {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    add::<meta::Status>(&mut generator);
+    add::<meta::DeleteOptions>(&mut generator);
+    add::<meta::ListMeta>(&mut generator);
+    add::<meta::Patch>(&mut generator);
+    let object_meta = add::<meta::ObjectMeta>(&mut generator);
+    let mut schemas = finish(generator);
+    let mut names = Vec::new();
+    for (resource, schema) in resources {
+        let name = custom_schema_name(resource);
+        let mut kind_schema = schema.clone();
+        if !kind_schema.is_object() {
+            kind_schema = json!({"type": "object"});
+        }
+        if !kind_schema["properties"].is_object() {
+            kind_schema["properties"] = json!({});
+        }
+        let properties = &mut kind_schema["properties"];
+        properties["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."});
+        properties["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."});
+        properties["metadata"] = json!({"allOf": [{"$ref": format!("#/components/schemas/{object_meta}")}], "description": "Standard object's metadata."});
+        kind_schema["x-kubernetes-group-version-kind"] = json!([gvk(resource, resource.kind)]);
+        schemas.insert(name.clone(), kind_schema);
+        let list_kind = format!("{}List", resource.kind);
+        schemas.insert(
+            format!("{name}List"),
+            list_schema(resource, &name, &list_kind),
+        );
+        names.push(name);
     }
     (schemas, names)
 }

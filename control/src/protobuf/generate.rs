@@ -387,6 +387,7 @@ pub fn generate(source: &Path) -> Vec<u8> {
     let messages = parse_all(source, &schemas);
     let mut todo: Vec<String> = RESOURCES
         .iter()
+        .filter(|r| r.takes_protobuf())
         .map(|r| message_name(r.group, r.version, r.kind))
         .chain([UNKNOWN.to_owned(), DELETE_OPTIONS.to_owned()])
         .chain(

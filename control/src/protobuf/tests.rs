@@ -142,7 +142,7 @@ fn deployment(replicas: i32) -> DynamicMessage {
 
 #[test]
 fn every_kind_of_the_kinds_table_has_a_message() {
-    for r in RESOURCES {
+    for r in RESOURCES.iter().filter(|r| r.takes_protobuf()) {
         let name = message_name(r.group, r.version, r.kind);
         assert!(descriptor(&name).is_ok(), "no message {name}");
     }

@@ -72,6 +72,11 @@ pub(crate) struct Printer {
 /// copies into it the list's `resourceVersion`, `continue` and `remainingItemCount` (or, for a
 /// single object, its `resourceVersion`), as kube-apiserver's `ConvertToTable` does.
 pub fn to_table(resource: &Resource, objects: &[Value], options: &TableOptions) -> Value {
+    if resource.custom {
+        let (definitions, columns) = crate::crd::custom::table_columns(resource);
+        let cells = |o: &Value, now| crate::crd::custom::cells(o, &columns, now);
+        return build_with(definitions, &cells, objects, options);
+    }
     build(printer(resource), objects, options)
 }
 
@@ -81,32 +86,43 @@ pub fn component_status_table(objects: &[Value], options: &TableOptions) -> Valu
 }
 
 fn build(printer: &Printer, objects: &[Value], options: &TableOptions) -> Value {
+    let columns: Vec<Value> = printer
+        .columns
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.kind,
+                "format": c.format,
+                "description": c.description,
+                "priority": c.priority,
+            })
+        })
+        .collect();
+    build_with(columns, &printer.cells, objects, options)
+}
+
+/// A Table of these column definitions, each row's cells from `cells`.
+fn build_with(
+    columns: Vec<Value>,
+    cells: &dyn Fn(&Value, OffsetDateTime) -> Vec<Value>,
+    objects: &[Value],
+    options: &TableOptions,
+) -> Value {
     let mut table = Map::new();
     table.insert("kind".into(), json!("Table"));
     table.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
     table.insert("metadata".into(), json!({}));
+    let count = columns.len();
     if !options.no_headers {
-        let columns: Vec<Value> = printer
-            .columns
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "type": c.kind,
-                    "format": c.format,
-                    "description": c.description,
-                    "priority": c.priority,
-                })
-            })
-            .collect();
         table.insert("columnDefinitions".into(), Value::Array(columns));
     }
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let mut cells = (printer.cells)(object, options.now);
+            let mut cells = cells(object, options.now);
             // A printer bug must not shift columns: pad or cut to the column count.
-            cells.resize(printer.columns.len(), Value::Null);
+            cells.resize(count, Value::Null);
             let mut row = json!({ "cells": cells });
             match options.include_object {
                 IncludeObject::None => {}
@@ -165,6 +181,7 @@ fn printer(resource: &Resource) -> &'static Printer {
         ("events.k8s.io", "Event") => &cluster::EVENT,
         ("coordination.k8s.io", "Lease") => &cluster::LEASE,
         ("certificates.k8s.io", "CertificateSigningRequest") => &cluster::CSR,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => &access::CREATED,
         _ => &DEFAULT,
     }
 }

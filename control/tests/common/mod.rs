@@ -264,3 +264,15 @@ pub fn header(table: &str) -> Vec<&str> {
         .split_whitespace()
         .collect()
 }
+
+/// Polls `done` every 100 ms until it holds; panics naming `what` after `within`.
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

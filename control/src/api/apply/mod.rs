@@ -29,6 +29,12 @@ const MANAGER_MAX: usize = 128;
 
 pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
     let resource = call.resource();
+    if resource.custom {
+        return Err(ApiError::unsupported_media(
+            CONTENT_TYPE,
+            "server-side apply of custom resources is not supported by bosun yet: use client-side `kubectl apply` (a merge patch) or application/merge-patch+json",
+        ));
+    }
     if let Some(sub) = &call.path.subresource {
         return Err(ApiError::unsupported_media(
             CONTENT_TYPE,

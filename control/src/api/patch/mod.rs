@@ -90,6 +90,12 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
     let name = call.path.name.clone().unwrap_or_default();
     let key = call.path.key().unwrap_or_default();
     let patch = parse_patch(&call.content_type, body)?;
+    if resource.custom && matches!(patch, PatchKind::Strategic(_)) {
+        return Err(ApiError::unsupported_media(
+            "application/strategic-merge-patch+json",
+            "custom resources take application/json-patch+json or application/merge-patch+json",
+        ));
+    }
     let mut tries = 0;
     loop {
         tries += 1;

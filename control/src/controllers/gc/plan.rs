@@ -77,6 +77,10 @@ pub fn plan(graph: &Graph, uid: &str) -> Vec<Step> {
                     live = true;
                 }
             }
+            // An owner of a kind no served resource has (a custom resource whose CRD this
+            // process does not serve yet, or any more) cannot be looked up: kube's collector
+            // leaves such a dependent alone rather than delete it.
+            None if !resolvable(&owner.raw) => live = true,
             _ => absent.push(owner.uid.as_str()),
         }
     }
@@ -86,6 +90,14 @@ pub fn plan(graph: &Graph, uid: &str) -> Vec<Step> {
         steps.push(set_owners(node, |o| !absent.contains(&o)));
     }
     steps
+}
+
+/// Whether an owner reference's group and kind name a served resource.
+fn resolvable(reference: &serde_json::Value) -> bool {
+    let api_version = reference["apiVersion"].as_str().unwrap_or("");
+    let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+    let kind = reference["kind"].as_str().unwrap_or("");
+    crate::kinds::all().any(|r| r.group == group && r.kind == kind)
 }
 
 /// A namespaced dependent's owner is in its namespace or cluster-scoped; a cluster-scoped
@@ -177,6 +189,15 @@ mod tests {
         let mut g = Graph::default();
         put(&mut g, "dep", &[("gone", false)], json!({}));
         assert_eq!(deleted(&plan(&g, "dep")), [("dep", "Background")]);
+    }
+
+    #[test]
+    fn an_owner_of_an_unserved_kind_is_never_taken_for_absent() {
+        let mut g = Graph::default();
+        let owner =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "name": "w", "uid": "w"});
+        put(&mut g, "dep", &[], json!({"ownerReferences": [owner]}));
+        assert!(plan(&g, "dep").is_empty());
     }
 
     #[test]

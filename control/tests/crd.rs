@@ -1,0 +1,225 @@
+//! CustomResourceDefinitions driven by the real kubectl: a CRD is established, its resource
+//! appears in discovery (`api-resources`, the short name) and OpenAPI (`explain`); custom
+//! objects are applied, defaulted, pruned, validated against the schema (kubectl prints the
+//! field), printed with the printer columns, patched (merge; status only through the status
+//! subresource), collected with their owner, kept across a restart, and deleted with their
+//! CRD. CRDs using what bosun does not honour are refused naming the field.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ok, stderr, stdout, Control};
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wd]}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1, description: How big the widget is.}
+              color: {type: string, enum: [red, blue], default: blue}
+          status:
+            type: object
+            properties:
+              conditions:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    type: {type: string}
+                    status: {type: string}
+"#;
+
+fn write(control: &Control, name: &str, text: &str) -> String {
+    let path = control.dir.path().join(name);
+    std::fs::write(&path, text).expect("write manifest");
+    path.to_string_lossy().into_owned()
+}
+
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(30), done);
+}
+
+#[test]
+fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
+    let mut control = Control::start();
+    let crd = write(&control, "crd.yaml", CRD);
+    ok(control.kubectl(&["apply", "-f", &crd]));
+    ok(control.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]));
+    let crds = ok(control.kubectl(&["get", "crd"]));
+    assert!(
+        crds.starts_with("NAME ") && crds.contains("CREATED AT"),
+        "{crds}"
+    );
+    assert!(crds.contains("widgets.example.com"), "{crds}");
+    let resources =
+        ok(control.kubectl(&["api-resources", "--api-group=example.com", "--no-headers"]));
+    let row: Vec<&str> = resources.split_whitespace().collect();
+    assert_eq!(
+        row,
+        ["widgets", "wd", "example.com/v1", "true", "Widget"],
+        "{resources}"
+    );
+    let explained = ok(control.kubectl(&["explain", "widget.spec.size"]));
+    assert!(explained.contains("How big the widget is."), "{explained}");
+
+    // Applied, defaulted (color), printed with the printer columns.
+    let widget = write(
+        &control,
+        "w1.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n",
+    );
+    ok(control.kubectl(&["apply", "-f", &widget]));
+    let table = ok(control.kubectl(&["get", "wd"]));
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "SIZE", "COLOR", "READY", "AGE"], "{table}");
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..3], ["w1", "3", "blue"], "{table}");
+    // Status only through the status subresource.
+    ok(control.kubectl(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":4},"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#,
+    ]));
+    assert_eq!(
+        ok(control.kubectl(&["get", "wd", "w1", "-o", "jsonpath={.status}"])),
+        ""
+    );
+    ok(control.kubectl(&[
+        "patch",
+        "wd",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ]));
+    let table = ok(control.kubectl(&["get", "widgets.example.com", "w1", "--no-headers"]));
+    let row: Vec<&str> = table.split_whitespace().collect();
+    assert_eq!(&row[..4], ["w1", "4", "blue", "True"], "{table}");
+
+    // The schema: an unknown field under kubectl's strict validation, a type, a minimum, an
+    // enum, a required field — each named.
+    for (spec, field) in [
+        ("{size: 2, colour: red}", "spec.colour"),
+        ("{size: three}", "spec.size"),
+        ("{size: 0}", "spec.size"),
+        ("{size: 2, color: green}", "spec.color"),
+        ("{color: red}", "spec.size"),
+    ] {
+        let bad = write(
+            &control,
+            "bad.yaml",
+            &format!(
+                "apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: bad}}\nspec: {spec}\n"
+            ),
+        );
+        let out = control.kubectl(&["apply", "-f", &bad]);
+        assert!(!out.status.success(), "{spec} was accepted");
+        assert!(stderr(&out).contains(field), "{spec}: {}", stderr(&out));
+    }
+
+    // A ConfigMap owned by a widget goes with it.
+    let uid = ok(control.kubectl(&["get", "wd", "w1", "-o", "jsonpath={.metadata.uid}"]));
+    let owned = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "owned", "ownerReferences": [
+            {"apiVersion": "example.com/v1", "kind": "Widget", "name": "w1", "uid": uid}]}});
+    ok(control.create_json("owned", &owned));
+    let w2 = write(
+        &control,
+        "w2.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 9}\n",
+    );
+    ok(control.kubectl(&["apply", "-f", &w2]));
+
+    // Restarted, the server serves the CRD's resource from its first request.
+    control.restart();
+    let names = ok(control.kubectl(&["get", "widgets", "-o", "name"]));
+    assert_eq!(names, "widget.example.com/w1\nwidget.example.com/w2\n");
+    assert!(ok(control.kubectl(&["get", "cm", "owned", "-o", "name"])).contains("owned"));
+
+    ok(control.kubectl(&["delete", "wd", "w1"]));
+    wait_until("the widget's ConfigMap collected", || {
+        stderr(&control.kubectl(&["get", "cm", "owned"])).contains("NotFound")
+    });
+
+    // Deleting the CRD deletes its objects first, then the resource is gone.
+    ok(control.kubectl(&["delete", "-f", &crd, "--timeout=30s"]));
+    wait_until("widgets no longer served", || {
+        let out = control.kubectl(&["get", "widgets"]);
+        !out.status.success() && stderr(&out).contains("widgets")
+    });
+    assert!(stdout(&control.kubectl(&["get", "crd", "-o", "name"])).is_empty());
+}
+
+#[test]
+fn crds_using_what_bosun_does_not_honour_are_refused_naming_the_field() {
+    let control = Control::start();
+    for (extra, field) in [
+        (
+            "    subresources: {scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}}\n",
+            "spec.versions[0].subresources.scale",
+        ),
+        (
+            "    selectableFields: [{jsonPath: .spec.size}]\n",
+            "spec.versions[0].selectableFields",
+        ),
+    ] {
+        let text = format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: gadgets.example.com}}\nspec:\n  group: example.com\n  names: {{kind: Gadget, plural: gadgets}}\n  scope: Cluster\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema: {{openAPIV3Schema: {{type: object}}}}\n{extra}"
+        );
+        let path = write(&control, "gadget.yaml", &text);
+        let out = control.kubectl(&["apply", "-f", &path]);
+        assert!(!out.status.success(), "{field} was accepted");
+        assert!(stderr(&out).contains(field), "{field}: {}", stderr(&out));
+        assert!(stderr(&out).contains("not supported by bosun"), "{}", stderr(&out));
+    }
+    // kube's own rules: the name must be <plural>.<group>.
+    let path = write(
+        &control,
+        "misnamed.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: things.example.com}\nspec:\n  group: example.com\n  names: {kind: Gadget, plural: gadgets}\n  scope: Cluster\n  versions:\n  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}\n",
+    );
+    let out = control.kubectl(&["apply", "-f", &path]);
+    assert!(stderr(&out).contains("metadata.name"), "{}", stderr(&out));
+}
