@@ -354,6 +354,8 @@ async fn every_served_kind_round_trips_strictly() {
         // Versions of one kind share their objects: one name per version.
         let name = match r.group {
             "events.k8s.io" => "x-events-v1".to_owned(),
+            // A CRD's name is its plural and group.
+            "apiextensions.k8s.io" => "xs.example.com".to_owned(),
             _ => format!("x-{}", r.version),
         };
         let mut object = json!({"apiVersion": r.group_version(), "kind": r.kind,
@@ -403,6 +405,12 @@ async fn every_served_kind_round_trips_strictly() {
             "HorizontalPodAutoscaler" => {
                 object["spec"] = json!({"maxReplicas": 3, "scaleTargetRef":
                     {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}})
+            }
+            "CustomResourceDefinition" => {
+                object["spec"] = json!({"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "xs", "kind": "X"},
+                    "versions": [{"name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object"}}}]})
             }
             "CertificateSigningRequest" => {
                 use base64::Engine;
