@@ -8,12 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::status::FieldCause;
 
-#[path = "schema_check.rs"]
 mod check;
 #[cfg(test)]
-#[path = "schema_tests.rs"]
 mod tests;
-#[path = "schema_validate.rs"]
 mod validation;
 
 /// Deepest nesting walked (object levels or schema levels) before giving up.
