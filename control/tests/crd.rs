@@ -40,6 +40,16 @@ spec:
             properties:
               size: {type: integer, minimum: 1, description: How big the widget is.}
               color: {type: string, enum: [red, blue], default: blue}
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer}
           status:
             type: object
             properties:
@@ -158,6 +168,48 @@ fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
         assert!(!out.status.success(), "{spec} was accepted");
         assert!(stderr(&out).contains(field), "{spec}: {}", stderr(&out));
     }
+
+    // Server-side apply by two managers: each one's entry of the list map stays; a field the
+    // other owns is a conflict.
+    let apply_as = |manager: &str, spec: &str| {
+        let path = write(
+            &control,
+            &format!("{manager}.yaml"),
+            &format!(
+                "apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: w3}}\nspec: {spec}\n"
+            ),
+        );
+        control.kubectl(&[
+            "apply",
+            "--server-side",
+            &format!("--field-manager={manager}"),
+            "-f",
+            &path,
+        ])
+    };
+    ok(apply_as(
+        "alice",
+        "{size: 2, ports: [{name: http, port: 80}]}",
+    ));
+    ok(apply_as("bob", "{ports: [{name: metrics, port: 9090}]}"));
+    let ports = ok(control.kubectl(&["get", "wd", "w3", "-o", "jsonpath={.spec.ports[*].name}"]));
+    let mut names: Vec<&str> = ports.split_whitespace().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["http", "metrics"]);
+    let conflict = apply_as("bob", "{size: 5, ports: [{name: metrics, port: 9090}]}");
+    assert!(!conflict.status.success());
+    assert!(
+        stderr(&conflict).contains("conflict"),
+        "{}",
+        stderr(&conflict)
+    );
+    ok(apply_as("alice", "{size: 2}"));
+    let ports = ok(control.kubectl(&["get", "wd", "w3", "-o", "jsonpath={.spec.ports[*].name}"]));
+    assert_eq!(
+        ports, "metrics",
+        "alice's port went with her intent, bob's stayed"
+    );
+    ok(control.kubectl(&["delete", "wd", "w3"]));
 
     // A ConfigMap owned by a widget goes with it.
     let uid = ok(control.kubectl(&["get", "wd", "w1", "-o", "jsonpath={.metadata.uid}"]));

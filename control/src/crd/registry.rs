@@ -171,6 +171,37 @@ fn intern(v: &ServedVersion) -> &'static Resource {
     resource
 }
 
+/// Schemas handed out as `&'static` (the strategic merge walks `&'static` schemas), by their
+/// text: each distinct schema is kept once.
+static STATIC_SCHEMAS: LazyLock<Mutex<HashMap<String, &'static Value>>> =
+    LazyLock::new(Mutex::default);
+
+/// A custom resource's schema as the merge walks it: `'static`, with `metadata` pointing at
+/// ObjectMeta's schema (so finalizers merge as a set and ownerReferences by uid, as for any
+/// kind).
+pub fn static_schema(schema: &Value) -> &'static Value {
+    let text = schema.to_string();
+    let mut schemas = STATIC_SCHEMAS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(kept) = schemas.get(&text) {
+        return kept;
+    }
+    let mut walked = schema.clone();
+    if !walked.is_object() {
+        walked = serde_json::json!({"type": "object"});
+    }
+    if !walked["properties"].is_object() {
+        walked["properties"] = serde_json::json!({});
+    }
+    walked["properties"]["metadata"] = serde_json::json!({
+        "$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    });
+    let kept: &'static Value = Box::leak(Box::new(walked));
+    schemas.insert(text, kept);
+    kept
+}
+
 /// The served custom resource at `/apis/<group>/<version>/<plural>`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     read(|r| {

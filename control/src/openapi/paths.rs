@@ -20,8 +20,9 @@ pub const PATCH_CONTENT_TYPES: &[&str] = &[
 ];
 
 /// The patch content types of a custom resource's PATCH operations: no strategic merge patch
-/// (kubectl then sends a merge patch) and no server-side apply (not served for them yet).
+/// (kubectl then sends a merge patch), as kube-apiserver lists them.
 pub const CUSTOM_PATCH_CONTENT_TYPES: &[&str] = &[
+    "application/apply-patch+yaml",
     "application/json-patch+json",
     "application/merge-patch+json",
 ];

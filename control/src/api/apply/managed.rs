@@ -107,7 +107,7 @@ pub fn set_entries(object: &mut Value, entries: &[Entry]) {
 /// client-side apply, the fields of that last applied configuration, which are kubectl's
 /// (kube-apiserver's upgrade from client-side apply).
 pub fn first_apply(object: &Value, manager: &str, resource: &Resource) -> Vec<Entry> {
-    let shape = Shape::of_kind(resource.group, resource.version, resource.kind);
+    let shape = Shape::of_resource(resource);
     let mut before = Entry::new(BEFORE_FIRST_APPLY, "Update", resource);
     before.fields = fields::of_object(object, shape, resource.has_status());
     let mut out = Vec::new();
@@ -148,7 +148,7 @@ pub fn track_update(
         }
         return;
     }
-    let shape = Shape::of_kind(resource.group, resource.version, resource.kind);
+    let shape = Shape::of_resource(resource);
     let without_status = subresource.is_empty() && resource.has_status();
     let mut all = fields::of_object(old, shape, without_status);
     all.extend(fields::of_object(new, shape, without_status));

@@ -29,12 +29,6 @@ const MANAGER_MAX: usize = 128;
 
 pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, ApiError> {
     let resource = call.resource();
-    if resource.custom {
-        return Err(ApiError::unsupported_media(
-            CONTENT_TYPE,
-            "server-side apply of custom resources is not supported by bosun yet: use client-side `kubectl apply` (a merge patch) or application/merge-patch+json",
-        ));
-    }
     if let Some(sub) = &call.path.subresource {
         return Err(ApiError::unsupported_media(
             CONTENT_TYPE,
@@ -52,7 +46,7 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         resource,
         call.query.field_validation,
     )?;
-    let shape = Shape::of_kind(resource.group, resource.version, resource.kind);
+    let shape = Shape::of_resource(resource);
     let intent = fields::of_object(&applied, shape, resource.has_status());
     for _ in 0..5 {
         let kv = match call.state.store.get(&key).await {
@@ -92,7 +86,9 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
                 .filter(|path| !fields::covers(&intent, path))
                 .filter(|path| !entries.iter().any(|e| fields::covers(&e.fields, path)))
                 .collect();
-            dropped.sort_by_key(|path| std::cmp::Reverse(path.len()));
+            // Shortest first: a dropped list item goes whole before its key field could be
+            // removed from under it (after which it could no longer be found by its key).
+            dropped.sort_by_key(|path| path.len());
             for path in dropped {
                 fields::remove_at(&mut merged, path);
             }

@@ -101,7 +101,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         tries += 1;
         let kv = current(call, &key, &name).await?;
         let old = decode_stored(&kv)?;
-        let shape = Shape::of_kind(resource.group, resource.version, resource.kind);
+        let shape = Shape::of_resource(resource);
         let mut patched = apply_patch(call.shown(old.clone()), &patch, shape)?;
         let pinned = patched["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"];
         let expected = match patched["metadata"]["resourceVersion"].as_str() {

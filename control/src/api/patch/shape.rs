@@ -83,6 +83,21 @@ impl Shape {
         }
     }
 
+    /// The schema of a resource: its kind's, or a custom resource's from its CRD (whose
+    /// lists merge as their `x-kubernetes-list-type` says).
+    pub fn of_resource(resource: &crate::kinds::Resource) -> Shape {
+        if !resource.custom {
+            return Shape::of_kind(resource.group, resource.version, resource.kind);
+        }
+        match crate::crd::registry::version_of(resource) {
+            Some(version) => Shape {
+                definition: None,
+                schema: Some(crate::crd::registry::static_schema(&version.schema)),
+            },
+            None => Shape::unknown(),
+        }
+    }
+
     /// The schema of a kind of the kinds table.
     pub fn of_kind(group: &str, version: &str, kind: &str) -> Shape {
         catalog()
@@ -126,6 +141,8 @@ impl Shape {
         };
         let (strategy, merge_key) = match (self.definition, property) {
             (Some(definition), Some(_)) => lookup(definition, name),
+            // A custom resource's schema says it itself.
+            (None, Some(property)) => list_type(property),
             _ => (Strategy::default(), None),
         };
         Field {
@@ -154,6 +171,33 @@ impl Shape {
     /// The elements of this list.
     pub fn items(&self) -> Shape {
         Shape::resolve(self.schema.and_then(|s| s.get("items")))
+    }
+}
+
+/// The strategy and merge key of a list a structural schema annotates: `set` merges as a set
+/// of values, `map` with one key by that key (a list map of several keys is replaced whole,
+/// as an atomic list).
+fn list_type(property: &'static Value) -> (Strategy, Option<&'static str>) {
+    let merge = Strategy {
+        merge: true,
+        ..Strategy::default()
+    };
+    match property
+        .get("x-kubernetes-list-type")
+        .and_then(Value::as_str)
+    {
+        Some("set") => (merge, None),
+        Some("map") => match property
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+        {
+            Some(keys) if keys.len() == 1 => match keys[0].as_str() {
+                Some(key) => (merge, Some(key)),
+                None => (Strategy::default(), None),
+            },
+            _ => (Strategy::default(), None),
+        },
+        _ => (Strategy::default(), None),
     }
 }
 
