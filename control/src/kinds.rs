@@ -198,7 +198,7 @@ const fn status(group: &'static str, version: &'static str, kind: &'static str) 
 }
 
 /// `scale` (autoscaling/v1 Scale) of the kinds with `spec.replicas`.
-const fn scale() -> Subresource {
+pub const fn scale() -> Subresource {
     Subresource {
         name: "scale",
         group: "autoscaling",

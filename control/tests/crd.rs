@@ -24,7 +24,9 @@ spec:
   - name: v1
     served: true
     storage: true
-    subresources: {status: {}}
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.size, statusReplicasPath: .status.size, labelSelectorPath: .status.selector}
     additionalPrinterColumns:
     - {name: Size, type: integer, jsonPath: .spec.size}
     - {name: Color, type: string, jsonPath: .spec.color}
@@ -53,6 +55,8 @@ spec:
           status:
             type: object
             properties:
+              size: {type: integer}
+              selector: {type: string}
               conditions:
                 type: array
                 items:
@@ -147,6 +151,34 @@ fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
     let table = ok(control.kubectl(&["get", "widgets.example.com", "w1", "--no-headers"]));
     let row: Vec<&str> = table.split_whitespace().collect();
     assert_eq!(&row[..4], ["w1", "4", "blue", "True"], "{table}");
+
+    // The scale subresource at the CRD's paths (kubectl scale; the Scale shows the status
+    // ones).
+    ok(control.kubectl(&["scale", "wd", "w1", "--replicas=6"]));
+    ok(control.kubectl(&[
+        "patch",
+        "wd",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"size":6,"selector":"app=w1"}}"#,
+    ]));
+    let scale = ok(control.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/namespaces/default/widgets/w1/scale",
+    ]));
+    let scale: serde_json::Value = serde_json::from_str(&scale).expect("a Scale");
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 6);
+    assert_eq!(
+        scale["status"],
+        serde_json::json!({"replicas": 6, "selector": "app=w1"})
+    );
+    let refused = control.kubectl(&["scale", "wd", "w1", "--replicas=-1"]);
+    assert!(!refused.status.success());
+    ok(control.kubectl(&["scale", "wd", "w1", "--replicas=4"]));
 
     // The schema: an unknown field under kubectl's strict validation, a type, a minimum, an
     // enum, a required field — each named.
@@ -247,24 +279,36 @@ fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
 #[test]
 fn crds_using_what_bosun_does_not_honour_are_refused_naming_the_field() {
     let control = Control::start();
-    for (extra, field) in [
+    let plain = "{type: object}";
+    for (schema, extra, field) in [
         (
-            "    subresources: {scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}}\n",
-            "spec.versions[0].subresources.scale",
+            "{type: object, x-kubernetes-validations: [{rule: 'self.size > 0'}]}",
+            "",
+            "x-kubernetes-validations",
         ),
         (
+            plain,
             "    selectableFields: [{jsonPath: .spec.size}]\n",
             "spec.versions[0].selectableFields",
         ),
+        (
+            plain,
+            "  conversion: {strategy: Webhook}\n",
+            "spec.conversion.strategy",
+        ),
     ] {
         let text = format!(
-            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: gadgets.example.com}}\nspec:\n  group: example.com\n  names: {{kind: Gadget, plural: gadgets}}\n  scope: Cluster\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema: {{openAPIV3Schema: {{type: object}}}}\n{extra}"
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: gadgets.example.com}}\nspec:\n  group: example.com\n  names: {{kind: Gadget, plural: gadgets}}\n  scope: Cluster\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema: {{openAPIV3Schema: {schema}}}\n{extra}"
         );
         let path = write(&control, "gadget.yaml", &text);
         let out = control.kubectl(&["apply", "-f", &path]);
         assert!(!out.status.success(), "{field} was accepted");
         assert!(stderr(&out).contains(field), "{field}: {}", stderr(&out));
-        assert!(stderr(&out).contains("not supported by bosun"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not supported by bosun"),
+            "{}",
+            stderr(&out)
+        );
     }
     // kube's own rules: the name must be <plural>.<group>.
     let path = write(

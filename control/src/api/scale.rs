@@ -1,5 +1,7 @@
 //! The `scale` subresource (autoscaling/v1 `Scale`) of Deployments, ReplicaSets and
-//! StatefulSets: GET shows `spec.replicas`, `status.replicas` and the selector as a string;
+//! StatefulSets — and of custom resources whose CRD gives it, at the CRD's paths (missing
+//! replicas read 0, the selector is the string at `labelSelectorPath`, as in kube): GET shows
+//! `spec.replicas`, `status.replicas` and the selector as a string;
 //! PUT and PATCH (merge, JSON or strategic merge patch; `kubectl scale` sends a merge patch)
 //! change only the parent's `spec.replicas`, compare-and-swap on its resourceVersion, written
 //! like any update.
@@ -13,6 +15,7 @@ use super::patch::shape::Shape;
 use super::patch::{apply_patch, parse_patch};
 use super::update::{current, write};
 use super::{decode_stored, object_response, Call};
+use crate::crd::definition::ScalePaths;
 use crate::http_util::ResponseBody;
 use crate::status::ApiError;
 use crate::table::selector_string;
@@ -27,8 +30,54 @@ fn pod_selector(object: &Value) -> Value {
     }
 }
 
+/// Where a resource keeps the Scale's fields: the built-in workloads' `spec.replicas`,
+/// `status.replicas` and pod selector, or a custom resource's CRD paths.
+fn custom_paths(resource: &crate::kinds::Resource) -> Option<ScalePaths> {
+    crate::crd::registry::version_of(resource).and_then(|v| v.scale.clone())
+}
+
+fn at<'a>(object: &'a Value, path: &[String]) -> &'a Value {
+    path.iter()
+        .fold(object, |value, field| &value[field.as_str()])
+}
+
+/// Sets `value` at `path`, making the maps on the way.
+fn set_at(object: &mut Value, path: &[String], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut target = object;
+    for field in parents {
+        if !target[field.as_str()].is_object() {
+            target[field.as_str()] = json!({});
+        }
+        target = &mut target[field.as_str()];
+    }
+    target[last.as_str()] = value;
+}
+
+/// The Scale view of an object: a built-in workload's (`paths` None) or a custom object's.
+fn to_scale(object: &Value, paths: Option<&ScalePaths>) -> Value {
+    let mut scale = builtin_scale(object);
+    if let Some(paths) = paths {
+        // kube's custom resource scale: missing replicas read as 0, the selector as is.
+        scale["spec"]["replicas"] = json!(at(object, &paths.spec_replicas).as_i64().unwrap_or(0));
+        scale["status"] = json!({
+            "replicas": at(object, &paths.status_replicas).as_i64().unwrap_or(0),
+        });
+        if let Some(selector) = paths
+            .label_selector
+            .as_ref()
+            .and_then(|p| at(object, p).as_str())
+        {
+            scale["status"]["selector"] = json!(selector);
+        }
+    }
+    scale
+}
+
 /// The Scale view of a workload object.
-pub fn to_scale(object: &Value) -> Value {
+fn builtin_scale(object: &Value) -> Value {
     let metadata = &object["metadata"];
     let mut scale_meta = json!({});
     for field in [
@@ -57,7 +106,7 @@ pub fn to_scale(object: &Value) -> Value {
 pub async fn get(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
     Ok(object_response(
         StatusCode::OK,
-        &to_scale(&read(call).await?),
+        &to_scale(&read(call).await?, custom_paths(call.resource()).as_ref()),
         &[],
     ))
 }
@@ -90,23 +139,30 @@ async fn set_replicas(
     wanted: impl Fn(Value) -> Result<Value, ApiError>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let resource = call.resource();
+    let paths = custom_paths(resource);
     let name = call.path.name.clone().unwrap_or_default();
     let key = call.path.key().unwrap_or_default();
     for _ in 0..5 {
         let kv = current(call, &key, &name).await?;
         let old = decode_stored(&kv)?;
-        let scale = wanted(to_scale(&old))?;
+        let scale = wanted(to_scale(&old, paths.as_ref()))?;
         let replicas = replicas_of(&scale)?;
         let expected = pinned.unwrap_or(kv.mod_revision);
         if expected != kv.mod_revision {
             return Err(ApiError::conflict(resource.group, resource.plural, &name));
         }
         let mut object = old.clone();
-        object["spec"]["replicas"] = json!(replicas);
+        match &paths {
+            Some(paths) => set_at(&mut object, &paths.spec_replicas, json!(replicas)),
+            None => object["spec"]["replicas"] = json!(replicas),
+        }
         let mut new = meta::prepare_update(&old, object, resource, false);
         call.track_update(&old, &mut new);
         match write(call, &key, &name, expected, new).await {
-            Ok(stored) => return Ok(object_response(StatusCode::OK, &to_scale(&stored), &[])),
+            Ok(stored) => {
+                let scale = to_scale(&stored, paths.as_ref());
+                return Ok(object_response(StatusCode::OK, &scale, &[]));
+            }
             Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
             Err(e) => return Err(e),
         }
@@ -144,7 +200,7 @@ mod tests {
                                      {"key": "canary", "operator": "DoesNotExist"}]}},
             "status": {"replicas": 2},
         });
-        let scale = to_scale(&deployment);
+        let scale = builtin_scale(&deployment);
         assert_eq!(scale["kind"], "Scale");
         assert_eq!(
             scale["metadata"],

@@ -33,6 +33,41 @@ pub struct PrinterColumn {
     pub path: ColumnPath,
 }
 
+/// A version's `subresources.scale`: where the Scale's fields live in the object (simple
+/// paths like `.spec.replicas`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: Vec<String>,
+    pub status_replicas: Vec<String>,
+    pub label_selector: Option<Vec<String>>,
+}
+
+/// The fields of a simple path under `root` (`.spec.replicas` → `[spec, replicas]`); `None`
+/// for anything else, as kube allows only those.
+pub fn simple_path(path: &str, root: &str) -> Option<Vec<String>> {
+    let rest = path.strip_prefix('.')?;
+    let fields: Vec<String> = rest.split('.').map(str::to_owned).collect();
+    let simple = fields.len() >= 2
+        && fields[0] == root
+        && fields.iter().all(|f| {
+            !f.is_empty()
+                && f.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    simple.then_some(fields)
+}
+
+fn scale_paths(scale: &Value) -> Option<ScalePaths> {
+    Some(ScalePaths {
+        spec_replicas: simple_path(scale["specReplicasPath"].as_str()?, "spec")?,
+        status_replicas: simple_path(scale["statusReplicasPath"].as_str()?, "status")?,
+        label_selector: match scale["labelSelectorPath"].as_str() {
+            Some(path) => Some(simple_path(path, "status")?),
+            None => None,
+        },
+    })
+}
+
 /// One version an Established CRD serves, as read from it.
 #[derive(Debug)]
 pub struct ServedVersion {
@@ -47,6 +82,7 @@ pub struct ServedVersion {
     pub short_names: Vec<String>,
     pub categories: Vec<String>,
     pub status: bool,
+    pub scale: Option<ScalePaths>,
     pub schema: Value,
     pub columns: Vec<PrinterColumn>,
     pub terminating: bool,
@@ -121,6 +157,7 @@ pub fn served_versions(crd: &Value) -> Vec<ServedVersion> {
                 short_names: strings(&names["shortNames"]),
                 categories: strings(&names["categories"]),
                 status: v["subresources"]["status"].is_object(),
+                scale: scale_paths(&v["subresources"]["scale"]),
                 schema: v["schema"]["openAPIV3Schema"].clone(),
                 columns: printer_columns(&v["additionalPrinterColumns"]),
                 terminating: !crd["metadata"]["deletionTimestamp"].is_null(),
@@ -304,12 +341,11 @@ fn check_versions(versions: &Value, causes: &mut Vec<FieldCause>) {
             ),
             schema_value => causes.extend(schema::check_schema(schema_value, &schema_at)),
         }
-        if !version["subresources"]["scale"].is_null() {
-            causes.push(forbidden(
-                &at("subresources.scale"),
-                "the scale subresource of custom resources is not supported by bosun",
-            ));
-        }
+        check_scale(
+            &version["subresources"]["scale"],
+            &at("subresources.scale"),
+            causes,
+        );
         if !version["selectableFields"].is_null() {
             causes.push(forbidden(
                 &at("selectableFields"),
@@ -321,6 +357,34 @@ fn check_versions(versions: &Value, causes: &mut Vec<FieldCause>) {
             &at("additionalPrinterColumns"),
             causes,
         );
+    }
+}
+
+/// kube's rules for `subresources.scale`: the replicas paths required, each a simple path
+/// under `.spec` (specReplicasPath) or `.status` (the others).
+fn check_scale(scale: &Value, at: &str, causes: &mut Vec<FieldCause>) {
+    if scale.is_null() {
+        return;
+    }
+    for (field, root, required) in [
+        ("specReplicasPath", "spec", true),
+        ("statusReplicasPath", "status", true),
+        ("labelSelectorPath", "status", false),
+    ] {
+        let path = format!("{at}.{field}");
+        match scale[field].as_str() {
+            None | Some("") if required => causes.push(FieldCause::required(&path)),
+            None | Some("") => {}
+            Some(value) => {
+                if simple_path(value, root).is_none() {
+                    causes.push(FieldCause::invalid(
+                        &path,
+                        &format!("{value:?}"),
+                        &format!("should be a json path under .{root}"),
+                    ));
+                }
+            }
+        }
     }
 }
 

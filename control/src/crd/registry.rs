@@ -26,6 +26,8 @@ pub struct CustomVersion {
     /// The version's `openAPIV3Schema`.
     pub schema: Value,
     pub columns: Vec<definition::PrinterColumn>,
+    /// Where the `scale` subresource's fields live, when the version has it.
+    pub scale: Option<definition::ScalePaths>,
     /// The CRD is being deleted: objects are read and deleted, never created.
     pub terminating: bool,
 }
@@ -104,6 +106,7 @@ fn custom_version(served: ServedVersion) -> CustomVersion {
         storage_version: served.storage_version,
         schema: served.schema,
         columns: served.columns,
+        scale: served.scale,
         terminating: served.terminating,
     }
 }
@@ -126,7 +129,7 @@ fn leak_all(texts: &[String]) -> &'static [&'static str] {
 /// else a new one.
 fn intern(v: &ServedVersion) -> &'static Resource {
     let identity = format!(
-        "{}|{}|{}|{}|{}|{:?}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{:?}|{}|{}|{}|{}",
         v.group,
         v.version,
         v.kind,
@@ -135,23 +138,28 @@ fn intern(v: &ServedVersion) -> &'static Resource {
         v.scope,
         v.short_names.join(","),
         v.categories.join(","),
-        v.status
+        v.status,
+        v.scale.is_some()
     );
     let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(resource) = interned.get(&identity) {
         return resource;
     }
     let (group, version, kind) = (leak(&v.group), leak(&v.version), leak(&v.kind));
-    let subresources: &'static [Subresource] = match v.status {
-        true => Box::leak(Box::new([Subresource {
+    let mut subresources = Vec::new();
+    if v.status {
+        subresources.push(Subresource {
             name: "status",
             group,
             version,
             kind,
             verbs: STATUS_VERBS,
-        }])),
-        false => &[],
-    };
+        });
+    }
+    if v.scale.is_some() {
+        subresources.push(crate::kinds::scale());
+    }
+    let subresources: &'static [Subresource] = Box::leak(subresources.into_boxed_slice());
     let resource: &'static Resource = Box::leak(Box::new(Resource {
         group,
         version,
