@@ -6,6 +6,7 @@
 //! CRD. CRDs using what bosun does not honour are refused naming the field.
 
 mod common;
+mod etcd_cluster;
 
 use std::time::Duration;
 
@@ -318,4 +319,32 @@ fn crds_using_what_bosun_does_not_honour_are_refused_naming_the_field() {
     );
     let out = control.kubectl(&["apply", "-f", &path]);
     assert!(stderr(&out).contains("metadata.name"), "{}", stderr(&out));
+}
+
+/// Over a real etcd: the CRD is established and its objects served, and a second control
+/// process on the same etcd serves them too (every process follows the CRDs, not only the
+/// one running the controllers).
+#[test]
+fn custom_resources_over_etcd_are_served_by_every_control() {
+    let etcd = etcd_cluster::Cluster::start(1);
+    let endpoints = etcd.endpoints().join(",");
+    let first = Control::start_with(&["--etcd-endpoints", &endpoints]);
+    let crd = write(&first, "crd.yaml", CRD);
+    ok(first.kubectl(&["apply", "-f", &crd]));
+    ok(first.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]));
+    let widget = write(
+        &first,
+        "w.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: over-etcd}\nspec: {size: 2}\n",
+    );
+    ok(first.kubectl(&["apply", "-f", &widget]));
+    let second = Control::start_with(&["--etcd-endpoints", &endpoints]);
+    let table = ok(second.kubectl(&["get", "widgets", "--no-headers"]));
+    let row: Vec<&str> = table.split_whitespace().collect();
+    assert_eq!(&row[..3], ["over-etcd", "2", "blue"], "{table}");
 }
