@@ -73,14 +73,9 @@ fn write(control: &Control, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-fn wait_until(what: &str, done: impl FnMut() -> bool) {
-    common::wait_until(what, Duration::from_secs(30), done);
-}
-
-#[test]
-fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
-    let mut control = Control::start();
-    let crd = write(&control, "crd.yaml", CRD);
+/// Applies the Widget CRD and waits until it is Established; the manifest's path.
+fn establish(control: &Control) -> String {
+    let crd = write(control, "crd.yaml", CRD);
     ok(control.kubectl(&["apply", "-f", &crd]));
     ok(control.kubectl(&[
         "wait",
@@ -88,6 +83,17 @@ fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
         "crd/widgets.example.com",
         "--timeout=20s",
     ]));
+    crd
+}
+
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(30), done);
+}
+
+#[test]
+fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
+    let mut control = Control::start();
+    let crd = establish(&control);
     let crds = ok(control.kubectl(&["get", "crd"]));
     assert!(
         crds.starts_with("NAME ") && crds.contains("CREATED AT"),
@@ -329,14 +335,7 @@ fn custom_resources_over_etcd_are_served_by_every_control() {
     let etcd = etcd_cluster::Cluster::start(1);
     let endpoints = etcd.endpoints().join(",");
     let first = Control::start_with(&["--etcd-endpoints", &endpoints]);
-    let crd = write(&first, "crd.yaml", CRD);
-    ok(first.kubectl(&["apply", "-f", &crd]));
-    ok(first.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/widgets.example.com",
-        "--timeout=20s",
-    ]));
+    establish(&first);
     let widget = write(
         &first,
         "w.yaml",

@@ -5,6 +5,10 @@
 
 pub mod kubelets;
 
+// Not every test crate polls.
+#[allow(unused_imports)]
+pub use bosun_test_support::wait_until;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -263,16 +267,4 @@ pub fn header(table: &str) -> Vec<&str> {
         .unwrap_or("")
         .split_whitespace()
         .collect()
-}
-
-/// Polls `done` every 100 ms until it holds; panics naming `what` after `within`.
-pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
