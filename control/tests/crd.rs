@@ -92,7 +92,7 @@ fn wait_until(what: &str, done: impl FnMut() -> bool) {
 
 #[test]
 fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
-    let mut control = Control::start();
+    let mut control = Control::start_with(&["--horizontal-pod-autoscaler-sync-period", "1s"]);
     let crd = establish(&control);
     let crds = ok(control.kubectl(&["get", "crd"]));
     assert!(
@@ -186,6 +186,23 @@ fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
     let refused = control.kubectl(&["scale", "wd", "w1", "--replicas=-1"]);
     assert!(!refused.status.success());
     ok(control.kubectl(&["scale", "wd", "w1", "--replicas=4"]));
+    // A HorizontalPodAutoscaler reads a widget's scale like a Deployment's.
+    let hpa = serde_json::json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "wh"},
+        "spec": {"scaleTargetRef": {"apiVersion": "example.com/v1", "kind": "Widget", "name": "w1"},
+            "minReplicas": 1, "maxReplicas": 5, "metrics": [{"type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}});
+    ok(control.create_json("wh", &hpa));
+    wait_until("the HPA reading the widget's scale", || {
+        let status = ok(control.kubectl(&["get", "hpa", "wh", "-o", "json"]));
+        let hpa: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+        let able = hpa["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "AbleToScale" && c["status"] == "True");
+        able && hpa["status"]["currentReplicas"] == 4
+    });
 
     // The schema: an unknown field under kubectl's strict validation, a type, a minimum, an
     // enum, a required field — each named.

@@ -2,7 +2,8 @@
 //! on the stored autoscaling/v2 form, so v1 objects are checked after conversion), in its
 //! words, plus what bosun's HPA controller does not carry out, refused by field: metric types
 //! other than `Resource` (Object, Pods, External, ContainerResource), resources other than
-//! cpu and memory, and targets of kinds without a scale subresource here.
+//! cpu and memory, and targets of built-in kinds without a scale subresource here (a custom
+//! kind is scaled through its CRD's scale subresource).
 
 use serde_json::Value;
 
@@ -18,12 +19,17 @@ const KINDS: &[&str] = &[
 pub fn horizontal_pod_autoscaler(object: &Value, causes: &mut Vec<FieldCause>) {
     let spec = &object["spec"];
     let target = &spec["scaleTargetRef"];
+    // A kind of a group a CRD may define is scaled through its scale subresource (the
+    // controller reports FailedGetScale while none serves it, as kube's does).
+    let api_version = target["apiVersion"].as_str().unwrap_or("");
+    let group = api_version.split_once('/').map_or("", |(group, _)| group);
+    let builtin_group = crate::kinds::RESOURCES.iter().any(|r| r.group == group);
     match target["kind"].as_str().filter(|k| !k.is_empty()) {
         None => causes.push(FieldCause::required("spec.scaleTargetRef.kind")),
-        Some(kind) if !KINDS.contains(&kind) => causes.push(FieldCause::invalid(
+        Some(kind) if !KINDS.contains(&kind) && builtin_group => causes.push(FieldCause::invalid(
             "spec.scaleTargetRef.kind",
             &format!("{kind:?}"),
-            "bosun scales Deployments, StatefulSets, ReplicaSets and ReplicationControllers",
+            "bosun scales Deployments, StatefulSets, ReplicaSets, ReplicationControllers and custom resources with a scale subresource",
         )),
         Some(_) => {}
     }

@@ -94,20 +94,34 @@ struct Measured {
     name: String,
 }
 
+/// The served custom resource a `scaleTargetRef` names by apiVersion and kind, when it has a
+/// `scale` subresource (from its CRD).
+fn custom_scale_target(target: &Value) -> Option<&'static crate::kinds::Resource> {
+    let api_version = target["apiVersion"].as_str()?;
+    let (group, version) = api_version.split_once('/')?;
+    let kind = target["kind"].as_str()?;
+    crate::kinds::all().find(|r| {
+        r.custom
+            && (r.group, r.version, r.kind) == (group, version, kind)
+            && r.subresources.iter().any(|s| s.name == "scale")
+    })
+}
+
 impl Pass<'_> {
     async fn reconcile(&self, hpa: &Value, history: &mut History) {
         let ns = hpa["metadata"]["namespace"].as_str().unwrap_or("default");
         let spec = &hpa["spec"];
         let target = &spec["scaleTargetRef"];
-        let (group, plural) = match target["kind"].as_str() {
-            Some("Deployment") => ("apps", "deployments"),
-            Some("StatefulSet") => ("apps", "statefulsets"),
-            Some("ReplicaSet") => ("apps", "replicasets"),
-            Some("ReplicationController") => ("", "replicationcontrollers"),
-            _ => ("", ""),
+        let builtin = match target["kind"].as_str() {
+            Some("Deployment") => crate::kinds::find("apps", "v1", "deployments"),
+            Some("StatefulSet") => crate::kinds::find("apps", "v1", "statefulsets"),
+            Some("ReplicaSet") => crate::kinds::find("apps", "v1", "replicasets"),
+            Some("ReplicationController") => crate::kinds::find("", "v1", "replicationcontrollers"),
+            _ => None,
         };
         let target_name = target["name"].as_str().unwrap_or_default();
-        let scale_path = crate::kinds::find(group, "v1", plural)
+        let scale_path = builtin
+            .or_else(|| custom_scale_target(target))
             .map(|r| format!("{}/scale", resource_path(r, Some(ns), Some(target_name))));
         let scale = match scale_path.as_ref() {
             Some(path) => self
