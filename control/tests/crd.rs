@@ -22,6 +22,14 @@ spec:
   names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wd]}
   scope: Namespaced
   versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    deprecated: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
   - name: v1
     served: true
     storage: true
@@ -133,6 +141,20 @@ fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
         .split_whitespace()
         .collect();
     assert_eq!(&row[..3], ["w1", "3", "blue"], "{table}");
+    // The deprecated v1beta1 shows the same object at its version, with kube's warning.
+    let old = control.kubectl(&[
+        "get",
+        "widgets.v1beta1.example.com",
+        "w1",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.size}",
+    ]);
+    assert_eq!(stdout(&old), "example.com/v1beta1 3", "{}", stderr(&old));
+    assert!(
+        stderr(&old).contains("example.com/v1beta1 Widget is deprecated"),
+        "{}",
+        stderr(&old)
+    );
     // Status only through the status subresource.
     ok(control.kubectl(&[
         "patch",

@@ -279,6 +279,9 @@ where
         path,
         query,
     };
+    // Every answer at a deprecated custom version carries its warning, as kube's does.
+    let deprecation =
+        crate::crd::registry::version_of(call.resource()).and_then(|v| v.deprecation.clone());
     let method = request.method().clone();
     let uri_path = request.uri().path().to_owned();
     let raw_query = request.uri().query().unwrap_or("").to_owned();
@@ -337,7 +340,7 @@ where
                     Err(e) => return Some(e.into_response()),
                 },
             };
-            return Some(watch::watch(call, slot).await);
+            return Some(warned(watch::watch(call, slot).await, deprecation));
         }
         (Method::GET, false) => get::list(&call).await,
         (Method::POST, false) if !call.resource().namespaced() || call.path.namespace.is_some() => {
@@ -351,7 +354,26 @@ where
         }
         (method, _) => Err(ApiError::method_not_allowed(&method, &uri_path)),
     };
-    Some(result.unwrap_or_else(ApiError::into_response))
+    Some(warned(
+        result.unwrap_or_else(ApiError::into_response),
+        deprecation,
+    ))
+}
+
+/// `response` with a `Warning` header carrying `warning`, if any.
+fn warned(mut response: Response<ResponseBody>, warning: Option<String>) -> Response<ResponseBody> {
+    if let Some(text) = warning {
+        add_warning(&mut response, &text);
+    }
+    response
+}
+
+/// Appends a `Warning: 299 - "text"` header, as kube-apiserver sends warnings.
+fn add_warning(response: &mut Response<ResponseBody>, text: &str) {
+    let value = format!("299 - {}", serde_json::Value::String(text.to_owned()));
+    if let Ok(value) = header::HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::WARNING, value);
+    }
 }
 
 /// Whether a PATCH is a server-side apply.
@@ -484,10 +506,7 @@ pub(crate) fn object_response(
 ) -> Response<ResponseBody> {
     let mut response = json_response(code, Bytes::from(object.to_string()));
     for w in warnings {
-        let text = format!("299 - {}", serde_json::Value::String(w.clone()));
-        if let Ok(value) = header::HeaderValue::from_str(&text) {
-            response.headers_mut().append(header::WARNING, value);
-        }
+        add_warning(&mut response, w);
     }
     response
 }

@@ -83,6 +83,8 @@ pub struct ServedVersion {
     pub categories: Vec<String>,
     pub status: bool,
     pub scale: Option<ScalePaths>,
+    /// The warning every request to a `deprecated` version gets.
+    pub deprecation: Option<String>,
     pub schema: Value,
     pub columns: Vec<PrinterColumn>,
     pub terminating: bool,
@@ -158,6 +160,17 @@ pub fn served_versions(crd: &Value) -> Vec<ServedVersion> {
                 categories: strings(&names["categories"]),
                 status: v["subresources"]["status"].is_object(),
                 scale: scale_paths(&v["subresources"]["scale"]),
+                deprecation: (v["deprecated"] == true).then(|| {
+                    v["deprecationWarning"].as_str().map_or_else(
+                        || {
+                            format!(
+                                "{group}/{} {kind} is deprecated",
+                                v["name"].as_str().unwrap_or("")
+                            )
+                        },
+                        str::to_owned,
+                    )
+                }),
                 schema: v["schema"]["openAPIV3Schema"].clone(),
                 columns: printer_columns(&v["additionalPrinterColumns"]),
                 terminating: !crd["metadata"]["deletionTimestamp"].is_null(),

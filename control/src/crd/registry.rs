@@ -28,6 +28,8 @@ pub struct CustomVersion {
     pub columns: Vec<definition::PrinterColumn>,
     /// Where the `scale` subresource's fields live, when the version has it.
     pub scale: Option<definition::ScalePaths>,
+    /// The warning of a deprecated version, sent with every answer at it.
+    pub deprecation: Option<String>,
     /// The CRD is being deleted: objects are read and deleted, never created.
     pub terminating: bool,
 }
@@ -107,6 +109,7 @@ fn custom_version(served: ServedVersion) -> CustomVersion {
         schema: served.schema,
         columns: served.columns,
         scale: served.scale,
+        deprecation: served.deprecation,
         terminating: served.terminating,
     }
 }
