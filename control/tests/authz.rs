@@ -376,8 +376,16 @@ fn a_client_over_its_rate_gets_429_and_succeeds_after_waiting() {
 fn a_client_over_its_watch_cap_gets_429() {
     let control = Control::start_with(&["--max-watches-per-client", "2"]);
     let node = control.node_kubeconfig("n1");
+    // Each kubectl prints the pod once it has listed, then starts its watch at once; the
+    // probes below (watches themselves) start only then, so they never take the slot a
+    // starting kubectl watch needs.
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "watched"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    ok(control.create_json("watched", &pod));
     let first = Streaming::spawn(&node, &["get", "pods", "--watch"]);
-    let _second = Streaming::spawn(&node, &["get", "pods", "--watch"]);
+    first.wait_for("watched", Duration::from_secs(60));
+    let second = Streaming::spawn(&node, &["get", "pods", "--watch"]);
+    second.wait_for("watched", Duration::from_secs(60));
     let probe = || {
         kubectl_with(
             &node,
