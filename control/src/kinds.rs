@@ -432,19 +432,25 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 /// The served resource a store key belongs to, with the object's namespace and name (a
 /// custom resource at its storage version).
 pub fn for_key(key: &str) -> Option<(&'static Resource, Option<&str>, &str)> {
-    let custom = crate::crd::registry::storage_resources();
+    // The table first: the garbage collector maps every stored change through here, and
+    // only keys of custom resources need the registry (its lock and a copy of its list).
+    let split = |r: &'static Resource| {
+        let rest = key.strip_prefix(r.key_prefix().as_str())?;
+        if r.namespaced() {
+            let (namespace, name) = rest.split_once('/')?;
+            Some((r, Some(namespace), name))
+        } else {
+            Some((r, None, rest))
+        }
+    };
     RESOURCES
         .iter()
-        .chain(custom)
         .filter(|r| r.served())
-        .find_map(|r| {
-            let rest = key.strip_prefix(r.key_prefix().as_str())?;
-            if r.namespaced() {
-                let (namespace, name) = rest.split_once('/')?;
-                Some((r, Some(namespace), name))
-            } else {
-                Some((r, None, rest))
-            }
+        .find_map(split)
+        .or_else(|| {
+            crate::crd::registry::storage_resources()
+                .into_iter()
+                .find_map(split)
         })
 }
 
