@@ -328,9 +328,9 @@ fn crds_using_what_bosun_does_not_honour_are_refused_naming_the_field() {
     let plain = "{type: object}";
     for (schema, extra, field) in [
         (
-            "{type: object, x-kubernetes-validations: [{rule: 'self.size > 0'}]}",
+            "{type: object, x-kubernetes-validations: [{rule: 'self == oldSelf', optionalOldSelf: true}]}",
             "",
-            "x-kubernetes-validations",
+            "x-kubernetes-validations[0].optionalOldSelf",
         ),
         (
             plain,
@@ -364,6 +364,151 @@ fn crds_using_what_bosun_does_not_honour_are_refused_naming_the_field() {
     );
     let out = control.kubectl(&["apply", "-f", &path]);
     assert!(stderr(&out).contains("metadata.name"), "{}", stderr(&out));
+}
+
+const ROUTE_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: routes.net.example.com}
+spec:
+  group: net.example.com
+  names: {kind: Route, plural: routes}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: self.minReplicas <= self.maxReplicas
+              messageExpression: "'minReplicas (' + string(self.minReplicas) + ') must not exceed maxReplicas (' + string(self.maxReplicas) + ')'"
+            - {rule: self.className == oldSelf.className, message: className is immutable}
+            properties:
+              className: {type: string, maxLength: 63}
+              minReplicas: {type: integer}
+              maxReplicas: {type: integer}
+              hostnames:
+                type: array
+                maxItems: 16
+                items: {type: string, maxLength: 253}
+                x-kubernetes-validations:
+                - {rule: "self.all(h, !h.matches('[A-Z]'))", message: hostnames are lower case, reason: FieldValueForbidden}
+"#;
+
+fn route(name: &str, class: &str, min: i64, max: i64, host: &str) -> String {
+    format!(
+        "apiVersion: net.example.com/v1\nkind: Route\nmetadata: {{name: {name}}}\nspec: {{className: {class}, minReplicas: {min}, maxReplicas: {max}, hostnames: [{host}]}}\n"
+    )
+}
+
+/// CEL validation rules (`x-kubernetes-validations`) with the real kubectl: a false rule is
+/// refused in kube's words (messageExpression, reason, `fieldPath`), a transition rule compares
+/// with the stored object, and a CRD whose rule does not compile or may cost too much is
+/// refused naming the rule.
+#[test]
+fn cel_rules_validate_custom_objects_as_kube_does() {
+    let control = Control::start();
+    let crd = write(&control, "route-crd.yaml", ROUTE_CRD);
+    ok(control.kubectl(&["apply", "-f", &crd]));
+    ok(control.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/routes.net.example.com",
+        "--timeout=20s",
+    ]));
+    let good = write(
+        &control,
+        "r1.yaml",
+        &route("r1", "public", 1, 3, "a.example.com"),
+    );
+    ok(control.kubectl(&["apply", "-f", &good]));
+
+    let refused = |name: &str, text: &str, expected: &str| {
+        let path = write(&control, name, text);
+        let out = control.kubectl(&["apply", "-f", &path]);
+        assert!(!out.status.success(), "{name} was accepted");
+        assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
+    };
+    refused(
+        "r2.yaml",
+        &route("r2", "public", 5, 3, "a.example.com"),
+        r#"spec: Invalid value: "object": minReplicas (5) must not exceed maxReplicas (3)"#,
+    );
+    refused(
+        "r3.yaml",
+        &route("r3", "public", 1, 3, "A.example.com"),
+        "spec.hostnames: Forbidden: hostnames are lower case",
+    );
+    // a transition rule: the class of a stored route may not change
+    refused(
+        "r1-edit.yaml",
+        &route("r1", "internal", 1, 3, "a.example.com"),
+        r#"spec: Invalid value: "object": className is immutable"#,
+    );
+    let out = control.kubectl(&[
+        "patch",
+        "route",
+        "r1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":0}}"#,
+    ]);
+    assert!(
+        stderr(&out).contains("minReplicas (1) must not exceed maxReplicas (0)"),
+        "{}",
+        stderr(&out)
+    );
+    ok(control.kubectl(&[
+        "patch",
+        "route",
+        "r1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":9}}"#,
+    ]));
+    let max = control.kubectl(&["get", "route", "r1", "-o", "jsonpath={.spec.maxReplicas}"]);
+    assert_eq!(stdout(&max), "9");
+
+    // CRDs whose rules kube would refuse
+    let bad = ROUTE_CRD
+        .replace("routes.net.example.com", "badroutes.net.example.com")
+        .replace(
+            "{kind: Route, plural: routes}",
+            "{kind: BadRoute, plural: badroutes}",
+        );
+    let path = write(
+        &control,
+        "bad-crd.yaml",
+        &bad.replace("self.minReplicas <=", "self.minReplicas.bogus() <="),
+    );
+    let out = control.kubectl(&["apply", "-f", &path]);
+    assert!(
+        stderr(&out).contains("x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.minReplicas.bogus() <= self.maxReplicas\"")
+            && stderr(&out).contains("compilation failed: ERROR: <input>:1:18: undeclared reference to 'bogus' (in container '')"),
+        "{}",
+        stderr(&out)
+    );
+    let path = write(
+        &control,
+        "costly-crd.yaml",
+        &bad.replace("maxItems: 16", "minItems: 0")
+            .replace("maxLength: 253", "pattern: '.*'")
+            .replace(
+                "self.all(h, !h.matches('[A-Z]'))",
+                "self.all(a, self.all(b, a == b || !a.endsWith(b)))",
+            ),
+    );
+    let out = control.kubectl(&["apply", "-f", &path]);
+    assert!(
+        stderr(&out).contains("properties[hostnames].x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Over a real etcd: the CRD is established and its objects served, and a second control

@@ -41,6 +41,6 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     }
     let old = decode_stored(&stored)?;
     let new = csr::apply_approval(&old, &object, call.state.ca.as_deref(), &meta::now())?;
-    let written = write(call, &key, &name, expected, new).await?;
+    let written = write(call, &key, &name, expected, &old, new).await?;
     Ok(object_response(StatusCode::OK, &written, &warnings))
 }

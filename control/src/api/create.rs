@@ -62,7 +62,7 @@ pub async fn create_object(
     super::priority::admit_pod(call, &mut object).await?;
     super::priority::admit_class(call, &object).await?;
     super::limit_range::admit_create(call, &mut object).await?;
-    validate::check_semantics(&object, resource)?;
+    validate::check_semantics(&object, None, resource)?;
     super::rbac_escalation::admit(call, &object).await?;
     super::quota::admit(call, None, &object).await?;
     let mut name = name_of(&object).to_owned();

@@ -158,7 +158,7 @@ async fn set_replicas(
         }
         let mut new = meta::prepare_update(&old, object, resource, false);
         call.track_update(&old, &mut new);
-        match write(call, &key, &name, expected, new).await {
+        match write(call, &key, &name, expected, &old, new).await {
             Ok(stored) => {
                 let scale = to_scale(&stored, paths.as_ref());
                 return Ok(object_response(StatusCode::OK, &scale, &[]));

@@ -81,7 +81,7 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     let mut new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
     call.track_update(&old, &mut new);
     admit_update(call, &old, &new).await?;
-    let stored = write(call, &key, &name, expected, new).await?;
+    let stored = write(call, &key, &name, expected, &old, new).await?;
     Ok(object_response(
         StatusCode::OK,
         &call.shown(stored),
@@ -106,10 +106,11 @@ pub async fn write(
     key: &str,
     name: &str,
     expected: i64,
+    old: &Value,
     object: Value,
 ) -> Result<Value, ApiError> {
     let mut object = object;
-    validate::check_semantics(&object, call.resource())?;
+    validate::check_semantics(&object, Some(old), call.resource())?;
     super::priority::admit_class(call, &object).await?;
     if call.query.dry_run {
         return Ok(object);

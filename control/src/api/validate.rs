@@ -284,8 +284,13 @@ fn unknown_fields(input: &mut Value, round: &Value, path: &str, out: &mut Vec<St
     }
 }
 
-/// Kubernetes' basic semantic rules for `object` (already typed-checked and named).
-pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiError> {
+/// Kubernetes' basic semantic rules for `object` (already typed-checked and named); `old` is
+/// the stored object of an update (a custom resource's transition rules compare with it).
+pub fn check_semantics(
+    object: &Value,
+    old: Option<&Value>,
+    resource: &Resource,
+) -> Result<(), ApiError> {
     let mut causes = Vec::new();
     let name = object["metadata"]["name"].as_str().unwrap_or("");
     let label_only = resource.group.is_empty() && matches!(resource.kind, "Namespace" | "Service");
@@ -298,7 +303,7 @@ pub fn check_semantics(object: &Value, resource: &Resource) -> Result<(), ApiErr
         causes.extend(name_problem(name, label_only));
     }
     if resource.custom {
-        crate::crd::custom::validate(object, resource, &mut causes);
+        crate::crd::custom::validate(object, old, resource, &mut causes);
     }
     match (resource.group, resource.kind) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
@@ -496,17 +501,17 @@ mod tests {
 
     #[test]
     fn semantic_errors_are_invalid_with_causes() {
-        assert!(check_semantics(&deployment(), deployments()).is_ok());
+        assert!(check_semantics(&deployment(), None, deployments()).is_ok());
         let mut d = deployment();
         d["spec"]["selector"] = json!({});
-        let e = check_semantics(&d, deployments()).unwrap_err();
+        let e = check_semantics(&d, None, deployments()).unwrap_err();
         assert_eq!(
             e.message,
             "Deployment.apps \"web\" is invalid: spec.selector: Required value"
         );
         let mut d = deployment();
         d["spec"]["template"]["metadata"]["labels"] = json!({"app": "db"});
-        let e = check_semantics(&d, deployments()).unwrap_err();
+        let e = check_semantics(&d, None, deployments()).unwrap_err();
         assert!(
             e.message
                 .contains("`selector` does not match template `labels`"),

@@ -60,9 +60,14 @@ fn prune_metadata(object: &mut Value) -> Vec<String> {
     dropped
 }
 
-/// The schema's violations of a custom object being stored, and a refusal while its CRD is
-/// being deleted.
-pub fn validate(object: &Value, resource: &Resource, causes: &mut Vec<FieldCause>) {
+/// The schema's violations of a custom object being stored (`old`: the stored object of an
+/// update, for transition rules), OpenAPI's and then the CEL rules'.
+pub fn validate(
+    object: &Value,
+    old: Option<&Value>,
+    resource: &Resource,
+    causes: &mut Vec<FieldCause>,
+) {
     let Some(version) = registry::version_of(resource) else {
         return;
     };
@@ -70,6 +75,7 @@ pub fn validate(object: &Value, resource: &Resource, causes: &mut Vec<FieldCause
         causes.push(why);
     }
     causes.extend(schema::validate(object, &version.schema));
+    super::cel::validate(&version.rules, &version.schema, object, old, causes);
 }
 
 fn check_metadata_types(object: &Value) -> Result<(), FieldCause> {

@@ -1,7 +1,7 @@
 //! Reading a CustomResourceDefinition: the versions it serves once Established
 //! (`served_versions`), and kube's validation of a CRD being written (`check`) — plus the
-//! refusal, naming the field, of what bosun does not honour yet (CEL rules, the scale
-//! subresource, conversion webhooks, selectable fields).
+//! refusal, naming the field, of what bosun does not honour yet (conversion webhooks,
+//! selectable fields). A schema's CEL rules are checked by `crd::cel::check`.
 
 use serde_json::Value;
 
@@ -352,7 +352,10 @@ fn check_versions(versions: &Value, causes: &mut Vec<FieldCause>) {
                 FieldCause::required(&schema_at)
                     .with_message("Required value: schemas are required"),
             ),
-            schema_value => causes.extend(schema::check_schema(schema_value, &schema_at)),
+            schema_value => {
+                causes.extend(schema::check_schema(schema_value, &schema_at));
+                causes.extend(super::cel::check(schema_value, &schema_at));
+            }
         }
         check_scale(
             &version["subresources"]["scale"],

@@ -32,6 +32,8 @@ pub struct CustomVersion {
     pub deprecation: Option<String>,
     /// The CRD is being deleted: objects are read and deleted, never created.
     pub terminating: bool,
+    /// The schema's CEL validation rules, compiled at first use.
+    pub rules: super::cel::Rules,
 }
 
 #[derive(Default)]
@@ -106,6 +108,7 @@ fn custom_version(served: ServedVersion) -> CustomVersion {
         resource: intern(&served),
         crd: served.crd,
         storage_version: served.storage_version,
+        rules: super::cel::Rules::new(&served.schema),
         schema: served.schema,
         columns: served.columns,
         scale: served.scale,

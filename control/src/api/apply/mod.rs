@@ -108,7 +108,7 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let patched = call.to_storage(patched, Some(&old))?;
         let new = meta::prepare_update(&old, patched, resource, false);
         super::update::admit_update(call, &old, &new).await?;
-        match write(call, &key, &name, kv.mod_revision, new).await {
+        match write(call, &key, &name, kv.mod_revision, &old, new).await {
             Ok(stored) => {
                 let mut all = warnings.clone();
                 all.extend(warnings_after.into_iter().filter(|w| !warnings.contains(w)));

@@ -127,7 +127,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
             meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
         call.track_update(&old, &mut new);
         crate::api::update::admit_update(call, &old, &new).await?;
-        match write(call, &key, &name, expected, new).await {
+        match write(call, &key, &name, expected, &old, new).await {
             Ok(stored) => {
                 return Ok(object_response(
                     StatusCode::OK,

@@ -155,10 +155,8 @@ impl SchemaChecker {
         for (keyword, value) in keywords {
             let field = child_key(path, keyword);
             match keyword.as_str() {
-                "x-kubernetes-validations" => self.forbid(
-                    &field,
-                    "x-kubernetes-validations (CEL validation rules) is not supported by bosun",
-                ),
+                // CEL rules are checked by `crd::cel::check`
+                "x-kubernetes-validations" => {}
                 known if KNOWN_KEYWORDS.contains(&known) => {
                     self.keyword(keyword, value, schema, &field)
                 }
@@ -486,10 +484,6 @@ mod tests {
         assert_eq!(
         check_fields(&schema),
         [
-            forbidden(
-                ".x-kubernetes-validations",
-                "x-kubernetes-validations (CEL validation rules) is not supported by bosun"
-            ),
             forbidden(".properties[a].$ref", "$ref is not supported by bosun"),
             (
                 format!("{PREFIX}.properties[spec].properties[a].type"),

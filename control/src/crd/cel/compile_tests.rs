@@ -1,0 +1,199 @@
+use serde_json::{json, Value};
+
+use super::super::{check, on_cel_thread, validate, Rules};
+use crate::status::FieldCause;
+
+const PREFIX: &str = "spec.validation.openAPIV3Schema";
+
+fn texts(causes: &[FieldCause]) -> Vec<String> {
+    causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect()
+}
+
+fn run(schema: &Value, object: &Value, old: Option<&Value>) -> Vec<String> {
+    assert_eq!(texts(&check(schema, PREFIX)), Vec::<String>::new());
+    let rules = Rules::new(schema);
+    let mut causes = Vec::new();
+    validate(&rules, schema, object, old, &mut causes);
+    texts(&causes)
+}
+
+fn widget_schema() -> Value {
+    json!({"type": "object",
+        "x-kubernetes-validations": [{"rule": "self.metadata.name.startsWith('w')",
+            "message": "names start with w"}],
+        "properties": {
+        "spec": {"type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.minReplicas <= self.maxReplicas",
+                 "messageExpression": "'minReplicas (' + string(self.minReplicas) + ') is above maxReplicas'"},
+                {"rule": "!has(self.colour) || self.colour != 'red'", "reason": "FieldValueForbidden",
+                 "fieldPath": ".colour", "message": "red is taken"},
+                {"rule": "self.mode == oldSelf.mode", "message": "mode is immutable"}],
+            "properties": {
+                "minReplicas": {"type": "integer"},
+                "maxReplicas": {"type": "integer"},
+                "colour": {"type": "string", "maxLength": 16},
+                "mode": {"type": "string", "maxLength": 16},
+                "ports": {"type": "array", "maxItems": 8, "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object",
+                        "x-kubernetes-validations": [{"rule": "self.port == oldSelf.port",
+                            "message": "a named port keeps its number"}],
+                        "properties": {"name": {"type": "string", "maxLength": 15},
+                                       "port": {"type": "integer"}}}},
+                "labels": {"type": "object", "maxProperties": 4,
+                    "additionalProperties": {"type": "string", "maxLength": 63,
+                        "x-kubernetes-validations": [{"rule": "self.size() > 0", "message": "empty"}]}}}}}})
+}
+
+fn widget(min: i64, max: i64) -> Value {
+    json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"},
+        "spec": {"minReplicas": min, "maxReplicas": max, "mode": "fast",
+            "ports": [{"name": "http", "port": 80}]}})
+}
+
+#[test]
+fn true_rules_pass_and_false_ones_are_named_as_kube_does() {
+    let schema = widget_schema();
+    assert_eq!(run(&schema, &widget(1, 3), None), Vec::<String>::new());
+    assert_eq!(
+        run(&schema, &widget(5, 3), None),
+        ["spec: Invalid value: \"object\": minReplicas (5) is above maxReplicas"]
+    );
+    let mut red = widget(1, 3);
+    red["spec"]["colour"] = json!("red");
+    red["metadata"]["name"] = json!("x1");
+    red["spec"]["labels"] = json!({"team": ""});
+    assert_eq!(
+        run(&schema, &red, None),
+        [
+            "<nil>: Invalid value: \"object\": names start with w",
+            "spec.colour: Forbidden: red is taken",
+            "spec.labels[team]: Invalid value: \"string\": empty",
+        ]
+    );
+}
+
+#[test]
+fn transition_rules_compare_with_the_stored_object_where_it_can_be_found() {
+    let schema = widget_schema();
+    let old = widget(1, 3);
+    let mut changed = widget(1, 3);
+    changed["spec"]["mode"] = json!("slow");
+    changed["spec"]["ports"] = json!([{"name": "http", "port": 81}, {"name": "admin", "port": 9}]);
+    assert_eq!(
+        run(&schema, &changed, Some(&old)),
+        [
+            "spec: Invalid value: \"object\": mode is immutable",
+            "spec.ports[0]: Invalid value: \"object\": a named port keeps its number",
+        ]
+    );
+    // on create there is no old value: transition rules do not run
+    assert_eq!(run(&schema, &changed, None), Vec::<String>::new());
+}
+
+#[test]
+fn evaluation_errors_name_the_rule() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [{"rule": "self.size > 1"}, {"rule": "self.size / self.zero > 1"}],
+        "properties": {"size": {"type": "integer"}, "zero": {"type": "integer"}}}}});
+    let object = json!({"spec": {"zero": 0}});
+    assert_eq!(
+        run(&schema, &object, None),
+        [
+            "spec: Invalid value: \"object\": no such key: size evaluating rule: self.size > 1",
+            "spec: Invalid value: \"object\": no such key: size evaluating rule: self.size / self.zero > 1",
+        ]
+    );
+    let object = json!({"spec": {"size": 4, "zero": 0}});
+    assert_eq!(
+        run(&schema, &object, None),
+        ["spec: Invalid value: \"object\": division by zero evaluating rule: self.size / self.zero > 1"]
+    );
+}
+
+#[test]
+fn interpreter_panics_are_reported_not_crashes() {
+    // a comprehension over a string makes the interpreter panic
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"v": {"x-kubernetes-int-or-string": true,
+            "x-kubernetes-validations": [{"rule": "self.all(c, c == 1)"}]}}}}});
+    let object = json!({"spec": {"v": "abc"}});
+    assert_eq!(
+        run(&schema, &object, None),
+        ["spec.v: Invalid value: \"\": internal error evaluating rule: self.all(c, c == 1)"]
+    );
+}
+
+#[test]
+fn bad_rules_are_refused_when_the_crd_is_written() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.a.lowerAsci() == 'x'"},
+            {"rule": "self.a >"},
+            {"rule": "self.a == 'x'", "message": "two\nlines", "reason": "Nope"},
+            {"rule": "self.a == 'x'", "fieldPath": ".b"},
+            {"rule": ""},
+            {"rule": "true", "optionalOldSelf": true}],
+        "properties": {"a": {"type": "string"},
+            "l": {"type": "array", "items": {"type": "string",
+                "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}},
+            "u": {"type": "array", "items": {"type": "string"},
+                "x-kubernetes-validations": [{"rule": "self.all(x, self.all(y, x == y || !x.contains(y)))"}]}}}}});
+    let causes = texts(&check(&schema, PREFIX));
+    let at = |tail: &str| format!("{PREFIX}.properties[spec]{tail}");
+    let expect_start = [
+        format!("{}: Invalid value: apiextensions.ValidationRule{{Rule:\"self.a.lowerAsci() == 'x'\"", at(".x-kubernetes-validations[0].rule")),
+        format!("{}: Invalid value: apiextensions.ValidationRule{{Rule:\"self.a >\"", at(".x-kubernetes-validations[1].rule")),
+        format!("{}: Invalid value: \"two\\nlines\": message must not contain line breaks", at(".x-kubernetes-validations[2].message")),
+        format!("{}: Unsupported value: \"Nope\": supported values: ", at(".x-kubernetes-validations[2].reason")),
+        format!("{}: Invalid value: \".b\": fieldPath must be a valid path: does not refer to a valid field", at(".x-kubernetes-validations[3].fieldPath")),
+        format!("{}: Required value: rule is not specified", at(".x-kubernetes-validations[4].rule")),
+        format!("{}: Forbidden: optionalOldSelf is not supported by bosun", at(".x-kubernetes-validations[5].optionalOldSelf")),
+        format!("{}: Invalid value: apiextensions.ValidationRule{{Rule:\"self == oldSelf\"", at(".properties[l].items.x-kubernetes-validations[0].rule")),
+        format!("{}: Forbidden: estimated rule cost exceeds budget by factor of ", at(".properties[u].x-kubernetes-validations[0].rule")),
+    ];
+    assert!(causes.len() >= expect_start.len(), "{causes:#?}");
+    for expected in &expect_start {
+        assert!(
+            causes.iter().any(|c| c.starts_with(expected.as_str())),
+            "missing {expected}\nin {causes:#?}"
+        );
+    }
+    let all = causes.join("\n");
+    assert!(all.contains("compilation failed: ERROR: <input>:1:8: undeclared reference to 'lowerAsci' (in container '')"), "{all}");
+    assert!(
+        all.contains("compilation failed: ERROR: <input>:1:9: Syntax error"),
+        "{all}"
+    );
+    assert!(
+        all.contains("oldSelf cannot be used on the uncorrelatable portion of the schema"),
+        "{all}"
+    );
+}
+
+#[test]
+fn rules_under_junctors_are_refused_by_name() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "allOf": [{"x-kubernetes-validations": [{"rule": "true"}]}]}}});
+    assert_eq!(
+        texts(&check(&schema, PREFIX)),
+        [format!("{PREFIX}.properties[spec].allOf: Forbidden: x-kubernetes-validations under allOf is not supported by bosun")]
+    );
+}
+
+#[test]
+fn deep_expressions_do_not_overflow_the_stack() {
+    let rule = format!("self.n{} > 0", " + 1".repeat(3000));
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}},
+        "x-kubernetes-validations": [{"rule": rule}]});
+    assert_eq!(run(&schema, &json!({"n": 1}), None), Vec::<String>::new());
+    let nested = format!("{}true{}", "(".repeat(200), ")".repeat(200));
+    let schema = json!({"type": "object", "x-kubernetes-validations": [{"rule": nested}]});
+    let causes = texts(&check(&schema, PREFIX));
+    assert!(causes[0].contains("compilation failed"), "{causes:?}");
+    assert!(on_cel_thread(|| 1).is_some());
+}

@@ -1,0 +1,361 @@
+//! A rule's worst-case cost, estimated as kube does before it accepts a CRD: every step of the
+//! expression costs one, a comprehension (`all`, `exists`, `map`, …) costs its body times the
+//! most elements its range can hold, and functions that traverse a string or list cost a tenth
+//! of its length. The most a list, map or string can hold is its `maxItems`,
+//! `maxProperties` or `maxLength`, else as many of its smallest elements as fit in a request
+//! (3 MiB). Kube's limits: 10⁷ per rule, and 10⁸ for every rule of a schema together, each
+//! times the number of values it may run on. The units are kube's in spirit, not to the
+//! digit: a CRD near a limit may be judged differently by kube.
+
+use cel::common::ast::{EntryExpr, Expr};
+use cel::IdedExpr;
+use serde_json::Value;
+
+pub const RULE_LIMIT: f64 = 1e7;
+pub const CRD_LIMIT: f64 = 1e8;
+pub const HINT: &str = "(try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)";
+
+/// kube-apiserver's largest request body.
+const MAX_REQUEST: f64 = 3.0 * 1024.0 * 1024.0;
+
+/// Functions whose cost grows with the string or list they work on.
+const TRAVERSING: &[&str] = &[
+    "matches",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "find",
+    "findAll",
+    "split",
+    "replace",
+    "lowerAscii",
+    "upperAscii",
+    "trim",
+    "indexOf",
+    "lastIndexOf",
+    "join",
+    "substring",
+    "charAt",
+    "reverse",
+    "isSorted",
+    "sum",
+    "min",
+    "max",
+    "_+_",
+    "_==_",
+    "_!=_",
+    "_<_",
+    "_>_",
+    "_<=_",
+    "_>=_",
+    "@in",
+    "url",
+    "isURL",
+    "quantity",
+    "isQuantity",
+    "ip",
+    "isIP",
+    "cidr",
+    "isCIDR",
+    "string",
+];
+
+/// Functions whose result is a scalar (a number or a bool), whatever their operands.
+const SCALAR: &[&str] = &[
+    "size",
+    "int",
+    "uint",
+    "double",
+    "matches",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "isSorted",
+    "sum",
+    "indexOf",
+    "lastIndexOf",
+    "isURL",
+    "isIP",
+    "isCIDR",
+    "isQuantity",
+    "_==_",
+    "_!=_",
+    "_<_",
+    "_>_",
+    "_<=_",
+    "_>=_",
+    "_&&_",
+    "_||_",
+    "!_",
+    "-_",
+    "_-_",
+    "_*_",
+    "_/_",
+    "_%_",
+    "@in",
+    "@not_strictly_false",
+];
+
+/// A factor as kube prints it (`1.5`, `12`).
+pub fn factor(value: f64) -> String {
+    let rounded = (value * 10.0).round() / 10.0;
+    format!("{rounded}")
+}
+
+/// The most items a list of `schema` may hold.
+pub fn max_items(schema: &Value) -> f64 {
+    schema["maxItems"]
+        .as_f64()
+        .unwrap_or_else(|| (MAX_REQUEST / (min_size(&schema["items"]) + 1.0)).floor())
+}
+
+/// The most entries a map of `schema` (additionalProperties) may hold.
+pub fn max_properties(schema: &Value) -> f64 {
+    schema["maxProperties"].as_f64().unwrap_or_else(|| {
+        (MAX_REQUEST / (min_size(&schema["additionalProperties"]) + 4.0)).floor()
+    })
+}
+
+fn max_length(schema: &Value) -> f64 {
+    schema["maxLength"].as_f64().unwrap_or(MAX_REQUEST)
+}
+
+/// The fewest bytes a value of `schema` takes in JSON.
+fn min_size(schema: &Value) -> f64 {
+    match schema["type"].as_str() {
+        Some("string") => 2.0,
+        Some("boolean") => 4.0,
+        Some("object" | "array") => 2.0,
+        _ => 1.0,
+    }
+}
+
+/// What the estimate knows of an expression's value.
+#[derive(Clone, Copy)]
+enum Shape<'a> {
+    /// A value of this schema node.
+    Schema(&'a Value),
+    /// A list or map of at most this many elements, or a string of at most this length.
+    Sized(f64),
+    Unknown,
+}
+
+/// The variables a rule starts with: `self` and `oldSelf`, values of the rule's node.
+pub struct Shapes<'a> {
+    node: &'a Value,
+}
+
+impl<'a> Shapes<'a> {
+    pub fn new(node: &'a Value, _resource_root: bool) -> Self {
+        Shapes { node }
+    }
+}
+
+/// The estimated worst-case cost of one evaluation of `expr` against `shapes`' node.
+pub fn estimate(expr: &IdedExpr, shapes: &Shapes) -> f64 {
+    let mut estimator = Estimator {
+        vars: vec![
+            ("self".to_owned(), Shape::Schema(shapes.node)),
+            ("oldSelf".to_owned(), Shape::Schema(shapes.node)),
+        ],
+    };
+    estimator.cost(expr, 0)
+}
+
+struct Estimator<'a> {
+    vars: Vec<(String, Shape<'a>)>,
+}
+
+impl<'a> Estimator<'a> {
+    fn cost(&mut self, expr: &IdedExpr, depth: usize) -> f64 {
+        if depth > 10_000 {
+            return f64::INFINITY;
+        }
+        match &expr.expr {
+            Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => 1.0,
+            Expr::Select(select) => 1.0 + self.cost(&select.operand, depth + 1),
+            Expr::List(list) => {
+                1.0 + list
+                    .elements
+                    .iter()
+                    .map(|e| self.cost(e, depth + 1))
+                    .sum::<f64>()
+            }
+            Expr::Map(map) => {
+                1.0 + map
+                    .entries
+                    .iter()
+                    .map(|entry| match &entry.expr {
+                        EntryExpr::MapEntry(e) => {
+                            self.cost(&e.key, depth + 1) + self.cost(&e.value, depth + 1)
+                        }
+                        EntryExpr::StructField(f) => self.cost(&f.value, depth + 1),
+                    })
+                    .sum::<f64>()
+            }
+            Expr::Struct(_) => 1.0,
+            Expr::Call(call) => {
+                let mut total = 1.0;
+                if let Some(target) = &call.target {
+                    total += self.cost(target, depth + 1);
+                }
+                for arg in &call.args {
+                    total += self.cost(arg, depth + 1);
+                }
+                if TRAVERSING.contains(&call.func_name.as_str()) {
+                    let traversed = call
+                        .target
+                        .iter()
+                        .map(|t| &**t)
+                        .chain(call.args.iter())
+                        .map(|e| self.size(e))
+                        .fold(0.0, f64::max);
+                    total += 0.1 * traversed;
+                }
+                total
+            }
+            Expr::Comprehension(c) => {
+                let count = self.size(&c.iter_range);
+                let element = self.element(&c.iter_range);
+                let mut total =
+                    self.cost(&c.iter_range, depth + 1) + self.cost(&c.accu_init, depth + 1);
+                let before = self.vars.len();
+                self.vars.push((c.iter_var.clone(), element));
+                if let Some(second) = &c.iter_var2 {
+                    self.vars.push((second.clone(), Shape::Unknown));
+                }
+                self.vars.push((c.accu_var.clone(), Shape::Sized(count)));
+                let body = self.cost(&c.loop_cond, depth + 1) + self.cost(&c.loop_step, depth + 1);
+                total += count * body + self.cost(&c.result, depth + 1);
+                self.vars.truncate(before);
+                total
+            }
+        }
+    }
+
+    fn shape(&self, expr: &IdedExpr) -> Shape<'a> {
+        match &expr.expr {
+            Expr::Ident(name) => self
+                .vars
+                .iter()
+                .rev()
+                .find(|(var, _)| var == name)
+                .map_or(Shape::Unknown, |(_, shape)| *shape),
+            Expr::Select(select) if !select.test => match self.shape(&select.operand) {
+                Shape::Schema(schema) => field(schema, &select.field),
+                _ => Shape::Unknown,
+            },
+            Expr::Call(call) if call.func_name == "_[_]" => {
+                match call.args.first().map(|t| self.shape(t)) {
+                    Some(Shape::Schema(schema)) => element_of(schema),
+                    _ => Shape::Unknown,
+                }
+            }
+            Expr::List(list) => Shape::Sized(list.elements.len() as f64),
+            Expr::Literal(cel::common::value::CelVal::String(text)) => {
+                Shape::Sized(text.len() as f64)
+            }
+            Expr::Literal(_) => Shape::Sized(1.0),
+            // a function's result is taken to be as large as its largest operand (a
+            // concatenation: their sum)
+            Expr::Call(call) if SCALAR.contains(&call.func_name.as_str()) => Shape::Sized(1.0),
+            Expr::Call(call) if call.func_name != "_[_]" => {
+                let operands = call.target.iter().map(|t| &**t).chain(call.args.iter());
+                let sizes = operands.map(|e| self.size(e));
+                Shape::Sized(if call.func_name == "_+_" {
+                    sizes.sum()
+                } else {
+                    sizes.fold(1.0, f64::max)
+                })
+            }
+            Expr::Comprehension(c) => Shape::Sized(self.size(&c.iter_range)),
+            _ => Shape::Unknown,
+        }
+    }
+
+    /// The most elements (or characters) the value of `expr` may have.
+    fn size(&self, expr: &IdedExpr) -> f64 {
+        match self.shape(expr) {
+            Shape::Schema(schema) => match schema["type"].as_str() {
+                Some("array") => max_items(schema),
+                Some("string") => max_length(schema),
+                Some("object") if schema["additionalProperties"].is_object() => {
+                    max_properties(schema)
+                }
+                Some("object") => schema["properties"]
+                    .as_object()
+                    .map_or(1.0, |p| p.len() as f64),
+                _ => 1.0,
+            },
+            Shape::Sized(count) => count,
+            Shape::Unknown => MAX_REQUEST / 2.0,
+        }
+    }
+
+    /// What a comprehension over `expr` binds its variable to.
+    fn element(&self, expr: &IdedExpr) -> Shape<'a> {
+        match self.shape(expr) {
+            Shape::Schema(schema) if schema["type"] == "array" => Shape::Schema(&schema["items"]),
+            _ => Shape::Unknown,
+        }
+    }
+}
+
+/// The schema of field `name` (as CEL names it) of an object of `schema`.
+fn field<'a>(schema: &'a Value, name: &str) -> Shape<'a> {
+    if let Some(properties) = schema["properties"].as_object() {
+        for (declared, sub) in properties {
+            if super::value::escape(declared).as_deref() == Some(name) {
+                return Shape::Schema(sub);
+            }
+        }
+    }
+    match &schema["additionalProperties"] {
+        sub @ Value::Object(_) => Shape::Schema(sub),
+        _ => Shape::Unknown,
+    }
+}
+
+fn element_of(schema: &Value) -> Shape<'_> {
+    if schema["type"] == "array" {
+        return Shape::Schema(&schema["items"]);
+    }
+    match &schema["additionalProperties"] {
+        sub @ Value::Object(_) => Shape::Schema(sub),
+        _ => Shape::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cost_of(rule: &str, schema: &Value) -> f64 {
+        let program = cel::Program::compile(rule).expect("parses");
+        estimate(program.expression(), &Shapes::new(schema, false))
+    }
+
+    #[test]
+    fn bounded_lists_cost_little_and_unbounded_nested_loops_a_lot() {
+        let bounded = json!({"type": "object", "properties": {"l": {"type": "array", "maxItems": 16,
+            "items": {"type": "string", "maxLength": 63}}}});
+        let unbounded = json!({"type": "object", "properties": {"l": {"type": "array",
+            "items": {"type": "string"}}}});
+        let rule = "self.l.all(a, self.l.all(b, a == b || !a.startsWith(b)))";
+        assert!(
+            cost_of(rule, &bounded) < 20_000.0,
+            "{}",
+            cost_of(rule, &bounded)
+        );
+        assert!(cost_of(rule, &unbounded) > RULE_LIMIT);
+        assert!(cost_of("self.l.all(a, a.size() < 10)", &unbounded) < RULE_LIMIT);
+        assert!(cost_of("size(self.l) < 3", &unbounded) < 10.0);
+    }
+
+    #[test]
+    fn factors_print_as_kube_does() {
+        assert_eq!(factor(1.5), "1.5");
+        assert_eq!(factor(12.04), "12");
+    }
+}
