@@ -334,11 +334,6 @@ fn crds_using_what_bosun_does_not_honour_are_refused_naming_the_field() {
         ),
         (
             plain,
-            "    selectableFields: [{jsonPath: .spec.size}]\n",
-            "spec.versions[0].selectableFields",
-        ),
-        (
-            plain,
             "  conversion: {strategy: Webhook}\n",
             "spec.conversion.strategy",
         ),
@@ -378,6 +373,7 @@ spec:
   - name: v1
     served: true
     storage: true
+    selectableFields: [{jsonPath: .spec.className}]
     schema:
       openAPIV3Schema:
         type: object
@@ -397,7 +393,12 @@ spec:
                 maxItems: 16
                 items: {type: string, maxLength: 253}
                 x-kubernetes-validations:
-                - {rule: "self.all(h, !h.matches('[A-Z]'))", message: hostnames are lower case, reason: FieldValueForbidden}
+                - {rule: "self.all(h, h.lowerAscii() == h)", message: hostnames are lower case, reason: FieldValueForbidden}
+              address:
+                type: string
+                maxLength: 64
+                x-kubernetes-validations:
+                - {rule: "isIP(self) && ip(self).family() == 4", message: must be an IPv4 address}
 "#;
 
 fn route(name: &str, class: &str, min: i64, max: i64, host: &str) -> String {
@@ -444,6 +445,12 @@ fn cel_rules_validate_custom_objects_as_kube_does() {
         &route("r3", "public", 1, 3, "A.example.com"),
         "spec.hostnames: Forbidden: hostnames are lower case",
     );
+    refused(
+        "r5.yaml",
+        &route("r5", "public", 1, 3, "a.example.com")
+            .replace("hostnames:", "address: '::1', hostnames:"),
+        r#"spec.address: Invalid value: "string": must be an IPv4 address"#,
+    );
     // a transition rule: the class of a stored route may not change
     refused(
         "r1-edit.yaml",
@@ -474,6 +481,29 @@ fn cel_rules_validate_custom_objects_as_kube_does() {
     let max = control.kubectl(&["get", "route", "r1", "-o", "jsonpath={.spec.maxReplicas}"]);
     assert_eq!(stdout(&max), "9");
 
+    // selectableFields: the class is a field label
+    let good = write(
+        &control,
+        "r4.yaml",
+        &route("r4", "internal", 1, 3, "b.example.com"),
+    );
+    ok(control.kubectl(&["apply", "-f", &good]));
+    let selected = ok(control.kubectl(&[
+        "get",
+        "routes",
+        "--field-selector",
+        "spec.className=internal",
+        "-o",
+        "name",
+    ]));
+    assert_eq!(selected.trim(), "route.net.example.com/r4");
+    let out = control.kubectl(&["get", "routes", "--field-selector", "spec.minReplicas=1"]);
+    assert!(
+        stderr(&out).contains("field label not supported: spec.minReplicas"),
+        "{}",
+        stderr(&out)
+    );
+
     // CRDs whose rules kube would refuse
     let bad = ROUTE_CRD
         .replace("routes.net.example.com", "badroutes.net.example.com")
@@ -499,13 +529,15 @@ fn cel_rules_validate_custom_objects_as_kube_does() {
         &bad.replace("maxItems: 16", "minItems: 0")
             .replace("maxLength: 253", "pattern: '.*'")
             .replace(
-                "self.all(h, !h.matches('[A-Z]'))",
+                "self.all(h, h.lowerAscii() == h)",
                 "self.all(a, self.all(b, a == b || !a.endsWith(b)))",
-            ),
+            )
+            .replace(".spec.className}", ".spec.hostnames}"),
     );
     let out = control.kubectl(&["apply", "-f", &path]);
     assert!(
-        stderr(&out).contains("properties[hostnames].x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of"),
+        stderr(&out).contains("properties[hostnames].x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of")
+            && stderr(&out).contains(r#"spec.versions[0].selectableFields[0].jsonPath: Invalid value: ".spec.hostnames": must point to a field of type string, boolean or integer"#),
         "{}",
         stderr(&out)
     );

@@ -189,7 +189,10 @@ impl FieldSelector {
             };
             let field = field.trim();
             let known = ["metadata.name", "metadata.namespace"].contains(&field)
-                || kind_fields(resource).contains(&field);
+                || kind_fields(resource).contains(&field)
+                || (resource.custom
+                    && crate::crd::registry::version_of(resource)
+                        .is_some_and(|v| v.selectable_fields.iter().any(|f| f == field)));
             if !known {
                 return Err(format!(
                     "field label not supported: {field} for {}",

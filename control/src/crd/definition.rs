@@ -87,6 +87,8 @@ pub struct ServedVersion {
     pub deprecation: Option<String>,
     pub schema: Value,
     pub columns: Vec<PrinterColumn>,
+    /// The version's `selectableFields`, as field-selector labels (`spec.color`).
+    pub selectable_fields: Vec<String>,
     pub terminating: bool,
 }
 
@@ -173,6 +175,13 @@ pub fn served_versions(crd: &Value) -> Vec<ServedVersion> {
                 }),
                 schema: v["schema"]["openAPIV3Schema"].clone(),
                 columns: printer_columns(&v["additionalPrinterColumns"]),
+                selectable_fields: v["selectableFields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["jsonPath"].as_str()?.strip_prefix('.'))
+                    .map(str::to_owned)
+                    .collect(),
                 terminating: !crd["metadata"]["deletionTimestamp"].is_null(),
             })
         })
@@ -362,17 +371,79 @@ fn check_versions(versions: &Value, causes: &mut Vec<FieldCause>) {
             &at("subresources.scale"),
             causes,
         );
-        if !version["selectableFields"].is_null() {
-            causes.push(forbidden(
-                &at("selectableFields"),
-                "selectable fields are not supported by bosun",
-            ));
-        }
+        check_selectable(
+            &version["selectableFields"],
+            &version["schema"]["openAPIV3Schema"],
+            &at("selectableFields"),
+            causes,
+        );
         check_columns(
             &version["additionalPrinterColumns"],
             &at("additionalPrinterColumns"),
             causes,
         );
+    }
+}
+
+/// kube's rules for `selectableFields`: at most 8, each a `jsonPath` of dotted names to a
+/// string, integer or boolean field of the schema, outside `metadata`, none twice.
+fn check_selectable(fields: &Value, schema: &Value, at: &str, causes: &mut Vec<FieldCause>) {
+    let Some(fields) = fields.as_array() else {
+        if !fields.is_null() {
+            causes.push(FieldCause::invalid(
+                at,
+                &fields.to_string(),
+                "must be a list",
+            ));
+        }
+        return;
+    };
+    if fields.len() > 8 {
+        causes.push(FieldCause {
+            field: at.to_owned(),
+            reason: "FieldValueTooMany",
+            message: format!("Too many: {}: must have at most 8 items", fields.len()),
+        });
+    }
+    let mut seen = Vec::new();
+    for (index, field) in fields.iter().enumerate() {
+        let here = format!("{at}[{index}].jsonPath");
+        let Some(path) = field["jsonPath"].as_str().filter(|p| !p.is_empty()) else {
+            causes.push(FieldCause::required(&here));
+            continue;
+        };
+        let shown = format!("{path:?}");
+        if seen.contains(&path) {
+            causes.push(FieldCause {
+                field: here,
+                reason: "FieldValueDuplicate",
+                message: format!("Duplicate value: {shown}"),
+            });
+            continue;
+        }
+        seen.push(path);
+        let mut node = schema;
+        let names = path.strip_prefix('.').map(|rest| rest.split('.'));
+        let mut valid = names.is_some();
+        for name in names.into_iter().flatten() {
+            match node["properties"].get(name) {
+                Some(sub) if !name.is_empty() => node = sub,
+                _ => valid = false,
+            }
+        }
+        if !valid {
+            let why = "is an invalid path: does not refer to a valid field";
+            causes.push(FieldCause::invalid(&here, &shown, why));
+        } else if path == ".metadata" || path.starts_with(".metadata.") {
+            let why = "is an invalid path: must not point to metadata";
+            causes.push(FieldCause::invalid(&here, &shown, why));
+        } else if !matches!(
+            node["type"].as_str(),
+            Some("string" | "integer" | "boolean")
+        ) {
+            let why = "must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed.";
+            causes.push(FieldCause::invalid(&here, &shown, why));
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub struct CustomVersion {
     pub deprecation: Option<String>,
     /// The CRD is being deleted: objects are read and deleted, never created.
     pub terminating: bool,
+    /// The field-selector labels of the version's `selectableFields` (`spec.color`).
+    pub selectable_fields: Vec<String>,
     /// The schema's CEL validation rules, compiled at first use.
     pub rules: super::cel::Rules,
 }
@@ -111,6 +113,7 @@ fn custom_version(served: ServedVersion) -> CustomVersion {
         rules: super::cel::Rules::new(&served.schema),
         schema: served.schema,
         columns: served.columns,
+        selectable_fields: served.selectable_fields,
         scale: served.scale,
         deprecation: served.deprecation,
         terminating: served.terminating,

@@ -415,7 +415,8 @@ pub fn compile(source: &str) -> Result<Program, String> {
         ));
     }
     let program = Program::compile(source).map_err(|e| e.to_string())?;
-    let mut scope = vec!["self".to_owned(), "oldSelf".to_owned()];
+    // `ip` is the namespace of `ip.isCanonical(…)`
+    let mut scope = vec!["self".to_owned(), "oldSelf".to_owned(), "ip".to_owned()];
     if let Some(name) = undeclared(program.expression(), &mut scope, 0) {
         return Err(format!(
             "ERROR: <input>:{}: undeclared reference to '{name}' (in container '')",
