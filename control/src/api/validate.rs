@@ -307,7 +307,7 @@ pub fn check_semantics(
     }
     match (resource.group, resource.kind) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            crate::crd::definition::check(object, None, &mut causes)
+            crate::crd::definition::check(object, old, &mut causes)
         }
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload(object, &mut causes),
         ("", "ReplicationController") => {

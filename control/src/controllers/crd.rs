@@ -127,6 +127,16 @@ pub fn status_for(crd: &Value, all: &[Arc<Value>], now: &str) -> Option<Value> {
             }
         }
     }
+    if let Some((conformant, reason, message)) = crate::crd::approval::condition(crd) {
+        set_condition(
+            &mut conditions,
+            crate::crd::approval::CONDITION,
+            conformant,
+            reason,
+            &message,
+            now,
+        );
+    }
     status["conditions"] = Value::Array(conditions);
     let mut stored: Vec<Value> = old["storedVersions"]
         .as_array()

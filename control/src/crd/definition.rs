@@ -237,6 +237,7 @@ pub fn check(crd: &Value, old: Option<&Value>, causes: &mut Vec<FieldCause>) {
             "must be spec.names.plural+\".\"+spec.group",
         ));
     }
+    super::approval::check(crd, old, causes);
     check_names(&spec["names"], causes);
     match spec["scope"].as_str() {
         Some("Namespaced" | "Cluster") => {}

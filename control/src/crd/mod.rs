@@ -6,6 +6,7 @@
 //! `custom` checks and shows custom objects (`schema`: kube's structural schema — pruning,
 //! defaulting, validation; `jsonpath`: the printer columns' paths).
 
+pub mod approval;
 pub mod cel;
 pub mod custom;
 pub mod definition;

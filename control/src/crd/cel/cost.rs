@@ -18,7 +18,13 @@ pub const HINT: &str = "(try simplifying the rule, or adding maxItems, maxProper
 /// kube-apiserver's largest request body.
 const MAX_REQUEST: f64 = 3.0 * 1024.0 * 1024.0;
 
-/// Functions whose cost grows with the string or list they work on.
+/// cel-go's cost of visiting one character or element.
+const TRAVERSAL: f64 = 0.1;
+/// cel-go's guess of a regular expression's cost per character.
+const REGEX: f64 = 0.25;
+
+/// Functions whose cost grows with the string or list they work on (the receiver, or the
+/// first argument of a global call), besides those costed on their own in `cost`.
 const TRAVERSING: &[&str] = &[
     "matches",
     "contains",
@@ -116,8 +122,24 @@ pub fn max_properties(schema: &Value) -> f64 {
     })
 }
 
+/// The longest a string of `schema` may be: its `maxLength`, its longest enum value, a
+/// date-time's or duration's length, else a whole request.
 fn max_length(schema: &Value) -> f64 {
-    schema["maxLength"].as_f64().unwrap_or(MAX_REQUEST)
+    if let Some(max) = schema["maxLength"].as_f64() {
+        return max;
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        return values
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|v| v.chars().count() as f64)
+            .fold(0.0, f64::max);
+    }
+    match schema["format"].as_str() {
+        Some("date-time") => 64.0,
+        Some("duration") => 32.0,
+        _ => MAX_REQUEST,
+    }
 }
 
 /// The fewest bytes a value of `schema` takes in JSON.
@@ -195,24 +217,37 @@ impl<'a> Estimator<'a> {
             }
             Expr::Struct(_) => 1.0,
             Expr::Call(call) => {
-                let mut total = 1.0;
-                if let Some(target) = &call.target {
-                    total += self.cost(target, depth + 1);
+                let operands: Vec<&IdedExpr> = call
+                    .target
+                    .iter()
+                    .map(|t| &**t)
+                    .chain(call.args.iter())
+                    .collect();
+                let costs: Vec<f64> = operands.iter().map(|e| self.cost(e, depth + 1)).collect();
+                let sum: f64 = costs.iter().sum();
+                let size = |i: usize| operands.get(i).map_or(0.0, |e| self.size(e));
+                match call.func_name.as_str() {
+                    // short-circuits and the conditional cost their operands only
+                    "_&&_" | "_||_" => sum,
+                    "_?_:_" => {
+                        costs.first().copied().unwrap_or(0.0)
+                            + costs.iter().skip(1).fold(0.0, |a: f64, b| a.max(*b))
+                    }
+                    // comparisons traverse the smaller operand
+                    "_==_" | "_!=_" | "_<_" | "_>_" | "_<=_" | "_>=_" => {
+                        sum + TRAVERSAL * size(0).min(size(1))
+                    }
+                    "startsWith" | "endsWith" => sum + TRAVERSAL * size(1),
+                    "contains" => sum + TRAVERSAL * size(0) * TRAVERSAL * size(1),
+                    "matches" | "find" | "findAll" => {
+                        sum + TRAVERSAL * (size(0) + 1.0) * REGEX * size(1)
+                    }
+                    "@in" => sum + size(1),
+                    "_+_" if operands.iter().all(|e| self.scalar(e)) => sum + 1.0,
+                    "_+_" => sum + TRAVERSAL * (size(0) + size(1)),
+                    name if TRAVERSING.contains(&name) => sum + 1.0 + TRAVERSAL * size(0),
+                    _ => sum + 1.0,
                 }
-                for arg in &call.args {
-                    total += self.cost(arg, depth + 1);
-                }
-                if TRAVERSING.contains(&call.func_name.as_str()) {
-                    let traversed = call
-                        .target
-                        .iter()
-                        .map(|t| &**t)
-                        .chain(call.args.iter())
-                        .map(|e| self.size(e))
-                        .fold(0.0, f64::max);
-                    total += 0.1 * traversed;
-                }
-                total
             }
             Expr::Comprehension(c) => {
                 let count = self.size(&c.iter_range);
@@ -256,10 +291,19 @@ impl<'a> Estimator<'a> {
                 Shape::Sized(text.len() as f64)
             }
             Expr::Literal(_) => Shape::Sized(1.0),
-            // a function's result is taken to be as large as its largest operand (a
-            // concatenation: their sum)
-            Expr::Call(call) if SCALAR.contains(&call.func_name.as_str()) => Shape::Sized(1.0),
-            Expr::Call(call) if call.func_name != "_[_]" => {
+            Expr::Call(call) if self.scalar(expr) || SCALAR.contains(&call.func_name.as_str()) => {
+                Shape::Sized(1.0)
+            }
+            // a conditional is as large as its larger branch, a concatenation as its
+            // operands together, another function's result as its largest operand
+            Expr::Call(call) if call.func_name == "_?_:_" => Shape::Sized(
+                call.args
+                    .iter()
+                    .skip(1)
+                    .map(|e| self.size(e))
+                    .fold(0.0, f64::max),
+            ),
+            Expr::Call(call) => {
                 let operands = call.target.iter().map(|t| &**t).chain(call.args.iter());
                 let sizes = operands.map(|e| self.size(e));
                 Shape::Sized(if call.func_name == "_+_" {
@@ -270,6 +314,29 @@ impl<'a> Estimator<'a> {
             }
             Expr::Comprehension(c) => Shape::Sized(self.size(&c.iter_range)),
             _ => Shape::Unknown,
+        }
+    }
+
+    /// Whether `expr` is a number or a bool (an addition of those is not a concatenation).
+    fn scalar(&self, expr: &IdedExpr) -> bool {
+        match &expr.expr {
+            Expr::Literal(cel::common::value::CelVal::String(_)) => false,
+            Expr::Literal(_) => true,
+            Expr::Call(call) if SCALAR.contains(&call.func_name.as_str()) => true,
+            Expr::Call(call) if call.func_name == "_?_:_" => {
+                call.args.iter().skip(1).all(|e| self.scalar(e))
+            }
+            Expr::Call(call) if call.func_name == "_+_" => call.args.iter().all(|e| self.scalar(e)),
+            Expr::Select(_) | Expr::Ident(_) => match self.shape(expr) {
+                Shape::Schema(schema) => {
+                    matches!(
+                        schema["type"].as_str(),
+                        Some("integer" | "number" | "boolean")
+                    )
+                }
+                _ => false,
+            },
+            _ => false,
         }
     }
 
@@ -296,6 +363,11 @@ impl<'a> Estimator<'a> {
     fn element(&self, expr: &IdedExpr) -> Shape<'a> {
         match self.shape(expr) {
             Shape::Schema(schema) if schema["type"] == "array" => Shape::Schema(&schema["items"]),
+            // a map's keys: kube's estimator gives them no length (its key type carries no
+            // size), so rules over keys are judged by the number of keys alone, as in kube
+            Shape::Schema(schema) if schema["additionalProperties"].is_object() => {
+                Shape::Sized(0.0)
+            }
             _ => Shape::Unknown,
         }
     }

@@ -165,6 +165,8 @@ impl SchemaChecker {
         }
         let kind = schema.get("type").and_then(Value::as_str);
         let int_or_string = flag(schema, INT_OR_STRING);
+        // below a junctor, schemas only validate: the structural spine gives the types
+        let type_required = type_required.filter(|_| !in_junctor);
         if let Some(reason) = type_required {
             if kind.is_none() && !int_or_string && !flag(schema, PRESERVE_UNKNOWN) {
                 self.push(
@@ -429,6 +431,20 @@ mod tests {
             .into_iter()
             .map(|c| (c.field, c.reason, c.message))
             .collect()
+    }
+
+    #[test]
+    fn properties_below_a_junctor_need_no_type() {
+        // Gateway API's addresses: the structural spine has the types, oneOf only validates
+        let schema = json!({"type": "object", "properties": {"address": {
+            "type": "object",
+            "properties": {"type": {"type": "string"}, "value": {"type": "string"}},
+            "oneOf": [
+                {"properties": {"type": {"enum": ["IPAddress"]},
+                    "value": {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}}},
+                {"properties": {"type": {"not": {"enum": ["IPAddress"]}}}}
+            ]}}});
+        assert_eq!(check_fields(&schema), []);
     }
 
     #[test]

@@ -408,6 +408,27 @@ fn formats_are_checked_cheaply() {
 }
 
 #[test]
+fn address_and_identifier_formats_are_checked() {
+    let holds = |format: &str, text: &str| {
+        let schema =
+            json!({"type": "object", "properties": {"s": {"type": "string", "format": format}}});
+        validate(&json!({"s": text}), &schema).is_empty()
+    };
+    assert!(holds("ipv4", "10.0.0.3") && !holds("ipv4", "10.0.0.300") && !holds("ipv4", "::1"));
+    assert!(holds("ipv6", "fd00::1") && !holds("ipv6", "10.0.0.3"));
+    assert!(
+        holds("cidr", "10.0.0.0/8") && holds("cidr", "fd00::/64") && !holds("cidr", "10.0.0.0/33")
+    );
+    assert!(holds("uuid", "5f0c7ad4-8a4e-4a4b-9f83-8b3f3f0a6c1e"));
+    assert!(
+        holds("uuid4", "5f0c7ad4-8a4e-4a4b-9f83-8b3f3f0a6c1e")
+            && !holds("uuid3", "5f0c7ad4-8a4e-4a4b-9f83-8b3f3f0a6c1e")
+    );
+    assert!(holds("date", "2024-02-29") && !holds("date", "2024-02-30"));
+    assert!(holds("mac", "00:1a:2b:3c:4d:5e") && !holds("mac", "00:1a:2b"));
+}
+
+#[test]
 fn list_rules_use_kube_texts() {
     let many =
         spec_cause(json!({"ports": [{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}]}));

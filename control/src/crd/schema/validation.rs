@@ -121,8 +121,75 @@ fn format_holds(format: &str, value: &Value) -> bool {
         }
         ("date-time", Value::String(text)) => is_date_time(text),
         ("byte", Value::String(text)) => is_base64(text),
+        // kube-openapi's strfmt checks of addresses and identifiers
+        ("ipv4", Value::String(text)) => text.parse::<std::net::Ipv4Addr>().is_ok(),
+        ("ipv6", Value::String(text)) => {
+            text.contains(':') && text.parse::<std::net::IpAddr>().is_ok()
+        }
+        ("cidr", Value::String(text)) => is_cidr(text),
+        ("uuid" | "uuid3" | "uuid4" | "uuid5", Value::String(text)) => is_uuid(format, text),
+        ("date", Value::String(text)) => time::Date::parse(
+            text,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .is_ok(),
+        ("mac", Value::String(text)) => is_mac(text),
         _ => true,
     }
+}
+
+/// Go's `net.ParseCIDR`: an address and a prefix length within its family's bits.
+fn is_cidr(text: &str) -> bool {
+    let Some((address, bits)) = text.split_once('/') else {
+        return false;
+    };
+    let Ok(address) = address.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let most = if address.is_ipv4() { 32 } else { 128 };
+    !bits.is_empty()
+        && bits.len() <= 3
+        && bits.bytes().all(|b| b.is_ascii_digit())
+        && bits.parse::<u32>().is_ok_and(|b| b <= most)
+}
+
+/// strfmt's UUID forms: 8-4-4-4-12 hex digits; uuid3/4/5 also fix the version digit.
+fn is_uuid(format: &str, text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    let shaped = groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()));
+    let version = match format {
+        "uuid3" => Some(b'3'),
+        "uuid4" => Some(b'4'),
+        "uuid5" => Some(b'5'),
+        _ => None,
+    };
+    shaped && version.is_none_or(|v| groups[2].as_bytes().first() == Some(&v))
+}
+
+/// Go's `net.ParseMAC`: 6, 8 or 20 hex octets separated by `:` or `-`, or dotted groups of four.
+fn is_mac(text: &str) -> bool {
+    let octets = |sep: char| -> Option<usize> {
+        let parts: Vec<&str> = text.split(sep).collect();
+        parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some(parts.len())
+    };
+    let dotted = {
+        let parts: Vec<&str> = text.split('.').collect();
+        parts
+            .iter()
+            .all(|p| p.len() == 4 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some(parts.len() * 2)
+    };
+    [octets(':'), octets('-'), dotted]
+        .into_iter()
+        .flatten()
+        .any(|n| matches!(n, 6 | 8 | 20))
 }
 
 /// Walks a value against a schema, caching compiled patterns.
