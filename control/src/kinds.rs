@@ -307,6 +307,11 @@ const INGRESS_SUB: &[Subresource] = &[status("networking.k8s.io", "v1", "Ingress
 const HPA_SUB: &[Subresource] = &[status("autoscaling", "v2", "HorizontalPodAutoscaler")];
 const HPA_V1_SUB: &[Subresource] = &[status("autoscaling", "v1", "HorizontalPodAutoscaler")];
 const PDB_SUB: &[Subresource] = &[status("policy", "v1", "PodDisruptionBudget")];
+const VAP_SUB: &[Subresource] = &[status(
+    "admissionregistration.k8s.io",
+    "v1",
+    "ValidatingAdmissionPolicy",
+)];
 const CRD_SUB: &[Subresource] = &[status(
     "apiextensions.k8s.io",
     "v1",
@@ -367,6 +372,9 @@ pub const RESOURCES: &[Resource] = &[
     res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", Namespaced, &["pdb"], &[]).with(PDB_SUB),
     // events.k8s.io/v1
     res("events.k8s.io", "v1", "Event", "events", "event", Namespaced, &[], &[]),
+    // admissionregistration.k8s.io/v1
+    res("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", "validatingadmissionpolicy", Cluster, &[], &["api-extensions"]).with(VAP_SUB),
+    res("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", "validatingadmissionpolicybinding", Cluster, &[], &["api-extensions"]),
     // apiextensions.k8s.io/v1
     res("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", Cluster, &["crd", "crds"], &["api-extensions"]).with(CRD_SUB),
 ];

@@ -4,6 +4,7 @@
 //! fails. A Pod passes kube's ServiceAccount admission (`service_account_admission`).
 //! `dryRun=All` does everything but the write.
 
+use super::admission_policy::Operation;
 use http::{Response, StatusCode};
 use serde_json::Value;
 
@@ -64,6 +65,7 @@ pub async fn create_object(
     super::limit_range::admit_create(call, &mut object).await?;
     validate::check_semantics(&object, None, resource)?;
     super::rbac_escalation::admit(call, &object).await?;
+    super::admission_policy::admit(call, Operation::Create, Some(&object), None).await?;
     super::quota::admit(call, None, &object).await?;
     let mut name = name_of(&object).to_owned();
     if call.query.dry_run {

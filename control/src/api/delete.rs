@@ -160,6 +160,13 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
             }
         }
     }
+    super::admission_policy::admit(
+        call,
+        super::admission_policy::Operation::Delete,
+        None,
+        Some(&object),
+    )
+    .await?;
     if dry_run {
         return Ok(object_response(StatusCode::OK, &call.shown(object), &[]));
     }

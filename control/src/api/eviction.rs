@@ -166,6 +166,7 @@ async fn delete_pod(call: &Call, options: &Value) -> Result<(), ApiError> {
         accept: "application/json".into(),
         content_type: "application/json".into(),
         user_agent: call.user_agent.clone(),
+        warnings: std::sync::Mutex::default(),
     };
     let body = match options {
         Value::Null => Vec::new(),

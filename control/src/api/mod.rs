@@ -5,6 +5,7 @@
 //! differs per kind is read from `kinds` and `validate`, never branched on here.
 
 pub(crate) mod access_review;
+pub mod admission_policy;
 mod apply;
 mod approval;
 mod binding;
@@ -116,6 +117,8 @@ pub struct ApiState {
     quotas: Arc<store_mirror::ObjectCopy>,
     /// The RBAC roles and bindings, for the authorizer without a store read.
     rbac: RbacCache,
+    /// The ValidatingAdmissionPolicies and their bindings, compiled.
+    admission_policies: admission_policy::PolicyCache,
     /// The pods bound to each node, for the node authorizer.
     pod_index: Arc<authz::PodIndex>,
     /// The client of the nodes' kubelet APIs (`pods/log`); `None`: those requests fail.
@@ -145,6 +148,7 @@ impl ApiState {
             namespace_cache: Arc::default(),
             priority_classes: Arc::default(),
             rbac: RbacCache::default(),
+            admission_policies: admission_policy::PolicyCache::default(),
             quotas: Arc::default(),
             limit_ranges: Arc::default(),
             pod_index: Arc::default(),
@@ -168,11 +172,21 @@ pub(crate) struct Call {
     pub content_type: String,
     /// The client's `User-Agent` (a write's field manager when it names none).
     pub user_agent: String,
+    /// Warnings for the answer's `Warning` headers (admission policies' `Warn` actions).
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl Call {
     pub fn resource(&self) -> &'static Resource {
         self.path.resource
+    }
+
+    /// Adds a `Warning` to the answer.
+    pub fn warn(&self, text: String) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(text);
     }
 
     /// A stored object as the call's version shows it (`convert`).
@@ -278,6 +292,7 @@ where
         user_agent: header_text(header::USER_AGENT),
         path,
         query,
+        warnings: std::sync::Mutex::default(),
     };
     // Every answer at a deprecated custom version carries its warning, as kube's does.
     let deprecation =
@@ -354,10 +369,17 @@ where
         }
         (method, _) => Err(ApiError::method_not_allowed(&method, &uri_path)),
     };
-    Some(warned(
-        result.unwrap_or_else(ApiError::into_response),
-        deprecation,
-    ))
+    let mut response = warned(result.unwrap_or_else(ApiError::into_response), deprecation);
+    let admitted = std::mem::take(
+        &mut *call
+            .warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for text in admitted {
+        add_warning(&mut response, &text);
+    }
+    Some(response)
 }
 
 /// `response` with a `Warning` header carrying `warning`, if any.

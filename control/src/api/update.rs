@@ -111,6 +111,13 @@ pub async fn write(
 ) -> Result<Value, ApiError> {
     let mut object = object;
     validate::check_semantics(&object, Some(old), call.resource())?;
+    super::admission_policy::admit(
+        call,
+        super::admission_policy::Operation::Update,
+        Some(&object),
+        Some(old),
+    )
+    .await?;
     super::priority::admit_class(call, &object).await?;
     if call.query.dry_run {
         return Ok(object);

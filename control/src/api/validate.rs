@@ -243,6 +243,8 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "rbac.authorization.k8s.io" "ClusterRole" => rbac::ClusterRole,
         "rbac.authorization.k8s.io" "RoleBinding" => rbac::RoleBinding,
         "rbac.authorization.k8s.io" "ClusterRoleBinding" => rbac::ClusterRoleBinding,
+        "admissionregistration.k8s.io" "ValidatingAdmissionPolicy" => k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy,
+        "admissionregistration.k8s.io" "ValidatingAdmissionPolicyBinding" => k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
         "apiextensions.k8s.io" "CustomResourceDefinition" => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     }
 }
@@ -306,6 +308,9 @@ pub fn check_semantics(
         crate::crd::custom::validate(object, old, resource, &mut causes);
     }
     match (resource.group, resource.kind) {
+        (super::admission_policy::GROUP, _) => {
+            super::admission_policy::validate(object, resource, &mut causes)
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             crate::crd::definition::check(object, old, &mut causes)
         }

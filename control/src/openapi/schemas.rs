@@ -73,6 +73,8 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("autoscaling", "v2", "HorizontalPodAutoscaler", add::<autoscaling_v2::HorizontalPodAutoscaler>),
     ("autoscaling", "v1", "HorizontalPodAutoscaler", add::<autoscaling_v1::HorizontalPodAutoscaler>),
     ("events.k8s.io", "v1", "Event", add::<events::Event>),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", add::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy>),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", add::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>),
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", add::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>),
 ];
 

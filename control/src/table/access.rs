@@ -1,7 +1,8 @@
 //! Printers of the RBAC kinds, as kube-apiserver's: roles and cluster roles (NAME, CREATED AT,
 //! as LimitRanges),
 //! role bindings and cluster role bindings (NAME, ROLE as `Kind/name`, AGE; `-o wide` adds
-//! their USERS, GROUPS and SERVICEACCOUNTS as `namespace:name`).
+//! their USERS, GROUPS and SERVICEACCOUNTS as `namespace:name`); ValidatingAdmissionPolicies
+//! (NAME, VALIDATIONS, PARAMKIND, AGE) and their bindings (NAME, POLICYNAME, PARAMREF, AGE).
 
 use serde_json::Value;
 
@@ -56,6 +57,61 @@ pub static BINDING: Printer = Printer {
             subjects("User"),
             subjects("Group"),
             subjects("ServiceAccount"),
+        ]
+    },
+};
+
+/// kubectl's columns of a ValidatingAdmissionPolicy.
+pub static ADMISSION_POLICY: Printer = Printer {
+    columns: &[
+        NAME,
+        col(
+            "Validations",
+            "integer",
+            "Validations indicates the number of validation rules defined in this configuration",
+        ),
+        col(
+            "ParamKind",
+            "string",
+            "ParamKind specifies the kind of resources used to parameterize this policy",
+        ),
+        AGE,
+    ],
+    cells: |o, now| {
+        let param_kind = match &o["spec"]["paramKind"] {
+            Value::Null => "<unset>".to_owned(),
+            kind => format!("{}/{}", s(kind, &["apiVersion"]), s(kind, &["kind"])),
+        };
+        vec![
+            super::cells::name(o),
+            Value::from(arr(o, &["spec", "validations"]).len()),
+            Value::from(param_kind),
+            super::cells::age(o, now),
+        ]
+    },
+};
+
+/// kubectl's columns of a ValidatingAdmissionPolicyBinding.
+pub static ADMISSION_POLICY_BINDING: Printer = Printer {
+    columns: &[
+        NAME,
+        col("PolicyName", "string", "PolicyName references a ValidatingAdmissionPolicy name which the ValidatingAdmissionPolicyBinding binds to. If the referenced resource does not exist, this binding is considered invalid and will be ignored Required."),
+        col("ParamRef", "string", "ParamRef specifies the parameter resource used to configure the admission control policy."),
+        AGE,
+    ],
+    cells: |o, now| {
+        let param_ref = match &o["spec"]["paramRef"] {
+            Value::Null => "<unset>".to_owned(),
+            reference => match (s(reference, &["namespace"]), s(reference, &["name"])) {
+                ("", name) => format!("*/{name}"),
+                (namespace, name) => format!("{namespace}/{name}"),
+            },
+        };
+        vec![
+            super::cells::name(o),
+            Value::from(s(o, &["spec", "policyName"])),
+            Value::from(param_ref),
+            super::cells::age(o, now),
         ]
     },
 };

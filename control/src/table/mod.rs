@@ -157,6 +157,10 @@ fn printer(resource: &Resource) -> &'static Printer {
         ("batch", "CronJob") => &workloads::CRON_JOB,
         ("policy", "PodDisruptionBudget") => &workloads::POD_DISRUPTION_BUDGET,
         ("scheduling.k8s.io", "PriorityClass") => &workloads::PRIORITY_CLASS,
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => &access::ADMISSION_POLICY,
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            &access::ADMISSION_POLICY_BINDING
+        }
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => &access::CREATED,
         ("", "LimitRange") => &access::CREATED,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => &access::BINDING,

@@ -409,6 +409,12 @@ fn go_rule(rule: &Value) -> String {
 /// Parses `source` and checks that it names only what bosun evaluates, with cel-go's texts
 /// (`ERROR: <input>:1:6: undeclared reference to 'foo' (in container '')`).
 pub fn compile(source: &str) -> Result<Program, String> {
+    compile_with(source, &["self", "oldSelf"])
+}
+
+/// `compile` for an expression whose variables are `variables` (an admission policy's
+/// `object`, `request`, …).
+pub fn compile_with(source: &str, variables: &[&str]) -> Result<Program, String> {
     if source.len() > MAX_SOURCE_BYTES {
         return Err(format!(
             "ERROR: <input>:1:1: expression is longer than bosun's limit of {MAX_SOURCE_BYTES} bytes"
@@ -416,7 +422,8 @@ pub fn compile(source: &str) -> Result<Program, String> {
     }
     let program = Program::compile(source).map_err(|e| e.to_string())?;
     // `ip` is the namespace of `ip.isCanonical(…)`
-    let mut scope = vec!["self".to_owned(), "oldSelf".to_owned(), "ip".to_owned()];
+    let mut scope: Vec<String> = variables.iter().map(|v| (*v).to_owned()).collect();
+    scope.push("ip".to_owned());
     if let Some(name) = undeclared(program.expression(), &mut scope, 0) {
         return Err(format!(
             "ERROR: <input>:{}: undeclared reference to '{name}' (in container '')",

@@ -244,7 +244,18 @@ fn error_string(rule: &Rule) -> String {
 /// An evaluation error in cel-go's words, kept short (the interpreter's own texts print
 /// whole values).
 fn evaluation_error(error: &ExecutionError, rule: &Rule) -> String {
-    let text = match error {
+    match error_text(error) {
+        Some(text) => format!("{text} evaluating rule: {}", error_string(rule)),
+        None => format!(
+            "'no such overload': call arguments did not match a supported operator, function or macro signature for rule: {}",
+            error_string(rule)
+        ),
+    }
+}
+
+/// cel-go's text of an evaluation error; `None` for a missing overload (a type mismatch).
+pub fn error_text(error: &ExecutionError) -> Option<String> {
+    Some(match error {
         ExecutionError::NoSuchKey(key) => format!("no such key: {key}"),
         ExecutionError::IndexOutOfBounds(index) => format!("index out of bounds: {}", short(index)),
         ExecutionError::DivisionByZero(_) => "division by zero".to_owned(),
@@ -252,14 +263,8 @@ fn evaluation_error(error: &ExecutionError, rule: &Rule) -> String {
         ExecutionError::Overflow(..) => "integer overflow".to_owned(),
         ExecutionError::FunctionError { function, message } => format!("{function}: {message}"),
         ExecutionError::UndeclaredReference(name) => format!("undeclared reference to '{name}'"),
-        _ => {
-            return format!(
-                "'no such overload': call arguments did not match a supported operator, function or macro signature for rule: {}",
-                error_string(rule)
-            )
-        }
-    };
-    format!("{text} evaluating rule: {}", error_string(rule))
+        _ => return None,
+    })
 }
 
 fn short(value: &CelValue) -> String {

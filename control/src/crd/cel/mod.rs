@@ -22,6 +22,17 @@ use serde_json::Value;
 
 use crate::status::FieldCause;
 
+pub use compile::compile_with;
+pub use eval::error_text;
+pub use value::from_json;
+
+/// A root CEL context with Kubernetes' libraries.
+pub fn context() -> cel::Context<'static> {
+    let mut context = cel::Context::default();
+    library::register(&mut context);
+    context
+}
+
 /// The stack of a CEL thread: enough for the longest rule in a debug build.
 const STACK_BYTES: usize = 256 << 20;
 
@@ -122,7 +133,7 @@ fn mentions_rules(schema: &Value) -> bool {
 
 /// Runs `work` on a thread with a large stack and waits for it; `None` if the thread could
 /// not start or panicked.
-fn on_cel_thread<T: Send>(work: impl FnOnce() -> T + Send) -> Option<T> {
+pub fn on_cel_thread<T: Send>(work: impl FnOnce() -> T + Send) -> Option<T> {
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("cel".to_owned())

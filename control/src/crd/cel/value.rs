@@ -166,6 +166,24 @@ fn object(
     CelValue::Map(Map { map: Arc::new(map) })
 }
 
+/// A JSON value as CEL sees it without a schema (an admission policy's `object`): integers
+/// are `int`, other numbers `double`, objects maps with their own keys.
+pub fn from_json(value: &Value) -> CelValue {
+    match value {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => CelValue::Int(i),
+            None => CelValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::Array(items) => CelValue::List(Arc::new(items.iter().map(from_json).collect())),
+        Value::Object(fields) => CelValue::Map(Map {
+            map: Arc::new(fields.iter().map(|(k, v)| (key(k), from_json(v))).collect()),
+        }),
+    }
+}
+
 fn key(name: &str) -> Key {
     Key::String(Arc::new(name.to_owned()))
 }

@@ -437,13 +437,13 @@ mod tests {
     fn properties_below_a_junctor_need_no_type() {
         // Gateway API's addresses: the structural spine has the types, oneOf only validates
         let schema = json!({"type": "object", "properties": {"address": {
-            "type": "object",
-            "properties": {"type": {"type": "string"}, "value": {"type": "string"}},
-            "oneOf": [
-                {"properties": {"type": {"enum": ["IPAddress"]},
-                    "value": {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}}},
-                {"properties": {"type": {"not": {"enum": ["IPAddress"]}}}}
-            ]}}});
+        "type": "object",
+        "properties": {"type": {"type": "string"}, "value": {"type": "string"}},
+        "oneOf": [
+            {"properties": {"type": {"enum": ["IPAddress"]},
+                "value": {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}}},
+            {"properties": {"type": {"not": {"enum": ["IPAddress"]}}}}
+        ]}}});
         assert_eq!(check_fields(&schema), []);
     }
 

@@ -1,0 +1,389 @@
+//! ValidatingAdmissionPolicies and their bindings read and checked as kube-apiserver does when
+//! they are written (422 with field causes: required fields, operations, reasons, validation
+//! actions, CEL compile errors in cel-go's words), and compiled for admission. What bosun
+//! does not honour is refused by name: `paramKind`/`paramRef` (parameter resources),
+//! `auditAnnotations` and the `Audit` action (bosun has no audit log).
+
+use cel::Program;
+use serde_json::Value;
+
+use crate::api::selector::LabelSelector;
+use crate::crd::cel::compile_with;
+use crate::status::FieldCause;
+
+/// The variables a policy's expressions may name.
+const VARIABLES: &[&str] = &[
+    "object",
+    "oldObject",
+    "request",
+    "params",
+    "namespaceObject",
+    "variables",
+];
+
+const OPERATIONS: &[&str] = &["*", "CREATE", "UPDATE", "DELETE", "CONNECT"];
+const REASONS: &[&str] = &[
+    "Unauthorized",
+    "Forbidden",
+    "Invalid",
+    "RequestEntityTooLarge",
+];
+
+/// One of `resourceRules` / `excludeResourceRules`.
+pub struct Rule {
+    pub groups: Vec<String>,
+    pub versions: Vec<String>,
+    pub resources: Vec<String>,
+    pub operations: Vec<String>,
+    pub scope: String,
+    pub names: Vec<String>,
+}
+
+/// `matchConstraints` of a policy or `matchResources` of a binding.
+pub struct Match {
+    pub rules: Vec<Rule>,
+    pub exclude: Vec<Rule>,
+    pub namespace_selector: Option<LabelSelector>,
+    pub object_selector: Option<LabelSelector>,
+}
+
+pub struct Validation {
+    pub expression: String,
+    pub program: Program,
+    pub message: Option<String>,
+    pub message_expression: Option<Program>,
+    /// `Invalid` unless the validation names another.
+    pub reason: String,
+}
+
+pub struct Policy {
+    pub name: String,
+    pub constraints: Match,
+    /// `failurePolicy: Ignore`: an expression that fails to evaluate lets the request pass.
+    pub ignore_failures: bool,
+    pub conditions: Vec<(String, Program)>,
+    pub variables: Vec<(String, Program)>,
+    pub validations: Vec<Validation>,
+}
+
+pub struct Binding {
+    pub name: String,
+    pub policy: String,
+    pub deny: bool,
+    pub warn: bool,
+    pub matching: Option<Match>,
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn quoted(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
+}
+
+fn forbidden(field: &str, detail: &str) -> FieldCause {
+    FieldCause {
+        field: field.to_owned(),
+        reason: "FieldValueForbidden",
+        message: format!("Forbidden: {detail}"),
+    }
+}
+
+fn not_supported(field: &str, value: &str, supported: &[&str]) -> FieldCause {
+    let supported: Vec<String> = supported.iter().map(|s| quoted(s)).collect();
+    FieldCause {
+        field: field.to_owned(),
+        reason: "FieldValueNotSupported",
+        message: format!(
+            "Unsupported value: {}: supported values: {}",
+            quoted(value),
+            supported.join(", ")
+        ),
+    }
+}
+
+fn expression(source: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Option<Program> {
+    let Some(text) = source.as_str().filter(|t| !t.trim().is_empty()) else {
+        causes.push(FieldCause::required(field));
+        return None;
+    };
+    match compile_with(text, VARIABLES) {
+        Ok(program) => Some(program),
+        Err(why) => {
+            causes.push(FieldCause::invalid(
+                field,
+                &quoted(text),
+                &format!("compilation failed: {why}"),
+            ));
+            None
+        }
+    }
+}
+
+fn rules(list: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for (index, rule) in list.as_array().into_iter().flatten().enumerate() {
+        let at = format!("{field}[{index}]");
+        for key in ["apiGroups", "apiVersions", "resources", "operations"] {
+            if strings(&rule[key]).is_empty() {
+                causes.push(FieldCause::required(&format!("{at}.{key}")));
+            }
+        }
+        let operations = strings(&rule["operations"]);
+        for (i, op) in operations.iter().enumerate() {
+            if !OPERATIONS.contains(&op.as_str()) {
+                causes.push(not_supported(
+                    &format!("{at}.operations[{i}]"),
+                    op,
+                    OPERATIONS,
+                ));
+            }
+        }
+        let scope = rule["scope"].as_str().unwrap_or("*").to_owned();
+        if !matches!(scope.as_str(), "*" | "Cluster" | "Namespaced") {
+            causes.push(not_supported(
+                &format!("{at}.scope"),
+                &scope,
+                &["*", "Cluster", "Namespaced"],
+            ));
+        }
+        out.push(Rule {
+            groups: strings(&rule["apiGroups"]),
+            versions: strings(&rule["apiVersions"]),
+            resources: strings(&rule["resources"]),
+            operations,
+            scope,
+            names: strings(&rule["resourceNames"]),
+        });
+    }
+    out
+}
+
+fn selector(value: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Option<LabelSelector> {
+    if value.is_null() {
+        return None;
+    }
+    match LabelSelector::from_object(value) {
+        Ok(selector) => Some(selector),
+        Err(why) => {
+            causes.push(FieldCause::invalid(field, &value.to_string(), &why));
+            None
+        }
+    }
+}
+
+fn matching(value: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Match {
+    Match {
+        rules: rules(
+            &value["resourceRules"],
+            &format!("{field}.resourceRules"),
+            causes,
+        ),
+        exclude: rules(
+            &value["excludeResourceRules"],
+            &format!("{field}.excludeResourceRules"),
+            causes,
+        ),
+        namespace_selector: selector(
+            &value["namespaceSelector"],
+            &format!("{field}.namespaceSelector"),
+            causes,
+        ),
+        object_selector: selector(
+            &value["objectSelector"],
+            &format!("{field}.objectSelector"),
+            causes,
+        ),
+    }
+}
+
+/// A ValidatingAdmissionPolicy compiled, with what kube (or bosun) refuses in it.
+pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
+    let spec = &object["spec"];
+    let mut causes = Vec::new();
+    for (key, what) in [
+        (
+            "paramKind",
+            "parameter resources (paramKind) are not supported by bosun",
+        ),
+        (
+            "auditAnnotations",
+            "auditAnnotations are not supported by bosun (it keeps no audit log)",
+        ),
+    ] {
+        if !spec[key].is_null() {
+            causes.push(forbidden(&format!("spec.{key}"), what));
+        }
+    }
+    let constraints = match &spec["matchConstraints"] {
+        Value::Null => {
+            causes.push(FieldCause::required("spec.matchConstraints"));
+            None
+        }
+        value => {
+            if value["resourceRules"].as_array().is_none_or(Vec::is_empty) {
+                causes.push(FieldCause::required("spec.matchConstraints.resourceRules"));
+            }
+            Some(matching(value, "spec.matchConstraints", &mut causes))
+        }
+    };
+    let failure = spec["failurePolicy"].as_str().unwrap_or("Fail");
+    if !matches!(failure, "Fail" | "Ignore") {
+        causes.push(not_supported(
+            "spec.failurePolicy",
+            failure,
+            &["Fail", "Ignore"],
+        ));
+    }
+    let mut conditions = Vec::new();
+    for (i, condition) in spec["matchConditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let name = condition["name"].as_str().unwrap_or("").to_owned();
+        if name.is_empty() {
+            causes.push(FieldCause::required(&format!(
+                "spec.matchConditions[{i}].name"
+            )));
+        }
+        let field = format!("spec.matchConditions[{i}].expression");
+        if let Some(program) = expression(&condition["expression"], &field, &mut causes) {
+            conditions.push((name, program));
+        }
+    }
+    let mut variables = Vec::new();
+    for (i, variable) in spec["variables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let name = variable["name"].as_str().unwrap_or("").to_owned();
+        if name.is_empty() {
+            causes.push(FieldCause::required(&format!("spec.variables[{i}].name")));
+        }
+        let field = format!("spec.variables[{i}].expression");
+        if let Some(program) = expression(&variable["expression"], &field, &mut causes) {
+            variables.push((name, program));
+        }
+    }
+    let listed = spec["validations"].as_array().cloned().unwrap_or_default();
+    if listed.is_empty() {
+        causes.push(FieldCause::required("spec.validations").with_message(
+            "Required value: validations or auditAnnotations must contain at least one item",
+        ));
+    }
+    let mut validations = Vec::new();
+    for (i, validation) in listed.iter().enumerate() {
+        let at = format!("spec.validations[{i}]");
+        let message = validation["message"].as_str().map(str::to_owned);
+        if message.as_deref().is_some_and(|m| m.contains('\n')) {
+            let text = message.as_deref().unwrap_or("");
+            causes.push(FieldCause::invalid(
+                &format!("{at}.message"),
+                &quoted(text),
+                "message must not contain line breaks",
+            ));
+        }
+        let reason = validation["reason"]
+            .as_str()
+            .unwrap_or("Invalid")
+            .to_owned();
+        if !REASONS.contains(&reason.as_str()) {
+            causes.push(not_supported(&format!("{at}.reason"), &reason, REASONS));
+        }
+        let message_expression = match &validation["messageExpression"] {
+            Value::Null => None,
+            source => expression(source, &format!("{at}.messageExpression"), &mut causes),
+        };
+        let source = validation["expression"].as_str().unwrap_or("").to_owned();
+        if let Some(program) = expression(
+            &validation["expression"],
+            &format!("{at}.expression"),
+            &mut causes,
+        ) {
+            validations.push(Validation {
+                expression: source,
+                program,
+                message,
+                message_expression,
+                reason,
+            });
+        }
+    }
+    let compiled = constraints
+        .filter(|_| causes.is_empty())
+        .map(|constraints| Policy {
+            name: object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+            constraints,
+            ignore_failures: failure == "Ignore",
+            conditions,
+            variables,
+            validations,
+        });
+    (compiled, causes)
+}
+
+/// A ValidatingAdmissionPolicyBinding read, with what kube (or bosun) refuses in it.
+pub fn binding(object: &Value) -> (Option<Binding>, Vec<FieldCause>) {
+    let spec = &object["spec"];
+    let mut causes = Vec::new();
+    let policy = spec["policyName"].as_str().unwrap_or("").to_owned();
+    if policy.is_empty() {
+        causes.push(FieldCause::required("spec.policyName"));
+    }
+    if !spec["paramRef"].is_null() {
+        causes.push(forbidden(
+            "spec.paramRef",
+            "parameter resources (paramRef) are not supported by bosun",
+        ));
+    }
+    let actions = strings(&spec["validationActions"]);
+    if actions.is_empty() {
+        causes.push(FieldCause::required("spec.validationActions"));
+    }
+    for (i, action) in actions.iter().enumerate() {
+        match action.as_str() {
+            "Deny" | "Warn" => {}
+            "Audit" => causes.push(forbidden(
+                &format!("spec.validationActions[{i}]"),
+                "the Audit action is not supported by bosun (it keeps no audit log)",
+            )),
+            other => causes.push(not_supported(
+                &format!("spec.validationActions[{i}]"),
+                other,
+                &["Audit", "Deny", "Warn"],
+            )),
+        }
+    }
+    let deny = actions.iter().any(|a| a == "Deny");
+    let warn = actions.iter().any(|a| a == "Warn");
+    if deny && warn {
+        causes.push(FieldCause::invalid(
+            "spec.validationActions",
+            &format!("{actions:?}"),
+            "must not contain both Deny and Warn (repeating the same validation failure information in the API response and headers serves no purpose)",
+        ));
+    }
+    let matching = match &spec["matchResources"] {
+        Value::Null => None,
+        value => Some(matching(value, "spec.matchResources", &mut causes)),
+    };
+    let compiled = causes.is_empty().then(|| Binding {
+        name: object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+        policy,
+        deny,
+        warn,
+        matching,
+    });
+    (compiled, causes)
+}

@@ -1,0 +1,397 @@
+//! ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1): CEL policies applied to the
+//! writes they match through their bindings, as kube-apiserver's validating admission does.
+//!
+//! - `compiled`: the policy and binding objects checked when written and compiled;
+//! - `matching`: which requests a policy and binding select;
+//! - here: the policies and bindings followed from the store (`PolicyCache`, rebuilt when one
+//!   changes; read from the store while not listed) and `admit`, run on every create, update
+//!   (also of subresources) and delete after the built-in checks: each matching policy's
+//!   `matchConditions`, then its `variables`, then its `validations`, with `object`,
+//!   `oldObject`, `request`, `namespaceObject` and `variables`. A failed validation of a `Deny`
+//!   binding refuses the request with kube's text and the validation's reason (422 Invalid by
+//!   default), a `Warn` binding's becomes a `Warning` header; an expression that fails to
+//!   evaluate counts as a failure unless the policy's `failurePolicy` is `Ignore`.
+//!
+//! Policies and bindings themselves are never subject to policies (kube exempts them, so a
+//! bad policy cannot lock itself in).
+
+mod compiled;
+mod matching;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cel::Value as CelValue;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use self::compiled::{Binding, Policy};
+use self::matching::Request;
+use super::store_mirror::ObjectCopy;
+use super::{decode_stored, map_store_error, Call};
+use crate::crd::cel::{context, error_text, from_json, on_cel_thread};
+use crate::kinds::{self, Resource};
+use crate::status::{ApiError, FieldCause};
+use crate::store::{ListOptions, Store};
+
+pub const GROUP: &str = "admissionregistration.k8s.io";
+const PLURALS: [&str; 2] = [
+    "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings",
+];
+
+/// The write being admitted.
+#[derive(Clone, Copy)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+}
+
+/// A binding with the policy it names.
+type Pair = (Arc<Policy>, Arc<Binding>);
+
+fn resources() -> Result<[&'static Resource; 2], ApiError> {
+    let find = |plural| {
+        kinds::find(GROUP, "v1", plural)
+            .ok_or_else(|| ApiError::internal(format!("the kinds table has no {plural}")))
+    };
+    Ok([find(PLURALS[0])?, find(PLURALS[1])?])
+}
+
+/// kube's validation of a policy or binding being written (the field causes of a 422).
+pub fn validate(object: &Value, resource: &Resource, causes: &mut Vec<FieldCause>) {
+    let found = on_cel_thread(|| match resource.kind {
+        "ValidatingAdmissionPolicy" => compiled::policy(object).1,
+        _ => compiled::binding(object).1,
+    });
+    causes.extend(found.unwrap_or_default());
+}
+
+/// The policies and bindings as the store's watch shows them, paired and compiled.
+#[derive(Default)]
+pub struct PolicyCache {
+    kinds: [Arc<ObjectCopy>; 2],
+    started: OnceLock<()>,
+    built: Mutex<Option<(u64, Arc<Vec<Pair>>)>>,
+}
+
+impl PolicyCache {
+    fn known(&self, store: &Arc<dyn Store>) -> Option<Arc<Vec<Pair>>> {
+        let resources = resources().ok()?;
+        self.started.get_or_init(|| {
+            for (copy, resource) in self.kinds.iter().zip(resources) {
+                copy.follow(store, resource.key_prefix());
+            }
+        });
+        let generation: u64 = self.kinds.iter().map(|k| k.changes()).sum();
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, pairs)) = built.as_ref() {
+            if *at == generation {
+                return Some(Arc::clone(pairs));
+            }
+        }
+        let policies = self.kinds[0].read(|o| o.values().cloned().collect::<Vec<_>>())?;
+        let bindings = self.kinds[1].read(|o| o.values().cloned().collect::<Vec<_>>())?;
+        let pairs = Arc::new(pair(&policies, &bindings));
+        *built = Some((generation, Arc::clone(&pairs)));
+        Some(pairs)
+    }
+
+    /// The bound policies: the copies', or the store's while they are not listed.
+    async fn pairs(&self, store: &Arc<dyn Store>) -> Result<Arc<Vec<Pair>>, ApiError> {
+        if let Some(pairs) = self.known(store) {
+            return Ok(pairs);
+        }
+        let mut lists = Vec::new();
+        for resource in resources()? {
+            let page = store
+                .list(&resource.key_prefix(), &ListOptions::default())
+                .await
+                .map_err(map_store_error)?;
+            let objects: Result<Vec<Value>, ApiError> =
+                page.items.iter().map(decode_stored).collect();
+            lists.push(objects?);
+        }
+        Ok(Arc::new(pair(&lists[0], &lists[1])))
+    }
+}
+
+/// Every binding whose policy exists, both compiled (on a CEL thread: the parser recurses).
+fn pair(policies: &[Value], bindings: &[Value]) -> Vec<Pair> {
+    if bindings.is_empty() || policies.is_empty() {
+        return Vec::new();
+    }
+    on_cel_thread(|| {
+        let policies: Vec<Arc<Policy>> = policies
+            .iter()
+            .filter_map(|p| compiled::policy(p).0.map(Arc::new))
+            .collect();
+        bindings
+            .iter()
+            .filter_map(|b| compiled::binding(b).0)
+            .filter_map(|binding| {
+                let policy = policies.iter().find(|p| p.name == binding.policy)?;
+                Some((Arc::clone(policy), Arc::new(binding)))
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// One failed validation of a matching policy.
+struct Decision {
+    policy: String,
+    binding: String,
+    message: String,
+    reason: String,
+    deny: bool,
+    warn: bool,
+}
+
+/// Applies the bound policies matching this write; `object` is what is to be stored (none on
+/// delete), `old` the stored object (none on create).
+pub(crate) async fn admit(
+    call: &Call,
+    operation: Operation,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let resource = call.resource();
+    if resource.group == GROUP {
+        return Ok(());
+    }
+    let pairs = call
+        .state
+        .admission_policies
+        .pairs(&call.state.store)
+        .await?;
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let name = call
+        .path
+        .name
+        .clone()
+        .or_else(|| {
+            object
+                .and_then(|o| o["metadata"]["name"].as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let namespace_name = call.path.namespace.clone().unwrap_or_default();
+    let namespace = match resource.namespaced() && !namespace_name.is_empty() {
+        true => namespace_object(call, &namespace_name).await?,
+        false => None,
+    };
+    let subresource = call.path.subresource.clone().unwrap_or_default();
+    let request = Request {
+        operation: operation.name(),
+        group: resource.group,
+        version: resource.version,
+        resource: resource.plural,
+        subresource: &subresource,
+        name: &name,
+        namespaced: resource.namespaced(),
+        object,
+        old,
+        namespace: namespace.as_ref(),
+        is_namespace: resource.group.is_empty() && resource.kind == "Namespace",
+    };
+    let matched: Vec<&Pair> = pairs
+        .iter()
+        .filter(|(policy, binding)| {
+            matching::matches(&policy.constraints, &request)
+                && binding
+                    .matching
+                    .as_ref()
+                    .is_none_or(|m| matching::matches(m, &request))
+        })
+        .collect();
+    if matched.is_empty() {
+        return Ok(());
+    }
+    let kind = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
+    let gvr =
+        json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
+    let request_value = json!({
+        "kind": kind, "resource": gvr, "subResource": subresource,
+        "requestKind": kind, "requestResource": gvr, "requestSubResource": subresource,
+        "name": name, "namespace": namespace_name, "operation": operation.name(),
+        "userInfo": {"username": call.identity.user, "uid": call.identity.uid,
+            "groups": call.identity.groups, "extra": call.identity.extra},
+        "dryRun": call.query.dry_run,
+    });
+    let decisions = on_cel_thread(|| {
+        let inputs = Inputs {
+            object: object.map_or(CelValue::Null, from_json),
+            old: old.map_or(CelValue::Null, from_json),
+            request: from_json(&request_value),
+            namespace: namespace.as_ref().map_or(CelValue::Null, from_json),
+        };
+        matched
+            .iter()
+            .flat_map(|pair| evaluate(pair, &inputs))
+            .collect::<Vec<_>>()
+    })
+    .ok_or_else(|| ApiError::internal("the admission policies could not be evaluated"))?;
+    for decision in decisions.iter().filter(|d| d.warn) {
+        call.warn(format!(
+            "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {}",
+            decision.policy, decision.binding, decision.message
+        ));
+    }
+    match decisions.iter().find(|d| d.deny) {
+        Some(denied) => Err(denial(resource, &name, denied)),
+        None => Ok(()),
+    }
+}
+
+async fn namespace_object(call: &Call, name: &str) -> Result<Option<Value>, ApiError> {
+    let Some(namespaces) = kinds::find("", "v1", "namespaces") else {
+        return Ok(None);
+    };
+    let key = format!("{}{name}", namespaces.key_prefix());
+    match call.state.store.get(&key).await.map_err(map_store_error)? {
+        Some(kv) => Ok(Some(decode_stored(&kv)?)),
+        None => Ok(None),
+    }
+}
+
+/// kube's refusal: `deployments.apps "web" is forbidden: ValidatingAdmissionPolicy 'p' with
+/// binding 'b' denied request: <message>`, with the validation's reason and its code.
+fn denial(resource: &Resource, name: &str, decision: &Decision) -> ApiError {
+    let text = format!(
+        "ValidatingAdmissionPolicy '{}' with binding '{}' denied request: {}",
+        decision.policy, decision.binding, decision.message
+    );
+    let (code, reason) = match decision.reason.as_str() {
+        "Unauthorized" => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+        "Forbidden" => (StatusCode::FORBIDDEN, "Forbidden"),
+        "RequestEntityTooLarge" => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+    };
+    let message = match name {
+        "" => format!("{} is forbidden: {text}", resource.group_resource()),
+        name => format!(
+            "{} {name:?} is forbidden: {text}",
+            resource.group_resource()
+        ),
+    };
+    let mut error = ApiError::new(code, reason, message);
+    error.details = Some(
+        json!({"name": name, "group": resource.group, "kind": resource.plural,
+        "causes": [{"message": text}]}),
+    );
+    error
+}
+
+struct Inputs {
+    object: CelValue,
+    old: CelValue,
+    request: CelValue,
+    namespace: CelValue,
+}
+
+/// The failed validations of one policy through one binding.
+fn evaluate((policy, binding): &Pair, inputs: &Inputs) -> Vec<Decision> {
+    let mut root = context();
+    root.add_variable_from_value("object", inputs.object.clone());
+    root.add_variable_from_value("oldObject", inputs.old.clone());
+    root.add_variable_from_value("request", inputs.request.clone());
+    root.add_variable_from_value("namespaceObject", inputs.namespace.clone());
+    root.add_variable_from_value("params", CelValue::Null);
+    let mut variables = std::collections::HashMap::new();
+    root.add_variable_from_value("variables", variables_value(&variables));
+    let decide = |message: String, reason: &str| Decision {
+        policy: policy.name.clone(),
+        binding: binding.name.clone(),
+        message,
+        reason: reason.to_owned(),
+        deny: binding.deny,
+        warn: binding.warn,
+    };
+    for (name, program) in &policy.conditions {
+        match run(program, &root) {
+            Ok(CelValue::Bool(true)) => {}
+            Ok(CelValue::Bool(false)) => return Vec::new(),
+            _ if policy.ignore_failures => return Vec::new(),
+            other => {
+                let why = failure_text(name, other);
+                return vec![decide(
+                    format!("failed to evaluate match condition {why}"),
+                    "Invalid",
+                )];
+            }
+        }
+    }
+    for (name, program) in &policy.variables {
+        if let Ok(value) = run(program, &root) {
+            variables.insert(cel::objects::Key::String(Arc::new(name.clone())), value);
+            root.add_variable_from_value("variables", variables_value(&variables));
+        }
+    }
+    let mut decisions = Vec::new();
+    for validation in &policy.validations {
+        let message = match run(&validation.program, &root) {
+            Ok(CelValue::Bool(true)) => continue,
+            Ok(CelValue::Bool(false)) => validation
+                .message_expression
+                .as_ref()
+                .and_then(|m| match run(m, &root) {
+                    Ok(CelValue::String(text)) if !text.trim().is_empty() => {
+                        Some(text.trim().to_owned())
+                    }
+                    _ => None,
+                })
+                .or_else(|| validation.message.clone())
+                .unwrap_or_else(|| format!("failed expression: {}", validation.expression.trim())),
+            _ if policy.ignore_failures => continue,
+            other => format!(
+                "expression '{}' resulted in error: {}",
+                validation.expression.trim(),
+                failure_text("", other)
+            ),
+        };
+        decisions.push(decide(message, &validation.reason));
+    }
+    decisions
+}
+
+fn variables_value(variables: &std::collections::HashMap<cel::objects::Key, CelValue>) -> CelValue {
+    CelValue::Map(cel::objects::Map {
+        map: Arc::new(variables.clone()),
+    })
+}
+
+fn run(program: &cel::Program, context: &cel::Context) -> Result<CelValue, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(context))) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error_text(&error).unwrap_or_else(|| "no such overload".to_owned())),
+        Err(_) => Err("internal error".to_owned()),
+    }
+}
+
+/// Why an expression did not give a bool, for a message.
+fn failure_text(name: &str, outcome: Result<CelValue, String>) -> String {
+    let why = match outcome {
+        Ok(other) => format!("expected a bool, got {}", other.type_of()),
+        Err(error) => error,
+    };
+    match name {
+        "" => why,
+        name => format!("'{name}': {why}"),
+    }
+}
