@@ -412,6 +412,15 @@ async fn every_served_kind_round_trips_strictly() {
                     "versions": [{"name": "v1", "served": true, "storage": true,
                         "schema": {"openAPIV3Schema": {"type": "object"}}}]})
             }
+            "ValidatingAdmissionPolicy" => {
+                object["spec"] = json!({"matchConstraints": {"resourceRules": [{
+                    "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"],
+                    "resources": ["deployments"]}]},
+                    "validations": [{"expression": "object.spec.replicas < 10"}]})
+            }
+            "ValidatingAdmissionPolicyBinding" => {
+                object["spec"] = json!({"policyName": "p", "validationActions": ["Deny"]})
+            }
             "CertificateSigningRequest" => {
                 use base64::Engine;
                 let key = rcgen::KeyPair::generate().unwrap();

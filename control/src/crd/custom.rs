@@ -1,7 +1,8 @@
 //! Custom objects as kube-apiserver's CRD handler treats them: decoded against their
 //! version's structural schema (unknown fields pruned — an error under
 //! `fieldValidation=Strict`, a warning under `Warn` —, `metadata` kept to ObjectMeta's
-//! fields, defaults filled), validated against it (422 with field causes), shown at the
+//! fields, defaults filled), validated against it (422 with field causes; on an update, errors
+//! in values left unchanged pass, as kube's validation ratcheting has it), shown at the
 //! request's version (conversion `None`: only `apiVersion` differs) and printed with the
 //! version's `additionalPrinterColumns`.
 
@@ -74,8 +75,30 @@ pub fn validate(
     if let Err(why) = check_metadata_types(object) {
         causes.push(why);
     }
-    causes.extend(schema::validate(object, &version.schema));
+    let mut found = schema::validate(object, &version.schema);
+    if let Some(old) = old {
+        found.retain(|cause| !unchanged(object, old, &cause.field));
+    }
+    causes.extend(found);
     super::cel::validate(&version.rules, &version.schema, object, old, causes);
+}
+
+/// Whether an update leaves the field a schema error names as it was — kube's validation
+/// ratcheting then lets the error pass. Below a list the whole list must be unchanged (list
+/// items are not correlated here, which only makes bosun stricter than kube).
+fn unchanged(new: &Value, old: &Value, field: &str) -> bool {
+    let path = field.split('[').next().unwrap_or("");
+    if path.is_empty() || path == "<nil>" {
+        return false;
+    }
+    let (mut new, mut old) = (new, old);
+    for name in path.split('.') {
+        match (new.get(name), old.get(name)) {
+            (Some(n), Some(o)) => (new, old) = (n, o),
+            _ => return false,
+        }
+    }
+    new == old
 }
 
 fn check_metadata_types(object: &Value) -> Result<(), FieldCause> {
@@ -219,5 +242,18 @@ mod tests {
             object,
             json!({"metadata": {"name": "a", "labels": {"x": "y"}}})
         );
+    }
+
+    #[test]
+    fn schema_errors_in_unchanged_values_ratchet() {
+        let old = json!({"spec": {"size": 0, "ports": [{"n": 1}]}});
+        let new = json!({"spec": {"size": 0, "ports": [{"n": 1}], "note": "x"}});
+        assert!(super::unchanged(&new, &old, "spec.size"));
+        assert!(super::unchanged(&new, &old, "spec.ports[0].n"));
+        assert!(!super::unchanged(&new, &old, "spec.note"));
+        assert!(!super::unchanged(&new, &old, "<nil>"));
+        let moved = json!({"spec": {"size": 1, "ports": [{"n": 2}]}});
+        assert!(!super::unchanged(&moved, &old, "spec.size"));
+        assert!(!super::unchanged(&moved, &old, "spec.ports[0].n"));
     }
 }

@@ -317,7 +317,20 @@ impl Builder<'_> {
         match &program {
             Ok(program) => {
                 uses_old_self = mentions(program.expression(), "oldSelf");
-                let estimate = cost::estimate(program.expression(), shapes);
+                let cost::Estimate {
+                    cost: estimate,
+                    undefined,
+                } = cost::estimate(program.expression(), shapes);
+                if let Some(name) = undefined {
+                    let at = position(&text, &name);
+                    self.causes.push(FieldCause::invalid(
+                        &rule_field,
+                        &shown,
+                        &format!(
+                            "compilation failed: ERROR: <input>:{at}: undefined field '{name}'"
+                        ),
+                    ));
+                }
                 if estimate > cost::RULE_LIMIT {
                     self.causes.push(forbidden(
                         &rule_field,

@@ -165,27 +165,55 @@ enum Shape<'a> {
 /// The variables a rule starts with: `self` and `oldSelf`, values of the rule's node.
 pub struct Shapes<'a> {
     node: &'a Value,
+    resource_root: bool,
 }
 
 impl<'a> Shapes<'a> {
-    pub fn new(node: &'a Value, _resource_root: bool) -> Self {
-        Shapes { node }
+    pub fn new(node: &'a Value, resource_root: bool) -> Self {
+        Shapes {
+            node,
+            resource_root,
+        }
     }
 }
 
+/// What CEL shows of a resource's metadata: its name and generateName only.
+static METADATA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    serde_json::json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "generateName": {"type": "string"}}})
+});
+static STRING: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| serde_json::json!({"type": "string"}));
+
+/// A rule's estimated worst-case cost and the first field it names that its schema does not
+/// declare (cel-go's "undefined field", a compile error in kube).
+pub struct Estimate {
+    pub cost: f64,
+    pub undefined: Option<String>,
+}
+
 /// The estimated worst-case cost of one evaluation of `expr` against `shapes`' node.
-pub fn estimate(expr: &IdedExpr, shapes: &Shapes) -> f64 {
+pub fn estimate(expr: &IdedExpr, shapes: &Shapes) -> Estimate {
     let mut estimator = Estimator {
         vars: vec![
             ("self".to_owned(), Shape::Schema(shapes.node)),
             ("oldSelf".to_owned(), Shape::Schema(shapes.node)),
         ],
+        root: shapes.resource_root.then_some(shapes.node),
+        undefined: None,
     };
-    estimator.cost(expr, 0)
+    let cost = estimator.cost(expr, 0);
+    Estimate {
+        cost,
+        undefined: estimator.undefined,
+    }
 }
 
 struct Estimator<'a> {
     vars: Vec<(String, Shape<'a>)>,
+    /// The node when it is a resource's root (it then shows apiVersion, kind, metadata).
+    root: Option<&'a Value>,
+    undefined: Option<String>,
 }
 
 impl<'a> Estimator<'a> {
@@ -195,7 +223,14 @@ impl<'a> Estimator<'a> {
         }
         match &expr.expr {
             Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => 1.0,
-            Expr::Select(select) => 1.0 + self.cost(&select.operand, depth + 1),
+            Expr::Select(select) => {
+                if let Shape::Schema(schema) = self.shape(&select.operand) {
+                    if self.field(schema, &select.field).is_none() && self.undefined.is_none() {
+                        self.undefined = Some(select.field.clone());
+                    }
+                }
+                1.0 + self.cost(&select.operand, depth + 1)
+            }
             Expr::List(list) => {
                 1.0 + list
                     .elements
@@ -277,7 +312,9 @@ impl<'a> Estimator<'a> {
                 .find(|(var, _)| var == name)
                 .map_or(Shape::Unknown, |(_, shape)| *shape),
             Expr::Select(select) if !select.test => match self.shape(&select.operand) {
-                Shape::Schema(schema) => field(schema, &select.field),
+                Shape::Schema(schema) => {
+                    self.field(schema, &select.field).unwrap_or(Shape::Unknown)
+                }
                 _ => Shape::Unknown,
             },
             Expr::Call(call) if call.func_name == "_[_]" => {
@@ -314,6 +351,38 @@ impl<'a> Estimator<'a> {
             }
             Expr::Comprehension(c) => Shape::Sized(self.size(&c.iter_range)),
             _ => Shape::Unknown,
+        }
+    }
+
+    /// The schema of field `name` (as CEL names it) of an object of `schema`: `Unknown` where
+    /// the schema does not say (preserved unknown fields, no properties), `None` when the
+    /// schema's object has no such field.
+    fn field(&self, schema: &'a Value, name: &str) -> Option<Shape<'a>> {
+        let resource = self.root.is_some_and(|root| std::ptr::eq(root, schema))
+            || schema["x-kubernetes-embedded-resource"] == true;
+        if resource {
+            match name {
+                "apiVersion" | "kind" => return Some(Shape::Schema(&STRING)),
+                "metadata" => return Some(Shape::Schema(&METADATA)),
+                _ => {}
+            }
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            for (declared, sub) in properties {
+                if super::value::escape(declared).as_deref() == Some(name) {
+                    return Some(Shape::Schema(sub));
+                }
+            }
+        }
+        match &schema["additionalProperties"] {
+            sub @ Value::Object(_) => Some(Shape::Schema(sub)),
+            _ if schema["type"] == "object"
+                && schema["x-kubernetes-preserve-unknown-fields"] != true
+                && (schema["properties"].is_object() || std::ptr::eq(schema, &*METADATA)) =>
+            {
+                None
+            }
+            _ => Some(Shape::Unknown),
         }
     }
 
@@ -373,21 +442,6 @@ impl<'a> Estimator<'a> {
     }
 }
 
-/// The schema of field `name` (as CEL names it) of an object of `schema`.
-fn field<'a>(schema: &'a Value, name: &str) -> Shape<'a> {
-    if let Some(properties) = schema["properties"].as_object() {
-        for (declared, sub) in properties {
-            if super::value::escape(declared).as_deref() == Some(name) {
-                return Shape::Schema(sub);
-            }
-        }
-    }
-    match &schema["additionalProperties"] {
-        sub @ Value::Object(_) => Shape::Schema(sub),
-        _ => Shape::Unknown,
-    }
-}
-
 fn element_of(schema: &Value) -> Shape<'_> {
     if schema["type"] == "array" {
         return Shape::Schema(&schema["items"]);
@@ -405,7 +459,7 @@ mod tests {
 
     fn cost_of(rule: &str, schema: &Value) -> f64 {
         let program = cel::Program::compile(rule).expect("parses");
-        estimate(program.expression(), &Shapes::new(schema, false))
+        estimate(program.expression(), &Shapes::new(schema, false)).cost
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! only; without one, a transition rule is skipped. A false rule is a 422 cause in kube's
 //! words: `spec: Invalid value: "object": <message>` (`<nil>` at the root), its `reason`
 //! choosing Forbidden/Required/Duplicate, its `fieldPath` the field named; an evaluation error
-//! names the rule (`no such key: x evaluating rule: …`).
+//! names the rule (`no such key: x evaluating rule: …`). On an update, a value left as it
+//! was (found the same way) is not checked again by rules that do not name `oldSelf`
+//! (kube's validation ratcheting).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -151,6 +153,11 @@ fn rules(
             }
         };
         if rule.uses_old_self && previous.is_none() {
+            continue;
+        }
+        // ratcheting (kube 1.30+): a value the update leaves as it was is not held to a
+        // rule it may already break
+        if !rule.uses_old_self && old == Some(value) {
             continue;
         }
         let mut scope = context.new_inner_scope();
