@@ -205,6 +205,86 @@ fn admission_policies_deny_and_warn_as_kube_does() {
     );
 }
 
+const PARAMETERIZED: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: max-replicas}
+spec:
+  paramKind: {apiVersion: v1, kind: ConfigMap}
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}
+  validations:
+  - expression: object.spec.replicas <= int(params.data.maxReplicas)
+    messageExpression: "'at most ' + params.data.maxReplicas + ' replicas in ' + request.namespace"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: max-replicas}
+spec:
+  policyName: max-replicas
+  validationActions: [Deny]
+  paramRef: {name: replica-limits, parameterNotFoundAction: Deny}
+"#;
+
+/// A policy with parameters: the binding's `paramRef` names a ConfigMap, looked up in the
+/// request's namespace; without it the binding's `parameterNotFoundAction: Deny` refuses.
+#[test]
+fn parameterized_policies_read_their_params_per_namespace() {
+    let control = Control::start();
+    let path = write(&control, "params.yaml", PARAMETERIZED);
+    ok(control.kubectl(&["apply", "-f", &path]));
+    refused(
+        control.kubectl(&["create", "deployment", "web", "--image=nginx:1.27", "--replicas=2"]),
+        "denied request: failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction",
+    );
+    ok(control.kubectl(&[
+        "create",
+        "configmap",
+        "replica-limits",
+        "--from-literal=maxReplicas=3",
+    ]));
+    common::wait_until(
+        "the params to count",
+        std::time::Duration::from_secs(20),
+        || {
+            let out = control.kubectl(&[
+                "create",
+                "deployment",
+                "big",
+                "--image=nginx:1.27",
+                "--replicas=5",
+            ]);
+            stderr(&out).contains("denied request: at most 3 replicas in default")
+        },
+    );
+    ok(control.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=2",
+    ]));
+    ok(control.kubectl(&["create", "namespace", "other"]));
+    ok(control.kubectl(&[
+        "create",
+        "configmap",
+        "replica-limits",
+        "-n",
+        "other",
+        "--from-literal=maxReplicas=9",
+    ]));
+    ok(control.kubectl(&[
+        "create",
+        "deployment",
+        "big",
+        "-n",
+        "other",
+        "--image=nginx:1.27",
+        "--replicas=5",
+    ]));
+}
+
 #[test]
 fn policies_kube_or_bosun_would_not_run_are_refused_naming_the_field() {
     let control = Control::start();
@@ -224,8 +304,8 @@ fn policies_kube_or_bosun_would_not_run_are_refused_naming_the_field() {
         ),
         (
             "params.yaml",
-            policy("  paramKind: {apiVersion: v1, kind: ConfigMap}\n  validations:\n  - expression: 'true'\n"),
-            "spec.paramKind: Forbidden: parameter resources (paramKind) are not supported by bosun",
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: b}\nspec: {policyName: p, validationActions: [Deny], paramRef: {name: x}}\n".to_owned(),
+            "spec.paramRef.parameterNotFoundAction: Required value",
         ),
         (
             "empty.yaml",

@@ -1,8 +1,8 @@
 //! ValidatingAdmissionPolicies and their bindings read and checked as kube-apiserver does when
 //! they are written (422 with field causes: required fields, operations, reasons, validation
-//! actions, CEL compile errors in cel-go's words), and compiled for admission. What bosun
-//! does not honour is refused by name: `paramKind`/`paramRef` (parameter resources),
-//! `auditAnnotations` and the `Audit` action (bosun has no audit log).
+//! actions, `paramKind`/`paramRef`, CEL compile errors in cel-go's words), and compiled for
+//! admission. What bosun does not honour is refused by name: `auditAnnotations` and the
+//! `Audit` action (bosun has no audit log).
 
 use cel::Program;
 use serde_json::Value;
@@ -56,8 +56,25 @@ pub struct Validation {
     pub reason: String,
 }
 
+/// A policy's `paramKind`: the kind of its parameter objects.
+pub struct ParamKind {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+/// A binding's `paramRef`: which parameter objects it applies the policy with.
+pub struct ParamRef {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub selector: Option<LabelSelector>,
+    /// `parameterNotFoundAction: Deny`: no parameter object refuses the request.
+    pub deny_when_missing: bool,
+}
+
 pub struct Policy {
     pub name: String,
+    pub param_kind: Option<ParamKind>,
     pub constraints: Match,
     /// `failurePolicy: Ignore`: an expression that fails to evaluate lets the request pass.
     pub ignore_failures: bool,
@@ -72,6 +89,7 @@ pub struct Binding {
     pub deny: bool,
     pub warn: bool,
     pub matching: Option<Match>,
+    pub param_ref: Option<ParamRef>,
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -208,20 +226,31 @@ fn matching(value: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Match {
 pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
     let spec = &object["spec"];
     let mut causes = Vec::new();
-    for (key, what) in [
-        (
-            "paramKind",
-            "parameter resources (paramKind) are not supported by bosun",
-        ),
-        (
-            "auditAnnotations",
+    if !spec["auditAnnotations"].is_null() {
+        causes.push(forbidden(
+            "spec.auditAnnotations",
             "auditAnnotations are not supported by bosun (it keeps no audit log)",
-        ),
-    ] {
-        if !spec[key].is_null() {
-            causes.push(forbidden(&format!("spec.{key}"), what));
-        }
+        ));
     }
+    let param_kind = match &spec["paramKind"] {
+        Value::Null => None,
+        kind => {
+            let api_version = kind["apiVersion"].as_str().unwrap_or("");
+            let name = kind["kind"].as_str().unwrap_or("");
+            if api_version.is_empty() {
+                causes.push(FieldCause::required("spec.paramKind.apiVersion"));
+            }
+            if name.is_empty() {
+                causes.push(FieldCause::required("spec.paramKind.kind"));
+            }
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            Some(ParamKind {
+                group: group.to_owned(),
+                version: version.to_owned(),
+                kind: name.to_owned(),
+            })
+        }
+    };
     let constraints = match &spec["matchConstraints"] {
         Value::Null => {
             causes.push(FieldCause::required("spec.matchConstraints"));
@@ -324,6 +353,7 @@ pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
         .filter(|_| causes.is_empty())
         .map(|constraints| Policy {
             name: object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+            param_kind,
             constraints,
             ignore_failures: failure == "Ignore",
             conditions,
@@ -341,12 +371,10 @@ pub fn binding(object: &Value) -> (Option<Binding>, Vec<FieldCause>) {
     if policy.is_empty() {
         causes.push(FieldCause::required("spec.policyName"));
     }
-    if !spec["paramRef"].is_null() {
-        causes.push(forbidden(
-            "spec.paramRef",
-            "parameter resources (paramRef) are not supported by bosun",
-        ));
-    }
+    let param_ref = match &spec["paramRef"] {
+        Value::Null => None,
+        reference => Some(param_ref(reference, &mut causes)),
+    };
     let actions = strings(&spec["validationActions"]);
     if actions.is_empty() {
         causes.push(FieldCause::required("spec.validationActions"));
@@ -384,6 +412,49 @@ pub fn binding(object: &Value) -> (Option<Binding>, Vec<FieldCause>) {
         deny,
         warn,
         matching,
+        param_ref,
     });
     (compiled, causes)
+}
+
+/// kube's rules for a binding's `paramRef`: a name or a selector (not both), and a
+/// `parameterNotFoundAction`.
+fn param_ref(reference: &Value, causes: &mut Vec<FieldCause>) -> ParamRef {
+    let text = |key: &str| {
+        reference[key]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    let name = text("name");
+    let selector = selector(&reference["selector"], "spec.paramRef.selector", causes);
+    match (&name, reference["selector"].is_null()) {
+        (Some(_), false) => causes.push(forbidden(
+            "spec.paramRef.name",
+            "name and selector are mutually exclusive",
+        )),
+        (None, true) => causes.push(
+            FieldCause::required("spec.paramRef")
+                .with_message("Required value: one of name or selector must be set"),
+        ),
+        _ => {}
+    }
+    let action = reference["parameterNotFoundAction"].as_str().unwrap_or("");
+    match action {
+        "Allow" | "Deny" => {}
+        "" => causes.push(FieldCause::required(
+            "spec.paramRef.parameterNotFoundAction",
+        )),
+        other => causes.push(not_supported(
+            "spec.paramRef.parameterNotFoundAction",
+            other,
+            &["Allow", "Deny"],
+        )),
+    }
+    ParamRef {
+        name,
+        namespace: text("namespace"),
+        selector,
+        deny_when_missing: action == "Deny",
+    }
 }

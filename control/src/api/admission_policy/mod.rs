@@ -7,7 +7,9 @@
 //!   changes; read from the store while not listed) and `admit`, run on every create, update
 //!   (also of subresources) and delete after the built-in checks: each matching policy's
 //!   `matchConditions`, then its `variables`, then its `validations`, with `object`,
-//!   `oldObject`, `request`, `namespaceObject` and `variables`. A failed validation of a `Deny`
+//!   `oldObject`, `request`, `namespaceObject`, `variables` and — once per parameter object of
+//!   the binding's `paramRef` (by name or selector, in its namespace or the request's; none
+//!   found: its `parameterNotFoundAction`) — `params`. A failed validation of a `Deny`
 //!   binding refuses the request with kube's text and the validation's reason (422 Invalid by
 //!   default), a `Warn` binding's becomes a `Warning` header; an expression that fails to
 //!   evaluate counts as a failure unless the policy's `failurePolicy` is `Ignore`.
@@ -234,6 +236,10 @@ pub(crate) async fn admit(
             "groups": call.identity.groups, "extra": call.identity.extra},
         "dryRun": call.query.dry_run,
     });
+    let mut work = Vec::with_capacity(matched.len());
+    for pair in matched {
+        work.push((pair, params_of(call, pair, &namespace_name).await?));
+    }
     let decisions = on_cel_thread(|| {
         let inputs = Inputs {
             object: object.map_or(CelValue::Null, from_json),
@@ -241,10 +247,28 @@ pub(crate) async fn admit(
             request: from_json(&request_value),
             namespace: namespace.as_ref().map_or(CelValue::Null, from_json),
         };
-        matched
-            .iter()
-            .flat_map(|pair| evaluate(pair, &inputs))
-            .collect::<Vec<_>>()
+        let mut decisions = Vec::new();
+        for (pair, params) in &work {
+            match params {
+                Params::Unused => decisions.extend(evaluate(pair, &inputs, CelValue::Null)),
+                Params::Objects(objects) => {
+                    for param in objects {
+                        decisions.extend(evaluate(pair, &inputs, from_json(param)));
+                    }
+                }
+                Params::Skip => {}
+                Params::Failed(_) if pair.0.ignore_failures => {}
+                Params::Failed(message) => decisions.push(Decision {
+                    policy: pair.0.name.clone(),
+                    binding: pair.1.name.clone(),
+                    message: message.clone(),
+                    reason: "Invalid".to_owned(),
+                    deny: pair.1.deny,
+                    warn: pair.1.warn,
+                }),
+            }
+        }
+        decisions
     })
     .ok_or_else(|| ApiError::internal("the admission policies could not be evaluated"))?;
     for decision in decisions.iter().filter(|d| d.warn) {
@@ -257,6 +281,98 @@ pub(crate) async fn admit(
         Some(denied) => Err(denial(resource, &name, denied)),
         None => Ok(()),
     }
+}
+
+/// The parameter objects a bound policy runs with.
+enum Params {
+    /// The policy has no `paramKind`.
+    Unused,
+    Objects(Vec<Value>),
+    /// None found, and the binding allows that: the policy does not run.
+    Skip,
+    /// The binding cannot be applied (kube's "failed to configure binding" texts).
+    Failed(String),
+}
+
+/// Reads the parameter objects of a binding's `paramRef`: by name or selector, in
+/// `paramRef.namespace` or else the request's namespace for a namespaced kind.
+async fn params_of(
+    call: &Call,
+    (policy, binding): &Pair,
+    namespace: &str,
+) -> Result<Params, ApiError> {
+    let Some(kind) = &policy.param_kind else {
+        return Ok(Params::Unused);
+    };
+    let Some(reference) = &binding.param_ref else {
+        return Ok(Params::Failed(format!(
+            "failed to configure binding: no paramRef specified while the policy has paramKind {}",
+            kind.kind
+        )));
+    };
+    let Some(resource) = kinds::all()
+        .find(|r| r.group == kind.group && r.version == kind.version && r.kind == kind.kind)
+    else {
+        let group_version = match kind.group.as_str() {
+            "" => kind.version.clone(),
+            group => format!("{group}/{}", kind.version),
+        };
+        return Ok(Params::Failed(format!(
+            "failed to configure policy: failed to find resource referenced by paramKind: '{group_version}, Kind={}'",
+            kind.kind
+        )));
+    };
+    let namespace = match resource.namespaced() {
+        true => reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| namespace.to_owned()),
+        false => String::new(),
+    };
+    if resource.namespaced() && namespace.is_empty() {
+        return Ok(Params::Failed(
+            "failed to configure binding: cannot use a namespaced paramRef without a namespace for a cluster-scoped request".to_owned(),
+        ));
+    }
+    let store = &call.state.store;
+    let objects = match &reference.name {
+        Some(name) => {
+            let key = super::path::object_key(resource, Some(&namespace), name);
+            match store.get(&key).await.map_err(map_store_error)? {
+                Some(kv) => vec![decode_stored(&kv)?],
+                None => Vec::new(),
+            }
+        }
+        None => {
+            let prefix = match resource.namespaced() {
+                true => format!("{}{namespace}/", resource.key_prefix()),
+                false => resource.key_prefix(),
+            };
+            let page = store
+                .list(&prefix, &ListOptions::default())
+                .await
+                .map_err(map_store_error)?;
+            let mut found = Vec::new();
+            for kv in &page.items {
+                let object = decode_stored(kv)?;
+                if reference
+                    .selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches(&object))
+                {
+                    found.push(object);
+                }
+            }
+            found
+        }
+    };
+    Ok(match (objects.is_empty(), reference.deny_when_missing) {
+        (false, _) => Params::Objects(objects),
+        (true, false) => Params::Skip,
+        (true, true) => Params::Failed(
+            "failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction".to_owned(),
+        ),
+    })
 }
 
 async fn namespace_object(call: &Call, name: &str) -> Result<Option<Value>, ApiError> {
@@ -306,13 +422,13 @@ struct Inputs {
 }
 
 /// The failed validations of one policy through one binding.
-fn evaluate((policy, binding): &Pair, inputs: &Inputs) -> Vec<Decision> {
+fn evaluate((policy, binding): &Pair, inputs: &Inputs, params: CelValue) -> Vec<Decision> {
     let mut root = context();
     root.add_variable_from_value("object", inputs.object.clone());
     root.add_variable_from_value("oldObject", inputs.old.clone());
     root.add_variable_from_value("request", inputs.request.clone());
     root.add_variable_from_value("namespaceObject", inputs.namespace.clone());
-    root.add_variable_from_value("params", CelValue::Null);
+    root.add_variable_from_value("params", params);
     let mut variables = std::collections::HashMap::new();
     root.add_variable_from_value("variables", variables_value(&variables));
     let decide = |message: String, reason: &str| Decision {
