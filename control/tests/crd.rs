@@ -328,9 +328,9 @@ fn crds_using_what_bosun_does_not_honour_are_refused_naming_the_field() {
     let plain = "{type: object}";
     for (schema, extra, field) in [
         (
-            "{type: object, x-kubernetes-validations: [{rule: 'self == oldSelf', optionalOldSelf: true}]}",
+            "{type: object, allOf: [{x-kubernetes-validations: [{rule: 'true'}]}]}",
             "",
-            "x-kubernetes-validations[0].optionalOldSelf",
+            "openAPIV3Schema.allOf",
         ),
         (
             plain,

@@ -2,7 +2,8 @@
 //! schema (only the branches that hold rules), and the checks kube makes of each rule when a
 //! CRD is written: the rule parses, names only functions and variables CEL-for-Kubernetes
 //! has, `messageExpression` likewise, `message` has no line break, `reason` and `fieldPath`
-//! are valid, `oldSelf` is used only where an old value can be found, and the estimated cost
+//! are valid, `oldSelf` is used only where an old value can be found (`optionalOldSelf` only
+//! by a rule naming it), and the estimated cost
 //! stays within kube's limits (`cost`).
 
 use cel::common::ast::{EntryExpr, Expr};
@@ -57,6 +58,8 @@ pub struct Rule {
     /// The rule's `fieldPath`, as a field path below the node (`spec.x` form, no leading dot).
     pub field_path: Option<String>,
     pub uses_old_self: bool,
+    /// `optionalOldSelf`: the rule also runs without an old value, `oldSelf` an optional.
+    pub optional_old_self: bool,
     /// The program, or why it did not compile (kube: "rule compile error").
     pub program: Result<Program, String>,
 }
@@ -291,12 +294,6 @@ impl Builder<'_> {
                 });
             }
         }
-        if rule["optionalOldSelf"] == true {
-            self.causes.push(forbidden(
-                &format!("{at}.optionalOldSelf"),
-                "optionalOldSelf is not supported by bosun (its rules need CEL optional values)",
-            ));
-        }
         let field_path = match rule["fieldPath"].as_str().filter(|p| !p.is_empty()) {
             None => None,
             Some(path) => match field_path(path, schema) {
@@ -375,7 +372,15 @@ impl Builder<'_> {
                 }
             },
         };
+        let optional_old_self = rule["optionalOldSelf"] == true;
+        if optional_old_self && !uses_old_self {
+            self.causes.push(forbidden(
+                &format!("{at}.optionalOldSelf"),
+                "may not be set if oldSelf is not used in rule",
+            ));
+        }
         Some(Rule {
+            optional_old_self,
             text,
             message,
             message_expression,
@@ -434,9 +439,9 @@ pub fn compile_with(source: &str, variables: &[&str]) -> Result<Program, String>
         ));
     }
     let program = Program::compile(source).map_err(|e| e.to_string())?;
-    // `ip` is the namespace of `ip.isCanonical(…)`
+    // `ip` is the namespace of `ip.isCanonical(…)`, `optional` of `optional.none()`
     let mut scope: Vec<String> = variables.iter().map(|v| (*v).to_owned()).collect();
-    scope.push("ip".to_owned());
+    scope.extend(["ip".to_owned(), "optional".to_owned()]);
     if let Some(name) = undeclared(program.expression(), &mut scope, 0) {
         return Err(format!(
             "ERROR: <input>:{}: undeclared reference to '{name}' (in container '')",

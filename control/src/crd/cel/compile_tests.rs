@@ -152,7 +152,7 @@ fn bad_rules_are_refused_when_the_crd_is_written() {
         format!("{}: Unsupported value: \"Nope\": supported values: ", at(".x-kubernetes-validations[2].reason")),
         format!("{}: Invalid value: \".b\": fieldPath must be a valid path: does not refer to a valid field", at(".x-kubernetes-validations[3].fieldPath")),
         format!("{}: Required value: rule is not specified", at(".x-kubernetes-validations[4].rule")),
-        format!("{}: Forbidden: optionalOldSelf is not supported by bosun", at(".x-kubernetes-validations[5].optionalOldSelf")),
+        format!("{}: Forbidden: may not be set if oldSelf is not used in rule", at(".x-kubernetes-validations[5].optionalOldSelf")),
         format!("{}: Invalid value: apiextensions.ValidationRule{{Rule:\"self == oldSelf\"", at(".properties[l].items.x-kubernetes-validations[0].rule")),
         format!("{}: Forbidden: estimated rule cost exceeds budget by factor of ", at(".properties[u].x-kubernetes-validations[0].rule")),
     ];
@@ -240,5 +240,27 @@ fn unchanged_values_are_not_checked_again_on_update() {
     assert_eq!(
         run(&schema, &changed, Some(&old)),
         ["spec: Invalid value: \"object\": too big"]
+    );
+}
+
+#[test]
+fn optional_old_self_rules_run_on_create_too() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [{"rule": "self.size >= oldSelf.orValue(self).size && (oldSelf.hasValue() || self.size < 100)",
+            "optionalOldSelf": true, "message": "size may not shrink, nor start at 100"}],
+        "properties": {"size": {"type": "integer"}}}}});
+    let big = json!({"spec": {"size": 100}});
+    let small = json!({"spec": {"size": 5}});
+    let shrunk = json!({"spec": {"size": 4}});
+    // create: oldSelf is an empty optional, the rule runs
+    assert_eq!(
+        run(&schema, &big, None),
+        ["spec: Invalid value: \"object\": size may not shrink, nor start at 100"]
+    );
+    assert_eq!(run(&schema, &small, None), Vec::<String>::new());
+    assert_eq!(run(&schema, &big, Some(&small)), Vec::<String>::new());
+    assert_eq!(
+        run(&schema, &shrunk, Some(&small)),
+        ["spec: Invalid value: \"object\": size may not shrink, nor start at 100"]
     );
 }

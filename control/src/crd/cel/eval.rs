@@ -2,7 +2,8 @@
 //! each rule runs on every non-null value of its node, `self` bound to the value and, for a
 //! transition rule (one naming `oldSelf`), `oldSelf` to the old object's value at the same
 //! place — found through object properties (unless the map is atomic) and map-type list keys
-//! only; without one, a transition rule is skipped. A false rule is a 422 cause in kube's
+//! only; without one, a transition rule is skipped (one with `optionalOldSelf` runs with
+//! `oldSelf` an empty optional). A false rule is a 422 cause in kube's
 //! words: `spec: Invalid value: "object": <message>` (`<nil>` at the root), its `reason`
 //! choosing Forbidden/Required/Duplicate, its `fieldPath` the field named; an evaluation error
 //! names the rule (`no such key: x evaluating rule: …`). On an update, a value left as it
@@ -152,7 +153,7 @@ fn rules(
                 continue;
             }
         };
-        if rule.uses_old_self && previous.is_none() {
+        if rule.uses_old_self && previous.is_none() && !rule.optional_old_self {
             continue;
         }
         // ratcheting (kube 1.30+): a value the update leaves as it was is not held to a
@@ -162,8 +163,14 @@ fn rules(
         }
         let mut scope = context.new_inner_scope();
         scope.add_variable_from_value("self", this.clone());
-        if let Some(previous) = &previous {
-            scope.add_variable_from_value("oldSelf", previous.clone());
+        match (&previous, rule.optional_old_self) {
+            (Some(previous), false) => scope.add_variable_from_value("oldSelf", previous.clone()),
+            (Some(previous), true) => scope
+                .add_variable_from_value("oldSelf", super::library::optional_of(previous.clone())),
+            (None, true) => {
+                scope.add_variable_from_value("oldSelf", super::library::optional_none())
+            }
+            (None, false) => {}
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| program.execute(&scope)));
         let why = match outcome {

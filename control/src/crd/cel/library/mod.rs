@@ -43,6 +43,9 @@
 
 mod lists;
 mod net;
+mod optional;
+
+pub use optional::{none as optional_none, of as optional_of};
 mod quantity;
 mod strings;
 mod url;
@@ -72,6 +75,7 @@ pub(crate) const NAMESPACE_KEY: &str = "__bosun_namespace__";
 /// `ip.isCanonical(s)` resolves. Has no effect on child contexts.
 pub fn register(ctx: &mut Context<'_>) {
     ctx.add_variable_from_value("ip", opaque(NAMESPACE_KEY, "ip".to_string()));
+    ctx.add_variable_from_value("optional", opaque(NAMESPACE_KEY, "optional".to_string()));
 
     // Names shared by several libraries, dispatched on the receiver.
     ctx.add_function("size", size);
@@ -122,6 +126,12 @@ pub fn register(ctx: &mut Context<'_>) {
         ("containsCIDR", net::contains_cidr),
         ("masked", net::masked),
         ("prefixLength", net::prefix_length),
+        // optional values (optionalOldSelf)
+        ("hasValue", optional::has_value),
+        ("value", optional::value),
+        ("orValue", optional::or_value),
+        ("of", optional::optional_of),
+        ("none", optional::optional_none),
         // quantity
         ("isQuantity", quantity::is_quantity),
         ("quantity", quantity::quantity),
@@ -160,6 +170,8 @@ pub const FUNCTIONS: &[&str] = &[
     "ip", "isIP", "isCanonical", "family", "isUnspecified", "isLoopback", "isLinkLocalMulticast",
     "isLinkLocalUnicast", "isGlobalUnicast", "isCIDR", "cidr", "containsIP", "containsCIDR",
     "masked", "prefixLength",
+    // optional values
+    "hasValue", "value", "orValue", "of", "none",
     // quantity
     "isQuantity", "quantity", "sign", "isInteger", "asInteger", "asApproximateFloat", "add", "sub",
     "isGreaterThan", "isLessThan", "compareTo",
