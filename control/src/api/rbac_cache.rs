@@ -4,9 +4,9 @@
 //! store by a watch event; while a kind is not listed (start, a broken watch) the policy is
 //! read from the store.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use super::store_mirror::ObjectCopy;
+use super::store_mirror::Derived;
 use super::{decode_stored, map_store_error, validate_rbac::GROUP};
 use crate::authz::rbac::Policy;
 use crate::kinds::{self, Resource};
@@ -36,9 +36,7 @@ fn resources() -> Result<[&'static Resource; 4], ApiError> {
 /// The four kinds' copies and the policy last built from them.
 #[derive(Default)]
 pub struct RbacCache {
-    kinds: [Arc<ObjectCopy>; 4],
-    started: OnceLock<()>,
-    built: Mutex<Option<(u64, Arc<Policy>)>>,
+    copies: Derived<Policy, 4>,
 }
 
 impl RbacCache {
@@ -46,32 +44,16 @@ impl RbacCache {
     /// call starts following the store.
     fn known(&self, store: &Arc<dyn Store>) -> Option<Arc<Policy>> {
         let resources = resources().ok()?;
-        self.started.get_or_init(|| {
-            for (copy, resource) in self.kinds.iter().zip(resources) {
-                copy.follow(store, resource.key_prefix());
-            }
-        });
-        let generation: u64 = self.kinds.iter().map(|k| k.changes()).sum();
-        let mut built = self
-            .built
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, policy)) = built.as_ref() {
-            if *at == generation {
-                return Some(Arc::clone(policy));
-            }
-        }
-        let mut policy = Policy::default();
-        for (copy, resource) in self.kinds.iter().zip(resources) {
-            copy.read(|objects| {
-                for object in objects.values() {
-                    policy.add_object(resource.kind, object);
+        self.copies
+            .get(store, resources.map(|r| r.key_prefix()), |maps| {
+                let mut policy = Policy::default();
+                for (objects, resource) in maps.iter().zip(resources) {
+                    for object in objects.values() {
+                        policy.add_object(resource.kind, object);
+                    }
                 }
-            })?;
-        }
-        let policy = Arc::new(policy);
-        *built = Some((generation, Arc::clone(&policy)));
-        Some(policy)
+                policy
+            })
     }
 
     /// The cluster's RBAC policy: the copies', or the store's while they do not know it.

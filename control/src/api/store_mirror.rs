@@ -105,6 +105,67 @@ impl ObjectCopy {
     }
 }
 
+/// Copies of the objects of `N` prefixes and a value built from them, built again only after
+/// one of them changed (the RBAC policy, the admission policies).
+pub struct Derived<T, const N: usize> {
+    copies: [Arc<ObjectCopy>; N],
+    started: std::sync::OnceLock<()>,
+    built: std::sync::Mutex<Option<(u64, Arc<T>)>>,
+}
+
+impl<T, const N: usize> Default for Derived<T, N> {
+    fn default() -> Self {
+        Derived {
+            copies: std::array::from_fn(|_| Arc::default()),
+            started: std::sync::OnceLock::new(),
+            built: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T, const N: usize> Derived<T, N> {
+    /// The value built from the copies of `prefixes` (followed from the first call on);
+    /// `None` while one of them is unknown.
+    pub fn get(
+        &self,
+        store: &Arc<dyn Store>,
+        prefixes: [String; N],
+        build: impl FnOnce([&std::collections::BTreeMap<String, serde_json::Value>; N]) -> T,
+    ) -> Option<Arc<T>> {
+        self.started.get_or_init(|| {
+            for (copy, prefix) in self.copies.iter().zip(prefixes) {
+                copy.follow(store, prefix);
+            }
+        });
+        let generation: u64 = self.copies.iter().map(|c| c.changes()).sum();
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, value)) = built.as_ref() {
+            if *at == generation {
+                return Some(Arc::clone(value));
+            }
+        }
+        let guards: Vec<_> = self
+            .copies
+            .iter()
+            .map(|c| {
+                c.objects
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            })
+            .collect();
+        let maps: Vec<&std::collections::BTreeMap<String, serde_json::Value>> =
+            guards.iter().map(|g| g.as_ref()).collect::<Option<_>>()?;
+        let maps: [&std::collections::BTreeMap<String, serde_json::Value>; N] =
+            maps.try_into().ok()?;
+        let value = Arc::new(build(maps));
+        *built = Some((generation, Arc::clone(&value)));
+        Some(value)
+    }
+}
+
 impl Mirror for ObjectCopy {
     fn reset(&self, items: Option<&[KeyValue]>) {
         let objects = items.map(|items| {

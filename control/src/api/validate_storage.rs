@@ -17,15 +17,7 @@ const ACCESS_MODES: &[&str] = &[
 ];
 
 pub(super) fn not_supported(field: &str, value: &str, supported: &[&str]) -> FieldCause {
-    let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-    FieldCause {
-        field: field.to_owned(),
-        reason: "FieldValueNotSupported",
-        message: format!(
-            "Unsupported value: {value:?}: supported values: {}",
-            list.join(", ")
-        ),
-    }
+    FieldCause::not_supported(field, value, supported)
 }
 
 fn access_modes(spec: &Value, causes: &mut Vec<FieldCause>, required_why: &str) {

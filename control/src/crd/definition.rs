@@ -242,7 +242,7 @@ pub fn check(crd: &Value, old: Option<&Value>, causes: &mut Vec<FieldCause>) {
     match spec["scope"].as_str() {
         Some("Namespaced" | "Cluster") => {}
         None => causes.push(FieldCause::required("spec.scope")),
-        Some(other) => causes.push(not_supported(
+        Some(other) => causes.push(FieldCause::not_supported(
             "spec.scope",
             other,
             &["Cluster", "Namespaced"],
@@ -266,11 +266,11 @@ pub fn check(crd: &Value, old: Option<&Value>, causes: &mut Vec<FieldCause>) {
     }
     match spec["conversion"]["strategy"].as_str() {
         None | Some("None") => {}
-        Some("Webhook") => causes.push(forbidden(
+        Some("Webhook") => causes.push(FieldCause::forbidden(
             "spec.conversion.strategy",
             "conversion webhooks are not supported by bosun",
         )),
-        Some(other) => causes.push(not_supported(
+        Some(other) => causes.push(FieldCause::not_supported(
             "spec.conversion.strategy",
             other,
             &["None", "Webhook"],
@@ -485,7 +485,7 @@ fn check_columns(columns: &Value, at: &str, causes: &mut Vec<FieldCause>) {
         match column["type"].as_str() {
             Some("integer" | "number" | "string" | "boolean" | "date") => {}
             None => causes.push(FieldCause::required(&field("type"))),
-            Some(other) => causes.push(not_supported(
+            Some(other) => causes.push(FieldCause::not_supported(
                 &field("type"),
                 other,
                 &["boolean", "date", "integer", "number", "string"],
@@ -503,25 +503,5 @@ fn check_columns(columns: &Value, at: &str, causes: &mut Vec<FieldCause>) {
                 }
             }
         }
-    }
-}
-
-fn forbidden(field: &str, what: &str) -> FieldCause {
-    FieldCause {
-        field: field.to_owned(),
-        reason: "FieldValueForbidden",
-        message: format!("Forbidden: {what}"),
-    }
-}
-
-fn not_supported(field: &str, value: &str, allowed: &[&str]) -> FieldCause {
-    let allowed: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
-    FieldCause {
-        field: field.to_owned(),
-        reason: "FieldValueNotSupported",
-        message: format!(
-            "Unsupported value: {value:?}: supported values: {}",
-            allowed.join(", ")
-        ),
     }
 }

@@ -106,27 +106,6 @@ fn quoted(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
 
-fn forbidden(field: &str, detail: &str) -> FieldCause {
-    FieldCause {
-        field: field.to_owned(),
-        reason: "FieldValueForbidden",
-        message: format!("Forbidden: {detail}"),
-    }
-}
-
-fn not_supported(field: &str, value: &str, supported: &[&str]) -> FieldCause {
-    let supported: Vec<String> = supported.iter().map(|s| quoted(s)).collect();
-    FieldCause {
-        field: field.to_owned(),
-        reason: "FieldValueNotSupported",
-        message: format!(
-            "Unsupported value: {}: supported values: {}",
-            quoted(value),
-            supported.join(", ")
-        ),
-    }
-}
-
 fn expression(source: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Option<Program> {
     let Some(text) = source.as_str().filter(|t| !t.trim().is_empty()) else {
         causes.push(FieldCause::required(field));
@@ -157,7 +136,7 @@ fn rules(list: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Vec<Rule> {
         let operations = strings(&rule["operations"]);
         for (i, op) in operations.iter().enumerate() {
             if !OPERATIONS.contains(&op.as_str()) {
-                causes.push(not_supported(
+                causes.push(FieldCause::not_supported(
                     &format!("{at}.operations[{i}]"),
                     op,
                     OPERATIONS,
@@ -166,7 +145,7 @@ fn rules(list: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Vec<Rule> {
         }
         let scope = rule["scope"].as_str().unwrap_or("*").to_owned();
         if !matches!(scope.as_str(), "*" | "Cluster" | "Namespaced") {
-            causes.push(not_supported(
+            causes.push(FieldCause::not_supported(
                 &format!("{at}.scope"),
                 &scope,
                 &["*", "Cluster", "Namespaced"],
@@ -227,7 +206,7 @@ pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
     let spec = &object["spec"];
     let mut causes = Vec::new();
     if !spec["auditAnnotations"].is_null() {
-        causes.push(forbidden(
+        causes.push(FieldCause::forbidden(
             "spec.auditAnnotations",
             "auditAnnotations are not supported by bosun (it keeps no audit log)",
         ));
@@ -265,7 +244,7 @@ pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
     };
     let failure = spec["failurePolicy"].as_str().unwrap_or("Fail");
     if !matches!(failure, "Fail" | "Ignore") {
-        causes.push(not_supported(
+        causes.push(FieldCause::not_supported(
             "spec.failurePolicy",
             failure,
             &["Fail", "Ignore"],
@@ -328,7 +307,11 @@ pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
             .unwrap_or("Invalid")
             .to_owned();
         if !REASONS.contains(&reason.as_str()) {
-            causes.push(not_supported(&format!("{at}.reason"), &reason, REASONS));
+            causes.push(FieldCause::not_supported(
+                &format!("{at}.reason"),
+                &reason,
+                REASONS,
+            ));
         }
         let message_expression = match &validation["messageExpression"] {
             Value::Null => None,
@@ -382,11 +365,11 @@ pub fn binding(object: &Value) -> (Option<Binding>, Vec<FieldCause>) {
     for (i, action) in actions.iter().enumerate() {
         match action.as_str() {
             "Deny" | "Warn" => {}
-            "Audit" => causes.push(forbidden(
+            "Audit" => causes.push(FieldCause::forbidden(
                 &format!("spec.validationActions[{i}]"),
                 "the Audit action is not supported by bosun (it keeps no audit log)",
             )),
-            other => causes.push(not_supported(
+            other => causes.push(FieldCause::not_supported(
                 &format!("spec.validationActions[{i}]"),
                 other,
                 &["Audit", "Deny", "Warn"],
@@ -429,7 +412,7 @@ fn param_ref(reference: &Value, causes: &mut Vec<FieldCause>) -> ParamRef {
     let name = text("name");
     let selector = selector(&reference["selector"], "spec.paramRef.selector", causes);
     match (&name, reference["selector"].is_null()) {
-        (Some(_), false) => causes.push(forbidden(
+        (Some(_), false) => causes.push(FieldCause::forbidden(
             "spec.paramRef.name",
             "name and selector are mutually exclusive",
         )),
@@ -445,7 +428,7 @@ fn param_ref(reference: &Value, causes: &mut Vec<FieldCause>) -> ParamRef {
         "" => causes.push(FieldCause::required(
             "spec.paramRef.parameterNotFoundAction",
         )),
-        other => causes.push(not_supported(
+        other => causes.push(FieldCause::not_supported(
             "spec.paramRef.parameterNotFoundAction",
             other,
             &["Allow", "Deny"],

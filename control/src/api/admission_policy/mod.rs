@@ -20,7 +20,7 @@
 mod compiled;
 mod matching;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use cel::Value as CelValue;
 use http::StatusCode;
@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 use self::compiled::{Binding, Policy};
 use self::matching::Request;
-use super::store_mirror::ObjectCopy;
+use super::store_mirror::Derived;
 use super::{decode_stored, map_store_error, Call};
 use crate::crd::cel::{context, error_text, from_json, on_cel_thread};
 use crate::kinds::{self, Resource};
@@ -82,34 +82,21 @@ pub fn validate(object: &Value, resource: &Resource, causes: &mut Vec<FieldCause
 /// The policies and bindings as the store's watch shows them, paired and compiled.
 #[derive(Default)]
 pub struct PolicyCache {
-    kinds: [Arc<ObjectCopy>; 2],
-    started: OnceLock<()>,
-    built: Mutex<Option<(u64, Arc<Vec<Pair>>)>>,
+    copies: Derived<Vec<Pair>, 2>,
 }
 
 impl PolicyCache {
     fn known(&self, store: &Arc<dyn Store>) -> Option<Arc<Vec<Pair>>> {
         let resources = resources().ok()?;
-        self.started.get_or_init(|| {
-            for (copy, resource) in self.kinds.iter().zip(resources) {
-                copy.follow(store, resource.key_prefix());
-            }
-        });
-        let generation: u64 = self.kinds.iter().map(|k| k.changes()).sum();
-        let mut built = self
-            .built
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, pairs)) = built.as_ref() {
-            if *at == generation {
-                return Some(Arc::clone(pairs));
-            }
-        }
-        let policies = self.kinds[0].read(|o| o.values().cloned().collect::<Vec<_>>())?;
-        let bindings = self.kinds[1].read(|o| o.values().cloned().collect::<Vec<_>>())?;
-        let pairs = Arc::new(pair(&policies, &bindings));
-        *built = Some((generation, Arc::clone(&pairs)));
-        Some(pairs)
+        self.copies.get(
+            store,
+            resources.map(|r| r.key_prefix()),
+            |[policies, bindings]| {
+                let policies: Vec<Value> = policies.values().cloned().collect();
+                let bindings: Vec<Value> = bindings.values().cloned().collect();
+                pair(&policies, &bindings)
+            },
+        )
     }
 
     /// The bound policies: the copies', or the store's while they are not listed.

@@ -86,12 +86,12 @@ pub fn build(schema: &Value, prefix: &str, causes: &mut Vec<FieldCause>) -> Opti
     if builder.total_cost > cost::CRD_LIMIT {
         let factor = builder.total_cost / cost::CRD_LIMIT;
         for field in std::mem::take(&mut builder.costly) {
-            builder.causes.push(forbidden(
+            builder.causes.push(FieldCause::forbidden(
                 &field,
                 "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema",
             ));
         }
-        builder.causes.push(forbidden(
+        builder.causes.push(FieldCause::forbidden(
             prefix,
             &format!(
                 "x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema exceeds budget by factor of {}x {}",
@@ -127,7 +127,7 @@ impl Builder<'_> {
         for junctor in ["allOf", "anyOf", "oneOf", "not"] {
             if let Some(under) = schema.get(junctor) {
                 if mentions_rules(under, 0) {
-                    self.causes.push(forbidden(
+                    self.causes.push(FieldCause::forbidden(
                         &format!("{path}.{junctor}"),
                         &format!(
                             "x-kubernetes-validations under {junctor} is not supported by bosun"
@@ -247,7 +247,7 @@ impl Builder<'_> {
                     | "fieldPath"
                     | "optionalOldSelf"
             ) {
-                self.causes.push(forbidden(
+                self.causes.push(FieldCause::forbidden(
                     &format!("{at}.{key}"),
                     &format!("{key} is not supported by bosun"),
                 ));
@@ -329,7 +329,7 @@ impl Builder<'_> {
                     ));
                 }
                 if estimate > cost::RULE_LIMIT {
-                    self.causes.push(forbidden(
+                    self.causes.push(FieldCause::forbidden(
                         &rule_field,
                         &format!(
                             "estimated rule cost exceeds budget by factor of {}x {}",
@@ -374,7 +374,7 @@ impl Builder<'_> {
         };
         let optional_old_self = rule["optionalOldSelf"] == true;
         if optional_old_self && !uses_old_self {
-            self.causes.push(forbidden(
+            self.causes.push(FieldCause::forbidden(
                 &format!("{at}.optionalOldSelf"),
                 "may not be set if oldSelf is not used in rule",
             ));
@@ -389,14 +389,6 @@ impl Builder<'_> {
             uses_old_self,
             program,
         })
-    }
-}
-
-fn forbidden(field: &str, detail: &str) -> FieldCause {
-    FieldCause {
-        field: field.to_owned(),
-        reason: "FieldValueForbidden",
-        message: format!("Forbidden: {detail}"),
     }
 }
 

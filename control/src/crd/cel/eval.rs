@@ -24,12 +24,10 @@ const MAX_MESSAGE_BYTES: usize = 5000;
 
 /// Runs every rule of `root` over `object`; `old` is the stored object of an update.
 pub fn validate(root: &Node, object: &Value, old: Option<&Value>, causes: &mut Vec<FieldCause>) {
-    let mut context = Context::default();
-    super::library::register(&mut context);
-    node(root, "", object, old, &context, causes, 0);
+    walk(root, "", object, old, &super::context(), causes, 0);
 }
 
-fn node(
+fn walk(
     node: &Node,
     path: &str,
     value: &Value,
@@ -57,22 +55,15 @@ fn node(
             for (name, sub) in &node.properties {
                 if let Some(field) = fields.get(name) {
                     let old_field = old.filter(|_| !atomic_map).and_then(|o| o.get(name));
-                    node_at(
-                        sub,
-                        &child(path, name),
-                        field,
-                        old_field,
-                        context,
-                        causes,
-                        depth,
-                    );
+                    let at = child(path, name);
+                    walk(sub, &at, field, old_field, context, causes, depth + 1);
                 }
             }
             if let Some(sub) = &node.additional {
                 for (key, field) in fields {
                     let old_field = old.filter(|_| !atomic_map).and_then(|o| o.get(key));
                     let at = format!("{}[{key}]", root_name(path));
-                    node_at(sub, &at, field, old_field, context, causes, depth);
+                    walk(sub, &at, field, old_field, context, causes, depth + 1);
                 }
             }
         }
@@ -90,25 +81,12 @@ fn node(
                             .find(|o| keys.iter().all(|k| o.get(*k) == item.get(*k)))
                     });
                     let at = format!("{}[{index}]", root_name(path));
-                    node_at(sub, &at, item, old_item, context, causes, depth);
+                    walk(sub, &at, item, old_item, context, causes, depth + 1);
                 }
             }
         }
         _ => {}
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn node_at(
-    sub: &Node,
-    path: &str,
-    value: &Value,
-    old: Option<&Value>,
-    context: &Context,
-    causes: &mut Vec<FieldCause>,
-    depth: usize,
-) {
-    node(sub, path, value, old, context, causes, depth + 1);
 }
 
 fn child(path: &str, name: &str) -> String {
