@@ -116,6 +116,15 @@ fn admission_policies_deny_and_warn_as_kube_does() {
         table.contains("replica-limit") && table.contains("<unset>"),
         "{table}"
     );
+    // kube's defaults
+    let defaults = ok(control.kubectl(&[
+        "get",
+        "validatingadmissionpolicy",
+        "replica-limit",
+        "-o",
+        "jsonpath={.spec.failurePolicy} {.spec.matchConstraints.matchPolicy} {.spec.matchConstraints.resourceRules[0].scope}",
+    ]));
+    assert_eq!(defaults, "Fail Equivalent *");
     ok(control.kubectl(&["create", "namespace", "prod"]));
     ok(control.kubectl(&["label", "namespace", "prod", "env=prod"]));
 

@@ -130,7 +130,38 @@ pub fn apply(object: &mut Value, resource: &Resource) {
             default(object, "reclaimPolicy", json!("Delete"));
             default(object, "volumeBindingMode", json!("Immediate"));
         }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            if let Some(spec) = child(object, "spec") {
+                default(spec, "failurePolicy", json!("Fail"));
+                let constraints = spec.get_mut("matchConstraints").filter(|c| c.is_object());
+                if let Some(constraints) = constraints {
+                    match_resources(constraints);
+                }
+            }
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            let resources = object
+                .get_mut("spec")
+                .and_then(|spec| spec.get_mut("matchResources"))
+                .filter(|r| r.is_object());
+            if let Some(resources) = resources {
+                match_resources(resources);
+            }
+        }
         _ => {}
+    }
+}
+
+/// kube's defaults of a policy's `matchConstraints` or a binding's `matchResources`.
+fn match_resources(resources: &mut Value) {
+    default(resources, "matchPolicy", json!("Equivalent"));
+    default(resources, "namespaceSelector", json!({}));
+    default(resources, "objectSelector", json!({}));
+    for key in ["resourceRules", "excludeResourceRules"] {
+        let rules = resources.get_mut(key).and_then(Value::as_array_mut);
+        for rule in rules.into_iter().flatten() {
+            default(rule, "scope", json!("*"));
+        }
     }
 }
 
