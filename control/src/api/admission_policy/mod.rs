@@ -76,7 +76,10 @@ pub fn validate(object: &Value, resource: &Resource, causes: &mut Vec<FieldCause
         "ValidatingAdmissionPolicy" => compiled::policy(object).1,
         _ => compiled::binding(object).1,
     });
-    causes.extend(found.unwrap_or_default());
+    causes.extend(found.unwrap_or_else(|| {
+        let why = "its expressions could not be compiled (internal error)";
+        vec![FieldCause::invalid("spec", "\"object\"", why)]
+    }));
 }
 
 /// The policies and bindings as the store's watch shows them, paired and compiled.

@@ -264,3 +264,44 @@ fn optional_old_self_rules_run_on_create_too() {
         ["spec: Invalid value: \"object\": size may not shrink, nor start at 100"]
     );
 }
+
+#[test]
+fn random_rules_never_panic_the_checker_or_the_interpreter() {
+    #[rustfmt::skip]
+    const TOKENS: &[&str] = &[
+        "self", ".", "a", "(", ")", "[", "]", "{", "}", ",", ":", "?", "1", "2u", "3.0", "'s'",
+        "+", "-", "*", "/", "%", "==", "!=", "<", "&&", "||", "!", " in ", "has", ".all",
+        ".exists", ".map", "size", "x", "null", "true", "Foo", "[?", ".exists_one", "oldSelf",
+        "'''", "\"", "\\", "é", "1e", " ",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let schema_of = |rule: String| {
+        json!({"type": "object", "x-kubernetes-validations": [{"rule": rule}],
+            "properties": {"a": {"type": "string", "maxLength": 8}}})
+    };
+    for _ in 0..2000 {
+        let length = (next() % 10 + 1) as usize;
+        let rule: String = (0..length)
+            .map(|_| TOKENS[(next() % TOKENS.len() as u64) as usize])
+            .collect();
+        let schema = schema_of(rule);
+        // a rule either is refused with causes or runs; neither path may panic
+        let causes = check(&schema, PREFIX);
+        if causes.is_empty() {
+            let mut found = Vec::new();
+            validate(
+                &Rules::new(&schema),
+                &schema,
+                &json!({"a": "xy"}),
+                None,
+                &mut found,
+            );
+        }
+    }
+}
