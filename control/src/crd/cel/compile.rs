@@ -317,7 +317,17 @@ impl Builder<'_> {
                 let cost::Estimate {
                     cost: estimate,
                     undefined,
+                    mismatch,
                 } = cost::estimate(program.expression(), shapes);
+                if let Some((operator, left, right)) = mismatch {
+                    let symbol = operator.trim_matches('_');
+                    let at = symbol_position(&text, symbol);
+                    self.causes.push(FieldCause::invalid(
+                        &rule_field,
+                        &shown,
+                        &format!("compilation failed: ERROR: <input>:{at}: found no matching overload for '{operator}' applied to '({left}, {right})'"),
+                    ));
+                }
                 if let Some(name) = undefined {
                     let at = position(&text, &name);
                     self.causes.push(FieldCause::invalid(
@@ -573,6 +583,18 @@ fn position(source: &str, name: &str) -> String {
         from = end;
     }
     let offset = offset.unwrap_or(0);
+    let line = source[..offset].matches('\n').count() + 1;
+    let column = source[..offset]
+        .rsplit('\n')
+        .next()
+        .map_or(0, |l| l.chars().count())
+        + 1;
+    format!("{line}:{column}")
+}
+
+/// `line:column` (1-based) of the first occurrence of an operator symbol in `source`.
+fn symbol_position(source: &str, symbol: &str) -> String {
+    let offset = source.find(symbol).unwrap_or(0);
     let line = source[..offset].matches('\n').count() + 1;
     let column = source[..offset]
         .rsplit('\n')

@@ -305,3 +305,29 @@ fn random_rules_never_panic_the_checker_or_the_interpreter() {
         }
     }
 }
+
+#[test]
+fn operators_on_mismatched_types_are_compile_errors() {
+    let schema = |rule: &str| {
+        json!({"type": "object", "x-kubernetes-validations": [{"rule": rule}], "properties": {
+            "n": {"type": "integer"}, "s": {"type": "string"}, "x": {"type": "number"},
+            "v": {"x-kubernetes-int-or-string": true}}})
+    };
+    let problems = |rule: &str| texts(&check(&schema(rule), PREFIX)).join("\n");
+    for fine in [
+        "self.n > 1",
+        "self.x > 1",
+        "self.s == 'a'",
+        "self.v == 1 || self.v == 'a'",
+        "size(self.s) < self.n",
+        "self.n + 1 > 2",
+    ] {
+        assert_eq!(problems(fine), "", "{fine}");
+    }
+    let wrong = problems("self.n > 'a'");
+    assert!(
+        wrong.contains("compilation failed: ERROR: <input>:1:8: found no matching overload for '_>_' applied to '(int, string)'"),
+        "{wrong}"
+    );
+    assert!(problems("self.s == 1").contains("'_==_' applied to '(string, int)'"));
+}

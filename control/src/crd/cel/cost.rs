@@ -190,6 +190,9 @@ static STRING: std::sync::LazyLock<Value> =
 pub struct Estimate {
     pub cost: f64,
     pub undefined: Option<String>,
+    /// The first operator applied to operands of types it has no overload for
+    /// (`(">", "int", "string")`), a compile error in kube.
+    pub mismatch: Option<(String, &'static str, &'static str)>,
 }
 
 /// The estimated worst-case cost of one evaluation of `expr` against `shapes`' node.
@@ -201,11 +204,13 @@ pub fn estimate(expr: &IdedExpr, shapes: &Shapes) -> Estimate {
         ],
         root: shapes.resource_root.then_some(shapes.node),
         undefined: None,
+        mismatch: None,
     };
     let cost = estimator.cost(expr, 0);
     Estimate {
         cost,
         undefined: estimator.undefined,
+        mismatch: estimator.mismatch,
     }
 }
 
@@ -214,6 +219,7 @@ struct Estimator<'a> {
     /// The node when it is a resource's root (it then shows apiVersion, kind, metadata).
     root: Option<&'a Value>,
     undefined: Option<String>,
+    mismatch: Option<(String, &'static str, &'static str)>,
 }
 
 impl<'a> Estimator<'a> {
@@ -259,6 +265,7 @@ impl<'a> Estimator<'a> {
                     .chain(call.args.iter())
                     .collect();
                 let costs: Vec<f64> = operands.iter().map(|e| self.cost(e, depth + 1)).collect();
+                self.check_operands(&call.func_name, &operands);
                 let sum: f64 = costs.iter().sum();
                 let size = |i: usize| operands.get(i).map_or(0.0, |e| self.size(e));
                 match call.func_name.as_str() {
@@ -383,6 +390,53 @@ impl<'a> Estimator<'a> {
                 None
             }
             _ => Some(Shape::Unknown),
+        }
+    }
+
+    /// Records an operator applied to two operands whose known types it has no overload for
+    /// (a number and a string, a bool and a number, …).
+    fn check_operands(&mut self, operator: &str, operands: &[&IdedExpr]) {
+        const OPERATORS: &[&str] = &["_==_", "_!=_", "_<_", "_>_", "_<=_", "_>=_", "_+_", "_-_"];
+        if self.mismatch.is_some() || !OPERATORS.contains(&operator) || operands.len() != 2 {
+            return;
+        }
+        let (Some(left), Some(right)) = (self.type_of(operands[0]), self.type_of(operands[1]))
+        else {
+            return;
+        };
+        let numeric = |t: &str| matches!(t, "int" | "uint" | "double");
+        let compatible = left == right || (numeric(left) && numeric(right) && operator != "_+_");
+        if !compatible {
+            self.mismatch = Some((operator.to_owned(), left, right));
+        }
+    }
+
+    /// The CEL type of `expr` where it is plain from the literal or the schema.
+    fn type_of(&self, expr: &IdedExpr) -> Option<&'static str> {
+        use cel::common::value::CelVal;
+        match &expr.expr {
+            Expr::Literal(CelVal::String(_)) => Some("string"),
+            Expr::Literal(CelVal::Int(_)) => Some("int"),
+            Expr::Literal(CelVal::UInt(_)) => Some("uint"),
+            Expr::Literal(CelVal::Double(_)) => Some("double"),
+            Expr::Literal(CelVal::Boolean(_)) => Some("bool"),
+            Expr::Call(call) if call.func_name == "size" => Some("int"),
+            Expr::Select(select) if select.test => Some("bool"),
+            Expr::Select(_) | Expr::Ident(_) => match self.shape(expr) {
+                Shape::Schema(schema) if schema["x-kubernetes-int-or-string"] != true => {
+                    match (schema["type"].as_str(), schema["format"].as_str()) {
+                        (Some("string"), Some("date-time")) => Some("google.protobuf.Timestamp"),
+                        (Some("string"), Some("duration")) => Some("google.protobuf.Duration"),
+                        (Some("string"), _) => Some("string"),
+                        (Some("integer"), _) => Some("int"),
+                        (Some("number"), _) => Some("double"),
+                        (Some("boolean"), _) => Some("bool"),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            },
+            _ => None,
         }
     }
 
