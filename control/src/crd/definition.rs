@@ -107,7 +107,8 @@ pub fn condition_true(crd: &Value, kind: &str) -> bool {
         .any(|c| c["type"] == kind && c["status"] == "True")
 }
 
-fn strings(value: &Value) -> Vec<String> {
+/// The strings of a JSON list (others skipped; not a list: none).
+pub fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
         .into_iter()

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::api::selector::LabelSelector;
 use crate::crd::cel::compile_with;
+use crate::crd::definition::strings;
 use crate::status::FieldCause;
 
 /// The variables a policy's expressions may name.
@@ -90,16 +91,6 @@ pub struct Binding {
     pub warn: bool,
     pub matching: Option<Match>,
     pub param_ref: Option<ParamRef>,
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect()
 }
 
 fn quoted(text: &str) -> String {

@@ -565,6 +565,9 @@ pub fn walk(expr: &IdedExpr, visit: &mut impl FnMut(&IdedExpr)) {
 
 /// `line:column` (1-based) of the first whole-word occurrence of `name` in `source`.
 fn position(source: &str, name: &str) -> String {
+    if name.is_empty() {
+        return "1:1".to_owned();
+    }
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut offset = None;
     let mut from = 0;
@@ -582,25 +585,19 @@ fn position(source: &str, name: &str) -> String {
         }
         from = end;
     }
-    let offset = offset.unwrap_or(0);
-    let line = source[..offset].matches('\n').count() + 1;
-    let column = source[..offset]
-        .rsplit('\n')
-        .next()
-        .map_or(0, |l| l.chars().count())
-        + 1;
-    format!("{line}:{column}")
+    line_column(source, offset.unwrap_or(0))
 }
 
 /// `line:column` (1-based) of the first occurrence of an operator symbol in `source`.
 fn symbol_position(source: &str, symbol: &str) -> String {
-    let offset = source.find(symbol).unwrap_or(0);
-    let line = source[..offset].matches('\n').count() + 1;
-    let column = source[..offset]
-        .rsplit('\n')
-        .next()
-        .map_or(0, |l| l.chars().count())
-        + 1;
+    line_column(source, source.find(symbol).unwrap_or(0))
+}
+
+/// `line:column` (1-based, columns in characters) of byte `offset` in `source`.
+fn line_column(source: &str, offset: usize) -> String {
+    let before = source.get(..offset).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!("{line}:{column}")
 }
 
