@@ -375,6 +375,8 @@ pub const RESOURCES: &[Resource] = &[
     // admissionregistration.k8s.io/v1
     res("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", "validatingadmissionpolicy", Cluster, &[], &["api-extensions"]).with(VAP_SUB),
     res("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", "validatingadmissionpolicybinding", Cluster, &[], &["api-extensions"]),
+    res("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", Cluster, &[], &["api-extensions"]),
+    res("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", "validatingwebhookconfiguration", Cluster, &[], &["api-extensions"]),
     // apiextensions.k8s.io/v1
     res("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", Cluster, &["crd", "crds"], &["api-extensions"]).with(CRD_SUB),
 ];

@@ -421,6 +421,13 @@ async fn every_served_kind_round_trips_strictly() {
             "ValidatingAdmissionPolicyBinding" => {
                 object["spec"] = json!({"policyName": "p", "validationActions": ["Deny"]})
             }
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+                object["webhooks"] = json!([{"name": "check.example.com",
+                    "clientConfig": {"url": "https://127.0.0.1:1/check"},
+                    "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                    "rules": [{"apiGroups": ["example.com"], "apiVersions": ["v1"],
+                        "operations": ["CREATE"], "resources": ["widgets"]}]}])
+            }
             "CertificateSigningRequest" => {
                 use base64::Engine;
                 let key = rcgen::KeyPair::generate().unwrap();

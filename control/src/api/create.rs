@@ -63,9 +63,11 @@ pub async fn create_object(
     super::priority::admit_pod(call, &mut object).await?;
     super::priority::admit_class(call, &object).await?;
     super::limit_range::admit_create(call, &mut object).await?;
+    super::admission_webhook::mutate(call, Operation::Create, &mut object, None).await?;
     validate::check_semantics(&object, None, resource)?;
     super::rbac_escalation::admit(call, &object).await?;
     super::admission_policy::admit(call, Operation::Create, Some(&object), None).await?;
+    super::admission_webhook::validate(call, Operation::Create, Some(&object), None).await?;
     super::quota::admit(call, None, &object).await?;
     let mut name = name_of(&object).to_owned();
     if call.query.dry_run {

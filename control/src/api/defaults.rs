@@ -139,6 +139,16 @@ pub fn apply(object: &mut Value, resource: &Resource) {
                 }
             }
         }
+        (
+            "admissionregistration.k8s.io",
+            kind @ ("MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration"),
+        ) => {
+            let mutating = kind == "MutatingWebhookConfiguration";
+            let webhooks = object.get_mut("webhooks").and_then(Value::as_array_mut);
+            for webhook in webhooks.into_iter().flatten() {
+                webhook_defaults(webhook, mutating);
+            }
+        }
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
             let resources = object
                 .get_mut("spec")
@@ -162,6 +172,32 @@ fn match_resources(resources: &mut Value) {
         for rule in rules.into_iter().flatten() {
             default(rule, "scope", json!("*"));
         }
+    }
+}
+
+/// kube's defaults of one webhook of a configuration.
+fn webhook_defaults(webhook: &mut Value, mutating: bool) {
+    if !webhook.is_object() {
+        return;
+    }
+    default(webhook, "failurePolicy", json!("Fail"));
+    default(webhook, "matchPolicy", json!("Equivalent"));
+    default(webhook, "namespaceSelector", json!({}));
+    default(webhook, "objectSelector", json!({}));
+    default(webhook, "timeoutSeconds", json!(10));
+    if mutating {
+        default(webhook, "reinvocationPolicy", json!("Never"));
+    }
+    let rules = webhook.get_mut("rules").and_then(Value::as_array_mut);
+    for rule in rules.into_iter().flatten() {
+        default(rule, "scope", json!("*"));
+    }
+    let service = webhook
+        .get_mut("clientConfig")
+        .and_then(|c| c.get_mut("service"))
+        .filter(|s| s.is_object());
+    if let Some(service) = service {
+        default(service, "port", json!(443));
     }
 }
 

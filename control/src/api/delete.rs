@@ -160,13 +160,9 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
             }
         }
     }
-    super::admission_policy::admit(
-        call,
-        super::admission_policy::Operation::Delete,
-        None,
-        Some(&object),
-    )
-    .await?;
+    let delete = super::admission_policy::Operation::Delete;
+    super::admission_policy::admit(call, delete, None, Some(&object)).await?;
+    super::admission_webhook::validate(call, delete, None, Some(&object)).await?;
     if dry_run {
         return Ok(object_response(StatusCode::OK, &call.shown(object), &[]));
     }

@@ -6,6 +6,7 @@
 
 pub(crate) mod access_review;
 pub mod admission_policy;
+pub mod admission_webhook;
 mod apply;
 mod approval;
 mod binding;
@@ -119,6 +120,8 @@ pub struct ApiState {
     rbac: RbacCache,
     /// The ValidatingAdmissionPolicies and their bindings, compiled.
     admission_policies: admission_policy::PolicyCache,
+    /// The admission webhooks, compiled.
+    admission_webhooks: admission_webhook::WebhookCache,
     /// The pods bound to each node, for the node authorizer.
     pod_index: Arc<authz::PodIndex>,
     /// The client of the nodes' kubelet APIs (`pods/log`); `None`: those requests fail.
@@ -149,6 +152,7 @@ impl ApiState {
             priority_classes: Arc::default(),
             rbac: RbacCache::default(),
             admission_policies: admission_policy::PolicyCache::default(),
+            admission_webhooks: admission_webhook::WebhookCache::default(),
             quotas: Arc::default(),
             limit_ranges: Arc::default(),
             pod_index: Arc::default(),

@@ -110,14 +110,11 @@ pub async fn write(
     object: Value,
 ) -> Result<Value, ApiError> {
     let mut object = object;
+    let update = super::admission_policy::Operation::Update;
+    super::admission_webhook::mutate(call, update, &mut object, Some(old)).await?;
     validate::check_semantics(&object, Some(old), call.resource())?;
-    super::admission_policy::admit(
-        call,
-        super::admission_policy::Operation::Update,
-        Some(&object),
-        Some(old),
-    )
-    .await?;
+    super::admission_policy::admit(call, update, Some(&object), Some(old)).await?;
+    super::admission_webhook::validate(call, update, Some(&object), Some(old)).await?;
     super::priority::admit_class(call, &object).await?;
     if call.query.dry_run {
         return Ok(object);

@@ -245,6 +245,8 @@ fn typed_roundtrip(resource: &Resource, value: &Value) -> Result<Value, String> 
         "rbac.authorization.k8s.io" "ClusterRoleBinding" => rbac::ClusterRoleBinding,
         "admissionregistration.k8s.io" "ValidatingAdmissionPolicy" => k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy,
         "admissionregistration.k8s.io" "ValidatingAdmissionPolicyBinding" => k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+        "admissionregistration.k8s.io" "MutatingWebhookConfiguration" => k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+        "admissionregistration.k8s.io" "ValidatingWebhookConfiguration" => k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
         "apiextensions.k8s.io" "CustomResourceDefinition" => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     }
 }
@@ -308,6 +310,10 @@ pub fn check_semantics(
         crate::crd::custom::validate(object, old, resource, &mut causes);
     }
     match (resource.group, resource.kind) {
+        (
+            super::admission_policy::GROUP,
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration",
+        ) => super::admission_webhook::validate_configuration(object, resource, &mut causes),
         (super::admission_policy::GROUP, _) => {
             super::admission_policy::validate(object, resource, &mut causes)
         }

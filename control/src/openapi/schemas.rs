@@ -75,6 +75,8 @@ const TYPES: &[(&str, &str, &str, AddSchema)] = &[
     ("events.k8s.io", "v1", "Event", add::<events::Event>),
     ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", add::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy>),
     ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", add::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>),
+    ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", add::<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>),
+    ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", add::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>),
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", add::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>),
 ];
 

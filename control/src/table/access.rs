@@ -115,3 +115,23 @@ pub static ADMISSION_POLICY_BINDING: Printer = Printer {
         ]
     },
 };
+
+/// kubectl's columns of a Validating- or MutatingWebhookConfiguration.
+pub static WEBHOOK_CONFIGURATION: Printer = Printer {
+    columns: &[
+        NAME,
+        col(
+            "Webhooks",
+            "integer",
+            "Webhooks indicates the number of webhooks included in this configuration",
+        ),
+        AGE,
+    ],
+    cells: |o, now| {
+        vec![
+            super::cells::name(o),
+            Value::from(arr(o, &["webhooks"]).len()),
+            super::cells::age(o, now),
+        ]
+    },
+};

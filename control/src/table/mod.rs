@@ -161,6 +161,10 @@ fn printer(resource: &Resource) -> &'static Printer {
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
             &access::ADMISSION_POLICY_BINDING
         }
+        (
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration",
+        ) => &access::WEBHOOK_CONFIGURATION,
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => &access::CREATED,
         ("", "LimitRange") => &access::CREATED,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => &access::BINDING,

@@ -93,11 +93,15 @@ pub struct Binding {
     pub param_ref: Option<ParamRef>,
 }
 
-fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
 
-fn expression(source: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Option<Program> {
+pub(crate) fn expression(
+    source: &Value,
+    field: &str,
+    causes: &mut Vec<FieldCause>,
+) -> Option<Program> {
     let Some(text) = source.as_str().filter(|t| !t.trim().is_empty()) else {
         causes.push(FieldCause::required(field));
         return None;
@@ -115,7 +119,7 @@ fn expression(source: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Opti
     }
 }
 
-fn rules(list: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Vec<Rule> {
+pub(crate) fn rules(list: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Vec<Rule> {
     let mut out = Vec::new();
     for (index, rule) in list.as_array().into_iter().flatten().enumerate() {
         let at = format!("{field}[{index}]");
@@ -154,7 +158,11 @@ fn rules(list: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Vec<Rule> {
     out
 }
 
-fn selector(value: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Option<LabelSelector> {
+pub(crate) fn selector(
+    value: &Value,
+    field: &str,
+    causes: &mut Vec<FieldCause>,
+) -> Option<LabelSelector> {
     if value.is_null() {
         return None;
     }

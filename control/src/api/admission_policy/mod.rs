@@ -17,8 +17,8 @@
 //! Policies and bindings themselves are never subject to policies (kube exempts them, so a
 //! bad policy cannot lock itself in).
 
-mod compiled;
-mod matching;
+pub(super) mod compiled;
+pub(super) mod matching;
 
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Operation::Create => "CREATE",
             Operation::Update => "UPDATE",
@@ -215,17 +215,7 @@ pub(crate) async fn admit(
     if matched.is_empty() {
         return Ok(());
     }
-    let kind = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
-    let gvr =
-        json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
-    let request_value = json!({
-        "kind": kind, "resource": gvr, "subResource": subresource,
-        "requestKind": kind, "requestResource": gvr, "requestSubResource": subresource,
-        "name": name, "namespace": namespace_name, "operation": operation.name(),
-        "userInfo": {"username": call.identity.user, "uid": call.identity.uid,
-            "groups": call.identity.groups, "extra": call.identity.extra},
-        "dryRun": call.query.dry_run,
-    });
+    let request_value = request_attributes(call, operation, &name, &namespace_name);
     let mut work = Vec::with_capacity(matched.len());
     for pair in matched {
         work.push((pair, params_of(call, pair, &namespace_name).await?));
@@ -271,6 +261,30 @@ pub(crate) async fn admit(
         Some(denied) => Err(denial(resource, &name, denied)),
         None => Ok(()),
     }
+}
+
+/// The admission request as CEL's `request` and a webhook's AdmissionReview show it: the
+/// kind and resource (as requested and as matched: the same here), the name, namespace,
+/// operation, user and dry run.
+pub(super) fn request_attributes(
+    call: &Call,
+    operation: Operation,
+    name: &str,
+    namespace: &str,
+) -> Value {
+    let resource = call.resource();
+    let subresource = call.path.subresource.clone().unwrap_or_default();
+    let kind = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
+    let gvr =
+        json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
+    json!({
+        "kind": kind, "resource": gvr, "subResource": subresource,
+        "requestKind": kind, "requestResource": gvr, "requestSubResource": subresource,
+        "name": name, "namespace": namespace, "operation": operation.name(),
+        "userInfo": {"username": call.identity.user, "uid": call.identity.uid,
+            "groups": call.identity.groups, "extra": call.identity.extra},
+        "dryRun": call.query.dry_run,
+    })
 }
 
 /// The parameter objects a bound policy runs with.
@@ -365,7 +379,7 @@ async fn params_of(
     })
 }
 
-async fn namespace_object(call: &Call, name: &str) -> Result<Option<Value>, ApiError> {
+pub(super) async fn namespace_object(call: &Call, name: &str) -> Result<Option<Value>, ApiError> {
     let Some(namespaces) = kinds::find("", "v1", "namespaces") else {
         return Ok(None);
     };
@@ -482,7 +496,7 @@ fn variables_value(variables: &std::collections::HashMap<cel::objects::Key, CelV
     })
 }
 
-fn run(program: &cel::Program, context: &cel::Context) -> Result<CelValue, String> {
+pub(super) fn run(program: &cel::Program, context: &cel::Context) -> Result<CelValue, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(context))) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(error_text(&error).unwrap_or_else(|| "no such overload".to_owned())),
@@ -491,7 +505,7 @@ fn run(program: &cel::Program, context: &cel::Context) -> Result<CelValue, Strin
 }
 
 /// Why an expression did not give a bool, for a message.
-fn failure_text(name: &str, outcome: Result<CelValue, String>) -> String {
+pub(super) fn failure_text(name: &str, outcome: Result<CelValue, String>) -> String {
     let why = match outcome {
         Ok(other) => format!("expected a bool, got {}", other.type_of()),
         Err(error) => error,

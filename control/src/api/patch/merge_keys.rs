@@ -6,8 +6,12 @@
 
 #[rustfmt::skip]
 pub(super) const FIELDS: &[(&str, &str, &str, &str)] = &[
+    ("io.k8s.api.admissionregistration.v1.MutatingWebhook", "matchConditions", "merge", "name"),
+    ("io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration", "webhooks", "merge", "name"),
     ("io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", "matchConditions", "merge", "name"),
     ("io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", "variables", "merge", "name"),
+    ("io.k8s.api.admissionregistration.v1.ValidatingWebhook", "matchConditions", "merge", "name"),
+    ("io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration", "webhooks", "merge", "name"),
     ("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", "merge", "type"),
     ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", "retainKeys", ""),
     ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "merge", "type"),

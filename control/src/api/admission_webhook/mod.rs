@@ -1,0 +1,672 @@
+//! Admission webhooks (admissionregistration.k8s.io/v1 Validating- and
+//! MutatingWebhookConfiguration), called as kube-apiserver calls them:
+//!
+//! - `config`: the configurations checked when written and compiled;
+//! - `call`: one AdmissionReview over HTTPS;
+//! - here: the configurations followed from the store (`WebhookCache`), and the two phases.
+//!   `mutate` runs on creates and updates after bosun's own mutating admission (defaults,
+//!   LimitRanges, ServiceAccounts…): the matching mutating webhooks in the order of their
+//!   configurations' names, each JSON patch applied, and a webhook with
+//!   `reinvocationPolicy: IfNeeded` called once more when a later one changed the object.
+//!   `validate` runs after the built-in validation and the ValidatingAdmissionPolicies: the
+//!   matching validating webhooks, called concurrently (and on DELETE the mutating ones too,
+//!   which cannot patch there).
+//!
+//! Matching is the admission policies' (rules, scope, namespace and object selectors), then
+//! the webhook's `matchConditions` in CEL. A webhook that denies answers kube's `admission
+//! webhook "<name>" denied the request: <message>` with its status code; one that cannot be
+//! called, times out or answers nonsense fails the request (`Internal error occurred: failed
+//! calling webhook …`) unless its `failurePolicy` is `Ignore`. Its `warnings` become
+//! kubectl warnings. A `service` client config is called at a ready endpoint of the Service
+//! (its EndpointSlices) and verified as `<service>.<namespace>.svc`, like kube-apiserver with
+//! `--enable-aggregator-routing`. Webhook configurations and admission policies are never
+//! sent to webhooks, so a broken webhook cannot lock itself in.
+
+mod call;
+pub mod config;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use cel::Value as CelValue;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use self::call::Destination;
+use self::config::{Target, Webhook};
+use super::admission_policy::matching::{matches, Request};
+use super::admission_policy::{self as policy, Operation};
+use super::path::object_key;
+use super::query::FieldValidation;
+use super::store_mirror::Derived;
+use super::{decode_stored, map_store_error, Call};
+use crate::crd::cel::{context, from_json, on_cel_thread};
+use crate::kinds::{self, Resource};
+use crate::status::{ApiError, FieldCause};
+use crate::store::{ListOptions, Store};
+
+const PLURALS: [&str; 2] = [
+    "mutatingwebhookconfigurations",
+    "validatingwebhookconfigurations",
+];
+
+/// The webhooks of every configuration, mutating and validating, each in calling order.
+#[derive(Default)]
+pub struct Webhooks {
+    mutating: Vec<Arc<Webhook>>,
+    validating: Vec<Arc<Webhook>>,
+}
+
+fn resources() -> Result<[&'static Resource; 2], ApiError> {
+    let find = |plural| {
+        kinds::find(policy::GROUP, "v1", plural)
+            .ok_or_else(|| ApiError::internal(format!("the kinds table has no {plural}")))
+    };
+    Ok([find(PLURALS[0])?, find(PLURALS[1])?])
+}
+
+/// kube's validation of a webhook configuration being written (the field causes of a 422).
+pub fn validate_configuration(object: &Value, resource: &Resource, causes: &mut Vec<FieldCause>) {
+    let mutating = resource.kind == "MutatingWebhookConfiguration";
+    let found = on_cel_thread(|| config::configuration(object, mutating).1);
+    causes.extend(found.unwrap_or_else(|| {
+        let why = "its match conditions could not be compiled (internal error)";
+        vec![FieldCause::invalid("webhooks", "\"object\"", why)]
+    }));
+}
+
+/// The webhook configurations as the store's watch shows them, compiled.
+#[derive(Default)]
+pub struct WebhookCache {
+    copies: Derived<Webhooks, 2>,
+}
+
+impl WebhookCache {
+    /// The webhooks: the copies', or the store's while they are not listed.
+    async fn webhooks(&self, store: &Arc<dyn Store>) -> Result<Arc<Webhooks>, ApiError> {
+        let resources = resources()?;
+        let known = self.copies.get(
+            store,
+            resources.map(|r| r.key_prefix()),
+            |[mutating, validating]| {
+                compile(
+                    &mutating.values().cloned().collect::<Vec<_>>(),
+                    &validating.values().cloned().collect::<Vec<_>>(),
+                )
+            },
+        );
+        if let Some(webhooks) = known {
+            return Ok(webhooks);
+        }
+        let mut lists = Vec::new();
+        for resource in resources {
+            let page = store
+                .list(&resource.key_prefix(), &ListOptions::default())
+                .await
+                .map_err(map_store_error)?;
+            let objects: Result<Vec<Value>, ApiError> =
+                page.items.iter().map(decode_stored).collect();
+            lists.push(objects?);
+        }
+        Ok(Arc::new(compile(&lists[0], &lists[1])))
+    }
+}
+
+/// The configurations' webhooks in kube's order: configurations by name, then as listed.
+fn compile(mutating: &[Value], validating: &[Value]) -> Webhooks {
+    if mutating.is_empty() && validating.is_empty() {
+        return Webhooks::default();
+    }
+    let all = |objects: &[Value], mutating: bool| {
+        let mut sorted: Vec<&Value> = objects.iter().collect();
+        sorted.sort_by(|a, b| {
+            a["metadata"]["name"]
+                .as_str()
+                .cmp(&b["metadata"]["name"].as_str())
+        });
+        sorted
+            .into_iter()
+            .flat_map(|object| config::configuration(object, mutating).0)
+            .map(Arc::new)
+            .collect()
+    };
+    on_cel_thread(|| Webhooks {
+        mutating: all(mutating, true),
+        validating: all(validating, false),
+    })
+    .unwrap_or_default()
+}
+
+/// One admission request as the webhooks see it.
+struct Admission<'a> {
+    call: &'a Call,
+    operation: Operation,
+    name: String,
+    namespace_object: Option<Value>,
+    attributes: Value,
+}
+
+impl Admission<'_> {
+    async fn new<'a>(
+        call: &'a Call,
+        operation: Operation,
+        object: Option<&Value>,
+    ) -> Result<Admission<'a>, ApiError> {
+        let resource = call.resource();
+        let name = call
+            .path
+            .name
+            .clone()
+            .or_else(|| {
+                object
+                    .and_then(|o| o["metadata"]["name"].as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let namespace = call.path.namespace.clone().unwrap_or_default();
+        let namespace_object = match resource.namespaced() && !namespace.is_empty() {
+            true => policy::namespace_object(call, &namespace).await?,
+            false => None,
+        };
+        let attributes = policy::request_attributes(call, operation, &name, &namespace);
+        Ok(Admission {
+            call,
+            operation,
+            name,
+            namespace_object,
+            attributes,
+        })
+    }
+
+    /// Whether `webhook`'s rules and selectors select the request for `object`/`old`.
+    fn selects(&self, webhook: &Webhook, object: Option<&Value>, old: Option<&Value>) -> bool {
+        let resource = self.call.resource();
+        let subresource = self.call.path.subresource.clone().unwrap_or_default();
+        let request = Request {
+            operation: self.operation.name(),
+            group: resource.group,
+            version: resource.version,
+            resource: resource.plural,
+            subresource: &subresource,
+            name: &self.name,
+            namespaced: resource.namespaced(),
+            object,
+            old,
+            namespace: self.namespace_object.as_ref(),
+            is_namespace: resource.group.is_empty() && resource.kind == "Namespace",
+        };
+        matches(&webhook.matching, &request)
+    }
+}
+
+/// What became of one call.
+enum Outcome {
+    /// Allowed, with the JSON patch of a mutating webhook, if any.
+    Allowed(Option<json_patch::Patch>),
+    Denied(ApiError),
+    /// Not called (a match condition is false), or failed under `failurePolicy: Ignore`.
+    Skipped,
+}
+
+/// Runs the matching mutating webhooks on `object` (to be created, or to replace `old`);
+/// true when one of them changed it.
+pub(crate) async fn mutate(
+    call: &Call,
+    operation: Operation,
+    object: &mut Value,
+    old: Option<&Value>,
+) -> Result<bool, ApiError> {
+    if call.resource().group == policy::GROUP {
+        return Ok(false);
+    }
+    let webhooks = call
+        .state
+        .admission_webhooks
+        .webhooks(&call.state.store)
+        .await?;
+    if webhooks.mutating.is_empty() {
+        return Ok(false);
+    }
+    let admission = Admission::new(call, operation, Some(object)).await?;
+    // Webhooks see (and patch) the object in the request's version.
+    let mut shown = call.shown(object.clone());
+    let old_shown = old.map(|o| call.shown(o.clone()));
+    let old_shown = old_shown.as_ref();
+    let mut called = Vec::new();
+    let mut last_change = None;
+    for (index, webhook) in webhooks.mutating.iter().enumerate() {
+        if !admission.selects(webhook, Some(&shown), old_shown) {
+            continue;
+        }
+        if invoke_and_patch(&admission, webhook, &mut shown, old_shown).await? {
+            last_change = Some(index);
+        }
+        called.push(index);
+    }
+    // kube's reinvocation: once more, for the webhooks that asked for it and ran before the
+    // last change.
+    let Some(last) = last_change else {
+        return Ok(false);
+    };
+    for index in called.into_iter().filter(|i| *i < last) {
+        let webhook = &webhooks.mutating[index];
+        if webhook.reinvoke && admission.selects(webhook, Some(&shown), old_shown) {
+            invoke_and_patch(&admission, webhook, &mut shown, old_shown).await?;
+        }
+    }
+    // The patched object decoded again as its type, defaulted, back in the storage version.
+    let resource = call.resource();
+    super::validate::check_typed(&mut shown, &[], resource, FieldValidation::Ignore)?;
+    *object = call.to_storage(shown, old)?;
+    Ok(true)
+}
+
+async fn invoke_and_patch(
+    admission: &Admission<'_>,
+    webhook: &Webhook,
+    object: &mut Value,
+    old: Option<&Value>,
+) -> Result<bool, ApiError> {
+    match invoke(admission, webhook, Some(object), old).await? {
+        Outcome::Allowed(Some(patch)) => {
+            let mut patched = object.clone();
+            json_patch::patch(&mut patched, &patch).map_err(|e| {
+                ApiError::internal(format!(
+                    "Internal error occurred: the patch of admission webhook {:?} does not apply: {e}",
+                    webhook.name
+                ))
+            })?;
+            if !patched.is_object() {
+                return Err(ApiError::internal(format!(
+                    "Internal error occurred: admission webhook {:?} patched the object into a {}",
+                    webhook.name,
+                    if patched.is_array() {
+                        "list"
+                    } else {
+                        "non-object"
+                    }
+                )));
+            }
+            let changed = patched != *object;
+            *object = patched;
+            Ok(changed)
+        }
+        Outcome::Denied(error) => Err(error),
+        Outcome::Allowed(None) | Outcome::Skipped => Ok(false),
+    }
+}
+
+/// Runs the matching validating webhooks (on DELETE also the mutating ones) concurrently;
+/// the first denial in calling order refuses the request.
+pub(crate) async fn validate(
+    call: &Call,
+    operation: Operation,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    if call.resource().group == policy::GROUP {
+        return Ok(());
+    }
+    let webhooks = call
+        .state
+        .admission_webhooks
+        .webhooks(&call.state.store)
+        .await?;
+    let deleting = matches!(operation, Operation::Delete);
+    let candidates: Vec<&Arc<Webhook>> = match deleting {
+        true => webhooks
+            .mutating
+            .iter()
+            .chain(&webhooks.validating)
+            .collect(),
+        false => webhooks.validating.iter().collect(),
+    };
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let admission = Admission::new(call, operation, object.or(old)).await?;
+    let object = object.map(|o| call.shown(o.clone()));
+    let old = old.map(|o| call.shown(o.clone()));
+    let (object, old) = (object.as_ref(), old.as_ref());
+    let selected = candidates
+        .into_iter()
+        .filter(|webhook| admission.selects(webhook, object, old));
+    let outcomes =
+        futures::future::join_all(selected.map(|w| invoke(&admission, w, object, old))).await;
+    for outcome in outcomes {
+        if let Outcome::Denied(error) = outcome? {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Calls one webhook if its match conditions hold; failures follow its `failurePolicy`.
+async fn invoke(
+    admission: &Admission<'_>,
+    webhook: &Webhook,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Outcome, ApiError> {
+    let failed = |why: String| match webhook.ignore_failures {
+        true => {
+            tracing::warn!(webhook = %webhook.name, %why, "admission webhook failed; ignored (failurePolicy Ignore)");
+            Ok(Outcome::Skipped)
+        }
+        false => Err(ApiError::internal(format!(
+            "Internal error occurred: failed calling webhook {:?}: {why}",
+            webhook.name
+        ))),
+    };
+    match conditions_hold(webhook, &admission.attributes, object, old) {
+        Ok(true) => {}
+        Ok(false) => return Ok(Outcome::Skipped),
+        Err(why) => return failed(format!("failed to evaluate match condition {why}")),
+    }
+    let tls = match &webhook.tls {
+        Ok(tls) => Arc::clone(tls),
+        Err(why) => return failed(format!("failed to call webhook: {why}")),
+    };
+    let uid = uuid::Uuid::new_v4().to_string();
+    let destination = match destination(admission.call, webhook).await {
+        Ok(destination) => destination,
+        Err(why) => return failed(format!("failed to call webhook: {why}")),
+    };
+    let review = review(admission, webhook, &uid, object, old);
+    let answer = match call::post(tls, &destination, &review, webhook.timeout).await {
+        Ok(answer) => answer,
+        Err(why) => return failed(format!("failed to call webhook: {why}")),
+    };
+    match read_response(&answer, webhook, &uid) {
+        Ok(Response {
+            allowed,
+            status,
+            patch,
+            warnings,
+        }) => {
+            for warning in warnings {
+                admission.call.warn(warning);
+            }
+            if !allowed {
+                return Ok(Outcome::Denied(denial(webhook, &status)));
+            }
+            if patch.is_some() && !webhook.mutating {
+                return Ok(Outcome::Allowed(None));
+            }
+            Ok(Outcome::Allowed(patch))
+        }
+        Err(why) => failed(format!("received invalid webhook response: {why}")),
+    }
+}
+
+/// Evaluates the match conditions: all true → call; one false → skip; an error → `Err`.
+fn conditions_hold(
+    webhook: &Webhook,
+    attributes: &Value,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<bool, String> {
+    if webhook.conditions.is_empty() {
+        return Ok(true);
+    }
+    on_cel_thread(|| {
+        let mut root = context();
+        root.add_variable_from_value("object", object.map_or(CelValue::Null, from_json));
+        root.add_variable_from_value("oldObject", old.map_or(CelValue::Null, from_json));
+        root.add_variable_from_value("request", from_json(attributes));
+        for (name, program) in &webhook.conditions {
+            match policy::run(program, &root) {
+                Ok(CelValue::Bool(true)) => {}
+                Ok(CelValue::Bool(false)) => return Ok(false),
+                other => return Err(policy::failure_text(name, other)),
+            }
+        }
+        Ok(true)
+    })
+    .unwrap_or_else(|| Err("internal error".to_owned()))
+}
+
+/// The AdmissionReview sent.
+fn review(
+    admission: &Admission<'_>,
+    webhook: &Webhook,
+    uid: &str,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Value {
+    let mut request = admission.attributes.clone();
+    request["uid"] = json!(uid);
+    request["object"] = object.cloned().unwrap_or(Value::Null);
+    request["oldObject"] = old.cloned().unwrap_or(Value::Null);
+    let options = match admission.operation {
+        Operation::Create => "CreateOptions",
+        Operation::Update => "UpdateOptions",
+        Operation::Delete => "DeleteOptions",
+    };
+    let mut shown_options = json!({"apiVersion": "meta.k8s.io/v1", "kind": options});
+    if admission.call.query.dry_run {
+        shown_options["dryRun"] = json!(["All"]);
+    }
+    request["options"] = shown_options;
+    json!({
+        "apiVersion": format!("admission.k8s.io/{}", webhook.review_version),
+        "kind": "AdmissionReview",
+        "request": request,
+    })
+}
+
+/// A webhook's answer, checked.
+struct Response {
+    allowed: bool,
+    status: Value,
+    patch: Option<json_patch::Patch>,
+    warnings: Vec<String>,
+}
+
+fn read_response(answer: &Value, webhook: &Webhook, uid: &str) -> Result<Response, String> {
+    let api_version = answer["apiVersion"].as_str().unwrap_or("");
+    let kind = answer["kind"].as_str().unwrap_or("");
+    let expected = format!("admission.k8s.io/{}", webhook.review_version);
+    if api_version != expected || kind != "AdmissionReview" {
+        return Err(format!(
+            "expected webhook response of {expected}, Kind=AdmissionReview, got {api_version}, Kind={kind}"
+        ));
+    }
+    let response = &answer["response"];
+    if !response.is_object() {
+        return Err("webhook response was absent".to_owned());
+    }
+    let answered = response["uid"].as_str().unwrap_or("");
+    if answered != uid {
+        return Err(format!("expected response.uid={uid:?}, got {answered:?}"));
+    }
+    let allowed = response["allowed"].as_bool().unwrap_or(false);
+    let patch = match (&response["patch"], response["patchType"].as_str()) {
+        (Value::Null, _) => None,
+        (Value::String(encoded), Some("JSONPatch")) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| format!("response.patch is not base64: {e}"))?;
+            Some(
+                serde_json::from_slice::<json_patch::Patch>(&bytes)
+                    .map_err(|e| format!("response.patch is not a JSON patch: {e}"))?,
+            )
+        }
+        (Value::String(_), None) => {
+            return Err("webhook returned response.patch but not response.patchType".to_owned())
+        }
+        (_, Some(other)) if other != "JSONPatch" => {
+            return Err(format!(
+                "webhook returned invalid response.patchType of {other:?}"
+            ))
+        }
+        _ => return Err("response.patch is not a string".to_owned()),
+    };
+    let warnings = response["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    Ok(Response {
+        allowed,
+        status: response["status"].clone(),
+        patch,
+        warnings,
+    })
+}
+
+/// kube's refusal from a webhook's `status`: its code (at least 400) and reason, and
+/// `admission webhook "<name>" denied the request: <message or reason>`.
+fn denial(webhook: &Webhook, status: &Value) -> ApiError {
+    let denied_by = format!("admission webhook {:?} denied the request", webhook.name);
+    let message = status["message"].as_str().unwrap_or("");
+    let reason = status["reason"].as_str().unwrap_or("");
+    let text = match (message, reason) {
+        ("", "") => format!("{denied_by} without explanation"),
+        ("", reason) => format!("{denied_by}: {reason}"),
+        (message, _) => format!("{denied_by}: {message}"),
+    };
+    let code = status["code"]
+        .as_u64()
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| *c >= 400)
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::BAD_REQUEST);
+    let mut error = ApiError::new(code, known_reason(reason), text);
+    if status["details"].is_object() {
+        error.details = Some(status["details"].clone());
+    }
+    error
+}
+
+/// A webhook's `status.reason` as one of the reasons kubectl knows, or none.
+fn known_reason(reason: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "AlreadyExists",
+        "Conflict",
+        "Invalid",
+        "BadRequest",
+        "MethodNotAllowed",
+        "RequestEntityTooLarge",
+        "TooManyRequests",
+        "InternalError",
+        "ServiceUnavailable",
+    ];
+    KNOWN.iter().find(|k| **k == reason).copied().unwrap_or("")
+}
+
+/// Where to call `webhook`: its URL, or a ready endpoint of its Service.
+async fn destination(call: &Call, webhook: &Webhook) -> Result<Destination, String> {
+    let timeout = format!("?timeout={}s", webhook.timeout.as_secs());
+    match &webhook.target {
+        Target::Url { host, port, path } => {
+            let bracketed = match host.contains(':') {
+                true => format!("[{host}]"),
+                false => host.clone(),
+            };
+            Ok(Destination {
+                dial: format!("{bracketed}:{port}"),
+                server_name: host.clone(),
+                host: match port {
+                    443 => bracketed,
+                    port => format!("{bracketed}:{port}"),
+                },
+                path_and_query: format!("{path}{timeout}"),
+            })
+        }
+        Target::Service {
+            namespace,
+            name,
+            path,
+            port,
+        } => {
+            let server_name = format!("{name}.{namespace}.svc");
+            let mut destination = Destination {
+                dial: String::new(),
+                host: format!("{server_name}:{port}"),
+                server_name,
+                path_and_query: format!("{path}{timeout}"),
+            };
+            let endpoint = service_endpoint(call, namespace, name, *port)
+                .await
+                .map_err(|why| format!("Post \"{}\": {why}", destination.url()))?;
+            destination.dial = endpoint;
+            Ok(destination)
+        }
+    }
+}
+
+/// `ip:port` of a ready endpoint of Service `namespace/name` for its port `port`.
+async fn service_endpoint(
+    call: &Call,
+    namespace: &str,
+    name: &str,
+    port: u16,
+) -> Result<String, String> {
+    let store = &call.state.store;
+    let services = kinds::find("", "v1", "services").ok_or("the kinds table has no services")?;
+    let slices = kinds::find("discovery.k8s.io", "v1", "endpointslices")
+        .ok_or("the kinds table has no endpointslices")?;
+    let key = object_key(services, Some(namespace), name);
+    let service = match store.get(&key).await.map_err(|e| e.to_string())? {
+        Some(kv) => decode_stored(&kv).map_err(|e| e.message)?,
+        None => return Err(format!("services {name:?} not found")),
+    };
+    let prefix = format!("{}{namespace}/", slices.key_prefix());
+    let page = store
+        .list(&prefix, &ListOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut listed = Vec::new();
+    for kv in &page.items {
+        listed.push(decode_stored(kv).map_err(|e| e.message)?);
+    }
+    ready_endpoint(&service, &listed, port)
+        .ok_or_else(|| format!("no endpoints available for service {name:?}"))
+}
+
+/// The first ready address of the Service's EndpointSlices serving its port `port`.
+fn ready_endpoint(service: &Value, slices: &[Value], port: u16) -> Option<String> {
+    let name = service["metadata"]["name"].as_str()?;
+    let service_port = service["spec"]["ports"]
+        .as_array()?
+        .iter()
+        .find(|p| p["port"].as_u64() == Some(u64::from(port)))?;
+    let port_name = service_port["name"].as_str().unwrap_or("");
+    for slice in slices {
+        if slice["metadata"]["labels"]["kubernetes.io/service-name"].as_str() != Some(name) {
+            continue;
+        }
+        let Some(number) = slice["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"].as_str().unwrap_or("") == port_name)
+            .and_then(|p| p["port"].as_u64())
+        else {
+            continue;
+        };
+        let ready = slice["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["conditions"]["ready"].as_bool() != Some(false));
+        for endpoint in ready {
+            if let Some(address) = endpoint["addresses"][0].as_str() {
+                return Some(match address.contains(':') {
+                    true => format!("[{address}]:{number}"),
+                    false => format!("{address}:{number}"),
+                });
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,403 @@
+//! Admission webhooks with the real kubectl and a real HTTPS webhook server (this test's own,
+//! on loopback, with a certificate from its own CA given as `caBundle`): a mutating webhook's
+//! JSON patch lands in the stored object, and one with `reinvocationPolicy: IfNeeded` runs
+//! again after a later webhook changed the object; a validating webhook's denial reaches
+//! kubectl in kube's words with the webhook's code, its warnings as kubectl warnings; match
+//! conditions, object selectors and DELETE; a webhook that cannot be called fails the request
+//! under `failurePolicy: Fail` and not under `Ignore`, and one that answers too late times
+//! out; bad configurations are refused naming the field.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use common::{ok, stderr, stdout, Control};
+
+/// The test's webhook server: HTTPS on a loopback port, one request per connection, the
+/// AdmissionReviews it got kept for the test to read.
+struct WebhookServer {
+    port: u16,
+    ca_pem: String,
+    reviews: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl WebhookServer {
+    fn start() -> WebhookServer {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), &ca_key).expect("issuer");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("serving certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server config");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let reviews = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&reviews);
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let (config, seen) = (Arc::clone(&config), Arc::clone(&seen));
+                std::thread::spawn(move || serve(tcp, config, &seen));
+            }
+        });
+        WebhookServer {
+            port,
+            ca_pem: ca.pem(),
+            reviews,
+        }
+    }
+
+    fn ca_bundle(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.ca_pem)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The reviews the path got, oldest first.
+    fn reviews(&self, path: &str) -> Vec<Value> {
+        let reviews = self.reviews.lock().unwrap_or_else(|e| e.into_inner());
+        reviews
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+fn serve(tcp: TcpStream, config: Arc<rustls::ServerConfig>, seen: &Mutex<Vec<(String, Value)>>) {
+    let Ok(connection) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    let mut reader = BufReader::new(&mut stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let target = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let Ok(review) = serde_json::from_slice::<Value>(&body) else {
+        return;
+    };
+    let path = target.split('?').next().unwrap_or("").to_owned();
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((path.clone(), review.clone()));
+    if path == "/slow" {
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "response": decide(&path, &review["request"])});
+    let text = answer.to_string();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.write_all(response.as_bytes());
+    stream.conn.send_close_notify();
+    let _ = stream.flush();
+}
+
+fn patch(operations: Value) -> String {
+    base64::engine::general_purpose::STANDARD.encode(operations.to_string())
+}
+
+/// What each path of the test's webhooks answers.
+fn decide(path: &str, request: &Value) -> Value {
+    let uid = request["uid"].clone();
+    let object = &request["object"];
+    match path {
+        // Adds a label (creating the labels map when there is none).
+        "/label" => {
+            let operation = match object["metadata"]["labels"].is_object() {
+                true => {
+                    json!([{"op": "add", "path": "/metadata/labels/mutated-by", "value": "webhook"}])
+                }
+                false => {
+                    json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated-by": "webhook"}}])
+                }
+            };
+            json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch(operation)})
+        }
+        // Counts its calls in an annotation.
+        "/count" => {
+            let seen = object["metadata"]["annotations"]["calls"]
+                .as_str()
+                .and_then(|c| c.parse::<u32>().ok())
+                .unwrap_or(0);
+            let operation = match object["metadata"]["annotations"].is_object() {
+                true => {
+                    json!([{"op": "add", "path": "/metadata/annotations/calls", "value": (seen + 1).to_string()}])
+                }
+                false => {
+                    json!([{"op": "add", "path": "/metadata/annotations", "value": {"calls": "1"}}])
+                }
+            };
+            json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch(operation)})
+        }
+        "/check" => {
+            if !object["data"]["forbidden"].is_null() {
+                json!({"uid": uid, "allowed": false, "status": {"code": 403, "reason": "Forbidden",
+                    "message": "configmaps may not hold the key forbidden"}})
+            } else if request["operation"] == "DELETE" {
+                json!({"uid": uid, "allowed": false, "status": {"message": "protected configmaps stay"}})
+            } else {
+                json!({"uid": uid, "allowed": true, "warnings": ["checked by the test webhook"]})
+            }
+        }
+        _ => json!({"uid": uid, "allowed": true}),
+    }
+}
+
+fn configurations(server: &WebhookServer) -> String {
+    let ca = server.ca_bundle();
+    let hook = |name: &str, path: &str, extra: &str| {
+        format!(
+            "- name: {name}\n  clientConfig: {{url: \"{}\", caBundle: {ca}}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  timeoutSeconds: 5\n  rules:\n  - {{apiGroups: [\"\"], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [configmaps]}}\n{extra}",
+            server.url(path)
+        )
+    };
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {{name: a-count}}\nwebhooks:\n{}---\napiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {{name: b-label}}\nwebhooks:\n{}---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: check}}\nwebhooks:\n{}{}",
+        hook(
+            "count.example.com",
+            "/count",
+            "  reinvocationPolicy: IfNeeded\n  matchConditions:\n  - {name: not-skipped, expression: \"!object.metadata.name.startsWith('skip-')\"}\n"
+        ),
+        hook("label.example.com", "/label", ""),
+        hook("check.example.com", "/check", ""),
+        hook(
+            "protect.example.com",
+            "/check",
+            "  objectSelector: {matchLabels: {protected: \"true\"}}\n"
+        )
+        .replace("operations: [CREATE, UPDATE]", "operations: [DELETE]"),
+    )
+}
+
+#[test]
+fn webhooks_mutate_and_validate_as_kube_calls_them() {
+    let server = WebhookServer::start();
+    let control = Control::start();
+    let file = control.dir.path().join("webhooks.yaml");
+    std::fs::write(&file, configurations(&server)).expect("write the configurations");
+    ok(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
+    let table = ok(control.kubectl(&["get", "mutatingwebhookconfigurations"]));
+    assert!(
+        table.starts_with("NAME") && table.contains("WEBHOOKS"),
+        "{table}"
+    );
+    let defaults = ok(control.kubectl(&[
+        "get",
+        "validatingwebhookconfiguration",
+        "check",
+        "-o",
+        "jsonpath={.webhooks[0].failurePolicy} {.webhooks[0].matchPolicy} {.webhooks[0].rules[0].scope}",
+    ]));
+    assert_eq!(defaults, "Fail Equivalent *");
+
+    // Both mutations land; the counter ran again after the label webhook changed the object.
+    let created = control.kubectl(&["create", "configmap", "app", "--from-literal=a=b"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(
+        stderr(&created).contains("Warning: checked by the test webhook"),
+        "{}",
+        stderr(&created)
+    );
+    let stored = ok(control.kubectl(&[
+        "get",
+        "configmap",
+        "app",
+        "-o",
+        "jsonpath={.metadata.labels.mutated-by} {.metadata.annotations.calls}",
+    ]));
+    assert_eq!(stored, "webhook 2");
+    let review = server
+        .reviews("/check")
+        .pop()
+        .expect("the check webhook was called");
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    let request = &review["request"];
+    assert_eq!(request["operation"], "CREATE");
+    assert_eq!(
+        request["kind"],
+        json!({"group": "", "version": "v1", "kind": "ConfigMap"})
+    );
+    assert_eq!(request["namespace"], "default");
+    assert_eq!(
+        request["object"]["metadata"]["labels"]["mutated-by"],
+        "webhook"
+    );
+    assert!(request["userInfo"]["username"].is_string() && request["uid"].is_string());
+
+    // A match condition keeps the counter away; the label still lands.
+    ok(control.kubectl(&["create", "configmap", "skip-me"]));
+    let skipped = ok(control.kubectl(&[
+        "get",
+        "configmap",
+        "skip-me",
+        "-o",
+        "jsonpath={.metadata.labels.mutated-by}/{.metadata.annotations}",
+    ]));
+    assert_eq!(skipped, "webhook/");
+
+    // A denial in kube's words and with the webhook's code; nothing stored.
+    let denied = control.kubectl(&["create", "configmap", "bad", "--from-literal=forbidden=x"]);
+    assert!(!denied.status.success());
+    assert_eq!(
+        stderr(&denied).trim(),
+        "error: failed to create configmap: admission webhook \"check.example.com\" denied the request: configmaps may not hold the key forbidden"
+    );
+    let missing = control.kubectl(&["get", "configmap", "bad"]);
+    assert!(
+        stderr(&missing).contains("NotFound"),
+        "{}",
+        stderr(&missing)
+    );
+    let patched = control.kubectl(&[
+        "patch",
+        "configmap",
+        "app",
+        "-p",
+        r#"{"data":{"forbidden":"y"}}"#,
+    ]);
+    assert!(
+        stderr(&patched).contains("Error from server (Forbidden): admission webhook \"check.example.com\" denied the request"),
+        "{}",
+        stderr(&patched)
+    );
+
+    // A server-side dry run reaches the webhook as one.
+    ok(control.kubectl(&["create", "configmap", "dry", "--dry-run=server"]));
+    let review = server.reviews("/check").pop().expect("called");
+    assert_eq!(review["request"]["dryRun"], true);
+    assert_eq!(review["request"]["options"]["dryRun"], json!(["All"]));
+
+    // DELETE reaches only the webhook whose object selector holds.
+    ok(control.kubectl(&["label", "configmap", "app", "protected=true"]));
+    let deleted = control.kubectl(&["delete", "configmap", "app"]);
+    assert!(
+        stderr(&deleted).contains("admission webhook \"protect.example.com\" denied the request: protected configmaps stay"),
+        "{}",
+        stderr(&deleted)
+    );
+    ok(control.kubectl(&["delete", "configmap", "skip-me"]));
+    let review = server.reviews("/check").pop().expect("called");
+    assert_eq!(review["request"]["operation"], "DELETE");
+    assert_eq!(review["request"]["oldObject"]["metadata"]["name"], "app");
+}
+
+#[test]
+fn unreachable_and_slow_webhooks_follow_their_failure_policy() {
+    let server = WebhookServer::start();
+    let control = Control::start();
+    // A port nothing listens on: bound, then closed.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let hook = |name: &str, url: &str, policy: &str, namespace: &str, timeout: u32| {
+        format!(
+            "- name: {name}\n  clientConfig: {{url: \"{url}\", caBundle: {}}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  timeoutSeconds: {timeout}\n  failurePolicy: {policy}\n  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {namespace}}}}}\n  rules:\n  - {{apiGroups: [\"\"], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}}\n",
+            server.ca_bundle()
+        )
+    };
+    let down = format!("https://127.0.0.1:{closed}/down");
+    let config = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: failing}}\nwebhooks:\n{}{}{}",
+        hook("fail.example.com", &down, "Fail", "strict", 5),
+        hook("ignore.example.com", &down, "Ignore", "default", 5),
+        hook("slow.example.com", &server.url("/slow"), "Fail", "slow", 1),
+    );
+    let file = control.dir.path().join("failing.yaml");
+    std::fs::write(&file, config).expect("write");
+    ok(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
+    for namespace in ["strict", "slow"] {
+        ok(control.kubectl(&["create", "namespace", namespace]));
+    }
+    let refused = control.kubectl(&["create", "configmap", "x", "-n", "strict"]);
+    assert_eq!(
+        stderr(&refused).trim(),
+        format!("error: failed to create configmap: Internal error occurred: failed calling webhook \"fail.example.com\": failed to call webhook: Post \"https://127.0.0.1:{closed}/down?timeout=5s\": dial tcp 127.0.0.1:{closed}: connect: connection refused")
+    );
+    ok(control.kubectl(&["create", "configmap", "x", "-n", "default"]));
+    let slow = control.kubectl(&["create", "configmap", "x", "-n", "slow"]);
+    assert!(
+        stderr(&slow).contains(&format!(
+            "failed calling webhook \"slow.example.com\": failed to call webhook: Post \"{}?timeout=1s\": context deadline exceeded",
+            server.url("/slow")
+        )),
+        "{}",
+        stderr(&slow)
+    );
+    // (The root CA publisher's kube-root-ca.crt in the new namespace was sent there too.)
+    let names: Vec<Value> = server
+        .reviews("/slow")
+        .iter()
+        .map(|r| r["request"]["name"].clone())
+        .collect();
+    assert!(names.contains(&json!("x")), "{names:?}");
+}
+
+#[test]
+fn bad_webhook_configurations_are_refused_naming_the_field() {
+    let control = Control::start();
+    let refused = control.create_json(
+        "bad",
+        &json!({"apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "bad"},
+            "webhooks": [{"name": "bad", "clientConfig": {"url": "http://127.0.0.1/"},
+                "admissionReviewVersions": ["v1"],
+                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CONNECT"],
+                    "resources": ["pods/exec"]}]}]}),
+    );
+    let text = stderr(&refused);
+    for expected in [
+        "webhooks[0].name: Invalid value: \"bad\": should be a domain with at least three segments separated by dots",
+        "webhooks[0].clientConfig.url: Invalid value: \"http://127.0.0.1/\": 'https' is the only allowed URL scheme",
+        "webhooks[0].sideEffects: Required value: must specify one of None, NoneOnDryRun",
+        "webhooks[0].rules[0].operations[0]: Forbidden: bosun does not send CONNECT requests",
+    ] {
+        assert!(text.contains(expected), "{expected} not in {text}");
+    }
+    let listed =
+        stdout(&control.kubectl(&["get", "validatingwebhookconfigurations", "-o", "name"]));
+    assert!(listed.trim().is_empty(), "{listed}");
+}
