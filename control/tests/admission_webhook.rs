@@ -3,7 +3,7 @@
 //! JSON patch lands in the stored object, and one with `reinvocationPolicy: IfNeeded` runs
 //! again after a later webhook changed the object; a validating webhook's denial reaches
 //! kubectl in kube's words with the webhook's code, its warnings as kubectl warnings; match
-//! conditions, object selectors and DELETE; a webhook that cannot be called fails the request
+//! conditions, object selectors, DELETE and CONNECT (exec); a webhook that cannot be called fails the request
 //! under `failurePolicy: Fail` and not under `Ignore`, and one that answers too late times
 //! out; bad configurations are refused naming the field.
 
@@ -172,6 +172,9 @@ fn decide(path: &str, request: &Value) -> Value {
             };
             json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch(operation)})
         }
+        "/exec" => json!({"uid": uid, "allowed": false, "status": {"code": 403,
+            "reason": "Forbidden", "message": format!("no exec into {} for {}",
+                request["name"].as_str().unwrap_or(""), object["command"])}}),
         "/check" => {
             if !object["data"]["forbidden"].is_null() {
                 json!({"uid": uid, "allowed": false, "status": {"code": 403, "reason": "Forbidden",
@@ -209,7 +212,9 @@ fn configurations(server: &WebhookServer) -> String {
             "  objectSelector: {matchLabels: {protected: \"true\"}}\n"
         )
         .replace("operations: [CREATE, UPDATE]", "operations: [DELETE]"),
-    )
+    ) + &hook("exec.example.com", "/exec", "")
+        .replace("operations: [CREATE, UPDATE]", "operations: [CONNECT]")
+        .replace("resources: [configmaps]", "resources: [pods/exec]")
 }
 
 #[test]
@@ -322,6 +327,21 @@ fn webhooks_mutate_and_validate_as_kube_calls_them() {
     let review = server.reviews("/check").pop().expect("called");
     assert_eq!(review["request"]["operation"], "DELETE");
     assert_eq!(review["request"]["oldObject"]["metadata"]["name"], "app");
+
+    // CONNECT: an exec is sent with its PodExecOptions before the pod is looked at further.
+    ok(control.kubectl(&["run", "web", "--image=busybox"]));
+    let exec = control.kubectl(&["exec", "web", "--", "ls", "/"]);
+    assert!(
+        stderr(&exec).contains(r#"admission webhook "exec.example.com" denied the request: no exec into web for ["ls","/"]"#),
+        "{}",
+        stderr(&exec)
+    );
+    let review = server.reviews("/exec").pop().expect("called");
+    assert_eq!(review["request"]["operation"], "CONNECT");
+    assert_eq!(review["request"]["subResource"], "exec");
+    assert_eq!(review["request"]["kind"]["kind"], "PodExecOptions");
+    assert_eq!(review["request"]["object"]["kind"], "PodExecOptions");
+    assert!(review["request"]["options"].is_null());
 }
 
 #[test]
@@ -385,7 +405,7 @@ fn bad_webhook_configurations_are_refused_naming_the_field() {
             "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "bad"},
             "webhooks": [{"name": "bad", "clientConfig": {"url": "http://127.0.0.1/"},
                 "admissionReviewVersions": ["v1"],
-                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CONNECT"],
+                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["PATCH"],
                     "resources": ["pods/exec"]}]}]}),
     );
     let text = stderr(&refused);
@@ -393,7 +413,7 @@ fn bad_webhook_configurations_are_refused_naming_the_field() {
         "webhooks[0].name: Invalid value: \"bad\": should be a domain with at least three segments separated by dots",
         "webhooks[0].clientConfig.url: Invalid value: \"http://127.0.0.1/\": 'https' is the only allowed URL scheme",
         "webhooks[0].sideEffects: Required value: must specify one of None, NoneOnDryRun",
-        "webhooks[0].rules[0].operations[0]: Forbidden: bosun does not send CONNECT requests",
+        "webhooks[0].rules[0].operations[0]: Unsupported value: \"PATCH\"",
     ] {
         assert!(text.contains(expected), "{expected} not in {text}");
     }

@@ -336,7 +336,7 @@ where
         }
         (other, true) if exec => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET | Method::POST, true) if port_forward => {
-            pod_exec::port_forward(&call, &headers, upgrade).await
+            pod_exec::port_forward(&call, &raw_query, &headers, upgrade).await
         }
         (other, true) if port_forward => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::POST, true) if binding => binding::create(&call, &body).await,

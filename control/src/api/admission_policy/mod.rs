@@ -47,6 +47,8 @@ pub enum Operation {
     Create,
     Update,
     Delete,
+    /// `pods/exec`, `pods/attach`, `pods/portforward`: the object is the request's options.
+    Connect,
 }
 
 impl Operation {
@@ -55,6 +57,7 @@ impl Operation {
             Operation::Create => "CREATE",
             Operation::Update => "UPDATE",
             Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
         }
     }
 }
@@ -274,7 +277,11 @@ pub(super) fn request_attributes(
 ) -> Value {
     let resource = call.resource();
     let subresource = call.path.subresource.clone().unwrap_or_default();
-    let kind = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
+    let kind = match operation {
+        Operation::Connect => connect_kind(&subresource).unwrap_or(resource.kind),
+        _ => resource.kind,
+    };
+    let kind = json!({"group": resource.group, "version": resource.version, "kind": kind});
     let gvr =
         json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
     json!({
@@ -285,6 +292,16 @@ pub(super) fn request_attributes(
             "groups": call.identity.groups, "extra": call.identity.extra},
         "dryRun": call.query.dry_run,
     })
+}
+
+/// The kind of a CONNECT request's options object, by subresource.
+pub(super) fn connect_kind(subresource: &str) -> Option<&'static str> {
+    match subresource {
+        "exec" => Some("PodExecOptions"),
+        "attach" => Some("PodAttachOptions"),
+        "portforward" => Some("PodPortForwardOptions"),
+        _ => None,
+    }
 }
 
 /// The parameter objects a bound policy runs with.

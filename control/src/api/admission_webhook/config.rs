@@ -3,9 +3,6 @@
 //! `sideEffects`, `admissionReviewVersions`, timeouts, rules, selectors, match conditions),
 //! and compiled for admission: rules into the admission-policy matcher's form, match
 //! conditions into CEL programs, the `caBundle` into a TLS client configuration.
-//!
-//! Refused by name because bosun does not honour it: the `CONNECT` operation (exec, attach
-//! and port-forward are not sent to webhooks).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -204,16 +201,7 @@ fn webhook(
             &["IfNeeded", "Never"],
         ));
     }
-    let field = format!("{at}.rules");
-    let rules = rules(&hook["rules"], &field, causes);
-    for (i, rule) in rules.iter().enumerate() {
-        if let Some(j) = rule.operations.iter().position(|op| op == "CONNECT") {
-            causes.push(FieldCause::forbidden(
-                &format!("{field}[{i}].operations[{j}]"),
-                "bosun does not send CONNECT requests (exec, attach, port-forward) to admission webhooks",
-            ));
-        }
-    }
+    let rules = rules(&hook["rules"], &format!("{at}.rules"), causes);
     let matching = Match {
         rules,
         exclude: Vec::new(),
@@ -487,8 +475,11 @@ mod tests {
             ["webhooks[0].matchConditions[0].expression: Invalid value: \"bogus == 1\": compilation failed: ERROR: <input>:1:1: undeclared reference to 'bogus' (in container '')"]
         );
         let mut connect = good();
-        connect["rules"][0]["operations"] = json!(["CONNECT"]);
-        assert_eq!(causes(connect).len(), 1);
+        connect["rules"][0]["operations"] = json!(["CONNECT", "PATCH"]);
+        assert_eq!(
+            causes(connect),
+            ["webhooks[0].rules[0].operations[1]: Unsupported value: \"PATCH\": supported values: \"*\", \"CREATE\", \"UPDATE\", \"DELETE\", \"CONNECT\""]
+        );
         let twice = json!({"metadata": {"name": "c"}, "webhooks": [good(), good()]});
         let (_, found) = configuration(&twice, false);
         assert_eq!(found.len(), 1);

@@ -9,7 +9,8 @@
 //!   configurations' names, each JSON patch applied, and a webhook with
 //!   `reinvocationPolicy: IfNeeded` called once more when a later one changed the object.
 //!   `validate` runs after the built-in validation and the ValidatingAdmissionPolicies: the
-//!   matching validating webhooks, called concurrently (and on DELETE the mutating ones too,
+//!   matching validating webhooks, called concurrently (and on DELETE and CONNECT — exec,
+//!   attach, port-forward, whose object is the request's options — the mutating ones too,
 //!   which cannot patch there).
 //!
 //! Matching is the admission policies' (rules, scope, namespace and object selectors), then
@@ -296,7 +297,8 @@ async fn invoke_and_patch(
     }
 }
 
-/// Runs the matching validating webhooks (on DELETE also the mutating ones) concurrently;
+/// Runs the matching validating webhooks (on DELETE and CONNECT also the mutating ones)
+/// concurrently;
 /// the first denial in calling order refuses the request.
 pub(crate) async fn validate(
     call: &Call,
@@ -312,8 +314,8 @@ pub(crate) async fn validate(
         .admission_webhooks
         .webhooks(&call.state.store)
         .await?;
-    let deleting = matches!(operation, Operation::Delete);
-    let candidates: Vec<&Arc<Webhook>> = match deleting {
+    let unpatchable = matches!(operation, Operation::Delete | Operation::Connect);
+    let candidates: Vec<&Arc<Webhook>> = match unpatchable {
         true => webhooks
             .mutating
             .iter()
@@ -439,15 +441,21 @@ fn review(
     request["object"] = object.cloned().unwrap_or(Value::Null);
     request["oldObject"] = old.cloned().unwrap_or(Value::Null);
     let options = match admission.operation {
-        Operation::Create => "CreateOptions",
-        Operation::Update => "UpdateOptions",
-        Operation::Delete => "DeleteOptions",
+        Operation::Create => Some("CreateOptions"),
+        Operation::Update => Some("UpdateOptions"),
+        Operation::Delete => Some("DeleteOptions"),
+        Operation::Connect => None, // the options are the object
     };
-    let mut shown_options = json!({"apiVersion": "meta.k8s.io/v1", "kind": options});
-    if admission.call.query.dry_run {
-        shown_options["dryRun"] = json!(["All"]);
-    }
-    request["options"] = shown_options;
+    request["options"] = match options {
+        Some(kind) => {
+            let mut shown = json!({"apiVersion": "meta.k8s.io/v1", "kind": kind});
+            if admission.call.query.dry_run {
+                shown["dryRun"] = json!(["All"]);
+            }
+            shown
+        }
+        None => Value::Null,
+    };
     json!({
         "apiVersion": format!("admission.k8s.io/{}", webhook.review_version),
         "kind": "AdmissionReview",

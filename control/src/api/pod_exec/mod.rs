@@ -57,6 +57,11 @@ pub async fn connect(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let name = call.path.name.clone().unwrap_or_default();
     let opts = PodExecOptions::parse(raw_query)?;
+    admit_connect(
+        call,
+        opts.object(call.path.subresource.as_deref() == Some("attach")),
+    )
+    .await?;
     let pod = get::read(call).await?;
     let container = choose_container(&pod, opts.container.as_deref())?;
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
@@ -89,10 +94,12 @@ pub async fn connect(
 /// Answers a port-forward request: the pod's node, then the upgrade relayed to its kubelet.
 pub async fn port_forward(
     call: &Call,
+    raw_query: &str,
     headers: &HeaderMap,
     upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let name = call.path.name.clone().unwrap_or_default();
+    admit_connect(call, options::port_forward_object(raw_query)).await?;
     let pod = get::read(call).await?;
     let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
         return Err(ApiError::bad_request(format!(
@@ -106,6 +113,15 @@ pub async fn port_forward(
     };
     let target = kubelet_target(call, node_name, "portForward", None, "").await?;
     relay(&target, headers, upgrade).await
+}
+
+/// CONNECT admission (before the pod is read, as kube's connect handler): the
+/// ValidatingAdmissionPolicies and the admission webhooks, with the request's options as the
+/// object.
+async fn admit_connect(call: &Call, options: serde_json::Value) -> Result<(), ApiError> {
+    let connect = super::admission_policy::Operation::Connect;
+    super::admission_policy::admit(call, connect, Some(&options), None).await?;
+    super::admission_webhook::validate(call, connect, Some(&options), None).await
 }
 
 /// Sends the client's upgrade to the kubelet; on its 101 the two connections are spliced,

@@ -45,6 +45,23 @@ impl PodExecOptions {
         Ok(o)
     }
 
+    /// The options as admission shows them: a v1 PodExecOptions, or PodAttachOptions (no
+    /// command) for `attach`.
+    pub fn object(&self, attach: bool) -> serde_json::Value {
+        let mut object = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": if attach { "PodAttachOptions" } else { "PodExecOptions" },
+            "stdin": self.stdin, "stdout": self.stdout, "stderr": self.stderr, "tty": self.tty,
+        });
+        if let Some(container) = &self.container {
+            object["container"] = serde_json::json!(container);
+        }
+        if !attach {
+            object["command"] = serde_json::json!(self.command);
+        }
+        object
+    }
+
     /// The kubelet's query.
     pub fn kubelet_query(&self) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
@@ -63,6 +80,26 @@ impl PodExecOptions {
         }
         q.finish()
     }
+}
+
+/// A port-forward's options as admission shows them: a v1 PodPortForwardOptions with the
+/// query's `ports` (kubectl sends them in stream headers, so usually none).
+pub fn port_forward_object(raw_query: &str) -> serde_json::Value {
+    let ports: Vec<u64> = form_urlencoded::parse(raw_query.as_bytes())
+        .filter(|(key, _)| key == "ports")
+        .flat_map(|(_, value)| {
+            let listed: Vec<u64> = value
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
+            listed
+        })
+        .collect();
+    let mut object = serde_json::json!({"apiVersion": "v1", "kind": "PodPortForwardOptions"});
+    if !ports.is_empty() {
+        object["ports"] = serde_json::json!(ports);
+    }
+    object
 }
 
 #[cfg(test)]
