@@ -109,6 +109,26 @@ struct Args {
     /// behavior does not set it (kube-controller-manager's flag, 5m).
     #[arg(long, default_value = "5m", value_parser = duration)]
     horizontal_pod_autoscaler_downscale_stabilization: std::time::Duration,
+    /// The audit policy (audit.k8s.io/v1 Policy, YAML or JSON); with `--audit-log-path`,
+    /// requests are audited at the levels it gives.
+    #[arg(long)]
+    audit_policy_file: Option<String>,
+    /// Where audit events go, one JSON object per line (`-`: standard output); without it
+    /// nothing is audited.
+    #[arg(long)]
+    audit_log_path: Option<String>,
+    /// Megabytes an audit log file grows to before it is rotated; 0: never rotated.
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxsize: u64,
+    /// Rotated audit log files kept; 0: all.
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxbackup: usize,
+    /// Days rotated audit log files are kept; 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxage: u64,
+    /// The audit log's format: `json` (kube's other, `legacy`, is not written).
+    #[arg(long, default_value = "json")]
+    audit_log_format: String,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -284,6 +304,7 @@ async fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.token_auth_file {
         state.tokens = TokenFile::load(path).context("--token-auth-file")?;
     }
+    state.auditor = auditor(&args)?;
     let state = Arc::new(state);
     let _custom_resources = bosun_control::crd::follow::start(Arc::clone(&state.store)).await;
     let _scraper = bosun_control::metrics::spawn(Arc::clone(&state), args.metric_resolution);
@@ -355,4 +376,28 @@ async fn shutdown() -> Result<()> {
     }
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// The auditor of `--audit-policy-file` and `--audit-log-path`, when both are given.
+fn auditor(args: &Args) -> anyhow::Result<Option<Arc<bosun_control::audit::Auditor>>> {
+    use bosun_control::audit::{Auditor, LogConfig, Policy, Sink};
+    if args.audit_log_format != "json" {
+        anyhow::bail!(
+            "--audit-log-format {:?}: bosun writes only \"json\"",
+            args.audit_log_format
+        );
+    }
+    let (Some(policy), Some(path)) = (&args.audit_policy_file, &args.audit_log_path) else {
+        return Ok(None);
+    };
+    let policy = Policy::load(policy)?;
+    let sink = Sink::start(LogConfig {
+        path: path.clone(),
+        max_size_mb: args.audit_log_maxsize,
+        max_backups: args.audit_log_maxbackup,
+        max_age_days: args.audit_log_maxage,
+    })
+    .with_context(|| format!("opening the audit log {path}"))?;
+    tracing::info!(path, "auditing requests");
+    Ok(Some(Arc::new(Auditor::new(policy, sink))))
 }

@@ -10,6 +10,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::api::{self, ApiState};
+use crate::audit;
 use crate::authn::{self, Authenticated, Identity};
 use crate::discovery;
 use crate::http_util::{ok_json, typed_response, ResponseBody};
@@ -61,7 +62,7 @@ where
 async fn answer<B>(
     state: &Arc<ApiState>,
     certificate: Option<&Identity>,
-    request: Request<B>,
+    mut request: Request<B>,
 ) -> Response<ResponseBody>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
@@ -86,17 +87,51 @@ where
     .await
     {
         Authenticated::Yes(identity) => identity,
-        Authenticated::No => return ApiError::unauthorized().into_response(),
+        Authenticated::No => {
+            let refused = ApiError::unauthorized().into_response();
+            return audit::unauthenticated(state.auditor.as_deref(), &request, refused).await;
+        }
     };
+    let Some(auditor) = &state.auditor else {
+        return authenticated(state, identity, request).await;
+    };
+    let Some(context) = auditor.begin(Some(&identity), &request) else {
+        return authenticated(state, identity, request).await;
+    };
+    request.extensions_mut().insert(Arc::clone(&context));
+    let long_running =
+        audit::long_running(request.method(), &path, request.uri().query().unwrap_or(""));
+    let response = authenticated(state, identity, request).await;
+    audit::finish(context, long_running, response).await
+}
+
+/// Answers a request whose caller is known: rate limits, impersonation, then the endpoint.
+async fn authenticated<B>(
+    state: &Arc<ApiState>,
+    identity: Identity,
+    request: Request<B>,
+) -> Response<ResponseBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = request.uri().path().to_owned();
+    let health = crate::health::parse(&path);
     if !identity.is_admin() {
         if let Err(e) = state.limits.request(&identity.user) {
             return e.into_response();
         }
     }
+    let requester = identity.user.clone();
     let identity = match api::impersonation::apply(state, identity, request.headers()).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
+    if identity.user != requester {
+        if let Some(context) = request.extensions().get::<Arc<audit::AuditContext>>() {
+            context.impersonating(&identity);
+        }
+    }
     if let Some((endpoint, Some(check))) = health {
         if let Err(e) = api::authorize_path(state, &identity, &path).await {
             return e.into_response();

@@ -111,8 +111,10 @@ async fn connection(
         .and_then(|chain| chain.first())
         .and_then(identity::from_client_certificate)
         .map(Arc::new);
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let (info, identity) = (info.clone(), identity.clone());
+        // The client's address, for the audit log's sourceIPs.
+        request.extensions_mut().insert(peer);
         async move {
             let response: Response<ResponseBody> =
                 router::route(&info, identity.as_deref(), request).await;

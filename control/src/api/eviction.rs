@@ -167,6 +167,7 @@ async fn delete_pod(call: &Call, options: &Value) -> Result<(), ApiError> {
         content_type: "application/json".into(),
         user_agent: call.user_agent.clone(),
         warnings: std::sync::Mutex::default(),
+        audit: call.audit.clone(),
     };
     let body = match options {
         Value::Null => Vec::new(),

@@ -135,6 +135,9 @@ pub struct ApiState {
     pub service_accounts: Option<Arc<ServiceAccountTokens>>,
     /// The request metrics of `/metrics`.
     pub server_metrics: crate::server_metrics::ServerMetrics,
+    /// The audit policy and log (`--audit-policy-file`, `--audit-log-path`); `None`: no
+    /// auditing.
+    pub auditor: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl ApiState {
@@ -161,6 +164,7 @@ impl ApiState {
             metrics: Arc::default(),
             server_metrics: Default::default(),
             service_accounts: None,
+            auditor: None,
         }
     }
 }
@@ -178,6 +182,8 @@ pub(crate) struct Call {
     pub user_agent: String,
     /// Warnings for the answer's `Warning` headers (admission policies' `Warn` actions).
     pub warnings: std::sync::Mutex<Vec<String>>,
+    /// The request's audit, when it is audited.
+    pub audit: Option<Arc<crate::audit::AuditContext>>,
 }
 
 impl Call {
@@ -186,6 +192,13 @@ impl Call {
     }
 
     /// Adds a `Warning` to the answer.
+    /// Adds an annotation to the request's audit event, when it is audited.
+    pub fn audit_annotate(&self, key: &str, value: &str) {
+        if let Some(audit) = &self.audit {
+            audit.annotate(key, value);
+        }
+    }
+
     pub fn warn(&self, text: String) {
         self.warnings
             .lock()
@@ -297,6 +310,10 @@ where
         path,
         query,
         warnings: std::sync::Mutex::default(),
+        audit: request
+            .extensions()
+            .get::<Arc<crate::audit::AuditContext>>()
+            .cloned(),
     };
     // Every answer at a deprecated custom version carries its warning, as kube's does.
     let deprecation =
@@ -318,7 +335,19 @@ where
         Err(e) => return Some(e.into_response()),
     };
     let named = call.path.name.is_some();
-    if let Err(e) = authorize(&call, &method, &body).await {
+    if let Some(audit) = &call.audit {
+        audit.request_body(&call.content_type, &body);
+    }
+    let authorized = authorize(&call, &method, &body).await;
+    call.audit_annotate(
+        "authorization.k8s.io/decision",
+        if authorized.is_ok() {
+            "allow"
+        } else {
+            "forbid"
+        },
+    );
+    if let Err(e) = authorized {
         return Some(e.into_response());
     }
     let status = call.path.subresource.is_some();

@@ -1,0 +1,191 @@
+//! The audit log with the real kubectl: a policy file gives each request its level; the log
+//! holds kube's audit.k8s.io/v1 Events — Metadata for Secrets (no bodies), RequestResponse
+//! for ConfigMaps (both objects, managedFields left out), Request for Deployments (the body
+//! only); failures with their Status; the authorizer's decision, impersonation, failed
+//! authentication, a watch's ResponseStarted and ResponseComplete; and a policy the server
+//! does not understand stops it with the field named.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::{kubectl_with, ok, stderr, wait_until, Control, Streaming, CONTROL};
+
+const POLICY: &str = r#"
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  nonResourceURLs: ["/api", "/api/*", "/apis", "/apis/*", "/openapi/*", "/version"]
+- level: Metadata
+  resources: [{group: "", resources: [secrets]}]
+- level: RequestResponse
+  resources: [{group: "", resources: [configmaps]}]
+  omitManagedFields: true
+- level: Request
+  resources: [{group: apps, resources: [deployments]}]
+- level: None
+  userGroups: ["system:nodes", "system:serviceaccounts"]
+- level: Metadata
+"#;
+
+/// The events logged so far.
+fn events(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is a JSON event"))
+        .collect()
+}
+
+/// Waits (bounded) for an event `matches` selects, and returns it.
+fn event(log: &std::path::Path, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    let mut found = None;
+    wait_until(what, Duration::from_secs(10), || {
+        found = events(log).into_iter().find(|e| matches(e));
+        found.is_some()
+    });
+    found.unwrap_or_default()
+}
+
+fn about(event: &Value, verb: &str, resource: &str, name: &str) -> bool {
+    event["verb"] == verb
+        && event["objectRef"]["resource"] == resource
+        && event["objectRef"]["name"] == name
+        && event["stage"] == "ResponseComplete"
+}
+
+#[test]
+fn requests_are_audited_at_the_policys_levels() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let policy = files.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("write the policy");
+    let log = files.path().join("audit").join("audit.log");
+    let control = Control::start_with(&[
+        "--audit-policy-file",
+        policy.to_str().unwrap_or_default(),
+        "--audit-log-path",
+        log.to_str().unwrap_or_default(),
+    ]);
+
+    ok(control.kubectl(&["create", "secret", "generic", "s", "--from-literal=k=v"]));
+    let secret = event(&log, "the secret's create", |e| {
+        about(e, "create", "secrets", "s")
+    });
+    assert_eq!(secret["apiVersion"], "audit.k8s.io/v1");
+    assert_eq!(secret["kind"], "Event");
+    assert_eq!(secret["level"], "Metadata");
+    assert_eq!(secret["objectRef"]["namespace"], "default");
+    assert_eq!(secret["objectRef"]["apiVersion"], "v1");
+    assert_eq!(secret["responseStatus"]["code"], 201);
+    assert_eq!(
+        secret["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
+    assert_eq!(secret["sourceIPs"][0], "127.0.0.1");
+    assert!(secret["userAgent"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("kubectl")));
+    assert!(secret["user"]["groups"]
+        .as_array()
+        .is_some_and(|g| !g.is_empty()));
+    assert!(secret["requestObject"].is_null() && secret["responseObject"].is_null());
+    assert!(secret["auditID"].as_str().is_some_and(|id| id.len() == 36));
+    assert!(
+        events(&log).iter().all(|e| e["stage"] != "RequestReceived"),
+        "RequestReceived is omitted"
+    );
+
+    ok(control.kubectl(&["create", "configmap", "c", "--from-literal=a=b"]));
+    let configmap = event(&log, "the configmap's create", |e| {
+        about(e, "create", "configmaps", "c")
+    });
+    assert_eq!(configmap["level"], "RequestResponse");
+    assert_eq!(configmap["requestObject"]["data"]["a"], "b");
+    assert!(configmap["responseObject"]["metadata"]["uid"].is_string());
+    assert!(configmap["responseObject"]["metadata"]["managedFields"].is_null());
+
+    let missing = control.kubectl(&["get", "configmap", "nope"]);
+    assert!(!missing.status.success());
+    let not_found = event(&log, "the failed get", |e| {
+        about(e, "get", "configmaps", "nope")
+    });
+    assert_eq!(not_found["responseStatus"]["code"], 404);
+    assert_eq!(not_found["responseStatus"]["reason"], "NotFound");
+    assert_eq!(not_found["responseStatus"]["status"], "Failure");
+
+    ok(control.kubectl(&["create", "deployment", "web", "--image=busybox"]));
+    let deployment = event(&log, "the deployment's create", |e| {
+        about(e, "create", "deployments", "web")
+    });
+    assert_eq!(deployment["level"], "Request");
+    assert_eq!(deployment["objectRef"]["apiGroup"], "apps");
+    assert!(deployment["requestObject"]["spec"].is_object());
+    assert!(deployment["responseObject"].is_null());
+
+    // Impersonation: the requester and whom it acts as; RBAC forbids, and says so.
+    let forbidden = control.kubectl(&["get", "secrets", "--as=jane"]);
+    assert!(
+        stderr(&forbidden).contains("Forbidden"),
+        "{}",
+        stderr(&forbidden)
+    );
+    let jane = event(&log, "jane's list", |e| {
+        e["verb"] == "list" && e["impersonatedUser"]["username"] == "jane"
+    });
+    assert_eq!(
+        jane["annotations"]["authorization.k8s.io/decision"],
+        "forbid"
+    );
+    assert_eq!(jane["responseStatus"]["code"], 403);
+    assert_ne!(jane["user"]["username"], "jane");
+
+    // A credential nobody issued: audited with no user.
+    let stranger = control.token_kubeconfig("stranger", "not-a-token");
+    let refused = kubectl_with(&stranger, &["get", "pods"]);
+    assert!(!refused.status.success());
+    let unauthorized = event(&log, "the 401", |e| e["responseStatus"]["code"] == 401);
+    assert_eq!(unauthorized["user"], serde_json::json!({}));
+    assert_eq!(unauthorized["verb"], "list");
+
+    // A watch: started when its headers go, complete when it ends.
+    let watch = Streaming::spawn(&control.kubeconfig(), &["get", "configmaps", "--watch"]);
+    watch.wait_for("c ", Duration::from_secs(10));
+    let started = event(&log, "the watch's start", |e| {
+        e["verb"] == "watch" && e["stage"] == "ResponseStarted"
+    });
+    drop(watch);
+    let id = started["auditID"].clone();
+    let ended = event(&log, "the watch's end", |e| {
+        e["auditID"] == id && e["stage"] == "ResponseComplete"
+    });
+    assert_eq!(ended["responseStatus"]["code"], 200);
+}
+
+#[test]
+fn a_policy_bosun_cannot_read_stops_the_server_naming_the_field() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let policy = files.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  colour: red\n",
+    )
+    .expect("write");
+    let out = Command::new(CONTROL)
+        .arg("--data-dir")
+        .arg(files.path().join("data"))
+        .args(["--secure-port", "0", "--audit-policy-file"])
+        .arg(&policy)
+        .arg("--audit-log-path")
+        .arg(files.path().join("audit.log"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bosun-control");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("unknown field `colour`"), "{text}");
+}
