@@ -328,8 +328,8 @@ fn policies_kube_or_bosun_would_not_run_are_refused_naming_the_field() {
         ),
         (
             "audit.yaml",
-            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: b}\nspec: {policyName: p, validationActions: [Audit]}\n".to_owned(),
-            "spec.validationActions[0]: Forbidden: the Audit action is not supported by bosun",
+            policy("  auditAnnotations:\n  - {key: 'bad key', valueExpression: \"'x'\"}\n"),
+            "spec.auditAnnotations[0].key: Invalid value: \"bad key\": name part must consist of alphanumeric characters",
         ),
     ] {
         let path = write(&control, name, &text);

@@ -182,7 +182,8 @@ fn decide(path: &str, request: &Value) -> Value {
             } else if request["operation"] == "DELETE" {
                 json!({"uid": uid, "allowed": false, "status": {"message": "protected configmaps stay"}})
             } else {
-                json!({"uid": uid, "allowed": true, "warnings": ["checked by the test webhook"]})
+                json!({"uid": uid, "allowed": true, "warnings": ["checked by the test webhook"],
+                    "auditAnnotations": {"verdict": "fine"}})
             }
         }
         _ => json!({"uid": uid, "allowed": true}),
@@ -220,7 +221,20 @@ fn configurations(server: &WebhookServer) -> String {
 #[test]
 fn webhooks_mutate_and_validate_as_kube_calls_them() {
     let server = WebhookServer::start();
-    let control = Control::start();
+    let files = tempfile::tempdir().expect("temp dir");
+    let policy = files.path().join("audit-policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  resources: [{group: '', resources: [configmaps]}]\n",
+    )
+    .expect("write the audit policy");
+    let log = files.path().join("audit.log");
+    let control = Control::start_with(&[
+        "--audit-policy-file",
+        policy.to_str().unwrap_or_default(),
+        "--audit-log-path",
+        log.to_str().unwrap_or_default(),
+    ]);
     let file = control.dir.path().join("webhooks.yaml");
     std::fs::write(&file, configurations(&server)).expect("write the configurations");
     ok(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
@@ -271,6 +285,34 @@ fn webhooks_mutate_and_validate_as_kube_calls_them() {
         "webhook"
     );
     assert!(request["userInfo"]["username"].is_string() && request["uid"].is_string());
+    // The audit log names each mutation and holds the webhook's audit annotations.
+    let mut annotations = Value::Null;
+    common::wait_until("the create's audit event", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        annotations = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| {
+                e["verb"] == "create"
+                    && e["objectRef"]["name"] == "app"
+                    && e["stage"] == "ResponseComplete"
+            })
+            .map(|e| e["annotations"].clone())
+            .unwrap_or_default();
+        !annotations.is_null()
+    });
+    assert_eq!(annotations["check.example.com/verdict"], "fine");
+    let first: Value = serde_json::from_str(
+        annotations["mutation.webhook.admission.k8s.io/round_0_index_0"]
+            .as_str()
+            .unwrap_or_default(),
+    )
+    .expect("JSON");
+    assert_eq!(
+        first,
+        json!({"configuration": "a-count", "webhook": "count.example.com", "mutated": true})
+    );
+    assert!(annotations["mutation.webhook.admission.k8s.io/round_1_index_0"].is_string());
 
     // A match condition keeps the counter away; the label still lands.
     ok(control.kubectl(&["create", "configmap", "skip-me"]));

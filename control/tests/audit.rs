@@ -2,7 +2,8 @@
 //! holds kube's audit.k8s.io/v1 Events — Metadata for Secrets (no bodies), RequestResponse
 //! for ConfigMaps (both objects, managedFields left out), Request for Deployments (the body
 //! only); failures with their Status; the authorizer's decision, impersonation, failed
-//! authentication, a watch's ResponseStarted and ResponseComplete; and a policy the server
+//! authentication, a ValidatingAdmissionPolicy's audit annotations and Audit action, a
+//! watch's ResponseStarted and ResponseComplete; and a policy the server
 //! does not understand stops it with the field named.
 
 mod common;
@@ -31,6 +32,25 @@ rules:
 - level: None
   userGroups: ["system:nodes", "system:serviceaccounts"]
 - level: Metadata
+"#;
+
+const AUDITED_POLICY: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: key-count.example.com}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
+  validations:
+  - {expression: "!has(object.data) || size(object.data) <= 1", message: at most one key}
+  auditAnnotations:
+  - {key: keys, valueExpression: "has(object.data) ? string(size(object.data)) : null"}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: key-count-audit}
+spec: {policyName: key-count.example.com, validationActions: [Audit]}
 "#;
 
 /// The events logged so far.
@@ -151,6 +171,34 @@ fn requests_are_audited_at_the_policys_levels() {
     let unauthorized = event(&log, "the 401", |e| e["responseStatus"]["code"] == 401);
     assert_eq!(unauthorized["user"], serde_json::json!({}));
     assert_eq!(unauthorized["verb"], "list");
+
+    // A ValidatingAdmissionPolicy's auditAnnotations and its Audit action's failures.
+    let file = files.path().join("vap.yaml");
+    std::fs::write(&file, AUDITED_POLICY).expect("write");
+    ok(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
+    ok(control.kubectl(&[
+        "create",
+        "configmap",
+        "big",
+        "--from-literal=a=1",
+        "--from-literal=b=2",
+    ]));
+    let audited = event(&log, "the audited create", |e| {
+        about(e, "create", "configmaps", "big")
+    });
+    let annotations = &audited["annotations"];
+    assert_eq!(annotations["key-count.example.com/keys"], "2");
+    let failure: Value = serde_json::from_str(
+        annotations["validation.policy.admission.k8s.io/validation_failure"]
+            .as_str()
+            .unwrap_or_default(),
+    )
+    .expect("the failures are JSON");
+    assert_eq!(
+        failure,
+        serde_json::json!([{"message": "at most one key", "policy": "key-count.example.com",
+            "binding": "key-count-audit", "expressionIndex": 0, "validationActions": ["Audit"]}])
+    );
 
     // A watch: started when its headers go, complete when it ends.
     let watch = Streaming::spawn(&control.kubeconfig(), &["get", "configmaps", "--watch"]);

@@ -1,8 +1,7 @@
 //! ValidatingAdmissionPolicies and their bindings read and checked as kube-apiserver does when
 //! they are written (422 with field causes: required fields, operations, reasons, validation
 //! actions, `paramKind`/`paramRef`, CEL compile errors in cel-go's words), and compiled for
-//! admission. What bosun does not honour is refused by name: `auditAnnotations` and the
-//! `Audit` action (bosun has no audit log).
+//! admission.
 
 use cel::Program;
 use serde_json::Value;
@@ -82,6 +81,14 @@ pub struct Policy {
     pub conditions: Vec<(String, Program)>,
     pub variables: Vec<(String, Program)>,
     pub validations: Vec<Validation>,
+    pub audit_annotations: Vec<AuditAnnotation>,
+}
+
+/// One of a policy's `auditAnnotations`.
+pub struct AuditAnnotation {
+    pub key: String,
+    pub expression: String,
+    pub program: Program,
 }
 
 pub struct Binding {
@@ -89,6 +96,7 @@ pub struct Binding {
     pub policy: String,
     pub deny: bool,
     pub warn: bool,
+    pub audit: bool,
     pub matching: Option<Match>,
     pub param_ref: Option<ParamRef>,
 }
@@ -204,12 +212,7 @@ fn matching(value: &Value, field: &str, causes: &mut Vec<FieldCause>) -> Match {
 pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
     let spec = &object["spec"];
     let mut causes = Vec::new();
-    if !spec["auditAnnotations"].is_null() {
-        causes.push(FieldCause::forbidden(
-            "spec.auditAnnotations",
-            "auditAnnotations are not supported by bosun (it keeps no audit log)",
-        ));
-    }
+    let audit_annotations = audit_annotations(object, &mut causes);
     let param_kind = match &spec["paramKind"] {
         Value::Null => None,
         kind => {
@@ -284,7 +287,7 @@ pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
         }
     }
     let listed = spec["validations"].as_array().cloned().unwrap_or_default();
-    if listed.is_empty() {
+    if listed.is_empty() && audit_annotations.is_empty() {
         causes.push(FieldCause::required("spec.validations").with_message(
             "Required value: validations or auditAnnotations must contain at least one item",
         ));
@@ -341,8 +344,74 @@ pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
             conditions,
             variables,
             validations,
+            audit_annotations,
         });
     (compiled, causes)
+}
+
+/// kube's check of an audit annotation key: a qualified name's name part, with the policy's
+/// name before it at most 63 characters.
+fn annotation_key_problem(policy: &str, key: &str) -> Option<String> {
+    let name_part = !key.is_empty()
+        && key.len() <= 63
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && key
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && key
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if !name_part {
+        return Some("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_owned());
+    }
+    if policy.len() + 1 + key.len() > 253 {
+        return Some("the policy name and key together must be at most 253 characters".to_owned());
+    }
+    None
+}
+
+/// `spec.auditAnnotations`: unique keys, each with a compiled `valueExpression`.
+fn audit_annotations(object: &Value, causes: &mut Vec<FieldCause>) -> Vec<AuditAnnotation> {
+    let policy = object["metadata"]["name"].as_str().unwrap_or("");
+    let mut keys = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let listed = object["spec"]["auditAnnotations"].as_array().cloned();
+    for (i, annotation) in listed.into_iter().flatten().enumerate() {
+        let at = format!("spec.auditAnnotations[{i}]");
+        let key = annotation["key"].as_str().unwrap_or("").to_owned();
+        if key.is_empty() {
+            causes.push(FieldCause::required(&format!("{at}.key")));
+        } else if let Some(why) = annotation_key_problem(policy, &key) {
+            causes.push(FieldCause::invalid(
+                &format!("{at}.key"),
+                &quoted(&key),
+                &why,
+            ));
+        } else if !keys.insert(key.clone()) {
+            causes.push(FieldCause {
+                field: format!("{at}.key"),
+                reason: "FieldValueDuplicate",
+                message: format!("Duplicate value: {}", quoted(&key)),
+            });
+        }
+        let source = annotation["valueExpression"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let field = format!("{at}.valueExpression");
+        if let Some(program) = expression(&annotation["valueExpression"], &field, causes) {
+            out.push(AuditAnnotation {
+                key,
+                expression: source,
+                program,
+            });
+        }
+    }
+    out
 }
 
 /// A ValidatingAdmissionPolicyBinding read, with what kube (or bosun) refuses in it.
@@ -363,11 +432,7 @@ pub fn binding(object: &Value) -> (Option<Binding>, Vec<FieldCause>) {
     }
     for (i, action) in actions.iter().enumerate() {
         match action.as_str() {
-            "Deny" | "Warn" => {}
-            "Audit" => causes.push(FieldCause::forbidden(
-                &format!("spec.validationActions[{i}]"),
-                "the Audit action is not supported by bosun (it keeps no audit log)",
-            )),
+            "Deny" | "Warn" | "Audit" => {}
             other => causes.push(FieldCause::not_supported(
                 &format!("spec.validationActions[{i}]"),
                 other,
@@ -377,6 +442,7 @@ pub fn binding(object: &Value) -> (Option<Binding>, Vec<FieldCause>) {
     }
     let deny = actions.iter().any(|a| a == "Deny");
     let warn = actions.iter().any(|a| a == "Warn");
+    let audit = actions.iter().any(|a| a == "Audit");
     if deny && warn {
         causes.push(FieldCause::invalid(
             "spec.validationActions",
@@ -393,6 +459,7 @@ pub fn binding(object: &Value) -> (Option<Binding>, Vec<FieldCause>) {
         policy,
         deny,
         warn,
+        audit,
         matching,
         param_ref,
     });

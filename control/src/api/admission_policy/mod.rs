@@ -18,6 +18,7 @@
 //! bad policy cannot lock itself in).
 
 pub(super) mod compiled;
+mod evaluate;
 pub(super) mod matching;
 
 use std::sync::Arc;
@@ -27,10 +28,12 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use self::compiled::{Binding, Policy};
+use self::evaluate::{evaluate, Decision, Evaluation, Inputs};
+pub(super) use self::evaluate::{failure_text, run};
 use self::matching::Request;
 use super::store_mirror::Derived;
 use super::{decode_stored, map_store_error, Call};
-use crate::crd::cel::{context, error_text, from_json, on_cel_thread};
+use crate::crd::cel::{from_json, on_cel_thread};
 use crate::kinds::{self, Resource};
 use crate::status::{ApiError, FieldCause};
 use crate::store::{ListOptions, Store};
@@ -146,16 +149,6 @@ fn pair(policies: &[Value], bindings: &[Value]) -> Vec<Pair> {
     .unwrap_or_default()
 }
 
-/// One failed validation of a matching policy.
-struct Decision {
-    policy: String,
-    binding: String,
-    message: String,
-    reason: String,
-    deny: bool,
-    warn: bool,
-}
-
 /// Applies the bound policies matching this write; `object` is what is to be stored (none on
 /// delete), `old` the stored object (none on create).
 pub(crate) async fn admit(
@@ -223,37 +216,68 @@ pub(crate) async fn admit(
     for pair in matched {
         work.push((pair, params_of(call, pair, &namespace_name).await?));
     }
-    let decisions = on_cel_thread(|| {
+    let found = on_cel_thread(|| {
         let inputs = Inputs {
             object: object.map_or(CelValue::Null, from_json),
             old: old.map_or(CelValue::Null, from_json),
             request: from_json(&request_value),
             namespace: namespace.as_ref().map_or(CelValue::Null, from_json),
         };
-        let mut decisions = Vec::new();
+        let mut found = Evaluation::default();
+        let mut add = |more: Evaluation| {
+            found.failures.extend(more.failures);
+            found.annotations.extend(more.annotations);
+        };
         for (pair, params) in &work {
             match params {
-                Params::Unused => decisions.extend(evaluate(pair, &inputs, CelValue::Null)),
+                Params::Unused => add(evaluate(pair, &inputs, CelValue::Null)),
                 Params::Objects(objects) => {
                     for param in objects {
-                        decisions.extend(evaluate(pair, &inputs, from_json(param)));
+                        add(evaluate(pair, &inputs, from_json(param)));
                     }
                 }
                 Params::Skip => {}
                 Params::Failed(_) if pair.0.ignore_failures => {}
-                Params::Failed(message) => decisions.push(Decision {
-                    policy: pair.0.name.clone(),
-                    binding: pair.1.name.clone(),
-                    message: message.clone(),
-                    reason: "Invalid".to_owned(),
-                    deny: pair.1.deny,
-                    warn: pair.1.warn,
+                Params::Failed(message) => add(Evaluation {
+                    failures: vec![Decision {
+                        policy: pair.0.name.clone(),
+                        binding: pair.1.name.clone(),
+                        message: message.clone(),
+                        reason: "Invalid".to_owned(),
+                        expression_index: 0,
+                        deny: pair.1.deny,
+                        warn: pair.1.warn,
+                        audit: pair.1.audit,
+                    }],
+                    annotations: Vec::new(),
                 }),
             }
         }
-        decisions
+        found
     })
     .ok_or_else(|| ApiError::internal("the admission policies could not be evaluated"))?;
+    let decisions = found.failures;
+    for (key, value) in &found.annotations {
+        call.audit_annotate(key, value);
+    }
+    let audited: Vec<Value> = decisions
+        .iter()
+        .filter(|d| d.audit)
+        .map(|d| {
+            let actions: Vec<&str> = [(d.deny, "Deny"), (d.warn, "Warn"), (d.audit, "Audit")]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+            json!({"message": d.message, "policy": d.policy, "binding": d.binding,
+                "expressionIndex": d.expression_index, "validationActions": actions})
+        })
+        .collect();
+    if !audited.is_empty() {
+        call.audit_annotate(
+            "validation.policy.admission.k8s.io/validation_failure",
+            &Value::Array(audited).to_string(),
+        );
+    }
     for decision in decisions.iter().filter(|d| d.warn) {
         call.warn(format!(
             "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {}",
@@ -433,102 +457,4 @@ fn denial(resource: &Resource, name: &str, decision: &Decision) -> ApiError {
         "causes": [{"message": text}]}),
     );
     error
-}
-
-struct Inputs {
-    object: CelValue,
-    old: CelValue,
-    request: CelValue,
-    namespace: CelValue,
-}
-
-/// The failed validations of one policy through one binding.
-fn evaluate((policy, binding): &Pair, inputs: &Inputs, params: CelValue) -> Vec<Decision> {
-    let mut root = context();
-    root.add_variable_from_value("object", inputs.object.clone());
-    root.add_variable_from_value("oldObject", inputs.old.clone());
-    root.add_variable_from_value("request", inputs.request.clone());
-    root.add_variable_from_value("namespaceObject", inputs.namespace.clone());
-    root.add_variable_from_value("params", params);
-    let mut variables = std::collections::HashMap::new();
-    root.add_variable_from_value("variables", variables_value(&variables));
-    let decide = |message: String, reason: &str| Decision {
-        policy: policy.name.clone(),
-        binding: binding.name.clone(),
-        message,
-        reason: reason.to_owned(),
-        deny: binding.deny,
-        warn: binding.warn,
-    };
-    for (name, program) in &policy.conditions {
-        match run(program, &root) {
-            Ok(CelValue::Bool(true)) => {}
-            Ok(CelValue::Bool(false)) => return Vec::new(),
-            _ if policy.ignore_failures => return Vec::new(),
-            other => {
-                let why = failure_text(name, other);
-                return vec![decide(
-                    format!("failed to evaluate match condition {why}"),
-                    "Invalid",
-                )];
-            }
-        }
-    }
-    for (name, program) in &policy.variables {
-        if let Ok(value) = run(program, &root) {
-            variables.insert(cel::objects::Key::String(Arc::new(name.clone())), value);
-            root.add_variable_from_value("variables", variables_value(&variables));
-        }
-    }
-    let mut decisions = Vec::new();
-    for validation in &policy.validations {
-        let message = match run(&validation.program, &root) {
-            Ok(CelValue::Bool(true)) => continue,
-            Ok(CelValue::Bool(false)) => validation
-                .message_expression
-                .as_ref()
-                .and_then(|m| match run(m, &root) {
-                    Ok(CelValue::String(text)) if !text.trim().is_empty() => {
-                        Some(text.trim().to_owned())
-                    }
-                    _ => None,
-                })
-                .or_else(|| validation.message.clone())
-                .unwrap_or_else(|| format!("failed expression: {}", validation.expression.trim())),
-            _ if policy.ignore_failures => continue,
-            other => format!(
-                "expression '{}' resulted in error: {}",
-                validation.expression.trim(),
-                failure_text("", other)
-            ),
-        };
-        decisions.push(decide(message, &validation.reason));
-    }
-    decisions
-}
-
-fn variables_value(variables: &std::collections::HashMap<cel::objects::Key, CelValue>) -> CelValue {
-    CelValue::Map(cel::objects::Map {
-        map: Arc::new(variables.clone()),
-    })
-}
-
-pub(super) fn run(program: &cel::Program, context: &cel::Context) -> Result<CelValue, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(context))) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(error_text(&error).unwrap_or_else(|| "no such overload".to_owned())),
-        Err(_) => Err("internal error".to_owned()),
-    }
-}
-
-/// Why an expression did not give a bool, for a message.
-pub(super) fn failure_text(name: &str, outcome: Result<CelValue, String>) -> String {
-    let why = match outcome {
-        Ok(other) => format!("expected a bool, got {}", other.type_of()),
-        Err(error) => error,
-    };
-    match name {
-        "" => why,
-        name => format!("'{name}': {why}"),
-    }
 }

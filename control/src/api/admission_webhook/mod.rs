@@ -23,21 +23,21 @@
 //! `--enable-aggregator-routing`. Webhook configurations and admission policies are never
 //! sent to webhooks, so a broken webhook cannot lock itself in.
 
+mod answer;
 mod call;
 pub mod config;
+mod target;
 
 use std::sync::Arc;
 
-use base64::Engine;
 use cel::Value as CelValue;
-use http::StatusCode;
 use serde_json::{json, Value};
 
-use self::call::Destination;
-use self::config::{Target, Webhook};
+use self::answer::{denial, read_response, Response};
+use self::config::Webhook;
+use self::target::destination;
 use super::admission_policy::matching::{matches, Request};
 use super::admission_policy::{self as policy, Operation};
-use super::path::object_key;
 use super::query::FieldValidation;
 use super::store_mirror::Derived;
 use super::{decode_stored, map_store_error, Call};
@@ -239,7 +239,12 @@ pub(crate) async fn mutate(
         if !admission.selects(webhook, Some(&shown), old_shown) {
             continue;
         }
-        if invoke_and_patch(&admission, webhook, &mut shown, old_shown).await? {
+        let Some(changed) = invoke_and_patch(&admission, webhook, &mut shown, old_shown).await?
+        else {
+            continue;
+        };
+        annotate_mutation(call, 0, index, webhook, changed);
+        if changed {
             last_change = Some(index);
         }
         called.push(index);
@@ -252,7 +257,10 @@ pub(crate) async fn mutate(
     for index in called.into_iter().filter(|i| *i < last) {
         let webhook = &webhooks.mutating[index];
         if webhook.reinvoke && admission.selects(webhook, Some(&shown), old_shown) {
-            invoke_and_patch(&admission, webhook, &mut shown, old_shown).await?;
+            let changed = invoke_and_patch(&admission, webhook, &mut shown, old_shown).await?;
+            if let Some(changed) = changed {
+                annotate_mutation(call, 1, index, webhook, changed);
+            }
         }
     }
     // The patched object decoded again as its type, defaulted, back in the storage version.
@@ -262,12 +270,24 @@ pub(crate) async fn mutate(
     Ok(true)
 }
 
+/// kube's audit annotation of one mutating webhook call (round 0, or 1 when reinvoked).
+fn annotate_mutation(call: &Call, round: usize, index: usize, webhook: &Webhook, mutated: bool) {
+    let value = json!({"configuration": webhook.configuration, "webhook": webhook.name,
+        "mutated": mutated});
+    call.audit_annotate(
+        &format!("mutation.webhook.admission.k8s.io/round_{round}_index_{index}"),
+        &value.to_string(),
+    );
+}
+
+/// Calls one mutating webhook and applies its patch: whether it changed the object, `None`
+/// when it was not called (a match condition is false, or it failed and is ignored).
 async fn invoke_and_patch(
     admission: &Admission<'_>,
     webhook: &Webhook,
     object: &mut Value,
     old: Option<&Value>,
-) -> Result<bool, ApiError> {
+) -> Result<Option<bool>, ApiError> {
     match invoke(admission, webhook, Some(object), old).await? {
         Outcome::Allowed(Some(patch)) => {
             let mut patched = object.clone();
@@ -290,10 +310,11 @@ async fn invoke_and_patch(
             }
             let changed = patched != *object;
             *object = patched;
-            Ok(changed)
+            Ok(Some(changed))
         }
         Outcome::Denied(error) => Err(error),
-        Outcome::Allowed(None) | Outcome::Skipped => Ok(false),
+        Outcome::Allowed(None) => Ok(Some(false)),
+        Outcome::Skipped => Ok(None),
     }
 }
 
@@ -385,9 +406,14 @@ async fn invoke(
             status,
             patch,
             warnings,
+            audit_annotations,
         }) => {
             for warning in warnings {
                 admission.call.warn(warning);
+            }
+            for (key, value) in audit_annotations {
+                let key = format!("{}/{key}", webhook.name);
+                admission.call.audit_annotate(&key, &value);
             }
             if !allowed {
                 return Ok(Outcome::Denied(denial(webhook, &status)));
@@ -461,219 +487,6 @@ fn review(
         "kind": "AdmissionReview",
         "request": request,
     })
-}
-
-/// A webhook's answer, checked.
-struct Response {
-    allowed: bool,
-    status: Value,
-    patch: Option<json_patch::Patch>,
-    warnings: Vec<String>,
-}
-
-fn read_response(answer: &Value, webhook: &Webhook, uid: &str) -> Result<Response, String> {
-    let api_version = answer["apiVersion"].as_str().unwrap_or("");
-    let kind = answer["kind"].as_str().unwrap_or("");
-    let expected = format!("admission.k8s.io/{}", webhook.review_version);
-    if api_version != expected || kind != "AdmissionReview" {
-        return Err(format!(
-            "expected webhook response of {expected}, Kind=AdmissionReview, got {api_version}, Kind={kind}"
-        ));
-    }
-    let response = &answer["response"];
-    if !response.is_object() {
-        return Err("webhook response was absent".to_owned());
-    }
-    let answered = response["uid"].as_str().unwrap_or("");
-    if answered != uid {
-        return Err(format!("expected response.uid={uid:?}, got {answered:?}"));
-    }
-    let allowed = response["allowed"].as_bool().unwrap_or(false);
-    let patch = match (&response["patch"], response["patchType"].as_str()) {
-        (Value::Null, _) => None,
-        (Value::String(encoded), Some("JSONPatch")) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|e| format!("response.patch is not base64: {e}"))?;
-            Some(
-                serde_json::from_slice::<json_patch::Patch>(&bytes)
-                    .map_err(|e| format!("response.patch is not a JSON patch: {e}"))?,
-            )
-        }
-        (Value::String(_), None) => {
-            return Err("webhook returned response.patch but not response.patchType".to_owned())
-        }
-        (_, Some(other)) if other != "JSONPatch" => {
-            return Err(format!(
-                "webhook returned invalid response.patchType of {other:?}"
-            ))
-        }
-        _ => return Err("response.patch is not a string".to_owned()),
-    };
-    let warnings = response["warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
-    Ok(Response {
-        allowed,
-        status: response["status"].clone(),
-        patch,
-        warnings,
-    })
-}
-
-/// kube's refusal from a webhook's `status`: its code (at least 400) and reason, and
-/// `admission webhook "<name>" denied the request: <message or reason>`.
-fn denial(webhook: &Webhook, status: &Value) -> ApiError {
-    let denied_by = format!("admission webhook {:?} denied the request", webhook.name);
-    let message = status["message"].as_str().unwrap_or("");
-    let reason = status["reason"].as_str().unwrap_or("");
-    let text = match (message, reason) {
-        ("", "") => format!("{denied_by} without explanation"),
-        ("", reason) => format!("{denied_by}: {reason}"),
-        (message, _) => format!("{denied_by}: {message}"),
-    };
-    let code = status["code"]
-        .as_u64()
-        .and_then(|c| u16::try_from(c).ok())
-        .filter(|c| *c >= 400)
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .unwrap_or(StatusCode::BAD_REQUEST);
-    let mut error = ApiError::new(code, known_reason(reason), text);
-    if status["details"].is_object() {
-        error.details = Some(status["details"].clone());
-    }
-    error
-}
-
-/// A webhook's `status.reason` as one of the reasons kubectl knows, or none.
-fn known_reason(reason: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "Unauthorized",
-        "Forbidden",
-        "NotFound",
-        "AlreadyExists",
-        "Conflict",
-        "Invalid",
-        "BadRequest",
-        "MethodNotAllowed",
-        "RequestEntityTooLarge",
-        "TooManyRequests",
-        "InternalError",
-        "ServiceUnavailable",
-    ];
-    KNOWN.iter().find(|k| **k == reason).copied().unwrap_or("")
-}
-
-/// Where to call `webhook`: its URL, or a ready endpoint of its Service.
-async fn destination(call: &Call, webhook: &Webhook) -> Result<Destination, String> {
-    let timeout = format!("?timeout={}s", webhook.timeout.as_secs());
-    match &webhook.target {
-        Target::Url { host, port, path } => {
-            let bracketed = match host.contains(':') {
-                true => format!("[{host}]"),
-                false => host.clone(),
-            };
-            Ok(Destination {
-                dial: format!("{bracketed}:{port}"),
-                server_name: host.clone(),
-                host: match port {
-                    443 => bracketed,
-                    port => format!("{bracketed}:{port}"),
-                },
-                path_and_query: format!("{path}{timeout}"),
-            })
-        }
-        Target::Service {
-            namespace,
-            name,
-            path,
-            port,
-        } => {
-            let server_name = format!("{name}.{namespace}.svc");
-            let mut destination = Destination {
-                dial: String::new(),
-                host: format!("{server_name}:{port}"),
-                server_name,
-                path_and_query: format!("{path}{timeout}"),
-            };
-            let endpoint = service_endpoint(call, namespace, name, *port)
-                .await
-                .map_err(|why| format!("Post \"{}\": {why}", destination.url()))?;
-            destination.dial = endpoint;
-            Ok(destination)
-        }
-    }
-}
-
-/// `ip:port` of a ready endpoint of Service `namespace/name` for its port `port`.
-async fn service_endpoint(
-    call: &Call,
-    namespace: &str,
-    name: &str,
-    port: u16,
-) -> Result<String, String> {
-    let store = &call.state.store;
-    let services = kinds::find("", "v1", "services").ok_or("the kinds table has no services")?;
-    let slices = kinds::find("discovery.k8s.io", "v1", "endpointslices")
-        .ok_or("the kinds table has no endpointslices")?;
-    let key = object_key(services, Some(namespace), name);
-    let service = match store.get(&key).await.map_err(|e| e.to_string())? {
-        Some(kv) => decode_stored(&kv).map_err(|e| e.message)?,
-        None => return Err(format!("services {name:?} not found")),
-    };
-    let prefix = format!("{}{namespace}/", slices.key_prefix());
-    let page = store
-        .list(&prefix, &ListOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut listed = Vec::new();
-    for kv in &page.items {
-        listed.push(decode_stored(kv).map_err(|e| e.message)?);
-    }
-    ready_endpoint(&service, &listed, port)
-        .ok_or_else(|| format!("no endpoints available for service {name:?}"))
-}
-
-/// The first ready address of the Service's EndpointSlices serving its port `port`.
-fn ready_endpoint(service: &Value, slices: &[Value], port: u16) -> Option<String> {
-    let name = service["metadata"]["name"].as_str()?;
-    let service_port = service["spec"]["ports"]
-        .as_array()?
-        .iter()
-        .find(|p| p["port"].as_u64() == Some(u64::from(port)))?;
-    let port_name = service_port["name"].as_str().unwrap_or("");
-    for slice in slices {
-        if slice["metadata"]["labels"]["kubernetes.io/service-name"].as_str() != Some(name) {
-            continue;
-        }
-        let Some(number) = slice["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["name"].as_str().unwrap_or("") == port_name)
-            .and_then(|p| p["port"].as_u64())
-        else {
-            continue;
-        };
-        let ready = slice["endpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["conditions"]["ready"].as_bool() != Some(false));
-        for endpoint in ready {
-            if let Some(address) = endpoint["addresses"][0].as_str() {
-                return Some(match address.contains(':') {
-                    true => format!("[{address}]:{number}"),
-                    false => format!("{address}:{number}"),
-                });
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
+use base64::Engine;
+use http::StatusCode;
 use serde_json::json;
 
+use super::answer::{denial, read_response};
+use super::target::ready_endpoint;
 use super::*;
 
 fn webhook(mutating: bool) -> Webhook {
