@@ -9,137 +9,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::TcpListener;
 use std::time::Duration;
 
-use base64::Engine;
+use bosun_test_support::webhook::{json_patch, WebhookServer};
 use serde_json::{json, Value};
 
 use common::{ok, stderr, stdout, Control};
 
-/// The test's webhook server: HTTPS on a loopback port, one request per connection, the
-/// AdmissionReviews it got kept for the test to read.
-struct WebhookServer {
-    port: u16,
-    ca_pem: String,
-    reviews: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl WebhookServer {
-    fn start() -> WebhookServer {
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), &ca_key).expect("issuer");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .expect("params")
-            .signed_by(&key, &issuer)
-            .expect("serving certificate");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![leaf.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .expect("server config");
-        let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let reviews = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&reviews);
-        std::thread::spawn(move || {
-            for tcp in listener.incoming().flatten() {
-                let (config, seen) = (Arc::clone(&config), Arc::clone(&seen));
-                std::thread::spawn(move || serve(tcp, config, &seen));
-            }
-        });
-        WebhookServer {
-            port,
-            ca_pem: ca.pem(),
-            reviews,
-        }
-    }
-
-    fn ca_bundle(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(&self.ca_pem)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// The reviews the path got, oldest first.
-    fn reviews(&self, path: &str) -> Vec<Value> {
-        let reviews = self.reviews.lock().unwrap_or_else(|e| e.into_inner());
-        reviews
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, r)| r.clone())
-            .collect()
-    }
-}
-
-fn serve(tcp: TcpStream, config: Arc<rustls::ServerConfig>, seen: &Mutex<Vec<(String, Value)>>) {
-    let Ok(connection) = rustls::ServerConnection::new(config) else {
-        return;
-    };
-    let mut stream = rustls::StreamOwned::new(connection, tcp);
-    let mut reader = BufReader::new(&mut stream);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let target = request_line.split(' ').nth(1).unwrap_or("").to_owned();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let Ok(review) = serde_json::from_slice::<Value>(&body) else {
-        return;
-    };
-    let path = target.split('?').next().unwrap_or("").to_owned();
-    seen.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((path.clone(), review.clone()));
-    if path == "/slow" {
-        std::thread::sleep(Duration::from_secs(3));
-    }
-    let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "response": decide(&path, &review["request"])});
-    let text = answer.to_string();
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
-    let _ = stream.write_all(response.as_bytes());
-    stream.conn.send_close_notify();
-    let _ = stream.flush();
-}
-
 fn patch(operations: Value) -> String {
-    base64::engine::general_purpose::STANDARD.encode(operations.to_string())
+    json_patch(&operations)
 }
 
-/// What each path of the test's webhooks answers.
+/// What each path of the test's webhooks answers (`/slow`: anything, 3 s late).
 fn decide(path: &str, request: &Value) -> Value {
     let uid = request["uid"].clone();
     let object = &request["object"];
@@ -220,7 +102,7 @@ fn configurations(server: &WebhookServer) -> String {
 
 #[test]
 fn webhooks_mutate_and_validate_as_kube_calls_them() {
-    let server = WebhookServer::start();
+    let server = WebhookServer::start("127.0.0.1", &[], decide);
     let files = tempfile::tempdir().expect("temp dir");
     let policy = files.path().join("audit-policy.yaml");
     std::fs::write(
@@ -388,7 +270,7 @@ fn webhooks_mutate_and_validate_as_kube_calls_them() {
 
 #[test]
 fn unreachable_and_slow_webhooks_follow_their_failure_policy() {
-    let server = WebhookServer::start();
+    let server = WebhookServer::start("127.0.0.1", &[], decide);
     let control = Control::start();
     // A port nothing listens on: bound, then closed.
     let closed = TcpListener::bind("127.0.0.1:0")

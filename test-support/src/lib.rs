@@ -1,6 +1,7 @@
 //! Kernel test helpers shared by bosun's integration tests and benchmarks: throwaway network
 //! namespaces ([`Netns`]) and cgroup directories ([`CgroupDir`]), unique names, a command
-//! runner, and the socket client process of the load-balancing tests ([`client`]). Everything is removed on drop, also when a test fails.
+//! runner, the socket client process of the load-balancing tests ([`client`]) and an HTTPS
+//! admission webhook server ([`webhook`]). Everything is removed on drop, also when a test fails.
 //!
 //! Network safety (DESIGN.md §7): a [`Netns`] starts with only `lo` and no route anywhere;
 //! whatever a test adds stays inside namespaces it created. Nothing here touches the host's
@@ -15,6 +16,7 @@ pub mod client;
 mod command;
 mod netns;
 mod registry;
+pub mod webhook;
 
 pub use cgroup::CgroupDir;
 pub use command::{run, try_run, CommandError};
