@@ -169,35 +169,8 @@ pub(crate) async fn admit(
     if pairs.is_empty() {
         return Ok(());
     }
-    let name = call
-        .path
-        .name
-        .clone()
-        .or_else(|| {
-            object
-                .and_then(|o| o["metadata"]["name"].as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    let namespace_name = call.path.namespace.clone().unwrap_or_default();
-    let namespace = match resource.namespaced() && !namespace_name.is_empty() {
-        true => namespace_object(call, &namespace_name).await?,
-        false => None,
-    };
-    let subresource = call.path.subresource.clone().unwrap_or_default();
-    let request = Request {
-        operation: operation.name(),
-        group: resource.group,
-        version: resource.version,
-        resource: resource.plural,
-        subresource: &subresource,
-        name: &name,
-        namespaced: resource.namespaced(),
-        object,
-        old,
-        namespace: namespace.as_ref(),
-        is_namespace: resource.group.is_empty() && resource.kind == "Namespace",
-    };
+    let admission = Admission::new(call, operation, object).await?;
+    let request = admission.request(object, old);
     let matched: Vec<&Pair> = pairs
         .iter()
         .filter(|(policy, binding)| {
@@ -211,17 +184,19 @@ pub(crate) async fn admit(
     if matched.is_empty() {
         return Ok(());
     }
-    let request_value = request_attributes(call, operation, &name, &namespace_name);
     let mut work = Vec::with_capacity(matched.len());
     for pair in matched {
-        work.push((pair, params_of(call, pair, &namespace_name).await?));
+        work.push((pair, params_of(call, pair, &admission.namespace).await?));
     }
     let found = on_cel_thread(|| {
         let inputs = Inputs {
             object: object.map_or(CelValue::Null, from_json),
             old: old.map_or(CelValue::Null, from_json),
-            request: from_json(&request_value),
-            namespace: namespace.as_ref().map_or(CelValue::Null, from_json),
+            request: from_json(&admission.attributes),
+            namespace: admission
+                .namespace_object
+                .as_ref()
+                .map_or(CelValue::Null, from_json),
         };
         let mut found = Evaluation::default();
         let mut add = |more: Evaluation| {
@@ -285,8 +260,75 @@ pub(crate) async fn admit(
         ));
     }
     match decisions.iter().find(|d| d.deny) {
-        Some(denied) => Err(denial(resource, &name, denied)),
+        Some(denied) => Err(denial(resource, &admission.name, denied)),
         None => Ok(()),
+    }
+}
+
+/// One admission request's facts, as the policies and the webhooks match and see them.
+pub(super) struct Admission<'a> {
+    pub call: &'a Call,
+    pub operation: Operation,
+    /// The object's name (the path's, or the body's on a create).
+    pub name: String,
+    pub namespace: String,
+    /// The request's Namespace (for namespace selectors and `namespaceObject`).
+    pub namespace_object: Option<Value>,
+    /// The request as `request_attributes` shows it.
+    pub attributes: Value,
+    subresource: String,
+}
+
+impl<'a> Admission<'a> {
+    pub async fn new(
+        call: &'a Call,
+        operation: Operation,
+        object: Option<&Value>,
+    ) -> Result<Admission<'a>, ApiError> {
+        let resource = call.resource();
+        let name = call
+            .path
+            .name
+            .clone()
+            .or_else(|| {
+                object
+                    .and_then(|o| o["metadata"]["name"].as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let namespace = call.path.namespace.clone().unwrap_or_default();
+        let namespace_object = match resource.namespaced() && !namespace.is_empty() {
+            true => namespace_object(call, &namespace).await?,
+            false => None,
+        };
+        let attributes = request_attributes(call, operation, &name, &namespace);
+        Ok(Admission {
+            call,
+            operation,
+            name,
+            namespace,
+            namespace_object,
+            attributes,
+            subresource: call.path.subresource.clone().unwrap_or_default(),
+        })
+    }
+
+    /// What the matcher looks at, for `object` (or `old`).
+    pub fn request<'b>(&'b self, object: Option<&'b Value>, old: Option<&'b Value>) -> Request<'b> {
+        let resource = self.call.resource();
+        Request {
+            operation: self.operation.name(),
+            group: resource.group,
+            version: resource.version,
+            resource: resource.plural,
+            subresource: &self.subresource,
+            name: &self.name,
+            namespaced: resource.namespaced(),
+            object,
+            old,
+            namespace: self.namespace_object.as_ref(),
+            is_namespace: resource.group.is_empty() && resource.kind == "Namespace",
+        }
     }
 }
 

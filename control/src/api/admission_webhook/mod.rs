@@ -36,8 +36,8 @@ use serde_json::{json, Value};
 use self::answer::{denial, read_response, Response};
 use self::config::Webhook;
 use self::target::destination;
-use super::admission_policy::matching::{matches, Request};
-use super::admission_policy::{self as policy, Operation};
+use super::admission_policy::matching::matches;
+use super::admission_policy::{self as policy, Admission, Operation};
 use super::query::FieldValidation;
 use super::store_mirror::Derived;
 use super::{decode_stored, map_store_error, Call};
@@ -138,66 +138,14 @@ fn compile(mutating: &[Value], validating: &[Value]) -> Webhooks {
     .unwrap_or_default()
 }
 
-/// One admission request as the webhooks see it.
-struct Admission<'a> {
-    call: &'a Call,
-    operation: Operation,
-    name: String,
-    namespace_object: Option<Value>,
-    attributes: Value,
-}
-
-impl Admission<'_> {
-    async fn new<'a>(
-        call: &'a Call,
-        operation: Operation,
-        object: Option<&Value>,
-    ) -> Result<Admission<'a>, ApiError> {
-        let resource = call.resource();
-        let name = call
-            .path
-            .name
-            .clone()
-            .or_else(|| {
-                object
-                    .and_then(|o| o["metadata"]["name"].as_str())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
-        let namespace = call.path.namespace.clone().unwrap_or_default();
-        let namespace_object = match resource.namespaced() && !namespace.is_empty() {
-            true => policy::namespace_object(call, &namespace).await?,
-            false => None,
-        };
-        let attributes = policy::request_attributes(call, operation, &name, &namespace);
-        Ok(Admission {
-            call,
-            operation,
-            name,
-            namespace_object,
-            attributes,
-        })
-    }
-
-    /// Whether `webhook`'s rules and selectors select the request for `object`/`old`.
-    fn selects(&self, webhook: &Webhook, object: Option<&Value>, old: Option<&Value>) -> bool {
-        let resource = self.call.resource();
-        let subresource = self.call.path.subresource.clone().unwrap_or_default();
-        let request = Request {
-            operation: self.operation.name(),
-            group: resource.group,
-            version: resource.version,
-            resource: resource.plural,
-            subresource: &subresource,
-            name: &self.name,
-            namespaced: resource.namespaced(),
-            object,
-            old,
-            namespace: self.namespace_object.as_ref(),
-            is_namespace: resource.group.is_empty() && resource.kind == "Namespace",
-        };
-        matches(&webhook.matching, &request)
-    }
+/// Whether `webhook`'s rules and selectors select the request for `object`/`old`.
+fn selects(
+    admission: &Admission,
+    webhook: &Webhook,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> bool {
+    matches(&webhook.matching, &admission.request(object, old))
 }
 
 /// What became of one call.
@@ -236,7 +184,7 @@ pub(crate) async fn mutate(
     let mut called = Vec::new();
     let mut last_change = None;
     for (index, webhook) in webhooks.mutating.iter().enumerate() {
-        if !admission.selects(webhook, Some(&shown), old_shown) {
+        if !selects(&admission, webhook, Some(&shown), old_shown) {
             continue;
         }
         let Some(changed) = invoke_and_patch(&admission, webhook, &mut shown, old_shown).await?
@@ -256,7 +204,7 @@ pub(crate) async fn mutate(
     };
     for index in called.into_iter().filter(|i| *i < last) {
         let webhook = &webhooks.mutating[index];
-        if webhook.reinvoke && admission.selects(webhook, Some(&shown), old_shown) {
+        if webhook.reinvoke && selects(&admission, webhook, Some(&shown), old_shown) {
             let changed = invoke_and_patch(&admission, webhook, &mut shown, old_shown).await?;
             if let Some(changed) = changed {
                 annotate_mutation(call, 1, index, webhook, changed);
@@ -353,7 +301,7 @@ pub(crate) async fn validate(
     let (object, old) = (object.as_ref(), old.as_ref());
     let selected = candidates
         .into_iter()
-        .filter(|webhook| admission.selects(webhook, object, old));
+        .filter(|webhook| selects(&admission, webhook, object, old));
     let outcomes =
         futures::future::join_all(selected.map(|w| invoke(&admission, w, object, old))).await;
     for outcome in outcomes {
