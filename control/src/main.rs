@@ -304,7 +304,7 @@ async fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.token_auth_file {
         state.tokens = TokenFile::load(path).context("--token-auth-file")?;
     }
-    state.auditor = auditor(&args)?;
+    state.auditor = auditor(&args, state.server_metrics.audit_events())?;
     let state = Arc::new(state);
     let _custom_resources = bosun_control::crd::follow::start(Arc::clone(&state.store)).await;
     let _scraper = bosun_control::metrics::spawn(Arc::clone(&state), args.metric_resolution);
@@ -379,7 +379,10 @@ async fn shutdown() -> Result<()> {
 }
 
 /// The auditor of `--audit-policy-file` and `--audit-log-path`, when both are given.
-fn auditor(args: &Args) -> anyhow::Result<Option<Arc<bosun_control::audit::Auditor>>> {
+fn auditor(
+    args: &Args,
+    events: prometheus_client::metrics::counter::Counter,
+) -> anyhow::Result<Option<Arc<bosun_control::audit::Auditor>>> {
     use bosun_control::audit::{Auditor, LogConfig, Policy, Sink};
     if args.audit_log_format != "json" {
         anyhow::bail!(
@@ -391,12 +394,15 @@ fn auditor(args: &Args) -> anyhow::Result<Option<Arc<bosun_control::audit::Audit
         return Ok(None);
     };
     let policy = Policy::load(policy)?;
-    let sink = Sink::start(LogConfig {
-        path: path.clone(),
-        max_size_mb: args.audit_log_maxsize,
-        max_backups: args.audit_log_maxbackup,
-        max_age_days: args.audit_log_maxage,
-    })
+    let sink = Sink::start(
+        LogConfig {
+            path: path.clone(),
+            max_size_mb: args.audit_log_maxsize,
+            max_backups: args.audit_log_maxbackup,
+            max_age_days: args.audit_log_maxage,
+        },
+        events,
+    )
     .with_context(|| format!("opening the audit log {path}"))?;
     tracing::info!(path, "auditing requests");
     Ok(Some(Arc::new(Auditor::new(policy, sink))))

@@ -7,6 +7,12 @@
 //! reach kube-apiserver. `api::metrics_scrape` serves them at `/metrics` with the per-scrape
 //! ones (stored objects, the process's `process_*`).
 //!
+//! Admission webhooks and auditing have kube's metrics too:
+//! `apiserver_admission_webhook_admission_duration_seconds` and
+//! `apiserver_admission_webhook_request_total` (by webhook name, operation, type —
+//! `admit` for mutating, `validating` — and whether it rejected; the latter also by the
+//! webhook's HTTP code, 0 when it could not be called), and `apiserver_audit_event_total`.
+//!
 //! Verbs as kube reports them: GET of one object, LIST, WATCH, POST, PUT, PATCH, APPLY (a
 //! server-side apply patch), DELETE, DELETECOLLECTION, CONNECT (exec, attach, port-forward);
 //! non-resource requests by method, their path in `subresource` when it is one of a fixed set,
@@ -29,6 +35,26 @@ const BUCKETS: [f64; 23] = [
     0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
     10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
 ];
+
+/// kube-apiserver's buckets of `apiserver_admission_webhook_admission_duration_seconds`.
+const WEBHOOK_BUCKETS: [f64; 8] = [0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 25.0];
+
+/// One admission webhook call, as kube's webhook metrics label it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookCall {
+    pub name: String,
+    pub operation: &'static str,
+    /// `admit` (mutating) or `validating`.
+    pub r#type: &'static str,
+    pub rejected: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookRequest {
+    #[prometheus(flatten)]
+    call: WebhookCall,
+    code: u16,
+}
 
 /// Non-resource paths reported by name (the rest as `other`).
 const NAMED_PATHS: &[&str] = &[
@@ -149,6 +175,9 @@ pub struct ServerMetrics {
     requests: Family<RequestTotal, Counter>,
     durations: Family<RequestInfo, Histogram, fn() -> Histogram>,
     inflight: Family<InflightKind, Gauge>,
+    webhook_durations: Family<WebhookCall, Histogram, fn() -> Histogram>,
+    webhook_requests: Family<WebhookRequest, Counter>,
+    audit_events: Counter,
 }
 
 impl Default for ServerMetrics {
@@ -175,6 +204,27 @@ impl Default for ServerMetrics {
             "Maximal number of currently used inflight request limit of this apiserver per request kind in last second",
             inflight.clone(),
         );
+        let webhook_durations =
+            Family::<WebhookCall, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(WEBHOOK_BUCKETS)
+            });
+        let webhook_requests = Family::<WebhookRequest, Counter>::default();
+        let audit_events = Counter::default();
+        registry.register(
+            "apiserver_admission_webhook_admission_duration_seconds",
+            "Admission webhook latency histogram in seconds, identified by name and broken out for each operation and API resource and type (validate or admit)",
+            webhook_durations.clone(),
+        );
+        registry.register(
+            "apiserver_admission_webhook_request",
+            "Admission webhook request total, identified by name and broken out for each admission type (validating or mutating) and operation. Additional labels specify whether the request was rejected or not and an HTTP status code. Codes greater than 600 are truncated to 600, to keep the metrics cardinality bounded",
+            webhook_requests.clone(),
+        );
+        registry.register(
+            "apiserver_audit_event",
+            "Counter of audit events generated and sent to the audit backend",
+            audit_events.clone(),
+        );
         for kind in ["readOnly", "mutating"] {
             drop(inflight.get_or_create(&InflightKind { request_kind: kind }));
         }
@@ -183,6 +233,9 @@ impl Default for ServerMetrics {
             requests,
             durations,
             inflight,
+            webhook_durations,
+            webhook_requests,
+            audit_events,
         }
     }
 }
@@ -221,6 +274,24 @@ impl ServerMetrics {
         self.requests
             .get_or_create(&RequestTotal { info, code })
             .inc();
+    }
+
+    /// Records one admission webhook call; `code` is its HTTP answer's (0: not called).
+    pub fn observe_webhook(&self, call: WebhookCall, code: u16, took: Duration) {
+        self.webhook_durations
+            .get_or_create(&call)
+            .observe(took.as_secs_f64());
+        self.webhook_requests
+            .get_or_create(&WebhookRequest {
+                call,
+                code: code.min(600),
+            })
+            .inc();
+    }
+
+    /// The counter of audit events written (`apiserver_audit_event_total`).
+    pub fn audit_events(&self) -> Counter {
+        self.audit_events.clone()
     }
 
     /// The metrics in the Prometheus text format (version 0.0.4), into `out`.

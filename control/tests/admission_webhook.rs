@@ -233,6 +233,20 @@ fn webhooks_mutate_and_validate_as_kube_calls_them() {
         stderr(&patched)
     );
 
+    // kube's webhook metrics count the calls, the denial as rejected.
+    let metrics = ok(control.kubectl(&["get", "--raw", "/metrics"]));
+    for line in [
+        r#"apiserver_admission_webhook_request_total{name="check.example.com",operation="CREATE",type="validating",rejected="true",code="200"} 1"#,
+        r#"apiserver_admission_webhook_request_total{name="label.example.com",operation="CREATE",type="admit",rejected="false",code="200"}"#,
+        r#"apiserver_admission_webhook_admission_duration_seconds_count{name="count.example.com",operation="CREATE",type="admit",rejected="false"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in the metrics");
+    }
+    assert!(
+        metrics.contains("apiserver_audit_event_total "),
+        "no audit event counter"
+    );
+
     // A server-side dry run reaches the webhook as one.
     ok(control.kubectl(&["create", "configmap", "dry", "--dry-run=server"]));
     let review = server.reviews("/check").pop().expect("called");

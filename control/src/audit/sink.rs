@@ -27,20 +27,26 @@ pub struct LogConfig {
 #[derive(Clone)]
 pub struct Sink {
     lines: Sender<String>,
+    /// `apiserver_audit_event_total`.
+    written: prometheus_client::metrics::counter::Counter,
 }
 
 impl Sink {
     /// Opens (creates) the log and starts its writer thread.
-    pub fn start(config: LogConfig) -> std::io::Result<Sink> {
+    pub fn start(
+        config: LogConfig,
+        written: prometheus_client::metrics::counter::Counter,
+    ) -> std::io::Result<Sink> {
         let (lines, queue) = channel();
         let mut out = Output::open(config)?;
         std::thread::Builder::new()
             .name("audit-log".to_owned())
             .spawn(move || out.run(&queue))?;
-        Ok(Sink { lines })
+        Ok(Sink { lines, written })
     }
 
     pub fn write(&self, line: String) {
+        self.written.inc();
         // The writer thread only ends with the process.
         let _ = self.lines.send(line);
     }

@@ -49,17 +49,29 @@ fn dial_error(destination: &Destination, error: &std::io::Error) -> String {
     post_error(destination, format!("dial tcp {}: {why}", destination.dial))
 }
 
-/// POSTs `review` and returns the parsed answer; `Err` is the text after kube's "failed to
-/// call webhook: ".
+/// A call that failed: the webhook's HTTP code (0 when none came) and the text after kube's
+/// "failed to call webhook: ".
+pub struct CallError {
+    pub code: u16,
+    pub text: String,
+}
+
+impl From<String> for CallError {
+    fn from(text: String) -> CallError {
+        CallError { code: 0, text }
+    }
+}
+
+/// POSTs `review` and returns the parsed answer (with its HTTP code).
 pub async fn post(
     tls: Arc<ClientConfig>,
     destination: &Destination,
     review: &Value,
     timeout: Duration,
-) -> Result<Value, String> {
+) -> Result<(u16, Value), CallError> {
     match tokio::time::timeout(timeout, exchange(tls, destination, review)).await {
         Ok(result) => result,
-        Err(_) => Err(post_error(destination, "context deadline exceeded")),
+        Err(_) => Err(post_error(destination, "context deadline exceeded").into()),
     }
 }
 
@@ -67,7 +79,7 @@ async fn exchange(
     tls: Arc<ClientConfig>,
     destination: &Destination,
     review: &Value,
-) -> Result<Value, String> {
+) -> Result<(u16, Value), CallError> {
     let name = ServerName::try_from(destination.server_name.clone())
         .map_err(|e| post_error(destination, e))?;
     let tcp = tokio::net::TcpStream::connect(&destination.dial)
@@ -107,12 +119,18 @@ async fn exchange(
         .await
         .map_err(|e| post_error(destination, e))?
         .to_bytes();
+    let code = status.as_u16();
     if !status.is_success() {
-        return Err(format!(
-            "the server responded with the status code {} but did not return more information",
-            status.as_u16()
-        ));
+        return Err(CallError {
+            code,
+            text: format!(
+                "the server responded with the status code {code} but did not return more information"
+            ),
+        });
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| format!("the server's answer is not an AdmissionReview: {e}"))
+    let answer = serde_json::from_slice(&bytes).map_err(|e| CallError {
+        code,
+        text: format!("the server's answer is not an AdmissionReview: {e}"),
+    })?;
+    Ok((code, answer))
 }

@@ -43,6 +43,7 @@ use super::store_mirror::Derived;
 use super::{decode_stored, map_store_error, Call};
 use crate::crd::cel::{context, from_json, on_cel_thread};
 use crate::kinds::{self, Resource};
+use crate::server_metrics::WebhookCall;
 use crate::status::{ApiError, FieldCause};
 use crate::store::{ListOptions, Store};
 
@@ -313,6 +314,7 @@ pub(crate) async fn validate(
 }
 
 /// Calls one webhook if its match conditions hold; failures follow its `failurePolicy`.
+/// Each call is counted and timed in kube's webhook metrics.
 async fn invoke(
     admission: &Admission<'_>,
     webhook: &Webhook,
@@ -334,45 +336,80 @@ async fn invoke(
         Ok(false) => return Ok(Outcome::Skipped),
         Err(why) => return failed(format!("failed to evaluate match condition {why}")),
     }
+    let started = std::time::Instant::now();
+    let (code, result) = call_webhook(admission, webhook, object, old).await;
+    let labels = WebhookCall {
+        name: webhook.name.clone(),
+        operation: admission.operation.name(),
+        r#type: if webhook.mutating {
+            "admit"
+        } else {
+            "validating"
+        },
+        rejected: !matches!(result, Ok(Outcome::Allowed(_))),
+    };
+    let metrics = &admission.call.state.server_metrics;
+    metrics.observe_webhook(labels, code, started.elapsed());
+    result.or_else(failed)
+}
+
+/// One call: the webhook's HTTP code (0: none came) and what it decided, or why the call
+/// failed (kube's words after "failed calling webhook …: ").
+async fn call_webhook(
+    admission: &Admission<'_>,
+    webhook: &Webhook,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> (u16, Result<Outcome, String>) {
+    let calling = |why: String| (0, Err(format!("failed to call webhook: {why}")));
     let tls = match &webhook.tls {
         Ok(tls) => Arc::clone(tls),
-        Err(why) => return failed(format!("failed to call webhook: {why}")),
+        Err(why) => return calling(why.clone()),
     };
     let uid = uuid::Uuid::new_v4().to_string();
     let destination = match destination(admission.call, webhook).await {
         Ok(destination) => destination,
-        Err(why) => return failed(format!("failed to call webhook: {why}")),
+        Err(why) => return calling(why),
     };
     let review = review(admission, webhook, &uid, object, old);
-    let answer = match call::post(tls, &destination, &review, webhook.timeout).await {
-        Ok(answer) => answer,
-        Err(why) => return failed(format!("failed to call webhook: {why}")),
-    };
-    match read_response(&answer, webhook, &uid) {
-        Ok(Response {
-            allowed,
-            status,
-            patch,
-            warnings,
-            audit_annotations,
-        }) => {
-            for warning in warnings {
-                admission.call.warn(warning);
-            }
-            for (key, value) in audit_annotations {
-                let key = format!("{}/{key}", webhook.name);
-                admission.call.audit_annotate(&key, &value);
-            }
-            if !allowed {
-                return Ok(Outcome::Denied(denial(webhook, &status)));
-            }
-            if patch.is_some() && !webhook.mutating {
-                return Ok(Outcome::Allowed(None));
-            }
-            Ok(Outcome::Allowed(patch))
+    let (code, answer) = match call::post(tls, &destination, &review, webhook.timeout).await {
+        Ok(answered) => answered,
+        Err(error) => {
+            return (
+                error.code,
+                Err(format!("failed to call webhook: {}", error.text)),
+            )
         }
-        Err(why) => failed(format!("received invalid webhook response: {why}")),
+    };
+    let response = match read_response(&answer, webhook, &uid) {
+        Ok(response) => response,
+        Err(why) => {
+            return (
+                code,
+                Err(format!("received invalid webhook response: {why}")),
+            )
+        }
+    };
+    let Response {
+        allowed,
+        status,
+        patch,
+        warnings,
+        audit_annotations,
+    } = response;
+    for warning in warnings {
+        admission.call.warn(warning);
     }
+    for (key, value) in audit_annotations {
+        let key = format!("{}/{key}", webhook.name);
+        admission.call.audit_annotate(&key, &value);
+    }
+    let outcome = match (allowed, webhook.mutating) {
+        (false, _) => Outcome::Denied(denial(webhook, &status)),
+        (true, false) => Outcome::Allowed(None),
+        (true, true) => Outcome::Allowed(patch),
+    };
+    (code, Ok(outcome))
 }
 
 /// Evaluates the match conditions: all true → call; one false → skip; an error → `Err`.
