@@ -15,7 +15,7 @@ use crate::util;
 
 const NODES_READY_LIMIT: Duration = Duration::from_secs(60);
 const CLIENT_LIMIT: Duration = Duration::from_secs(90);
-const VIP: &str = "10.96.0.10";
+const VIP: &str = "10.96.0.100";
 
 fn examples(name: &str) -> std::path::PathBuf {
     util::workspace_root().join("examples/up").join(name)

@@ -4,9 +4,10 @@
 //! has a default route: packets between nodes stay on the bridge, and nothing reaches the
 //! machine's uplink. The host, where bosun-control runs, is plugged into the bridge too
 //! (`bosun-up-h`, a veth with `192.168.200.254/24`: the connected route to the nodes' subnet
-//! and nothing else), so control reaches the agents' kubelet APIs on their InternalIPs; it goes
-//! with the fabric netns (deleting one end of a veth deletes both). Idempotent: what exists
-//! already is left as it is.
+//! and nothing else), so control reaches the agents' kubelet APIs on their InternalIPs, plus a
+//! route to each node's pod CIDR via the node, so it reaches pods (webhooks behind a Service);
+//! it goes with the fabric netns (deleting one end of a veth deletes both, and its routes).
+//! Idempotent: what exists already is left as it is.
 
 use std::path::Path;
 
@@ -49,7 +50,38 @@ pub fn make(nodes: &[UpNode]) -> Result<()> {
     for node in nodes {
         plug(node)?;
     }
-    plug_host()
+    plug_host()?;
+    route_pods(nodes)
+}
+
+/// Routes each node's pod CIDR from the host through the host link to the node, so
+/// bosun-control reaches pods (admission webhooks behind a Service) as an API server on the
+/// pod network does. The routes lead only onto the bridge; one to a pod CIDR through
+/// anything else is refused rather than replaced.
+fn route_pods(nodes: &[UpNode]) -> Result<()> {
+    let routes = util::output(&mut util::cmd("ip", ["-4", "route", "show"]))?;
+    for node in nodes {
+        let cidr = node.pod_cidr();
+        let foreign = routes
+            .lines()
+            .any(|r| r.starts_with(&format!("{cidr} ")) && !r.contains(HOST_LINK));
+        if foreign {
+            anyhow::bail!("the host already routes {cidr} elsewhere; the pods' route would clash");
+        }
+        util::run(&mut util::cmd(
+            "ip",
+            [
+                "route",
+                "replace",
+                &cidr,
+                "via",
+                &node.ip(),
+                "dev",
+                HOST_LINK,
+            ],
+        ))?;
+    }
+    Ok(())
 }
 
 /// The host's end of the host link (its peer on the bridge is `host`).
