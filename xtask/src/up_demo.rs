@@ -171,3 +171,27 @@ pub fn report(nodes: &[UpNode]) -> Result<()> {
     println!("  cargo xtask down             # remove everything `up` made");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::VIP;
+
+    /// The demo's Service asks for `VIP`, which bosun-control must leave free: it keeps the
+    /// first address of the default range for `kubernetes` and the tenth for `kube-dns`.
+    #[test]
+    fn the_demo_service_asks_for_an_address_control_leaves_free() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let web = std::fs::read_to_string(root.join("examples/up/web.yaml")).expect("web.yaml");
+        let client =
+            std::fs::read_to_string(root.join("examples/up/client.yaml")).expect("client.yaml");
+        assert!(
+            web.contains(&format!("clusterIP: {VIP}\n")),
+            "web.yaml asks for {VIP}"
+        );
+        assert!(
+            client.contains(&format!("http://{VIP}/")),
+            "client.yaml calls {VIP}"
+        );
+        assert!(!["10.96.0.1", "10.96.0.10"].contains(&VIP));
+    }
+}
