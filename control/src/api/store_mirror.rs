@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::status::ApiError;
 use crate::store::{Event, KeyValue, ListOptions, Store};
 
 /// A copy of one prefix of the store.
@@ -163,6 +164,40 @@ impl<T, const N: usize> Derived<T, N> {
         let value = Arc::new(build(maps));
         *built = Some((generation, Arc::clone(&value)));
         Some(value)
+    }
+}
+
+impl<T, const N: usize> Derived<T, N> {
+    /// The value built from the objects under `prefixes`: from the copies, or — while one of
+    /// them is not listed yet — from the store's lists, so a reader never waits on a copy.
+    pub async fn get_or_read(
+        &self,
+        store: &Arc<dyn Store>,
+        prefixes: [String; N],
+        build: impl Fn([&[serde_json::Value]; N]) -> T,
+    ) -> Result<Arc<T>, ApiError> {
+        let known = self.get(store, prefixes.clone(), |maps| {
+            let lists: [Vec<serde_json::Value>; N] =
+                maps.map(|objects| objects.values().cloned().collect());
+            build(lists.each_ref().map(Vec::as_slice))
+        });
+        if let Some(value) = known {
+            return Ok(value);
+        }
+        let mut lists = Vec::with_capacity(N);
+        for prefix in &prefixes {
+            let page = store
+                .list(prefix, &ListOptions::default())
+                .await
+                .map_err(super::map_store_error)?;
+            let objects: Result<Vec<serde_json::Value>, ApiError> =
+                page.items.iter().map(super::decode_stored).collect();
+            lists.push(objects?);
+        }
+        let lists: [Vec<serde_json::Value>; N] = lists
+            .try_into()
+            .map_err(|_| ApiError::internal("a list of the store went missing"))?;
+        Ok(Arc::new(build(lists.each_ref().map(Vec::as_slice))))
     }
 }
 

@@ -95,35 +95,14 @@ pub struct PolicyCache {
 }
 
 impl PolicyCache {
-    fn known(&self, store: &Arc<dyn Store>) -> Option<Arc<Vec<Pair>>> {
-        let resources = resources().ok()?;
-        self.copies.get(
-            store,
-            resources.map(|r| r.key_prefix()),
-            |[policies, bindings]| {
-                let policies: Vec<Value> = policies.values().cloned().collect();
-                let bindings: Vec<Value> = bindings.values().cloned().collect();
-                pair(&policies, &bindings)
-            },
-        )
-    }
-
     /// The bound policies: the copies', or the store's while they are not listed.
     async fn pairs(&self, store: &Arc<dyn Store>) -> Result<Arc<Vec<Pair>>, ApiError> {
-        if let Some(pairs) = self.known(store) {
-            return Ok(pairs);
-        }
-        let mut lists = Vec::new();
-        for resource in resources()? {
-            let page = store
-                .list(&resource.key_prefix(), &ListOptions::default())
-                .await
-                .map_err(map_store_error)?;
-            let objects: Result<Vec<Value>, ApiError> =
-                page.items.iter().map(decode_stored).collect();
-            lists.push(objects?);
-        }
-        Ok(Arc::new(pair(&lists[0], &lists[1])))
+        let prefixes = resources()?.map(|r| r.key_prefix());
+        self.copies
+            .get_or_read(store, prefixes, |[policies, bindings]| {
+                pair(policies, bindings)
+            })
+            .await
     }
 }
 

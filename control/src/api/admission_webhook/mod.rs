@@ -40,12 +40,12 @@ use super::admission_policy::matching::matches;
 use super::admission_policy::{self as policy, Admission, Operation};
 use super::query::FieldValidation;
 use super::store_mirror::Derived;
-use super::{decode_stored, map_store_error, Call};
+use super::Call;
 use crate::crd::cel::{context, from_json, on_cel_thread};
 use crate::kinds::{self, Resource};
 use crate::server_metrics::WebhookCall;
 use crate::status::{ApiError, FieldCause};
-use crate::store::{ListOptions, Store};
+use crate::store::Store;
 
 const PLURALS: [&str; 2] = [
     "mutatingwebhookconfigurations",
@@ -86,31 +86,12 @@ pub struct WebhookCache {
 impl WebhookCache {
     /// The webhooks: the copies', or the store's while they are not listed.
     async fn webhooks(&self, store: &Arc<dyn Store>) -> Result<Arc<Webhooks>, ApiError> {
-        let resources = resources()?;
-        let known = self.copies.get(
-            store,
-            resources.map(|r| r.key_prefix()),
-            |[mutating, validating]| {
-                compile(
-                    &mutating.values().cloned().collect::<Vec<_>>(),
-                    &validating.values().cloned().collect::<Vec<_>>(),
-                )
-            },
-        );
-        if let Some(webhooks) = known {
-            return Ok(webhooks);
-        }
-        let mut lists = Vec::new();
-        for resource in resources {
-            let page = store
-                .list(&resource.key_prefix(), &ListOptions::default())
-                .await
-                .map_err(map_store_error)?;
-            let objects: Result<Vec<Value>, ApiError> =
-                page.items.iter().map(decode_stored).collect();
-            lists.push(objects?);
-        }
-        Ok(Arc::new(compile(&lists[0], &lists[1])))
+        let prefixes = resources()?.map(|r| r.key_prefix());
+        self.copies
+            .get_or_read(store, prefixes, |[mutating, validating]| {
+                compile(mutating, validating)
+            })
+            .await
     }
 }
 
