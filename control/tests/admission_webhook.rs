@@ -359,3 +359,46 @@ fn bad_webhook_configurations_are_refused_naming_the_field() {
         stdout(&control.kubectl(&["get", "validatingwebhookconfigurations", "-o", "name"]));
     assert!(listed.trim().is_empty(), "{listed}");
 }
+
+/// The kubeconfig `touch_once` changes the object with.
+static TOUCH_KUBECONFIG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+static TOUCHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A validating webhook that, the first time it is asked about a DELETE, changes the object
+/// being deleted (as a controller's status update would, between the API's read and its
+/// delete), then allows.
+fn touch_once(_path: &str, request: &Value) -> Value {
+    if !TOUCHED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        let name = request["name"].as_str().unwrap_or("");
+        if let Some(kubeconfig) = TOUCH_KUBECONFIG.get() {
+            let args = ["label", "configmap", name, "touched=yes"];
+            let out = common::kubectl_with(kubeconfig, &args);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+    json!({"uid": request["uid"], "allowed": true})
+}
+
+#[test]
+fn a_delete_of_an_object_changed_meanwhile_reads_it_again() {
+    let server = WebhookServer::start("127.0.0.1", &[], touch_once);
+    let control = Control::start();
+    TOUCH_KUBECONFIG
+        .set(control.kubeconfig())
+        .expect("one control per test binary run of this test");
+    let configuration = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: touch}}\nwebhooks:\n- name: touch.example.com\n  clientConfig: {{url: \"{}\", caBundle: {}}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  rules:\n  - {{apiGroups: [\"\"], apiVersions: [v1], operations: [DELETE], resources: [configmaps]}}\n",
+        server.url("/touch"),
+        server.ca_bundle()
+    );
+    let file = control.dir.path().join("touch.yaml");
+    std::fs::write(&file, configuration).expect("write the configuration");
+    ok(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
+    ok(control.kubectl(&["create", "configmap", "racy", "--from-literal=a=b"]));
+    // Changed between the read and the delete, the object is read again and deleted, not
+    // answered with a Conflict (kube's conditional delete); the webhook saw both attempts.
+    ok(control.kubectl(&["delete", "configmap", "racy"]));
+    assert_eq!(server.reviews("/touch").len(), 2);
+    let gone = control.kubectl(&["get", "configmap", "racy"]);
+    assert!(stderr(&gone).contains("NotFound"), "{}", stderr(&gone));
+}

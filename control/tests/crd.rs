@@ -323,19 +323,21 @@ fn custom_resources_are_served_validated_printed_and_deleted_with_their_crd() {
 }
 
 #[test]
-fn crds_using_what_bosun_does_not_honour_are_refused_naming_the_field() {
+fn crds_using_what_bosun_does_not_honour_or_kube_refuses_are_refused_naming_the_field() {
     let control = Control::start();
     let plain = "{type: object}";
-    for (schema, extra, field) in [
+    for (schema, extra, field, why) in [
         (
             "{type: object, allOf: [{x-kubernetes-validations: [{rule: 'true'}]}]}",
             "",
             "openAPIV3Schema.allOf",
+            "not supported by bosun",
         ),
         (
             plain,
             "  conversion: {strategy: Webhook}\n",
-            "spec.conversion.strategy",
+            "spec.conversion.webhook.clientConfig",
+            "required when strategy is set to Webhook",
         ),
     ] {
         let text = format!(
@@ -345,11 +347,7 @@ fn crds_using_what_bosun_does_not_honour_are_refused_naming_the_field() {
         let out = control.kubectl(&["apply", "-f", &path]);
         assert!(!out.status.success(), "{field} was accepted");
         assert!(stderr(&out).contains(field), "{field}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("not supported by bosun"),
-            "{}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
     }
     // kube's own rules: the name must be <plural>.<group>.
     let path = write(

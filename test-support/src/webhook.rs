@@ -1,4 +1,4 @@
-//! An HTTPS admission webhook server for tests: its own CA and a serving certificate for the
+//! An HTTPS webhook server for tests (admission and CRD conversion webhooks): its own CA and a serving certificate for the
 //! names it is given, on an address the test chooses (loopback, or the host end of a test
 //! link), one request per connection (HTTP/1.1, `Connection: close`). Each AdmissionReview
 //! is kept for the test to read, and answered with the test's `decide(path, request)` as the
@@ -12,7 +12,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
-/// What the server answers: the `response` of the AdmissionReview for `path`.
+/// What the server answers: the `response` of the review (AdmissionReview or
+/// ConversionReview) for `path`.
 pub type Decide = fn(path: &str, request: &Value) -> Value;
 
 /// The test's webhook server: HTTPS on a loopback port, one request per connection, the
@@ -132,7 +133,8 @@ fn serve(
     if path == "/slow" {
         std::thread::sleep(Duration::from_secs(3));
     }
-    let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+    // The review's own apiVersion and kind: an AdmissionReview or a ConversionReview.
+    let answer = json!({"apiVersion": review["apiVersion"], "kind": review["kind"],
         "response": decide(&path, &review["request"])});
     let text = answer.to_string();
     let response = format!(

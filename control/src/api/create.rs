@@ -42,7 +42,7 @@ pub async fn create_object(
     if resource.custom {
         crate::crd::custom::check_create(resource)?;
     }
-    let mut object = call.to_storage(object, None)?;
+    let mut object = call.to_storage(object, None).await?;
     let generated = name_of(&object).is_empty();
     meta::prepare_create(&mut object, resource, call.path.namespace.as_deref())?;
     super::defaults::with_identity(&mut object, resource);
@@ -73,7 +73,7 @@ pub async fn create_object(
     if call.query.dry_run {
         return Ok(object_response(
             StatusCode::CREATED,
-            &call.shown(object),
+            &call.shown(object).await?,
             &warnings,
         ));
     }
@@ -119,7 +119,7 @@ pub async fn create_object(
     }
     Ok(object_response(
         StatusCode::CREATED,
-        &call.shown(decode_stored(&kv)?),
+        &call.shown(decode_stored(&kv)?).await?,
         &warnings,
     ))
 }

@@ -139,6 +139,28 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         request,
     } = options(&call.content_type, body)?;
     let dry_run = dry_run || call.query.dry_run;
+    let mut attempt = 1;
+    loop {
+        match delete_current(call, dry_run, &preconditions, request).await {
+            // Written meanwhile (a controller's status update): read again and delete what is
+            // there now, as kube's conditional delete does; a client's precondition is
+            // checked again each time.
+            Err(e) if e.reason == "Conflict" && attempt < DELETE_ATTEMPTS => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
+/// Times a delete reads the object again when it changed between the read and the delete.
+const DELETE_ATTEMPTS: usize = 5;
+
+/// One attempt at a DELETE of the stored object as it is now.
+async fn delete_current(
+    call: &Call,
+    dry_run: bool,
+    preconditions: &Value,
+    request: Request,
+) -> Result<Response<ResponseBody>, ApiError> {
     let name = call.path.name.clone().unwrap_or_default();
     let key = call.path.key().unwrap_or_default();
     let store = &call.state.store;
@@ -164,7 +186,11 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     super::admission_policy::admit(call, delete, None, Some(&object)).await?;
     super::admission_webhook::validate(call, delete, None, Some(&object)).await?;
     if dry_run {
-        return Ok(object_response(StatusCode::OK, &call.shown(object), &[]));
+        return Ok(object_response(
+            StatusCode::OK,
+            &call.shown(object).await?,
+            &[],
+        ));
     }
     let r = call.resource();
     if r.group.is_empty() && r.kind == "Namespace" {
@@ -178,7 +204,7 @@ pub async fn delete(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
     }
     match delete_kv(store.as_ref(), &kv, request, |e| call.store_error(&name, e)).await? {
         Outcome::Deleted(o) | Outcome::Marked(o) => {
-            Ok(object_response(StatusCode::OK, &call.shown(o), &[]))
+            Ok(object_response(StatusCode::OK, &call.shown(o).await?, &[]))
         }
     }
 }
@@ -289,22 +315,32 @@ pub async fn delete_collection(
             &name,
         );
         if call.query.dry_run || options.dry_run {
-            items.push(call.shown(object));
+            items.push(object);
             continue;
         }
-        let Some(kv) = call.state.store.get(&key).await.map_err(map_store_error)? else {
-            continue; // deleted meanwhile
-        };
-        match delete_kv(call.state.store.as_ref(), &kv, options.request, |e| {
-            call.store_error(&name, e)
-        })
-        .await
-        {
-            Ok(Outcome::Deleted(o) | Outcome::Marked(o)) => items.push(call.shown(o)),
-            Err(e) if e.code == StatusCode::NOT_FOUND => {}
-            Err(e) => return Err(e),
+        let mut attempt = 1;
+        loop {
+            let Some(kv) = call.state.store.get(&key).await.map_err(map_store_error)? else {
+                break; // deleted meanwhile
+            };
+            match delete_kv(call.state.store.as_ref(), &kv, options.request, |e| {
+                call.store_error(&name, e)
+            })
+            .await
+            {
+                Ok(Outcome::Deleted(o) | Outcome::Marked(o)) => items.push(o),
+                Err(e) if e.code == StatusCode::NOT_FOUND => {}
+                // Written meanwhile: read it again.
+                Err(e) if e.reason == "Conflict" && attempt < DELETE_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            break;
         }
     }
+    let items = call.shown_all(items).await?;
     let r = call.resource();
     let list = json!({
         "kind": format!("{}List", r.kind),

@@ -14,7 +14,10 @@ use crate::store::ListOptions;
 
 /// GET of the named object (or its status).
 pub async fn get(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
-    let object = read(call).await?;
+    let mut object = read(call).await?;
+    if call.converts_by_webhook() {
+        object = call.shown(object).await?;
+    }
     if table_default::wants_table(&call.accept) {
         let rv = object["metadata"]["resourceVersion"].clone();
         let mut table =
@@ -22,7 +25,11 @@ pub async fn get(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
         table["metadata"] = json!({"resourceVersion": rv});
         return Ok(object_response(StatusCode::OK, &table, &[]));
     }
-    Ok(object_response(StatusCode::OK, &call.shown(object), &[]))
+    Ok(object_response(
+        StatusCode::OK,
+        &call.shown(object).await?,
+        &[],
+    ))
 }
 
 /// The named object, or 404.
@@ -96,7 +103,8 @@ impl ListItems for JsonItems<'_> {
         if self.out.len() > self.head {
             self.out.push(b',');
         }
-        serde_json::to_writer(&mut self.out, &self.call.shown(object))
+        let shown = super::convert::to_served(object, self.call.resource());
+        serde_json::to_writer(&mut self.out, &shown)
             .map_err(|e| ApiError::internal(format!("encoding a list item: {e}")))
     }
 
@@ -190,11 +198,23 @@ async fn list_each(
 /// list of many objects never holds them all decoded at once; a Table is built whole.
 pub async fn list(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
     let r = call.resource();
-    if table_default::wants_table(&call.accept) {
+    let table = table_default::wants_table(&call.accept);
+    if table || call.converts_by_webhook() {
+        // A webhook converts the page's objects in one call, before they are shown.
         let page = list_page(call).await?;
-        let mut table = table_default::to_table(r, &page.objects, &call.query.include_object);
-        table["metadata"] = list_meta(page.revision, page.next);
-        return Ok(object_response(StatusCode::OK, &table, &[]));
+        let objects = match call.converts_by_webhook() {
+            true => call.shown_all(page.objects).await?,
+            false => page.objects,
+        };
+        let meta = list_meta(page.revision, page.next);
+        if table {
+            let mut table = table_default::to_table(r, &objects, &call.query.include_object);
+            table["metadata"] = meta;
+            return Ok(object_response(StatusCode::OK, &table, &[]));
+        }
+        let list = json!({"kind": format!("{}List", r.kind), "apiVersion": r.group_version(),
+            "metadata": meta, "items": objects});
+        return Ok(object_response(StatusCode::OK, &list, &[]));
     }
     let head = json!({"kind": format!("{}List", r.kind), "apiVersion": r.group_version()});
     // `{"apiVersion":…,"kind":…` without its closing brace, then the items.

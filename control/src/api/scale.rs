@@ -106,7 +106,10 @@ fn builtin_scale(object: &Value) -> Value {
 pub async fn get(call: &Call) -> Result<Response<ResponseBody>, ApiError> {
     Ok(object_response(
         StatusCode::OK,
-        &to_scale(&read(call).await?, custom_paths(call.resource()).as_ref()),
+        &to_scale(
+            &call.shown(read(call).await?).await?,
+            custom_paths(call.resource()).as_ref(),
+        ),
         &[],
     ))
 }
@@ -145,22 +148,24 @@ async fn set_replicas(
     for _ in 0..5 {
         let kv = current(call, &key, &name).await?;
         let old = decode_stored(&kv)?;
-        let scale = wanted(to_scale(&old, paths.as_ref()))?;
+        // The paths are the request version's: the object is changed as that version shows it.
+        let mut object = call.shown(old.clone()).await?;
+        let scale = wanted(to_scale(&object, paths.as_ref()))?;
         let replicas = replicas_of(&scale)?;
         let expected = pinned.unwrap_or(kv.mod_revision);
         if expected != kv.mod_revision {
             return Err(ApiError::conflict(resource.group, resource.plural, &name));
         }
-        let mut object = old.clone();
         match &paths {
             Some(paths) => set_at(&mut object, &paths.spec_replicas, json!(replicas)),
             None => object["spec"]["replicas"] = json!(replicas),
         }
+        let object = call.to_storage(object, Some(&old)).await?;
         let mut new = meta::prepare_update(&old, object, resource, false);
         call.track_update(&old, &mut new);
         match write(call, &key, &name, expected, &old, new).await {
             Ok(stored) => {
-                let scale = to_scale(&stored, paths.as_ref());
+                let scale = to_scale(&call.shown(stored).await?, paths.as_ref());
                 return Ok(object_response(StatusCode::OK, &scale, &[]));
             }
             Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,

@@ -54,7 +54,35 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
         call.query.field_validation,
     )?;
     named_as_the_url(call, &mut object, &name)?;
-    let current = current(call, &key, &name).await?;
+    let unconditional = object["metadata"]["resourceVersion"]
+        .as_str()
+        .is_none_or(str::is_empty);
+    let mut attempt = 1;
+    loop {
+        match update_once(call, object.clone(), &warnings, &key, &name).await {
+            // An update naming no resourceVersion replaces whatever is stored: written
+            // meanwhile, it is tried again on the new object, as kube's unconditional update.
+            Err(e) if e.reason == "Conflict" && unconditional && attempt < UPDATE_ATTEMPTS => {
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Times an update without a resourceVersion is tried when the object changed meanwhile.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// One attempt at replacing the stored object with `object`.
+async fn update_once(
+    call: &Call,
+    object: Value,
+    warnings: &[String],
+    key: &str,
+    name: &str,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let resource = call.resource();
+    let current = current(call, key, name).await?;
     let expected = match object["metadata"]["resourceVersion"].as_str() {
         None | Some("") => current.mod_revision,
         Some(rv) => rv
@@ -62,7 +90,7 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
     };
     if expected != current.mod_revision {
-        return Err(ApiError::conflict(resource.group, resource.plural, &name));
+        return Err(ApiError::conflict(resource.group, resource.plural, name));
     }
     let old = decode_stored(&current)?;
     if let Some(uid) = object["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
@@ -77,15 +105,15 @@ pub async fn update(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, 
             ));
         }
     }
-    let object = call.to_storage(object, Some(&old))?;
+    let object = call.to_storage(object, Some(&old)).await?;
     let mut new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
     call.track_update(&old, &mut new);
     admit_update(call, &old, &new).await?;
-    let stored = write(call, &key, &name, expected, &old, new).await?;
+    let stored = write(call, key, name, expected, &old, new).await?;
     Ok(object_response(
         StatusCode::OK,
-        &call.shown(stored),
-        &warnings,
+        &call.shown(stored).await?,
+        warnings,
     ))
 }
 

@@ -318,7 +318,8 @@ pub fn check_semantics(
             super::admission_policy::validate(object, resource, &mut causes)
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            crate::crd::definition::check(object, old, &mut causes)
+            crate::crd::definition::check(object, old, &mut causes);
+            super::crd_conversion::check_definition(&object["spec"], &mut causes);
         }
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => workload(object, &mut causes),
         ("", "ReplicationController") => {

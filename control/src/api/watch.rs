@@ -60,14 +60,6 @@ async fn run(call: &Call, tx: &mpsc::Sender<Bytes>) -> Result<(), ApiError> {
     let prefix = call.path.prefix();
     let table = table_default::wants_table(&call.accept);
     let mut first = true;
-    let mut encode = |object: Value| {
-        if !table {
-            return call.shown(object);
-        }
-        let row = table_default::to_event_table(call.resource(), object, &q.include_object, first);
-        first = false;
-        row
-    };
     let mut last = match q.resource_version.as_deref() {
         None | Some("0") => {
             let page = store
@@ -76,8 +68,11 @@ async fn run(call: &Call, tx: &mpsc::Sender<Bytes>) -> Result<(), ApiError> {
                 .map_err(map_store_error)?;
             for kv in &page.items {
                 let object = decode_stored(kv)?;
-                if matches(call, &object) && tx.send(line("ADDED", encode(object))).await.is_err() {
-                    return Ok(());
+                if matches(call, &object) {
+                    let shown = encode(call, table, &mut first, object).await?;
+                    if tx.send(line("ADDED", shown)).await.is_err() {
+                        return Ok(());
+                    }
                 }
             }
             page.revision
@@ -132,13 +127,34 @@ async fn run(call: &Call, tx: &mpsc::Sender<Bytes>) -> Result<(), ApiError> {
                     (true, false, _) => "DELETED",
                     _ => continue,
                 };
-                line(kind, encode(object))
+                line(kind, encode(call, table, &mut first, object).await?)
             }
         };
         if tx.send(out).await.is_err() {
             return Ok(());
         }
     }
+}
+
+/// An event's object as the call shows it: at its version, or as a one-row Table (the
+/// first one with the column definitions).
+async fn encode(
+    call: &Call,
+    table: bool,
+    first: &mut bool,
+    object: Value,
+) -> Result<Value, ApiError> {
+    if !table {
+        return call.shown(object).await;
+    }
+    let object = match call.converts_by_webhook() {
+        true => call.shown(object).await?,
+        false => object,
+    };
+    let q = &call.query;
+    let row = table_default::to_event_table(call.resource(), object, &q.include_object, *first);
+    *first = false;
+    Ok(row)
 }
 
 fn matches(call: &Call, object: &Value) -> bool {

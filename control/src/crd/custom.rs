@@ -69,7 +69,7 @@ pub fn validate(
     resource: &Resource,
     causes: &mut Vec<FieldCause>,
 ) {
-    let Some(version) = registry::version_of(resource) else {
+    let Some(version) = checking_version(object, resource) else {
         return;
     };
     if let Err(why) = check_metadata_types(object) {
@@ -81,6 +81,25 @@ pub fn validate(
     }
     causes.extend(found);
     super::cel::validate(&version.rules, &version.schema, object, old, causes);
+}
+
+/// The version whose schema checks a written object: the request's, or — when a conversion
+/// webhook converted the object to the storage version before it is checked — the storage
+/// version.
+fn checking_version(object: &Value, resource: &Resource) -> Option<std::sync::Arc<CustomVersion>> {
+    let version = registry::version_of(resource)?;
+    if version.conversion["strategy"] != "Webhook" {
+        return Some(version);
+    }
+    let written = object["apiVersion"]
+        .as_str()
+        .and_then(|v| v.rsplit('/').next());
+    match written {
+        Some(name) if name != resource.version => {
+            registry::find(resource.group, name, resource.plural).and_then(registry::version_of)
+        }
+        _ => Some(version),
+    }
 }
 
 /// Whether an update leaves the field a schema error names as it was — kube's validation

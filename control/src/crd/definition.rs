@@ -90,6 +90,8 @@ pub struct ServedVersion {
     /// The version's `selectableFields`, as field-selector labels (`spec.color`).
     pub selectable_fields: Vec<String>,
     pub terminating: bool,
+    /// The CRD's `spec.conversion`.
+    pub conversion: Value,
 }
 
 /// Whether `object` is a CustomResourceDefinition.
@@ -184,6 +186,7 @@ pub fn served_versions(crd: &Value) -> Vec<ServedVersion> {
                     .map(str::to_owned)
                     .collect(),
                 terminating: !crd["metadata"]["deletionTimestamp"].is_null(),
+                conversion: spec["conversion"].clone(),
             })
         })
         .collect()
@@ -267,10 +270,8 @@ pub fn check(crd: &Value, old: Option<&Value>, causes: &mut Vec<FieldCause>) {
     }
     match spec["conversion"]["strategy"].as_str() {
         None | Some("None") => {}
-        Some("Webhook") => causes.push(FieldCause::forbidden(
-            "spec.conversion.strategy",
-            "conversion webhooks are not supported by bosun",
-        )),
+        // Its webhook is checked by `api::crd_conversion`, which calls it.
+        Some("Webhook") => {}
         Some(other) => causes.push(FieldCause::not_supported(
             "spec.conversion.strategy",
             other,

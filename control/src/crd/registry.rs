@@ -36,6 +36,8 @@ pub struct CustomVersion {
     pub selectable_fields: Vec<String>,
     /// The schema's CEL validation rules, compiled at first use.
     pub rules: super::cel::Rules,
+    /// The CRD's `spec.conversion` (`api::crd_conversion` calls its webhook).
+    pub conversion: Value,
 }
 
 #[derive(Default)]
@@ -117,6 +119,7 @@ fn custom_version(served: ServedVersion) -> CustomVersion {
         scale: served.scale,
         deprecation: served.deprecation,
         terminating: served.terminating,
+        conversion: served.conversion,
     }
 }
 

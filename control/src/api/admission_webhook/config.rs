@@ -282,7 +282,11 @@ fn match_conditions(
 
 /// `clientConfig`: exactly one of `url` (https, a host, no user, query or fragment) and
 /// `service` (name, namespace, a path starting with `/`, a port).
-fn client_config(config: &Value, at: &str, causes: &mut Vec<FieldCause>) -> Option<Target> {
+pub(crate) fn client_config(
+    config: &Value,
+    at: &str,
+    causes: &mut Vec<FieldCause>,
+) -> Option<Target> {
     match (&config["url"], &config["service"]) {
         (Value::String(url), Value::Null) => match parse_url(url) {
             Ok(target) => Some(target),
@@ -377,7 +381,7 @@ pub fn parse_url(url: &str) -> Result<Target, &'static str> {
 }
 
 /// The TLS client trusting `caBundle` (base64 of PEM certificates), or the system's CAs.
-fn tls_config(bundle: &Value) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn tls_config(bundle: &Value) -> Result<Arc<ClientConfig>, String> {
     let pem = match bundle.as_str().filter(|b| !b.is_empty()) {
         Some(encoded) => base64::engine::general_purpose::STANDARD
             .decode(encoded)

@@ -24,9 +24,9 @@
 //! sent to webhooks, so a broken webhook cannot lock itself in.
 
 mod answer;
-mod call;
+pub(crate) mod call;
 pub mod config;
-mod target;
+pub(crate) mod target;
 
 use std::sync::Arc;
 
@@ -160,8 +160,11 @@ pub(crate) async fn mutate(
     }
     let admission = Admission::new(call, operation, Some(object)).await?;
     // Webhooks see (and patch) the object in the request's version.
-    let mut shown = call.shown(object.clone());
-    let old_shown = old.map(|o| call.shown(o.clone()));
+    let mut shown = call.shown(object.clone()).await?;
+    let old_shown = match old {
+        Some(o) => Some(call.shown(o.clone()).await?),
+        None => None,
+    };
     let old_shown = old_shown.as_ref();
     let mut called = Vec::new();
     let mut last_change = None;
@@ -196,7 +199,7 @@ pub(crate) async fn mutate(
     // The patched object decoded again as its type, defaulted, back in the storage version.
     let resource = call.resource();
     super::validate::check_typed(&mut shown, &[], resource, FieldValidation::Ignore)?;
-    *object = call.to_storage(shown, old)?;
+    *object = call.to_storage(shown, old).await?;
     Ok(true)
 }
 
@@ -278,8 +281,14 @@ pub(crate) async fn validate(
         return Ok(());
     }
     let admission = Admission::new(call, operation, object.or(old)).await?;
-    let object = object.map(|o| call.shown(o.clone()));
-    let old = old.map(|o| call.shown(o.clone()));
+    let object = match object {
+        Some(o) => Some(call.shown(o.clone()).await?),
+        None => None,
+    };
+    let old = match old {
+        Some(o) => Some(call.shown(o.clone()).await?),
+        None => None,
+    };
     let (object, old) = (object.as_ref(), old.as_ref());
     let selected = candidates
         .into_iter()

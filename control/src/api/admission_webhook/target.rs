@@ -1,6 +1,8 @@
 //! Where a webhook is called: its URL, or — for a `service` client config — a ready
 //! endpoint of the Service (its EndpointSlices), verified as `<service>.<namespace>.svc`.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::call::Destination;
@@ -8,12 +10,22 @@ use super::config::{Target, Webhook};
 use crate::api::path::object_key;
 use crate::api::{decode_stored, Call};
 use crate::kinds;
-use crate::store::ListOptions;
+use crate::store::{ListOptions, Store};
 
 /// Where to call `webhook`: its URL, or a ready endpoint of its Service.
 pub(super) async fn destination(call: &Call, webhook: &Webhook) -> Result<Destination, String> {
-    let timeout = format!("?timeout={}s", webhook.timeout.as_secs());
-    match &webhook.target {
+    destination_of(call.state.store.as_ref(), &webhook.target, webhook.timeout).await
+}
+
+/// Where to call `target` (with `timeout` in its query, as kube sends it): its URL, or a
+/// ready endpoint of its Service, read from `store`.
+pub(crate) async fn destination_of(
+    store: &dyn Store,
+    target: &Target,
+    timeout: Duration,
+) -> Result<Destination, String> {
+    let timeout = format!("?timeout={}s", timeout.as_secs());
+    match target {
         Target::Url { host, port, path } => {
             let bracketed = match host.contains(':') {
                 true => format!("[{host}]"),
@@ -42,7 +54,7 @@ pub(super) async fn destination(call: &Call, webhook: &Webhook) -> Result<Destin
                 server_name,
                 path_and_query: format!("{path}{timeout}"),
             };
-            let endpoint = service_endpoint(call, namespace, name, *port)
+            let endpoint = service_endpoint(store, namespace, name, *port)
                 .await
                 .map_err(|why| format!("Post \"{}\": {why}", destination.url()))?;
             destination.dial = endpoint;
@@ -53,12 +65,11 @@ pub(super) async fn destination(call: &Call, webhook: &Webhook) -> Result<Destin
 
 /// `ip:port` of a ready endpoint of Service `namespace/name` for its port `port`.
 async fn service_endpoint(
-    call: &Call,
+    store: &dyn Store,
     namespace: &str,
     name: &str,
     port: u16,
 ) -> Result<String, String> {
-    let store = &call.state.store;
     let services = kinds::find("", "v1", "services").ok_or("the kinds table has no services")?;
     let slices = kinds::find("discovery.k8s.io", "v1", "endpointslices")
         .ok_or("the kinds table has no endpointslices")?;

@@ -66,7 +66,7 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
             Err(e) => return Err(call.store_error(&name, e)),
         };
         let old = decode_stored(&kv)?;
-        let live = call.shown(old.clone());
+        let live = call.shown(old.clone()).await?;
         let mut entries = match managed::entries(&live) {
             list if list.is_empty() => managed::first_apply(&live, &manager, resource),
             list => list,
@@ -105,14 +105,18 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let mut patched = merged;
         let warnings_after =
             validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
-        let patched = call.to_storage(patched, Some(&old))?;
+        let patched = call.to_storage(patched, Some(&old)).await?;
         let new = meta::prepare_update(&old, patched, resource, false);
         super::update::admit_update(call, &old, &new).await?;
         match write(call, &key, &name, kv.mod_revision, &old, new).await {
             Ok(stored) => {
                 let mut all = warnings.clone();
                 all.extend(warnings_after.into_iter().filter(|w| !warnings.contains(w)));
-                return Ok(object_response(StatusCode::OK, &call.shown(stored), &all));
+                return Ok(object_response(
+                    StatusCode::OK,
+                    &call.shown(stored).await?,
+                    &all,
+                ));
             }
             Err(e) if e.reason == "Conflict" => continue,
             Err(e) => return Err(e),

@@ -102,7 +102,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let kv = current(call, &key, &name).await?;
         let old = decode_stored(&kv)?;
         let shape = Shape::of_resource(resource);
-        let mut patched = apply_patch(call.shown(old.clone()), &patch, shape)?;
+        let mut patched = apply_patch(call.shown(old.clone()).await?, &patch, shape)?;
         let pinned = patched["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"];
         let expected = match patched["metadata"]["resourceVersion"].as_str() {
             Some(rv) if pinned => rv
@@ -122,7 +122,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         }
         let warnings =
             validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
-        let patched = call.to_storage(patched, Some(&old))?;
+        let patched = call.to_storage(patched, Some(&old)).await?;
         let mut new =
             meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
         call.track_update(&old, &mut new);
@@ -131,7 +131,7 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
             Ok(stored) => {
                 return Ok(object_response(
                     StatusCode::OK,
-                    &call.shown(stored),
+                    &call.shown(stored).await?,
                     &warnings,
                 ))
             }
