@@ -129,6 +129,38 @@ struct Args {
     /// The audit log's format: `json` (kube's other, `legacy`, is not written).
     #[arg(long, default_value = "json")]
     audit_log_format: String,
+    /// A kubeconfig naming the audit webhook (its server, CA and credentials); with
+    /// `--audit-policy-file`, audit events are also POSTed to it in batches.
+    #[arg(long)]
+    audit_webhook_config_file: Option<String>,
+    /// How events reach the webhook: `batch` (kube's `blocking` modes are not offered).
+    #[arg(long, default_value = "batch")]
+    audit_webhook_mode: String,
+    /// Events held for the webhook before new ones are dropped.
+    #[arg(long, default_value_t = 10000)]
+    audit_webhook_batch_buffer_size: usize,
+    /// Events in one batch at most.
+    #[arg(long, default_value_t = 400)]
+    audit_webhook_batch_max_size: usize,
+    /// How long a batch waits for more events after its first.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    audit_webhook_batch_max_wait: std::time::Duration,
+    /// Whether batches are throttled.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    audit_webhook_batch_throttle_enable: bool,
+    /// Batches a second, when throttled.
+    #[arg(long, default_value_t = 10.0)]
+    audit_webhook_batch_throttle_qps: f64,
+    /// Batches sent at once before the throttle paces them.
+    #[arg(long, default_value_t = 15)]
+    audit_webhook_batch_throttle_burst: u32,
+    /// How long a batch the webhook did not take waits before it is sent again (1.5 times
+    /// longer each time, five tries).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    audit_webhook_initial_backoff: std::time::Duration,
+    /// The API version of the events sent: `audit.k8s.io/v1`.
+    #[arg(long, default_value = "audit.k8s.io/v1")]
+    audit_webhook_version: String,
     /// `tracing` filter, e.g. `info` or `bosun_control=debug`.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -304,7 +336,11 @@ async fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.token_auth_file {
         state.tokens = TokenFile::load(path).context("--token-auth-file")?;
     }
-    state.auditor = auditor(&args, state.server_metrics.audit_events())?;
+    state.auditor = auditor(
+        &args,
+        state.server_metrics.audit_events(),
+        state.server_metrics.audit_errors("webhook"),
+    )?;
     let state = Arc::new(state);
     let _custom_resources = bosun_control::crd::follow::start(Arc::clone(&state.store)).await;
     let _scraper = bosun_control::metrics::spawn(Arc::clone(&state), args.metric_resolution);
@@ -378,32 +414,75 @@ async fn shutdown() -> Result<()> {
     Ok(())
 }
 
-/// The auditor of `--audit-policy-file` and `--audit-log-path`, when both are given.
+/// The auditor of `--audit-policy-file` and its backends: `--audit-log-path` and
+/// `--audit-webhook-config-file` (nothing is audited without a backend).
 fn auditor(
     args: &Args,
     events: prometheus_client::metrics::counter::Counter,
+    webhook_errors: prometheus_client::metrics::counter::Counter,
 ) -> anyhow::Result<Option<Arc<bosun_control::audit::Auditor>>> {
-    use bosun_control::audit::{Auditor, LogConfig, Policy, Sink};
+    use bosun_control::audit::{webhook, Auditor, BatchConfig, LogConfig, Policy, Sink};
     if args.audit_log_format != "json" {
         anyhow::bail!(
             "--audit-log-format {:?}: bosun writes only \"json\"",
             args.audit_log_format
         );
     }
-    let (Some(policy), Some(path)) = (&args.audit_policy_file, &args.audit_log_path) else {
+    if args.audit_webhook_mode != "batch" {
+        anyhow::bail!(
+            "--audit-webhook-mode {:?}: bosun sends only in \"batch\" mode",
+            args.audit_webhook_mode
+        );
+    }
+    if args.audit_webhook_version != "audit.k8s.io/v1" {
+        anyhow::bail!(
+            "--audit-webhook-version {:?}: bosun sends only \"audit.k8s.io/v1\"",
+            args.audit_webhook_version
+        );
+    }
+    let Some(policy) = &args.audit_policy_file else {
         return Ok(None);
     };
+    if args.audit_log_path.is_none() && args.audit_webhook_config_file.is_none() {
+        return Ok(None);
+    }
     let policy = Policy::load(policy)?;
-    let sink = Sink::start(
-        LogConfig {
-            path: path.clone(),
-            max_size_mb: args.audit_log_maxsize,
-            max_backups: args.audit_log_maxbackup,
-            max_age_days: args.audit_log_maxage,
-        },
-        events,
-    )
-    .with_context(|| format!("opening the audit log {path}"))?;
-    tracing::info!(path, "auditing requests");
+    let log = args.audit_log_path.as_ref().map(|path| LogConfig {
+        path: path.clone(),
+        max_size_mb: args.audit_log_maxsize,
+        max_backups: args.audit_log_maxbackup,
+        max_age_days: args.audit_log_maxage,
+    });
+    let webhook = match &args.audit_webhook_config_file {
+        Some(path) => {
+            let endpoint = webhook::endpoint(path)?;
+            let batch = BatchConfig {
+                buffer_size: args.audit_webhook_batch_buffer_size,
+                max_size: args.audit_webhook_batch_max_size.max(1),
+                max_wait: args.audit_webhook_batch_max_wait,
+                throttle: args.audit_webhook_batch_throttle_enable.then_some((
+                    args.audit_webhook_batch_throttle_qps,
+                    args.audit_webhook_batch_throttle_burst,
+                )),
+                initial_backoff: args.audit_webhook_initial_backoff,
+            };
+            tracing::info!(config = %path, "auditing requests to a webhook");
+            Some(webhook::WebhookQueue::start(
+                batch,
+                endpoint,
+                webhook_errors,
+            ))
+        }
+        None => None,
+    };
+    let sink = Sink::start(log, webhook, events).with_context(|| {
+        format!(
+            "opening the audit log {}",
+            args.audit_log_path.as_deref().unwrap_or("")
+        )
+    })?;
+    if let Some(path) = &args.audit_log_path {
+        tracing::info!(path, "auditing requests");
+    }
     Ok(Some(Arc::new(Auditor::new(policy, sink))))
 }

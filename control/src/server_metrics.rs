@@ -178,6 +178,13 @@ pub struct ServerMetrics {
     webhook_durations: Family<WebhookCall, Histogram, fn() -> Histogram>,
     webhook_requests: Family<WebhookRequest, Counter>,
     audit_events: Counter,
+    audit_errors: Family<AuditPlugin, Counter>,
+}
+
+/// The audit backend an `apiserver_audit_error_total` sample is about.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditPlugin {
+    plugin: &'static str,
 }
 
 impl Default for ServerMetrics {
@@ -225,6 +232,12 @@ impl Default for ServerMetrics {
             "Counter of audit events generated and sent to the audit backend",
             audit_events.clone(),
         );
+        let audit_errors = Family::<AuditPlugin, Counter>::default();
+        registry.register(
+            "apiserver_audit_error",
+            "Counter of audit events that failed to be audited properly. Plugin identifies the plugin affected by the error.",
+            audit_errors.clone(),
+        );
         for kind in ["readOnly", "mutating"] {
             drop(inflight.get_or_create(&InflightKind { request_kind: kind }));
         }
@@ -236,6 +249,7 @@ impl Default for ServerMetrics {
             webhook_durations,
             webhook_requests,
             audit_events,
+            audit_errors,
         }
     }
 }
@@ -292,6 +306,14 @@ impl ServerMetrics {
     /// The counter of audit events written (`apiserver_audit_event_total`).
     pub fn audit_events(&self) -> Counter {
         self.audit_events.clone()
+    }
+
+    /// The counter of audit events a backend failed to take
+    /// (`apiserver_audit_error_total{plugin}`: `webhook`).
+    pub fn audit_errors(&self, plugin: &'static str) -> Counter {
+        self.audit_errors
+            .get_or_create(&AuditPlugin { plugin })
+            .clone()
     }
 
     /// The metrics in the Prometheus text format (version 0.0.4), into `out`.

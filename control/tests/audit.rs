@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use bosun_test_support::webhook::WebhookServer;
 use common::{kubectl_with, ok, stderr, wait_until, Control, Streaming, CONTROL};
 
 const POLICY: &str = r#"
@@ -236,4 +237,79 @@ fn a_policy_bosun_cannot_read_stops_the_server_naming_the_field() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("unknown field `colour`"), "{text}");
+}
+
+/// A webhook kubeconfig for `server` (its CA inline, a bearer token).
+fn webhook_kubeconfig(server: &str, ca: Option<&str>) -> String {
+    let ca = ca.map_or(String::new(), |ca| {
+        format!(", certificate-authority-data: {ca}")
+    });
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: sink\n  cluster: {{server: \"{server}\"{ca}}}\nusers:\n- name: control\n  user: {{token: audit-token}}\ncontexts:\n- name: audit\n  context: {{cluster: sink, user: control}}\ncurrent-context: audit\n"
+    )
+}
+
+#[test]
+fn audit_events_go_to_the_webhook_in_event_lists() {
+    let sink = WebhookServer::start("127.0.0.1", &[], |_, _| serde_json::json!({}));
+    let files = tempfile::tempdir().expect("temp dir");
+    let policy = files.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("write the policy");
+    let config = files.path().join("webhook.kubeconfig");
+    let kubeconfig = webhook_kubeconfig(&sink.url("/audit"), Some(&sink.ca_bundle()));
+    std::fs::write(&config, kubeconfig).expect("write the kubeconfig");
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let control = Control::start_with(&[
+        "--audit-policy-file",
+        &path(&policy),
+        "--audit-webhook-config-file",
+        &path(&config),
+        "--audit-webhook-batch-max-wait",
+        "500ms",
+    ]);
+    ok(control.kubectl(&["create", "configmap", "hooked", "--from-literal=a=b"]));
+    let mut created = Value::Null;
+    wait_until(
+        "the create in an EventList",
+        Duration::from_secs(10),
+        || {
+            let lists = sink.reviews("/audit");
+            assert!(lists
+                .iter()
+                .all(|l| l["kind"] == "EventList" && l["apiVersion"] == "audit.k8s.io/v1"));
+            created = lists
+                .iter()
+                .flat_map(|l| l["items"].as_array().cloned().unwrap_or_default())
+                .find(|e| about(e, "create", "configmaps", "hooked"))
+                .unwrap_or_default();
+            !created.is_null()
+        },
+    );
+    assert_eq!(created["level"], "RequestResponse");
+    assert_eq!(created["requestObject"]["data"]["a"], "b");
+
+    // A webhook that cannot be reached: each event is tried five times, then counted.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let unreachable = files.path().join("unreachable.kubeconfig");
+    let text = webhook_kubeconfig(&format!("http://127.0.0.1:{port}/audit"), None);
+    std::fs::write(&unreachable, text).expect("write the kubeconfig");
+    let lost = Control::start_with(&[
+        "--audit-policy-file",
+        &path(&policy),
+        "--audit-webhook-config-file",
+        &path(&unreachable),
+        "--audit-webhook-batch-max-wait",
+        "100ms",
+        "--audit-webhook-initial-backoff",
+        "50ms",
+    ]);
+    ok(lost.kubectl(&["create", "configmap", "lost", "--from-literal=a=b"]));
+    wait_until("the lost events counted", Duration::from_secs(10), || {
+        let metrics = ok(lost.kubectl(&["get", "--raw", "/metrics"]));
+        metrics.lines().any(|l| {
+            l.starts_with("apiserver_audit_error_total{plugin=\"webhook\"}") && !l.ends_with(" 0")
+        })
+    });
 }

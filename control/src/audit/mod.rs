@@ -17,6 +17,7 @@
 
 pub mod policy;
 pub mod sink;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -32,6 +33,7 @@ use serde_json::{json, Map, Value};
 use self::policy::{Attributes, Decision, ResourceAttributes};
 pub use self::policy::{Level, Policy, Stage};
 pub use self::sink::{LogConfig, Sink};
+pub use self::webhook::{BatchConfig, WebhookQueue};
 use crate::authn::Identity;
 use crate::http_util::{full, ResponseBody};
 

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, SystemTime};
 
+use super::webhook::WebhookQueue;
+
 /// Where and how the log is kept.
 #[derive(Clone, Debug, Default)]
 pub struct LogConfig {
@@ -23,32 +25,50 @@ pub struct LogConfig {
     pub max_age_days: u64,
 }
 
-/// The sending end: events queued for the writer thread.
+/// The sending end: events queued for the log's writer thread and the webhook.
 #[derive(Clone)]
 pub struct Sink {
-    lines: Sender<String>,
+    lines: Option<Sender<String>>,
+    webhook: Option<WebhookQueue>,
     /// `apiserver_audit_event_total`.
     written: prometheus_client::metrics::counter::Counter,
 }
 
 impl Sink {
-    /// Opens (creates) the log and starts its writer thread.
+    /// Opens (creates) the log, if any, and starts its writer thread; events also go to
+    /// `webhook`, if any.
     pub fn start(
-        config: LogConfig,
+        log: Option<LogConfig>,
+        webhook: Option<WebhookQueue>,
         written: prometheus_client::metrics::counter::Counter,
     ) -> std::io::Result<Sink> {
-        let (lines, queue) = channel();
-        let mut out = Output::open(config)?;
-        std::thread::Builder::new()
-            .name("audit-log".to_owned())
-            .spawn(move || out.run(&queue))?;
-        Ok(Sink { lines, written })
+        let lines = match log {
+            Some(config) => {
+                let (lines, queue) = channel();
+                let mut out = Output::open(config)?;
+                std::thread::Builder::new()
+                    .name("audit-log".to_owned())
+                    .spawn(move || out.run(&queue))?;
+                Some(lines)
+            }
+            None => None,
+        };
+        Ok(Sink {
+            lines,
+            webhook,
+            written,
+        })
     }
 
     pub fn write(&self, line: String) {
         self.written.inc();
-        // The writer thread only ends with the process.
-        let _ = self.lines.send(line);
+        if let Some(webhook) = &self.webhook {
+            webhook.push(line.clone());
+        }
+        if let Some(lines) = &self.lines {
+            // The writer thread only ends with the process.
+            let _ = lines.send(line);
+        }
     }
 }
 

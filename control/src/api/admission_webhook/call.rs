@@ -1,5 +1,6 @@
-//! One AdmissionReview POSTed to a webhook over HTTPS (HTTP/1.1, the server verified against
-//! the webhook's `caBundle`), within the webhook's timeout. Failures are worded as
+//! One review POSTed to a webhook over HTTPS (HTTP/1.1, the server verified against the
+//! webhook's `caBundle`), within the webhook's timeout — AdmissionReviews, ConversionReviews,
+//! and (`send`, also in the clear) audit EventLists. Failures are worded as
 //! kube-apiserver's Go client words them (`Post "https://…?timeout=10s": dial tcp …: connect:
 //! connection refused`, `context deadline exceeded`), since users search for those texts.
 
@@ -27,16 +28,20 @@ pub struct Destination {
     /// The Host header and the URL shown in errors: `https://<host>/<path>?timeout=10s`.
     pub host: String,
     pub path_and_query: String,
+    /// Sent as `Authorization: Bearer …` (an audit webhook's kubeconfig token).
+    pub bearer_token: Option<String>,
+    /// `https`, or `http` (an audit webhook may be called in the clear).
+    pub scheme: &'static str,
 }
 
 impl Destination {
     pub fn url(&self) -> String {
-        format!("https://{}{}", self.host, self.path_and_query)
+        format!("{}://{}{}", self.scheme, self.host, self.path_and_query)
     }
 }
 
 /// `Post "<url>": <detail>`, as Go's HTTP client reports a failed request.
-fn post_error(destination: &Destination, detail: impl std::fmt::Display) -> String {
+pub fn post_error(destination: &Destination, detail: impl std::fmt::Display) -> String {
     format!("Post \"{}\": {detail}", destination.url())
 }
 
@@ -69,45 +74,74 @@ pub async fn post(
     review: &Value,
     timeout: Duration,
 ) -> Result<(u16, Value), CallError> {
-    match tokio::time::timeout(timeout, exchange(tls, destination, review)).await {
+    let body = serde_json::to_vec(review).map_err(|e| post_error(destination, e))?;
+    let (code, bytes) = send(Some(tls), destination, Bytes::from(body), timeout).await?;
+    let answer = serde_json::from_slice(&bytes).map_err(|e| CallError {
+        code,
+        text: format!("the server's answer is not an AdmissionReview: {e}"),
+    })?;
+    Ok((code, answer))
+}
+
+/// POSTs the JSON `body` over TLS (`tls`) or plain TCP (`None`, an `http://` URL) within
+/// `timeout`: the HTTP code and the answer's bytes of a 2xx answer.
+pub async fn send(
+    tls: Option<Arc<ClientConfig>>,
+    destination: &Destination,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(u16, Bytes), CallError> {
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(&destination.dial)
+            .await
+            .map_err(|e| dial_error(destination, &e))?;
+        let Some(tls) = tls else {
+            return exchange(tcp, destination, body).await;
+        };
+        let name = ServerName::try_from(destination.server_name.clone())
+            .map_err(|e| post_error(destination, e))?;
+        let stream = TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| {
+                post_error(
+                    destination,
+                    format!("tls: failed to verify certificate: {e}"),
+                )
+            })?;
+        exchange(stream, destination, body).await
+    };
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err(post_error(destination, "context deadline exceeded").into()),
     }
 }
 
-async fn exchange(
-    tls: Arc<ClientConfig>,
+async fn exchange<S>(
+    stream: S,
     destination: &Destination,
-    review: &Value,
-) -> Result<(u16, Value), CallError> {
-    let name = ServerName::try_from(destination.server_name.clone())
-        .map_err(|e| post_error(destination, e))?;
-    let tcp = tokio::net::TcpStream::connect(&destination.dial)
-        .await
-        .map_err(|e| dial_error(destination, &e))?;
-    let stream = TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| {
-            post_error(
-                destination,
-                format!("tls: failed to verify certificate: {e}"),
-            )
-        })?;
+    body: Bytes,
+) -> Result<(u16, Bytes), CallError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| post_error(destination, e))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::debug!(%error, "admission webhook connection");
+            tracing::debug!(%error, "webhook connection");
         }
     });
-    let body = serde_json::to_vec(review).map_err(|e| post_error(destination, e))?;
-    let request = http::Request::post(destination.path_and_query.as_str())
+    let mut request = http::Request::post(destination.path_and_query.as_str())
         .header(http::header::HOST, destination.host.as_str())
         .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json, */*")
-        .body(Full::new(Bytes::from(body)))
+        .header(http::header::ACCEPT, "application/json, */*");
+    if let Some(token) = &destination.bearer_token {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Full::new(body))
         .map_err(|e| post_error(destination, e))?;
     let response = sender
         .send_request(request)
@@ -128,9 +162,5 @@ async fn exchange(
             ),
         });
     }
-    let answer = serde_json::from_slice(&bytes).map_err(|e| CallError {
-        code,
-        text: format!("the server's answer is not an AdmissionReview: {e}"),
-    })?;
-    Ok((code, answer))
+    Ok((code, bytes))
 }

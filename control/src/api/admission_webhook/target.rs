@@ -39,6 +39,8 @@ pub(crate) async fn destination_of(
                     port => format!("{bracketed}:{port}"),
                 },
                 path_and_query: format!("{path}{timeout}"),
+                bearer_token: None,
+                scheme: "https",
             })
         }
         Target::Service {
@@ -53,6 +55,8 @@ pub(crate) async fn destination_of(
                 host: format!("{server_name}:{port}"),
                 server_name,
                 path_and_query: format!("{path}{timeout}"),
+                bearer_token: None,
+                scheme: "https",
             };
             let endpoint = service_endpoint(store, namespace, name, *port)
                 .await
