@@ -402,3 +402,58 @@ fn a_delete_of_an_object_changed_meanwhile_reads_it_again() {
     let gone = control.kubectl(&["get", "configmap", "racy"]);
     assert!(stderr(&gone).contains("NotFound"), "{}", stderr(&gone));
 }
+
+/// Caps a Scale's replicas at 3 (a JSON patch of the Scale).
+fn cap_scale(_path: &str, request: &Value) -> Value {
+    let uid = request["uid"].clone();
+    match request["object"]["spec"]["replicas"].as_i64() {
+        Some(n) if n > 3 => {
+            let operation = json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]);
+            json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch(operation)})
+        }
+        _ => json!({"uid": uid, "allowed": true}),
+    }
+}
+
+#[test]
+fn a_scale_is_admitted_as_its_scale_object() {
+    let server = WebhookServer::start("127.0.0.1", &[], cap_scale);
+    let control = Control::start();
+    let objects = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {{name: cap}}\nwebhooks:\n- name: cap.example.com\n  clientConfig: {{url: \"{}\", caBundle: {}}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  rules:\n  - {{apiGroups: [apps], apiVersions: [v1], operations: [UPDATE], resources: [deployments/scale]}}\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {{name: no-zero.example.com}}\nspec:\n  matchConstraints:\n    resourceRules:\n    - {{apiGroups: [apps], apiVersions: [v1], operations: [UPDATE], resources: [deployments/scale]}}\n  validations:\n  - {{expression: \"object.kind == 'Scale' && object.spec.replicas > 0\", message: scales stay above zero}}\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {{name: no-zero}}\nspec: {{policyName: no-zero.example.com, validationActions: [Deny]}}\n",
+        server.url("/cap"),
+        server.ca_bundle()
+    );
+    let file = control.dir.path().join("scale-admission.yaml");
+    std::fs::write(&file, objects).expect("write the objects");
+    ok(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
+    ok(control.kubectl(&["create", "deployment", "web", "--image=busybox:1"]));
+
+    // The webhook gets the autoscaling/v1 Scale and its patch of the Scale holds.
+    ok(control.kubectl(&["scale", "deployment", "web", "--replicas=5"]));
+    let replicas = ok(control.kubectl(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]));
+    assert_eq!(replicas, "3");
+    let review = server.reviews("/cap").pop().unwrap_or_default();
+    let request = &review["request"];
+    assert_eq!(
+        request["kind"],
+        json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+    );
+    assert_eq!(request["subResource"], "scale");
+    assert_eq!(request["object"]["kind"], "Scale");
+    assert_eq!(request["oldObject"]["spec"]["replicas"], 1);
+
+    // The policy sees the Scale too.
+    let out = control.kubectl(&["scale", "deployment", "web", "--replicas=0"]);
+    assert!(
+        stderr(&out).contains("scales stay above zero"),
+        "{}",
+        stderr(&out)
+    );
+}

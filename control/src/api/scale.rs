@@ -9,6 +9,8 @@
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::admission_policy::{self, Operation};
+use super::admission_webhook;
 use super::get::read;
 use super::meta;
 use super::patch::shape::Shape;
@@ -150,8 +152,16 @@ async fn set_replicas(
         let old = decode_stored(&kv)?;
         // The paths are the request version's: the object is changed as that version shows it.
         let mut object = call.shown(old.clone()).await?;
-        let scale = wanted(to_scale(&object, paths.as_ref()))?;
+        let old_scale = to_scale(&object, paths.as_ref());
+        let mut scale = wanted(old_scale.clone())?;
+        // Admitted as kube admits a scale: the autoscaling/v1 Scale, mutated, validated, then
+        // checked by the policies and the validating webhooks; the parent's write is not
+        // admitted again.
+        let update = Operation::Update;
+        admission_webhook::mutate(call, update, &mut scale, Some(&old_scale)).await?;
         let replicas = replicas_of(&scale)?;
+        admission_policy::admit(call, update, Some(&scale), Some(&old_scale)).await?;
+        admission_webhook::validate(call, update, Some(&scale), Some(&old_scale)).await?;
         let expected = pinned.unwrap_or(kv.mod_revision);
         if expected != kv.mod_revision {
             return Err(ApiError::conflict(resource.group, resource.plural, &name));

@@ -322,11 +322,16 @@ pub(super) fn request_attributes(
 ) -> Value {
     let resource = call.resource();
     let subresource = call.path.subresource.clone().unwrap_or_default();
-    let kind = match operation {
-        Operation::Connect => connect_kind(&subresource).unwrap_or(resource.kind),
+    let kind = match (operation, subresource.as_str()) {
+        (Operation::Connect, _) => connect_kind(&subresource).unwrap_or(resource.kind),
+        // The scale subresource is admitted as its autoscaling/v1 Scale (`scale`).
+        (_, "scale") => "Scale",
         _ => resource.kind,
     };
-    let kind = json!({"group": resource.group, "version": resource.version, "kind": kind});
+    let kind = match kind {
+        "Scale" => json!({"group": "autoscaling", "version": "v1", "kind": kind}),
+        _ => json!({"group": resource.group, "version": resource.version, "kind": kind}),
+    };
     let gvr =
         json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
     json!({

@@ -159,9 +159,14 @@ pub(crate) async fn mutate(
         return Ok(false);
     }
     let admission = Admission::new(call, operation, Some(object)).await?;
-    // Webhooks see (and patch) the object in the request's version.
-    let mut shown = call.shown(object.clone()).await?;
+    // Webhooks see (and patch) the object in the request's version; a Scale as it is.
+    let scale = is_scale(call);
+    let mut shown = match scale {
+        true => object.clone(),
+        false => call.shown(object.clone()).await?,
+    };
     let old_shown = match old {
+        Some(o) if scale => Some(o.clone()),
         Some(o) => Some(call.shown(o.clone()).await?),
         None => None,
     };
@@ -196,11 +201,20 @@ pub(crate) async fn mutate(
             }
         }
     }
+    if scale {
+        *object = shown;
+        return Ok(true);
+    }
     // The patched object decoded again as its type, defaulted, back in the storage version.
     let resource = call.resource();
     super::validate::check_typed(&mut shown, &[], resource, FieldValidation::Ignore)?;
     *object = call.to_storage(shown, old).await?;
     Ok(true)
+}
+
+/// Whether the call is to a scale subresource, whose objects are Scales (`api::scale`).
+fn is_scale(call: &Call) -> bool {
+    call.path.subresource.as_deref() == Some("scale")
 }
 
 /// kube's audit annotation of one mutating webhook call (round 0, or 1 when reinvoked).
@@ -281,11 +295,14 @@ pub(crate) async fn validate(
         return Ok(());
     }
     let admission = Admission::new(call, operation, object.or(old)).await?;
+    let scale = is_scale(call);
     let object = match object {
+        Some(o) if scale => Some(o.clone()),
         Some(o) => Some(call.shown(o.clone()).await?),
         None => None,
     };
     let old = match old {
+        Some(o) if scale => Some(o.clone()),
         Some(o) => Some(call.shown(o.clone()).await?),
         None => None,
     };
