@@ -69,13 +69,15 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = request.uri().path().to_owned();
-    if let Some(response) = public(&path) {
-        return response;
-    }
-    let health = crate::health::parse(&path);
-    if let Some((endpoint, None)) = health {
-        let query = request.uri().query().unwrap_or("");
-        return crate::health::endpoint(state.store.as_ref(), endpoint, query).await;
+    let answered = match crate::health::parse(&path) {
+        Some((endpoint, None)) => {
+            let query = request.uri().query().unwrap_or("");
+            Some(crate::health::endpoint(state.store.as_ref(), endpoint, query).await)
+        }
+        _ => public(&path),
+    };
+    if let Some(response) = answered {
+        return audit_public(state, certificate, &request, response).await;
     }
     let identity = match authn::authenticate(
         certificate,
@@ -103,6 +105,41 @@ where
         audit::long_running(request.method(), &path, request.uri().query().unwrap_or(""));
     let response = authenticated(state, identity, request).await;
     audit::finish(context, long_running, response).await
+}
+
+/// The answer of a public endpoint, audited (when auditing is on) as the caller's if its
+/// credentials are good, else as kube's anonymous user: anyone may read these, so bad or no
+/// credentials change nothing else.
+async fn audit_public<B>(
+    state: &Arc<ApiState>,
+    certificate: Option<&Identity>,
+    request: &Request<B>,
+    response: Response<ResponseBody>,
+) -> Response<ResponseBody> {
+    let Some(auditor) = &state.auditor else {
+        return response;
+    };
+    let identity = match authn::authenticate(
+        certificate,
+        request.headers(),
+        &state.tokens,
+        state.service_accounts.as_deref(),
+        state.store.as_ref(),
+    )
+    .await
+    {
+        Authenticated::Yes(identity) => identity,
+        Authenticated::No => Identity {
+            user: "system:anonymous".to_owned(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".to_owned()],
+            extra: std::collections::BTreeMap::new(),
+        },
+    };
+    match auditor.begin(Some(&identity), request) {
+        Some(context) => audit::finish(context, false, response).await,
+        None => response,
+    }
 }
 
 /// Answers a request whose caller is known: rate limits, impersonation, then the endpoint.

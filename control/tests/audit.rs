@@ -3,8 +3,9 @@
 //! for ConfigMaps (both objects, managedFields left out), Request for Deployments (the body
 //! only); failures with their Status; the authorizer's decision, impersonation, failed
 //! authentication, a ValidatingAdmissionPolicy's audit annotations and Audit action, a
-//! watch's ResponseStarted and ResponseComplete; and a policy the server
-//! does not understand stops it with the field named.
+//! watch's ResponseStarted and ResponseComplete, public endpoints (an anonymous /livez); the
+//! audit webhook's EventLists; and a policy the server does not understand stops it with the
+//! field named.
 
 mod common;
 
@@ -120,6 +121,24 @@ fn requests_are_audited_at_the_policys_levels() {
         events(&log).iter().all(|e| e["stage"] != "RequestReceived"),
         "RequestReceived is omitted"
     );
+
+    // Public endpoints are audited too: as the caller, or as kube's anonymous user when its
+    // credentials are bad (they are still answered).
+    let stranger = control.token_kubeconfig("stranger", "not-a-token");
+    assert_eq!(
+        ok(kubectl_with(&stranger, &["get", "--raw", "/livez"])),
+        "ok"
+    );
+    let livez = event(&log, "the anonymous /livez", |e| {
+        e["requestURI"]
+            .as_str()
+            .is_some_and(|uri| uri.starts_with("/livez"))
+            && e["stage"] == "ResponseComplete"
+    });
+    assert_eq!(livez["user"]["username"], "system:anonymous");
+    assert_eq!(livez["user"]["groups"][0], "system:unauthenticated");
+    assert_eq!(livez["verb"], "get");
+    assert_eq!(livez["responseStatus"]["code"], 200);
 
     ok(control.kubectl(&["create", "configmap", "c", "--from-literal=a=b"]));
     let configmap = event(&log, "the configmap's create", |e| {
