@@ -457,3 +457,56 @@ fn a_scale_is_admitted_as_its_scale_object() {
         stderr(&out)
     );
 }
+
+/// Labels every object it is asked about (a JSON patch adding `seen-as: <apiVersion>`).
+fn label_version(_path: &str, request: &Value) -> Value {
+    let version = request["object"]["apiVersion"]
+        .as_str()
+        .unwrap_or("")
+        .replace('/', "_");
+    let operation = match request["object"]["metadata"]["labels"].is_object() {
+        true => json!([{"op": "add", "path": "/metadata/labels/seen-as", "value": version}]),
+        false => json!([{"op": "add", "path": "/metadata/labels", "value": {"seen-as": version}}]),
+    };
+    json!({"uid": request["uid"], "allowed": true, "patchType": "JSONPatch",
+        "patch": patch(operation)})
+}
+
+#[test]
+fn equivalent_match_policy_calls_a_webhook_at_the_version_its_rules_name() {
+    let server = WebhookServer::start("127.0.0.1", &[], label_version);
+    let control = Control::start();
+    let hook = |name: &str, path: &str, policy: &str| {
+        format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {{name: {name}}}\nwebhooks:\n- name: {name}.example.com\n  clientConfig: {{url: \"{}\", caBundle: {}}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  matchPolicy: {policy}\n  rules:\n  - {{apiGroups: [autoscaling], apiVersions: [v2], operations: [CREATE], resources: [horizontalpodautoscalers]}}\n",
+            server.url(path),
+            server.ca_bundle()
+        )
+    };
+    let file = control.dir.path().join("equivalent.yaml");
+    let text = hook("equivalent", "/equivalent", "Equivalent")
+        + "---\n"
+        + &hook("exact", "/exact", "Exact");
+    std::fs::write(&file, text).expect("write the configurations");
+    ok(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
+    ok(control.kubectl(&["create", "deployment", "web", "--image=busybox:1"]));
+
+    // `kubectl autoscale` writes an autoscaling/v1 HPA: the Equivalent webhook gets it as v2
+    // (kind v2, requestKind v1) and its patch lands; the Exact one is not called.
+    ok(control.kubectl(&["autoscale", "deployment", "web", "--max=3"]));
+    let label = ok(control.kubectl(&[
+        "get",
+        "hpa",
+        "web",
+        "-o",
+        "jsonpath={.metadata.labels.seen-as}",
+    ]));
+    assert_eq!(label, "autoscaling_v2");
+    let review = server.reviews("/equivalent").pop().unwrap_or_default();
+    let request = &review["request"];
+    assert_eq!(request["kind"]["version"], "v2");
+    assert_eq!(request["requestKind"]["version"], "v1");
+    assert_eq!(request["resource"]["version"], "v2");
+    assert_eq!(request["object"]["spec"]["maxReplicas"], 3);
+    assert!(server.reviews("/exact").is_empty());
+}

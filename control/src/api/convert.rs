@@ -90,6 +90,18 @@ pub fn to_storage(
     }
 }
 
+/// The resources kube's `matchPolicy: Equivalent` takes for `resource`: its other served
+/// versions (HorizontalPodAutoscalers, a CRD's versions) and the other group's Events
+/// (core v1 and events.k8s.io/v1 hold the same objects).
+pub fn equivalents(resource: &Resource) -> Vec<&'static Resource> {
+    let events = |r: &Resource| matches!(r.group, "" | "events.k8s.io") && r.plural == "events";
+    crate::kinds::all()
+        .filter(|r| r.served() && r.plural == resource.plural)
+        .filter(|r| (r.group, r.version) != (resource.group, resource.version))
+        .filter(|r| r.group == resource.group || (events(r) && events(resource)))
+        .collect()
+}
+
 fn is_cpu_utilization(metric: &Value, target: &str, amount: &str) -> bool {
     metric["type"] == "Resource"
         && metric["resource"]["name"] == "cpu"

@@ -10,6 +10,7 @@ pub mod admission_webhook;
 mod apply;
 mod approval;
 mod binding;
+mod call_versions;
 pub mod component_status;
 mod convert;
 mod crd_conversion;
@@ -205,54 +206,6 @@ impl Call {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(text);
-    }
-
-    /// A stored object as the call's version shows it (`convert`; a custom resource's
-    /// conversion webhook, `crd_conversion`, when its CRD has one).
-    pub async fn shown(&self, object: Value) -> Result<Value, ApiError> {
-        let mut shown = self.shown_all(vec![object]).await?;
-        shown
-            .pop()
-            .ok_or_else(|| ApiError::internal("conversion returned no object"))
-    }
-
-    /// Stored objects as the call's version shows them (those a conversion webhook converts
-    /// in one call).
-    pub async fn shown_all(&self, objects: Vec<Value>) -> Result<Vec<Value>, ApiError> {
-        let resource = self.resource();
-        match crd_conversion::converting(resource) {
-            Some(converting) => {
-                let desired = resource.group_version();
-                let store = self.state.store.as_ref();
-                converting.convert(store, objects, &desired).await
-            }
-            None => Ok(objects
-                .into_iter()
-                .map(|o| convert::to_served(o, resource))
-                .collect()),
-        }
-    }
-
-    /// Whether showing objects takes a conversion webhook (lists then convert a page at
-    /// once).
-    pub fn converts_by_webhook(&self) -> bool {
-        crd_conversion::converting(self.resource()).is_some()
-    }
-
-    /// A written object in the stored version; `old` is the stored one, if any.
-    pub async fn to_storage(&self, object: Value, old: Option<&Value>) -> Result<Value, ApiError> {
-        let resource = self.resource();
-        match crd_conversion::converting(resource) {
-            Some(converting) => {
-                let storage = converting.storage_api_version();
-                let store = self.state.store.as_ref();
-                let mut converted = converting.convert(store, vec![object], &storage).await?;
-                converted
-                    .pop()
-                    .ok_or_else(|| ApiError::internal("conversion returned no object"))
-            }
-            None => convert::to_storage(object, resource, old),
-        }
     }
 
     /// Records this write (not an apply) of `old` as `new` in `new`'s managedFields, when the

@@ -67,6 +67,8 @@ pub struct Webhook {
     pub conditions: Vec<(String, Program)>,
     /// `reinvocationPolicy: IfNeeded` (mutating webhooks).
     pub reinvoke: bool,
+    /// `matchPolicy: Equivalent` (the default): rules also match the kind's other versions.
+    pub equivalent: bool,
 }
 
 /// Whether `name` is kube's "fully qualified" webhook name: a DNS subdomain of at least
@@ -230,6 +232,7 @@ fn webhook(
         review_version: review_version.unwrap_or("v1"),
         conditions,
         reinvoke: reinvocation == "IfNeeded",
+        equivalent: match_policy == "Equivalent",
     })
 }
 

@@ -26,6 +26,7 @@
 mod answer;
 pub(crate) mod call;
 pub mod config;
+mod equivalent;
 pub(crate) mod target;
 
 use std::sync::Arc;
@@ -35,8 +36,8 @@ use serde_json::{json, Value};
 
 use self::answer::{denial, read_response, Response};
 use self::config::Webhook;
+use self::equivalent::{attributes_at, objects_at, select_and_patch, selects, At};
 use self::target::destination;
-use super::admission_policy::matching::matches;
 use super::admission_policy::{self as policy, Admission, Operation};
 use super::query::FieldValidation;
 use super::store_mirror::Derived;
@@ -121,15 +122,6 @@ fn compile(mutating: &[Value], validating: &[Value]) -> Webhooks {
 }
 
 /// Whether `webhook`'s rules and selectors select the request for `object`/`old`.
-fn selects(
-    admission: &Admission,
-    webhook: &Webhook,
-    object: Option<&Value>,
-    old: Option<&Value>,
-) -> bool {
-    matches(&webhook.matching, &admission.request(object, old))
-}
-
 /// What became of one call.
 enum Outcome {
     /// Allowed, with the JSON patch of a mutating webhook, if any.
@@ -174,10 +166,8 @@ pub(crate) async fn mutate(
     let mut called = Vec::new();
     let mut last_change = None;
     for (index, webhook) in webhooks.mutating.iter().enumerate() {
-        if !selects(&admission, webhook, Some(&shown), old_shown) {
-            continue;
-        }
-        let Some(changed) = invoke_and_patch(&admission, webhook, &mut shown, old_shown).await?
+        let Some(changed) =
+            select_and_patch(&admission, webhook, &mut shown, old_shown, old).await?
         else {
             continue;
         };
@@ -194,8 +184,8 @@ pub(crate) async fn mutate(
     };
     for index in called.into_iter().filter(|i| *i < last) {
         let webhook = &webhooks.mutating[index];
-        if webhook.reinvoke && selects(&admission, webhook, Some(&shown), old_shown) {
-            let changed = invoke_and_patch(&admission, webhook, &mut shown, old_shown).await?;
+        if webhook.reinvoke {
+            let changed = select_and_patch(&admission, webhook, &mut shown, old_shown, old).await?;
             if let Some(changed) = changed {
                 annotate_mutation(call, 1, index, webhook, changed);
             }
@@ -234,8 +224,9 @@ async fn invoke_and_patch(
     webhook: &Webhook,
     object: &mut Value,
     old: Option<&Value>,
+    at: At,
 ) -> Result<Option<bool>, ApiError> {
-    match invoke(admission, webhook, Some(object), old).await? {
+    match invoke(admission, webhook, Some(object), old, at).await? {
         Outcome::Allowed(Some(patch)) => {
             let mut patched = object.clone();
             json_patch::patch(&mut patched, &patch).map_err(|e| {
@@ -307,11 +298,17 @@ pub(crate) async fn validate(
         None => None,
     };
     let (object, old) = (object.as_ref(), old.as_ref());
-    let selected = candidates
-        .into_iter()
-        .filter(|webhook| selects(&admission, webhook, object, old));
-    let outcomes =
-        futures::future::join_all(selected.map(|w| invoke(&admission, w, object, old))).await;
+    let mut calls = Vec::new();
+    for webhook in candidates {
+        if let Some(at) = selects(&admission, webhook, object, old) {
+            let (seen, old_seen) = objects_at(&admission, at, object, old).await?;
+            calls.push((webhook, at, seen, old_seen));
+        }
+    }
+    let outcomes = futures::future::join_all(calls.iter().map(|(webhook, at, seen, old_seen)| {
+        invoke(&admission, webhook, seen.as_ref(), old_seen.as_ref(), *at)
+    }))
+    .await;
     for outcome in outcomes {
         if let Outcome::Denied(error) = outcome? {
             return Err(error);
@@ -327,7 +324,9 @@ async fn invoke(
     webhook: &Webhook,
     object: Option<&Value>,
     old: Option<&Value>,
+    at: At,
 ) -> Result<Outcome, ApiError> {
+    let attributes = attributes_at(admission, at);
     let failed = |why: String| match webhook.ignore_failures {
         true => {
             tracing::warn!(webhook = %webhook.name, %why, "admission webhook failed; ignored (failurePolicy Ignore)");
@@ -338,13 +337,13 @@ async fn invoke(
             webhook.name
         ))),
     };
-    match conditions_hold(webhook, &admission.attributes, object, old) {
+    match conditions_hold(webhook, &attributes, object, old) {
         Ok(true) => {}
         Ok(false) => return Ok(Outcome::Skipped),
         Err(why) => return failed(format!("failed to evaluate match condition {why}")),
     }
     let started = std::time::Instant::now();
-    let (code, result) = call_webhook(admission, webhook, object, old).await;
+    let (code, result) = call_webhook(admission, webhook, &attributes, object, old).await;
     let labels = WebhookCall {
         name: webhook.name.clone(),
         operation: admission.operation.name(),
@@ -365,6 +364,7 @@ async fn invoke(
 async fn call_webhook(
     admission: &Admission<'_>,
     webhook: &Webhook,
+    attributes: &Value,
     object: Option<&Value>,
     old: Option<&Value>,
 ) -> (u16, Result<Outcome, String>) {
@@ -378,7 +378,7 @@ async fn call_webhook(
         Ok(destination) => destination,
         Err(why) => return calling(why),
     };
-    let review = review(admission, webhook, &uid, object, old);
+    let review = review(admission, webhook, attributes, &uid, object, old);
     let (code, answer) = match call::post(tls, &destination, &review, webhook.timeout).await {
         Ok(answered) => answered,
         Err(error) => {
@@ -450,11 +450,12 @@ fn conditions_hold(
 fn review(
     admission: &Admission<'_>,
     webhook: &Webhook,
+    attributes: &Value,
     uid: &str,
     object: Option<&Value>,
     old: Option<&Value>,
 ) -> Value {
-    let mut request = admission.attributes.clone();
+    let mut request = attributes.clone();
     request["uid"] = json!(uid);
     request["object"] = object.cloned().unwrap_or(Value::Null);
     request["oldObject"] = old.cloned().unwrap_or(Value::Null);
