@@ -509,4 +509,16 @@ fn equivalent_match_policy_calls_a_webhook_at_the_version_its_rules_name() {
     assert_eq!(request["resource"]["version"], "v2");
     assert_eq!(request["object"]["spec"]["maxReplicas"], 3);
     assert!(server.reviews("/exact").is_empty());
+
+    // A ValidatingAdmissionPolicy naming v2 checks the v1 write as v2 too.
+    let policy = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: small.example.com}\nspec:\n  matchConstraints:\n    resourceRules:\n    - {apiGroups: [autoscaling], apiVersions: [v2], operations: [CREATE], resources: [horizontalpodautoscalers]}\n  validations:\n  - {expression: \"object.apiVersion == 'autoscaling/v2' && object.spec.maxReplicas <= 5\", message: at most 5 replicas}\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: small}\nspec: {policyName: small.example.com, validationActions: [Deny]}\n";
+    let file = control.dir.path().join("small.yaml");
+    std::fs::write(&file, policy).expect("write the policy");
+    ok(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
+    let out = control.kubectl(&["autoscale", "deployment", "web", "--name=big", "--max=9"]);
+    assert!(
+        stderr(&out).contains("at most 5 replicas"),
+        "{}",
+        stderr(&out)
+    );
 }

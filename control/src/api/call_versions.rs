@@ -60,6 +60,25 @@ impl Call {
         converted.ok_or_else(|| ApiError::internal("conversion returned no object"))
     }
 
+    /// A stored object as `other` (an equivalent resource) shows it.
+    pub async fn stored_as(
+        &self,
+        stored: Value,
+        other: &'static Resource,
+    ) -> Result<Value, ApiError> {
+        match crd_conversion::converting(self.resource()) {
+            Some(converting) => {
+                let store = self.state.store.as_ref();
+                let desired = other.group_version();
+                let mut converted = converting.convert(store, vec![stored], &desired).await?;
+                converted
+                    .pop()
+                    .ok_or_else(|| ApiError::internal("conversion returned no object"))
+            }
+            None => Ok(convert::to_served(stored, other)),
+        }
+    }
+
     /// `object`, at `other`'s version, back at the call's (`stored`: what is stored, for the
     /// fields `other` cannot express).
     pub async fn shown_from(

@@ -76,6 +76,9 @@ pub struct Policy {
     pub name: String,
     pub param_kind: Option<ParamKind>,
     pub constraints: Match,
+    /// `matchConstraints.matchPolicy: Equivalent` (the default): rules also match the kind's
+    /// other versions.
+    pub equivalent: bool,
     /// `failurePolicy: Ignore`: an expression that fails to evaluate lets the request pass.
     pub ignore_failures: bool,
     pub conditions: Vec<(String, Program)>,
@@ -244,6 +247,16 @@ pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
             Some(matching(value, "spec.matchConstraints", &mut causes))
         }
     };
+    let match_policy = spec["matchConstraints"]["matchPolicy"]
+        .as_str()
+        .unwrap_or("Equivalent");
+    if !matches!(match_policy, "Exact" | "Equivalent") {
+        causes.push(FieldCause::not_supported(
+            "spec.matchConstraints.matchPolicy",
+            match_policy,
+            &["Equivalent", "Exact"],
+        ));
+    }
     let failure = spec["failurePolicy"].as_str().unwrap_or("Fail");
     if !matches!(failure, "Fail" | "Ignore") {
         causes.push(FieldCause::not_supported(
@@ -340,6 +353,7 @@ pub fn policy(object: &Value) -> (Option<Policy>, Vec<FieldCause>) {
             name: object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
             param_kind,
             constraints,
+            equivalent: match_policy == "Equivalent",
             ignore_failures: failure == "Ignore",
             conditions,
             variables,

@@ -18,6 +18,7 @@
 //! bad policy cannot lock itself in).
 
 pub(super) mod compiled;
+pub(super) mod equivalent;
 mod evaluate;
 pub(super) mod matching;
 
@@ -28,6 +29,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use self::compiled::{Binding, Policy};
+use self::equivalent::At;
 use self::evaluate::{evaluate, Decision, Evaluation, Inputs};
 pub(super) use self::evaluate::{failure_text, run};
 use self::matching::Request;
@@ -149,45 +151,66 @@ pub(crate) async fn admit(
         return Ok(());
     }
     let admission = Admission::new(call, operation, object).await?;
-    let request = admission.request(object, old);
-    let matched: Vec<&Pair> = pairs
+    let matched: Vec<(&Pair, At)> = pairs
         .iter()
-        .filter(|(policy, binding)| {
-            matching::matches(&policy.constraints, &request)
-                && binding
-                    .matching
-                    .as_ref()
-                    .is_none_or(|m| matching::matches(m, &request))
+        .filter_map(|pair| {
+            let (policy, binding) = pair;
+            let at = equivalent::select(
+                &admission,
+                &policy.constraints,
+                policy.equivalent,
+                object,
+                old,
+            )?;
+            let request = equivalent::request_at(&admission, at, object, old);
+            let bound = binding
+                .matching
+                .as_ref()
+                .is_none_or(|m| matching::matches(m, &request));
+            bound.then_some((pair, at))
         })
         .collect();
     if matched.is_empty() {
         return Ok(());
     }
+    let views = views(&admission, &matched, object, old).await?;
     let mut work = Vec::with_capacity(matched.len());
-    for pair in matched {
-        work.push((pair, params_of(call, pair, &admission.namespace).await?));
+    for (pair, at) in matched {
+        let view = views.iter().position(|v| same(v.at, at)).unwrap_or(0);
+        work.push((
+            pair,
+            view,
+            params_of(call, pair, &admission.namespace).await?,
+        ));
     }
     let found = on_cel_thread(|| {
-        let inputs = Inputs {
-            object: object.map_or(CelValue::Null, from_json),
-            old: old.map_or(CelValue::Null, from_json),
-            request: from_json(&admission.attributes),
-            namespace: admission
-                .namespace_object
-                .as_ref()
-                .map_or(CelValue::Null, from_json),
-        };
+        let namespace = admission
+            .namespace_object
+            .as_ref()
+            .map_or(CelValue::Null, from_json);
+        let inputs: Vec<Inputs> = views
+            .iter()
+            .map(|view| Inputs {
+                object: view.object.as_ref().map_or(CelValue::Null, from_json),
+                old: view.old.as_ref().map_or(CelValue::Null, from_json),
+                request: from_json(&view.attributes),
+                namespace: namespace.clone(),
+            })
+            .collect();
         let mut found = Evaluation::default();
         let mut add = |more: Evaluation| {
             found.failures.extend(more.failures);
             found.annotations.extend(more.annotations);
         };
-        for (pair, params) in &work {
+        for (pair, view, params) in &work {
+            let Some(inputs) = inputs.get(*view) else {
+                continue;
+            };
             match params {
-                Params::Unused => add(evaluate(pair, &inputs, CelValue::Null)),
+                Params::Unused => add(evaluate(pair, inputs, CelValue::Null)),
                 Params::Objects(objects) => {
                     for param in objects {
-                        add(evaluate(pair, &inputs, from_json(param)));
+                        add(evaluate(pair, inputs, from_json(param)));
                     }
                 }
                 Params::Skip => {}
@@ -242,6 +265,60 @@ pub(crate) async fn admit(
         Some(denied) => Err(denial(resource, &admission.name, denied)),
         None => Ok(()),
     }
+}
+
+/// The request as the policies matched at one resource see it.
+struct View {
+    at: At,
+    object: Option<Value>,
+    old: Option<Value>,
+    attributes: Value,
+}
+
+fn same(a: At, b: At) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => std::ptr::eq(a, b),
+        _ => false,
+    }
+}
+
+/// One view per resource the matched policies see the request at: at its own, the objects
+/// as they are (stored); at an equivalent one, converted to it.
+async fn views(
+    admission: &Admission<'_>,
+    matched: &[(&Pair, At)],
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Vec<View>, ApiError> {
+    let mut views: Vec<View> = Vec::new();
+    for (_, at) in matched {
+        if views.iter().any(|v| same(v.at, *at)) {
+            continue;
+        }
+        let (object, old) = match at {
+            None => (object.cloned(), old.cloned()),
+            Some(other) => {
+                let call = admission.call;
+                let object = match object {
+                    Some(o) => Some(call.stored_as(o.clone(), other).await?),
+                    None => None,
+                };
+                let old = match old {
+                    Some(o) => Some(call.stored_as(o.clone(), other).await?),
+                    None => None,
+                };
+                (object, old)
+            }
+        };
+        views.push(View {
+            at: *at,
+            object,
+            old,
+            attributes: equivalent::attributes_at(admission, *at).into_owned(),
+        });
+    }
+    Ok(views)
 }
 
 /// One admission request's facts, as the policies and the webhooks match and see them.

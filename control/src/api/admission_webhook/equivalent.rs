@@ -6,20 +6,14 @@
 //! `requestKind` and `requestResource` keep the request's; a mutating webhook's patch applies
 //! to that form and the result is converted back.
 
-use std::borrow::Cow;
-
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::config::Webhook;
-use super::{invoke_and_patch, is_scale};
-use crate::api::admission_policy::matching::matches;
+use super::invoke_and_patch;
+use crate::api::admission_policy::equivalent::select;
+pub(super) use crate::api::admission_policy::equivalent::{attributes_at, At};
 use crate::api::admission_policy::Admission;
-use crate::api::convert::equivalents;
-use crate::kinds::Resource;
 use crate::status::ApiError;
-
-/// Where a selected webhook is called: `None` at the request's own resource.
-pub(super) type At = Option<&'static Resource>;
 
 /// Whether `webhook` is called for the request, and at which resource; `None`: it is not.
 pub(super) fn selects(
@@ -28,34 +22,13 @@ pub(super) fn selects(
     object: Option<&Value>,
     old: Option<&Value>,
 ) -> Option<At> {
-    if matches(&webhook.matching, &admission.request(object, old)) {
-        return Some(None);
-    }
-    if !webhook.equivalent || is_scale(admission.call) {
-        return None;
-    }
-    equivalents(admission.call.resource())
-        .into_iter()
-        .find(|other| {
-            let mut request = admission.request(object, old);
-            (request.group, request.version, request.resource) =
-                (other.group, other.version, other.plural);
-            matches(&webhook.matching, &request)
-        })
-        .map(Some)
-}
-
-/// The request's attributes as a webhook called `at` sees them.
-pub(super) fn attributes_at<'a>(admission: &'a Admission, at: At) -> Cow<'a, Value> {
-    let Some(other) = at else {
-        return Cow::Borrowed(&admission.attributes);
-    };
-    let mut attributes = admission.attributes.clone();
-    attributes["kind"] =
-        json!({"group": other.group, "version": other.version, "kind": other.kind});
-    attributes["resource"] =
-        json!({"group": other.group, "version": other.version, "resource": other.plural});
-    Cow::Owned(attributes)
+    select(
+        admission,
+        &webhook.matching,
+        webhook.equivalent,
+        object,
+        old,
+    )
 }
 
 /// `object` and `old` (at the request's version) as a webhook called `at` sees them.
