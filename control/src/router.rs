@@ -79,15 +79,7 @@ where
     if let Some(response) = answered {
         return audit_public(state, certificate, &request, response).await;
     }
-    let identity = match authn::authenticate(
-        certificate,
-        request.headers(),
-        &state.tokens,
-        state.service_accounts.as_deref(),
-        state.store.as_ref(),
-    )
-    .await
-    {
+    let identity = match authenticate(state, certificate, &request).await {
         Authenticated::Yes(identity) => identity,
         Authenticated::No => {
             let refused = ApiError::unauthorized().into_response();
@@ -107,6 +99,22 @@ where
     audit::finish(context, long_running, response).await
 }
 
+/// Who sent `request` (its client certificate, else its bearer token).
+async fn authenticate<B>(
+    state: &ApiState,
+    certificate: Option<&Identity>,
+    request: &Request<B>,
+) -> Authenticated {
+    authn::authenticate(
+        certificate,
+        request.headers(),
+        &state.tokens,
+        state.service_accounts.as_deref(),
+        state.store.as_ref(),
+    )
+    .await
+}
+
 /// The answer of a public endpoint, audited (when auditing is on) as the caller's if its
 /// credentials are good, else as kube's anonymous user: anyone may read these, so bad or no
 /// credentials change nothing else.
@@ -119,15 +127,7 @@ async fn audit_public<B>(
     let Some(auditor) = &state.auditor else {
         return response;
     };
-    let identity = match authn::authenticate(
-        certificate,
-        request.headers(),
-        &state.tokens,
-        state.service_accounts.as_deref(),
-        state.store.as_ref(),
-    )
-    .await
-    {
+    let identity = match authenticate(state, certificate, request).await {
         Authenticated::Yes(identity) => identity,
         Authenticated::No => Identity {
             user: "system:anonymous".to_owned(),

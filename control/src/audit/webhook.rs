@@ -23,13 +23,13 @@ use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::api::admission_webhook::call::{send, Destination};
-use crate::api::admission_webhook::config::{parse_url, Target};
+use crate::api::admission_webhook::config::{parse_url, root_store, Target};
 
 /// Debian's bundle of the system's trusted CAs.
 const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -236,16 +236,7 @@ fn client_tls(cluster: &Value, user: &Value, dir: &Path) -> Result<Arc<ClientCon
         Some(pem) => pem,
         None => std::fs::read(SYSTEM_ROOTS).map_err(|e| format!("{SYSTEM_ROOTS}: {e}"))?,
     };
-    let mut roots = RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(&pem) {
-        let certificate = certificate.map_err(|e| format!("certificate-authority: {e}"))?;
-        roots
-            .add(certificate)
-            .map_err(|e| format!("certificate-authority: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err("certificate-authority holds no PEM certificate".to_owned());
-    }
+    let roots = root_store(&pem, "certificate-authority")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -383,6 +383,19 @@ pub fn parse_url(url: &str) -> Result<Target, &'static str> {
     })
 }
 
+/// The CA certificates of a PEM bundle (`what` names it in errors: `caBundle`).
+pub(crate) fn root_store(pem: &[u8], what: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(pem) {
+        let certificate = certificate.map_err(|e| format!("{what}: {e}"))?;
+        roots.add(certificate).map_err(|e| format!("{what}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{what} holds no PEM certificate"));
+    }
+    Ok(roots)
+}
+
 /// The TLS client trusting `caBundle` (base64 of PEM certificates), or the system's CAs.
 pub(crate) fn tls_config(bundle: &Value) -> Result<Arc<ClientConfig>, String> {
     let pem = match bundle.as_str().filter(|b| !b.is_empty()) {
@@ -392,16 +405,7 @@ pub(crate) fn tls_config(bundle: &Value) -> Result<Arc<ClientConfig>, String> {
         None => std::fs::read(SYSTEM_ROOTS)
             .map_err(|e| format!("no caBundle, and the system CAs {SYSTEM_ROOTS}: {e}"))?,
     };
-    let mut roots = RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(&pem) {
-        let certificate = certificate.map_err(|e| format!("caBundle: {e}"))?;
-        roots
-            .add(certificate)
-            .map_err(|e| format!("caBundle: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err("caBundle holds no PEM certificate".to_owned());
-    }
+    let roots = root_store(&pem, "caBundle")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
