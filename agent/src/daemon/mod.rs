@@ -278,6 +278,7 @@ pub async fn run(
             statuses: statuses.clone(),
             exec_targets,
             resources,
+            stdins: ctx.stdins.clone(),
         };
         tokio::spawn(crate::kubelet_api::serve(join.kubelet, Arc::new(api)));
         let pods = api_pods.clone();

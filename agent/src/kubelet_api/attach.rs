@@ -1,12 +1,16 @@
 //! `GET|POST /attach/{ns}/{pod}/{container}?output=1&error=1&input=1&tty=1`: kubelet's attach
 //! endpoint over the same WebSocket channel protocol as exec (`v5.channel.k8s.io`/`v4`).
-//! Containers here never have stdin or a tty (the spec refuses `stdin`/`tty`), so, as kubelet
-//! does for such a container, attach is output only: what the container writes from now on —
-//! the new records of its log file — goes out on channel 1 (stdout) or 2 (stderr), and input
-//! is read and dropped. When the container stops, kubelet's Success `Status` is sent on
-//! channel 3 and the WebSocket closed; a client that goes away ends the session.
+//! What the container writes from now on — the new records of its log file — goes out on
+//! channel 1 (stdout) or 2 (stderr; a terminal's output is all stdout). With `input=1`, channel
+//! 0 goes to the container's stdin (a `stdin: true` container's FIFO, a `tty: true`
+//! container's terminal, see `pod::container_stdin`) and channel 4 sets the terminal's size; a
+//! container without stdin has its input read and dropped, as kubelet does. The end of the
+//! session (the client gone, or its v5 close of stdin) closes a `stdinOnce` container's stdin.
+//! When the container stops, kubelet's Success `Status` is sent on channel 3 and the WebSocket
+//! closed; a client that goes away ends the session.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,7 +27,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::container_logs::{find_container, pick, still_running};
 use super::log_stream::{lines, read_complete, record_text, StillRunning};
 use super::{exec, text, Body, KubeletApi};
-use crate::pod::ContainerState;
+use crate::pod::{ContainerState, ContainerStdin};
 use crate::runtime::exec_stream::StreamEnd;
 
 /// How often the log file is read for new output.
@@ -35,11 +39,16 @@ const STOPPED_POLLS: u32 = 5;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+const STDIN: u8 = 0;
+const RESIZE: u8 = 4;
+/// v5: `[CLOSE, channel]` closes that channel.
+const CLOSE: u8 = 255;
 
-/// Which output streams the client wants (kubelet's `output`/`error`; with `tty` there is no
+/// Which streams the client wants (kubelet's `input`/`output`/`error`; with `tty` there is no
 /// separate stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Wanted {
+    stdin: bool,
     stdout: bool,
     stderr: bool,
 }
@@ -60,6 +69,7 @@ fn parse(query: &str) -> Result<Wanted, String> {
         return Err("you must specify at least 1 of stdin, stdout, stderr".to_owned());
     }
     Ok(Wanted {
+        stdin,
         stdout,
         stderr: stderr && !tty,
     })
@@ -107,9 +117,66 @@ pub fn respond(
     );
     // Output from now on: start after the last complete record already written.
     let (_, from) = read_complete(&file, 0);
+    let input = Input {
+        stdin: wanted
+            .stdin
+            .then(|| api.stdins.get(&status.uid, container))
+            .flatten(),
+        stream_close: protocol == exec::PROTOCOLS[0],
+    };
     let upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(session(upgrade, file, from, wanted, alive));
+    tokio::spawn(session(upgrade, file, from, wanted, alive, input));
     exec::switching(&key, protocol)
+}
+
+/// Where the client's channel 0 and 4 go.
+struct Input {
+    stdin: Option<Arc<ContainerStdin>>,
+    /// Whether the protocol has the close signal (v5).
+    stream_close: bool,
+}
+
+impl Input {
+    /// Reads the client until it goes; its input goes to the container's stdin while that
+    /// is open, and a `stdinOnce` stdin is closed at the end.
+    async fn relay<S>(self, mut stream: S)
+    where
+        S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    {
+        let mut open = self.stdin.is_some();
+        while let Some(message) = stream.next().await {
+            let data = match message {
+                Ok(Message::Binary(data)) => data,
+                Ok(Message::Close(_)) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "attach: reading the client");
+                    break;
+                }
+            };
+            let (Some(stdin), Some((&channel, payload))) = (&self.stdin, data.split_first()) else {
+                continue;
+            };
+            match channel {
+                STDIN if open => open = stdin.write(payload).await,
+                RESIZE => {
+                    if let Some(size) = exec::session::resize(payload) {
+                        stdin.resize(size);
+                    }
+                }
+                CLOSE if self.stream_close && payload.first() == Some(&STDIN) => {
+                    open = false;
+                    if stdin.once() {
+                        stdin.close().await;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(stdin) = self.stdin.filter(|s| s.once()) {
+            stdin.close().await;
+        }
+    }
 }
 
 async fn session(
@@ -118,6 +185,7 @@ async fn session(
     mut pos: u64,
     wanted: Wanted,
     alive: StillRunning,
+    input: Input,
 ) {
     let upgraded = match upgrade.await {
         Ok(u) => u,
@@ -127,20 +195,8 @@ async fn session(
         }
     };
     let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-    let (mut sink, mut stream) = ws.split();
-    // Input is read (so pings and the close are seen) and dropped.
-    let client_gone = async move {
-        while let Some(message) = stream.next().await {
-            match message {
-                Ok(Message::Close(_)) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "attach: reading the client");
-                    break;
-                }
-            }
-        }
-    };
+    let (mut sink, stream) = ws.split();
+    let client_gone = input.relay(stream);
     let relay = async move {
         // After the container stopped, one more read picks up what its log copier drained.
         let mut last_round = false;
@@ -204,6 +260,7 @@ mod tests {
         assert_eq!(
             parse("output=1&error=1"),
             Ok(Wanted {
+                stdin: false,
                 stdout: true,
                 stderr: true
             })
@@ -211,6 +268,7 @@ mod tests {
         assert_eq!(
             parse("input=1&output=1&error=1&tty=1"),
             Ok(Wanted {
+                stdin: true,
                 stdout: true,
                 stderr: false
             })

@@ -59,6 +59,8 @@ pub struct KubeletApi {
     pub exec_targets: exec::ExecTargets,
     /// Reads the cgroups for `/metrics/resource`.
     pub resources: crate::metrics::resource::ResourceSource,
+    /// The running containers' stdins, for `attach` with input.
+    pub stdins: crate::pod::Stdins,
 }
 
 /// A bound listener and its TLS configuration, ready for [`serve`].

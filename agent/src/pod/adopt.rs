@@ -16,13 +16,19 @@ use crate::sys::pidfd::{pidfd_open, start_time, ProcessExit};
 impl PodWorker {
     /// Opens container `name`'s log FIFOs (under `dir`) and starts copying them into the log
     /// file of instance `restart_count`, keeping the previous instance's log for `--previous`.
+    /// `terminal`: the master of the container's pty, read as its stdout instead of the FIFO.
     pub(super) fn start_log_copiers(
         &self,
         name: &str,
         dir: &std::path::Path,
         restart_count: u32,
+        terminal: Option<std::os::fd::OwnedFd>,
     ) -> std::io::Result<LogCopiers> {
-        let out = open_fifo(&dir.join("stdout.fifo"))?;
+        let out = match terminal {
+            // Non-blocking already; read(2) and epoll work on a pty master as on a pipe.
+            Some(master) => tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(master)?,
+            None => open_fifo(&dir.join("stdout.fifo"))?,
+        };
         let err = open_fifo(&dir.join("stderr.fifo"))?;
         let md = &self.pod.metadata;
         let root = &self.ctx.config.root;
@@ -75,7 +81,7 @@ impl PodWorker {
                 .unwrap_or(0);
             let md = &self.pod.metadata;
             let (exited, log_tasks) = self
-                .start_log_copiers(name, &dir, restarts)
+                .start_log_copiers(name, &dir, restarts, None)
                 .unwrap_or_default();
             let pidfd = Arc::new(pidfd);
             watch_exit(

@@ -134,6 +134,7 @@ pub fn init_spec(
         },
         stdout_fifo: paths.stdout_fifo.clone(),
         stderr_fifo: paths.stderr_fifo.clone(),
+        input: Default::default(),
         mounts: inputs.mounts.to_vec(),
         mount_template: None,
     })

@@ -6,6 +6,7 @@ mod adopt;
 pub mod backoff;
 mod config_refs;
 pub mod container_spec;
+pub mod container_stdin;
 mod deadline;
 mod env;
 mod event;
@@ -25,6 +26,7 @@ mod usage;
 mod volumes;
 pub mod worker;
 
+pub use container_stdin::{ContainerStdin, Stdins};
 pub use node::{NodeConfig, NodeContext, PodDnsSettings};
 pub use probes::{exec_target, exec_target_by_name};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, PodWarning};

@@ -93,6 +93,8 @@ pub struct NodeContext {
     pub image_gc_wake: tokio::sync::Notify,
     /// Events about the node; set once the agent joins a cluster.
     pub node_events: std::sync::OnceLock<std::sync::Arc<dyn crate::node_events::NodeEvents>>,
+    /// The agent's ends of the running containers' stdins (`kubectl attach -i`).
+    pub stdins: super::container_stdin::Stdins,
 }
 
 impl NodeContext {
@@ -116,6 +118,7 @@ impl NodeContext {
             csi: crate::volume::CsiNode::new(&config.root, &config.csi_plugin_dir()),
             image_gc_wake: tokio::sync::Notify::new(),
             node_events: std::sync::OnceLock::new(),
+            stdins: Default::default(),
             config,
         }
     }

@@ -45,6 +45,8 @@ pub struct RunningContainer {
     /// The slot of a recorded process that was already gone at adoption: `pidfd` is not the
     /// container's and must never be signalled.
     pub stand_in: bool,
+    /// The agent's end of its stdin (`stdin`/`tty` containers): closed with the instance.
+    pub stdin: Option<Arc<super::container_stdin::ContainerStdin>>,
 }
 
 impl RunningContainer {
@@ -73,6 +75,7 @@ impl RunningContainer {
             hook_task: None,
             stop_task: None,
             stand_in: false,
+            stdin: None,
         }
     }
 

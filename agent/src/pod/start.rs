@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use super::container_spec::{
     container_resources, init_spec, pod_files, pod_resources, ContainerInputs, ContainerPaths,
 };
+use super::container_stdin;
 use super::persist::unix_ms;
 use super::persist::ProcessRecord;
 use super::running::{watch_exit, RunningContainer};
@@ -256,6 +257,11 @@ impl PodWorker {
         t.mark("volumes");
         let (stdout_fifo, stderr_fifo) = prepare_container_dir(&self.ctx.config.root, &dir)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
+        let stdin =
+            container_stdin::prepare(container.stdin, container.tty, container.stdin_once, &dir)
+                .map_err(|e| {
+                    waiting("CreateContainerError")(format!("making the container's stdin: {e}"))
+                })?;
         t.mark("container-dir");
         let paths = ContainerPaths {
             dir: dir.clone(),
@@ -271,6 +277,7 @@ impl PodWorker {
         };
         let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &inputs)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
+        spec.input = stdin.input.clone();
         spec.namespaces = self.sandbox.namespaces();
         let own_dirs = [
             self.ctx.config.root.as_path(),
@@ -294,13 +301,15 @@ impl PodWorker {
         t.mark("cgroup");
         let oom_before = cgroup.oom_kills();
         let (exited, log_tasks) = self
-            .start_log_copiers(name, &dir, restart_count)
+            .start_log_copiers(name, &dir, restart_count, stdin.output)
             .map_err(|e| waiting("CreateContainerError")(e.to_string()))?;
 
         let exe = self.ctx.config.init_exe.clone();
         let spawned = tokio::task::spawn_blocking(move || start_container(&exe, &spec))
             .await
             .map_err(|e| StartFailure::StartError(e.to_string()))?;
+        // The container holds the pty's slave now (or never will).
+        drop(stdin.slave);
         match spawned {
             Ok(p) => {
                 t.mark("runtime-start");
@@ -317,12 +326,12 @@ impl PodWorker {
                     name.to_string(),
                     self.events_tx.clone(),
                 );
-                Ok(RunningContainer::new(
-                    record,
-                    pidfd,
-                    cgroup,
-                    (exited, log_tasks),
-                ))
+                let mut running = RunningContainer::new(record, pidfd, cgroup, (exited, log_tasks));
+                if let Some(stdin) = stdin.stdin {
+                    self.ctx.stdins.insert(&self.uid, name, &stdin);
+                    running.stdin = Some(stdin);
+                }
+                Ok(running)
             }
             Err(e) => {
                 for tx in exited {

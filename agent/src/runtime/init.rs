@@ -19,7 +19,7 @@ use nix::unistd::dup2;
 use crate::sys::clone3::fork_child;
 
 use super::init_mounts::{build_rootfs, MountSource};
-use super::init_spec::ProcessSpec;
+use super::init_spec::{ContainerInput, ProcessSpec};
 use super::InitSpec;
 
 /// Entry point of `bosun-agent __container-init`. Never returns.
@@ -123,33 +123,49 @@ pub(crate) fn open_cgroup_dir(dir: Option<&Path>) -> Result<Option<File>, String
     .transpose()
 }
 
-/// The container's stdin (/dev/null) and its stdout/stderr FIFOs. The FIFOs are opened
-/// read-write so a write never fails with EPIPE while the agent is restarting: the data waits
-/// in the pipe until the agent reads it again.
+/// The container's stdin (/dev/null, or the agent's FIFO) and its stdout/stderr FIFOs — or
+/// the slave of the agent's pty for all three. The log FIFOs are opened read-write so a write
+/// never fails with EPIPE while the agent is restarting: the data waits in the pipe until the
+/// agent reads it again. The stdin FIFO is opened read-only, so the container reads EOF once
+/// the agent closes its end (`stdinOnce`); the agent holds that end already, so this open does
+/// not block.
 struct ContainerStdio {
     stdin: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    terminal: bool,
 }
 
 impl ContainerStdio {
     fn open(spec: &InitSpec) -> Result<Self, String> {
-        let rw = |p: &Path| -> Result<OwnedFd, String> {
+        let open = |p: &Path, write: bool, what: &str| -> Result<OwnedFd, String> {
             OpenOptions::new()
                 .read(true)
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
+                .write(write)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
                 .open(p)
                 .map(OwnedFd::from)
-                .map_err(|e| format!("opening log fifo {}: {e}", p.display()))
+                .map_err(|e| format!("opening {what} {}: {e}", p.display()))
         };
-        let stdin = File::open("/dev/null")
-            .map(OwnedFd::from)
-            .map_err(|e| format!("opening /dev/null: {e}"))?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
+        let stdin = match &spec.input {
+            ContainerInput::Null => open(Path::new("/dev/null"), false, "stdin")?,
+            ContainerInput::Fifo(fifo) => open(fifo, false, "stdin fifo")?,
+            ContainerInput::Terminal(slave) => {
+                let slave = open(slave, true, "terminal")?;
+                return Ok(ContainerStdio {
+                    stdin: dup(&slave)?,
+                    stdout: dup(&slave)?,
+                    stderr: slave,
+                    terminal: true,
+                });
+            }
+        };
         Ok(ContainerStdio {
             stdin,
-            stdout: rw(&spec.stdout_fifo)?,
-            stderr: rw(&spec.stderr_fifo)?,
+            stdout: open(&spec.stdout_fifo, true, "log fifo")?,
+            stderr: open(&spec.stderr_fifo, true, "log fifo")?,
+            terminal: false,
         })
     }
 }
@@ -184,6 +200,15 @@ fn container_pid1(
     for (fd, target) in [(&stdio.stdin, 0), (&stdio.stdout, 1), (&stdio.stderr, 2)] {
         if let Err(e) = dup2(fd.as_raw_fd(), target) {
             return format!("dup2 stdio: {e}");
+        }
+    }
+    if stdio.terminal {
+        // A session of its own whose controlling terminal the pty is (job control, ^C).
+        if let Err(e) = nix::unistd::setsid() {
+            return format!("setsid: {e}");
+        }
+        if let Err(e) = rustix::process::ioctl_tiocsctty(std::io::stdin()) {
+            return format!("TIOCSCTTY: {e}");
         }
     }
     exec_program(&spec.process)

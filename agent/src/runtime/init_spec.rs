@@ -28,6 +28,17 @@ pub struct ProcessSpec {
     pub no_new_privs: bool,
 }
 
+/// The container's stdin: `/dev/null`, a FIFO whose write end the agent holds
+/// (`stdin: true`), or the slave of a pty whose master the agent holds (`tty: true`), which is
+/// then its stdout and stderr too, and its controlling terminal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub enum ContainerInput {
+    #[default]
+    Null,
+    Fifo(PathBuf),
+    Terminal(PathBuf),
+}
+
 /// Everything needed to create one container process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InitSpec {
@@ -54,6 +65,9 @@ pub struct InitSpec {
     pub process: ProcessSpec,
     pub stdout_fifo: PathBuf,
     pub stderr_fifo: PathBuf,
+    /// What the container reads on stdin (and, with a terminal, writes to).
+    #[serde(default)]
+    pub input: ContainerInput,
     pub mounts: Vec<BindMount>,
     /// The mount namespace the container's own is cut from ([`super::mount_template`]): the
     /// intermediate enters it after taking detached copies of the bind-mount sources, so the

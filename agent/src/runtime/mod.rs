@@ -21,4 +21,4 @@ pub mod spawn;
 pub mod trash;
 
 pub use error::RuntimeError;
-pub use init_spec::{BindMount, InitSpec, ProcessSpec};
+pub use init_spec::{BindMount, ContainerInput, InitSpec, ProcessSpec};

@@ -140,8 +140,8 @@ fn fields_the_agent_does_not_honour_are_refused_by_name() {
         ),
         (
             "image: nginx",
-            "image: nginx, stdin: true",
-            "spec.containers[0].stdin",
+            "image: nginx, securityContext: {privileged: true}",
+            "spec.containers[0].securityContext.privileged",
         ),
         (
             "spec: {",

@@ -190,6 +190,7 @@ pub struct Container {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
     pub stdin: bool,
+    pub stdin_once: bool,
     pub tty: bool,
     pub volume_mounts: Vec<VolumeMount>,
 }

@@ -92,12 +92,6 @@ fn refuse_container_fields(path: &str, c: &Container) -> Result<(), SpecError> {
             return refused(format!("{path}.lifecycle.{hook}.tcpSocket"), why);
         }
     }
-    if c.stdin {
-        return refused(format!("{path}.stdin"), "containers read /dev/null");
-    }
-    if c.tty {
-        return refused(format!("{path}.tty"), "containers write to their log files");
-    }
     Ok(())
 }
 

@@ -155,6 +155,7 @@ pub(super) fn maximal_pod() -> Pod {
             }),
         }),
         stdin: true,
+        stdin_once: true,
         tty: true,
         volume_mounts: vec![VolumeMount {
             name: "data".into(),

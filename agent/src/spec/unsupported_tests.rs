@@ -73,6 +73,9 @@ const HONOURED: &[&str] = &[
     "spec.containers[0].volumeMounts[0].mountPath",
     "spec.containers[0].volumeMounts[0].readOnly",
     "spec.containers[0].volumeMounts[0].subPath",
+    "spec.containers[0].stdin",
+    "spec.containers[0].stdinOnce",
+    "spec.containers[0].tty",
 ];
 
 /// Fields refused until implemented: the path set in the maximal pod, and the field the error
@@ -105,8 +108,6 @@ const REFUSED: &[(&str, &str)] = &[
         "spec.containers[0].lifecycle.preStop.tcpSocket",
         "spec.containers[0].lifecycle.preStop.tcpSocket",
     ),
-    ("spec.containers[0].stdin", "spec.containers[0].stdin"),
-    ("spec.containers[0].tty", "spec.containers[0].tty"),
 ];
 
 use super::fixture::maximal_pod;
@@ -168,8 +169,6 @@ fn without_refused() -> Pod {
         if let Some(l) = c.lifecycle.as_mut() {
             l.pre_stop.take_if(|h| h.tcp_socket.is_some());
         }
-        c.stdin = false;
-        c.tty = false;
     }
     let s = &mut pod.spec;
     if let Some(e) = s.volumes[2].empty_dir.as_mut() {

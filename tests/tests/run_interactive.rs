@@ -1,0 +1,166 @@
+//! `kubectl run -i` and `kubectl run -it` with the real kubectl: a container with `stdin`
+//! (and `stdinOnce`, as kubectl run sets it) reads what kubectl sends and sees EOF when kubectl's
+//! input ends; a container with `tty` gets a terminal for its stdin, stdout and stderr, its
+//! output reaches kubectl and its log. `--rm` deletes the pod afterwards. The terminal on the
+//! client side is `script`'s pty (kubectl refuses `-t` without one).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bosun_e2e::{reachable_node, wait_until, Control, Node};
+
+const IMAGE: &str = "--image=bosun.test/busybox:1";
+
+fn debug(control: &Control, node: &Node) -> String {
+    let tail = |t: String| {
+        let lines: Vec<&str> = t.lines().filter(|l| !l.contains("phase")).collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    format!(
+        "\n--- control log ---\n{}\n--- agent log ---\n{}",
+        tail(control.log()),
+        tail(node.log())
+    )
+}
+
+#[test]
+fn run_i_sends_stdin_and_its_end_to_the_container() {
+    let (control, _fabric, node) = reachable_node(1);
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", control.kubeconfig())
+        .env("HOME", control.dir.path())
+        .args(["run", "reader", "-i", "--rm", "--restart=Never", IMAGE])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "read first; echo \"got $first\"; cat; echo end",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl run");
+    // kubectl reads its input once attached; what it read before waits in the pipe.
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(b"hello\nsecond line\n")
+        .expect("write kubectl's input");
+    drop(input);
+    let mut status = None;
+    wait_until("kubectl run -i ends", Duration::from_secs(90), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let out = child.wait_with_output().expect("kubectl's output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubectl run -i: {:?}\n{stdout}\n{stderr}{}",
+        out.status,
+        debug(&control, &node)
+    );
+    // The container's stdin ended when kubectl's did: `cat` returned and `end` was printed.
+    for line in ["got hello", "second line", "end"] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} in {stdout}\n{stderr}{}",
+            debug(&control, &node)
+        );
+    }
+    // --rm: the pod is deleted.
+    wait_until("the pod is gone", Duration::from_secs(30), || {
+        control.get_json(&["pod", "reader"]).is_none()
+    });
+}
+
+#[test]
+fn run_it_gives_the_container_a_terminal() {
+    let (control, _fabric, node) = reachable_node(2);
+    let kubectl = format!(
+        "kubectl run term -it --restart=Never {IMAGE} -- sh -c \
+         'if [ -t 0 ] && [ -t 1 ]; then echo on-a-terminal; fi; read answer; echo \"got-$answer\"'"
+    );
+    let mut child = Command::new("script")
+        .env("KUBECONFIG", control.kubeconfig())
+        .env("HOME", control.dir.path())
+        .args(["-qfec", &kubectl, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let mut input = child.stdin.take().expect("stdin");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // kubectl says so once attached; the container is then waiting for its answer.
+    let mut seen = Vec::new();
+    let attached = rx_until(
+        &rx,
+        &mut seen,
+        "try pressing enter",
+        Duration::from_secs(90),
+    );
+    assert!(
+        attached,
+        "kubectl attached: {seen:?}{}",
+        debug(&control, &node)
+    );
+    input.write_all(b"forty-two\r").expect("type the answer");
+    input.flush().expect("flush");
+    let answered = rx_until(&rx, &mut seen, "got-forty-two", Duration::from_secs(30));
+    assert!(
+        answered,
+        "the container's answer through its terminal: {seen:?}{}",
+        debug(&control, &node)
+    );
+    wait_until("kubectl run -it ends", Duration::from_secs(30), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    drop(input);
+    // Everything the terminal carried is the container's stdout in its log, the typed answer
+    // echoed by the terminal included.
+    wait_until("the pod Succeeded", Duration::from_secs(30), || {
+        control
+            .get_json(&["pod", "term"])
+            .is_some_and(|p| p["status"]["phase"] == "Succeeded")
+    });
+    let logs = control.kubectl_ok(&["logs", "term"]);
+    for line in ["on-a-terminal", "forty-two", "got-forty-two"] {
+        assert!(
+            logs.lines().any(|l| l.trim_end_matches('\r') == line),
+            "{line:?} in the log: {logs:?}"
+        );
+    }
+}
+
+/// Reads lines into `seen` until one contains `want` (true) or `timeout` passes (false).
+fn rx_until(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    want: &str,
+    timeout: Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(want);
+                seen.push(line);
+                if found {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
