@@ -142,6 +142,61 @@ fn run_it_gives_the_container_a_terminal() {
     }
 }
 
+#[test]
+fn debug_node_runs_a_shell_in_the_nodes_namespaces_with_its_root_at_host() {
+    let (control, _fabric, node) = reachable_node(3);
+    // kubectl's node debugging pod: hostPID, hostNetwork, hostIPC, the node's / at /host,
+    // stdin (not stdinOnce: it stays open for the next attach).
+    let target = format!("node/{}", node.name);
+    // The container waits for a line, so what it prints comes after kubectl attached.
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", control.kubeconfig())
+        .env("HOME", control.dir.path())
+        .args(["debug", &target, "-i", "--profile=general", IMAGE, "--"])
+        .args([
+            "sh",
+            "-c",
+            "read x; echo \"read $x\"; echo \"pid1 $(cat /proc/1/comm)\"; \
+                echo \"host pid1 $(cat /host/proc/1/comm)\"",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl debug");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(b"go\n").expect("write kubectl's input");
+    let mut status = None;
+    wait_until("kubectl debug ends", Duration::from_secs(90), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    drop(input);
+    let out = child.wait_with_output().expect("kubectl's output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubectl debug node: {:?}\n{stdout}\n{stderr}{}",
+        out.status,
+        debug(&control, &node)
+    );
+    // The node's PID 1, seen through the node's PID namespace and through its root.
+    let host_init = std::fs::read_to_string("/proc/1/comm").expect("the host's PID 1");
+    let host_init = host_init.trim();
+    for line in [
+        "read go".to_owned(),
+        format!("pid1 {host_init}"),
+        format!("host pid1 {host_init}"),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} in {stdout}\n{stderr}{}",
+            debug(&control, &node)
+        );
+    }
+}
+
 /// Reads lines into `seen` until one contains `want` (true) or `timeout` passes (false).
 fn rx_until(
     rx: &mpsc::Receiver<String>,

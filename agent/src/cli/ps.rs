@@ -150,6 +150,7 @@ mod tests {
             ready: true,
             init_container_statuses: vec![container("a-rather-long-init-container-name", true)],
             container_statuses: vec![container("web", false)],
+            ephemeral_container_statuses: Vec::new(),
             warnings: Vec::new(),
         }
     }

@@ -101,6 +101,9 @@ pub fn api_status(
     if !st.init_container_statuses.is_empty() {
         status["initContainerStatuses"] = containers(&st.init_container_statuses);
     }
+    if !st.ephemeral_container_statuses.is_empty() {
+        status["ephemeralContainerStatuses"] = containers(&st.ephemeral_container_statuses);
+    }
     if let Some(ip) = &st.pod_ip {
         status["podIP"] = json!(ip);
         let ips: Vec<Value> = st.pod_ips.iter().map(|ip| json!({ "ip": ip })).collect();

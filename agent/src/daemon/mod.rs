@@ -5,7 +5,8 @@
 //! the local API. A pod's source is its `spec.nodeName` (API pods have it, static pods may
 //! not); a source not listed yet (the directory unreadable, the API not reached since start)
 //! changes none of its pods. A change of labels or annotations only (the spec hash is the
-//! same) is handed to the running worker, for its downwardAPI files. An API pod being deleted (deletionTimestamp) is stopped with its
+//! same) is handed to the running worker, for its downwardAPI files, and so are ephemeral
+//! containers (`kubectl debug`), which the hash leaves out. An API pod being deleted (deletionTimestamp) is stopped with its
 //! deletionGracePeriodSeconds; `cluster::finalize` deletes it from the API once it is gone;
 //! joined, the static pods are published for their mirror pods (`cluster::mirror`). With a dataplane, each tick also syncs the manifests' Services
 //! with the pods (`services.rs`). Stopping the daemon leaves pods (and the pinned dataplane)
@@ -43,8 +44,8 @@ struct PodEntry {
     hash: String,
     status: Arc<Mutex<PodStatus>>,
     commands: watch::Sender<PodCommand>,
-    /// The pod's metadata for its worker (labels and annotations change in place).
-    metadata: watch::Sender<crate::spec::ObjectMeta>,
+    /// The pod for its worker: labels, annotations and ephemeral containers change in place.
+    updates: watch::Sender<Pod>,
     task: JoinHandle<PodStatus>,
 }
 
@@ -83,33 +84,36 @@ impl PodTable {
 
     fn start(&mut self, mut worker: PodWorker, pod: Pod) {
         let (tx, rx) = watch::channel(PodCommand::Run);
-        let (metadata, updates) = watch::channel(pod.metadata.clone());
-        worker.watch_metadata(updates);
+        let (updates, receiver) = watch::channel(pod.clone());
+        worker.watch_pod_updates(receiver);
         let uid = worker.uid().to_string();
         let entry = PodEntry {
             pod,
             hash: worker.hash().to_string(),
             status: worker.status_handle(),
             commands: tx,
-            metadata,
+            updates,
             task: tokio::spawn(worker.run(rx)),
         };
         self.pods.insert(uid, entry);
     }
 
-    /// Hands a running pod the labels and annotations its source now has.
-    fn update_metadata(&mut self, uid: &str, pod: &Pod) {
+    /// Hands a running pod the labels, annotations and ephemeral containers its source now has.
+    fn update_pod(&mut self, uid: &str, pod: &Pod) {
         let Some(entry) = self.pods.get_mut(uid) else {
             return;
         };
         let (old, new) = (&entry.pod.metadata, &pod.metadata);
-        if old.labels == new.labels && old.annotations == new.annotations {
+        let metadata = old.labels != new.labels || old.annotations != new.annotations;
+        let ephemeral = entry.pod.spec.ephemeral_containers != pod.spec.ephemeral_containers;
+        if !metadata && !ephemeral {
             return;
         }
-        tracing::info!(pod = %new.name, "labels or annotations changed");
+        tracing::info!(pod = %new.name, metadata, ephemeral, "pod changed in place");
         entry.pod.metadata.labels = new.labels.clone();
         entry.pod.metadata.annotations = new.annotations.clone();
-        let _ = entry.metadata.send(entry.pod.metadata.clone());
+        entry.pod.spec.ephemeral_containers = pod.spec.ephemeral_containers.clone();
+        let _ = entry.updates.send(entry.pod.clone());
     }
 
     fn delete(&mut self, uid: &str) {
@@ -492,7 +496,7 @@ fn reconcile_pods(ctx: &Arc<NodeContext>, table: &Mutex<PodTable>, desired: Desi
     let all = desired.static_pods.into_iter().chain(desired.api_pods);
     for (uid, d) in all.flatten() {
         if t.pods.contains_key(&uid) {
-            t.update_metadata(&uid, &d.pod);
+            t.update_pod(&uid, &d.pod);
             continue;
         }
         if t.terminating.contains_key(&uid) {

@@ -58,11 +58,7 @@ pub fn respond(
 }
 
 pub(super) fn find_container<'a>(status: &'a PodStatus, name: &str) -> Option<&'a ContainerStatus> {
-    status
-        .init_container_statuses
-        .iter()
-        .chain(&status.container_statuses)
-        .find(|c| c.name == name)
+    status.container(name)
 }
 
 /// Why there is no log file to show (kubelet's `validateContainerLogStatus`).

@@ -113,6 +113,7 @@ pub fn init_spec(
             .unwrap_or(false),
         namespaces: Vec::new(),
         host_pid: pod.spec.host_pid,
+        pid_namespace: None,
         cgroup_tasks: Vec::new(),
         cgroup_v2_dir: None,
         process: ProcessSpec {

@@ -9,6 +9,7 @@ pub mod container_spec;
 pub mod container_stdin;
 mod deadline;
 mod env;
+mod ephemeral;
 mod event;
 mod hooks;
 mod image_pull;

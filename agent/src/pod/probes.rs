@@ -77,15 +77,7 @@ pub fn exec_target_by_name(
     name: &str,
     pid: i32,
 ) -> Option<ExecTarget> {
-    let spec = &pod.spec;
-    let (field, container) = (spec.init_containers.iter().enumerate())
-        .find(|(_, c)| c.name == name)
-        .map(|(i, c)| (format!("spec.initContainers[{i}]"), c))
-        .or_else(|| {
-            (spec.containers.iter().enumerate())
-                .find(|(_, c)| c.name == name)
-                .map(|(i, c)| (format!("spec.containers[{i}]"), c))
-        })?;
+    let (field, container) = pod.spec.all_containers().find(|(_, c)| c.name == name)?;
     Some(exec_target(ctx, pod, uid, &field, container, pid))
 }
 

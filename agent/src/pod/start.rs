@@ -278,6 +278,14 @@ impl PodWorker {
         let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &inputs)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         spec.input = stdin.input.clone();
+        if let Some(target) = &container.target_container_name {
+            let running = self.running.get(target).filter(|r| !r.stand_in);
+            let Some(pid) = running.map(|r| r.pid) else {
+                let message = format!("target container {target:?} is not running");
+                return Err(waiting("CreateContainerError")(message));
+            };
+            spec.pid_namespace = Some(format!("/proc/{pid}/ns/pid").into());
+        }
         spec.namespaces = self.sandbox.namespaces();
         let own_dirs = [
             self.ctx.config.root.as_path(),

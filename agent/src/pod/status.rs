@@ -95,6 +95,8 @@ pub struct PodStatus {
     pub ready: bool,
     pub init_container_statuses: Vec<ContainerStatus>,
     pub container_statuses: Vec<ContainerStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ephemeral_container_statuses: Vec<ContainerStatus>,
     /// Warnings about the pod itself, for its events: the last of each reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<PodWarning>,
@@ -127,12 +129,14 @@ impl PodStatus {
         self.init_container_statuses
             .iter_mut()
             .chain(self.container_statuses.iter_mut())
+            .chain(self.ephemeral_container_statuses.iter_mut())
             .find(|c| c.name == name)
     }
     pub fn container(&self, name: &str) -> Option<&ContainerStatus> {
         self.init_container_statuses
             .iter()
             .chain(self.container_statuses.iter())
+            .chain(self.ephemeral_container_statuses.iter())
             .find(|c| c.name == name)
     }
 }

@@ -19,7 +19,7 @@ use super::status::{
 };
 use crate::runtime::cgroup::CgroupHandle;
 use crate::runtime::sandbox::PodSandbox;
-use crate::spec::{manifest_hash, pod_uid, Container, ObjectMeta, Pod, RestartPolicy};
+use crate::spec::{manifest_hash, pod_uid, Container, Pod, RestartPolicy};
 
 /// What the pod's owner asks of the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub struct PodWorker {
     exit_when_done: bool,
     /// The pod's metadata as its source changes it (labels and annotations: a spec change
     /// replaces the pod instead), for the downwardAPI files.
-    metadata_updates: Option<watch::Receiver<ObjectMeta>>,
+    pod_updates: Option<watch::Receiver<Pod>>,
 }
 
 /// The namespaces a pod's sandbox holds: net and uts unless hostNetwork (the pod then shares
@@ -90,8 +90,8 @@ async fn config_changed(rx: &mut Option<watch::Receiver<u64>>) -> Option<()> {
     }
 }
 
-/// The pod's next metadata (never, without a receiver or once the sender is gone).
-async fn metadata_changed(rx: &mut Option<watch::Receiver<ObjectMeta>>) -> ObjectMeta {
+/// The pod as its source has it next (never, without a receiver or once the sender is gone).
+async fn pod_changed(rx: &mut Option<watch::Receiver<Pod>>) -> Pod {
     if let Some(r) = rx {
         if r.changed().await.is_ok() {
             return r.borrow_and_update().clone();
@@ -143,6 +143,8 @@ fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
             .iter()
             .map(|c| waiting(c, false))
             .collect(),
+        // Added as each starts (`ephemeral.rs`).
+        ephemeral_container_statuses: Vec::new(),
         warnings: Vec::new(),
     }
 }
@@ -172,14 +174,14 @@ impl PodWorker {
             stopping: false,
             volumes: None,
             exit_when_done,
-            metadata_updates: None,
+            pod_updates: None,
         }
     }
 
-    /// Receives the pod's metadata updates (the daemon sends them when its source changes
-    /// labels or annotations).
-    pub fn watch_metadata(&mut self, updates: watch::Receiver<ObjectMeta>) {
-        self.metadata_updates = Some(updates);
+    /// Receives the pod's updates (the daemon sends them when its source changes labels,
+    /// annotations or ephemeral containers).
+    pub fn watch_pod_updates(&mut self, updates: watch::Receiver<Pod>) {
+        self.pod_updates = Some(updates);
     }
 
     /// A worker that takes over a pod a previous agent ran, from its record: live containers
@@ -223,12 +225,9 @@ impl PodWorker {
         {
             return Some((format!("spec.initContainers[{i}]"), c.clone(), true));
         }
-        let (i, c) = spec
-            .containers
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.name == name)?;
-        Some((format!("spec.containers[{i}]"), c.clone(), false))
+        spec.all_containers()
+            .find(|(_, c)| c.name == name)
+            .map(|(field, c)| (field, c.clone(), false))
     }
 
     pub(super) fn persist(&self) {
@@ -272,7 +271,8 @@ impl PodWorker {
         self.refresh_phase();
         self.persist();
         let mut config_changes = self.config_changes();
-        let mut metadata = self.metadata_updates.take();
+        self.start_ephemeral().await;
+        let mut updates = self.pod_updates.take();
         let renews_tokens = self.has_token_volumes();
         let mut token_check = tokio::time::Instant::now() + TOKEN_RECHECK;
         loop {
@@ -290,11 +290,7 @@ impl PodWorker {
                     token_check = tokio::time::Instant::now() + TOKEN_RECHECK;
                     self.refresh_file_volumes().await;
                 }
-                meta = metadata_changed(&mut metadata) => {
-                    self.pod.metadata.labels = meta.labels;
-                    self.pod.metadata.annotations = meta.annotations;
-                    self.refresh_file_volumes().await;
-                }
+                pod = pod_changed(&mut updates) => self.pod_updated(pod).await,
                 changed = commands.changed() => {
                     let cmd = if changed.is_ok() { *commands.borrow() } else { PodCommand::Delete { remove_logs: false } };
                     if let PodCommand::Terminate { grace_seconds } = cmd {
@@ -382,9 +378,12 @@ impl PodWorker {
 
     /// Decides what follows a container's exit: next init container, restart, or nothing.
     pub(super) async fn after_exit(&mut self, name: &str, code: i32) {
-        let Some((_, _, init)) = self.container_spec(name) else {
+        let Some((field, _, init)) = self.container_spec(name) else {
             return;
         };
+        if field.starts_with("spec.ephemeralContainers") {
+            return; // never restarted
+        }
         let policy = self.pod.spec.restart_policy;
         if init {
             if code == 0 {

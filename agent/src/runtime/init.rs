@@ -59,16 +59,27 @@ fn intermediate(status: &mut File) -> Result<(), String> {
         setns(f.as_fd(), flag).map_err(|e| format!("setns {kind} {}: {e}", path.display()))?;
     }
     let stdio = ContainerStdio::open(&spec)?;
+    // Opened while the host's /proc is still where the path says.
+    let target_pid_ns = spec
+        .pid_namespace
+        .as_ref()
+        .map(|p| File::open(p).map_err(|e| format!("opening {}: {e}", p.display())))
+        .transpose()?;
     let sources = match &spec.mount_template {
         Some(template) => Some(enter_mount_template(template, &spec.mounts)?),
         None => None,
     };
     // The cgroup namespace is unshared by PID 1 itself, once it is in its cgroups.
     let mut flags = CloneFlags::CLONE_NEWNS;
-    if !spec.host_pid {
+    if !spec.host_pid && target_pid_ns.is_none() {
         flags |= CloneFlags::CLONE_NEWPID;
     }
     unshare(flags).map_err(|e| format!("unshare mount/pid namespaces: {e}"))?;
+    if let Some(ns) = &target_pid_ns {
+        // The child forked next is created in it.
+        setns(ns.as_fd(), CloneFlags::CLONE_NEWPID)
+            .map_err(|e| format!("joining the target's PID namespace: {e}"))?;
+    }
 
     let pid = fork_child(v2_dir.as_ref().map(|f| f.as_fd()), || {
         let err = container_pid1(&spec, sources.as_deref(), stdio, status);

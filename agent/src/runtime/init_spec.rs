@@ -57,6 +57,10 @@ pub struct InitSpec {
     /// then not PID 1, so it is made a child subreaper to keep its orphans as PID 1 would.
     #[serde(default)]
     pub host_pid: bool,
+    /// Join this PID namespace (`/proc/PID/ns/pid` of an ephemeral container's target)
+    /// instead of making one; the workload is then not PID 1 either.
+    #[serde(default)]
+    pub pid_namespace: Option<PathBuf>,
     /// cgroup v1 `tasks` files the intermediate writes "0" into (moving just itself, which
     /// needs no global lock).
     pub cgroup_tasks: Vec<PathBuf>,

@@ -27,7 +27,11 @@ pub fn pod_uid(pod: &Pod) -> String {
 /// sha256 (hex) of the canonical JSON of `pod.spec`: object keys sorted, no whitespace. Equal
 /// specs hash equally whatever the manifest's key order, formatting or YAML/JSON choice.
 pub fn manifest_hash(pod: &Pod) -> String {
-    let value = serde_json::to_value(&pod.spec).expect("a PodSpec always serializes to JSON");
+    let mut value = serde_json::to_value(&pod.spec).expect("a PodSpec always serializes to JSON");
+    // Ephemeral containers join a running pod; adding one does not make it another pod.
+    if let Some(spec) = value.as_object_mut() {
+        spec.remove("ephemeralContainers");
+    }
     canonical_hash(&value)
 }
 
@@ -120,6 +124,17 @@ mod tests {
         let mut changed = pod.clone();
         changed.spec.containers[0].args = vec!["-g".into()];
         assert_ne!(manifest_hash(&pod), manifest_hash(&changed));
+        // Ephemeral containers join the running pod; stdinOnce and a target left out keep
+        // the hashes a previous agent recorded.
+        let mut debugged = pod.clone();
+        let mut debugger = pod.spec.containers[0].clone();
+        debugger.name = "debugger".into();
+        debugger.target_container_name = Some("c".into());
+        debugged.spec.ephemeral_containers.push(debugger);
+        assert_eq!(manifest_hash(&pod), manifest_hash(&debugged));
+        let spec = serde_json::to_value(&pod.spec).expect("json");
+        assert!(spec["containers"][0].get("stdinOnce").is_none(), "{spec}");
+        assert!(spec.get("ephemeralContainers").is_none(), "{spec}");
     }
 
     #[test]

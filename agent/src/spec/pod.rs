@@ -51,6 +51,10 @@ impl Default for ObjectMeta {
 pub struct PodSpec {
     pub containers: Vec<Container>,
     pub init_containers: Vec<Container>,
+    /// Added to a running pod through `pods/ephemeralcontainers` (`kubectl debug`); never
+    /// restarted, and not part of the pod's identity (`manifest_hash`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ephemeral_containers: Vec<Container>,
     pub restart_policy: RestartPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub termination_grace_period_seconds: Option<i64>,
@@ -105,13 +109,15 @@ impl PodSpec {
         self.termination_grace_period_seconds.unwrap_or(30)
     }
 
-    /// Init containers then app containers, with the field path of each
-    /// (`spec.initContainers[0]`, `spec.containers[2]`).
+    /// Init containers, app containers, then ephemeral containers, with the field path of
+    /// each (`spec.initContainers[0]`, `spec.containers[2]`, `spec.ephemeralContainers[0]`).
     pub fn all_containers(&self) -> impl Iterator<Item = (String, &Container)> {
         let init = self.init_containers.iter().enumerate();
         let app = self.containers.iter().enumerate();
+        let ephemeral = self.ephemeral_containers.iter().enumerate();
         init.map(|(i, c)| (format!("spec.initContainers[{i}]"), c))
             .chain(app.map(|(i, c)| (format!("spec.containers[{i}]"), c)))
+            .chain(ephemeral.map(|(i, c)| (format!("spec.ephemeralContainers[{i}]"), c)))
     }
 }
 
@@ -190,8 +196,12 @@ pub struct Container {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
     pub stdin: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stdin_once: bool,
     pub tty: bool,
+    /// An ephemeral container's: the container whose PID namespace it joins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_container_name: Option<String>,
     pub volume_mounts: Vec<VolumeMount>,
 }
 

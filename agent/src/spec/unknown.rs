@@ -154,9 +154,10 @@ pub fn deserialize_listing_unknown<T: serde::de::DeserializeOwned>(
 /// Indexes of the lists the tables name become `[]`, and init containers are containers:
 /// `spec.initContainers[2].x` → `spec.containers[].x`, `endpoints[3].zone` → `endpoints[].zone`.
 fn list_pattern(path: &str) -> String {
-    const LISTS: [(&str, &str); 5] = [
+    const LISTS: [(&str, &str); 6] = [
         ("spec.containers[", "spec.containers[]"),
         ("spec.initContainers[", "spec.containers[]"),
+        ("spec.ephemeralContainers[", "spec.containers[]"),
         ("spec.ports[", "spec.ports[]"),
         ("endpoints[", "endpoints[]"),
         ("ports[", "ports[]"),

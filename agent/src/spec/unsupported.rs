@@ -23,6 +23,13 @@ pub fn refuse_unhonoured(pod: &Pod) -> Result<(), SpecError> {
                 return Err(SpecError::new(format!("{path}.lifecycle"), message));
             }
         }
+        if !path.starts_with("spec.ephemeralContainers") && c.target_container_name.is_some() {
+            let message = "only an ephemeral container has a target container";
+            return Err(SpecError::new(
+                format!("{path}.targetContainerName"),
+                message,
+            ));
+        }
         refuse_container_fields(&path, c)?;
     }
     Ok(())

@@ -157,6 +157,7 @@ pub(super) fn maximal_pod() -> Pod {
         stdin: true,
         stdin_once: true,
         tty: true,
+        target_container_name: None,
         volume_mounts: vec![VolumeMount {
             name: "data".into(),
             mount_path: "/data".into(),
@@ -209,6 +210,7 @@ pub(super) fn maximal_pod() -> Pod {
             annotations: BTreeMap::from([("example.com/owner".into(), "me".into())]),
         },
         spec: PodSpec {
+            ephemeral_containers: Vec::new(),
             containers: vec![app, sidecar],
             init_containers: vec![init],
             restart_policy: RestartPolicy::OnFailure,
