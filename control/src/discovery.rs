@@ -399,6 +399,13 @@ mod tests {
             .unwrap();
         assert!(!ns.namespaced && !ns.verbs.contains(&"deletecollection".to_owned()));
         assert!(api_resource_list("apps", "v2").is_none());
+        let debug = core
+            .resources
+            .iter()
+            .find(|r| r.name == "pods/ephemeralcontainers")
+            .unwrap();
+        assert_eq!((debug.kind.as_str(), debug.namespaced), ("Pod", true));
+        assert_eq!(debug.verbs, ["get", "patch", "update"]);
         let groups = api_group_list();
         let autoscaling = groups
             .groups
@@ -434,6 +441,21 @@ mod tests {
             .any(|g| g.name == "metrics.k8s.io"));
         let metrics = api_resource_list("metrics.k8s.io", "v1beta1").unwrap();
         assert_eq!(metrics.resources[1].kind, "PodMetrics");
+        let core_resources = core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap();
+        let pods = core_resources
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
+        let debug = pods["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["subresource"] == "ephemeralcontainers")
+            .unwrap();
+        assert_eq!(debug["responseKind"]["kind"], "Pod");
+        assert_eq!(debug["verbs"], json!(["get", "patch", "update"]));
         let deployments = &apis["items"][0]["versions"][0]["resources"][0];
         assert_eq!(deployments["resource"], "deployments");
         assert_eq!(deployments["scope"], "Namespaced");

@@ -282,8 +282,18 @@ const EVICTION: Subresource = Subresource {
     kind: "Eviction",
     verbs: &["create"],
 };
+/// `pods/ephemeralcontainers`: a write of it changes only the pod's
+/// `spec.ephemeralContainers` (`kubectl debug`), the Pod its request and answer.
+const EPHEMERAL_CONTAINERS: Subresource = Subresource {
+    name: "ephemeralcontainers",
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    verbs: STATUS_VERBS,
+};
 const POD_SUB: &[Subresource] = &[
     status("", "v1", "Pod"),
+    EPHEMERAL_CONTAINERS,
     BINDING,
     LOG,
     EXEC,

@@ -247,6 +247,24 @@ impl FieldCause {
         }
     }
 
+    /// `Duplicate value: "x"` (a string value, quoted as Go prints it).
+    pub fn duplicate(field: &str, value: &str) -> Self {
+        FieldCause {
+            field: field.to_owned(),
+            reason: "FieldValueDuplicate",
+            message: format!("Duplicate value: {value:?}"),
+        }
+    }
+
+    /// `Not found: "x"`: a reference to something that does not exist.
+    pub fn not_found(field: &str, value: &str) -> Self {
+        FieldCause {
+            field: field.to_owned(),
+            reason: "FieldValueNotFound",
+            message: format!("Not found: {value:?}"),
+        }
+    }
+
     pub fn invalid(field: &str, value: &str, why: &str) -> Self {
         FieldCause {
             field: field.to_owned(),

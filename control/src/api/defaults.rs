@@ -273,7 +273,9 @@ fn pod_spec(spec: &mut Value) {
         spec["serviceAccountName"] = json!(account);
         spec["serviceAccount"] = json!(account);
     }
-    for list in ["initContainers", "containers"] {
+    // An ephemeral container takes a container's defaults (kube's
+    // SetDefaults_EphemeralContainer).
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             containers.iter_mut().for_each(container);
         }

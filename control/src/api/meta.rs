@@ -128,16 +128,20 @@ pub fn prepare_create(
 }
 
 /// The object an update stores: `new` with the metadata the server owns taken from `old`.
-/// A `status` write changes only `.status`; a main-resource write of a kind with a status
-/// subresource keeps the old `.status`. The generation moves when anything but metadata and
-/// status changes.
+/// A `status` write changes only `.status`, a pod's `ephemeralcontainers` write only its
+/// `spec.ephemeralContainers`; a main-resource write of a kind with a status subresource
+/// keeps the old `.status`. The generation moves when anything but metadata and status
+/// changes. `subresource` is the one written (`None`: the object itself).
 pub fn prepare_update(
     old: &Value,
     mut new: Value,
     resource: &Resource,
-    status_write: bool,
+    subresource: Option<&str>,
 ) -> Value {
-    if status_write {
+    if subresource == Some(super::pod_ephemeral::SUBRESOURCE) {
+        return super::pod_ephemeral::prepare_update(old, &new);
+    }
+    if subresource.is_some() {
         let mut out = old.clone();
         out["status"] = new.get("status").cloned().unwrap_or(Value::Null);
         if out["status"].is_null() {
@@ -242,6 +246,11 @@ pub fn name_problem(name: &str, label_only: bool) -> Option<FieldCause> {
     (!ok).then(|| FieldCause::invalid("metadata.name", &value, SUBDOMAIN_MSG))
 }
 
+/// Why `value` (at `field`) is not a DNS-1123 label, as kube's `ValidateDNS1123Label` says it.
+pub fn label_problem(field: &str, value: &str) -> Option<FieldCause> {
+    (!is_label(value)).then(|| FieldCause::invalid(field, &format!("{value:?}"), LABEL_MSG))
+}
+
 impl FieldCause {
     pub fn with_message(mut self, message: &str) -> Self {
         self.message = message.to_owned();
@@ -282,18 +291,18 @@ mod tests {
     fn update_keeps_owned_fields_and_bumps_generation_on_spec_changes() {
         let old = json!({"metadata": {"name": "web", "uid": "u", "generation": 1}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
         let new = json!({"metadata": {"name": "web", "uid": "other", "labels": {"a": "b"}}, "spec": {"replicas": 1}, "status": {"replicas": 9}});
-        let out = prepare_update(&old, new, deployments(), false);
+        let out = prepare_update(&old, new, deployments(), None);
         assert_eq!(out["metadata"]["uid"], "u");
         assert_eq!(out["metadata"]["generation"], 1);
         assert_eq!(out["status"]["replicas"], 1);
         assert_eq!(out["metadata"]["labels"]["a"], "b");
         let new = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2}});
         assert_eq!(
-            prepare_update(&old, new, deployments(), false)["metadata"]["generation"],
+            prepare_update(&old, new, deployments(), None)["metadata"]["generation"],
             2
         );
         let new = json!({"metadata": {"name": "web", "labels": {"x": "y"}}, "spec": {"replicas": 5}, "status": {"replicas": 2}});
-        let out = prepare_update(&old, new, deployments(), true);
+        let out = prepare_update(&old, new, deployments(), Some("status"));
         assert_eq!(out["status"]["replicas"], 2);
         assert_eq!(out["spec"]["replicas"], 1);
         assert!(out["metadata"]["labels"].is_null());
@@ -303,21 +312,24 @@ mod tests {
     fn a_deployments_annotations_move_its_generation_except_through_its_status() {
         let old = json!({"metadata": {"name": "web", "generation": 1}, "spec": {"replicas": 1}});
         let annotated = json!({"metadata": {"name": "web", "annotations": {"a": "b"}}, "spec": {"replicas": 1}});
-        let out = prepare_update(&old, annotated.clone(), deployments(), false);
+        let out = prepare_update(&old, annotated.clone(), deployments(), None);
         assert_eq!(out["metadata"]["generation"], 2);
         // Through the status subresource (the controller's revision annotation): kept, no bump.
-        let out = prepare_update(&old, annotated, deployments(), true);
+        let out = prepare_update(&old, annotated, deployments(), Some("status"));
         assert_eq!(out["metadata"]["annotations"]["a"], "b");
         assert_eq!(out["metadata"]["generation"], 1);
         // Other kinds: annotations are metadata only.
         let replicasets = crate::kinds::find("apps", "v1", "replicasets").unwrap();
         let new = json!({"metadata": {"name": "web", "annotations": {"a": "b"}}, "spec": {"replicas": 1}});
         assert_eq!(
-            prepare_update(&old, new, replicasets, false)["metadata"]["generation"],
+            prepare_update(&old, new, replicasets, None)["metadata"]["generation"],
             1
         );
         let new = json!({"metadata": {"name": "web", "annotations": {"a": "b"}}, "spec": {"replicas": 1}});
-        assert!(prepare_update(&old, new, replicasets, true)["metadata"]["annotations"].is_null());
+        assert!(
+            prepare_update(&old, new, replicasets, Some("status"))["metadata"]["annotations"]
+                .is_null()
+        );
     }
 
     #[test]
@@ -327,7 +339,7 @@ mod tests {
         prepare_create(&mut o, configmaps, Some("a")).unwrap();
         assert!(o["metadata"]["generation"].is_null(), "{o}");
         let new = json!({"metadata": {"name": "c"}, "data": {"a": "changed"}});
-        let out = prepare_update(&o, new, configmaps, false);
+        let out = prepare_update(&o, new, configmaps, None);
         assert!(out["metadata"]["generation"].is_null(), "{out}");
         let old = json!({"metadata": {"name": "web", "generation": 3}, "spec": {"replicas": 1}});
         let mut deleting = old.clone();

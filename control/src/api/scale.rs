@@ -171,7 +171,7 @@ async fn set_replicas(
             None => object["spec"]["replicas"] = json!(replicas),
         }
         let object = call.to_storage(object, Some(&old)).await?;
-        let mut new = meta::prepare_update(&old, object, resource, false);
+        let mut new = meta::prepare_update(&old, object, resource, None);
         call.track_update(&old, &mut new);
         match write(call, &key, &name, expected, &old, new).await {
             Ok(stored) => {

@@ -1,4 +1,5 @@
-//! PUT of an object or its `status`: the body replaces the object, compare-and-swap on its
+//! PUT of an object or of a subresource that is the object (`status`, a pod's
+//! `ephemeralcontainers`): the body replaces the object, compare-and-swap on its
 //! resourceVersion (a stale one is 409 Conflict; an empty one is unconditional), with the
 //! server-owned metadata kept (`meta::prepare_update`). An object being deleted whose last
 //! finalizer goes is deleted. A Service keeps its allocations (`service_alloc`). Also the
@@ -106,7 +107,8 @@ async fn update_once(
         }
     }
     let object = call.to_storage(object, Some(&old)).await?;
-    let mut new = meta::prepare_update(&old, object, resource, call.path.subresource.is_some());
+    let subresource = call.path.subresource.as_deref();
+    let mut new = meta::prepare_update(&old, object, resource, subresource);
     call.track_update(&old, &mut new);
     admit_update(call, &old, &new).await?;
     let stored = write(call, key, name, expected, &old, new).await?;
@@ -242,7 +244,7 @@ fn finished(object: &Value) -> bool {
 /// kinds' fixed fields and the admission rules.
 pub(super) async fn admit_update(call: &Call, old: &Value, new: &Value) -> Result<(), ApiError> {
     let resource = call.resource();
-    super::pod_update::check(old, new, resource)?;
+    super::pod_update::check(old, new, resource, call.path.subresource.as_deref())?;
     super::validate_statefulset::check_update(old, new, resource)?;
     super::priority::check_update(old, new, resource)?;
     super::validate_rbac::check_update(old, new, resource)?;

@@ -385,7 +385,10 @@ pub fn check_semantics(
         ("autoscaling", "HorizontalPodAutoscaler") => {
             super::validate_hpa::horizontal_pod_autoscaler(object, &mut causes)
         }
-        ("", "Pod") => pod_spec(&object["spec"], "spec", &mut causes),
+        ("", "Pod") => {
+            pod_spec(&object["spec"], "spec", &mut causes);
+            super::pod_ephemeral::check(object, old, &mut causes);
+        }
         ("", "PersistentVolume") => super::validate_storage::persistent_volume(object, &mut causes),
         ("", "PersistentVolumeClaim") => {
             super::validate_storage::persistent_volume_claim(object, &mut causes)

@@ -181,6 +181,10 @@ async fn nodes_follow_the_node_rule() {
         ("get", "pods", Some("log"), d, Some("web"), None, false),
         // Nor a command in one (pods/exec is a create, also by GET).
         ("create", "pods", Some("exec"), d, Some("web"), None, false),
+        // Nor a debug container in one, even bound to it (no system:node right).
+        ("patch", "pods", Some("ephemeralcontainers"), d, Some("web"), None, false),
+        ("update", "pods", Some("ephemeralcontainers"), d, Some("web"), None, false),
+        ("get", "pods", Some("ephemeralcontainers"), d, Some("web"), None, false),
         // Mirror pods bound to it that reference nothing it could then read; deleting pods
         // bound to it.
         ("create", "pods", None, d, Some("m"), Some(mirror_pod("n1")), true),

@@ -106,7 +106,7 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let warnings_after =
             validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
         let patched = call.to_storage(patched, Some(&old)).await?;
-        let new = meta::prepare_update(&old, patched, resource, false);
+        let new = meta::prepare_update(&old, patched, resource, None);
         super::update::admit_update(call, &old, &new).await?;
         match write(call, &key, &name, kv.mod_revision, &old, new).await {
             Ok(stored) => {

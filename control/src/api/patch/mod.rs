@@ -1,4 +1,5 @@
-//! PATCH of an object or its `status`: JSON merge patch (RFC 7386) and JSON patch (RFC 6902),
+//! PATCH of an object or of a subresource that is the object (`status`, a pod's
+//! `ephemeralcontainers`): JSON merge patch (RFC 7386) and JSON patch (RFC 6902),
 //! both applied by the `json-patch` crate, and strategic merge patch (`strategic`, driven by
 //! the types' patch-merge keys in `merge_keys` through `shape`), applied to the stored object,
 //! then written like an update. A patch that names a resourceVersion is conditional on it;
@@ -123,8 +124,8 @@ pub async fn patch(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let warnings =
             validate::check_typed(&mut patched, &[], resource, call.query.field_validation)?;
         let patched = call.to_storage(patched, Some(&old)).await?;
-        let mut new =
-            meta::prepare_update(&old, patched, resource, call.path.subresource.is_some());
+        let subresource = call.path.subresource.as_deref();
+        let mut new = meta::prepare_update(&old, patched, resource, subresource);
         call.track_update(&old, &mut new);
         crate::api::update::admit_update(call, &old, &new).await?;
         match write(call, &key, &name, expected, &old, new).await {

@@ -1,0 +1,111 @@
+//! `kubectl debug POD -i --target=CONTAINER` with the real kubectl: the ephemeral container is
+//! added through `pods/ephemeralcontainers`, started by the node's agent in the running pod
+//! without restarting it, in the target container's PID namespace (a debugger sees its
+//! processes), attached with stdin, reported in `ephemeralContainerStatuses` and never restarted.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bosun_e2e::{reachable_node, wait_until, Control, Node};
+
+const TARGET: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: target}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: bosun.test/busybox:1
+    command: [sleep, '3600']
+"#;
+
+fn debug(control: &Control, node: &Node) -> String {
+    let tail = |t: String| {
+        let lines: Vec<&str> = t.lines().filter(|l| !l.contains("phase")).collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    format!(
+        "\n--- control log ---\n{}\n--- agent log ---\n{}",
+        tail(control.log()),
+        tail(node.log())
+    )
+}
+
+#[test]
+fn debug_adds_an_ephemeral_container_in_the_targets_pid_namespace() {
+    let (control, _fabric, node) = reachable_node(4);
+    control.apply(TARGET);
+    wait_until("the target runs", Duration::from_secs(60), || {
+        control.container_running("target")
+    });
+    let before = control.get_json(&["pod", "target"]).expect("the pod");
+    // The debugger waits for a line, so what it prints comes after kubectl attached.
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", control.kubeconfig())
+        .env("HOME", control.dir.path())
+        .args(["debug", "target", "-i", "--image=bosun.test/busybox:1"])
+        .args(["--target=app", "-c", "debugger", "--"])
+        .args(["sh", "-c", "read x; echo \"read $x\"; ps -o pid,args"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl debug");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(b"go\n").expect("write kubectl's input");
+    let mut status = None;
+    wait_until("kubectl debug ends", Duration::from_secs(90), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    drop(input);
+    let out = child.wait_with_output().expect("kubectl's output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubectl debug: {:?}\n{stdout}\n{stderr}{}",
+        out.status,
+        debug(&control, &node)
+    );
+    assert!(
+        stdout.lines().any(|l| l == "read go"),
+        "the debugger read kubectl's input: {stdout}\n{stderr}{}",
+        debug(&control, &node)
+    );
+    // The target's process, PID 1 of the namespace the debugger joined.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "sleep", "3600"]),
+        "the target's sleep as PID 1 in the debugger's ps: {stdout}"
+    );
+
+    // Its end is in ephemeralContainerStatuses; it is not restarted, the pod stays as it was.
+    let mut pod = serde_json::Value::Null;
+    wait_until(
+        "the debugger's terminated status",
+        Duration::from_secs(30),
+        || {
+            pod = control.get_json(&["pod", "target"]).unwrap_or_default();
+            pod["status"]["ephemeralContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+        },
+    );
+    let statuses = &pod["status"]["ephemeralContainerStatuses"];
+    assert_eq!(statuses[0]["name"], "debugger", "{pod:#}");
+    assert_eq!(statuses[0]["restartCount"], 0, "{pod:#}");
+    assert_eq!(pod["metadata"]["uid"], before["metadata"]["uid"]);
+    let app = &pod["status"]["containerStatuses"][0];
+    assert!(app["state"]["running"].is_object(), "{pod:#}");
+    assert_eq!(
+        app["restartCount"], 0,
+        "the target was not restarted: {pod:#}"
+    );
+    assert_eq!(
+        app["state"]["running"]["startedAt"],
+        before["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+    );
+    let logs = control.kubectl_ok(&["logs", "target", "-c", "debugger"]);
+    assert!(logs.lines().any(|l| l == "read go"), "{logs}");
+}
