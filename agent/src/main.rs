@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some("__container-init") => bosun_agent::runtime::init::container_init_main(),
         Some("__exec") => bosun_agent::runtime::exec::exec_main(),
         Some("__spawner") => bosun_agent::runtime::exec_spawner::spawner_main(),
+        Some("__pod-init") => bosun_agent::runtime::pod_init::pod_init_main(),
         _ => {}
     }
     let args = cli::Args::parse();

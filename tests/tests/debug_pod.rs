@@ -109,3 +109,88 @@ fn debug_adds_an_ephemeral_container_in_the_targets_pid_namespace() {
     let logs = control.kubectl_ok(&["logs", "target", "-c", "debugger"]);
     assert!(logs.lines().any(|l| l == "read go"), "{logs}");
 }
+
+/// The host pids of the pod inits (`__pod-init`) running now.
+fn pod_inits() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"__pod-init"))
+        })
+        .collect()
+}
+
+#[test]
+fn debug_copy_to_runs_a_copy_whose_containers_share_one_pid_namespace() {
+    let (control, _fabric, node) = reachable_node(5);
+    control.apply(TARGET);
+    wait_until("the target runs", Duration::from_secs(60), || {
+        control.container_running("target")
+    });
+    // kubectl's copy shares its process namespace (the general profile sets it).
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", control.kubeconfig())
+        .env("HOME", control.dir.path())
+        .args([
+            "debug",
+            "target",
+            "-i",
+            "--copy-to=copy",
+            "--image=bosun.test/busybox:1",
+        ])
+        .args(["--profile=general", "-c", "debugger", "--"])
+        .args(["sh", "-c", "read x; ps -o pid,args"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl debug");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(b"go\n").expect("write kubectl's input");
+    let mut status = None;
+    wait_until("kubectl debug ends", Duration::from_secs(90), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    drop(input);
+    let out = child.wait_with_output().expect("kubectl's output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubectl debug --copy-to: {:?}\n{stdout}\n{stderr}{}",
+        out.status,
+        debug(&control, &node)
+    );
+    let copy = control.get_json(&["pod", "copy"]).expect("the copy");
+    assert_eq!(copy["spec"]["shareProcessNamespace"], true, "{copy:#}");
+    // PID 1 is the pod's init; the app container's sleep is another process of the namespace.
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.first() == Some(&"1") && r.last() == Some(&"__pod-init")),
+        "the pod init as PID 1: {stdout}{}",
+        debug(&control, &node)
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.first() != Some(&"1") && r[1..] == ["sleep", "3600"]),
+        "the app container's sleep, not PID 1: {stdout}"
+    );
+
+    // Deleting the copy ends its init.
+    let before = pod_inits();
+    assert!(!before.is_empty(), "a pod init runs");
+    control.kubectl_ok(&["delete", "pod", "copy", "--wait=false"]);
+    wait_until("the copy's init ends", Duration::from_secs(60), || {
+        let now = pod_inits();
+        before.iter().any(|pid| !now.contains(pid))
+    });
+}

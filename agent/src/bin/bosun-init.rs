@@ -10,10 +10,11 @@ fn main() {
         Some("__container-init") => bosun_agent::runtime::init::container_init_main(),
         Some("__exec") => bosun_agent::runtime::exec::exec_main(),
         Some("__spawner") => bosun_agent::runtime::exec_spawner::spawner_main(),
+        Some("__pod-init") => bosun_agent::runtime::pod_init::pod_init_main(),
         Some("__exec-stream") => bosun_agent::runtime::exec_stream::helper_main(),
         _ => {
             eprintln!(
-                "bosun-init is started by bosun-agent (__container-init | __exec | __spawner | __exec-stream)"
+                "bosun-init is started by bosun-agent (__container-init | __exec | __spawner | __exec-stream | __pod-init)"
             );
             std::process::exit(2);
         }

@@ -55,7 +55,12 @@ impl PodWorker {
             let sandbox = if exists {
                 PodSandbox::with_kinds(dir, &kinds)
             } else {
-                PodSandbox::create_with(dir, &hostname, &kinds)?
+                let sandbox = PodSandbox::create_with(dir, &hostname, &kinds)?;
+                if let Err(e) = sandbox.start_pid_init(&ctx.config.init_exe) {
+                    let _ = sandbox.remove();
+                    return Err(e);
+                }
+                sandbox
             };
             t.mark("sandbox");
             let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(start_err)?;
@@ -278,6 +283,7 @@ impl PodWorker {
         let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &inputs)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         spec.input = stdin.input.clone();
+        spec.pid_namespace = self.sandbox.pid_namespace();
         if let Some(target) = &container.target_container_name {
             let running = self.running.get(target).filter(|r| !r.stand_in);
             let Some(pid) = running.map(|r| r.pid) else {

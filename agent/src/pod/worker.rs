@@ -78,6 +78,9 @@ pub(super) fn sandbox_namespaces(pod: &Pod) -> Vec<&'static str> {
     if !spec.host_ipc {
         kinds.push("ipc");
     }
+    if spec.share_process_namespace == Some(true) {
+        kinds.push("pid");
+    }
     kinds
 }
 

@@ -16,6 +16,7 @@ pub mod init_mounts;
 pub mod init_spec;
 pub mod leftovers;
 pub mod mount_template;
+pub mod pod_init;
 pub mod sandbox;
 pub mod spawn;
 pub mod trash;

@@ -1,8 +1,9 @@
 //! Pod sandboxes: the net, ipc and uts namespaces a pod's containers share, held by bind
-//! mounts of the namespace files under `<run-dir>/pods/<uid>/ns/` — no pause process. A
-//! sandbox may hold only some of them (the pod shares the others with the node: hostNetwork,
-//! hostIPC). Must never leave a bind mount behind on delete, and never enter the agent's own
-//! namespaces.
+//! mounts of the namespace files under `<run-dir>/pods/<uid>/ns/` — no pause process — and,
+//! with `shareProcessNamespace`, a PID namespace, whose PID 1 (`pod_init`) the sandbox starts
+//! and kills. A sandbox may hold only some of them (the pod shares the others with the node:
+//! hostNetwork, hostIPC). Must never leave a bind mount behind on delete, and never enter the
+//! agent's own namespaces.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,10 @@ use super::RuntimeError;
 use crate::sys::loopback::bring_up_loopback;
 
 /// The namespace kinds a sandbox holds.
-pub const SANDBOX_NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
+pub const SANDBOX_NAMESPACES: [&str; 4] = ["net", "ipc", "uts", "pid"];
+
+/// The file recording the pod init's pid and start time.
+const POD_INIT: &str = "pod-init";
 
 /// A pod's held namespaces.
 #[derive(Debug, Clone)]
@@ -43,12 +47,47 @@ impl PodSandbox {
         self.dir.join("ns").join(kind)
     }
 
-    /// The namespace files, as [`super::InitSpec::namespaces`] wants them.
+    /// The namespace files joined by setns before the fork, as
+    /// [`super::InitSpec::namespaces`] wants them (the PID namespace is
+    /// [`PodSandbox::pid_namespace`]).
     pub fn namespaces(&self) -> Vec<(String, PathBuf)> {
         self.kinds
             .iter()
+            .filter(|k| **k != "pid")
             .map(|k| (k.to_string(), self.ns_path(k)))
             .collect()
+    }
+
+    /// The pod's shared PID namespace (`shareProcessNamespace`), if it has one.
+    pub fn pid_namespace(&self) -> Option<PathBuf> {
+        self.kinds.contains(&"pid").then(|| self.ns_path("pid"))
+    }
+
+    /// Starts the PID 1 of the pod's shared PID namespace and pins the namespace; nothing
+    /// without one.
+    pub fn start_pid_init(&self, init_exe: &Path) -> Result<(), RuntimeError> {
+        let Some(target) = self.pid_namespace() else {
+            return Ok(());
+        };
+        let (pid, started) = super::pod_init::start(init_exe)?;
+        let record = self.dir.join(POD_INIT);
+        let pinned = std::fs::write(&record, format!("{pid} {started}\n"))
+            .map_err(|e| RuntimeError::io("write", &record, e))
+            .and_then(|()| {
+                let src = format!("/proc/{pid}/ns/pid");
+                mount(
+                    Some(src.as_str()),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| RuntimeError::sys("bind-mount the pod's PID namespace", e))
+            });
+        if pinned.is_err() {
+            super::pod_init::kill(pid, started);
+        }
+        pinned
     }
 
     /// Whether all namespace files are still held (e.g. after an agent restart).
@@ -82,6 +121,7 @@ impl PodSandbox {
         let targets: Vec<(&'static str, PathBuf)> = sandbox
             .kinds
             .iter()
+            .filter(|k| **k != "pid")
             .map(|k| (*k, sandbox.ns_path(k)))
             .collect();
         let has = |kind: &str| sandbox.kinds.contains(&kind);
@@ -137,8 +177,17 @@ impl PodSandbox {
         }
     }
 
-    /// Unmounts the namespace files and removes the directory; idempotent.
+    /// Kills the pod's init (shared PID namespace), unmounts the namespace files and removes
+    /// the directory; idempotent.
     pub fn remove(&self) -> Result<(), RuntimeError> {
+        if let Ok(record) = std::fs::read_to_string(self.dir.join(POD_INIT)) {
+            let mut fields = record.split_whitespace().map(str::parse::<u64>);
+            if let (Some(Ok(pid)), Some(Ok(started))) = (fields.next(), fields.next()) {
+                if let Ok(pid) = i32::try_from(pid) {
+                    super::pod_init::kill(pid, started);
+                }
+            }
+        }
         for k in SANDBOX_NAMESPACES {
             let p = self.ns_path(k);
             if is_nsfs(&p) {

@@ -134,11 +134,6 @@ fn fields_the_agent_does_not_honour_are_refused_by_name() {
             "spec.containers[0].lifecycle.preStop.tcpSocket",
         ),
         (
-            "spec: {",
-            "spec: {shareProcessNamespace: true, ",
-            "spec.shareProcessNamespace",
-        ),
-        (
             "image: nginx",
             "image: nginx, securityContext: {privileged: true}",
             "spec.containers[0].securityContext.privileged",

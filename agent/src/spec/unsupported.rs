@@ -58,10 +58,6 @@ fn refuse_pod_fields(spec: &PodSpec) -> Result<(), SpecError> {
             "node labels come with the control plane",
         );
     }
-    if spec.share_process_namespace == Some(true) {
-        let why = "each container has its own PID namespace";
-        return refused("spec.shareProcessNamespace", why);
-    }
     Ok(())
 }
 

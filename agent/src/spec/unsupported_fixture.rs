@@ -225,7 +225,7 @@ pub(super) fn maximal_pod() -> Pod {
             host_network: true,
             host_pid: true,
             host_ipc: true,
-            share_process_namespace: Some(true),
+            share_process_namespace: Some(false), // true with hostPID is invalid
             security_context: Some(PodSecurityContext {
                 run_as_user: Some(1000),
                 run_as_group: Some(1000),

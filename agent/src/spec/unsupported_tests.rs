@@ -73,6 +73,7 @@ const HONOURED: &[&str] = &[
     "spec.containers[0].volumeMounts[0].mountPath",
     "spec.containers[0].volumeMounts[0].readOnly",
     "spec.containers[0].volumeMounts[0].subPath",
+    "spec.shareProcessNamespace",
     "spec.containers[0].stdin",
     "spec.containers[0].stdinOnce",
     "spec.containers[0].tty",
@@ -87,7 +88,6 @@ const REFUSED: &[(&str, &str)] = &[
     ),
     ("spec.nodeName", "spec.nodeName"),
     ("spec.nodeSelector", "spec.nodeSelector"),
-    ("spec.shareProcessNamespace", "spec.shareProcessNamespace"),
     (
         "spec.containers[0].volumeMounts[0].mountPropagation",
         "spec.containers[0].volumeMounts[0].mountPropagation",
@@ -176,7 +176,6 @@ fn without_refused() -> Pod {
     }
     s.node_name = None;
     s.node_selector.clear();
-    s.share_process_namespace = None;
     pod
 }
 

@@ -54,6 +54,10 @@ fn validate_spec(spec: &PodSpec) -> Result<(), SpecError> {
         let field = "spec.terminationGracePeriodSeconds";
         return Err(SpecError::new(field, "must be greater than or equal to 0"));
     }
+    if spec.share_process_namespace == Some(true) && spec.host_pid {
+        let message = "ShareProcessNamespace and HostPID cannot both be enabled";
+        return Err(SpecError::new("spec.shareProcessNamespace", message));
+    }
     if spec.active_deadline_seconds.is_some_and(|s| s < 1) {
         let field = "spec.activeDeadlineSeconds";
         return Err(SpecError::new(field, "must be greater than or equal to 1"));

@@ -1,0 +1,114 @@
+//! A pod's shared PID namespace (`shareProcessNamespace: true`) and its PID 1, which kubelet's
+//! pause container is: `bosun-init __pod-init` unshares a PID namespace, forks its PID 1,
+//! reports that pid on stdout and exits. PID 1 reaps the zombies the pod's processes leave
+//! and does nothing else, until the agent kills it when the pod goes (a PID namespace whose
+//! PID 1 ended takes no more processes, so no container may be it: each one restarts on its
+//! own). The agent pins the namespace with a bind mount beside the pod's other namespaces and
+//! records PID 1's pid and start time (`pod-init` in the sandbox directory) to kill exactly it.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+
+use super::RuntimeError;
+use crate::sys::clone3::fork_child;
+use crate::sys::pidfd::{pidfd_open, pidfd_send_signal, start_time, try_reap};
+
+/// Entry point of `bosun-init __pod-init`. Never returns.
+pub fn pod_init_main() -> ! {
+    let mut out = std::io::stdout();
+    let result = unshare(CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("unshare pid namespace: {e}"))
+        .and_then(|()| fork_child(None, reap_forever).map_err(|e| format!("clone3: {e}")));
+    match result {
+        Ok(pid) => {
+            let _ = writeln!(out, "pid {pid}");
+            std::process::exit(0)
+        }
+        Err(why) => {
+            let _ = writeln!(out, "error: {why}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// PID 1: lets go of the agent's pipe and directory, then reaps children for ever.
+fn reap_forever() -> i32 {
+    let _ = std::env::set_current_dir("/");
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+    let _ = nix::unistd::setsid();
+    let mut children = SigSet::empty();
+    children.add(Signal::SIGCHLD);
+    let _ = children.thread_block();
+    loop {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = children.wait();
+    }
+}
+
+/// Starts a pod's PID 1 with `init_exe`: its pid and start time.
+pub fn start(init_exe: &Path) -> Result<(i32, u64), RuntimeError> {
+    let fail = |message: String| RuntimeError::Start {
+        id: "pod-init".into(),
+        message,
+    };
+    let mut child = Command::new(init_exe)
+        .arg("__pod-init")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env_clear()
+        .spawn()
+        .map_err(|e| RuntimeError::io("spawn", init_exe, e))?;
+    let mut status = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut status)
+            .map_err(|e| fail(format!("reading the pod init's pid: {e}")))?;
+    }
+    let _ = child.wait();
+    let pid = status
+        .trim()
+        .strip_prefix("pid ")
+        .and_then(|p| p.parse::<i32>().ok())
+        .ok_or_else(|| fail(format!("pod init: {}", status.trim())))?;
+    Ok((pid, start_time(pid).unwrap_or(0)))
+}
+
+/// Kills the pod's PID 1 recorded as `pid` started at `started` (nothing if that process is
+/// gone: the pid may be another's now) and reaps it when it is the agent's child.
+pub fn kill(pid: i32, started: u64) {
+    if start_time(pid) != Some(started) {
+        return;
+    }
+    let Ok(pidfd) = pidfd_open(pid) else {
+        return;
+    };
+    if let Err(e) = pidfd_send_signal(&pidfd, Signal::SIGKILL) {
+        tracing::debug!(pid, error = %e, "killing the pod's init");
+        return;
+    }
+    for _ in 0..200 {
+        if matches!(try_reap(&pidfd, pid), Ok(Some(_)) | Err(_)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
