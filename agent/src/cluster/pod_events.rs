@@ -30,15 +30,19 @@ pub struct PodEvent {
     pub kind: Kind,
     pub reason: &'static str,
     pub message: String,
-    /// `spec.containers{NAME}` (or `spec.initContainers{NAME}`); empty for the pod itself.
+    /// `spec.containers{NAME}` (`spec.initContainers{NAME}`, `spec.ephemeralContainers{NAME}`);
+    /// empty for the pod itself.
     pub field_path: String,
 }
 
-fn field_path(c: &ContainerStatus) -> String {
-    match c.init {
-        true => format!("spec.initContainers{{{}}}", c.name),
-        false => format!("spec.containers{{{}}}", c.name),
-    }
+/// The pod's container statuses, each with the spec list it is in.
+fn statuses(st: &PodStatus) -> impl Iterator<Item = (&'static str, &ContainerStatus)> + '_ {
+    let init = st.init_container_statuses.iter();
+    let app = st.container_statuses.iter();
+    let ephemeral = st.ephemeral_container_statuses.iter();
+    init.map(|c| ("spec.initContainers", c))
+        .chain(app.map(|c| ("spec.containers", c)))
+        .chain(ephemeral.map(|c| ("spec.ephemeralContainers", c)))
 }
 
 /// The start time of a running container, or of the last run of a terminated one.
@@ -80,18 +84,13 @@ pub fn diff(
     agent_start: SystemTime,
 ) -> Vec<PodEvent> {
     let mut out = Vec::new();
-    let containers = now
-        .init_container_statuses
-        .iter()
-        .chain(&now.container_statuses);
-    for c in containers {
+    for (list, c) in statuses(now) {
         let prev = before.and_then(|b| {
-            b.init_container_statuses
-                .iter()
-                .chain(&b.container_statuses)
-                .find(|p| p.name == c.name && p.init == c.init)
+            statuses(b)
+                .find(|(l, p)| *l == list && p.name == c.name)
+                .map(|(_, p)| p)
         });
-        let path = field_path(c);
+        let path = format!("{list}{{{}}}", c.name);
         let event = |kind, reason, message: String| PodEvent {
             kind,
             reason,
@@ -219,6 +218,18 @@ mod tests {
             reasons(&diff(Some(&up), &again, false)),
             ["Pulled", "Created", "Started"]
         );
+    }
+
+    #[test]
+    fn an_ephemeral_container_is_announced_under_its_own_list() {
+        let up = pod(running("T1"));
+        let mut debugged = up.clone();
+        let mut debugger = container(running("T2"));
+        debugger.name = "debugger".into();
+        debugged.ephemeral_container_statuses.push(debugger);
+        let events = diff(Some(&up), &debugged, false);
+        assert_eq!(reasons(&events), ["Pulled", "Created", "Started"]);
+        assert_eq!(events[2].field_path, "spec.ephemeralContainers{debugger}");
     }
 
     #[test]
