@@ -1,6 +1,7 @@
 //! A `bosun-control` process with a temporary data dir on a fixed loopback port (fixed so that
 //! a restart keeps the address the agents' kubeconfigs name), and `kubectl` pointed at it.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -148,6 +149,43 @@ impl Control {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kubectl")
+    }
+
+    /// kubectl given `input` on a stdin that stays open until it exits (a command that attaches
+    /// reads its input once attached, and a container whose stdin is not `stdinOnce` never
+    /// sees its end), waited for at most `limit`.
+    pub fn kubectl_with_input(&self, args: &[&str], input: &[u8], limit: Duration) -> Output {
+        let mut child = Command::new("kubectl")
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.dir.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut stdin = child.stdin.take().expect("kubectl's stdin");
+        stdin.write_all(input).expect("write kubectl's input");
+        let mut ended = false;
+        crate::wait_until(&format!("kubectl {args:?} ends"), limit, || {
+            ended = child.try_wait().ok().flatten().is_some();
+            ended
+        });
+        drop(stdin);
+        child.wait_with_output().expect("kubectl's output")
+    }
+
+    /// The last 40 lines of the control's log and of `node`'s agent log, for a failure message.
+    pub fn logs_tail(&self, node: &crate::Node) -> String {
+        let tail = |t: String| {
+            let lines: Vec<&str> = t.lines().filter(|l| !l.contains("phase")).collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
+        format!(
+            "\n--- control log ---\n{}\n--- agent log ---\n{}",
+            tail(self.log()),
+            tail(node.log())
+        )
     }
 
     /// kubectl that must succeed; its stdout.

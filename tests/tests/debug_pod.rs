@@ -3,11 +3,9 @@
 //! without restarting it, in the target container's PID namespace (a debugger sees its
 //! processes), attached with stdin, reported in `ephemeralContainerStatuses` and never restarted.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bosun_e2e::{reachable_node, wait_until, Control, Node};
+use bosun_e2e::{reachable_node, wait_until};
 
 const TARGET: &str = r#"apiVersion: v1
 kind: Pod
@@ -20,18 +18,6 @@ spec:
     command: [sleep, '3600']
 "#;
 
-fn debug(control: &Control, node: &Node) -> String {
-    let tail = |t: String| {
-        let lines: Vec<&str> = t.lines().filter(|l| !l.contains("phase")).collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    };
-    format!(
-        "\n--- control log ---\n{}\n--- agent log ---\n{}",
-        tail(control.log()),
-        tail(node.log())
-    )
-}
-
 #[test]
 fn debug_adds_an_ephemeral_container_in_the_targets_pid_namespace() {
     let (control, _fabric, node) = reachable_node(4);
@@ -41,38 +27,35 @@ fn debug_adds_an_ephemeral_container_in_the_targets_pid_namespace() {
     });
     let before = control.get_json(&["pod", "target"]).expect("the pod");
     // The debugger waits for a line, so what it prints comes after kubectl attached.
-    let mut child = Command::new("kubectl")
-        .env("KUBECONFIG", control.kubeconfig())
-        .env("HOME", control.dir.path())
-        .args(["debug", "target", "-i", "--image=bosun.test/busybox:1"])
-        .args(["--target=app", "-c", "debugger", "--"])
-        .args(["sh", "-c", "read x; echo \"read $x\"; ps -o pid,args"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl debug");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(b"go\n").expect("write kubectl's input");
-    let mut status = None;
-    wait_until("kubectl debug ends", Duration::from_secs(90), || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    drop(input);
-    let out = child.wait_with_output().expect("kubectl's output");
+    let out = control.kubectl_with_input(
+        &[
+            "debug",
+            "target",
+            "-i",
+            "--image=bosun.test/busybox:1",
+            "--target=app",
+            "-c",
+            "debugger",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo \"read $x\"; ps -o pid,args",
+        ],
+        b"go\n",
+        Duration::from_secs(90),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "kubectl debug: {:?}\n{stdout}\n{stderr}{}",
         out.status,
-        debug(&control, &node)
+        control.logs_tail(&node)
     );
     assert!(
         stdout.lines().any(|l| l == "read go"),
         "the debugger read kubectl's input: {stdout}\n{stderr}{}",
-        debug(&control, &node)
+        control.logs_tail(&node)
     );
     // The target's process, PID 1 of the namespace the debugger joined.
     assert!(
@@ -132,39 +115,31 @@ fn debug_copy_to_runs_a_copy_whose_containers_share_one_pid_namespace() {
         control.container_running("target")
     });
     // kubectl's copy shares its process namespace (the general profile sets it).
-    let mut child = Command::new("kubectl")
-        .env("KUBECONFIG", control.kubeconfig())
-        .env("HOME", control.dir.path())
-        .args([
+    let out = control.kubectl_with_input(
+        &[
             "debug",
             "target",
             "-i",
             "--copy-to=copy",
             "--image=bosun.test/busybox:1",
-        ])
-        .args(["--profile=general", "-c", "debugger", "--"])
-        .args(["sh", "-c", "read x; ps -o pid,args"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl debug");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(b"go\n").expect("write kubectl's input");
-    let mut status = None;
-    wait_until("kubectl debug ends", Duration::from_secs(90), || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    drop(input);
-    let out = child.wait_with_output().expect("kubectl's output");
+            "--profile=general",
+            "-c",
+            "debugger",
+            "--",
+            "sh",
+            "-c",
+            "read x; ps -o pid,args",
+        ],
+        b"go\n",
+        Duration::from_secs(90),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "kubectl debug --copy-to: {:?}\n{stdout}\n{stderr}{}",
         out.status,
-        debug(&control, &node)
+        control.logs_tail(&node)
     );
     let copy = control.get_json(&["pod", "copy"]).expect("the copy");
     assert_eq!(copy["spec"]["shareProcessNamespace"], true, "{copy:#}");
@@ -177,7 +152,7 @@ fn debug_copy_to_runs_a_copy_whose_containers_share_one_pid_namespace() {
         rows.iter()
             .any(|r| r.first() == Some(&"1") && r.last() == Some(&"__pod-init")),
         "the pod init as PID 1: {stdout}{}",
-        debug(&control, &node)
+        control.logs_tail(&node)
     );
     assert!(
         rows.iter()

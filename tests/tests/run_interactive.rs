@@ -9,21 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bosun_e2e::{reachable_node, wait_until, Control, Node};
+use bosun_e2e::{reachable_node, wait_until};
 
 const IMAGE: &str = "--image=bosun.test/busybox:1";
-
-fn debug(control: &Control, node: &Node) -> String {
-    let tail = |t: String| {
-        let lines: Vec<&str> = t.lines().filter(|l| !l.contains("phase")).collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    };
-    format!(
-        "\n--- control log ---\n{}\n--- agent log ---\n{}",
-        tail(control.log()),
-        tail(node.log())
-    )
-}
 
 #[test]
 fn run_i_sends_stdin_and_its_end_to_the_container() {
@@ -61,14 +49,14 @@ fn run_i_sends_stdin_and_its_end_to_the_container() {
         out.status.success(),
         "kubectl run -i: {:?}\n{stdout}\n{stderr}{}",
         out.status,
-        debug(&control, &node)
+        control.logs_tail(&node)
     );
     // The container's stdin ended when kubectl's did: `cat` returned and `end` was printed.
     for line in ["got hello", "second line", "end"] {
         assert!(
             stdout.lines().any(|l| l == line),
             "{line:?} in {stdout}\n{stderr}{}",
-            debug(&control, &node)
+            control.logs_tail(&node)
         );
     }
     // --rm: the pod is deleted.
@@ -112,7 +100,7 @@ fn run_it_gives_the_container_a_terminal() {
     assert!(
         attached,
         "kubectl attached: {seen:?}{}",
-        debug(&control, &node)
+        control.logs_tail(&node)
     );
     input.write_all(b"forty-two\r").expect("type the answer");
     input.flush().expect("flush");
@@ -120,7 +108,7 @@ fn run_it_gives_the_container_a_terminal() {
     assert!(
         answered,
         "the container's answer through its terminal: {seen:?}{}",
-        debug(&control, &node)
+        control.logs_tail(&node)
     );
     wait_until("kubectl run -it ends", Duration::from_secs(30), || {
         child.try_wait().ok().flatten().is_some()
@@ -149,37 +137,29 @@ fn debug_node_runs_a_shell_in_the_nodes_namespaces_with_its_root_at_host() {
     // stdin (not stdinOnce: it stays open for the next attach).
     let target = format!("node/{}", node.name);
     // The container waits for a line, so what it prints comes after kubectl attached.
-    let mut child = Command::new("kubectl")
-        .env("KUBECONFIG", control.kubeconfig())
-        .env("HOME", control.dir.path())
-        .args(["debug", &target, "-i", "--profile=general", IMAGE, "--"])
-        .args([
+    let out = control.kubectl_with_input(
+        &[
+            "debug",
+            &target,
+            "-i",
+            "--profile=general",
+            IMAGE,
+            "--",
             "sh",
             "-c",
             "read x; echo \"read $x\"; echo \"pid1 $(cat /proc/1/comm)\"; \
-                echo \"host pid1 $(cat /host/proc/1/comm)\"",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl debug");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(b"go\n").expect("write kubectl's input");
-    let mut status = None;
-    wait_until("kubectl debug ends", Duration::from_secs(90), || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    drop(input);
-    let out = child.wait_with_output().expect("kubectl's output");
+             echo \"host pid1 $(cat /host/proc/1/comm)\"",
+        ],
+        b"go\n",
+        Duration::from_secs(90),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "kubectl debug node: {:?}\n{stdout}\n{stderr}{}",
         out.status,
-        debug(&control, &node)
+        control.logs_tail(&node)
     );
     // The node's PID 1, seen through the node's PID namespace and through its root.
     let host_init = std::fs::read_to_string("/proc/1/comm").expect("the host's PID 1");
@@ -192,7 +172,7 @@ fn debug_node_runs_a_shell_in_the_nodes_namespaces_with_its_root_at_host() {
         assert!(
             stdout.lines().any(|l| l == line),
             "{line:?} in {stdout}\n{stderr}{}",
-            debug(&control, &node)
+            control.logs_tail(&node)
         );
     }
 }
