@@ -199,3 +199,53 @@ fn rx_until(
     }
     false
 }
+
+#[test]
+fn debug_node_with_the_sysadmin_profile_is_privileged() {
+    let (control, _fabric, node) = reachable_node(6);
+    let target = format!("node/{}", node.name);
+    // The sysadmin profile makes the container privileged: every capability the node gives,
+    // the node's devices, a writable /sys.
+    let out = control.kubectl_with_input(
+        &[
+            "debug",
+            &target,
+            "-i",
+            "--profile=sysadmin",
+            IMAGE,
+            "--",
+            "sh",
+            "-c",
+            "read x; grep CapEff /proc/self/status; test -c /dev/kmsg && echo has-kmsg; \
+             grep ' /sys ' /proc/mounts",
+        ],
+        b"go\n",
+        Duration::from_secs(90),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubectl debug --profile=sysadmin: {:?}\n{stdout}\n{stderr}{}",
+        out.status,
+        control.logs_tail(&node)
+    );
+    let ours = std::fs::read_to_string("/proc/self/status").expect("our status");
+    let caps = ours
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .expect("CapEff");
+    let sysfs = stdout.lines().find(|l| l.contains(" /sys "));
+    assert!(
+        stdout.lines().any(|l| l == caps) && stdout.lines().any(|l| l == "has-kmsg"),
+        "the node's capabilities ({caps}) and /dev/kmsg: {stdout}\n{stderr}{}",
+        control.logs_tail(&node)
+    );
+    assert!(
+        sysfs.is_some_and(|l| l
+            .split_whitespace()
+            .nth(3)
+            .is_some_and(|o| o.starts_with("rw"))),
+        "/sys writable: {sysfs:?}"
+    );
+}

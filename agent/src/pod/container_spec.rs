@@ -1,6 +1,7 @@
 //! Translates a Kubernetes container (plus its image and pod) into what the runtime needs: the
 //! process description ([`InitSpec`]) and cgroup settings. Pure apart from reading the image's
-//! /etc/passwd and /etc/group for a named `User`.
+//! /etc/passwd and /etc/group for a named `User`, and the agent's capability bounding set for
+//! a privileged container.
 
 use std::path::{Path, PathBuf};
 
@@ -89,7 +90,10 @@ pub fn init_spec(
         }
     }
     if privileged {
-        caps = caps::all().iter().map(|c| c.to_string()).collect();
+        // Every capability the node gives its processes (the agent's bounding set: a node
+        // that is itself a container may lack some).
+        let node = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
+        caps = node.iter().map(|c| c.to_string()).collect();
     }
     // fsGroup joins the supplemental groups, as kubelet does (it also owns volumes, which are
     // refused until the storage issue).
@@ -111,6 +115,8 @@ pub fn init_spec(
         readonly_rootfs: sc
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
+        privileged,
+        host_devices: Vec::new(),
         namespaces: Vec::new(),
         host_pid: pod.spec.host_pid,
         pid_namespace: None,
@@ -282,7 +288,12 @@ pub fn container_resources(c: &Container, field: &str) -> Result<CgroupResources
         cpu_quota_us: cpu_lim.map(quota_from_millis),
         memory_limit_bytes: mem_lim.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
         pids_limit: None,
-        restrict_devices: true,
+        // A privileged container may use every device of the node.
+        restrict_devices: !c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.privileged)
+            .unwrap_or(false),
     })
 }
 

@@ -283,6 +283,9 @@ impl PodWorker {
         let mut spec = init_spec(id, &self.pod, container, field, &image, &paths, &inputs)
             .map_err(|e| waiting("CreateContainerConfigError")(e.to_string()))?;
         spec.input = stdin.input.clone();
+        if spec.privileged {
+            spec.host_devices = crate::runtime::devices::host_devices();
+        }
         spec.pid_namespace = self.sandbox.pid_namespace();
         if let Some(target) = &container.target_container_name {
             let running = self.running.get(target).filter(|r| !r.stand_in);

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use super::devices::populate_dev;
+use super::devices::{add_host_devices, populate_dev};
 use super::init_spec::{MASKED_PATHS, READONLY_PATHS};
 use super::InitSpec;
 
@@ -97,9 +97,15 @@ pub fn build_rootfs(spec: &InitSpec, sources: Option<&[MountSource]>) -> R {
     )?;
     let sys_dir = root.join("sys");
     ensure_mountpoint(&sys_dir, true)?;
-    let ro = nosuid_nodev_noexec | MsFlags::MS_RDONLY;
-    do_mount(Some("sysfs"), &sys_dir, Some("sysfs"), ro, None)?;
+    let sys_flags = match spec.privileged {
+        true => nosuid_nodev_noexec,
+        false => nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+    };
+    do_mount(Some("sysfs"), &sys_dir, Some("sysfs"), sys_flags, None)?;
     populate_dev(root)?;
+    if spec.privileged {
+        add_host_devices(root, &spec.host_devices)?;
+    }
 
     if spec.readonly_rootfs {
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
@@ -111,7 +117,9 @@ pub fn build_rootfs(spec: &InitSpec, sources: Option<&[MountSource]>) -> R {
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching old root: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
 
-    mask_paths()?;
+    if !spec.privileged {
+        mask_paths()?;
+    }
     let cwd = Path::new(&spec.process.cwd);
     if !cwd.is_dir() {
         std::fs::create_dir_all(cwd)

@@ -50,6 +50,12 @@ pub struct InitSpec {
     /// Where the overlay is mounted (inside the container's own mount namespace only).
     pub rootfs: PathBuf,
     pub readonly_rootfs: bool,
+    /// A privileged container: /sys writable, nothing of /proc masked, the node's devices.
+    #[serde(default)]
+    pub privileged: bool,
+    /// The node's device nodes for its /dev (privileged only).
+    #[serde(default)]
+    pub host_devices: Vec<super::devices::HostDevice>,
     /// Namespace files of the pod sandbox to join: ("net" | "ipc" | "uts", path). A kind not
     /// listed is the agent's own (hostIPC, hostNetwork without `--node-netns`).
     pub namespaces: Vec<(String, PathBuf)>,

@@ -135,8 +135,8 @@ fn fields_the_agent_does_not_honour_are_refused_by_name() {
         ),
         (
             "image: nginx",
-            "image: nginx, securityContext: {privileged: true}",
-            "spec.containers[0].securityContext.privileged",
+            "image: nginx, resources: {limits: {nvidia.com/gpu: 1}}",
+            "spec.containers[0].resources.limits.nvidia.com/gpu",
         ),
         (
             "spec: {",

@@ -85,10 +85,6 @@ fn refuse_container_fields(path: &str, c: &Container) -> Result<(), SpecError> {
             return refused(format!("{path}.resources.{kind}.{name}"), why);
         }
     }
-    if c.security_context.as_ref().and_then(|s| s.privileged) == Some(true) {
-        let why = "a privileged container needs the host's devices and unmasked /proc and /sys";
-        return refused(format!("{path}.securityContext.privileged"), why);
-    }
     for (hook, handler) in c.lifecycle.iter().flat_map(|l| l.hooks()) {
         if handler.tcp_socket.is_some() {
             let why = "deprecated; kubelet never runs a tcpSocket hook: use exec, httpGet or sleep";

@@ -74,6 +74,7 @@ const HONOURED: &[&str] = &[
     "spec.containers[0].volumeMounts[0].readOnly",
     "spec.containers[0].volumeMounts[0].subPath",
     "spec.shareProcessNamespace",
+    "spec.containers[0].securityContext.privileged",
     "spec.containers[0].stdin",
     "spec.containers[0].stdinOnce",
     "spec.containers[0].tty",
@@ -99,10 +100,6 @@ const REFUSED: &[(&str, &str)] = &[
     (
         "spec.containers[0].resources.limits.nvidia.com/gpu",
         "spec.containers[0].resources.limits.nvidia.com/gpu",
-    ),
-    (
-        "spec.containers[0].securityContext.privileged",
-        "spec.containers[0].securityContext.privileged",
     ),
     (
         "spec.containers[0].lifecycle.preStop.tcpSocket",
@@ -163,9 +160,6 @@ fn without_refused() -> Pod {
         c.resources
             .limits
             .retain(|k, _| HONOURED_RESOURCES.contains(&k.as_str()));
-        if let Some(sc) = c.security_context.as_mut() {
-            sc.privileged = None;
-        }
         if let Some(l) = c.lifecycle.as_mut() {
             l.pre_stop.take_if(|h| h.tcp_socket.is_some());
         }
