@@ -160,9 +160,16 @@ fn debug_copy_to_runs_a_copy_whose_containers_share_one_pid_namespace() {
         "the app container's sleep, not PID 1: {stdout}"
     );
 
-    // Deleting the copy ends its init.
+    // The init is the pod's: in a cgroup of its own under the pod's (not the agent's, whose
+    // restart must not end it); deleting the copy ends it.
     let before = pod_inits();
-    assert!(!before.is_empty(), "a pod init runs");
+    let in_pod_cgroup = before.iter().any(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| {
+            c.lines()
+                .all(|l| l.ends_with("/pod-init") || l.ends_with(":/"))
+        })
+    });
+    assert!(in_pod_cgroup, "a pod init in its pod's cgroup: {before:?}");
     control.kubectl_ok(&["delete", "pod", "copy", "--wait=false"]);
     wait_until("the copy's init ends", Duration::from_secs(60), || {
         let now = pod_inits();

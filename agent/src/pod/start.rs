@@ -19,6 +19,9 @@ use crate::runtime::spawn::{prepare_container_dir, start_container};
 use crate::runtime::RuntimeError;
 use crate::spec::qos_class;
 
+/// The cgroup (under the pod's) of a shared PID namespace's PID 1.
+pub(super) const POD_INIT_CGROUP: &str = "pod-init";
+
 /// Why a container did not start.
 pub(super) enum StartFailure {
     /// Before a process existed: stay Waiting with this reason, retry later.
@@ -55,19 +58,28 @@ impl PodWorker {
             let sandbox = if exists {
                 PodSandbox::with_kinds(dir, &kinds)
             } else {
-                let sandbox = PodSandbox::create_with(dir, &hostname, &kinds)?;
-                if let Err(e) = sandbox.start_pid_init(&ctx.config.init_exe) {
-                    let _ = sandbox.remove();
-                    return Err(e);
-                }
-                sandbox
+                PodSandbox::create_with(dir, &hostname, &kinds)?
             };
             t.mark("sandbox");
             let res = pod_resources(&pod, ctx.config.pod_pids_limit).map_err(start_err)?;
-            let cgroup = ctx
-                .cgroups
-                .create(&ctx.pod_cgroup(&uid, qos_class(&pod.spec)), &res)?;
+            let pod_rel = ctx.pod_cgroup(&uid, qos_class(&pod.spec));
+            let cgroup = ctx.cgroups.create(&pod_rel, &res)?;
             t.mark("pod-cgroup");
+            if !exists && sandbox.pid_namespace().is_some() {
+                // The shared PID namespace's PID 1, in a cgroup of its own in the pod's.
+                let own = ctx
+                    .cgroups
+                    .create(&pod_rel.join(POD_INIT_CGROUP), &Default::default())?;
+                let spec = crate::runtime::pod_init::PodInitSpec {
+                    cgroup_tasks: own.v1_task_files(),
+                    cgroup_v2_dir: own.v2_dir(),
+                };
+                if let Err(e) = sandbox.start_pid_init(&ctx.config.init_exe, &spec) {
+                    let _ = sandbox.remove();
+                    let _ = own.remove();
+                    return Err(e);
+                }
+            }
             let ips = if pod.spec.host_network {
                 super::network::node_ips(&ctx)
             } else {

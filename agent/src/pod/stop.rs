@@ -116,6 +116,15 @@ impl PodWorker {
         let net_ctx = self.ctx.clone();
         let net_ref = (!self.pod.spec.host_network).then(|| self.network_ref());
         let sandbox = self.sandbox.clone();
+        // The shared PID namespace's init goes before the pod cgroup, which holds its own.
+        let pod_init_cgroup = sandbox.pid_namespace().map(|_| {
+            let rel = self
+                .ctx
+                .pod_cgroup(&self.uid, crate::spec::qos_class(&self.pod.spec));
+            self.ctx
+                .cgroups
+                .open(&rel.join(super::start::POD_INIT_CGROUP))
+        });
         let state_dir = self.ctx.pod_state_dir(&self.uid);
         let root = self.ctx.config.root.clone();
         let md = &self.pod.metadata;
@@ -133,6 +142,12 @@ impl PodWorker {
                 super::network::network_del(&net_ctx, net_ref);
             }
             t.mark("network");
+            sandbox.kill_pid_init();
+            if let Some(cg) = pod_init_cgroup {
+                if let Err(e) = cg.remove() {
+                    tracing::warn!(pod = %name, error = %e, "removing the pod init's cgroup");
+                }
+            }
             if let Some(cg) = pod_cgroup {
                 if let Err(e) = cg.remove() {
                     tracing::warn!(pod = %name, error = %e, "removing pod cgroup");

@@ -18,12 +18,20 @@ use super::RuntimeError;
 use crate::sys::clone3::fork_child;
 use crate::sys::pidfd::{pidfd_open, pidfd_send_signal, start_time, try_reap};
 
-/// Entry point of `bosun-init __pod-init`. Never returns.
+/// Where the pod init runs: its own cgroup under the pod's (a cgroup v2 parent with
+/// children may hold no process itself), so that it is the pod's, and outlives the agent's.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PodInitSpec {
+    /// cgroup v1 `tasks` files the helper joins before the fork.
+    pub cgroup_tasks: Vec<std::path::PathBuf>,
+    /// The cgroup v2 directory PID 1 is born in.
+    pub cgroup_v2_dir: Option<std::path::PathBuf>,
+}
+
+/// Entry point of `bosun-init __pod-init`: the [`PodInitSpec`] on stdin. Never returns.
 pub fn pod_init_main() -> ! {
     let mut out = std::io::stdout();
-    let result = unshare(CloneFlags::CLONE_NEWPID)
-        .map_err(|e| format!("unshare pid namespace: {e}"))
-        .and_then(|()| fork_child(None, reap_forever).map_err(|e| format!("clone3: {e}")));
+    let result = pod_init();
     match result {
         Ok(pid) => {
             let _ = writeln!(out, "pid {pid}");
@@ -34,6 +42,20 @@ pub fn pod_init_main() -> ! {
             std::process::exit(1)
         }
     }
+}
+
+fn pod_init() -> Result<i32, String> {
+    let mut raw = String::new();
+    std::io::stdin()
+        .read_to_string(&mut raw)
+        .map_err(|e| format!("reading spec: {e}"))?;
+    let spec: PodInitSpec =
+        serde_json::from_str(&raw).map_err(|e| format!("decoding spec: {e}"))?;
+    super::init::join_cgroups(&spec.cgroup_tasks)?;
+    let v2_dir = super::init::open_cgroup_dir(spec.cgroup_v2_dir.as_deref())?;
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
+    use std::os::fd::AsFd;
+    fork_child(v2_dir.as_ref().map(|f| f.as_fd()), reap_forever).map_err(|e| format!("clone3: {e}"))
 }
 
 /// PID 1: lets go of the agent's pipe and directory, then reaps children for ever.
@@ -64,20 +86,26 @@ fn reap_forever() -> i32 {
     }
 }
 
-/// Starts a pod's PID 1 with `init_exe`: its pid and start time.
-pub fn start(init_exe: &Path) -> Result<(i32, u64), RuntimeError> {
+/// Starts a pod's PID 1 with `init_exe` where `spec` says: its pid and start time.
+pub fn start(init_exe: &Path, spec: &PodInitSpec) -> Result<(i32, u64), RuntimeError> {
     let fail = |message: String| RuntimeError::Start {
         id: "pod-init".into(),
         message,
     };
     let mut child = Command::new(init_exe)
         .arg("__pod-init")
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .env_clear()
         .spawn()
         .map_err(|e| RuntimeError::io("spawn", init_exe, e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let payload = serde_json::to_vec(spec)?;
+        stdin
+            .write_all(&payload)
+            .map_err(|e| fail(format!("sending the pod init's spec: {e}")))?;
+    }
     let mut status = String::new();
     if let Some(mut out) = child.stdout.take() {
         out.read_to_string(&mut status)

@@ -63,13 +63,17 @@ impl PodSandbox {
         self.kinds.contains(&"pid").then(|| self.ns_path("pid"))
     }
 
-    /// Starts the PID 1 of the pod's shared PID namespace and pins the namespace; nothing
-    /// without one.
-    pub fn start_pid_init(&self, init_exe: &Path) -> Result<(), RuntimeError> {
+    /// Starts the PID 1 of the pod's shared PID namespace (in the cgroup `spec` names) and
+    /// pins the namespace; nothing without one.
+    pub fn start_pid_init(
+        &self,
+        init_exe: &Path,
+        spec: &super::pod_init::PodInitSpec,
+    ) -> Result<(), RuntimeError> {
         let Some(target) = self.pid_namespace() else {
             return Ok(());
         };
-        let (pid, started) = super::pod_init::start(init_exe)?;
+        let (pid, started) = super::pod_init::start(init_exe, spec)?;
         let record = self.dir.join(POD_INIT);
         let pinned = std::fs::write(&record, format!("{pid} {started}\n"))
             .map_err(|e| RuntimeError::io("write", &record, e))
@@ -177,9 +181,8 @@ impl PodSandbox {
         }
     }
 
-    /// Kills the pod's init (shared PID namespace), unmounts the namespace files and removes
-    /// the directory; idempotent.
-    pub fn remove(&self) -> Result<(), RuntimeError> {
+    /// Kills the pod's init (shared PID namespace), if it has one running; idempotent.
+    pub fn kill_pid_init(&self) {
         if let Ok(record) = std::fs::read_to_string(self.dir.join(POD_INIT)) {
             let mut fields = record.split_whitespace().map(str::parse::<u64>);
             if let (Some(Ok(pid)), Some(Ok(started))) = (fields.next(), fields.next()) {
@@ -188,6 +191,12 @@ impl PodSandbox {
                 }
             }
         }
+    }
+
+    /// Kills the pod's init (shared PID namespace), unmounts the namespace files and removes
+    /// the directory; idempotent.
+    pub fn remove(&self) -> Result<(), RuntimeError> {
+        self.kill_pid_init();
         for k in SANDBOX_NAMESPACES {
             let p = self.ns_path(k);
             if is_nsfs(&p) {
