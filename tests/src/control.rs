@@ -175,6 +175,19 @@ impl Control {
         child.wait_with_output().expect("kubectl's output")
     }
 
+    /// Asserts that `out`, kubectl's for `what`, succeeded (else fails with its output and the
+    /// logs' tails); its stdout and stderr.
+    pub fn succeeded(&self, what: &str, out: &Output, node: &crate::Node) -> (String, String) {
+        let (o, e) = (stdout(out), stderr(out));
+        assert!(
+            out.status.success(),
+            "kubectl {what}: {:?}\n{o}\n{e}{}",
+            out.status,
+            self.logs_tail(node)
+        );
+        (o, e)
+    }
+
     /// The last 40 lines of the control's log and of `node`'s agent log, for a failure message.
     pub fn logs_tail(&self, node: &crate::Node) -> String {
         let tail = |t: String| {

@@ -44,14 +44,7 @@ fn debug_adds_an_ephemeral_container_in_the_targets_pid_namespace() {
         b"go\n",
         Duration::from_secs(90),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kubectl debug: {:?}\n{stdout}\n{stderr}{}",
-        out.status,
-        control.logs_tail(&node)
-    );
+    let (stdout, stderr) = control.succeeded("debug", &out, &node);
     assert!(
         stdout.lines().any(|l| l == "read go"),
         "the debugger read kubectl's input: {stdout}\n{stderr}{}",
@@ -133,14 +126,7 @@ fn debug_copy_to_runs_a_copy_whose_containers_share_one_pid_namespace() {
         b"go\n",
         Duration::from_secs(90),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kubectl debug --copy-to: {:?}\n{stdout}\n{stderr}{}",
-        out.status,
-        control.logs_tail(&node)
-    );
+    let (stdout, _) = control.succeeded("debug --copy-to", &out, &node);
     let copy = control.get_json(&["pod", "copy"]).expect("the copy");
     assert_eq!(copy["spec"]["shareProcessNamespace"], true, "{copy:#}");
     // PID 1 is the pod's init; the app container's sleep is another process of the namespace.

@@ -43,14 +43,7 @@ fn run_i_sends_stdin_and_its_end_to_the_container() {
         status.is_some()
     });
     let out = child.wait_with_output().expect("kubectl's output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kubectl run -i: {:?}\n{stdout}\n{stderr}{}",
-        out.status,
-        control.logs_tail(&node)
-    );
+    let (stdout, stderr) = control.succeeded("run -i", &out, &node);
     // The container's stdin ended when kubectl's did: `cat` returned and `end` was printed.
     for line in ["got hello", "second line", "end"] {
         assert!(
@@ -153,14 +146,7 @@ fn debug_node_runs_a_shell_in_the_nodes_namespaces_with_its_root_at_host() {
         b"go\n",
         Duration::from_secs(90),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kubectl debug node: {:?}\n{stdout}\n{stderr}{}",
-        out.status,
-        control.logs_tail(&node)
-    );
+    let (stdout, stderr) = control.succeeded("debug node", &out, &node);
     // The node's PID 1, seen through the node's PID namespace and through its root.
     let host_init = std::fs::read_to_string("/proc/1/comm").expect("the host's PID 1");
     let host_init = host_init.trim();
@@ -222,14 +208,7 @@ fn debug_node_with_the_sysadmin_profile_is_privileged() {
         b"go\n",
         Duration::from_secs(90),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kubectl debug --profile=sysadmin: {:?}\n{stdout}\n{stderr}{}",
-        out.status,
-        control.logs_tail(&node)
-    );
+    let (stdout, stderr) = control.succeeded("debug --profile=sysadmin", &out, &node);
     let ours = std::fs::read_to_string("/proc/self/status").expect("our status");
     let caps = ours
         .lines()
