@@ -138,6 +138,8 @@ pub fn init_spec(
                 && !sc
                     .and_then(|s| s.allow_privilege_escalation)
                     .unwrap_or(false),
+            // A privileged container runs unconfined, as with containerd.
+            seccomp_default: !privileged && seccomp_type(pod, container) == Some("RuntimeDefault"),
         },
         stdout_fifo: paths.stdout_fifo.clone(),
         stderr_fifo: paths.stderr_fifo.clone(),
@@ -145,6 +147,20 @@ pub fn init_spec(
         mounts: inputs.mounts.to_vec(),
         mount_template: None,
     })
+}
+
+/// The container's seccomp profile type: its own, else the pod's (none: Unconfined).
+pub fn seccomp_type<'a>(pod: &'a Pod, c: &'a Container) -> Option<&'a str> {
+    let own = c
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref());
+    let pods = pod
+        .spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref());
+    own.or(pods).map(|p| p.type_.as_str())
 }
 
 fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {

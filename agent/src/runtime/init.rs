@@ -230,11 +230,18 @@ fn set_cloexec(f: &File) -> Result<(), nix::errno::Errno> {
     fcntl(f.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(|_| ())
 }
 
-/// Bounding set, groups, uid/gid, effective capabilities (root only) and no_new_privs.
+/// The RuntimeDefault seccomp filter if asked, then bounding set, groups, uid/gid, effective
+/// capabilities (root only) and no_new_privs.
 pub(crate) fn drop_privileges(spec: &ProcessSpec) -> Result<(), String> {
     use caps::{CapSet, Capability};
     use std::collections::HashSet;
     use std::str::FromStr;
+
+    // Still root with every capability: the filter needs no no_new_privs (which would stop a
+    // setuid program of a container allowed to escalate), and allows what follows.
+    if spec.seccomp_default {
+        super::seccomp::install(&super::seccomp::runtime_default(&spec.capabilities)?)?;
+    }
 
     let keep: HashSet<Capability> = spec
         .capabilities

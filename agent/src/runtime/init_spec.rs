@@ -26,6 +26,9 @@ pub struct ProcessSpec {
     /// Capability names ("CAP_CHOWN", ...) kept in the bounding set, and effective for root.
     pub capabilities: Vec<String>,
     pub no_new_privs: bool,
+    /// The RuntimeDefault seccomp profile (`super::seccomp`), installed with the identity.
+    #[serde(default)]
+    pub seccomp_default: bool,
 }
 
 /// The container's stdin: `/dev/null`, a FIFO whose write end the agent holds

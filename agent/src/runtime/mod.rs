@@ -18,6 +18,7 @@ pub mod leftovers;
 pub mod mount_template;
 pub mod pod_init;
 pub mod sandbox;
+pub mod seccomp;
 pub mod spawn;
 pub mod trash;
 

@@ -32,6 +32,21 @@ pub fn refuse_unhonoured(pod: &Pod) -> Result<(), SpecError> {
         }
         refuse_container_fields(&path, c)?;
     }
+    let pod_profile = pod.spec.security_context.as_ref();
+    let profiles = pod_profile
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .map(|p| ("spec.securityContext".to_owned(), p))
+        .into_iter()
+        .chain(pod.spec.all_containers().filter_map(|(path, c)| {
+            let p = c.security_context.as_ref()?.seccomp_profile.as_ref()?;
+            Some((format!("{path}.securityContext"), p))
+        }));
+    for (at, profile) in profiles {
+        if profile.type_ == "Localhost" {
+            let why = "no profile files on the node: only RuntimeDefault and Unconfined";
+            return refused(format!("{at}.seccompProfile.type"), why);
+        }
+    }
     Ok(())
 }
 

@@ -108,6 +108,10 @@ pub(super) fn maximal_pod() -> Pod {
             privileged: Some(true),
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
+            seccomp_profile: Some(crate::spec::pod::SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
             capabilities: Some(Capabilities {
                 add: vec!["NET_ADMIN".into()],
                 drop: vec!["ALL".into()],
@@ -232,6 +236,10 @@ pub(super) fn maximal_pod() -> Pod {
                 run_as_non_root: Some(true),
                 supplemental_groups: vec![3000],
                 fs_group: Some(2000),
+                seccomp_profile: Some(crate::spec::pod::SeccompProfile {
+                    type_: "Unconfined".into(),
+                    localhost_profile: None,
+                }),
             }),
             dns_policy: Some("ClusterFirstWithHostNet".into()),
             dns_config: Some(crate::spec::PodDnsConfig {

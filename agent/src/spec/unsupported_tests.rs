@@ -74,6 +74,8 @@ const HONOURED: &[&str] = &[
     "spec.containers[0].volumeMounts[0].readOnly",
     "spec.containers[0].volumeMounts[0].subPath",
     "spec.shareProcessNamespace",
+    "spec.securityContext.seccompProfile",
+    "spec.containers[0].securityContext.seccompProfile",
     "spec.containers[0].securityContext.privileged",
     "spec.containers[0].stdin",
     "spec.containers[0].stdinOnce",

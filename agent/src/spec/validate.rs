@@ -86,6 +86,7 @@ fn validate_spec(spec: &PodSpec) -> Result<(), SpecError> {
             check(field, dns1123_subdomain_error(name))?;
         }
     }
+    validate_seccomp_profiles(spec)?;
     let volumes = validate_volumes(spec)?;
     let mut names = BTreeSet::new();
     for (path, container) in spec.all_containers() {
@@ -97,6 +98,46 @@ fn validate_spec(spec: &PodSpec) -> Result<(), SpecError> {
         if !names.insert(container.name.as_str()) {
             let message = format!("duplicate container name {:?}", container.name);
             return Err(SpecError::new(format!("{path}.name"), message));
+        }
+    }
+    Ok(())
+}
+
+/// kube's rules for `seccompProfile`, of the pod and of each container.
+fn validate_seccomp_profiles(spec: &PodSpec) -> Result<(), SpecError> {
+    let pod = spec.security_context.as_ref();
+    let profiles = pod
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .map(|p| ("spec.securityContext".to_owned(), p))
+        .into_iter()
+        .chain(spec.all_containers().filter_map(|(path, c)| {
+            let p = c.security_context.as_ref()?.seccomp_profile.as_ref()?;
+            Some((format!("{path}.securityContext"), p))
+        }));
+    for (at, profile) in profiles {
+        let field = format!("{at}.seccompProfile");
+        let localhost = profile.type_ == "Localhost";
+        if !matches!(
+            profile.type_.as_str(),
+            "Localhost" | "RuntimeDefault" | "Unconfined"
+        ) {
+            let message = format!(
+                "Unsupported value: {:?}: supported values: \"Localhost\", \"RuntimeDefault\", \"Unconfined\"",
+                profile.type_
+            );
+            return Err(SpecError::new(format!("{field}.type"), message));
+        }
+        match (&profile.localhost_profile, localhost) {
+            (None, true) => {
+                let message = "Required value: must be set when seccomp type is Localhost";
+                return Err(SpecError::new(format!("{field}.localhostProfile"), message));
+            }
+            (Some(p), false) => {
+                let message =
+                    format!("Invalid value: {p:?}: can only be set when seccomp type is Localhost");
+                return Err(SpecError::new(format!("{field}.localhostProfile"), message));
+            }
+            _ => {}
         }
     }
     Ok(())

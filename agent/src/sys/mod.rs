@@ -11,3 +11,4 @@ pub mod mount_api;
 pub mod netns_exec;
 pub mod netns_socket;
 pub mod pidfd;
+pub mod seccomp;
