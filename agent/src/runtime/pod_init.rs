@@ -8,7 +8,6 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{SigSet, Signal};
@@ -92,26 +91,7 @@ pub fn start(init_exe: &Path, spec: &PodInitSpec) -> Result<(i32, u64), RuntimeE
         id: "pod-init".into(),
         message,
     };
-    let mut child = Command::new(init_exe)
-        .arg("__pod-init")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .env_clear()
-        .spawn()
-        .map_err(|e| RuntimeError::io("spawn", init_exe, e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let payload = serde_json::to_vec(spec)?;
-        stdin
-            .write_all(&payload)
-            .map_err(|e| fail(format!("sending the pod init's spec: {e}")))?;
-    }
-    let mut status = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_string(&mut status)
-            .map_err(|e| fail(format!("reading the pod init's pid: {e}")))?;
-    }
-    let _ = child.wait();
+    let status = super::spawn::run_helper(init_exe, "__pod-init", &serde_json::to_vec(spec)?)?;
     let pid = status
         .trim()
         .strip_prefix("pid ")

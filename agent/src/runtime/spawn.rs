@@ -37,6 +37,40 @@ pub fn prepare_container_dir(root: &Path, dir: &Path) -> Result<(PathBuf, PathBu
     Ok((out, err))
 }
 
+/// Runs `init_exe SUBCOMMAND` with `payload` (its JSON spec) on stdin and returns what it
+/// printed on stdout (its status lines) once it exited: the container intermediate, the pod
+/// init.
+pub(crate) fn run_helper(
+    init_exe: &Path,
+    subcommand: &str,
+    payload: &[u8],
+) -> Result<String, RuntimeError> {
+    let failed = |what: &str, e: std::io::Error| RuntimeError::Start {
+        id: subcommand.to_owned(),
+        message: format!("{what}: {e}"),
+    };
+    let mut child = Command::new(init_exe)
+        .arg(subcommand)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env_clear()
+        .spawn()
+        .map_err(|e| RuntimeError::io("spawn", init_exe, e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(payload)
+            .map_err(|e| failed("sending spec", e))?;
+    }
+    let mut status = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut status)
+            .map_err(|e| failed("reading status", e))?;
+    }
+    let _ = child.wait();
+    Ok(status)
+}
+
 /// Runs the intermediate and returns PID 1 after it exec'd the workload. A workload that cannot
 /// start (missing binary, bad workingDir, …) gives `RuntimeError::Start` with the reason.
 pub fn start_container(init_exe: &Path, spec: &InitSpec) -> Result<StartedProcess, RuntimeError> {
@@ -47,30 +81,11 @@ pub fn start_container(init_exe: &Path, spec: &InitSpec) -> Result<StartedProces
     let t0 = std::time::Instant::now();
     let lap = |what: &str| tracing::debug!(target: "bosun_agent::phase", what = %spec.id, phase = what, total_us = t0.elapsed().as_micros() as u64, "runtime");
     let payload = serde_json::to_vec(spec)?;
-    let mut child = Command::new(init_exe)
-        .arg("__container-init")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .env_clear()
-        .spawn()
-        .map_err(|e| RuntimeError::io("spawn", init_exe, e))?;
-    lap("intermediate-spawned");
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| start_err("intermediate has no stdin".into()))?;
-    stdin
-        .write_all(&payload)
-        .map_err(|e| start_err(format!("sending spec: {e}")))?;
-    drop(stdin);
-    let mut status = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_string(&mut status)
-            .map_err(|e| start_err(format!("reading status: {e}")))?;
-    }
+    let status = run_helper(init_exe, "__container-init", &payload).map_err(|e| match e {
+        RuntimeError::Start { message, .. } => start_err(message),
+        other => other,
+    })?;
     lap("pid1-exec");
-    let _ = child.wait();
     let (pid, error) = parse_status(&status);
     let Some(pid) = pid else {
         return Err(start_err(
