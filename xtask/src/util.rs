@@ -100,7 +100,10 @@ pub fn is_root() -> bool {
 
 /// The workspace root: the parent of this crate's manifest directory.
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` (the `xtask` alias) sets it for this run; the path compiled in is stale when
+    // the checkout moved since the build, which cargo's fingerprints do not notice.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest_dir
         .parent()
         .expect("xtask lives inside the workspace")
