@@ -274,11 +274,20 @@ fn a_service_spans_two_nodes_and_follows_scaling_and_deletion() {
     assert!(vip.starts_with("10.9") || vip.starts_with("10.1"), "{vip}");
     control.apply(&client("client", &a.name, &vip, 40));
     or_debug(&control, &nodes, || {
-        wait_until("the client done", Duration::from_secs(60), || {
-            control
-                .get_json(&["pod", "client"])
-                .is_some_and(|p| p["status"]["phase"] == "Succeeded")
-        })
+        let done = || {
+            wait_until("the client done", Duration::from_secs(60), || {
+                control
+                    .get_json(&["pod", "client"])
+                    .is_some_and(|p| p["status"]["phase"] == "Succeeded")
+            })
+        };
+        // On a timeout, the client's own log says which requests went unanswered.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(done)).is_err() {
+            panic!(
+                "the client pod did not finish; its log:\n{}",
+                a.logs("default", "client")
+            );
+        }
     });
     let log = a.logs("default", "client");
     let answered: Vec<&str> = log
