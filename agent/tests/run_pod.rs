@@ -101,19 +101,22 @@ fn container_is_pid_1_with_the_pod_hostname_and_a_private_root() {
 }
 
 #[test]
-fn capabilities_are_runcs_default_set_and_no_new_privs_is_set() {
+fn capabilities_are_runcs_default_set_and_no_new_privs_only_when_asked() {
     let node = Node::new("caps");
-    let out = node.run_pod(&pod(
-        "caps",
-        "Never",
-        BUSYBOX,
-        "    command: [sh, -c, 'grep -E \"^(CapBnd|CapEff|NoNewPrivs)\" /proc/self/status']\n",
-    ));
+    let command =
+        "    command: [sh, -c, 'grep -E \"^(CapBnd|CapEff|NoNewPrivs)\" /proc/self/status']\n";
+    let out = node.run_pod(&pod("caps", "Never", BUSYBOX, command));
     let text = stdout(&out);
     // runc's default set: chown dac_override fowner fsetid kill setgid setuid setpcap
     // net_bind_service net_raw sys_chroot mknod audit_write setfcap = 0x00000000a80425fb.
     assert!(text.contains("CapBnd:\t00000000a80425fb"), "{text}");
     assert!(text.contains("CapEff:\t00000000a80425fb"), "{text}");
+    // As with kubelet, a container that says nothing may gain privileges (setuid).
+    assert!(text.contains("NoNewPrivs:\t0"), "{text}");
+
+    let denied = format!("{command}    securityContext: {{allowPrivilegeEscalation: false}}\n");
+    let out = node.run_pod(&pod("nnp", "Never", BUSYBOX, &denied));
+    let text = stdout(&out);
     assert!(text.contains("NoNewPrivs:\t1"), "{text}");
 }
 

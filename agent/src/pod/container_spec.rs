@@ -134,10 +134,10 @@ pub fn init_spec(
             gid,
             additional_gids: supplemental,
             capabilities: caps,
+            // Kubelet's rule: no_new_privs only when the pod asks for it (setuid programs
+            // work in a container that says nothing).
             no_new_privs: !privileged
-                && !sc
-                    .and_then(|s| s.allow_privilege_escalation)
-                    .unwrap_or(false),
+                && sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
             // A privileged container runs unconfined, as with containerd.
             seccomp_default: !privileged && seccomp_type(pod, container) == Some("RuntimeDefault"),
         },
