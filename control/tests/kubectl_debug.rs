@@ -1,10 +1,11 @@
 //! `kubectl debug POD --image=IMG --target=C -c NAME` through the pods' `ephemeralcontainers`
 //! subresource, as kube-apiserver serves it: the container added to `spec.ephemeralContainers`
 //! with a container's defaults (nothing else of the pod changes), listed in discovery; an
-//! existing one neither changed nor removed, workload fields refused, none at create and none
-//! changed by an update of the pod, each in kube's words; a node's agent reports their
-//! status through `pods/status` but may not add one; RBAC decides on `pods/ephemeralcontainers`,
-//! and admission policies see the write as an UPDATE of that subresource carrying the Pod.
+//! existing one neither changed nor removed, workload fields refused, none at create or in a
+//! pod template, none changed by an update of the pod, each in kube's words; a node's agent
+//! reports their status through `pods/status` but may not add one; RBAC decides on
+//! `pods/ephemeralcontainers`, and admission policies see the write as an UPDATE of that
+//! subresource carrying the Pod.
 //! The pod is bound to a node that has no agent: it stays Pending, which the API does not mind.
 
 mod common;
@@ -161,6 +162,23 @@ fn kubectl_debug_adds_an_ephemeral_container_as_kube_does() {
     let err = refused(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
     assert!(
         err.contains("spec.ephemeralContainers: Forbidden: cannot be set on create"),
+        "{err}"
+    );
+
+    // Nor in a pod template.
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "d1", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "d1"}}, "template": {
+            "metadata": {"labels": {"app": "d1"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}],
+                "ephemeralContainers": [{"name": "debugger", "image": "busybox:1.36"}]}}},
+    });
+    let file = control.dir.path().join("d1.json");
+    std::fs::write(&file, deployment.to_string()).unwrap();
+    let err = refused(control.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]));
+    assert!(
+        err.contains("spec.template.spec.ephemeralContainers: Forbidden: ephemeral containers not allowed in pod template"),
         "{err}"
     );
 

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::meta::name_problem;
 use super::query::FieldValidation;
-use super::validate_workload::{disruption_budget, job, pod_spec, workload};
+use super::validate_workload::{disruption_budget, job, pod_spec, pod_template_spec, workload};
 use crate::kinds::Resource;
 use crate::status::{ApiError, FieldCause};
 
@@ -342,7 +342,7 @@ pub fn check_semantics(
             super::validate_statefulset::stateful_set(object, &mut causes);
         }
         ("batch", "Job") => {
-            pod_spec(
+            pod_template_spec(
                 &object["spec"]["template"]["spec"],
                 "spec.template.spec",
                 &mut causes,
@@ -376,7 +376,7 @@ pub fn check_semantics(
                 "spec.jobTemplate.spec",
                 &mut causes,
             );
-            pod_spec(
+            pod_template_spec(
                 &object["spec"]["jobTemplate"]["spec"]["template"]["spec"],
                 "spec.jobTemplate.spec.template.spec",
                 &mut causes,

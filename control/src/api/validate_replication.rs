@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::validate_storage::not_supported;
-use super::validate_workload::{go_map, pod_spec, replicas};
+use super::validate_workload::{go_map, pod_template_spec, replicas};
 use crate::status::FieldCause;
 
 pub(super) fn replication_controller(object: &Value, causes: &mut Vec<FieldCause>) {
@@ -30,7 +30,7 @@ pub(super) fn replication_controller(object: &Value, causes: &mut Vec<FieldCause
             ));
         }
     }
-    pod_spec(&template["spec"], "spec.template.spec", causes);
+    pod_template_spec(&template["spec"], "spec.template.spec", causes);
     let policy = template["spec"]["restartPolicy"]
         .as_str()
         .unwrap_or("Always");

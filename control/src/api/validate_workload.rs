@@ -113,7 +113,21 @@ pub(super) fn workload(object: &Value, causes: &mut Vec<FieldCause>) {
             ));
         }
     }
-    pod_spec(&spec["template"]["spec"], "spec.template.spec", causes);
+    pod_template_spec(&spec["template"]["spec"], "spec.template.spec", causes);
+}
+
+/// A pod template's spec (`at` names it): a pod spec that may not hold ephemeral containers.
+pub(super) fn pod_template_spec(spec: &Value, at: &str, causes: &mut Vec<FieldCause>) {
+    pod_spec(spec, at, causes);
+    if spec["ephemeralContainers"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty())
+    {
+        causes.push(FieldCause::forbidden(
+            &format!("{at}.ephemeralContainers"),
+            "ephemeral containers not allowed in pod template",
+        ));
+    }
 }
 
 pub(super) fn pod_spec(spec: &Value, at: &str, causes: &mut Vec<FieldCause>) {
