@@ -3,7 +3,7 @@
 //! a node agent tells the static pods it mirrors from the pods it runs by it, so a pod must
 //! not turn into a mirror pod (and be stopped) or out of one (and be run twice); nor may the
 //! ephemeral containers change but through their subresource, which may only add them
-//! (`pod_ephemeral`). Pure.
+//! (`pod_ephemeral`); nor the rest of the spec but what `pod_spec_update` lets through. Pure.
 
 use serde_json::Value;
 
@@ -41,7 +41,10 @@ pub fn check(
         });
     }
     match subresource {
-        None => pod_ephemeral::check_pod_update(old, new, &mut causes),
+        None => {
+            pod_ephemeral::check_pod_update(old, new, &mut causes);
+            super::pod_spec_update::check(old, new, &mut causes);
+        }
         Some(pod_ephemeral::SUBRESOURCE) => pod_ephemeral::check_subresource(old, new, &mut causes),
         Some(_) => {}
     }
