@@ -18,6 +18,7 @@ mod compactor;
 mod encrypted;
 mod error;
 pub mod etcd;
+mod fanout;
 mod input;
 pub mod sqlite;
 mod timed;

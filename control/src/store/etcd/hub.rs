@@ -8,7 +8,8 @@
 //! events (at most `Limits::watch_window` of them and [`HISTORY_BYTES`] of values) and
 //! broadcasts it. A watch from revision R subscribes and copies the history's events after R
 //! under that same lock, so it sees every event after R exactly once: the copied ones up to
-//! the hub's newest, then the broadcast ones. A watch from before the history's start gets
+//! the hub's newest, then the broadcast ones. The broadcast hands each event only to the
+//! watches of its prefix ([`Fanout`]). A watch from before the history's start gets
 //! its own etcd watch (`super::watch`), as before the hub; so does one from before a
 //! compaction made through this store, which etcd refuses.
 //!
@@ -23,11 +24,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use etcd_client::WatchOptions;
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::AbortHandle;
 
 use super::watch::{ended, store_event};
 use super::{EtcdStore, Failure};
+use crate::store::fanout::{self, Fanout, Missed};
 use crate::store::watch_stream::{watch_channel, WatchSender};
 use crate::store::{Error, Event, Op, WatchStream};
 
@@ -143,14 +144,14 @@ struct State {
     history_bytes: usize,
     capacity: usize,
     /// `None` once the hub's etcd watch ended: receivers then drain and see it closed.
-    live: Option<broadcast::Sender<Arc<Event>>>,
+    live: Option<Fanout>,
     /// Why the etcd watch ended.
     end: Option<String>,
 }
 
 /// What a new watch takes from the hub.
 struct Subscription {
-    live: broadcast::Receiver<Arc<Event>>,
+    live: fanout::Subscription,
     /// The history's events of the watch's prefix after its revision.
     replay: VecDeque<Arc<Event>>,
     published: i64,
@@ -205,7 +206,7 @@ impl Hub {
                 history: VecDeque::new(),
                 history_bytes: 0,
                 capacity,
-                live: Some(broadcast::Sender::new(capacity)),
+                live: Some(Fanout::new(capacity)),
                 end: None,
             }),
         }
@@ -258,9 +259,8 @@ impl Hub {
                 state.history_bytes -= value_bytes(&oldest);
                 state.floor = oldest.revision();
             }
-            if let Some(live) = &state.live {
-                // No subscriber is not an error.
-                let _ = live.send(event);
+            if let Some(live) = &mut state.live {
+                live.send(&event);
             }
         }
     }
@@ -290,9 +290,8 @@ impl Hub {
     /// A subscription to the events of `prefix` after `after_revision`; `None` when the hub
     /// has ended or its history starts after `after_revision`.
     fn subscribe(&self, prefix: &str, after_revision: i64) -> Option<Subscription> {
-        let state = self.state();
-        let live = state.live.as_ref()?;
-        if after_revision < state.floor {
+        let mut state = self.state();
+        if state.live.is_none() || after_revision < state.floor {
             return None;
         }
         let replay = state
@@ -301,10 +300,12 @@ impl Hub {
             .filter(|event| event.revision() > after_revision && event.kv.key.starts_with(prefix))
             .cloned()
             .collect();
+        let published = state.published;
+        let live = state.live.as_mut()?.subscribe(prefix);
         Some(Subscription {
-            live: live.subscribe(),
+            live,
             replay,
-            published: state.published,
+            published,
         })
     }
 
@@ -358,7 +359,7 @@ struct Feeder {
 }
 
 impl Feeder {
-    async fn run(mut self, mut live: broadcast::Receiver<Arc<Event>>, sender: WatchSender) {
+    async fn run(mut self, mut live: fanout::Subscription, sender: WatchSender) {
         let end = loop {
             let behind = self.queue.len() > self.window;
             let is_live = self
@@ -378,15 +379,15 @@ impl Feeder {
                 }
                 () = sender.consumer_gone(), if self.queue.is_empty() => return,
                 received = live.recv() => match received {
+                    // (only the prefix's events come)
                     Ok(event) => {
-                        if event.revision() > self.after && event.kv.key.starts_with(&self.prefix) {
+                        if event.revision() > self.after {
                             self.queue.push_back(event);
                         }
                     }
-                    // The hub's ring passed this feeder by: it was not scheduled for a
-                    // window of the store's writes.
-                    Err(RecvError::Lagged(_)) => break self.too_slow(),
-                    Err(RecvError::Closed) => {
+                    // This feeder was not scheduled for a window of its prefix's writes.
+                    Err(Missed::Lagged) => break self.too_slow(),
+                    Err(Missed::Closed) => {
                         // Everything the hub delivered before its end, then the end.
                         for event in std::mem::take(&mut self.queue) {
                             if sender.send(Event::clone(&event)).await.is_err() {

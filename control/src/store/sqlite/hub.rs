@@ -8,18 +8,18 @@
 //! event up to it is already in the table. The feeder replays `(after, published]` from the
 //! table, then forwards live events, skipping any at or below what it has already delivered.
 //!
-//! Memory stays bounded however slow a consumer is: live events sit in one shared ring of
-//! `watch_window` events (a tokio broadcast channel; writers never wait for readers) and each
-//! watcher buffers at most `watch_buffer`. A feeder that overflows the ring while replaying
-//! just replays again from the table; one that overflows it while live — its consumer is more
-//! than a window behind — ends the watch with [`Error::WatchTooSlow`].
+//! Memory stays bounded however slow a consumer is: the hub hands each live event only to the
+//! subscriptions of its prefix ([`Fanout`]), each holding at most `watch_window` of them
+//! (writers never wait for readers), and each watcher buffers at most `watch_buffer`. A
+//! feeder that falls a window behind while replaying just replays again from the table; one
+//! that falls behind while live — its consumer is more than a window behind — ends the watch
+//! with [`Error::WatchTooSlow`].
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
-
 use super::reader::ReadPool;
 use super::schema::Bounds;
+use crate::store::fanout::{Fanout, Missed, Subscription};
 use crate::store::watch_stream::WatchSender;
 use crate::store::{Error, Event, Op};
 
@@ -31,16 +31,16 @@ const REPLAY_PAGE_BYTES: usize = 4 << 20;
 #[derive(Debug)]
 pub(super) struct Hub {
     marks: Mutex<Marks>,
-    live: broadcast::Sender<Arc<Event>>,
 }
 
-/// The revisions every reader of the hub needs to agree on.
-#[derive(Debug, Clone, Copy)]
+/// The revisions every reader of the hub needs to agree on, and the subscriptions fed.
+#[derive(Debug)]
 struct Marks {
     /// Every event up to here has been published (and committed).
     published: i64,
     /// The table keeps no history before this revision.
     compacted: i64,
+    live: Fanout,
 }
 
 impl Hub {
@@ -49,8 +49,8 @@ impl Hub {
             marks: Mutex::new(Marks {
                 published: revision,
                 compacted,
+                live: Fanout::new(window),
             }),
-            live: broadcast::Sender::new(window.max(1)),
         }
     }
 
@@ -62,8 +62,7 @@ impl Hub {
     pub fn publish(&self, events: Vec<Event>, revision: i64) {
         let mut marks = self.marks();
         for event in events {
-            // No subscriber is not an error.
-            let _ = self.live.send(Arc::new(event));
+            marks.live.send(&Arc::new(event));
         }
         marks.published = revision;
     }
@@ -80,10 +79,10 @@ impl Hub {
         self.marks().compacted
     }
 
-    /// A subscription to every event after the returned revision.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Event>>, i64) {
-        let marks = self.marks();
-        (self.live.subscribe(), marks.published)
+    /// A subscription to every event of `prefix` after the returned revision.
+    pub fn subscribe(&self, prefix: &str) -> (Subscription, i64) {
+        let mut marks = self.marks();
+        (marks.live.subscribe(prefix), marks.published)
     }
 }
 
@@ -109,38 +108,26 @@ enum Stop {
 
 impl Feeder {
     /// Feeds the watch from `subscription`, made when the store was at `published`.
-    pub async fn run(mut self, subscription: broadcast::Receiver<Arc<Event>>, published: i64) {
+    pub async fn run(mut self, subscription: Subscription, published: i64) {
         match self.feed(subscription, published).await {
             Stop::ConsumerGone => {}
             Stop::End(error) => self.out.finish(error),
         }
     }
 
-    async fn feed(
-        &mut self,
-        mut subscription: broadcast::Receiver<Arc<Event>>,
-        mut published: i64,
-    ) -> Stop {
+    async fn feed(&mut self, mut subscription: Subscription, mut published: i64) -> Stop {
         loop {
             if let Err(stop) = self.replay(published).await {
                 return stop;
             }
-            // Events that arrived during the replay are in the ring unless it overflowed.
-            match subscription.try_recv() {
-                Ok(event) => {
-                    if let Err(stop) = self.deliver(&event).await {
-                        return stop;
-                    }
-                }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Lagged(_)) => {
-                    let Some(hub) = self.hub.upgrade() else {
-                        return Stop::End(self.closed());
-                    };
-                    (subscription, published) = hub.subscribe();
-                    continue;
-                }
-                Err(TryRecvError::Closed) => return Stop::End(self.closed()),
+            // The events written during the replay are held unless they were a window's
+            // worth: then another replay, from the table.
+            if subscription.lagged() {
+                let Some(hub) = self.hub.upgrade() else {
+                    return Stop::End(self.closed());
+                };
+                (subscription, published) = hub.subscribe(&self.prefix);
+                continue;
             }
             return self.follow(&mut subscription).await;
         }
@@ -173,7 +160,7 @@ impl Feeder {
     }
 
     /// Forwards live events until the watch ends.
-    async fn follow(&mut self, subscription: &mut broadcast::Receiver<Arc<Event>>) -> Stop {
+    async fn follow(&mut self, subscription: &mut Subscription) -> Stop {
         loop {
             let received = tokio::select! {
                 received = subscription.recv() => received,
@@ -185,7 +172,7 @@ impl Feeder {
                         return stop;
                     }
                 }
-                Err(RecvError::Lagged(_)) => {
+                Err(Missed::Lagged) => {
                     return Stop::End(Error::WatchTooSlow {
                         op: Op::Watch,
                         key: self.prefix.clone(),
@@ -193,7 +180,7 @@ impl Feeder {
                         last_revision: self.cursor,
                     })
                 }
-                Err(RecvError::Closed) => return Stop::End(self.closed()),
+                Err(Missed::Closed) => return Stop::End(self.closed()),
             }
         }
     }

@@ -270,7 +270,7 @@ impl Store for SqliteStore {
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
         self.limits.check_prefix(Op::Watch, prefix)?;
         check_revision(Op::Watch, prefix, after_revision)?;
-        let (subscription, published) = self.hub.subscribe();
+        let (subscription, published) = self.hub.subscribe(prefix);
         let compacted = self.hub.compacted();
         if after_revision < compacted {
             return Err(Error::Compacted {
