@@ -65,6 +65,7 @@ pub async fn create_object(
     super::limit_range::admit_create(call, &mut object).await?;
     super::admission_webhook::mutate(call, Operation::Create, &mut object, None).await?;
     validate::check_semantics(&object, None, resource)?;
+    super::pod_security::admit(call, &object, None).await?;
     super::rbac_escalation::admit(call, &object).await?;
     super::admission_policy::admit(call, Operation::Create, Some(&object), None).await?;
     super::admission_webhook::validate(call, Operation::Create, Some(&object), None).await?;
@@ -112,6 +113,9 @@ pub async fn create_object(
         }
     };
     if (resource.group, resource.kind) == ("", "Namespace") {
+        if let Ok(namespace) = decode_stored(&kv) {
+            call.state.namespace_cache.saw(&namespace, kv.mod_revision);
+        }
         if let Err(error) = super::namespaces::create_default_account(store, &name).await {
             // The service-account controller makes it on its next pass.
             tracing::warn!(%error, namespace = %name, "creating the default ServiceAccount");

@@ -34,6 +34,7 @@ mod pod_exec;
 mod pod_grace;
 mod pod_log;
 mod pod_qos;
+mod pod_security;
 mod pod_spec_update;
 mod pod_update;
 pub(crate) mod priority;

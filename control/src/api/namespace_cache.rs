@@ -28,10 +28,38 @@ pub enum Known {
     Unknown,
 }
 
-/// Namespace name → terminating, while the watch is healthy (`None`: ask the store).
+/// What the cache holds of a namespace.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    /// The revision of the namespace this is of: older news is ignored.
+    revision: i64,
+    terminating: bool,
+    /// Its `pod-security.kubernetes.io/` labels (`pod_security`), when it has any.
+    pod_security: Option<Arc<Value>>,
+}
+
+impl Entry {
+    fn of(object: &Value, revision: i64) -> Entry {
+        let labels = object["metadata"]["labels"].as_object();
+        let pod_security: serde_json::Map<String, Value> = labels
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(super::pod_security::LABEL_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Entry {
+            revision,
+            terminating: !object["metadata"]["deletionTimestamp"].is_null(),
+            pod_security: (!pod_security.is_empty()).then(|| Arc::new(Value::Object(pod_security))),
+        }
+    }
+}
+
+/// Namespace name → what the cache holds of it, while the watch is healthy (`None`: ask the
+/// store).
 #[derive(Default)]
 pub struct NamespaceCache {
-    names: RwLock<Option<HashMap<String, bool>>>,
+    names: RwLock<Option<HashMap<String, Entry>>>,
     /// The prefix followed (set on the first lookup).
     prefix: std::sync::OnceLock<String>,
     follower: Follower,
@@ -50,7 +78,7 @@ impl NamespaceCache {
         match self
             .read()
             .as_ref()
-            .and_then(|names| names.get(name).copied())
+            .and_then(|names| names.get(name).map(|entry| entry.terminating))
         {
             Some(false) => Known::Active,
             Some(true) => Known::Terminating,
@@ -58,20 +86,54 @@ impl NamespaceCache {
         }
     }
 
-    /// Records that `name` is being deleted (a deletion this server made).
-    pub fn mark_terminating(&self, name: &str) {
+    /// The `pod-security.kubernetes.io/` labels of `name` as the cache knows them:
+    /// `Some(None)` when it has none, `None` when the cache does not know the namespace.
+    pub fn pod_security_labels(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        resource: &'static Resource,
+        name: &str,
+    ) -> Option<Option<Arc<Value>>> {
+        let prefix = self.prefix.get_or_init(|| resource.key_prefix()).clone();
+        self.follower.start(Arc::downgrade(self), store, prefix);
+        self.read()
+            .as_ref()
+            .and_then(|names| names.get(name).map(|entry| entry.pod_security.clone()))
+    }
+
+    /// Records namespace `object` as stored at `revision` (a write this server made), ahead of
+    /// its watch event: a pod created right after a namespace's labels changed meets them.
+    pub fn saw(&self, object: &Value, revision: i64) {
+        let name = object["metadata"]["name"].as_str().unwrap_or("");
         if let Some(names) = self.write().as_mut() {
-            names.insert(name.to_owned(), true);
+            let newer = names
+                .get(name)
+                .is_none_or(|entry| entry.revision < revision);
+            if newer {
+                names.insert(name.to_owned(), Entry::of(object, revision));
+            }
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<HashMap<String, bool>>> {
+    /// Records that `name` is being deleted (a deletion this server made).
+    pub fn mark_terminating(&self, name: &str) {
+        if let Some(names) = self.write().as_mut() {
+            let entry = names.entry(name.to_owned()).or_insert(Entry {
+                revision: 0,
+                terminating: true,
+                pod_security: None,
+            });
+            entry.terminating = true;
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<HashMap<String, Entry>>> {
         self.names
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<HashMap<String, bool>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<HashMap<String, Entry>>> {
         self.names
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -85,10 +147,6 @@ impl NamespaceCache {
     }
 }
 
-fn terminating(object: &Value) -> bool {
-    !object["metadata"]["deletionTimestamp"].is_null()
-}
-
 impl Mirror for NamespaceCache {
     fn reset(&self, items: Option<&[KeyValue]>) {
         let names = items.map(|items| {
@@ -96,7 +154,8 @@ impl Mirror for NamespaceCache {
                 .iter()
                 .filter_map(|kv| {
                     let object = decode_stored(kv).ok()?;
-                    Some((self.name_of(&kv.key).to_owned(), terminating(&object)))
+                    let entry = Entry::of(&object, kv.mod_revision);
+                    Some((self.name_of(&kv.key).to_owned(), entry))
                 })
                 .collect()
         });
@@ -107,9 +166,16 @@ impl Mirror for NamespaceCache {
         let name = self.name_of(&event.kv.key).to_owned();
         let mut guard = self.write();
         let names = guard.get_or_insert_with(HashMap::new);
+        // A write this server made may be here before its event.
+        if names
+            .get(&name)
+            .is_some_and(|entry| entry.revision > event.revision())
+        {
+            return;
+        }
         match (&event.kind, decode_stored(&event.kv)) {
             (EventKind::Put, Ok(object)) => {
-                names.insert(name, terminating(&object));
+                names.insert(name, Entry::of(&object, event.revision()));
             }
             _ => {
                 names.remove(&name);

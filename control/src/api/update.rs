@@ -191,6 +191,9 @@ pub async fn write(
     // A namespace's own deletion is finished by `namespaces`, once it is empty.
     let r = call.resource();
     let namespace = r.group.is_empty() && r.kind == "Namespace";
+    if namespace {
+        call.state.namespace_cache.saw(&stored, kv.mod_revision);
+    }
     if namespace || !finished(&stored) {
         return Ok(stored);
     }
@@ -247,6 +250,7 @@ pub(super) async fn admit_update(call: &Call, old: &Value, new: &Value) -> Resul
     super::pod_update::check(old, new, resource, call.path.subresource.as_deref())?;
     super::validate_statefulset::check_update(old, new, resource)?;
     super::priority::check_update(old, new, resource)?;
+    super::pod_security::admit(call, new, Some(old)).await?;
     super::validate_rbac::check_update(old, new, resource)?;
     super::volume_claims::admit_update(call, old, new).await?;
     super::rbac_escalation::admit(call, new).await?;
