@@ -2,8 +2,8 @@
 //! labelled `enforce=restricted` refuses `kubectl run`'s pod and admits a compliant one; a
 //! Deployment is admitted with kubectl's `Warning: would violate PodSecurity …` under `warn`
 //! and its pods are refused when the ReplicaSet controller makes them (its FailedCreate event
-//! says why); a bad label value is refused; tightening a namespace warns of its pods that
-//! break the new level.
+//! and the Deployment's ReplicaFailure condition say why); a bad label value is refused;
+//! tightening a namespace warns of its pods that break the new level.
 
 mod common;
 
@@ -92,6 +92,23 @@ fn namespaces_enforce_warn_and_check_their_pod_security_levels() {
                 "jsonpath={.items[*].message}",
             ]));
             events.contains("is forbidden: violates PodSecurity \"restricted:latest\"")
+        },
+    );
+    // The ReplicaSet's ReplicaFailure condition, copied to the Deployment.
+    wait_until(
+        "the Deployment's ReplicaFailure",
+        Duration::from_secs(20),
+        || {
+            let message = stdout(&control.kubectl(&[
+                "get",
+                "deployment",
+                "web",
+                "-n",
+                "secure",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="ReplicaFailure")].message}"#,
+            ]));
+            message.contains("violates PodSecurity")
         },
     );
 

@@ -157,6 +157,8 @@ impl Controller {
         let mut active: Vec<Arc<Value>> =
             owned.into_iter().filter(|p| pods::is_active(p)).collect();
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
+        // kube's manageReplicas error: reported in the ReplicaFailure condition, then retried.
+        let mut failure = None;
         if active.len() < want {
             let missing = (want - active.len()).min(BURST);
             let create = || async {
@@ -164,19 +166,32 @@ impl Controller {
                     .await
                     .map(|p| revision_of(&p))
             };
-            written = written.max(slow_start(missing, create).await?);
+            match slow_start(missing, create).await {
+                Ok(revision) => written = written.max(revision),
+                Err(e) => failure = Some(("FailedCreate", e)),
+            }
         } else if active.len() > want {
             active.sort_by_key(|p| pods::deletion_rank(p));
             let doomed = active.iter().take((active.len() - want).min(BURST));
             let deleted = futures::future::join_all(doomed.map(|pod| self.delete_pod(&rs, pod)));
             for revision in deleted.await {
-                written = written.max(revision?);
+                match revision {
+                    Ok(revision) => written = written.max(revision),
+                    Err(e) => failure = Some(("FailedDelete", e)),
+                }
             }
         }
         if written > 0 && !self.pods.wait_for(written, Duration::from_secs(5)).await {
             tracing::debug!(%key, written, "replicaset controller: the pod cache is behind");
         }
-        self.update_status(&rs, &selector).await
+        let reported = failure
+            .as_ref()
+            .map(|(reason, e)| (*reason, e.message.as_str()));
+        let again = self.update_status(&rs, &selector, reported).await?;
+        match failure {
+            Some((_, e)) => Err(e),
+            None => Ok(again),
+        }
     }
 
     async fn create_pod(&self, rs: &Value, namespace: &str) -> Result<Value, ClientError> {
@@ -259,10 +274,13 @@ impl Controller {
         }
     }
 
+    /// Writes the status the pods show, with the `ReplicaFailure` condition of `failure`
+    /// (its reason and message) or without one.
     async fn update_status(
         &self,
         rs: &Value,
         selector: &LabelSelector,
+        failure: Option<(&str, &str)>,
     ) -> Result<Option<Duration>, ClientError> {
         let uid = &rs["metadata"]["uid"];
         let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
@@ -292,12 +310,14 @@ impl Controller {
             }
         }
         let omit_zero = |n: usize| if n == 0 { Value::Null } else { json!(n) };
+        let conditions = failure_conditions(&rs["status"]["conditions"], failure, now);
         let status = json!({
             "replicas": mine.len(),
             "fullyLabeledReplicas": omit_zero(labelled),
             "readyReplicas": omit_zero(ready),
             "availableReplicas": omit_zero(available),
             "observedGeneration": rs["metadata"]["generation"],
+            "conditions": conditions,
         });
         let current = &rs["status"];
         let same = status
@@ -317,6 +337,44 @@ impl Controller {
                 .await?;
         }
         Ok(again)
+    }
+}
+
+/// `conditions` with kube's `ReplicaFailure` condition set to `failure` (kept as it is when
+/// its reason is unchanged), or removed without one; `null` when none is left.
+fn failure_conditions(
+    conditions: &Value,
+    failure: Option<(&str, &str)>,
+    now: time::OffsetDateTime,
+) -> Value {
+    let mut kept: Vec<Value> = conditions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["type"] != "ReplicaFailure")
+        .cloned()
+        .collect();
+    let current = conditions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "ReplicaFailure");
+    if let Some((reason, message)) = failure {
+        let condition = match current {
+            Some(c) if c["status"] == "True" && c["reason"] == reason => c.clone(),
+            _ => json!({
+                "type": "ReplicaFailure", "status": "True", "reason": reason,
+                "message": message,
+                "lastTransitionTime": now
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            }),
+        };
+        kept.push(condition);
+    }
+    match kept.is_empty() {
+        true => Value::Null,
+        false => Value::Array(kept),
     }
 }
 
@@ -368,6 +426,21 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_replica_failure_condition_is_set_kept_and_removed() {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let set = failure_conditions(&Value::Null, Some(("FailedCreate", "refused")), now);
+        assert_eq!(set[0]["type"], "ReplicaFailure");
+        assert_eq!(set[0]["reason"], "FailedCreate");
+        assert_eq!(set[0]["message"], "refused");
+        assert_eq!(set[0]["lastTransitionTime"], "1970-01-01T00:00:00Z");
+        // The same reason again leaves it as it was, as kube's SetCondition does.
+        let later = now + time::Duration::seconds(5);
+        let again = failure_conditions(&set, Some(("FailedCreate", "refused again")), later);
+        assert_eq!(again, set);
+        assert_eq!(failure_conditions(&set, None, later), Value::Null);
+    }
 
     #[tokio::test]
     async fn slow_start_doubles_its_batches_and_stops_at_a_failing_one() {

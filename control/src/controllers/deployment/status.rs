@@ -157,6 +157,26 @@ pub fn compute(pass: &Pass<'_>) -> (Value, Option<Duration>) {
             recheck = Some(Duration::from_secs(seconds.max(0) as u64 + 1));
         }
     }
+    // A ReplicaSet's failure to make or remove pods (the new one's first), as kube copies it.
+    let failure = pass
+        .new
+        .into_iter()
+        .chain(pass.all.iter().map(|rs| rs.as_ref()))
+        .find_map(|rs| find(rs["status"]["conditions"].as_array()?, "ReplicaFailure").cloned());
+    match failure {
+        Some(c) => {
+            let text = |field: &str| c[field].as_str().unwrap_or("").to_owned();
+            let (status, reason, message) = (text("status"), text("reason"), text("message"));
+            conditions = set(
+                conditions,
+                "ReplicaFailure",
+                (&status, &reason, &message),
+                &now,
+                false,
+            );
+        }
+        None => conditions.retain(|c| c["type"] != "ReplicaFailure"),
+    }
     status["conditions"] = json!(conditions);
     (status, recheck)
 }
