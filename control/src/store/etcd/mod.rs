@@ -11,9 +11,11 @@
 //! revision a probe watch learns (see `watch::compacted_revision`); a watch from revision 0
 //! on a compacted cluster cannot be refused up front and ends with `Compacted` instead.
 //!
-//! Every request carries etcd's `require-leader` flag and a deadline, so a cluster without
+//! Single requests go over one HTTP/2 connection of their own (`direct.rs`); the watch over
+//! `etcd-client`'s balanced channel. Every request carries etcd's `require-leader` flag and a deadline, so a cluster without
 //! quorum fails requests quickly with an error naming the endpoints instead of hanging.
 
+mod direct;
 mod health;
 mod hub;
 mod watch;
@@ -66,7 +68,8 @@ const MAX_ANSWER_BYTES: usize = i32::MAX as usize;
 pub struct EtcdStore {
     kv: KvClient,
     watcher: WatchClient,
-    /// Holds the endpoint set of the balanced channel the clients above share.
+    /// Holds the endpoint set of the balanced channel the watcher takes (`kv` takes the
+    /// direct one of `direct.rs`).
     _client: Client,
     /// The one etcd watch the store's watches share.
     hub: Arc<hub::HubSlot>,
@@ -164,8 +167,27 @@ impl EtcdStore {
                 endpoints: endpoints.clone(),
                 source,
             })?;
+        // Single requests take the direct channel; the watch, etcd-client's balanced one.
+        let direct = direct::DirectChannel::new(&config.endpoints, config.connect_timeout)
+            .map_err(|bad| Error::Etcd {
+                op: Op::Open,
+                key: String::new(),
+                endpoints: endpoints.clone(),
+                source: etcd_client::Error::InvalidArgs(bad.to_string()),
+            })?;
+        let requests = Client::from_channel(
+            direct.into_etcd_channel(),
+            Some(ConnectOptions::new().with_require_leader(true)),
+        )
+        .await
+        .map_err(|source| Error::Etcd {
+            op: Op::Open,
+            key: String::new(),
+            endpoints: endpoints.clone(),
+            source,
+        })?;
         let store = EtcdStore {
-            kv: client
+            kv: requests
                 .kv_client()
                 .max_decoding_message_size(MAX_ANSWER_BYTES),
             watcher: client
