@@ -302,7 +302,15 @@ const POD_SUB: &[Subresource] = &[
     EVICTION,
 ];
 const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
-const NODE_SUB: &[Subresource] = &[status("", "v1", "Node")];
+const NODE_SUB: &[Subresource] = &[status("", "v1", "Node"), NODE_PROXY];
+/// `nodes/proxy`: any request passed on to the node's kubelet API (`nodes/NAME/proxy/PATH`).
+const NODE_PROXY: Subresource = Subresource {
+    name: "proxy",
+    group: "",
+    version: "v1",
+    kind: "NodeProxyOptions",
+    verbs: &["create", "delete", "get", "patch", "update"],
+};
 const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];
 const PVC_SUB: &[Subresource] = &[status("", "v1", "PersistentVolumeClaim")];
 const QUOTA_SUB: &[Subresource] = &[status("", "v1", "ResourceQuota")];

@@ -94,6 +94,12 @@ fn a_node_may_do_what_a_kubelet_needs_and_nothing_more() {
         "deployments.apps \"web\" is forbidden: User \"system:node:n1\" cannot delete resource \"deployments\" in API group \"apps\" in the namespace \"default\"",
     );
     ok(control.kubectl(&["get", "deployment", "web"]));
+    // Not even its own kubelet API through the API server (kube's system:node role has no
+    // nodes/proxy).
+    forbidden(
+        kubectl_with(&node, &["get", "--raw", "/api/v1/nodes/n1/proxy/metrics/resource"]),
+        "nodes \"n1\" is forbidden: User \"system:node:n1\" cannot get resource \"nodes/proxy\" in API group \"\" at the cluster scope",
+    );
     // Another node's credentials cannot read n1's pod's Secret.
     let other = control.node_kubeconfig("other");
     forbidden(

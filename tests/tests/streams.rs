@@ -230,6 +230,23 @@ fn the_kubelet_api_admits_only_the_api_server() {
         debug(&control, &node)
     );
 
+    // The API server reaches it for its clients: `nodes/proxy` passes a request on to the
+    // kubelet API and its answer back, and the kubelet's own refusals pass back too.
+    let proxied = format!("/api/v1/nodes/{}/proxy/metrics/resource", node.name);
+    let metrics = control.kubectl_ok(&["get", "--raw", &proxied]);
+    assert!(
+        metrics.contains("node_cpu_usage_seconds_total"),
+        "{metrics}"
+    );
+    let with_port = format!("/api/v1/nodes/{}:10250/proxy/metrics/resource", node.name);
+    assert!(control
+        .kubectl_ok(&["get", "--raw", &with_port])
+        .contains("node_memory_working_set_bytes"));
+    let missing = format!("/api/v1/nodes/{}/proxy/no-such-path", node.name);
+    let out = control.kubectl(&["get", "--raw", &missing]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
+
     let (cert, key) = client_pem(node.kubeconfig(), dir.path());
     assert_eq!(kubelet_status(&url, Some((&cert, &key))), "403");
 

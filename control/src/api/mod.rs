@@ -27,6 +27,7 @@ pub(crate) mod meta;
 pub mod metrics_scrape;
 mod namespace_cache;
 mod namespaces;
+mod node_proxy;
 pub(crate) mod patch;
 pub mod path;
 mod pod_ephemeral;
@@ -353,7 +354,22 @@ where
     let log = call.path.subresource.as_deref() == Some("log");
     let token = call.path.subresource.as_deref() == Some("token");
     let evict = call.path.subresource.as_deref() == Some("eviction");
+    let proxy = call.path.subresource.as_deref() == Some("proxy");
     let result = match (method, named) {
+        (
+            method @ (Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE),
+            true,
+        ) if proxy => {
+            let request = node_proxy::ProxyRequest {
+                method,
+                uri_path: &uri_path,
+                raw_query: &raw_query,
+                headers: &headers,
+                body,
+            };
+            node_proxy::forward(&call, request).await
+        }
+        (other, true) if proxy => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if log => pod_log::get(&call, &raw_query).await,
         (other, true) if log => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET | Method::POST, true) if exec => {

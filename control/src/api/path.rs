@@ -66,6 +66,10 @@ pub fn parse(path: &str) -> Result<ResourcePath, PathError> {
         [name, sub] if resource.subresources.iter().any(|s| s.name == *sub) => {
             (Some((*name).to_owned()), Some((*sub).to_owned()))
         }
+        // A proxy subresource takes the rest of the path as the path it proxies to.
+        [name, "proxy", ..] if resource.subresources.iter().any(|s| s.name == "proxy") => {
+            (Some((*name).to_owned()), Some("proxy".to_owned()))
+        }
         _ => return Err(PathError::NoRoute),
     };
     if !resource.served() {
@@ -148,6 +152,22 @@ mod tests {
     }
 
     #[test]
+    fn node_proxy_paths_keep_the_node_and_any_rest() {
+        let s = |v: &str| Some(v.to_owned());
+        for path in [
+            "/api/v1/nodes/n1/proxy",
+            "/api/v1/nodes/n1/proxy/",
+            "/api/v1/nodes/n1/proxy/metrics/resource",
+        ] {
+            assert_eq!(
+                parts(path),
+                ("Node".into(), None, s("n1"), s("proxy")),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_paths_address_nothing() {
         for path in [
             "/api/v1/pods/web",
@@ -155,6 +175,8 @@ mod tests {
             "/api/v1/namespaces/a/configmaps/x/status",
             "/apis/apps/v1/pods",
             "/api/v1/namespaces/a/pods/web/exec/x",
+            "/api/v1/namespaces/a/pods/web/proxy/x",
+            "/api/v1/nodes/n1/proxy//x",
             "/api/v1/namespaces//pods",
             "/version",
         ] {

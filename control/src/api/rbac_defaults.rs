@@ -85,6 +85,27 @@ pub fn cluster_roles() -> Vec<Value> {
                 "/version/",
             ])],
         ),
+        // What the API server's kubelet client may do on the kubelet API, as kube's; also
+        // what a user needs for `nodes/NAME/proxy/...`.
+        cluster_role(
+            "system:kubelet-api-admin",
+            json!({}),
+            vec![
+                rule(READ, core, &["nodes"]),
+                rule(&["proxy"], core, &["nodes"]),
+                rule(
+                    &read_write(),
+                    core,
+                    &[
+                        "nodes/log",
+                        "nodes/metrics",
+                        "nodes/proxy",
+                        "nodes/spec",
+                        "nodes/stats",
+                    ],
+                ),
+            ],
+        ),
         cluster_role(
             "system:monitoring",
             json!({}),

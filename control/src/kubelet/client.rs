@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -79,7 +79,27 @@ impl KubeletClient {
         location: &str,
         path_and_query: &str,
     ) -> Result<Response<Incoming>, KubeletError> {
-        self.send(location, path_and_query, HeaderMap::new()).await
+        let request = Outgoing::get(path_and_query, HeaderMap::new());
+        self.send(location, request).await
+    }
+
+    /// Any request (`nodes/proxy`): `method`, the client's `headers` and `body` to
+    /// `https://<location><path_and_query>`; the response streams while the caller reads it.
+    pub async fn request(
+        &self,
+        location: &str,
+        method: http::Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, KubeletError> {
+        let request = Outgoing {
+            method,
+            path_and_query,
+            headers,
+            body,
+        };
+        self.send(location, request).await
     }
 
     /// `GET` with the client's upgrade `headers` (`pods/exec`); on a 101 the connection is
@@ -90,14 +110,14 @@ impl KubeletClient {
         path_and_query: &str,
         headers: HeaderMap,
     ) -> Result<Response<Incoming>, KubeletError> {
-        self.send(location, path_and_query, headers).await
+        self.send(location, Outgoing::get(path_and_query, headers))
+            .await
     }
 
     async fn send(
         &self,
         location: &str,
-        path_and_query: &str,
-        headers: HeaderMap,
+        outgoing: Outgoing<'_>,
     ) -> Result<Response<Incoming>, KubeletError> {
         let dial = |detail: String| KubeletError::Dial {
             location: location.to_owned(),
@@ -128,12 +148,33 @@ impl KubeletClient {
                 tracing::debug!(error = %e, "kubelet connection");
             }
         });
-        let mut request = Request::get(path_and_query)
+        let mut request = Request::builder()
+            .method(outgoing.method)
+            .uri(outgoing.path_and_query)
             .header(http::header::HOST, location)
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(outgoing.body))
             .map_err(|e| dial(e.to_string()))?;
-        request.headers_mut().extend(headers);
+        request.headers_mut().extend(outgoing.headers);
         sender.send_request(request).await.map_err(http)
+    }
+}
+
+/// A request to a kubelet.
+struct Outgoing<'a> {
+    method: http::Method,
+    path_and_query: &'a str,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<'a> Outgoing<'a> {
+    fn get(path_and_query: &'a str, headers: HeaderMap) -> Self {
+        Outgoing {
+            method: http::Method::GET,
+            path_and_query,
+            headers,
+            body: Bytes::new(),
+        }
     }
 }
 

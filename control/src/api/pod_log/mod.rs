@@ -100,7 +100,7 @@ pub(super) async fn kubelet_target<'a>(
     })
 }
 
-async fn read_node(call: &Call, node_name: &str) -> Result<serde_json::Value, ApiError> {
+pub(super) async fn read_node(call: &Call, node_name: &str) -> Result<serde_json::Value, ApiError> {
     let nodes = crate::kinds::find("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes are not served"))?;
     let key = path::object_key(nodes, None, node_name);
