@@ -242,6 +242,11 @@ fn the_kubelet_api_admits_only_the_api_server() {
     assert!(control
         .kubectl_ok(&["get", "--raw", &with_port])
         .contains("node_memory_working_set_bytes"));
+    let health = format!("/api/v1/nodes/{}/proxy/healthz", node.name);
+    assert_eq!(control.kubectl_ok(&["get", "--raw", &health]).trim(), "ok");
+    let own = format!("/api/v1/nodes/{}/proxy/metrics", node.name);
+    let own = control.kubectl_ok(&["get", "--raw", &own]);
+    assert!(own.contains("bosun_probe_runs"), "{own}");
     let missing = format!("/api/v1/nodes/{}/proxy/no-such-path", node.name);
     let out = control.kubectl(&["get", "--raw", &missing]);
     assert!(!out.status.success(), "{}", stdout(&out));

@@ -8,7 +8,8 @@
 //! ports inside the pod's netns), `GET|POST /attach/{ns}/{pod}/{container}` (`attach.rs`: the
 //! container's new output as channel frames) and `GET /metrics/resource` (CPU and memory of
 //! the node, pods and containers from their cgroups, kubelet's names;
-//! [`crate::metrics::resource`]). The listening socket is made in the node's netns on the node's address
+//! [`crate::metrics::resource`]), `GET /metrics` (the agent's own metrics) and `GET /healthz`.
+//! The listening socket is made in the node's netns on the node's address
 //! (`listen.rs`). It reads pods' statuses through a closure and never changes a pod.
 
 pub mod attach;
@@ -134,6 +135,11 @@ async fn route(api: &KubeletApi, req: Request<Incoming>) -> Response<Body> {
         (_, ["exec", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         (&Method::GET, ["metrics", "resource"]) => resource_metrics(api).await,
         (_, ["metrics", "resource"]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        // kubelet's own metrics and health, as on its port: what scrapes through the API
+        // server's `nodes/NAME/proxy/metrics` read.
+        (&Method::GET, ["metrics"]) => agent_metrics(),
+        (&Method::GET, ["healthz"]) => Response::new(Full::new(Bytes::from_static(b"ok")).boxed()),
+        (_, ["metrics" | "healthz"]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         (&Method::GET | &Method::POST, ["attach", ns, pod, container]) => {
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
             attach::respond(api, req, &ns, &pod, &container)
@@ -149,6 +155,17 @@ async fn route(api: &KubeletApi, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// `/metrics/resource`: the cgroups are read off the async workers.
+/// The agent's metrics (its `--metrics-address` endpoint's).
+fn agent_metrics() -> Response<Body> {
+    let body = crate::metrics::metrics().render();
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    resp
+}
+
 async fn resource_metrics(api: &KubeletApi) -> Response<Body> {
     let source = api.resources.clone();
     match tokio::task::spawn_blocking(move || source()).await {

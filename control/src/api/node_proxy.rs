@@ -13,6 +13,7 @@ use futures::StreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, Response};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 
+use super::pod_exec::pick;
 use super::Call;
 use crate::http_util::ResponseBody;
 use crate::status::ApiError;
@@ -89,19 +90,6 @@ fn proxied_path(uri_path: &str, name: &str) -> String {
         }
         None => "/".to_owned(),
     }
-}
-
-/// The named headers of `from`.
-fn pick(from: &HeaderMap, names: &[&str]) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in names {
-        for value in from.get_all(*name) {
-            if let Ok(name) = header::HeaderName::from_bytes(name.as_bytes()) {
-                out.append(name, value.clone());
-            }
-        }
-    }
-    out
 }
 
 /// One request to `nodes/{name}/proxy/...`.

@@ -161,7 +161,7 @@ async fn relay(
 }
 
 /// The named headers of `from`.
-fn pick(from: &HeaderMap, names: &[&str]) -> HeaderMap {
+pub(super) fn pick(from: &HeaderMap, names: &[&str]) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in names {
         for value in from.get_all(*name) {

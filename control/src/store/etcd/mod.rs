@@ -159,33 +159,24 @@ impl EtcdStore {
             .with_connect_timeout(config.connect_timeout)
             .with_keep_alive(Duration::from_secs(10), config.request_timeout)
             .with_require_leader(true);
+        let opening = |source| Error::Etcd {
+            op: Op::Open,
+            key: String::new(),
+            endpoints: endpoints.clone(),
+            source,
+        };
         let client = Client::connect(&config.endpoints, Some(options))
             .await
-            .map_err(|source| Error::Etcd {
-                op: Op::Open,
-                key: String::new(),
-                endpoints: endpoints.clone(),
-                source,
-            })?;
+            .map_err(opening)?;
         // Single requests take the direct channel; the watch, etcd-client's balanced one.
         let direct = direct::DirectChannel::new(&config.endpoints, config.connect_timeout)
-            .map_err(|bad| Error::Etcd {
-                op: Op::Open,
-                key: String::new(),
-                endpoints: endpoints.clone(),
-                source: etcd_client::Error::InvalidArgs(bad.to_string()),
-            })?;
+            .map_err(|bad| opening(etcd_client::Error::InvalidArgs(bad.to_string())))?;
         let requests = Client::from_channel(
             direct.into_etcd_channel(),
             Some(ConnectOptions::new().with_require_leader(true)),
         )
         .await
-        .map_err(|source| Error::Etcd {
-            op: Op::Open,
-            key: String::new(),
-            endpoints: endpoints.clone(),
-            source,
-        })?;
+        .map_err(opening)?;
         let store = EtcdStore {
             kv: requests
                 .kv_client()
