@@ -28,6 +28,7 @@ pub mod names;
 pub mod openapi;
 pub mod pki;
 pub mod protobuf;
+pub mod repoll;
 pub mod router;
 pub mod schedule;
 pub mod server;

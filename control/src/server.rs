@@ -19,6 +19,7 @@ use crate::api::ApiState;
 use crate::authn::identity::{self, Identity};
 use crate::http_util::ResponseBody;
 use crate::pki::CertPair;
+use crate::repoll::Repoll;
 use crate::router;
 
 /// Streams one HTTP/2 connection may have open at once (kube-apiserver's default).
@@ -129,10 +130,10 @@ async fn connection(
         .max_concurrent_streams(HTTP2_MAX_STREAMS)
         .initial_stream_window_size(HTTP2_STREAM_WINDOW)
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW);
-    if let Err(error) = builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
-        .await
-    {
+    // The handler runs inside the connection's dispatcher: their wake-ups of each other are
+    // polled through at once (`Repoll`), not left to tokio to reschedule.
+    let serving = Repoll::new(builder.serve_connection_with_upgrades(TokioIo::new(tls), service));
+    if let Err(error) = serving.await {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
