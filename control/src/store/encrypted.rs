@@ -16,7 +16,6 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::watch_stream::watch_channel;
 use super::{
     Deleted, Error, Event, KeyValue, Limits, ListOptions, ListPage, Op, Result, Store, WatchStream,
 };
@@ -203,31 +202,14 @@ impl Store for EncryptedStore {
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
-        let mut inner = self.inner.watch(prefix, after_revision).await?;
-        let (sender, stream) = watch_channel(self.limits().watch_buffer);
+        let inner = self.inner.watch(prefix, after_revision).await?;
         let this = EncryptedStore {
             inner: Arc::clone(&self.inner),
             key: self.key.clone(),
             prefixes: self.prefixes.clone(),
         };
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    next = inner.next() => next,
-                    () = sender.consumer_gone() => return,
-                };
-                match next.map(|event| event.and_then(|e| this.open_event(e))) {
-                    Some(Ok(event)) => {
-                        if sender.send(event).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Err(error)) => return sender.finish(error),
-                    None => return,
-                }
-            }
-        });
-        Ok(stream)
+        // Opened as the consumer takes them, on its task.
+        Ok(inner.map_events(move |event| this.open_event(event)))
     }
 
     async fn compact(&self, revision: i64) -> Result<i64> {

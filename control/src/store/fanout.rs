@@ -53,6 +53,16 @@ impl Subscription {
         self.events.recv().await.ok_or_else(|| self.missed())
     }
 
+    /// The next event if one is there, else `Pending` with `cx` woken when one comes.
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Arc<Event>, Missed>> {
+        self.events
+            .poll_recv(cx)
+            .map(|event| event.ok_or_else(|| self.missed()))
+    }
+
     /// Whether it fell a window behind (it may still hold events before the gap).
     pub fn lagged(&self) -> bool {
         self.lagged.load(Ordering::Acquire)

@@ -4,6 +4,12 @@
 //! leaves the reason in the slot and drops the sender, so the consumer first drains every
 //! event already buffered — a prefix of the event sequence, never with a gap — and then sees
 //! the error once. Dropping the [`WatchStream`] stops the feeder.
+//!
+//! A backend that can hand events over without a task of its own between it and the
+//! consumer gives the stream an [`EventSource`] polled by the consumer's task itself (the
+//! etcd hub's watches), and a wrapping store changes events as they are taken
+//! ([`WatchStream::map_events`]) rather than through another task: each task between a write
+//! and its watcher is one more thread wake-up per event and watch.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,10 +24,61 @@ type EndSlot = Arc<Mutex<Option<Error>>>;
 
 /// The events of one watch, in revision order. Ends with `Some(Err(_))` once when the store
 /// ended the watch (then `None`), or with `None` alone.
-#[derive(Debug)]
 pub struct WatchStream {
-    events: mpsc::Receiver<Event>,
-    end: EndSlot,
+    source: Source,
+}
+
+enum Source {
+    /// Fed by a backend's task through [`WatchSender`].
+    Channel {
+        events: mpsc::Receiver<Event>,
+        end: EndSlot,
+    },
+    /// Polled directly.
+    Direct(Box<dyn EventSource>),
+}
+
+impl std::fmt::Debug for WatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.source {
+            Source::Channel { .. } => "channel",
+            Source::Direct(_) => "direct",
+        };
+        f.debug_struct("WatchStream")
+            .field("source", &kind)
+            .finish()
+    }
+}
+
+/// Events polled by the consumer's own task, with a [`WatchStream`]'s contract: in revision
+/// order, then at most one error, then `None` for good.
+pub(crate) trait EventSource: Send {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>>;
+}
+
+/// A stream's events changed by a function as they are taken; its first error ends it.
+struct Mapped<F> {
+    inner: WatchStream,
+    map: F,
+    ended: bool,
+}
+
+impl<F> EventSource for Mapped<F>
+where
+    F: FnMut(Event) -> Result<Event> + Send,
+{
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let next = match std::task::ready!(self.inner.poll_event(cx)) {
+            Some(Ok(event)) => (self.map)(event),
+            Some(Err(error)) => Err(error),
+            None => return Poll::Ready(None),
+        };
+        self.ended = next.is_err();
+        Poll::Ready(Some(next))
+    }
 }
 
 /// The producer side of a [`WatchStream`], held by a backend's feeder.
@@ -44,7 +101,9 @@ pub(crate) fn watch_channel(buffer: usize) -> (WatchSender, WatchStream) {
             events: tx,
             end: end.clone(),
         },
-        WatchStream { events: rx, end },
+        WatchStream {
+            source: Source::Channel { events: rx, end },
+        },
     )
 }
 
@@ -72,23 +131,42 @@ impl WatchSender {
 }
 
 impl WatchStream {
+    /// A stream of `source`'s events, polled by the consumer.
+    pub(crate) fn direct(source: impl EventSource + 'static) -> WatchStream {
+        WatchStream {
+            source: Source::Direct(Box::new(source)),
+        }
+    }
+
+    /// This stream with each event passed through `map` when taken; an error from `map` ends
+    /// the watch with it.
+    pub(crate) fn map_events<F>(self, map: F) -> WatchStream
+    where
+        F: FnMut(Event) -> Result<Event> + Send + 'static,
+    {
+        WatchStream::direct(Mapped {
+            inner: self,
+            map,
+            ended: false,
+        })
+    }
+
     /// The next event, the error that ended the watch, or `None` after the end.
     pub async fn next(&mut self) -> Option<Result<Event>> {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
-        match self.events.poll_recv(cx) {
-            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
-            Poll::Ready(None) => {
-                let end = self
-                    .end
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
-                Poll::Ready(end.map(Err))
-            }
-            Poll::Pending => Poll::Pending,
+        match &mut self.source {
+            Source::Direct(source) => source.poll_event(cx),
+            Source::Channel { events, end } => match events.poll_recv(cx) {
+                Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
+                Poll::Ready(None) => {
+                    let end = end.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    Poll::Ready(end.map(Err))
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }

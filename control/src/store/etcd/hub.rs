@@ -13,9 +13,10 @@
 //! its own etcd watch (`super::watch`), as before the hub; so does one from before a
 //! compaction made through this store, which etcd refuses.
 //!
-//! Each watch's feeder keeps the events of its prefix the consumer has no room for in a queue
-//! and cuts off a consumer more than a window of live events behind with
-//! [`Error::WatchTooSlow`], as the own-watch feeder does. When the hub's etcd watch ends (a
+//! No task stands between the hub and a watch's consumer: the consumer's task takes the
+//! replayed events, then the live ones from its fanout subscription ([`HubWatch`]). A consumer
+//! more than a window of live events behind is cut off with [`Error::WatchTooSlow`] after
+//! the events it was handed, as the own-watch feeder does. When the hub's etcd watch ends (a
 //! lost member, no leader, a closed stream), every watch on it gets its queued events, then
 //! the error; the next watch starts a new hub.
 
@@ -29,8 +30,9 @@ use tokio::task::AbortHandle;
 use super::watch::{ended, store_event};
 use super::{EtcdStore, Failure};
 use crate::store::fanout::{self, Fanout, Missed};
-use crate::store::watch_stream::{watch_channel, WatchSender};
+use crate::store::watch_stream::EventSource;
 use crate::store::{Error, Event, Op, WatchStream};
+use std::task::{Context, Poll};
 
 /// The most bytes of values the history keeps (besides its count limit).
 const HISTORY_BYTES: usize = 16 << 20;
@@ -70,18 +72,16 @@ impl HubSlot {
     ) -> Option<WatchStream> {
         let hub = self.hub(store).await?;
         let subscription = hub.subscribe(prefix, after_revision)?;
-        let (sender, events) = watch_channel(store.config.limits.watch_buffer);
-        let feeder = Feeder {
+        Some(WatchStream::direct(HubWatch {
             hub,
             prefix: prefix.to_owned(),
             after: after_revision,
             last_sent: after_revision,
-            replay_until: subscription.published,
-            queue: subscription.replay,
+            replay: subscription.replay,
+            live: subscription.live,
             window: store.config.limits.watch_window,
-        };
-        tokio::spawn(feeder.run(subscription.live, sender));
-        Some(events)
+            ended: false,
+        }))
     }
 
     /// The store was compacted at `revision`: a watch from before it is refused (by etcd), as
@@ -138,8 +138,6 @@ struct Hub {
 struct State {
     /// The history holds every event after this revision.
     floor: i64,
-    /// Every event up to here has been added to the history and broadcast.
-    published: i64,
     history: VecDeque<Arc<Event>>,
     history_bytes: usize,
     capacity: usize,
@@ -154,7 +152,6 @@ struct Subscription {
     live: fanout::Subscription,
     /// The history's events of the watch's prefix after its revision.
     replay: VecDeque<Arc<Event>>,
-    published: i64,
 }
 
 fn value_bytes(event: &Event) -> usize {
@@ -202,7 +199,6 @@ impl Hub {
             endpoints: endpoints.to_owned(),
             state: Mutex::new(State {
                 floor: revision,
-                published: revision,
                 history: VecDeque::new(),
                 history_bytes: 0,
                 capacity,
@@ -249,7 +245,6 @@ impl Hub {
         let mut state = self.state();
         for event in events {
             let event = Arc::new(event);
-            state.published = event.revision();
             state.history_bytes += value_bytes(&event);
             state.history.push_back(Arc::clone(&event));
             while state.history.len() > state.capacity || state.history_bytes > HISTORY_BYTES {
@@ -300,13 +295,8 @@ impl Hub {
             .filter(|event| event.revision() > after_revision && event.kv.key.starts_with(prefix))
             .cloned()
             .collect();
-        let published = state.published;
         let live = state.live.as_mut()?.subscribe(prefix);
-        Some(Subscription {
-            live,
-            replay,
-            published,
-        })
+        Some(Subscription { live, replay })
     }
 
     /// The error that ended the hub, for the watch of `prefix`.
@@ -342,8 +332,9 @@ fn failure_text(failure: Failure) -> String {
     }
 }
 
-/// One watch fed by the hub.
-struct Feeder {
+/// One watch fed by the hub, polled by its consumer's task: the history's events of its
+/// prefix, then the live ones as the fanout hands them over.
+struct HubWatch {
     hub: Arc<Hub>,
     prefix: String,
     /// The watch's revision: events up to it are not the watch's (a watch from a revision
@@ -351,65 +342,48 @@ struct Feeder {
     after: i64,
     /// The revision of the last event handed to the consumer.
     last_sent: i64,
-    /// The hub's newest revision when the watch started: events up to it are history.
-    replay_until: i64,
-    /// Events of the prefix the consumer has no room for yet.
-    queue: VecDeque<Arc<Event>>,
+    /// The history's events of the prefix after `after`, not taken yet.
+    replay: VecDeque<Arc<Event>>,
+    /// The live events of the prefix, at most a window of them not taken.
+    live: fanout::Subscription,
     window: usize,
+    ended: bool,
 }
 
-impl Feeder {
-    async fn run(mut self, mut live: fanout::Subscription, sender: WatchSender) {
-        let end = loop {
-            let behind = self.queue.len() > self.window;
-            let is_live = self
-                .queue
-                .front()
-                .is_some_and(|event| event.revision() > self.replay_until);
-            if behind && is_live {
-                break self.too_slow();
-            }
-            tokio::select! {
-                permit = sender.reserve(), if !self.queue.is_empty() => {
-                    let Ok(permit) = permit else { return };
-                    if let Some(event) = self.queue.pop_front() {
-                        self.last_sent = event.revision();
-                        permit.send(Event::clone(&event));
-                    }
-                }
-                () = sender.consumer_gone(), if self.queue.is_empty() => return,
-                received = live.recv() => match received {
-                    // (only the prefix's events come)
-                    Ok(event) => {
-                        if event.revision() > self.after {
-                            self.queue.push_back(event);
-                        }
-                    }
-                    // This feeder was not scheduled for a window of its prefix's writes.
-                    Err(Missed::Lagged) => break self.too_slow(),
-                    Err(Missed::Closed) => {
-                        // Everything the hub delivered before its end, then the end.
-                        for event in std::mem::take(&mut self.queue) {
-                            if sender.send(Event::clone(&event)).await.is_err() {
-                                return;
-                            }
-                        }
-                        break self.hub.end_error(&self.prefix);
-                    }
-                },
-            }
-        };
-        sender.finish(end);
-    }
-
-    /// Cut off without the queue: the consumer sees a gap-free prefix, then this.
-    fn too_slow(&self) -> Error {
-        Error::WatchTooSlow {
-            op: Op::Watch,
-            key: self.prefix.clone(),
-            window: self.window,
-            last_revision: self.last_sent,
+impl EventSource for HubWatch {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
         }
+        if let Some(event) = self.replay.pop_front() {
+            return Poll::Ready(Some(Ok(self.hand_over(&event))));
+        }
+        loop {
+            let end = match std::task::ready!(self.live.poll_recv(cx)) {
+                // (only the prefix's events come)
+                Ok(event) if event.revision() <= self.after => continue,
+                Ok(event) => return Poll::Ready(Some(Ok(self.hand_over(&event)))),
+                // The consumer did not take a window of its prefix's live events: cut off
+                // after a gap-free prefix of them.
+                Err(Missed::Lagged) => Error::WatchTooSlow {
+                    op: Op::Watch,
+                    key: self.prefix.clone(),
+                    window: self.window,
+                    last_revision: self.last_sent,
+                },
+                // Everything the hub delivered before its end was taken: then the end.
+                Err(Missed::Closed) => self.hub.end_error(&self.prefix),
+            };
+            self.ended = true;
+            return Poll::Ready(Some(Err(end)));
+        }
+    }
+}
+
+impl HubWatch {
+    fn hand_over(&mut self, event: &Event) -> Event {
+        self.last_sent = event.revision();
+        event.clone()
     }
 }
 
@@ -448,7 +422,6 @@ mod tests {
         assert_eq!(replayed(&hub, "/a/", 16), Some(vec![]));
         assert_eq!(replayed(&hub, "/a/", 20), Some(vec![]), "a future revision");
         assert_eq!(replayed(&hub, "/a/", 11), None);
-        assert_eq!(hub.subscribe("/a/", 12).map(|s| s.published), Some(16));
     }
 
     #[test]
@@ -473,17 +446,16 @@ mod tests {
     async fn a_closed_hub_ends_its_watches_after_their_events_and_serves_no_new_one() {
         let hub = Arc::new(Hub::new("/root", "http://e:2379", 0, 8));
         let subscription = hub.subscribe("/p/", 0).expect("a running hub");
-        let (sender, mut events) = watch_channel(4);
-        let feeder = Feeder {
+        let mut events = WatchStream::direct(HubWatch {
             hub: Arc::clone(&hub),
             prefix: "/p/".to_owned(),
             after: 0,
             last_sent: 0,
-            replay_until: subscription.published,
-            queue: subscription.replay,
+            replay: subscription.replay,
+            live: subscription.live,
             window: 8,
-        };
-        let task = tokio::spawn(feeder.run(subscription.live, sender));
+            ended: false,
+        });
         hub.publish([put("/p/a", 1, 1), put("/q/b", 2, 1), put("/p/c", 3, 1)]);
         hub.close("etcd went away".to_owned());
         let mut keys = Vec::new();
@@ -499,7 +471,7 @@ mod tests {
             end.contains("etcd went away") && end.contains("http://e:2379"),
             "{end}"
         );
-        task.await.expect("the feeder");
+        assert!(events.next().await.is_none(), "nothing after the end");
         assert!(hub.subscribe("/p/", 3).is_none());
         assert!(!hub.running());
     }
