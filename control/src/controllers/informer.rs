@@ -37,7 +37,8 @@ impl Informer {
     /// An informer of the objects named `name` only, in every namespace (the others are
     /// neither kept nor told), as a field selector on `metadata.name` would give: a
     /// controller that owns one well-known object per namespace need not hold every object
-    /// of its kind.
+    /// of its kind. Its watch ([`Store::watch_named`]) is woken by that name's writes only,
+    /// so only they move its [`Informer::wait_for`] revision.
     pub fn spawn_named(
         store: Arc<dyn Store>,
         resource: &'static Resource,
@@ -146,7 +147,12 @@ async fn follow(store: Arc<dyn Store>, informer: std::sync::Weak<Informer>) {
             }
         };
         drop(this);
-        let mut stream = match store.watch(&prefix, revision).await {
+        // A named informer's watch is woken only by its name's writes.
+        let watched = match only_name {
+            Some(name) => store.watch_named(&prefix, name, revision).await,
+            None => store.watch(&prefix, revision).await,
+        };
+        let mut stream = match watched {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!(%prefix, %error, "informer: watching");

@@ -148,6 +148,18 @@ impl EncryptedStore {
     }
 }
 
+impl EncryptedStore {
+    /// `inner`'s events opened as the consumer takes them, on its task.
+    fn opened(&self, inner: WatchStream) -> WatchStream {
+        let this = EncryptedStore {
+            inner: Arc::clone(&self.inner),
+            key: self.key.clone(),
+            prefixes: self.prefixes.clone(),
+        };
+        inner.map_events(move |event| this.open_event(event))
+    }
+}
+
 #[async_trait]
 impl Store for EncryptedStore {
     fn limits(&self) -> &Limits {
@@ -203,13 +215,17 @@ impl Store for EncryptedStore {
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
         let inner = self.inner.watch(prefix, after_revision).await?;
-        let this = EncryptedStore {
-            inner: Arc::clone(&self.inner),
-            key: self.key.clone(),
-            prefixes: self.prefixes.clone(),
-        };
-        // Opened as the consumer takes them, on its task.
-        Ok(inner.map_events(move |event| this.open_event(event)))
+        Ok(self.opened(inner))
+    }
+
+    async fn watch_named(
+        &self,
+        prefix: &str,
+        name: &str,
+        after_revision: i64,
+    ) -> Result<WatchStream> {
+        let inner = self.inner.watch_named(prefix, name, after_revision).await?;
+        Ok(self.opened(inner))
     }
 
     async fn compact(&self, revision: i64) -> Result<i64> {

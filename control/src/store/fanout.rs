@@ -1,8 +1,8 @@
-//! The live events of a store routed to the watches whose prefix they fall under — as
-//! kube-apiserver's watch cache dispatches each event to the watchers it concerns. A write
-//! wakes only the watches of its key: with one shared broadcast, every write woke every
-//! watch of the process (each informer, mirror, the garbage collector, every client watch),
-//! each to drop what was not its.
+//! The live events of a store routed to the watches whose keys hold them ([`WatchKeys`]: a
+//! prefix, perhaps narrowed to one name) — as kube-apiserver's watch cache dispatches each
+//! event to the watchers it concerns. A write wakes only the watches of its key: with one
+//! shared broadcast, every write woke every watch of the process (each informer, mirror, the
+//! garbage collector, every client watch), each to drop what was not its.
 //!
 //! Each subscription holds at most a window of events not yet taken: one that falls that far
 //! behind is dropped from the fanout and, once it has taken what it holds, sees
@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+use super::watch_keys::WatchKeys;
 use super::Event;
 
-/// The subscriptions of a hub, by prefix.
+/// The subscriptions of a hub, by keys.
 #[derive(Debug)]
 pub(crate) struct Fanout {
     subscribers: Vec<Subscriber>,
@@ -26,12 +27,12 @@ pub(crate) struct Fanout {
 
 #[derive(Debug)]
 struct Subscriber {
-    prefix: String,
+    keys: WatchKeys,
     sender: mpsc::Sender<Arc<Event>>,
     lagged: Arc<AtomicBool>,
 }
 
-/// The live events of one prefix, in revision order.
+/// The live events of one watch's keys, in revision order.
 #[derive(Debug)]
 pub(crate) struct Subscription {
     events: mpsc::Receiver<Arc<Event>>,
@@ -85,12 +86,12 @@ impl Fanout {
         }
     }
 
-    /// The events sent from now on whose key starts with `prefix`.
-    pub fn subscribe(&mut self, prefix: &str) -> Subscription {
+    /// The events sent from now on whose key `keys` holds.
+    pub fn subscribe(&mut self, keys: WatchKeys) -> Subscription {
         let (sender, events) = mpsc::channel(self.window);
         let lagged = Arc::new(AtomicBool::new(false));
         self.subscribers.push(Subscriber {
-            prefix: prefix.to_owned(),
+            keys,
             sender,
             lagged: Arc::clone(&lagged),
         });
@@ -102,7 +103,7 @@ impl Fanout {
     pub fn send(&mut self, event: &Arc<Event>) {
         let key = &event.kv.key;
         self.subscribers.retain(|subscriber| {
-            if !key.starts_with(&subscriber.prefix) {
+            if !subscriber.keys.contains(key) {
                 return !subscriber.sender.is_closed();
             }
             match subscriber.sender.try_send(Arc::clone(event)) {
@@ -146,8 +147,8 @@ mod tests {
     #[tokio::test]
     async fn each_subscription_gets_only_its_prefix_in_order() {
         let mut fanout = Fanout::new(8);
-        let mut pods = fanout.subscribe("/registry/pods/");
-        let mut everything = fanout.subscribe("/registry/");
+        let mut pods = fanout.subscribe(WatchKeys::under("/registry/pods/"));
+        let mut everything = fanout.subscribe(WatchKeys::under("/registry/"));
         for (key, revision) in [
             ("/registry/pods/a/p1", 2),
             ("/registry/configmaps/a/c", 3),
@@ -171,10 +172,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_named_subscription_holds_only_that_name_and_never_lags_on_others() {
+        let mut fanout = Fanout::new(2);
+        let mut named = fanout.subscribe(WatchKeys::named("/registry/configmaps/", "root"));
+        // Many more writes of other names than its window: none is queued for it.
+        for revision in 1..=10 {
+            fanout.send(&event(
+                &format!("/registry/configmaps/a/cm-{revision}"),
+                revision,
+            ));
+        }
+        fanout.send(&event("/registry/configmaps/a/root", 11));
+        fanout.send(&event("/registry/secrets/a/root", 12));
+        fanout.send(&event("/registry/configmaps/b/root", 13));
+        assert_eq!(fanout.len(), 1);
+        drop(fanout);
+        let mut got = Vec::new();
+        while let Ok(event) = named.recv().await {
+            got.push(event.revision());
+        }
+        assert_eq!(got, [11, 13]);
+        assert!(!named.lagged());
+    }
+
+    #[tokio::test]
     async fn a_subscription_a_window_behind_is_dropped_after_what_it_holds() {
         let mut fanout = Fanout::new(2);
-        let mut slow = fanout.subscribe("/k");
-        let other = fanout.subscribe("/other");
+        let mut slow = fanout.subscribe(WatchKeys::under("/k"));
+        let other = fanout.subscribe(WatchKeys::under("/other"));
         for revision in 1..=3 {
             fanout.send(&event("/k", revision));
         }

@@ -22,6 +22,7 @@ mod fanout;
 mod input;
 pub mod sqlite;
 mod timed;
+mod watch_keys;
 mod watch_stream;
 
 use async_trait::async_trait;
@@ -35,6 +36,7 @@ pub use etcd::{EtcdConfig, EtcdStore};
 pub use input::{prefix_end, Limits};
 pub use sqlite::{SqliteConfig, SqliteStore, Synchronous};
 pub use timed::{storage_metrics, StorageMetrics, TimedStore};
+use watch_keys::WatchKeys;
 pub use watch_stream::WatchStream;
 
 /// One key's value at one revision.
@@ -157,6 +159,20 @@ pub trait Store: Send + Sync + 'static {
     /// `after_revision` is older than the compacted revision. A future `after_revision` is
     /// fine: the watch waits for it.
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream>;
+
+    /// [`Store::watch`] of only the keys under `prefix` whose last segment is `name`: the
+    /// objects named `name` in every namespace. The backends' hubs then wake the watch for
+    /// those keys alone; this default takes the prefix's events and skips the others.
+    async fn watch_named(
+        &self,
+        prefix: &str,
+        name: &str,
+        after_revision: i64,
+    ) -> Result<WatchStream> {
+        let keys = WatchKeys::named(prefix, name);
+        let events = self.watch(prefix, after_revision).await?;
+        Ok(events.filter_events(move |event| keys.contains(&event.kv.key)))
+    }
 
     /// Forgets the history before `revision` (the state at `revision` stays readable).
     /// Compacting at or below the current compacted revision does nothing. Returns the

@@ -195,6 +195,18 @@ impl Store for TimedStore {
         result
     }
 
+    async fn watch_named(
+        &self,
+        prefix: &str,
+        name: &str,
+        after_revision: i64,
+    ) -> Result<WatchStream> {
+        let started = Instant::now();
+        let result = self.inner.watch_named(prefix, name, after_revision).await;
+        storage_metrics().record("watch", prefix, started, &result);
+        result
+    }
+
     async fn compact(&self, revision: i64) -> Result<i64> {
         let started = Instant::now();
         let result = self.inner.compact(revision).await;

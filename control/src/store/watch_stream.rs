@@ -81,6 +81,26 @@ where
     }
 }
 
+/// A stream's events that `keep` keeps; the others are skipped as they are taken.
+struct Filtered<F> {
+    inner: WatchStream,
+    keep: F,
+}
+
+impl<F> EventSource for Filtered<F>
+where
+    F: FnMut(&Event) -> bool + Send,
+{
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
+        loop {
+            match std::task::ready!(self.inner.poll_event(cx)) {
+                Some(Ok(event)) if !(self.keep)(&event) => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
 /// The producer side of a [`WatchStream`], held by a backend's feeder.
 #[derive(Debug)]
 pub(crate) struct WatchSender {
@@ -151,6 +171,14 @@ impl WatchStream {
         })
     }
 
+    /// This stream without the events `keep` refuses (its errors all pass).
+    pub(crate) fn filter_events<F>(self, keep: F) -> WatchStream
+    where
+        F: FnMut(&Event) -> bool + Send + 'static,
+    {
+        WatchStream::direct(Filtered { inner: self, keep })
+    }
+
     /// The next event, the error that ended the watch, or `None` after the end.
     pub async fn next(&mut self) -> Option<Result<Event>> {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
@@ -176,5 +204,50 @@ impl futures::Stream for WatchStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_event(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::{EventKind, KeyValue, Op};
+
+    fn put(key: &str, revision: i64) -> Event {
+        Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.to_owned(),
+                value: Bytes::from_static(b"v"),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_filtered_stream_skips_refused_events_and_keeps_the_end() {
+        let (sender, stream) = watch_channel(8);
+        for (key, revision) in [("/a/x", 1), ("/a/y", 2), ("/a/x", 3), ("/a/z", 4)] {
+            sender.send(put(key, revision)).await.unwrap();
+        }
+        sender.finish(Error::Closed {
+            op: Op::Watch,
+            key: "/a/".to_owned(),
+        });
+        let mut filtered = stream.filter_events(|event| event.kv.key != "/a/y");
+        let mut revisions = Vec::new();
+        let end = loop {
+            match filtered.next().await {
+                Some(Ok(event)) => revisions.push(event.revision()),
+                Some(Err(error)) => break error,
+                None => panic!("the end's error was lost"),
+            }
+        };
+        assert_eq!(revisions, [1, 3, 4]);
+        assert!(matches!(end, Error::Closed { .. }), "{end}");
+        assert!(filtered.next().await.is_none());
     }
 }

@@ -48,6 +48,7 @@ macro_rules! store_cases {
             watch::watch_started_during_writes_has_no_gap_or_duplicate,
             watch::watch_from_a_future_revision_waits_for_it,
             watch::slow_watcher_is_cut_off_and_writers_go_on,
+            watch::named_watch_sees_only_its_name_and_is_not_held_up_by_others,
             history::compaction_forgets_history_before_the_revision,
             history::compactor_keeps_the_newest_revisions,
             history::store_reopens_with_the_same_keys_and_revision,

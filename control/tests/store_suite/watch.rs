@@ -187,3 +187,68 @@ pub async fn slow_watcher_is_cut_off_and_writers_go_on(backend: &impl Backend) {
     let expected = scribe.events_after(resume);
     assert_eq!(next_events(&mut again, expected.len()).await, expected);
 }
+
+/// A watch of one name sees that name's writes in every namespace, past then live, and none
+/// of the others under its prefix: they are not even queued for it, so many more of them
+/// than its window, unread, do not cut it off as they cut off a watch of the whole prefix.
+pub async fn named_watch_sees_only_its_name_and_is_not_held_up_by_others(backend: &impl Backend) {
+    const OTHERS: usize = 60;
+    let limits = Limits {
+        watch_buffer: 4,
+        watch_window: 16,
+        ..Limits::default()
+    };
+    let store = backend.open("named-watch", limits).await;
+    let prefix = "/registry/configmaps/";
+    let start = store.revision().await.unwrap();
+    let mut a = Scribe::new(Arc::clone(&store), "/registry/configmaps/a/");
+    let mut b = Scribe::new(Arc::clone(&store), "/registry/configmaps/b/");
+    let mut not_it = Scribe::new(Arc::clone(&store), "/registry/configmaps/a/");
+    let mut other_kind = Scribe::new(Arc::clone(&store), "/registry/secrets/a/");
+    a.create("root", "1").await;
+    not_it.create("root-2", "x").await;
+    not_it.create("pre-root", "x").await;
+    other_kind.create("root", "x").await;
+    b.create("root", "1").await;
+    a.update("/registry/configmaps/a/root", "2").await;
+
+    let mut named = store.watch_named(prefix, "root", start).await.unwrap();
+    let mut whole = store.watch(prefix, start).await.unwrap();
+    let mut past = a.events[..1].to_vec();
+    past.push(b.events[0].clone());
+    past.push(a.events[1].clone());
+    assert_eq!(
+        next_events(&mut named, 3).await,
+        past,
+        "the history of the name"
+    );
+    // The whole prefix's watch took its history too: both are live.
+    assert_eq!(next_events(&mut whole, 5).await.len(), 5);
+
+    // Unread, both watches meet many more writes of other names than their window.
+    for step in 0..OTHERS {
+        not_it.create(&format!("cm-{step:03}"), "x").await;
+    }
+    let deleted = b.delete("/registry/configmaps/b/root").await;
+    assert_eq!(
+        next_event(&mut named).await,
+        super::delete_event(&deleted),
+        "the live delete of the name, with nothing between"
+    );
+    a.create("other", "x").await;
+    let again = b.create("root", "3").await;
+    assert_eq!(next_event(&mut named).await.kv, again);
+
+    // The watch of the whole prefix held every write for its consumer, and was cut off.
+    let error = loop {
+        match within("the whole prefix's watch", whole.next()).await {
+            Some(Ok(_)) => {}
+            Some(Err(error)) => break error,
+            None => panic!("the watch ended without an error"),
+        }
+    };
+    assert!(
+        matches!(error, Error::WatchTooSlow { .. }),
+        "the whole prefix's watch: {error}"
+    );
+}

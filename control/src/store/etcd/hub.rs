@@ -30,6 +30,7 @@ use tokio::task::AbortHandle;
 use super::watch::{ended, store_event};
 use super::{EtcdStore, Failure};
 use crate::store::fanout::{self, Fanout, Missed};
+use crate::store::watch_keys::WatchKeys;
 use crate::store::watch_stream::EventSource;
 use crate::store::{Error, Event, Op, WatchStream};
 use std::task::{Context, Poll};
@@ -61,20 +62,20 @@ impl Drop for HubSlot {
 }
 
 impl HubSlot {
-    /// A watch of `prefix` after `after_revision` fed by the hub (started if it is not
+    /// A watch of `keys` after `after_revision` fed by the hub (started if it is not
     /// running); `None` when the hub cannot serve it: its history does not reach back to
     /// `after_revision`, or it could not start.
     pub(super) async fn watch(
         &self,
         store: &EtcdStore,
-        prefix: &str,
+        keys: &WatchKeys,
         after_revision: i64,
     ) -> Option<WatchStream> {
         let hub = self.hub(store).await?;
-        let subscription = hub.subscribe(prefix, after_revision)?;
+        let subscription = hub.subscribe(keys, after_revision)?;
         Some(WatchStream::direct(HubWatch {
             hub,
-            prefix: prefix.to_owned(),
+            keys: keys.clone(),
             after: after_revision,
             last_sent: after_revision,
             replay: subscription.replay,
@@ -150,7 +151,7 @@ struct State {
 /// What a new watch takes from the hub.
 struct Subscription {
     live: fanout::Subscription,
-    /// The history's events of the watch's prefix after its revision.
+    /// The history's events of the watch's keys after its revision.
     replay: VecDeque<Arc<Event>>,
 }
 
@@ -282,9 +283,9 @@ impl Hub {
         }
     }
 
-    /// A subscription to the events of `prefix` after `after_revision`; `None` when the hub
+    /// A subscription to the events of `keys` after `after_revision`; `None` when the hub
     /// has ended or its history starts after `after_revision`.
-    fn subscribe(&self, prefix: &str, after_revision: i64) -> Option<Subscription> {
+    fn subscribe(&self, keys: &WatchKeys, after_revision: i64) -> Option<Subscription> {
         let mut state = self.state();
         if state.live.is_none() || after_revision < state.floor {
             return None;
@@ -292,10 +293,10 @@ impl Hub {
         let replay = state
             .history
             .iter()
-            .filter(|event| event.revision() > after_revision && event.kv.key.starts_with(prefix))
+            .filter(|event| event.revision() > after_revision && keys.contains(&event.kv.key))
             .cloned()
             .collect();
-        let live = state.live.as_mut()?.subscribe(prefix);
+        let live = state.live.as_mut()?.subscribe(keys.clone());
         Some(Subscription { live, replay })
     }
 
@@ -333,18 +334,18 @@ fn failure_text(failure: Failure) -> String {
 }
 
 /// One watch fed by the hub, polled by its consumer's task: the history's events of its
-/// prefix, then the live ones as the fanout hands them over.
+/// keys, then the live ones as the fanout hands them over.
 struct HubWatch {
     hub: Arc<Hub>,
-    prefix: String,
+    keys: WatchKeys,
     /// The watch's revision: events up to it are not the watch's (a watch from a revision
     /// the hub has not reached yet).
     after: i64,
     /// The revision of the last event handed to the consumer.
     last_sent: i64,
-    /// The history's events of the prefix after `after`, not taken yet.
+    /// The history's events of the keys after `after`, not taken yet.
     replay: VecDeque<Arc<Event>>,
-    /// The live events of the prefix, at most a window of them not taken.
+    /// The live events of the keys, at most a window of them not taken.
     live: fanout::Subscription,
     window: usize,
     ended: bool,
@@ -360,19 +361,19 @@ impl EventSource for HubWatch {
         }
         loop {
             let end = match std::task::ready!(self.live.poll_recv(cx)) {
-                // (only the prefix's events come)
+                // (only the keys' events come)
                 Ok(event) if event.revision() <= self.after => continue,
                 Ok(event) => return Poll::Ready(Some(Ok(self.hand_over(&event)))),
-                // The consumer did not take a window of its prefix's live events: cut off
+                // The consumer did not take a window of its keys' live events: cut off
                 // after a gap-free prefix of them.
                 Err(Missed::Lagged) => Error::WatchTooSlow {
                     op: Op::Watch,
-                    key: self.prefix.clone(),
+                    key: self.keys.prefix.clone(),
                     window: self.window,
                     last_revision: self.last_sent,
                 },
                 // Everything the hub delivered before its end was taken: then the end.
-                Err(Missed::Closed) => self.hub.end_error(&self.prefix),
+                Err(Missed::Closed) => self.hub.end_error(&self.keys.prefix),
             };
             self.ended = true;
             return Poll::Ready(Some(Err(end)));
@@ -408,7 +409,7 @@ mod tests {
     }
 
     fn replayed(hub: &Hub, prefix: &str, after: i64) -> Option<Vec<i64>> {
-        let subscription = hub.subscribe(prefix, after)?;
+        let subscription = hub.subscribe(&WatchKeys::under(prefix), after)?;
         Some(subscription.replay.iter().map(|e| e.revision()).collect())
     }
 
@@ -422,6 +423,11 @@ mod tests {
         assert_eq!(replayed(&hub, "/a/", 16), Some(vec![]));
         assert_eq!(replayed(&hub, "/a/", 20), Some(vec![]), "a future revision");
         assert_eq!(replayed(&hub, "/a/", 11), None);
+        let named = hub.subscribe(&WatchKeys::named("/a/", "0"), 12);
+        let named: Vec<i64> = named.map_or_else(Vec::new, |s| {
+            s.replay.iter().map(|e| e.revision()).collect()
+        });
+        assert_eq!(named, [14, 16], "a name's replay holds only its keys");
     }
 
     #[test]
@@ -445,10 +451,11 @@ mod tests {
     #[tokio::test]
     async fn a_closed_hub_ends_its_watches_after_their_events_and_serves_no_new_one() {
         let hub = Arc::new(Hub::new("/root", "http://e:2379", 0, 8));
-        let subscription = hub.subscribe("/p/", 0).expect("a running hub");
+        let keys = WatchKeys::under("/p/");
+        let subscription = hub.subscribe(&keys, 0).expect("a running hub");
         let mut events = WatchStream::direct(HubWatch {
             hub: Arc::clone(&hub),
-            prefix: "/p/".to_owned(),
+            keys: keys.clone(),
             after: 0,
             last_sent: 0,
             replay: subscription.replay,
@@ -472,7 +479,7 @@ mod tests {
             "{end}"
         );
         assert!(events.next().await.is_none(), "nothing after the end");
-        assert!(hub.subscribe("/p/", 3).is_none());
+        assert!(hub.subscribe(&WatchKeys::under("/p/"), 3).is_none());
         assert!(!hub.running());
     }
 }

@@ -31,6 +31,7 @@ use etcd_client::{
 };
 
 use super::input::{check_revision, prefix_end, Limits};
+use super::watch_keys::WatchKeys;
 use super::{Deleted, Error, KeyValue, ListOptions, ListPage, Op, Result, Store, WatchStream};
 
 /// Where the etcd cluster is and how long to wait for it.
@@ -541,7 +542,16 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
-        watch::watch(self, prefix, after_revision).await
+        watch::watch(self, &WatchKeys::under(prefix), after_revision).await
+    }
+
+    async fn watch_named(
+        &self,
+        prefix: &str,
+        name: &str,
+        after_revision: i64,
+    ) -> Result<WatchStream> {
+        watch::watch(self, &WatchKeys::named(prefix, name), after_revision).await
     }
 
     async fn compact(&self, revision: i64) -> Result<i64> {

@@ -22,6 +22,7 @@ use etcd_client::{EventType, GetOptions, WatchOptions, WatchResponse};
 
 use super::{revision_refusal, store_kv, EtcdStore, Failure, RevisionRefusal};
 use crate::store::input::check_revision;
+use crate::store::watch_keys::WatchKeys;
 use crate::store::watch_stream::{watch_channel, WatchSender};
 use crate::store::{Error, Event, EventKind, Op, Result, WatchStream};
 
@@ -31,14 +32,27 @@ const PROBE_WAIT: Duration = Duration::from_secs(2);
 
 pub(super) async fn watch(
     store: &EtcdStore,
-    prefix: &str,
+    keys: &WatchKeys,
     after_revision: i64,
 ) -> Result<WatchStream> {
+    let prefix = keys.prefix.as_str();
     store.config.limits.check_prefix(Op::Watch, prefix)?;
     check_revision(Op::Watch, prefix, after_revision)?;
-    if let Some(events) = store.hub.watch(store, prefix, after_revision).await {
+    if let Some(events) = store.hub.watch(store, keys, after_revision).await {
         return Ok(events);
     }
+    let events = own_watch(store, prefix, after_revision).await?;
+    Ok(match keys.name {
+        None => events,
+        Some(_) => {
+            let keys = keys.clone();
+            events.filter_events(move |event| keys.contains(&event.kv.key))
+        }
+    })
+}
+
+/// A watch of `prefix` on an etcd watch of its own.
+async fn own_watch(store: &EtcdStore, prefix: &str, after_revision: i64) -> Result<WatchStream> {
     if after_revision > 0 {
         let options = GetOptions::new()
             .with_count_only()

@@ -10,7 +10,8 @@
 //!
 //! Memory stays bounded however slow a consumer is: the hub hands each live event only to the
 //! subscriptions of its prefix ([`Fanout`]), each holding at most `watch_window` of them
-//! (writers never wait for readers), and each watcher buffers at most `watch_buffer`. A
+//! (writers never wait for readers), and each watcher buffers at most `watch_buffer`. A watch
+//! of one name ([`WatchKeys`]) is handed only that name's events, and replays only them. A
 //! feeder that falls a window behind while replaying just replays again from the table; one
 //! that falls behind while live — its consumer is more than a window behind — ends the watch
 //! with [`Error::WatchTooSlow`].
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use super::reader::ReadPool;
 use super::schema::Bounds;
 use crate::store::fanout::{Fanout, Missed, Subscription};
+use crate::store::watch_keys::WatchKeys;
 use crate::store::watch_stream::WatchSender;
 use crate::store::{Error, Event, Op};
 
@@ -79,16 +81,16 @@ impl Hub {
         self.marks().compacted
     }
 
-    /// A subscription to every event of `prefix` after the returned revision.
-    pub fn subscribe(&self, prefix: &str) -> (Subscription, i64) {
+    /// A subscription to every event of `keys` after the returned revision.
+    pub fn subscribe(&self, keys: &WatchKeys) -> (Subscription, i64) {
         let mut marks = self.marks();
-        (marks.live.subscribe(prefix), marks.published)
+        (marks.live.subscribe(keys.clone()), marks.published)
     }
 }
 
 /// One watch being fed.
 pub(super) struct Feeder {
-    pub prefix: String,
+    pub keys: WatchKeys,
     pub bounds: Bounds,
     /// Every matching event up to here has been delivered.
     pub cursor: i64,
@@ -126,7 +128,7 @@ impl Feeder {
                 let Some(hub) = self.hub.upgrade() else {
                     return Stop::End(self.closed());
                 };
-                (subscription, published) = hub.subscribe(&self.prefix);
+                (subscription, published) = hub.subscribe(&self.keys);
                 continue;
             }
             return self.follow(&mut subscription).await;
@@ -139,7 +141,7 @@ impl Feeder {
             let (page, complete) = self
                 .reader
                 .events(
-                    &self.prefix,
+                    &self.keys.prefix,
                     self.bounds.clone(),
                     (self.cursor, upto),
                     REPLAY_PAGE,
@@ -149,7 +151,9 @@ impl Feeder {
                 .map_err(Stop::End)?;
             for event in page {
                 let revision = event.revision();
-                self.out.send(event).await.map_err(|_| Stop::ConsumerGone)?;
+                if self.keys.contains(&event.kv.key) {
+                    self.out.send(event).await.map_err(|_| Stop::ConsumerGone)?;
+                }
                 self.cursor = revision;
             }
             if complete {
@@ -175,7 +179,7 @@ impl Feeder {
                 Err(Missed::Lagged) => {
                     return Stop::End(Error::WatchTooSlow {
                         op: Op::Watch,
-                        key: self.prefix.clone(),
+                        key: self.keys.prefix.clone(),
                         window: self.window,
                         last_revision: self.cursor,
                     })
@@ -190,7 +194,7 @@ impl Feeder {
         if revision <= self.cursor {
             return Ok(());
         }
-        if event.kv.key.starts_with(&self.prefix) {
+        if self.keys.contains(&event.kv.key) {
             self.out
                 .send(event.clone())
                 .await
@@ -203,7 +207,7 @@ impl Feeder {
     fn closed(&self) -> Error {
         Error::Closed {
             op: Op::Watch,
-            key: self.prefix.clone(),
+            key: self.keys.prefix.clone(),
         }
     }
 }

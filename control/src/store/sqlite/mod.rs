@@ -25,6 +25,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::input::check_revision;
+use super::watch_keys::WatchKeys;
 use super::watch_stream::watch_channel;
 use super::{
     Deleted, Error, KeyValue, Limits, ListOptions, ListPage, Op, Result, Store, WatchStream,
@@ -191,6 +192,38 @@ impl Drop for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// A watch of `keys`: the table's events after `after_revision`, then the hub's.
+    fn watch_keys(&self, keys: WatchKeys, after_revision: i64) -> Result<WatchStream> {
+        let prefix = keys.prefix.as_str();
+        self.limits.check_prefix(Op::Watch, prefix)?;
+        check_revision(Op::Watch, prefix, after_revision)?;
+        let (subscription, published) = self.hub.subscribe(&keys);
+
+        let compacted = self.hub.compacted();
+        if after_revision < compacted {
+            return Err(Error::Compacted {
+                op: Op::Watch,
+                key: prefix.to_owned(),
+                requested: after_revision,
+                compacted_revision: compacted,
+            });
+        }
+        let (out, stream) = watch_channel(self.limits.watch_buffer);
+        let feeder = Feeder {
+            bounds: Bounds::of_prefix(prefix),
+            keys: keys.clone(),
+            cursor: after_revision,
+            window: self.limits.watch_window,
+            reader: Arc::clone(&self.reader),
+            hub: Arc::downgrade(&self.hub),
+            out,
+        };
+        tokio::spawn(feeder.run(subscription, published));
+        Ok(stream)
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn limits(&self) -> &Limits {
@@ -268,30 +301,16 @@ impl Store for SqliteStore {
     }
 
     async fn watch(&self, prefix: &str, after_revision: i64) -> Result<WatchStream> {
-        self.limits.check_prefix(Op::Watch, prefix)?;
-        check_revision(Op::Watch, prefix, after_revision)?;
-        let (subscription, published) = self.hub.subscribe(prefix);
-        let compacted = self.hub.compacted();
-        if after_revision < compacted {
-            return Err(Error::Compacted {
-                op: Op::Watch,
-                key: prefix.to_owned(),
-                requested: after_revision,
-                compacted_revision: compacted,
-            });
-        }
-        let (out, stream) = watch_channel(self.limits.watch_buffer);
-        let feeder = Feeder {
-            prefix: prefix.to_owned(),
-            bounds: Bounds::of_prefix(prefix),
-            cursor: after_revision,
-            window: self.limits.watch_window,
-            reader: Arc::clone(&self.reader),
-            hub: Arc::downgrade(&self.hub),
-            out,
-        };
-        tokio::spawn(feeder.run(subscription, published));
-        Ok(stream)
+        self.watch_keys(WatchKeys::under(prefix), after_revision)
+    }
+
+    async fn watch_named(
+        &self,
+        prefix: &str,
+        name: &str,
+        after_revision: i64,
+    ) -> Result<WatchStream> {
+        self.watch_keys(WatchKeys::named(prefix, name), after_revision)
     }
 
     async fn compact(&self, revision: i64) -> Result<i64> {
