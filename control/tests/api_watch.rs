@@ -114,3 +114,60 @@ async fn a_compacted_resource_version_ends_the_watch_with_410() {
         .await;
     assert_eq!(code, StatusCode::GONE, "{status}");
 }
+
+/// Watches showing an event alike share one rendering of its object: each still gets its own
+/// version's shape (an HPA at autoscaling/v1 and at v2), the right event type and
+/// resourceVersion.
+#[tokio::test(flavor = "multi_thread")]
+async fn watches_of_two_versions_each_see_their_version_of_one_write() {
+    const WATCHES: usize = 8;
+    let api = api().await;
+    let base = "/apis/autoscaling/{v}/namespaces/default/horizontalpodautoscalers";
+    let open = |version: &'static str| {
+        let api = &api;
+        async move {
+            let uri = format!("{}?watch=1&timeoutSeconds=2", base.replace("{v}", version));
+            api.send(Method::GET, &uri, "", Vec::new()).await
+        }
+    };
+    let mut watches = Vec::new();
+    for i in 0..WATCHES {
+        watches.push(open(if i % 2 == 0 { "v1" } else { "v2" }).await);
+    }
+    let hpa = json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "targetCPUUtilizationPercentage": 60
+        }
+    });
+    let (code, created) = api
+        .call(Method::POST, &base.replace("{v}", "v1"), hpa)
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let rv = created["metadata"]["resourceVersion"].clone();
+    let seen = futures::future::join_all(
+        watches
+            .into_iter()
+            .map(|watch| events(watch, 1, Duration::from_secs(10))),
+    )
+    .await;
+    for (i, seen) in seen.iter().enumerate() {
+        let event = &seen[0];
+        assert_eq!(event["type"], "ADDED", "{event}");
+        let object = &event["object"];
+        assert_eq!(object["metadata"]["resourceVersion"], rv);
+        if i % 2 == 0 {
+            assert_eq!(object["apiVersion"], "autoscaling/v1", "{object}");
+            assert_eq!(object["spec"]["targetCPUUtilizationPercentage"], 60);
+        } else {
+            assert_eq!(object["apiVersion"], "autoscaling/v2", "{object}");
+            let target = &object["spec"]["metrics"][0]["resource"]["target"];
+            assert_eq!(target["averageUtilization"], 60, "{object}");
+        }
+    }
+}

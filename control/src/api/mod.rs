@@ -63,6 +63,7 @@ mod validate_storage;
 mod validate_workload;
 pub(crate) mod volume_claims;
 mod watch;
+mod watch_renderings;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -145,6 +146,8 @@ pub struct ApiState {
     /// The audit policy and log (`--audit-policy-file`, `--audit-log-path`); `None`: no
     /// auditing.
     pub auditor: Option<Arc<crate::audit::Auditor>>,
+    /// Watch events' objects rendered once for all the watches showing them alike.
+    watch_renderings: watch_renderings::WatchRenderings,
 }
 
 impl ApiState {
@@ -172,6 +175,7 @@ impl ApiState {
             server_metrics: Default::default(),
             service_accounts: None,
             auditor: None,
+            watch_renderings: Default::default(),
         }
     }
 }

@@ -16,11 +16,12 @@ use hyper::body::Frame;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::{decode_stored, map_store_error, table_default, Call};
+use super::watch_renderings::event_line;
+use super::{convert, crd_conversion, decode_stored, map_store_error, table_default, Call};
 use crate::http_util::ResponseBody;
 use crate::limits::WatchGuard;
 use crate::status::ApiError;
-use crate::store::{EventKind, ListOptions};
+use crate::store::{Event, EventKind, ListOptions};
 
 /// The longest a watch runs when the client names no timeout (Kubernetes picks 30–60 min).
 const MAX_WATCH: Duration = Duration::from_secs(1800);
@@ -82,6 +83,11 @@ async fn run(call: &Call, tx: &mpsc::Sender<Bytes>) -> Result<(), ApiError> {
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
     };
     let mut events = store.watch(&prefix, last).await.map_err(map_store_error)?;
+    // Shown as stored at the call's version, with nothing to match: rendered once for all.
+    let shared = !table
+        && q.labels.is_empty()
+        && q.fields.is_empty()
+        && crd_conversion::converting(call.resource()).is_none();
     let timeout = q
         .timeout_seconds
         .map_or(MAX_WATCH, |s| Duration::from_secs(s).min(MAX_WATCH));
@@ -113,6 +119,9 @@ async fn run(call: &Call, tx: &mpsc::Sender<Bytes>) -> Result<(), ApiError> {
                     Some(Ok(event)) => event,
                 };
                 last = event.revision();
+                if shared {
+                    shared_line(call, &event)?
+                } else {
                 let object = decode_stored(&event.kv)?;
                 let was = match (&event.prev, event.kind) {
                     (_, EventKind::Delete) => matches(call, &object),
@@ -128,12 +137,33 @@ async fn run(call: &Call, tx: &mpsc::Sender<Bytes>) -> Result<(), ApiError> {
                     _ => continue,
                 };
                 line(kind, encode(call, table, &mut first, object).await?)
+                }
             }
         };
         if tx.send(out).await.is_err() {
             return Ok(());
         }
     }
+}
+
+/// The line of `event` for a watch with no selector, Table or conversion webhook: every event
+/// is the watch's (a Put that created its key is ADDED), its object rendered once for all
+/// such watches of the version.
+fn shared_line(call: &Call, event: &Event) -> Result<Bytes, ApiError> {
+    let kind = match (event.kind, &event.prev) {
+        (EventKind::Delete, _) => "DELETED",
+        (EventKind::Put, Some(_)) => "MODIFIED",
+        (EventKind::Put, None) => "ADDED",
+    };
+    let resource = call.resource();
+    let object = call
+        .state
+        .watch_renderings
+        .get_or_render(&event.kv, resource, || {
+            let served = convert::to_served(decode_stored(&event.kv)?, resource);
+            Ok(Bytes::from(served.to_string()))
+        })?;
+    Ok(event_line(kind, &object))
 }
 
 /// An event's object as the call shows it: at its version, or as a one-row Table (the
