@@ -87,11 +87,25 @@ impl Resource {
     /// The store prefix of every object of this resource: `/registry/<group>/<plural>/`
     /// (events.k8s.io Events share the core group's).
     pub fn key_prefix(&self) -> String {
-        let group = match self.group {
+        format!("/registry/{}/{}/", self.key_group(), self.plural)
+    }
+
+    /// The group segment of [`Resource::key_prefix`].
+    fn key_group(&self) -> &'static str {
+        match self.group {
             "" | "events.k8s.io" => "core",
             group => group,
-        };
-        format!("/registry/{group}/{}/", self.plural)
+        }
+    }
+
+    /// What follows [`Resource::key_prefix`] in `key`, if it starts with it (no allocation:
+    /// the garbage collector asks this of every stored change, resource after resource).
+    pub fn strip_key_prefix<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix("/registry/")?
+            .strip_prefix(self.key_group())?
+            .strip_prefix('/')?
+            .strip_prefix(self.plural)?
+            .strip_prefix('/')
     }
 
     /// Whether objects of this kind carry `metadata.generation`: 1 on create, one more on
@@ -463,7 +477,7 @@ pub fn for_key(key: &str) -> Option<(&'static Resource, Option<&str>, &str)> {
     // The table first: the garbage collector maps every stored change through here, and
     // only keys of custom resources need the registry (its lock and a copy of its list).
     let split = |r: &'static Resource| {
-        let rest = key.strip_prefix(r.key_prefix().as_str())?;
+        let rest = r.strip_key_prefix(key)?;
         if r.namespaced() {
             let (namespace, name) = rest.split_once('/')?;
             Some((r, Some(namespace), name))
@@ -485,6 +499,24 @@ pub fn for_key(key: &str) -> Option<(&'static Resource, Option<&str>, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stripping_a_key_prefix_agrees_with_the_prefix() {
+        for r in RESOURCES {
+            for key in [
+                format!("{}ns/name", r.key_prefix()),
+                format!("{}name", r.key_prefix()),
+                format!("{}x/ns/name", r.key_prefix().trim_end_matches('/')),
+                "/registry/core/".to_owned(),
+            ] {
+                assert_eq!(
+                    r.strip_key_prefix(&key),
+                    key.strip_prefix(r.key_prefix().as_str()),
+                    "{key}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn keys_map_back_to_their_resource() {

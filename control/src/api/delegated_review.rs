@@ -29,11 +29,19 @@ pub const SUBJECT: (&str, &str) = ("SubjectAccessReview", "subjectaccessreviews"
 pub const LOCAL: (&str, &str) = ("LocalSubjectAccessReview", "localsubjectaccessreviews");
 
 /// Which review a path asks for: (group, kind, plural, namespace of a local review).
+/// (Asked of every request's path by the router: it allocates nothing.)
 fn review_of(path: &str) -> Option<(&'static str, (&'static str, &'static str), Option<&str>)> {
-    if path == format!("/apis/{AUTHENTICATION}/{VERSION}/{}", TOKEN.1) {
+    let group_version = |group: &str| {
+        path.strip_prefix("/apis/")?
+            .strip_prefix(group)?
+            .strip_prefix('/')?
+            .strip_prefix(VERSION)?
+            .strip_prefix('/')
+    };
+    if group_version(AUTHENTICATION) == Some(TOKEN.1) {
         return Some((AUTHENTICATION, TOKEN, None));
     }
-    let rest = path.strip_prefix(&format!("/apis/{AUTHORIZATION}/{VERSION}/"))?;
+    let rest = group_version(AUTHORIZATION)?;
     if rest == SUBJECT.1 {
         return Some((AUTHORIZATION, SUBJECT, None));
     }
@@ -248,4 +256,38 @@ async fn subject(
         extra,
     };
     access(state, &subject, spec).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn review_paths_are_recognised_and_nothing_else() {
+        assert_eq!(
+            review_of("/apis/authentication.k8s.io/v1/tokenreviews"),
+            Some((AUTHENTICATION, TOKEN, None))
+        );
+        assert_eq!(
+            review_of("/apis/authorization.k8s.io/v1/subjectaccessreviews"),
+            Some((AUTHORIZATION, SUBJECT, None))
+        );
+        assert_eq!(
+            review_of("/apis/authorization.k8s.io/v1/namespaces/a/localsubjectaccessreviews"),
+            Some((AUTHORIZATION, LOCAL, Some("a")))
+        );
+        for other in [
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            "/apis/authentication.k8s.io/v1beta1/tokenreviews",
+            "/apis/authorization.k8s.io/v1/tokenreviews",
+            "/apis/authentication.k8s.io/v1/subjectaccessreviews",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            "/apis/authorization.k8s.io/v1/namespaces//localsubjectaccessreviews",
+            "/apis/authorization.k8s.io/v1/namespaces/a/subjectaccessreviews",
+            "/api/v1/namespaces/default/configmaps",
+        ] {
+            assert_eq!(review_of(other), None, "{other}");
+        }
+        assert!(handles("/apis/authentication.k8s.io/v1/tokenreviews/"));
+    }
 }
