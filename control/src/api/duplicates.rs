@@ -3,16 +3,17 @@
 //! that repeats within one object (`spec.replicas`), as Kubernetes' strict decoding does.
 
 use std::collections::HashSet;
-use std::fmt;
+use std::fmt::{self, Write};
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The paths of keys repeated within one JSON object of `body` (none if it is not JSON).
 pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
+    let mut path = String::new();
     let mut de = serde_json::Deserializer::from_slice(body);
     let walk = Walk {
-        path: String::new(),
+        path: &mut path,
         out: &mut out,
     };
     if walk.deserialize(&mut de).is_err() {
@@ -21,8 +22,10 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
     out
 }
 
+/// One value's walk: `path` is its path (one buffer for the whole walk, each key or index
+/// appended while its value is walked: every body of strict validation goes through here).
 struct Walk<'a> {
-    path: String,
+    path: &'a mut String,
     out: &'a mut Vec<String>,
 }
 
@@ -44,34 +47,39 @@ impl<'de> Visitor<'de> for Walk<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let Walk { path, out } = self;
         let mut seen = HashSet::new();
+        let base = path.len();
         while let Some(key) = map.next_key::<String>()? {
-            let here = if path.is_empty() {
-                key.clone()
-            } else {
-                format!("{path}.{key}")
-            };
+            if base > 0 {
+                path.push('.');
+            }
+            path.push_str(&key);
             if !seen.insert(key) {
-                out.push(here.clone());
+                out.push(path.clone());
             }
             map.next_value_seed(Walk {
-                path: here,
+                path: &mut *path,
                 out: &mut *out,
             })?;
+            path.truncate(base);
         }
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let Walk { path, out } = self;
-        let mut i = 0;
-        while seq
-            .next_element_seed(Walk {
-                path: format!("{path}[{i}]"),
-                out: &mut *out,
-            })?
-            .is_some()
-        {
-            i += 1;
+        let base = path.len();
+        for i in 0.. {
+            let _ = write!(path, "[{i}]");
+            let more = seq
+                .next_element_seed(Walk {
+                    path: &mut *path,
+                    out: &mut *out,
+                })?
+                .is_some();
+            path.truncate(base);
+            if !more {
+                break;
+            }
         }
         Ok(())
     }
@@ -111,5 +119,11 @@ mod tests {
         assert_eq!(duplicate_fields(body), ["spec.replicas", "spec.list[0].a"]);
         assert!(duplicate_fields(br#"{"a":{"a":1}}"#).is_empty());
         assert!(duplicate_fields(b"not json").is_empty());
+        let nested = br#"[{"a":[1,{"b":1,"c":{"d":1,"d":2},"b":2}],"e":1,"e":1}]"#;
+        assert_eq!(
+            duplicate_fields(nested),
+            ["[0].a[1].c.d", "[0].a[1].b", "[0].e"],
+            "each path is its own, whatever came before it"
+        );
     }
 }
