@@ -126,22 +126,10 @@ impl Fanout {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::store::{EventKind, KeyValue};
 
     fn event(key: &str, revision: i64) -> Arc<Event> {
-        Arc::new(Event {
-            kind: EventKind::Put,
-            kv: KeyValue {
-                key: key.to_owned(),
-                value: Bytes::from_static(b"v"),
-                create_revision: revision,
-                mod_revision: revision,
-            },
-            prev: None,
-        })
+        Arc::new(Event::created(key, revision))
     }
 
     #[tokio::test]

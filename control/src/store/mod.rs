@@ -108,6 +108,21 @@ impl Event {
     pub fn revision(&self) -> i64 {
         self.kv.mod_revision
     }
+
+    /// A `Put` creating `key` (value `v`) at `revision`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn created(key: &str, revision: i64) -> Event {
+        Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.to_owned(),
+                value: Bytes::from_static(b"v"),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
 }
 
 /// One member a store stands on, as `kubectl get componentstatuses` lists it.

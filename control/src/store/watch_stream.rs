@@ -209,29 +209,14 @@ impl futures::Stream for WatchStream {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::store::{EventKind, KeyValue, Op};
-
-    fn put(key: &str, revision: i64) -> Event {
-        Event {
-            kind: EventKind::Put,
-            kv: KeyValue {
-                key: key.to_owned(),
-                value: Bytes::from_static(b"v"),
-                create_revision: revision,
-                mod_revision: revision,
-            },
-            prev: None,
-        }
-    }
+    use crate::store::Op;
 
     #[tokio::test]
     async fn a_filtered_stream_skips_refused_events_and_keeps_the_end() {
         let (sender, stream) = watch_channel(8);
         for (key, revision) in [("/a/x", 1), ("/a/y", 2), ("/a/x", 3), ("/a/z", 4)] {
-            sender.send(put(key, revision)).await.unwrap();
+            sender.send(Event::created(key, revision)).await.unwrap();
         }
         sender.finish(Error::Closed {
             op: Op::Watch,
