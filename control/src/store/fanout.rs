@@ -50,6 +50,7 @@ pub(crate) enum Missed {
 
 impl Subscription {
     /// The next event, once one comes.
+    #[cfg(test)]
     pub async fn recv(&mut self) -> Result<Arc<Event>, Missed> {
         self.events.recv().await.ok_or_else(|| self.missed())
     }

@@ -12,7 +12,8 @@ pub struct Limits {
     pub max_key_bytes: usize,
     /// Largest value accepted, in bytes (etcd's default request limit is 1.5 MiB).
     pub max_value_bytes: usize,
-    /// Events buffered for each watcher between the store and its consumer.
+    /// Events buffered for each watcher between the store and its consumer (the etcd watches
+    /// with an etcd watch of their own; the hubs' watches hold their window instead).
     pub watch_buffer: usize,
     /// How many of the newest events the store keeps in memory for live watchers. A live
     /// watcher that falls further behind than this is closed with [`Error::WatchTooSlow`].

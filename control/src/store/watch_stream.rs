@@ -6,8 +6,8 @@
 //! the error once. Dropping the [`WatchStream`] stops the feeder.
 //!
 //! A backend that can hand events over without a task of its own between it and the
-//! consumer gives the stream an [`EventSource`] polled by the consumer's task itself (the
-//! etcd hub's watches), and a wrapping store changes events as they are taken
+//! consumer gives the stream an [`EventSource`] polled by the consumer's task itself (both
+//! hubs' watches; the channel stays for etcd watches of their own), and a wrapping store changes events as they are taken
 //! ([`WatchStream::map_events`]) rather than through another task: each task between a write
 //! and its watcher is one more thread wake-up per event and watch.
 

@@ -26,11 +26,10 @@ use tokio::sync::oneshot;
 
 use super::input::check_revision;
 use super::watch_keys::WatchKeys;
-use super::watch_stream::watch_channel;
 use super::{
     Deleted, Error, KeyValue, Limits, ListOptions, ListPage, Op, Result, Store, WatchStream,
 };
-use hub::{Feeder, Hub};
+use hub::{Hub, HubWatch, Phase};
 use reader::ReadPool;
 use schema::Bounds;
 use writer::{Command, WriteOp, Writer, Written};
@@ -199,7 +198,6 @@ impl SqliteStore {
         self.limits.check_prefix(Op::Watch, prefix)?;
         check_revision(Op::Watch, prefix, after_revision)?;
         let (subscription, published) = self.hub.subscribe(&keys);
-
         let compacted = self.hub.compacted();
         if after_revision < compacted {
             return Err(Error::Compacted {
@@ -209,18 +207,15 @@ impl SqliteStore {
                 compacted_revision: compacted,
             });
         }
-        let (out, stream) = watch_channel(self.limits.watch_buffer);
-        let feeder = Feeder {
+        Ok(WatchStream::direct(HubWatch {
             bounds: Bounds::of_prefix(prefix),
             keys: keys.clone(),
             cursor: after_revision,
             window: self.limits.watch_window,
             reader: Arc::clone(&self.reader),
             hub: Arc::downgrade(&self.hub),
-            out,
-        };
-        tokio::spawn(feeder.run(subscription, published));
-        Ok(stream)
+            phase: Phase::replay(subscription, after_revision, published),
+        }))
     }
 }
 
