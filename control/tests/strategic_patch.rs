@@ -9,7 +9,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{ok, stderr, Control};
+use common::{ok, stderr, stdout, Control};
 use serde_json::Value;
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
@@ -212,6 +212,64 @@ fn label_and_annotate_add_overwrite_and_remove() {
     let annotations = &get(&control)["metadata"]["annotations"];
     assert_eq!(annotations["owner"], "team-b");
     assert!(annotations.get("note").is_none(), "{annotations}");
+}
+
+#[test]
+fn a_patch_changing_nothing_is_not_written_and_empty_maps_are_not_kept() {
+    let control = Control::start();
+    let version = || {
+        ok(control.kubectl(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ]))
+    };
+    let file = write(
+        &control,
+        "settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, annotations: {}, finalizers: []}\ndata: {a: \"1\"}\nbinaryData: {}\n",
+    );
+    ok(control.kubectl(&["create", "-f", &file]));
+    let created: Value = serde_json::from_str(&ok(control.kubectl(&[
+        "get",
+        "configmap",
+        "settings",
+        "-o",
+        "json",
+    ])))
+    .expect("JSON");
+    let meta = &created["metadata"];
+    assert!(
+        meta.get("annotations").is_none()
+            && meta.get("finalizers").is_none()
+            && created.get("binaryData").is_none(),
+        "empty optional maps and lists are not stored, as Kubernetes' omitempty: {created}"
+    );
+    let before = version();
+    // An empty map and a value that is already there: nothing to write.
+    let patch = r#"{"metadata":{"labels":{}},"data":{"a":"1"},"binaryData":{}}"#;
+    let out = ok(control.kubectl(&["patch", "configmap", "settings", "-p", patch]));
+    assert!(
+        out.contains("configmap/settings patched (no change)"),
+        "{out}"
+    );
+    assert_eq!(version(), before, "a change of nothing is not written");
+    ok(control.kubectl(&["label", "configmap", "settings", "env=prod"]));
+    let out = ok(control.kubectl(&["label", "configmap", "settings", "env=prod", "--overwrite"]));
+    assert!(out.contains("configmap/settings not labeled"), "{out}");
+
+    // `diff` shows the one change, not an empty annotations map its dry-run patch adds.
+    let changed = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, labels: {env: prod}}\ndata: {a: \"2\"}\n";
+    let out = control.kubectl(&["diff", "-f", &write(&control, "changed.yaml", changed)]);
+    let diff = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{diff}{}", stderr(&out));
+    assert!(
+        diff.contains("-  a: \"1\"") && diff.contains("+  a: \"2\""),
+        "{diff}"
+    );
+    assert!(!diff.contains("annotations"), "{diff}");
 }
 
 #[test]

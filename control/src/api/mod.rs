@@ -28,6 +28,7 @@ pub mod metrics_scrape;
 mod namespace_cache;
 mod namespaces;
 mod node_proxy;
+mod omit_empty;
 pub(crate) mod patch;
 pub mod path;
 mod pod_ephemeral;

@@ -152,6 +152,11 @@ pub async fn write(
         super::admission_webhook::validate(call, update, Some(&object), Some(old)).await?;
     }
     super::priority::admit_class(call, &object).await?;
+    // As kube's GuaranteedUpdate: an update that changes nothing is not written, and the
+    // object keeps its resourceVersion (`kubectl patch` prints "patched (no change)").
+    if unchanged(old, &object) {
+        return Ok(old.clone());
+    }
     if call.query.dry_run {
         return Ok(object);
     }
@@ -230,6 +235,31 @@ pub async fn write(
         return Ok(last);
     }
     Err(ApiError::conflict(r.group, r.plural, name))
+}
+
+/// Whether `new` is `old` but for the resourceVersion the request named.
+fn unchanged(old: &Value, new: &Value) -> bool {
+    let (Some(a), Some(b)) = (old.as_object(), new.as_object()) else {
+        return false;
+    };
+    a.len() == b.len()
+        && a.iter()
+            .all(|(field, value)| match (field.as_str(), b.get(field)) {
+                ("metadata", Some(Value::Object(meta))) => {
+                    let Some(old_meta) = value.as_object() else {
+                        return false;
+                    };
+                    let others = |m: &serde_json::Map<String, Value>| {
+                        m.iter().filter(|(k, _)| *k != "resourceVersion").count()
+                    };
+                    others(old_meta) == others(meta)
+                        && old_meta
+                            .iter()
+                            .filter(|(k, _)| *k != "resourceVersion")
+                            .all(|(k, v)| meta.get(k) == Some(v))
+                }
+                (_, other) => other == Some(value),
+            })
 }
 
 /// kube's ShouldDeleteDuringUpdate: being deleted, no finalizer left and no grace period

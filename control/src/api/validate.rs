@@ -10,6 +10,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 
 use super::meta::name_problem;
+use super::patch::shape::Shape;
 use super::query::FieldValidation;
 use super::validate_workload::{disruption_budget, job, pod_spec, pod_template_spec, workload};
 use crate::kinds::Resource;
@@ -125,6 +126,7 @@ pub fn check_typed(
         let round = typed_roundtrip(resource, object).map_err(cannot)?;
         let mut unknown = Vec::new();
         unknown_fields(object, &round, "", &mut unknown);
+        super::omit_empty::omit_empty(object, Shape::of_resource(resource));
         unknown.sort();
         unknown
     };

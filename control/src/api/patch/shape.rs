@@ -107,9 +107,25 @@ impl Shape {
             .unwrap_or_default()
     }
 
-    #[cfg(test)]
+    /// The named definition this is, if any.
     pub fn definition(&self) -> Option<&'static str> {
         self.definition
+    }
+
+    /// Whether `name` is a declared property of this object that its schema does not list
+    /// as required.
+    pub fn is_optional(&self, name: &str) -> bool {
+        let Some(schema) = self.schema else {
+            return false;
+        };
+        let declared = schema
+            .get("properties")
+            .is_some_and(|p| p.get(name).is_some());
+        let required = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|r| r.iter().any(|n| n == name));
+        declared && !required
     }
 
     /// Follows `$ref` (directly or as the first `allOf`) to a named definition.
