@@ -2,7 +2,7 @@
 //! replicas, rollout strategies, a ReplicationController's selector and labels, history limits, the pod template's restart and DNS policies,
 //! container pull policies and termination-message settings, Service types and port
 //! protocols, the Secret type, CronJobs' policies and history limits, volume modes, a
-//! PersistentVolume's reclaim policy (Retain), a StorageClass's (Delete) and binding mode. Applied on every write, as Kubernetes does; a field already set
+//! PersistentVolume's reclaim policy (Retain), a StorageClass's (Delete) and binding mode, a HorizontalPodAutoscaler's minimum, CPU target and scaling rules. Applied on every write, as Kubernetes does; a field already set
 //! is never changed. Pure functions on JSON.
 
 use serde_json::{json, Value};
@@ -108,6 +108,11 @@ pub fn apply(object: &mut Value, resource: &Resource) {
                 requests_from_limits(spec);
             }
         }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            if let Some(spec) = child(object, "spec") {
+                autoscaler(spec, resource.version);
+            }
+        }
         ("", "LimitRange") => super::limit_range::defaults(object),
         ("", "Service") => {
             if let Some(spec) = child(object, "spec") {
@@ -159,6 +164,38 @@ pub fn apply(object: &mut Value, resource: &Resource) {
             }
         }
         _ => {}
+    }
+}
+
+/// kube's HorizontalPodAutoscaler defaults: at least one replica; at autoscaling/v2, a CPU
+/// target of 80% when no metric is named, and a `behavior` that is there completed with the
+/// default scaling rules (up: 4 pods or 100% per 15 s, no stabilization; down: 100% per 15 s).
+fn autoscaler(spec: &mut Value, version: &str) {
+    default(spec, "minReplicas", json!(1));
+    if version != "v2" {
+        return;
+    }
+    if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
+        spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+    }
+    let Some(behavior) = spec.get_mut("behavior").filter(|b| b.is_object()) else {
+        return;
+    };
+    let up = json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+        {"type": "Pods", "value": 4, "periodSeconds": 15},
+        {"type": "Percent", "value": 100, "periodSeconds": 15}]});
+    let down = json!({"selectPolicy": "Max", "policies": [
+        {"type": "Percent", "value": 100, "periodSeconds": 15}]});
+    for (direction, rules) in [("scaleUp", up), ("scaleDown", down)] {
+        let Some(slot) = child(behavior, direction) else {
+            continue;
+        };
+        if let Value::Object(defaults) = rules {
+            for (key, value) in defaults {
+                default(slot, &key, value);
+            }
+        }
     }
 }
 
@@ -406,5 +443,41 @@ mod tests {
         let mut secret = json!({});
         apply(&mut secret, find("", "secrets"));
         assert_eq!(secret["type"], "Opaque");
+    }
+
+    #[test]
+    fn autoscalers_get_a_minimum_a_cpu_target_and_complete_behavior() {
+        let v2 = crate::kinds::find("autoscaling", "v2", "horizontalpodautoscalers");
+        let v2 = v2.expect("autoscaling/v2");
+        let mut hpa = json!({"spec": {"maxReplicas": 5}});
+        apply(&mut hpa, v2);
+        assert_eq!(hpa["spec"]["minReplicas"], 1);
+        let cpu = &hpa["spec"]["metrics"][0]["resource"];
+        assert_eq!(cpu["name"], "cpu");
+        assert_eq!(cpu["target"]["averageUtilization"], 80);
+        assert!(
+            hpa["spec"].get("behavior").is_none(),
+            "no behavior, none made up"
+        );
+
+        let mut hpa = json!({"spec": {"minReplicas": 2, "maxReplicas": 5,
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}},
+            "metrics": [{"type": "Resource", "resource": {"name": "memory",
+                "target": {"type": "Utilization", "averageUtilization": 70}}}]}});
+        apply(&mut hpa, v2);
+        let spec = &hpa["spec"];
+        assert_eq!(spec["minReplicas"], 2);
+        assert_eq!(spec["metrics"].as_array().map(Vec::len), Some(1));
+        let behavior = &spec["behavior"];
+        assert_eq!(behavior["scaleDown"]["stabilizationWindowSeconds"], 60);
+        assert_eq!(behavior["scaleDown"]["policies"][0]["type"], "Percent");
+        assert_eq!(behavior["scaleUp"]["stabilizationWindowSeconds"], 0);
+        assert_eq!(behavior["scaleUp"]["policies"][0]["value"], 4);
+        assert_eq!(behavior["scaleUp"]["selectPolicy"], "Max");
+
+        let v1 = crate::kinds::find("autoscaling", "v1", "horizontalpodautoscalers");
+        let mut hpa = json!({"spec": {"maxReplicas": 5}});
+        apply(&mut hpa, v1.expect("autoscaling/v1"));
+        assert_eq!(hpa["spec"], json!({"maxReplicas": 5, "minReplicas": 1}));
     }
 }
