@@ -88,6 +88,11 @@ pub fn apply(object: &mut Value, resource: &Resource) {
                 default(spec, "backoffLimit", json!(6));
                 default(spec, "completionMode", json!("NonIndexed"));
                 default(spec, "suspend", json!(false));
+                let replacement = match spec["podFailurePolicy"].is_null() {
+                    true => "TerminatingOrFailed",
+                    false => "Failed",
+                };
+                default(spec, "podReplacementPolicy", json!(replacement));
                 template(spec);
             }
         }
@@ -106,6 +111,9 @@ pub fn apply(object: &mut Value, resource: &Resource) {
             if let Some(spec) = child(object, "spec") {
                 pod_spec(spec);
                 requests_from_limits(spec);
+                // kube's SetDefaults_Pod, not SetDefaults_PodSpec: templates do not show them.
+                default(spec, "enableServiceLinks", json!(true));
+                host_network_ports(spec);
             }
         }
         ("autoscaling", "HorizontalPodAutoscaler") => {
@@ -298,7 +306,6 @@ fn pod_spec(spec: &mut Value) {
     default(spec, "terminationGracePeriodSeconds", json!(30));
     default(spec, "schedulerName", json!("default-scheduler"));
     default(spec, "securityContext", json!({}));
-    default(spec, "enableServiceLinks", json!(true));
     // v1's deprecated `serviceAccount` and `serviceAccountName` are one field (kube's
     // conversion): either names the account, and both show it.
     let account = ["serviceAccountName", "serviceAccount"]
@@ -315,6 +322,27 @@ fn pod_spec(spec: &mut Value) {
     for list in ["initContainers", "containers", "ephemeralContainers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             containers.iter_mut().for_each(container);
+        }
+    }
+}
+
+/// A host-network pod's container ports listen on the host: a port without `hostPort` gets its
+/// `containerPort` (kube's defaultHostNetworkPorts).
+fn host_network_ports(spec: &mut Value) {
+    if spec["hostNetwork"] != true {
+        return;
+    }
+    for list in ["initContainers", "containers"] {
+        let containers = spec.get_mut(list).and_then(Value::as_array_mut);
+        for container in containers.into_iter().flatten() {
+            let ports = container.get_mut("ports").and_then(Value::as_array_mut);
+            for port in ports.into_iter().flatten().filter_map(Value::as_object_mut) {
+                let container_port = port.get("containerPort").cloned();
+                let unset = port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0;
+                if let Some(container_port) = container_port.filter(|_| unset) {
+                    port.insert("hostPort".to_owned(), container_port);
+                }
+            }
         }
     }
 }
@@ -479,5 +507,32 @@ mod tests {
         let mut hpa = json!({"spec": {"maxReplicas": 5}});
         apply(&mut hpa, v1.expect("autoscaling/v1"));
         assert_eq!(hpa["spec"], json!({"maxReplicas": 5, "minReplicas": 1}));
+    }
+
+    #[test]
+    fn pods_not_templates_get_service_links_and_host_network_ports() {
+        let spec = json!({"hostNetwork": true, "containers": [{"name": "c", "image": "i",
+            "ports": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 9081}]}]});
+        let mut pod = json!({"spec": spec.clone()});
+        apply(&mut pod, find("", "pods"));
+        assert_eq!(pod["spec"]["enableServiceLinks"], true);
+        let ports = &pod["spec"]["containers"][0]["ports"];
+        assert_eq!(ports[0]["hostPort"], 80);
+        assert_eq!(ports[1]["hostPort"], 9081);
+        let mut d = json!({"spec": {"template": {"spec": spec}}});
+        apply(&mut d, find("apps", "deployments"));
+        let template = &d["spec"]["template"]["spec"];
+        assert!(template.get("enableServiceLinks").is_none(), "{template}");
+        assert!(template["containers"][0]["ports"][0]
+            .get("hostPort")
+            .is_none());
+    }
+
+    #[test]
+    fn jobs_replace_terminating_pods_by_default() {
+        let mut job = json!({"spec": {"template": {"spec": {"containers": []}}}});
+        apply(&mut job, find("batch", "jobs"));
+        assert_eq!(job["spec"]["podReplacementPolicy"], "TerminatingOrFailed");
+        assert_eq!(job["spec"]["suspend"], false);
     }
 }

@@ -63,6 +63,19 @@ pub(super) fn job(spec: &Value, at: &str, causes: &mut Vec<FieldCause>) {
             "bosun runs NonIndexed Jobs only",
         ));
     }
+    match spec["podReplacementPolicy"].as_str() {
+        None | Some("TerminatingOrFailed") => {}
+        Some("Failed") => causes.push(FieldCause::invalid(
+            &format!("{at}.podReplacementPolicy"),
+            "Failed",
+            "not supported by bosun's Job controller, which replaces a pod as soon as it is terminating (TerminatingOrFailed)",
+        )),
+        Some(other) => causes.push(FieldCause::not_supported(
+            &format!("{at}.podReplacementPolicy"),
+            other,
+            &["Failed", "TerminatingOrFailed"],
+        )),
+    }
     for field in [
         "podFailurePolicy",
         "successPolicy",

@@ -8,8 +8,9 @@
 //! Go writes every non-pointer field, so an empty singular string or bytes is its zero value
 //! and is left out, as Go's JSON leaves it out. Numbers and booleans are kept: a pointer's
 //! explicit zero (`replicas: 0`, `backoffLimit: 0`, `automountServiceAccountToken: false`)
-//! means something, and the wire does not tell a pointer from a plain field, so a plain
-//! field's zero shows too (`hostPort: 0`, `stdin: false`), meaning what its absence means.
+//! means something, and the wire does not tell a pointer from a plain field; a plain field's
+//! zero (`hostPort: 0`, `stdin: false`) is left out later, with the JSON body's, by the
+//! validation's `omit_empty` from its list of Go's plain `omitempty` fields.
 
 use base64::Engine;
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value as PValue};
