@@ -314,17 +314,21 @@ const POD_SUB: &[Subresource] = &[
     ATTACH,
     PORT_FORWARD,
     EVICTION,
+    proxy("PodProxyOptions"),
 ];
-const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service")];
-const NODE_SUB: &[Subresource] = &[status("", "v1", "Node"), NODE_PROXY];
-/// `nodes/proxy`: any request passed on to the node's kubelet API (`nodes/NAME/proxy/PATH`).
-const NODE_PROXY: Subresource = Subresource {
-    name: "proxy",
-    group: "",
-    version: "v1",
-    kind: "NodeProxyOptions",
-    verbs: &["create", "delete", "get", "patch", "update"],
-};
+const SERVICE_SUB: &[Subresource] = &[status("", "v1", "Service"), proxy("ServiceProxyOptions")];
+const NODE_SUB: &[Subresource] = &[status("", "v1", "Node"), proxy("NodeProxyOptions")];
+/// A `proxy` subresource: any request passed on, to the node's kubelet API
+/// (`nodes/NAME/proxy/PATH`) or to a pod's port (`pods/`, `services/NAME/proxy/PATH`).
+const fn proxy(kind: &'static str) -> Subresource {
+    Subresource {
+        name: "proxy",
+        group: "",
+        version: "v1",
+        kind,
+        verbs: &["create", "delete", "get", "patch", "update"],
+    }
+}
 const PV_SUB: &[Subresource] = &[status("", "v1", "PersistentVolume")];
 const PVC_SUB: &[Subresource] = &[status("", "v1", "PersistentVolumeClaim")];
 const QUOTA_SUB: &[Subresource] = &[status("", "v1", "ResourceQuota")];

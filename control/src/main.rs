@@ -85,7 +85,8 @@ struct Args {
     #[arg(long, default_value = "40s", value_parser = duration)]
     node_monitor_grace_period: std::time::Duration,
     /// How long pods stay on an unreachable or not-ready node before they are deleted (unless
-    /// their tolerations say otherwise).
+    /// their tolerations say otherwise): the `tolerationSeconds` of the tolerations of those
+    /// taints that pods get at create (kube's DefaultTolerationSeconds admission).
     #[arg(long, default_value = "5m", value_parser = duration)]
     pod_eviction_timeout: std::time::Duration,
     /// How long a node must be missing before the pods bound to it are force-deleted (the
@@ -312,6 +313,9 @@ async fn run(args: Args) -> Result<()> {
     .map_err(anyhow::Error::msg)
     .context("--service-cluster-ip-range/--service-node-port-range")?;
     state.ca = Some(Arc::clone(&ca));
+    // A part of a second rounds up: a pod never tolerates less than the flag says.
+    let eviction = args.pod_eviction_timeout;
+    state.default_toleration_seconds = eviction.as_secs() + u64::from(eviction.subsec_nanos() > 0);
     state.kubelet = Some(Arc::new(
         bosun_control::kubelet::KubeletClient::new(&ca).context("the kubelet client")?,
     ));

@@ -33,10 +33,25 @@ fn a_pod_update_may_change_only_what_kube_lets_it() {
 
     ok(control.kubectl(&["set", "image", "pod/p", "c=busybox:1.37"]));
     ok(control.kubectl(&["label", "pod", "p", "tier=web"]));
-    let more = json!({"spec": {"activeDeadlineSeconds": 300, "tolerations": [
-        {"key": "k", "operator": "Exists", "effect": "NoSchedule"}]}});
-    ok(control.kubectl(&["patch", "pod", "p", "-p", &more.to_string()]));
+    let lower = json!({"spec": {"activeDeadlineSeconds": 300}});
+    ok(control.kubectl(&["patch", "pod", "p", "-p", &lower.to_string()]));
+    // Added to the defaults' tolerations of the lost-node taints (the list is replaced whole
+    // by a strategic patch, so a patch naming only the new one would remove them).
+    let more = json!([{"op": "add", "path": "/spec/tolerations/-",
+        "value": {"key": "k", "operator": "Exists", "effect": "NoSchedule"}}]);
+    ok(control.kubectl(&["patch", "pod", "p", "--type=json", "-p", &more.to_string()]));
     let now = pod_json(&control, "p");
+    let keys: Vec<&Value> = (now["spec"]["tolerations"].as_array().into_iter().flatten())
+        .map(|t| &t["key"])
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+            "k"
+        ]
+    );
     assert_eq!(now["spec"]["containers"][0]["image"], "busybox:1.37");
     assert_eq!(now["metadata"]["labels"]["tier"], "web");
     assert_eq!(now["spec"]["activeDeadlineSeconds"], 300);

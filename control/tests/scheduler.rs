@@ -119,6 +119,11 @@ fn pods_spread_wait_for_room_and_follow_selectors_and_cordons() {
         "{describe}"
     );
     assert!(describe.contains("Pending"), "{describe}");
+    // The default tolerations of a lost node's taints (DefaultTolerationSeconds admission).
+    for taint in ["not-ready", "unreachable"] {
+        let line = format!("node.kubernetes.io/{taint}:NoExecute op=Exists for 300s");
+        assert!(describe.contains(&line), "{describe}");
+    }
 
     create(
         &control,

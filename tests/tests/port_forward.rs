@@ -4,7 +4,9 @@
 //! `svc/NAME` (kubectl maps the Service port to the pod's targetPort), an HTTP request through
 //! `deploy/NAME`, and a port nobody
 //! listens on reported as kubectl reports kubelet's error. kubectl listens on loopback only;
-//! the pods' ports are reached inside their netns.
+//! the pods' ports are reached inside their netns. Also the API's `pods/NAME:PORT/proxy/PATH`
+//! and `services/NAME[:PORT]/proxy/PATH` (`kubectl get --raw`), which the control passes to
+//! the pod's agent.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -238,9 +240,45 @@ fn port_forward_carries_http_and_10mb_to_pods_on_both_nodes() {
     assert_eq!(String::from_utf8_lossy(&index), "hello from deploy\n");
 }
 
+/// `kubectl get --raw PATH`: its output, or its error.
+fn raw(control: &Control, path: &str) -> Result<String, String> {
+    let out = control.kubectl(&["get", "--raw", path]);
+    match out.status.success() {
+        true => Ok(stdout(&out)),
+        false => Err(stderr(&out)),
+    }
+}
+
 #[test]
-fn a_refused_port_is_kubectls_error() {
+fn proxies_reach_pods_and_services_and_a_refused_port_is_kubectls_error() {
     let (control, _fabric, nodes) = cluster();
+    let api = "/api/v1/namespaces/default";
+    for n in 1..=2 {
+        let want = format!("hello from {n}\n");
+        for path in [
+            format!("{api}/pods/web-{n}:8080/proxy/index.html"),
+            // No port: the pod's first container port.
+            format!("{api}/pods/web-{n}/proxy/index.html"),
+            // The Service's port 80, by number and as its one unnamed port.
+            format!("{api}/services/web-{n}:80/proxy/index.html"),
+            format!("{api}/services/http:web-{n}:/proxy/"),
+        ] {
+            assert_eq!(
+                raw(&control, &path),
+                Ok(want.clone()),
+                "{path}{}",
+                debug(&control, &nodes)
+            );
+        }
+    }
+    let refused = raw(&control, &format!("{api}/pods/web-1:9999/proxy/")).unwrap_err();
+    assert!(refused.to_lowercase().contains("refused"), "{refused}");
+    let no_port = raw(&control, &format!("{api}/services/web-1:81/proxy/")).unwrap_err();
+    assert!(
+        no_port.contains("no service port 81 found for service \"web-1\""),
+        "{no_port}"
+    );
+
     let dir = tempfile::tempdir().expect("a scratch dir");
     let local = free_port();
     let errors = dir.path().join("refused.err");

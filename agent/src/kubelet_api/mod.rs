@@ -5,7 +5,9 @@
 //! `log_stream.rs`), and `GET|POST /exec/{ns}/{pod}/{container}` (`exec/`: the command run in
 //! the container with its stdio as WebSocket channel frames), `GET|POST
 //! /portForward/{ns}/{pod}` (`port_forward/`: SPDY/3.1 streams, `crate::spdy`, relayed to
-//! ports inside the pod's netns), `GET|POST /attach/{ns}/{pod}/{container}` (`attach.rs`: the
+//! ports inside the pod's netns), `* /podProxy/{ns}/{pod}/{port}/{path}` (`pod_proxy.rs`: an
+//! HTTP request to the pod's IP and port, made inside its netns, for the API server's
+//! `pods/proxy` and `services/proxy`), `GET|POST /attach/{ns}/{pod}/{container}` (`attach.rs`: the
 //! container's new output as channel frames) and `GET /metrics/resource` (CPU and memory of
 //! the node, pods and containers from their cgroups, kubelet's names;
 //! [`crate::metrics::resource`]), `GET /metrics` (the agent's own metrics) and `GET /healthz`.
@@ -19,6 +21,7 @@ pub mod exec;
 pub mod listen;
 pub mod log_options;
 pub mod log_stream;
+pub mod pod_proxy;
 pub mod port_forward;
 pub mod tls;
 
@@ -150,6 +153,13 @@ async fn route(api: &KubeletApi, req: Request<Incoming>) -> Response<Body> {
             port_forward::respond(api, req, &ns, &pod)
         }
         (_, ["portForward", ..]) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (_, ["podProxy", ns, pod, port, ..]) => {
+            let (ns, pod, port) = (ns.to_string(), pod.to_string(), port.to_string());
+            // What follows the port, as sent: a trailing `/` matters to the pod's server.
+            let prefix = format!("/podProxy/{ns}/{pod}/{port}");
+            let rest = path.strip_prefix(&prefix).unwrap_or("").to_owned();
+            pod_proxy::respond(api, req, &ns, &pod, &port, &rest).await
+        }
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
 }

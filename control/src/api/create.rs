@@ -60,6 +60,10 @@ pub async fn create_object(
         namespace_accepts_objects(call, ns).await?;
     }
     super::service_account_admission::admit_create(call, &mut object).await?;
+    if (resource.group, resource.kind) == ("", "Pod") {
+        let seconds = call.state.default_toleration_seconds;
+        super::default_tolerations::admit_create(&mut object, seconds);
+    }
     super::priority::admit_pod(call, &mut object).await?;
     super::priority::admit_class(call, &object).await?;
     super::limit_range::admit_create(call, &mut object).await?;

@@ -15,6 +15,7 @@ pub mod component_status;
 mod convert;
 mod crd_conversion;
 mod create;
+mod default_tolerations;
 mod defaults;
 pub mod delegated_review;
 pub(crate) mod delete;
@@ -35,6 +36,7 @@ mod pod_ephemeral;
 mod pod_exec;
 mod pod_grace;
 mod pod_log;
+mod pod_proxy;
 mod pod_qos;
 mod pod_security;
 mod pod_spec_update;
@@ -149,6 +151,8 @@ pub struct ApiState {
     pub auditor: Option<Arc<crate::audit::Auditor>>,
     /// Watch events' objects rendered once for all the watches showing them alike.
     watch_renderings: watch_renderings::WatchRenderings,
+    /// How long a pod tolerates a lost node by default (`default_tolerations`).
+    pub default_toleration_seconds: u64,
 }
 
 impl ApiState {
@@ -157,6 +161,7 @@ impl ApiState {
             store,
             info,
             bookmark_interval: Duration::from_secs(10),
+            default_toleration_seconds: 300,
             tokens: TokenFile::default(),
             ca: None,
             limits: Limits::new(LimitsConfig::default()),
@@ -372,7 +377,10 @@ where
                 headers: &headers,
                 body,
             };
-            node_proxy::forward(&call, request).await
+            match call.resource().kind {
+                "Node" => node_proxy::forward(&call, request).await,
+                _ => pod_proxy::forward(&call, request).await,
+            }
         }
         (other, true) if proxy => Err(ApiError::method_not_allowed(&other, &uri_path)),
         (Method::GET, true) if log => pod_log::get(&call, &raw_query).await,

@@ -77,8 +77,8 @@ fn target(name: &str) -> Result<Target<'_>, ApiError> {
     Ok(Target { node, port })
 }
 
-/// The path after `.../nodes/{name}/proxy`, `/` if there is none.
-fn proxied_path(uri_path: &str, name: &str) -> String {
+/// The path after `.../{name}/proxy`, `/` if there is none.
+pub(super) fn proxied_path(uri_path: &str, name: &str) -> String {
     let marker = format!("/{name}/proxy");
     match uri_path.find(&marker) {
         Some(at) => {
@@ -92,7 +92,7 @@ fn proxied_path(uri_path: &str, name: &str) -> String {
     }
 }
 
-/// One request to `nodes/{name}/proxy/...`.
+/// One request to a `proxy` subresource (`nodes/`, `pods/`, `services/{name}/proxy/...`).
 pub struct ProxyRequest<'a> {
     pub method: Method,
     pub uri_path: &'a str,
@@ -123,18 +123,29 @@ pub async fn forward(
             .map_or(location.as_str(), |(host, _)| host);
         location = format!("{host}:{port}");
     }
-    let Some(client) = call.state.kubelet.as_ref() else {
-        return Err(ApiError::internal("this server has no kubelet client"));
-    };
     let mut path_and_query = proxied_path(request.uri_path, &name);
     if !request.raw_query.is_empty() {
         path_and_query = format!("{path_and_query}?{}", request.raw_query);
     }
+    relay(call, &location, request, &path_and_query).await
+}
+
+/// Sends `request` (its method, content headers and body) to the kubelet API at `location`
+/// as `path_and_query`, and passes its answer back as it streams.
+pub(super) async fn relay(
+    call: &Call,
+    location: &str,
+    request: ProxyRequest<'_>,
+    path_and_query: &str,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let Some(client) = call.state.kubelet.as_ref() else {
+        return Err(ApiError::internal("this server has no kubelet client"));
+    };
     let answer = client
         .request(
-            &location,
+            location,
             request.method,
-            &path_and_query,
+            path_and_query,
             pick(request.headers, FORWARDED_REQUEST),
             request.body,
         )

@@ -175,7 +175,7 @@ mod tests {
             "/api/v1/namespaces/a/configmaps/x/status",
             "/apis/apps/v1/pods",
             "/api/v1/namespaces/a/pods/web/exec/x",
-            "/api/v1/namespaces/a/pods/web/proxy/x",
+            "/api/v1/namespaces/a/configmaps/web/proxy/x",
             "/api/v1/nodes/n1/proxy//x",
             "/api/v1/namespaces//pods",
             "/version",

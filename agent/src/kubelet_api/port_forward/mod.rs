@@ -219,7 +219,8 @@ fn go_text(e: &std::io::Error) -> String {
     }
 }
 
-async fn dial_in(
+/// A TCP connection to `addr` made inside the network namespace `netns`.
+pub(super) async fn dial_in(
     netns: &std::path::Path,
     addr: std::net::SocketAddr,
 ) -> std::io::Result<tokio::net::TcpStream> {

@@ -142,6 +142,6 @@ fn kubelet_refusal(code: StatusCode, body: String) -> ApiError {
 }
 
 /// Percent-encodes a path segment (names are DNS labels, but never trust that here).
-fn escape(segment: &str) -> String {
+pub(super) fn escape(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
