@@ -1,7 +1,8 @@
 //! The CronJob controller through the real kubectl: a CronJob running every minute creates
 //! its Job at the next minute (named `<cronjob>-<minutes since the epoch>`, owned by it, with
 //! the scheduled time annotated) and records it in `status.active` and `lastScheduleTime`;
-//! `kubectl create job --from=cronjob/…` runs it by hand; a suspended CronJob creates nothing
+//! `kubectl create job --from=cronjob/…` runs it by hand (not adopted as active: a Warning
+//! UnexpectedJob, as kube's); a suspended CronJob creates nothing
 //! while the running one does; a schedule that does not parse is refused with the field.
 
 mod common;
@@ -106,6 +107,18 @@ fn a_cronjob_runs_on_its_schedule() {
         assert!(Instant::now() < deadline, "status not updated: {cj:#}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The Job made by hand is not adopted: not active, and kube's warning says so.
+    let cj = get(&control, "cronjob/tick");
+    let active = cj["status"]["active"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!active.iter().any(|a| a["name"] == "by-hand"), "{cj:#}");
+    let events = ok(control.kubectl(&["get", "events", "-o", "json"]));
+    assert!(
+        events.contains("Saw a job that the controller did not create or forgot: by-hand"),
+        "{events}"
+    );
     let jobs = get(&control, "jobs");
     assert!(
         !jobs["items"]

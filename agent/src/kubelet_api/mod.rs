@@ -195,6 +195,36 @@ async fn resource_metrics(api: &KubeletApi) -> Response<Body> {
     }
 }
 
+/// The status of pod `ns/pod` and the PID of one of its running containers (whose netns is
+/// the pod's); else kubelet's 404, or `status` saying it has no running container `to` do
+/// something.
+pub fn running_pod(
+    api: &KubeletApi,
+    ns: &str,
+    pod: &str,
+    status: StatusCode,
+    to: &str,
+) -> Result<(PodStatus, i32), Box<Response<Body>>> {
+    let statuses = (api.statuses)();
+    let Some(found) = statuses
+        .into_iter()
+        .find(|p| p.namespace == ns && p.name == pod)
+    else {
+        return Err(Box::new(text(StatusCode::NOT_FOUND, "pod does not exist")));
+    };
+    let pid = (found.container_statuses.iter())
+        .chain(&found.init_container_statuses)
+        .filter(|c| matches!(c.state, crate::pod::ContainerState::Running { .. }))
+        .find_map(|c| c.pid);
+    match pid {
+        Some(pid) => Ok((found, pid)),
+        None => Err(Box::new(text(
+            status,
+            &format!("pod {pod} has no running container to {to}"),
+        ))),
+    }
+}
+
 /// A plain-text response (kubelet's errors are plain text).
 pub fn text(status: StatusCode, message: &str) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(format!("{message}\n"))).boxed());

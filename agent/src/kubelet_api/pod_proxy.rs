@@ -19,7 +19,6 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 
 use super::{text, Body, KubeletApi};
-use crate::pod::ContainerState;
 
 /// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -44,17 +43,10 @@ pub async fn respond(
     let Ok(port) = port.parse::<u16>() else {
         return text(StatusCode::BAD_REQUEST, &format!("invalid port {port:?}"));
     };
-    let statuses = (api.statuses)();
-    let Some(status) = statuses.iter().find(|p| p.namespace == ns && p.name == pod) else {
-        return text(StatusCode::NOT_FOUND, "pod does not exist");
-    };
-    let pid = (status.container_statuses.iter())
-        .chain(&status.init_container_statuses)
-        .filter(|c| matches!(c.state, ContainerState::Running { .. }))
-        .find_map(|c| c.pid);
-    let Some(pid) = pid else {
-        let message = format!("pod {pod} has no running container to proxy to");
-        return text(StatusCode::SERVICE_UNAVAILABLE, &message);
+    let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+    let (status, pid) = match super::running_pod(api, ns, pod, unavailable, "proxy to") {
+        Ok(found) => found,
+        Err(refusal) => return *refusal,
     };
     let ip = status
         .pod_ip

@@ -37,14 +37,35 @@ pub async fn read(call: &Call) -> Result<Value, ApiError> {
     let (Some(key), Some(name)) = (call.path.key(), call.path.name.as_deref()) else {
         return Err(ApiError::bad_request("no object named"));
     };
+    stored(call, &key, name)
+        .await?
+        .ok_or_else(|| call.not_found(name))
+}
+
+/// The stored core/v1 `plural` object `name` (in `namespace`), or 404.
+pub(super) async fn read_core(
+    call: &Call,
+    plural: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let resource = crate::kinds::find("", "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("{plural} are not served")))?;
+    let key = super::path::object_key(resource, namespace, name);
+    stored(call, &key, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("", plural, name))
+}
+
+/// The object stored at `key` (named `name` in errors), if any.
+async fn stored(call: &Call, key: &str, name: &str) -> Result<Option<Value>, ApiError> {
     let kv = call
         .state
         .store
-        .get(&key)
+        .get(key)
         .await
-        .map_err(|e| call.store_error(name, e))?
-        .ok_or_else(|| call.not_found(name))?;
-    decode_stored(&kv)
+        .map_err(|e| call.store_error(name, e))?;
+    kv.map(|kv| decode_stored(&kv)).transpose()
 }
 
 /// One page of matching objects and where the next starts.

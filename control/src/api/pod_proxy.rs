@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::node_proxy::{proxied_path, relay, ProxyRequest};
 use super::pod_log::read_node;
-use super::{decode_stored, path, Call};
+use super::Call;
 use crate::http_util::ResponseBody;
 use crate::status::ApiError;
 
@@ -58,17 +58,7 @@ fn service_unavailable(message: String) -> ApiError {
 
 /// The stored `plural` (core v1) named `name` in the request's namespace, or 404.
 async fn read(call: &Call, plural: &str, name: &str) -> Result<Value, ApiError> {
-    let resource = crate::kinds::find("", "v1", plural)
-        .ok_or_else(|| ApiError::internal(format!("{plural} are not served")))?;
-    let key = path::object_key(resource, call.path.namespace.as_deref(), name);
-    let kv = call
-        .state
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| call.store_error(name, e))?
-        .ok_or_else(|| ApiError::not_found("", plural, name))?;
-    decode_stored(&kv)
+    super::get::read_core(call, plural, call.path.namespace.as_deref(), name).await
 }
 
 /// The port of a pod proxy request: the name's, else the first container port, else 80.

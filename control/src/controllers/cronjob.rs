@@ -5,7 +5,10 @@
 //! (`Replace` deletes the running ones first). Missed times collapse into the most recent one.
 //! `status.active`, `lastScheduleTime` and `lastSuccessfulTime` follow the Jobs; finished Jobs
 //! beyond `successfulJobsHistoryLimit` (3) and `failedJobsHistoryLimit` (1) are deleted oldest
-//! first. It wakes at the next scheduled time and on every change of its Jobs.
+//! first. It wakes at the next scheduled time and on every change of its Jobs. A Job made by
+//! hand from the CronJob (`kubectl create job --from=cronjob/NAME`) is owned by it but, as in
+//! kube, not active: a Warning `UnexpectedJob` says so while it runs; it counts for the
+//! history limits once finished.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +24,8 @@ use super::queue::{follow_owned, wait_synced, work, WorkQueue};
 use crate::schedule::Schedule;
 
 const COMPONENT: &str = "cronjob-controller";
+/// The annotation of the Jobs this controller makes: the time they were scheduled for.
+const SCHEDULED_AT: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// How many missed times are walked before giving up on catching up (Kubernetes' 100).
 const MAX_MISSED: usize = 100;
 
@@ -133,10 +138,32 @@ impl Controller {
                 .to_owned()
         });
         let now = Utc::now();
-        let mut active: Vec<&Arc<Value>> = mine
+        // Active: the running Jobs this controller made (by their scheduled time) or already
+        // lists. A running Job someone else made from the CronJob is not adopted (kube's
+        // UnexpectedJob): it neither shows as active nor holds back a Forbid schedule.
+        let listed: Vec<&Value> = (cj["status"]["active"].as_array().into_iter().flatten())
+            .map(|r| &r["uid"])
+            .collect();
+        let (mut active, unexpected): (Vec<&Arc<Value>>, Vec<&Arc<Value>>) = mine
             .iter()
             .filter(|j| outcome(j).is_none() && j["metadata"]["deletionTimestamp"].is_null())
-            .collect();
+            .partition(|j| {
+                !j["metadata"]["annotations"][SCHEDULED_AT].is_null()
+                    || listed.contains(&&j["metadata"]["uid"])
+            });
+        for job in unexpected {
+            let name = job["metadata"]["name"].as_str().unwrap_or("");
+            let message = format!("Saw a job that the controller did not create or forgot: {name}");
+            record(
+                &self.client,
+                COMPONENT,
+                &cj,
+                EventType::Warning,
+                "UnexpectedJob",
+                &message,
+            )
+            .await;
+        }
         let last_success = mine
             .iter()
             .filter_map(|j| match outcome(j) {
@@ -224,7 +251,7 @@ impl Controller {
             metadata["labels"] = template["metadata"]["labels"].clone();
         }
         let mut annotations = template["metadata"]["annotations"].clone();
-        annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"] = json!(format(at));
+        annotations[SCHEDULED_AT] = json!(format(at));
         metadata["annotations"] = annotations;
         let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": template["spec"]});
         let namespace = cj["metadata"]["namespace"].as_str();

@@ -22,7 +22,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::{text, Body, KubeletApi};
-use crate::pod::ContainerState;
 
 /// The WebSocket subprotocol carrying SPDY.
 pub const WEBSOCKET_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
@@ -44,17 +43,10 @@ pub fn respond(
     ns: &str,
     pod: &str,
 ) -> Response<Body> {
-    let statuses = (api.statuses)();
-    let Some(status) = statuses.iter().find(|p| p.namespace == ns && p.name == pod) else {
-        return text(StatusCode::NOT_FOUND, "pod does not exist");
-    };
-    let pid = (status.container_statuses.iter())
-        .chain(&status.init_container_statuses)
-        .filter(|c| matches!(c.state, ContainerState::Running { .. }))
-        .find_map(|c| c.pid);
-    let Some(pid) = pid else {
-        let message = format!("pod {pod} has no running container to forward ports into");
-        return text(StatusCode::INTERNAL_SERVER_ERROR, &message);
+    let error = StatusCode::INTERNAL_SERVER_ERROR;
+    let (status, pid) = match super::running_pod(api, ns, pod, error, "forward ports into") {
+        Ok(found) => found,
+        Err(refusal) => return *refusal,
     };
     let Some(upgrade) = upgrade_kind(req.headers()) else {
         let message = format!(

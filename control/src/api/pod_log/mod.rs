@@ -13,7 +13,7 @@ use futures::StreamExt;
 use http::{header, Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, Limited, StreamBody};
 
-use super::{decode_stored, get, path, Call};
+use super::{get, Call};
 use crate::http_util::{full, ResponseBody};
 use crate::status::ApiError;
 
@@ -101,17 +101,7 @@ pub(super) async fn kubelet_target<'a>(
 }
 
 pub(super) async fn read_node(call: &Call, node_name: &str) -> Result<serde_json::Value, ApiError> {
-    let nodes = crate::kinds::find("", "v1", "nodes")
-        .ok_or_else(|| ApiError::internal("nodes are not served"))?;
-    let key = path::object_key(nodes, None, node_name);
-    let kv = call
-        .state
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?;
-    decode_stored(&kv)
+    super::get::read_core(call, "nodes", None, node_name).await
 }
 
 fn text_response(code: StatusCode, body: ResponseBody) -> Response<ResponseBody> {
