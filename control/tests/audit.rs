@@ -55,10 +55,15 @@ metadata: {name: key-count-audit}
 spec: {policyName: key-count.example.com, validationActions: [Audit]}
 "#;
 
-/// The events logged so far.
+/// The events logged so far: every complete line (the writer may be midway through the
+/// last one, which a buffered write can leave in the file in parts).
 fn events(log: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete
         .lines()
         .map(|line| serde_json::from_str(line).expect("every line is a JSON event"))
         .collect()
