@@ -87,7 +87,12 @@ fn kubectl_server_side_apply_creates_merges_removes_and_reports_conflicts() {
         serde_json::json!({}),
         "{fields}"
     );
-    // Defaults the server filled in are not the manager's.
+    // The server filled in its defaults, as on any create (a Deployment without them made a new
+    // ReplicaSet on every sync: its template never matched the defaulted ReplicaSet's)...
+    assert_eq!(d["spec"]["progressDeadlineSeconds"], 600, "{d}");
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["terminationMessagePath"], "/dev/termination-log");
+    // ...and they are not the manager's.
     assert!(
         fields["f:spec"].get("f:progressDeadlineSeconds").is_none(),
         "{fields}"

@@ -39,9 +39,11 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
     let name = call.path.name.clone().unwrap_or_default();
     let key = call.path.key().unwrap_or_default();
     let applied = parse_intent(call, body, &name)?;
-    // Checked on a copy: the check fills in defaults, which are not the manager's intent.
+    // Checked on a copy: the check fills in defaults, which are not the manager's intent (the
+    // managed fields), but are what a create from the intent stores.
+    let mut defaulted = applied.clone();
     let warnings = validate::check_typed(
-        &mut applied.clone(),
+        &mut defaulted,
         &[],
         resource,
         call.query.field_validation,
@@ -52,7 +54,7 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
         let kv = match call.state.store.get(&key).await {
             Ok(Some(kv)) => kv,
             Ok(None) => {
-                let mut object = applied.clone();
+                let mut object = defaulted.clone();
                 if resource.has_status() {
                     if let Some(map) = object.as_object_mut() {
                         map.remove("status");
