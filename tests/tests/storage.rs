@@ -173,8 +173,9 @@ spec:
     command: [sh, -c, 'dd if=/dev/zero of=/data/big bs=1M count=100 2>&1; echo "dd-exit=$?"; rm -f /data/big; sleep 1000']
 "#;
 
+/// The quantity as Kubernetes' provisioner and resizer write a byte count (binary SI).
 fn is_128mi(q: &serde_json::Value) -> bool {
-    q == "134217728" || q == "128Mi"
+    q == "128Mi"
 }
 
 /// Waits for a filler pod to run and for its 100 MiB write to end; returns its log.
@@ -253,6 +254,8 @@ fn a_dynamically_provisioned_volume_has_its_size_and_goes_with_its_claim() {
         .as_str()
         .is_some_and(|h| !h.is_empty()));
     assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
+    assert_eq!(pv["spec"]["capacity"]["storage"], "64Mi", "{pv:#}");
+    assert_eq!(claim["status"]["capacity"]["storage"], "64Mi", "{claim:#}");
 
     let logs = filler_logs(&control, &node, "filler");
     assert!(logs.contains("No space left on device"), "{logs}");

@@ -54,18 +54,51 @@ fn started_at(state: &ContainerState) -> Option<&str> {
     }
 }
 
-/// Waiting reasons that are failures worth a Warning (kubelet's `Failed`/`BackOff`).
-fn failure(reason: &str) -> Option<&'static str> {
+/// The events kubelet records when a container enters the Waiting `reason` (with `message`),
+/// in its texts: a pull failure is `Failed to pull image …` then `Error: ErrImagePull`, its
+/// retries `Back-off pulling image …` then `Error: ImagePullBackOff`, a crash loop
+/// `Back-off restarting failed container …`, any other failure `Error: <message>`.
+fn failure_events(
+    reason: &str,
+    message: &str,
+    container: &ContainerStatus,
+) -> Vec<(Kind, &'static str, String)> {
+    let image = &container.image;
+    let error = |what: &str| (Kind::Warning, "Failed", format!("Error: {what}"));
     match reason {
-        "CrashLoopBackOff" => Some("BackOff"),
-        "ErrImagePull"
-        | "ImagePullBackOff"
-        | "ErrImageNeverPull"
-        | "InvalidImageName"
+        "CrashLoopBackOff" => vec![(
+            Kind::Warning,
+            "BackOff",
+            format!("Back-off restarting failed container {}", container.name),
+        )],
+        "ErrImagePull" => vec![
+            (
+                Kind::Warning,
+                "Failed",
+                format!("Failed to pull image \"{image}\": {message}"),
+            ),
+            error(reason),
+        ],
+        "ImagePullBackOff" => vec![
+            (
+                Kind::Normal,
+                "BackOff",
+                format!("Back-off pulling image \"{image}\""),
+            ),
+            error(reason),
+        ],
+        "ErrImageNeverPull" => vec![
+            (Kind::Warning, "ErrImageNeverPull", message.to_owned()),
+            error(reason),
+        ],
+        "InvalidImageName"
         | "CreateContainerConfigError"
         | "CreateContainerError"
-        | "RunContainerError" => Some("Failed"),
-        _ => None,
+        | "RunContainerError" => match message.is_empty() {
+            true => vec![error(reason)],
+            false => vec![error(message)],
+        },
+        _ => Vec::new(),
     }
 }
 
@@ -126,15 +159,10 @@ pub fn diff(
             let was = prev.map(|p| &p.state);
             let same =
                 matches!(was, Some(ContainerState::Waiting { reason: r, .. }) if r == reason);
-            if let (Some(kind), false) = (failure(reason), same) {
-                let message = match (kind, message.is_empty()) {
-                    ("BackOff", _) => {
-                        format!("Back-off restarting failed container {}", c.name)
-                    }
-                    (_, false) => message.clone(),
-                    (_, true) => format!("Error: {reason}"),
-                };
-                out.push(event(Kind::Warning, kind, message));
+            if !same {
+                for (kind, reason, message) in failure_events(reason, message, c) {
+                    out.push(event(kind, reason, message));
+                }
             }
         }
         if terminating && c.state.is_running() {
@@ -258,10 +286,53 @@ mod tests {
             "configmap \"x\" not found",
         ));
         let events = diff(None, &config, false);
-        assert_eq!(events[0].message, "configmap \"x\" not found");
+        assert_eq!(events[0].message, "Error: configmap \"x\" not found");
         let events = diff(Some(&up), &up, true);
         assert_eq!(reasons(&events), ["Killing"]);
         assert_eq!(events[0].message, "Stopping container web");
+    }
+
+    #[test]
+    fn a_failed_pull_and_its_back_off_are_told_as_kubelet_tells_them() {
+        let creating = pod(ContainerState::waiting("ContainerCreating", ""));
+        let failed = pod(ContainerState::waiting("ErrImagePull", "manifest unknown"));
+        let events = diff(Some(&creating), &failed, false);
+        let told: Vec<_> = events
+            .iter()
+            .map(|e| (e.kind, e.reason, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            told,
+            [
+                (
+                    Kind::Warning,
+                    "Failed",
+                    "Failed to pull image \"bosun.test/busybox:1\": manifest unknown"
+                ),
+                (Kind::Warning, "Failed", "Error: ErrImagePull"),
+            ]
+        );
+        let backoff = pod(ContainerState::waiting(
+            "ImagePullBackOff",
+            "Back-off pulling image \"bosun.test/busybox:1\": ErrImagePull: manifest unknown",
+        ));
+        let events = diff(Some(&failed), &backoff, false);
+        let told: Vec<_> = events
+            .iter()
+            .map(|e| (e.kind, e.reason, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            told,
+            [
+                (
+                    Kind::Normal,
+                    "BackOff",
+                    "Back-off pulling image \"bosun.test/busybox:1\""
+                ),
+                (Kind::Warning, "Failed", "Error: ImagePullBackOff"),
+            ]
+        );
+        assert!(diff(Some(&backoff), &backoff, false).is_empty());
     }
 
     #[test]

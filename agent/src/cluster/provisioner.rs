@@ -101,7 +101,7 @@ pub fn pv_for(
             "annotations": {PROVISIONED_BY: driver},
         },
         "spec": {
-            "capacity": {"storage": volume.capacity_bytes.to_string()},
+            "capacity": {"storage": Quantity::from_bytes(volume.capacity_bytes)},
             "accessModes": spec.access_modes.clone().unwrap_or_default(),
             "volumeMode": spec.volume_mode.clone().unwrap_or_else(|| "Filesystem".into()),
             "storageClassName": class.metadata.name,
@@ -439,7 +439,7 @@ impl Provisioner {
                 .map_err(|e| e.to_string())?;
             let bytes = r.capacity_bytes.max(want);
             let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
-            let patch = json!({"spec": {"capacity": {"storage": bytes.to_string()}}});
+            let patch = json!({"spec": {"capacity": {"storage": Quantity::from_bytes(bytes)}}});
             let pv_name = pv.metadata.name.clone().unwrap_or_default();
             pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -461,7 +461,7 @@ impl Provisioner {
             }
             let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
             let patch =
-                json!({"status": {"capacity": {"storage": bytes.to_string()}, "conditions": null}});
+                json!({"status": {"capacity": {"storage": Quantity::from_bytes(bytes)}, "conditions": null}});
             claims
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -482,7 +482,7 @@ impl Provisioner {
             Ok(Some(pending)) => {
                 tracing::info!(claim = %name, why = %pending, "filesystem resize pending");
                 let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
-                let patch = json!({"status": {"capacity": {"storage": have.to_string()}, "conditions": [{
+                let patch = json!({"status": {"capacity": {"storage": Quantity::from_bytes(have)}, "conditions": [{
                     "type": "FileSystemResizePending", "status": "True",
                     "message": format!("Waiting for user to (re-)start a pod to finish file system resize of volume on node: {pending}"),
                     "lastTransitionTime": super::now_rfc3339(),

@@ -37,6 +37,25 @@ impl Quantity {
         self.to_u64(0)
     }
 
+    /// A byte count as Kubernetes writes a binary-SI quantity it computed
+    /// (`resource.NewQuantity(n, BinarySI).String()`): the largest power-of-1024 suffix that
+    /// divides it exactly (`16777216` → `16Mi`), plain digits below 1 Ki or when none does.
+    pub fn from_bytes(bytes: i64) -> Self {
+        const SUFFIXES: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+        let mut number = bytes;
+        let mut suffix = "";
+        if bytes.unsigned_abs() >= 1024 {
+            for next in SUFFIXES {
+                if number % 1024 != 0 {
+                    break;
+                }
+                number /= 1024;
+                suffix = next;
+            }
+        }
+        Quantity(format!("{number}{suffix}"))
+    }
+
     /// The value × 1000, for comparing quantities of any resource exactly.
     pub(crate) fn milli_value(&self) -> Result<u128, SpecError> {
         parse(&self.0)?
@@ -204,6 +223,29 @@ fn suffix_exponents(suffix: &str) -> Option<(i32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts_print_as_kubernetes_binary_quantities() {
+        let table = [
+            (0, "0"),
+            (1000, "1000"),
+            (1024, "1Ki"),
+            (1536, "1536"),
+            (16 << 20, "16Mi"),
+            (1 << 26, "64Mi"),
+            (3 << 30, "3Gi"),
+            ((1 << 30) + (1 << 20), "1025Mi"),
+            (-(2 << 20), "-2Mi"),
+            (i64::MIN, "-8Ei"),
+        ];
+        for (bytes, text) in table {
+            let q = Quantity::from_bytes(bytes);
+            assert_eq!(q.as_str(), text, "{bytes}");
+            if bytes >= 0 {
+                assert_eq!(q.bytes().ok(), u64::try_from(bytes).ok(), "{text}");
+            }
+        }
+    }
 
     #[test]
     fn cpu_quantities_convert_to_millicores() {

@@ -42,12 +42,8 @@ pub async fn apply(call: &Call, body: &[u8]) -> Result<Response<ResponseBody>, A
     // Checked on a copy: the check fills in defaults, which are not the manager's intent (the
     // managed fields), but are what a create from the intent stores.
     let mut defaulted = applied.clone();
-    let warnings = validate::check_typed(
-        &mut defaulted,
-        &[],
-        resource,
-        call.query.field_validation,
-    )?;
+    let warnings =
+        validate::check_typed(&mut defaulted, &[], resource, call.query.field_validation)?;
     let shape = Shape::of_resource(resource);
     let intent = fields::of_object(&applied, shape, resource.has_status());
     for _ in 0..5 {
