@@ -157,6 +157,17 @@ fn cluster_ips_node_ports_and_endpoints() {
             "{describe}"
         );
     }
+    // The Endpoints' addresses in IP order, as kube's RepackSubsets sorts them.
+    let endpoints = get(&control, "endpoints/web");
+    let ips: Vec<&str> = endpoints["subsets"][0]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["ip"].as_str())
+        .collect();
+    let mut sorted = ips.clone();
+    sorted.sort();
+    assert_eq!((ips.len(), &ips), (2, &sorted), "{endpoints}");
 
     // An address in use, an address outside the range, a node port in use.
     let taken = create(

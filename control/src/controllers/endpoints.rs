@@ -267,17 +267,26 @@ impl Controller {
                     .iter()
                     .filter(|e| publish_all || e["conditions"]["terminating"] != true)
                     .collect();
-                let address = |e: &&Value| address(e);
-                let ready: Vec<Value> = endpoints
-                    .iter()
-                    .filter(|e| e["conditions"]["ready"] == true)
-                    .map(address)
-                    .collect();
-                let not_ready: Vec<Value> = endpoints
-                    .iter()
-                    .filter(|e| e["conditions"]["ready"] != true)
-                    .map(address)
-                    .collect();
+                // Sorted by IP, then pod UID, as kube's RepackSubsets does.
+                let addresses = |ready: bool| {
+                    let mut list: Vec<Value> = endpoints
+                        .iter()
+                        .filter(|e| (e["conditions"]["ready"] == true) == ready)
+                        .map(|e| address(e))
+                        .collect();
+                    list.sort_by(|a, b| {
+                        let key = |v: &Value| {
+                            (
+                                v["ip"].as_str().unwrap_or("").to_owned(),
+                                v["targetRef"]["uid"].as_str().unwrap_or("").to_owned(),
+                            )
+                        };
+                        key(a).cmp(&key(b))
+                    });
+                    list
+                };
+                let ready = addresses(true);
+                let not_ready = addresses(false);
                 let mut subset = json!({"ports": ports});
                 if !ready.is_empty() {
                     subset["addresses"] = json!(ready);
