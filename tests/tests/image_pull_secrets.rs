@@ -4,6 +4,7 @@
 //! Waiting in ErrImagePull (then ImagePullBackOff) with the registry's own answer, the pod
 //! using the right one runs an image that only the registry has under that name; a pod naming
 //! a Secret that does not exist gets kubelet's FailedToRetrieveImagePullSecret Warning event.
+//! The pull and the failed pull are told in events with kubelet's texts.
 
 use std::time::Duration;
 
@@ -112,6 +113,29 @@ fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
         || {
             node.logs("default", "right")
                 .contains("pulled with a secret")
+        },
+    );
+    // kubelet's texts: the pull that happened, and the one that failed.
+    let pulled = format!("Successfully pulled image \"{image}\" in ");
+    let failed = format!("Failed to pull image \"{image}\": ");
+    wait_logged(
+        "the Pulled and Failed events of the two pulls",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || {
+            let events = control.get_json(&["events"]).unwrap_or_default();
+            let items = events["items"].as_array().cloned().unwrap_or_default();
+            let told = |pod: &str, reason: &str, start: &str| {
+                items.iter().any(|e| {
+                    e["involvedObject"]["name"] == pod
+                        && e["reason"] == reason
+                        && e["message"].as_str().is_some_and(|m| m.starts_with(start))
+                })
+            };
+            told("right", "Pulling", &format!("Pulling image \"{image}\""))
+                && told("right", "Pulled", &pulled)
+                && told("wrong", "Failed", &failed)
         },
     );
     let expected = "Unable to retrieve some image pull secrets (nosuch); attempting to pull the image may not succeed.";

@@ -152,6 +152,7 @@ mod tests {
             container_statuses: vec![container("web", false)],
             ephemeral_container_statuses: Vec::new(),
             warnings: Vec::new(),
+            pulls: Default::default(),
         }
     }
 

@@ -139,11 +139,18 @@ pub fn diff(
         };
         if new_start {
             let image = &c.image;
-            out.push(event(
-                Kind::Normal,
-                "Pulled",
-                format!("Container image \"{image}\" already present on machine"),
-            ));
+            match now.pulls.get(&c.name) {
+                Some(pulled) => {
+                    let pulling = format!("Pulling image \"{image}\"");
+                    out.push(event(Kind::Normal, "Pulling", pulling));
+                    out.push(event(Kind::Normal, "Pulled", pulled.clone()));
+                }
+                None => out.push(event(
+                    Kind::Normal,
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                )),
+            }
             out.push(event(
                 Kind::Normal,
                 "Created",
@@ -246,6 +253,21 @@ mod tests {
             reasons(&diff(Some(&up), &again, false)),
             ["Pulled", "Created", "Started"]
         );
+    }
+
+    #[test]
+    fn a_start_after_a_pull_tells_the_pull() {
+        let waiting = pod(ContainerState::waiting("ContainerCreating", ""));
+        let mut up = pod(running("T1"));
+        let pulled = "Successfully pulled image \"bosun.test/busybox:1\" in 1.2s (1.3s including waiting). Image size: 1024 bytes.";
+        up.pulls.insert("web".into(), pulled.into());
+        let events = diff(Some(&waiting), &up, false);
+        assert_eq!(
+            reasons(&events),
+            ["Pulling", "Pulled", "Created", "Started"]
+        );
+        assert_eq!(events[0].message, "Pulling image \"bosun.test/busybox:1\"");
+        assert_eq!(events[1].message, pulled);
     }
 
     #[test]

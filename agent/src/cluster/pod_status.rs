@@ -114,7 +114,7 @@ pub fn api_status(
         };
     }
     if let Some(t) = &st.start_time {
-        status["startTime"] = json!(t);
+        status["startTime"] = json!(api_time(t));
     }
     if !st.reason.is_empty() {
         status["reason"] = json!(st.reason);
@@ -148,6 +148,15 @@ pub fn container_id(uid: &str, name: &str, restart_count: u32) -> String {
     format!("bosun://{uid}/{name}/{restart_count}")
 }
 
+/// A time as the API's `metav1.Time` carries it: RFC 3339 in whole seconds
+/// (`2026-01-01T00:00:01.637Z` → `2026-01-01T00:00:01Z`); the agent keeps nanoseconds.
+fn api_time(t: &str) -> String {
+    match (t.find('.'), t.strip_suffix('Z')) {
+        (Some(dot), Some(_)) => format!("{}Z", &t[..dot]),
+        _ => t.to_owned(),
+    }
+}
+
 fn state(s: &ContainerState) -> Value {
     match s {
         ContainerState::Waiting { reason, message } => {
@@ -157,7 +166,9 @@ fn state(s: &ContainerState) -> Value {
             }
             json!({ "waiting": w })
         }
-        ContainerState::Running { started_at } => json!({"running": {"startedAt": started_at}}),
+        ContainerState::Running { started_at } => {
+            json!({"running": {"startedAt": api_time(started_at)}})
+        }
         ContainerState::Terminated {
             exit_code,
             reason,
@@ -167,7 +178,7 @@ fn state(s: &ContainerState) -> Value {
         } => {
             let mut t = json!({
                 "exitCode": exit_code, "reason": reason,
-                "startedAt": started_at, "finishedAt": finished_at,
+                "startedAt": api_time(started_at), "finishedAt": api_time(finished_at),
             });
             if !message.is_empty() {
                 t["message"] = json!(message);
@@ -201,10 +212,10 @@ mod tests {
             phase: PodPhase::Running,
             pod_ip: Some("10.244.0.5".into()),
             qos_class: "BestEffort".into(),
-            start_time: Some("2026-01-01T00:00:00Z".into()),
+            start_time: Some("2026-01-01T00:00:00.492Z".into()),
             container_statuses: vec![container(
                 ContainerState::Running {
-                    started_at: "2026-01-01T00:00:01Z".into(),
+                    started_at: "2026-01-01T00:00:01.637000000Z".into(),
                 },
                 false,
             )],
@@ -216,6 +227,8 @@ mod tests {
         assert_eq!(first["phase"], "Running");
         assert_eq!(first["podIPs"], json!([{"ip": "10.244.0.5"}]));
         assert_eq!(first["hostIP"], "192.168.1.1");
+        // metav1.Time is whole seconds in the API.
+        assert_eq!(first["startTime"], "2026-01-01T00:00:00Z");
         let ready = &first["conditions"][3];
         assert_eq!(
             (ready["type"].as_str(), ready["status"].as_str()),

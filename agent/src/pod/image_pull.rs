@@ -17,6 +17,25 @@ use crate::config_source::{Lookup, ObjectKind};
 use crate::image::{Keyring, ResolvedImage};
 use crate::spec::{Container, PullPolicy};
 
+/// A duration as Go prints a `time.Duration` truncated to milliseconds (kubelet's pull
+/// times): `532ms`, `1.5s`, `2m3.004s`.
+fn go_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let seconds = format!("{}.{:03}", (ms / 1000) % 60, ms % 1000);
+    let seconds = seconds.trim_end_matches('0').trim_end_matches('.');
+    match ms / 60_000 {
+        0 => format!("{seconds}s"),
+        m if m < 60 => format!("{m}m{seconds}s"),
+        m => format!("{}h{}m{seconds}s", m / 60, m % 60),
+    }
+}
+
 fn pull_error(message: String) -> StartFailure {
     StartFailure::Waiting {
         reason: "ErrImagePull",
@@ -32,6 +51,8 @@ impl PodWorker {
     ) -> Result<ResolvedImage, StartFailure> {
         let images = &self.ctx.images;
         let image = &container.image;
+        let asked = std::time::Instant::now();
+        self.lock_status().pulls.remove(&container.name);
         // Read (and missing ones reported) whether or not a pull follows, like kubelet's
         // every pod sync; a malformed one fails only a pull.
         let keyring = self.pull_secrets_keyring().await;
@@ -59,10 +80,20 @@ impl PodWorker {
                     message: format!("pulling {image}: this agent has no registry client"),
                 })?;
             let keyring = keyring?;
-            puller
+            let pulling = std::time::Instant::now();
+            let pulled = puller
                 .pull_with(images, image, &keyring)
                 .await
                 .map_err(|e| pull_error(e.to_string()))?;
+            let text = format!(
+                "Successfully pulled image \"{image}\" in {} ({} including waiting). Image size: {} bytes.",
+                go_duration(pulling.elapsed()),
+                go_duration(asked.elapsed()),
+                pulled.size
+            );
+            self.lock_status()
+                .pulls
+                .insert(container.name.clone(), text);
             self.ctx.image_gc_wake.notify_one();
         }
         let resolved = images.resolve(image).map_err(|e| StartFailure::Waiting {
@@ -128,5 +159,28 @@ impl PodWorker {
                 .warn("FailedToRetrieveImagePullSecret", message);
         }
         Ok(keyring)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn pull_times_print_as_go_durations() {
+        let table = [
+            (0, "0s"),
+            (532, "532ms"),
+            (1000, "1s"),
+            (1500, "1.5s"),
+            (1234, "1.234s"),
+            (60_000, "1m0s"),
+            (123_004, "2m3.004s"),
+            (3_723_000, "1h2m3s"),
+        ];
+        for (ms, text) in table {
+            assert_eq!(go_duration(Duration::from_millis(ms)), text, "{ms}");
+        }
     }
 }

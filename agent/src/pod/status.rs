@@ -1,6 +1,8 @@
 //! Pod and container status as Kubernetes reports it (phase, container states with reasons,
 //! restart counts, times). Pure data plus the phase rule; shown by `bosun-agent ps`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::spec::RestartPolicy;
@@ -100,6 +102,10 @@ pub struct PodStatus {
     /// Warnings about the pod itself, for its events: the last of each reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<PodWarning>,
+    /// Container name → kubelet's `Pulled` text of the pull its current start made; no entry
+    /// when the image was already present (kubelet's "already present on machine").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pulls: BTreeMap<String, String>,
 }
 
 /// A Warning event about the pod (not one of its containers), e.g. kubelet's

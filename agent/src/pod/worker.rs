@@ -149,6 +149,7 @@ fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
         // Added as each starts (`ephemeral.rs`).
         ephemeral_container_statuses: Vec::new(),
         warnings: Vec::new(),
+        pulls: Default::default(),
     }
 }
 
