@@ -1,4 +1,5 @@
-//! `kubectl drain` and `uncordon` end to end on real nodes: drain cordons the node and evicts
+//! `kubectl drain` and `uncordon` end to end on real nodes: drain cordons the node (kubelet's
+//! NodeNotSchedulable event, after its start events, in `kubectl describe node`) and evicts
 //! its pods (`pods/eviction`, protobuf bodies) or, with `--disable-eviction`, deletes them
 //! (protobuf DeleteOptions); a pod no controller owns needs `--force`, in
 //! kubectl's words. The Deployment's replacement pod waits unschedulable while the node is
@@ -82,6 +83,26 @@ fn drain_deletes_a_nodes_pods_and_uncordon_lets_the_replacement_run() {
     );
     let cordoned = control.get_json(&["node", &name]).unwrap_or_default();
     assert_eq!(cordoned["spec"]["unschedulable"], true, "{cordoned:#}");
+    // kubelet's events on its node: its start, its conditions, and now the cordon.
+    wait_logged(
+        "the node's NodeNotSchedulable event",
+        &control,
+        &node,
+        Duration::from_secs(30),
+        || {
+            let describe = control.kubectl_ok(&["describe", "node", &name]);
+            [
+                "Starting kubelet.",
+                &format!("Node {name} status is now: NodeHasSufficientMemory"),
+                "Updated Node Allocatable limit across pods",
+                &format!("Node {name} status is now: NodeReady"),
+                &format!("Node {name} event: Registered Node {name} in Controller"),
+                &format!("Node {name} status is now: NodeNotSchedulable"),
+            ]
+            .iter()
+            .all(|text| describe.contains(text))
+        },
+    );
 
     // Deletes, not evictions: client-go's DeleteOptions in protobuf.
     let out = control.kubectl(&[

@@ -49,20 +49,27 @@ pub struct ApiNodeEvents {
 
 impl crate::node_events::NodeEvents for ApiNodeEvents {
     fn warning(&self, reason: &'static str, message: String) {
-        let (api, node) = (
-            Api::<Event>::namespaced(self.client.clone(), "default"),
-            self.node.clone(),
-        );
+        let (api, node) = (node_events_api(&self.client), self.node.clone());
         self.runtime.spawn(async move {
-            let involved = json!({"kind": "Node", "name": node, "uid": node});
-            let what = Recorded {
-                reason,
-                message: &message,
-                kind: "Warning",
-            };
-            create(&api, &node, &node, "default", involved, &what).await;
+            post_node(&api, &node, "Warning", reason, &message).await;
         });
     }
+}
+
+/// Where kubelet's events about its node go: namespace `default`.
+pub fn node_events_api(client: &kube::Client) -> Api<Event> {
+    Api::namespaced(client.clone(), "default")
+}
+
+/// Posts an event of `kind` (Normal or Warning) about node `node` on its `nodeRef`.
+pub async fn post_node(api: &Api<Event>, node: &str, kind: &str, reason: &str, message: &str) {
+    let involved = json!({"kind": "Node", "name": node, "uid": node});
+    let what = Recorded {
+        reason,
+        message,
+        kind,
+    };
+    create(api, node, node, "default", involved, &what).await;
 }
 
 /// What an event says.

@@ -6,10 +6,11 @@
 
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Event, Node};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
+use super::events::post_node;
 use super::machine::Machine;
 use super::{now_rfc3339, NodeIdentity, HEARTBEAT, STATUS_REPORT};
 
@@ -96,7 +97,14 @@ fn without_heartbeats(mut status: Value) -> Value {
 
 /// The (type, status) of each condition of a Node status, sorted.
 fn condition_statuses(status: &Value) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = status["conditions"]
+    let mut found = condition_statuses_in_order(status);
+    found.sort();
+    found
+}
+
+/// The (type, status) of each condition of a Node status, in its order.
+fn condition_statuses_in_order(status: &Value) -> Vec<(String, String)> {
+    status["conditions"]
         .as_array()
         .into_iter()
         .flatten()
@@ -104,9 +112,7 @@ fn condition_statuses(status: &Value) -> Vec<(String, String)> {
             let field = |k: &str| c[k].as_str().unwrap_or_default().to_string();
             (field("type"), field("status"))
         })
-        .collect();
-    found.sort();
-    found
+        .collect()
 }
 
 /// Registers the Node, then posts its status for as long as the agent runs. Each tick reads
@@ -114,7 +120,10 @@ fn condition_statuses(status: &Value) -> Vec<(String, String)> {
 /// marks a node whose Lease expired `Unknown`) it is posted again at once, with a new
 /// transition time; when the Node was deleted it is registered again.
 pub async fn run(client: kube::Client, node: NodeIdentity, machine: Machine) {
+    let events = super::events::node_events_api(&client);
     let api: Api<Node> = Api::all(client);
+    let mut announced = false;
+    let mut unschedulable: Option<bool> = None;
     let mut since = now_rfc3339();
     let mut registered = false;
     let mut last: Option<(Value, Instant)> = None;
@@ -136,7 +145,16 @@ pub async fn run(client: kube::Client, node: NodeIdentity, machine: Machine) {
             }
         }
         let held = match api.get_opt(&node.name).await {
-            Ok(Some(n)) => serde_json::to_value(&n.status).unwrap_or_default(),
+            Ok(Some(n)) => {
+                let now = n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+                if unschedulable.is_some_and(|was| was != now) {
+                    let reason = schedulable_reason(now);
+                    let message = status_now(&node.name, reason);
+                    post_node(&events, &node.name, "Normal", reason, &message).await;
+                }
+                unschedulable = Some(now);
+                serde_json::to_value(&n.status).unwrap_or_default()
+            }
             Ok(None) => {
                 tracing::warn!(node = %node.name, "the Node was deleted; registering it again");
                 registered = false;
@@ -169,13 +187,79 @@ pub async fn run(client: kube::Client, node: NodeIdentity, machine: Machine) {
             .patch_status(&node.name, &PatchParams::default(), &patch)
             .await
         {
-            Ok(_) => last = Some((compared, Instant::now())),
+            Ok(_) => {
+                last = Some((compared, Instant::now()));
+                announce(&events, &node.name, &held, &status, !announced).await;
+                announced = true;
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => registered = false,
             Err(e) => {
                 tracing::warn!(node = %node.name, error = %e, "posting node status; retrying")
             }
         }
     }
+}
+
+/// kubelet's events for a status it posted over `held`: `Starting kubelet.` when it is the
+/// first of this start, then `Node X status is now: <reason>` for each condition that changed,
+/// with `NodeAllocatableEnforced` (pods' cgroups are limited) before the Ready one.
+async fn announce(events: &Api<Event>, node: &str, held: &Value, ours: &Value, first: bool) {
+    let mut told: Vec<(&str, String)> = Vec::new();
+    let enforced = (
+        "NodeAllocatableEnforced",
+        "Updated Node Allocatable limit across pods".to_string(),
+    );
+    if first {
+        told.push(("Starting", "Starting kubelet.".into()));
+    }
+    let (ready, pressure): (Vec<&str>, Vec<&str>) = condition_events(held, ours)
+        .into_iter()
+        .partition(|r| matches!(*r, "NodeReady" | "NodeNotReady"));
+    told.extend(pressure.into_iter().map(|r| (r, status_now(node, r))));
+    if first {
+        told.push(enforced);
+    }
+    told.extend(ready.into_iter().map(|r| (r, status_now(node, r))));
+    for (reason, message) in told {
+        post_node(events, node, "Normal", reason, &message).await;
+    }
+}
+
+/// kubelet's reason for a node's condition now `status`, when it changed.
+fn condition_reason(kind: &str, status: &str) -> Option<&'static str> {
+    Some(match (kind, status) {
+        ("MemoryPressure", "False") => "NodeHasSufficientMemory",
+        ("MemoryPressure", "True") => "NodeHasInsufficientMemory",
+        ("DiskPressure", "False") => "NodeHasNoDiskPressure",
+        ("DiskPressure", "True") => "NodeHasDiskPressure",
+        ("PIDPressure", "False") => "NodeHasSufficientPID",
+        ("PIDPressure", "True") => "NodeHasInsufficientPID",
+        ("Ready", "True") => "NodeReady",
+        ("Ready", _) => "NodeNotReady",
+        _ => return None,
+    })
+}
+
+/// The reasons of `ours`' conditions whose status differs from `held`'s, in `ours`' order.
+fn condition_events(held: &Value, ours: &Value) -> Vec<&'static str> {
+    let had = condition_statuses(held);
+    condition_statuses_in_order(ours)
+        .into_iter()
+        .filter(|c| !had.contains(c))
+        .filter_map(|(kind, status)| condition_reason(&kind, &status))
+        .collect()
+}
+
+fn schedulable_reason(unschedulable: bool) -> &'static str {
+    match unschedulable {
+        true => "NodeNotSchedulable",
+        false => "NodeSchedulable",
+    }
+}
+
+/// kubelet's text for a node status event.
+fn status_now(node: &str, reason: &str) -> String {
+    format!("Node {node} status is now: {reason}")
 }
 
 async fn register(api: &Api<Node>, node: &NodeIdentity, machine: &Machine) -> kube::Result<()> {
@@ -221,6 +305,38 @@ mod tests {
         assert_eq!(status["capacity"]["pods"], "600");
         assert_eq!(status["allocatable"]["pods"], "600");
         assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+    }
+
+    #[test]
+    fn changed_conditions_are_told_with_kubelets_reasons() {
+        let ours = json!({"conditions": [
+            {"type": "MemoryPressure", "status": "False"},
+            {"type": "DiskPressure", "status": "False"},
+            {"type": "PIDPressure", "status": "False"},
+            {"type": "Ready", "status": "True"},
+        ]});
+        assert_eq!(
+            condition_events(&json!({}), &ours),
+            [
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeHasSufficientPID",
+                "NodeReady"
+            ]
+        );
+        assert!(condition_events(&ours, &ours).is_empty());
+        let unknown = json!({"conditions": [
+            {"type": "MemoryPressure", "status": "False"},
+            {"type": "DiskPressure", "status": "False"},
+            {"type": "PIDPressure", "status": "False"},
+            {"type": "Ready", "status": "Unknown"},
+        ]});
+        assert_eq!(condition_events(&unknown, &ours), ["NodeReady"]);
+        assert_eq!(condition_events(&ours, &unknown), ["NodeNotReady"]);
+        assert_eq!(
+            status_now("node-1", schedulable_reason(true)),
+            "Node node-1 status is now: NodeNotSchedulable"
+        );
     }
 
     #[test]

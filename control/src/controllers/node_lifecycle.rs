@@ -74,9 +74,11 @@ pub fn spawn(
         caches.leases.wait_for(1, Duration::MAX).await;
         caches.pods.wait_for(1, Duration::MAX).await;
         let mut seen = Heartbeats::default();
+        let mut registered: HashMap<String, Arc<Value>> = HashMap::new();
         loop {
             let nodes = caches.nodes.list(|_| true);
             seen.keep_only(&nodes);
+            announce(&client, &mut registered, &nodes).await;
             for node in nodes {
                 if let Err(error) = check(&client, &caches, &config, &mut seen, &node).await {
                     if !error.is_transient() {
@@ -87,6 +89,53 @@ pub fn spawn(
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     })
+}
+
+/// kube's node controller events: `RegisteredNode` for each node it starts to watch (all of
+/// them when it starts), `RemovingNode` for each one deleted.
+async fn announce(
+    client: &Loopback,
+    registered: &mut HashMap<String, Arc<Value>>,
+    nodes: &[Arc<Value>],
+) {
+    let name = |n: &Value| n["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    for node in nodes {
+        if let std::collections::hash_map::Entry::Vacant(entry) = registered.entry(name(node)) {
+            entry.insert(node.clone());
+            let text = format!(
+                "Node {0} event: Registered Node {0} in Controller",
+                name(node)
+            );
+            record(
+                client,
+                COMPONENT,
+                node,
+                EventType::Normal,
+                "RegisteredNode",
+                &text,
+            )
+            .await;
+        }
+    }
+    let gone: Vec<String> = registered
+        .keys()
+        .filter(|n| !nodes.iter().any(|node| name(node) == **n))
+        .cloned()
+        .collect();
+    for n in gone {
+        if let Some(node) = registered.remove(&n) {
+            let text = format!("Node {n} event: Removing Node {n} from Controller");
+            record(
+                client,
+                COMPONENT,
+                &node,
+                EventType::Normal,
+                "RemovingNode",
+                &text,
+            )
+            .await;
+        }
+    }
 }
 
 /// When this controller saw each node's newest heartbeat change (kube's `probeTimestamp`).
