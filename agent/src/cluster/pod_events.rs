@@ -314,17 +314,21 @@ mod tests {
         assert_eq!(events[0].message, "Stopping container web");
     }
 
+    fn told(events: &[PodEvent]) -> Vec<(Kind, &str, &str)> {
+        events
+            .iter()
+            .map(|e| (e.kind, e.reason, e.message.as_str()))
+            .collect()
+    }
+
     #[test]
     fn a_failed_pull_and_its_back_off_are_told_as_kubelet_tells_them() {
         let creating = pod(ContainerState::waiting("ContainerCreating", ""));
         let failed = pod(ContainerState::waiting("ErrImagePull", "manifest unknown"));
         let events = diff(Some(&creating), &failed, false);
-        let told: Vec<_> = events
-            .iter()
-            .map(|e| (e.kind, e.reason, e.message.as_str()))
-            .collect();
+        let said = told(&events);
         assert_eq!(
-            told,
+            said,
             [
                 (
                     Kind::Warning,
@@ -339,12 +343,9 @@ mod tests {
             "Back-off pulling image \"bosun.test/busybox:1\": ErrImagePull: manifest unknown",
         ));
         let events = diff(Some(&failed), &backoff, false);
-        let told: Vec<_> = events
-            .iter()
-            .map(|e| (e.kind, e.reason, e.message.as_str()))
-            .collect();
+        let said = told(&events);
         assert_eq!(
-            told,
+            said,
             [
                 (
                     Kind::Normal,

@@ -1,5 +1,6 @@
 //! The agent's [`PodStatus`] as a Kubernetes `v1.PodStatus`, like kubelet reports it: phase,
-//! the PodScheduled/Initialized/ContainersReady/Ready conditions (their lastTransitionTime kept
+//! the PodReadyToStartContainers/Initialized/Ready/ContainersReady/PodScheduled conditions
+//! (`PodCompleted` once all completed; their lastTransitionTime kept
 //! in [`ConditionTimes`] across reports), container statuses with `bosun://` container ids,
 //! pod and host IPs, start time and QoS class. Pure: the caller supplies the time and image ids.
 
@@ -9,8 +10,14 @@ use serde_json::{json, Value};
 
 use crate::pod::{ContainerState, ContainerStatus, PodPhase, PodStatus};
 
-/// The pod conditions the agent reports, in order.
-const CONDITIONS: [&str; 4] = ["PodScheduled", "Initialized", "ContainersReady", "Ready"];
+/// The pod conditions the agent reports, in kubelet's order.
+const CONDITIONS: [&str; 5] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "Ready",
+    "ContainersReady",
+    "PodScheduled",
+];
 
 /// When each condition of one pod last changed: type → (status, time).
 #[derive(Debug, Default, Clone)]
@@ -47,11 +54,12 @@ impl ConditionTimes {
             "lastProbeTime": null,
             "lastTransitionTime": entry.1,
         });
-        if !now_true {
-            let reason = match kind {
-                "Initialized" => "ContainersNotInitialized",
-                _ => "ContainersNotReady",
-            };
+        let reason = match (kind, now_true) {
+            ("Initialized", false) => Some("ContainersNotInitialized"),
+            ("Ready" | "ContainersReady", false) => Some("ContainersNotReady"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
             c["reason"] = json!(reason);
         }
         c
@@ -79,12 +87,25 @@ pub fn api_status(
         .all(|c| c.state.exit_code() == Some(0));
     let containers_ready =
         !st.container_statuses.is_empty() && st.container_statuses.iter().all(|c| c.ready);
-    let conditions = vec![
-        times.condition("PodScheduled", true, now),
+    // The sandbox (network namespace, pod IP) is ready while the pod runs on it.
+    let sandbox =
+        st.pod_ip.is_some() && !matches!(st.phase, PodPhase::Succeeded | PodPhase::Failed);
+    let mut conditions = vec![
+        times.condition("PodReadyToStartContainers", sandbox, now),
         times.condition("Initialized", initialized, now),
-        times.condition("ContainersReady", containers_ready, now),
         times.condition("Ready", containers_ready, now),
+        times.condition("ContainersReady", containers_ready, now),
+        times.condition("PodScheduled", true, now),
     ];
+    if st.phase == PodPhase::Succeeded {
+        // kubelet's reason for the conditions of a pod whose containers all completed.
+        for c in conditions
+            .iter_mut()
+            .filter(|c| c["type"] != "PodScheduled" && c["type"] != "PodReadyToStartContainers")
+        {
+            c["reason"] = json!("PodCompleted");
+        }
+    }
     let containers = |list: &[ContainerStatus]| -> Value {
         list.iter()
             .map(|c| container_status(&st.uid, c, image_id))
@@ -229,7 +250,24 @@ mod tests {
         assert_eq!(first["hostIP"], "192.168.1.1");
         // metav1.Time is whole seconds in the API.
         assert_eq!(first["startTime"], "2026-01-01T00:00:00Z");
-        let ready = &first["conditions"][3];
+        let condition = |status: &Value, kind: &str| {
+            let list = status["conditions"].as_array().cloned().unwrap_or_default();
+            list.into_iter()
+                .find(|c| c["type"] == kind)
+                .unwrap_or_default()
+        };
+        let types: Vec<&str> = first["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
+        assert_eq!(types, CONDITIONS, "kubelet's conditions in its order");
+        assert_eq!(
+            condition(&first, "PodReadyToStartContainers")["status"],
+            "True"
+        );
+        let ready = &condition(&first, "Ready");
         assert_eq!(
             (ready["type"].as_str(), ready["status"].as_str()),
             (Some("Ready"), Some("False"))
@@ -241,14 +279,29 @@ mod tests {
 
         st.container_statuses[0].ready = true;
         let second = api_status(&st, "192.168.1.1", &mut times, "T2", &id);
-        assert_eq!(second["conditions"][3]["status"], "True");
-        assert_eq!(second["conditions"][3]["lastTransitionTime"], "T2");
+        assert_eq!(condition(&second, "Ready")["status"], "True");
+        assert_eq!(condition(&second, "Ready")["lastTransitionTime"], "T2");
         // PodScheduled did not change: its time stays.
-        assert_eq!(second["conditions"][0]["lastTransitionTime"], "T1");
+        assert_eq!(
+            condition(&second, "PodScheduled")["lastTransitionTime"],
+            "T1"
+        );
         let third = api_status(&st, "192.168.1.1", &mut times, "T3", &id);
         assert_eq!(
             third, second,
             "an unchanged pod reports an unchanged status"
         );
+
+        st.phase = PodPhase::Succeeded;
+        st.container_statuses[0].ready = false;
+        let done = api_status(&st, "192.168.1.1", &mut times, "T4", &id);
+        let sandbox = condition(&done, "PodReadyToStartContainers");
+        assert_eq!(
+            (&sandbox["status"], &sandbox["reason"]),
+            (&json!("False"), &Value::Null)
+        );
+        for kind in ["Initialized", "Ready", "ContainersReady"] {
+            assert_eq!(condition(&done, kind)["reason"], "PodCompleted", "{kind}");
+        }
     }
 }
