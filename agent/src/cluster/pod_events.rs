@@ -62,6 +62,7 @@ fn failure_events(
     reason: &str,
     message: &str,
     container: &ContainerStatus,
+    pod: &PodStatus,
 ) -> Vec<(Kind, &'static str, String)> {
     let image = &container.image;
     let error = |what: &str| (Kind::Warning, "Failed", format!("Error: {what}"));
@@ -69,7 +70,10 @@ fn failure_events(
         "CrashLoopBackOff" => vec![(
             Kind::Warning,
             "BackOff",
-            format!("Back-off restarting failed container {}", container.name),
+            format!(
+                "Back-off restarting failed container {} in pod {}_{}({})",
+                container.name, pod.name, pod.namespace, pod.uid
+            ),
         )],
         "ErrImagePull" => vec![
             (
@@ -167,7 +171,7 @@ pub fn diff(
             let same =
                 matches!(was, Some(ContainerState::Waiting { reason: r, .. }) if r == reason);
             if !same {
-                for (kind, reason, message) in failure_events(reason, message, c) {
+                for (kind, reason, message) in failure_events(reason, message, c, now) {
                     out.push(event(kind, reason, message));
                 }
             }
@@ -219,6 +223,9 @@ mod tests {
 
     fn pod(state: ContainerState) -> PodStatus {
         PodStatus {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: "u1".into(),
             container_statuses: vec![container(state)],
             ..PodStatus::default()
         }
@@ -301,6 +308,10 @@ mod tests {
         assert_eq!(
             (events[0].kind, events[0].reason),
             (Kind::Warning, "BackOff")
+        );
+        assert_eq!(
+            events[0].message,
+            "Back-off restarting failed container web in pod web_default(u1)"
         );
         assert!(diff(Some(&backoff), &backoff, false).is_empty());
         let config = pod(ContainerState::waiting(

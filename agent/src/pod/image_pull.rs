@@ -19,7 +19,7 @@ use crate::spec::{Container, PullPolicy};
 
 /// A duration as Go prints a `time.Duration` truncated to milliseconds (kubelet's pull
 /// times): `532ms`, `1.5s`, `2m3.004s`.
-fn go_duration(d: std::time::Duration) -> String {
+pub(crate) fn go_duration(d: std::time::Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
         return "0s".into();

@@ -439,8 +439,11 @@ impl PodWorker {
                     ContainerState::waiting(
                         "CrashLoopBackOff",
                         format!(
-                            "back-off {}s restarting failed container",
-                            delay.as_secs_f64()
+                            "back-off {} restarting failed container={name} pod={}_{}({})",
+                            super::image_pull::go_duration(delay),
+                            self.pod.metadata.name,
+                            self.pod.metadata.namespace,
+                            self.uid
                         ),
                     ),
                 );
