@@ -106,6 +106,12 @@ fn failure_events(
     }
 }
 
+/// The start time of the container's newest run: its current state's, else its last state's
+/// (a run that ended and now waits to restart).
+fn latest_start(c: &ContainerStatus) -> Option<&str> {
+    started_at(&c.state).or_else(|| c.last_state.as_ref().and_then(started_at))
+}
+
 /// Whether an RFC 3339 time is at or after `since`.
 fn after(time: &str, since: SystemTime) -> bool {
     humantime::parse_rfc3339_weak(time.trim_end_matches('Z')).is_ok_and(|t| t >= since)
@@ -134,8 +140,8 @@ pub fn diff(
             message,
             field_path: path.clone(),
         };
-        let started = started_at(&c.state);
-        let was_started = prev.and_then(|p| started_at(&p.state));
+        let started = latest_start(c);
+        let was_started = prev.and_then(latest_start);
         let new_start = match (before, started) {
             (_, None) => false,
             (None, Some(s)) => after(s, agent_start),
@@ -168,8 +174,10 @@ pub fn diff(
         }
         if let ContainerState::Waiting { reason, message } = &c.state {
             let was = prev.map(|p| &p.state);
-            let same =
-                matches!(was, Some(ContainerState::Waiting { reason: r, .. }) if r == reason);
+            // Again after a run that started since (one too short for any report to see it
+            // running: it is only in lastState now).
+            let same = !new_start
+                && matches!(was, Some(ContainerState::Waiting { reason: r, .. }) if r == reason);
             if !same {
                 for (kind, reason, message) in failure_events(reason, message, c, now) {
                     out.push(event(kind, reason, message));
@@ -275,6 +283,28 @@ mod tests {
         );
         assert_eq!(events[0].message, "Pulling image \"bosun.test/busybox:1\"");
         assert_eq!(events[1].message, pulled);
+    }
+
+    #[test]
+    fn a_run_too_short_to_be_seen_running_is_announced_from_its_last_state() {
+        let waiting = |started: &str| {
+            let mut p = pod(ContainerState::waiting("CrashLoopBackOff", "back-off 10s"));
+            p.container_statuses[0].last_state = Some(ContainerState::Terminated {
+                exit_code: 1,
+                reason: "Error".into(),
+                message: String::new(),
+                started_at: started.into(),
+                finished_at: started.into(),
+            });
+            p
+        };
+        let first = waiting("T1");
+        let second = waiting("T2");
+        assert_eq!(
+            reasons(&diff(Some(&first), &second, false)),
+            ["Pulled", "Created", "Started", "BackOff"]
+        );
+        assert!(diff(Some(&second), &second, false).is_empty());
     }
 
     #[test]
