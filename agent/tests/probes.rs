@@ -224,12 +224,7 @@ fn startup_probe_holds_liveness_off_until_it_passes() {
         "liveness ran before startup passed"
     );
     // Nothing listens on port 9: the tcpSocket readiness probe fails.
-    wait_verdict(
-        &node,
-        "slow",
-        false,
-        "readiness probe failed: dial tcp port 9",
-    );
+    wait_verdict(&node, "slow", false, ":9: connect: connection refused");
     let p = node.pod("slow").expect("pod");
     assert_eq!(c(&p)["restartCount"], 0, "{p:#}");
     assert!(c(&p)["state"]["running"].is_object(), "{p:#}");

@@ -311,8 +311,46 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
         );
     }
 
+    // A failing liveness probe: kubelet's Unhealthy and Killing events, then a restart.
+    let unhealthy = "apiVersion: v1\nkind: Pod\nmetadata: {name: unhealthy}\nspec:\n  nodeName: NODE\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: bosun.test/busybox:1\n    command: [sleep, '3600']\n    livenessProbe: {tcpSocket: {port: 9}, periodSeconds: 1, failureThreshold: 1}\n";
+    control.apply(&unhealthy.replace("NODE", &name));
+    let wait = std::panic::AssertUnwindSafe(|| {
+        wait_until(
+            "the probe's events and a restart",
+            Duration::from_secs(30),
+            || {
+                let events = control.kubectl_ok(&[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "involvedObject.name=unhealthy",
+                ]);
+                let restarted = control
+                    .get_json(&["pod", "unhealthy"])
+                    .is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"] != 0);
+                restarted
+                    && events.contains("Unhealthy")
+                    && events.contains(":9: connect: connection refused")
+                    && events.contains("Liveness probe failed: dial tcp ")
+                    && events.contains("Container c failed liveness probe, will be restarted")
+            },
+        )
+    });
+    if std::panic::catch_unwind(wait).is_err() {
+        let events = control.kubectl_ok(&["get", "events"]);
+        panic!("no probe events: {events}{}", context(&control, &node));
+    }
+
     // kubectl delete stops the pod on the node: its cgroup goes.
-    control.kubectl_ok(&["delete", "pod", "web", "refused", "placed", "--wait=false"]);
+    control.kubectl_ok(&[
+        "delete",
+        "pod",
+        "web",
+        "refused",
+        "placed",
+        "unhealthy",
+        "--wait=false",
+    ]);
     let wait = std::panic::AssertUnwindSafe(|| {
         wait_until("the pod's cgroup gone", Duration::from_secs(20), || {
             !has_cgroup(&node)

@@ -200,13 +200,19 @@ pub fn diff(
         }
         let reason = match w.reason.as_str() {
             "FailedToRetrieveImagePullSecret" => "FailedToRetrieveImagePullSecret",
+            "Unhealthy" => "Unhealthy",
+            "Killing" => "Killing",
             _ => continue,
         };
         out.push(PodEvent {
-            kind: Kind::Warning,
+            kind: if w.normal {
+                Kind::Normal
+            } else {
+                Kind::Warning
+            },
             reason,
             message: w.message.clone(),
-            field_path: String::new(),
+            field_path: w.field_path.clone(),
         });
     }
     out

@@ -167,6 +167,12 @@ impl PodWorker {
             return;
         }
         tracing::info!(pod = %pod, container = %u.container, probe = u.kind.name(), healthy = u.healthy, message = %u.message, "probe verdict");
+        if !u.healthy {
+            self.tell_unhealthy(&u);
+        }
+        let Some(r) = self.running.get_mut(&u.container) else {
+            return;
+        };
         match (u.kind, u.healthy) {
             (ProbeKind::Readiness, ready) => r.ready = ready,
             (ProbeKind::Startup, true) => r.startup_passed = true,
@@ -180,6 +186,37 @@ impl PodWorker {
                 self.spawn_stop(&u.container, grace);
             }
             (ProbeKind::Liveness, true) => {}
+        }
+    }
+
+    /// kubelet's events of a failed probe: `Unhealthy` (`Liveness probe failed: …`), and for a
+    /// liveness or startup probe whose container is not being killed yet, `Killing`.
+    fn tell_unhealthy(&self, u: &ProbeUpdate) {
+        let field = self
+            .container_spec(&u.container)
+            .map(|(_, _, init)| match init {
+                true => format!("spec.initContainers{{{}}}", u.container),
+                false => format!("spec.containers{{{}}}", u.container),
+            })
+            .unwrap_or_default();
+        let mut message = u.message.clone();
+        if let Some(first) = message.get(..1).map(str::to_uppercase) {
+            message.replace_range(..1, &first);
+        }
+        let killing = u.kind != ProbeKind::Readiness
+            && self
+                .running
+                .get(&u.container)
+                .is_some_and(|r| r.kill_reason.is_none());
+        let mut st = self.lock_status();
+        st.tell("Unhealthy", message, field.clone(), false);
+        if killing {
+            let text = format!(
+                "Container {} failed {} probe, will be restarted",
+                u.container,
+                u.kind.name()
+            );
+            st.tell("Killing", text, field, true);
         }
     }
 

@@ -115,17 +115,40 @@ pub struct PodWarning {
     pub reason: String,
     pub message: String,
     pub at: String,
+    /// The container it is about (`spec.containers{NAME}`); empty for the pod itself.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub field_path: String,
+    /// A Normal event (kubelet's `Killing` of a container that failed its liveness probe).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub normal: bool,
 }
+
+/// The most events about a pod kept for reporting at once; the oldest go first.
+const WARNINGS_KEPT: usize = 16;
 
 impl PodStatus {
     /// Records warning `reason` with `message`, now; replaces the last one of that reason.
     pub fn warn(&mut self, reason: &str, message: String) {
+        self.tell(reason, message, String::new(), false);
+    }
+
+    /// Records event `reason` with `message` about container `field_path` (empty: the pod),
+    /// now; replaces an earlier one with the same reason, container and message.
+    pub fn tell(&mut self, reason: &str, message: String, field_path: String, normal: bool) {
         let at = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
-        self.warnings.retain(|w| w.reason != reason);
+        self.warnings.retain(|w| {
+            let same = w.reason == reason && w.field_path == field_path;
+            !(same && (field_path.is_empty() || w.message == message))
+        });
+        if self.warnings.len() >= WARNINGS_KEPT {
+            self.warnings.remove(0);
+        }
         self.warnings.push(PodWarning {
             reason: reason.to_owned(),
             message,
             at,
+            field_path,
+            normal,
         });
     }
 }

@@ -63,7 +63,23 @@ pub async fn tcp_probe(target: &NetTarget, host: Option<&str>, port: u16) -> Res
     dial(target, host, port)
         .await
         .map(drop)
-        .map_err(|e| format!("dial tcp port {port}: {e}"))
+        .map_err(|e| dial_error(target, host, port, &e))
+}
+
+/// A failed dial in Go's words, as kubelet reports it: `dial tcp 10.244.1.5:8080: connect:
+/// connection refused`.
+fn dial_error(target: &NetTarget, host: Option<&str>, port: u16, e: &io::Error) -> String {
+    let ip = target.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let address = match host.filter(|h| !h.is_empty()) {
+        Some(h) => format!("{h}:{port}"),
+        None => SocketAddr::new(ip, port).to_string(),
+    };
+    let why = match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
+        io::ErrorKind::TimedOut => "i/o timeout".to_string(),
+        _ => e.to_string(),
+    };
+    format!("dial tcp {address}: {why}")
 }
 
 /// The request of an httpGet probe, from fields checked at validation time
