@@ -17,25 +17,6 @@ use crate::config_source::{Lookup, ObjectKind};
 use crate::image::{Keyring, ResolvedImage};
 use crate::spec::{Container, PullPolicy};
 
-/// A duration as Go prints a `time.Duration` truncated to milliseconds (kubelet's pull
-/// times): `532ms`, `1.5s`, `2m3.004s`.
-pub(crate) fn go_duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let seconds = format!("{}.{:03}", (ms / 1000) % 60, ms % 1000);
-    let seconds = seconds.trim_end_matches('0').trim_end_matches('.');
-    match ms / 60_000 {
-        0 => format!("{seconds}s"),
-        m if m < 60 => format!("{m}m{seconds}s"),
-        m => format!("{}h{}m{seconds}s", m / 60, m % 60),
-    }
-}
-
 fn pull_error(message: String) -> StartFailure {
     StartFailure::Waiting {
         reason: "ErrImagePull",
@@ -87,8 +68,8 @@ impl PodWorker {
                 .map_err(|e| pull_error(e.to_string()))?;
             let text = format!(
                 "Successfully pulled image \"{image}\" in {} ({} including waiting). Image size: {} bytes.",
-                go_duration(pulling.elapsed()),
-                go_duration(asked.elapsed()),
+                super::go_duration::go_duration(pulling.elapsed()),
+                super::go_duration::go_duration(asked.elapsed()),
                 pulled.size
             );
             self.lock_status()
@@ -159,28 +140,5 @@ impl PodWorker {
                 .warn("FailedToRetrieveImagePullSecret", message);
         }
         Ok(keyring)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::go_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn pull_times_print_as_go_durations() {
-        let table = [
-            (0, "0s"),
-            (532, "532ms"),
-            (1000, "1s"),
-            (1500, "1.5s"),
-            (1234, "1.234s"),
-            (60_000, "1m0s"),
-            (123_004, "2m3.004s"),
-            (3_723_000, "1h2m3s"),
-        ];
-        for (ms, text) in table {
-            assert_eq!(go_duration(Duration::from_millis(ms)), text, "{ms}");
-        }
     }
 }

@@ -11,6 +11,7 @@ mod deadline;
 mod env;
 mod ephemeral;
 mod event;
+mod go_duration;
 mod hooks;
 mod image_pull;
 pub mod logs;

@@ -440,7 +440,7 @@ impl PodWorker {
                         "CrashLoopBackOff",
                         format!(
                             "back-off {} restarting failed container={name} pod={}_{}({})",
-                            super::image_pull::go_duration(delay),
+                            super::go_duration::go_duration(delay),
                             self.pod.metadata.name,
                             self.pod.metadata.namespace,
                             self.uid
