@@ -17,7 +17,9 @@
 //! ([`super::control_seq`]), with a fourth client beside them: raw etcd again, creating its
 //! objects with the create-if-absent transaction any create that must not overwrite sends
 //! (kube-apiserver's and bosun's) — a reference printed beside the floor, which stays the
-//! plain put. Each round, each client in turn creates (reads) its share, the
+//! plain put — and a fifth: the thinnest API over that raw etcd ([`super::control_thin`]), a
+//! process that only takes each body over the same HTTPS and sends that transaction, to show
+//! what the second process hop alone costs on this machine. Each round, each client in turn creates (reads) its share, the
 //! order of the turns rotating, and each server's samples are pooled across the rounds — so
 //! the floor and the API over it see the same load of this shared machine, which drifts
 //! within a run. The rest (concurrent creates, lists, RSS, watches) runs server by server on
@@ -42,7 +44,7 @@ use anyhow::{Context, Result};
 use super::control_etcd::Write;
 use super::control_procs::{Control, Etcd};
 use super::control_seq::{self, Sequential};
-use super::{control_api, control_etcd, percentiles, write_results, Options, Row};
+use super::{control_api, control_etcd, control_thin, percentiles, write_results, Options, Row};
 use xtask::util;
 
 pub const EMBEDDED: &str = "bosun-embedded";
@@ -50,6 +52,8 @@ pub const OVER_ETCD: &str = "bosun-etcd";
 pub const ETCD: &str = "etcd";
 /// Raw etcd's create-if-absent transactions: a reference beside the floor.
 pub const ETCD_TXN: &str = "etcd-txn";
+/// The thinnest API over raw etcd ([`super::control_thin`]): another reference.
+pub const THIN: &str = "thin-api-etcd";
 
 const CREATE_P99_GOAL_MS: f64 = 5.0;
 const ETCD_RATIO_GOAL: f64 = 1.5;
@@ -224,8 +228,8 @@ pub fn run(options: &Options) -> Result<()> {
     let mut rows = Vec::new();
     let mut notes = vec![format!(
         "{} sequential creates then gets per server, interleaved over {} rounds across the three \
-         servers (all running; the order rotating each round) and raw etcd's create-if-absent \
-         transactions; then per server: {} objects in \
+         servers (all running; the order rotating each round), raw etcd's create-if-absent \
+         transactions and the thinnest API over raw etcd; then per server: {} objects in \
          all ({} clients for the rest), {} lists, {} watchers × {} writes; ConfigMaps of {} bytes \
          of JSON; the bench's clients (a release build) share the machine's {} cpus with the \
          servers",
@@ -278,6 +282,9 @@ fn measure(
     let embedded = Control::start(bin, &work.join("embedded"), None)?;
     let bosun_etcd = Etcd::start(&work.join("etcd-bosun"))?;
     let over_etcd = Control::start(bin, &work.join("over-etcd"), Some(&bosun_etcd.endpoint))?;
+    // By path, not `current_exe`: the build at the start may have replaced this binary.
+    let bench = util::target_dir().join("release").join("bosun-bench");
+    let thin = control_thin::start(&bench, &work.join("thin-api"), &etcd.endpoint, &over_etcd)?;
     let log =
         |name: &str, control: &Control| format!("{name}; log:\n{}", control.process.log_tail());
     let (raw, api_embedded, api_over) = runtime.block_on(async {
@@ -293,15 +300,20 @@ fn measure(
         let mut api_over = control_api::Sequential::connect(&over_etcd)
             .await
             .with_context(|| log(OVER_ETCD, &over_etcd))?;
+        let mut api_thin = control_api::Sequential::connect(&thin)
+            .await
+            .with_context(|| log(THIN, &thin))?;
         let mut servers = [
             (ETCD, Sequential::Etcd(&mut raw)),
             (ETCD_TXN, Sequential::Etcd(&mut raw_txn)),
+            (THIN, Sequential::Api(&mut api_thin, &thin)),
             (EMBEDDED, Sequential::Api(&mut api_embedded, &embedded)),
             (OVER_ETCD, Sequential::Api(&mut api_over, &over_etcd)),
         ];
         control_seq::measure(&mut servers, plan, rows).await?;
         anyhow::Ok((raw, api_embedded, api_over))
     })?;
+    drop(thin);
     runtime
         .block_on(control_etcd::measure_rest(raw, plan, rows))
         .context("raw etcd")?;
@@ -352,7 +364,7 @@ pub fn report(rows: &[Row], objects: usize) -> String {
         let Some(floor) = find(rows, case, ETCD, metric) else {
             continue;
         };
-        for bosun in [EMBEDDED, OVER_ETCD] {
+        for bosun in [THIN, EMBEDDED, OVER_ETCD] {
             if let Some(value) = find(rows, case, bosun, metric) {
                 let _ = writeln!(
                     out,
@@ -392,6 +404,16 @@ pub fn report(rows: &[Row], objects: usize) -> String {
              bosun over etcd create p99 = {:.2}× the txn",
             txn / put,
             over / txn
+        );
+    }
+    let thin = find(rows, "create", THIN, "p99_ms");
+    if let (Some(thin), Some(put), Some(over)) = (thin, put, over) {
+        let _ = writeln!(
+            out,
+            "reference: the thinnest API over etcd (no API logic) create p99 {thin:.2} ms = \
+             {:.2}× raw etcd put; bosun over etcd create p99 = {:.2}× the thin API",
+            thin / put,
+            over / thin
         );
     }
     for bosun in [EMBEDDED, OVER_ETCD] {
@@ -454,6 +476,7 @@ mod tests {
             Row::new("create", OVER_ETCD, "p99_ms", 6.0),
             Row::new("create", ETCD, "p99_ms", 5.0),
             Row::new("create", ETCD_TXN, "p99_ms", 4.0),
+            Row::new("create", THIN, "p99_ms", 4.8),
             Row::new("get", OVER_ETCD, "p99_ms", 2.0),
             Row::new("get", ETCD, "p99_ms", 0.5),
             Row::new("rss", EMBEDDED, "mb", 150.0),
@@ -484,6 +507,17 @@ mod tests {
                 "reference: raw etcd create-if-absent txn p99 4.00 ms = 0.80× raw etcd put; \
                  bosun over etcd create p99 = 1.50× the txn"
             ),
+            "{report}"
+        );
+        assert!(
+            report.contains(
+                "reference: the thinnest API over etcd (no API logic) create p99 4.80 ms = \
+                 0.96× raw etcd put; bosun over etcd create p99 = 1.25× the thin API"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains("ratio create p99_ms: thin-api-etcd 4.800 / raw etcd 5.000 = 0.96×"),
             "{report}"
         );
         assert!(

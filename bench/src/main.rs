@@ -32,6 +32,7 @@ mod control_client;
 mod control_etcd;
 mod control_procs;
 mod control_seq;
+mod control_thin;
 mod dns;
 mod dns_env;
 mod dns_perf;
@@ -79,6 +80,9 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == pull::MEASURE_ARG) {
         return pull::measure_child(&args[2..]);
+    }
+    if args.get(1).is_some_and(|a| a == control_thin::CHILD_ARG) {
+        return control_thin::child(&args[2..]);
     }
     let cli = Cli::parse();
     let options = Options {
