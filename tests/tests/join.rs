@@ -311,8 +311,10 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
         );
     }
 
-    // A failing liveness probe: kubelet's Unhealthy and Killing events, then a restart.
-    let unhealthy = "apiVersion: v1\nkind: Pod\nmetadata: {name: unhealthy}\nspec:\n  nodeName: NODE\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: bosun.test/busybox:1\n    command: [sleep, '3600']\n    livenessProbe: {tcpSocket: {port: 9}, periodSeconds: 1, failureThreshold: 1}\n";
+    // A failing liveness probe: kubelet's Unhealthy and Killing events, then a restart. Each
+    // failed attempt is told, and the repeats are counted on one Event, as kubelet's recorder
+    // does: (x3 over 4s) in describe.
+    let unhealthy = "apiVersion: v1\nkind: Pod\nmetadata: {name: unhealthy}\nspec:\n  nodeName: NODE\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: bosun.test/busybox:1\n    command: [sleep, '3600']\n    livenessProbe: {tcpSocket: {port: 9}, periodSeconds: 1, failureThreshold: 2}\n";
     control.apply(&unhealthy.replace("NODE", &name));
     let wait = std::panic::AssertUnwindSafe(|| {
         wait_until(
@@ -328,7 +330,21 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
                 let restarted = control
                     .get_json(&["pod", "unhealthy"])
                     .is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"] != 0);
+                let counted = control
+                    .get_json(&[
+                        "events",
+                        "--field-selector",
+                        "involvedObject.name=unhealthy",
+                    ])
+                    .is_some_and(|list| {
+                        list["items"].as_array().is_some_and(|items| {
+                            items.iter().any(|e| {
+                                e["reason"] == "Unhealthy" && e["count"].as_i64() >= Some(3)
+                            })
+                        })
+                    });
                 restarted
+                    && counted
                     && events.contains("Unhealthy")
                     && events.contains(":9: connect: connection refused")
                     && events.contains("Liveness probe failed: dial tcp ")
@@ -340,6 +356,13 @@ fn an_agent_joins_runs_its_pods_and_survives_a_control_outage() {
         let events = control.kubectl_ok(&["get", "events"]);
         panic!("no probe events: {events}{}", context(&control, &node));
     }
+    let described = control.kubectl_ok(&["describe", "pod", "unhealthy"]);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.contains("Unhealthy") && l.contains(" (x") && l.contains(" over ")),
+        "the repeats counted in describe: {described}"
+    );
 
     // kubectl delete stops the pod on the node: its cgroup goes.
     control.kubectl_ok(&[

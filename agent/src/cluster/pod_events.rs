@@ -33,6 +33,9 @@ pub struct PodEvent {
     /// `spec.containers{NAME}` (`spec.initContainers{NAME}`, `spec.ephemeralContainers{NAME}`);
     /// empty for the pod itself.
     pub field_path: String,
+    /// How many times it happened since the last report (kubelet's recorder counts repeats
+    /// of one event in its `count`).
+    pub times: u32,
 }
 
 /// The pod's container statuses, each with the spec list it is in.
@@ -139,6 +142,7 @@ pub fn diff(
             reason,
             message,
             field_path: path.clone(),
+            times: 1,
         };
         let started = latest_start(c);
         let was_started = prev.and_then(latest_start);
@@ -198,6 +202,19 @@ pub fn diff(
         if seen || old {
             continue;
         }
+        // The times told since the last report: the count beyond the one reported.
+        let reported = before
+            .and_then(|b| {
+                b.warnings.iter().find(|e| {
+                    (&e.reason, &e.field_path, &e.message) == (&w.reason, &w.field_path, &w.message)
+                })
+            })
+            .map_or(0, |e| e.count);
+        let times = w
+            .count
+            .checked_sub(reported)
+            .filter(|n| *n > 0)
+            .unwrap_or(w.count);
         let reason = match w.reason.as_str() {
             "FailedToRetrieveImagePullSecret" => "FailedToRetrieveImagePullSecret",
             "Unhealthy" => "Unhealthy",
@@ -213,6 +230,7 @@ pub fn diff(
             reason,
             message: w.message.clone(),
             field_path: w.field_path.clone(),
+            times,
         });
     }
     out
@@ -434,5 +452,40 @@ mod tests {
             ["FailedToRetrieveImagePullSecret"],
             "a later attempt is a new event"
         );
+        assert_eq!(diff(Some(&first), &again, false)[0].times, 1);
+    }
+
+    #[test]
+    fn repeated_probe_failures_are_counted_since_the_last_report() {
+        let up = pod(running("T1"));
+        let failed = "Liveness probe failed: dial tcp 10.0.0.5:9: connect: connection refused";
+        let field = "spec.containers{web}".to_owned();
+        let mut once = up.clone();
+        once.tell("Unhealthy", failed.into(), field.clone(), false);
+        let events = diff(Some(&up), &once, false);
+        assert_eq!(reasons(&events), ["Unhealthy"]);
+        assert_eq!(
+            (events[0].times, events[0].field_path.as_str()),
+            (1, "spec.containers{web}")
+        );
+
+        // Two more failed attempts before the next report: one event, told twice more.
+        let mut thrice = once.clone();
+        thrice.tell("Unhealthy", failed.into(), field.clone(), false);
+        thrice.tell("Unhealthy", failed.into(), field.clone(), false);
+        assert_eq!(thrice.warnings.len(), 1, "one entry, counted");
+        assert_eq!(thrice.warnings[0].count, 3);
+        let events = diff(Some(&once), &thrice, false);
+        assert_eq!((events.len(), events[0].times), (1, 2));
+
+        // Another message is another event, kept beside the first for its container.
+        let mut other = thrice.clone();
+        let refused = "Readiness probe failed: HTTP probe failed with statuscode: 503";
+        other.tell("Unhealthy", refused.into(), field, false);
+        assert_eq!(other.warnings.len(), 2);
+        let events = diff(Some(&thrice), &other, false);
+        assert_eq!(told(&events), [(Kind::Warning, "Unhealthy", refused)]);
+        assert_eq!(events[0].times, 1);
+        assert!(diff(Some(&other), &other, false).is_empty());
     }
 }

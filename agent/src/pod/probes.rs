@@ -166,10 +166,14 @@ impl PodWorker {
         if r.pid != u.pid {
             return;
         }
-        tracing::info!(pod = %pod, container = %u.container, probe = u.kind.name(), healthy = u.healthy, message = %u.message, "probe verdict");
-        if !u.healthy {
+        // Updates are verdict changes and failed attempts: only a change to healthy passed.
+        if !(u.changed && u.healthy) {
             self.tell_unhealthy(&u);
         }
+        if !u.changed {
+            return;
+        }
+        tracing::info!(pod = %pod, container = %u.container, probe = u.kind.name(), healthy = u.healthy, message = %u.message, "probe verdict");
         let Some(r) = self.running.get_mut(&u.container) else {
             return;
         };
@@ -189,8 +193,9 @@ impl PodWorker {
         }
     }
 
-    /// kubelet's events of a failed probe: `Unhealthy` (`Liveness probe failed: …`), and for a
-    /// liveness or startup probe whose container is not being killed yet, `Killing`.
+    /// kubelet's events of a failed probe attempt: `Unhealthy` (`Liveness probe failed: …`),
+    /// and when it fails a liveness or startup probe whose container is not being killed yet,
+    /// `Killing`.
     fn tell_unhealthy(&self, u: &ProbeUpdate) {
         let field = self
             .container_spec(&u.container)
@@ -203,7 +208,9 @@ impl PodWorker {
         if let Some(first) = message.get(..1).map(str::to_uppercase) {
             message.replace_range(..1, &first);
         }
-        let killing = u.kind != ProbeKind::Readiness
+        let killing = u.changed
+            && !u.healthy
+            && u.kind != ProbeKind::Readiness
             && self
                 .running
                 .get(&u.container)

@@ -121,6 +121,13 @@ pub struct PodWarning {
     /// A Normal event (kubelet's `Killing` of a container that failed its liveness probe).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub normal: bool,
+    /// How many times it was told with this message, `at` being the last.
+    #[serde(default = "first_time")]
+    pub count: u32,
+}
+
+fn first_time() -> u32 {
+    1
 }
 
 /// The most events about a pod kept for reporting at once; the oldest go first.
@@ -133,13 +140,18 @@ impl PodStatus {
     }
 
     /// Records event `reason` with `message` about container `field_path` (empty: the pod),
-    /// now; replaces an earlier one with the same reason, container and message.
+    /// now. It replaces an earlier one with the same reason and container, and the same
+    /// message for a container, counting the times told with that message.
     pub fn tell(&mut self, reason: &str, message: String, field_path: String, normal: bool) {
         let at = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
-        self.warnings.retain(|w| {
+        let earlier = self.warnings.iter().position(|w| {
             let same = w.reason == reason && w.field_path == field_path;
-            !(same && (field_path.is_empty() || w.message == message))
+            same && (field_path.is_empty() || w.message == message)
         });
+        let count = match earlier.map(|i| self.warnings.remove(i)) {
+            Some(w) if w.message == message => w.count.saturating_add(1),
+            _ => 1,
+        };
         if self.warnings.len() >= WARNINGS_KEPT {
             self.warnings.remove(0);
         }
@@ -149,6 +161,7 @@ impl PodStatus {
             at,
             field_path,
             normal,
+            count,
         });
     }
 }

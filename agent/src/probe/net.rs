@@ -99,7 +99,10 @@ pub async fn http_probe(target: &NetTarget, req: &HttpRequest) -> Result<(), Str
     let request = build_request(target, req)?;
     let stream = dial(target, req.host.as_deref(), req.port)
         .await
-        .map_err(|e| format!("dial port {}: {e}", req.port))?;
+        .map_err(|e| {
+            let dial = dial_error(target, req.host.as_deref(), req.port, &e);
+            format!("Get \"{}\": {dial}", probe_url(target, req))
+        })?;
     if req.https {
         let name = rustls::pki_types::ServerName::try_from(
             req.host.clone().unwrap_or_else(|| "localhost".into()),
@@ -146,6 +149,17 @@ fn build_request(
     builder
         .body(Empty::new())
         .map_err(|e| format!("building the request: {e}"))
+}
+
+/// The URL kubelet names in an httpGet probe's errors: `http://10.244.1.5:8080/healthz`.
+fn probe_url(target: &NetTarget, req: &HttpRequest) -> String {
+    let scheme = if req.https { "https" } else { "http" };
+    let host = match (&req.host, target.pod_ip) {
+        (Some(h), _) if !h.is_empty() => host_port(h, req.port),
+        (_, Some(ip)) => SocketAddr::new(ip, req.port).to_string(),
+        _ => format!("127.0.0.1:{}", req.port),
+    };
+    format!("{scheme}://{host}{}", req.target)
 }
 
 /// `host:port`, with brackets around an IPv6 address.
@@ -236,6 +250,25 @@ mod tests {
                 .collect(),
             https: false,
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_refused_http_probe_reads_as_gos_client_error() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let error = http_probe(&loopback(), &request(port, &[]))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            error,
+            format!(
+                "Get \"http://127.0.0.1:{port}/healthz?x=1\": dial tcp 127.0.0.1:{port}: \
+                 connect: connection refused"
+            )
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -56,13 +56,18 @@ pub struct ProbeTargets {
     pub exec: ExecTarget,
 }
 
-/// A verdict change of one probe.
+/// A verdict change of one probe, or one failed attempt of it (kubelet tells each one in
+/// an `Unhealthy` event, verdict or not).
 #[derive(Debug, Clone)]
 pub struct ProbeUpdate {
     pub container: String,
     pub pid: i32,
     pub kind: ProbeKind,
+    /// The probe's verdict, after this attempt.
     pub healthy: bool,
+    /// Whether this attempt changed the verdict; otherwise it is a failed attempt only.
+    pub changed: bool,
+    /// This attempt's result: `Liveness probe failed: …` or `… probe succeeded`.
     pub message: String,
 }
 
@@ -289,15 +294,17 @@ fn finish(
         took,
         outcome.is_ok(),
     );
-    let Some(healthy) = entry.state.observe(outcome.is_ok()) else {
+    let verdict = entry.state.observe(outcome.is_ok());
+    if verdict.is_none() && outcome.is_ok() {
         return;
-    };
+    }
+    let (healthy, changed) = (entry.state.healthy, verdict.is_some());
     let kind = entry.spec.kind;
     let message = match &outcome {
         Ok(()) => format!("{} probe succeeded", kind.name()),
         Err(e) => format!("{} probe failed: {e}", kind.name()),
     };
-    if kind == ProbeKind::Startup && healthy {
+    if kind == ProbeKind::Startup && healthy && changed {
         entry.done = true;
         let now = Instant::now();
         for (i, other) in reg.entries.iter_mut().enumerate() {
@@ -312,6 +319,7 @@ fn finish(
         pid: reg.info.pid,
         kind,
         healthy,
+        changed,
         message,
     });
 }
