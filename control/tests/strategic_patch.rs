@@ -122,7 +122,7 @@ fn applying_a_changed_file_patches_one_container_and_prunes_what_the_file_droppe
     assert_eq!(names, ["c1"]);
     assert_eq!(
         third["spec"]["template"]["spec"]["volumes"],
-        serde_json::json!([{"name": "data", "configMap": {"name": "settings"}}])
+        serde_json::json!([{"name": "data", "configMap": {"name": "settings", "defaultMode": 420}}])
     );
 }
 

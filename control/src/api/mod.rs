@@ -16,7 +16,7 @@ mod convert;
 mod crd_conversion;
 mod create;
 mod default_tolerations;
-mod defaults;
+pub mod defaults;
 pub mod delegated_review;
 pub(crate) mod delete;
 mod duplicates;

@@ -19,6 +19,11 @@ const SHOWN_DIFFERENCES: usize = 12;
 
 /// Adds to `causes` what the update of pod `old` into `new` may not change in `spec`.
 pub(super) fn check(old: &Value, new: &Value, causes: &mut Vec<FieldCause>) {
+    // Both as kube decodes them, defaulted: the stored pod may predate a default the update
+    // has been given.
+    let (mut old, mut new) = (old.clone(), new.clone());
+    super::defaults::pod(&mut old);
+    super::defaults::pod(&mut new);
     let (old_spec, new_spec) = (&old["spec"], &new["spec"]);
     let mut munged = new_spec.clone();
     let Some(fields) = munged.as_object_mut() else {

@@ -76,9 +76,15 @@ pub fn without_hash(template: &Value) -> Value {
     copy
 }
 
-/// Whether two pod templates are the same ignoring the hash label.
+/// Whether two pod templates are the same ignoring the hash label, both with today's
+/// defaults: a ReplicaSet stored before a default was added still matches.
 pub fn same_template(a: &Value, b: &Value) -> bool {
-    without_hash(a) == without_hash(b)
+    let defaulted = |template: &Value| {
+        let mut copy = without_hash(template);
+        crate::api::defaults::pod_template(&mut copy);
+        copy
+    };
+    defaulted(a) == defaulted(b)
 }
 
 #[cfg(test)]
@@ -108,6 +114,15 @@ mod tests {
         let mut labelled = t.clone();
         labelled["metadata"]["labels"][HASH_LABEL] = json!("abc");
         assert!(same_template(&t, &labelled));
+        let probed = json!({"spec": {"containers": [{"name": "c", "image": "i:1",
+            "readinessProbe": {"tcpSocket": {"port": 80}}}]}});
+        let mut defaulted = probed.clone();
+        crate::api::defaults::pod_template(&mut defaulted);
+        assert_ne!(probed, defaulted);
+        assert!(
+            same_template(&probed, &defaulted),
+            "stored before the defaults"
+        );
         let bare = json!({"metadata": {}, "spec": {}});
         let only_hash = json!({"metadata": {"labels": {HASH_LABEL: "abc"}}, "spec": {}});
         assert!(same_template(&bare, &only_hash));

@@ -1,6 +1,7 @@
 //! The defaults Kubernetes fills in when it decodes an object (`pkg/apis/*/v1/defaults.go`):
 //! replicas, rollout strategies, a ReplicationController's selector and labels, history limits, the pod template's restart and DNS policies,
-//! container pull policies and termination-message settings, Service types and port
+//! container pull policies and termination-message settings, probes' timeouts, periods and
+//! thresholds, httpGet paths and schemes, volume file modes and token lifetimes (`pod.rs`), Service types and port
 //! protocols, the Secret type, CronJobs' policies and history limits, volume modes, a
 //! PersistentVolume's reclaim policy (Retain), a StorageClass's (Delete) and binding mode, a HorizontalPodAutoscaler's minimum, CPU target and scaling rules. Applied on every write, as Kubernetes does; a field already set
 //! is never changed. Pure functions on JSON.
@@ -9,20 +10,29 @@ use serde_json::{json, Value};
 
 use crate::kinds::Resource;
 
-/// Sets `object[key]` to `value` when it is missing or null.
-fn default(object: &mut Value, key: &str, value: Value) {
-    if let Some(map) = object.as_object_mut() {
-        let slot = map.entry(key.to_owned()).or_insert(Value::Null);
-        if slot.is_null() {
-            *slot = value;
-        }
+mod json;
+mod pod;
+
+use json::{child, default};
+use pod::{host_network_ports, pod_spec, requests_from_limits, template};
+
+/// Fills in the defaults of a Pod. Also for a pod stored before a default was added, so an
+/// update is compared with it as kube decodes it (defaulted).
+pub fn pod(object: &mut Value) {
+    if let Some(spec) = child(object, "spec") {
+        pod_spec(spec);
+        requests_from_limits(spec);
+        // kube's SetDefaults_Pod, not SetDefaults_PodSpec: templates do not show them.
+        default(spec, "enableServiceLinks", json!(true));
+        host_network_ports(spec);
     }
 }
 
-/// The object of `object[key]`, created when missing; `None` if it is not an object.
-fn child<'a>(object: &'a mut Value, key: &str) -> Option<&'a mut Value> {
-    default(object, key, json!({}));
-    object.get_mut(key).filter(|v| v.is_object())
+/// Fills in the defaults of a workload's pod template (its `spec`).
+pub fn pod_template(template: &mut Value) {
+    if let Some(spec) = child(template, "spec") {
+        pod_spec(spec);
+    }
 }
 
 /// Fills in the defaults of `object`, a `resource`.
@@ -107,15 +117,7 @@ pub fn apply(object: &mut Value, resource: &Resource) {
                 }
             }
         }
-        ("", "Pod") => {
-            if let Some(spec) = child(object, "spec") {
-                pod_spec(spec);
-                requests_from_limits(spec);
-                // kube's SetDefaults_Pod, not SetDefaults_PodSpec: templates do not show them.
-                default(spec, "enableServiceLinks", json!(true));
-                host_network_ports(spec);
-            }
-        }
+        ("", "Pod") => pod(object),
         ("autoscaling", "HorizontalPodAutoscaler") => {
             if let Some(spec) = child(object, "spec") {
                 autoscaler(spec, resource.version);
@@ -289,102 +291,6 @@ fn replication_controller(object: &mut Value) {
     if let Some(spec) = child(object, "spec") {
         default(spec, "replicas", json!(1));
         template(spec);
-    }
-}
-
-fn template(workload_spec: &mut Value) {
-    if let Some(template) = child(workload_spec, "template") {
-        if let Some(spec) = child(template, "spec") {
-            pod_spec(spec);
-        }
-    }
-}
-
-fn pod_spec(spec: &mut Value) {
-    default(spec, "restartPolicy", json!("Always"));
-    default(spec, "dnsPolicy", json!("ClusterFirst"));
-    default(spec, "terminationGracePeriodSeconds", json!(30));
-    default(spec, "schedulerName", json!("default-scheduler"));
-    default(spec, "securityContext", json!({}));
-    // v1's deprecated `serviceAccount` and `serviceAccountName` are one field (kube's
-    // conversion): either names the account, and both show it.
-    let account = ["serviceAccountName", "serviceAccount"]
-        .iter()
-        .filter_map(|k| spec[*k].as_str())
-        .find(|n| !n.is_empty())
-        .map(str::to_owned);
-    if let Some(account) = account {
-        spec["serviceAccountName"] = json!(account);
-        spec["serviceAccount"] = json!(account);
-    }
-    // An ephemeral container takes a container's defaults (kube's
-    // SetDefaults_EphemeralContainer).
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
-        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
-            containers.iter_mut().for_each(container);
-        }
-    }
-}
-
-/// A host-network pod's container ports listen on the host: a port without `hostPort` gets its
-/// `containerPort` (kube's defaultHostNetworkPorts).
-fn host_network_ports(spec: &mut Value) {
-    if spec["hostNetwork"] != true {
-        return;
-    }
-    for list in ["initContainers", "containers"] {
-        let containers = spec.get_mut(list).and_then(Value::as_array_mut);
-        for container in containers.into_iter().flatten() {
-            let ports = container.get_mut("ports").and_then(Value::as_array_mut);
-            for port in ports.into_iter().flatten().filter_map(Value::as_object_mut) {
-                let container_port = port.get("containerPort").cloned();
-                let unset = port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0;
-                if let Some(container_port) = container_port.filter(|_| unset) {
-                    port.insert("hostPort".to_owned(), container_port);
-                }
-            }
-        }
-    }
-}
-
-/// A pod's (not a template's) container with limits but no request of the same resource
-/// requests its limit (kube's SetDefaults_Pod).
-fn requests_from_limits(spec: &mut Value) {
-    for list in ["initContainers", "containers"] {
-        for c in spec
-            .get_mut(list)
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            let Some(limits) = c["resources"]["limits"].as_object().cloned() else {
-                continue;
-            };
-            let resources = &mut c["resources"];
-            if !resources["requests"].is_object() {
-                resources["requests"] = json!({});
-            }
-            for (name, value) in limits {
-                default(&mut resources["requests"], &name, value);
-            }
-        }
-    }
-}
-
-fn container(c: &mut Value) {
-    let image = c["image"].as_str().unwrap_or("");
-    // `:latest` or no tag (and no digest) pulls always, as Kubernetes defaults it.
-    let last = image.rsplit('/').next().unwrap_or("");
-    let latest = !image.contains('@') && last.split_once(':').is_none_or(|(_, t)| t == "latest");
-    let policy = if latest { "Always" } else { "IfNotPresent" };
-    default(c, "imagePullPolicy", json!(policy));
-    default(c, "terminationMessagePath", json!("/dev/termination-log"));
-    default(c, "terminationMessagePolicy", json!("File"));
-    default(c, "resources", json!({}));
-    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-        for port in ports {
-            default(port, "protocol", json!("TCP"));
-        }
     }
 }
 
