@@ -115,7 +115,8 @@ fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
                 .contains("pulled with a secret")
         },
     );
-    // kubelet's texts: the pull that happened, and the one that failed.
+    // kubelet's texts: the pull that happened, and the one that failed — each told as it
+    // began.
     let pulled = format!("Successfully pulled image \"{image}\" in ");
     let failed = format!("Failed to pull image \"{image}\": ");
     wait_logged(
@@ -135,6 +136,7 @@ fn image_pull_secrets_pull_with_the_right_password_and_report_a_wrong_one() {
             };
             told("right", "Pulling", &format!("Pulling image \"{image}\""))
                 && told("right", "Pulled", &pulled)
+                && told("wrong", "Pulling", &format!("Pulling image \"{image}\""))
                 && told("wrong", "Failed", &failed)
         },
     );

@@ -153,6 +153,7 @@ mod tests {
             ephemeral_container_statuses: Vec::new(),
             warnings: Vec::new(),
             pulls: Default::default(),
+            pulls_begun: Default::default(),
         }
     }
 

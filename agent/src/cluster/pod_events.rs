@@ -1,6 +1,6 @@
 //! The events kubelet records about a pod's containers (`kubectl describe pod`, `kubectl get
 //! events`), derived from the change between two of the agent's own statuses of the pod:
-//! a container that starts (again) → `Pulled`, `Created`, `Started`; one that waits in a
+//! a registry pull that begins → `Pulling`; a container that starts (again) → `Pulled`, `Created`, `Started`; one that waits in a
 //! failure → `Failed` or `BackOff` (Warning); a pod being deleted → `Killing` for each running
 //! container. Pure: [`diff`] decides, `status.rs` posts them as core/v1 Events.
 
@@ -144,6 +144,20 @@ pub fn diff(
             field_path: path.clone(),
             times: 1,
         };
+        // kubelet tells a pull as it begins, whatever its outcome.
+        let begun = now.pulls_begun.get(&c.name).copied().unwrap_or(0);
+        let told = before
+            .and_then(|b| b.pulls_begun.get(&c.name).copied())
+            .unwrap_or(0);
+        if begun > told {
+            let mut pulling = event(
+                Kind::Normal,
+                "Pulling",
+                format!("Pulling image \"{}\"", c.image),
+            );
+            pulling.times = begun - told;
+            out.push(pulling);
+        }
         let started = latest_start(c);
         let was_started = prev.and_then(latest_start);
         let new_start = match (before, started) {
@@ -154,11 +168,7 @@ pub fn diff(
         if new_start {
             let image = &c.image;
             match now.pulls.get(&c.name) {
-                Some(pulled) => {
-                    let pulling = format!("Pulling image \"{image}\"");
-                    out.push(event(Kind::Normal, "Pulling", pulling));
-                    out.push(event(Kind::Normal, "Pulled", pulled.clone()));
-                }
+                Some(pulled) => out.push(event(Kind::Normal, "Pulled", pulled.clone())),
                 None => out.push(event(
                     Kind::Normal,
                     "Pulled",
@@ -295,18 +305,41 @@ mod tests {
     }
 
     #[test]
-    fn a_start_after_a_pull_tells_the_pull() {
+    fn a_pull_is_told_as_it_begins_and_its_start_tells_the_pull() {
         let waiting = pod(ContainerState::waiting("ContainerCreating", ""));
+        let mut pulling = waiting.clone();
+        pulling.pulls_begun.insert("web".into(), 1);
+        let events = diff(Some(&waiting), &pulling, false);
+        assert_eq!(
+            told(&events),
+            [(
+                Kind::Normal,
+                "Pulling",
+                "Pulling image \"bosun.test/busybox:1\""
+            )]
+        );
+        assert!(
+            diff(Some(&pulling), &pulling, false).is_empty(),
+            "told once"
+        );
+
         let mut up = pod(running("T1"));
+        up.pulls_begun.insert("web".into(), 1);
         let pulled = "Successfully pulled image \"bosun.test/busybox:1\" in 1.2s (1.3s including waiting). Image size: 1024 bytes.";
         up.pulls.insert("web".into(), pulled.into());
-        let events = diff(Some(&waiting), &up, false);
+        let events = diff(Some(&pulling), &up, false);
+        assert_eq!(reasons(&events), ["Pulled", "Created", "Started"]);
+        assert_eq!(events[0].message, pulled);
+        // A pull begun and done between two reports: both told, in order.
         assert_eq!(
-            reasons(&events),
+            reasons(&diff(Some(&waiting), &up, false)),
             ["Pulling", "Pulled", "Created", "Started"]
         );
-        assert_eq!(events[0].message, "Pulling image \"bosun.test/busybox:1\"");
-        assert_eq!(events[1].message, pulled);
+        // A failed pull was begun too: Pulling, then kubelet's failure pair.
+        let mut failed = pod(ContainerState::waiting("ErrImagePull", "not found"));
+        failed.pulls_begun.insert("web".into(), 2);
+        let events = diff(Some(&pulling), &failed, false);
+        assert_eq!(reasons(&events), ["Pulling", "Failed", "Failed"]);
     }
 
     #[test]

@@ -61,6 +61,11 @@ impl PodWorker {
                     message: format!("pulling {image}: this agent has no registry client"),
                 })?;
             let keyring = keyring?;
+            *self
+                .lock_status()
+                .pulls_begun
+                .entry(container.name.clone())
+                .or_default() += 1;
             let pulling = std::time::Instant::now();
             let pulled = puller
                 .pull_with(images, image, &keyring)

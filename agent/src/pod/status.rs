@@ -106,6 +106,10 @@ pub struct PodStatus {
     /// when the image was already present (kubelet's "already present on machine").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pulls: BTreeMap<String, String>,
+    /// Container name → the registry pulls begun for it so far, for kubelet's `Pulling`
+    /// event when one begins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pulls_begun: BTreeMap<String, u32>,
 }
 
 /// A Warning event about the pod (not one of its containers), e.g. kubelet's

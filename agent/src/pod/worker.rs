@@ -150,6 +150,7 @@ fn initial_status(pod: &Pod, uid: &str) -> PodStatus {
         ephemeral_container_statuses: Vec::new(),
         warnings: Vec::new(),
         pulls: Default::default(),
+        pulls_begun: Default::default(),
     }
 }
 
