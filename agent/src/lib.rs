@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod dns;
 pub mod foreground;
+pub mod go_duration;
 pub mod image;
 pub mod kubelet_api;
 pub mod metrics;

@@ -73,8 +73,8 @@ impl PodWorker {
                 .map_err(|e| pull_error(e.to_string()))?;
             let text = format!(
                 "Successfully pulled image \"{image}\" in {} ({} including waiting). Image size: {} bytes.",
-                super::go_duration::go_duration(pulling.elapsed()),
-                super::go_duration::go_duration(asked.elapsed()),
+                crate::go_duration::go_duration(pulling.elapsed()),
+                crate::go_duration::go_duration(asked.elapsed()),
                 pulled.size
             );
             self.lock_status()

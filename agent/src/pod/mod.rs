@@ -11,7 +11,6 @@ mod deadline;
 mod env;
 mod ephemeral;
 mod event;
-mod go_duration;
 mod hooks;
 mod image_pull;
 pub mod logs;

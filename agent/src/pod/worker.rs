@@ -441,7 +441,7 @@ impl PodWorker {
                         "CrashLoopBackOff",
                         format!(
                             "back-off {} restarting failed container={name} pod={}_{}({})",
-                            super::go_duration::go_duration(delay),
+                            crate::go_duration::go_duration(delay),
                             self.pod.metadata.name,
                             self.pod.metadata.namespace,
                             self.uid

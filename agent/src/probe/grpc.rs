@@ -4,7 +4,9 @@
 //! status is read from the trailers or, in a trailers-only reply, the response headers; a
 //! reply without one fails. Messages follow kubelet's gRPC prober.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::pin;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::{Method, Request};
@@ -75,11 +77,24 @@ pub fn decode_status(frame: &[u8]) -> Result<u64, String> {
 }
 
 /// grpc: passes when the server reports SERVING. The connection is driven in this task, no
-/// task is spawned per probe.
-pub async fn grpc_probe(target: &NetTarget, port: u16, service: &str) -> Result<(), String> {
-    let stream = dial(target, None, port)
-        .await
-        .map_err(|e| format!("dial port {port}: {e}"))?;
+/// task is spawned per probe. A failed dial reads as kubelet's, whose gRPC dial retries
+/// until the probe's `timeout`: `timeout: failed to connect service "10.244.1.5:9000"
+/// within 1s`.
+pub async fn grpc_probe(
+    target: &NetTarget,
+    port: u16,
+    service: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let stream = dial(target, None, port).await.map_err(|e| {
+        let ip = target.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        tracing::debug!(port, error = %e, "gRPC probe dial");
+        format!(
+            "timeout: failed to connect service \"{}\" within {}",
+            SocketAddr::new(ip, port),
+            crate::go_duration::go_duration(timeout)
+        )
+    })?;
     let (client, conn) = h2::client::handshake(stream)
         .await
         .map_err(|e| format!("http2 handshake: {e}"))?;

@@ -269,7 +269,7 @@ async fn run_action(
         ProbeAction::Exec(cmd) => exec_probe(&t.exec, cmd, timeout).await,
         ProbeAction::Http(req) => http_probe(&t.net, req).await,
         ProbeAction::Tcp { host, port } => tcp_probe(&t.net, host.as_deref(), *port).await,
-        ProbeAction::Grpc { port, service } => grpc_probe(&t.net, *port, service).await,
+        ProbeAction::Grpc { port, service } => grpc_probe(&t.net, *port, service, timeout).await,
     }
 }
 

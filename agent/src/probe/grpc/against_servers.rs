@@ -16,6 +16,8 @@ use tonic_health::ServingStatus;
 use super::super::net::NetTarget;
 use super::grpc_probe;
 
+const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn loopback() -> NetTarget {
     NetTarget {
         pod_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
@@ -65,15 +67,15 @@ async fn tonic_health_serving_not_serving_and_unknown_service() {
         .await;
     let port = serve(TowerToHyperService::new(health)).await;
 
-    assert_eq!(grpc_probe(&loopback(), port, "").await, Ok(()));
-    assert_eq!(grpc_probe(&loopback(), port, "web").await, Ok(()));
+    assert_eq!(grpc_probe(&loopback(), port, "", SECOND).await, Ok(()));
+    assert_eq!(grpc_probe(&loopback(), port, "web", SECOND).await, Ok(()));
     assert_eq!(
-        grpc_probe(&loopback(), port, "db").await,
+        grpc_probe(&loopback(), port, "db", SECOND).await,
         Err("service unhealthy (responded with \"NOT_SERVING\")".into())
     );
     // NOT_FOUND comes back trailers-only: grpc-status in the response headers.
     assert_eq!(
-        grpc_probe(&loopback(), port, "nope").await,
+        grpc_probe(&loopback(), port, "nope", SECOND).await,
         Err(
             "error: health rpc probe failed: rpc error: code = NotFound desc = service not registered"
                 .into()
@@ -92,7 +94,7 @@ async fn a_server_without_the_health_service_fails_as_unimplemented() {
     }))
     .await;
     assert_eq!(
-        grpc_probe(&loopback(), port, "").await,
+        grpc_probe(&loopback(), port, "", SECOND).await,
         Err("this server does not implement the grpc health protocol (grpc.health.v1.Health): no grpc.health.v1.Health here".into())
     );
 }
@@ -111,7 +113,7 @@ async fn a_reply_without_grpc_status_fails() {
     }))
     .await;
     assert_eq!(
-        grpc_probe(&loopback(), port, "").await,
+        grpc_probe(&loopback(), port, "", SECOND).await,
         Err("gRPC response carries no grpc-status".into())
     );
 }
@@ -122,8 +124,11 @@ async fn nothing_listening_fails_at_dial() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let err = grpc_probe(&loopback(), port, "")
+    let err = grpc_probe(&loopback(), port, "", SECOND)
         .await
         .expect_err("refused");
-    assert!(err.starts_with(&format!("dial port {port}:")), "{err}");
+    assert_eq!(
+        err,
+        format!("timeout: failed to connect service \"127.0.0.1:{port}\" within 1s")
+    );
 }

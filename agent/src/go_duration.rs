@@ -1,5 +1,5 @@
 //! Durations as Go prints a `time.Duration`, for kubelet's texts (pull times, crash-loop
-//! back-offs).
+//! back-offs, probe timeouts).
 
 /// A duration as Go prints a `time.Duration` truncated to milliseconds (kubelet's pull
 /// times): `532ms`, `1.5s`, `2m3.004s`.
