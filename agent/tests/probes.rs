@@ -279,7 +279,7 @@ fn a_hanging_exec_probe_is_killed_at_its_timeout() {
     // Four runs have timed out (each a `sleep 300` that would still be alive if leaked)...
     let failures = "bosun_probe_failures_total{probe=\"readiness\",probe_type=\"exec\"}";
     wait_metric(&node, port, failures, 4, Duration::from_secs(30));
-    wait_verdict(&node, "hang", false, "timed out after 1s");
+    wait_verdict(&node, "hang", false, "command \"sleep 300\" timed out");
     let p = node.pod("hang").expect("pod");
     assert_eq!(p["ready"], false, "{p:#}");
     // ...and were killed: besides the container's own process, at most the current run and one

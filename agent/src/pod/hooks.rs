@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 use super::event::PodEvent;
 use super::status::ContainerState;
 use super::worker::PodWorker;
-use crate::probe::exec::exec_probe;
+use crate::probe::exec::exec_command;
 use crate::probe::net::{http_probe, HttpRequest};
 use crate::probe::ProbeTargets;
 use crate::spec::{resolve_port, Container, HookAction, LifecycleHandler, UriScheme};
@@ -71,9 +71,14 @@ impl Hook {
     /// Runs the hook, for at most `limit`; the error says what failed, as kubelet's would.
     pub(super) async fn run(&self, targets: &ProbeTargets, limit: Duration) -> Result<(), String> {
         match self {
-            Hook::Exec(command) => exec_probe(&targets.exec, command, limit)
-                .await
-                .map_err(|e| format!("Exec lifecycle hook ({command:?}) failed - error: {e}")),
+            Hook::Exec(command) => {
+                exec_command(&targets.exec, command, limit)
+                    .await
+                    .map_err(|failure| {
+                        let e = failure.hook_text(command, limit);
+                        format!("Exec lifecycle hook ({command:?}) failed - error: {e}")
+                    })
+            }
             Hook::HttpGet(req) => {
                 let path = req.target.as_str();
                 match tokio::time::timeout(limit, http_probe(&targets.net, req)).await {

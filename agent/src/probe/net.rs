@@ -68,7 +68,12 @@ pub async fn tcp_probe(target: &NetTarget, host: Option<&str>, port: u16) -> Res
 
 /// A failed dial in Go's words, as kubelet reports it: `dial tcp 10.244.1.5:8080: connect:
 /// connection refused`.
-fn dial_error(target: &NetTarget, host: Option<&str>, port: u16, e: &io::Error) -> String {
+pub(super) fn dial_error(
+    target: &NetTarget,
+    host: Option<&str>,
+    port: u16,
+    e: &io::Error,
+) -> String {
     let ip = target.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let address = match host.filter(|h| !h.is_empty()) {
         Some(h) => format!("{h}:{port}"),
@@ -152,7 +157,7 @@ fn build_request(
 }
 
 /// The URL kubelet names in an httpGet probe's errors: `http://10.244.1.5:8080/healthz`.
-fn probe_url(target: &NetTarget, req: &HttpRequest) -> String {
+pub(super) fn probe_url(target: &NetTarget, req: &HttpRequest) -> String {
     let scheme = if req.https { "https" } else { "http" };
     let host = match (&req.host, target.pod_ip) {
         (Some(h), _) if !h.is_empty() => host_port(h, req.port),

@@ -254,10 +254,29 @@ fn launch(
         let outcome =
             match tokio::time::timeout(timeout, run_action(&action, &targets, timeout)).await {
                 Ok(r) => r,
-                Err(_) => Err(format!("probe timed out after {}s", timeout.as_secs_f64())),
+                Err(_) => Err(timed_out(&action, &targets.net, timeout)),
             };
         (cid, idx, outcome, start.elapsed())
     });
+}
+
+/// A probe that ran out of its time, as kubelet's probers tell it.
+fn timed_out(action: &ProbeAction, net: &NetTarget, timeout: Duration) -> String {
+    match action {
+        ProbeAction::Exec(command) => format!("command {:?} timed out", command.join(" ")),
+        ProbeAction::Http(req) => format!(
+            "Get \"{}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+            super::net::probe_url(net, req)
+        ),
+        ProbeAction::Tcp { host, port } => {
+            let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+            super::net::dial_error(net, host.as_deref(), *port, &timed_out)
+        }
+        ProbeAction::Grpc { .. } => format!(
+            "timeout: health rpc did not complete within {}",
+            crate::go_duration::go_duration(timeout)
+        ),
+    }
 }
 
 async fn run_action(
@@ -322,4 +341,53 @@ fn finish(
         changed,
         message,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn timeouts_read_as_kubelets_probers_tell_them() {
+        let net = NetTarget {
+            pod_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 244, 1, 5))),
+            netns: std::path::PathBuf::new(),
+            node_netns: None,
+        };
+        let second = Duration::from_secs(1);
+        let exec = ProbeAction::Exec(vec!["sleep".into(), "300".into()]);
+        assert_eq!(
+            timed_out(&exec, &net, second),
+            "command \"sleep 300\" timed out"
+        );
+        let http = ProbeAction::Http(HttpRequest {
+            host: None,
+            port: 8080,
+            target: http::uri::PathAndQuery::from_static("/healthz"),
+            headers: Vec::new(),
+            https: false,
+        });
+        assert_eq!(
+            timed_out(&http, &net, second),
+            "Get \"http://10.244.1.5:8080/healthz\": context deadline exceeded (Client.Timeout \
+             exceeded while awaiting headers)"
+        );
+        let tcp = ProbeAction::Tcp {
+            host: None,
+            port: 5432,
+        };
+        assert_eq!(
+            timed_out(&tcp, &net, second),
+            "dial tcp 10.244.1.5:5432: i/o timeout"
+        );
+        let grpc = ProbeAction::Grpc {
+            port: 9000,
+            service: String::new(),
+        };
+        assert_eq!(
+            timed_out(&grpc, &net, Duration::from_secs(90)),
+            "timeout: health rpc did not complete within 1m30s"
+        );
+    }
 }
