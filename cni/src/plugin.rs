@@ -144,9 +144,13 @@ fn attach(
     write_sysctl(&format!("net/ipv4/neigh/{host_if}/proxy_delay"), "0")?;
     if conf.ip_forward.unwrap_or(true) {
         write_sysctl("net/ipv4/ip_forward", "1")?;
-        // A veth created while another ADD flips ip_forward can miss the change: set it on
-        // this interface explicitly.
-        write_sysctl(&format!("net/ipv4/conf/{host_if}/forwarding"), "1")?;
+        // Two ADDs flipping ip_forward at once can leave interfaces behind: the kernel turns
+        // forwarding on for every interface only in the write that changed the value, which
+        // retries when it finds the rtnl lock taken, and the other ADD may read the value
+        // set meanwhile and skip its own write. Seen: `all` on, `default` and the node's
+        // uplink off, so the pods' packets to other nodes went out but the replies were
+        // dropped. Each interface (this veth among them) is set as ip_forward would.
+        forward_on_every_interface()?;
     }
     nl.replace_route(&pod_route(ip, host.index))?;
     let ifname = env.ifname.clone();
@@ -205,6 +209,30 @@ fn default_route(pod_index: u32) -> Route4 {
 }
 
 /// Writes `value` to /proc/sys/`key` (of the current thread's netns).
+/// `net.ipv4.conf.*.forwarding` on for every interface of the node netns (and `default`),
+/// as a write of `net.ipv4.ip_forward=1` sets them.
+fn forward_on_every_interface() -> Result<(), CniError> {
+    let dir = Path::new("/proc/sys/net/ipv4/conf");
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        CniError::new(
+            code::IO_FAILURE,
+            "listing interfaces' sysctls",
+            format!("{}: {e}", dir.display()),
+        )
+    })?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let key = format!("net/ipv4/conf/{}/forwarding", name.to_string_lossy());
+        match write_sysctl(&key, "1") {
+            Ok(()) => {}
+            // An interface deleted since the listing.
+            Err(_) if !entry.path().exists() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn write_sysctl(key: &str, value: &str) -> Result<(), CniError> {
     let path = Path::new("/proc/sys").join(key);
     if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {

@@ -34,6 +34,14 @@ fn pods_on_two_nodes_reach_each_other_through_node_routes() {
     let data2 = tempfile::tempdir().unwrap();
     let n1 = node("bsnt-n1", "10.99.1.1");
     let n2 = node("bsnt-n2", "10.99.2.1");
+    // Node 1 as a race of two ADDs left it once: forwarding on for `all` but off for
+    // `default`, so its uplink, made next, does not forward the replies to its pods.
+    let sysctl = |ns: &Netns, setting: &str| {
+        let out = ns.command("sysctl").args(["-w", setting]).output().unwrap();
+        assert!(out.status.success(), "sysctl {setting}: {out:?}");
+    };
+    sysctl(&n1, "net.ipv4.ip_forward=1");
+    sysctl(&n1, "net.ipv4.conf.default.forwarding=0");
     let link = common::unique("bsn");
     let (l1, l2) = (format!("{link}a"), format!("{link}b"));
     n1.ip(&[
@@ -63,6 +71,16 @@ fn pods_on_two_nodes_reach_each_other_through_node_routes() {
     assert!(a.ping(&ip_b), "pod on node 1 -> pod on node 2 ({ip_b})");
     assert!(b.ping(&ip_a), "pod on node 2 -> pod on node 1 ({ip_a})");
     assert!(n1.ping(&ip_b), "node 1 -> pod on node 2");
+    let forwarding = |name: &str| {
+        let out = n1
+            .command("sysctl")
+            .args(["-n", &format!("net.ipv4.conf.{name}.forwarding")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(forwarding(&l1), "1", "the uplink forwards");
+    assert_eq!(forwarding("default"), "1");
 }
 
 #[test]
