@@ -300,6 +300,17 @@ fn service(spec: &mut Value) {
     if spec["type"] != "ExternalName" {
         default(spec, "internalTrafficPolicy", json!("Cluster"));
     }
+    let outside = spec["type"] == "NodePort" || spec["type"] == "LoadBalancer";
+    if outside {
+        default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if spec["type"] == "LoadBalancer" {
+        default(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+    if spec["sessionAffinity"] == "ClientIP" {
+        let config = json!({"clientIP": {"timeoutSeconds": 10800}});
+        default(spec, "sessionAffinityConfig", config);
+    }
     if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
         for port in ports {
             default(port, "protocol", json!("TCP"));
@@ -374,6 +385,15 @@ mod tests {
         assert_eq!(s["spec"]["type"], "ClusterIP");
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(s["spec"]["ports"][1]["targetPort"], "https");
+        assert!(s["spec"].get("externalTrafficPolicy").is_none(), "{s}");
+        let mut lb = json!({"spec": {"type": "LoadBalancer", "sessionAffinity": "ClientIP"}});
+        apply(&mut lb, find("", "services"));
+        assert_eq!(lb["spec"]["externalTrafficPolicy"], "Cluster");
+        assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
+        assert_eq!(
+            lb["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            10800
+        );
         let mut secret = json!({});
         apply(&mut secret, find("", "secrets"));
         assert_eq!(secret["type"], "Opaque");
