@@ -48,7 +48,14 @@ pub async fn post(client: kube::Client, node: String, pod: PodRef, events: Vec<P
             kind: e.kind.as_str(),
             times: e.times,
         };
-        create(&api, &node, &pod.name, &pod.namespace, involved, &what).await;
+        let about = About {
+            api: &api,
+            node: &node,
+            object: &pod.name,
+            namespace: &pod.namespace,
+            involved,
+        };
+        create(&about, &what).await;
     }
 }
 
@@ -83,7 +90,14 @@ pub async fn post_node(api: &Api<Event>, node: &str, kind: &str, reason: &str, m
         kind,
         times: 1,
     };
-    create(api, node, node, "default", involved, &what).await;
+    let about = About {
+        api,
+        node,
+        object: node,
+        namespace: "default",
+        involved,
+    };
+    create(&about, &what).await;
 }
 
 /// What an event says, and how many times it happened.
@@ -174,16 +188,26 @@ fn allowed(object_key: &str) -> bool {
     })
 }
 
-/// Posts an event about `involved` in `namespace` as kubelet's recorder does: counted on the
-/// Event posted for its last telling when that is recent ([`REPEAT_WINDOW`]), else created.
-async fn create(
-    api: &Api<Event>,
-    node: &str,
-    object: &str,
-    namespace: &str,
+/// What an event is about and where it goes: `involved`, object `object` in `namespace`,
+/// reported by node `node`.
+struct About<'a> {
+    api: &'a Api<Event>,
+    node: &'a str,
+    object: &'a str,
+    namespace: &'a str,
     involved: serde_json::Value,
-    what: &Recorded<'_>,
-) {
+}
+
+/// Posts an event as kubelet's recorder does: counted on the Event posted for its last
+/// telling when that is recent ([`REPEAT_WINDOW`]), else created.
+async fn create(about: &About<'_>, what: &Recorded<'_>) {
+    let About {
+        api,
+        object,
+        namespace,
+        involved,
+        ..
+    } = about;
     let object_key = format!("{namespace}\0{involved}");
     if !allowed(&object_key) {
         tracing::debug!(
@@ -214,16 +238,14 @@ async fn create(
             {
                 Ok(_) => Some((name, count)),
                 // Gone (its TTL ran out, or deleted): post it anew.
-                Err(kube::Error::Api(status)) if status.code == 404 => {
-                    post_new(api, node, object, namespace, involved, what).await
-                }
+                Err(kube::Error::Api(status)) if status.code == 404 => post_new(about, what).await,
                 Err(err) => {
                     tracing::debug!(object, reason = what.reason, error = %err, "counting an event");
                     None
                 }
             }
         }
-        None => post_new(api, node, object, namespace, involved, what).await,
+        None => post_new(about, what).await,
     };
     if let Some((name, count)) = name {
         with_memory(|Memory { told, .. }| {
@@ -239,17 +261,16 @@ async fn create(
     }
 }
 
-/// Creates the Event kubelet's recorder writes about `involved` (named
-/// `<object>.<hex nanoseconds>`), reported by node `node`: its name and count, or `None`
-/// when the post failed (logged and dropped).
-async fn post_new(
-    api: &Api<Event>,
-    node: &str,
-    object: &str,
-    namespace: &str,
-    involved: serde_json::Value,
-    what: &Recorded<'_>,
-) -> Option<(String, u32)> {
+/// Creates the Event kubelet's recorder writes (named `<object>.<hex nanoseconds>`): its name
+/// and count, or `None` when the post failed (logged and dropped).
+async fn post_new(about: &About<'_>, what: &Recorded<'_>) -> Option<(String, u32)> {
+    let About {
+        api,
+        node,
+        object,
+        namespace,
+        involved,
+    } = about;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
